@@ -1,0 +1,69 @@
+# uba: the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+BUF    := tools/node_modules/.bin/buf
+PROTOS := $(wildcard proto/uba/v1/*.proto)
+DESCRIPTOR := envoy/uba_descriptor.pb
+
+.PHONY: run test venv proto proto-check proto-lint lock bench clean
+
+# Starts the service on the embedded SQLite database (data in ./data).
+run: $(VENV)/.installed
+	$(VENV)/bin/uba serve
+
+# Runs every test: proto checks, then the whole pytest suite (SQLite and PostgreSQL).
+test: $(VENV)/.installed proto-check proto-lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[gateway,dev]'
+	touch $@
+
+$(BUF): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund
+	touch $@
+
+# Regenerates the Python stubs (server/uba/v1) and the descriptor set Envoy loads.
+proto: $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -Iproto -Ithird_party/googleapis \
+		--python_out=server --pyi_out=server --grpc_python_out=server \
+		--include_imports --include_source_info --descriptor_set_out=$(DESCRIPTOR) $(PROTOS)
+
+# Fails when the committed stubs or descriptor set drift from proto/.
+proto-check: $(VENV)/.installed
+	@rm -rf .proto-check && mkdir -p .proto-check/out
+	@$(PY) -m grpc_tools.protoc -Iproto -Ithird_party/googleapis \
+		--python_out=.proto-check/out --pyi_out=.proto-check/out --grpc_python_out=.proto-check/out \
+		--include_imports --include_source_info --descriptor_set_out=.proto-check/out/descriptor.pb $(PROTOS)
+	@for f in .proto-check/out/uba/v1/*; do cmp -s $$f server/uba/v1/$$(basename $$f) \
+		|| { echo "drift: server/uba/v1/$$(basename $$f) differs from proto/; run 'make proto'"; exit 1; }; done
+	@cmp -s .proto-check/out/descriptor.pb $(DESCRIPTOR) \
+		|| { echo "drift: $(DESCRIPTOR) differs from proto/; run 'make proto'"; exit 1; }
+	@rm -rf .proto-check
+	@echo "proto-check: generated code matches proto/"
+
+# buf lint (STANDARD) and buf breaking (WIRE_JSON) against main.
+proto-lint: $(BUF)
+	$(BUF) lint
+	@if git rev-parse --verify -q main >/dev/null; then \
+		$(BUF) breaking --against '.git#branch=main'; \
+	else echo "proto-lint: no main branch to compare against; breaking check skipped"; fi
+
+# Re-pins every Python dependency from a fresh resolution (review the diff).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q '.[gateway,dev,ml]'
+	.lock-venv/bin/pip freeze --exclude uba | grep -v '^-e' > constraints.txt
+	rm -rf .lock-venv
+
+bench: $(VENV)/.installed
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .proto-check tools/node_modules

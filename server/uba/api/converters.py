@@ -1,0 +1,186 @@
+"""Message <-> domain conversion. The only module besides the servicer that
+knows both protobuf and the domain types."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from uba.domain.dashboard import Dashboard
+from uba.domain.errors import InvalidArgument
+from uba.domain.events import ActivityEvent, ActivityType, EventFilter, RecordOutcome, RecordStatus
+from uba.v1 import anomalies_pb2, events_pb2, service_pb2
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_TYPE_FROM_PB = {
+    events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS: ActivityType.LOGIN_SUCCESS,
+    events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE: ActivityType.LOGIN_FAILURE,
+    events_pb2.ACTIVITY_TYPE_LOGOUT: ActivityType.LOGOUT,
+    events_pb2.ACTIVITY_TYPE_API_CALL: ActivityType.API_CALL,
+    events_pb2.ACTIVITY_TYPE_SESSION_START: ActivityType.SESSION_START,
+    events_pb2.ACTIVITY_TYPE_PASSWORD_CHANGE: ActivityType.PASSWORD_CHANGE,
+    events_pb2.ACTIVITY_TYPE_PERMISSION_CHANGE: ActivityType.PERMISSION_CHANGE,
+}
+_TYPE_TO_PB = {v: k for k, v in _TYPE_FROM_PB.items()}
+_STATUS_TO_PB = {
+    RecordStatus.ACCEPTED: service_pb2.RECORD_STATUS_ACCEPTED,
+    RecordStatus.DUPLICATE: service_pb2.RECORD_STATUS_DUPLICATE,
+    RecordStatus.INVALID: service_pb2.RECORD_STATUS_INVALID,
+}
+
+
+# -- time -----------------------------------------------------------------
+
+def to_datetime(ts: Timestamp) -> datetime:
+    return EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+def set_timestamp(target: Timestamp, moment: datetime) -> None:
+    delta = moment - EPOCH
+    target.seconds = delta.days * 86_400 + delta.seconds
+    target.nanos = delta.microseconds * 1000
+
+
+def to_timedelta(d: Duration) -> timedelta:
+    return timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
+
+
+def set_duration(target: Duration, span: timedelta) -> None:
+    total_us = span // timedelta(microseconds=1)
+    target.seconds, rest = divmod(total_us, 1_000_000)
+    target.nanos = rest * 1000
+    if target.seconds < 0 and target.nanos > 0:  # Duration wants both of one sign
+        target.seconds += 1
+        target.nanos -= 1_000_000_000
+
+
+# -- events ---------------------------------------------------------------
+
+def activity_type(value: int) -> ActivityType | None:
+    """The domain type of an enum number; None for UNSPECIFIED or unknown."""
+    return _TYPE_FROM_PB.get(value)
+
+
+def event_from_pb(m: events_pb2.ActivityEvent) -> ActivityEvent:
+    """Converts without judging: missing required fields come through as
+    None so that validation can name them."""
+    return ActivityEvent(
+        event_id=m.event_id,
+        user_id=m.user_id,
+        type=_TYPE_FROM_PB.get(m.type),  # type: ignore[arg-type]
+        occurred_at=to_datetime(m.occurred_at) if m.HasField("occurred_at") else None,  # type: ignore[arg-type]
+        source_ip=m.source_ip,
+        user_agent=m.user_agent,
+        device_id=m.device_id,
+        session_id=m.session_id,
+        country_code=m.country_code,
+        city=m.city,
+        latitude=m.latitude if m.HasField("latitude") else None,
+        longitude=m.longitude if m.HasField("longitude") else None,
+        timezone=m.timezone,
+        peer_group=m.peer_group,
+        api_method=m.api_method,
+        api_path=m.api_path,
+        status_code=m.status_code,
+        bytes_transferred=m.bytes_transferred,
+        session_duration=to_timedelta(m.session_duration) if m.HasField("session_duration") else None,
+        attributes=dict(m.attributes),
+        source=m.source,
+    )
+
+
+def event_to_pb(e: ActivityEvent, m: events_pb2.ActivityEvent) -> None:
+    """Fills `m` (typically a repeated field's new element) from `e`."""
+    m.event_id = e.event_id
+    m.user_id = e.user_id
+    m.type = _TYPE_TO_PB[e.type]
+    set_timestamp(m.occurred_at, e.occurred_at)
+    if e.received_at is not None:
+        set_timestamp(m.received_at, e.received_at)
+    m.source_ip = e.source_ip
+    m.user_agent = e.user_agent
+    m.device_id = e.device_id
+    m.session_id = e.session_id
+    m.country_code = e.country_code
+    m.city = e.city
+    if e.latitude is not None:
+        m.latitude = e.latitude
+    if e.longitude is not None:
+        m.longitude = e.longitude
+    m.timezone = e.timezone
+    m.peer_group = e.peer_group
+    m.api_method = e.api_method
+    m.api_path = e.api_path
+    m.status_code = e.status_code
+    m.bytes_transferred = e.bytes_transferred
+    if e.session_duration is not None:
+        set_duration(m.session_duration, e.session_duration)
+    m.attributes.update(e.attributes)
+    m.source = e.source
+
+
+def event_filter(request) -> EventFilter:  # ListLogsRequest or ExportLogsRequest
+    """The filter fields shared by ListLogs and ExportLogs."""
+    if request.type and request.type not in _TYPE_FROM_PB:
+        raise InvalidArgument.single("type", f"unknown activity type {request.type}")
+    return EventFilter(
+        user_id=request.user_id,
+        type=_TYPE_FROM_PB.get(request.type),
+        start_time=to_datetime(request.start_time) if request.HasField("start_time") else None,
+        end_time=to_datetime(request.end_time) if request.HasField("end_time") else None,
+        source_ip=request.source_ip,
+    )
+
+
+# -- replies --------------------------------------------------------------
+
+def record_activity_response(outcome: RecordOutcome) -> service_pb2.RecordActivityResponse:
+    reply = service_pb2.RecordActivityResponse(
+        event_id=outcome.event_id, duplicate=outcome.status is RecordStatus.DUPLICATE
+    )
+    if outcome.received_at is not None:
+        set_timestamp(reply.received_at, outcome.received_at)
+    return reply
+
+
+def record_activities_response(outcomes: list[RecordOutcome]) -> service_pb2.RecordActivitiesResponse:
+    reply = service_pb2.RecordActivitiesResponse()
+    counts = {RecordStatus.ACCEPTED: 0, RecordStatus.DUPLICATE: 0, RecordStatus.INVALID: 0}
+    for index, outcome in enumerate(outcomes):
+        counts[outcome.status] += 1
+        result = reply.results.add(index=index, event_id=outcome.event_id, status=_STATUS_TO_PB[outcome.status])
+        for v in outcome.violations:
+            result.violations.add(field=v.field, description=v.description)
+    reply.accepted_count = counts[RecordStatus.ACCEPTED]
+    reply.duplicate_count = counts[RecordStatus.DUPLICATE]
+    reply.invalid_count = counts[RecordStatus.INVALID]
+    return reply
+
+
+def dashboard_response(d: Dashboard) -> service_pb2.GetDashboardResponse:
+    reply = service_pb2.GetDashboardResponse(
+        analytics_mode=(service_pb2.ANALYTICS_MODE_ENHANCED if d.analytics_mode == "enhanced"
+                        else service_pb2.ANALYTICS_MODE_BASIC),
+    )
+    set_timestamp(reply.window_start, d.window_start)
+    set_timestamp(reply.window_end, d.window_end)
+    t = d.totals
+    reply.totals.CopyFrom(service_pb2.DashboardTotals(
+        event_count=t.event_count, user_count=t.user_count, login_success_count=t.login_success_count,
+        login_failure_count=t.login_failure_count, logout_count=t.logout_count,
+        api_call_count=t.api_call_count, anomaly_count=t.anomaly_count, open_alert_count=t.open_alert_count,
+    ))
+    for b in d.hourly:
+        bucket = reply.hourly.add(event_count=b.event_count, login_failure_count=b.login_failure_count,
+                                  anomaly_count=b.anomaly_count)
+        set_timestamp(bucket.start_time, b.start_time)
+    for severity, count in d.open_alerts_by_severity.items():
+        reply.open_alerts_by_severity.add(severity=anomalies_pb2.Severity.Value(f"SEVERITY_{severity.upper()}"), count=count)
+    for detector, count in d.anomalies_by_detector.items():
+        reply.anomalies_by_detector.add(detector=detector, count=count)
+    for user_id, risk, reasons in d.top_risky_users:
+        reply.top_risky_users.add(user_id=user_id, risk=risk, top_reasons=reasons)
+    return reply

@@ -1,0 +1,124 @@
+"""The one place that maps domain errors to gRPC status codes.
+
+An interceptor wraps every handler, unary and streaming. Domain errors become
+their status with rich details (google.rpc.BadRequest for field violations,
+google.rpc.RetryInfo for limits); anything unexpected becomes INTERNAL with a
+generic message and a trace id that is logged with the stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from uba.domain import errors
+
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[errors.DomainError], int]] = [
+    (errors.InvalidArgument, code_pb2.INVALID_ARGUMENT),
+    (errors.NotFound, code_pb2.NOT_FOUND),
+    (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (errors.PermissionDenied, code_pb2.PERMISSION_DENIED),
+    (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, code_pb2.UNAVAILABLE),
+    (errors.Unimplemented, code_pb2.UNIMPLEMENTED),
+]
+
+
+def to_status(exc: errors.DomainError) -> grpc.Status:
+    """The gRPC status (with details) that reports a domain error."""
+    code = next((c for kind, c in _CODES if isinstance(exc, kind)), code_pb2.UNKNOWN)
+    status = status_pb2.Status(code=code, message=str(exc))
+    if isinstance(exc, errors.InvalidArgument) and exc.violations:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in exc.violations
+        ]))
+        status.details.append(detail)
+    if isinstance(exc, errors.ResourceExhausted):
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(exc.retry_after * 1000))
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(detail)
+    return rpc_status.to_status(status)
+
+
+def _internal(method: str, exc: BaseException) -> grpc.Status:
+    trace_id = uuid.uuid4().hex[:16]
+    log.error("unexpected error in %s (trace id %s)", method, trace_id, exc_info=exc)
+    return rpc_status.to_status(status_pb2.Status(
+        code=code_pb2.INTERNAL, message=f"internal error; trace id {trace_id}"))
+
+
+def _wrap_unary(method: str, behavior: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
+    async def handler(request, context: grpc.aio.ServicerContext):
+        try:
+            return await behavior(request, context)
+        except errors.DomainError as exc:
+            await context.abort_with_status(to_status(exc))
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the catch-all is this module's job
+            await context.abort_with_status(_internal(method, exc))
+
+    return handler
+
+
+def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
+    async def handler(request, context: grpc.aio.ServicerContext):
+        try:
+            async for message in behavior(request, context):
+                yield message
+        except errors.DomainError as exc:
+            await context.abort_with_status(to_status(exc))
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await context.abort_with_status(_internal(method, exc))
+
+    return handler
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=_wrap_stream(method, handler.unary_stream))
+        return handler
+
+
+class DrainInterceptor(grpc.aio.ServerInterceptor):
+    """During shutdown, refuses new calls with UNAVAILABLE (which clients
+    retry) while in-flight ones finish. Health checks still answer, so load
+    balancers can see NOT_SERVING."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if self.draining and not handler_call_details.method.startswith("/grpc.health."):
+            return _refuse_handler()
+        return await continuation(handler_call_details)
+
+
+def _refuse_handler() -> grpc.RpcMethodHandler:
+    async def refuse(request, context):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry")
+
+    # Requests of any method are accepted as raw bytes: nothing to parse.
+    return grpc.unary_unary_rpc_method_handler(refuse)

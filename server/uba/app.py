@@ -1,0 +1,125 @@
+"""Composition root: builds the storage, the domain services and the gRPC
+server from Settings, and runs them until SIGTERM or SIGINT.
+
+One grpc.aio server per process: streams (alert subscribers) cost a
+coroutine, not a thread, so hundreds of subscribers do not starve unary
+calls. Blocking storage work runs on a bounded thread pool; writes go
+through the ingest service's single writer thread (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from uba.api.errors import DrainInterceptor, ErrorInterceptor
+from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
+from uba.config import Settings
+from uba.domain.dashboard import DashboardService
+from uba.domain.ingest import IngestService, utcnow
+from uba.domain.logs import LogService
+from uba.storage.database import Database
+from uba.storage.store import Store
+from uba.v1 import service_pb2, service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["BehaviorAnalyticsService"].full_name
+# Largest message the server accepts: a full batch of maximal events fits.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# How long a stopping server refuses new calls before it closes the port.
+DRAIN_SECONDS = 0.5
+
+
+def version() -> str:
+    try:
+        return metadata.version("uba")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+@dataclass
+class Services:
+    """The domain services of one process, and what they run on."""
+
+    database: Database
+    store: Store
+    ingest: IngestService
+    logs: LogService
+    dashboard: DashboardService
+    executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.ingest.close()
+        self.executor.shutdown(wait=True)
+        self.database.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    database = Database(settings.resolved_database_url, pool_size=settings.max_workers)
+    database.upgrade()
+    store = Store(database)
+    return Services(
+        database=database,
+        store=store,
+        ingest=IngestService(store),
+        logs=LogService(store),
+        dashboard=DashboardService(store, utcnow),
+        executor=ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="uba-storage"),
+    )
+
+
+async def serve(settings: Settings) -> int:
+    services = build_services(settings)
+    drain = DrainInterceptor()
+    server = grpc.aio.server(
+        interceptors=[drain, ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1),
+        ],
+    )
+    capabilities = Capabilities(version(), services.database.backend, "basic", detectors=[])
+    service_pb2_grpc.add_BehaviorAnalyticsServiceServicer_to_server(
+        BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, capabilities, services.executor),
+        server,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise SystemExit(f"uba: cannot listen on {settings.listen}")
+    host = settings.listen.rsplit(":", 1)[0]
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    print(f"uba: listening on {host}:{port} (storage: {services.database.backend})", flush=True)
+    log.info("serving on %s:%d with %s storage", host, port, services.database.backend)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    # Graceful stop: tell load balancers first, then let in-flight calls end.
+    log.info("shutting down: health NOT_SERVING, grace period %.1fs", settings.grace_period)
+    await health_servicer.enter_graceful_shutdown()
+    drain.draining = True
+    # A moment for callers to see NOT_SERVING and UNAVAILABLE before the
+    # port closes (calls that reach a closing port are CANCELLED by gRPC).
+    await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
+    await server.stop(settings.grace_period)
+    services.close()
+    log.info("stopped")
+    return 0

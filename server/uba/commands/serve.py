@@ -1,0 +1,24 @@
+"""`uba serve`: run the gRPC server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from uba.config import Settings
+from uba.logs import setup_logging
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="run the gRPC server",
+                                   description="Run the uba gRPC server (health checking and reflection on).")
+    Settings.add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.load(args)
+    setup_logging(settings.log_level, settings.log_json)
+    from uba.app import serve  # deferred: `uba --help` stays fast
+
+    return asyncio.run(serve(settings))

@@ -1,0 +1,83 @@
+"""Server settings: one object, filled from flags, then `UBA_*` environment
+variables, then defaults. No other module reads the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+# Largest batch RecordActivities accepts.
+MAX_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server can be told. Field name FOO is flag --foo and
+    environment variable UBA_FOO."""
+
+    listen: str = "127.0.0.1:50051"
+    data_dir: str = "data"
+    database_url: str = ""  # empty: a SQLite file in data_dir
+    log_level: str = "info"
+    log_json: bool = False
+    grace_period: float = 10.0  # seconds in-flight calls get on SIGTERM
+    heartbeat_interval: float = 15.0  # seconds between StreamAlerts heartbeats
+    max_workers: int = 16  # threads for blocking storage work
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'uba.db'}"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Adds one flag per field; flags default to None so that the
+        environment and then the field default fill what was not given."""
+        help_texts = {
+            "listen": "gRPC address HOST:PORT (port 0 picks a free one) [UBA_LISTEN, 127.0.0.1:50051]",
+            "data_dir": "directory for the embedded database and keys [UBA_DATA_DIR, ./data]",
+            "database_url": "SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db [UBA_DATABASE_URL, SQLite in the data dir]",
+            "log_level": "debug, info, warning or error [UBA_LOG_LEVEL, info]",
+            "log_json": "log one JSON object per line [UBA_LOG_JSON]",
+            "grace_period": "seconds in-flight calls get to finish on SIGTERM [UBA_GRACE_PERIOD, 10]",
+            "heartbeat_interval": "seconds between StreamAlerts heartbeats [UBA_HEARTBEAT_INTERVAL, 15]",
+            "max_workers": "threads for blocking storage work [UBA_MAX_WORKERS, 16]",
+        }
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            if f.type in (bool, "bool"):
+                parser.add_argument(flag, action="store_true", default=None, help=help_texts.get(f.name))
+            else:
+                parser.add_argument(flag, default=None, help=help_texts.get(f.name))
+
+    @classmethod
+    def load(cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = getattr(args, f.name, None) if args is not None else None
+            if raw is None:
+                raw = environ.get("UBA_" + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        return cls(**values)
+
+
+def _parse(name: str, kind: object, raw: object) -> object:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if kind in (bool, "bool"):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+    except ValueError:
+        raise SystemExit(f"uba: {name}: not a number: {raw!r}") from None
+    return raw

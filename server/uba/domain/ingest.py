@@ -1,0 +1,184 @@
+"""Ingest: validate, store once, acknowledge only what is committed.
+
+Writes go through one writer thread per process that gathers the events of
+all concurrent calls into one transaction (group commit): many small calls
+cost one commit instead of one each, and on SQLite there is a single writer
+by construction. A caller's future resolves only after its transaction
+committed, so an acknowledgement always means "durable".
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+from uba.domain.errors import InvalidArgument, ResourceExhausted, Unavailable
+from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
+from uba.domain.ids import new_uuid7
+from uba.domain.validation import validate_event
+
+log = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    """What ingest needs from storage."""
+
+    def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
+        """Stores the events in one transaction. Returns the ids inserted now
+        and, for the others (already stored), when they were first received."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class _Job:
+    events: list[ActivityEvent]
+    future: Future
+
+
+class IngestService:
+    """Validates events and hands valid ones to the group-commit writer."""
+
+    def __init__(self, sink: EventSink, clock: Callable[[], datetime] = utcnow,
+                 max_group_events: int = 5000, max_pending_events: int = 100_000):
+        self._sink = sink
+        self._clock = clock
+        self._max_group = max_group_events
+        self._max_pending = max_pending_events
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="uba-writer", daemon=True)
+        self._writer.start()
+
+    # -- the calls the API layer makes -------------------------------------
+
+    def prepare(self, events: Sequence[ActivityEvent], prefix: Callable[[int], str]) -> list[RecordOutcome | None]:
+        """Validates each event and assigns missing ids. Returns, per event,
+        an INVALID outcome or None for valid ones."""
+        now = self._clock()
+        outcomes: list[RecordOutcome | None] = []
+        for i, event in enumerate(events):
+            problems = validate_event(event, prefix(i), now)
+            if problems:
+                outcomes.append(RecordOutcome(event.event_id, RecordStatus.INVALID, violations=tuple(problems)))
+                continue
+            if not event.event_id:
+                event.event_id = new_uuid7()
+            outcomes.append(None)
+        return outcomes
+
+    def record_one(self, event: ActivityEvent) -> Future:
+        """Validates and submits one event; raises InvalidArgument at once.
+        The future resolves to its RecordOutcome once committed."""
+        (outcome,) = self.prepare([event], lambda _: "event")
+        if outcome is not None:
+            raise InvalidArgument(outcome.violations)
+        done: Future = Future()
+        inner = self.submit([event])
+        inner.add_done_callback(lambda f: _chain(f, done, lambda results: results[0]))
+        return done
+
+    def record_batch(self, events: Sequence[ActivityEvent]) -> Future:
+        """Validates and submits a batch; invalid items are reported, not
+        stored, and do not stop the valid ones. The future resolves to one
+        RecordOutcome per item, in order."""
+        outcomes = self.prepare(events, lambda i: f"events[{i}]")
+        valid = [e for e, o in zip(events, outcomes) if o is None]
+        done: Future = Future()
+        if not valid:
+            done.set_result(outcomes)
+            return done
+
+        def merge(stored: list[RecordOutcome]) -> list[RecordOutcome]:
+            it = iter(stored)
+            return [o if o is not None else next(it) for o in outcomes]
+
+        self.submit(valid).add_done_callback(lambda f: _chain(f, done, merge))
+        return done
+
+    def submit(self, events: list[ActivityEvent]) -> Future:
+        """Queues valid events for the writer. Refuses work past the pending
+        bound rather than queueing without limit."""
+        with self._pending_lock:
+            if self._pending + len(events) > self._max_pending:
+                raise ResourceExhausted("ingest queue is full; retry shortly", retry_after=0.5)
+            self._pending += len(events)
+        job = _Job(list(events), Future())
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Stops the writer after it has written everything queued."""
+        self._queue.put(None)
+        self._writer.join()
+
+    # -- the writer thread --------------------------------------------------
+
+    def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs = [first]
+            count = len(first.events)
+            # Take whatever else is already waiting, up to the group limit.
+            while count < self._max_group:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+                count += len(job.events)
+            self._write_group(jobs)
+            with self._pending_lock:
+                self._pending -= count
+
+    def _write_group(self, jobs: list[_Job]) -> None:
+        events = [e for job in jobs for e in job.events]
+        # The first of several events with one id wins; later ones are duplicates.
+        seen: set[str] = set()
+        unique: list[ActivityEvent] = []
+        for e in events:
+            if e.event_id not in seen:
+                seen.add(e.event_id)
+                unique.append(e)
+        received_at = self._clock()
+        try:
+            inserted, earlier = self._sink.store_events(unique, received_at)
+        except Exception as exc:  # the database is down or refused the write
+            log.exception("storing %d events failed", len(unique))
+            error = Unavailable(f"storage unavailable: {type(exc).__name__}; retry with the same event_id")
+            for job in jobs:
+                job.future.set_exception(error)
+            return
+        first_claimed: set[str] = set()
+        for job in jobs:
+            results = []
+            for e in job.events:
+                if e.event_id in inserted and e.event_id not in first_claimed:
+                    first_claimed.add(e.event_id)
+                    e.received_at = received_at
+                    results.append(RecordOutcome(e.event_id, RecordStatus.ACCEPTED, received_at))
+                else:
+                    results.append(RecordOutcome(e.event_id, RecordStatus.DUPLICATE, earlier.get(e.event_id, received_at)))
+            job.future.set_result(results)
+
+
+def _chain(source: Future, target: Future, transform: Callable) -> None:
+    if source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(transform(source.result()))

@@ -1,0 +1,197 @@
+"""The event log: idempotent bulk insert, keyset pages, window counts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Connection, and_, func, select, tuple_
+
+from uba.domain.events import ActivityEvent, ActivityType, EventFilter
+from uba.storage.models import EVENT_INSERT_COLUMNS, EventRow
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_T = EventRow.__table__
+_TYPES_BY_VALUE = {t.value: t for t in ActivityType}
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True, slots=True)
+class EventKey:
+    """Position of an event in time order: the keyset of pagination."""
+
+    occurred_at_us: int
+    id: int
+
+
+def _row_values(e: ActivityEvent, received_at_us: int) -> tuple:
+    # Order must match EVENT_INSERT_COLUMNS.
+    return (
+        e.event_id,
+        e.user_id,
+        e.type.value,
+        to_us(e.occurred_at),
+        received_at_us,
+        e.source_ip,
+        e.user_agent,
+        e.device_id,
+        e.session_id,
+        e.country_code,
+        e.city,
+        e.latitude,
+        e.longitude,
+        e.timezone,
+        e.peer_group,
+        e.api_method,
+        e.api_path,
+        e.status_code,
+        e.bytes_transferred,
+        None if e.session_duration is None else e.session_duration // timedelta(microseconds=1),
+        e.source,
+        json.dumps(e.attributes, ensure_ascii=False, sort_keys=True) if e.attributes else None,
+    )
+
+
+assert len(EVENT_INSERT_COLUMNS) == 22 and EVENT_INSERT_COLUMNS[0] == "event_id"
+
+_SELECT_COLUMNS = (_T.c.id, *(_T.c[name] for name in EVENT_INSERT_COLUMNS))
+
+
+def _event_from_row(row: Sequence) -> ActivityEvent:
+    (_id, event_id, user_id, type_, occurred, received, source_ip, user_agent, device_id, session_id,
+     country_code, city, latitude, longitude, tz, peer_group, api_method, api_path, status_code,
+     bytes_transferred, session_us, source, attributes) = row
+    return ActivityEvent(
+        event_id=event_id,
+        user_id=user_id,
+        type=_TYPES_BY_VALUE[type_],
+        occurred_at=from_us(occurred),
+        received_at=from_us(received),
+        source_ip=source_ip,
+        user_agent=user_agent,
+        device_id=device_id,
+        session_id=session_id,
+        country_code=country_code,
+        city=city,
+        latitude=latitude,
+        longitude=longitude,
+        timezone=tz,
+        peer_group=peer_group,
+        api_method=api_method,
+        api_path=api_path,
+        status_code=status_code,
+        bytes_transferred=bytes_transferred,
+        session_duration=None if session_us is None else timedelta(microseconds=session_us),
+        source=source,
+        attributes=json.loads(attributes) if attributes else {},
+    )
+
+
+class EventRepository:
+    """Reads and writes the `events` table inside a caller's transaction."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self._insert_sql = self._build_insert_sql()
+
+    def _build_insert_sql(self) -> str:
+        cols = ", ".join(EVENT_INSERT_COLUMNS)
+        if self.backend == "postgresql":
+            return f"INSERT INTO events ({cols}) VALUES %s ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+        marks = ", ".join("?" for _ in EVENT_INSERT_COLUMNS)
+        return f"INSERT OR IGNORE INTO events ({cols}) VALUES ({marks})"
+
+    def insert_new(self, conn: Connection, events: Iterable[ActivityEvent], received_at: datetime) -> set[str]:
+        """Inserts the events whose `event_id` is not stored yet; returns the
+        ids that were inserted. The caller dedupes ids within the batch.
+
+        The hot path of ingest, so it talks to the driver directly:
+        psycopg2's execute_values sends one multi-row INSERT per page, and
+        SQLite's per-row execute is cheap and tells us each row's fate.
+        """
+        received_us = to_us(received_at)
+        rows = [_row_values(e, received_us) for e in events]
+        if not rows:
+            return set()
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            if self.backend == "postgresql":
+                from psycopg2.extras import execute_values
+
+                returned = execute_values(cursor, self._insert_sql, rows, page_size=1000, fetch=True)
+                return {r[0] for r in returned}
+            inserted = set()
+            for row in rows:
+                cursor.execute(self._insert_sql, row)
+                if cursor.rowcount == 1:
+                    inserted.add(row[0])
+            return inserted
+        finally:
+            cursor.close()
+
+    def received_at(self, conn: Connection, event_ids: Iterable[str]) -> dict[str, datetime]:
+        """When each of the given (already stored) events was received."""
+        ids = list(event_ids)
+        found: dict[str, datetime] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for event_id, us in conn.execute(select(_T.c.event_id, _T.c.received_at_us).where(_T.c.event_id.in_(chunk))):
+                found[event_id] = from_us(us)
+        return found
+
+    def page(self, conn: Connection, flt: EventFilter, limit: int, after: EventKey | None,
+             newest_first: bool) -> list[tuple[EventKey, ActivityEvent]]:
+        """Up to `limit` events matching the filter, after the key, in time order."""
+        query = select(*_SELECT_COLUMNS).where(*_conditions(flt))
+        key = tuple_(_T.c.occurred_at_us, _T.c.id)
+        if after is not None:
+            bound = tuple_(after.occurred_at_us, after.id)
+            query = query.where(key < bound if newest_first else key > bound)
+        if newest_first:
+            query = query.order_by(_T.c.occurred_at_us.desc(), _T.c.id.desc())
+        else:
+            query = query.order_by(_T.c.occurred_at_us, _T.c.id)
+        rows = conn.execute(query.limit(limit)).all()
+        return [(EventKey(r[4], r[0]), _event_from_row(r)) for r in rows]
+
+    def window_counts(self, conn: Connection, start: datetime, end: datetime) -> tuple[dict[int, dict[str, int]], int]:
+        """Events per (hour, type) in [start, end), and distinct users.
+
+        Hours are keyed by hours since the epoch.
+        """
+        lo, hi = to_us(start), to_us(end)
+        hour = _T.c.occurred_at_us // 3_600_000_000
+        in_window = and_(_T.c.occurred_at_us >= lo, _T.c.occurred_at_us < hi)
+        hourly: dict[int, dict[str, int]] = {}
+        for h, type_, count in conn.execute(
+            select(hour, _T.c.type, func.count()).where(in_window).group_by(hour, _T.c.type)
+        ):
+            hourly.setdefault(int(h), {})[type_] = count
+        users = conn.execute(select(func.count(func.distinct(_T.c.user_id))).where(in_window)).scalar_one()
+        return hourly, users
+
+
+def _conditions(flt: EventFilter) -> list:
+    conds = []
+    if flt.user_id:
+        conds.append(_T.c.user_id == flt.user_id)
+    if flt.type is not None:
+        conds.append(_T.c.type == flt.type.value)
+    if flt.start_time is not None:
+        conds.append(_T.c.occurred_at_us >= to_us(flt.start_time))
+    if flt.end_time is not None:
+        conds.append(_T.c.occurred_at_us < to_us(flt.end_time))
+    if flt.source_ip:
+        conds.append(_T.c.source_ip == flt.source_ip)
+    return conds

@@ -1,0 +1,71 @@
+"""SQLAlchemy 2.0 typed models: the schema, one class per table.
+
+Times are stored as integer microseconds since the Unix epoch (UTC): exact,
+sortable, and the same on SQLite and PostgreSQL (SQLite has no timestamp
+type with a zone).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Alembic-friendly constraint names, stable across both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (its rowid).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class EventRow(Base):
+    """An activity event. Append-only; `event_id` is the idempotency key."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_at_us: Mapped[int] = mapped_column(BigInteger)
+    received_at_us: Mapped[int] = mapped_column(BigInteger)
+    source_ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(1024), default="")
+    device_id: Mapped[str] = mapped_column(String(256), default="")
+    session_id: Mapped[str] = mapped_column(String(256), default="")
+    country_code: Mapped[str] = mapped_column(String(2), default="")
+    city: Mapped[str] = mapped_column(String(128), default="")
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    timezone: Mapped[str] = mapped_column(String(64), default="")
+    peer_group: Mapped[str] = mapped_column(String(128), default="")
+    api_method: Mapped[str] = mapped_column(String(16), default="")
+    api_path: Mapped[str] = mapped_column(String(2048), default="")
+    status_code: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_transferred: Mapped[int] = mapped_column(BigInteger, default=0)
+    session_duration_us: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(128), default="")
+    # JSON object of the free-form attributes; NULL when there are none.
+    attributes: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # Newest-first listing and time-window counts.
+        Index("ix_events_occurred", "occurred_at_us", "id"),
+        # Per-user history: listing, baselines, backfill.
+        Index("ix_events_user_occurred", "user_id", "occurred_at_us", "id"),
+        Index("ix_events_type_occurred", "type", "occurred_at_us"),
+        Index("ix_events_source_ip_occurred", "source_ip", "occurred_at_us"),
+    )
+
+
+# Column order used by the bulk insert (everything but the surrogate key).
+EVENT_INSERT_COLUMNS = tuple(c.name for c in EventRow.__table__.columns if c.name != "id")

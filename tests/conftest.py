@@ -1,0 +1,69 @@
+"""Shared fixtures: real servers on real ports, on SQLite and PostgreSQL.
+
+Where CI=true, a PostgreSQL that does not answer fails the run instead of
+skipping its half of the suite.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from support import postgres
+from support.server import ServerProcess
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _require_postgres() -> None:
+    why = postgres.available()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI and does not answer: {why}")
+        pytest.skip(f"PostgreSQL not available: {why}")
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> None:
+    _require_postgres()
+
+
+@pytest.fixture
+def make_database_url():
+    """Makes a fresh database of the backend; returns its URL ('' = the
+    embedded default in the data dir). Databases are dropped afterwards."""
+    created: list[str] = []
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            return ""
+        _require_postgres()
+        url = postgres.create_database()
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        postgres.drop_database(url)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def uba_server(request, tmp_path_factory):
+    """A running server with a fresh database, shared by one test module."""
+    backend = request.param
+    url = ""
+    if backend == "postgresql":
+        _require_postgres()
+        url = postgres.create_database()
+    server = ServerProcess(tmp_path_factory.mktemp(f"uba-{backend}"), url).start()
+    server.backend = backend
+    yield server
+    server.stop()
+    if url:
+        postgres.drop_database(url)
+
+
+@pytest.fixture
+def stub(uba_server):
+    return uba_server.stub

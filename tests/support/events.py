@@ -1,0 +1,24 @@
+"""Building request messages for tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from uba.v1 import events_pb2
+
+LOGIN = events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS
+FAILURE = events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE
+LOGOUT = events_pb2.ACTIVITY_TYPE_LOGOUT
+API_CALL = events_pb2.ACTIVITY_TYPE_API_CALL
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def event(user_id: str, type_: int = LOGIN, at: datetime | None = None, **fields) -> events_pb2.ActivityEvent:
+    """A valid event; `at` defaults to a minute ago."""
+    m = events_pb2.ActivityEvent(user_id=user_id, type=type_, **fields)
+    m.occurred_at.FromDatetime(at or datetime.now(timezone.utc) - timedelta(minutes=1))
+    return m
