@@ -15,7 +15,6 @@ import sys
 COMMAND_MODULES = (
     "uba.commands.serve",
     "uba.commands.db",
-    "uba.commands.gateway",
 )
 
 
