@@ -11,6 +11,7 @@ from typing import TypeVar
 from google.api import httpbody_pb2
 
 from uba.api import converters as conv
+from uba.api.bridge import LoopBridge
 from uba.config import MAX_BATCH_SIZE
 from uba.domain.dashboard import DashboardService
 from uba.domain.errors import InvalidArgument, Unimplemented
@@ -40,6 +41,8 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         self._dashboard = dashboard
         self._capabilities = capabilities
         self._executor = executor
+        # Built inside the running server, so the loop is the server's.
+        self._bridge = LoopBridge(asyncio.get_running_loop())
 
     async def _blocking(self, fn: Callable[..., T], *args) -> T:
         """Runs storage-bound work off the event loop."""
@@ -50,14 +53,15 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     async def RecordActivity(self, request, context):
         if not request.HasField("event"):
             raise InvalidArgument.single("event", "required")
-        outcome = await asyncio.wrap_future(self._ingest.record_one(conv.event_from_pb(request.event)))
+        (outcome,) = await self._bridge.wait(self._ingest.record_one(conv.event_from_pb(request.event)))
         return conv.record_activity_response(outcome)
 
     async def RecordActivities(self, request, context):
         if len(request.events) > MAX_BATCH:
             raise InvalidArgument.single("events", f"{len(request.events)} events; at most {MAX_BATCH} per batch")
         events = [conv.event_from_pb(m) for m in request.events]
-        outcomes = await asyncio.wrap_future(self._ingest.record_batch(events))
+        prepared, stored = self._ingest.record_batch(events)
+        outcomes = self._ingest.merge(prepared, await self._bridge.wait(stored) if stored else None)
         return conv.record_activities_response(outcomes)
 
     # -- the log ------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -48,11 +49,12 @@ class IngestService:
     """Validates events and hands valid ones to the group-commit writer."""
 
     def __init__(self, sink: EventSink, clock: Callable[[], datetime] = utcnow,
-                 max_group_events: int = 5000, max_pending_events: int = 100_000):
+                 max_group_events: int = 5000, max_pending_events: int = 100_000, linger: float = 0.002):
         self._sink = sink
         self._clock = clock
         self._max_group = max_group_events
         self._max_pending = max_pending_events
+        self._linger = linger
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -78,32 +80,26 @@ class IngestService:
 
     def record_one(self, event: ActivityEvent) -> Future:
         """Validates and submits one event; raises InvalidArgument at once.
-        The future resolves to its RecordOutcome once committed."""
+        The future resolves to a one-item list of RecordOutcome once the
+        event is committed."""
         (outcome,) = self.prepare([event], lambda _: "event")
         if outcome is not None:
             raise InvalidArgument(outcome.violations)
-        done: Future = Future()
-        inner = self.submit([event])
-        inner.add_done_callback(lambda f: _chain(f, done, lambda results: results[0]))
-        return done
+        return self.submit([event])
 
-    def record_batch(self, events: Sequence[ActivityEvent]) -> Future:
-        """Validates and submits a batch; invalid items are reported, not
-        stored, and do not stop the valid ones. The future resolves to one
-        RecordOutcome per item, in order."""
-        outcomes = self.prepare(events, lambda i: f"events[{i}]")
-        valid = [e for e, o in zip(events, outcomes) if o is None]
-        done: Future = Future()
-        if not valid:
-            done.set_result(outcomes)
-            return done
+    def record_batch(self, events: Sequence[ActivityEvent]) -> tuple[list[RecordOutcome | None], Future | None]:
+        """Validates and submits a batch: invalid items are reported, not
+        stored, and do not stop the valid ones. Returns the validation
+        outcomes and the future of the valid items' outcomes (None when no
+        item is valid); `merge` combines them in request order."""
+        prepared = self.prepare(events, lambda i: f"events[{i}]")
+        valid = [e for e, o in zip(events, prepared) if o is None]
+        return prepared, (self.submit(valid) if valid else None)
 
-        def merge(stored: list[RecordOutcome]) -> list[RecordOutcome]:
-            it = iter(stored)
-            return [o if o is not None else next(it) for o in outcomes]
-
-        self.submit(valid).add_done_callback(lambda f: _chain(f, done, merge))
-        return done
+    @staticmethod
+    def merge(prepared: list[RecordOutcome | None], stored: list[RecordOutcome] | None) -> list[RecordOutcome]:
+        it = iter(stored or ())
+        return [o if o is not None else next(it) for o in prepared]
 
     def submit(self, events: list[ActivityEvent]) -> Future:
         """Queues valid events for the writer. Refuses work past the pending
@@ -131,10 +127,12 @@ class IngestService:
                 break
             jobs = [first]
             count = len(first.events)
-            # Take whatever else is already waiting, up to the group limit.
+            # Gather what arrives within the linger, up to the group limit:
+            # a commit costs about the same for one event as for hundreds.
+            deadline = time.monotonic() + self._linger
             while count < self._max_group:
                 try:
-                    job = self._queue.get_nowait()
+                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if job is None:
@@ -176,9 +174,3 @@ class IngestService:
                     results.append(RecordOutcome(e.event_id, RecordStatus.DUPLICATE, earlier.get(e.event_id, received_at)))
             job.future.set_result(results)
 
-
-def _chain(source: Future, target: Future, transform: Callable) -> None:
-    if source.exception() is not None:
-        target.set_exception(source.exception())
-    else:
-        target.set_result(transform(source.result()))

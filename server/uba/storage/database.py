@@ -32,6 +32,7 @@ class Database:
     def __init__(self, url: str, pool_size: int = 16):
         self.url = make_url(url)
         self.backend = self.url.get_backend_name()  # "sqlite" or "postgresql"
+        self._held: Connection | None = None
         if self.backend == "sqlite":
             self.engine = _sqlite_engine(url)
         elif self.backend == "postgresql":
@@ -53,6 +54,30 @@ class Database:
                 conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def write_held(self) -> Iterator[Connection]:
+        """A write transaction on a connection kept open between calls, for
+        the single writer thread: saves the pool round trip on every group
+        commit. A failed transaction discards the connection, so a restarted
+        database gets a fresh one."""
+        conn = self._held
+        if conn is None:
+            conn = self.engine.connect()
+            if self.backend == "sqlite":
+                conn = conn.execution_options(sqlite_immediate=True)
+            self._held = conn
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            self._held = None
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception:  # noqa: BLE001 - already broken; nothing more to do
+                log.debug("discarding the writer connection failed", exc_info=True)
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -78,6 +103,9 @@ class Database:
         return ScriptDirectory.from_config(cfg).get_current_head()
 
     def dispose(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
         self.engine.dispose()
 
 

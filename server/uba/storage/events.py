@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ def _row_values(e: ActivityEvent, received_at_us: int) -> tuple:
 
 assert len(EVENT_INSERT_COLUMNS) == 22 and EVENT_INSERT_COLUMNS[0] == "event_id"
 
+_COPY_SQL = f"COPY events_stage ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: object) -> str:
+    """One field in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return repr(value) if isinstance(value, float) else str(value)
+
 _SELECT_COLUMNS = (_T.c.id, *(_T.c[name] for name in EVENT_INSERT_COLUMNS))
 
 
@@ -108,7 +121,8 @@ class EventRepository:
     def _build_insert_sql(self) -> str:
         cols = ", ".join(EVENT_INSERT_COLUMNS)
         if self.backend == "postgresql":
-            return f"INSERT INTO events ({cols}) VALUES %s ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            return (f"INSERT INTO events ({cols}) SELECT {cols} FROM events_stage "
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
         marks = ", ".join("?" for _ in EVENT_INSERT_COLUMNS)
         return f"INSERT OR IGNORE INTO events ({cols}) VALUES ({marks})"
 
@@ -116,21 +130,21 @@ class EventRepository:
         """Inserts the events whose `event_id` is not stored yet; returns the
         ids that were inserted. The caller dedupes ids within the batch.
 
-        The hot path of ingest, so it talks to the driver directly:
-        psycopg2's execute_values sends one multi-row INSERT per page, and
-        SQLite's per-row execute is cheap and tells us each row's fate.
+        The hot path of ingest, so it talks to the driver directly. On
+        PostgreSQL the rows are COPYed into a per-connection temporary table
+        and moved with one INSERT ... SELECT ... ON CONFLICT DO NOTHING: about
+        twice the rate of a multi-row INSERT, whose parsing dominates. On
+        SQLite a per-row execute is cheap and tells each row's fate.
         """
         received_us = to_us(received_at)
         rows = [_row_values(e, received_us) for e in events]
         if not rows:
             return set()
-        cursor = conn.connection.driver_connection.cursor()
+        dbapi = conn.connection.dbapi_connection
+        cursor = dbapi.cursor()
         try:
             if self.backend == "postgresql":
-                from psycopg2.extras import execute_values
-
-                returned = execute_values(cursor, self._insert_sql, rows, page_size=1000, fetch=True)
-                return {r[0] for r in returned}
+                return self._copy_insert(cursor, rows)
             inserted = set()
             for row in rows:
                 cursor.execute(self._insert_sql, row)
@@ -139,6 +153,16 @@ class EventRepository:
             return inserted
         finally:
             cursor.close()
+
+    def _copy_insert(self, cursor, rows: list[tuple]) -> set[str]:
+        # Lives as long as the pooled connection and is emptied at each
+        # commit; asking every time is cheap and survives rolled-back creates.
+        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS events_stage "
+                       "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        text = "".join("\t".join(map(_copy_value, row)) + "\n" for row in rows)
+        cursor.copy_expert(_COPY_SQL, io.StringIO(text))
+        cursor.execute(self._insert_sql)
+        return {r[0] for r in cursor.fetchall()}
 
     def received_at(self, conn: Connection, event_ids: Iterable[str]) -> dict[str, datetime]:
         """When each of the given (already stored) events was received."""

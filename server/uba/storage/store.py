@@ -23,7 +23,8 @@ class Store:
     # -- ingest ---------------------------------------------------------------
 
     def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
-        with self.database.write() as conn:
+        """Called by the ingest writer thread only (it holds one connection)."""
+        with self.database.write_held() as conn:
             inserted = self.events.insert_new(conn, events, received_at)
             others = [e.event_id for e in events if e.event_id not in inserted]
             earlier = self.events.received_at(conn, others) if others else {}
