@@ -1,0 +1,123 @@
+"""Failed-login bursts: brute force against one account, and password
+spraying (one source address failing against many accounts).
+
+Both count in sliding windows shared across users (see detectors.state),
+not in the baseline: the attack itself must be counted, also while its
+events are quarantined.
+"""
+
+from __future__ import annotations
+
+from uba.detectors.base import (
+    DetectionContext, Detector, Finding, escalation_level, fmt_window, require_positive, require_severity,
+)
+from uba.domain.anomalies import Feature, Severity
+from uba.domain.events import ActivityEvent, ActivityType
+
+_FAILURE = ActivityType.LOGIN_FAILURE
+_SUCCESS = ActivityType.LOGIN_SUCCESS
+
+
+class FailedLoginBurstDetector(Detector):
+    name = "failed_login_burst"
+    version = "1.0"
+    description = ("Many failed logins for one user within a short window (brute force), "
+                   "and a successful login right after such a burst.")
+    title = "Burst of failed logins"
+    event_types = frozenset({_FAILURE, _SUCCESS})
+
+    def __init__(self, count: int = 10, window_seconds: float = 300.0, severity: str = "medium",
+                 success_after_burst_severity: str = "high"):
+        self.count = count
+        self.window_seconds = window_seconds
+        self.severity = severity
+        self.success_after_burst_severity = success_after_burst_severity
+
+    def check_params(self) -> None:
+        require_positive(self, "count", "window_seconds")
+        require_severity(self, "severity", "success_after_burst_severity")
+
+    def _windows(self, ctx: DetectionContext):
+        return ctx.shared.windows(self.name, self.window_seconds)
+
+    def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
+        failures_before = self._windows(ctx).count(event.user_id, ctx.clock.ts)
+        window = fmt_window(self.window_seconds)
+        if event.type is _SUCCESS:
+            if failures_before < self.count:
+                return []
+            return [Finding(
+                score=failures_before / self.count,
+                severity=Severity.parse(self.success_after_burst_severity),
+                reason=(f"successful login from {event.source_ip or 'unknown address'} after "
+                        f"{failures_before} failed attempts within {window}"),
+                observed=f"{failures_before} failures, then success",
+                expected=f"fewer than {self.count} failures in {window}",
+                features=(Feature("failures_in_window", float(failures_before), 1.0),),
+            )]
+        failures = failures_before + 1
+        level = escalation_level(failures, self.count)
+        if level <= escalation_level(failures_before, self.count):
+            return []
+        return [Finding(
+            score=failures / self.count,
+            severity=Severity.parse(self.severity).raised_by(level - 1, Severity.HIGH),
+            reason=(f"{failures} failed logins for this user within {window} "
+                    f"(limit {self.count}); latest from {event.source_ip or 'unknown address'}"),
+            observed=f"{failures} in {window}",
+            expected=f"fewer than {self.count} in {window}",
+            features=(Feature("failures_in_window", float(failures), 1.0),),
+        )]
+
+    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+        windows = self._windows(ctx)
+        if event.type is _FAILURE:
+            windows.add(event.user_id, ctx.clock.ts)
+        else:
+            windows.clear(event.user_id)  # the burst ended with a success
+
+
+class PasswordSprayingDetector(Detector):
+    name = "password_spraying"
+    version = "1.0"
+    description = "One source address with failed logins against many distinct users within a window."
+    title = "Password spraying"
+    event_types = frozenset({_FAILURE})
+
+    def __init__(self, min_users: int = 10, window_seconds: float = 600.0, severity: str = "high"):
+        self.min_users = min_users
+        self.window_seconds = window_seconds
+        self.severity = severity
+
+    def check_params(self) -> None:
+        require_positive(self, "min_users", "window_seconds")
+        require_severity(self, "severity")
+
+    def _windows(self, ctx: DetectionContext):
+        return ctx.shared.windows(self.name, self.window_seconds)
+
+    def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
+        ip = event.source_ip
+        if not ip:
+            return []
+        windows = self._windows(ctx)
+        ts = ctx.clock.ts
+        users_before = windows.distinct(ip, ts)
+        users = users_before if windows.has_value(ip, event.user_id, ts) else users_before + 1
+        level = escalation_level(users, self.min_users)
+        if level <= escalation_level(users_before, self.min_users):
+            return []
+        window = fmt_window(self.window_seconds)
+        return [Finding(
+            score=users / self.min_users,
+            severity=Severity.parse(self.severity).raised_by(level - 1, Severity.CRITICAL),
+            reason=(f"{users} distinct users failed to log in from {ip} within {window} "
+                    f"(limit {self.min_users}); this user is one of them"),
+            observed=f"{users} users from {ip}",
+            expected=f"fewer than {self.min_users} users per address in {window}",
+            features=(Feature("distinct_users_from_ip", float(users), 1.0),),
+        )]
+
+    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+        if event.source_ip:
+            self._windows(ctx).add(event.source_ip, ctx.clock.ts, event.user_id)

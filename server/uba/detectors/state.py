@@ -1,0 +1,153 @@
+"""Detector state shared across users: sliding windows of recent events.
+
+A baseline answers "what is normal for this user"; a window answers "what
+has happened in the last few minutes", across users when needed (one
+source IP failing against many accounts). Windows are always learned, also
+from quarantined events, because they count the attack itself.
+
+Everything is bounded: a window forgets events older than its span, keeps
+at most `max_events_per_key` per key and at most `max_keys` keys, evicting
+the key touched least recently. Losing the state (a restart) only delays
+detection by one window, so persisting it is optional; `to_dict` /
+`from_dict` exist for storage that wants to.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+
+class _Window:
+    __slots__ = ("events", "values")
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[float, str]] = deque()
+        # value -> occurrences in the window, for O(1) distinct counts
+        self.values: dict[str, int] = {}
+
+
+class KeyedWindows:
+    """Per-key sliding windows of (time, value) pairs."""
+
+    __slots__ = ("window_seconds", "max_keys", "max_events_per_key", "_windows")
+
+    def __init__(self, window_seconds: float, max_keys: int = 100_000, max_events_per_key: int = 10_000):
+        self.window_seconds = float(window_seconds)
+        self.max_keys = max_keys
+        self.max_events_per_key = max_events_per_key
+        # key -> window, least recently touched first
+        self._windows: dict[str, _Window] = {}
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def _current(self, key: str, now_ts: float) -> _Window | None:
+        window = self._windows.get(key)
+        if window is None:
+            return None
+        self._expire(window, now_ts)
+        if not window.events:
+            del self._windows[key]
+            return None
+        return window
+
+    def _expire(self, window: _Window, now_ts: float) -> None:
+        horizon = now_ts - self.window_seconds
+        events, values = window.events, window.values
+        while events and events[0][0] <= horizon:
+            _, value = events.popleft()
+            left = values[value] - 1
+            if left:
+                values[value] = left
+            else:
+                del values[value]
+
+    def count(self, key: str, now_ts: float) -> int:
+        """Events of `key` within the window ending at `now_ts`."""
+        window = self._current(key, now_ts)
+        return len(window.events) if window else 0
+
+    def distinct(self, key: str, now_ts: float) -> int:
+        """Distinct values of `key` within the window."""
+        window = self._current(key, now_ts)
+        return len(window.values) if window else 0
+
+    def has_value(self, key: str, value: str, now_ts: float) -> bool:
+        window = self._current(key, now_ts)
+        return bool(window) and value in window.values  # type: ignore[union-attr]
+
+    def add(self, key: str, ts: float, value: str = "") -> None:
+        windows = self._windows
+        window = windows.pop(key, None)
+        if window is None:
+            if len(windows) >= self.max_keys:
+                del windows[next(iter(windows))]
+            window = _Window()
+        else:
+            self._expire(window, ts)
+        window.events.append((ts, value))
+        window.values[value] = window.values.get(value, 0) + 1
+        if len(window.events) > self.max_events_per_key:
+            _, dropped = window.events.popleft()
+            left = window.values[dropped] - 1
+            if left:
+                window.values[dropped] = left
+            else:
+                del window.values[dropped]
+        windows[key] = window  # re-inserted: now the most recently touched
+
+    def clear(self, key: str) -> None:
+        self._windows.pop(key, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_seconds": self.window_seconds,
+            "max_keys": self.max_keys,
+            "max_events_per_key": self.max_events_per_key,
+            "keys": {key: [[ts, value] for ts, value in w.events] for key, w in self._windows.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "KeyedWindows":
+        windows = cls(data["window_seconds"], data["max_keys"], data["max_events_per_key"])
+        for key, events in data["keys"].items():
+            window = _Window()
+            for ts, value in events:
+                window.events.append((ts, value))
+                window.values[value] = window.values.get(value, 0) + 1
+            windows._windows[key] = window
+        return windows
+
+
+class SharedState:
+    """Named windows shared by all users; detectors ask for theirs by name."""
+
+    __slots__ = ("_windows",)
+
+    def __init__(self) -> None:
+        self._windows: dict[str, KeyedWindows] = {}
+
+    def windows(self, name: str, window_seconds: float, max_keys: int = 100_000,
+                max_events_per_key: int = 10_000) -> KeyedWindows:
+        """The windows called `name`, created on first use. A changed span
+        (new configuration) applies from now on."""
+        windows = self._windows.get(name)
+        if windows is None:
+            windows = self._windows[name] = KeyedWindows(window_seconds, max_keys, max_events_per_key)
+        elif windows.window_seconds != window_seconds:
+            windows.window_seconds = float(window_seconds)
+        return windows
+
+    def names(self) -> list[str]:
+        return list(self._windows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: windows.to_dict() for name, windows in self._windows.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SharedState":
+        state = cls()
+        for name, windows in data.items():
+            state._windows[name] = KeyedWindows.from_dict(windows)
+        return state

@@ -1,0 +1,700 @@
+"""What is normal for a user, learned online one event at a time.
+
+Everything here is bounded (fixed-size histograms, running statistics,
+capped maps) so a baseline costs the same after a year as after a week, and
+serialises to plain JSON (`to_dict` / `from_dict`) that round-trips exactly.
+Times are kept as float Unix seconds: cheap to compare, exact in JSON.
+
+Per-day and per-hour quantities (logins per day, API calls per hour) need
+the counts of the day and hour still in progress; those open buckets live
+here too and are closed into the running statistics when an event of a
+later day or hour arrives. Days are the user's local calendar days; hours
+are UTC clock hours (true 60-minute windows, also across DST changes).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from uba.domain.events import ActivityEvent, ActivityType
+
+# Bump when the JSON layout changes; `from_dict` migrates older versions.
+SCHEMA_VERSION = 1
+HOURS_PER_WEEK = 168
+# Bounds on the maps of known values; the least recently seen entry goes.
+KNOWN_VALUES_CAP = 200
+ENDPOINTS_CAP = 500
+
+_UTC = timezone.utc
+_LOGIN_SUCCESS = ActivityType.LOGIN_SUCCESS
+_LOGIN_FAILURE = ActivityType.LOGIN_FAILURE
+_LOGOUT = ActivityType.LOGOUT
+_API_CALL = ActivityType.API_CALL
+
+
+@dataclass(frozen=True, slots=True)
+class MaturityPolicy:
+    """When a baseline has enough history to judge its user on its own;
+    before that detectors use the peer-group or population prior."""
+
+    min_logins: int = 30
+    min_days: int = 7
+
+
+DEFAULT_MATURITY = MaturityPolicy()
+
+
+# -- time -------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    """The zone of an IANA name, or None when the name is unknown."""
+    try:
+        return ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for odd paths, OSError
+        return None
+
+
+def resolve_zone(*names: str) -> tuple[str, ZoneInfo | timezone]:
+    """The first valid IANA zone among `names`, else UTC."""
+    for name in names:
+        if name:
+            zone = _zone(name)
+            if zone is not None:
+                return name, zone
+    return "UTC", _UTC
+
+
+def from_ts(ts: float | None) -> datetime | None:
+    """Unix seconds to an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, tz=_UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class EventClock:
+    """An event's time in the forms the baseline and detectors need,
+    computed once per event."""
+
+    ts: float  # Unix seconds
+    local: datetime  # in the user's zone
+    zone_name: str
+    hour_of_week: int  # 0 = Monday 00:00-01:00 local
+    day_key: int  # local calendar day (proleptic ordinal)
+    hour_key: int  # UTC clock hour since the epoch
+
+    @classmethod
+    def of(cls, occurred_at: datetime, *zone_names: str) -> "EventClock":
+        if occurred_at.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware")
+        name, zone = resolve_zone(*zone_names)
+        local = occurred_at.astimezone(zone)
+        ts = occurred_at.timestamp()
+        return cls(ts, local, name, local.weekday() * 24 + local.hour, local.toordinal(), int(ts // 3600))
+
+
+# -- building blocks ----------------------------------------------------------
+
+@dataclass(slots=True)
+class RunningStats:
+    """Count, mean, spread, min and max of a stream (Welford's algorithm)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0  # sum of squared deviations from the mean
+    min: float | None = None
+    max: float | None = None
+
+    def add(self, x: float) -> None:
+        self.count += 1
+        delta = x - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (x - self.mean)
+        if self.min is None or x < self.min:
+            self.min = x
+        if self.max is None or x > self.max:
+            self.max = x
+
+    def merge(self, other: "RunningStats") -> None:
+        """Adds another stream's summary (Chan et al.), as if its values had
+        been added one by one."""
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.count, self.mean, self.m2, self.min, self.max = other.count, other.mean, other.m2, other.min, other.max
+            return
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        self.m2 += other.m2 + delta * delta * self.count * other.count / n
+        self.mean += delta * other.count / n
+        self.count = n
+        self.min = min(self.min, other.min)  # type: ignore[type-var]
+        self.max = max(self.max, other.max)  # type: ignore[type-var]
+
+    @property
+    def variance(self) -> float:
+        """Sample variance; 0 with fewer than two values."""
+        return self.m2 / (self.count - 1) if self.count > 1 else 0.0
+
+    @property
+    def stddev(self) -> float:
+        return math.sqrt(max(self.variance, 0.0))
+
+    def to_list(self) -> list:
+        return [self.count, self.mean, self.m2, self.min, self.max]
+
+    @classmethod
+    def from_list(cls, values: list) -> "RunningStats":
+        count, mean, m2, lo, hi = values
+        return cls(int(count), float(mean), float(m2), lo, hi)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenValue:
+    """A value a user has been seen with, as the API reports it."""
+
+    value: str
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(slots=True)
+class KnownValues:
+    """Values (countries, IPs, devices, endpoints) with count and first and
+    last sight, capped at `cap` entries. The dict is kept in order of last
+    sight, so evicting the least recently seen entry is O(1)."""
+
+    cap: int = KNOWN_VALUES_CAP
+    # value -> [count, first_seen_ts, last_seen_ts], least recently seen first
+    entries: dict[str, list] = field(default_factory=dict)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def count_of(self, value: str) -> int:
+        entry = self.entries.get(value)
+        return entry[0] if entry else 0
+
+    def touch(self, value: str, ts: float) -> None:
+        entries = self.entries
+        entry = entries.pop(value, None)
+        if entry is None:
+            if len(entries) >= self.cap:
+                del entries[next(iter(entries))]
+            entry = [0, ts, ts]
+        entry[0] += 1
+        if ts < entry[1]:
+            entry[1] = ts
+        if ts > entry[2]:
+            entry[2] = ts
+        entries[value] = entry  # re-inserted: now the most recently seen
+
+    def most_common(self, n: int) -> list[tuple[str, int]]:
+        ranked = sorted(self.entries.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        return [(value, entry[0]) for value, entry in ranked[:n]]
+
+    def seen(self) -> list[SeenValue]:
+        """All entries, the most recently seen first."""
+        return [
+            SeenValue(value, entry[0], from_ts(entry[1]), from_ts(entry[2]))  # type: ignore[arg-type]
+            for value, entry in reversed(self.entries.items())
+        ]
+
+    def to_dict(self) -> dict[str, list]:
+        return {value: list(entry) for value, entry in self.entries.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list], cap: int) -> "KnownValues":
+        return cls(cap, {str(value): [int(e[0]), e[1], e[2]] for value, e in data.items()})
+
+
+@dataclass(slots=True)
+class LastLogin:
+    """Where and when the user last logged in successfully."""
+
+    ts: float
+    source_ip: str = ""
+    country_code: str = ""
+    city: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    event_id: str = ""
+
+    @property
+    def occurred_at(self) -> datetime:
+        return from_ts(self.ts)  # type: ignore[return-value]
+
+    @property
+    def place(self) -> str:
+        return ", ".join(p for p in (self.city, self.country_code) if p) or self.source_ip or "unknown place"
+
+
+@dataclass(slots=True)
+class DayBucket:
+    """Counts of the local day in progress."""
+
+    key: int | None = None
+    logins: int = 0
+    # Set when a quarantined event was counted: the day is then not learned.
+    tainted: bool = False
+
+
+@dataclass(slots=True)
+class HourBucket:
+    """Counts of the UTC hour in progress."""
+
+    key: int | None = None
+    api_calls: int = 0
+    api_errors: int = 0
+    bytes: int = 0
+    failures: int = 0
+    tainted: bool = False
+
+
+# Returned for an hour/day that has not started yet; never mutated.
+_EMPTY_HOUR = HourBucket()
+
+
+def normalize_endpoint(method: str, path: str) -> str:
+    """"METHOD path" with ids in the path replaced by {id}, so that
+    /v1/customers/42 and /v1/customers/43 are one endpoint."""
+    path = path.split("?", 1)[0]
+    if path:
+        segments = path.split("/")
+        for i, segment in enumerate(segments):
+            if segment and _looks_like_id(segment):
+                segments[i] = "{id}"
+        path = "/".join(segments)
+    return f"{method.upper()} {path}" if method else path
+
+
+def _looks_like_id(segment: str) -> bool:
+    if segment.isdigit():
+        return True
+    if len(segment) >= 16:
+        # UUIDs, hashes, long hex or base64-ish tokens
+        stripped = segment.replace("-", "")
+        if all(c in "0123456789abcdefABCDEF" for c in stripped):
+            return True
+        digits = sum(c.isdigit() for c in segment)
+        return digits >= 4 and digits * 4 >= len(segment)
+    return False
+
+
+# -- the baseline --------------------------------------------------------------
+
+@dataclass(slots=True)
+class UserBaseline:
+    """What is normal for one user. Mutated in place by `learn`."""
+
+    user_id: str
+    timezone: str = ""
+    peer_group: str = ""
+    observation_count: int = 0
+    days_covered: int = 0
+    first_seen_ts: float | None = None
+    last_seen_ts: float | None = None
+    # Successful logins per local hour of the week; index 0 = Monday 00:00.
+    login_hour_of_week: list[int] = field(default_factory=lambda: [0] * HOURS_PER_WEEK)
+    logins_per_day: RunningStats = field(default_factory=RunningStats)
+    failed_logins_per_hour: RunningStats = field(default_factory=RunningStats)
+    log_session_seconds: RunningStats = field(default_factory=RunningStats)
+    api_calls_per_hour: RunningStats = field(default_factory=RunningStats)
+    bytes_per_hour: RunningStats = field(default_factory=RunningStats)
+    api_call_count: int = 0
+    api_error_count: int = 0
+    endpoints: KnownValues = field(default_factory=lambda: KnownValues(ENDPOINTS_CAP))
+    countries: KnownValues = field(default_factory=KnownValues)
+    cities: KnownValues = field(default_factory=KnownValues)
+    source_ips: KnownValues = field(default_factory=KnownValues)
+    devices: KnownValues = field(default_factory=KnownValues)
+    last_login: LastLogin | None = None
+    # Latest local day with a learned event, to count days_covered.
+    last_learned_day: int | None = None
+    day: DayBucket = field(default_factory=DayBucket)
+    hour: HourBucket = field(default_factory=HourBucket)
+    maturity: MaturityPolicy = field(default=DEFAULT_MATURITY, compare=False, repr=False)
+    # Derived from login_hour_of_week (not serialised): logins per local hour
+    # of the day, and their total, kept so detectors need not sum 168 cells.
+    login_hour_of_day: list[int] = field(default_factory=list, compare=False, repr=False)
+    login_count: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.login_hour_of_week) != HOURS_PER_WEEK:
+            raise ValueError(f"login_hour_of_week needs {HOURS_PER_WEEK} counts")
+        by_hour = [0] * 24
+        for index, count in enumerate(self.login_hour_of_week):
+            by_hour[index % 24] += count
+        self.login_hour_of_day = by_hour
+        self.login_count = sum(by_hour)
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def mature(self) -> bool:
+        return self.login_count >= self.maturity.min_logins and self.days_covered >= self.maturity.min_days
+
+    @property
+    def api_error_share(self) -> float:
+        return self.api_error_count / self.api_call_count if self.api_call_count else 0.0
+
+    @property
+    def first_seen_at(self) -> datetime | None:
+        return from_ts(self.first_seen_ts)
+
+    @property
+    def last_seen_at(self) -> datetime | None:
+        return from_ts(self.last_seen_ts)
+
+    def clock(self, event: ActivityEvent) -> EventClock:
+        """The event's time in this user's zone: the event's own zone, else
+        the one learned, else UTC."""
+        return EventClock.of(event.occurred_at, event.timezone, self.timezone)
+
+    def logins_so_far(self, clock: EventClock) -> int | None:
+        """Logins counted on the event's local day before it; None when the
+        event is late (its day already closed)."""
+        key = self.day.key
+        if key is None or clock.day_key > key:
+            return 0
+        return self.day.logins if clock.day_key == key else None
+
+    def hour_so_far(self, clock: EventClock) -> HourBucket | None:
+        """Counts of the event's UTC hour before it (do not mutate); None
+        when the event is late."""
+        key = self.hour.key
+        if key is None or clock.hour_key > key:
+            return _EMPTY_HOUR
+        return self.hour if clock.hour_key == key else None
+
+    # -- learning ------------------------------------------------------------
+
+    def learn(self, event: ActivityEvent, clock: EventClock | None = None) -> None:
+        """Makes the event part of what is normal for this user."""
+        c = clock or self.clock(event)
+        ts = c.ts
+        day_open, hour_open = self._advance(c)
+        self.observation_count += 1
+        if self.first_seen_ts is None or ts < self.first_seen_ts:
+            self.first_seen_ts = ts
+        if self.last_seen_ts is None or ts > self.last_seen_ts:
+            self.last_seen_ts = ts
+        if self.last_learned_day is None or c.day_key > self.last_learned_day:
+            self.days_covered += 1
+            self.last_learned_day = c.day_key
+        if event.timezone and event.timezone != self.timezone and _zone(event.timezone) is not None:
+            self.timezone = event.timezone
+        if event.peer_group:
+            self.peer_group = event.peer_group
+        if event.source_ip:
+            self.source_ips.touch(event.source_ip, ts)
+        if event.device_id:
+            self.devices.touch(event.device_id, ts)
+        kind = event.type
+        if kind is _LOGIN_SUCCESS:
+            self.login_hour_of_week[c.hour_of_week] += 1
+            self.login_hour_of_day[c.local.hour] += 1
+            self.login_count += 1
+            if day_open:
+                self.day.logins += 1
+            if event.country_code:
+                self.countries.touch(event.country_code, ts)
+            if event.city:
+                self.cities.touch(event.city, ts)
+            if self.last_login is None or ts >= self.last_login.ts:
+                self.last_login = LastLogin(
+                    ts, event.source_ip, event.country_code, event.city, event.latitude, event.longitude,
+                    event.event_id,
+                )
+        elif kind is _LOGIN_FAILURE:
+            if hour_open:
+                self.hour.failures += 1
+        elif kind is _API_CALL:
+            self.api_call_count += 1
+            if event.status_code >= 400:
+                self.api_error_count += 1
+            if event.api_method or event.api_path:
+                self.endpoints.touch(normalize_endpoint(event.api_method, event.api_path), ts)
+            if hour_open:
+                self.hour.api_calls += 1
+                if event.status_code >= 400:
+                    self.hour.api_errors += 1
+        elif kind is _LOGOUT and event.session_duration is not None:
+            self.log_session_seconds.add(math.log(max(event.session_duration.total_seconds(), 1.0)))
+        if event.bytes_transferred > 0 and hour_open:
+            self.hour.bytes += event.bytes_transferred
+
+    def note_quarantined(self, event: ActivityEvent, clock: EventClock | None = None) -> None:
+        """Counts a quarantined event in the open day/hour, so rate detectors
+        still see it, and marks those buckets tainted so they are not learned
+        when they close. Nothing else about the event is learned."""
+        c = clock or self.clock(event)
+        day_open, hour_open = self._advance(c)
+        kind = event.type
+        if kind is _LOGIN_SUCCESS and day_open:
+            self.day.logins += 1
+            self.day.tainted = True
+        if hour_open:
+            touched = False
+            if kind is _LOGIN_FAILURE:
+                self.hour.failures += 1
+                touched = True
+            elif kind is _API_CALL:
+                self.hour.api_calls += 1
+                if event.status_code >= 400:
+                    self.hour.api_errors += 1
+                touched = True
+            if event.bytes_transferred > 0:
+                self.hour.bytes += event.bytes_transferred
+                touched = True
+            if touched:
+                self.hour.tainted = True
+
+    def _advance(self, c: EventClock) -> tuple[bool, bool]:
+        """Closes the open day/hour when the event belongs to a later one.
+        Returns whether the event falls in the (now) open day and hour; a
+        late event does not, and is left out of the per-day/hour counts."""
+        day = self.day
+        if day.key is None or c.day_key > day.key:
+            if day.key is not None and day.logins and not day.tainted:
+                self.logins_per_day.add(day.logins)
+            day.key, day.logins, day.tainted = c.day_key, 0, False
+        hour = self.hour
+        if hour.key is None or c.hour_key > hour.key:
+            if hour.key is not None and not hour.tainted:
+                if hour.api_calls or hour.bytes:
+                    self.api_calls_per_hour.add(hour.api_calls)
+                    self.bytes_per_hour.add(hour.bytes)
+                if hour.failures:
+                    self.failed_logins_per_hour.add(hour.failures)
+            hour.key, hour.api_calls, hour.api_errors, hour.bytes, hour.failures, hour.tainted = (
+                c.hour_key, 0, 0, 0, 0, False)
+        return c.day_key == day.key, c.hour_key == hour.key
+
+    # -- JSON ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; `from_dict` restores an equal baseline."""
+        last = self.last_login
+        return {
+            "schema": SCHEMA_VERSION,
+            "user_id": self.user_id,
+            "timezone": self.timezone,
+            "peer_group": self.peer_group,
+            "observation_count": self.observation_count,
+            "days_covered": self.days_covered,
+            "first_seen": self.first_seen_ts,
+            "last_seen": self.last_seen_ts,
+            "login_hour_of_week": list(self.login_hour_of_week),
+            "logins_per_day": self.logins_per_day.to_list(),
+            "failed_logins_per_hour": self.failed_logins_per_hour.to_list(),
+            "log_session_seconds": self.log_session_seconds.to_list(),
+            "api_calls_per_hour": self.api_calls_per_hour.to_list(),
+            "bytes_per_hour": self.bytes_per_hour.to_list(),
+            "api_call_count": self.api_call_count,
+            "api_error_count": self.api_error_count,
+            "endpoints": self.endpoints.to_dict(),
+            "countries": self.countries.to_dict(),
+            "cities": self.cities.to_dict(),
+            "source_ips": self.source_ips.to_dict(),
+            "devices": self.devices.to_dict(),
+            "last_login": None if last is None else [
+                last.ts, last.source_ip, last.country_code, last.city, last.latitude, last.longitude,
+                last.event_id],
+            "last_learned_day": self.last_learned_day,
+            "day": [self.day.key, self.day.logins, self.day.tainted],
+            "hour": [self.hour.key, self.hour.api_calls, self.hour.api_errors, self.hour.bytes,
+                     self.hour.failures, self.hour.tainted],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], maturity: MaturityPolicy = DEFAULT_MATURITY) -> "UserBaseline":
+        schema = data.get("schema")
+        if schema != SCHEMA_VERSION:
+            # Only one version exists so far; later versions migrate here.
+            raise ValueError(f"unsupported baseline schema {schema!r} (this server reads {SCHEMA_VERSION})")
+        last = data.get("last_login")
+        day = data["day"]
+        hour = data["hour"]
+        return cls(
+            user_id=data["user_id"],
+            timezone=data.get("timezone", ""),
+            peer_group=data.get("peer_group", ""),
+            observation_count=int(data["observation_count"]),
+            days_covered=int(data["days_covered"]),
+            first_seen_ts=data.get("first_seen"),
+            last_seen_ts=data.get("last_seen"),
+            login_hour_of_week=[int(v) for v in data["login_hour_of_week"]],
+            logins_per_day=RunningStats.from_list(data["logins_per_day"]),
+            failed_logins_per_hour=RunningStats.from_list(data["failed_logins_per_hour"]),
+            log_session_seconds=RunningStats.from_list(data["log_session_seconds"]),
+            api_calls_per_hour=RunningStats.from_list(data["api_calls_per_hour"]),
+            bytes_per_hour=RunningStats.from_list(data["bytes_per_hour"]),
+            api_call_count=int(data["api_call_count"]),
+            api_error_count=int(data["api_error_count"]),
+            endpoints=KnownValues.from_dict(data["endpoints"], ENDPOINTS_CAP),
+            countries=KnownValues.from_dict(data["countries"], KNOWN_VALUES_CAP),
+            cities=KnownValues.from_dict(data["cities"], KNOWN_VALUES_CAP),
+            source_ips=KnownValues.from_dict(data["source_ips"], KNOWN_VALUES_CAP),
+            devices=KnownValues.from_dict(data["devices"], KNOWN_VALUES_CAP),
+            last_login=None if last is None else LastLogin(*last),
+            last_learned_day=data.get("last_learned_day"),
+            day=DayBucket(day[0], int(day[1]), bool(day[2])),
+            hour=HourBucket(hour[0], int(hour[1]), int(hour[2]), int(hour[3]), int(hour[4]), bool(hour[5])),
+            maturity=maturity,
+        )
+
+
+# -- priors ------------------------------------------------------------------------
+
+# The statistics a prior pools across users.
+POOLED_STATS = (
+    "logins_per_day",
+    "failed_logins_per_hour",
+    "log_session_seconds",
+    "api_calls_per_hour",
+    "bytes_per_hour",
+)
+
+
+@dataclass(slots=True)
+class Prior:
+    """What is normal for a group of users (a peer group, or everyone),
+    pooled from their mature baselines. A new user is judged against it
+    until the user's own baseline is mature."""
+
+    user_count: int = 0
+    # Sum over users of each user's share of logins per hour of the week, so
+    # every user weighs the same however often they log in.
+    login_hour_of_week: list[float] = field(default_factory=lambda: [0.0] * HOURS_PER_WEEK)
+    logins_per_day: RunningStats = field(default_factory=RunningStats)
+    failed_logins_per_hour: RunningStats = field(default_factory=RunningStats)
+    log_session_seconds: RunningStats = field(default_factory=RunningStats)
+    api_calls_per_hour: RunningStats = field(default_factory=RunningStats)
+    bytes_per_hour: RunningStats = field(default_factory=RunningStats)
+    api_error_share_sum: float = 0.0
+    # Derived, not serialised: login_hour_of_week folded to 24 hours, as a
+    # probability distribution (uniform while empty).
+    hour_of_day_share: list[float] = field(default_factory=list, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._fold()
+
+    def _fold(self) -> None:
+        by_hour = [0.0] * 24
+        for index, weight in enumerate(self.login_hour_of_week):
+            by_hour[index % 24] += weight
+        total = sum(by_hour)
+        self.hour_of_day_share = [w / total for w in by_hour] if total > 0 else [1 / 24] * 24
+
+    @property
+    def api_error_share(self) -> float:
+        return self.api_error_share_sum / self.user_count if self.user_count else 0.0
+
+    def include(self, baseline: UserBaseline) -> None:
+        """Adds one user's baseline to the pool."""
+        self.user_count += 1
+        total = baseline.login_count
+        if total:
+            for index, count in enumerate(baseline.login_hour_of_week):
+                if count:
+                    self.login_hour_of_week[index] += count / total
+            self._fold()
+        for name in POOLED_STATS:
+            getattr(self, name).merge(getattr(baseline, name))
+        self.api_error_share_sum += baseline.api_error_share
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "user_count": self.user_count,
+            "login_hour_of_week": list(self.login_hour_of_week),
+            "api_error_share_sum": self.api_error_share_sum,
+        }
+        for name in POOLED_STATS:
+            data[name] = getattr(self, name).to_list()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Prior":
+        return cls(
+            user_count=int(data["user_count"]),
+            login_hour_of_week=[float(v) for v in data["login_hour_of_week"]],
+            api_error_share_sum=float(data["api_error_share_sum"]),
+            **{name: RunningStats.from_list(data[name]) for name in POOLED_STATS},
+        )
+
+
+@dataclass(slots=True)
+class PriorBaselines:
+    """The population prior and one prior per peer group.
+
+    Storage rebuilds it with `build` from all mature baselines when it likes
+    (at start-up, nightly); between rebuilds the engine adds each baseline
+    once, when it turns mature, so a fresh deployment gains a prior."""
+
+    population: Prior = field(default_factory=Prior)
+    groups: dict[str, Prior] = field(default_factory=dict)
+    # A peer group is used once it pools this many users.
+    min_group_users: int = 5
+    # Bound on the number of peer groups kept; later groups pool only into
+    # the population.
+    max_groups: int = 1000
+
+    @classmethod
+    def build(cls, baselines: Iterable[UserBaseline], min_group_users: int = 5,
+              max_groups: int = 1000) -> "PriorBaselines":
+        priors = cls(min_group_users=min_group_users, max_groups=max_groups)
+        for baseline in baselines:
+            if baseline.mature:
+                priors.include(baseline)
+        return priors
+
+    def include(self, baseline: UserBaseline) -> None:
+        self.population.include(baseline)
+        group = baseline.peer_group
+        if group:
+            prior = self.groups.get(group)
+            if prior is None and len(self.groups) < self.max_groups:
+                prior = self.groups[group] = Prior()
+            if prior is not None:
+                prior.include(baseline)
+
+    def select(self, peer_group: str) -> tuple[Prior | None, str]:
+        """The prior to judge a new user of `peer_group` against, and how to
+        name it in a reason: the peer group when it is large enough, else the
+        population, else None while nobody is mature yet."""
+        if peer_group:
+            prior = self.groups.get(peer_group)
+            if prior is not None and prior.user_count >= self.min_group_users:
+                return prior, f"peer group {peer_group}"
+        if self.population.user_count:
+            return self.population, "population"
+        return None, "no prior"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "min_group_users": self.min_group_users,
+            "max_groups": self.max_groups,
+            "population": self.population.to_dict(),
+            "groups": {name: prior.to_dict() for name, prior in self.groups.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PriorBaselines":
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported prior schema {data.get('schema')!r}")
+        return cls(
+            population=Prior.from_dict(data["population"]),
+            groups={name: Prior.from_dict(p) for name, p in data["groups"].items()},
+            min_group_users=int(data["min_group_users"]),
+            max_groups=int(data["max_groups"]),
+        )

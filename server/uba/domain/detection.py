@@ -1,0 +1,144 @@
+"""The detection engine: score an event with every enabled detector, then
+learn it, unless it looks like an attack.
+
+Order matters: an event is judged against what was learned before it, and
+only then becomes part of the baseline. Events with a HIGH or CRITICAL
+anomaly are quarantined instead: kept out of the baseline so an attacker
+cannot teach it that the attack is normal. `admit` learns such an event
+later, when an analyst resolves its alert as benign or a false positive.
+
+The engine holds no per-user state: the caller (the ingest pipeline) loads
+the user's baseline, the priors and the shared detector state, calls
+`process`, and saves what it mutated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from uba.detectors.base import DetectionContext, Detector, Finding
+from uba.detectors.registry import DetectorRegistry
+from uba.detectors.state import SharedState
+from uba.domain.anomalies import Anomaly, Severity
+from uba.domain.baselines import PriorBaselines, UserBaseline
+from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.ids import new_uuid7
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DetectionEngine:
+    """Runs the configured detectors over events, one user's event at a time.
+
+    Not thread-safe for one user: the caller serialises events of a user
+    (and shared state updates) as it serialises their storage."""
+
+    def __init__(self, registry: DetectorRegistry, config: Mapping[str, Mapping[str, Any]] | None = None, *,
+                 quarantine_at: Severity = Severity.HIGH, clock: Callable[[], datetime] = utcnow):
+        self.detectors: list[Detector] = registry.build(config)
+        self.quarantine_at = quarantine_at
+        self._clock = clock
+        # Detectors per event type, resolved once: most detectors care about
+        # one or two types, and skipping the rest is the cheapest call.
+        routes: dict[ActivityType, list[Detector]] = {kind: [] for kind in ActivityType}
+        for detector in self.detectors:
+            kinds = detector.relevant_types()
+            for kind in ActivityType:
+                if kinds is None or kind in kinds:
+                    routes[kind].append(detector)
+        self._routes = {kind: tuple(ds) for kind, ds in routes.items()}
+        # Exceptions per detector; a failing detector must not stop ingest.
+        self.failures: Counter[str] = Counter()
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """Alert titles by detector name, for the alert policy."""
+        return {d.name: d.title or d.name.replace("_", " ").capitalize() for d in self.detectors}
+
+    def process(self, event: ActivityEvent, baseline: UserBaseline, prior: PriorBaselines | None,
+                shared: SharedState) -> list[Anomaly]:
+        """Scores the event, then learns it into `baseline` and the detectors'
+        `shared` state (or, when quarantined, only counts it in the open
+        day/hour). Returns its anomalies, flagged quarantined when they are.
+        When the baseline turns mature, it is added to `prior`."""
+        if baseline.user_id != event.user_id:
+            raise ValueError(f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}")
+        clock = baseline.clock(event)
+        if prior is not None:
+            group_prior, prior_label = prior.select(event.peer_group or baseline.peer_group)
+        else:
+            group_prior, prior_label = None, "no prior"
+        ctx = DetectionContext(baseline, group_prior, prior_label, shared, clock)
+        detectors = self._routes[event.type]
+
+        findings: list[tuple[Detector, Finding]] = []
+        for detector in detectors:
+            try:
+                for finding in detector.score_one(event, ctx):
+                    findings.append((detector, finding))
+            except Exception:
+                self.failures[detector.name] += 1
+                log.exception("detector %s failed to score event %s", detector.name, event.event_id)
+
+        quarantined = any(f.severity >= self.quarantine_at for _, f in findings)
+        anomalies = [self._anomaly(event, baseline, d, f, quarantined) for d, f in findings] if findings else []
+
+        was_mature = baseline.mature
+        if quarantined:
+            baseline.note_quarantined(event, clock)
+        else:
+            baseline.learn(event, clock)
+        ctx.quarantined = quarantined
+        for detector in detectors:
+            try:
+                detector.learn_one(event, ctx)
+            except Exception:
+                self.failures[detector.name] += 1
+                log.exception("detector %s failed to learn event %s", detector.name, event.event_id)
+        if prior is not None and not was_mature and baseline.mature:
+            prior.include(baseline)
+        return anomalies
+
+    def admit(self, event: ActivityEvent, baseline: UserBaseline) -> None:
+        """Learns a quarantined event into the baseline after all (an analyst
+        found it benign). Detector state already saw it in `process`. If its
+        day or hour has closed meanwhile, only its non-rate parts (hours,
+        places, devices, endpoints, session length) are learned."""
+        if baseline.user_id != event.user_id:
+            raise ValueError(f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}")
+        baseline.learn(event)
+
+    def _anomaly(self, event: ActivityEvent, baseline: UserBaseline, detector: Detector, finding: Finding,
+                 quarantined: bool) -> Anomaly:
+        score = float(finding.score)
+        if not score >= 0.0 or score == float("inf"):
+            # Keep the contract (finite, >= 0) even for a misbehaving plug-in.
+            log.warning("detector %s returned score %r; clamped", detector.name, finding.score)
+            score = 0.0 if not score >= 0.0 else 1e308
+        return Anomaly(
+            anomaly_id=new_uuid7(),
+            user_id=event.user_id,
+            detector=detector.name,
+            detector_version=detector.version,
+            score=score,
+            severity=finding.severity,
+            event_ids=list(finding.event_ids) or [event.event_id],
+            reason=finding.reason,
+            observed=finding.observed,
+            expected=finding.expected,
+            baseline_observations=(baseline.observation_count if finding.baseline_observations is None
+                                   else finding.baseline_observations),
+            baseline_mature=baseline.mature if finding.baseline_mature is None else finding.baseline_mature,
+            features=list(finding.features),
+            occurred_at=event.occurred_at,
+            detected_at=self._clock(),
+            quarantined=quarantined,
+        )

@@ -1,0 +1,139 @@
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from uba.detectors.base import Detector
+from uba.detectors.checks import Simulation
+from uba.detectors.registry import DetectorRegistry
+from uba.detectors.state import SharedState
+from uba.detectors.synthetic import Persona, day_after_history, population
+from uba.domain.anomalies import Severity
+from uba.domain.baselines import PriorBaselines, UserBaseline
+from uba.domain.detection import DetectionEngine
+from uba.domain.events import ActivityType
+
+LOGIN = ActivityType.LOGIN_SUCCESS
+DAY = day_after_history()
+NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+def mature_simulation(registry=None, config=None) -> tuple[Simulation, Persona]:
+    engine = DetectionEngine(registry or DetectorRegistry(entry_points=False), config, clock=lambda: NOW)
+    sim = Simulation(engine)
+    alice = Persona()
+    sim.feed(alice.history(random.Random(7)))
+    assert sim.baseline("alice").mature
+    return sim, alice
+
+
+def test_normal_activity_raises_almost_nothing():
+    sim = Simulation(DetectionEngine(DetectorRegistry(entry_points=False)))
+    rng = random.Random(7)
+    events = [e for p in population(rng, 10) for e in p.history(rng, days=42)]
+    events.sort(key=lambda e: e.occurred_at)
+    found = sim.feed(events)
+    assert len(found) <= len(events) / 2000, [a.reason for a in found]
+
+
+def test_anomalies_are_complete_and_one_high_quarantines_the_event():
+    sim, alice = mature_simulation()
+    sim.feed([alice.event(LOGIN, alice.local(DAY, 2, 50))])
+    found = sim.feed([alice.event(LOGIN, alice.local(DAY, 3, 12), country_code="BR", city="São Paulo",
+                                  latitude=-23.55, longitude=-46.63, source_ip="203.0.113.80")])
+    by_detector = {a.detector: a for a in found}
+    assert {"login_time", "new_country", "new_ip", "impossible_travel"} <= set(by_detector)
+    travel = by_detector["impossible_travel"]
+    assert travel.detected_at == NOW and travel.occurred_at == alice.local(DAY, 3, 12)
+    assert travel.detector_version == "1.0" and travel.anomaly_id and not travel.alert_id
+    assert len(travel.event_ids) == 2
+    assert all(a.quarantined for a in found)
+    assert by_detector["new_country"].severity is Severity.MEDIUM
+
+
+def test_quarantined_event_is_not_learned_until_admitted():
+    sim, alice = mature_simulation()
+    baseline = sim.baseline("alice")
+    before = baseline.to_dict()
+    sydney = alice.event(LOGIN, alice.local(DAY, 9, 20), country_code="AU", city="Sydney",
+                         latitude=-33.87, longitude=151.21)
+    sim.feed([alice.event(LOGIN, alice.local(DAY, 9, 0))])
+    anomalies = sim.feed([sydney])
+    assert any(a.severity >= Severity.HIGH for a in anomalies) and all(a.quarantined for a in anomalies)
+    assert "AU" not in baseline.countries
+    assert baseline.last_login.city == "Berlin"
+    assert baseline.observation_count == before["observation_count"] + 1  # only the Berlin login
+    # The analyst says: benign (a VPN exit in Sydney). Learn it after all.
+    sim.engine.admit(sydney, baseline)
+    assert "AU" in baseline.countries and baseline.last_login.city == "Sydney"
+
+
+def test_low_severity_events_are_learned_at_once():
+    sim, alice = mature_simulation()
+    found = sim.feed([alice.event(LOGIN, alice.local(DAY, 10, 0), device_id="new-laptop")])
+    assert [(a.detector, a.quarantined) for a in found] == [("new_device", False)]
+    assert "new-laptop" in sim.baseline("alice").devices
+
+
+def test_scores_before_learning():
+    engine = DetectionEngine(DetectorRegistry(entry_points=False))
+    alice = Persona()
+    baseline, shared = UserBaseline("alice"), SharedState()
+    event = alice.event(LOGIN, alice.local(DAY, 9, 0))
+    engine.process(event, baseline, None, shared)
+    assert baseline.login_count == 1 and baseline.observation_count == 1
+
+
+def test_baseline_of_another_user_is_refused():
+    engine = DetectionEngine(DetectorRegistry(entry_points=False))
+    event = Persona().event(LOGIN, Persona().local(DAY, 9, 0))
+    with pytest.raises(ValueError, match="baseline of 'bob'"):
+        engine.process(event, UserBaseline("bob"), None, SharedState())
+
+
+def test_a_baseline_joins_the_prior_when_it_turns_mature():
+    engine = DetectionEngine(DetectorRegistry(entry_points=False))
+    prior = PriorBaselines()
+    sim = Simulation(engine, prior)
+    alice = Persona()
+    history = alice.history(random.Random(7))
+    sim.feed(history[:200])
+    assert prior.population.user_count == 0 and not sim.baseline("alice").mature
+    sim.feed(history[200:])
+    assert prior.population.user_count == 1 and prior.groups["engineering"].user_count == 1
+
+
+class Broken(Detector):
+    name = "broken"
+    description = "always raises"
+    title = "Broken"
+
+    def score_one(self, event, ctx):
+        raise RuntimeError("bug")
+
+    def learn_one(self, event, ctx):
+        raise RuntimeError("bug")
+
+
+def test_a_failing_detector_does_not_stop_the_others():
+    registry = DetectorRegistry(entry_points=False)
+    registry.register("broken", Broken)
+    sim, alice = mature_simulation(registry)
+    assert sim.engine.failures["broken"] > 0
+    found = sim.feed([alice.event(LOGIN, alice.local(DAY, 10, 0), device_id="new-laptop")])
+    assert [a.detector for a in found] == ["new_device"]
+
+
+def test_titles_for_the_alert_policy():
+    titles = DetectionEngine(DetectorRegistry(entry_points=False)).titles
+    assert titles["new_country"] == "Login from a new country"
+
+
+def test_attacker_cannot_teach_the_baseline_by_repeating_the_attack():
+    sim, alice = mature_simulation()
+    rng = random.Random(3)
+    for day in range(5):
+        start = alice.local(DAY, 10, 0) + timedelta(days=day)
+        found = sim.feed([alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=300_000_000)
+                          for i in range(5)])
+        assert any(a.detector == "data_volume" and a.severity is Severity.CRITICAL for a in found), day
