@@ -35,22 +35,6 @@ def test_health_and_reflection(uba_server):
     assert {SERVICE, "grpc.health.v1.Health"} <= names
 
 
-def test_unbuilt_rpcs_answer_unimplemented(uba_server):
-    stub = uba_server.stub
-    calls = [
-        lambda: stub.ListAnomalies(service_pb2.ListAnomaliesRequest()),
-        lambda: stub.ListAlerts(service_pb2.ListAlertsRequest()),
-        lambda: list(stub.StreamAlerts(service_pb2.StreamAlertsRequest())),
-        lambda: stub.AcknowledgeAlert(service_pb2.AcknowledgeAlertRequest(alert_id="a")),
-        lambda: stub.ResolveAlert(service_pb2.ResolveAlertRequest(alert_id="a")),
-        lambda: stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id="u")),
-    ]
-    for call in calls:
-        with pytest.raises(grpc.RpcError) as info:
-            call()
-        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_environment_configures_the_server(tmp_path):
     server = ServerProcess(tmp_path / "ignored", env={"UBA_DATA_DIR": str(tmp_path / "from-env")})
     # The flag wins over the environment; here only the environment names the data dir.

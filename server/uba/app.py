@@ -3,8 +3,9 @@ server from Settings, and runs them until SIGTERM or SIGINT.
 
 One grpc.aio server per process: streams (alert subscribers) cost a
 coroutine, not a thread, so hundreds of subscribers do not starve unary
-calls. Blocking storage work runs on a bounded thread pool; writes go
-through the ingest service's single writer thread (group commit).
+calls. Blocking storage reads run on a bounded thread pool; writes (events,
+detection, the alert workflow) go through the ingest service's single
+writer thread (group commit).
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from uba.api.alert_stream import AlertStream
+from uba.api.broker import AlertBroker
 from uba.api.errors import DrainInterceptor, ErrorInterceptor
 from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
-from uba.config import Settings
+from uba.config import Settings, load_detector_config
+from uba.detectors.registry import DetectorRegistry, default_registry
+from uba.domain.alerts import AlertPolicy
+from uba.domain.analysis import Analyzer
 from uba.domain.dashboard import DashboardService
+from uba.domain.detection import DetectionEngine
 from uba.domain.ingest import IngestService, utcnow
+from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
+from uba.domain.risk import RiskPolicy
 from uba.storage.database import Database
 from uba.storage.store import Store
 from uba.v1 import service_pb2, service_pb2_grpc
@@ -52,12 +61,34 @@ class Services:
 
     database: Database
     store: Store
+    registry: DetectorRegistry
+    engine: DetectionEngine
+    analyzer: Analyzer
     ingest: IngestService
     logs: LogService
     dashboard: DashboardService
+    investigation: InvestigationService
     executor: ThreadPoolExecutor
 
+    @property
+    def analytics_mode(self) -> str:
+        enhanced = any(d.family == "enhanced" for d in self.engine.detectors)
+        return "enhanced" if enhanced else "basic"
+
+    def detector_infos(self) -> list[dict]:
+        enabled = {d.name for d in self.engine.detectors}
+        return [
+            dict(name=i.name, version=i.version, family=i.family, description=i.description,
+                 available=i.available, enabled=i.name in enabled, unavailable_reason=i.unavailable_reason)
+            for i in self.registry.describe()
+        ]
+
     def close(self) -> None:
+        # Keep the detector windows for the next start, then stop writing.
+        try:
+            self.ingest.run_exclusive(lambda uow: self.analyzer.checkpoint(uow, force=True)).result(timeout=10)
+        except Exception:  # noqa: BLE001 - losing them costs one window of detection
+            log.warning("could not save detector state at shutdown", exc_info=True)
         self.ingest.close()
         self.executor.shutdown(wait=True)
         self.database.dispose()
@@ -67,18 +98,38 @@ def build_services(settings: Settings) -> Services:
     database = Database(settings.resolved_database_url, pool_size=settings.max_workers)
     database.upgrade()
     store = Store(database)
+    registry = default_registry()
+    try:
+        engine = DetectionEngine(registry, load_detector_config(settings.detectors))
+    except ValueError as exc:
+        raise SystemExit(f"uba: detector configuration: {exc}") from None
+    risk = RiskPolicy()
+    analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
+    with store.unit_of_work() as uow:
+        analyzer.load_state(uow)
+    ingest = IngestService(store, analyzer)
+    mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
     return Services(
         database=database,
         store=store,
-        ingest=IngestService(store),
+        registry=registry,
+        engine=engine,
+        analyzer=analyzer,
+        ingest=ingest,
         logs=LogService(store),
-        dashboard=DashboardService(store, utcnow),
+        dashboard=DashboardService(store, utcnow, risk, analytics_mode=mode),
+        investigation=InvestigationService(store, ingest, analyzer),
         executor=ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="uba-storage"),
     )
 
 
 async def serve(settings: Settings) -> int:
     services = build_services(settings)
+    broker = AlertBroker(services.store.alerts_after, services.store.max_alert_seq, services.executor,
+                         poll_interval=settings.alert_poll_interval)
+    await broker.start()
+    services.ingest.on_committed = broker.poke_threadsafe
+
     drain = DrainInterceptor()
     server = grpc.aio.server(
         interceptors=[drain, ErrorInterceptor()],
@@ -87,9 +138,12 @@ async def serve(settings: Settings) -> int:
             ("grpc.so_reuseport", 1),
         ],
     )
-    capabilities = Capabilities(version(), services.database.backend, "basic", detectors=[])
+    capabilities = Capabilities(version(), services.database.backend, services.analytics_mode,
+                                services.detector_infos())
+    stream = AlertStream(broker, services.store.alerts_after, services.executor, settings.heartbeat_interval)
     service_pb2_grpc.add_BehaviorAnalyticsServiceServicer_to_server(
-        BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, capabilities, services.executor),
+        BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, services.investigation,
+                                  stream, capabilities, services.executor),
         server,
     )
     health_servicer = health.aio.HealthServicer()
@@ -103,8 +157,10 @@ async def serve(settings: Settings) -> int:
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    print(f"uba: listening on {host}:{port} (storage: {services.database.backend})", flush=True)
-    log.info("serving on %s:%d with %s storage", host, port, services.database.backend)
+    print(f"uba: listening on {host}:{port} (storage: {services.database.backend}, "
+          f"analytics: {services.analytics_mode})", flush=True)
+    log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
+             len(services.engine.detectors))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,10 +168,12 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
 
-    # Graceful stop: tell load balancers first, then let in-flight calls end.
+    # Graceful stop: tell load balancers first, end streams with a status
+    # that makes clients resume elsewhere, then let in-flight calls end.
     log.info("shutting down: health NOT_SERVING, grace period %.1fs", settings.grace_period)
     await health_servicer.enter_graceful_shutdown()
     drain.draining = True
+    await broker.close()
     # A moment for callers to see NOT_SERVING and UNAVAILABLE before the
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))

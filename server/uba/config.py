@@ -4,6 +4,7 @@ variables, then defaults. No other module reads the environment."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -26,6 +27,8 @@ class Settings:
     grace_period: float = 10.0  # seconds in-flight calls get on SIGTERM
     heartbeat_interval: float = 15.0  # seconds between StreamAlerts heartbeats
     max_workers: int = 16  # threads for blocking storage work
+    detectors: str = ""  # JSON file that enables, disables and tunes detectors
+    alert_poll_interval: float = 1.0  # seconds; picks up alerts of other server processes
 
     @property
     def resolved_database_url(self) -> str:
@@ -46,6 +49,8 @@ class Settings:
             "grace_period": "seconds in-flight calls get to finish on SIGTERM [UBA_GRACE_PERIOD, 10]",
             "heartbeat_interval": "seconds between StreamAlerts heartbeats [UBA_HEARTBEAT_INTERVAL, 15]",
             "max_workers": "threads for blocking storage work [UBA_MAX_WORKERS, 16]",
+            "detectors": "JSON file configuring detectors, e.g. {\"new_ip\": {\"enabled\": false}} [UBA_DETECTORS]",
+            "alert_poll_interval": "seconds between looks for alerts raised by other server processes [UBA_ALERT_POLL_INTERVAL, 1]",
         }
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
@@ -66,6 +71,21 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, f.type, raw)
         return cls(**values)
+
+
+def load_detector_config(path: str) -> dict:
+    """The detector configuration file named by the settings ({} when none)."""
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SystemExit(f"uba: cannot read detector configuration {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"uba: detector configuration {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"uba: detector configuration {path} must be a JSON object of detector names")
+    return data
 
 
 def _parse(name: str, kind: object, raw: object) -> object:

@@ -8,10 +8,14 @@ from datetime import datetime, timedelta, timezone
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from uba.domain.alerts import Alert, AlertStatus, Resolution
+from uba.domain.anomalies import Anomaly, Severity
+from uba.domain.baselines import KnownValues, RunningStats, UserBaseline
 from uba.domain.dashboard import Dashboard
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import ActivityEvent, ActivityType, EventFilter, RecordOutcome, RecordStatus
-from uba.v1 import anomalies_pb2, events_pb2, service_pb2
+from uba.domain.investigation import AlertFilter, AnomalyFilter
+from uba.v1 import alerts_pb2, anomalies_pb2, baselines_pb2, events_pb2, service_pb2
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -178,9 +182,153 @@ def dashboard_response(d: Dashboard) -> service_pb2.GetDashboardResponse:
                                   anomaly_count=b.anomaly_count)
         set_timestamp(bucket.start_time, b.start_time)
     for severity, count in d.open_alerts_by_severity.items():
-        reply.open_alerts_by_severity.add(severity=anomalies_pb2.Severity.Value(f"SEVERITY_{severity.upper()}"), count=count)
+        reply.open_alerts_by_severity.add(severity=severity, count=count)
     for detector, count in d.anomalies_by_detector.items():
         reply.anomalies_by_detector.add(detector=detector, count=count)
     for user_id, risk, reasons in d.top_risky_users:
         reply.top_risky_users.add(user_id=user_id, risk=risk, top_reasons=reasons)
     return reply
+
+
+# -- detection ------------------------------------------------------------
+
+_ALERT_STATUS_TO_PB = {
+    AlertStatus.OPEN: alerts_pb2.ALERT_STATUS_OPEN,
+    AlertStatus.ACKNOWLEDGED: alerts_pb2.ALERT_STATUS_ACKNOWLEDGED,
+    AlertStatus.RESOLVED: alerts_pb2.ALERT_STATUS_RESOLVED,
+}
+_ALERT_STATUS_FROM_PB = {v: k for k, v in _ALERT_STATUS_TO_PB.items()}
+_RESOLUTION_TO_PB = {
+    Resolution.TRUE_POSITIVE: alerts_pb2.RESOLUTION_TRUE_POSITIVE,
+    Resolution.BENIGN: alerts_pb2.RESOLUTION_BENIGN,
+    Resolution.FALSE_POSITIVE: alerts_pb2.RESOLUTION_FALSE_POSITIVE,
+}
+_RESOLUTION_FROM_PB = {v: k for k, v in _RESOLUTION_TO_PB.items()}
+
+
+def min_severity(value: int) -> int:
+    """A severity filter: 0 (unspecified) means any."""
+    if value and value not in Severity._value2member_map_:
+        raise InvalidArgument.single("min_severity", f"unknown severity {value}")
+    return value
+
+
+def resolution(value: int) -> Resolution | None:
+    return _RESOLUTION_FROM_PB.get(value)
+
+
+def anomaly_filter(request: service_pb2.ListAnomaliesRequest) -> AnomalyFilter:
+    return AnomalyFilter(
+        user_id=request.user_id,
+        detector=request.detector,
+        min_severity=min_severity(request.min_severity),
+        start_time=to_datetime(request.start_time) if request.HasField("start_time") else None,
+        end_time=to_datetime(request.end_time) if request.HasField("end_time") else None,
+    )
+
+
+def alert_filter(request: service_pb2.ListAlertsRequest) -> AlertFilter:
+    if request.status and request.status not in _ALERT_STATUS_FROM_PB:
+        raise InvalidArgument.single("status", f"unknown alert status {request.status}")
+    return AlertFilter(
+        user_id=request.user_id,
+        detector=request.detector,
+        min_severity=min_severity(request.min_severity),
+        status=_ALERT_STATUS_FROM_PB.get(request.status),
+    )
+
+
+def anomaly_to_pb(a: Anomaly, m: anomalies_pb2.Anomaly) -> None:
+    m.anomaly_id = a.anomaly_id
+    m.user_id = a.user_id
+    m.detector = a.detector
+    m.detector_version = a.detector_version
+    m.score = a.score
+    m.severity = int(a.severity)
+    m.event_ids.extend(a.event_ids)
+    m.reason = a.reason
+    m.observed = a.observed
+    m.expected = a.expected
+    m.baseline_observations = a.baseline_observations
+    m.baseline_mature = a.baseline_mature
+    for f in a.features:
+        m.features.add(name=f.name, value=f.value, contribution=f.contribution)
+    if a.occurred_at is not None:
+        set_timestamp(m.occurred_at, a.occurred_at)
+    if a.detected_at is not None:
+        set_timestamp(m.detected_at, a.detected_at)
+    m.alert_id = a.alert_id
+    m.quarantined = a.quarantined
+
+
+def alert_to_pb(a: Alert, m: alerts_pb2.Alert) -> None:
+    m.alert_id = a.alert_id
+    m.seq = a.seq
+    m.user_id = a.user_id
+    m.detector = a.detector
+    m.severity = int(a.severity)
+    m.status = _ALERT_STATUS_TO_PB[a.status]
+    m.title = a.title
+    m.reason = a.reason
+    m.anomaly_ids.extend(a.anomaly_ids)
+    m.anomaly_count = a.anomaly_count
+    m.user_risk = a.user_risk
+    for field_name in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "acknowledged_at", "resolved_at"):
+        moment = getattr(a, field_name)
+        if moment is not None:
+            set_timestamp(getattr(m, field_name), moment)
+    m.acknowledged_by = a.acknowledged_by
+    m.resolved_by = a.resolved_by
+    if a.resolution is not None:
+        m.resolution = _RESOLUTION_TO_PB[a.resolution]
+    m.note = a.note
+
+
+def _stats_to_pb(s: RunningStats, m: baselines_pb2.RunningStats) -> None:
+    m.count = s.count
+    m.mean = s.mean
+    m.stddev = s.stddev
+    m.min = s.min or 0.0
+    m.max = s.max or 0.0
+
+
+def _known_to_pb(values: KnownValues, target) -> None:
+    for seen in values.seen():
+        item = target.add(value=seen.value, count=seen.count)
+        set_timestamp(item.first_seen_at, seen.first_seen_at)
+        set_timestamp(item.last_seen_at, seen.last_seen_at)
+
+
+def baseline_to_pb(b: UserBaseline) -> baselines_pb2.UserBaseline:
+    m = baselines_pb2.UserBaseline(
+        user_id=b.user_id, timezone=b.timezone, peer_group=b.peer_group,
+        observation_count=b.observation_count, days_covered=b.days_covered, mature=b.mature,
+        login_hour_of_week=b.login_hour_of_week, api_error_share=b.api_error_share,
+    )
+    if b.first_seen_at is not None:
+        set_timestamp(m.first_seen_at, b.first_seen_at)
+    if b.last_seen_at is not None:
+        set_timestamp(m.last_seen_at, b.last_seen_at)
+    _stats_to_pb(b.logins_per_day, m.logins_per_day)
+    _stats_to_pb(b.failed_logins_per_hour, m.failed_logins_per_hour)
+    _stats_to_pb(b.log_session_seconds, m.log_session_seconds)
+    _stats_to_pb(b.api_calls_per_hour, m.api_calls_per_hour)
+    _stats_to_pb(b.bytes_per_hour, m.bytes_per_hour)
+    for seen in b.endpoints.seen():
+        item = m.endpoints.add(endpoint=seen.value, count=seen.count)
+        set_timestamp(item.first_seen_at, seen.first_seen_at)
+        set_timestamp(item.last_seen_at, seen.last_seen_at)
+    _known_to_pb(b.countries, m.countries)
+    _known_to_pb(b.cities, m.cities)
+    _known_to_pb(b.source_ips, m.source_ips)
+    _known_to_pb(b.devices, m.devices)
+    if b.last_login is not None:
+        last = b.last_login
+        set_timestamp(m.last_login.occurred_at, last.occurred_at)
+        m.last_login.source_ip = last.source_ip
+        m.last_login.country_code = last.country_code
+        m.last_login.city = last.city
+        if last.latitude is not None and last.longitude is not None:
+            m.last_login.latitude = last.latitude
+            m.last_login.longitude = last.longitude
+    return m

@@ -11,10 +11,13 @@ from typing import TypeVar
 from google.api import httpbody_pb2
 
 from uba.api import converters as conv
+from uba.api.alert_stream import AlertStream
 from uba.api.bridge import LoopBridge
+from uba.api.broker import AlertSubscriptionFilter
 from uba.config import MAX_BATCH_SIZE
 from uba.domain.dashboard import DashboardService
-from uba.domain.errors import InvalidArgument, Unimplemented
+from uba.domain.errors import InvalidArgument
+from uba.domain.investigation import InvestigationService
 from uba.domain.ingest import IngestService
 from uba.domain.logs import LogService
 from uba.v1 import service_pb2, service_pb2_grpc
@@ -35,10 +38,13 @@ class Capabilities:
 
 class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
     def __init__(self, ingest: IngestService, logs: LogService, dashboard: DashboardService,
+                 investigation: InvestigationService, alert_stream: AlertStream,
                  capabilities: Capabilities, executor: Executor):
         self._ingest = ingest
         self._logs = logs
         self._dashboard = dashboard
+        self._investigation = investigation
+        self._alert_stream = alert_stream
         self._capabilities = capabilities
         self._executor = executor
         # Built inside the running server, so the loop is the server's.
@@ -101,23 +107,55 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             reply.detectors.add(**d)
         return reply
 
-    # -- arriving with the detection engine ---------------------------------
+    # -- detection ----------------------------------------------------------
 
     async def ListAnomalies(self, request, context):
-        raise Unimplemented("ListAnomalies is not built yet: it arrives with the detection engine")
+        page = await self._blocking(self._investigation.anomalies, conv.anomaly_filter(request),
+                                    request.page_size, request.page_token)
+        reply = service_pb2.ListAnomaliesResponse(next_page_token=page.next_page_token)
+        for anomaly in page.items:
+            conv.anomaly_to_pb(anomaly, reply.anomalies.add())
+        return reply
 
     async def ListAlerts(self, request, context):
-        raise Unimplemented("ListAlerts is not built yet: it arrives with the detection engine")
+        page = await self._blocking(self._investigation.alerts, conv.alert_filter(request),
+                                    request.page_size, request.page_token)
+        reply = service_pb2.ListAlertsResponse(next_page_token=page.next_page_token)
+        for alert in page.items:
+            conv.alert_to_pb(alert, reply.alerts.add())
+        return reply
 
     async def StreamAlerts(self, request, context):
-        raise Unimplemented("StreamAlerts is not built yet: it arrives with the detection engine")
-        yield  # pragma: no cover - makes this an async generator
+        if request.after_seq < 0:
+            raise InvalidArgument.single("after_seq", "must not be negative")
+        flt = AlertSubscriptionFilter(conv.min_severity(request.min_severity), request.user_id, request.detector)
+        async for kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
+            reply = service_pb2.StreamAlertsResponse(seq=seq)
+            if kind == "alert":
+                conv.alert_to_pb(item, reply.alert)
+            else:
+                conv.set_timestamp(reply.heartbeat.sent_at, item)
+            yield reply
 
     async def AcknowledgeAlert(self, request, context):
-        raise Unimplemented("AcknowledgeAlert is not built yet: it arrives with the detection engine")
+        future = self._investigation.acknowledge(request.alert_id, principal(context), request.note)
+        reply = service_pb2.AcknowledgeAlertResponse()
+        conv.alert_to_pb(await self._bridge.wait(future), reply.alert)
+        return reply
 
     async def ResolveAlert(self, request, context):
-        raise Unimplemented("ResolveAlert is not built yet: it arrives with the detection engine")
+        suppress_for = conv.to_timedelta(request.suppress_for) if request.HasField("suppress_for") else None
+        future = self._investigation.resolve(request.alert_id, conv.resolution(request.resolution),
+                                             principal(context), request.note, suppress_for)
+        reply = service_pb2.ResolveAlertResponse()
+        conv.alert_to_pb(await self._bridge.wait(future), reply.alert)
+        return reply
 
     async def GetUserBaseline(self, request, context):
-        raise Unimplemented("GetUserBaseline is not built yet: it arrives with the detection engine")
+        baseline = await self._blocking(self._investigation.baseline, request.user_id)
+        return service_pb2.GetUserBaselineResponse(baseline=conv.baseline_to_pb(baseline))
+
+
+def principal(context) -> str:
+    """Who is calling, for the audit fields of the alert workflow."""
+    return "anonymous"

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import ActivityType
+from uba.domain.risk import RiskAccumulator, RiskPolicy
 
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=90)
 HOUR = timedelta(hours=1)
 
 
-class WindowCounter(Protocol):
+class DashboardReader(Protocol):
     def window_counts(self, start: datetime, end: datetime) -> tuple[dict[int, dict[str, int]], int]:
         """Events per (hour since the epoch, type value) and distinct users."""
+
+    def anomaly_counts(self, start: datetime, end: datetime) -> tuple[dict[int, int], dict[str, int]]:
+        """Anomalies per hour since the epoch, and per detector."""
+
+    def open_alerts_by_severity(self) -> dict[int, int]: ...
+
+    def risks(self) -> list[tuple[str, float, datetime]]:
+        """(user, decayed anomaly weight, as of) of users with any weight."""
+
+    def open_reasons(self, user_ids: Sequence[str]) -> dict[str, list[str]]: ...
 
 
 @dataclass(slots=True)
@@ -46,17 +57,20 @@ class Dashboard:
     window_end: datetime
     totals: Totals
     hourly: list[HourlyBucket]
-    open_alerts_by_severity: dict[str, int] = field(default_factory=dict)
+    open_alerts_by_severity: dict[int, int] = field(default_factory=dict)
     anomalies_by_detector: dict[str, int] = field(default_factory=dict)
     top_risky_users: list[tuple[str, int, list[str]]] = field(default_factory=list)
     analytics_mode: str = "basic"
 
 
 class DashboardService:
-    def __init__(self, counter: WindowCounter, clock: Callable[[], datetime], analytics_mode: str = "basic"):
-        self._counter = counter
+    def __init__(self, reader: DashboardReader, clock: Callable[[], datetime], risk: RiskPolicy,
+                 analytics_mode: str = "basic", top_users: int = 10):
+        self._reader = reader
         self._clock = clock
+        self._risk = risk
         self._mode = analytics_mode
+        self._top_users = top_users
 
     def get(self, window: timedelta | None) -> Dashboard:
         if window is None or window == timedelta(0):
@@ -65,7 +79,7 @@ class DashboardService:
             raise InvalidArgument.single("window", "must be between 0 and 90 days")
         end = self._clock()
         start = end - window
-        per_hour, users = self._counter.window_counts(start, end)
+        per_hour, users = self._reader.window_counts(start, end)
         first_hour = int(start.timestamp() // 3600)
         last_hour = int((end.timestamp() - 1e-6) // 3600)
         hourly = [HourlyBucket(datetime.fromtimestamp(h * 3600, timezone.utc)) for h in range(first_hour, last_hour + 1)]
@@ -86,4 +100,24 @@ class DashboardService:
                     bucket.event_count += count
                     if type_value == ActivityType.LOGIN_FAILURE.value:
                         bucket.login_failure_count += count
-        return Dashboard(start, end, totals, hourly, analytics_mode=self._mode)
+        anomalies_per_hour, per_detector = self._reader.anomaly_counts(start, end)
+        for h, count in anomalies_per_hour.items():
+            totals.anomaly_count += count
+            if 0 <= h - first_hour < len(hourly):
+                hourly[h - first_hour].anomaly_count += count
+        by_severity = self._reader.open_alerts_by_severity()
+        totals.open_alert_count = sum(by_severity.values())
+        return Dashboard(start, end, totals, hourly, open_alerts_by_severity=by_severity,
+                         anomalies_by_detector=per_detector, top_risky_users=self._top_risky(end),
+                         analytics_mode=self._mode)
+
+    def _top_risky(self, now: datetime) -> list[tuple[str, int, list[str]]]:
+        scored = []
+        for user_id, weight, as_of in self._reader.risks():
+            risk = RiskAccumulator(weight, as_of).score(self._risk, now)
+            if risk > 0:
+                scored.append((risk, user_id))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        top = scored[:self._top_users]
+        reasons = self._reader.open_reasons([u for _, u in top]) if top else {}
+        return [(user_id, risk, reasons.get(user_id, [])) for risk, user_id in top]

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, ContextManager, Protocol
 
-from uba.domain.errors import InvalidArgument, ResourceExhausted, Unavailable
+from uba.domain.errors import DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
 from uba.domain.ids import new_uuid7
 from uba.domain.validation import validate_event
@@ -27,12 +27,23 @@ from uba.domain.validation import validate_event
 log = logging.getLogger(__name__)
 
 
-class EventSink(Protocol):
-    """What ingest needs from storage."""
-
+class UnitOfWork(Protocol):
     def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
-        """Stores the events in one transaction. Returns the ids inserted now
-        and, for the others (already stored), when they were first received."""
+        """Inserts the new events; returns the ids inserted now and, for the
+        others (already stored), when they were first received."""
+
+
+class WriteStore(Protocol):
+    """What ingest needs from storage: one transaction at a time."""
+
+    def unit_of_work(self) -> ContextManager[UnitOfWork]: ...
+
+
+class Analysis(Protocol):
+    """What runs on stored events inside their transaction (uba.domain.analysis)."""
+
+    def process(self, uow: UnitOfWork, events: Sequence[ActivityEvent]) -> list: ...
+    def rollback(self) -> None: ...
 
 
 def utcnow() -> datetime:
@@ -43,14 +54,21 @@ def utcnow() -> datetime:
 class _Job:
     events: list[ActivityEvent]
     future: Future
+    # Instead of events: work that must run on the writer thread, in its own
+    # transaction (the alert workflow changes baselines the writer owns).
+    action: Callable[[UnitOfWork], Any] | None = None
 
 
 class IngestService:
     """Validates events and hands valid ones to the group-commit writer."""
 
-    def __init__(self, sink: EventSink, clock: Callable[[], datetime] = utcnow,
-                 max_group_events: int = 5000, max_pending_events: int = 100_000, linger: float = 0.002):
-        self._sink = sink
+    def __init__(self, store: WriteStore, analysis: Analysis | None = None,
+                 on_committed: Callable[[list], None] | None = None, clock: Callable[[], datetime] = utcnow,
+                 max_group_events: int = 5000, max_pending_events: int = 100_000, linger: float = 0.001):
+        self._store = store
+        self._analysis = analysis
+        # Told about the alerts each commit created or changed (the broker).
+        self.on_committed = on_committed
         self._clock = clock
         self._max_group = max_group_events
         self._max_pending = max_pending_events
@@ -112,6 +130,14 @@ class IngestService:
         self._queue.put(job)
         return job.future
 
+    def run_exclusive(self, action: Callable[[UnitOfWork], Any]) -> Future:
+        """Runs `action(uow)` on the writer thread in its own transaction;
+        the future resolves to its result once committed. If the result is an
+        alert (or a list of them), subscribers are told after the commit."""
+        job = _Job([], Future(), action)
+        self._queue.put(job)
+        return job.future
+
     def close(self) -> None:
         """Stops the writer after it has written everything queued."""
         self._queue.put(None)
@@ -125,11 +151,15 @@ class IngestService:
             first = self._queue.get()
             if first is None:
                 break
+            if first.action is not None:
+                self._run_action(first)
+                continue
             jobs = [first]
             count = len(first.events)
             # Gather what arrives within the linger, up to the group limit:
             # a commit costs about the same for one event as for hundreds.
             deadline = time.monotonic() + self._linger
+            held: _Job | None = None
             while count < self._max_group:
                 try:
                     job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -138,11 +168,39 @@ class IngestService:
                 if job is None:
                     stopping = True
                     break
+                if job.action is not None:
+                    held = job  # runs after this group, keeping the order
+                    break
                 jobs.append(job)
                 count += len(job.events)
             self._write_group(jobs)
             with self._pending_lock:
                 self._pending -= count
+            if held is not None:
+                self._run_action(held)
+
+    def _run_action(self, job: _Job) -> None:
+        try:
+            with self._store.unit_of_work() as uow:
+                result = job.action(uow)
+        except Exception as exc:
+            if self._analysis is not None:
+                self._analysis.rollback()
+            if not isinstance(exc, DomainError):
+                log.exception("writer action failed")
+                exc = Unavailable(f"storage unavailable: {type(exc).__name__}; retry")
+            job.future.set_exception(exc)
+            return
+        job.future.set_result(result)
+        changed = result if isinstance(result, list) else [result]
+        self._notify(changed)
+
+    def _notify(self, changed: list) -> None:
+        if self.on_committed is not None and changed:
+            try:
+                self.on_committed(changed)
+            except Exception:  # a subscriber problem must not stop ingest
+                log.exception("alert notification failed")
 
     def _write_group(self, jobs: list[_Job]) -> None:
         events = [e for job in jobs for e in job.events]
@@ -154,9 +212,15 @@ class IngestService:
                 seen.add(e.event_id)
                 unique.append(e)
         received_at = self._clock()
+        changed: list = []
         try:
-            inserted, earlier = self._sink.store_events(unique, received_at)
+            with self._store.unit_of_work() as uow:
+                inserted, earlier = uow.store_events(unique, received_at)
+                if self._analysis is not None and inserted:
+                    changed = self._analysis.process(uow, [e for e in unique if e.event_id in inserted])
         except Exception as exc:  # the database is down or refused the write
+            if self._analysis is not None:
+                self._analysis.rollback()
             log.exception("storing %d events failed", len(unique))
             error = Unavailable(f"storage unavailable: {type(exc).__name__}; retry with the same event_id")
             for job in jobs:
@@ -173,4 +237,4 @@ class IngestService:
                 else:
                     results.append(RecordOutcome(e.event_id, RecordStatus.DUPLICATE, earlier.get(e.event_id, received_at)))
             job.future.set_result(results)
-
+        self._notify(changed)

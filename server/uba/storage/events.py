@@ -174,6 +174,14 @@ class EventRepository:
                 found[event_id] = from_us(us)
         return found
 
+    def by_ids(self, conn: Connection, event_ids: Sequence[str]) -> list[ActivityEvent]:
+        found = []
+        for start in range(0, len(event_ids), 500):
+            chunk = list(event_ids[start:start + 500])
+            found.extend(_event_from_row(r) for r in conn.execute(
+                select(*_SELECT_COLUMNS).where(_T.c.event_id.in_(chunk))))
+        return found
+
     def page(self, conn: Connection, flt: EventFilter, limit: int, after: EventKey | None,
              newest_first: bool) -> list[tuple[EventKey, ActivityEvent]]:
         """Up to `limit` events matching the filter, after the key, in time order."""

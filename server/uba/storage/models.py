@@ -69,3 +69,111 @@ class EventRow(Base):
 
 # Column order used by the bulk insert (everything but the surrogate key).
 EVENT_INSERT_COLUMNS = tuple(c.name for c in EventRow.__table__.columns if c.name != "id")
+
+
+class BaselineRow(Base):
+    """A user's baseline as JSON. `version` grows with every write, so a
+    process can tell whether its cached copy is still current."""
+
+    __tablename__ = "baselines"
+
+    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[str] = mapped_column(Text)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class StateRow(Base):
+    """Named state shared by a deployment: detector windows, priors, and the
+    alert sequence counter (whose row lock orders alert commits)."""
+
+    __tablename__ = "state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[str] = mapped_column(Text)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class AnomalyRow(Base):
+    __tablename__ = "anomalies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    anomaly_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(256))
+    detector: Mapped[str] = mapped_column(String(64))
+    detector_version: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float] = mapped_column(Float)
+    severity: Mapped[int] = mapped_column(Integer)
+    event_ids: Mapped[str] = mapped_column(Text)  # JSON list
+    reason: Mapped[str] = mapped_column(Text)
+    observed: Mapped[str] = mapped_column(Text)
+    expected: Mapped[str] = mapped_column(Text)
+    baseline_observations: Mapped[int] = mapped_column(BigInteger)
+    baseline_mature: Mapped[int] = mapped_column(Integer)
+    features: Mapped[str] = mapped_column(Text)  # JSON list of [name, value, contribution]
+    occurred_at_us: Mapped[int] = mapped_column(BigInteger)
+    detected_at_us: Mapped[int] = mapped_column(BigInteger)
+    alert_id: Mapped[str] = mapped_column(String(64))
+    quarantined: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_anomalies_occurred", "occurred_at_us", "id"),
+        Index("ix_anomalies_user_occurred", "user_id", "occurred_at_us", "id"),
+        Index("ix_anomalies_detector_occurred", "detector", "occurred_at_us"),
+        Index("ix_anomalies_alert", "alert_id"),
+    )
+
+
+class AlertRow(Base):
+    """An alert in its latest state; `seq` is re-assigned on every change."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(64), unique=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    user_id: Mapped[str] = mapped_column(String(256))
+    detector: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    anomaly_ids: Mapped[str] = mapped_column(Text)  # JSON list, latest first
+    anomaly_count: Mapped[int] = mapped_column(BigInteger)
+    user_risk: Mapped[int] = mapped_column(Integer)
+    first_seen_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at_us: Mapped[int] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+    acknowledged_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    acknowledged_by: Mapped[str] = mapped_column(String(256))
+    resolved_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_by: Mapped[str] = mapped_column(String(256))
+    resolution: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_alerts_user_detector_status", "user_id", "detector", "status"),
+        Index("ix_alerts_status_severity", "status", "severity"),
+    )
+
+
+class SuppressionRow(Base):
+    """A user+detector kept quiet after a benign or false-positive resolution."""
+
+    __tablename__ = "suppressions"
+
+    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    detector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserRiskRow(Base):
+    """A user's decayed anomaly weight (RiskAccumulator) as of a time."""
+
+    __tablename__ = "user_risk"
+
+    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    weight_sum: Mapped[float] = mapped_column(Float)
+    as_of_us: Mapped[int] = mapped_column(BigInteger)

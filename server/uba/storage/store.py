@@ -1,4 +1,6 @@
-"""The storage facade the domain talks to: each method is one transaction.
+"""The storage facade the domain talks to. Reads are one transaction each;
+the ingest writer gets a unit of work: one transaction in which it stores
+events and everything detection derived from them.
 
 Domain services see plain Python objects only; SQLAlchemy stays in this
 package.
@@ -6,12 +8,45 @@ package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
+from uba.domain.alerts import Alert
+from uba.domain.anomalies import Anomaly
 from uba.domain.events import ActivityEvent, EventFilter
 from uba.storage.database import Database
+from uba.domain.investigation import AlertFilter, AnomalyFilter
+from uba.storage.detection import DetectionRepository
 from uba.storage.events import EventKey, EventRepository
+
+
+class _Bound:
+    """A repository with the transaction's connection bound as the first
+    argument of every method, so domain code never handles a connection."""
+
+    def __init__(self, repository: object, conn: object):
+        self._repository = repository
+        self._conn = conn
+
+    def __getattr__(self, name: str):
+        return functools.partial(getattr(self._repository, name), self._conn)
+
+
+class UnitOfWork:
+    """One write transaction: `events` and `detection` repositories."""
+
+    def __init__(self, events: _Bound, detection: _Bound):
+        self.events = events
+        self.detection = detection
+
+    def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
+        """Inserts the new events; returns the ids inserted now and, for the
+        others (already stored), when they were first received."""
+        inserted = self.events.insert_new(events, received_at)
+        others = [e.event_id for e in events if e.event_id not in inserted]
+        return inserted, (self.events.received_at(others) if others else {})
 
 
 class Store:
@@ -19,18 +54,15 @@ class Store:
         self.database = database
         self.backend = database.backend
         self.events = EventRepository(database.backend)
+        self.detection = DetectionRepository(database.backend)
 
-    # -- ingest ---------------------------------------------------------------
-
-    def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
-        """Called by the ingest writer thread only (it holds one connection)."""
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """For the ingest writer thread only (it holds one connection)."""
         with self.database.write_held() as conn:
-            inserted = self.events.insert_new(conn, events, received_at)
-            others = [e.event_id for e in events if e.event_id not in inserted]
-            earlier = self.events.received_at(conn, others) if others else {}
-        return inserted, earlier
+            yield UnitOfWork(_Bound(self.events, conn), _Bound(self.detection, conn))
 
-    # -- reads ----------------------------------------------------------------
+    # -- reads ------------------------------------------------------------------
 
     def page_events(self, flt: EventFilter, limit: int, after: list[int] | None,
                     newest_first: bool) -> list[tuple[list[int], ActivityEvent]]:
@@ -42,6 +74,43 @@ class Store:
     def window_counts(self, start: datetime, end: datetime) -> tuple[dict[int, dict[str, int]], int]:
         with self.database.read() as conn:
             return self.events.window_counts(conn, start, end)
+
+    def page_anomalies(self, flt: AnomalyFilter, limit: int, after: list[int] | None) -> list[tuple[list[int], Anomaly]]:
+        with self.database.read() as conn:
+            rows = self.detection.page_anomalies(conn, flt, limit, tuple(after) if after else None)
+        return [(list(key), anomaly) for key, anomaly in rows]
+
+    def page_alerts(self, flt: AlertFilter, limit: int, before_seq: int | None) -> list[Alert]:
+        with self.database.read() as conn:
+            return self.detection.page_alerts(conn, flt, limit, before_seq)
+
+    def alerts_after(self, seq: int, limit: int) -> list[Alert]:
+        with self.database.read() as conn:
+            return self.detection.alerts_after(conn, seq, limit)
+
+    def max_alert_seq(self) -> int:
+        with self.database.read() as conn:
+            return self.detection.max_seq(conn)
+
+    def baseline(self, user_id: str) -> dict | None:
+        with self.database.read() as conn:
+            return self.detection.baseline(conn, user_id)
+
+    def anomaly_counts(self, start: datetime, end: datetime) -> tuple[dict[int, int], dict[str, int]]:
+        with self.database.read() as conn:
+            return self.detection.anomaly_counts(conn, start, end)
+
+    def open_alerts_by_severity(self) -> dict[int, int]:
+        with self.database.read() as conn:
+            return self.detection.open_alerts_by_severity(conn)
+
+    def risks(self) -> list[tuple[str, float, datetime]]:
+        with self.database.read() as conn:
+            return self.detection.risks(conn)
+
+    def open_reasons(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        with self.database.read() as conn:
+            return self.detection.recent_open_reasons(conn, user_ids)
 
     def ping(self) -> None:
         """Raises when the database cannot be reached."""

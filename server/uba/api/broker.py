@@ -1,0 +1,140 @@
+"""The alert broker: fans committed alert changes out to StreamAlerts
+subscribers, in seq order, from the database.
+
+The database is the source of truth: whenever this process commits alerts
+it pokes the broker, and every `poll_interval` the broker also looks on its
+own (alerts committed by other server processes on the same PostgreSQL). It
+then reads every alert with a seq above the last one it delivered and
+offers each, in order, to every subscription. Seq numbers are assigned under
+a row lock held until commit, so a committed seq never appears below one
+already delivered.
+
+Each subscription has a bounded queue: a subscriber that stops reading is
+cut off with a clear status once its backlog is full, instead of growing
+server memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from uba.domain.alerts import Alert
+
+log = logging.getLogger(__name__)
+
+READ_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSubscriptionFilter:
+    min_severity: int = 0
+    user_id: str = ""
+    detector: str = ""
+
+    def matches(self, alert: Alert) -> bool:
+        return (int(alert.severity) >= self.min_severity
+                and (not self.user_id or alert.user_id == self.user_id)
+                and (not self.detector or alert.detector == self.detector))
+
+
+# Queue markers besides alerts.
+OVERFLOW = object()
+CLOSED = object()
+
+
+class Subscription:
+    def __init__(self, flt: AlertSubscriptionFilter, start_seq: int, backlog: int):
+        self.filter = flt
+        # Everything up to here is in storage; later changes come through the queue.
+        self.start_seq = start_seq
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=backlog + 1)
+        self._backlog = backlog
+        self.dead = False
+
+    def offer(self, item: object) -> None:
+        if self.dead:
+            return
+        if item is CLOSED or item is OVERFLOW:
+            self.dead = True
+            try:
+                self.queue.put_nowait(item)
+            except asyncio.QueueFull:  # the reserved last slot was used; make room
+                self.queue.get_nowait()
+                self.queue.put_nowait(item)
+            return
+        if not self.filter.matches(item):  # type: ignore[arg-type]
+            return
+        if self.queue.qsize() >= self._backlog:
+            self.offer(OVERFLOW)
+        else:
+            self.queue.put_nowait(item)
+
+
+class AlertBroker:
+    def __init__(self, read_after: Callable[[int, int], list[Alert]], max_seq: Callable[[], int],
+                 executor: Executor, poll_interval: float = 1.0, backlog: int = 10_000):
+        self._read_after = read_after
+        self._max_seq = max_seq
+        self._executor = executor
+        self._poll_interval = poll_interval
+        self._backlog = backlog
+        self._subscriptions: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task | None = None
+        self.delivered_seq = 0
+
+    async def start(self) -> None:
+        self.delivered_seq = await self._loop.run_in_executor(self._executor, self._max_seq)
+        self._task = asyncio.create_task(self._run(), name="uba-alert-broker")
+
+    def poke_threadsafe(self, _changed: object = None) -> None:
+        """Called from the writer thread after a commit that changed alerts."""
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    def subscribe(self, flt: AlertSubscriptionFilter) -> Subscription:
+        sub = Subscription(flt, self.delivered_seq, self._backlog)
+        self._subscriptions.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    async def close(self) -> None:
+        """Ends every subscription (they answer UNAVAILABLE: resume elsewhere)."""
+        for sub in list(self._subscriptions):
+            sub.offer(CLOSED)
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._deliver_new()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be down; try again at the next poll
+                log.warning("reading new alerts failed", exc_info=True)
+
+    async def _deliver_new(self) -> None:
+        while True:
+            alerts = await self._loop.run_in_executor(self._executor, self._read_after, self.delivered_seq, READ_BATCH)
+            for alert in alerts:
+                for sub in list(self._subscriptions):
+                    sub.offer(alert)
+                self.delivered_seq = alert.seq
+            if len(alerts) < READ_BATCH:
+                return

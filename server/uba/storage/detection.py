@@ -1,0 +1,349 @@
+"""Baselines, shared state, anomalies, alerts, suppressions and risk: rows
+in and domain objects out, inside a caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, tuple_, update
+
+from uba.domain.alerts import Alert, AlertStatus, Resolution
+from uba.domain.anomalies import Anomaly, Feature, Severity
+from uba.domain.investigation import AlertFilter, AnomalyFilter
+from uba.storage.events import from_us, to_us
+from uba.storage.models import AlertRow, AnomalyRow, BaselineRow, StateRow, SuppressionRow, UserRiskRow
+
+_B = BaselineRow.__table__
+_S = StateRow.__table__
+_AN = AnomalyRow.__table__
+_AL = AlertRow.__table__
+_SUP = SuppressionRow.__table__
+_RISK = UserRiskRow.__table__
+
+ALERT_SEQ = "alert_seq"
+
+
+def _opt_us(moment: datetime | None) -> int | None:
+    return None if moment is None else to_us(moment)
+
+
+def _opt_dt(us: int | None) -> datetime | None:
+    return None if us is None else from_us(us)
+
+
+# -- conversions -----------------------------------------------------------------
+
+def anomaly_values(a: Anomaly) -> dict:
+    return {
+        "anomaly_id": a.anomaly_id,
+        "user_id": a.user_id,
+        "detector": a.detector,
+        "detector_version": a.detector_version,
+        "score": a.score,
+        "severity": int(a.severity),
+        "event_ids": json.dumps(a.event_ids),
+        "reason": a.reason,
+        "observed": a.observed,
+        "expected": a.expected,
+        "baseline_observations": a.baseline_observations,
+        "baseline_mature": int(a.baseline_mature),
+        "features": json.dumps([[f.name, f.value, f.contribution] for f in a.features]),
+        "occurred_at_us": to_us(a.occurred_at) if a.occurred_at else 0,
+        "detected_at_us": to_us(a.detected_at) if a.detected_at else 0,
+        "alert_id": a.alert_id,
+        "quarantined": int(a.quarantined),
+    }
+
+
+def anomaly_from_row(r) -> Anomaly:
+    return Anomaly(
+        anomaly_id=r.anomaly_id,
+        user_id=r.user_id,
+        detector=r.detector,
+        detector_version=r.detector_version,
+        score=r.score,
+        severity=Severity(r.severity),
+        event_ids=json.loads(r.event_ids),
+        reason=r.reason,
+        observed=r.observed,
+        expected=r.expected,
+        baseline_observations=r.baseline_observations,
+        baseline_mature=bool(r.baseline_mature),
+        features=[Feature(n, v, c) for n, v, c in json.loads(r.features)],
+        occurred_at=from_us(r.occurred_at_us),
+        detected_at=from_us(r.detected_at_us),
+        alert_id=r.alert_id,
+        quarantined=bool(r.quarantined),
+    )
+
+
+def alert_values(a: Alert) -> dict:
+    return {
+        "alert_id": a.alert_id,
+        "seq": a.seq,
+        "user_id": a.user_id,
+        "detector": a.detector,
+        "severity": int(a.severity),
+        "status": a.status.value,
+        "title": a.title,
+        "reason": a.reason,
+        "anomaly_ids": json.dumps(a.anomaly_ids),
+        "anomaly_count": a.anomaly_count,
+        "user_risk": a.user_risk,
+        "first_seen_at_us": to_us(a.first_seen_at),
+        "last_seen_at_us": to_us(a.last_seen_at),
+        "created_at_us": to_us(a.created_at),
+        "updated_at_us": to_us(a.updated_at),
+        "acknowledged_at_us": _opt_us(a.acknowledged_at),
+        "acknowledged_by": a.acknowledged_by,
+        "resolved_at_us": _opt_us(a.resolved_at),
+        "resolved_by": a.resolved_by,
+        "resolution": a.resolution.value if a.resolution else "",
+        "note": a.note,
+    }
+
+
+def alert_from_row(r) -> Alert:
+    return Alert(
+        alert_id=r.alert_id,
+        user_id=r.user_id,
+        detector=r.detector,
+        severity=Severity(r.severity),
+        title=r.title,
+        reason=r.reason,
+        created_at=from_us(r.created_at_us),
+        updated_at=from_us(r.updated_at_us),
+        first_seen_at=from_us(r.first_seen_at_us),
+        last_seen_at=from_us(r.last_seen_at_us),
+        status=AlertStatus(r.status),
+        seq=r.seq,
+        anomaly_ids=json.loads(r.anomaly_ids),
+        anomaly_count=r.anomaly_count,
+        user_risk=r.user_risk,
+        acknowledged_at=_opt_dt(r.acknowledged_at_us),
+        acknowledged_by=r.acknowledged_by,
+        resolved_at=_opt_dt(r.resolved_at_us),
+        resolved_by=r.resolved_by,
+        resolution=Resolution(r.resolution) if r.resolution else None,
+        note=r.note,
+    )
+
+
+class DetectionRepository:
+    def __init__(self, backend: str):
+        self.backend = backend
+
+    # -- baselines -----------------------------------------------------------------
+
+    def baseline_versions(self, conn: Connection, user_ids: Sequence[str]) -> dict[str, int]:
+        """Current versions, row-locked on PostgreSQL until the transaction
+        ends, so two processes never learn into one baseline at once.
+        (SQLite's BEGIN IMMEDIATE already makes the writer exclusive.)"""
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(user_ids)):
+            query = select(_B.c.user_id, _B.c.version).where(_B.c.user_id.in_(chunk))
+            if self.backend == "postgresql":
+                query = query.with_for_update()
+            found.update((u, v) for u, v in conn.execute(query))
+        return found
+
+    def load_baselines(self, conn: Connection, user_ids: Sequence[str]) -> dict[str, tuple[int, dict]]:
+        found: dict[str, tuple[int, dict]] = {}
+        for chunk in _chunks(list(user_ids)):
+            for user_id, version, data in conn.execute(
+                    select(_B.c.user_id, _B.c.version, _B.c.data).where(_B.c.user_id.in_(chunk))):
+                found[user_id] = (version, json.loads(data))
+        return found
+
+    def save_baselines(self, conn: Connection, rows: Iterable[tuple[str, int, dict]], now: datetime) -> None:
+        """Writes (user_id, new_version, data); version 1 inserts."""
+        now_us = to_us(now)
+        inserts, updates = [], []
+        for user_id, version, data in rows:
+            values = {"user_id": user_id, "version": version, "data": json.dumps(data, separators=(",", ":")),
+                      "updated_at_us": now_us}
+            (inserts if version == 1 else updates).append(values)
+        if inserts:
+            conn.execute(insert(_B), inserts)
+        if updates:
+            conn.execute(
+                update(_B).where(_B.c.user_id == bindparam("b_user_id")).values(
+                    version=bindparam("version"), data=bindparam("data"), updated_at_us=bindparam("updated_at_us")),
+                [{"b_user_id": u["user_id"], "version": u["version"], "data": u["data"],
+                  "updated_at_us": u["updated_at_us"]} for u in updates],
+            )
+
+    def baseline(self, conn: Connection, user_id: str) -> dict | None:
+        data = conn.execute(select(_B.c.data).where(_B.c.user_id == user_id)).scalar_one_or_none()
+        return None if data is None else json.loads(data)
+
+    def all_baselines(self, conn: Connection, batch: int = 1000) -> Iterable[dict]:
+        last = ""
+        while True:
+            rows = conn.execute(select(_B.c.user_id, _B.c.data).where(_B.c.user_id > last)
+                                .order_by(_B.c.user_id).limit(batch)).all()
+            for user_id, data in rows:
+                yield json.loads(data)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    # -- named state ---------------------------------------------------------------
+
+    def load_state(self, conn: Connection, name: str) -> dict | None:
+        data = conn.execute(select(_S.c.data).where(_S.c.name == name)).scalar_one_or_none()
+        return None if data is None else json.loads(data)
+
+    def save_state(self, conn: Connection, name: str, data: dict, now: datetime) -> None:
+        text = json.dumps(data, separators=(",", ":"))
+        done = conn.execute(update(_S).where(_S.c.name == name).values(
+            data=text, version=_S.c.version + 1, updated_at_us=to_us(now))).rowcount
+        if not done:
+            conn.execute(insert(_S).values(name=name, data=text, version=1, updated_at_us=to_us(now)))
+
+    def next_seqs(self, conn: Connection, count: int) -> list[int]:
+        """`count` new alert seq numbers. The counter row stays locked until
+        commit, so seq numbers become visible in order across processes."""
+        conn.execute(update(_S).where(_S.c.name == ALERT_SEQ).values(version=_S.c.version + count))
+        top = conn.execute(select(_S.c.version).where(_S.c.name == ALERT_SEQ)).scalar_one()
+        return list(range(top - count + 1, top + 1))
+
+    def max_seq(self, conn: Connection) -> int:
+        return conn.execute(select(func.coalesce(func.max(_AL.c.seq), 0))).scalar_one()
+
+    # -- anomalies -----------------------------------------------------------------
+
+    def insert_anomalies(self, conn: Connection, anomalies: Sequence[Anomaly]) -> None:
+        if anomalies:
+            conn.execute(insert(_AN), [anomaly_values(a) for a in anomalies])
+
+    def anomalies_of_alert(self, conn: Connection, alert_id: str) -> list[Anomaly]:
+        rows = conn.execute(select(_AN).where(_AN.c.alert_id == alert_id).order_by(_AN.c.id)).all()
+        return [anomaly_from_row(r) for r in rows]
+
+    def release_quarantine(self, conn: Connection, alert_id: str) -> None:
+        conn.execute(update(_AN).where(_AN.c.alert_id == alert_id).values(quarantined=0))
+
+    def page_anomalies(self, conn: Connection, flt: AnomalyFilter, limit: int,
+                       after: tuple[int, int] | None) -> list[tuple[tuple[int, int], Anomaly]]:
+        query = select(_AN)
+        if flt.user_id:
+            query = query.where(_AN.c.user_id == flt.user_id)
+        if flt.detector:
+            query = query.where(_AN.c.detector == flt.detector)
+        if flt.min_severity:
+            query = query.where(_AN.c.severity >= flt.min_severity)
+        if flt.start_time:
+            query = query.where(_AN.c.occurred_at_us >= to_us(flt.start_time))
+        if flt.end_time:
+            query = query.where(_AN.c.occurred_at_us < to_us(flt.end_time))
+        if after is not None:
+            query = query.where(tuple_(_AN.c.occurred_at_us, _AN.c.id) < tuple_(*after))
+        rows = conn.execute(query.order_by(_AN.c.occurred_at_us.desc(), _AN.c.id.desc()).limit(limit)).all()
+        return [((r.occurred_at_us, r.id), anomaly_from_row(r)) for r in rows]
+
+    def recent_open_reasons(self, conn: Connection, user_ids: Sequence[str], per_user: int = 3) -> dict[str, list[str]]:
+        """The reasons of each user's strongest anomalies in open alerts."""
+        reasons: dict[str, list[str]] = {u: [] for u in user_ids}
+        if not user_ids:
+            return reasons
+        rows = conn.execute(
+            select(_AN.c.user_id, _AN.c.reason)
+            .join(_AL, _AL.c.alert_id == _AN.c.alert_id)
+            .where(_AN.c.user_id.in_(list(user_ids)), _AL.c.status != AlertStatus.RESOLVED.value)
+            .order_by(_AN.c.severity.desc(), _AN.c.occurred_at_us.desc())
+            .limit(50 * len(user_ids))
+        ).all()
+        for user_id, reason in rows:
+            if len(reasons[user_id]) < per_user and reason not in reasons[user_id]:
+                reasons[user_id].append(reason)
+        return reasons
+
+    def anomaly_counts(self, conn: Connection, start: datetime, end: datetime) -> tuple[dict[int, int], dict[str, int]]:
+        """Anomalies per hour since the epoch, and per detector, in [start, end)."""
+        in_window = and_(_AN.c.occurred_at_us >= to_us(start), _AN.c.occurred_at_us < to_us(end))
+        hour = _AN.c.occurred_at_us // 3_600_000_000
+        per_hour = {int(h): n for h, n in conn.execute(
+            select(hour, func.count()).where(in_window).group_by(hour))}
+        per_detector = dict(conn.execute(
+            select(_AN.c.detector, func.count()).where(in_window).group_by(_AN.c.detector)).all())
+        return per_hour, per_detector
+
+    # -- alerts --------------------------------------------------------------------
+
+    def latest_alert(self, conn: Connection, user_id: str, detector: str) -> Alert | None:
+        row = conn.execute(select(_AL).where(_AL.c.user_id == user_id, _AL.c.detector == detector)
+                           .order_by(_AL.c.seq.desc()).limit(1)).first()
+        return None if row is None else alert_from_row(row)
+
+    def alert(self, conn: Connection, alert_id: str, lock: bool = False) -> Alert | None:
+        query = select(_AL).where(_AL.c.alert_id == alert_id)
+        if lock and self.backend == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        return None if row is None else alert_from_row(row)
+
+    def save_alerts(self, conn: Connection, alerts: Sequence[Alert], created: set[str]) -> None:
+        new = [alert_values(a) for a in alerts if a.alert_id in created]
+        changed = [alert_values(a) for a in alerts if a.alert_id not in created]
+        if new:
+            conn.execute(insert(_AL), new)
+        for values in changed:
+            conn.execute(update(_AL).where(_AL.c.alert_id == values["alert_id"]).values(**values))
+
+    def alerts_after(self, conn: Connection, seq: int, limit: int) -> list[Alert]:
+        rows = conn.execute(select(_AL).where(_AL.c.seq > seq).order_by(_AL.c.seq).limit(limit)).all()
+        return [alert_from_row(r) for r in rows]
+
+    def page_alerts(self, conn: Connection, flt: AlertFilter, limit: int, before_seq: int | None) -> list[Alert]:
+        query = select(_AL)
+        if flt.user_id:
+            query = query.where(_AL.c.user_id == flt.user_id)
+        if flt.detector:
+            query = query.where(_AL.c.detector == flt.detector)
+        if flt.min_severity:
+            query = query.where(_AL.c.severity >= flt.min_severity)
+        if flt.status is not None:
+            query = query.where(_AL.c.status == flt.status.value)
+        if before_seq is not None:
+            query = query.where(_AL.c.seq < before_seq)
+        rows = conn.execute(query.order_by(_AL.c.seq.desc()).limit(limit)).all()
+        return [alert_from_row(r) for r in rows]
+
+    def open_alerts_by_severity(self, conn: Connection) -> dict[int, int]:
+        return dict(conn.execute(
+            select(_AL.c.severity, func.count()).where(_AL.c.status != AlertStatus.RESOLVED.value)
+            .group_by(_AL.c.severity)).all())
+
+    # -- suppressions and risk ---------------------------------------------------------
+
+    def suppressed_until(self, conn: Connection, user_id: str, detector: str) -> datetime | None:
+        us = conn.execute(select(_SUP.c.until_us).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector)
+                          ).scalar_one_or_none()
+        return _opt_dt(us)
+
+    def suppress(self, conn: Connection, user_id: str, detector: str, until: datetime) -> None:
+        conn.execute(delete(_SUP).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector))
+        conn.execute(insert(_SUP).values(user_id=user_id, detector=detector, until_us=to_us(until)))
+
+    def risk(self, conn: Connection, user_id: str) -> tuple[float, datetime | None]:
+        row = conn.execute(select(_RISK.c.weight_sum, _RISK.c.as_of_us).where(_RISK.c.user_id == user_id)).first()
+        return (0.0, None) if row is None else (row[0], from_us(row[1]))
+
+    def save_risk(self, conn: Connection, user_id: str, weight_sum: float, as_of: datetime) -> None:
+        done = conn.execute(update(_RISK).where(_RISK.c.user_id == user_id).values(
+            weight_sum=weight_sum, as_of_us=to_us(as_of))).rowcount
+        if not done:
+            conn.execute(insert(_RISK).values(user_id=user_id, weight_sum=weight_sum, as_of_us=to_us(as_of)))
+
+    def risks(self, conn: Connection, min_weight: float = 0.01) -> list[tuple[str, float, datetime]]:
+        rows = conn.execute(select(_RISK.c.user_id, _RISK.c.weight_sum, _RISK.c.as_of_us)
+                            .where(_RISK.c.weight_sum >= min_weight)).all()
+        return [(u, w, from_us(t)) for u, w, t in rows]
+
+
+def _chunks(items: list, size: int = 500) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

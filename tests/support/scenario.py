@@ -1,0 +1,81 @@
+"""A population with routines, and attacks on it, sent through the gRPC API."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+
+from uba.api.converters import event_to_pb
+from uba.detectors.synthetic import Persona, day_after_history
+from uba.domain.events import ActivityEvent, ActivityType
+from uba.v1 import events_pb2, service_pb2
+
+ZONES = (
+    ("Europe/Berlin", "DE", "Berlin", 52.52, 13.405),
+    ("America/New_York", "US", "New York", 40.71, -74.01),
+    ("Asia/Tokyo", "JP", "Tokyo", 35.68, 139.69),
+)
+LOGIN, FAILURE = ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE
+
+
+def personas(count: int, seed: int = 11) -> list[Persona]:
+    """Office workers in three time zones with their own hours and places."""
+    rng = random.Random(seed)
+    run = uuid.uuid4().hex[:6]
+    people = []
+    for i in range(count):
+        zone, country, city, lat, lon = ZONES[i % len(ZONES)]
+        people.append(Persona(
+            user_id=f"p{run}-{i:03d}", timezone=zone, country_code=country, city=city, latitude=lat, longitude=lon,
+            source_ip=f"198.51.{100 + i // 250}.{i % 250 + 1}", device_id=f"laptop-{run}-{i:03d}",
+            peer_group=("engineering", "finance")[i % 2], work_start=rng.choice((7, 8, 9)),
+            work_end=rng.choice((16, 17, 18)),
+        ))
+    return people
+
+
+def send(stub, events: list[ActivityEvent], batch: int = 1000) -> None:
+    events = sorted(events, key=lambda e: e.occurred_at)
+    for start in range(0, len(events), batch):
+        request = service_pb2.RecordActivitiesRequest()
+        for e in events[start:start + batch]:
+            event_to_pb(e, request.events.add())
+        reply = stub.RecordActivities(request)
+        assert reply.invalid_count == 0, [r.violations for r in reply.results if r.violations][:3]
+
+
+def attacks(victims: list[Persona], rng: random.Random) -> dict[str, tuple[str, list[ActivityEvent]]]:
+    """One attack per detector, each on its own victim: detector -> (user, events)."""
+    day = day_after_history()
+    out: dict[str, tuple[str, list[ActivityEvent]]] = {}
+    it = iter(victims)
+
+    def take(detector: str, build) -> None:
+        p = next(it)
+        out[detector] = (p.user_id, build(p))
+
+    take("login_time", lambda p: [p.event(LOGIN, p.local(day, 3, 12))])
+    take("new_country", lambda p: [p.event(LOGIN, p.local(day, 10, 0), country_code="BR", city="Sao Paulo",
+                                           latitude=-23.55, longitude=-46.63, source_ip="203.0.113.80")])
+    take("new_device", lambda p: [p.event(LOGIN, p.local(day, 10, 5), device_id="unknown-android-7731")])
+    take("failed_login_burst", lambda p: [
+        p.event(FAILURE, p.local(day, 9, 0) + timedelta(seconds=8 * i), source_ip="203.0.113.9") for i in range(15)])
+    take("impossible_travel", lambda p: [
+        p.event(LOGIN, p.local(day, 9, 0)),
+        p.event(LOGIN, p.local(day, 9, 20), country_code="AU", city="Sydney", latitude=-33.87, longitude=151.21,
+                source_ip="203.0.113.81")])
+    take("data_volume", lambda p: [p.event(LOGIN, p.local(day, 10, 0))] + [
+        p.api_call(p.local(day, 10, 1) + timedelta(minutes=i), rng, bytes_transferred=500_000_000) for i in range(10)])
+    take("api_rate", lambda p: [p.event(LOGIN, p.local(day, 10, 0))] + [
+        p.api_call(p.local(day, 10, 0) + timedelta(seconds=1 + i * 1.5), rng) for i in range(2000)])
+    take("session_duration", lambda p: p.session(p.local(day, 10, 0), rng, 3, 16 * 60))
+    take("api_new_endpoint", lambda p: [p.api_call(p.local(day, 11, 0), rng, api_method="DELETE",
+                                                   api_path="/admin/users/77")])
+    # Password spraying: one address tries many accounts of the population.
+    sprayer = "203.0.113.99"
+    start = victims[0].local(day, 12, 0)
+    spray = [p.event(FAILURE, start + timedelta(seconds=5 * i), source_ip=sprayer) for i, p in enumerate(victims[:15])]
+    # The detector speaks up when the tenth account fails from the address.
+    out["password_spraying"] = (victims[9].user_id, spray)
+    return out
