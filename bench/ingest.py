@@ -45,12 +45,14 @@ RESULTS = ROOT / "bench" / "results"
 START = datetime.now(timezone.utc) - timedelta(days=1)
 
 
-def make_events(n: int, run: str) -> list[events_pb2.ActivityEvent]:
-    """Realistic-looking API-call events with client-supplied ids."""
+def make_events(n: int, run: str, per_user_run: int = 1) -> list[events_pb2.ActivityEvent]:
+    """Realistic-looking API-call events with client-supplied ids, spread
+    over 5000 users: `per_user_run` consecutive events belong to one user
+    (1: every event another user, the worst case for baseline writes)."""
     out = []
     for i in range(n):
         m = events_pb2.ActivityEvent(
-            event_id=f"{run}-{i}", user_id=f"user{i % 5000}", type=events_pb2.ACTIVITY_TYPE_API_CALL,
+            event_id=f"{run}-{i}", user_id=f"user{(i // per_user_run) % 5000}", type=events_pb2.ACTIVITY_TYPE_API_CALL,
             source_ip=f"10.{i % 200}.{i % 250}.7", user_agent="svc-client/2.1", session_id=f"s{i % 9000}",
             api_method="GET", api_path=f"/v1/items/{i % 100}", status_code=200, bytes_transferred=1000 + i % 5000,
             country_code="DE", timezone="Europe/Berlin",

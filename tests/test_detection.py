@@ -247,3 +247,34 @@ def test_baselines_and_alerts_survive_a_restart(tmp_path, make_database_url):
             assert max(a.seq for a in all_alerts(again.stub)) > max(a.seq for a in alerts)
         finally:
             again.stop()
+
+
+def test_two_processes_share_baselines_and_alerts(tmp_path, make_database_url):
+    """Two server processes on one PostgreSQL: no lost baseline updates, and
+    an alert raised by one reaches a subscriber of the other."""
+    url = make_database_url("postgresql")
+    args = ["--alert-poll-interval", "0.2"]
+    a = ServerProcess(tmp_path / "a", url, extra_args=args).start()
+    b = ServerProcess(tmp_path / "b", url, extra_args=args).start()
+    try:
+        user = unique("shared")
+        now = datetime.now(timezone.utc)
+        for i in range(20):  # alternate processes for one user's events
+            server = (a, b)[i % 2]
+            server.stub.RecordActivity(service_pb2.RecordActivityRequest(
+                event=event(user, LOGIN, at=now - timedelta(hours=20 - i), source_ip="10.9.9.9")))
+        for server in (a, b):
+            baseline = server.stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id=user)).baseline
+            assert baseline.observation_count == 20
+
+        victim = unique("cross")
+        call = b.stub.StreamAlerts(service_pb2.StreamAlertsRequest(user_id=victim))
+        a.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst_for(victim)))
+        got = next(m for m in call if m.HasField("alert"))
+        call.cancel()
+        assert got.alert.user_id == victim and got.alert.detector == "failed_login_burst"
+        # One alert, not one per process.
+        assert len(all_alerts(a.stub, user_id=victim)) == 1
+    finally:
+        a.stop()
+        b.stop()

@@ -69,6 +69,7 @@ class Services:
     dashboard: DashboardService
     investigation: InvestigationService
     executor: ThreadPoolExecutor
+    detection_enabled: bool = True
 
     @property
     def analytics_mode(self) -> str:
@@ -76,7 +77,7 @@ class Services:
         return "enhanced" if enhanced else "basic"
 
     def detector_infos(self) -> list[dict]:
-        enabled = {d.name for d in self.engine.detectors}
+        enabled = {d.name for d in self.engine.detectors} if self.detection_enabled else set()
         return [
             dict(name=i.name, version=i.version, family=i.family, description=i.description,
                  available=i.available, enabled=i.name in enabled, unavailable_reason=i.unavailable_reason)
@@ -107,7 +108,7 @@ def build_services(settings: Settings) -> Services:
     analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
     with store.unit_of_work() as uow:
         analyzer.load_state(uow)
-    ingest = IngestService(store, analyzer)
+    ingest = IngestService(store, None if settings.disable_detection else analyzer)
     mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
     return Services(
         database=database,
@@ -120,6 +121,7 @@ def build_services(settings: Settings) -> Services:
         dashboard=DashboardService(store, utcnow, risk, analytics_mode=mode),
         investigation=InvestigationService(store, ingest, analyzer),
         executor=ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="uba-storage"),
+        detection_enabled=not settings.disable_detection,
     )
 
 

@@ -28,6 +28,7 @@ class Settings:
     heartbeat_interval: float = 15.0  # seconds between StreamAlerts heartbeats
     max_workers: int = 16  # threads for blocking storage work
     detectors: str = ""  # JSON file that enables, disables and tunes detectors
+    disable_detection: bool = False  # store events only (bulk imports, baselines for benchmarks)
     alert_poll_interval: float = 1.0  # seconds; picks up alerts of other server processes
 
     @property
@@ -50,6 +51,7 @@ class Settings:
             "heartbeat_interval": "seconds between StreamAlerts heartbeats [UBA_HEARTBEAT_INTERVAL, 15]",
             "max_workers": "threads for blocking storage work [UBA_MAX_WORKERS, 16]",
             "detectors": "JSON file configuring detectors, e.g. {\"new_ip\": {\"enabled\": false}} [UBA_DETECTORS]",
+            "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
             "alert_poll_interval": "seconds between looks for alerts raised by other server processes [UBA_ALERT_POLL_INTERVAL, 1]",
         }
         for f in fields(cls):
