@@ -11,7 +11,7 @@ DESCRIPTOR := envoy/uba_descriptor.pb
 
 # Starts the service on the embedded SQLite database (data in ./data).
 run: $(VENV)/.installed
-	$(VENV)/bin/uba serve
+	$(VENV)/bin/uba serve --gateway-listen 127.0.0.1:8080
 
 # Runs every test: proto checks, then the whole pytest suite (SQLite and PostgreSQL).
 test: $(VENV)/.installed proto-check proto-lint

@@ -161,6 +161,7 @@ async def serve(settings: Settings) -> int:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     print(f"uba: listening on {host}:{port} (storage: {services.database.backend}, "
           f"analytics: {services.analytics_mode})", flush=True)
+    gateway = await start_gateway(settings, f"{host}:{port}") if settings.gateway_listen else None
     log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
              len(services.engine.detectors))
 
@@ -175,6 +176,8 @@ async def serve(settings: Settings) -> int:
     log.info("shutting down: health NOT_SERVING, grace period %.1fs", settings.grace_period)
     await health_servicer.enter_graceful_shutdown()
     drain.draining = True
+    if gateway is not None:
+        await asyncio.to_thread(gateway.stop)
     await broker.close()
     # A moment for callers to see NOT_SERVING and UNAVAILABLE before the
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
@@ -183,3 +186,17 @@ async def serve(settings: Settings) -> int:
     services.close()
     log.info("stopped")
     return 0
+
+
+async def start_gateway(settings: Settings, upstream: str):
+    """Starts Envoy in front of this server (REST, SSE, the dashboard page
+    and native gRPC on one address) and waits until it serves."""
+    from pathlib import Path
+
+    from uba.gateway import GatewayProcess
+
+    gateway = GatewayProcess(upstream, settings.gateway_listen, work_dir=Path(settings.data_dir) / "gateway")
+    gateway.start()
+    await asyncio.to_thread(gateway.wait_ready)
+    print(f"uba: gateway on {gateway.url} (dashboard, REST under /api/behavior-analytics/, gRPC)", flush=True)
+    return gateway

@@ -20,6 +20,7 @@ class Settings:
     environment variable UBA_FOO."""
 
     listen: str = "127.0.0.1:50051"
+    gateway_listen: str = ""  # HOST:PORT of the REST/gRPC gateway (Envoy) to start beside the server
     data_dir: str = "data"
     database_url: str = ""  # empty: a SQLite file in data_dir
     log_level: str = "info"
@@ -43,6 +44,7 @@ class Settings:
         environment and then the field default fill what was not given."""
         help_texts = {
             "listen": "gRPC address HOST:PORT (port 0 picks a free one) [UBA_LISTEN, 127.0.0.1:50051]",
+            "gateway_listen": "also start the Envoy gateway (REST, SSE, dashboard, gRPC) on HOST:PORT [UBA_GATEWAY_LISTEN]",
             "data_dir": "directory for the embedded database and keys [UBA_DATA_DIR, ./data]",
             "database_url": "SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db [UBA_DATABASE_URL, SQLite in the data dir]",
             "log_level": "debug, info, warning or error [UBA_LOG_LEVEL, info]",

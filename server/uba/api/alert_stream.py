@@ -47,8 +47,10 @@ class AlertStream:
                 if len(batch) < REPLAY_BATCH:
                     break
             # Live from here. Everything up to start_seq has been replayed
-            # (or, without after_seq, was not asked for).
+            # (or, without after_seq, was not asked for). A heartbeat at once
+            # tells the subscriber (and any proxy) the stream is up.
             last = max(last, sub.start_seq)
+            yield "heartbeat", datetime.now(timezone.utc), last
             while True:
                 try:
                     item = await asyncio.wait_for(sub.queue.get(), self._heartbeat)

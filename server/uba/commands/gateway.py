@@ -1,0 +1,115 @@
+"""`uba gateway`: run Envoy in front of a uba gRPC server.
+
+Renders the configuration into DATA_DIR/gateway, validates it with
+`envoy --mode validate`, then runs Envoy in the foreground until SIGTERM or
+SIGINT, which it passes on to Envoy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from uba.config import Settings
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "gateway",
+        help="run the REST gateway (Envoy) in front of a uba server",
+        description=(
+            "Run Envoy with the gRPC-JSON transcoder: REST, server-sent events, the dashboard page "
+            "and native gRPC on one listener, all forwarded to the uba gRPC server."
+        ),
+    )
+    parser.add_argument(
+        "--upstream",
+        default=None,
+        metavar="HOST:PORT",
+        help="the uba gRPC server [UBA_LISTEN, 127.0.0.1:50051]",
+    )
+    parser.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address browsers and gRPC clients connect to (port 0 picks a free one) [{DEFAULT_LISTEN}]",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="port of Envoy's admin interface on 127.0.0.1 (0 picks a free one) [0]",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="the configuration is written to DATA_DIR/gateway [UBA_DATA_DIR, ./data]",
+    )
+    parser.add_argument("--envoy", default=None, metavar="PATH", help="envoy binary [the venv's, then PATH]")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["trace", "debug", "info", "warning", "error", "critical", "off"],
+        help="Envoy's log level [warning]; access log lines go to stdout",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="render and validate the configuration, print its path, and exit",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from uba.gateway import GatewayError, GatewayProcess, validate  # deferred: `uba --help` stays fast
+
+    settings = Settings.load(argparse.Namespace(data_dir=args.data_dir, listen=args.upstream))
+    work_dir = Path(settings.data_dir) / "gateway"
+    try:
+        gateway = GatewayProcess(
+            settings.listen,
+            args.listen,
+            work_dir=work_dir,
+            admin_port=args.admin_port,
+            envoy=args.envoy,
+            log_level=args.log_level,
+            foreground=True,
+        )
+        rendered = gateway.rendered_config()
+        validate(rendered.config_path, gateway.envoy)
+    except (GatewayError, ValueError, OSError) as exc:
+        print(f"uba gateway: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"uba gateway: {rendered.config_path} is valid")
+        return 0
+
+    def forward(signum: int, _frame) -> None:
+        gateway.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        gateway.start()
+        try:
+            gateway.wait_ready()
+        except GatewayError as exc:
+            print(f"uba gateway: {exc}", file=sys.stderr)
+            gateway.stop()
+            return 1
+        print(
+            f"uba gateway: listening on {gateway.listen_address} -> {settings.listen} "
+            f"(dashboard {gateway.url}/, admin http://{gateway.admin_address})",
+            flush=True,
+        )
+        code = gateway.wait()
+    finally:
+        gateway.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
+    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code

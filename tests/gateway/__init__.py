@@ -1,0 +1,1 @@
+"""Tests of the REST gateway (Envoy) and the dashboard page."""
