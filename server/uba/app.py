@@ -29,6 +29,7 @@ from uba.config import Settings, load_detector_config
 from uba.detectors.registry import DetectorRegistry, default_registry
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
+from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
 from uba.domain.detection import DetectionEngine
 from uba.domain.ingest import IngestService, utcnow
@@ -68,6 +69,7 @@ class Services:
     logs: LogService
     dashboard: DashboardService
     investigation: InvestigationService
+    backfill: BackfillService
     executor: ThreadPoolExecutor
     detection_enabled: bool = True
 
@@ -120,6 +122,7 @@ def build_services(settings: Settings) -> Services:
         logs=LogService(store),
         dashboard=DashboardService(store, utcnow, risk, analytics_mode=mode),
         investigation=InvestigationService(store, ingest, analyzer),
+        backfill=BackfillService(store, ingest, analyzer, utcnow),
         executor=ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="uba-storage"),
         detection_enabled=not settings.disable_detection,
     )
@@ -145,7 +148,7 @@ async def serve(settings: Settings) -> int:
     stream = AlertStream(broker, services.store.alerts_after, services.executor, settings.heartbeat_interval)
     service_pb2_grpc.add_BehaviorAnalyticsServiceServicer_to_server(
         BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, services.investigation,
-                                  stream, capabilities, services.executor),
+                                  stream, services.backfill, capabilities, services.executor),
         server,
     )
     health_servicer = health.aio.HealthServicer()

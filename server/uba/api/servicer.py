@@ -15,6 +15,7 @@ from uba.api.alert_stream import AlertStream
 from uba.api.bridge import LoopBridge
 from uba.api.broker import AlertSubscriptionFilter
 from uba.config import MAX_BATCH_SIZE
+from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
 from uba.domain.errors import InvalidArgument
 from uba.domain.investigation import InvestigationService
@@ -38,13 +39,14 @@ class Capabilities:
 
 class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
     def __init__(self, ingest: IngestService, logs: LogService, dashboard: DashboardService,
-                 investigation: InvestigationService, alert_stream: AlertStream,
+                 investigation: InvestigationService, alert_stream: AlertStream, backfill: BackfillService,
                  capabilities: Capabilities, executor: Executor):
         self._ingest = ingest
         self._logs = logs
         self._dashboard = dashboard
         self._investigation = investigation
         self._alert_stream = alert_stream
+        self._backfill = backfill
         self._capabilities = capabilities
         self._executor = executor
         # Built inside the running server, so the loop is the server's.
@@ -150,6 +152,13 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         reply = service_pb2.ResolveAlertResponse()
         conv.alert_to_pb(await self._bridge.wait(future), reply.alert)
         return reply
+
+    async def Backfill(self, request, context):
+        start = conv.to_datetime(request.start_time) if request.HasField("start_time") else None
+        end = conv.to_datetime(request.end_time) if request.HasField("end_time") else None
+        result = await self._blocking(self._backfill.run, start, end, request.raise_alerts)
+        return service_pb2.BackfillResponse(event_count=result.event_count, user_count=result.user_count,
+                                            anomaly_count=result.anomaly_count, alert_count=result.alert_count)
 
     async def GetUserBaseline(self, request, context):
         baseline = await self._blocking(self._investigation.baseline, request.user_id)

@@ -40,6 +40,7 @@ class DetectionStorage(Protocol):
     """The detection repository of a unit of work (see uba.storage.detection)."""
 
     def baseline_versions(self, user_ids: Sequence[str]) -> dict[str, int]: ...
+    def delete_baselines(self) -> int: ...
     def load_baselines(self, user_ids: Sequence[str]) -> dict[str, tuple[int, dict]]: ...
     def save_baselines(self, rows: Iterable[tuple[str, int, dict]], now: datetime) -> None: ...
     def load_state(self, name: str) -> dict | None: ...
@@ -77,6 +78,7 @@ class Analyzer:
         self.shared = SharedState()
         self.prior = PriorBaselines()
         self._touched: set[str] = set()
+        self.last_anomaly_count = 0
 
     # -- start-up and checkpoints -----------------------------------------------
 
@@ -102,9 +104,22 @@ class Analyzer:
 
     # -- events -------------------------------------------------------------------
 
-    def process(self, uow: UnitOfWork, events: Sequence[ActivityEvent]) -> list[Alert]:
+    def reset(self, uow: UnitOfWork) -> int:
+        """Forgets every baseline, detector window and prior (before a
+        backfill rebuilds them); returns how many baselines were dropped."""
+        dropped = uow.detection.delete_baselines()
+        self._cache.clear()
+        self.shared = SharedState()
+        self.prior = PriorBaselines()
+        self.checkpoint(uow, force=True)
+        return dropped
+
+    def process(self, uow: UnitOfWork, events: Sequence[ActivityEvent], raise_alerts: bool = True) -> list[Alert]:
         """Scores and learns newly stored events; returns the alerts created
-        or changed (with their new seq numbers)."""
+        or changed (with their new seq numbers). Without `raise_alerts`
+        (a backfill that only warms up baselines) anomalies are counted in
+        `last_anomaly_count` but neither stored nor alerted."""
+        self.last_anomaly_count = 0
         if not events:
             return []
         now = self._clock()
@@ -115,7 +130,8 @@ class Analyzer:
         for event in sorted(events, key=lambda e: e.occurred_at):
             anomalies.extend(self.engine.process(event, baselines[event.user_id], self.prior, self.shared))
         self._save_baselines(uow.detection, users, now)
-        changed = self._alerts(uow.detection, anomalies, now) if anomalies else []
+        self.last_anomaly_count = len(anomalies)
+        changed = self._alerts(uow.detection, anomalies, now) if anomalies and raise_alerts else []
         self.checkpoint(uow)
         return changed
 

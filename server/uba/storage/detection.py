@@ -188,6 +188,9 @@ class DetectionRepository:
         finally:
             cursor.close()
 
+    def delete_baselines(self, conn: Connection) -> int:
+        return conn.execute(delete(_B)).rowcount
+
     def baseline(self, conn: Connection, user_id: str) -> dict | None:
         data = conn.execute(select(_B.c.data).where(_B.c.user_id == user_id)).scalar_one_or_none()
         return None if data is None else json.loads(data)

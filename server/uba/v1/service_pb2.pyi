@@ -339,6 +339,28 @@ class GetUserBaselineResponse(_message.Message):
     baseline: _baselines_pb2.UserBaseline
     def __init__(self, baseline: _Optional[_Union[_baselines_pb2.UserBaseline, _Mapping]] = ...) -> None: ...
 
+class BackfillRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "raise_alerts")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    RAISE_ALERTS_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    raise_alerts: bool
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., raise_alerts: _Optional[bool] = ...) -> None: ...
+
+class BackfillResponse(_message.Message):
+    __slots__ = ("event_count", "user_count", "anomaly_count", "alert_count")
+    EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    USER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ALERT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    event_count: int
+    user_count: int
+    anomaly_count: int
+    alert_count: int
+    def __init__(self, event_count: _Optional[int] = ..., user_count: _Optional[int] = ..., anomaly_count: _Optional[int] = ..., alert_count: _Optional[int] = ...) -> None: ...
+
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -95,6 +95,11 @@ class BehaviorAnalyticsServiceStub:
                 request_serializer=uba_dot_v1_dot_service__pb2.GetUserBaselineRequest.SerializeToString,
                 response_deserializer=uba_dot_v1_dot_service__pb2.GetUserBaselineResponse.FromString,
                 _registered_method=True)
+        self.Backfill = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/Backfill',
+                request_serializer=uba_dot_v1_dot_service__pb2.BackfillRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.BackfillResponse.FromString,
+                _registered_method=True)
         self.GetCapabilities = channel.unary_unary(
                 '/uba.v1.BehaviorAnalyticsService/GetCapabilities',
                 request_serializer=uba_dot_v1_dot_service__pb2.GetCapabilitiesRequest.SerializeToString,
@@ -189,6 +194,15 @@ class BehaviorAnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backfill(self, request, context):
+        """Rebuilds baselines by replaying stored events from a start time through
+        detection (admin). For deployments that imported history with detection
+        off, or that changed detector configuration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCapabilities(self, request, context):
         """Describes this server: version, storage, analytics mode, detectors.
         """
@@ -253,6 +267,11 @@ def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetUserBaseline,
                     request_deserializer=uba_dot_v1_dot_service__pb2.GetUserBaselineRequest.FromString,
                     response_serializer=uba_dot_v1_dot_service__pb2.GetUserBaselineResponse.SerializeToString,
+            ),
+            'Backfill': grpc.unary_unary_rpc_method_handler(
+                    servicer.Backfill,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.BackfillRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.BackfillResponse.SerializeToString,
             ),
             'GetCapabilities': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCapabilities,
@@ -562,6 +581,33 @@ class BehaviorAnalyticsService:
             '/uba.v1.BehaviorAnalyticsService/GetUserBaseline',
             uba_dot_v1_dot_service__pb2.GetUserBaselineRequest.SerializeToString,
             uba_dot_v1_dot_service__pb2.GetUserBaselineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backfill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/Backfill',
+            uba_dot_v1_dot_service__pb2.BackfillRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.BackfillResponse.FromString,
             options,
             channel_credentials,
             insecure,
