@@ -16,6 +16,9 @@ COMMAND_MODULES = (
     "uba.commands.serve",
     "uba.commands.db",
     "uba.commands.gateway",
+    "uba.commands.ingest",
+    "uba.commands.client",
+    "uba.commands.demo",
 )
 
 
