@@ -54,6 +54,15 @@ BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
     "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
 })
 
+# Enhanced detectors (the `ml` extra: numpy, scipy, scikit-learn), registered
+# with the built-ins by the default registry. Off unless configured; listed
+# as unavailable, with the missing library named, when it does not import.
+ENHANCED_DETECTORS: Mapping[str, str] = MappingProxyType({
+    "isolation_forest": "uba.detectors.isolation_forest:IsolationForestDetector",
+    "distribution_shift": "uba.detectors.distribution_shift:DistributionShiftDetector",
+})
+DEFAULT_DETECTORS: Mapping[str, str] = MappingProxyType({**BUILTIN_DETECTORS, **ENHANCED_DETECTORS})
+
 # Import names whose distribution is called differently, for messages.
 _DISTRIBUTION_NAMES = {"sklearn": "scikit-learn", "yaml": "PyYAML"}
 
@@ -162,7 +171,7 @@ class DetectorRegistry:
     """Detectors by name. `entries` is a read-only view of the private dict;
     change it only through `register`."""
 
-    def __init__(self, builtins: Mapping[str, str] = BUILTIN_DETECTORS, *, entry_points: bool = True):
+    def __init__(self, builtins: Mapping[str, str] = DEFAULT_DETECTORS, *, entry_points: bool = True):
         self._entries: dict[str, DetectorEntry] = {}
         self.entries: Mapping[str, DetectorEntry] = MappingProxyType(self._entries)
         for name, target in builtins.items():

@@ -1,0 +1,326 @@
+"""Distribution shift: has a user's recent behaviour (the last week) moved
+away from their baseline? Slow changes no single event reveals: an account
+now used at night, sessions that got much longer, twice the usual logins
+or a steady trickle of failed logins.
+
+Once per user per `test_interval_seconds` (on the first login, failure or
+logout after it), up to four tests, each only when both sides hold enough
+data:
+
+- hours: chi-square test of the recent logins' local hours against the
+  baseline's hour-of-day histogram (recent logins taken out of it), as a
+  2 x 24 table. A week holds few logins, where the chi-square
+  distribution understates p; then p is simulated with the table's
+  margins fixed (see `chi_square`).
+- sessions: two-sample Kolmogorov-Smirnov test of recent session lengths
+  against earlier ones (log seconds), when the medians differ by at least
+  `min_duration_ratio`. The baseline keeps only their mean and spread, so
+  this detector keeps a bounded sample per user: the last `max_sessions`
+  lengths within `history_days`.
+- logins, failures: one-sided Poisson tests of the recent count against
+  the user's earlier daily rate, when the count is at least
+  `min_rate_ratio` times the expected one.
+
+The effect-size floors matter: real counts and durations vary from week
+to week more than the tests' assumptions (independent draws) allow, so on
+p-values alone every busy week would be a "shift".
+
+Multiple testing: a test is significant when p < alpha / (tests run),
+Bonferroni's correction. Findings are LOW (MEDIUM far beyond alpha): a
+shift is a reason to look, not to quarantine an event. Scores are
+-log10 of the corrected p-value.
+
+Recent events (with their local hours, durations) live in sliding windows
+of the shared detector state, bounded per user and in users. numpy and
+scipy are imported on first use only.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from uba.detectors.base import (
+    DetectionContext, Detector, Finding, fmt_duration, require_fraction, require_positive, require_severity,
+)
+from uba.detectors.state import KeyedWindows
+from uba.domain.anomalies import Feature, Severity
+from uba.domain.baselines import UserBaseline
+from uba.domain.events import ActivityEvent, ActivityType
+
+_LOGIN = ActivityType.LOGIN_SUCCESS
+_FAILURE = ActivityType.LOGIN_FAILURE
+_LOGOUT = ActivityType.LOGOUT
+_DAY = 86400.0
+# Marks events kept out of the baseline (quarantined) in the windows.
+_QUARANTINED = "q"
+
+
+def _entries(windows: KeyedWindows, key: str, now_ts: float) -> list[tuple[float, str]]:
+    """The (time, value) pairs of `key` within the window. KeyedWindows has
+    counts only; a public `entries(key, now_ts)` there would replace this."""
+    window = windows._current(key, now_ts)
+    return list(window.events) if window is not None else []
+
+
+def chi_square(recent: list[int], reference: list[int], threshold: float, seed: int = 0) -> tuple[float, float] | None:
+    """Pearson's chi-square test of homogeneity of two histograms (the
+    2 x K table of recent and reference counts, empty columns dropped):
+    (statistic, p-value), None with fewer than two columns.
+
+    When every expected cell holds at least 5, p comes from the chi-square
+    distribution. A week holds few logins, so usually some do not; then p
+    is simulated: tables drawn with the same margins (multivariate
+    hypergeometric: which of the logins fall in the recent week, if the
+    week were like any other), enough of them (5 / threshold) that a
+    p-value below `threshold` can show. The draws are seeded: the same
+    data always gives the same verdict."""
+    import numpy as np
+    from scipy import stats
+
+    columns = [i for i in range(len(recent)) if recent[i] + reference[i] > 0]
+    if len(columns) < 2:
+        return None
+    r = np.array([recent[i] for i in columns], dtype=np.int64)
+    totals = r + np.array([reference[i] for i in columns], dtype=np.int64)
+    n, total = int(r.sum()), int(totals.sum())
+    expected_recent = totals * n / total
+    expected_reference = totals - expected_recent
+    weight = 1 / expected_recent + 1 / expected_reference
+
+    def statistic(counts):
+        # Both rows deviate by the same amount, with opposite signs.
+        return ((counts - expected_recent) ** 2 * weight).sum(axis=-1)
+
+    observed = float(statistic(r))
+    if min(expected_recent.min(), expected_reference.min()) >= 5:
+        return observed, float(stats.chi2.sf(observed, len(columns) - 1))
+    draws = min(200_000, max(2_000, math.ceil(5 / threshold)))
+    tables = np.random.default_rng(seed).multivariate_hypergeometric(
+        totals, n, size=draws, method="count" if total <= 1000 else "marginals")
+    as_extreme = int(np.count_nonzero(statistic(tables) >= observed * (1 - 1e-12)))
+    return observed, (1 + as_extreme) / (1 + draws)
+
+
+class DistributionShiftDetector(Detector):
+    name = "distribution_shift"
+    version = "1.0"
+    family = "enhanced"
+    description = ("A user's last days tested against their baseline: chi-square on login hours, "
+                   "Kolmogorov-Smirnov on session lengths, Poisson on login and failure counts.")
+    title = "Change in behaviour"
+    requires = ("numpy", "scipy")
+    default_enabled = False
+    event_types = frozenset({_LOGIN, _FAILURE, _LOGOUT})
+
+    def __init__(self, alpha: float = 0.001, recent_days: float = 7.0, history_days: float = 56.0,
+                 test_interval_seconds: float = 86400.0, min_recent_logins: int = 10,
+                 min_reference_logins: int = 50, min_recent_sessions: int = 8,
+                 min_reference_sessions: int = 20, max_sessions: int = 60, min_history_days: float = 14.0,
+                 min_rate_ratio: float = 2.0, min_duration_ratio: float = 1.5, min_failures: int = 5,
+                 max_users: int = 20_000, severity: str = "low"):
+        # Family-wise false-alarm rate of one user's tests at one time.
+        self.alpha = alpha
+        self.recent_days = recent_days
+        # Span of the session-length sample (recent and earlier).
+        self.history_days = history_days
+        self.test_interval_seconds = test_interval_seconds
+        self.min_recent_logins = min_recent_logins
+        self.min_reference_logins = min_reference_logins
+        self.min_recent_sessions = min_recent_sessions
+        self.min_reference_sessions = min_reference_sessions
+        self.max_sessions = max_sessions
+        self.min_history_days = min_history_days
+        # Effect sizes below which a shift is not reported however small its
+        # p-value: counts and durations vary from week to week more than the
+        # tests' independence assumptions allow (busy weeks, holidays).
+        self.min_rate_ratio = min_rate_ratio
+        self.min_duration_ratio = min_duration_ratio
+        self.min_failures = min_failures
+        # Bound on users with recent events kept (about 10 KB each at most;
+        # the least recently active go first, and are then not tested until
+        # their windows fill again).
+        self.max_users = max_users
+        self.severity = severity
+
+    def check_params(self) -> None:
+        require_fraction(self, "alpha")
+        require_positive(self, "recent_days", "history_days", "test_interval_seconds", "min_recent_logins",
+                         "min_reference_logins", "min_recent_sessions", "min_reference_sessions",
+                         "max_sessions", "min_history_days", "min_rate_ratio", "min_duration_ratio", "min_failures",
+                         "max_users")
+        require_severity(self, "severity")
+        if self.history_days <= self.recent_days:
+            raise ValueError(f"{self.name}.history_days must exceed recent_days")
+
+    def warm_up(self) -> None:
+        """Imports scipy.stats now (about half a second), not on the first test."""
+        import scipy.stats  # noqa: F401
+
+    # -- state ------------------------------------------------------------------------
+
+    def _windows(self, ctx: DetectionContext, kind: str) -> KeyedWindows:
+        shared = ctx.shared
+        if kind == "sessions":
+            return shared.windows(f"{self.name}.sessions", self.history_days * _DAY, self.max_users,
+                                  self.max_sessions)
+        if kind == "tested":
+            return shared.windows(f"{self.name}.tested", self.test_interval_seconds, self.max_users, 1)
+        return shared.windows(f"{self.name}.{kind}", self.recent_days * _DAY, self.max_users, 2000)
+
+    def _due(self, event: ActivityEvent, ctx: DetectionContext) -> bool:
+        return self._windows(ctx, "tested").count(event.user_id, ctx.clock.ts) == 0
+
+    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+        ts, user = ctx.clock.ts, event.user_id
+        mark = _QUARANTINED if ctx.quarantined else ""
+        if self._due(event, ctx):
+            self._windows(ctx, "tested").add(user, ts)
+        if event.type is _LOGIN:
+            self._windows(ctx, "logins").add(user, ts, f"{ctx.clock.local.hour}{mark}")
+        elif event.type is _FAILURE:
+            self._windows(ctx, "failures").add(user, ts, mark)
+        elif event.type is _LOGOUT and event.session_duration is not None:
+            seconds = max(event.session_duration.total_seconds(), 1.0)
+            self._windows(ctx, "sessions").add(user, ts, f"{math.log(seconds):.5f}")
+
+    # -- testing --------------------------------------------------------------------------
+
+    def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
+        baseline = ctx.baseline
+        if not baseline.mature or not self._due(event, ctx):
+            return []
+        ts, user = ctx.clock.ts, event.user_id
+        logins = _entries(self._windows(ctx, "logins"), user, ts)
+        # Tests are prepared first (all guards pass) and computed after, as
+        # the simulated p-value needs the number of tests for its precision.
+        prepared = [t for t in (
+            self._hours(baseline, logins),
+            self._sessions(_entries(self._windows(ctx, "sessions"), user, ts), ts),
+            self._logins(baseline, logins, ts),
+            self._failures(baseline, _entries(self._windows(ctx, "failures"), user, ts), ts),
+        ) if t is not None]
+        tests = len(prepared)
+        findings = []
+        for run in prepared:
+            result = run(self.alpha / tests)
+            if result is None:
+                continue
+            test, statistic, p, reason, observed, expected = result
+            adjusted = min(1.0, p * tests)
+            if adjusted >= self.alpha:
+                continue
+            severity = Severity.parse(self.severity)
+            if adjusted < self.alpha / 100:
+                severity = severity.raised_by(1, Severity.MEDIUM)
+            findings.append(Finding(
+                score=-math.log10(max(adjusted, 1e-300)),
+                severity=severity,
+                reason=(f"{reason} ({test} test: statistic {statistic:.3g}, p {p:.2g} < "
+                        f"{self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"),
+                observed=observed,
+                expected=expected,
+                features=(Feature(f"{test}_statistic", float(statistic), 1.0),
+                          Feature(f"{test}_p_value", float(p), 0.0),
+                          Feature("tests", float(tests), 0.0)),
+                baseline_observations=baseline.observation_count,
+                baseline_mature=True,
+            ))
+        return findings
+
+    def _recent_days_label(self) -> str:
+        return f"the last {self.recent_days:g} days"
+
+    def _hours(self, baseline: UserBaseline, logins: list[tuple[float, str]]):
+        """Chi-square: recent login hours against the baseline's histogram."""
+        if len(logins) < self.min_recent_logins:
+            return None
+        observed = [0] * 24
+        learned = [0] * 24  # recent logins the baseline holds too
+        for _, value in logins:
+            hour = int(value.rstrip(_QUARANTINED))
+            observed[hour] += 1
+            if not value.endswith(_QUARANTINED):
+                learned[hour] += 1
+        reference = [max(0, c - l) for c, l in zip(baseline.login_hour_of_day, learned)]
+        total = sum(reference)
+        if total < self.min_reference_logins:
+            return None
+
+        def run(threshold: float):
+            result = chi_square(observed, reference, threshold)
+            if result is None:
+                return None
+            statistic, p = result
+            # For the reason: recent logins at hours holding under 2% of earlier ones.
+            rare = [h for h in range(24) if reference[h] < 0.02 * total]
+            at_rare = sum(observed[h] for h in rare)
+            n = len(logins)
+            return ("hours", statistic, p,
+                    f"login hours over {self._recent_days_label()} differ from the usual: {at_rare} of {n} logins "
+                    f"at hours with under 2% of {total} earlier logins",
+                    f"{at_rare} of {n} logins at rare hours",
+                    f"about {n * sum(reference[h] for h in rare) / total:.1f} of {n}")
+        return run
+
+    def _sessions(self, sessions: list[tuple[float, str]], ts: float):
+        """Kolmogorov-Smirnov: recent session lengths against earlier ones."""
+        start = ts - self.recent_days * _DAY
+        recent = [float(v) for t, v in sessions if t > start]
+        earlier = [float(v) for t, v in sessions if t <= start]
+        if len(recent) < self.min_recent_sessions or len(earlier) < self.min_reference_sessions:
+            return None
+        now_median, usual_median = math.exp(statistics.median(recent)), math.exp(statistics.median(earlier))
+        if max(now_median, usual_median) < self.min_duration_ratio * min(now_median, usual_median):
+            return None
+
+        def run(threshold: float):
+            from scipy import stats
+
+            statistic, p = stats.ks_2samp(recent, earlier)
+            return ("sessions", float(statistic), float(p),
+                    f"session lengths over {self._recent_days_label()} differ from earlier ones: median "
+                    f"{fmt_duration(now_median)} over {len(recent)} sessions, earlier "
+                    f"{fmt_duration(usual_median)} over {len(earlier)}",
+                    f"median {fmt_duration(now_median)}", f"median {fmt_duration(usual_median)}")
+        return run
+
+    def _rate_test(self, test: str, noun: str, count: int, earlier: float, baseline: UserBaseline, ts: float):
+        """One-sided Poisson: `count` recent events against `earlier` events
+        spread over the baseline's days before the recent window."""
+        if baseline.first_seen_ts is None:
+            return None
+        days = (ts - self.recent_days * _DAY - baseline.first_seen_ts) / _DAY
+        if days < self.min_history_days:
+            return None
+        rate = max(earlier, 0.0) / days
+        expected = rate * self.recent_days
+        # Expect at least one: a user who never failed a login is not alarming at 2 failures.
+        if count < self.min_rate_ratio * max(expected, 1.0):
+            return None
+
+        def run(threshold: float):
+            from scipy import stats
+
+            p = float(stats.poisson.sf(count - 1, expected)) if expected > 0 else 0.0
+            return (test, count / max(expected, 1e-9), p,
+                    f"{count} {noun} over {self._recent_days_label()}; the usual {rate:.2f} per day predicts "
+                    f"{expected:.1f}",
+                    f"{count} {noun}", f"about {expected:.1f}")
+        return run
+
+    def _logins(self, baseline: UserBaseline, logins: list[tuple[float, str]], ts: float):
+        if len(logins) < self.min_recent_logins:
+            return None
+        learned = sum(1 for _, v in logins if not v.endswith(_QUARANTINED))
+        return self._rate_test("logins", "logins", len(logins), baseline.login_count - learned, baseline, ts)
+
+    def _failures(self, baseline: UserBaseline, failures: list[tuple[float, str]], ts: float):
+        if len(failures) < self.min_failures:
+            return None
+        stats = baseline.failed_logins_per_hour
+        # The baseline keeps failures per hour with failures; their sum is
+        # the failures learned (recent ones among them, roughly).
+        learned_recent = sum(1 for _, v in failures if v != _QUARANTINED)
+        earlier = stats.mean * stats.count - learned_recent
+        return self._rate_test("failures", "failed logins", len(failures), earlier, baseline, ts)

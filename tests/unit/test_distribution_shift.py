@@ -1,0 +1,167 @@
+"""Distribution shift detector: the tests, their guards, and the evidence
+that it finds gradual changes no basic detector reports (printed, pytest -s)."""
+
+import collections
+import math
+import random
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+pytest.importorskip("numpy")
+pytest.importorskip("scipy")
+
+from uba.detectors import checks  # noqa: E402
+from uba.detectors.checks import Simulation  # noqa: E402
+from uba.detectors.distribution_shift import DistributionShiftDetector, chi_square  # noqa: E402
+from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry  # noqa: E402
+from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
+from uba.domain.anomalies import Severity  # noqa: E402
+from uba.domain.detection import DetectionEngine  # noqa: E402
+from uba.domain.events import ActivityType  # noqa: E402
+
+NAME = "distribution_shift"
+REGISTRY = DetectorRegistry(entry_points=False)
+TZ = ZoneInfo("Europe/Berlin")
+
+
+def engine(**params) -> DetectionEngine:
+    return DetectionEngine(REGISTRY, {NAME: {"enabled": True, **params}})
+
+
+def drifted_days(persona: Persona, start, days: int, rng: random.Random, *, earlier_by=1, sessions=6,
+                 longer=2.2):
+    """Every day (weekends too) from `earlier_by` hours before the usual
+    start, `sessions` sessions `longer` times the usual length: each day
+    slightly off, none far enough for a basic detector."""
+    events = []
+    first = persona.work_start - earlier_by
+    slot = (persona.work_end - first) * 60 / sessions
+    for d in range(days):
+        day = start + timedelta(days=d)
+        for i in range(sessions):
+            begin = first * 60 + i * slot + rng.uniform(0, slot / 3)
+            minutes = min(longer * math.exp(rng.gauss(math.log(60), 0.3)), slot * 0.9)
+            at = persona.local(day, int(begin // 60), int(begin % 60), rng.randint(0, 59))
+            events += persona.session(at, rng, rng.randint(5, 15), minutes)
+    return events
+
+
+def test_conformance():
+    checks.check_attributes(DistributionShiftDetector)
+    checks.check_params_round_trip(DistributionShiftDetector)
+    checks.check_params_round_trip(DistributionShiftDetector, {"alpha": 0.01, "recent_days": 3.0})
+    with pytest.raises(ValueError, match="history_days"):
+        DistributionShiftDetector(recent_days=30.0, history_days=20.0).check_params()
+
+
+def test_chi_square_is_asymptotic_for_large_counts_and_simulated_for_small():
+    from scipy.stats import chi2_contingency
+
+    recent, reference = [0] * 24, [0] * 24
+    for hour, a, b in ((8, 60, 300), (9, 80, 420), (13, 50, 310), (14, 45, 200)):
+        recent[hour], reference[hour] = a, b
+    statistic, p = chi_square(recent, reference, 0.001)
+    expected = chi2_contingency([[60, 80, 50, 45], [300, 420, 310, 200]], correction=False)
+    assert statistic == pytest.approx(expected.statistic) and p == pytest.approx(expected.pvalue)
+    # Small counts: 5 of 20 recent logins at an hour none of 94 earlier ones used.
+    recent, reference = [0] * 24, [0] * 24
+    for hour, a, b in ((2, 5, 0), (8, 5, 30), (10, 3, 20), (13, 4, 25), (15, 3, 19)):
+        recent[hour], reference[hour] = a, b
+    statistic, p = chi_square(recent, reference, 0.001)
+    assert p < 0.001 and chi_square(recent, reference, 0.001) == (statistic, p)  # seeded
+    recent[2] = 0
+    recent[8] = 10
+    assert chi_square(recent, reference, 0.001)[1] > 0.01
+
+
+def test_a_week_of_night_logins_shifts_the_hour_histogram():
+    rng = random.Random(3)
+    alice = Persona()
+    sim = Simulation(engine())
+    sim.feed(alice.history(rng))
+    start = HISTORY_START + timedelta(days=42)
+    nights = []  # a week of ordinary days, each with a session at night
+    for d in range(7):
+        nights += alice.session(alice.local(start + timedelta(days=d), 2, 30), rng, 5, 50)
+        nights += alice.workday(start + timedelta(days=d), rng)
+    nights += alice.workday(start + timedelta(days=8), rng)
+    found = [a for a in sim.feed(sorted(nights, key=lambda e: e.occurred_at)) if a.detector == NAME]
+    hours = [a for a in found if a.features[0].name == "hours_statistic"]
+    assert hours, [a.reason for a in found]
+    anomaly = hours[0]
+    statistic, p, tests = (f.value for f in anomaly.features)
+    assert p * tests < 0.001 and anomaly.score == pytest.approx(-math.log10(p * tests))
+    assert "login hours over the last 7 days differ" in anomaly.reason and "p " in anomaly.reason
+    assert f"/{int(tests)} test" in anomaly.reason and anomaly.severity <= Severity.MEDIUM
+
+
+def test_young_users_are_not_tested():
+    rng = random.Random(4)
+    bob = Persona(user_id="bob")
+    sim = Simulation(engine())
+    # Eight days of history, then eight days far off: too little history
+    # before the recent week for any test (the basic detectors see it).
+    events = bob.history(rng, days=8) + drifted_days(bob, HISTORY_START + timedelta(days=8), 8, rng,
+                                                     earlier_by=5, sessions=8)
+    found = sim.feed(sorted(events, key=lambda e: e.occurred_at))
+    assert sim.baseline("bob").mature
+    assert not [a.reason for a in found if a.detector == NAME]
+
+
+def test_each_user_is_tested_once_per_interval():
+    rng = random.Random(5)
+    alice = Persona()
+    sim = Simulation(engine())
+    sim.feed(alice.history(rng))
+    found = [a for a in sim.feed(drifted_days(alice, HISTORY_START + timedelta(days=42), 10, rng))
+             if a.detector == NAME]
+    assert found
+    per_day = collections.Counter((a.occurred_at.astimezone(TZ).date(), a.features[0].name) for a in found)
+    assert max(per_day.values()) == 1
+
+
+def test_evidence_gradual_drift_recall_and_false_alerts():
+    """60 office workers learn six weeks; then for three weeks 15 of them
+    drift (every day, an hour earlier, six sessions twice as long). Which
+    drifted users are reported, how soon, and how many false user-days."""
+    rng = random.Random(5)
+    people = list(population(rng, 60))
+    drifted = {p.user_id for p in people[:15]}
+    start = HISTORY_START + timedelta(days=42)
+    events = []
+    for persona in people:
+        events += persona.history(rng)
+        if persona.user_id in drifted:
+            events += drifted_days(persona, start, 21, rng)
+        else:
+            events += [e for d in range(21) for e in persona.workday(start + timedelta(days=d), rng)]
+    events.sort(key=lambda e: e.occurred_at)
+    sim = Simulation(DetectionEngine(REGISTRY, {NAME: {"enabled": True}}))
+    found = sim.feed(events)
+    assert not sim.engine.failures
+    start_at = start.replace(tzinfo=TZ)
+    test_days = {(e.user_id, e.occurred_at.astimezone(TZ).date()) for e in events if e.occurred_at >= start_at}
+    normal_days = {k for k in test_days if k[0] not in drifted}
+    history_findings = [a for a in found if a.detector == NAME and a.occurred_at < start_at]
+    summary = {}
+    for label, keep in (("basic", lambda a: a.detector not in ENHANCED_DETECTORS),
+                        ("distribution_shift", lambda a: a.detector == NAME)):
+        chosen = [a for a in found if keep(a) and a.occurred_at >= start_at]
+        first: dict = {}
+        for a in chosen:
+            if a.user_id in drifted:
+                first[a.user_id] = min(first.get(a.user_id, a.occurred_at), a.occurred_at)
+        delays = sorted((t - start_at).days for t in first.values())
+        false_days = {(a.user_id, a.occurred_at.astimezone(TZ).date()) for a in chosen} & normal_days
+        tests = collections.Counter(a.features[0].name.removesuffix("_statistic") for a in chosen
+                                    if a.detector == NAME)
+        summary[label] = (len(first), len(false_days))
+        print(f"\n{label:20s} drifted users reported {len(first)}/{len(drifted)} (days to first: {delays}); "
+              f"false alerts {len(false_days)}/{len(normal_days)} user-days"
+              + (f"; findings by test {dict(tests)}" if tests else ""))
+    print(f"distribution_shift findings during the six weeks of ordinary history: {len(history_findings)}")
+    assert summary["basic"][0] <= 2
+    assert summary["distribution_shift"][0] >= 13
+    assert summary["distribution_shift"][1] <= 0.01 * len(normal_days) and len(history_findings) <= 3
