@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+# A second environment without numpy, scipy and scikit-learn: basic mode.
+VENV_BASIC ?= .venv-basic
 BUF    := tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/uba/v1/*.proto)
 DESCRIPTOR := envoy/uba_descriptor.pb
@@ -13,15 +15,26 @@ DESCRIPTOR := envoy/uba_descriptor.pb
 run: $(VENV)/.installed
 	$(VENV)/bin/uba serve --gateway-listen 127.0.0.1:8080
 
-# Runs every test: proto checks, then the whole pytest suite (SQLite and PostgreSQL).
-test: $(VENV)/.installed proto-check proto-lint
+# Runs every test: proto checks, then the whole pytest suite (SQLite and
+# PostgreSQL, real Envoy, real Chromium) twice: in enhanced mode (ML packages
+# installed) and in basic mode (without them).
+test: $(VENV)/.installed $(VENV_BASIC)/.installed proto-check proto-lint
+	@echo "== enhanced mode (numpy, scipy, scikit-learn installed)"
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@echo "== basic mode (standard library detectors only)"
+	$(VENV_BASIC)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[gateway,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[gateway,dev,ml]'
+	touch $@
+
+$(VENV_BASIC)/.installed: pyproject.toml constraints.txt
+	test -x $(VENV_BASIC)/bin/python || $(PYTHON) -m venv $(VENV_BASIC)
+	$(VENV_BASIC)/bin/python -m pip install -q --upgrade pip
+	$(VENV_BASIC)/bin/python -m pip install -q -c constraints.txt -e '.[gateway,dev]'
 	touch $@
 
 $(BUF): tools/package.json tools/package-lock.json
@@ -62,8 +75,11 @@ lock:
 	.lock-venv/bin/pip freeze --exclude uba | grep -v '^-e' > constraints.txt
 	rm -rf .lock-venv
 
+# The benchmarks (minutes; figures in bench/results/, summarised in docs/benchmarks.md).
 bench: $(VENV)/.installed
 	$(PY) bench/ingest.py
+	$(PY) bench/detection.py
+	$(PY) bench/subscribers.py
 
 clean:
-	rm -rf $(VENV) .proto-check tools/node_modules
+	rm -rf $(VENV) $(VENV_BASIC) .proto-check tools/node_modules clients/node/node_modules

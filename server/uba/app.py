@@ -26,7 +26,7 @@ from uba.api.broker import AlertBroker
 from uba.api.errors import DrainInterceptor, ErrorInterceptor
 from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
 from uba.config import Settings, load_detector_config
-from uba.detectors.registry import DetectorRegistry, default_registry
+from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
 from uba.domain.backfill import BackfillService
@@ -36,6 +36,7 @@ from uba.domain.ingest import IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
 from uba.domain.risk import RiskPolicy
+from uba.domain.training import TrainingService
 from uba.storage.database import Database
 from uba.storage.store import Store
 from uba.v1 import service_pb2, service_pb2_grpc
@@ -70,6 +71,7 @@ class Services:
     dashboard: DashboardService
     investigation: InvestigationService
     backfill: BackfillService
+    training: TrainingService
     executor: ThreadPoolExecutor
     detection_enabled: bool = True
 
@@ -97,15 +99,31 @@ class Services:
         self.database.dispose()
 
 
+def with_enhanced_defaults(registry: DetectorRegistry, config: dict, settings: Settings) -> dict:
+    """Enhanced mode switches itself on: each enhanced detector the
+    configuration does not mention runs when its libraries import."""
+    config = dict(config)
+    for name in ENHANCED_DETECTORS:
+        if name in registry and name not in config and registry.entries[name].available:
+            config[name] = {"enabled": True}
+    forest = config.get("isolation_forest")
+    if forest and forest.get("enabled", False):
+        # Models live in the data dir; score in micro-batches of an ingest group.
+        config["isolation_forest"] = {"model_dir": settings.model_dir, "defer": True, **forest}
+    return config
+
+
 def build_services(settings: Settings) -> Services:
     database = Database(settings.resolved_database_url, pool_size=settings.max_workers)
     database.upgrade()
     store = Store(database)
     registry = default_registry()
     try:
-        engine = DetectionEngine(registry, load_detector_config(settings.detectors))
+        engine = DetectionEngine(registry, with_enhanced_defaults(registry, load_detector_config(settings.detectors),
+                                                                  settings))
     except ValueError as exc:
         raise SystemExit(f"uba: detector configuration: {exc}") from None
+    forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
     risk = RiskPolicy()
     analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
     with store.unit_of_work() as uow:
@@ -123,6 +141,8 @@ def build_services(settings: Settings) -> Services:
         dashboard=DashboardService(store, utcnow, risk, analytics_mode=mode),
         investigation=InvestigationService(store, ingest, analyzer),
         backfill=BackfillService(store, ingest, analyzer, utcnow),
+        training=TrainingService(store, forest, utcnow, registry.entries["isolation_forest"].unavailable_reason
+                                 if "isolation_forest" in registry else "not registered"),
         executor=ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="uba-storage"),
         detection_enabled=not settings.disable_detection,
     )
@@ -134,6 +154,11 @@ async def serve(settings: Settings) -> int:
                          poll_interval=settings.alert_poll_interval)
     await broker.start()
     services.ingest.on_committed = broker.poke_threadsafe
+    for detector in services.engine.detectors:  # import ML libraries and load models now, not on the first event
+        if hasattr(detector, "warm_up"):
+            await asyncio.to_thread(detector.warm_up)
+    scheduler = (asyncio.create_task(train_on_schedule(services, settings.train_interval * 3600))
+                 if services.training.available and settings.train_interval > 0 else None)
 
     drain = DrainInterceptor()
     server = grpc.aio.server(
@@ -148,7 +173,7 @@ async def serve(settings: Settings) -> int:
     stream = AlertStream(broker, services.store.alerts_after, services.executor, settings.heartbeat_interval)
     service_pb2_grpc.add_BehaviorAnalyticsServiceServicer_to_server(
         BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, services.investigation,
-                                  stream, services.backfill, capabilities, services.executor),
+                                  stream, services.backfill, services.training, capabilities, services.executor),
         server,
     )
     health_servicer = health.aio.HealthServicer()
@@ -182,6 +207,8 @@ async def serve(settings: Settings) -> int:
     if gateway is not None:
         await asyncio.to_thread(gateway.stop)
     await broker.close()
+    if scheduler is not None:
+        scheduler.cancel()
     # A moment for callers to see NOT_SERVING and UNAVAILABLE before the
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
@@ -203,3 +230,17 @@ async def start_gateway(settings: Settings, upstream: str):
     await asyncio.to_thread(gateway.wait_ready)
     print(f"uba: gateway on {gateway.url} (dashboard, REST under /api/behavior-analytics/, gRPC)", flush=True)
     return gateway
+
+
+async def train_on_schedule(services: Services, every_seconds: float) -> None:
+    """Retrains the Isolation Forest now and then (and once at start when no
+    model exists yet), on a storage thread."""
+    first = 60.0 if services.training.model_missing() else every_seconds
+    await asyncio.sleep(first)
+    while True:
+        try:
+            info = await asyncio.get_running_loop().run_in_executor(services.executor, services.training.train)
+            log.info("isolation forest retrained: model %s on %d rows", info.version, info.rows)
+        except Exception as exc:  # noqa: BLE001 - too little history yet, or the database is down
+            log.info("scheduled isolation forest training skipped: %s", exc)
+        await asyncio.sleep(every_seconds)

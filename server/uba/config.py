@@ -29,6 +29,7 @@ class Settings:
     heartbeat_interval: float = 15.0  # seconds between StreamAlerts heartbeats
     max_workers: int = 16  # threads for blocking storage work
     detectors: str = ""  # JSON file that enables, disables and tunes detectors
+    train_interval: float = 24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
     disable_detection: bool = False  # store events only (bulk imports, baselines for benchmarks)
     alert_poll_interval: float = 1.0  # seconds; picks up alerts of other server processes
 
@@ -37,6 +38,10 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'uba.db'}"
+
+    @property
+    def model_dir(self) -> str:
+        return str(Path(self.data_dir) / "models")
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -53,6 +58,7 @@ class Settings:
             "heartbeat_interval": "seconds between StreamAlerts heartbeats [UBA_HEARTBEAT_INTERVAL, 15]",
             "max_workers": "threads for blocking storage work [UBA_MAX_WORKERS, 16]",
             "detectors": "JSON file configuring detectors, e.g. {\"new_ip\": {\"enabled\": false}} [UBA_DETECTORS]",
+            "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
             "alert_poll_interval": "seconds between looks for alerts raised by other server processes [UBA_ALERT_POLL_INTERVAL, 1]",
         }

@@ -316,6 +316,16 @@ class UbaClient:
             _set_time(request.end_time, end)
         return self._call(self.stub.Backfill, request, timeout=timeout)
 
+    def train_model(self, start: Any = None, end: Any = None,
+                    timeout: float | None = 3600.0) -> service_pb2.TrainModelResponse:
+        """Trains a new Isolation Forest model on stored history (enhanced mode)."""
+        request = service_pb2.TrainModelRequest()
+        if start is not None:
+            _set_time(request.start_time, start)
+        if end is not None:
+            _set_time(request.end_time, end)
+        return self._call(self.stub.TrainModel, request, timeout=timeout)
+
     def user_baseline(self, user_id: str) -> baselines_pb2.UserBaseline:
         return self._call(self.stub.GetUserBaseline, service_pb2.GetUserBaselineRequest(user_id=user_id)).baseline
 

@@ -21,6 +21,7 @@ from uba.domain.errors import InvalidArgument
 from uba.domain.investigation import InvestigationService
 from uba.domain.ingest import IngestService
 from uba.domain.logs import LogService
+from uba.domain.training import TrainingService
 from uba.v1 import service_pb2, service_pb2_grpc
 
 T = TypeVar("T")
@@ -40,13 +41,14 @@ class Capabilities:
 class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
     def __init__(self, ingest: IngestService, logs: LogService, dashboard: DashboardService,
                  investigation: InvestigationService, alert_stream: AlertStream, backfill: BackfillService,
-                 capabilities: Capabilities, executor: Executor):
+                 training: TrainingService, capabilities: Capabilities, executor: Executor):
         self._ingest = ingest
         self._logs = logs
         self._dashboard = dashboard
         self._investigation = investigation
         self._alert_stream = alert_stream
         self._backfill = backfill
+        self._training = training
         self._capabilities = capabilities
         self._executor = executor
         # Built inside the running server, so the loop is the server's.
@@ -159,6 +161,14 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         result = await self._blocking(self._backfill.run, start, end, request.raise_alerts)
         return service_pb2.BackfillResponse(event_count=result.event_count, user_count=result.user_count,
                                             anomaly_count=result.anomaly_count, alert_count=result.alert_count)
+
+    async def TrainModel(self, request, context):
+        start = conv.to_datetime(request.start_time) if request.HasField("start_time") else None
+        end = conv.to_datetime(request.end_time) if request.HasField("end_time") else None
+        info = await self._blocking(self._training.train, start, end)
+        return service_pb2.TrainModelResponse(version=info.version, event_count=info.events, row_count=info.rows,
+                                              features=list(info.features), threshold=info.threshold,
+                                              training_seconds=info.training_seconds)
 
     async def GetUserBaseline(self, request, context):
         baseline = await self._blocking(self._investigation.baseline, request.user_id)

@@ -412,6 +412,18 @@ def run_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train(args: argparse.Namespace) -> int:
+    note("training the isolation forest on stored history ...")
+    with ClientSettings.load(args).client() as client:
+        reply = client.train_model(args.since, args.until)
+    if args.json:
+        print_json(as_dict(reply))
+    else:
+        print(f"model {reply.version}: {reply.row_count:,} rows from {reply.event_count:,} events, "
+              f"{len(reply.features)} features, threshold {reply.threshold:.4f}, {reply.training_seconds:.1f} s")
+    return 0
+
+
 def run_baseline(args: argparse.Namespace) -> int:
     with ClientSettings.load(args).client() as client:
         b = client.user_baseline(args.user_id)
@@ -536,6 +548,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--until", type=parse_time, default=None, metavar="TIME", help="replay events before TIME")
     p.add_argument("--raise-alerts", action="store_true", help="also store anomalies and raise alerts")
     p.set_defaults(func=guarded(run_backfill))
+    p = subparsers.add_parser("train", parents=[common, as_json], help="train the isolation forest now",
+                              description="Train a new Isolation Forest model on stored history and switch the "
+                                          "server to it (enhanced mode; the server also retrains on a schedule).")
+    p.add_argument("--since", type=parse_time, default=None, metavar="TIME", help="history from TIME (default 30d)")
+    p.add_argument("--until", type=parse_time, default=None, metavar="TIME", help="history before TIME")
+    p.set_defaults(func=guarded(run_train))
     p = subparsers.add_parser("baseline", parents=[common, as_json], help="what is normal for one user",
                               description="Print the learned baseline of a user.")
     p.add_argument("user_id", metavar="USER")

@@ -106,6 +106,11 @@ class Detector(abc.ABC):
         """Updates the detector's own state with the event (the engine learns
         the baseline). Called for every event it is routed, quarantined or not."""
 
+    def flush(self) -> list[tuple[ActivityEvent, Finding]]:
+        """Findings a micro-batching detector deferred (scored together when
+        the engine flushes, once per ingest group), with their events."""
+        return []
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"

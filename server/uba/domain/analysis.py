@@ -129,6 +129,7 @@ class Analyzer:
         anomalies: list[Anomaly] = []
         for event in sorted(events, key=lambda e: e.occurred_at):
             anomalies.extend(self.engine.process(event, baselines[event.user_id], self.prior, self.shared))
+        anomalies.extend(self.engine.flush())
         self._save_baselines(uow.detection, users, now)
         self.last_anomaly_count = len(anomalies)
         changed = self._alerts(uow.detection, anomalies, now) if anomalies and raise_alerts else []

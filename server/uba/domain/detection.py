@@ -107,6 +107,20 @@ class DetectionEngine:
             prior.include(baseline)
         return anomalies
 
+    def flush(self) -> list[Anomaly]:
+        """Anomalies of detectors that score in micro-batches (one library
+        call per ingest group instead of one per event). Their findings
+        never quarantine: the event has been learned by then."""
+        anomalies = []
+        for detector in self.detectors:
+            try:
+                for event, finding in detector.flush():
+                    anomalies.append(self._anomaly(event, None, detector, finding, False))
+            except Exception:
+                self.failures[detector.name] += 1
+                log.exception("detector %s failed to flush", detector.name)
+        return anomalies
+
     def admit(self, event: ActivityEvent, baseline: UserBaseline) -> None:
         """Learns a quarantined event into the baseline after all (an analyst
         found it benign). Detector state already saw it in `process`. If its
@@ -116,7 +130,7 @@ class DetectionEngine:
             raise ValueError(f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}")
         baseline.learn(event)
 
-    def _anomaly(self, event: ActivityEvent, baseline: UserBaseline, detector: Detector, finding: Finding,
+    def _anomaly(self, event: ActivityEvent, baseline: UserBaseline | None, detector: Detector, finding: Finding,
                  quarantined: bool) -> Anomaly:
         score = float(finding.score)
         if not score >= 0.0 or score == float("inf"):
@@ -134,9 +148,10 @@ class DetectionEngine:
             reason=finding.reason,
             observed=finding.observed,
             expected=finding.expected,
-            baseline_observations=(baseline.observation_count if finding.baseline_observations is None
-                                   else finding.baseline_observations),
-            baseline_mature=baseline.mature if finding.baseline_mature is None else finding.baseline_mature,
+            baseline_observations=(finding.baseline_observations if finding.baseline_observations is not None
+                                   else baseline.observation_count if baseline is not None else 0),
+            baseline_mature=(finding.baseline_mature if finding.baseline_mature is not None
+                             else baseline is not None and baseline.mature),
             features=list(finding.features),
             occurred_at=event.occurred_at,
             detected_at=self._clock(),

@@ -361,6 +361,30 @@ class BackfillResponse(_message.Message):
     alert_count: int
     def __init__(self, event_count: _Optional[int] = ..., user_count: _Optional[int] = ..., anomaly_count: _Optional[int] = ..., alert_count: _Optional[int] = ...) -> None: ...
 
+class TrainModelRequest(_message.Message):
+    __slots__ = ("start_time", "end_time")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TrainModelResponse(_message.Message):
+    __slots__ = ("version", "event_count", "row_count", "features", "threshold", "training_seconds")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    event_count: int
+    row_count: int
+    features: _containers.RepeatedScalarFieldContainer[str]
+    threshold: float
+    training_seconds: float
+    def __init__(self, version: _Optional[str] = ..., event_count: _Optional[int] = ..., row_count: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., threshold: _Optional[float] = ..., training_seconds: _Optional[float] = ...) -> None: ...
+
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

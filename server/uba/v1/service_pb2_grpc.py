@@ -100,6 +100,11 @@ class BehaviorAnalyticsServiceStub:
                 request_serializer=uba_dot_v1_dot_service__pb2.BackfillRequest.SerializeToString,
                 response_deserializer=uba_dot_v1_dot_service__pb2.BackfillResponse.FromString,
                 _registered_method=True)
+        self.TrainModel = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/TrainModel',
+                request_serializer=uba_dot_v1_dot_service__pb2.TrainModelRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.TrainModelResponse.FromString,
+                _registered_method=True)
         self.GetCapabilities = channel.unary_unary(
                 '/uba.v1.BehaviorAnalyticsService/GetCapabilities',
                 request_serializer=uba_dot_v1_dot_service__pb2.GetCapabilitiesRequest.SerializeToString,
@@ -203,6 +208,14 @@ class BehaviorAnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrainModel(self, request, context):
+        """Trains a new Isolation Forest model on stored history and switches to it
+        (admin). Needs the enhanced analytics packages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCapabilities(self, request, context):
         """Describes this server: version, storage, analytics mode, detectors.
         """
@@ -272,6 +285,11 @@ def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
                     servicer.Backfill,
                     request_deserializer=uba_dot_v1_dot_service__pb2.BackfillRequest.FromString,
                     response_serializer=uba_dot_v1_dot_service__pb2.BackfillResponse.SerializeToString,
+            ),
+            'TrainModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainModel,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.TrainModelRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.TrainModelResponse.SerializeToString,
             ),
             'GetCapabilities': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCapabilities,
@@ -608,6 +626,33 @@ class BehaviorAnalyticsService:
             '/uba.v1.BehaviorAnalyticsService/Backfill',
             uba_dot_v1_dot_service__pb2.BackfillRequest.SerializeToString,
             uba_dot_v1_dot_service__pb2.BackfillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/TrainModel',
+            uba_dot_v1_dot_service__pb2.TrainModelRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.TrainModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
