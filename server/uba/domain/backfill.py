@@ -17,14 +17,10 @@ from typing import Any, Protocol
 
 from uba.domain.analysis import Analyzer
 from uba.domain.errors import InvalidArgument
-from uba.domain.events import ActivityEvent, EventFilter
+from uba.domain.events import EventFilter
+from uba.domain.logs import EventReader, event_pages
 
 PAGE = 2000
-
-
-class EventReader(Protocol):
-    def page_events(self, flt: EventFilter, limit: int, after: list[int] | None,
-                    newest_first: bool) -> list[tuple[list[int], ActivityEvent]]: ...
 
 
 class Writer(Protocol):
@@ -57,13 +53,7 @@ class BackfillService:
         result = BackfillResult()
         users: set[str] = set()
         self._writer.run_exclusive(self._analyzer.reset).result()
-        flt = EventFilter(start_time=start, end_time=end)
-        after = None
-        while True:
-            rows = self._reader.page_events(flt, PAGE, after, newest_first=False)
-            if not rows:
-                break
-            events = [e for _, e in rows]
+        for events in event_pages(self._reader, EventFilter(start_time=start, end_time=end), PAGE):
 
             def replay(uow, events=events):
                 alerts = self._analyzer.process(uow, events, raise_alerts=raise_alerts)
@@ -76,8 +66,5 @@ class BackfillService:
             users.update(e.user_id for e in events)
             if progress is not None:
                 progress(result.event_count)
-            if len(rows) < PAGE:
-                break
-            after = rows[-1][0]
         result.user_count = len(users)
         return result

@@ -69,14 +69,21 @@ class LogService:
         return EXPORT_FORMATS[fmt], _chunks(self._rows(flt), fmt)
 
     def _rows(self, flt: EventFilter) -> Iterator[ActivityEvent]:
-        after = None
-        while True:
-            rows = self._reader.page_events(flt, EXPORT_PAGE_ROWS, after, newest_first=False)
-            for _, event in rows:
-                yield event
-            if len(rows) < EXPORT_PAGE_ROWS:
-                return
-            after = rows[-1][0]
+        for page in event_pages(self._reader, flt, EXPORT_PAGE_ROWS):
+            yield from page
+
+
+def event_pages(reader: EventReader, flt: EventFilter, size: int) -> Iterator[list[ActivityEvent]]:
+    """The selected events oldest first, a page (keyset query) at a time:
+    bounded memory and no long-running transaction, whatever the size."""
+    after = None
+    while True:
+        rows = reader.page_events(flt, size, after, newest_first=False)
+        if rows:
+            yield [event for _, event in rows]
+        if len(rows) < size:
+            return
+        after = rows[-1][0]
 
 
 def _check_filter(flt: EventFilter) -> None:

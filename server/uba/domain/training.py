@@ -12,18 +12,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.events import ActivityEvent, EventFilter
+from uba.domain.logs import EventReader, event_pages
 
 DEFAULT_HISTORY = timedelta(days=30)
 PAGE = 5000
-
-
-class EventReader(Protocol):
-    def page_events(self, flt: EventFilter, limit: int, after: list[int] | None,
-                    newest_first: bool) -> list[tuple[list[int], ActivityEvent]]: ...
 
 
 class TrainingService:
@@ -58,14 +54,8 @@ class TrainingService:
             self._lock.release()
 
     def _history(self, flt: EventFilter) -> Iterator[ActivityEvent]:
-        after = None
-        while True:
-            rows = self._reader.page_events(flt, PAGE, after, newest_first=False)
-            for _, event in rows:
-                yield event
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        for page in event_pages(self._reader, flt, PAGE):
+            yield from page
 
     def model_missing(self) -> bool:
         return self._detector is not None and self._detector.model_info is None
