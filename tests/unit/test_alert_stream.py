@@ -1,0 +1,129 @@
+"""The alert broker and stream, in-process: hand-over from replay to live
+without gap or duplicate, slow subscribers cut off at a bounded backlog,
+shutdown ends streams with a status that tells where to resume."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import pytest
+
+from uba.api.alert_stream import AlertStream
+from uba.api.broker import AlertBroker, AlertSubscriptionFilter
+from uba.domain.alerts import Alert
+from uba.domain.anomalies import Severity
+from uba.domain.errors import ResourceExhausted, Unavailable
+
+NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
+
+
+def alert(seq: int, user: str = "u", severity: Severity = Severity.MEDIUM) -> Alert:
+    return Alert(alert_id=f"a{seq}", user_id=user, detector="d", severity=severity, title="t", reason="r",
+                 created_at=NOW, updated_at=NOW, first_seen_at=NOW, last_seen_at=NOW, seq=seq)
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def after(self, seq: int, limit: int) -> list[Alert]:
+        return [a for a in self.alerts if a.seq > seq][:limit]
+
+    def max_seq(self) -> int:
+        return max((a.seq for a in self.alerts), default=0)
+
+
+async def collect(stream: AlertStream, flt, after: int, count: int) -> list[int]:
+    seqs = []
+    async for kind, item, seq in stream.follow(flt, after):
+        if kind == "alert":
+            seqs.append(seq)
+            if len(seqs) == count:
+                return seqs
+    return seqs
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_replay_then_live_without_gap_or_duplicate():
+    async def main():
+        store = FakeStore()
+        store.alerts = [alert(s) for s in range(1, 6)]
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=0.05)
+            await broker.start()
+            stream = AlertStream(broker, store.after, pool, heartbeat_interval=5)
+            task = asyncio.create_task(collect(stream, AlertSubscriptionFilter(), 2, 6))
+            await asyncio.sleep(0.1)
+            store.alerts += [alert(s) for s in range(6, 10)]
+            broker.poke_threadsafe()
+            seqs = await task
+            await broker.close()
+            return seqs
+
+    assert run(main()) == [3, 4, 5, 6, 7, 8]
+
+
+def test_filters_apply_to_replay_and_live():
+    async def main():
+        store = FakeStore()
+        store.alerts = [alert(1, "a"), alert(2, "b", Severity.HIGH), alert(3, "b")]
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=0.05)
+            await broker.start()
+            stream = AlertStream(broker, store.after, pool, heartbeat_interval=5)
+            flt = AlertSubscriptionFilter(min_severity=int(Severity.HIGH), user_id="b")
+            task = asyncio.create_task(collect(stream, flt, 1, 2))
+            await asyncio.sleep(0.1)
+            store.alerts += [alert(4, "b"), alert(5, "a", Severity.CRITICAL), alert(6, "b", Severity.CRITICAL)]
+            broker.poke_threadsafe()
+            seqs = await task
+            await broker.close()
+            return seqs
+
+    assert run(main()) == [2, 6]
+
+
+def test_slow_subscriber_is_cut_off_at_its_backlog():
+    async def main():
+        store = FakeStore()
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=0.05, backlog=5)
+            await broker.start()
+            stream = AlertStream(broker, store.after, pool, heartbeat_interval=5)
+            follow = stream.follow(AlertSubscriptionFilter(), 0)
+            assert (await follow.__anext__())[0] == "heartbeat"  # subscribed; now it stops reading
+            store.alerts = [alert(s) for s in range(1, 50)]
+            broker.poke_threadsafe()
+            await asyncio.sleep(0.2)
+            with pytest.raises(ResourceExhausted) as info:
+                while True:
+                    await follow.__anext__()
+            await broker.close()
+            return info.value, broker.subscriber_count
+
+    error, left = run(main())
+    assert "too slow" in str(error) and "after_seq=" in str(error)
+    assert left == 0  # unsubscribed: its memory is released
+
+
+def test_shutdown_ends_streams_with_unavailable_and_the_resume_point():
+    async def main():
+        store = FakeStore()
+        store.alerts = [alert(1)]
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=0.05)
+            await broker.start()
+            stream = AlertStream(broker, store.after, pool, heartbeat_interval=5)
+            follow = stream.follow(AlertSubscriptionFilter(), 0)
+            await follow.__anext__()
+            await broker.close()
+            with pytest.raises(Unavailable) as info:
+                await follow.__anext__()
+            return str(info.value)
+
+    assert "after_seq=1" in run(main())
