@@ -128,7 +128,8 @@ def build_services(settings: Settings) -> Services:
     analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
     with store.unit_of_work() as uow:
         analyzer.load_state(uow)
-    ingest = IngestService(store, None if settings.disable_detection else analyzer)
+    ingest = IngestService(store, None if settings.disable_detection else analyzer,
+                           max_pending_events=settings.max_pending_events)
     mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
     return Services(
         database=database,
@@ -193,6 +194,7 @@ async def serve(settings: Settings) -> int:
     log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
              len(services.engine.detectors))
 
+    watcher = asyncio.create_task(watch_database(services, health_servicer))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -202,6 +204,7 @@ async def serve(settings: Settings) -> int:
     # Graceful stop: tell load balancers first, end streams with a status
     # that makes clients resume elsewhere, then let in-flight calls end.
     log.info("shutting down: health NOT_SERVING, grace period %.1fs", settings.grace_period)
+    watcher.cancel()
     await health_servicer.enter_graceful_shutdown()
     drain.draining = True
     if gateway is not None:
@@ -244,3 +247,24 @@ async def train_on_schedule(services: Services, every_seconds: float) -> None:
         except Exception as exc:  # noqa: BLE001 - too little history yet, or the database is down
             log.info("scheduled isolation forest training skipped: %s", exc)
         await asyncio.sleep(every_seconds)
+
+
+async def watch_database(services: Services, health_servicer, interval: float = 1.0) -> None:
+    """Health follows the database: NOT_SERVING while it cannot be reached
+    (load balancers stop sending; clients retry), SERVING once it is back."""
+    loop = asyncio.get_running_loop()
+    serving = True
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.wait_for(loop.run_in_executor(services.executor, services.store.ping), 5)
+            reachable = True
+        except Exception:  # noqa: BLE001 - any failure means: not serving
+            reachable = False
+        if reachable != serving:
+            serving = reachable
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", SERVICE_NAME):
+                await health_servicer.set(name, status)
+            log.warning("database %s: health %s", "reachable again" if serving else "unreachable",
+                        "SERVING" if serving else "NOT_SERVING")

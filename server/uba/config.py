@@ -28,6 +28,7 @@ class Settings:
     grace_period: float = 10.0  # seconds in-flight calls get on SIGTERM
     heartbeat_interval: float = 15.0  # seconds between StreamAlerts heartbeats
     max_workers: int = 16  # threads for blocking storage work
+    max_pending_events: int = 100_000  # events waiting for the writer before ingest answers RESOURCE_EXHAUSTED
     detectors: str = ""  # JSON file that enables, disables and tunes detectors
     train_interval: float = 24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
     disable_detection: bool = False  # store events only (bulk imports, baselines for benchmarks)
@@ -57,6 +58,8 @@ class Settings:
             "grace_period": "seconds in-flight calls get to finish on SIGTERM [UBA_GRACE_PERIOD, 10]",
             "heartbeat_interval": "seconds between StreamAlerts heartbeats [UBA_HEARTBEAT_INTERVAL, 15]",
             "max_workers": "threads for blocking storage work [UBA_MAX_WORKERS, 16]",
+            "max_pending_events": "events queued for storage before ingest refuses more with RESOURCE_EXHAUSTED "
+                                  "[UBA_MAX_PENDING_EVENTS, 100000]",
             "detectors": "JSON file configuring detectors, e.g. {\"new_ip\": {\"enabled\": false}} [UBA_DETECTORS]",
             "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
