@@ -9,7 +9,7 @@ BUF    := tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/uba/v1/*.proto)
 DESCRIPTOR := envoy/uba_descriptor.pb
 
-.PHONY: run test venv proto proto-check proto-lint lock bench clean
+.PHONY: run test venv proto proto-check proto-lint lock bench soak clean
 
 # Starts the service on the embedded SQLite database (data in ./data).
 run: $(VENV)/.installed
@@ -80,6 +80,11 @@ bench: $(VENV)/.installed
 	$(PY) bench/ingest.py
 	$(PY) bench/detection.py
 	$(PY) bench/subscribers.py
+
+# A soak of ingest, queries, exports and subscriptions (SOAK_SECONDS, default 600).
+SOAK_SECONDS ?= 600
+soak: $(VENV)/.installed
+	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) $(VENV_BASIC) .proto-check tools/node_modules clients/node/node_modules
