@@ -6,6 +6,10 @@
 --    slash from /api/ paths so both spellings reach the same method.
 --  * The alert stream is SSE without `id:` lines; a client that sends
 --    Last-Event-ID (a polyfill, curl) resumes as if it had sent ?after_seq=.
+--  * Browsers cannot send an Authorization header with EventSource or a
+--    download link: on those two GET routes only, the dashboard's `uba_key`
+--    cookie (path-limited, SameSite=Strict) becomes `authorization: Bearer`.
+--    Every other route needs the header itself (no cookie, no CSRF).
 --  * The log download gets a Content-Disposition with a UTC timestamp and the
 --    extension matching the Content-Type the server chose.
 --  * REST answers lose the grpc-* headers of the upstream: the JSON body
@@ -48,6 +52,14 @@ function envoy_on_request(request_handle)
   if #path > #API_PREFIX and path:sub(-1) == "/" then
     path = path:sub(1, -2)
     changed = true
+  end
+
+  if (path == STREAM_PATH or path == DOWNLOAD_PATH) and headers:get(":method") == "GET"
+      and headers:get("authorization") == nil then
+    local key = (headers:get("cookie") or ""):match("%f[%w_]uba_key=([%w_%-]+)")
+    if key ~= nil then
+      headers:add("authorization", "Bearer " .. key)
+    end
   end
 
   if path == STREAM_PATH then

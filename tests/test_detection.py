@@ -255,7 +255,7 @@ def test_two_processes_share_baselines_and_alerts(tmp_path, make_database_url):
     url = make_database_url("postgresql")
     args = ["--alert-poll-interval", "0.2"]
     a = ServerProcess(tmp_path / "a", url, extra_args=args).start()
-    b = ServerProcess(tmp_path / "b", url, extra_args=args).start()
+    b = ServerProcess(tmp_path / "b", url, extra_args=args, api_key=a.api_key).start()  # a created the keys
     try:
         user = unique("shared")
         now = datetime.now(timezone.utc)

@@ -78,7 +78,7 @@ def test_train_command_reports_a_clear_error(uba_server):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "uba", "train", "--server", uba_server.address],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "uba", "train", "--server", uba_server.address,
+                           "--api-key", uba_server.api_key], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "\nuba: failed precondition: " in done.stderr and "Traceback" not in done.stderr

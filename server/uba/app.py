@@ -11,17 +11,21 @@ writer thread (group commit).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from uba.api.alert_stream import AlertStream
+from uba.api.auth import AuthInterceptor
 from uba.api.broker import AlertBroker
 from uba.api.errors import DrainInterceptor, ErrorInterceptor
 from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
@@ -35,9 +39,12 @@ from uba.domain.detection import DetectionEngine
 from uba.domain.ingest import IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
+from uba.domain import security as sec
+from uba.domain.errors import FailedPrecondition
 from uba.domain.risk import RiskPolicy
 from uba.domain.training import TrainingService
 from uba.storage.database import Database
+from uba.storage.security import AuditWriter, SecurityRepository
 from uba.storage.store import Store
 from uba.v1 import service_pb2, service_pb2_grpc
 
@@ -73,6 +80,8 @@ class Services:
     backfill: BackfillService
     training: TrainingService
     executor: ThreadPoolExecutor
+    security: SecurityRepository
+    audit: AuditWriter
     detection_enabled: bool = True
 
     @property
@@ -95,6 +104,7 @@ class Services:
         except Exception:  # noqa: BLE001 - losing them costs one window of detection
             log.warning("could not save detector state at shutdown", exc_info=True)
         self.ingest.close()
+        self.audit.close()
         self.executor.shutdown(wait=True)
         self.database.dispose()
 
@@ -145,12 +155,55 @@ def build_services(settings: Settings) -> Services:
         training=TrainingService(store, forest, utcnow, registry.entries["isolation_forest"].unavailable_reason
                                  if "isolation_forest" in registry else "not registered"),
         executor=ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="uba-storage"),
+        security=(security := SecurityRepository(database)),
+        audit=AuditWriter(security),
         detection_enabled=not settings.disable_detection,
     )
 
 
+def is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | None:
+    """Secure by default: on a database without keys, creates an admin key
+    (every scope) and writes its token to DATA_DIR/admin.key, mode 0600.
+    Returns the file's path, or None when keys exist already."""
+    if security.has_keys():
+        return None
+    try:
+        _key, token = security.create_key("admin", frozenset(sec.SCOPES), utcnow(), actor="uba serve",
+                                          peer="first start")
+    except FailedPrecondition:  # another server process on this database was first
+        return None
+    path = Path(data_dir) / "admin.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)  # the file may have existed with wider permissions
+    return path
+
+
 async def serve(settings: Settings) -> int:
+    if settings.allow_anonymous and not is_loopback(settings.listen):
+        raise SystemExit(f"uba: --allow-anonymous is refused on {settings.listen}: "
+                         "listen on a loopback address (127.0.0.1, ::1) or use API keys")
     services = build_services(settings)
+    if not settings.allow_anonymous:
+        key_file = bootstrap_admin_key(services.security, settings.data_dir)
+        if key_file is not None:
+            # The path, never the key, goes to the output and the log.
+            print(f"uba: created an admin API key (all scopes) in {key_file}; send it as "
+                  f"'Authorization: Bearer <key>', or set UBA_API_KEY=$(cat {key_file}) for the CLI "
+                  f"(client commands also read it from there with --data-dir)", flush=True)
+            log.info("created the first admin API key in %s", key_file)
     broker = AlertBroker(services.store.alerts_after, services.store.max_alert_seq, services.executor,
                          poll_interval=settings.alert_poll_interval)
     await broker.start()
@@ -162,8 +215,18 @@ async def serve(settings: Settings) -> int:
                  if services.training.available and settings.train_interval > 0 else None)
 
     drain = DrainInterceptor()
+    interceptors: list[grpc.aio.ServerInterceptor] = [drain]
+    if settings.allow_anonymous:
+        log.warning("API keys are off (--allow-anonymous): anyone who reaches %s may call every method",
+                    settings.listen)
+    else:
+        authenticator = sec.Authenticator(services.security.find, ttl=settings.key_cache_seconds)
+        interceptors.append(AuthInterceptor(
+            authenticator, services.audit.record, services.executor,
+            sec.RateLimiter(settings.rate_limit, settings.rate_burst), sec.StreamLimiter(settings.max_streams_per_key)))
+    interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
-        interceptors=[drain, ErrorInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1),
@@ -174,7 +237,8 @@ async def serve(settings: Settings) -> int:
     stream = AlertStream(broker, services.store.alerts_after, services.executor, settings.heartbeat_interval)
     service_pb2_grpc.add_BehaviorAnalyticsServiceServicer_to_server(
         BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, services.investigation,
-                                  stream, services.backfill, services.training, capabilities, services.executor),
+                                  stream, services.backfill, services.training, capabilities, services.executor,
+                                  services.security),
         server,
     )
     health_servicer = health.aio.HealthServicer()

@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "uba.commands.serve",
     "uba.commands.db",
+    "uba.commands.keys",
     "uba.commands.gateway",
     "uba.commands.ingest",
     "uba.commands.client",

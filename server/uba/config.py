@@ -33,6 +33,11 @@ class Settings:
     train_interval: float = 24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
     disable_detection: bool = False  # store events only (bulk imports, baselines for benchmarks)
     alert_poll_interval: float = 1.0  # seconds; picks up alerts of other server processes
+    allow_anonymous: bool = False  # no API keys at all; refused unless listening on loopback
+    rate_limit: float = 1000.0  # requests per second per API key (token bucket); 0: no limit
+    rate_burst: float = 2000.0  # bucket size: requests a key may make at once
+    max_streams_per_key: int = 1000  # concurrent StreamAlerts/ExportLogs per API key; 0: no limit
+    key_cache_seconds: float = 10.0  # how long a verified key is trusted without a database read
 
     @property
     def resolved_database_url(self) -> str:
@@ -64,6 +69,11 @@ class Settings:
             "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
             "alert_poll_interval": "seconds between looks for alerts raised by other server processes [UBA_ALERT_POLL_INTERVAL, 1]",
+            "allow_anonymous": "turn API keys off (only with a loopback --listen address) [UBA_ALLOW_ANONYMOUS]",
+            "rate_limit": "requests per second each API key may make on average; 0: unlimited [UBA_RATE_LIMIT, 1000]",
+            "rate_burst": "requests an API key may make at once [UBA_RATE_BURST, 2000]",
+            "max_streams_per_key": "concurrent streams (alert feed, export) per API key; 0: unlimited [UBA_MAX_STREAMS_PER_KEY, 1000]",
+            "key_cache_seconds": "seconds a verified API key is cached; a revoked key works at most this long [UBA_KEY_CACHE_SECONDS, 10]",
         }
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from support.server import KEYS
 from uba.v1 import service_pb2_grpc
 
 
@@ -27,12 +28,14 @@ class Run:
 @pytest.fixture
 def uba_cli():
     """Runs `python -m uba ARGS` as a user would; `server` goes in UBA_SERVER
-    (the environment path of the settings)."""
+    (the environment path of the settings), its key in UBA_API_KEY."""
 
     def run(*args: str, server: str = "", stdin: str | None = None, timeout: float = 120) -> Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
         if server:
             env["UBA_SERVER"] = server
+            if KEYS.get(server):  # the key of a server the tests started
+                env["UBA_API_KEY"] = KEYS[server]
         proc = subprocess.run([sys.executable, "-m", "uba", *args], capture_output=True, text=True, env=env,
                               input=stdin, timeout=timeout)
         return Run(proc.returncode, proc.stdout, proc.stderr)

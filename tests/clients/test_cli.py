@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support.server import KEYS
 from uba_client import UbaClient
 
 LOGHUB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "loghub"
@@ -23,7 +24,7 @@ def loghub(name: str) -> Path:
 
 
 def count_logs(address: str, **filters) -> int:
-    with UbaClient(address) as client:
+    with UbaClient(address, api_key=KEYS.get(address)) as client:
         return sum(1 for _ in client.iter_logs(**filters))
 
 
@@ -56,7 +57,7 @@ def test_ingest_reports_unparsed_lines_and_refused_events(uba_server, uba_cli, t
     assert "2 events" in ok.out and "2 unparsed" in ok.out
     assert "auth.log:2: skipped, not a syslog line" in ok.err
     assert "auth.log:3: skipped, sshd message not understood" in ok.err
-    with UbaClient(uba_server.address) as client:
+    with UbaClient(uba_server.address, api_key=uba_server.api_key) as client:
         (logout, login) = client.list_logs(user_id="cli-ann").events
     assert login.source == "web1" and logout.session_duration.seconds == 60
     assert login.occurred_at.ToJsonString() == "2025-03-01T09:00:00Z"
@@ -74,7 +75,7 @@ def test_ingest_reports_unparsed_lines_and_refused_events(uba_server, uba_cli, t
 
 
 def test_logs_export_and_reimport_round_trip(uba_server, uba_cli, tmp_path):
-    with UbaClient(uba_server.address) as client:
+    with UbaClient(uba_server.address, api_key=uba_server.api_key) as client:
         from uba_client import event
 
         client.record_batch([event("cli-carol", "api_call", "2026-01-05T10:00:00Z", api_method="GET",

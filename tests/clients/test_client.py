@@ -224,7 +224,7 @@ def _failures(user: str, ip: str, n: int = 12) -> list:
 
 
 def test_record_waits_for_a_server_that_is_not_up_yet(tmp_path, free_address):
-    server = ServerProcess(tmp_path, listen=free_address)
+    server = ServerProcess(tmp_path, listen=free_address, anonymous=True)  # the client exists before any key
     starter = threading.Timer(1.0, server.start)
     starter.start()
     sleeps: list[float] = []
@@ -248,7 +248,7 @@ def test_batches_survive_a_killed_and_restarted_server_without_duplicates(tmp_pa
         with lock:
             results[result.event_id] = result.status
 
-    client = UbaClient(free_address, sleep=lambda s: (retried.append(s), time.sleep(s)))
+    client = UbaClient(free_address, api_key=server.api_key, sleep=lambda s: (retried.append(s), time.sleep(s)))
     restarter = None
     try:
         added = []
@@ -282,7 +282,7 @@ def test_batch_recorder_from_many_threads_and_by_time(stub, uba_server):
         with lock:
             statuses.append(result.status)
 
-    with UbaClient(uba_server.address) as client:
+    with UbaClient(uba_server.address, api_key=uba_server.api_key) as client:
         with BatchRecorder(client, max_batch=300, flush_interval=0.3, on_result=on_result) as recorder:
             def produce(n: int) -> None:
                 for i in range(1000):
@@ -301,7 +301,7 @@ def test_batch_recorder_from_many_threads_and_by_time(stub, uba_server):
 
 
 def test_export_writes_the_file_and_leaves_none_on_failure(uba_server, tmp_path):
-    with UbaClient(uba_server.address) as client:
+    with UbaClient(uba_server.address, api_key=uba_server.api_key) as client:
         client.record_batch([event("exporter", "login_success"), event("exporter", "logout")])
         target = tmp_path / "out.csv"
         written = client.export(target, "csv", user_id="exporter")
@@ -316,7 +316,7 @@ def test_export_writes_the_file_and_leaves_none_on_failure(uba_server, tmp_path)
 def test_follow_alerts_across_a_server_restart(tmp_path, free_address):
     args = ["--heartbeat-interval", "0.5"]
     server = ServerProcess(tmp_path, listen=free_address, extra_args=args).start()
-    client = UbaClient(free_address)
+    client = UbaClient(free_address, api_key=server.api_key)
     seen: list = []
     errors: list = []
     follower = None
@@ -327,7 +327,9 @@ def test_follow_alerts_across_a_server_restart(tmp_path, free_address):
         client.record_batch(_failures("warmup", "203.0.113.10"))
         wait_for(lambda: client.list_alerts(user_id="warmup").alerts, 10, "the warm-up alert")
         first = max(a.seq for a in client.list_alerts(user_id="warmup-0").alerts)
-        follower = client.follow_alerts(after_seq=first, idle_timeout=5, retry=FAST)
+        # Enough retries (about 20 s) to outlast a restart on a loaded machine.
+        follower = client.follow_alerts(after_seq=first, idle_timeout=5,
+                                        retry=RetryPolicy(max_attempts=45, initial_backoff=0.05, max_backoff=0.5))
 
         def collect() -> None:
             try:
@@ -347,7 +349,8 @@ def test_follow_alerts_across_a_server_restart(tmp_path, free_address):
         assert server.stop() == 0
         server = ServerProcess(tmp_path, listen=free_address, extra_args=args).start()
         client.record_batch(_failures("after-restart", "203.0.113.12"))
-        wait_for(lambda: any(a.user_id == "after-restart" for a in seen), 30, "an alert after the restart")
+        wait_for(lambda: any(a.user_id == "after-restart" for a in seen), 30,
+                 f"an alert after the restart (errors {errors}; log:\n{server.log()})")
 
         seqs = [a.seq for a in seen]
         assert seqs == sorted(set(seqs)), "a change was repeated or out of order"

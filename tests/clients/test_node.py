@@ -26,6 +26,7 @@ def test_node_client(uba_server):
         assert ci.returncode == 0, ci.stdout + ci.stderr
     env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
     env["UBA_TEST_SERVER"] = uba_server.address
+    env["UBA_TEST_API_KEY"] = uba_server.api_key
     run = subprocess.run([node, "--test", "test/"], cwd=NODE_DIR, capture_output=True, text=True, env=env,
                          timeout=180)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

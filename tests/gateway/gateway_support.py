@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import grpc
 
+from support.server import keyed_channel
 from uba.gateway import GatewayProcess
 from uba.v1 import service_pb2_grpc
 
@@ -35,11 +36,13 @@ class Response:
 
 
 class Client:
-    """HTTP/1.1 to the gateway, one connection per request."""
+    """HTTP/1.1 to the gateway, one connection per request. `api_key`, when
+    given, goes in every request's Authorization header."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, api_key: str = "") -> None:
         self.host, port = address.rsplit(":", 1)
         self.port = int(port)
+        self.default_headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -48,7 +51,7 @@ class Client:
         if params:
             path += ("&" if "?" in path else "?") + urlencode(params)
         data = None
-        all_headers = {"accept": "application/json", **(headers or {})}
+        all_headers = {"accept": "application/json", **self.default_headers, **(headers or {})}
         if body is not None:
             data = body if isinstance(body, (bytes, str)) else json.dumps(body)
             all_headers.setdefault("content-type", "application/json")
@@ -68,7 +71,7 @@ class Client:
 
     def open_stream(self, path: str, headers=None, timeout: float = 30.0) -> "EventStream":
         conn = self.connection(timeout)
-        conn.request("GET", path, headers={"accept": "text/event-stream", **(headers or {})})
+        conn.request("GET", path, headers={"accept": "text/event-stream", **self.default_headers, **(headers or {})})
         return EventStream(conn, conn.getresponse())
 
 
@@ -119,7 +122,8 @@ class Gateway:
     upstream: object  # uba_server or FakeUpstream
 
     def grpc_stub(self) -> service_pb2_grpc.BehaviorAnalyticsServiceStub:
-        return service_pb2_grpc.BehaviorAnalyticsServiceStub(grpc.insecure_channel(self.address))
+        return service_pb2_grpc.BehaviorAnalyticsServiceStub(
+            keyed_channel(self.address, getattr(self.upstream, "api_key", "")))
 
 
 def start_gateway(upstream_address: str, work_dir) -> GatewayProcess:

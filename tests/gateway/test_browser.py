@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 import uuid
@@ -131,6 +132,9 @@ def dashboard(browser_context, gateway, seeded):
     from playwright.sync_api import expect
 
     page = browser_context.new_page()
+    # The key the page would ask for once per tab (window.prompt) and keep
+    # in sessionStorage: given up front, as a user who pasted it.
+    page.add_init_script(f"sessionStorage.setItem('uba.apiKey', {json.dumps(gateway.upstream.api_key)})")
     watch = PageWatch().attach(page)
     url = f"http://{gateway.address}/"
     try:

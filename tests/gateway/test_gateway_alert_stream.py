@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from gateway.gateway_support import API, Client, start_gateway
-from support.server import ServerProcess
+from support.server import ServerProcess, keyed_channel
 from uba.v1 import service_pb2, service_pb2_grpc
 
 
@@ -19,7 +19,7 @@ def stream_gateway(tmp_path_factory):
     try:
         process = start_gateway(server.address, tmp_path_factory.mktemp("gateway-stream"))
         try:
-            yield Client(process.listen_address), process.listen_address
+            yield Client(process.listen_address, server.api_key), process.listen_address, server.api_key
         finally:
             process.stop()
     finally:
@@ -28,7 +28,7 @@ def stream_gateway(tmp_path_factory):
 
 @pytest.mark.parametrize("suffix", ["/", ""], ids=["slash", "no-slash"])
 def test_stream_is_server_sent_events_with_seq(stream_gateway, suffix):
-    client, _ = stream_gateway
+    client, _, _ = stream_gateway
     with client.open_stream(f"{API}/alerts/stream{suffix}") as stream:
         assert stream.status == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
@@ -40,28 +40,28 @@ def test_stream_is_server_sent_events_with_seq(stream_gateway, suffix):
 
 
 def test_after_seq_reaches_the_server(stream_gateway):
-    client, _ = stream_gateway
+    client, _, _ = stream_gateway
     with client.open_stream(f"{API}/alerts/stream/?after_seq=4000000000&min_severity=SEVERITY_HIGH&user_id=nobody") as stream:
         (event,) = stream.events(1, deadline_s=10)
     assert event["seq"] == "4000000000"
 
 
 def test_last_event_id_becomes_after_seq(stream_gateway):
-    client, _ = stream_gateway
+    client, _, _ = stream_gateway
     with client.open_stream(f"{API}/alerts/stream/", headers={"Last-Event-ID": "4000000001"}) as stream:
         (event,) = stream.events(1, deadline_s=10)
     assert event["seq"] == "4000000001"
 
 
 def test_after_seq_in_the_query_wins_over_last_event_id(stream_gateway):
-    client, _ = stream_gateway
+    client, _, _ = stream_gateway
     with client.open_stream(f"{API}/alerts/stream?after_seq=4000000002", headers={"Last-Event-ID": "4000000001"}) as stream:
         (event,) = stream.events(1, deadline_s=10)
     assert event["seq"] == "4000000002"
 
 
 def test_bad_request_before_the_first_message_is_400_json(stream_gateway):
-    client, _ = stream_gateway
+    client, _, _ = stream_gateway
     response = client.get(f"{API}/alerts/stream/", params={"after_seq": "-1"}, headers={"accept": "text/event-stream"})
     assert response.status == 400, response
     assert response.content_type == "application/json"
@@ -69,8 +69,8 @@ def test_bad_request_before_the_first_message_is_400_json(stream_gateway):
 
 
 def test_native_grpc_stream_through_envoy(stream_gateway):
-    _, address = stream_gateway
-    stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(grpc.insecure_channel(address))
+    _, address, key = stream_gateway
+    stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(keyed_channel(address, key))
     call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=7), timeout=10)
     try:
         messages = list(itertools.islice(call, 2))

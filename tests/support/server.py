@@ -1,4 +1,11 @@
-"""Runs the real server as a subprocess on a real port, as users do."""
+"""Runs the real server as a subprocess on a real port, as users do.
+
+Secure by default, like the server: on a fresh database the server writes
+an admin key (every scope) to DATA_DIR/admin.key on its first start;
+ServerProcess reads it, and `.channel`/`.stub`/`.metadata` send it. Pass
+`api_key=` for a server on a database that has keys already (a second
+process on one PostgreSQL), or `anonymous=True` for --allow-anonymous.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +23,46 @@ import grpc
 from uba.v1 import service_pb2_grpc
 
 _LISTENING = re.compile(r"uba: listening on (\S+)")
+# address -> API key of every server started here, for helpers that only
+# get an address (the `uba` CLI fixture).
+KEYS: dict[str, str] = {}
+
+
+class _WithKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer KEY` to every call of a channel."""
+
+    def __init__(self, key: str):
+        self.metadata = (("authorization", f"Bearer {key}"),)
+
+    def _details(self, details):
+        return details._replace(metadata=tuple(details.metadata or ()) + self.metadata)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+
+def keyed_channel(address: str, key: str) -> grpc.Channel:
+    """An insecure channel that sends `key` (none when empty)."""
+    channel = grpc.insecure_channel(address)
+    return grpc.intercept_channel(channel, _WithKey(key)) if key else channel
 
 
 class ServerProcess:
     """`python -m uba serve` with its own data dir; `.address` once started."""
 
     def __init__(self, data_dir: Path, database_url: str = "", extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, listen: str = "127.0.0.1:0"):
+                 env: dict[str, str] | None = None, listen: str = "127.0.0.1:0", api_key: str | None = None,
+                 anonymous: bool = False):
         self.data_dir = Path(data_dir)
         self.database_url = database_url
         self.extra_args = list(extra_args or [])
         self.env = env or {}
         self.listen = listen
+        self.api_key = api_key or ""
+        self.anonymous = anonymous
         self.address = ""
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
@@ -38,6 +73,8 @@ class ServerProcess:
                 "--grace-period", "5", *self.extra_args]
         if self.database_url:
             args += ["--database-url", self.database_url]
+        if self.anonymous:
+            args.append("--allow-anonymous")
         env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
         env.update(self.env)
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -58,12 +95,21 @@ class ServerProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError("server did not start:\n" + "".join(self.output))
+        key_file = self.data_dir / "admin.key"
+        if not self.anonymous and not self.api_key and key_file.exists():
+            self.api_key = key_file.read_text().strip()
+        KEYS[self.address] = self.api_key
         return self
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata that carries this server's key."""
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
 
     @property
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = keyed_channel(self.address, self.api_key)
         return self._channel
 
     @property

@@ -6,12 +6,14 @@ const assert = require('node:assert/strict');
 const { UbaClient, grpc } = require('..');
 
 const address = process.env.UBA_TEST_SERVER;
+// The server's API key (tests start servers with keys on).
+const apiKey = process.env.UBA_TEST_API_KEY || undefined;
 const skip = address ? false : 'UBA_TEST_SERVER is not set';
 const unique = (prefix) => `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
 const ago = (s) => new Date(Date.now() - s * 1000);
 
 test('capabilities describe the server', { skip }, async () => {
-  const client = new UbaClient(address);
+  const client = new UbaClient(address, { apiKey });
   const caps = await client.capabilities();
   assert.ok(caps.version);
   assert.ok(caps.export_formats.includes('csv'));
@@ -19,7 +21,7 @@ test('capabilities describe the server', { skip }, async () => {
 });
 
 test('a retried event is stored once', { skip }, async () => {
-  const client = new UbaClient(address);
+  const client = new UbaClient(address, { apiKey });
   const user = unique('node');
   const event = { event_id: unique('evt'), user_id: user, type: 'login_success', occurred_at: ago(60) };
   const first = await client.record(event);
@@ -33,7 +35,7 @@ test('a retried event is stored once', { skip }, async () => {
 });
 
 test('a batch reports each item', { skip }, async () => {
-  const client = new UbaClient(address);
+  const client = new UbaClient(address, { apiKey });
   const user = unique('node');
   const reply = await client.recordBatch([
     { user_id: user, type: 'logout', occurred_at: ago(30), session_duration: 90.5 },
@@ -52,7 +54,7 @@ test('an unreachable server is reported, not retried for ever', { skip }, async 
 });
 
 test('followAlerts delivers alerts and resumes from its seq', { skip }, async () => {
-  const client = new UbaClient(address);
+  const client = new UbaClient(address, { apiKey });
   const burst = (user) => client.recordBatch(Array.from({ length: 12 }, (_, i) => (
     { user_id: user, type: 'login_failure', occurred_at: ago(120 - 5 * i), source_ip: '203.0.113.200' })));
   const waitFor = async (list) => {

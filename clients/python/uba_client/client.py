@@ -296,6 +296,12 @@ class UbaClient:
             if not token:
                 return
 
+    def list_audit_events(self, actor: str = "", action: str = "", page_size: int = 0,
+                          page_token: str = "") -> service_pb2.ListAuditEventsResponse:
+        """A page of the audit trail, newest first (needs an admin key)."""
+        return self._call(self.stub.ListAuditEvents, service_pb2.ListAuditEventsRequest(
+            actor=actor, action=action, page_size=page_size, page_token=page_token))
+
     def acknowledge_alert(self, alert_id: str, note: str = "") -> alerts_pb2.Alert:
         reply = self._call(self.stub.AcknowledgeAlert, service_pb2.AcknowledgeAlertRequest(alert_id=alert_id, note=note))
         return reply.alert

@@ -38,8 +38,18 @@ _STATUS_TO_PB = {
 
 # -- time -----------------------------------------------------------------
 
+# What datetime/timedelta can hold. The wire allows any int64 seconds:
+# values beyond these are clamped to the edge, which validation then refuses
+# by field name (before 2000, in the future, too long) instead of crashing.
+_MIN_TIME = datetime.min.replace(tzinfo=timezone.utc)
+_MAX_TIME = datetime.max.replace(tzinfo=timezone.utc)
+
+
 def to_datetime(ts: Timestamp) -> datetime:
-    return EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    try:
+        return EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    except OverflowError:
+        return _MIN_TIME if ts.seconds < 0 else _MAX_TIME
 
 
 def set_timestamp(target: Timestamp, moment: datetime) -> None:
@@ -49,7 +59,10 @@ def set_timestamp(target: Timestamp, moment: datetime) -> None:
 
 
 def to_timedelta(d: Duration) -> timedelta:
-    return timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
+    try:
+        return timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
+    except OverflowError:  # see _MIN_TIME
+        return timedelta.min if d.seconds < 0 else timedelta.max
 
 
 def set_duration(target: Duration, span: timedelta) -> None:

@@ -33,16 +33,36 @@ _CODES: list[tuple[type[errors.DomainError], int]] = [
 ]
 
 
+# The status travels in trailers, which clients refuse beyond 8-16 KiB
+# (then a caller would see RESOURCE_EXHAUSTED instead of the real error):
+# bound what a request can make us echo back.
+MAX_VIOLATIONS = 10
+MAX_FIELD_BYTES = 96
+MAX_DESCRIPTION_BYTES = 160
+MAX_MESSAGE_BYTES = 400
+
+
+def _clip(text: str, limit: int) -> str:
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
 def to_status(exc: errors.DomainError) -> grpc.Status:
     """The gRPC status (with details) that reports a domain error."""
     code = next((c for kind, c in _CODES if isinstance(exc, kind)), code_pb2.UNKNOWN)
-    status = status_pb2.Status(code=code, message=str(exc))
+    status = status_pb2.Status(code=code, message=_clip(str(exc), MAX_MESSAGE_BYTES))
     if isinstance(exc, errors.InvalidArgument) and exc.violations:
+        shown = exc.violations[:MAX_VIOLATIONS]
+        violations = [error_details_pb2.BadRequest.FieldViolation(
+            field=_clip(v.field, MAX_FIELD_BYTES), description=_clip(v.description, MAX_DESCRIPTION_BYTES))
+            for v in shown]
+        if len(exc.violations) > len(shown):
+            violations.append(error_details_pb2.BadRequest.FieldViolation(
+                field="", description=f"{len(exc.violations) - len(shown)} more violations not listed"))
         detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in exc.violations
-        ]))
+        detail.Pack(error_details_pb2.BadRequest(field_violations=violations))
         status.details.append(detail)
     if isinstance(exc, errors.ResourceExhausted):
         delay = duration_pb2.Duration()

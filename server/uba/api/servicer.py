@@ -11,17 +11,20 @@ from typing import TypeVar
 from google.api import httpbody_pb2
 
 from uba.api import converters as conv
+from uba.api.auth import current_principal
 from uba.api.alert_stream import AlertStream
 from uba.api.bridge import LoopBridge
 from uba.api.broker import AlertSubscriptionFilter
 from uba.config import MAX_BATCH_SIZE
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
-from uba.domain.errors import InvalidArgument
+from uba.domain.errors import InvalidArgument, Unimplemented
 from uba.domain.investigation import InvestigationService
 from uba.domain.ingest import IngestService
 from uba.domain.logs import LogService
+from uba.domain.security import audit_page
 from uba.domain.training import TrainingService
+from uba.storage.security import SecurityRepository
 from uba.v1 import service_pb2, service_pb2_grpc
 
 T = TypeVar("T")
@@ -41,7 +44,8 @@ class Capabilities:
 class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
     def __init__(self, ingest: IngestService, logs: LogService, dashboard: DashboardService,
                  investigation: InvestigationService, alert_stream: AlertStream, backfill: BackfillService,
-                 training: TrainingService, capabilities: Capabilities, executor: Executor):
+                 training: TrainingService, capabilities: Capabilities, executor: Executor,
+                 security: SecurityRepository | None = None):
         self._ingest = ingest
         self._logs = logs
         self._dashboard = dashboard
@@ -51,6 +55,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         self._training = training
         self._capabilities = capabilities
         self._executor = executor
+        self._security = security
         # Built inside the running server, so the loop is the server's.
         self._bridge = LoopBridge(asyncio.get_running_loop())
 
@@ -170,11 +175,25 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
                                               features=list(info.features), threshold=info.threshold,
                                               training_seconds=info.training_seconds)
 
+    async def ListAuditEvents(self, request, context):
+        if self._security is None:
+            raise Unimplemented("no audit trail in this server")
+        events, token = await self._blocking(audit_page, self._security.page_audit, request.actor, request.action,
+                                             request.page_size, request.page_token)
+        reply = service_pb2.ListAuditEventsResponse(next_page_token=token)
+        for e in events:
+            m = reply.audit_events.add(seq=e.seq, actor=e.actor, key_id=e.key_id, action=e.action, target=e.target,
+                                       peer=e.peer, outcome=e.outcome, detail=e.detail)
+            conv.set_timestamp(m.occurred_at, e.occurred_at)
+        return reply
+
     async def GetUserBaseline(self, request, context):
         baseline = await self._blocking(self._investigation.baseline, request.user_id)
         return service_pb2.GetUserBaselineResponse(baseline=conv.baseline_to_pb(baseline))
 
 
 def principal(context) -> str:
-    """Who is calling, for the audit fields of the alert workflow."""
-    return "anonymous"
+    """Who is calling, for the audit fields of the alert workflow: the API
+    key's name the auth interceptor set for this call ("anonymous" when keys
+    are off)."""
+    return current_principal.get()

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -40,6 +41,7 @@ class ClientSettings:
     tls: bool = False
     ca_file: str = ""
     timeout: float = 10.0
+    data_dir: str = "data"
 
     HELP = {
         "server": "the uba server HOST:PORT [UBA_SERVER, 127.0.0.1:50051]",
@@ -47,6 +49,7 @@ class ClientSettings:
         "tls": "connect with TLS, checking the server against the system's roots [UBA_TLS]",
         "ca_file": "connect with TLS, checking the server against this PEM file [UBA_CA_FILE]",
         "timeout": "seconds each call may take [UBA_TIMEOUT, 10]",
+        "data_dir": "without --api-key, read the key from DATA_DIR/admin.key if it exists [UBA_DATA_DIR, ./data]",
     }
 
     @classmethod
@@ -80,6 +83,16 @@ class ClientSettings:
                 values[f.name] = raw
         return cls(**values)
 
+    def key(self) -> str:
+        """--api-key / UBA_API_KEY, else the admin key a local server wrote
+        on its first start (DATA_DIR/admin.key), else none."""
+        if self.api_key:
+            return self.api_key
+        try:
+            return (Path(self.data_dir) / "admin.key").read_text().strip()
+        except OSError:
+            return ""
+
     def client(self):
         from uba_client import UbaClient
 
@@ -91,7 +104,7 @@ class ClientSettings:
                 raise UsageError(f"--ca-file: {exc.strerror}: {self.ca_file}") from None
         elif self.tls:
             tls = True
-        return UbaClient(self.server, api_key=self.api_key or None, tls=tls, timeout=self.timeout)
+        return UbaClient(self.server, api_key=self.key() or None, tls=tls, timeout=self.timeout)
 
 
 def common_parser() -> argparse.ArgumentParser:
@@ -480,6 +493,24 @@ def run_capabilities(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- audit ---------------------------------------------------------------------------
+
+def run_audit(args: argparse.Namespace) -> int:
+    with ClientSettings.load(args).client() as client:
+        page = client.list_audit_events(actor=args.actor, action=args.action, page_size=args.page_size,
+                                        page_token=args.page_token)
+    if args.json:
+        print_json({"audit_events": [as_dict(e) for e in page.audit_events],
+                    "next_page_token": page.next_page_token})
+        return 0
+    table([[str(e.seq), _ts(e, "occurred_at"), e.actor or "-", e.action, e.target or "-", e.outcome, e.peer or "-",
+            e.detail[:80]] for e in page.audit_events],
+          ["SEQ", "AT (UTC)", "ACTOR", "ACTION", "TARGET", "OUTCOME", "PEER", "DETAIL"])
+    if page.next_page_token:
+        note(f"more: --page-token {page.next_page_token}")
+    return 0
+
+
 # -- registration ---------------------------------------------------------------------
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -558,6 +589,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Print the learned baseline of a user.")
     p.add_argument("user_id", metavar="USER")
     p.set_defaults(func=guarded(run_baseline))
+
+    p = subparsers.add_parser("audit", parents=[common, as_json], help="the audit trail (admin key)",
+                              description="Who did what, when, from where, and how it ended: authentication "
+                                          "failures, denials, alert workflow, exports, backfills, training, keys.")
+    p.add_argument("--actor", default="", help="only entries of this key name")
+    p.add_argument("--action", default="", help="only this action, e.g. ResolveAlert or keys.create")
+    p.add_argument("--page-size", type=int, default=50, help="entries per page, 1..1000 [50]")
+    p.add_argument("--page-token", default="", help="continue after the page that printed this token")
+    p.set_defaults(func=guarded(run_audit))
 
     p = subparsers.add_parser("capabilities", parents=[common, as_json],
                               help="server version, storage, analytics mode, detectors")

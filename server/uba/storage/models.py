@@ -177,3 +177,41 @@ class UserRiskRow(Base):
     user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     weight_sum: Mapped[float] = mapped_column(Float)
     as_of_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKeyRow(Base):
+    """An API key. Only the SHA-256 digest of the token is stored: the token
+    is shown once, when the key is created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)  # public, e.g. key_1f2e3d4c
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the token
+    scopes: Mapped[str] = mapped_column(String(128))  # space-separated
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    expires_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AuditRow(Base):
+    """One entry of the audit trail. Append-only (triggers refuse UPDATE and
+    DELETE, see migration 0003)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    occurred_at_us: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    peer: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(512))
+
+    __table_args__ = (
+        Index("ix_audit_log_actor", "actor", "id"),
+        Index("ix_audit_log_action", "action", "id"),
+    )

@@ -105,6 +105,11 @@ class BehaviorAnalyticsServiceStub:
                 request_serializer=uba_dot_v1_dot_service__pb2.TrainModelRequest.SerializeToString,
                 response_deserializer=uba_dot_v1_dot_service__pb2.TrainModelResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/ListAuditEvents',
+                request_serializer=uba_dot_v1_dot_service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
         self.GetCapabilities = channel.unary_unary(
                 '/uba.v1.BehaviorAnalyticsService/GetCapabilities',
                 request_serializer=uba_dot_v1_dot_service__pb2.GetCapabilitiesRequest.SerializeToString,
@@ -216,6 +221,15 @@ class BehaviorAnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Lists the audit trail, newest first (admin): authentication failures,
+        permission denials, alert workflow, exports, backfills, training runs
+        and API key changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCapabilities(self, request, context):
         """Describes this server: version, storage, analytics mode, detectors.
         """
@@ -290,6 +304,11 @@ def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
                     servicer.TrainModel,
                     request_deserializer=uba_dot_v1_dot_service__pb2.TrainModelRequest.FromString,
                     response_serializer=uba_dot_v1_dot_service__pb2.TrainModelResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.ListAuditEventsResponse.SerializeToString,
             ),
             'GetCapabilities': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCapabilities,
@@ -653,6 +672,33 @@ class BehaviorAnalyticsService:
             '/uba.v1.BehaviorAnalyticsService/TrainModel',
             uba_dot_v1_dot_service__pb2.TrainModelRequest.SerializeToString,
             uba_dot_v1_dot_service__pb2.TrainModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/ListAuditEvents',
+            uba_dot_v1_dot_service__pb2.ListAuditEventsRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

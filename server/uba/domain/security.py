@@ -1,0 +1,249 @@
+"""Access control: API keys, scopes, per-key limits, audit entries.
+
+Plain Python: no gRPC, no SQLAlchemy. The interceptor (uba.api.auth) asks
+this module who a bearer token belongs to and whether that key may call a
+method; storage (uba.storage.security) keeps the keys and the audit trail.
+
+Tokens are `uba_` + 32 random bytes (urlsafe base64). Only their SHA-256
+digest is stored: for high-entropy random tokens a fast hash is enough (no
+password-style stretching needed: there is nothing to brute-force), and it
+lets the server find a key by its digest with one indexed lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from uba.domain.errors import InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated
+
+UTC = timezone.utc
+TOKEN_PREFIX = "uba_"
+MAX_TOKEN_LENGTH = 256  # longer bearer values are refused without a lookup
+
+INGEST, READ, ADMIN = "ingest", "read", "admin"
+SCOPES = (INGEST, READ, ADMIN)
+
+# The scope each RPC of uba.v1.BehaviorAnalyticsService needs. A method that
+# is not listed needs admin: a new RPC is closed until someone decides.
+METHOD_SCOPES: dict[str, str] = {
+    "RecordActivity": INGEST,
+    "RecordActivities": INGEST,
+    "GetDashboard": READ,
+    "ListLogs": READ,
+    "ListAnomalies": READ,
+    "ListAlerts": READ,
+    "StreamAlerts": READ,
+    "GetUserBaseline": READ,
+    "GetCapabilities": READ,
+    "AcknowledgeAlert": ADMIN,
+    "ResolveAlert": ADMIN,
+    "ExportLogs": ADMIN,
+    "Backfill": ADMIN,
+    "TrainModel": ADMIN,
+    "ListAuditEvents": ADMIN,
+}
+# Services anyone may call: load balancers and tooling must not need a key.
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                 "/grpc.reflection.v1.ServerReflection/")
+# Calls whose every outcome goes into the audit trail (ingest does not: it
+# is the hot path, and its data is the event log itself).
+AUDITED_METHODS = frozenset({"AcknowledgeAlert", "ResolveAlert", "ExportLogs", "Backfill", "TrainModel"})
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(4)
+
+
+def required_scope(method: str) -> str | None:
+    """The scope a full method name (/pkg.Service/Method) needs; None when
+    the method is open to everyone."""
+    if method.startswith(OPEN_SERVICES):
+        return None
+    return METHOD_SCOPES.get(method.rsplit("/", 1)[-1], ADMIN)
+
+
+def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[str]:
+    scopes = frozenset(s.strip().lower() for v in values for s in v.replace(",", " ").split())
+    unknown = scopes - set(SCOPES)
+    if unknown or not scopes:
+        raise InvalidArgument.single("scopes", f"choose from {', '.join(SCOPES)}"
+                                     + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    return scopes
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Who did what, when, from where, and how it ended. Never a secret."""
+
+    action: str
+    outcome: str
+    actor: str = ""
+    key_id: str = ""
+    target: str = ""
+    peer: str = ""
+    detail: str = ""
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    seq: int = 0
+
+
+def bearer_token(value: str | None) -> str:
+    """The token of an `authorization: Bearer TOKEN` value; '' when absent."""
+    if not value:
+        return ""
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+_MISS = object()
+
+
+class Authenticator:
+    """Finds the key of a bearer token, caching answers (hits and misses) for
+    `ttl` seconds so that a call does not cost a database read. A revoked key
+    therefore keeps working for at most `ttl` seconds in a running server.
+    Expiry is checked on every call, cached or not."""
+
+    def __init__(self, lookup: Callable[[str], tuple[ApiKey, str] | None], ttl: float = 10.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), max_entries: int = 10_000):
+        self._lookup = lookup  # digest -> (key, stored digest) or None
+        self._ttl = ttl
+        self._clock = clock
+        self._max_entries = max_entries
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> object:
+        """The verified key, or raises; returns MISS when a lookup is needed
+        (cheap: for the event loop)."""
+        if not token:
+            raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
+        if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthenticated("invalid API key")
+        with self._lock:
+            entry = self._cache.get(digest(token))
+        if entry is None or entry[0] < time.monotonic():
+            return _MISS
+        return self._check(entry[1])
+
+    def verify(self, token: str) -> ApiKey:
+        """As `cached`, looking the key up when needed (blocking)."""
+        found = self.cached(token)
+        if found is not _MISS:
+            return found  # type: ignore[return-value]
+        wanted = digest(token)
+        row = self._lookup(wanted)
+        key = row[0] if row is not None and hmac.compare_digest(row[1], wanted) else None
+        with self._lock:
+            if len(self._cache) >= self._max_entries:
+                self._cache.clear()  # bounded memory under a flood of made-up keys
+            self._cache[wanted] = (time.monotonic() + self._ttl, key)
+        return self._check(key)
+
+    def _check(self, key: ApiKey | None) -> ApiKey:
+        if key is None:
+            raise Unauthenticated("invalid API key")
+        state = key.state(self._clock())
+        if state != "active":
+            raise Unauthenticated(f"API key {state}")
+        return key
+
+    @staticmethod
+    def authorize(key: ApiKey, scope: str) -> None:
+        if scope not in key.scopes:
+            raise PermissionDenied(f"API key {key.name!r} lacks the {scope!r} scope")
+
+
+MISS = _MISS
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` requests per second on average, bursts
+    up to `burst`. Used from the event loop only (no lock)."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def acquire(self, key: str) -> None:
+        if self.rate <= 0:
+            return
+        now = self._clock()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            raise ResourceExhausted(f"rate limit of {self.rate:g} requests/s for this API key reached",
+                                    retry_after=(1.0 - tokens) / self.rate)
+        self._buckets[key] = (tokens - 1.0, now)
+
+
+class StreamLimiter:
+    """At most `limit` open streams per key (0: no limit)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def open(self, key: str) -> None:
+        count = self._open.get(key, 0)
+        if self.limit and count >= self.limit:
+            raise ResourceExhausted(f"at most {self.limit} concurrent streams per API key", retry_after=5.0)
+        self._open[key] = count + 1
+
+    def close(self, key: str) -> None:
+        count = self._open.get(key, 0) - 1
+        if count > 0:
+            self._open[key] = count
+        else:
+            self._open.pop(key, None)
+
+
+def expiry(now: datetime, expires_in: timedelta | None) -> datetime | None:
+    return now + expires_in if expires_in else None
+
+
+def audit_page(page: Callable[[str, str, int, int | None], list[AuditEvent]], actor: str, action: str,
+               requested_size: int, token: str) -> tuple[list[AuditEvent], str]:
+    """A page of the audit trail, newest first (AIP-158 tokens)."""
+    from uba.domain import paging
+
+    size = paging.page_size(requested_size)
+    key = {"actor": actor, "action": action}
+    after = paging.decode(token, key, 1)
+    rows = page(actor, action, size + 1, after[0] if after else None)
+    next_token = paging.encode([rows[size - 1].seq], key) if len(rows) > size else ""
+    return rows[:size], next_token
