@@ -17,8 +17,9 @@ HOUR = timedelta(hours=1)
 
 
 class DashboardReader(Protocol):
-    def window_counts(self, start: datetime, end: datetime) -> tuple[dict[int, dict[str, int]], int]:
-        """Events per (hour since the epoch, type value) and distinct users."""
+    def window_counts(self, start_hour: int, end_hour: int) -> tuple[dict[int, dict[str, int]], int]:
+        """Events per (hour since the epoch, type value) in the hours
+        start_hour..end_hour, and the distinct users in them."""
 
     def anomaly_counts(self, start: datetime, end: datetime) -> tuple[dict[int, int], dict[str, int]]:
         """Anomalies per hour since the epoch, and per detector."""
@@ -78,10 +79,12 @@ class DashboardService:
         if window < timedelta(0) or window > MAX_WINDOW:
             raise InvalidArgument.single("window", "must be between 0 and 90 days")
         end = self._clock()
-        start = end - window
-        per_hour, users = self._reader.window_counts(start, end)
-        first_hour = int(start.timestamp() // 3600)
+        # Whole hours: the window starts at the top of the hour it reaches
+        # into, so every figure comes from the hourly rollups.
+        first_hour = int((end - window).timestamp() // 3600)
         last_hour = int((end.timestamp() - 1e-6) // 3600)
+        start = datetime.fromtimestamp(first_hour * 3600, timezone.utc)
+        per_hour, users = self._reader.window_counts(first_hour, last_hour)
         hourly = [HourlyBucket(datetime.fromtimestamp(h * 3600, timezone.utc)) for h in range(first_hour, last_hour + 1)]
         totals = Totals(user_count=users)
         for h, by_type in per_hour.items():

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Connection, and_, func, select, tuple_
 
 from uba.domain.events import ActivityEvent, ActivityType, EventFilter
-from uba.storage.models import EVENT_INSERT_COLUMNS, EventRow
+from uba.storage.models import EVENT_INSERT_COLUMNS, EventRollupRow, EventRow, UserHourRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _T = EventRow.__table__
@@ -66,6 +66,12 @@ def _row_values(e: ActivityEvent, received_at_us: int) -> tuple:
 
 assert len(EVENT_INSERT_COLUMNS) == 22 and EVENT_INSERT_COLUMNS[0] == "event_id"
 
+HOUR_US = 3_600_000_000
+_R = EventRollupRow.__table__
+_U = UserHourRow.__table__
+_ROLLUP_SQL = ("INSERT INTO event_rollup (hour, type, count) VALUES (?, ?, ?) "
+               "ON CONFLICT (hour, type) DO UPDATE SET count = event_rollup.count + excluded.count")
+_USER_HOURS_SQL = "INSERT INTO user_hours (hour, user_id) VALUES (?, ?) ON CONFLICT (hour, user_id) DO NOTHING"
 _COPY_SQL = f"COPY events_stage ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -197,20 +203,45 @@ class EventRepository:
         rows = conn.execute(query.limit(limit)).all()
         return [(EventKey(r[4], r[0]), _event_from_row(r)) for r in rows]
 
-    def window_counts(self, conn: Connection, start: datetime, end: datetime) -> tuple[dict[int, dict[str, int]], int]:
-        """Events per (hour, type) in [start, end), and distinct users.
+    def add_to_rollups(self, conn: Connection, events: Iterable[ActivityEvent]) -> None:
+        """Counts newly stored events into the hourly rollups (same
+        transaction). Keys are written in sorted order, so concurrent
+        writers lock rows in the same order and cannot deadlock."""
+        per_type: dict[tuple[int, str], int] = {}
+        user_hours: set[tuple[int, str]] = set()
+        for e in events:
+            hour = to_us(e.occurred_at) // HOUR_US
+            key = (hour, e.type.value)
+            per_type[key] = per_type.get(key, 0) + 1
+            user_hours.add((hour, e.user_id))
+        if not per_type:
+            return
+        counts = [(h, t, n) for (h, t), n in sorted(per_type.items())]
+        users = sorted(user_hours)
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            if self.backend == "postgresql":
+                from psycopg2.extras import execute_values
 
-        Hours are keyed by hours since the epoch.
-        """
-        lo, hi = to_us(start), to_us(end)
-        hour = _T.c.occurred_at_us // 3_600_000_000
-        in_window = and_(_T.c.occurred_at_us >= lo, _T.c.occurred_at_us < hi)
+                execute_values(cursor, _ROLLUP_SQL.replace("(?, ?, ?)", "%s"), counts, page_size=1000)
+                execute_values(cursor, _USER_HOURS_SQL.replace("(?, ?)", "%s"), users, page_size=1000)
+            else:
+                cursor.executemany(_ROLLUP_SQL, counts)
+                cursor.executemany(_USER_HOURS_SQL, users)
+        finally:
+            cursor.close()
+
+    def window_counts(self, conn: Connection, start_hour: int, end_hour: int) -> tuple[dict[int, dict[str, int]], int]:
+        """Events per (hour, type) for the hours in [start_hour, end_hour]
+        (hours since the epoch), and the distinct users in them, from the
+        rollups: the cost follows hours and active users, not events."""
         hourly: dict[int, dict[str, int]] = {}
         for h, type_, count in conn.execute(
-            select(hour, _T.c.type, func.count()).where(in_window).group_by(hour, _T.c.type)
+            select(_R.c.hour, _R.c.type, _R.c.count).where(_R.c.hour >= start_hour, _R.c.hour <= end_hour)
         ):
             hourly.setdefault(int(h), {})[type_] = count
-        users = conn.execute(select(func.count(func.distinct(_T.c.user_id))).where(in_window)).scalar_one()
+        users = conn.execute(select(func.count(func.distinct(_U.c.user_id)))
+                             .where(_U.c.hour >= start_hour, _U.c.hour <= end_hour)).scalar_one()
         return hourly, users
 
 

@@ -215,3 +215,23 @@ class AuditRow(Base):
         Index("ix_audit_log_actor", "actor", "id"),
         Index("ix_audit_log_action", "action", "id"),
     )
+
+
+class EventRollupRow(Base):
+    """Events per hour and type, kept with the events in one transaction, so
+    the dashboard reads a few rows per hour instead of every event."""
+
+    __tablename__ = "event_rollup"
+
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # hours since the epoch (UTC)
+    type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserHourRow(Base):
+    """The users active in each hour, for distinct-user counts of a window."""
+
+    __tablename__ = "user_hours"
+
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)

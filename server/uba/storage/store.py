@@ -45,6 +45,8 @@ class UnitOfWork:
         """Inserts the new events; returns the ids inserted now and, for the
         others (already stored), when they were first received."""
         inserted = self.events.insert_new(events, received_at)
+        if inserted:
+            self.events.add_to_rollups([e for e in events if e.event_id in inserted])
         others = [e.event_id for e in events if e.event_id not in inserted]
         return inserted, (self.events.received_at(others) if others else {})
 
@@ -71,9 +73,9 @@ class Store:
             rows = self.events.page(conn, flt, limit, key, newest_first)
         return [([k.occurred_at_us, k.id], e) for k, e in rows]
 
-    def window_counts(self, start: datetime, end: datetime) -> tuple[dict[int, dict[str, int]], int]:
+    def window_counts(self, start_hour: int, end_hour: int) -> tuple[dict[int, dict[str, int]], int]:
         with self.database.read() as conn:
-            return self.events.window_counts(conn, start, end)
+            return self.events.window_counts(conn, start_hour, end_hour)
 
     def page_anomalies(self, flt: AnomalyFilter, limit: int, after: list[int] | None) -> list[tuple[list[int], Anomaly]]:
         with self.database.read() as conn:
