@@ -28,7 +28,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[gateway,dev,ml]'
+	$(PIP) install -q -c constraints.txt -e '.[gateway,dev,ml,bench]'
 	touch $@
 
 $(VENV_BASIC)/.installed: pyproject.toml constraints.txt
@@ -71,15 +71,15 @@ proto-lint: $(BUF)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
-	.lock-venv/bin/pip install -q '.[gateway,dev,ml]'
+	.lock-venv/bin/pip install -q '.[gateway,dev,ml,bench]'
 	.lock-venv/bin/pip freeze --exclude uba | grep -v '^-e' > constraints.txt
 	rm -rf .lock-venv
 
-# The benchmarks (minutes; figures in bench/results/, summarised in docs/benchmarks.md).
+# The benchmark suite on SQLite and PostgreSQL (about 20-30 minutes): report.md,
+# report.json and plots in bench/results/, summarised in docs/benchmarks.md.
+# BENCH_ARGS="--max-events 10000000" takes the growth curve to ten million events.
 bench: $(VENV)/.installed
-	$(PY) bench/ingest.py
-	$(PY) bench/detection.py
-	$(PY) bench/subscribers.py
+	$(PY) bench/suite.py $(BENCH_ARGS)
 
 # A soak of ingest, queries, exports and subscriptions (SOAK_SECONDS, default 600).
 SOAK_SECONDS ?= 600
