@@ -50,7 +50,7 @@ def is_time_zone(name: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -90,7 +90,7 @@ def validate_event(event: ActivityEvent, prefix: str, now: datetime) -> list[Fie
             bad(name, "contains control characters")
     if event.event_id and len(event.event_id) <= MAX_LENGTHS["event_id"] and not _EVENT_ID.fullmatch(event.event_id):
         bad("event_id", "must be printable ASCII without spaces")
-    if event.source_ip and len(event.source_ip) <= MAX_LENGTHS["source_ip"] and not _is_ip(event.source_ip):
+    if event.source_ip and len(event.source_ip) <= MAX_LENGTHS["source_ip"] and not is_ip(event.source_ip):
         bad("source_ip", "not an IPv4 or IPv6 address")
     if event.country_code and not _COUNTRY.fullmatch(event.country_code):
         bad("country_code", "must be an ISO 3166-1 alpha-2 code in capitals, e.g. DE")

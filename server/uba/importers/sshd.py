@@ -44,15 +44,14 @@ of it) stores nothing twice, whatever the file is called.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from uba.domain.validation import is_ip
 from uba.importers import ImportStats, Occurrences, stable_id
 from uba.v1 import events_pb2
 
@@ -96,15 +95,6 @@ _NOISE = (
     "ssh_dispatch_run_fatal", "kex_exchange_identification", "drop connection", "Accepted key", "Found matching",
     "pam_systemd", "Postponed", "Authorized to", "error: kex", "send_error",
 )
-
-
-@lru_cache(maxsize=4096)
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass
@@ -352,7 +342,7 @@ class SshdImporter:
             self.stats.merged += 1
             return
         yield from self._flush(conn)
-        conn.pending = _Attempt(line, user, rhost if _is_ip(rhost) else "", rhost=rhost)
+        conn.pending = _Attempt(line, user, rhost if is_ip(rhost) else "", rhost=rhost)
 
     def _session_end(self, line: _Line, conn: _Conn, user: str) -> Iterator[events_pb2.ActivityEvent]:
         if conn.session_closed:
@@ -372,7 +362,7 @@ class SshdImporter:
             attributes["rhost"] = attempt.rhost
         if attempt.invalid_user:
             attributes["invalid_user"] = "true"
-        ip = attempt.ip if _is_ip(attempt.ip) else ""
+        ip = attempt.ip if is_ip(attempt.ip) else ""
         if attempt.ip and not ip:
             attributes["rhost"] = attempt.ip
         return self._event(line, FAILURE, attempt.user, ip, repeat=repeat, attributes=attributes)
@@ -382,7 +372,7 @@ class SshdImporter:
         e = events_pb2.ActivityEvent(
             event_id=stable_id("sshd", line.year, line.text, line.occurrence, repeat),
             user_id=user, type=kind, source=self.source, session_id=session_id,
-            source_ip=ip if _is_ip(ip) else "",
+            source_ip=ip if is_ip(ip) else "",
         )
         e.occurred_at.FromDatetime(line.at)
         if session_duration is not None:
