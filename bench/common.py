@@ -99,7 +99,10 @@ def code_version() -> dict:
     digest = git("diff", "HEAD", "--", "server", "proto", "envoy")
     import hashlib
 
-    return {"commit": git("rev-parse", "--short", "HEAD"), "subject": git("log", "-1", "--format=%s"),
+    # The last commit that touched what is measured (commits of bench/ or
+    # docs/ during a run do not change the figures).
+    return {"commit": git("log", "-1", "--format=%h", "--", "server", "proto", "envoy"),
+            "subject": git("log", "-1", "--format=%s", "--", "server", "proto", "envoy"),
             "uncommitted_server_files": len(changed),
             "uncommitted_diff_sha1": hashlib.sha1(digest.encode()).hexdigest()[:12] if digest else ""}
 

@@ -61,7 +61,7 @@ def _timed(fn, n: int) -> float:
 
 
 def _analyze(url: str) -> None:
-    """ANALYZE the events table, as autovacuum would soon after a load: the
+    """ANALYZE (every table: events and the rollups), as autovacuum would soon after a load: the
     fill is faster than autovacuum's schedule, and stale statistics (a
     million rows estimated as a hundred) would time the planner's guess
     instead of the steady state."""
@@ -72,7 +72,7 @@ def _analyze(url: str) -> None:
     conn = psycopg2.connect(common.pg_dsn(url))
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("ANALYZE events")
+        cur.execute("ANALYZE")
     conn.close()
 
 
@@ -284,7 +284,7 @@ def growth_section(ctx) -> None:
         rows.append(f"| {pt['events']:,} | {pt['ingest_events_per_s'] or 0:,.0f} | "
                     + " / ".join(f"{lm[v]:.1f}" for v in LIST_VARIANTS)
                     + f" | {pt['dashboard_ms']:.1f} | {pt['db_bytes'] / 1e6:,.1f} | {pt['db_bytes'] / pt['events']:,.0f} |")
-    md = [f"Sizes run: {sizes_text} events (filled in {section['seconds']:.0f} s){'; ANALYZE events before each measurement (as autovacuum would)' if url else ''}. Fitted exponents "
+    md = [f"Sizes run: {sizes_text} events (filled in {section['seconds']:.0f} s){'; ANALYZE before each measurement (as autovacuum would)' if url else ''}. Fitted exponents "
           f"(value ~ events^k): ingest {k('ingest')}, ListLogs unfiltered {k('list_none')}, user "
           f"{k('list_user')}, type {k('list_type')}, source_ip {k('list_source_ip')}, dashboard "
           f"{k('dashboard')}, size {k('db_bytes')}.", "", *rows, "",

@@ -4,8 +4,10 @@ plots (matplotlib) in the results directory."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +86,20 @@ class Report:
         self.sections: dict[str, dict] = {}  # extra data: growth curves, EXPLAIN plans, notes
         self.notes: list[str] = []
 
+    @classmethod
+    def load(cls, path: Path) -> "Report":
+        """A report from its report.json (to render it again)."""
+        data = json.loads(Path(path).read_text())
+        report = cls(Path(path).parent, data["machine"], data["params"])
+        report.started = datetime.fromisoformat(data["started_at"])
+        report.finished = datetime.fromisoformat(data["generated_at"])
+        report.duration_s = data["duration_s"]
+        known = {f.name for f in dataclasses.fields(Figure)}
+        report.figures = [Figure(**{k: v for k, v in f.items() if k in known}) for f in data["figures"]]
+        report.sections = data["sections"]
+        report.notes = data["notes"]
+        return report
+
     def add(self, figure: Figure) -> Figure:
         assert figure.key in FIGURES, figure.key
         self.figures = [f for f in self.figures if (f.key, f.backend) != (figure.key, figure.backend)]
@@ -102,11 +118,11 @@ class Report:
 
     def write(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        finished = datetime.now(timezone.utc)
+        finished = getattr(self, "finished", None) or datetime.now(timezone.utc)
         data = {
             "generated_at": finished.isoformat(timespec="seconds"),
             "started_at": self.started.isoformat(timespec="seconds"),
-            "duration_s": round((finished - self.started).total_seconds(), 1),
+            "duration_s": getattr(self, "duration_s", None) or round((finished - self.started).total_seconds(), 1),
             "machine": self.machine,
             "params": self.params,
             "figures": [asdict(f) | {"title": f.title} for f in self.figures],
@@ -135,7 +151,7 @@ class Report:
             "every comparison is interleaved baseline, subject, baseline again, and the median of the repeats is "
             "reported).",
             "",
-            f"**Code**: commit {m.get('code_at_start', {}).get('commit', '?')} "
+            f"**Code**: server code as of commit {m.get('code_at_start', {}).get('commit', '?')} "
             f"({m.get('code_at_start', {}).get('subject', '')})"
             + (f" with {m['code_at_start']['uncommitted_server_files']} uncommitted file(s) under server/, proto/, "
                "envoy/" if m.get('code_at_start', {}).get('uncommitted_server_files') else "") + ".",
@@ -291,7 +307,7 @@ class Report:
                     rows.append((f"{b}: no-op Check", d["baseline_p50_ms"], d["baseline_p99_ms"]))
         if not rows:
             return None
-        fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.5))
+        fig, ax = plt.subplots(figsize=(11, 0.4 * len(rows) + 1.5))
         y = range(len(rows))
         ax.barh([i - 0.2 for i in y], [r[1] for r in rows], 0.4, label="p50")
         ax.barh([i + 0.2 for i in y], [r[2] for r in rows], 0.4, label="p99")
@@ -300,7 +316,7 @@ class Report:
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("milliseconds (log)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title("Latency")
         return fig
 
@@ -390,3 +406,9 @@ def _jsonable(obj):
     if isinstance(obj, datetime):
         return obj.isoformat()
     return str(obj)
+
+
+if __name__ == "__main__":
+    # Renders report.md and the plots again from a report.json:
+    #   .venv/bin/python bench/report.py bench/results/report.json
+    Report.load(Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/report.json")).write()
