@@ -8,7 +8,9 @@ PostgreSQL, each figure beside a baseline measured in the same run.
 
 Writes bench/results/report.json (every figure and its runs),
 bench/results/report.md (the table, the curves, the notes) and PNG plots
-beside them. Not a test: nothing here asserts a timing; the smoke run in
+beside them; a smoke or partial run (--smoke, --only, the section scripts)
+writes to a subdirectory (bench/results/smoke-..., bench/results/unary-batch
+...) unless --out says otherwise, so it never overwrites the full report. Not a test: nothing here asserts a timing; the smoke run in
 tests/test_bench_smoke.py only checks that every figure is reported.
 
 How it measures: real `uba serve` processes (tests/support's way: real
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
     parser.add_argument("--max-events", type=int, default=0,
                         help="largest store of the growth curve (default 1,000,000; up to 10,000,000)")
     parser.add_argument("--repeats", type=int, default=0, help="interleaved repeats of each comparison")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where the report goes")
+    parser.add_argument("--out", default="", help="where the report goes (default bench/results; a smoke or "
+                        "partial run goes to a subdirectory, so it never overwrites the full report)")
     args = parser.parse_args(argv)
 
     p = Params.smoke() if args.smoke else Params()
@@ -181,6 +184,11 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
     unknown = sections - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    if not args.out:
+        results = ROOT / "bench" / "results"
+        partial = sections != set(SECTIONS)
+        name = ("smoke-" if args.smoke else "") + ("-".join(s for s in SECTIONS if s in sections) if partial else "")
+        args.out = str(results / name.rstrip("-") if name else results)
     backends = [b for b in args.backends.split(",") if b]
     if "postgresql" in backends and common.postgres.available():
         why = common.postgres.available()
