@@ -18,8 +18,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from support.events import stored_events
 from support.server import ServerProcess
-from uba.v1 import events_pb2, service_pb2
+from uba.v1 import events_pb2
 from uba_client import UbaClient
 from uba_client.retry import RetryPolicy
 
@@ -102,16 +103,7 @@ def test_database_restarts_under_ingest(tmp_path, make_database_url):
         assert not errors, errors
         assert saw_not_serving == OUTAGES, "health did not report NOT_SERVING while the database was down"
         assert len(acknowledged) == BATCHES * BATCH
-        stored = []
-        for u in range(10):
-            token = ""
-            while True:
-                page = server.stub.ListLogs(service_pb2.ListLogsRequest(user_id=f"user-{u}", page_size=1000,
-                                                                        page_token=token))
-                stored.extend(e.event_id for e in page.events)
-                token = page.next_page_token
-                if not token:
-                    break
+        stored = [e.event_id for u in range(10) for e in stored_events(server.stub, f"user-{u}")]
         assert set(stored) == acknowledged and len(stored) == len(set(stored))
         deadline = time.monotonic() + 10
         while health.Check(health_pb2.HealthCheckRequest(service="")).status != health_pb2.HealthCheckResponse.SERVING:

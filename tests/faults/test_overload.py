@@ -14,6 +14,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from support.events import stored_events
 from support.server import ServerProcess
 from uba.v1 import events_pb2, service_pb2
 
@@ -86,16 +87,7 @@ def test_overload_is_refused_with_a_retry_hint_and_nothing_accepted_is_lost(tmp_
         probe = events_pb2.ActivityEvent(user_id="after-load", type=events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS)
         probe.occurred_at.FromDatetime(datetime.now(timezone.utc))
         server.stub.RecordActivity(service_pb2.RecordActivityRequest(event=probe))
-        stored = 0
-        for u in range(50):
-            token = ""
-            while True:
-                page = server.stub.ListLogs(service_pb2.ListLogsRequest(user_id=f"load-{u}", page_size=1000,
-                                                                        page_token=token))
-                stored += len(page.events)
-                token = page.next_page_token
-                if not token:
-                    break
+        stored = sum(len(stored_events(server.stub, f"load-{u}")) for u in range(50))
         assert stored == len(accepted)
         print(f"\n{SENDERS * BATCHES * BATCH} events offered by {SENDERS} senders: {len(accepted)} accepted and "
               f"stored, {len(refusals)} batches refused with a retry hint; server RSS {baseline_rss:.0f} MB "

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from support.events import stored_events
 from support.server import ServerProcess
 from uba.v1 import events_pb2, service_pb2
 from uba_client import UbaClient
@@ -86,15 +87,8 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(backend, tmp_path, make_d
         stub = server.stub
         stored: dict[str, int] = {}
         for u in range(USERS):
-            token = ""
-            while True:
-                page = stub.ListLogs(service_pb2.ListLogsRequest(user_id=f"victim-{u}", page_size=1000,
-                                                                 page_token=token))
-                for e in page.events:
-                    stored[e.event_id] = stored.get(e.event_id, 0) + 1
-                token = page.next_page_token
-                if not token:
-                    break
+            for e in stored_events(stub, f"victim-{u}"):
+                stored[e.event_id] = stored.get(e.event_id, 0) + 1
         assert set(stored) == acknowledged  # nothing lost, nothing extra
         assert max(stored.values()) == 1  # nothing twice
         for u in range(USERS):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 
+from support.events import stored_events
 from support.server import ServerProcess
 from uba.v1 import events_pb2, service_pb2
 
@@ -49,16 +50,7 @@ def test_many_writers_on_one_sqlite_file(tmp_path):
         assert not failures, failures[:5]
         acked = [i for a, _ in results for i in a]
         assert len(acked) == WRITERS * CALLS * 5
-        stored = 0
-        for u in range(4):
-            token = ""
-            while True:
-                page = first.stub.ListLogs(service_pb2.ListLogsRequest(user_id=f"writer-{u}", page_size=1000,
-                                                                       page_token=token))
-                stored += len(page.events)
-                token = page.next_page_token
-                if not token:
-                    break
+        stored = sum(len(stored_events(first.stub, f"writer-{u}")) for u in range(4))
         assert stored == len(acked)
         # Three processes learned into the same baselines without losing an update.
         learned = sum(first.stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id=f"writer-{u}"))

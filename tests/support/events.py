@@ -22,3 +22,17 @@ def event(user_id: str, type_: int = LOGIN, at: datetime | None = None, **fields
     m = events_pb2.ActivityEvent(user_id=user_id, type=type_, **fields)
     m.occurred_at.FromDatetime(at or datetime.now(timezone.utc) - timedelta(minutes=1))
     return m
+
+
+def stored_events(stub, user_id: str, **call_options) -> list[events_pb2.ActivityEvent]:
+    """Every stored event of a user, newest first, through ListLogs paging."""
+    from uba.v1 import service_pb2
+
+    events, token = [], ""
+    while True:
+        page = stub.ListLogs(service_pb2.ListLogsRequest(user_id=user_id, page_size=1000, page_token=token),
+                             **call_options)
+        events.extend(page.events)
+        token = page.next_page_token
+        if not token:
+            return events
