@@ -22,6 +22,26 @@ from uba.domain.events import ActivityEvent, ActivityType
 _API_CALL = ActivityType.API_CALL
 
 
+
+def _hourly_spike(value: float, reference, min_std: float, fmt, observed: str, headline: str, severity: Severity,
+                  feature: str) -> Finding:
+    """The finding of an hourly quantity (API calls, bytes) far above its
+    usual level; the reason reads "HEADLINE; usual MEAN ± SD per active hour"."""
+    stats = reference.stats
+    spread = max(stats.stddev, min_std, 0.1 * stats.mean)
+    expected = f"{fmt(stats.mean)} ± {fmt(stats.stddev)} per active hour"
+    source = "" if reference.mature else f" ({reference.label})"
+    return Finding(
+        score=max(0.0, (value - stats.mean) / spread),
+        severity=severity,
+        reason=f"{headline}; usual {expected}{source}",
+        observed=observed,
+        expected=expected,
+        features=(Feature(feature, float(value), 1.0),),
+        baseline_observations=stats.count,
+        baseline_mature=reference.mature,
+    )
+
 class ApiRateDetector(Detector):
     name = "api_rate"
     version = "1.0"
@@ -51,19 +71,8 @@ class ApiRateDetector(Detector):
         level = escalation_level(calls, threshold)
         if level <= escalation_level(hour.api_calls, threshold):
             return []
-        spread = max(stats.stddev, self.min_std, 0.1 * stats.mean)
-        expected = f"{fmt_count(stats.mean)} ± {fmt_count(stats.stddev)} per active hour"
-        source = "" if reference.mature else f" ({reference.label})"
-        return [Finding(
-            score=max(0.0, (calls - stats.mean) / spread),
-            severity=Severity.LOW.raised_by(level - 1, Severity.HIGH),
-            reason=f"{calls:,} API calls this hour; usual {expected}{source}",
-            observed=f"{calls:,} calls",
-            expected=expected,
-            features=(Feature("api_calls_this_hour", float(calls), 1.0),),
-            baseline_observations=stats.count,
-            baseline_mature=reference.mature,
-        )]
+        return [_hourly_spike(calls, reference, self.min_std, fmt_count, f"{calls:,} calls",
+                              f"{calls:,} API calls this hour", Severity.LOW.raised_by(level - 1, Severity.HIGH), "api_calls_this_hour")]
 
 
 class NewEndpointDetector(Detector):
@@ -137,19 +146,9 @@ class DataVolumeDetector(Detector):
         level = escalation_level(total, threshold)
         if level <= escalation_level(hour.bytes, threshold):
             return []
-        spread = max(stats.stddev, self.min_std, 0.1 * stats.mean)
-        expected = f"{fmt_bytes(stats.mean)} ± {fmt_bytes(stats.stddev)} per active hour"
-        source = "" if reference.mature else f" ({reference.label})"
-        return [Finding(
-            score=max(0.0, (total - stats.mean) / spread),
-            severity=Severity.MEDIUM.raised_by(level - 1, Severity.CRITICAL),
-            reason=f"{fmt_bytes(total)} transferred this hour; usual {expected}{source}",
-            observed=fmt_bytes(total),
-            expected=expected,
-            features=(Feature("bytes_this_hour", float(total), 1.0),),
-            baseline_observations=stats.count,
-            baseline_mature=reference.mature,
-        )]
+        return [_hourly_spike(total, reference, self.min_std, fmt_bytes, fmt_bytes(total),
+                              f"{fmt_bytes(total)} transferred this hour",
+                              Severity.MEDIUM.raised_by(level - 1, Severity.CRITICAL), "bytes_this_hour")]
 
 
 class ApiErrorRateDetector(Detector):
