@@ -192,6 +192,8 @@ def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | N
 
 
 async def serve(settings: Settings) -> int:
+    if problem := settings.tls_problem():
+        raise SystemExit(f"uba: {problem}")
     if settings.allow_anonymous and not is_loopback(settings.listen):
         raise SystemExit(f"uba: --allow-anonymous is refused on {settings.listen}: "
                          "listen on a loopback address (127.0.0.1, ::1) or use API keys")
@@ -245,14 +247,18 @@ async def serve(settings: Settings) -> int:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
-    port = server.add_insecure_port(settings.listen)
+    credentials = server_credentials(settings)
+    port = (server.add_secure_port(settings.listen, credentials) if credentials
+            else server.add_insecure_port(settings.listen))
     if port == 0:
         raise SystemExit(f"uba: cannot listen on {settings.listen}")
     host = settings.listen.rsplit(":", 1)[0]
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    print(f"uba: listening on {host}:{port} (storage: {services.database.backend}, "
+    security_note = ("TLS, client certificates required" if settings.tls_client_ca
+                     else "TLS" if credentials else "plaintext")
+    print(f"uba: listening on {host}:{port} ({security_note}, storage: {services.database.backend}, "
           f"analytics: {services.analytics_mode})", flush=True)
     gateway = await start_gateway(settings, f"{host}:{port}") if settings.gateway_listen else None
     log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
@@ -285,14 +291,29 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS for the gRPC port from the PEM files named by the settings (None:
+    plaintext). With a client CA, a client without a certificate it signed
+    fails the handshake."""
+    if not settings.tls_cert:
+        return None
+    pair = (Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())
+    client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
 async def start_gateway(settings: Settings, upstream: str):
     """Starts Envoy in front of this server (REST, SSE, the dashboard page
     and native gRPC on one address) and waits until it serves."""
-    from pathlib import Path
+    from uba.gateway import GatewayProcess, TlsFiles
 
-    from uba.gateway import GatewayProcess
-
-    gateway = GatewayProcess(upstream, settings.gateway_listen, work_dir=Path(settings.data_dir) / "gateway")
+    listen_tls = upstream_tls = None
+    if settings.tls_cert:
+        listen_tls = TlsFiles(settings.tls_cert, settings.tls_key)
+        upstream_tls = TlsFiles(settings.gateway_client_cert, settings.gateway_client_key,
+                                settings.gateway_upstream_ca or settings.tls_cert)
+    gateway = GatewayProcess(upstream, settings.gateway_listen, work_dir=Path(settings.data_dir) / "gateway",
+                             listen_tls=listen_tls, upstream_tls=upstream_tls)
     gateway.start()
     await asyncio.to_thread(gateway.wait_ready)
     print(f"uba: gateway on {gateway.url} (dashboard, REST under /api/behavior-analytics/, gRPC)", flush=True)

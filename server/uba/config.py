@@ -38,12 +38,35 @@ class Settings:
     rate_burst: float = 2000.0  # bucket size: requests a key may make at once
     max_streams_per_key: int = 1000  # concurrent StreamAlerts/ExportLogs per API key; 0: no limit
     key_cache_seconds: float = 10.0  # how long a verified key is trusted without a database read
+    tls_cert: str = ""  # PEM certificate chain of the gRPC port and the gateway listener; empty: plaintext
+    tls_key: str = ""  # its PEM private key
+    tls_client_ca: str = ""  # PEM CAs; when set, gRPC clients must present a certificate they signed
+    gateway_upstream_ca: str = ""  # PEM CAs the gateway checks this server's certificate with [tls_cert]
+    gateway_client_cert: str = ""  # the gateway's client certificate, needed with tls_client_ca
+    gateway_client_key: str = ""  # its PEM private key
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'uba.db'}"
+
+    def tls_problem(self) -> str:
+        """Why the TLS settings cannot work together ('' when they can)."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            return "--tls-cert and --tls-key go together"
+        if not self.tls_cert and (self.tls_client_ca or self.gateway_upstream_ca or self.gateway_client_cert):
+            return "client certificates and CAs need TLS: give --tls-cert and --tls-key"
+        if bool(self.gateway_client_cert) != bool(self.gateway_client_key):
+            return "--gateway-client-cert and --gateway-client-key go together"
+        if self.gateway_listen and self.tls_client_ca and not self.gateway_client_cert:
+            return "with --tls-client-ca the gateway needs a client certificate: give --gateway-client-cert"
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "gateway_upstream_ca", "gateway_client_cert",
+                     "gateway_client_key"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                return f"--{name.replace('_', '-')}: no such file: {path}"
+        return ""
 
     @property
     def model_dir(self) -> str:
@@ -74,6 +97,15 @@ class Settings:
             "rate_burst": "requests an API key may make at once [UBA_RATE_BURST, 2000]",
             "max_streams_per_key": "concurrent streams (alert feed, export) per API key; 0: unlimited [UBA_MAX_STREAMS_PER_KEY, 1000]",
             "key_cache_seconds": "seconds a verified API key is cached; a revoked key works at most this long [UBA_KEY_CACHE_SECONDS, 10]",
+            "tls_cert": "PEM certificate chain: serve gRPC and the gateway over TLS [UBA_TLS_CERT, plaintext]",
+            "tls_key": "PEM private key of --tls-cert [UBA_TLS_KEY]",
+            "tls_client_ca": "PEM CA file: gRPC clients must present a certificate it signed (mutual TLS) "
+                             "[UBA_TLS_CLIENT_CA]",
+            "gateway_upstream_ca": "PEM CA file the gateway verifies this server's certificate with "
+                                   "[UBA_GATEWAY_UPSTREAM_CA, --tls-cert itself]",
+            "gateway_client_cert": "PEM certificate the gateway presents to this server; required with "
+                                   "--tls-client-ca [UBA_GATEWAY_CLIENT_CERT]",
+            "gateway_client_key": "PEM private key of --gateway-client-cert [UBA_GATEWAY_CLIENT_KEY]",
         }
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")

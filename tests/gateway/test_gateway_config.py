@@ -14,7 +14,8 @@ from google.protobuf import descriptor_pb2
 
 from gateway.gateway_support import Client
 from gateway.fake_upstream import FakeUpstream
-from uba.gateway import EnvoyNotFound, GatewayConfig, GatewayError, GatewayProcess, find_envoy, render, validate
+from uba.gateway import (EnvoyNotFound, GatewayConfig, GatewayError, GatewayProcess, TlsFiles, find_envoy, render,
+                         validate)
 from uba.gateway import config as gateway_config
 
 
@@ -40,6 +41,35 @@ def test_hostname_upstream_uses_dns_cluster(tmp_path, envoy_binary):
     rendered = render(GatewayConfig(upstream="localhost:50051", listen="127.0.0.1:0"), tmp_path)
     assert "type: STRICT_DNS" in rendered.config_path.read_text()
     validate(rendered.config_path, envoy_binary)
+
+
+def test_several_upstreams_share_one_health_checked_cluster(tmp_path, envoy_binary):
+    rendered = render(GatewayConfig(upstream="127.0.0.1:50051, 127.0.0.1:50052"), tmp_path)
+    text = rendered.config_path.read_text()
+    assert text.count('"port_value": 5005') == 2
+    assert "grpc_health_check" in text and "LEAST_REQUEST" in text
+    validate(rendered.config_path, envoy_binary)
+    with pytest.raises(ValueError, match="upstream"):
+        GatewayConfig(upstream="127.0.0.1:50051,nonsense")
+
+
+def test_tls_on_both_hops_passes_envoy_validate(tmp_path, envoy_binary):
+    from support.certs import CertificateAuthority
+
+    ca = CertificateAuthority("gateway test CA")
+    server, client = ca.issue(tmp_path, "server", server=True), ca.issue(tmp_path, "client")
+    ca_file = ca.write(tmp_path)
+    config = GatewayConfig(upstream="127.0.0.1:50051", listen_tls=TlsFiles(str(server.cert), str(server.key), str(ca_file)),
+                           upstream_tls=TlsFiles(str(client.cert), str(client.key), str(ca_file)))
+    rendered = render(config, tmp_path / "out")
+    text = rendered.config_path.read_text()
+    assert "DownstreamTlsContext" in text and "UpstreamTlsContext" in text
+    assert '"require_client_certificate": true' in text
+    validate(rendered.config_path, envoy_binary)
+    with pytest.raises(ValueError, match="CA"):
+        GatewayConfig(upstream="127.0.0.1:1", upstream_tls=TlsFiles(str(client.cert), str(client.key)))
+    with pytest.raises(ValueError, match="key"):
+        TlsFiles(str(server.cert))
 
 
 def test_render_is_self_contained(tmp_path):

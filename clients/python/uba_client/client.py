@@ -75,16 +75,25 @@ class BatchResult:
         return self.count("invalid")
 
 
-def _credentials(tls: Any) -> grpc.ChannelCredentials | None:
-    """None: plaintext; True: the system's roots; bytes: PEM roots; str or
-    Path: a PEM file of roots."""
+def _credentials(tls: Any, client_cert: Any = None, client_key: Any = None) -> grpc.ChannelCredentials | None:
+    """tls None: plaintext; True: the system's roots; bytes: PEM roots; str
+    or Path: a PEM file of roots. client_cert and client_key (PEM bytes or
+    file paths) are presented to servers that require a client certificate."""
     if tls is None or tls is False:
+        if client_cert or client_key:
+            raise ValueError("a client certificate needs TLS (tls=True or the server's CA)")
         return None
-    if tls is True:
-        return grpc.ssl_channel_credentials()
-    if isinstance(tls, (str, Path)):
-        tls = Path(tls).read_bytes()
-    return grpc.ssl_channel_credentials(root_certificates=tls)
+    if bool(client_cert) != bool(client_key):
+        raise ValueError("client_cert and client_key go together")
+    roots = None if tls is True else _pem(tls)
+    return grpc.ssl_channel_credentials(root_certificates=roots, private_key=_pem(client_key),
+                                        certificate_chain=_pem(client_cert))
+
+
+def _pem(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
 
 
 def _set_time(target, value: Any) -> None:
@@ -97,7 +106,8 @@ class UbaClient:
     use it as a context manager)."""
 
     def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, tls: Any = None,
-                 timeout: float = 10.0, retry: RetryPolicy = DEFAULT_POLICY,
+                 timeout: float = 10.0, client_cert: Any = None, client_key: Any = None,
+                 retry: RetryPolicy = DEFAULT_POLICY,
                  ingest_retry: RetryPolicy = INGEST_POLICY, sleep: Callable[[float], None] = time.sleep):
         self.target = target
         self.timeout = timeout
@@ -113,7 +123,7 @@ class UbaClient:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
-        credentials = _credentials(tls)
+        credentials = _credentials(tls, client_cert, client_key)
         self._channel = (grpc.secure_channel(target, credentials, options) if credentials
                          else grpc.insecure_channel(target, options))
         self.stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(self._channel)

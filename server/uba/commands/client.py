@@ -40,6 +40,8 @@ class ClientSettings:
     api_key: str = ""
     tls: bool = False
     ca_file: str = ""
+    client_cert: str = ""
+    client_key: str = ""
     timeout: float = 10.0
     data_dir: str = "data"
 
@@ -48,6 +50,9 @@ class ClientSettings:
         "api_key": "API key, sent as 'authorization: Bearer KEY' [UBA_API_KEY]",
         "tls": "connect with TLS, checking the server against the system's roots [UBA_TLS]",
         "ca_file": "connect with TLS, checking the server against this PEM file [UBA_CA_FILE]",
+        "client_cert": "PEM certificate to present to a server that requires one (with --tls or --ca-file) "
+                       "[UBA_CLIENT_CERT]",
+        "client_key": "PEM private key of --client-cert [UBA_CLIENT_KEY]",
         "timeout": "seconds each call may take [UBA_TIMEOUT, 10]",
         "data_dir": "without --api-key, read the key from DATA_DIR/admin.key if it exists [UBA_DATA_DIR, ./data]",
     }
@@ -104,7 +109,15 @@ class ClientSettings:
                 raise UsageError(f"--ca-file: {exc.strerror}: {self.ca_file}") from None
         elif self.tls:
             tls = True
-        return UbaClient(self.server, api_key=self.key() or None, tls=tls, timeout=self.timeout)
+        if (self.client_cert or self.client_key) and tls is None:
+            raise UsageError("--client-cert needs TLS: add --tls or --ca-file")
+        if bool(self.client_cert) != bool(self.client_key):
+            raise UsageError("--client-cert and --client-key go together")
+        try:
+            return UbaClient(self.server, api_key=self.key() or None, tls=tls, timeout=self.timeout,
+                             client_cert=self.client_cert or None, client_key=self.client_key or None)
+        except OSError as exc:
+            raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
 
 
 def common_parser() -> argparse.ArgumentParser:

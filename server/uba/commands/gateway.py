@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--upstream",
         default=None,
         metavar="HOST:PORT",
-        help="the uba gRPC server [UBA_LISTEN, 127.0.0.1:50051]",
+        help="the uba gRPC server, or several processes as HOST:PORT,HOST:PORT (load is spread over "
+        "the healthy ones) [UBA_LISTEN, 127.0.0.1:50051]",
     )
     parser.add_argument(
         "--listen",
@@ -57,6 +58,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["trace", "debug", "info", "warning", "error", "critical", "off"],
         help="Envoy's log level [warning]; access log lines go to stdout",
     )
+    tls = parser.add_argument_group("TLS (PEM files)")
+    tls.add_argument("--tls-cert", default="", metavar="FILE", help="serve HTTPS and gRPC over TLS with this certificate chain")
+    tls.add_argument("--tls-key", default="", metavar="FILE", help="private key of --tls-cert")
+    tls.add_argument("--client-ca", default="", metavar="FILE",
+                     help="require client certificates signed by these CAs on the listener")
+    tls.add_argument("--upstream-ca", default="", metavar="FILE",
+                     help="connect to the server(s) over TLS, verifying them with these CAs")
+    tls.add_argument("--upstream-cert", default="", metavar="FILE",
+                     help="client certificate for servers that require one (with --upstream-ca)")
+    tls.add_argument("--upstream-key", default="", metavar="FILE", help="private key of --upstream-cert")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -66,11 +77,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.gateway import GatewayError, GatewayProcess, validate  # deferred: `uba --help` stays fast
+    from uba.gateway import GatewayError, GatewayProcess, TlsFiles, validate  # deferred: `uba --help` stays fast
 
     settings = Settings.load(argparse.Namespace(data_dir=args.data_dir, listen=args.upstream))
     work_dir = Path(settings.data_dir) / "gateway"
     try:
+        listen_tls = (TlsFiles(args.tls_cert, args.tls_key, args.client_ca)
+                      if args.tls_cert or args.tls_key or args.client_ca else None)
+        upstream_tls = (TlsFiles(args.upstream_cert, args.upstream_key, args.upstream_ca)
+                        if args.upstream_ca or args.upstream_cert or args.upstream_key else None)
+        if listen_tls is not None and not listen_tls.cert:
+            raise ValueError("--client-ca needs --tls-cert and --tls-key")
         gateway = GatewayProcess(
             settings.listen,
             args.listen,
@@ -79,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
             envoy=args.envoy,
             log_level=args.log_level,
             foreground=True,
+            listen_tls=listen_tls,
+            upstream_tls=upstream_tls,
         )
         rendered = gateway.rendered_config()
         validate(rendered.config_path, gateway.envoy)

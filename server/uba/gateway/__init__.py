@@ -4,7 +4,7 @@
 `launch` finds the envoy binary, validates the rendered file and runs it.
 """
 
-from uba.gateway.config import GatewayConfig, RenderedConfig, render
+from uba.gateway.config import GatewayConfig, RenderedConfig, TlsFiles, render
 from uba.gateway.launch import EnvoyNotFound, GatewayError, GatewayProcess, find_envoy, validate
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "GatewayError",
     "GatewayProcess",
     "RenderedConfig",
+    "TlsFiles",
     "find_envoy",
     "render",
     "validate",

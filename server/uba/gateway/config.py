@@ -9,6 +9,7 @@ set, so that what Envoy runs can be read in one place.
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import string
 from dataclasses import dataclass, field
@@ -50,10 +51,26 @@ def _is_ip(host: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of one side of a TLS connection."""
+
+    cert: str = ""  # certificate chain this side presents
+    key: str = ""  # its private key
+    ca: str = ""  # certificates trusted to have signed the other side's
+
+    def __post_init__(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("a TLS certificate needs its key, and a key its certificate")
+        for path in (self.cert, self.key, self.ca):
+            if path and not Path(path).is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """What varies between gateway runs. Everything else is in the template."""
 
-    upstream: str  # the uba gRPC server, HOST:PORT
+    upstream: str  # the uba gRPC server(s): HOST:PORT, or several, comma-separated
     listen: str = DEFAULT_LISTEN  # the front door, HOST:PORT (port 0: any free one)
     admin_port: int = 0  # Envoy's admin interface, always on 127.0.0.1
     rest_timeout_s: float = 60.0  # deadline of unary REST calls
@@ -65,12 +82,28 @@ class GatewayConfig:
     lua_script: Path = LUA_SCRIPT
     descriptor: Path = DESCRIPTOR
     index_html: Path = INDEX_HTML
+    # The listener serves TLS (HTTPS and gRPC over TLS) when `cert` is set;
+    # with `ca` too, clients must present a certificate it signed.
+    listen_tls: TlsFiles | None = None
+    # Envoy speaks TLS to the servers when given: `ca` verifies them (their
+    # names are checked against the upstream host), `cert` and `key` are
+    # Envoy's client certificate for servers that require one.
+    upstream_tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
-        split_host_port(self.upstream, what="upstream")
+        self.upstreams()
         split_host_port(self.listen, what="listen")
+        if self.upstream_tls is not None and not self.upstream_tls.ca:
+            raise ValueError("TLS to the upstream needs the CA that signed the servers' certificates")
         if not 0 <= int(self.admin_port) <= 65535:
             raise ValueError(f"admin port out of range: {self.admin_port}")
+
+    def upstreams(self) -> list[tuple[str, int]]:
+        """(host, port) of each server process behind the gateway."""
+        addresses = [a.strip() for a in self.upstream.split(",") if a.strip()]
+        if not addresses:
+            raise ValueError("upstream must name at least one HOST:PORT")
+        return [split_host_port(a, what="upstream") for a in addresses]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +140,64 @@ def _add_file(descriptor_set: descriptor_pb2.FileDescriptorSet, present: set[str
     present.add(file.name)
 
 
+def _listener_tls(tls: TlsFiles | None) -> dict | None:
+    if tls is None:
+        return None
+    context: dict = {
+        "common_tls_context": {
+            "tls_certificates": [_certificate(tls)],
+            # gRPC clients need HTTP/2, negotiated by ALPN; browsers may use either.
+            "alpn_protocols": ["h2", "http/1.1"],
+            "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+        }
+    }
+    if tls.ca:
+        context["require_client_certificate"] = True
+        context["common_tls_context"]["validation_context"] = {"trusted_ca": {"filename": _yaml_path(Path(tls.ca))}}
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            **context,
+        },
+    }
+
+
+def _upstream_tls(tls: TlsFiles | None, upstreams: list[tuple[str, int]]) -> dict | None:
+    if tls is None:
+        return None
+    # Every server's certificate must name the host the gateway dials.
+    names = sorted({host for host, _ in upstreams})
+    common: dict = {
+        "alpn_protocols": ["h2"],
+        "validation_context": {
+            "trusted_ca": {"filename": _yaml_path(Path(tls.ca))},
+            "match_typed_subject_alt_names": [
+                {"san_type": "IP_ADDRESS" if _is_ip(n) else "DNS", "matcher": {"exact": n}} for n in names
+            ],
+        },
+    }
+    if tls.cert:
+        common["tls_certificates"] = [_certificate(tls)]
+    context: dict = {"common_tls_context": common}
+    if len(names) == 1 and not _is_ip(names[0]):
+        context["sni"] = names[0]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            **context,
+        },
+    }
+
+
+def _certificate(tls: TlsFiles) -> dict:
+    return {
+        "certificate_chain": {"filename": _yaml_path(Path(tls.cert))},
+        "private_key": {"filename": _yaml_path(Path(tls.key))},
+    }
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -133,15 +224,20 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
         raise ValueError(f"{config.index_html} is larger than max_page_bytes ({config.max_page_bytes})")
 
     listen_host, listen_port = split_host_port(config.listen, what="listen")
-    upstream_host, upstream_port = split_host_port(config.upstream, what="upstream")
+    upstreams = config.upstreams()
+    endpoints = [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in upstreams]
     values = {
         "admin_port": int(config.admin_port),
         "listen_host": listen_host,
         "listen_port": listen_port,
-        "upstream_host": upstream_host,
-        "upstream_port": upstream_port,
-        # An address needs no resolver; a name (localhost) is resolved by Envoy.
-        "upstream_type": "STATIC" if _is_ip(upstream_host) else "STRICT_DNS",
+        # JSON is YAML: the generated blocks are written as flow mappings.
+        "upstream_endpoints": json.dumps(endpoints),
+        # Addresses need no resolver; names (localhost) are resolved by Envoy.
+        "upstream_type": "STATIC" if all(_is_ip(h) for h, _ in upstreams) else "STRICT_DNS",
+        "listen_transport_socket": json.dumps(_listener_tls(config.listen_tls)),
+        "listen_tls_note": "on" if config.listen_tls else "off",
+        "upstream_transport_socket": json.dumps(_upstream_tls(config.upstream_tls, upstreams)),
+        "upstream_tls_note": "on" if config.upstream_tls else "off",
         "rest_timeout": _seconds(config.rest_timeout_s),
         "stream_idle_timeout": _seconds(config.stream_idle_timeout_s),
         "max_connections": int(config.max_connections),

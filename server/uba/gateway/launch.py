@@ -100,7 +100,7 @@ def validate(config_path: str | os.PathLike[str], envoy: str | None = None, time
 
 
 class GatewayProcess:
-    """One Envoy in front of one uba gRPC server.
+    """One Envoy in front of one or more uba gRPC server processes.
 
     `work_dir` receives the rendered configuration and envoy.log (Envoy's
     stdout and stderr), unless `foreground` is true: then Envoy writes to
@@ -241,10 +241,11 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        """http://HOST:PORT of the listener (after wait_ready)."""
+        """http(s)://HOST:PORT of the listener (after wait_ready)."""
         if self.listen_address is None:
             raise GatewayError("gateway not ready")
-        return f"http://{self.listen_address}"
+        scheme = "https" if self.config.listen_tls else "http"
+        return f"{scheme}://{self.listen_address}"
 
     def log_tail(self, lines: int = 40) -> str:
         try:
