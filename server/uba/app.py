@@ -225,7 +225,8 @@ async def serve(settings: Settings) -> int:
         authenticator = sec.Authenticator(services.security.find, ttl=settings.key_cache_seconds)
         interceptors.append(AuthInterceptor(
             authenticator, services.audit.record, services.executor,
-            sec.RateLimiter(settings.rate_limit, settings.rate_burst), sec.StreamLimiter(settings.max_streams_per_key)))
+            sec.RateLimiter(settings.rate_limit, settings.rate_burst), sec.StreamLimiter(settings.max_streams_per_key),
+            sec.FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst)))
     interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,

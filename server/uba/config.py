@@ -38,6 +38,8 @@ class Settings:
     rate_burst: float = 2000.0  # bucket size: requests a key may make at once
     max_streams_per_key: int = 1000  # concurrent StreamAlerts/ExportLogs per API key; 0: no limit
     key_cache_seconds: float = 10.0  # how long a verified key is trusted without a database read
+    auth_failure_rate: float = 10.0  # failed authentications per second per client address; 0: no limit
+    auth_failure_burst: float = 500.0  # failed authentications a client address may make at once
     tls_cert: str = ""  # PEM certificate chain of the gRPC port and the gateway listener; empty: plaintext
     tls_key: str = ""  # its PEM private key
     tls_client_ca: str = ""  # PEM CAs; when set, gRPC clients must present a certificate they signed
@@ -97,6 +99,9 @@ class Settings:
             "rate_burst": "requests an API key may make at once [UBA_RATE_BURST, 2000]",
             "max_streams_per_key": "concurrent streams (alert feed, export) per API key; 0: unlimited [UBA_MAX_STREAMS_PER_KEY, 1000]",
             "key_cache_seconds": "seconds a verified API key is cached; a revoked key works at most this long [UBA_KEY_CACHE_SECONDS, 10]",
+            "auth_failure_rate": "failed authentications per second a client address may make before it is "
+                                 "refused without a key lookup; 0: unlimited [UBA_AUTH_FAILURE_RATE, 10]",
+            "auth_failure_burst": "failed authentications a client address may make at once [UBA_AUTH_FAILURE_BURST, 500]",
             "tls_cert": "PEM certificate chain: serve gRPC and the gateway over TLS [UBA_TLS_CERT, plaintext]",
             "tls_key": "PEM private key of --tls-cert [UBA_TLS_KEY]",
             "tls_client_ca": "PEM CA file: gRPC clients must present a certificate it signed (mutual TLS) "

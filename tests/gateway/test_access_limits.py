@@ -179,3 +179,67 @@ def test_anonymous_only_on_loopback(tmp_path):
         assert not (tmp_path / "b" / "admin.key").exists()
     finally:
         assert server.stop() == 0
+
+
+def _code(call) -> grpc.StatusCode:
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def _audit(server: ServerProcess, action: str) -> list:
+    reply = server.stub.ListAuditEvents(service_pb2.ListAuditEventsRequest(action=action, page_size=1000), timeout=10)
+    return list(reply.audit_events)
+
+
+def test_a_client_failing_authentication_is_refused_before_any_lookup(tmp_path):
+    """Past its failed-authentication budget an address gets
+    RESOURCE_EXHAUSTED (429 over REST) with a retry hint, is audited once,
+    not per attempt; other addresses (callers Envoy forwards) keep their own
+    budget; a key the server verified recently still gets through. Also:
+    a revoked key stops working within the default 10 s key cache."""
+    server = ServerProcess(tmp_path / "data", extra_args=["--auth-failure-rate", "0.2",
+                                                          "--auth-failure-burst", "5"]).start()
+    gateway = start_gateway(server.address, tmp_path / "gateway")
+    try:
+        # Revocation with the default key cache (10 s): refused within it
+        # (this failure spends one unit of the address's budget).
+        token = create_key(server, "soon-revoked", "read")
+        stub = stub_for(server.address, token)
+        caps(stub)
+        assert uba("keys", "revoke", "soon-revoked", "--data-dir", str(server.data_dir)).returncode == 0
+        revoked_at = time.monotonic()
+        while (code := _code(lambda: caps(stub))) == grpc.StatusCode.OK:
+            assert time.monotonic() - revoked_at < 12, "a revoked key still works after the 10 s key cache"
+            time.sleep(0.25)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+
+        admin = stub_for(server.address, server.api_key)
+        caps(admin)  # verified, hence cached for the key cache time
+        made_up = stub_for(server.address, "uba_" + "x" * 43)
+        codes = [_code(lambda: caps(made_up)) for _ in range(7)]
+        assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 4 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
+        with pytest.raises(grpc.RpcError) as info:
+            caps(stub_for(server.address, ""))  # no key at all counts too
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_delay(info.value) > 0
+        caps(admin)
+
+        # Through Envoy the caller is the address Envoy forwards: a budget of its own.
+        rest = Client(gateway.listen_address, "uba_" + "y" * 43)
+        statuses = [rest.get(f"{API}/capabilities").status for _ in range(7)]
+        assert statuses == [401] * 5 + [429] * 2
+
+        audited = _audit(server, "GetCapabilities")
+        deadline = time.monotonic() + 10
+        while len(audited) < 12 and time.monotonic() < deadline:  # the audit writer is asynchronous
+            time.sleep(0.2)
+            audited = _audit(server, "GetCapabilities")
+        outcomes = sorted(e.outcome for e in audited)
+        # revoked 1 + made-up 4 + REST 5 failures; one refusal audited per address.
+        assert outcomes == ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 10, outcomes
+
+    finally:
+        gateway.stop()
+        server.stop()

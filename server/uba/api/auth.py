@@ -4,7 +4,8 @@ Every RPC of the service, unary and streaming, passes here before its
 handler runs: the bearer token of `authorization: Bearer <key>` must belong
 to an active key (else UNAUTHENTICATED) holding the method's scope (else
 PERMISSION_DENIED), within the key's request rate and stream count (else
-RESOURCE_EXHAUSTED with RetryInfo). Health checking and reflection stay
+RESOURCE_EXHAUSTED with RetryInfo). A client address that fails to
+authenticate too often is refused (RESOURCE_EXHAUSTED) before any lookup. Health checking and reflection stay
 open. The key's name becomes the principal of the call (`current_principal`),
 which the alert workflow records as who acted.
 
@@ -17,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from contextvars import ContextVar
 
 import grpc
 from google.protobuf import text_format
+from google.protobuf.message import Message
 
 from uba.api.errors import to_status
 from uba.domain import errors
@@ -42,22 +45,37 @@ def _peer(context: grpc.aio.ServicerContext, metadata: dict[str, str]) -> str:
     return f"{peer} xff={forwarded[:64]}" if forwarded else peer
 
 
+def _client(context: grpc.aio.ServicerContext, metadata: dict[str, str]) -> str:
+    """Who is calling, for the failed-authentication budget: the peer's
+    address without its port and, through the gateway, the address Envoy
+    appended to x-forwarded-for (the last one: Envoy's own, not the caller's
+    claims)."""
+    peer = context.peer() or ""
+    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    forwarded = metadata.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+    return f"{host}|{forwarded[:64]}" if forwarded else host
+
+
 def _describe(request) -> tuple[str, str]:
     """Target and detail of an audited call, from its request (no secrets in
     requests: keys travel in metadata)."""
     target = getattr(request, "alert_id", "") or ""
-    detail = text_format.MessageToString(request, as_one_line=True) if request is not None else ""
+    # Not a message when the request did not parse (uba.api.errors.Undecodable).
+    detail = text_format.MessageToString(request, as_one_line=True) if isinstance(request, Message) else ""
     return target, detail[:500]
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: sec.Authenticator, audit: Callable[[sec.AuditEvent], None],
-                 executor: Executor, rate: sec.RateLimiter, streams: sec.StreamLimiter):
+                 executor: Executor, rate: sec.RateLimiter, streams: sec.StreamLimiter,
+                 failures: sec.FailureLimiter):
         self._auth = authenticator
         self._audit = audit
         self._executor = executor
         self._rate = rate
         self._streams = streams
+        self._failures = failures
+        self._refusals_noted: dict[str, float] = {}  # client -> when its refusal was last audited
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -82,11 +100,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _admit(self, name: str, scope: str, token: str, metadata: dict[str, str],
                      context: grpc.aio.ServicerContext) -> sec.ApiKey:
         """The caller's key, or raises a domain error (audited)."""
+        client = _client(context, metadata)
         try:
             found = self._auth.cached(token)
             if found is sec.MISS:
+                self._check_failures(name, client, context, metadata)
                 found = await asyncio.get_running_loop().run_in_executor(self._executor, self._auth.verify, token)
         except errors.Unauthenticated as exc:
+            self._check_failures(name, client, context, metadata)
+            self._failures.failed(client)
             self._audit(sec.AuditEvent(name, "UNAUTHENTICATED", peer=_peer(context, metadata), detail=str(exc)))
             raise
         except errors.DomainError:
@@ -103,6 +125,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             raise
         self._rate.acquire(key.key_id)
         return key
+
+    def _check_failures(self, name: str, client: str, context, metadata: dict[str, str]) -> None:
+        """Refuses a client past its failed-authentication budget; audits
+        that once a minute per client, not once per attempt."""
+        try:
+            self._failures.check(client)
+        except errors.ResourceExhausted as exc:
+            now = time.monotonic()
+            if now - self._refusals_noted.get(client, -60.0) >= 60.0:
+                if len(self._refusals_noted) >= 10_000:
+                    self._refusals_noted.clear()
+                self._refusals_noted[client] = now
+                self._audit(sec.AuditEvent(name, "RESOURCE_EXHAUSTED", peer=_peer(context, metadata),
+                                           detail=str(exc)))
+            raise
 
     def _record(self, name: str, key: sec.ApiKey, request, context, metadata: dict[str, str], outcome: str) -> None:
         target, detail = _describe(request)

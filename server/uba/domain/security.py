@@ -188,27 +188,80 @@ class Authenticator:
 MISS = _MISS
 
 
-class RateLimiter:
-    """A token bucket per key: `rate` requests per second on average, bursts
-    up to `burst`. Used from the event loop only (no lock)."""
+class TokenBuckets:
+    """A token bucket per name: `rate` tokens per second, up to `burst`.
+    Used from the event loop only (no lock). At most `max_names` buckets are
+    kept; past that, full ones (idle names) are forgotten."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 max_names: int = 100_000):
         self.rate = rate
         self.burst = max(burst, 1.0)
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._max_names = max_names
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
 
-    def acquire(self, key: str) -> None:
+    def wait(self, name: str) -> float:
+        """Seconds until `name` has a whole token (0: it has one now)."""
+        if self.rate <= 0:
+            return 0.0
+        tokens = self._tokens(name, self._clock())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def take(self, name: str) -> None:
+        """Spends a token of `name` (the bucket may run dry, never below 0)."""
         if self.rate <= 0:
             return
         now = self._clock()
-        tokens, at = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
+        if len(self._buckets) >= self._max_names and name not in self._buckets:
+            self._forget_full(now)
+        self._buckets[name] = (max(0.0, self._tokens(name, now) - 1.0), now)
+
+    def _tokens(self, name: str, now: float) -> float:
+        tokens, at = self._buckets.get(name, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def _forget_full(self, now: float) -> None:
+        full = [n for n in self._buckets if self._tokens(n, now) >= self.burst]
+        for n in full or list(self._buckets):  # all of them, if no bucket is full
+            del self._buckets[n]
+
+
+class RateLimiter:
+    """Requests per API key: `rate` per second on average, bursts up to
+    `burst`; past that, RESOURCE_EXHAUSTED with the wait as retry hint."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self._buckets = TokenBuckets(rate, burst, clock)
+
+    def acquire(self, key: str) -> None:
+        wait = self._buckets.wait(key)
+        if wait > 0:
             raise ResourceExhausted(f"rate limit of {self.rate:g} requests/s for this API key reached",
-                                    retry_after=(1.0 - tokens) / self.rate)
-        self._buckets[key] = (tokens - 1.0, now)
+                                    retry_after=wait)
+        self._buckets.take(key)
+
+
+class FailureLimiter:
+    """Failed authentications per client address: `burst` at once, then
+    `rate` per second. A client past its budget is refused before its token
+    is looked up or audited, so a flood of made-up keys costs neither
+    database reads nor audit rows (and cannot crowd real entries out of the
+    audit queue). Clients with a valid key are not affected."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self._buckets = TokenBuckets(rate, burst, clock)
+
+    def check(self, client: str) -> None:
+        wait = self._buckets.wait(client)
+        if wait > 0:
+            raise ResourceExhausted(f"too many failed authentications from this address "
+                                    f"(at most {self.rate:g}/s); retry later", retry_after=wait)
+
+    def failed(self, client: str) -> None:
+        self._buckets.take(client)
 
 
 class StreamLimiter:
