@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -80,9 +81,112 @@ def _internal(method: str, exc: BaseException) -> grpc.Status:
         code=code_pb2.INTERNAL, message=f"internal error; trace id {trace_id}"))
 
 
+# -- requests that do not parse --------------------------------------------
+# gRPC parses a request before any handler runs and answers a parse failure
+# (a string field that is not UTF-8, which the gateway passes on from a
+# query string like ?user_id=%FF) with UNKNOWN, which the gateway turns into
+# 500. Instead, the request becomes an Undecodable that the handler wrappers
+# below refuse with INVALID_ARGUMENT naming the field, after the auth
+# interceptor (outside them) has checked the caller.
+
+
+class Undecodable:
+    """What a request that is not a valid message deserialises to."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: errors.InvalidArgument):
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+    if deserializer is None:
+        return None
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+
+    def deserialize(raw: bytes):
+        try:
+            return deserializer(raw)
+        except DecodeError:
+            return Undecodable(_decode_error(descriptor, raw))
+
+    return deserialize
+
+
+def _decode_error(descriptor, raw: bytes) -> errors.InvalidArgument:
+    field = _bad_utf8_field(descriptor, raw) if descriptor is not None else None
+    if field:
+        return errors.InvalidArgument.single(field, "not valid UTF-8")
+    name = descriptor.full_name if descriptor is not None else "request"
+    return errors.InvalidArgument([], f"the request is not a valid {name} message")
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while shift < 64:
+        if pos >= len(data):
+            raise _Corrupt
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise _Corrupt
+
+
+def _bad_utf8_field(descriptor, data: bytes, prefix: str = "", depth: int = 0) -> str | None:
+    """The path (e.g. "events[2].user_id") of the first string field of
+    `data`, the wire form of a `descriptor` message, that is not UTF-8."""
+    if depth > 16:
+        return None
+    seen: dict[int, int] = {}
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            number, wire_type = key >> 3, key & 7
+            if wire_type == 0:
+                _, pos = _varint(data, pos)
+            elif wire_type in (1, 5):
+                pos += 8 if wire_type == 1 else 4
+            elif wire_type == 2:
+                length, pos = _varint(data, pos)
+                if pos + length > len(data):
+                    raise _Corrupt
+                value, pos = data[pos:pos + length], pos + length
+                field = descriptor.fields_by_number.get(number)
+                if field is None:
+                    continue
+                name = prefix + field.name
+                if field.is_repeated and not (field.message_type and field.message_type.GetOptions().map_entry):
+                    seen[number] = seen.get(number, -1) + 1
+                    name += f"[{seen[number]}]"
+                if field.type == field.TYPE_STRING:
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return name
+                elif field.type == field.TYPE_MESSAGE:
+                    found = _bad_utf8_field(field.message_type, value, name + ".", depth + 1)
+                    if found:
+                        return found
+            else:
+                return None
+    except _Corrupt:
+        return None
+    return None
+
+
 def _wrap_unary(method: str, behavior: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
+            if isinstance(request, Undecodable):
+                raise request.error
             return await behavior(request, context)
         except errors.DomainError as exc:
             await context.abort_with_status(to_status(exc))
@@ -97,6 +201,8 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable]) -> Callable[...
 def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
+            if isinstance(request, Undecodable):
+                raise request.error
             async for message in behavior(request, context):
                 yield message
         except errors.DomainError as exc:
@@ -116,9 +222,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary))
+            return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary),
+                                    request_deserializer=_tolerant(handler.request_deserializer))
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(method, handler.unary_stream))
+            return handler._replace(unary_stream=_wrap_stream(method, handler.unary_stream),
+                                    request_deserializer=_tolerant(handler.request_deserializer))
         return handler
 
 
