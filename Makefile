@@ -9,7 +9,7 @@ BUF    := tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/uba/v1/*.proto)
 DESCRIPTOR := envoy/uba_descriptor.pb
 
-.PHONY: run test venv proto proto-check proto-lint lock bench soak clean
+.PHONY: run test test-faults-large venv proto proto-check proto-lint lock bench soak clean
 
 # Starts the service on the embedded SQLite database (data in ./data).
 run: $(VENV)/.installed
@@ -23,6 +23,12 @@ test: $(VENV)/.installed $(VENV_BASIC)/.installed proto-check proto-lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	@echo "== basic mode (standard library detectors only)"
 	$(VENV_BASIC)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# The fault tests (tests/faults) at larger sizes: UBA_FAULT_SCALE multiplies
+# their events, rounds of faults and soak seconds (and time limits); 10 here.
+FAULT_SCALE ?= 10
+test-faults-large: $(VENV)/.installed
+	UBA_FAULT_SCALE=$(FAULT_SCALE) $(PY) -m pytest tests/faults -q -s $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt

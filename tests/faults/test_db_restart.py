@@ -19,18 +19,21 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from support.events import stored_events
+from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 from uba.v1 import events_pb2
 from uba_client import UbaClient
 from uba_client.retry import RetryPolicy
 
-OUTAGES = 3
-BATCHES = 80
+OUTAGES = scaled(3)
+BATCHES = scaled(80)
 BATCH = 100
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir(),
-    reason="needs the local PostgreSQL cluster tools (pg_ctlcluster) to restart the server")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir(),
+                       reason="needs the local PostgreSQL cluster tools (pg_ctlcluster) to restart the server"),
+    scaled_timeout(300),
+]
 
 
 def cluster(action: str) -> None:
@@ -54,7 +57,8 @@ def test_database_restarts_under_ingest(tmp_path, make_database_url):
     key = getattr(server, "api_key", "") or None
     acknowledged: set[str] = set()
     errors: list[str] = []
-    start = datetime.now(timezone.utc) - timedelta(hours=3)
+    # One event a second, all in the past.
+    start = datetime.now(timezone.utc) - timedelta(hours=1, seconds=BATCHES * BATCH)
 
     def ingest() -> None:
         client = UbaClient(server.address, api_key=key, timeout=5,
@@ -99,7 +103,7 @@ def test_database_restarts_under_ingest(tmp_path, make_database_url):
             cluster("start")
             wait_ready()
             windows.append(time.monotonic() - down_at)
-        sender.join(180)
+        sender.join(scaled(180))
         assert not errors, errors
         assert saw_not_serving == OUTAGES, "health did not report NOT_SERVING while the database was down"
         assert len(acknowledged) == BATCHES * BATCH

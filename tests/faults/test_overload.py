@@ -15,13 +15,16 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from support.events import stored_events
+from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 from uba.v1 import events_pb2, service_pb2
 
 SENDERS = 16
-BATCHES = 12
+BATCHES = scaled(12)
 BATCH = 1000
 MAX_PENDING = 3000
+
+pytestmark = scaled_timeout(300)
 
 
 def rss_mb(pid: int) -> float:

@@ -14,15 +14,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from support.events import stored_events
+from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 from uba.v1 import events_pb2, service_pb2
 from uba_client import UbaClient
 from uba_client.retry import RetryPolicy
 
 USERS = 10
-BATCHES = 60
+BATCHES = scaled(60)
 BATCH = 100
-KILLS = 3
+KILLS = scaled(3)
+
+pytestmark = scaled_timeout(300)
 
 
 def free_port() -> int:
@@ -32,7 +35,8 @@ def free_port() -> int:
 
 
 def batch(n: int) -> list[events_pb2.ActivityEvent]:
-    start = datetime.now(timezone.utc) - timedelta(days=2)
+    # One event a second, all in the past.
+    start = datetime.now(timezone.utc) - timedelta(days=1, seconds=BATCHES * BATCH)
     out = []
     for i in range(BATCH):
         k = n * BATCH + i
@@ -79,7 +83,7 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(backend, tmp_path, make_d
             server.kill()  # SIGKILL: no grace, no goodbye
             kills += 1
             server = ServerProcess(tmp_path, url, listen=listen).start()
-        sender.join(120)
+        sender.join(scaled(120))
         assert not errors, errors
         assert kills == KILLS, "ingest finished before the kills; make the run longer"
         assert len(acknowledged) == BATCHES * BATCH

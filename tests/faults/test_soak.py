@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from support.scale import scaled, scaled_timeout
+
+pytestmark = scaled_timeout(300)
+
 
 def load_soak():
     path = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
@@ -19,7 +23,7 @@ def load_soak():
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_short_soak(backend, make_database_url):
-    report = load_soak().run(6, make_database_url(backend), quiet=True)
+    report = load_soak().run(scaled(6), make_database_url(backend), quiet=True)
     assert report["acknowledged"] > 0 and report["lost"] == 0 and report["extra"] == 0
     assert report["errors"] == 0 and report["queries"] > 0 and report["exports"] >= 1
     samples = report["samples"]

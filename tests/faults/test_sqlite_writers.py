@@ -11,12 +11,15 @@ from datetime import datetime, timedelta, timezone
 import grpc
 
 from support.events import stored_events
+from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 from uba.v1 import events_pb2, service_pb2
 
 PROCESSES = 3
 WRITERS = 12
-CALLS = 40
+CALLS = scaled(40)
+
+pytestmark = scaled_timeout(300)
 
 
 def test_many_writers_on_one_sqlite_file(tmp_path):
@@ -26,7 +29,7 @@ def test_many_writers_on_one_sqlite_file(tmp_path):
                          for _ in range(PROCESSES - 1)]
     for server in servers[1:]:
         server.start()
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(timezone.utc) - timedelta(hours=1, seconds=CALLS * 5)
     try:
         def write(w: int) -> tuple[list[str], list[str]]:
             stub = servers[w % PROCESSES].stub

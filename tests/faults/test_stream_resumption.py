@@ -11,12 +11,18 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 from uba.gateway import GatewayProcess
-from uba.v1 import events_pb2, service_pb2
+from uba.v1 import events_pb2
 from uba_client import UbaClient
 
-ALERTS = 40
+ALERTS = scaled(40)
+# The gateway and the server restart at these alerts.
+GATEWAY_RESTART_AT = ALERTS * 3 // 8
+SERVER_RESTART_AT = ALERTS * 5 // 8
+
+pytestmark = scaled_timeout(300)
 
 
 def free_port() -> int:
@@ -112,23 +118,22 @@ def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):
             burst = []
             for i in range(10):
                 m = events_pb2.ActivityEvent(user_id=f"resume-{n}", type=events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE,
-                                             source_ip=f"203.0.113.{n + 1}")  # no spraying
+                                             source_ip=f"203.0.{113 + n // 250}.{n % 250 + 1}")  # no spraying
                 m.occurred_at.FromDatetime(now - timedelta(seconds=60 - i))
                 burst.append(m)
             writer.record_batch(burst)
             time.sleep(0.1)
             if n % 4 == 3:
                 proxy.reset_all()
-            if n == 15:  # the gateway restarts
+            if n == GATEWAY_RESTART_AT:
                 gateway.stop()
                 gateway = GatewayProcess(listen, gateway_listen, work_dir=tmp_path / "gw2").start().wait_ready()
-            if n == 25:  # the server restarts (graceful; streams end with UNAVAILABLE)
+            if n == SERVER_RESTART_AT:  # graceful: streams end with UNAVAILABLE
                 server.stop()
                 server = ServerProcess(tmp_path / "data", listen=listen, api_key=key or "",
                                        extra_args=["--heartbeat-interval", "0.5"]).start() if key else \
                     ServerProcess(tmp_path / "data", listen=listen, extra_args=["--heartbeat-interval", "0.5"]).start()
-        expected = sorted(a.seq for a in writer.stub.ListAlerts(
-            service_pb2.ListAlertsRequest(page_size=1000), metadata=writer.metadata).alerts)
+        expected = sorted(a.seq for a in writer.iter_alerts())
         assert len(expected) == ALERTS
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(len(r) < ALERTS for r in received.values()):
