@@ -3,12 +3,13 @@ in and domain objects out, inside a caller's transaction."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, text, tuple_, update
 
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
@@ -29,6 +30,15 @@ _UPSERT_BASELINES = (
     "ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, data = excluded.data, "
     "updated_at_us = excluded.updated_at_us"
 )
+
+
+# Transaction-scoped advisory locks, one per user, taken in array order.
+_LOCK_USERS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
+def _user_lock_key(user_id: str) -> int:
+    """The user's advisory lock key: 64 bits of a hash of the id."""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _opt_us(moment: datetime | None) -> int | None:
@@ -144,9 +154,17 @@ class DetectionRepository:
     # -- baselines -----------------------------------------------------------------
 
     def baseline_versions(self, conn: Connection, user_ids: Sequence[str]) -> dict[str, int]:
-        """Current versions, row-locked on PostgreSQL until the transaction
-        ends, so two processes never learn into one baseline at once.
+        """Current versions, locked on PostgreSQL until the transaction ends,
+        so two processes never learn into one baseline at once. The users
+        are locked, not only their rows: a row lock cannot cover a baseline
+        that does not exist yet, and two processes learning a new user's
+        first events would each insert version 1, the later commit
+        overwriting the earlier. Lock keys are taken in ascending order, so
+        two writers cannot deadlock on them.
         (SQLite's BEGIN IMMEDIATE already makes the writer exclusive.)"""
+        if self.backend == "postgresql" and user_ids:
+            keys = sorted({_user_lock_key(u) for u in user_ids})
+            conn.execute(_LOCK_USERS, {"keys": keys})
         found: dict[str, int] = {}
         for chunk in _chunks(sorted(user_ids)):
             query = select(_B.c.user_id, _B.c.version).where(_B.c.user_id.in_(chunk))
