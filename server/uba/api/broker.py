@@ -11,7 +11,11 @@ already delivered.
 
 Each subscription has a bounded queue: a subscriber that stops reading is
 cut off with a clear status once its backlog is full, instead of growing
-server memory.
+server memory. The cut-off drops the backlog at once: a stream whose peer
+has stopped reading waits in gRPC's write for as long as the peer does, so
+the backlog would otherwise stay in memory until the peer reads it all,
+and only then would the subscriber learn that it had been cut off. It
+resumes from storage instead.
 """
 
 from __future__ import annotations
@@ -60,6 +64,13 @@ class Subscription:
             return
         if item is CLOSED or item is OVERFLOW:
             self.dead = True
+            if item is OVERFLOW:
+                # It resumes from storage after the last seq it was given:
+                # what it has not taken is no longer needed.
+                while not self.queue.empty():
+                    self.queue.get_nowait()
+                log.warning("alert subscriber cut off: more than %d alert changes waiting; its backlog is dropped "
+                            "and it resumes from storage", self._backlog)
             try:
                 self.queue.put_nowait(item)
             except asyncio.QueueFull:  # the reserved last slot was used; make room
@@ -135,6 +146,8 @@ class AlertBroker:
             for alert in alerts:
                 for sub in list(self._subscriptions):
                     sub.offer(alert)
+                    if sub.dead:  # cut off: its stream ends when its peer reads again, or its connection drops
+                        self._subscriptions.discard(sub)
                 self.delivered_seq = alert.seq
             if len(alerts) < READ_BATCH:
                 return
