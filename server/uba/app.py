@@ -207,7 +207,7 @@ async def serve(settings: Settings) -> int:
                   f"(client commands also read it from there with --data-dir)", flush=True)
             log.info("created the first admin API key in %s", key_file)
     broker = AlertBroker(services.store.alerts_after, services.store.max_alert_seq, services.executor,
-                         poll_interval=settings.alert_poll_interval)
+                         poll_interval=settings.alert_poll_interval, backlog=settings.alert_backlog)
     await broker.start()
     services.ingest.on_committed = broker.poke_threadsafe
     for detector in services.engine.detectors:  # import ML libraries and load models now, not on the first event
@@ -233,6 +233,11 @@ async def serve(settings: Settings) -> int:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1),
+            # Ping a connection with calls open that has been quiet for 30 s;
+            # a peer that does not answer in 10 s (frozen, gone without a
+            # FIN) is dropped, and its streams with it.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
         ],
     )
     capabilities = Capabilities(version(), services.database.backend, services.analytics_mode,

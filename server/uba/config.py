@@ -33,6 +33,7 @@ class Settings:
     train_interval: float = 24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
     disable_detection: bool = False  # store events only (bulk imports, baselines for benchmarks)
     alert_poll_interval: float = 1.0  # seconds; picks up alerts of other server processes
+    alert_backlog: int = 10_000  # alert changes a StreamAlerts subscriber may fall behind before it is cut off
     allow_anonymous: bool = False  # no API keys at all; refused unless listening on loopback
     rate_limit: float = 1000.0  # requests per second per API key (token bucket); 0: no limit
     rate_burst: float = 2000.0  # bucket size: requests a key may make at once
@@ -94,6 +95,8 @@ class Settings:
             "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
             "alert_poll_interval": "seconds between looks for alerts raised by other server processes [UBA_ALERT_POLL_INTERVAL, 1]",
+            "alert_backlog": "alert changes a subscriber may fall behind before it is cut off with RESOURCE_EXHAUSTED "
+                             "(it resumes from storage) [UBA_ALERT_BACKLOG, 10000]",
             "allow_anonymous": "turn API keys off (only with a loopback --listen address) [UBA_ALLOW_ANONYMOUS]",
             "rate_limit": "requests per second each API key may make on average; 0: unlimited [UBA_RATE_LIMIT, 1000]",
             "rate_burst": "requests an API key may make at once [UBA_RATE_BURST, 2000]",
