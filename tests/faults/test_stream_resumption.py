@@ -9,10 +9,10 @@ import socket
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
+from support.tcp_proxy import TcpProxy
 from uba.gateway import GatewayProcess
 from uba.v1 import events_pb2
 from uba_client import UbaClient
@@ -31,70 +31,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ResettingProxy:
-    """A TCP proxy to `upstream` that resets every open connection on
-    reset_all() (SO_LINGER 0: the peer sees a RST, as after a network fault)."""
-
-    def __init__(self, upstream: str):
-        self.upstream = upstream
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.resets = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            host, port = self.upstream.rsplit(":", 1)
-            try:
-                server = socket.create_connection((host, int(port)), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-
-    def reset_all(self) -> None:
-        with self.lock:
-            sockets, self.sockets = self.sockets, []
-        for s in sockets:
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                s.close()
-            except OSError:
-                pass
-        self.resets += 1
-
-    def close(self) -> None:
-        self.listener.close()
-        self.reset_all()
-
-
 def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):
     listen = f"127.0.0.1:{free_port()}"
     gateway_listen = f"127.0.0.1:{free_port()}"
     server = ServerProcess(tmp_path / "data", listen=listen, extra_args=["--heartbeat-interval", "0.5"]).start()
     key = getattr(server, "api_key", "") or None
     gateway = GatewayProcess(listen, gateway_listen, work_dir=tmp_path / "gw").start().wait_ready()
-    proxy = ResettingProxy(listen)
+    proxy = TcpProxy(listen)
 
     received: dict[str, list[int]] = {"proxy": [], "gateway": []}
     followers = {}

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import select
-import socket
-import struct
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -31,6 +28,7 @@ import grpc
 import pytest
 
 from support.server import ServerProcess
+from support.tcp_proxy import TcpProxy
 from uba.detectors.registry import BUILTIN_DETECTORS, ENHANCED_DETECTORS
 from uba.v1 import events_pb2, service_pb2, service_pb2_grpc
 
@@ -68,95 +66,20 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-class StallingProxy:
-    """A TCP proxy to `upstream`. stall() stops reading from the server's
-    side of every connection (what the client sends still flows), as a
-    frozen peer would; resume() reads again. A connection that fails on
-    one side is reset on the other."""
-
-    def __init__(self, upstream: str):
-        self.upstream = upstream
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.upstream_sockets: list[socket.socket] = []
-        self._all: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            host, port = self.upstream.rsplit(":", 1)
-            server = socket.socket()
-            # A receive buffer far smaller than an HTTP/2 stream window: when
-            # stalled, what the server may send does not all fit here, so its
-            # own socket send buffer holds the rest, as with a frozen peer.
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            try:
-                server.connect((host, int(port)))
-            except OSError:
-                client.close()
-                continue
-            self.upstream_sockets.append(server)
-            self._all += [client, server]
-            threading.Thread(target=self._relay, args=(client, server), daemon=True).start()
-
-    def _relay(self, client: socket.socket, server: socket.socket) -> None:
-        try:
-            while True:
-                watched = [client, server] if self.flowing.is_set() else [client]
-                readable, _, _ = select.select(watched, [], [], 0.1)
-                for source in readable:
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    (server if source is client else client).sendall(data)
-        except (OSError, ValueError):
-            pass
-        finally:
-            for s in (client, server):
-                _reset(s)
-
-    def server_holds(self, index: int) -> bool:
-        """Whether the server still holds its end of connection `index`. Its
-        kernel's table is the witness: a server that aborts a connection to
-        a peer that advertises a zero window sends a RST the peer may never
-        see while it reads nothing."""
-        server_port = int(self.upstream.rsplit(":", 1)[1])
-        peer_port = self.upstream_sockets[index].getsockname()[1]
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            for line in open(table).readlines()[1:]:
-                local, remote, state = line.split()[1:4]
-                if (int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == peer_port
-                        and int(state, 16) == TCP_STATE_ESTABLISHED):
-                    return True
-        return False
-
-    def stall(self) -> None:
-        self.flowing.clear()
-
-    def resume(self) -> None:
-        self.flowing.set()
-
-    def close(self) -> None:
-        self.flowing.set()
-        self.listener.close()
-        for s in self._all:
-            _reset(s)
-
-
-def _reset(s: socket.socket) -> None:
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        s.close()
-    except OSError:
-        pass
+def server_holds(proxy: TcpProxy, index: int) -> bool:
+    """Whether the server still holds its end of the proxy's connection
+    `index`. Its kernel's table is the witness: a server that aborts a
+    connection to a peer that advertises a zero window sends a RST the peer
+    may never see while it reads nothing."""
+    server_port = int(proxy.upstream.rsplit(":", 1)[1])
+    peer_port = proxy.upstream_sockets[index].getsockname()[1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).readlines()[1:]:
+            local, remote, state = line.split()[1:4]
+            if (int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == peer_port
+                    and int(state, 16) == TCP_STATE_ESTABLISHED):
+                return True
+    return False
 
 
 class Subscriber:
@@ -258,7 +181,7 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
         "--detectors", detector_config(tmp_path / "detectors.json"), "--heartbeat-interval", "1",
         "--alert-backlog", str(BACKLOG)]).start()
     pid = server.proc.pid
-    proxy = StallingProxy(server.address)
+    proxy = TcpProxy(server.address, upstream_receive_buffer=4096)
     subscribers: list[Subscriber] = []
     sampling = threading.Event()
     try:
@@ -290,7 +213,7 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
                 peak[0] = max(peak[0], rss_mb(pid))
                 if not cut_off_logged and _CUT_OFF in server.log():
                     cut_off_logged.append(time.monotonic())
-                if not dropped and not proxy.server_holds(0):
+                if not dropped and not server_holds(proxy, 0):
                     dropped.append(time.monotonic())
                 time.sleep(0.05)
 

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import grpc
 
 from support.server import keyed_channel
 from uba.gateway import GatewayProcess

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 
-import grpc
 import pytest
 
 from gateway.gateway_support import API, Client, start_gateway

@@ -9,7 +9,7 @@ from datetime import timedelta
 from uba.api.converters import event_to_pb
 from uba.detectors.synthetic import Persona, day_after_history
 from uba.domain.events import ActivityEvent, ActivityType
-from uba.v1 import events_pb2, service_pb2
+from uba.v1 import service_pb2
 
 ZONES = (
     ("Europe/Berlin", "DE", "Berlin", 52.52, 13.405),

@@ -19,7 +19,6 @@ from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry  # noqa:
 from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
 from uba.domain.anomalies import Severity  # noqa: E402
 from uba.domain.detection import DetectionEngine  # noqa: E402
-from uba.domain.events import ActivityType  # noqa: E402
 
 NAME = "distribution_shift"
 REGISTRY = DetectorRegistry(entry_points=False)

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, text, tuple_, update
 
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
