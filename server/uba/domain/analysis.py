@@ -258,5 +258,5 @@ class Analyzer:
             raise InvalidArgument.single("alert_id", "required")
         alert = storage.alert(alert_id, lock=True)
         if alert is None:
-            raise NotFound(f"no alert {alert_id!r}")
+            raise NotFound(f"no alert {alert_id[:64]!r}")
         return alert

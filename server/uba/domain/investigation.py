@@ -82,7 +82,7 @@ class InvestigationService:
             raise InvalidArgument.single("user_id", "required")
         data = self._reader.baseline(user_id)
         if data is None:
-            raise NotFound(f"no baseline for user {user_id!r}: no events seen")
+            raise NotFound(f"no baseline for user {user_id[:64]!r}: no events seen")
         return UserBaseline.from_dict(data)
 
     def acknowledge(self, alert_id: str, who: str, note: str) -> Future:
