@@ -74,6 +74,38 @@ EXPORT_FIELDS = (
     "attributes",
 )
 
+# An exported event as storage reads it for an export (see
+# uba.domain.logs.EventReader.export_page): the stored values in
+# EXPORT_FIELDS order, with no domain object built. They are the export's
+# values, except that times and the session duration are integer
+# microseconds (times since the Unix epoch, UTC; the duration None when
+# absent) and the attributes are JSON object text (None when there are none).
+EXPORT_ROW = (
+    "event_id",
+    "user_id",
+    "type",  # the ActivityType value
+    "occurred_at_us",
+    "received_at_us",
+    "source_ip",
+    "user_agent",
+    "device_id",
+    "session_id",
+    "country_code",
+    "city",
+    "latitude",
+    "longitude",
+    "timezone",
+    "peer_group",
+    "api_method",
+    "api_path",
+    "status_code",
+    "bytes_transferred",
+    "session_duration_us",
+    "source",
+    "attributes",
+)
+assert len(EXPORT_ROW) == len(EXPORT_FIELDS)
+
 
 @dataclass(slots=True, frozen=True)
 class EventFilter:

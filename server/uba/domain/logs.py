@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from uba.domain import paging
 from uba.domain.errors import InvalidArgument
-from uba.domain.events import EXPORT_FIELDS, ActivityEvent, EventFilter
+from uba.domain.events import EXPORT_FIELDS, EXPORT_ROW, ActivityEvent, EventFilter
 
 EXPORT_FORMATS = {
     "csv": "text/csv; charset=utf-8",
@@ -36,6 +35,13 @@ class EventReader(Protocol):
 
     def page_events(self, flt: EventFilter, limit: int, after: list[int] | None,
                     newest_first: bool) -> list[tuple[list[int], ActivityEvent]]: ...
+
+    def export_page(self, flt: EventFilter, limit: int,
+                    after: list[int] | None) -> tuple[Sequence[Sequence], list[int] | None]:
+        """Up to `limit` selected events oldest first, after the position,
+        as stored rows whose first fields are EXPORT_ROW (storage may add
+        its own after them), and the position of the last one."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +72,18 @@ class LogService:
         fmt = (fmt or "csv").lower()
         if fmt not in EXPORT_FORMATS:
             raise InvalidArgument.single("format", f"unknown format {fmt[:20]!r}; use csv, json or ndjson")
-        return EXPORT_FORMATS[fmt], _chunks(self._rows(flt), fmt)
+        return EXPORT_FORMATS[fmt], _chunks(self._export_pages(flt), fmt)
 
-    def _rows(self, flt: EventFilter) -> Iterator[ActivityEvent]:
-        for page in event_pages(self._reader, flt, EXPORT_PAGE_ROWS):
-            yield from page
+    def _export_pages(self, flt: EventFilter) -> Iterator[list]:
+        """Stored rows (EXPORT_ROW), oldest first, a keyset page at a time:
+        bounded memory and no long-running transaction."""
+        after = None
+        while True:
+            rows, after = self._reader.export_page(flt, EXPORT_PAGE_ROWS, after)
+            if rows:
+                yield rows
+            if len(rows) < EXPORT_PAGE_ROWS:
+                return
 
 
 def event_pages(reader: EventReader, flt: EventFilter, size: int) -> Iterator[list[ActivityEvent]]:
@@ -97,38 +110,6 @@ def _filter_key(flt: EventFilter) -> dict:
     return key
 
 
-def export_record(e: ActivityEvent) -> dict:
-    """One event as a flat record with the export columns."""
-    return {
-        "event_id": e.event_id,
-        "user_id": e.user_id,
-        "type": e.type.value,
-        "occurred_at": _iso(e.occurred_at),
-        "received_at": _iso(e.received_at),
-        "source_ip": e.source_ip,
-        "user_agent": e.user_agent,
-        "device_id": e.device_id,
-        "session_id": e.session_id,
-        "country_code": e.country_code,
-        "city": e.city,
-        "latitude": e.latitude,
-        "longitude": e.longitude,
-        "timezone": e.timezone,
-        "peer_group": e.peer_group,
-        "api_method": e.api_method,
-        "api_path": e.api_path,
-        "status_code": e.status_code,
-        "bytes_transferred": e.bytes_transferred,
-        "session_duration_seconds": None if e.session_duration is None else e.session_duration.total_seconds(),
-        "source": e.source,
-        "attributes": e.attributes,
-    }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
 def csv_safe(value: object) -> object:
     """Neutralises spreadsheet formulas in caller-controlled text."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -136,43 +117,235 @@ def csv_safe(value: object) -> object:
     return value
 
 
-def _csv_cells(record: dict) -> list:
-    cells = []
-    for name in EXPORT_FIELDS:
-        value = record[name]
-        if name == "attributes":
-            value = json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
-        elif value is None:
-            value = ""
-        cells.append(csv_safe(value) if name in _TEXT_COLUMNS else value)
-    return cells
+# -- the export's formatting ---------------------------------------------------
+# A page of stored rows (EXPORT_ROW) is formatted column by column: each
+# column is checked once at C speed (the formula and quoting check of a
+# whole text column is one join and a few substring scans), converted only
+# when it needs it, and each line comes from one %-template whose slots are
+# chosen per page: a column with nothing to escape goes in raw, a column
+# that is empty throughout is a constant. No per-row object is built but
+# the line. The output is byte for byte what csv.writer (QUOTE_MINIMAL,
+# CRLF) and json.dumps(record, ensure_ascii=False) wrote for the record.
+
+_COLUMN = {name: i for i, name in enumerate(EXPORT_FIELDS)}
+_TEXT = frozenset(_COLUMN[name] for name in _TEXT_COLUMNS - {"attributes"})
+_TIMES = frozenset((_COLUMN["occurred_at"], _COLUMN["received_at"]))
+_INTS = frozenset((_COLUMN["status_code"], _COLUMN["bytes_transferred"]))
+_FLOATS = frozenset((_COLUMN["latitude"], _COLUMN["longitude"]))
+_DURATION = _COLUMN["session_duration_seconds"]
+_ATTRIBUTES = _COLUMN["attributes"]
+assert EXPORT_ROW[_DURATION] == "session_duration_us" and len(EXPORT_ROW) == len(EXPORT_FIELDS)
+
+# What csv.writer quotes a cell for; in a column joined with NULs, what a
+# cell that starts like a formula looks like.
+_CSV_QUOTED = (",", '"', "\r", "\n")
+_CSV_SPECIAL = _CSV_QUOTED + tuple("\0" + start for start in _FORMULA_START)
+_json_str = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False)
+_CSV_HEADER = ",".join(EXPORT_FIELDS) + "\r\n"
+_JSON_KEYS = tuple(json.dumps(name) + ": " for name in EXPORT_FIELDS)
+_templates: dict[tuple, str] = {}
+
+_EPOCH_DAY = date(1970, 1, 1)
+_DAYS: dict[int, str] = {}
+_CLOCK = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECONDS = [f"{s:02d}" for s in range(60)]
 
 
-def _chunks(events: Iterator[ActivityEvent], fmt: str) -> Iterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n") if fmt == "csv" else None
-    if writer is not None:
-        writer.writerow(EXPORT_FIELDS)
-    elif fmt == "json":
-        buffer.write("[")
-    first = True
-    for event in events:
-        record = export_record(event)
-        if writer is not None:
-            writer.writerow(_csv_cells(record))
-        elif fmt == "json":
-            buffer.write("\n" if first else ",\n")
-            buffer.write(json.dumps(record, ensure_ascii=False))
+def _iso_us(us: int) -> str:
+    """RFC 3339 UTC of microseconds since the epoch, as datetime.isoformat
+    writes it with "Z" (a fraction only when there is one)."""
+    seconds, fraction = divmod(us, 1_000_000)
+    days, second = divmod(seconds, 86_400)
+    day = _DAYS.get(days)
+    if day is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        day = _DAYS[days] = (_EPOCH_DAY + timedelta(days=days)).isoformat()
+    minute, second = divmod(second, 60)
+    if fraction:
+        return f"{day}{_CLOCK[minute]}{_SECONDS[second]}.{fraction:06d}Z"
+    return f"{day}{_CLOCK[minute]}{_SECONDS[second]}Z"
+
+
+def _times(column: Sequence) -> list:
+    if None in column:
+        return [None if us is None else _iso_us(us) for us in column]
+    distinct = set(column)
+    if len(distinct) * 2 < len(column):  # received_at: one value per stored batch
+        text = {us: _iso_us(us) for us in distinct}
+        return list(map(text.__getitem__, column))
+    return list(map(_iso_us, column))
+
+
+def _durations(column: Sequence) -> list:
+    """Microseconds to seconds, as timedelta.total_seconds() gives them."""
+    return [None if us is None else us / 1_000_000 for us in column]
+
+
+def _attributes(column: Sequence, sort_keys: bool) -> list:
+    """Stored JSON text re-encoded as the record's dict would be, so the
+    output does not depend on how storage wrote it; None when empty."""
+    out = []
+    for text in column:
+        value = json.loads(text) if text else None
+        out.append(json.dumps(value, ensure_ascii=False, sort_keys=sort_keys) if value else None)
+    return out
+
+
+def _all_none(column: Sequence) -> bool:
+    return column[0] is None and column.count(None) == len(column)
+
+
+def _numbers(column: Sequence, kinds: frozenset) -> bool:
+    """Whether every value is a finite number of these types, which %s
+    writes as json.dumps and csv.writer do."""
+    return set(map(type, column)) <= kinds and math.isfinite(sum(column))
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    value = csv_safe(value)
+    if isinstance(value, str) and any(mark in value for mark in _CSV_QUOTED):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _csv_slot(i: int, column: Sequence) -> tuple[str, Sequence | None]:
+    """One CSV field of the page: its template slot, and its values (None
+    for a constant slot)."""
+    if _all_none(column):
+        return "", None
+    if i in _TEXT:
+        try:
+            joined = "\0" + "\0".join(column)
+        except TypeError:  # not all text
+            pass
         else:
-            buffer.write(json.dumps(record, ensure_ascii=False))
-            buffer.write("\n")
-        first = False
-        if buffer.tell() >= EXPORT_CHUNK_BYTES:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-    if fmt == "json":
-        buffer.write("\n]\n" if not first else "]\n")
-    if buffer.tell():
-        yield buffer.getvalue().encode()
+            if not any(mark in joined for mark in _CSV_SPECIAL):  # a few C-speed scans
+                return "%s", column
+        return "%s", [_csv_cell(value) for value in column]
+    if i == _ATTRIBUTES:
+        return "%s", [_csv_cell(value) for value in _attributes(column, sort_keys=True)]
+    if i in _TIMES:
+        column = _times(column)
+    elif i == _DURATION:
+        column = _durations(column)
+    elif str in set(map(type, column)):
+        return "%s", [_csv_cell(value) for value in column]
+    # Times and numbers: %s writes them as csv.writer does (repr for a float).
+    return "%s", (["" if value is None else value for value in column] if None in column else column)
 
+
+def _json_slot(i: int, column: Sequence) -> tuple[str, Sequence | None]:
+    """One JSON member of the page: its template slot, and its values (None
+    for a constant slot)."""
+    if i == _ATTRIBUTES:
+        if _all_none(column):
+            return "{}", None
+        return "%s", [text or "{}" for text in _attributes(column, sort_keys=False)]
+    if _all_none(column):
+        return "null", None
+    if i in _TIMES:
+        column = _times(column)
+        if None not in column:
+            return '"%s"', column
+    elif i in _TEXT:
+        try:
+            joined = "".join(column)
+        except TypeError:  # not all text
+            pass
+        else:
+            # Nothing json.dumps escapes: no control character, quote or backslash
+            # (isprintable() is also false for a few more, which only costs time).
+            if joined.isprintable() and '"' not in joined and "\\" not in joined:
+                return '"%s"', column
+    elif i == _DURATION:
+        column = _durations(column)
+    if i in _INTS and _numbers(column, frozenset((int,))):
+        return "%s", column
+    if i in _FLOATS and _numbers(column, frozenset((float, int))):
+        return "%s", column
+    return "%s", list(map(_json_value, column))
+
+
+def _json_value(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _json_str(value)
+    if type(value) is float and math.isfinite(value) or type(value) is int:
+        return repr(value)
+    return json.dumps(value)
+
+
+def _lines(rows: Sequence[Sequence], slot, template) -> Iterator[str]:
+    """Each row through the page's template."""
+    slots, columns = [], []
+    for i, column in enumerate(list(zip(*rows))[:len(EXPORT_ROW)]):
+        text, values = slot(i, column)
+        slots.append(text)
+        if values is not None:
+            columns.append(values)
+    key = (template, *slots)
+    line = _templates.get(key)
+    if line is None:
+        line = _templates[key] = template(slots)
+    return map(line.__mod__, zip(*columns))
+
+
+def _csv_template(slots: list[str]) -> str:
+    return ",".join(slots) + "\r\n"
+
+
+def _json_template(slots: list[str]) -> str:
+    return "{" + ", ".join(key + text for key, text in zip(_JSON_KEYS, slots)) + "}"
+
+
+def _page_text(rows: Sequence[Sequence], fmt: str, first: bool) -> str:
+    if fmt == "csv":
+        return "".join(_lines(rows, _csv_slot, _csv_template))
+    records = _lines(rows, _json_slot, _json_template)
+    if fmt == "json":
+        return ("[\n" if first else ",\n") + ",\n".join(records)
+    return "\n".join(records) + "\n"
+
+
+def _split(data: bytes, limit: int) -> tuple[list[bytes], bytes]:
+    """Pieces of at most `limit` bytes, cut after a newline where one is
+    near (else between two characters), and the rest (at most `limit`)."""
+    pieces = []
+    start = 0
+    while len(data) - start > limit:
+        cut = data.rfind(b"\n", start, start + limit) + 1
+        if cut <= start + limit // 2:  # a very long line: cut at a character boundary
+            cut = start + limit
+            while data[cut] & 0xC0 == 0x80:
+                cut -= 1
+        pieces.append(data[start:cut])
+        start = cut
+    return pieces, data[start:]
+
+
+def _chunks(pages: Iterator[Sequence[Sequence]], fmt: str) -> Iterator[bytes]:
+    """The export's bytes, in chunks of at most EXPORT_CHUNK_BYTES, from
+    pages of stored rows."""
+    pending = [_CSV_HEADER] if fmt == "csv" else []
+    size = len(pending[0]) if pending else 0
+    rest = b""
+    first = True
+    for rows in pages:
+        text = _page_text(rows, fmt, first)
+        first = False
+        pending.append(text)
+        size += len(text)
+        if size + len(rest) >= EXPORT_CHUNK_BYTES:
+            pieces, rest = _split(rest + "".join(pending).encode(), EXPORT_CHUNK_BYTES)
+            pending, size = [], 0
+            yield from pieces
+    if fmt == "json":
+        pending.append("[]\n" if first else "\n]\n")
+    pieces, rest = _split(rest + "".join(pending).encode(), EXPORT_CHUNK_BYTES)
+    yield from pieces
+    if rest:
+        yield rest

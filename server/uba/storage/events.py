@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, and_, func, select, tuple_
+from sqlalchemy import Connection, and_, bindparam, func, select, tuple_
 
-from uba.domain.events import ActivityEvent, ActivityType, EventFilter
+from uba.domain.events import EXPORT_ROW, ActivityEvent, ActivityType, EventFilter
 from uba.storage.models import EVENT_INSERT_COLUMNS, EventRollupRow, EventRow, UserHourRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -85,6 +85,9 @@ def _copy_value(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 _SELECT_COLUMNS = (_T.c.id, *(_T.c[name] for name in EVENT_INSERT_COLUMNS))
+# The export reads the domain's EXPORT_ROW (named as the columns), then `id` for the keyset.
+_EXPORT_COLUMNS = (*(_T.c[name] for name in EXPORT_ROW), _T.c.id)
+_EXPORT_OCCURRED = EXPORT_ROW.index("occurred_at_us")
 
 
 def _event_from_row(row: Sequence) -> ActivityEvent:
@@ -123,6 +126,7 @@ class EventRepository:
     def __init__(self, backend: str):
         self.backend = backend
         self._insert_sql = self._build_insert_sql()
+        self._export_statements: dict[tuple, tuple[str, tuple | None, dict]] = {}
 
     def _build_insert_sql(self) -> str:
         cols = ", ".join(EVENT_INSERT_COLUMNS)
@@ -203,6 +207,45 @@ class EventRepository:
         rows = conn.execute(query.limit(limit)).all()
         return [(EventKey(r[4], r[0]), _event_from_row(r)) for r in rows]
 
+    def export_page(self, conn: Connection, flt: EventFilter, limit: int,
+                    after: EventKey | None) -> tuple[list[tuple], EventKey | None]:
+        """Up to `limit` events matching the filter after the key, oldest
+        first, as the driver's plain tuples of the EXPORT_ROW columns then
+        `id`, and the key of the last row.
+
+        The export's hot path: no ORM or domain object, no Row object. The
+        Core select is compiled once per shape of filter and run on the
+        driver's cursor with this page's values."""
+        values: dict[str, object] = {}
+
+        def bind(name: str, value: object):
+            values[name] = value
+            return bindparam(name, value)
+
+        conditions = _conditions(flt, bind)
+        if after is not None:
+            conditions.append(tuple_(_T.c.occurred_at_us, _T.c.id)
+                              > tuple_(bind("after_occurred_at_us", after.occurred_at_us), bind("after_id", after.id)))
+        shape = (conn.dialect.name, *sorted(values))
+        values["export_limit"] = limit
+        statement = self._export_statements.get(shape)
+        if statement is None:
+            query = (select(*_EXPORT_COLUMNS).where(*conditions).order_by(_T.c.occurred_at_us, _T.c.id)
+                     .limit(bindparam("export_limit", limit)))
+            compiled = query.compile(dialect=conn.dialect)
+            statement = self._export_statements[shape] = (compiled.string, compiled.positiontup, compiled.params)
+        sql, positions, defaults = statement
+        params = {**defaults, **values}  # the compiler's own parameters (SQLite's OFFSET 0) and this page's
+        if positions is not None:  # SQLite's qmark style
+            params = tuple(params[name] for name in positions)
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return rows, (EventKey(rows[-1][_EXPORT_OCCURRED], rows[-1][-1]) if rows else None)
+
     def add_to_rollups(self, conn: Connection, events: Iterable[ActivityEvent]) -> None:
         """Counts newly stored events into the hourly rollups (same
         transaction). Keys are written in sorted order, so concurrent
@@ -245,16 +288,18 @@ class EventRepository:
         return hourly, users
 
 
-def _conditions(flt: EventFilter) -> list:
+def _conditions(flt: EventFilter, bind=lambda name, value: value) -> list:
+    """The filter's WHERE clauses; `bind(name, value)` may turn each value
+    into a named bind parameter."""
     conds = []
     if flt.user_id:
-        conds.append(_T.c.user_id == flt.user_id)
+        conds.append(_T.c.user_id == bind("user_id", flt.user_id))
     if flt.type is not None:
-        conds.append(_T.c.type == flt.type.value)
+        conds.append(_T.c.type == bind("type", flt.type.value))
     if flt.start_time is not None:
-        conds.append(_T.c.occurred_at_us >= to_us(flt.start_time))
+        conds.append(_T.c.occurred_at_us >= bind("start_us", to_us(flt.start_time)))
     if flt.end_time is not None:
-        conds.append(_T.c.occurred_at_us < to_us(flt.end_time))
+        conds.append(_T.c.occurred_at_us < bind("end_us", to_us(flt.end_time)))
     if flt.source_ip:
-        conds.append(_T.c.source_ip == flt.source_ip)
+        conds.append(_T.c.source_ip == bind("source_ip", flt.source_ip))
     return conds

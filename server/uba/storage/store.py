@@ -73,6 +73,13 @@ class Store:
             rows = self.events.page(conn, flt, limit, key, newest_first)
         return [([k.occurred_at_us, k.id], e) for k, e in rows]
 
+    def export_page(self, flt: EventFilter, limit: int,
+                    after: list[int] | None) -> tuple[list[tuple], list[int] | None]:
+        key = EventKey(*after) if after else None
+        with self.database.read() as conn:
+            rows, last = self.events.export_page(conn, flt, limit, key)
+        return rows, (None if last is None else [last.occurred_at_us, last.id])
+
     def window_counts(self, start_hour: int, end_hour: int) -> tuple[dict[int, dict[str, int]], int]:
         with self.database.read() as conn:
             return self.events.window_counts(conn, start_hour, end_hour)
