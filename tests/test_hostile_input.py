@@ -147,6 +147,23 @@ def test_list_logs_never_internal(uba_server, user, source_ip, type_, start, end
     assert code in OK_CODES, (code, reply)
 
 
+@pytest.mark.parametrize("rpc, request_message, field", [
+    ("ListLogs", service_pb2.ListLogsRequest(user_id="a\x00b"), "user_id"),
+    ("ListLogs", service_pb2.ListLogsRequest(source_ip="\x00"), "source_ip"),
+    ("ListAlerts", service_pb2.ListAlertsRequest(detector="new_ip\x00"), "detector"),
+    ("ListAnomalies", service_pb2.ListAnomaliesRequest(user_id="\x00"), "user_id"),
+    ("GetUserBaseline", service_pb2.GetUserBaselineRequest(user_id="u\x00"), "user_id"),
+    ("AcknowledgeAlert", service_pb2.AcknowledgeAlertRequest(alert_id="\x00", note="n"), "alert_id"),
+    ("ListAuditEvents", service_pb2.ListAuditEventsRequest(actor="x\x00"), "actor"),
+])
+def test_text_with_a_nul_character_is_invalid_argument_naming_the_field(uba_server, rpc, request_message, field):
+    """No stored text holds a NUL (PostgreSQL text cannot): a filter or id
+    with one is refused up front, not passed to the database driver."""
+    code, error = code_of(lambda: getattr(uba_server.stub, rpc)(request_message, timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, error)
+    assert error.details().startswith(f"{field}: must not contain NUL"), error.details()
+
+
 def test_nan_coordinates_are_refused(uba_server):
     e = events_pb2.ActivityEvent(user_id="nan-user", type=events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS,
                                  latitude=math.nan, longitude=0.0)

@@ -88,6 +88,14 @@ def _internal(method: str, exc: BaseException) -> grpc.Status:
 # 500. Instead, the request becomes an Undecodable that the handler wrappers
 # below refuse with INVALID_ARGUMENT naming the field, after the auth
 # interceptor (outside them) has checked the caller.
+#
+# Text with a NUL character is refused the same way, except by the ingest
+# methods (their validation refuses control characters per event, so a batch
+# keeps its per-item answers): no stored text can hold one (PostgreSQL text
+# cannot), so a filter or id with one could only fail in the database driver.
+
+# Methods whose requests may carry NUL characters to their own validation.
+_VALIDATES_TEXT_ITSELF = frozenset({"RecordActivity", "RecordActivities"})
 
 
 class Undecodable:
@@ -99,18 +107,46 @@ class Undecodable:
         self.error = error
 
 
-def _tolerant(deserializer: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+def _tolerant(method: str, deserializer: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
     if deserializer is None:
         return None
     descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    check_nul = method.rsplit("/", 1)[-1] not in _VALIDATES_TEXT_ITSELF
 
     def deserialize(raw: bytes):
         try:
-            return deserializer(raw)
+            message = deserializer(raw)
         except DecodeError:
             return Undecodable(_decode_error(descriptor, raw))
+        # The byte test is a cheap filter: zero bytes also occur in numbers.
+        if check_nul and b"\x00" in raw and (field := _nul_field(message)):
+            return Undecodable(errors.InvalidArgument.single(field, "must not contain NUL characters"))
+        return message
 
     return deserialize
+
+
+def _nul_field(message, prefix: str = "") -> str | None:
+    """The path of the first text of `message` holding a NUL character."""
+    for field, value in message.ListFields():
+        name = prefix + field.name
+        if field.type == field.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            for i, text in enumerate(values):
+                if "\x00" in text:
+                    return f"{name}[{i}]" if field.is_repeated else name
+        elif field.type == field.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    if "\x00" in str(key) or (isinstance(item, str) and "\x00" in item):
+                        return f"{name}[{str(key)[:64]!r}]"
+                continue
+            items = value if field.is_repeated else [value]
+            for i, item in enumerate(items):
+                found = _nul_field(item, f"{name}[{i}]." if field.is_repeated else f"{name}.")
+                if found:
+                    return found
+    return None
 
 
 def _decode_error(descriptor, raw: bytes) -> errors.InvalidArgument:
@@ -223,10 +259,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary),
-                                    request_deserializer=_tolerant(handler.request_deserializer))
+                                    request_deserializer=_tolerant(method, handler.request_deserializer))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=_wrap_stream(method, handler.unary_stream),
-                                    request_deserializer=_tolerant(handler.request_deserializer))
+                                    request_deserializer=_tolerant(method, handler.request_deserializer))
         return handler
 
 
