@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
@@ -120,18 +121,17 @@ def csv_safe(value: object) -> object:
 # -- the export's formatting ---------------------------------------------------
 # A page of stored rows (EXPORT_ROW) is formatted column by column: each
 # column is checked once at C speed (the formula and quoting check of a
-# whole text column is one join and a few substring scans), converted only
-# when it needs it, and each line comes from one %-template whose slots are
-# chosen per page: a column with nothing to escape goes in raw, a column
-# that is empty throughout is a constant. No per-row object is built but
-# the line. The output is byte for byte what csv.writer (QUOTE_MINIMAL,
-# CRLF) and json.dumps(record, ensure_ascii=False) wrote for the record.
+# whole text column is one join and a few substring scans) and converted
+# only when it needs it; a column empty throughout becomes a constant. Then
+# each line is one str.join of its cells (CSV), or of its cells between the
+# constant text around them (JSON). No per-row object is built but the
+# line. The output is byte for byte what csv.writer (QUOTE_MINIMAL, CRLF)
+# and json.dumps(record, ensure_ascii=False) wrote for the record.
 
 _COLUMN = {name: i for i, name in enumerate(EXPORT_FIELDS)}
 _TEXT = frozenset(_COLUMN[name] for name in _TEXT_COLUMNS - {"attributes"})
 _TIMES = frozenset((_COLUMN["occurred_at"], _COLUMN["received_at"]))
-_INTS = frozenset((_COLUMN["status_code"], _COLUMN["bytes_transferred"]))
-_FLOATS = frozenset((_COLUMN["latitude"], _COLUMN["longitude"]))
+_NUMBERS = frozenset(_COLUMN[name] for name in ("latitude", "longitude", "status_code", "bytes_transferred"))
 _DURATION = _COLUMN["session_duration_seconds"]
 _ATTRIBUTES = _COLUMN["attributes"]
 assert EXPORT_ROW[_DURATION] == "session_duration_us" and len(EXPORT_ROW) == len(EXPORT_FIELDS)
@@ -142,8 +142,7 @@ _CSV_QUOTED = (",", '"', "\r", "\n")
 _CSV_SPECIAL = _CSV_QUOTED + tuple("\0" + start for start in _FORMULA_START)
 _json_str = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False)
 _CSV_HEADER = ",".join(EXPORT_FIELDS) + "\r\n"
-_JSON_KEYS = tuple(json.dumps(name) + ": " for name in EXPORT_FIELDS)
-_templates: dict[tuple, str] = {}
+_JSON_KEYS = tuple(("{" if i == 0 else ", ") + json.dumps(name) + ": " for i, name in enumerate(EXPORT_FIELDS))
 
 _EPOCH_DAY = date(1970, 1, 1)
 _DAYS: dict[int, str] = {}
@@ -177,9 +176,9 @@ def _times(column: Sequence) -> list:
     return list(map(_iso_us, column))
 
 
-def _durations(column: Sequence) -> list:
-    """Microseconds to seconds, as timedelta.total_seconds() gives them."""
-    return [None if us is None else us / 1_000_000 for us in column]
+def _seconds(us: int | None, none: str) -> str:
+    """Microseconds as seconds, as timedelta.total_seconds() gives them."""
+    return none if us is None else repr(us / 1_000_000)
 
 
 def _attributes(column: Sequence, sort_keys: bool) -> list:
@@ -196,26 +195,40 @@ def _all_none(column: Sequence) -> bool:
     return column[0] is None and column.count(None) == len(column)
 
 
-def _numbers(column: Sequence, kinds: frozenset) -> bool:
-    """Whether every value is a finite number of these types, which %s
-    writes as json.dumps and csv.writer do."""
-    return set(map(type, column)) <= kinds and math.isfinite(sum(column))
+def _number_texts(column: Sequence, finite: bool) -> list[str] | None:
+    """The numbers as csv.writer and json.dumps write them (repr), each
+    distinct value formatted once; None unless all are of one type (int or
+    float) and, if `finite`, none is NaN or infinite."""
+    kinds = set(map(type, column))
+    if kinds == {float}:
+        if finite and not math.isfinite(sum(column)):  # a NaN or an infinity makes the sum one
+            return None
+    elif kinds != {int}:
+        return None
+    distinct = set(column)
+    # Values that repeat (the coordinates of a few places, status codes) are
+    # formatted once; not with a float zero, as 0.0 and -0.0 are one key.
+    if len(distinct) * 4 <= len(column) and (kinds == {int} or 0.0 not in distinct):
+        text = {value: repr(value) for value in distinct}
+        return list(map(text.__getitem__, column))
+    return list(map(repr, column))
 
 
-def _csv_cell(value: object) -> object:
+def _csv_cell(value: object) -> str:
     if value is None:
         return ""
+    if not isinstance(value, str):
+        return repr(value) if isinstance(value, float) else str(value)
     value = csv_safe(value)
-    if isinstance(value, str) and any(mark in value for mark in _CSV_QUOTED):
+    if any(mark in value for mark in _CSV_QUOTED):
         return '"' + value.replace('"', '""') + '"'
     return value
 
 
-def _csv_slot(i: int, column: Sequence) -> tuple[str, Sequence | None]:
-    """One CSV field of the page: its template slot, and its values (None
-    for a constant slot)."""
+def _csv_column(i: int, column: Sequence) -> Sequence[str] | repeat:
+    """The CSV cells of one column of the page."""
     if _all_none(column):
-        return "", None
+        return repeat("")
     if i in _TEXT:
         try:
             joined = "\0" + "\0".join(column)
@@ -223,50 +236,20 @@ def _csv_slot(i: int, column: Sequence) -> tuple[str, Sequence | None]:
             pass
         else:
             if not any(mark in joined for mark in _CSV_SPECIAL):  # a few C-speed scans
-                return "%s", column
-        return "%s", [_csv_cell(value) for value in column]
-    if i == _ATTRIBUTES:
-        return "%s", [_csv_cell(value) for value in _attributes(column, sort_keys=True)]
-    if i in _TIMES:
-        column = _times(column)
-    elif i == _DURATION:
-        column = _durations(column)
-    elif str in set(map(type, column)):
-        return "%s", [_csv_cell(value) for value in column]
-    # Times and numbers: %s writes them as csv.writer does (repr for a float).
-    return "%s", (["" if value is None else value for value in column] if None in column else column)
-
-
-def _json_slot(i: int, column: Sequence) -> tuple[str, Sequence | None]:
-    """One JSON member of the page: its template slot, and its values (None
-    for a constant slot)."""
-    if i == _ATTRIBUTES:
-        if _all_none(column):
-            return "{}", None
-        return "%s", [text or "{}" for text in _attributes(column, sort_keys=False)]
-    if _all_none(column):
-        return "null", None
-    if i in _TIMES:
+                return column
+    elif i in _TIMES:
         column = _times(column)
         if None not in column:
-            return '"%s"', column
-    elif i in _TEXT:
-        try:
-            joined = "".join(column)
-        except TypeError:  # not all text
-            pass
-        else:
-            # Nothing json.dumps escapes: no control character, quote or backslash
-            # (isprintable() is also false for a few more, which only costs time).
-            if joined.isprintable() and '"' not in joined and "\\" not in joined:
-                return '"%s"', column
+            return column
     elif i == _DURATION:
-        column = _durations(column)
-    if i in _INTS and _numbers(column, frozenset((int,))):
-        return "%s", column
-    if i in _FLOATS and _numbers(column, frozenset((float, int))):
-        return "%s", column
-    return "%s", list(map(_json_value, column))
+        return [_seconds(us, "") for us in column]
+    elif i == _ATTRIBUTES:
+        column = _attributes(column, sort_keys=True)
+    elif i in _NUMBERS:
+        texts = _number_texts(column, finite=False)
+        if texts is not None:
+            return texts
+    return list(map(_csv_cell, column))
 
 
 def _json_value(value: object) -> str:
@@ -279,36 +262,72 @@ def _json_value(value: object) -> str:
     return json.dumps(value)
 
 
-def _lines(rows: Sequence[Sequence], slot, template) -> Iterator[str]:
-    """Each row through the page's template."""
-    slots, columns = [], []
-    for i, column in enumerate(list(zip(*rows))[:len(EXPORT_ROW)]):
-        text, values = slot(i, column)
-        slots.append(text)
-        if values is not None:
-            columns.append(values)
-    key = (template, *slots)
-    line = _templates.get(key)
-    if line is None:
-        line = _templates[key] = template(slots)
-    return map(line.__mod__, zip(*columns))
+def _json_column(i: int, column: Sequence) -> tuple[bool, Sequence[str] | str]:
+    """The JSON values of one column of the page: whether they still need
+    quotes around them, and the values (one text for all rows when constant)."""
+    if i == _ATTRIBUTES:
+        if _all_none(column):
+            return False, "{}"
+        return False, [text or "{}" for text in _attributes(column, sort_keys=False)]
+    if _all_none(column):
+        return False, "null"
+    if i in _TEXT:
+        try:
+            joined = "".join(column)
+        except TypeError:  # not all text
+            pass
+        else:
+            # Nothing json.dumps escapes: no control character, quote or backslash
+            # (isprintable() is also false for a few more, which only costs time).
+            if joined.isprintable() and '"' not in joined and "\\" not in joined:
+                return True, column
+    elif i in _TIMES:
+        column = _times(column)
+        if None not in column:
+            return True, column
+    elif i == _DURATION:
+        return False, [_seconds(us, "null") for us in column]
+    elif i in _NUMBERS:
+        texts = _number_texts(column, finite=True)
+        if texts is not None:
+            return False, texts
+    return False, list(map(_json_value, column))
 
 
-def _csv_template(slots: list[str]) -> str:
-    return ",".join(slots) + "\r\n"
+def _columns(rows: Sequence[Sequence]) -> list[tuple]:
+    return list(zip(*rows))[:len(EXPORT_ROW)]
 
 
-def _json_template(slots: list[str]) -> str:
-    return "{" + ", ".join(key + text for key, text in zip(_JSON_KEYS, slots)) + "}"
+def _csv_lines(rows: Sequence[Sequence]) -> str:
+    cells = [_csv_column(i, column) for i, column in enumerate(_columns(rows))]
+    return "\r\n".join(map(",".join, zip(*cells))) + "\r\n"
+
+
+def _json_records(rows: Sequence[Sequence]) -> Iterator[str]:
+    """Each record is one join of its values and the constant text between
+    them (keys, separators, quotes, constant values)."""
+    parts: list = []
+    between = ""
+    for key, (i, column) in zip(_JSON_KEYS, enumerate(_columns(rows))):
+        quote, values = _json_column(i, column)
+        between += key
+        if isinstance(values, str):
+            between += values
+            continue
+        if quote:
+            between += '"'
+        parts += (repeat(between), values)
+        between = '"' if quote else ""
+    parts.append(repeat(between + "}"))
+    return map("".join, zip(*parts))
 
 
 def _page_text(rows: Sequence[Sequence], fmt: str, first: bool) -> str:
     if fmt == "csv":
-        return "".join(_lines(rows, _csv_slot, _csv_template))
-    records = _lines(rows, _json_slot, _json_template)
+        return _csv_lines(rows)
     if fmt == "json":
-        return ("[\n" if first else ",\n") + ",\n".join(records)
-    return "\n".join(records) + "\n"
+        return ("[\n" if first else ",\n") + ",\n".join(_json_records(rows))
+    return "\n".join(_json_records(rows)) + "\n"
 
 
 def _split(data: bytes, limit: int) -> tuple[list[bytes], bytes]:
