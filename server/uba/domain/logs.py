@@ -19,7 +19,11 @@ EXPORT_FORMATS = {
     "json": "application/json",
     "ndjson": "application/x-ndjson",
 }
-EXPORT_CHUNK_BYTES = 64 * 1024
+# At most this many bytes per streamed message. Each message costs a hop to
+# the storage thread and a gRPC write: at 64 KB that was about 4 ms of CPU
+# per MB sent, at 256 KB about 3 ms (well under gRPC's 4 MB message limit).
+EXPORT_CHUNK_BYTES = 256 * 1024
+# Rows per keyset page: one short read each, so memory stays bounded.
 EXPORT_PAGE_ROWS = 2000
 
 # Cells a spreadsheet would run as a formula when they start with these.
