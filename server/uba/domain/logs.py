@@ -125,7 +125,7 @@ def csv_safe(value: object) -> object:
 # -- the export's formatting ---------------------------------------------------
 # A page of stored rows (EXPORT_ROW) is formatted column by column: each
 # column is checked once at C speed (the formula and quoting check of a
-# whole text column is one join and a few substring scans) and converted
+# whole text column is one join and a few character scans) and converted
 # only when it needs it; a column empty throughout becomes a constant. Then
 # each line is one str.join of its cells (CSV), or of its cells between the
 # constant text around them (JSON). No per-row object is built but the
@@ -140,10 +140,8 @@ _DURATION = _COLUMN["session_duration_seconds"]
 _ATTRIBUTES = _COLUMN["attributes"]
 assert EXPORT_ROW[_DURATION] == "session_duration_us" and len(EXPORT_ROW) == len(EXPORT_FIELDS)
 
-# What csv.writer quotes a cell for; in a column joined with NULs, what a
-# cell that starts like a formula looks like.
+# What csv.writer quotes a cell for.
 _CSV_QUOTED = (",", '"', "\r", "\n")
-_CSV_SPECIAL = _CSV_QUOTED + tuple("\0" + start for start in _FORMULA_START)
 _json_str = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False)
 _CSV_HEADER = ",".join(EXPORT_FIELDS) + "\r\n"
 _JSON_KEYS = tuple(("{" if i == 0 else ", ") + json.dumps(name) + ": " for i, name in enumerate(EXPORT_FIELDS))
@@ -218,6 +216,20 @@ def _number_texts(column: Sequence, finite: bool) -> list[str] | None:
     return list(map(repr, column))
 
 
+def _csv_plain(joined: str) -> bool:
+    """Whether no cell of a column joined with NULs (and led by one) needs
+    quotes or starts like a formula. One-character scans are memchr fast;
+    the slower two-character scan runs only for a formula character that
+    occurs at all."""
+    for mark in _CSV_QUOTED:
+        if mark in joined:
+            return False
+    for start in _FORMULA_START:
+        if start in joined and "\0" + start in joined:
+            return False
+    return True
+
+
 def _csv_cell(value: object) -> str:
     if value is None:
         return ""
@@ -235,12 +247,10 @@ def _csv_column(i: int, column: Sequence) -> Sequence[str] | repeat:
         return repeat("")
     if i in _TEXT:
         try:
-            joined = "\0" + "\0".join(column)
+            if _csv_plain("\0" + "\0".join(column)):
+                return column
         except TypeError:  # not all text
             pass
-        else:
-            if not any(mark in joined for mark in _CSV_SPECIAL):  # a few C-speed scans
-                return column
     elif i in _TIMES:
         column = _times(column)
         if None not in column:
