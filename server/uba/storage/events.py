@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, and_, bindparam, func, select, tuple_
+from sqlalchemy import Connection, bindparam, func, select, tuple_
 
 from uba.domain.events import EXPORT_ROW, ActivityEvent, ActivityType, EventFilter
 from uba.storage.models import EVENT_INSERT_COLUMNS, EventRollupRow, EventRow, UserHourRow
