@@ -80,31 +80,12 @@ EXPORT_FIELDS = (
 # values, except that times and the session duration are integer
 # microseconds (times since the Unix epoch, UTC; the duration None when
 # absent) and the attributes are JSON object text (None when there are none).
-EXPORT_ROW = (
-    "event_id",
-    "user_id",
-    "type",  # the ActivityType value
-    "occurred_at_us",
-    "received_at_us",
-    "source_ip",
-    "user_agent",
-    "device_id",
-    "session_id",
-    "country_code",
-    "city",
-    "latitude",
-    "longitude",
-    "timezone",
-    "peer_group",
-    "api_method",
-    "api_path",
-    "status_code",
-    "bytes_transferred",
-    "session_duration_us",
-    "source",
-    "attributes",
-)
-assert len(EXPORT_ROW) == len(EXPORT_FIELDS)
+_STORED_AS_MICROSECONDS = {
+    "occurred_at": "occurred_at_us",
+    "received_at": "received_at_us",
+    "session_duration_seconds": "session_duration_us",
+}
+EXPORT_ROW = tuple(_STORED_AS_MICROSECONDS.get(name, name) for name in EXPORT_FIELDS)
 
 
 @dataclass(slots=True, frozen=True)
