@@ -80,28 +80,29 @@ class LogService:
         return EXPORT_FORMATS[fmt], _chunks(self._export_pages(flt), fmt)
 
     def _export_pages(self, flt: EventFilter) -> Iterator[list]:
-        """Stored rows (EXPORT_ROW), oldest first, a keyset page at a time:
-        bounded memory and no long-running transaction."""
-        after = None
-        while True:
-            rows, after = self._reader.export_page(flt, EXPORT_PAGE_ROWS, after)
-            if rows:
-                yield rows
-            if len(rows) < EXPORT_PAGE_ROWS:
-                return
+        """Stored rows (EXPORT_ROW), oldest first, a keyset page at a time."""
+        return _keyset_pages(lambda after: self._reader.export_page(flt, EXPORT_PAGE_ROWS, after), EXPORT_PAGE_ROWS)
 
 
 def event_pages(reader: EventReader, flt: EventFilter, size: int) -> Iterator[list[ActivityEvent]]:
-    """The selected events oldest first, a page (keyset query) at a time:
-    bounded memory and no long-running transaction, whatever the size."""
+    """The selected events oldest first, a page (keyset query) at a time."""
+    def fetch(after):
+        rows = reader.page_events(flt, size, after, newest_first=False)
+        return [event for _, event in rows], (rows[-1][0] if rows else None)
+
+    return _keyset_pages(fetch, size)
+
+
+def _keyset_pages(fetch, size: int) -> Iterator[list]:
+    """Pages from `fetch(after) -> (items, next position)` until a short
+    one: bounded memory and no long-running transaction, whatever the size."""
     after = None
     while True:
-        rows = reader.page_events(flt, size, after, newest_first=False)
-        if rows:
-            yield [event for _, event in rows]
-        if len(rows) < size:
+        items, after = fetch(after)
+        if items:
+            yield items
+        if len(items) < size:
             return
-        after = rows[-1][0]
 
 
 def _check_filter(flt: EventFilter) -> None:

@@ -154,13 +154,7 @@ def _listener_tls(tls: TlsFiles | None) -> dict | None:
     if tls.ca:
         context["require_client_certificate"] = True
         context["common_tls_context"]["validation_context"] = {"trusted_ca": {"filename": _yaml_path(Path(tls.ca))}}
-    return {
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-            **context,
-        },
-    }
+    return _tls_socket("DownstreamTlsContext", context)
 
 
 def _upstream_tls(tls: TlsFiles | None, upstreams: list[tuple[str, int]]) -> dict | None:
@@ -182,10 +176,14 @@ def _upstream_tls(tls: TlsFiles | None, upstreams: list[tuple[str, int]]) -> dic
     context: dict = {"common_tls_context": common}
     if len(names) == 1 and not _is_ip(names[0]):
         context["sni"] = names[0]
+    return _tls_socket("UpstreamTlsContext", context)
+
+
+def _tls_socket(context_type: str, context: dict) -> dict:
     return {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "@type": f"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{context_type}",
             **context,
         },
     }
