@@ -57,6 +57,32 @@ def test_recorded_event_is_listed_with_every_field(stub):
     assert got == expected
 
 
+def test_text_with_separators_and_escapes_is_stored_exactly(stub):
+    """PostgreSQL's COPY format gives tabs, newlines, carriage returns and
+    backslashes a meaning: values holding them, beside plain events and
+    empty optional fields in one batch, must come back as sent."""
+    user = unique("CORP\\")
+    awkward = {
+        "user_agent": "tab\there\r\nnew line\\N",
+        "api_path": "/v1/a\\b\\\\c\\t",
+        "city": "Zürich \\",
+        "source": "\\N",
+        "attributes": {"note": "line1\nline2\t\\", "path": "C:\\Temp", "empty": ""},
+    }
+    sent = [event(user, API_CALL, event_id=unique("plain"), api_path="/v1/plain", latitude=-0.1, longitude=1e-7),
+            event(user, API_CALL, event_id=unique("awkward"), **awkward),
+            event(user, LOGOUT, event_id=unique("bare")),
+            event(user, API_CALL, event_id=unique("tab"), device_id="d\t1", bytes_transferred=2**62)]
+    reply = stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=sent))
+    assert reply.accepted_count == len(sent), reply
+    got = {e.event_id: e for e in stored(stub, user)}
+    assert set(got) == {e.event_id for e in sent}
+    for m in sent:
+        stored_copy = got[m.event_id]
+        stored_copy.ClearField("received_at")
+        assert stored_copy == m
+
+
 def test_retried_event_is_stored_once(stub):
     user = unique()
     sent = event(user, event_id=unique("retry"))
