@@ -1,0 +1,54 @@
+"""The event store on its own: two writers storing the same events at once
+(two server processes on one PostgreSQL) store each event exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from uba.domain.events import ActivityEvent, ActivityType
+from uba.storage.database import Database
+from uba.storage.events import EventRepository
+
+pytestmark = pytest.mark.postgres
+
+
+def _event(event_id: str) -> ActivityEvent:
+    return ActivityEvent(event_id=event_id, user_id="alice", type=ActivityType.LOGIN_SUCCESS,
+                         occurred_at=datetime.now(timezone.utc) - timedelta(minutes=1), source_ip="10.0.0.1")
+
+
+def test_a_concurrent_writer_storing_the_same_event_first_makes_it_a_duplicate(make_database_url):
+    """Writer A stores X and holds its transaction open; writer B, which
+    found X missing, tries X and Y and must wait for A. A commits: B stores
+    only Y and reports X as not inserted by it, and nothing is lost."""
+    database = Database(make_database_url("postgresql"))
+    database.upgrade()
+    repository = EventRepository(database.backend)
+    now = datetime.now(timezone.utc)
+    try:
+        with database.write() as first:
+            assert repository.insert_new(first, [_event("x")], now) == {"x"}
+            result: dict = {}
+
+            def second_writer() -> None:
+                try:
+                    with database.write() as second:
+                        result["inserted"] = repository.insert_new(second, [_event("x"), _event("y")], now)
+                except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+                    result["error"] = exc
+
+            thread = threading.Thread(target=second_writer)
+            thread.start()
+            time.sleep(0.5)  # B is blocked on A's uncommitted index entry for x
+            assert thread.is_alive(), f"the second writer did not wait for the first: {result}"
+        thread.join(timeout=30)
+        assert result == {"inserted": {"y"}}
+        with database.read() as conn:
+            rows = conn.exec_driver_sql("SELECT event_id, count(*) FROM events GROUP BY event_id ORDER BY 1").all()
+        assert [tuple(r) for r in rows] == [("x", 1), ("y", 1)]
+    finally:
+        database.dispose()
