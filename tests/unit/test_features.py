@@ -2,14 +2,15 @@
 
 import math
 import random
+import statistics
 from datetime import timedelta
 
 import pytest
 
-from uba.detectors.features import FEATURE_NAMES, FEATURES, event_features, observe
+from uba.detectors.features import FEATURE_NAMES, FEATURES, Z_CLIP, _z, event_features, observe
 from uba.detectors.state import SharedState
 from uba.detectors.synthetic import Persona, day_after_history
-from uba.domain.baselines import UserBaseline
+from uba.domain.baselines import RunningStats, UserBaseline
 from uba.domain.events import ActivityType
 
 LOGIN, FAILURE, LOGOUT, API = (ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE, ActivityType.LOGOUT,
@@ -161,3 +162,25 @@ def test_sessions_distance_and_bytes():
                                   longitude=11.58), baseline, shared)
     assert munich["distance_log_km"] == pytest.approx(math.log1p(504), abs=0.01)
     assert munich["log_session_s"] == 0.0  # a login starts a session
+
+
+@pytest.mark.parametrize("values", [[], [5.0], [3.0, 3.0, 3.0], [1.0, 2.0, 4.0, 8.0], [100.0, 120.0, 80.0],
+                                    [0.001, 0.002], [-4.0, -6.0, -5.0]])
+def test_z_scores_use_the_spread_floors_and_the_clip(values):
+    """The z-score as its docstring states it: 0 under two values, spread
+    max(stddev, floor, 10% of |mean| for counts), clipped to +-Z_CLIP."""
+    stats = RunningStats()
+    for v in values:
+        stats.add(v)
+    for min_std in (0.25, 1.0, 1000.0):
+        for relative in (True, False):
+            for x in (-1e9, -50.0, -1.0, 0.0, 2.5, 7.0, 130.0, 1e9):
+                if len(values) < 2:
+                    expected = 0.0
+                else:
+                    spread = max(statistics.stdev(values), min_std, 0.1 * abs(statistics.fmean(values)) if relative
+                                 else 0.0)
+                    expected = max(-Z_CLIP, min(Z_CLIP, (x - statistics.fmean(values)) / spread))
+                assert _z(x, stats, min_std, relative) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    if len(values) >= 2:
+        assert _z(math.nan, stats, 1.0) == Z_CLIP  # as max(-Z, min(Z, nan)) gives

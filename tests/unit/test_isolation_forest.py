@@ -25,7 +25,7 @@ from uba.detectors import checks, models  # noqa: E402
 from uba.detectors.checks import Simulation  # noqa: E402
 from uba.detectors.features import FEATURE_NAMES  # noqa: E402
 from uba.detectors.isolation_forest import (  # noqa: E402
-    NAME, CompiledForest, IsolationForestDetector, replay_rows, train,
+    NAME, BatchForest, CompiledForest, IsolationForestDetector, replay_rows, train,
 )
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry  # noqa: E402
 from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
@@ -123,6 +123,39 @@ def test_compiled_forest_scores_exactly_like_sklearn(max_features):
     expected = -estimator.score_samples(probe)
     got = np.array([forest.score(row) for row in probe.tolist()])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("max_features", [1.0, 0.5])
+def test_batch_forest_scores_bit_for_bit_like_score_samples(max_features):
+    X = blobs()
+    estimator = IsolationForest(n_estimators=50, max_features=max_features, random_state=3).fit(X)
+    batch = BatchForest(estimator)
+    assert batch.trees is not None  # the fast path, not the fallback
+    probe = np.vstack([X[:300], blobs(200, seed=9) * 3, np.full((1, D), 40.0, dtype=np.float32)])
+    np.testing.assert_array_equal(batch.score(probe), -estimator.score_samples(probe))
+    with pytest.raises(ValueError, match="features"):
+        batch.score(probe[:, :5])
+
+
+def test_batch_forest_falls_back_to_score_samples_when_sklearn_internals_differ(monkeypatch):
+    """A scikit-learn version without the attributes it reads, or whose
+    score_samples adds up differently, gets score_samples itself."""
+    estimator = IsolationForest(n_estimators=20, random_state=3).fit(blobs())
+    probe = blobs(100, seed=4)
+    compile_ = BatchForest._compile
+
+    def missing(self, estimator):
+        raise AttributeError("'IsolationForest' object has no attribute '_decision_path_lengths'")
+
+    def different(self, estimator):
+        compile_(self, estimator)
+        self.trees = [(tree, features, values + 0.5) for tree, features, values in self.trees]
+
+    for broken in (missing, different):
+        monkeypatch.setattr(BatchForest, "_compile", broken)
+        batch = BatchForest(estimator)
+        assert batch.trees is None
+        np.testing.assert_array_equal(batch.score(probe), -estimator.score_samples(probe))
 
 
 def test_fit_score_flip_sign_and_threshold_is_the_contamination_quantile():

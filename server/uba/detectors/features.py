@@ -42,6 +42,7 @@ Z_CLIP = 20.0
 MAX_SESSION_SECONDS = 12 * 3600.0
 _TWO_PI = 2 * math.pi
 _NO_HOUR = HourBucket()  # never mutated
+_log, _log1p, _sqrt = math.log, math.log1p, math.sqrt
 
 _LOGIN = ActivityType.LOGIN_SUCCESS
 _FAILURE = ActivityType.LOGIN_FAILURE
@@ -93,19 +94,39 @@ FEATURES_VERSION = "1"
 _IPS, _DEVICES, _COUNTRIES = "features.ips", "features.devices", "features.countries"
 
 
-def _window(shared: SharedState, name: str) -> KeyedWindows:
-    return shared.windows(name, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS)
+def _windows(shared: SharedState) -> tuple[KeyedWindows, KeyedWindows, KeyedWindows]:
+    """The address, device and country windows, in that order."""
+    return (shared.windows(_IPS, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
+            shared.windows(_DEVICES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
+            shared.windows(_COUNTRIES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS))
 
 
 def _z(value: float, stats: RunningStats, min_std: float, relative: bool = True) -> float:
     """z-score against the user's statistics; 0 while they hold fewer than
     two values (no evidence either way). The spread has a floor (absolute,
     and for counts 10% of the mean) so a very regular user is not
-    infinitely surprised."""
-    if stats.count < 2:
+    infinitely surprised: max(stddev, min_std, 0.1 |mean|), then the score
+    is clipped to +-Z_CLIP.
+
+    Called four times per scored event, so the builtin max/min (and the
+    stddev property) are written out as the comparisons they make: the
+    same numbers, NaN included."""
+    count = stats.count
+    if count < 2:
         return 0.0
-    z = (value - stats.mean) / max(stats.stddev, min_std, 0.1 * abs(stats.mean) if relative else 0.0)
-    return max(-Z_CLIP, min(Z_CLIP, z))
+    mean = stats.mean
+    variance = stats.m2 / (count - 1)
+    spread = _sqrt(0.0 if 0.0 > variance else variance)
+    if min_std > spread:
+        spread = min_std
+    if relative:
+        floor = 0.1 * abs(mean)
+        if floor > spread:
+            spread = floor
+    z = (value - mean) / spread
+    if not z < Z_CLIP:
+        z = Z_CLIP
+    return z if z > -Z_CLIP else -Z_CLIP
 
 
 def _surprise(known: KnownValues, value: str) -> float:
@@ -116,10 +137,12 @@ def _surprise(known: KnownValues, value: str) -> float:
     at most a couple of hundred addresses), so summing them is cheap."""
     if not value:
         return 0.0
+    entries = known.entries
     total = 0
-    for entry in known.entries.values():
+    for entry in entries.values():
         total += entry[0]
-    return math.log((total + 1) / (known.count_of(value) + 1))
+    entry = entries.get(value)
+    return _log((total + 1) / ((entry[0] if entry else 0) + 1))
 
 
 def _hour_surprise(baseline: UserBaseline, hour: int) -> float:
@@ -128,80 +151,115 @@ def _hour_surprise(baseline: UserBaseline, hour: int) -> float:
     starts at 08:00), with one uniform pseudo-login."""
     counts = baseline.login_hour_of_day
     smoothed = 0.25 * counts[(hour - 1) % 24] + 0.5 * counts[hour] + 0.25 * counts[(hour + 1) % 24]
-    return -math.log((smoothed + 1 / 24) / (baseline.login_count + 1))
+    return -_log((smoothed + 1 / 24) / (baseline.login_count + 1))
 
 
 def _distinct_with(windows: KeyedWindows, key: str, value: str, ts: float) -> float:
-    distinct = windows.distinct(key, ts)
-    if value and not windows.has_value(key, value, ts):
-        distinct += 1
-    return float(distinct)
+    """Distinct values of `key` in the window, `value` included: as
+    `windows.distinct` plus one unless `windows.has_value`, with one
+    lookup of the window instead of two."""
+    window = windows._current(key, ts)
+    if window is None:
+        return 1.0 if value else 0.0
+    values = window.values
+    return float(len(values) + 1 if value and value not in values else len(values))
 
 
 def is_failure(event: ActivityEvent) -> bool:
     return event.type is _FAILURE or (event.type is _API_CALL and event.status_code >= 400)
 
 
+def _angles() -> tuple[tuple[float, float], ...]:
+    """(sin, cos) of the hour angle for each minute of the day (the row's
+    hour is the local hour and minute, so 1440 values in all), by the
+    expression the row used to compute for each event."""
+    table = []
+    for hour in range(24):
+        for minute in range(60):
+            angle = _TWO_PI * (hour + minute / 60) / 24
+            table.append((math.sin(angle), math.cos(angle)))
+    return tuple(table)
+
+
+_HOUR_ANGLES = _angles()
+
+
 def event_features(event: ActivityEvent, baseline: UserBaseline, shared: SharedState,
                    clock: EventClock | None = None) -> list[float]:
     """The event's feature row, in the order of `FEATURE_NAMES`, judged
     against `baseline` and the windows before the event is learned. Pass
-    the event's clock when you have it (saves recomputing the local time)."""
+    the event's clock when you have it (saves recomputing the local time).
+
+    This runs for every event the Isolation Forest scores, most of that
+    detector's cost, hence the table of hour angles and builtin min/max
+    written as the comparisons they make (the same numbers, NaN included)."""
     c = clock or baseline.clock(event)
     ts = c.ts
     user = event.user_id
     kind = event.type
-
-    hour_fraction = c.local.hour + c.local.minute / 60
-    angle = _TWO_PI * hour_fraction / 24
+    local = c.local
+    local_hour = local.hour
+    hour_sin, hour_cos = _HOUR_ANGLES[local_hour * 60 + local.minute]
 
     # A logout carries its session's length; other events the age of the
     # session they belong to (time since the last login, if recent enough
     # to be the same session; a login starts one).
     session_seconds = 0.0
+    last = baseline.last_login
     if kind is _LOGOUT and event.session_duration is not None:
         session_seconds = event.session_duration.total_seconds()
-    elif kind is not _LOGIN and kind is not _FAILURE and baseline.last_login is not None:
-        age = ts - baseline.last_login.ts
+    elif kind is not _LOGIN and kind is not _FAILURE and last is not None:
+        age = ts - last.ts
         if age <= MAX_SESSION_SECONDS:
             session_seconds = age
-    log_session = math.log(min(max(session_seconds, 1.0), MAX_SESSION_SECONDS))
+    # log(min(max(session_seconds, 1.0), MAX_SESSION_SECONDS))
+    if 1.0 > session_seconds:
+        session_seconds = 1.0
+    if session_seconds > MAX_SESSION_SECONDS:
+        session_seconds = MAX_SESSION_SECONDS
+    log_session = _log(session_seconds)
 
     # The open hour's counts before this event; for a late event (its hour
     # has closed) its own contribution only.
     hour = baseline.hour_so_far(c) or _NO_HOUR
-    api_calls = hour.api_calls + (1 if kind is _API_CALL else 0)
+    is_api = kind is _API_CALL
+    api_calls = hour.api_calls + (1 if is_api else 0)
     failed_logins = hour.failures + (1 if kind is _FAILURE else 0)
-    bytes_hour = hour.bytes + max(event.bytes_transferred, 0)
-    failed = hour.failures + hour.api_errors + (1 if is_failure(event) else 0)
+    transferred = event.bytes_transferred
+    bytes_hour = hour.bytes + (0 if 0 > transferred else transferred)  # max(transferred, 0)
+    failed = hour.failures + hour.api_errors + (
+        1 if kind is _FAILURE or (is_api and event.status_code >= 400) else 0)  # is_failure(event)
 
     distance = 0.0
-    last = baseline.last_login
-    if (last is not None and last.latitude is not None and last.longitude is not None
-            and event.latitude is not None and event.longitude is not None
-            and -90 <= event.latitude <= 90 and -180 <= event.longitude <= 180):
-        distance = haversine_km(last.latitude, last.longitude, event.latitude, event.longitude)
+    if last is not None and last.latitude is not None and last.longitude is not None:
+        lat, lon = event.latitude, event.longitude
+        # From the very place of the last login (most events) the distance is 0.0 exactly.
+        if (lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180
+                and (lat != last.latitude or lon != last.longitude)):
+            distance = haversine_km(last.latitude, last.longitude, lat, lon)
 
+    source_ip, device_id, country_code = event.source_ip, event.device_id, event.country_code
+    ips, devices, countries = _windows(shared)
     return [
-        math.sin(angle),
-        math.cos(angle),
-        _hour_surprise(baseline, c.local.hour),
+        hour_sin,
+        hour_cos,
+        _hour_surprise(baseline, local_hour),
         log_session,
         _z(log_session, baseline.log_session_seconds, 0.25, relative=False),
-        math.log1p(api_calls),
+        _log1p(api_calls),
         _z(api_calls, baseline.api_calls_per_hour, 1.0),
         # One pseudo-event that succeeded: a lone typo is not a 100% failure share.
         failed / (api_calls + failed_logins + 1),
         _z(failed_logins, baseline.failed_logins_per_hour, 1.0),
-        _distinct_with(_window(shared, _IPS), user, event.source_ip, ts),
-        _distinct_with(_window(shared, _DEVICES), user, event.device_id, ts),
-        _distinct_with(_window(shared, _COUNTRIES), user, event.country_code, ts),
-        _surprise(baseline.source_ips, event.source_ip),
-        _surprise(baseline.devices, event.device_id),
-        _surprise(baseline.countries, event.country_code),
-        math.log1p(bytes_hour),
+        _distinct_with(ips, user, source_ip, ts),
+        _distinct_with(devices, user, device_id, ts),
+        _distinct_with(countries, user, country_code, ts),
+        _surprise(baseline.source_ips, source_ip),
+        _surprise(baseline.devices, device_id),
+        _surprise(baseline.countries, country_code),
+        _log1p(bytes_hour),
         _z(bytes_hour, baseline.bytes_per_hour, 1000.0),
-        math.log1p(distance),
+        _log1p(distance),
     ]
 
 
@@ -217,8 +275,8 @@ def observe(event: ActivityEvent, shared: SharedState, clock: EventClock | None 
     after that sighting until its next use (at most one too few)."""
     ts = clock.ts if clock is not None else event.occurred_at.timestamp()
     user = event.user_id
-    for name, value in ((_IPS, event.source_ip), (_DEVICES, event.device_id), (_COUNTRIES, event.country_code)):
+    for windows, value in zip(_windows(shared), (event.source_ip, event.device_id, event.country_code)):
         if value:
-            windows = _window(shared, name)
-            if not windows.has_value(user, value, ts):
+            window = windows._current(user, ts)  # has_value, without a second lookup
+            if window is None or value not in window.values:
                 windows.add(user, ts, value)
