@@ -132,9 +132,17 @@ def test_batch_forest_scores_bit_for_bit_like_score_samples(max_features):
     batch = BatchForest(estimator)
     assert batch.trees is not None  # the fast path, not the fallback
     probe = np.vstack([X[:300], blobs(200, seed=9) * 3, np.full((1, D), 40.0, dtype=np.float32)])
-    np.testing.assert_array_equal(batch.score(probe), -estimator.score_samples(probe))
+    scores = -estimator.score_samples(probe)
+    np.testing.assert_array_equal(batch.score(probe), scores)
     with pytest.raises(ValueError, match="features"):
         batch.score(probe[:, :5])
+    # at_least: the rows that filtering the scores keeps, with the same scores, whatever the threshold.
+    for threshold in (-1.0, 0.0, 1e-9, *np.quantile(scores, [0.1, 0.5, 0.9, 0.99, 0.999]), scores.max(), 1.0, 2.0):
+        where, kept = batch.at_least(probe, float(threshold))
+        expected = np.flatnonzero(scores >= threshold)
+        np.testing.assert_array_equal(where, expected)
+        np.testing.assert_array_equal(kept, scores[expected])
+    assert len(batch.at_least(probe, float(np.quantile(scores, 0.99)))[0]) == 6
 
 
 def test_batch_forest_falls_back_to_score_samples_when_sklearn_internals_differ(monkeypatch):

@@ -24,7 +24,9 @@ Scoring, three ways, all with higher = more anomalous (scikit-learn's
   the same numbers, about 60 us against 4 ms).
 - deferred (`defer=True`): `score_one` only computes the row (the features
   must come from the state before the event is learned) and buffers it;
-  `flush()` scores every buffered row in one batch and returns the
+  `flush()` scores every buffered row in one batch (`BatchForest.at_least`:
+  a row leaves the batch as soon as it provably cannot reach the threshold,
+  so only the rows flagged are scored through every tree) and returns the
   findings with their events. The ingest writer calls it once
   per group of events. Deferred findings cannot quarantine their event (it
   has been learned by then), so their severity is capped at MEDIUM.
@@ -67,6 +69,9 @@ _UNITS = {f.name: f.unit for f in FEATURES}
 # Rows up to which the pure-Python forest beats one batch call (about
 # 50 us a row against 0.25 ms a call plus 5 us a row with 100 trees).
 _SMALL_BATCH = 4
+# BatchForest.at_least drops rows that cannot reach the threshold every
+# this many trees (a check costs about as much as a tenth of a tree).
+_CHECK_TREES = 5
 # Training scores used for the threshold quantiles (a sample: scoring every
 # row of a large history would double the training time for little gain).
 _THRESHOLD_SAMPLE = 100_000
@@ -135,12 +140,15 @@ class BatchForest:
     on a few probe rows when the model is loaded), it calls `score_samples`
     instead, with a warning."""
 
-    __slots__ = ("estimator", "trees", "denominator")
+    __slots__ = ("estimator", "trees", "denominator", "shortest_rest")
 
     def __init__(self, estimator: Any):
         self.estimator = estimator
         self.trees: list[tuple[Any, Any, Any]] | None = None
         self.denominator: Any = None
+        # shortest_rest[i]: the least trees i, i+1, ... can add to a row's
+        # depth (the sum of their shallowest leaves' values); see at_least.
+        self.shortest_rest: list[float] = []
         try:
             self._compile(estimator)
             self._check(estimator)
@@ -161,6 +169,8 @@ class BatchForest:
                 estimator._average_path_length_per_tree, strict=True)
         ]
         self.denominator = len(estimator.estimators_) * _average_path_length([estimator._max_samples])
+        shortest = [float(values[tree.children_left == -1].min()) for tree, _, values in self.trees]
+        self.shortest_rest = [math.fsum(shortest[i:]) for i in range(len(shortest) + 1)]
 
     def _check(self, estimator: Any) -> None:
         import numpy as np
@@ -183,8 +193,53 @@ class BatchForest:
         depths = np.zeros(len(X))
         for tree, features, values in self.trees:
             depths += values[tree.apply(X if features is None else X[:, features])]
+        return self._scores(depths)
+
+    def _scores(self, depths: Any) -> Any:
+        import numpy as np
+
         denominator = self.denominator
         return 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
+
+    def at_least(self, X: Any, threshold: float) -> tuple[Any, Any]:
+        """The indices of the rows of X scoring at least `threshold`, and
+        their scores: what filtering `score(X)` gives, the scores bit for
+        bit, for less work. A row's depth only grows tree after tree, and
+        a higher depth is a lower score; so once a row's depth so far plus
+        the least the remaining trees can add (each its shallowest leaf)
+        exceeds the depth of the threshold score, the row cannot reach
+        the threshold and is dropped from the batch. With a threshold in
+        the far tail (contamination 0.0001; on the benchmark's personas 90%
+        of the rows are gone after 40 of 100 trees) this does well under
+        half the work of `score`. The rows kept add up their depths in the
+        same order as in `score`, hence the same scores."""
+        import numpy as np
+
+        if self.trees is None or not 0.0 < threshold <= 1.0 or not np.all(self.denominator != 0):
+            scores = self.score(X)
+            keep = np.flatnonzero(scores >= threshold)
+            return keep, scores[keep]
+        if X.ndim != 2 or X.shape[1] != self.estimator.n_features_in_:
+            raise ValueError(f"need rows of {self.estimator.n_features_in_} features, got shape {X.shape}")
+        # score >= threshold  <=>  depth <= -log2(threshold) * denominator. The
+        # margin (1e-9 relative) is far above the rounding of these sums, and
+        # drops nothing that matters: a kept row is only scored in full.
+        limit = -math.log2(threshold) * float(self.denominator[0])
+        limit += 1e-9 * (limit + 1.0)
+        rows = np.arange(len(X))
+        depths = np.zeros(len(X))
+        shortest_rest = self.shortest_rest
+        for i, (tree, features, values) in enumerate(self.trees, 1):
+            depths += values[tree.apply(X if features is None else X[:, features])]
+            if i % _CHECK_TREES == 0 and i < len(self.trees):
+                alive = depths + shortest_rest[i] <= limit
+                if not alive.all():
+                    X, depths, rows = X[alive], depths[alive], rows[alive]
+                    if not len(rows):
+                        break
+        scores = self._scores(depths)
+        keep = scores >= threshold
+        return rows[keep], scores[keep]
 
 
 def replay_rows(events: Iterable[ActivityEvent], max_rows: int = 200_000, *, require_mature: bool = True,
@@ -522,11 +577,11 @@ class IsolationForestDetector(Detector):
             scores = self._scores(model, rows)
             flagged = [(entry, score) for entry, score in zip(pending, scores) if score >= model.info.threshold]
         else:
-            # One batch; only the flagged rows (about contamination of them) come back to Python.
+            # One batch; only the flagged rows (about contamination of them) are scored in full.
             import numpy as np
 
-            scores = model.batch.score(np.asarray(rows, dtype=np.float32))
-            flagged = [(pending[i], float(scores[i])) for i in np.flatnonzero(scores >= model.info.threshold)]
+            where, scores = model.batch.at_least(np.asarray(rows, dtype=np.float32), model.info.threshold)
+            flagged = [(pending[i], score) for i, score in zip(where.tolist(), scores.tolist())]
         if not flagged:
             return
         explained = self.explain([entry[1] for entry, _ in flagged], [score for _, score in flagged], model)
