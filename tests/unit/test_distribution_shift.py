@@ -75,6 +75,92 @@ def test_chi_square_is_asymptotic_for_large_counts_and_simulated_for_small():
     assert chi_square(recent, reference, 0.001)[1] > 0.01
 
 
+def exact_p(recent: list[int], reference: list[int]) -> float:
+    """The permutation p-value the simulation estimates, by enumeration: the
+    probability, with both margins fixed, of a table whose chi-square
+    statistic is at least the observed one."""
+    columns = [i for i in range(len(recent)) if recent[i] + reference[i]]
+    totals = [recent[i] + reference[i] for i in columns]
+    n, total = sum(recent), sum(totals)
+    expected = [t * n / total for t in totals]
+
+    def statistic(row):
+        return sum((x - e) ** 2 * (1 / e + 1 / (t - e)) for x, e, t in zip(row, expected, totals))
+
+    observed = statistic([recent[i] for i in columns])
+    p = 0.0
+
+    def walk(j, left, row, weight):
+        nonlocal p
+        if j == len(totals) - 1:
+            if left <= totals[j]:
+                full = row + [left]
+                if statistic(full) >= observed * (1 - 1e-12):
+                    p += weight * math.comb(totals[j], left)
+            return
+        for x in range(min(left, totals[j]) + 1):
+            walk(j + 1, left - x, row + [x], weight * math.comb(totals[j], x))
+
+    walk(0, n, [], 1)
+    return p / math.comb(total, n)
+
+
+def test_sparse_chi_square_p_is_the_permutation_p_and_not_the_asymptotic_one():
+    """On tables too sparse for the chi-square distribution, p is simulated:
+    below the threshold from all the draws, close to the exact permutation
+    p-value; above it, possibly from fewer draws, but still the verdict
+    (and roughly the value) of the exact test."""
+    from scipy.stats import chi2
+
+    # 6 of 18 recent logins at 03:00, an hour none of 75 earlier ones used.
+    recent, reference = [0] * 24, [0] * 24
+    for hour, a, b in ((3, 6, 0), (8, 5, 30), (10, 3, 20), (13, 4, 25)):
+        recent[hour], reference[hour] = a, b
+    threshold = 1e-4
+    statistic, p = chi_square(recent, reference, threshold)
+    exact = exact_p(recent, reference)
+    draws = 50_000  # 5 / threshold
+    assert exact < threshold and p < threshold
+    assert (1 + draws) * p == pytest.approx(round((1 + draws) * p))  # a count over all the draws
+    assert p == pytest.approx(exact, abs=4 * math.sqrt(exact / draws) + 1 / draws)
+    assert chi2.sf(statistic, 3) < exact / 3  # the chi-square distribution overstates the evidence
+    # An ordinary week: the verdict is known after a few tables.
+    recent[3], recent[8] = 0, 11
+    statistic, p = chi_square(recent, reference, threshold)
+    exact = exact_p(recent, reference)
+    assert p >= threshold and exact > 0.1 and p == pytest.approx(exact, abs=0.2)
+    assert chi_square(recent, reference, threshold) == (statistic, p)  # seeded
+
+
+def test_stopping_early_keeps_the_verdicts_of_the_full_simulation(monkeypatch):
+    """Random sparse weeks against random histories: the verdict at the
+    threshold is the exact test's, with the early stop as without it,
+    whenever the exact p is clearly off the threshold. (Closer, any
+    simulation of 5 / threshold tables may go either way: at a fifth of the
+    threshold, one table as extreme is expected, and 5 put p above it.)"""
+    from uba.detectors import distribution_shift
+
+    rng = random.Random(5)
+    threshold, cases = 0.001, []
+    for _ in range(60):
+        hours = rng.sample(range(24), rng.randint(3, 6))
+        recent, reference = [0] * 24, [0] * 24
+        for h in hours:
+            reference[h] = rng.randint(0, 30)
+            recent[h] = rng.randint(0, 6)
+        if sum(recent) < 3 or sum(1 for h in hours if recent[h] + reference[h]) < 2:
+            continue
+        exact = exact_p(recent, reference)
+        if threshold / 20 < exact < threshold * 3:
+            continue
+        cases.append((recent, reference, exact))
+    assert len(cases) >= 20 and any(exact < threshold for *_, exact in cases)
+    stopped = [chi_square(r, ref, threshold)[1] < threshold for r, ref, _ in cases]
+    monkeypatch.setattr(distribution_shift, "_FIRST_DRAWS", 10**9)  # one round of every draw
+    full = [chi_square(r, ref, threshold)[1] < threshold for r, ref, _ in cases]
+    assert stopped == full == [exact < threshold for *_, exact in cases]
+
+
 def test_a_week_of_night_logins_shifts_the_hour_histogram():
     rng = random.Random(3)
     alice = Persona()
