@@ -128,8 +128,9 @@ def alert_latency_section(ctx, services) -> None:
 def isolation_forest_section(ctx) -> None:
     """The detector as the ingest writer drives it (deferred: score_one
     computes each event's features and buffers the row, flush scores the
-    group in one score_samples call and explains what it flags), against
-    score_samples alone on the same rows in the same groups."""
+    group in one batch through the fitted trees, finding what score_samples
+    would flag, and explains it), against score_samples alone on the same
+    rows in the same groups."""
     import numpy as np
 
     from uba.detectors.base import DetectionContext
@@ -230,7 +231,8 @@ def isolation_forest_section(ctx) -> None:
                  "ratio_without_features": without_features / sk, "training_rows": len(rows),
                  "users": p.if_users,
                  "what": "IsolationForestDetector(defer=True): score_one (features + buffer) and learn_one per "
-                         "event, flush (one score_samples call, explanations of flagged rows) per group, as the "
+                         "event, flush (the group in one batch through the fitted trees, the rows that score_samples "
+                         "would flag with its scores, and their explanations) per group, as the "
                          "ingest writer calls them; in the suite's process, so only the detector is timed"},
     ))
 

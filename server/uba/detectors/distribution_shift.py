@@ -98,9 +98,9 @@ def chi_square(recent: list[int], reference: list[int], threshold: float, seed: 
     at about 5%; this one decides at alpha / tests (0.001 / 4 by default),
     far in the tail, where the chi-square distribution can misjudge p
     several-fold on tables with expected counts below 5 (the unit tests
-    show one). And it would not save the
-    cost: the benchmark's weeks of about ten logins fail Cochran's rule as
-    well (all of 477 tables tested)."""
+    show one). And it would not save the cost: the benchmark's weeks of
+    about ten logins fail Cochran's rule as well (all of 477 tables
+    tested)."""
     import numpy as np
     from scipy import stats
 
