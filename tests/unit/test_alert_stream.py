@@ -127,3 +127,78 @@ def test_shutdown_ends_streams_with_unavailable_and_the_resume_point():
             return str(info.value)
 
     assert "after_seq=1" in run(main())
+
+
+class CountingStore(FakeStore):
+    """Counts reads; a read can be made slow, to overlap a commit's hand-over."""
+
+    def __init__(self, read_delay: float = 0.0) -> None:
+        super().__init__()
+        self.reads = 0
+        self.read_delay = read_delay
+
+    def after(self, seq: int, limit: int) -> list[Alert]:
+        self.reads += 1
+        import time
+
+        time.sleep(self.read_delay)
+        return super().after(seq, limit)
+
+
+async def drain(sub, count: int) -> list[int]:
+    return [(await asyncio.wait_for(sub.queue.get(), 2)).seq for _ in range(count)]
+
+
+def test_a_commit_that_continues_the_seqs_is_delivered_without_reading_storage():
+    async def main():
+        store = CountingStore()
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=60)
+            await broker.start()
+            sub = broker.subscribe(AlertSubscriptionFilter())
+            store.alerts = [alert(1), alert(2)]
+            broker.poke_threadsafe(list(store.alerts))
+            seqs = await drain(sub, 2)
+            await broker.close()
+            return seqs, store.reads
+
+    assert run(main()) == ([1, 2], 0)
+
+
+def test_a_gap_in_the_seqs_is_filled_from_storage_in_order():
+    async def main():
+        store = CountingStore()
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=60)
+            await broker.start()
+            sub = broker.subscribe(AlertSubscriptionFilter())
+            store.alerts = [alert(1), alert(2), alert(3)]  # 1 was committed by another process
+            broker.poke_threadsafe([alert(2), alert(3)])
+            seqs = await drain(sub, 3)
+            await broker.close()
+            return seqs, store.reads
+
+    seqs, reads = run(main())
+    assert seqs == [1, 2, 3] and reads >= 1
+
+
+def test_a_hand_over_during_a_read_is_not_delivered_twice():
+    async def main():
+        store = CountingStore(read_delay=0.3)
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=60)
+            await broker.start()
+            sub = broker.subscribe(AlertSubscriptionFilter())
+            store.alerts = [alert(1), alert(2)]
+            broker.poke_threadsafe(["not an alert"])  # falls back to a (slow) read
+            await asyncio.sleep(0.1)
+            broker.poke_threadsafe([alert(1), alert(2)])  # handed over while the read runs
+            await asyncio.sleep(0.5)
+            store.alerts.append(alert(3))
+            broker.poke_threadsafe([alert(3)])
+            seqs = await drain(sub, 3)
+            left = sub.queue.qsize()
+            await broker.close()
+            return seqs, left
+
+    assert run(main()) == ([1, 2, 3], 0)
