@@ -222,8 +222,7 @@ class EventRepository:
             cursor.copy_expert(_COPY_EVENTS_SQL, io.StringIO(text))
         except UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT uba_copy_events")
-        else:
-            cursor.execute("RELEASE SAVEPOINT uba_copy_events")
+        else:  # the savepoint ends with the transaction: one round trip fewer
             return {e.event_id for e in events}
         # Lives as long as the pooled connection and is emptied at each
         # commit; asking every time is cheap and survives rolled-back creates.
