@@ -263,6 +263,7 @@ class HourBucket:
 _EMPTY_HOUR = HourBucket()
 
 
+@functools.lru_cache(maxsize=8192)  # learning and scoring ask for every API call; paths repeat
 def normalize_endpoint(method: str, path: str) -> str:
     """"METHOD path" with ids in the path replaced by {id}, so that
     /v1/customers/42 and /v1/customers/43 are one endpoint."""
