@@ -298,6 +298,23 @@ class LoadedModel:
     batch: BatchForest
 
 
+class _Pending:
+    """The rows `score_one` buffers in deferred mode: each event with what
+    its finding needs of the baseline, and the feature rows one after the
+    other in one flat array of floats (no list per row kept, and the group
+    becomes a numpy array without a conversion per row)."""
+
+    __slots__ = ("entries", "rows")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[ActivityEvent, int, bool]] = []
+        self.rows = array("d")
+
+    def row(self, i: int) -> list[float]:
+        width = len(FEATURE_NAMES)
+        return self.rows[i * width:(i + 1) * width].tolist()
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
@@ -545,10 +562,11 @@ class IsolationForestDetector(Detector):
         row = event_features(event, baseline, ctx.shared, ctx.clock)
         if self.defer:
             pending = getattr(self, "pending_", None)
-            if pending is None:
-                pending = self.pending_ = []
-            pending.append((event, row, baseline.observation_count, mature))
-            if len(pending) >= self.max_pending:
+            if pending.__class__ is not _Pending:
+                pending = self.pending_ = _Pending()
+            pending.entries.append((event, baseline.observation_count, mature))
+            pending.rows.extend(row)
+            if len(pending.entries) >= self.max_pending:
                 self._drain()
             return []
         score = model.forest.score(row)
@@ -568,27 +586,29 @@ class IsolationForestDetector(Detector):
         return ready
 
     def _drain(self) -> None:
-        pending, self.pending_ = getattr(self, "pending_", None) or [], []
-        if not pending:
+        pending, self.pending_ = getattr(self, "pending_", None), _Pending()
+        if pending.__class__ is not _Pending or not pending.entries:
             return
         model = self._model()
-        rows = [entry[1] for entry in pending]
-        if len(rows) <= _SMALL_BATCH:
-            scores = self._scores(model, rows)
-            flagged = [(entry, score) for entry, score in zip(pending, scores) if score >= model.info.threshold]
+        count = len(pending.entries)
+        if count <= _SMALL_BATCH:
+            scores = self._scores(model, [pending.row(i) for i in range(count)])
+            flagged = [(i, score) for i, score in enumerate(scores) if score >= model.info.threshold]
         else:
             # One batch; only the flagged rows (about contamination of them) are scored in full.
             import numpy as np
 
-            where, scores = model.batch.at_least(np.asarray(rows, dtype=np.float32), model.info.threshold)
-            flagged = [(pending[i], score) for i, score in zip(where.tolist(), scores.tolist())]
+            X = np.frombuffer(pending.rows, dtype=np.float64).reshape(count, len(FEATURE_NAMES))
+            where, scores = model.batch.at_least(X.astype(np.float32), model.info.threshold)
+            flagged = list(zip(where.tolist(), scores.tolist()))
         if not flagged:
             return
-        explained = self.explain([entry[1] for entry, _ in flagged], [score for _, score in flagged], model)
+        explained = self.explain([pending.row(i) for i, _ in flagged], [score for _, score in flagged], model)
         ready = getattr(self, "ready_", None)
         if ready is None:
             ready = self.ready_ = []
-        for ((event, _, observations, mature), score), features in zip(flagged, explained):
+        for (i, score), features in zip(flagged, explained):
+            event, observations, mature = pending.entries[i]
             ready.append((event, self._finding(model, score, features, observations, mature)))
         if len(ready) > self.max_pending:  # nobody flushes: keep memory bounded
             log.warning("isolation forest: %d deferred findings never flushed; dropping the oldest",
