@@ -64,7 +64,7 @@ class IngestService:
 
     def __init__(self, store: WriteStore, analysis: Analysis | None = None,
                  on_committed: Callable[[list], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 max_group_events: int = 5000, max_pending_events: int = 100_000, linger: float = 0.001):
+                 max_group_events: int = 2000, max_pending_events: int = 100_000, linger: float = 0.001):
         self._store = store
         self._analysis = analysis
         # Told about the alerts each commit created or changed (the broker).
@@ -158,6 +158,11 @@ class IngestService:
             count = len(first.events)
             # Gather what arrives within the linger, up to the group limit:
             # a commit costs about the same for one event as for hundreds.
+            # The limit (two full batches) keeps the pipeline going: while
+            # this group is stored, the event loop converts the next
+            # requests. Groups of everything queued (5,000 before) left the
+            # loop idle during the write and the writer idle after it:
+            # batch ingest on PostgreSQL ran about a fifth slower.
             deadline = time.monotonic() + self._linger
             held: _Job | None = None
             while count < self._max_group:
