@@ -149,36 +149,29 @@ async def drain(sub, count: int) -> list[int]:
     return [(await asyncio.wait_for(sub.queue.get(), 2)).seq for _ in range(count)]
 
 
-def test_a_commit_that_continues_the_seqs_is_delivered_without_reading_storage():
-    async def main():
-        store = CountingStore()
-        with ThreadPoolExecutor(2) as pool:
-            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=60)
-            await broker.start()
-            sub = broker.subscribe(AlertSubscriptionFilter())
-            store.alerts = [alert(1), alert(2)]
-            broker.poke_threadsafe(list(store.alerts))
-            seqs = await drain(sub, 2)
-            await broker.close()
-            return seqs, store.reads
+async def hand_over(stored: list[Alert], handed: list, count: int) -> tuple[list[int], int]:
+    """A broker with nothing delivered yet, storage holding `stored`, and a
+    commit handing over `handed`: the seqs a subscriber gets, and how often
+    storage was read (polling is off)."""
+    store = CountingStore()
+    with ThreadPoolExecutor(2) as pool:
+        broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=60)
+        await broker.start()
+        sub = broker.subscribe(AlertSubscriptionFilter())
+        store.alerts = stored
+        broker.poke_threadsafe(handed)
+        seqs = await drain(sub, count)
+        await broker.close()
+        return seqs, store.reads
 
-    assert run(main()) == ([1, 2], 0)
+
+def test_a_commit_that_continues_the_seqs_is_delivered_without_reading_storage():
+    assert run(hand_over([alert(1), alert(2)], [alert(1), alert(2)], 2)) == ([1, 2], 0)
 
 
 def test_a_gap_in_the_seqs_is_filled_from_storage_in_order():
-    async def main():
-        store = CountingStore()
-        with ThreadPoolExecutor(2) as pool:
-            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=60)
-            await broker.start()
-            sub = broker.subscribe(AlertSubscriptionFilter())
-            store.alerts = [alert(1), alert(2), alert(3)]  # 1 was committed by another process
-            broker.poke_threadsafe([alert(2), alert(3)])
-            seqs = await drain(sub, 3)
-            await broker.close()
-            return seqs, store.reads
-
-    seqs, reads = run(main())
+    # 1 was committed by another process
+    seqs, reads = run(hand_over([alert(1), alert(2), alert(3)], [alert(2), alert(3)], 3))
     assert seqs == [1, 2, 3] and reads >= 1
 
 
