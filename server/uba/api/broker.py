@@ -118,16 +118,12 @@ class AlertBroker:
         self._loop.call_soon_threadsafe(self._committed, changed if isinstance(changed, list) else [])
 
     def _committed(self, changed: list) -> None:
-        expected = self.delivered_seq + 1
-        for item in changed:
-            if not isinstance(item, Alert) or item.seq != expected:
-                self._wake.set()  # a gap, or not alerts: read what storage holds
-                return
-            expected += 1
-        if not changed:
-            self._wake.set()
-            return
-        self._offer(changed)
+        follows = bool(changed) and all(isinstance(item, Alert) and item.seq == self.delivered_seq + 1 + i
+                                        for i, item in enumerate(changed))
+        if follows:
+            self._offer(changed)
+        else:
+            self._wake.set()  # a gap, or not alerts: read what storage holds
 
     def subscribe(self, flt: AlertSubscriptionFilter) -> Subscription:
         sub = Subscription(flt, self.delivered_seq, self._backlog)

@@ -4,7 +4,6 @@ in and domain objects out, inside a caller's transaction."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -14,7 +13,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, text, tup
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
 from uba.domain.investigation import AlertFilter, AnomalyFilter
-from uba.storage.events import _copy_value, copy_read_size, from_us, to_us
+from uba.storage.events import _copy_value, copy_from_text, from_us, to_us
 from uba.storage.models import AlertRow, AnomalyRow, BaselineRow, StateRow, SuppressionRow, UserRiskRow
 
 _B = BaselineRow.__table__
@@ -198,8 +197,7 @@ class DetectionRepository:
                 cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS baselines_stage "
                                "(LIKE baselines INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
                 text = "".join("\t".join(map(_copy_value, row)) + "\n" for row in values)
-                cursor.copy_expert("COPY baselines_stage (user_id, version, data, updated_at_us) FROM STDIN",
-                                   io.StringIO(text), size=copy_read_size(text))
+                copy_from_text(cursor, "COPY baselines_stage (user_id, version, data, updated_at_us) FROM STDIN", text)
                 cursor.execute(_UPSERT_BASELINES.replace("VALUES (?, ?, ?, ?)", "SELECT * FROM baselines_stage"))
             else:
                 cursor.executemany(_UPSERT_BASELINES, values)

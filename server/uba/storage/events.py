@@ -113,14 +113,14 @@ def _needs_no_escapes(text: str, lines: int) -> bool:
             and "\\" not in text and "\r" not in text)
 
 
-def copy_read_size(text: str) -> int:
-    """The read size to hand psycopg2's COPY: the whole text at once. It
-    reads a file in chunks (8 KB by default) and takes the interpreter lock
-    back after sending each; while the event loop is busy converting the
-    next requests, every take-back waits for it (up to the 5 ms switch
-    interval), so a group of thousands of events would wait hundreds of
-    times."""
-    return len(text) + 1
+def copy_from_text(cursor, sql: str, text: str) -> None:
+    """Runs `COPY ... FROM STDIN` with `text`, handed to psycopg2 in one
+    read. It reads a file in chunks (8 KB by default) and takes the
+    interpreter lock back after sending each; while the event loop is busy
+    converting the next requests, every take-back waits for it (up to the
+    5 ms switch interval), so a group of thousands of events would wait
+    hundreds of times."""
+    cursor.copy_expert(sql, io.StringIO(text), size=len(text) + 1)
 
 
 def copy_text(events: Sequence[ActivityEvent], received_at_us: int) -> str:
@@ -229,7 +229,7 @@ class EventRepository:
         text = copy_text(events, received_us)
         cursor.execute("SAVEPOINT uba_copy_events")
         try:
-            cursor.copy_expert(_COPY_EVENTS_SQL, io.StringIO(text), size=copy_read_size(text))
+            copy_from_text(cursor, _COPY_EVENTS_SQL, text)
         except UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT uba_copy_events")
         else:  # the savepoint ends with the transaction: one round trip fewer
@@ -238,7 +238,7 @@ class EventRepository:
         # commit; asking every time is cheap and survives rolled-back creates.
         cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS events_stage "
                        "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        cursor.copy_expert(_COPY_STAGE_SQL, io.StringIO(text), size=copy_read_size(text))
+        copy_from_text(cursor, _COPY_STAGE_SQL, text)
         cursor.execute(self._insert_sql)
         return {r[0] for r in cursor.fetchall()}
 
