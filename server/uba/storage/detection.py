@@ -8,12 +8,12 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, update
 
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
 from uba.domain.investigation import AlertFilter, AnomalyFilter
-from uba.storage.events import _copy_value, copy_from_text, from_us, to_us
+from uba.storage.events import from_us, to_us
 from uba.storage.models import AlertRow, AnomalyRow, BaselineRow, StateRow, SuppressionRow, UserRiskRow
 
 _B = BaselineRow.__table__
@@ -31,8 +31,13 @@ _UPSERT_BASELINES = (
 )
 
 
-# Transaction-scoped advisory locks, one per user, taken in array order.
-_LOCK_USERS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+# PostgreSQL, one round trip: transaction-scoped advisory locks, one per
+# user, taken in array order; then the versions, rows locked too.
+_PG_LOCK_AND_VERSIONS = ("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k; "
+                         "SELECT user_id, version FROM baselines WHERE user_id = ANY(%s) FOR UPDATE")
+# PostgreSQL: the rows as arrays, one statement whatever their number.
+_PG_UPSERT_BASELINES = _UPSERT_BASELINES.replace(
+    "VALUES (?, ?, ?, ?)", "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[])")
 
 
 def _user_lock_key(user_id: str) -> int:
@@ -161,15 +166,20 @@ class DetectionRepository:
         overwriting the earlier. Lock keys are taken in ascending order, so
         two writers cannot deadlock on them.
         (SQLite's BEGIN IMMEDIATE already makes the writer exclusive.)"""
-        if self.backend == "postgresql" and user_ids:
+        if not user_ids:
+            return {}
+        if self.backend == "postgresql":
             keys = sorted({_user_lock_key(u) for u in user_ids})
-            conn.execute(_LOCK_USERS, {"keys": keys})
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                cursor.execute(_PG_LOCK_AND_VERSIONS, (keys, sorted(user_ids)))
+                return dict(cursor.fetchall())
+            finally:
+                cursor.close()
         found: dict[str, int] = {}
         for chunk in _chunks(sorted(user_ids)):
-            query = select(_B.c.user_id, _B.c.version).where(_B.c.user_id.in_(chunk))
-            if self.backend == "postgresql":
-                query = query.with_for_update()
-            found.update((u, v) for u, v in conn.execute(query))
+            found.update((u, v) for u, v in conn.execute(
+                select(_B.c.user_id, _B.c.version).where(_B.c.user_id.in_(chunk))))
         return found
 
     def load_baselines(self, conn: Connection, user_ids: Sequence[str]) -> dict[str, tuple[int, dict]]:
@@ -184,8 +194,9 @@ class DetectionRepository:
         """Writes (user_id, new_version, data) rows, inserting or replacing.
 
         One statement for the whole group: per-row UPDATEs cost more than
-        everything else ingest does. PostgreSQL gets the rows by COPY into a
-        temporary table and merges them with one INSERT ... ON CONFLICT."""
+        everything else ingest does. PostgreSQL gets the rows as arrays, so
+        a group of a few users (unary calls) costs one round trip, not the
+        three of a COPY into a staging table and a merge."""
         now_us = to_us(now)
         values = [(user_id, version, json.dumps(data, separators=(",", ":")), now_us)
                   for user_id, version, data in rows]
@@ -194,11 +205,7 @@ class DetectionRepository:
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             if self.backend == "postgresql":
-                cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS baselines_stage "
-                               "(LIKE baselines INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-                text = "".join("\t".join(map(_copy_value, row)) + "\n" for row in values)
-                copy_from_text(cursor, "COPY baselines_stage (user_id, version, data, updated_at_us) FROM STDIN", text)
-                cursor.execute(_UPSERT_BASELINES.replace("VALUES (?, ?, ?, ?)", "SELECT * FROM baselines_stage"))
+                cursor.execute(_PG_UPSERT_BASELINES, tuple(map(list, zip(*values))))
             else:
                 cursor.executemany(_UPSERT_BASELINES, values)
         finally:

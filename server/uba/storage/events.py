@@ -72,6 +72,11 @@ _U = UserHourRow.__table__
 _ROLLUP_SQL = ("INSERT INTO event_rollup (hour, type, count) VALUES (?, ?, ?) "
                "ON CONFLICT (hour, type) DO UPDATE SET count = event_rollup.count + excluded.count")
 _USER_HOURS_SQL = "INSERT INTO user_hours (hour, user_id) VALUES (?, ?) ON CONFLICT (hour, user_id) DO NOTHING"
+# PostgreSQL: both rollups in one round trip, their rows as arrays (unnest
+# keeps the arrays' sorted order).
+_PG_ROLLUPS_SQL = (
+    _ROLLUP_SQL.replace("VALUES (?, ?, ?)", "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[])") + "; "
+    + _USER_HOURS_SQL.replace("VALUES (?, ?)", "SELECT * FROM unnest(%s::bigint[], %s::text[])"))
 _COPY_EVENTS_SQL = f"COPY events ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
 _COPY_STAGE_SQL = f"COPY events_stage ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -332,10 +337,7 @@ class EventRepository:
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             if self.backend == "postgresql":
-                from psycopg2.extras import execute_values
-
-                execute_values(cursor, _ROLLUP_SQL.replace("(?, ?, ?)", "%s"), counts, page_size=1000)
-                execute_values(cursor, _USER_HOURS_SQL.replace("(?, ?)", "%s"), users, page_size=1000)
+                cursor.execute(_PG_ROLLUPS_SQL, (*map(list, zip(*counts)), *map(list, zip(*users))))
             else:
                 cursor.executemany(_ROLLUP_SQL, counts)
                 cursor.executemany(_USER_HOURS_SQL, users)
