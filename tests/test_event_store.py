@@ -52,3 +52,40 @@ def test_a_concurrent_writer_storing_the_same_event_first_makes_it_a_duplicate(m
         assert [tuple(r) for r in rows] == [("x", 1), ("y", 1)]
     finally:
         database.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rollups_count_every_event_and_each_user_once_per_hour(make_database_url, tmp_path, backend):
+    """The dashboard's hourly rollups, written in one statement per group:
+    user ids with quotes, backslashes, commas, braces, spaces and non-ASCII
+    letters are counted as themselves, and a second group adds to the
+    counts of the first."""
+    url = make_database_url(backend) or f"sqlite:///{tmp_path}/uba.db"
+    database = Database(url)
+    database.upgrade()
+    repository = EventRepository(database.backend)
+    hour = datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
+    users = ['alice', 'bob "the admin"', 'c:\\users\\carol', 'd,e', '{dave}', ' erin ', 'zoë', 'NULL']
+    first = [ActivityEvent(f"a{i}", users[i % len(users)], ActivityType.LOGIN_SUCCESS,
+                           hour + timedelta(minutes=i % 50)) for i in range(30)]
+    second = [ActivityEvent(f"b{i}", users[i % 3], ActivityType.API_CALL, hour + timedelta(minutes=70 + i))
+              for i in range(5)] + [ActivityEvent("c0", "alice", ActivityType.LOGIN_SUCCESS, hour)]
+    try:
+        for group in (first, second):
+            with database.write() as conn:
+                repository.add_to_rollups(conn, group)
+        with database.read() as conn:
+            counts, distinct_users = repository.window_counts(conn, *_hours(hour, hour + timedelta(hours=1)))
+            stored = {tuple(r) for r in conn.exec_driver_sql("SELECT hour, user_id FROM user_hours").all()}
+        first_hour, next_hour = _hours(hour, hour + timedelta(hours=1))
+        assert counts[first_hour] == {"login_success": 31}
+        assert counts[next_hour] == {"api_call": 5}
+        expected = {(first_hour, u) for u in users} | {(next_hour, u) for u in users[:3]}
+        assert stored == expected
+        assert distinct_users == len({u for _, u in expected})
+    finally:
+        database.dispose()
+
+
+def _hours(*moments: datetime) -> tuple[int, ...]:
+    return tuple(int(m.timestamp()) // 3600 for m in moments)

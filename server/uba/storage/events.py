@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -72,11 +73,29 @@ _U = UserHourRow.__table__
 _ROLLUP_SQL = ("INSERT INTO event_rollup (hour, type, count) VALUES (?, ?, ?) "
                "ON CONFLICT (hour, type) DO UPDATE SET count = event_rollup.count + excluded.count")
 _USER_HOURS_SQL = "INSERT INTO user_hours (hour, user_id) VALUES (?, ?) ON CONFLICT (hour, user_id) DO NOTHING"
-# PostgreSQL: both rollups in one round trip, their rows as arrays (unnest
-# keeps the arrays' sorted order).
+# PostgreSQL: both rollups in one round trip, their rows as array literals
+# (unnest keeps the arrays' sorted order).
 _PG_ROLLUPS_SQL = (
     _ROLLUP_SQL.replace("VALUES (?, ?, ?)", "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[])") + "; "
     + _USER_HOURS_SQL.replace("VALUES (?, ?)", "SELECT * FROM unnest(%s::bigint[], %s::text[])"))
+
+
+def _int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _text_array(values: list[str]) -> str:
+    """A PostgreSQL array literal of strings: each quoted, with backslashes
+    and double quotes escaped (text fields hold no control characters)."""
+    if not values:
+        return "{}"
+    joined = '","'.join(values)
+    if "\\" in joined or '"' in joined:
+        joined = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return '{"' + joined + '"}'
+
+
 _COPY_EVENTS_SQL = f"COPY events ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
 _COPY_STAGE_SQL = f"COPY events_stage ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -319,27 +338,27 @@ class EventRepository:
             cursor.close()
         return rows, (EventKey(rows[-1][_EXPORT_OCCURRED], rows[-1][-1]) if rows else None)
 
-    def add_to_rollups(self, conn: Connection, events: Iterable[ActivityEvent]) -> None:
+    def add_to_rollups(self, conn: Connection, events: Sequence[ActivityEvent]) -> None:
         """Counts newly stored events into the hourly rollups (same
         transaction). Keys are written in sorted order, so concurrent
         writers lock rows in the same order and cannot deadlock."""
-        per_type: dict[tuple[int, str], int] = {}
-        user_hours: set[tuple[int, str]] = set()
-        for e in events:
-            hour = to_us(e.occurred_at) // HOUR_US
-            key = (hour, e.type.value)
-            per_type[key] = per_type.get(key, 0) + 1
-            user_hours.add((hour, e.user_id))
-        if not per_type:
+        if not events:
             return
-        counts = [(h, t, n) for (h, t), n in sorted(per_type.items())]
-        users = sorted(user_hours)
+        # Whole-list passes and a C-counted Counter: per event, this and the
+        # array literals below cost a third of what a loop and psycopg2's
+        # adaptation of lists did (ingest's hot path).
+        hours = [to_us(e.occurred_at) // HOUR_US for e in events]
+        counts = sorted(Counter(zip(hours, [e.type.value for e in events])).items())
+        users = sorted(set(zip(hours, [e.user_id for e in events])))
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             if self.backend == "postgresql":
-                cursor.execute(_PG_ROLLUPS_SQL, (*map(list, zip(*counts)), *map(list, zip(*users))))
+                cursor.execute(_PG_ROLLUPS_SQL, (
+                    _int_array(h for (h, _), _ in counts), _text_array([t for (_, t), _ in counts]),
+                    _int_array(n for _, n in counts), _int_array(h for h, _ in users),
+                    _text_array([u for _, u in users])))
             else:
-                cursor.executemany(_ROLLUP_SQL, counts)
+                cursor.executemany(_ROLLUP_SQL, [(h, t, n) for (h, t), n in counts])
                 cursor.executemany(_USER_HOURS_SQL, users)
         finally:
             cursor.close()
