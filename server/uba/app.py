@@ -11,6 +11,7 @@ writer thread (group commit).
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -260,6 +261,7 @@ async def serve(settings: Settings) -> int:
         raise SystemExit(f"uba: cannot listen on {settings.listen}")
     host = settings.listen.rsplit(":", 1)[0]
     await server.start()
+    tune_garbage_collector()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     security_note = ("TLS, client certificates required" if settings.tls_client_ca
@@ -295,6 +297,21 @@ async def serve(settings: Settings) -> int:
     services.close()
     log.info("stopped")
     return 0
+
+
+def tune_garbage_collector() -> None:
+    """With Python's defaults, under unary load with detection a full
+    collection of the cyclic garbage collector ran every second or two and
+    took 130-240 ms (it traverses every cached baseline, detector window and
+    library object), stalling every call: it was the p99 latency, and about
+    a tenth of the server's CPU. The objects alive once the server is up
+    (libraries, the model) are frozen out of collections, and collections
+    run less often: the young generation every 10,000 allocations instead
+    of 700 (cyclic garbage still dies young), full ones after 100 middle
+    ones instead of 10. Measured: unary p99 27-36 ms instead of 34-227 ms."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
