@@ -89,3 +89,31 @@ def test_rollups_count_every_event_and_each_user_once_per_hour(make_database_url
 
 def _hours(*moments: datetime) -> tuple[int, ...]:
     return tuple(int(m.timestamp()) // 3600 for m in moments)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_baselines_round_trip_awkward_text_and_versions(make_database_url, tmp_path, backend):
+    """Baselines are written as one statement per group (array literals on
+    PostgreSQL): ids and JSON holding quotes, backslashes, braces and
+    non-ASCII text come back as written, and a rewrite replaces the row."""
+    from uba.storage.detection import DetectionRepository
+
+    url = make_database_url(backend) or f"sqlite:///{tmp_path}/uba.db"
+    database = Database(url)
+    database.upgrade()
+    repository = DetectionRepository(database.backend)
+    now = datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
+    data = {"user_id": 'bob "the admin"', "path": "c:\\users\\bob", "city": "Zürich", "set": "{a,b}"}
+    try:
+        with database.write() as conn:
+            assert repository.baseline_versions(conn, ['bob "the admin"', "c:\\x"]) == {}
+            repository.save_baselines(conn, [('bob "the admin"', 1, data), ("c:\\x", 1, {"n": 1})], now)
+        with database.write() as conn:
+            assert repository.baseline_versions(conn, ['bob "the admin"', "c:\\x", "nobody"]) == {
+                'bob "the admin"': 1, "c:\\x": 1}
+            repository.save_baselines(conn, [("c:\\x", 2, {"n": 2})], now)
+        with database.read() as conn:
+            assert repository.load_baselines(conn, ['bob "the admin"', "c:\\x"]) == {
+                'bob "the admin"': (1, data), "c:\\x": (2, {"n": 2})}
+    finally:
+        database.dispose()

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, u
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
 from uba.domain.investigation import AlertFilter, AnomalyFilter
-from uba.storage.events import from_us, to_us
+from uba.storage.events import from_us, pg_int_array, pg_text_array, to_us
 from uba.storage.models import AlertRow, AnomalyRow, BaselineRow, StateRow, SuppressionRow, UserRiskRow
 
 _B = BaselineRow.__table__
@@ -34,8 +34,8 @@ _UPSERT_BASELINES = (
 # PostgreSQL, one round trip: transaction-scoped advisory locks, one per
 # user, taken in array order; then the versions, rows locked too.
 _PG_LOCK_AND_VERSIONS = ("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k; "
-                         "SELECT user_id, version FROM baselines WHERE user_id = ANY(%s) FOR UPDATE")
-# PostgreSQL: the rows as arrays, one statement whatever their number.
+                         "SELECT user_id, version FROM baselines WHERE user_id = ANY(%s::text[]) FOR UPDATE")
+# PostgreSQL: the rows as array literals, one statement whatever their number.
 _PG_UPSERT_BASELINES = _UPSERT_BASELINES.replace(
     "VALUES (?, ?, ?, ?)", "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[])")
 
@@ -172,7 +172,7 @@ class DetectionRepository:
             keys = sorted({_user_lock_key(u) for u in user_ids})
             cursor = conn.connection.dbapi_connection.cursor()
             try:
-                cursor.execute(_PG_LOCK_AND_VERSIONS, (keys, sorted(user_ids)))
+                cursor.execute(_PG_LOCK_AND_VERSIONS, (pg_int_array(keys), pg_text_array(sorted(user_ids))))
                 return dict(cursor.fetchall())
             finally:
                 cursor.close()
@@ -205,7 +205,9 @@ class DetectionRepository:
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             if self.backend == "postgresql":
-                cursor.execute(_PG_UPSERT_BASELINES, tuple(map(list, zip(*values))))
+                user_ids, versions, data, updated = zip(*values)
+                cursor.execute(_PG_UPSERT_BASELINES, (pg_text_array(list(user_ids)), pg_int_array(versions),
+                                                      pg_text_array(list(data)), pg_int_array(updated)))
             else:
                 cursor.executemany(_UPSERT_BASELINES, values)
         finally:
