@@ -15,6 +15,7 @@ import gc
 import ipaddress
 import logging
 import os
+import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from uba.domain.ingest import IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
 from uba.domain import security as sec
-from uba.domain.errors import FailedPrecondition
+from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.risk import RiskPolicy
 from uba.domain.training import TrainingService
 from uba.storage.database import Database
@@ -195,6 +196,10 @@ def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | N
 async def serve(settings: Settings) -> int:
     if problem := settings.tls_problem():
         raise SystemExit(f"uba: {problem}")
+    try:
+        trusted_proxies = sec.parse_networks(settings.trusted_proxies)
+    except InvalidArgument as exc:
+        raise SystemExit(f"uba: --trusted-proxies: {exc.violations[0].description}") from None
     if settings.allow_anonymous and not is_loopback(settings.listen):
         raise SystemExit(f"uba: --allow-anonymous is refused on {settings.listen}: "
                          "listen on a loopback address (127.0.0.1, ::1) or use API keys")
@@ -219,15 +224,22 @@ async def serve(settings: Settings) -> int:
 
     drain = DrainInterceptor()
     interceptors: list[grpc.aio.ServerInterceptor] = [drain]
+    # The bundled gateway proves with this secret that it wrote x-forwarded-for.
+    gateway_token = secrets.token_urlsafe(32)
+    key_refresher = None
     if settings.allow_anonymous:
         log.warning("API keys are off (--allow-anonymous): anyone who reaches %s may call every method",
                     settings.listen)
     else:
         authenticator = sec.Authenticator(services.security.find, ttl=settings.key_cache_seconds)
+        await refresh_active_keys(services, authenticator)
+        key_refresher = asyncio.create_task(refresh_active_keys(services, authenticator, settings.key_cache_seconds))
         interceptors.append(AuthInterceptor(
             authenticator, services.audit.record, services.executor,
             sec.RateLimiter(settings.rate_limit, settings.rate_burst), sec.StreamLimiter(settings.max_streams_per_key),
-            sec.FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst)))
+            sec.FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
+            gateway_token=gateway_token, trusted_proxies=trusted_proxies,
+            recheck_seconds=settings.key_cache_seconds))
     interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -268,7 +280,7 @@ async def serve(settings: Settings) -> int:
                      else "TLS" if credentials else "plaintext")
     print(f"uba: listening on {host}:{port} ({security_note}, storage: {services.database.backend}, "
           f"analytics: {services.analytics_mode})", flush=True)
-    gateway = await start_gateway(settings, f"{host}:{port}") if settings.gateway_listen else None
+    gateway = await start_gateway(settings, f"{host}:{port}", gateway_token) if settings.gateway_listen else None
     log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
              len(services.engine.detectors))
 
@@ -283,6 +295,8 @@ async def serve(settings: Settings) -> int:
     # that makes clients resume elsewhere, then let in-flight calls end.
     log.info("shutting down: health NOT_SERVING, grace period %.1fs", settings.grace_period)
     watcher.cancel()
+    if key_refresher is not None:
+        key_refresher.cancel()
     await health_servicer.enter_graceful_shutdown()
     drain.draining = True
     if gateway is not None:
@@ -326,7 +340,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-async def start_gateway(settings: Settings, upstream: str):
+async def start_gateway(settings: Settings, upstream: str, gateway_token: str = ""):
     """Starts Envoy in front of this server (REST, SSE, the dashboard page
     and native gRPC on one address) and waits until it serves."""
     from uba.gateway import GatewayProcess, TlsFiles
@@ -337,11 +351,27 @@ async def start_gateway(settings: Settings, upstream: str):
         upstream_tls = TlsFiles(settings.gateway_client_cert, settings.gateway_client_key,
                                 settings.gateway_upstream_ca or settings.tls_cert)
     gateway = GatewayProcess(upstream, settings.gateway_listen, work_dir=Path(settings.data_dir) / "gateway",
-                             listen_tls=listen_tls, upstream_tls=upstream_tls)
+                             listen_tls=listen_tls, upstream_tls=upstream_tls, proxy_token=gateway_token)
     gateway.start()
     await asyncio.to_thread(gateway.wait_ready)
     print(f"uba: gateway on {gateway.url} (dashboard, REST under /api/behavior-analytics/, gRPC)", flush=True)
     return gateway
+
+
+async def refresh_active_keys(services: Services, authenticator: sec.Authenticator,
+                              every_seconds: float | None = None) -> None:
+    """Keeps the authenticator's set of active keys current: once, or every
+    `every_seconds` for as long as the server runs."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            digests = await loop.run_in_executor(services.executor, services.security.active_digests, utcnow())
+            authenticator.remember_active(digests)
+        except Exception:  # noqa: BLE001 - the database is down; keys are still looked up one by one
+            log.warning("cannot refresh the set of active API keys", exc_info=True)
+        if every_seconds is None:
+            return
+        await asyncio.sleep(max(every_seconds, 1.0))
 
 
 async def train_on_schedule(services: Services, every_seconds: float) -> None:

@@ -41,6 +41,7 @@ class Settings:
     key_cache_seconds: float = 10.0  # how long a verified key is trusted without a database read
     auth_failure_rate: float = 10.0  # failed authentications per second per client address; 0: no limit
     auth_failure_burst: float = 500.0  # failed authentications a client address may make at once
+    trusted_proxies: str = ""  # CIDRs of proxies whose x-forwarded-for is believed (the bundled gateway always is)
     tls_cert: str = ""  # PEM certificate chain of the gRPC port and the gateway listener; empty: plaintext
     tls_key: str = ""  # its PEM private key
     tls_client_ca: str = ""  # PEM CAs; when set, gRPC clients must present a certificate they signed
@@ -105,6 +106,9 @@ class Settings:
             "auth_failure_rate": "failed authentications per second a client address may make before it is "
                                  "refused without a key lookup; 0: unlimited [UBA_AUTH_FAILURE_RATE, 10]",
             "auth_failure_burst": "failed authentications a client address may make at once [UBA_AUTH_FAILURE_BURST, 500]",
+            "trusted_proxies": "addresses or CIDR blocks of proxies (a standalone 'uba gateway', a load balancer) "
+                               "whose x-forwarded-for names the client; the bundled gateway is trusted without it "
+                               "[UBA_TRUSTED_PROXIES, none]",
             "tls_cert": "PEM certificate chain: serve gRPC and the gateway over TLS [UBA_TLS_CERT, plaintext]",
             "tls_key": "PEM private key of --tls-cert [UBA_TLS_KEY]",
             "tls_client_ca": "PEM CA file: gRPC clients must present a certificate it signed (mutual TLS) "

@@ -200,8 +200,10 @@ def test_a_client_failing_authentication_is_refused_before_any_lookup(tmp_path):
     not per attempt; other addresses (callers Envoy forwards) keep their own
     budget; a key the server verified recently still gets through. Also:
     a revoked key stops working within the default 10 s key cache."""
+    # The standalone gateway runs on loopback: trusted as a proxy by address.
     server = ServerProcess(tmp_path / "data", extra_args=["--auth-failure-rate", "0.2",
-                                                          "--auth-failure-burst", "5"]).start()
+                                                          "--auth-failure-burst", "5",
+                                                          "--trusted-proxies", "127.0.0.1"]).start()
     gateway = start_gateway(server.address, tmp_path / "gateway")
     try:
         # Revocation with the default key cache (10 s): refused within it

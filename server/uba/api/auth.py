@@ -4,10 +4,21 @@ Every RPC of the service, unary and streaming, passes here before its
 handler runs: the bearer token of `authorization: Bearer <key>` must belong
 to an active key (else UNAUTHENTICATED) holding the method's scope (else
 PERMISSION_DENIED), within the key's request rate and stream count (else
-RESOURCE_EXHAUSTED with RetryInfo). A client address that fails to
-authenticate too often is refused (RESOURCE_EXHAUSTED) before any lookup. Health checking and reflection stay
-open. The key's name becomes the principal of the call (`current_principal`),
-which the alert workflow records as who acted.
+RESOURCE_EXHAUSTED with RetryInfo); denied calls count against the rate
+too. A client address that fails to authenticate too often is refused
+(RESOURCE_EXHAUSTED) before any lookup, unless its key is a known active
+one. Health checking and reflection stay open. The key's name becomes the
+principal of the call (`current_principal`), which the alert workflow
+records as who acted. Open streams re-check their key once per key-cache
+period and end with UNAUTHENTICATED once it is revoked or expired.
+
+A grpc.aio call context belongs to its call: once the call has ended (the
+client cancelled, closed its channel or dropped the connection), asking it
+for its peer reaches into a call gRPC has released, which crashed the
+server (SIGSEGV in grpc's Cython layer). So everything a call's audit and
+bookkeeping need is read from the context when the call is admitted (a
+CallRecord), and nothing here touches the context after the handler has
+started, except to abort a call that is still running.
 
 Sits after DrainInterceptor and before ErrorInterceptor, so it maps its own
 refusals with `to_status`. Tokens never reach a log or the audit trail.
@@ -17,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from contextvars import ContextVar
@@ -27,6 +38,7 @@ import grpc
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
+from uba.api.calls import CallRecord, current_call
 from uba.api.errors import to_status
 from uba.domain import errors
 from uba.domain import security as sec
@@ -36,24 +48,9 @@ log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
 # Set for the duration of one call by the interceptor; read by the servicer.
 current_principal: ContextVar[str] = ContextVar("uba_principal", default=ANONYMOUS)
-
-
-def _peer(context: grpc.aio.ServicerContext, metadata: dict[str, str]) -> str:
-    peer = context.peer() or ""
-    forwarded = metadata.get("x-forwarded-for", "")
-    # Through the gateway the peer is Envoy; keep who Envoy says it served.
-    return f"{peer} xff={forwarded[:64]}" if forwarded else peer
-
-
-def _client(context: grpc.aio.ServicerContext, metadata: dict[str, str]) -> str:
-    """Who is calling, for the failed-authentication budget: the peer's
-    address without its port and, through the gateway, the address Envoy
-    appended to x-forwarded-for (the last one: Envoy's own, not the caller's
-    claims)."""
-    peer = context.peer() or ""
-    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
-    forwarded = metadata.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
-    return f"{host}|{forwarded[:64]}" if forwarded else host
+# The header by which the bundled gateway proves it is the hop that wrote
+# x-forwarded-for (Envoy sets it, replacing any a caller sent).
+GATEWAY_HEADER = "x-uba-gateway"
 
 
 def _describe(request) -> tuple[str, str]:
@@ -68,14 +65,19 @@ def _describe(request) -> tuple[str, str]:
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: sec.Authenticator, audit: Callable[[sec.AuditEvent], None],
                  executor: Executor, rate: sec.RateLimiter, streams: sec.StreamLimiter,
-                 failures: sec.FailureLimiter):
+                 failures: sec.FailureLimiter, *, gateway_token: str = "",
+                 trusted_proxies: tuple[sec.Network, ...] = (), recheck_seconds: float = 10.0):
         self._auth = authenticator
         self._audit = audit
         self._executor = executor
         self._rate = rate
         self._streams = streams
         self._failures = failures
-        self._refusals_noted: dict[str, float] = {}  # client -> when its refusal was last audited
+        self._gateway_token = gateway_token
+        self._trusted_proxies = trusted_proxies
+        self._recheck = max(recheck_seconds, 0.5)
+        self._refusals = sec.AuditThrottle()  # client -> refusals over the failure budget
+        self._denials = sec.AuditThrottle()  # (key, method) -> PERMISSION_DENIED
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -97,19 +99,26 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _refuse(request, context):
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "method not allowed")
 
-    async def _admit(self, name: str, scope: str, token: str, metadata: dict[str, str],
-                     context: grpc.aio.ServicerContext) -> sec.ApiKey:
+    def _origin(self, context: grpc.aio.ServicerContext, metadata: dict[str, str]) -> sec.CallOrigin:
+        """Read once, as the call is admitted (see the module docstring)."""
+        sent = metadata.get(GATEWAY_HEADER, "")
+        from_gateway = bool(self._gateway_token and sent) and hmac.compare_digest(sent, self._gateway_token)
+        return sec.CallOrigin.of(context.peer() or "", metadata.get("x-forwarded-for", ""), from_gateway,
+                                 self._trusted_proxies)
+
+    async def _admit(self, call: CallRecord, scope: str, token: str) -> sec.ApiKey:
         """The caller's key, or raises a domain error (audited)."""
-        client = _client(context, metadata)
+        name, origin = call.method, call.origin
         try:
             found = self._auth.cached(token)
             if found is sec.MISS:
-                self._check_failures(name, client, context, metadata)
+                if not self._auth.is_active(token):
+                    self._check_failures(call)
                 found = await asyncio.get_running_loop().run_in_executor(self._executor, self._auth.verify, token)
         except errors.Unauthenticated as exc:
-            self._check_failures(name, client, context, metadata)
-            self._failures.failed(client)
-            self._audit(sec.AuditEvent(name, "UNAUTHENTICATED", peer=_peer(context, metadata), detail=str(exc)))
+            self._check_failures(call)
+            self._failures.failed(origin.client)
+            self._audit(sec.AuditEvent(name, "UNAUTHENTICATED", peer=origin.describe(), detail=str(exc)))
             raise
         except errors.DomainError:
             raise
@@ -120,56 +129,59 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             self._auth.authorize(key, scope)
         except errors.PermissionDenied as exc:
-            self._audit(sec.AuditEvent(name, "PERMISSION_DENIED", actor=key.name, key_id=key.key_id,
-                                       peer=_peer(context, metadata), detail=str(exc)))
+            # A denied call costs its key like any other, so a key cannot
+            # probe methods (or fill the audit) faster than its limit.
+            self._rate.acquire(key.key_id)
+            left_out = self._denials.admit(f"{key.key_id} {name}")
+            if left_out is not None:
+                detail = str(exc) + (f" ({left_out} more denials since the last entry)" if left_out else "")
+                self._audit(sec.AuditEvent(name, "PERMISSION_DENIED", actor=key.name, key_id=key.key_id,
+                                           peer=origin.describe(), detail=detail))
             raise
         self._rate.acquire(key.key_id)
         return key
 
-    def _check_failures(self, name: str, client: str, context, metadata: dict[str, str]) -> None:
+    def _check_failures(self, call: CallRecord) -> None:
         """Refuses a client past its failed-authentication budget; audits
         that once a minute per client, not once per attempt."""
         try:
-            self._failures.check(client)
+            self._failures.check(call.origin.client)
         except errors.ResourceExhausted as exc:
-            now = time.monotonic()
-            if now - self._refusals_noted.get(client, -60.0) >= 60.0:
-                if len(self._refusals_noted) >= 10_000:
-                    self._refusals_noted.clear()
-                self._refusals_noted[client] = now
-                self._audit(sec.AuditEvent(name, "RESOURCE_EXHAUSTED", peer=_peer(context, metadata),
-                                           detail=str(exc)))
+            left_out = self._refusals.admit(call.origin.client)
+            if left_out is not None:
+                detail = str(exc) + (f" ({left_out} more refusals since the last entry)" if left_out else "")
+                self._audit(sec.AuditEvent(call.method, "RESOURCE_EXHAUSTED", peer=call.origin.describe(),
+                                           detail=detail))
             raise
 
-    def _record(self, name: str, key: sec.ApiKey, request, context, metadata: dict[str, str], outcome: str) -> None:
+    def _record(self, call: CallRecord, key: sec.ApiKey, request) -> None:
         target, detail = _describe(request)
-        self._audit(sec.AuditEvent(name, outcome, actor=key.name, key_id=key.key_id, target=target,
-                                   peer=_peer(context, metadata), detail=detail))
-
-    @staticmethod
-    def _outcome(context) -> str:
-        code = context.code()
-        return getattr(code, "name", None) or "ERROR"
+        self._audit(sec.AuditEvent(call.method, call.outcome, actor=key.name, key_id=key.key_id, target=target,
+                                   peer=call.origin.describe(), detail=detail))
 
     def _unary(self, name, scope, token, metadata, behavior):
         audited = name in sec.AUDITED_METHODS
 
         async def handler(request, context):
+            call = CallRecord(name, self._origin(context, metadata))
+            call_reset = current_call.set(call)
             try:
-                key = await self._admit(name, scope, token, metadata, context)
-            except errors.DomainError as exc:
-                await context.abort_with_status(to_status(exc))
-            reset = current_principal.set(key.name)
-            outcome = "ok"
-            try:
-                return await behavior(request, context)
-            except BaseException:
-                outcome = self._outcome(context)
-                raise
+                try:
+                    key = await self._admit(call, scope, token)
+                except errors.DomainError as exc:
+                    await context.abort_with_status(to_status(exc))
+                reset = current_principal.set(key.name)
+                try:
+                    return await behavior(request, context)
+                except BaseException as exc:
+                    call.failed(exc)
+                    raise
+                finally:
+                    current_principal.reset(reset)
+                    if audited:
+                        self._record(call, key, request)
             finally:
-                current_principal.reset(reset)
-                if audited:
-                    self._record(name, key, request, context, metadata, outcome)
+                current_call.reset(call_reset)
 
         return handler
 
@@ -177,24 +189,66 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         audited = name in sec.AUDITED_METHODS
 
         async def handler(request, context):
+            call = CallRecord(name, self._origin(context, metadata))
+            current_call.set(call)
             try:
-                key = await self._admit(name, scope, token, metadata, context)
+                key = await self._admit(call, scope, token)
                 self._streams.open(key.key_id)
             except errors.DomainError as exc:
                 await context.abort_with_status(to_status(exc))
             reset = current_principal.set(key.name)
-            outcome = "ok"
             try:
-                async for message in behavior(request, context):
+                async for message in self._while_key_valid(token, behavior(request, context)):
                     yield message
-            except BaseException:
-                outcome = self._outcome(context)
+            except errors.Unauthenticated as exc:  # the key was revoked or expired meanwhile
+                status = to_status(exc)
+                call.ended_with(status.code.name)
+                await context.abort_with_status(status)
+            except BaseException as exc:
+                call.failed(exc)
                 raise
             finally:
                 self._streams.close(key.key_id)
                 with contextlib.suppress(ValueError):  # closed from another context
                     current_principal.reset(reset)
                 if audited:
-                    self._record(name, key, request, context, metadata, outcome)
+                    self._record(call, key, request)
 
         return handler
+
+    async def _while_key_valid(self, token: str, messages):
+        """The stream's messages, for as long as its key stays valid: checked
+        again once per key-cache period, so that a revoked key's open streams
+        end within about that time (raises Unauthenticated)."""
+        loop = asyncio.get_running_loop()
+        iterator = messages.__aiter__()
+        pending: asyncio.Future | None = None
+        next_check = loop.time() + self._recheck
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(iterator.__anext__())
+                done, _ = await asyncio.wait((pending,), timeout=max(next_check - loop.time(), 0.0))
+                if done:
+                    try:
+                        message = pending.result()
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        pending = None
+                    yield message
+                if loop.time() >= next_check:
+                    try:
+                        await loop.run_in_executor(self._executor, self._auth.verify, token)
+                    except errors.Unauthenticated:
+                        raise
+                    except Exception:  # noqa: BLE001 - the database is down: check again next period
+                        log.warning("cannot re-check the API key of an open stream", exc_info=True)
+                    next_check = loop.time() + self._recheck
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+            with contextlib.suppress(BaseException):
+                await iterator.aclose()

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from uba.api.calls import note_status
 from uba.domain import errors
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,12 @@ def _bad_utf8_field(descriptor, data: bytes, prefix: str = "", depth: int = 0) -
     return None
 
 
+def _noted(status: grpc.Status) -> grpc.Status:
+    """`status`, noted as the current call's outcome (for its audit entry)."""
+    note_status(status.code.name)
+    return status
+
+
 def _wrap_unary(method: str, behavior: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
@@ -225,11 +232,11 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable]) -> Callable[...
                 raise request.error
             return await behavior(request, context)
         except errors.DomainError as exc:
-            await context.abort_with_status(to_status(exc))
+            await context.abort_with_status(_noted(to_status(exc)))
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as exc:  # noqa: BLE001 - the catch-all is this module's job
-            await context.abort_with_status(_internal(method, exc))
+            await context.abort_with_status(_noted(_internal(method, exc)))
 
     return handler
 
@@ -242,11 +249,11 @@ def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator]) -> Callabl
             async for message in behavior(request, context):
                 yield message
         except errors.DomainError as exc:
-            await context.abort_with_status(to_status(exc))
+            await context.abort_with_status(_noted(to_status(exc)))
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as exc:  # noqa: BLE001
-            await context.abort_with_status(_internal(method, exc))
+            await context.abort_with_status(_noted(_internal(method, exc)))
 
     return handler
 

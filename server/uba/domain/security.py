@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -143,6 +144,7 @@ class Authenticator:
         self._max_entries = max_entries
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._lock = threading.Lock()
+        self._active: frozenset[str] = frozenset()
 
     def cached(self, token: str) -> object:
         """The verified key, or raises; returns MISS when a lookup is needed
@@ -170,6 +172,16 @@ class Authenticator:
                 self._cache.clear()  # bounded memory under a flood of made-up keys
             self._cache[wanted] = (time.monotonic() + self._ttl, key)
         return self._check(key)
+
+    def remember_active(self, digests: set[str]) -> None:
+        """The digests of every active key, refreshed now and then: a valid
+        key is recognised without a lookup even while its client address is
+        over its failed-authentication budget."""
+        self._active = frozenset(digests)
+
+    def is_active(self, token: str) -> bool:
+        """Whether `token` was an active key at the last refresh (cheap)."""
+        return digest(token) in self._active
 
     def _check(self, key: ApiKey | None) -> ApiKey:
         if key is None:
@@ -264,6 +276,32 @@ class FailureLimiter:
         self._buckets.take(client)
 
 
+class AuditThrottle:
+    """Audits the first of a run of alike refusals (same subject), then at
+    most one per `every` seconds, each carrying how many were left out, so a
+    flood of refused calls costs a few audit rows, not one each."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_subjects: int = 10_000):
+        self.every = every
+        self._clock = clock
+        self._max_subjects = max_subjects
+        self._subjects: dict[str, tuple[float, int]] = {}  # subject -> (last written, left out since)
+
+    def admit(self, subject: str) -> int | None:
+        """None: leave this one out; else write it, noting the returned
+        count of entries left out before it."""
+        now = self._clock()
+        last, skipped = self._subjects.get(subject, (-float("inf"), 0))
+        if now - last < self.every:
+            self._subjects[subject] = (last, skipped + 1)
+            return None
+        if len(self._subjects) >= self._max_subjects and subject not in self._subjects:
+            self._subjects.clear()
+        self._subjects[subject] = (now, 0)
+        return skipped
+
+
 class StreamLimiter:
     """At most `limit` open streams per key (0: no limit)."""
 
@@ -283,6 +321,91 @@ class StreamLimiter:
             self._open[key] = count
         else:
             self._open.pop(key, None)
+
+
+# -- who is calling ----------------------------------------------------------
+# A forwarded address is only as trustworthy as the hop that wrote it: each
+# proxy appends the address it received the request from to
+# x-forwarded-for, and a caller may start the header with anything. So the
+# header counts only when the request came from a trusted proxy (the bundled
+# gateway, which proves itself with a per-process secret header, or an
+# address in --trusted-proxies), and then the client is the right-most hop
+# that is not itself a trusted proxy.
+
+MAX_FORWARDED_HOPS = 32  # hops kept of a longer header (the right-most: the trustworthy ones)
+MAX_PEER_TEXT = 1000  # what the audit keeps of the peer and the forwarded chain
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, what: str = "trusted_proxies") -> tuple[Network, ...]:
+    """CIDR blocks (or single addresses) separated by commas or spaces."""
+    networks = []
+    for item in text.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise InvalidArgument.single(what, f"not an IP address or CIDR block: {item!r}") from None
+    return tuple(networks)
+
+
+def peer_host(peer: str) -> str:
+    """The address of a gRPC peer string ("ipv4:1.2.3.4:5", "ipv6:[::1]:5")."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        host = rest.rsplit(":", 1)[0]
+        return host.strip("[]")
+    return peer
+
+
+def _in(address: str, networks: tuple[Network, ...]) -> bool:
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+@dataclass(frozen=True, slots=True)
+class CallOrigin:
+    """Where a call came from, decided once when it is admitted."""
+
+    peer: str  # the transport peer, as gRPC names it
+    client: str  # the address charged for failed authentications
+    forwarded: tuple[str, ...] = ()  # x-forwarded-for hops as received (right-most kept)
+    via_proxy: bool = False  # the forwarded hops came through a trusted proxy
+
+    @classmethod
+    def of(cls, peer: str, forwarded_for: str = "", trusted_peer: bool = False,
+           trusted: tuple[Network, ...] = ()) -> "CallOrigin":
+        hops = tuple(h.strip() for h in forwarded_for.split(",") if h.strip())[-MAX_FORWARDED_HOPS:]
+        host = peer_host(peer)
+        if not hops or not (trusted_peer or _in(host, trusted)):
+            return cls(peer, host, hops, False)
+        client = hops[0]
+        for hop in reversed(hops):
+            if not _in(hop, trusted):
+                client = hop
+                break
+        return cls(peer, client[:64], hops, True)
+
+    def describe(self) -> str:
+        """The audit's peer: transport peer, the client when a proxy named
+        it, and the whole forwarded chain (a caller's claims included,
+        marked as such when no trusted proxy vouched for them)."""
+        text = self.peer
+        if self.via_proxy:
+            text += f" client={self.client}"
+        if self.forwarded:
+            label = "xff" if self.via_proxy else "xff(untrusted)"
+            chain = ", ".join(self.forwarded)
+            room = MAX_PEER_TEXT - len(text) - len(label) - 2
+            if len(chain) > room:  # keep the right-most hops: the ones a trusted proxy wrote
+                chain = "..." + chain[-max(room - 3, 0):]
+            text += f" {label}={chain}"
+        return text[:MAX_PEER_TEXT]
 
 
 def expiry(now: datetime, expires_in: timedelta | None) -> datetime | None:

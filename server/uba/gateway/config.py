@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 import shutil
 import string
 from dataclasses import dataclass, field
@@ -89,9 +90,14 @@ class GatewayConfig:
     # names are checked against the upstream host), `cert` and `key` are
     # Envoy's client certificate for servers that require one.
     upstream_tls: TlsFiles | None = None
+    # Sent to the servers in x-uba-gateway (replacing any a caller sent): the
+    # server it was started by believes this gateway's x-forwarded-for.
+    proxy_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def __post_init__(self) -> None:
         self.upstreams()
+        if not self.proxy_token or not self.proxy_token.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("proxy_token must be a non-empty URL-safe token")
         split_host_port(self.listen, what="listen")
         if self.upstream_tls is not None and not self.upstream_tls.ca:
             raise ValueError("TLS to the upstream needs the CA that signed the servers' certificates")
@@ -244,6 +250,7 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
         "descriptor": _yaml_path(descriptor),
         "lua_script": _yaml_path(lua),
         "index_html": _yaml_path(page),
+        "proxy_token": config.proxy_token,
     }
     text = string.Template(Path(config.template).read_text()).substitute(values)
     config_path = out / "envoy.yaml"

@@ -93,6 +93,15 @@ class SecurityRepository:
         with self.database.read() as conn:
             return [_key(r) for r in conn.execute(select(_K).order_by(_K.c.id)).all()]
 
+    def active_digests(self, now: datetime) -> set[str]:
+        """Digests of the keys neither revoked nor expired at `now`."""
+        now_us = to_us(now)
+        with self.database.read() as conn:
+            rows = conn.execute(select(_K.c.digest).where(
+                _K.c.revoked_at_us.is_(None),
+                or_(_K.c.expires_at_us.is_(None), _K.c.expires_at_us > now_us))).all()
+        return {r.digest for r in rows}
+
     def has_keys(self) -> bool:
         with self.database.read() as conn:
             return conn.execute(select(_K.c.id).limit(1)).first() is not None
