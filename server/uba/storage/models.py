@@ -197,7 +197,7 @@ class ApiKeyRow(Base):
 
 class AuditRow(Base):
     """One entry of the audit trail. Append-only (triggers refuse UPDATE and
-    DELETE, see migration 0003)."""
+    DELETE, see migration 0003, and TRUNCATE or REPLACE, see 0005)."""
 
     __tablename__ = "audit_log"
 

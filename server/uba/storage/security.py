@@ -2,7 +2,8 @@
 
 Keys are found by the digest of their token (unique index); the token itself
 is never stored. The audit trail is append-only: this module only inserts
-and reads it (and migration 0003 adds triggers that refuse UPDATE/DELETE).
+and reads it (migrations 0003 and 0005 add triggers that refuse UPDATE,
+DELETE, TRUNCATE and REPLACE).
 Audit entries of the server are written by AuditWriter, a background thread
 that batches them, so that no RPC waits for an audit insert.
 """
