@@ -200,8 +200,16 @@ def as_dict(message) -> dict:
     return MessageToDict(message, preserving_proto_field_name=True)
 
 
+def json_text(value: Any, **kwargs: Any) -> str:
+    """JSON as json.dumps writes it (UTF-8 as is), with U+2028, U+2029 and
+    NEL escaped, which line-splitting readers take for line ends."""
+    from uba.domain.logs import JSON_LINE_SEPARATORS
+
+    return json.dumps(value, ensure_ascii=False, **kwargs).translate(JSON_LINE_SEPARATORS)
+
+
 def print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
+    print(json_text(value, indent=2))
 
 
 # -- parsing arguments --------------------------------------------------------
@@ -390,7 +398,7 @@ def _follow(client, args: argparse.Namespace) -> int:
     try:
         for alert in follower:
             if args.json:
-                print(json.dumps(as_dict(alert), ensure_ascii=False), flush=True)
+                print(json_text(as_dict(alert)), flush=True)
             else:
                 say(f"{alert.seq:>6}  {_ts(alert, 'updated_at')}  {ev.severity_name(alert.severity):<8}  "
                     f"{ev.status_name(alert.status):<12}  {alert.user_id}  {alert.detector}: {alert.reason}",
