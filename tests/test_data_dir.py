@@ -126,3 +126,17 @@ def test_a_symbolic_link_planted_at_admin_key_is_replaced_not_followed(tmp_path,
         server.stub.ListLogs(service_pb2.ListLogsRequest(page_size=1))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["keys", "create", "--name", "ops", "--scope", "read"]])
+def test_commands_that_create_the_database_create_it_owner_only(tmp_path, command):
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
+    with umask(0o022):
+        done = subprocess.run([sys.executable, "-m", "uba", *command, "--data-dir", str(data)], env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "uba.db" in modes(data) and open_to_others(data) == {}
