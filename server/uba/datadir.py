@@ -54,8 +54,8 @@ def _own_paths(root: Path):
         if tree.is_dir() and not tree.is_symlink():
             yield tree
             for folder, dirs, files in os.walk(tree):  # does not follow symbolic links
-                for name in (*dirs, *files):
-                    yield Path(folder) / name
+                for entry in (*dirs, *files):
+                    yield Path(folder) / entry
 
 
 def _narrow(path: Path) -> bool:
