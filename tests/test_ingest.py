@@ -58,21 +58,22 @@ def test_recorded_event_is_listed_with_every_field(stub):
 
 
 def test_text_with_separators_and_escapes_is_stored_exactly(stub):
-    """PostgreSQL's COPY format gives tabs, newlines, carriage returns and
-    backslashes a meaning: values holding them, beside plain events and
-    empty optional fields in one batch, must come back as sent."""
+    """PostgreSQL's COPY format gives tabs and backslashes a meaning: values
+    holding them (TAB only in free text; identifiers refuse it), beside
+    plain events and empty optional fields in one batch, must come back as
+    sent."""
     user = unique("CORP\\")
     awkward = {
-        "user_agent": "tab\there\r\nnew line\\N",
+        "user_agent": "tab\there \\r\\nnew line\\N",
         "api_path": "/v1/a\\b\\\\c\\t",
         "city": "Zürich \\",
         "source": "\\N",
-        "attributes": {"note": "line1\nline2\t\\", "path": "C:\\Temp", "empty": ""},
+        "attributes": {"note": "line1\u2028line2\t\\", "path": "C:\\Temp", "empty": ""},
     }
     sent = [event(user, API_CALL, event_id=unique("plain"), api_path="/v1/plain", latitude=-0.1, longitude=1e-7),
             event(user, API_CALL, event_id=unique("awkward"), **awkward),
             event(user, LOGOUT, event_id=unique("bare")),
-            event(user, API_CALL, event_id=unique("tab"), device_id="d\t1", bytes_transferred=2**62)]
+            event(user, API_CALL, event_id=unique("tab"), device_id="d\\t1", bytes_transferred=2**62)]
     reply = stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=sent))
     assert reply.accepted_count == len(sent), reply
     got = {e.event_id: e for e in stored(stub, user)}
@@ -160,6 +161,29 @@ BAD_EVENTS = [
     ("user_agent", dict(user_agent="x" * 1025)),
     ("user_id", dict(user_id="u" * 257)),
     ("user_id", dict(user_id="nul\x00byte")),
+    # Identifiers refuse every control character, TAB, CR and LF included,
+    # and the format and separator characters that reorder or break a line.
+    ("user_id", dict(user_id="alice\tadmin")),
+    ("user_id", dict(user_id="alice\r\nbob")),
+    ("user_id", dict(user_id="alice\n")),
+    ("user_id", dict(user_id="alice\u2028bob")),
+    ("user_id", dict(user_id="alice\u2029bob")),
+    ("user_id", dict(user_id="alice\x85bob")),
+    ("user_id", dict(user_id="evil\u202egnp.exe")),
+    ("user_id", dict(user_id="ali\u200bce")),
+    ("user_id", dict(user_id="alice\x1b[2J")),
+    ("device_id", dict(device_id="d\t1")),
+    ("session_id", dict(session_id="s\n1")),
+    ("peer_group", dict(peer_group="ops\tadmins")),
+    ("api_path", dict(api_path="/v1/a\r\n")),
+    ("source", dict(source="sshd\u2028")),
+    ("attributes", dict(attributes={"k\tey": "v"})),
+    # Free text keeps TAB only.
+    ("user_agent", dict(user_agent="Mozilla\n5.0")),
+    ("user_agent", dict(user_agent="Mozilla\r5.0")),
+    ("user_agent", dict(user_agent="\x1b]0;owned\x07")),
+    ("city", dict(city="Berlin\x85")),
+    ("attributes[note]", dict(attributes={"note": "line1\nline2"})),
     ("event_id", dict(event_id="has space")),
     ("source_ip", dict(source_ip="999.1.1.1")),
     ("country_code", dict(country_code="Germany")),
@@ -204,3 +228,21 @@ def test_batch_over_the_limit_is_refused_whole(stub):
     assert stored(stub, user) == []
     full = stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=[event(user) for _ in range(1000)]))
     assert full.accepted_count == 1000
+
+
+def test_batch_items_with_line_breaking_characters_are_refused_naming_the_field(stub):
+    """A TAB, CR or LF in a user_id once printed a forged row in `uba logs`."""
+    user = unique()
+    batch = [event(user, event_id=unique("ok")),
+             event(f"{user}\tforged", event_id=unique("tab")),
+             event(user, event_id=unique("lf"), user_agent="agent\n2026-01-01 00:00:00  login_success  root"),
+             event(user, event_id=unique("cr"), session_id="s\r1"),
+             event(user, event_id=unique("free-tab"), user_agent="agent\twith tab")]
+    reply = stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=batch))
+    assert [r.status for r in reply.results] == [service_pb2.RECORD_STATUS_ACCEPTED] + \
+        [service_pb2.RECORD_STATUS_INVALID] * 3 + [service_pb2.RECORD_STATUS_ACCEPTED]
+    named = [{v.field: v.description for v in r.violations} for r in reply.results[1:4]]
+    assert list(named[0]) == ["events[1].user_id"] and "U+0009" in named[0]["events[1].user_id"]
+    assert list(named[1]) == ["events[2].user_agent"] and "U+000A" in named[1]["events[2].user_agent"]
+    assert list(named[2]) == ["events[3].session_id"] and "U+000D" in named[2]["events[3].session_id"]
+    assert sorted(e.event_id for e in stored(stub, user)) == sorted([batch[0].event_id, batch[4].event_id])

@@ -162,3 +162,22 @@ def test_capabilities_report_the_storage(uba_server):
     assert caps.storage_backend == uba_server.backend
     assert caps.max_batch_size == 1000 and list(caps.export_formats) == ["csv", "json", "ndjson"]
     assert caps.version
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_export_escapes_line_and_paragraph_separators(uba_server, fmt):
+    """U+2028 and U+2029 are valid raw in JSON text, but readers that split
+    lines the Unicode way (and JavaScript before ES2019) break a record on
+    them: free text holding them is exported escaped, and reads back as sent."""
+    user = unique("sep")
+    texts = ["Mozilla/5.0\u2028forged: record", "a\u2029b", "tab\tand \u2028 both\u2029"]
+    sent = [event(user, API_CALL, at=BASE + timedelta(minutes=i), event_id=f"{user}-{i}", user_agent=text,
+                  city=text[:20], attributes={"note": text}) for i, text in enumerate(texts)]
+    assert uba_server.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=sent)).accepted_count == 3
+    _, data, _ = export(uba_server.stub, user_id=user, format=fmt)
+    assert "\u2028".encode() not in data and "\u2029".encode() not in data
+    assert b"\\u2028" in data and b"\\u2029" in data
+    text = data.decode()
+    records = json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
+    assert [(r["user_agent"], r["city"], r["attributes"]) for r in records] == \
+        [(t, t[:20], {"note": t}) for t in texts]

@@ -32,6 +32,7 @@ from uba.api.broker import AlertBroker
 from uba.api.errors import DrainInterceptor, ErrorInterceptor
 from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
 from uba.config import Settings, load_detector_config
+from uba.datadir import write_private_file
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
@@ -185,11 +186,14 @@ def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | N
     except FailedPrecondition:  # another server process on this database was first
         return None
     path = Path(data_dir) / "admin.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
-    os.chmod(path, 0o600)  # the file may have existed with wider permissions
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        # A new 0600 file renamed over the name: nothing planted at
+        # admin.key (a symbolic link to another file) is followed.
+        write_private_file(path, token + "\n")
+    except OSError as exc:
+        raise SystemExit(f"uba: cannot write the admin key to {path}: {exc.strerror}; "
+                         "create a key with 'uba keys create --scope admin'") from None
     return path
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+
+from uba.domain.validation import IDENTIFIER_REFUSED
 
 UTC = timezone.utc
 
@@ -154,19 +157,59 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 
 
 def fail(message: str) -> None:
-    print(f"uba: {message}", file=sys.stderr)
+    print(shown(f"uba: {message}"), file=sys.stderr)
 
 
 def note(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(shown(message), file=sys.stderr, flush=True)
+
+
+# -- what reaches a terminal -------------------------------------------------------
+# Stored text is shown, never obeyed: a control character (TAB, CR, LF, ESC,
+# C1), a format character (bidirectional override, zero-width) or a line or
+# paragraph separator in a value is printed as an escape such as \t, \n or
+# \x1b, so no value can start a forged row or send the terminal a command.
+# The same characters identifiers refuse at ingest; older data and free text
+# may still hold some. Backslashes stay as they are (DOMAIN\user reads well).
+
+_UNSHOWN = IDENTIFIER_REFUSED
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def shown(value: object) -> str:
+    """`value` as text safe to print on a terminal, on one line."""
+    text = str(value)
+    if text.isprintable():  # the usual case, one scan at C speed
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in _UNSHOWN else c for c in text)
+
+
+def say(line: str, **kwargs: Any) -> None:
+    """Prints one line of text output, its values escaped by shown()."""
+    print(shown(line), **kwargs)
 
 
 def as_dict(message) -> dict:
     return MessageToDict(message, preserving_proto_field_name=True)
 
 
+def json_text(value: Any, **kwargs: Any) -> str:
+    """JSON as json.dumps writes it (UTF-8 as is), with U+2028, U+2029 and
+    NEL escaped, which line-splitting readers take for line ends."""
+    from uba.domain.logs import JSON_LINE_SEPARATORS
+
+    return json.dumps(value, ensure_ascii=False, **kwargs).translate(JSON_LINE_SEPARATORS)
+
+
 def print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
+    print(json_text(value, indent=2))
 
 
 # -- parsing arguments --------------------------------------------------------
@@ -234,9 +277,11 @@ def _ts(message, name: str) -> str:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    """Columns padded to their widest cell; every cell escaped by shown()."""
+    cells = [[shown(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def _event_detail(e) -> str:
@@ -310,10 +355,10 @@ def _print_alert(a, as_json: bool) -> None:
         return
     from uba_client import events as ev
 
-    print(f"{a.alert_id}  {ev.severity_name(a.severity)}  {ev.status_name(a.status)}  {a.user_id}  {a.detector}")
-    print(f"  {a.title}: {a.reason}")
+    say(f"{a.alert_id}  {ev.severity_name(a.severity)}  {ev.status_name(a.status)}  {a.user_id}  {a.detector}")
+    say(f"  {a.title}: {a.reason}")
     if a.resolution:
-        print(f"  resolution: {ev.resolution_name(a.resolution)}{'  note: ' + a.note if a.note else ''}")
+        say(f"  resolution: {ev.resolution_name(a.resolution)}{'  note: ' + a.note if a.note else ''}")
 
 
 def run_alerts(args: argparse.Namespace) -> int:
@@ -353,11 +398,11 @@ def _follow(client, args: argparse.Namespace) -> int:
     try:
         for alert in follower:
             if args.json:
-                print(json.dumps(as_dict(alert), ensure_ascii=False), flush=True)
+                print(json_text(as_dict(alert)), flush=True)
             else:
-                print(f"{alert.seq:>6}  {_ts(alert, 'updated_at')}  {ev.severity_name(alert.severity):<8}  "
-                      f"{ev.status_name(alert.status):<12}  {alert.user_id}  {alert.detector}: {alert.reason}",
-                      flush=True)
+                say(f"{alert.seq:>6}  {_ts(alert, 'updated_at')}  {ev.severity_name(alert.severity):<8}  "
+                    f"{ev.status_name(alert.status):<12}  {alert.user_id}  {alert.detector}: {alert.reason}",
+                    flush=True)
             seen += 1
             if args.count and seen >= args.count:
                 break
@@ -390,28 +435,28 @@ def run_dashboard(args: argparse.Namespace) -> int:
         print_json(as_dict(d))
         return 0
     t = d.totals
-    print(f"uba dashboard  {_ts(d, 'window_start')} .. {_ts(d, 'window_end')} UTC  "
-          f"(analytics: {_mode(d.analytics_mode)})")
+    say(f"uba dashboard  {_ts(d, 'window_start')} .. {_ts(d, 'window_end')} UTC  "
+        f"(analytics: {_mode(d.analytics_mode)})")
     print()
-    print(f"  events {t.event_count:>10,}   users {t.user_count:>8,}   logins {t.login_success_count:>8,}   "
-          f"failed {t.login_failure_count:>8,}")
-    print(f"  logouts {t.logout_count:>9,}   api calls {t.api_call_count:>4,}   anomalies {t.anomaly_count:>5,}   "
-          f"open alerts {t.open_alert_count:>3,}")
+    say(f"  events {t.event_count:>10,}   users {t.user_count:>8,}   logins {t.login_success_count:>8,}   "
+        f"failed {t.login_failure_count:>8,}")
+    say(f"  logouts {t.logout_count:>9,}   api calls {t.api_call_count:>4,}   anomalies {t.anomaly_count:>5,}   "
+        f"open alerts {t.open_alert_count:>3,}")
     if d.hourly:
         print()
-        print(f"  events per hour   {sparkline([b.event_count for b in d.hourly])}  max {max(b.event_count for b in d.hourly):,}")
-        print(f"  failures per hour {sparkline([b.login_failure_count for b in d.hourly])}  "
-              f"max {max(b.login_failure_count for b in d.hourly):,}")
+        say(f"  events per hour   {sparkline([b.event_count for b in d.hourly])}  max {max(b.event_count for b in d.hourly):,}")
+        say(f"  failures per hour {sparkline([b.login_failure_count for b in d.hourly])}  "
+            f"max {max(b.login_failure_count for b in d.hourly):,}")
     if d.open_alerts_by_severity:
         print()
-        print("  open alerts: " + ", ".join(f"{ev.severity_name(s.severity)} {s.count}" for s in d.open_alerts_by_severity))
+        say("  open alerts: " + ", ".join(f"{ev.severity_name(s.severity)} {s.count}" for s in d.open_alerts_by_severity))
     if d.anomalies_by_detector:
-        print("  anomalies:   " + ", ".join(f"{c.detector} {c.count}" for c in d.anomalies_by_detector))
+        say("  anomalies:   " + ", ".join(f"{c.detector} {c.count}" for c in d.anomalies_by_detector))
     if d.top_risky_users:
         print()
-        print("  riskiest users")
+        say("  riskiest users")
         for u in d.top_risky_users:
-            print(f"    {u.risk:>3}  {u.user_id}  {'; '.join(u.top_reasons[:2])}")
+            say(f"    {u.risk:>3}  {u.user_id}  {'; '.join(u.top_reasons[:2])}")
     return 0
 
 
@@ -433,8 +478,8 @@ def run_backfill(args: argparse.Namespace) -> int:
     if args.json:
         print_json(as_dict(reply))
     else:
-        print(f"replayed {reply.event_count:,} events of {reply.user_count:,} users: "
-              f"{reply.anomaly_count:,} anomalies, {reply.alert_count:,} alerts")
+        say(f"replayed {reply.event_count:,} events of {reply.user_count:,} users: "
+            f"{reply.anomaly_count:,} anomalies, {reply.alert_count:,} alerts")
     return 0
 
 
@@ -445,8 +490,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         print_json(as_dict(reply))
     else:
-        print(f"model {reply.version}: {reply.row_count:,} rows from {reply.event_count:,} events, "
-              f"{len(reply.features)} features, threshold {reply.threshold:.4f}, {reply.training_seconds:.1f} s")
+        say(f"model {reply.version}: {reply.row_count:,} rows from {reply.event_count:,} events, "
+            f"{len(reply.features)} features, threshold {reply.threshold:.4f}, {reply.training_seconds:.1f} s")
     return 0
 
 
@@ -456,18 +501,18 @@ def run_baseline(args: argparse.Namespace) -> int:
     if args.json:
         print_json(as_dict(b))
         return 0
-    print(f"baseline of {b.user_id}: {'mature' if b.mature else 'not mature yet'}, {b.observation_count:,} events "
-          f"over {b.days_covered} days ({_ts(b, 'first_seen_at')} .. {_ts(b, 'last_seen_at')} UTC)")
-    print(f"  time zone {b.timezone or '-'}, peer group {b.peer_group or '-'}")
+    say(f"baseline of {b.user_id}: {'mature' if b.mature else 'not mature yet'}, {b.observation_count:,} events "
+        f"over {b.days_covered} days ({_ts(b, 'first_seen_at')} .. {_ts(b, 'last_seen_at')} UTC)")
+    say(f"  time zone {b.timezone or '-'}, peer group {b.peer_group or '-'}")
     hours = list(b.login_hour_of_week)
     if len(hours) == 168 and any(hours):
-        print("  logins by local hour  00h" + " " * 18 + "12h" + " " * 18 + "23h")
+        say("  logins by local hour  00h" + " " * 18 + "12h" + " " * 18 + "23h")
         for day in range(7):
-            print(f"    {_DAYS[day]}                {sparkline(hours[day * 24:(day + 1) * 24])}")
+            say(f"    {_DAYS[day]}                {sparkline(hours[day * 24:(day + 1) * 24])}")
 
     def stats(name: str, s, unit: str = "") -> None:
         if s.count:
-            print(f"  {name:<24} mean {s.mean:,.1f}{unit}  sd {s.stddev:,.1f}  range {s.min:,.0f}..{s.max:,.0f}  (n={s.count})")
+            say(f"  {name:<24} mean {s.mean:,.1f}{unit}  sd {s.stddev:,.1f}  range {s.min:,.0f}..{s.max:,.0f}  (n={s.count})")
 
     stats("logins per day", b.logins_per_day)
     stats("failed logins per hour", b.failed_logins_per_hour)
@@ -475,17 +520,17 @@ def run_baseline(args: argparse.Namespace) -> int:
     stats("api calls per hour", b.api_calls_per_hour)
     stats("bytes per hour", b.bytes_per_hour)
     if b.api_error_share:
-        print(f"  api error share          {b.api_error_share:.1%}")
+        say(f"  api error share          {b.api_error_share:.1%}")
     for label, values in (("countries", b.countries), ("cities", b.cities), ("source ips", b.source_ips),
                           ("devices", b.devices)):
         if values:
-            print(f"  {label:<24} " + ", ".join(f"{v.value} ({v.count})" for v in list(values)[:8]))
+            say(f"  {label:<24} " + ", ".join(f"{v.value} ({v.count})" for v in list(values)[:8]))
     if b.endpoints:
-        print("  endpoints                " + ", ".join(f"{e.endpoint} ({e.count})" for e in list(b.endpoints)[:6]))
+        say("  endpoints                " + ", ".join(f"{e.endpoint} ({e.count})" for e in list(b.endpoints)[:6]))
     if b.HasField("last_login"):
         ll = b.last_login
-        print(f"  last login               {_ts(ll, 'occurred_at')} UTC from {ll.source_ip or '-'} "
-              f"{ll.city or ''} {ll.country_code or ''}".rstrip())
+        say(f"  last login               {_ts(ll, 'occurred_at')} UTC from {ll.source_ip or '-'} "
+            f"{ll.city or ''} {ll.country_code or ''}".rstrip())
     return 0
 
 
@@ -497,9 +542,9 @@ def run_capabilities(args: argparse.Namespace) -> int:
     if args.json:
         print_json(as_dict(c))
         return 0
-    print(f"uba {c.version} at {ClientSettings.load(args).server}")
-    print(f"  storage {c.storage_backend}, analytics {_mode(c.analytics_mode)}, batches up to {c.max_batch_size}, "
-          f"exports {', '.join(c.export_formats)}")
+    say(f"uba {c.version} at {ClientSettings.load(args).server}")
+    say(f"  storage {c.storage_backend}, analytics {_mode(c.analytics_mode)}, batches up to {c.max_batch_size}, "
+        f"exports {', '.join(c.export_formats)}")
     table([[d.name, d.version, d.family, "on" if d.enabled else ("off" if d.available else "unavailable"),
             d.unavailable_reason or d.description] for d in c.detectors],
           ["DETECTOR", "VERSION", "FAMILY", "STATE", "DESCRIPTION"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from uba.config import Settings
+from uba.datadir import PRIVATE_UMASK
 from uba.logs import setup_logging
 
 
@@ -21,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.load(args)
     setup_logging(settings.log_level)
+    os.umask(PRIVATE_UMASK)  # a database this creates is the owner's alone, as under `uba serve`
     from uba.storage.database import Database
 
     database = Database(settings.resolved_database_url)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from uba.config import Settings
+from uba.datadir import make_private
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.load(argparse.Namespace(data_dir=args.data_dir, listen=args.upstream))
     work_dir = Path(settings.data_dir) / "gateway"
     try:
+        make_private(settings.data_dir)  # Envoy's log records full query strings
         listen_tls = (TlsFiles(args.tls_cert, args.tls_key, args.client_ca)
                       if args.tls_cert or args.tls_key or args.client_ca else None)
         upstream_tls = (TlsFiles(args.upstream_cert, args.upstream_key, args.upstream_ca)

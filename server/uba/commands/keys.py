@@ -9,12 +9,14 @@ default): a revoked key stops working within that time.
 from __future__ import annotations
 
 import argparse
+import os
 import getpass
 import json
 import sys
 from datetime import datetime, timezone
 
 from uba.config import Settings
+from uba.datadir import PRIVATE_UMASK
 from uba.logs import setup_logging
 
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.load(args)
     setup_logging("warning")
+    os.umask(PRIVATE_UMASK)  # a database this creates is the owner's alone, as under `uba serve`
     database = Database(settings.resolved_database_url)
     now = datetime.now(timezone.utc)
     try:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from uba.config import Settings
+from uba.datadir import make_private
 from uba.logs import setup_logging
 
 
@@ -19,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.load(args)
     setup_logging(settings.log_level, settings.log_json)
+    # Before anything is created: the database, its WAL, the admin key and
+    # Envoy's log (full query strings) are for the owner only.
+    try:
+        make_private(settings.data_dir)
+    except OSError as exc:
+        raise SystemExit(f"uba: data dir {settings.data_dir}: {exc.strerror}") from None
     from uba.app import serve  # deferred: `uba --help` stays fast
 
     return asyncio.run(serve(settings))

@@ -131,7 +131,8 @@ def csv_safe(value: object) -> object:
 # each line is one str.join of its cells (CSV), or of its cells between the
 # constant text around them (JSON). No per-row object is built but the
 # line. The output is byte for byte what csv.writer (QUOTE_MINIMAL, CRLF)
-# and json.dumps(record, ensure_ascii=False) wrote for the record.
+# and json.dumps(record, ensure_ascii=False) wrote for the record, except
+# that JSON text escapes U+2028, U+2029 and U+0085 as well (see _json_text).
 
 _COLUMN = {name: i for i, name in enumerate(EXPORT_FIELDS)}
 _TEXT = frozenset(_COLUMN[name] for name in _TEXT_COLUMNS - {"attributes"})
@@ -144,6 +145,18 @@ assert EXPORT_ROW[_DURATION] == "session_duration_us" and len(EXPORT_ROW) == len
 # What csv.writer quotes a cell for.
 _CSV_QUOTED = (",", '"', "\r", "\n")
 _json_str = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False)
+# Line and paragraph separators (and NEL) are valid raw in a JSON string,
+# but JavaScript before ES2019 and readers that split lines the Unicode way
+# (Python's str.splitlines) break an NDJSON record on them.
+JSON_LINE_SEPARATORS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def _json_text(value: str) -> str:
+    """json.dumps(value, ensure_ascii=False), with the separators escaped."""
+    text = _json_str(value)
+    return text if text.isascii() else text.translate(JSON_LINE_SEPARATORS)
+
+
 _CSV_HEADER = ",".join(EXPORT_FIELDS) + "\r\n"
 _JSON_KEYS = tuple(("{" if i == 0 else ", ") + json.dumps(name) + ": " for i, name in enumerate(EXPORT_FIELDS))
 
@@ -190,7 +203,8 @@ def _attributes(column: Sequence, sort_keys: bool) -> list:
     out = []
     for text in column:
         value = json.loads(text) if text else None
-        out.append(json.dumps(value, ensure_ascii=False, sort_keys=sort_keys) if value else None)
+        text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys) if value else None
+        out.append(text if text is None or text.isascii() else text.translate(JSON_LINE_SEPARATORS))
     return out
 
 
@@ -271,7 +285,7 @@ def _json_value(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return _json_str(value)
+        return _json_text(value)
     if type(value) is float and math.isfinite(value) or type(value) is int:
         return repr(value)
     return json.dumps(value)
@@ -292,8 +306,8 @@ def _json_column(i: int, column: Sequence) -> tuple[bool, Sequence[str] | str]:
         except TypeError:  # not all text
             pass
         else:
-            # Nothing json.dumps escapes: no control character, quote or backslash
-            # (isprintable() is also false for a few more, which only costs time).
+            # Nothing _json_text escapes: no control character, separator, quote or
+            # backslash (isprintable() is also false for a few more, which only costs time).
             if joined.isprintable() and '"' not in joined and "\\" not in joined:
                 return True, column
     elif i in _TIMES:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import operator
 import re
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -36,11 +37,53 @@ MAX_LENGTHS = {
     "source": 128,
 }
 
+# Free text: what people and programs write (a browser's user agent, a
+# city). Every other text field is an identifier: it names something, is
+# compared, grouped and printed in tables, so it must read as what it is.
+FREE_TEXT_FIELDS = frozenset({"user_agent", "city"})
+
 _TEXT_FIELDS = tuple(MAX_LENGTHS)
 _TEXT_LIMITS = tuple(MAX_LENGTHS.values())
 _text_values = operator.attrgetter(*_TEXT_FIELDS)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Refused in every text field: control characters (C0 with LF and CR, DEL,
+# C1 with NEL) and lone surrogates, which no encoder accepts. Free text
+# keeps TAB: HTTP allows it inside a header value, so a faithfully copied
+# user agent may hold one (tables and exports escape it).
+FREE_TEXT_REFUSED = frozenset({"Cc", "Cs"})
+FREE_TEXT_ALLOWED = frozenset("\t")
+# Refused in identifiers besides: TAB, format characters (bidirectional
+# overrides, zero-width characters) and the line and paragraph separators
+# U+2028 and U+2029, which reorder, hide or break what a table shows.
+IDENTIFIER_REFUSED = FREE_TEXT_REFUSED | {"Cf", "Zl", "Zp"}
+
+
+def first_refused(value: str, refused: frozenset[str], allowed: frozenset[str] = frozenset()) -> str | None:
+    """The first character of `value` in one of the `refused` Unicode
+    categories and not `allowed`, or None. str.isprintable() is false for
+    all of them (and for a few more, such as a no-break space), so the
+    usual value costs one scan at C speed."""
+    if value.isprintable():
+        return None
+    for char in value:
+        if char not in allowed and unicodedata.category(char) in refused:
+            return char
+    return None
+
+
+def _free_text_refused(value: str) -> str | None:
+    return first_refused(value, FREE_TEXT_REFUSED, FREE_TEXT_ALLOWED)
+
+
+def _identifier_refused(value: str) -> str | None:
+    return first_refused(value, IDENTIFIER_REFUSED)
+
+
+def _refusal(char: str, identifier: bool) -> str:
+    what = "control, format or line separator characters" if identifier else "control characters but TAB"
+    return f"must not contain {what} (found U+{ord(char):04X})"
+
+
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _EVENT_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 
@@ -86,14 +129,15 @@ def validate_event(event: ActivityEvent, prefix: str, now: datetime) -> list[Fie
         bad("occurred_at", "more than 5 minutes in the future")
 
     # One scan of all text fields for the usual case (ingest's hot path);
-    # field by field only to name what is wrong. "\n" is not in _CONTROL.
+    # field by field only to name what is wrong.
     texts = _text_values(event)
-    if any(map(operator.gt, map(len, texts), _TEXT_LIMITS)) or _CONTROL.search("\n".join(texts)):
+    if any(map(operator.gt, map(len, texts), _TEXT_LIMITS)) or not "".join(texts).isprintable():
         for name, limit, value in zip(_TEXT_FIELDS, _TEXT_LIMITS, texts):
+            identifier = name not in FREE_TEXT_FIELDS
             if len(value) > limit:
                 bad(name, f"longer than {limit} characters")
-            elif _CONTROL.search(value):
-                bad(name, "contains control characters")
+            elif (char := (_identifier_refused if identifier else _free_text_refused)(value)) is not None:
+                bad(name, _refusal(char, identifier))
     if event.event_id and len(event.event_id) <= MAX_LENGTHS["event_id"] and not _EVENT_ID.fullmatch(event.event_id):
         bad("event_id", "must be printable ASCII without spaces")
     if event.source_ip and len(event.source_ip) <= MAX_LENGTHS["source_ip"] and not is_ip(event.source_ip):
@@ -119,8 +163,12 @@ def validate_event(event: ActivityEvent, prefix: str, now: datetime) -> list[Fie
         bad("attributes", f"more than {MAX_ATTRIBUTES} entries")
     else:
         for key, value in event.attributes.items():
-            if not key or len(key) > MAX_ATTRIBUTE_KEY or _CONTROL.search(key):
-                bad("attributes", f"key {key[:64]!r}: 1..{MAX_ATTRIBUTE_KEY} characters without control characters")
-            elif len(value) > MAX_ATTRIBUTE_VALUE or _CONTROL.search(value):
-                bad(f"attributes[{key}]", f"longer than {MAX_ATTRIBUTE_VALUE} characters or contains control characters")
+            # Keys are identifiers, values free text.
+            if not key or len(key) > MAX_ATTRIBUTE_KEY or _identifier_refused(key):
+                bad("attributes", f"key {key[:64]!r}: 1..{MAX_ATTRIBUTE_KEY} characters without control, "
+                                  "format or line separator characters")
+            elif len(value) > MAX_ATTRIBUTE_VALUE:
+                bad(f"attributes[{key}]", f"longer than {MAX_ATTRIBUTE_VALUE} characters")
+            elif (char := _free_text_refused(value)) is not None:
+                bad(f"attributes[{key}]", _refusal(char, identifier=False))
     return problems

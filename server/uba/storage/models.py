@@ -197,7 +197,7 @@ class ApiKeyRow(Base):
 
 class AuditRow(Base):
     """One entry of the audit trail. Append-only (triggers refuse UPDATE and
-    DELETE, see migration 0003)."""
+    DELETE, see migration 0003, and TRUNCATE or REPLACE, see 0005)."""
 
     __tablename__ = "audit_log"
 
@@ -207,7 +207,7 @@ class AuditRow(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(512))
-    peer: Mapped[str] = mapped_column(String(128))
+    peer: Mapped[str] = mapped_column(String(1024))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String(512))
 

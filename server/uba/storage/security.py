@@ -2,7 +2,8 @@
 
 Keys are found by the digest of their token (unique index); the token itself
 is never stored. The audit trail is append-only: this module only inserts
-and reads it (and migration 0003 adds triggers that refuse UPDATE/DELETE).
+and reads it (migrations 0003 and 0005 add triggers that refuse UPDATE,
+DELETE, TRUNCATE and REPLACE).
 Audit entries of the server are written by AuditWriter, a background thread
 that batches them, so that no RPC waits for an audit insert.
 """
@@ -40,7 +41,7 @@ def _key(row) -> sec.ApiKey:
 def _audit_values(e: sec.AuditEvent) -> dict:
     # Column widths bound what a caller can make us store.
     return dict(occurred_at_us=to_us(e.occurred_at), actor=e.actor[:128], key_id=e.key_id[:32], action=e.action[:64],
-                target=e.target[:512], peer=e.peer[:128], outcome=e.outcome[:32], detail=e.detail[:512])
+                target=e.target[:512], peer=e.peer[:1024], outcome=e.outcome[:32], detail=e.detail[:512])
 
 
 class SecurityRepository:
