@@ -338,8 +338,10 @@ def _plan(rng: random.Random, people: list[User], first: date, last: date, train
     trips = {}
     candidates = [u for u in people if u.user_id not in silent]
     for u in rng.sample(candidates, k=min(len(candidates), max(1, len(people) // 15))):
-        away = rng.randint(2, 4)
-        begin = first + timedelta(days=rng.randint(3, max(3, days - away - 3)))
+        begin = first + timedelta(days=rng.randint(3, max(3, days - 9)))
+        while begin.weekday() > 2:  # away from Monday, Tuesday or Wednesday, back by Friday
+            begin += timedelta(days=1)
+        away = rng.randint(2, min(4, 5 - begin.weekday()))
         place = rng.choice([o for o in OFFICES if o != u.office])
         trips[u.user_id] = (begin, begin + timedelta(days=away - 1), place)
     return Plan(vpn_change, refresh_group, refresh_days, rollout_group, rollout_day, on_call, trips, silent)
@@ -518,7 +520,7 @@ class Routine:
                 if feature not in u.extra_endpoints:
                     u.extra_endpoints.append(feature)
             travelling = trip and day in (trip[0] - timedelta(days=1), trip[1] + timedelta(days=1))
-            if travelling or day in off:
+            if travelling or (day in off and not (trip and trip[0] <= day <= trip[1])):
                 day += timedelta(days=1)
                 continue
             ctx = self.context(u, day, remote=day.weekday() in u.remote_weekdays)
