@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
         sources_of = {m.event_id: m.source_ip for m in messages if m.source_ip}
         try:
             with open(args.labels, encoding="utf-8") as f:
-                labels = parse_labels(f, users, set(sources_of.values()), start, end)
+                labels = parse_labels(f, users, set(sources_of.values()), start, end, slack)
         except OSError as exc:
             raise UsageError(f"--labels: {exc.strerror}: {args.labels}") from None
         if not labels:
