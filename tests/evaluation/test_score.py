@@ -55,6 +55,7 @@ def test_caught_best_severity_and_minutes_to_detect():
     ato, sp = rows["account_takeover"], rows["password_spraying_slow"]
     assert (ato["caught"], ato["best_severity"], ato["minutes_to_detect"]) == (1, "HIGH", 12.0)
     assert (ato["alerts"], ato["alerts_medium_plus"], ato["anomalies"], ato["anomalies_medium_plus"]) == (1, 1, 2, 1)
+    assert ato["anomalies_medium_plus_on_its_events"] == 0  # attributed by user and time only
     assert (sp["caught"], sp["best_severity"], sp["minutes_to_detect"]) == (0, "LOW", None)
     assert report.to_dict()["attack_classes_caught"] == 1
 
@@ -65,6 +66,7 @@ def test_an_alert_belongs_to_its_anomalies_attack_even_outside_the_window():
     alerts = [alert("al1", "u7", late, anomalies=("a1",))]
     report = score([takeover], anomalies, alerts, USERS, START, END)
     assert [f.id for f in report.attacks[0].alerts] == ["al1"]
+    assert report.attack_rows()[0]["anomalies_medium_plus_on_its_events"] == 1
     assert report.false_user_days == 0 and report.unattributed_medium_plus_alerts == 0
 
 

@@ -420,7 +420,8 @@ def run(args: argparse.Namespace) -> int:
             note("uba: starting a throwaway server" + (" on --database-url" if args.database_url else
                                                          " on SQLite in a temporary directory"))
         server = ThrowawayServer(args.database_url, args.detectors, args.keep).start()
-        settings = replace(settings, server=server.address, api_key=server.key, tls=False, ca_file="")
+        settings = replace(settings, server=server.address, api_key=server.key, tls=False, ca_file="",
+                           client_cert="", client_key="")
     elif args.database_url or args.detectors:
         raise UsageError("--database-url and --detectors configure the throwaway server; not with --server")
     try:
@@ -491,10 +492,11 @@ def print_report(r: dict) -> None:
         caught = "yes" if a["caught"] == a["sendable"] else ("no" if not a["caught"] else f"{a['caught']}/{a['sendable']}")
         minutes = "-" if a["minutes_to_detect"] is None else f"{a['minutes_to_detect']:g}"
         rows.append([a["kind"], caught, a["best_severity"] if a["best_severity"] != "UNSPECIFIED" else "-",
-                     f"{a['alerts']} ({a['alerts_medium_plus']})", f"{a['anomalies']} ({a['anomalies_medium_plus']})",
+                     f"{a['alerts']} ({a['alerts_medium_plus']})",
+                     f"{a['anomalies']} ({a['anomalies_medium_plus']}, {a['anomalies_medium_plus_on_its_events']})",
                      minutes, ",".join(a["detectors"]) or "-"])
-    table(rows, ["ATTACK", "CAUGHT", "BEST", "ALERTS (MEDIUM+)", "ANOMALIES (MEDIUM+)", "MINUTES TO DETECT",
-                 "DETECTORS (MEDIUM+)"])
+    table(rows, ["ATTACK", "CAUGHT", "BEST", "ALERTS (MEDIUM+)", "ANOMALIES (MEDIUM+, ON ITS EVENTS)",
+                 "MINUTES TO DETECT", "DETECTORS (MEDIUM+)"])
     print()
     table([[c["kind"], str(c["instances"]), str(c["alerts_medium_plus"]), str(c["anomalies_medium_plus"]),
             str(c["users_alerted"]), ",".join(c["detectors"]) or "-"] for c in r["confounders"]],

@@ -92,6 +92,13 @@ class LabelScore:
         return bool(self.medium_plus)
 
     @property
+    def on_its_events(self) -> int:
+        """MEDIUM+ anomalies whose evidence is among the label's own events
+        (the rest belong to it by user or address and time)."""
+        ids = set(self.label.event_ids)
+        return sum(1 for f in self.anomalies if f.severity >= MEDIUM and ids.intersection(f.event_ids))
+
+    @property
     def best_severity(self) -> int:
         return max((f.severity for f in self.findings), default=0)
 
@@ -175,6 +182,7 @@ class Report:
                 "alerts_medium_plus": sum(1 for s in sendable for f in s.alerts if f.severity >= MEDIUM),
                 "anomalies": sum(len(s.anomalies) for s in sendable),
                 "anomalies_medium_plus": sum(1 for s in sendable for f in s.anomalies if f.severity >= MEDIUM),
+                "anomalies_medium_plus_on_its_events": sum(s.on_its_events for s in sendable),
                 "minutes_to_detect": round(statistics.median(minutes), 1) if minutes else None,
                 "detectors": sorted({f.detector for s in sendable for f in s.medium_plus}),
                 "expected_detectors": sorted({d for s in scores for d in s.label.detectors}),
