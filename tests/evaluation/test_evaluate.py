@@ -124,3 +124,16 @@ def test_bad_labels_are_refused_line_by_line_and_nothing_is_sent(own_events, tmp
     assert "line 4: end:" in err and "outside the events' range" in err
     assert "line 5: kind: required" in err
     assert "line 6: not JSON" in err
+
+
+def test_mfa_events_are_held_back_exactly_when_the_contract_lacks_their_types():
+    from uba.commands.evaluate import mfa_sendable, to_messages
+    from uba.v1 import events_pb2
+
+    has_types = "ACTIVITY_TYPE_MFA_CHALLENGE" in events_pb2.ActivityType.keys()
+    assert mfa_sendable() is has_types
+    sc = generate(users=3, days=3, seed=2)
+    mfa = sum(1 for e in sc.events if e.type.value.startswith("mfa_"))
+    assert mfa > 0
+    sent = list(to_messages(sc.events, skip_mfa=True))
+    assert len(sent) == len(sc.events) - mfa

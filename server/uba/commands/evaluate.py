@@ -415,6 +415,10 @@ def run(args: argparse.Namespace) -> int:
 
     server = None
     settings = ClientSettings.load(args)
+    if args.timeout is None and not os.environ.get("UBA_TIMEOUT"):
+        # A batch with every detector on a busy machine can take more than
+        # the 10 s default; a retry after a timeout only stores duplicates.
+        settings = replace(settings, timeout=120.0)
     if args.server is None:
         if not args.quiet:
             note("uba: starting a throwaway server" + (" on --database-url" if args.database_url else

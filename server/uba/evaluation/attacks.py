@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.evaluation.scenario import (
-    DOMESTIC, FOREIGN, GROUPS, LAPTOPS, OFFICES, UTC, Context, Emitter, Place, Plan, Scenario, Session, User,
+    DOMESTIC, FOREIGN, GROUPS, LAPTOPS, UTC, Context, Emitter, Place, Plan, Scenario, Session, User,
     local_time,
 )
 from uba.evaluation.score import ATTACK, BENIGN, Label
@@ -54,7 +54,6 @@ BLATANT = {
     "data_exfiltration": ("data_volume",),
     "error_rate_spike": ("api_error_rate",),
 }
-MFA_TYPES = frozenset({T.MFA_CHALLENGE, T.MFA_APPROVED, T.MFA_DENIED})
 ADMIN = (("GET", "/admin/users"), ("GET", "/admin/users/{n}"), ("PUT", "/admin/users/{n}/roles"),
          ("GET", "/admin/audit"), ("POST", "/admin/api-keys"), ("GET", "/admin/settings"))
 # Residential address prefixes per country: a new network at home.
@@ -515,4 +514,4 @@ def _vpn_change(sc: Scenario) -> datetime:
     return lb.start + timedelta(hours=14) if lb is not None else sc.end
 
 
-__all__ = ["BLATANT", "MFA_TYPES", "OFFICES", "REALISTIC", "Stager"]
+__all__ = ["BLATANT", "REALISTIC", "Stager"]
