@@ -55,6 +55,11 @@ def test_population_is_spread_over_zones_groups_and_habits(scenario):
     assert kinds[ActivityType.API_CALL] > kinds[ActivityType.LOGIN_SUCCESS] > kinds[ActivityType.LOGIN_FAILURE] > 0
     logouts = [e for e in scenario.events if e.type is ActivityType.LOGOUT]
     assert logouts and all(e.session_duration and e.session_id for e in logouts)
+    # Once-a-day people resume their session after lunch.
+    logins = {e.session_id for e in scenario.events if e.type is ActivityType.LOGIN_SUCCESS}
+    resumed = [e for e in scenario.events if e.type is ActivityType.SESSION_START
+               and e.occurred_at > scenario.start + timedelta(days=1)]  # logged in before the window
+    assert resumed and all(e.session_id in logins for e in resumed)
     # Each peer group keeps to its own endpoints.
     paths = defaultdict(set)
     attacks = {i for lb in scenario.attacks for i in lb.event_ids}
@@ -121,11 +126,15 @@ def test_every_attack_is_labelled_with_events_that_exist(scenario):
     # The dormant account said nothing for weeks before.
     dormant = by_kind["dormant_account_reuse"]
     before = [e.occurred_at for e in scenario.events if e.user_id == dormant.users[0] and e.occurred_at < dormant.start]
-    assert before and dormant.start - max(before) >= timedelta(days=14)
+    assert before and dormant.start - max(before) >= timedelta(days=20)
     # Low and slow: five working days of extra volume, each far below a blatant dump.
     exfil = [ids[i] for i in by_kind["low_and_slow_exfiltration"].event_ids]
     tz = zone(scenario.user(exfil[0].user_id).timezone)
-    assert len({e.occurred_at.astimezone(tz).date() for e in exfil}) == 5 and max(e.bytes_transferred for e in exfil) < 50_000_000
+    days = defaultdict(list)
+    for e in exfil:
+        days[e.occurred_at.astimezone(tz).date()].append(e.occurred_at)
+    assert len(days) == 5 and max(e.bytes_transferred for e in exfil) < 50_000_000
+    assert all(len(set(ts)) == 10 and max(ts) - min(ts) > timedelta(hours=4) for ts in days.values())
 
 
 def test_benign_confounders_are_present_and_do_what_they_say(scenario):

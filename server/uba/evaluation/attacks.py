@@ -27,6 +27,7 @@ data_exfiltration, error_rate_spike.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections import defaultdict
@@ -91,7 +92,8 @@ class Stager:
             return {}
         u = self.rng.choice(candidates)
         attack_day = (self.lo + (self.hi - self.lo) * self.rng.uniform(0.2, 0.8)).date()
-        silence = timedelta(days=min(21, max(5, (attack_day - sc.start.date()).days // 2)))
+        # About three weeks of silence, leaving at least a week of history.
+        silence = timedelta(days=min(21, max(5, (attack_day - sc.start.date()).days - 7)))
         self.dormant, self.dormant_day = u.user_id, attack_day
         self.used.add(u.user_id)
         return {u.user_id: attack_day - silence}
@@ -216,7 +218,8 @@ class Stager:
             return
         u = self.sc.user(s.user_id)
         place = self.foreign(u)
-        ctx = Context(place, f"185.220.101.{self.rng.randint(1, 254)}", "", self.rng.choice([a for a in LAPTOPS if a != u.user_agent]))
+        device = "DESKTOP-" + hashlib.sha1(s.session_id.encode()).hexdigest()[:7].upper()
+        ctx = Context(place, f"185.220.101.{self.rng.randint(1, 254)}", device, self.rng.choice([a for a in LAPTOPS if a != u.user_agent]))
         t = s.start + (s.end - s.start) * 0.4
         first = t
         events = []
@@ -306,14 +309,20 @@ class Stager:
                 u = self.sc.user(user_id)
                 daily = sorted(self.daily_bytes[user_id])[len(self.daily_bytes[user_id]) // 2]
                 events = []
+                # Twice the daily volume on top of the routine (about three times in all), in ten
+                # equal pulls spread evenly over the day's sessions.
+                per_call = int(2 * daily / 10)
                 for day in run:
                     sessions = by_user[user_id][day]
-                    # Twice the daily volume on top of the routine: about three times in all.
-                    per_call = int(2 * daily / 10)
+                    total = sum((s.end - s.start for s in sessions), timedelta())
                     for j in range(10):
-                        s = sessions[j * len(sessions) // 10]
-                        at = s.start + (s.end - s.start) * ((j % 3) + 0.5) / 3.5
-                        events.append(self.call(u, at, s.context, s.session_id, u.bulk_endpoint(), size=per_call))
+                        offset = total * (j + 0.5) / 10
+                        for s in sessions:
+                            if offset < s.end - s.start:
+                                break
+                            offset -= s.end - s.start
+                        events.append(self.call(u, s.start + offset, s.context, s.session_id, u.bulk_endpoint(),
+                                                size=per_call))
                 self.label("low_and_slow_exfiltration", events, f"{user_id} pulls about three times the daily "
                            f"volume on five working days, {run[0]} to {run[-1]}")
                 return

@@ -435,6 +435,8 @@ class Routine:
             if lo < b_lo < hi:
                 out += self.calls(u, t, b_lo, ctx, sid, per_hour)
                 t = min(b_hi, hi)
+                # Back from the break: the session resumes (same session id).
+                out.append(self.emit.event(u.user_id, T.SESSION_START, t, ctx, u.group, session_id=sid))
         out += self.calls(u, t, hi, ctx, sid, per_hour)
         out.append(self.emit.event(u.user_id, T.LOGOUT, hi, ctx, u.group, session_id=sid,
                                    session_duration=hi - lo))
