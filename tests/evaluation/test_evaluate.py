@@ -140,3 +140,18 @@ def test_mfa_events_are_held_back_exactly_when_the_contract_lacks_their_types():
     assert mfa > 0
     sent = list(to_messages(sc.events, skip_mfa=True))
     assert len(sent) == len(sc.events) - mfa
+
+
+def test_a_saved_scenario_is_accepted_as_events_and_labels(tmp_path):
+    saved = uba("evaluate", "--users", "8", "--days", "10", "--seed", "9", "--save", str(tmp_path))
+    assert saved.returncode == 0, saved.stderr
+    labels = [json.loads(line) for line in (tmp_path / "labels.jsonl").open()]
+    sc = generate(users=8, days=10, seed=9)
+    assert {lb["kind"] for lb in labels if lb["category"] == "attack"} == {a.kind for a in sc.attacks}
+    run = uba("evaluate", "--events", str(tmp_path / "events.jsonl"), "--labels", str(tmp_path / "labels.jsonl"),
+              "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert {a["kind"] for a in report["attacks"]} == {a.kind for a in sc.attacks}
+    mfa = next(a for a in report["attacks"] if a["kind"] == "mfa_fatigue")
+    assert mfa["sendable"] == (1 if report["setup"]["mfa_sendable"] else 0)

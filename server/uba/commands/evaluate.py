@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slack-minutes", type=float, default=30.0,
                    help="a finding this close to an attack's window still belongs to it [30]")
     p.add_argument("--batch-size", type=int, default=1000, help="events per call, 1..1000 [1000]")
+    p.add_argument("--save", type=Path, default=None, metavar="DIR",
+                   help="write the scenario to DIR/events.jsonl and DIR/labels.jsonl (the --events and --labels "
+                        "formats) and stop; nothing is sent")
     p.add_argument("--keep", action="store_true", help="keep the throwaway server's directory (and say where)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=guarded(run))
@@ -330,30 +333,31 @@ def parse_labels(lines: Iterable[str], users: set[str], sources: set[str], first
     return labels
 
 
-def _without_mfa(lines: Iterable[str], held_back: list[int]) -> Iterable[str]:
+def _without_mfa(lines: Iterable[str], held_back: list[str]) -> Iterable[str]:
     """Blanks the lines of MFA events (keeping line numbers) for a contract
-    that lacks their types; counts them in held_back[0]."""
+    that lacks their types; their event ids (or "") go into held_back."""
     for line in lines:
         if '"mfa_' in line or '"MFA_' in line or "ACTIVITY_TYPE_MFA_" in line:
             try:
-                kind = str(json.loads(line.strip().removesuffix(",")).get("type", "")).lower()
+                record = json.loads(line.strip().removesuffix(","))
+                kind = str(record.get("type", "")).lower()
             except (json.JSONDecodeError, AttributeError):
-                kind = ""
+                record, kind = {}, ""
             if kind.removeprefix("activity_type_") in MFA_NAMES:
-                held_back[0] += 1
+                held_back.append(str(record.get("event_id", "")))
                 yield ""
                 continue
         yield line
 
 
-def load_events(path: Path, skip_mfa: bool = False, held_back: list[int] | None = None) -> list:
+def load_events(path: Path, skip_mfa: bool = False, held_back: list[str] | None = None) -> list:
     """The events of a uba JSON Lines file as messages, oldest first;
     refuses the file (every problem with its line number) when a line is bad.
-    With skip_mfa, MFA events are left out and counted in held_back[0]."""
+    With skip_mfa, MFA events are left out, their ids added to held_back."""
     from uba.importers import make_importer
 
     importer = make_importer("jsonl", source_name=str(path))
-    held_back = held_back if held_back is not None else [0]
+    held_back = held_back if held_back is not None else []
     try:
         with open(path, encoding="utf-8") as f:
             events = list(importer.parse(_without_mfa(f, held_back) if skip_mfa else f))
@@ -376,6 +380,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.events is None) != (args.labels is None):
         raise UsageError("--events and --labels go together")
+    if args.save is not None and args.events is not None:
+        raise UsageError("--save writes a generated scenario; not with --events")
     if not 1 <= args.batch_size <= 1000:
         raise UsageError("--batch-size must be within 1..1000")
     slack = timedelta(minutes=args.slack_minutes)
@@ -384,9 +390,9 @@ def run(args: argparse.Namespace) -> int:
     setup: dict = {}
 
     if args.events is not None:
-        held_back = [0]
+        held_back: list[str] = []
         messages = load_events(args.events, skip_mfa, held_back)
-        stats.skipped_mfa = held_back[0]
+        stats.skipped_mfa = len(held_back)
         times = [m.occurred_at.ToDatetime(UTC) for m in messages]
         start, end = times[0], times[-1]
         users = {m.user_id for m in messages}
@@ -398,6 +404,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--labels: {exc.strerror}: {args.labels}") from None
         if not labels:
             raise UsageError(f"--labels: no labels in {args.labels}")
+        unsent = set(held_back) - {""}
+        labels = [replace(lb, sendable=False) if lb.is_attack and unsent.intersection(lb.event_ids) else lb
+                  for lb in labels]
         stream = list(zip(messages, times))
         span = end - start
         setup = {"events_file": str(args.events), "labels_file": str(args.labels)}
@@ -410,6 +419,16 @@ def run(args: argparse.Namespace) -> int:
         if end > datetime.now(UTC):
             raise UsageError("--end: the server refuses events more than 5 minutes in the future; pick a past end")
         scenario = generate(args.users, args.days, args.seed, end=end)
+        if args.save is not None:
+            from uba.evaluation.files import save
+
+            try:
+                paths = save(scenario.events, scenario.labels, args.save)
+            except OSError as exc:
+                raise UsageError(f"--save: {exc.strerror}: {exc.filename}") from None
+            print(f"wrote {len(scenario.events):,} events to {paths[0]} and {len(scenario.labels):,} labels to "
+                  f"{paths[1]}")
+            return 0
         start, end = scenario.start, scenario.end
         users = {u.user_id for u in scenario.people}
         sources_of = {e.event_id: e.source_ip for e in scenario.events}

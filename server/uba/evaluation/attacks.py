@@ -341,12 +341,15 @@ class Stager:
         t0 = near.replace(minute=0, second=0)
         events = []
         lucky = [a for a in accounts if a in {u.user_id for u in self.sc.people}][:3]
+        order = rng.sample(accounts, k=len(accounts))  # every account is tried at least once
+        attempt = 0
         for i, ip in enumerate(sources):
             place = FOREIGN[i % len(FOREIGN)]
             ctx = Context(place, ip, "", rng.choice(LAPTOPS + TOOLS))
             for _ in range(rng.choice((1, 1, 2))):
                 at = t0 + timedelta(seconds=rng.uniform(0, 3 * 3600))
-                account = rng.choice(accounts)
+                account = order[attempt % len(order)]
+                attempt += 1
                 owner = next((u for u in self.sc.people if u.user_id == account), None)
                 events.append(self.ev(owner or account, T.LOGIN_FAILURE, at, ctx))
         for k, account in enumerate(lucky):
