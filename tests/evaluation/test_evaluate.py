@@ -30,7 +30,7 @@ def uba(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def test_a_small_scenario_through_a_real_server_reports_every_class():
-    run = uba("evaluate", "--users", "30", "--days", "21", "--seed", "3", "--json")
+    run = uba("evaluate", "--users", "30", "--days", "21", "--seed", "3", "--instances", "1", "--json")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["events"]["invalid"] == 0 and report["events"]["accepted"] == report["events"]["sent"] > 10_000
@@ -143,7 +143,7 @@ def test_mfa_events_are_held_back_exactly_when_the_contract_lacks_their_types():
 
 
 def test_a_saved_scenario_is_accepted_as_events_and_labels(tmp_path):
-    saved = uba("evaluate", "--users", "8", "--days", "10", "--seed", "9", "--save", str(tmp_path))
+    saved = uba("evaluate", "--users", "8", "--days", "10", "--seed", "9", "--instances", "1", "--save", str(tmp_path))
     assert saved.returncode == 0, saved.stderr
     labels = [json.loads(line) for line in (tmp_path / "labels.jsonl").open()]
     sc = generate(users=8, days=10, seed=9)

@@ -165,6 +165,16 @@ def test_benign_confounders_are_present_and_do_what_they_say(scenario):
         assert away and all(e.device_id.startswith("LT") for e in away)
 
 
+def test_several_instances_of_each_realistic_attack_hit_different_victims():
+    sc = generate(users=60, days=42, seed=11, instances=3)
+    kinds = Counter(lb.kind for lb in sc.attacks)
+    assert all(kinds[k] == 3 for k in REALISTIC) and all(kinds[k] == 1 for k in BLATANT)
+    for kind in ("account_takeover", "dormant_account_reuse", "session_hijack"):
+        assert len({lb.users for lb in sc.attacks if lb.kind == kind}) == 3, kind
+    stuffing = [set(lb.sources) for lb in sc.attacks if lb.kind == "credential_stuffing"]
+    assert len(stuffing[0] | stuffing[1] | stuffing[2]) > 300  # another botnet each time
+
+
 def test_small_and_odd_sizes_work():
     for users, days in ((1, 3), (5, 10), (16, 21)):
         sc = generate(users=users, days=days, seed=1)

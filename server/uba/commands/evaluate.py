@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--users", type=int, default=200, help="number of users [200]")
     p.add_argument("--days", type=int, default=42, help="days of activity [42]")
     p.add_argument("--seed", type=int, default=7, help="random seed [7]")
+    p.add_argument("--instances", type=int, default=3,
+                   help="attacks of each realistic class, on different victims (the blatant ones: one each) [3]")
     p.add_argument("--end", type=parse_time, default=None, metavar="TIME",
                    help="end of the scenario (ISO 8601) [2026-11-16T00:00Z: six weeks span the EU and US DST changes]")
     p.add_argument("--events", type=Path, default=None, metavar="FILE.jsonl", help="your events, as uba JSON Lines")
@@ -418,7 +420,9 @@ def run(args: argparse.Namespace) -> int:
         end = args.end or DEFAULT_END
         if end > datetime.now(UTC):
             raise UsageError("--end: the server refuses events more than 5 minutes in the future; pick a past end")
-        scenario = generate(args.users, args.days, args.seed, end=end)
+        if not 1 <= args.instances <= 20:
+            raise UsageError("--instances must be within 1..20")
+        scenario = generate(args.users, args.days, args.seed, end=end, instances=args.instances)
         if args.save is not None:
             from uba.evaluation.files import save
 
@@ -440,7 +444,7 @@ def run(args: argparse.Namespace) -> int:
                       for lb in labels]
         stream = to_messages(scenario.events, skip_mfa)
         span = end - start
-        setup = {"users": args.users, "days": args.days, "seed": args.seed}
+        setup = {"users": args.users, "days": args.days, "seed": args.seed, "instances": args.instances}
 
     train_after = (timedelta(days=args.train_after_days) if args.train_after_days is not None
                    else timedelta(seconds=span.total_seconds() * 0.6))
@@ -507,7 +511,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_report(r: dict) -> None:
     s = r["setup"]
-    what = (f"{s['users']} users, {s['days']} days, seed {s['seed']}" if "users" in s
+    what = (f"{s['users']} users, {s['days']} days, seed {s['seed']}, {s['instances']} of each realistic attack"
+            if "users" in s
             else f"{s['events_file']} with {s['labels_file']}")
     print(f"evaluation: {what}; {r['start'][:16]} .. {r['end'][:16]} UTC; {s['mode']} mode, {s['storage']}")
     e = r["events"]

@@ -70,13 +70,14 @@ def _ip(prefix: str, rng: random.Random) -> str:
 
 
 class Stager:
-    def __init__(self, scenario: Scenario, rng: random.Random, emit: Emitter):
+    def __init__(self, scenario: Scenario, rng: random.Random, emit: Emitter, instances: int = 1):
         self.sc = scenario
         self.rng = rng
         self.emit = emit
+        self.instances = instances  # of each realistic class
         self.used: set[str] = set()
-        self.dormant: str | None = None
-        self.dormant_day: date | None = None
+        self.dormant: list[tuple[str, date]] = []  # (user, day of the attack), in staging order
+        self.dormant_users: set[str] = set()
         self.lo = scenario.train_at + timedelta(days=1)
         self.hi = scenario.end - timedelta(hours=6)
 
@@ -87,16 +88,20 @@ class Stager:
         goes silent about three weeks (at most half the window) before the
         attack."""
         sc = self.sc
-        candidates = [u for u in sc.people if u.group != "admins"]
-        if len(candidates) < 2 or self.hi <= self.lo:
-            return {}
-        u = self.rng.choice(candidates)
-        attack_day = (self.lo + (self.hi - self.lo) * self.rng.uniform(0.2, 0.8)).date()
-        # About three weeks of silence, leaving at least a week of history.
-        silence = timedelta(days=min(21, max(5, (attack_day - sc.start.date()).days - 7)))
-        self.dormant, self.dormant_day = u.user_id, attack_day
-        self.used.add(u.user_id)
-        return {u.user_id: attack_day - silence}
+        silent = {}
+        for _ in range(self.instances):
+            candidates = [u for u in sc.people if u.group != "admins" and u.user_id not in silent]
+            if len(candidates) < 2 or self.hi <= self.lo:
+                break
+            u = self.rng.choice(candidates)
+            attack_day = (self.lo + (self.hi - self.lo) * self.rng.uniform(0.2, 0.8)).date()
+            # About three weeks of silence, leaving at least a week of history.
+            silence = timedelta(days=min(21, max(5, (attack_day - sc.start.date()).days - 7)))
+            self.dormant.append((u.user_id, attack_day))
+            self.used.add(u.user_id)
+            silent[u.user_id] = attack_day - silence
+        self.dormant_users = set(silent)
+        return silent
 
     def free(self, user_id: str, lo: datetime, hi: datetime) -> bool:
         """Not attacked already, and nothing benign of the user's nearby."""
@@ -176,9 +181,10 @@ class Stager:
         for (user, _), total in by_day.items():
             self.daily_bytes[user].append(total)
         if realistic and self.hi > self.lo:
-            slots = iter(self.slots(len(REALISTIC)))
-            for kind in REALISTIC:
-                getattr(self, kind)(next(slots))
+            slots = iter(self.slots(len(REALISTIC) * self.instances))
+            for _ in range(self.instances):
+                for kind in REALISTIC:
+                    getattr(self, kind)(next(slots))
         window = blatant_window or (self.lo, self.hi)
         span = (window[1] - window[0]).total_seconds()
         for k, kind in enumerate(BLATANT):
@@ -230,10 +236,11 @@ class Stager:
                    f"{place.city} on another device", start=first)
 
     def dormant_account_reuse(self, near: datetime) -> None:
-        if self.dormant is None:
+        if not self.dormant:
             return
-        u = self.sc.user(self.dormant)
-        at = local_time(self.dormant_day, u.work_start + 1.5 + self.rng.uniform(0, 3), u.timezone)
+        user_id, day = self.dormant.pop(0)
+        u = self.sc.user(user_id)
+        at = local_time(day, u.work_start + 1.5 + self.rng.uniform(0, 3), u.timezone)
         ctx = Context(u.office, _ip(RESIDENTIAL.get(u.office.country_code, "81.2"), self.rng),
                       "LT-" + format(self.rng.getrandbits(32), "08X"), self.rng.choice(LAPTOPS))
         sid = self.emit.session_id()
@@ -336,8 +343,9 @@ class Stager:
         sources = []
         prefixes = ("45.134.26", "91.241.19", "103.77.192", "194.26.29", "185.100.87", "5.188.62", "193.32.162",
                     "141.98.11")
+        n = sum(1 for lb in self.sc.labels if lb.kind == "credential_stuffing")  # another botnet each time
         for i in range(150):
-            sources.append(f"{prefixes[i % len(prefixes)]}.{(i * 37) % 250 + 3}")
+            sources.append(f"{prefixes[(i + 3 * n) % len(prefixes)]}.{(i * 37 + 101 * n) % 250 + 3}")
         t0 = near.replace(minute=0, second=0)
         events = []
         lucky = [a for a in accounts if a in {u.user_id for u in self.sc.people}][:3]
@@ -370,7 +378,8 @@ class Stager:
         accounts = [u.user_id for u in rng.sample(real, k=min(len(real), 60))]
         fake = [n for n in FORMER_STAFF if n not in accounts]
         accounts += fake[: max(0, 60 - len(accounts))]
-        sources = [f"91.219.236.{n}" for n in (17, 41, 88)]
+        n = sum(1 for lb in self.sc.labels if lb.kind == "password_spraying_slow")
+        sources = [f"91.219.{236 + n}.{host}" for host in (17, 41, 88)]
         place = FOREIGN[4]
         t0 = near.replace(second=0)
         events = []
@@ -385,7 +394,7 @@ class Stager:
 
     def mfa_fatigue(self, near: datetime) -> None:
         u = self.pick_user(lambda u: self.free(u.user_id, near - timedelta(hours=2), near + timedelta(hours=6))) \
-            or self.pick_user(lambda u: u.user_id != self.dormant)
+            or self.pick_user(lambda u: u.user_id not in self.dormant_users)
         if u is None:
             return
         day = near.astimezone(_tz(u)).date()
@@ -415,9 +424,10 @@ class Stager:
 
     def _victim(self, lo: datetime, hi: datetime) -> User | None:
         # With few users, a victim may suffer several attacks.
-        return (self.pick_user(lambda u: self.free(u.user_id, lo, hi) and u.user_id != self.dormant)
-                or self.pick_user(lambda u: u.user_id != self.dormant)
-                or self.rng.choice([u for u in self.sc.people if u.user_id != self.dormant] or self.sc.people))
+        dormant = self.dormant_users
+        return (self.pick_user(lambda u: self.free(u.user_id, lo, hi) and u.user_id not in dormant)
+                or self.pick_user(lambda u: u.user_id not in dormant)
+                or self.rng.choice([u for u in self.sc.people if u.user_id not in dormant] or self.sc.people))
 
     def _attacker(self, u: User | str, place: Place, ip: str, at: datetime, kind: ActivityType, **values):
         ctx = Context(place, ip, values.pop("device_id", ""), "python-requests/2.31")

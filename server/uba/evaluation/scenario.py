@@ -561,12 +561,13 @@ def _dst_labels(people: list[User], start: datetime, end: datetime) -> list[Labe
 
 def generate(users: int = 200, days: int = 42, seed: int = 7, end: datetime | None = None,
              attacks: bool = True, blatant_window: tuple[datetime, datetime] | None = None,
-             realistic: bool = True) -> Scenario:
+             realistic: bool = True, instances: int = 1) -> Scenario:
     """The scenario: `days` of routine for `users` people ending at `end`
     (default DEFAULT_END), with its confounders and, with `attacks`, the
     labelled attacks of uba.evaluation.attacks after the training point.
     `blatant_window` puts the blatant attacks there instead (the demo puts
-    them in its last hours); `realistic=False` stages only the blatant ones."""
+    them in its last hours); `realistic=False` stages only the blatant ones;
+    `instances` is how many of each realistic attack (on other victims)."""
     from uba.evaluation import attacks as staged
 
     if users < 1 or days < 1:
@@ -581,7 +582,7 @@ def generate(users: int = 200, days: int = 42, seed: int = 7, end: datetime | No
     scenario = Scenario(users, days, seed, start, end, train_at, people)
 
     first, last = (start - timedelta(days=1)).date(), end.date()
-    stage = staged.Stager(scenario, random.Random(seed + 1), emit) if attacks else None
+    stage = staged.Stager(scenario, random.Random(seed + 1), emit, instances) if attacks else None
     silent = stage.plan_dormant() if stage and realistic else {}
     plan = _plan(rng, people, first, last, train_at.date(), silent)
     routine = Routine(rng, emit, plan, start, end)
