@@ -38,10 +38,11 @@ trip = Label("business_trip", T0 - timedelta(days=1), T0 + timedelta(days=2), BE
     (anomaly("a", "u9", T0 + timedelta(days=3), events=("e2",)), takeover, True),    # its evidence
     (anomaly("a", "u9", T0 + timedelta(minutes=5), events=("x1",)), spray, True),    # from the attacking address
     (anomaly("a", "u9", T0 + timedelta(hours=5), events=("x1",)), spray, False),     # that address, hours later
+    (anomaly("a", "u2", T0 + timedelta(minutes=5), events=("x2",)), spray, False),   # a sprayed account, own address
     (alert("a", "u1", T0 - timedelta(hours=3), until=T0 + timedelta(minutes=5)), takeover, True),  # spans it
 ])
 def test_a_finding_belongs_to_a_label_by_entity_and_time_or_evidence(finding, label, expected):
-    sources = {"x1": "198.51.100.9"}
+    sources = {"x1": "198.51.100.9", "x2": "10.1.1.1"}
     assert matches(finding, label, sources, timedelta(minutes=30)) is expected
 
 

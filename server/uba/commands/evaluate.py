@@ -542,8 +542,10 @@ def print_report(r: dict) -> None:
            "DETECTORS (MEDIUM+)"])
     print()
     not_sendable = r["attack_classes_not_sendable"]
-    print(f"attack classes caught: {r['attack_classes_caught']} of {r['attack_classes_sendable']}"
-          + (f" (not sendable: {', '.join(not_sendable)})" if not_sendable else ""))
+    partly = [a["kind"] for a in r["attacks"] if a["sendable"] and 0 < a["caught"] < a["sendable"]]
+    print(f"attack classes caught: {r['attack_classes_caught']} of {r['attack_classes_sendable']} in every instance"
+          + (f", {len(partly)} in some ({', '.join(partly)})" if partly else "")
+          + (f"; not sendable: {', '.join(not_sendable)}" if not_sendable else ""))
     print(f"false MEDIUM+ user-days: {r['false_medium_plus_user_days']:,} of {r['attack_free_user_days']:,} "
           f"attack-free user-days ({r['false_medium_plus_user_day_percent']:.2f}%)")
     print(f"alerts: {r['alerts']:,} ({r['alerts_per_day']:g} a day); MEDIUM+ {r['alerts_medium_plus']:,} "

@@ -4,9 +4,10 @@ with hand-made inputs.
 
 A finding (anomaly or alert) belongs to a label when
 - its evidence event ids are among the label's events, or
-- its user is one of the label's users, or one of its events came from
-  one of the label's source addresses, and its time falls within the
-  label's window widened by `slack`.
+- its time falls within the label's window widened by `slack`, and its
+  user is one of the label's users, or, for a population attack (a label
+  with source addresses), one of its events came from one of them.
+An alert also belongs where its anomalies do.
 Attacks are matched first; a finding that matches no attack but a benign
 confounder is that confounder's false alarm.
 
@@ -128,9 +129,10 @@ def matches(f: Finding, label: Label, sources_of: Mapping[str, str], slack: time
         return True
     if not _overlaps(f, label, slack):
         return False
-    if f.user_id in label.users:
-        return True
-    return bool(label.sources) and any(sources_of.get(e) in label.sources for e in f.event_ids)
+    if label.sources:
+        # A population attack is known by its addresses: its many accounts go on with their day.
+        return any(sources_of.get(e) in label.sources for e in f.event_ids)
+    return f.user_id in label.users
 
 
 @dataclass
