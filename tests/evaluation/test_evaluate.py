@@ -155,3 +155,19 @@ def test_a_saved_scenario_is_accepted_as_events_and_labels(tmp_path):
     assert {a["kind"] for a in report["attacks"]} == {a.kind for a in sc.attacks}
     mfa = next(a for a in report["attacks"] if a["kind"] == "mfa_fatigue")
     assert mfa["sendable"] == (1 if report["setup"]["mfa_sendable"] else 0)
+
+
+def test_the_throwaway_server_runs_on_the_given_postgresql_database(pg_available):
+    from support import postgres
+
+    url = postgres.create_database()
+    try:
+        run = uba("evaluate", "--users", "10", "--days", "10", "--seed", "2", "--instances", "1",
+                  "--database-url", url, "--json")
+        assert run.returncode == 0, run.stderr
+        report = json.loads(run.stdout)
+        assert report["setup"]["storage"] == "postgresql" and report["events"]["invalid"] == 0
+        assert report["events"]["accepted"] == report["events"]["sent"] > 1000
+        assert {a["kind"] for a in report["attacks"]} >= set(BLATANT)
+    finally:
+        postgres.drop_database(url)
