@@ -9,7 +9,7 @@ BUF    := tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/uba/v1/*.proto)
 DESCRIPTOR := envoy/uba_descriptor.pb
 
-.PHONY: run test test-faults-large venv proto proto-check proto-lint lock bench soak clean
+.PHONY: run test test-faults-large venv proto proto-check proto-lint lock bench soak evaluate clean
 
 # Starts the service on the embedded SQLite database (data in ./data).
 run: $(VENV)/.installed
@@ -91,6 +91,16 @@ bench: $(VENV)/.installed
 SOAK_SECONDS ?= 600
 soak: $(VENV)/.installed
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
+
+# Detection quality on the default labelled scenario (200 users, six weeks,
+# seed 7), once in enhanced and once in basic mode, each through its own
+# throwaway server (a few minutes each); docs/detection.md reads the tables.
+# EVALUATE_ARGS="--json" or "--users 500 --seed 3" change the run.
+evaluate: $(VENV)/.installed $(VENV_BASIC)/.installed
+	@echo "== enhanced mode"
+	$(PY) -m uba evaluate $(EVALUATE_ARGS)
+	@echo "== basic mode"
+	$(VENV_BASIC)/bin/python -m uba evaluate $(EVALUATE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_BASIC) .proto-check tools/node_modules clients/node/node_modules

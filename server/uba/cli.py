@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "uba.commands.ingest",
     "uba.commands.client",
     "uba.commands.demo",
+    "uba.commands.evaluate",
 )
 
 

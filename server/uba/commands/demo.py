@@ -1,5 +1,5 @@
 """`uba demo`: fill a running server with a realistic population (see
-uba.simulate), and on request labelled attacks of every detector's kind."""
+uba.evaluation), and on request labelled attacks of every kind."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", parents=[common_parser(), json_parser()], help="fill a server with realistic demo activity",
         description="Send a seeded population's activity over the last DAYS days: users in several time zones "
-                    "with working hours, sessions with API use and logouts, occasional business trips. "
-                    "With --attacks, also stage one labelled attack of each kind the detectors know, in the "
-                    "last 12 hours. The same --seed and --end send the same events with the same ids.")
+                    "with working hours, sessions with API use and logouts, business trips, on-call weeks and "
+                    "other benign changes (the population of `uba evaluate`). With --attacks, also stage one "
+                    "labelled attack of each kind: the blatant ones in the last 12 hours, the realistic ones "
+                    "spread over the last 40% of the period. The same --seed and --end send the same events "
+                    "with the same ids.")
     p.add_argument("--users", type=int, default=20, help="number of users [20]")
     p.add_argument("--days", type=int, default=21, help="days of history, ending now [21]")
     p.add_argument("--seed", type=int, default=7, help="random seed [7]")
@@ -31,9 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.api.converters import event_to_pb
+    from uba.commands.evaluate import MFA_NAMES, mfa_sendable, to_messages
     from uba.simulate import simulate
-    from uba.v1 import events_pb2
 
     if not 1 <= args.users <= 100_000 or not 1 <= args.days <= 365:
         raise UsageError("--users must be within 1..100000 and --days within 1..365")
@@ -43,48 +44,51 @@ def run(args: argparse.Namespace) -> int:
     if args.end is not None and args.end > now + timedelta(minutes=4):
         raise UsageError("--end: the server refuses events more than 5 minutes in the future")
     sim = simulate(users=args.users, days=args.days, seed=args.seed, attacks=args.attacks, end=args.end or now)
-    note(f"uba: sending {len(sim.events):,} events of {args.users} users over {args.days} days"
+    # MFA events wait for a contract that has their types.
+    skip_mfa = not mfa_sendable()
+    events = [e for e in sim.events if not (skip_mfa and e.type.value in MFA_NAMES)]
+    note(f"uba: sending {len(events):,} events of {args.users} users over {args.days} days"
          + (f", with {len(sim.attacks)} attacks" if sim.attacks else ""))
 
     accepted = duplicate = invalid = 0
     violations: list[str] = []
     if not args.dry_run:
         with ClientSettings.load(args).client() as client:
-            for i in range(0, len(sim.events), args.batch_size):
-                batch = []
-                for e in sim.events[i:i + args.batch_size]:
-                    m = events_pb2.ActivityEvent()
-                    event_to_pb(e, m)
-                    batch.append(m)
-                result = client.record_batch(batch, max_batch=args.batch_size)
+            messages = [m for m, _ in to_messages(events, skip_mfa=False)]
+            for i in range(0, len(messages), args.batch_size):
+                result = client.record_batch(messages[i:i + args.batch_size], max_batch=args.batch_size)
                 accepted, duplicate = accepted + result.accepted, duplicate + result.duplicate
                 invalid += result.invalid
                 violations.extend(f"{r.event_id}: {r.violations}" for r in result.results if r.status == "invalid")
 
+    trips = [c for c in sim.confounders if c.kind == "business_trip"]
     summary = {
         "users": args.users, "days": args.days, "seed": args.seed,
-        "start": sim.start.isoformat(), "end": sim.end.isoformat(), "events": len(sim.events),
+        "start": sim.start.isoformat(), "end": sim.end.isoformat(), "events": len(events),
         "accepted": accepted, "duplicate": duplicate, "invalid": invalid, "dry_run": bool(args.dry_run),
-        "attacks": [{"kind": a.kind, "detectors": list(a.detectors), "users": list(a.users),
-                     "started_at": a.started_at.isoformat(), "description": a.description,
+        "attacks": [{"kind": a.kind, "detectors": list(a.detectors), "users": list(a.users[:20]),
+                     "started_at": a.start.isoformat(), "description": a.description,
                      "events": len(a.event_ids)} for a in sim.attacks],
-        "trips": [{"user_id": t.user_id, "city": t.city, "country_code": t.country_code,
-                   "start": t.start.isoformat(), "days": t.days} for t in sim.trips],
+        "confounders": [{"kind": c.kind, "users": len(c.users), "start": c.start.isoformat(),
+                         "end": c.end.isoformat(), "description": c.description} for c in sim.confounders],
+        "trips": [{"user_id": t.users[0], "start": t.start.isoformat(), "end": t.end.isoformat(),
+                   "description": t.description} for t in trips],
+        "mfa_sent": not skip_mfa,
     }
     for v in violations[:5]:
         note(f"uba: invalid {v}")
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
-        print(f"demo: {len(sim.events):,} events of {args.users} users, {sim.start:%Y-%m-%d %H:%M} .. "
+        print(f"demo: {len(events):,} events of {args.users} users, {sim.start:%Y-%m-%d %H:%M} .. "
               f"{sim.end:%Y-%m-%d %H:%M} UTC (seed {args.seed})")
         if not args.dry_run:
             print(f"server: {accepted:,} accepted, {duplicate:,} duplicate, {invalid:,} invalid")
-        for t in sim.trips:
-            print(f"trip: {t.user_id} in {t.city} ({t.country_code}) for {t.days} days from {t.start:%Y-%m-%d}")
+        for t in trips:
+            print(f"trip: {t.description}")
         if sim.attacks:
             print()
-            table([[f"{a.started_at:%Y-%m-%d %H:%M}", a.kind, ",".join(a.detectors), str(len(a.event_ids)),
+            table([[f"{a.start:%Y-%m-%d %H:%M}", a.kind, ",".join(a.detectors) or "-", str(len(a.event_ids)),
                     a.description] for a in sim.attacks],
                   ["STARTED (UTC)", "ATTACK", "EXPECTED DETECTORS", "EVENTS", "WHAT"])
     return 1 if invalid else 0
