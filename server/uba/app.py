@@ -195,9 +195,12 @@ def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | N
 async def serve(settings: Settings) -> int:
     if problem := settings.tls_problem():
         raise SystemExit(f"uba: {problem}")
-    if settings.allow_anonymous and not is_loopback(settings.listen):
-        raise SystemExit(f"uba: --allow-anonymous is refused on {settings.listen}: "
-                         "listen on a loopback address (127.0.0.1, ::1) or use API keys")
+    if settings.allow_anonymous:
+        # The gateway forwards whatever reaches it: it is a listener too.
+        for flag, address in (("--listen", settings.listen), ("--gateway-listen", settings.gateway_listen)):
+            if address and not is_loopback(address):
+                raise SystemExit(f"uba: --allow-anonymous is refused with {flag} {address}: "
+                                 "listen on a loopback address (127.0.0.1, ::1) or use API keys")
     services = build_services(settings)
     if not settings.allow_anonymous:
         key_file = bootstrap_admin_key(services.security, settings.data_dir)
@@ -274,6 +277,7 @@ async def serve(settings: Settings) -> int:
 
     watcher = asyncio.create_task(watch_database(services, health_servicer))
     stop = asyncio.Event()
+    gateway_watch = asyncio.create_task(watch_gateway(gateway, stop)) if gateway is not None else None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -283,6 +287,9 @@ async def serve(settings: Settings) -> int:
     # that makes clients resume elsewhere, then let in-flight calls end.
     log.info("shutting down: health NOT_SERVING, grace period %.1fs", settings.grace_period)
     watcher.cancel()
+    gateway_died = gateway_watch is not None and gateway_watch.done()
+    if gateway_watch is not None:
+        gateway_watch.cancel()
     await health_servicer.enter_graceful_shutdown()
     drain.draining = True
     if gateway is not None:
@@ -295,6 +302,9 @@ async def serve(settings: Settings) -> int:
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
     await server.stop(settings.grace_period)
     services.close()
+    if gateway_died:
+        log.error("stopped because the gateway died: exit status 1")
+        return 1
     log.info("stopped")
     return 0
 
@@ -333,7 +343,8 @@ async def start_gateway(settings: Settings, upstream: str):
 
     listen_tls = upstream_tls = None
     if settings.tls_cert:
-        listen_tls = TlsFiles(settings.tls_cert, settings.tls_key)
+        # With --tls-client-ca, the gateway asks for client certificates too.
+        listen_tls = TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         upstream_tls = TlsFiles(settings.gateway_client_cert, settings.gateway_client_key,
                                 settings.gateway_upstream_ca or settings.tls_cert)
     gateway = GatewayProcess(upstream, settings.gateway_listen, work_dir=Path(settings.data_dir) / "gateway",
@@ -342,6 +353,19 @@ async def start_gateway(settings: Settings, upstream: str):
     await asyncio.to_thread(gateway.wait_ready)
     print(f"uba: gateway on {gateway.url} (dashboard, REST under /api/behavior-analytics/, gRPC)", flush=True)
     return gateway
+
+
+async def watch_gateway(gateway, stop: asyncio.Event) -> None:
+    """A gateway that dies (Envoy killed or crashed) would leave REST down
+    with nobody told: log it and stop the whole server, which then exits
+    non-zero, so that a supervisor restarts both. (Envoy, for its part, gets
+    SIGTERM when this process dies: see uba.gateway.launch.)"""
+    from uba.gateway.launch import describe_exit
+
+    code = await gateway.exited()
+    log.error("the gateway (envoy, pid %d) exited unexpectedly (%s); stopping the server so that its "
+              "supervisor restarts both", gateway.process.pid, describe_exit(code))
+    stop.set()
 
 
 async def train_on_schedule(services: Services, every_seconds: float) -> None:

@@ -130,7 +130,7 @@ def test_several_gateways_run_at_once_and_stop_cleanly(tmp_path):
             for g in gateways:
                 g.wait_ready()
             assert len({g.listen_address for g in gateways}) == 3
-            assert len({g.admin_address for g in gateways}) == 3
+            assert len({g.admin_socket for g in gateways}) == 3
             for g in gateways:
                 response = Client(g.listen_address).get("/api/behavior-analytics/capabilities/")
                 assert response.status == 200, response

@@ -2,7 +2,9 @@
 
 Renders the configuration into DATA_DIR/gateway, validates it with
 `envoy --mode validate`, then runs Envoy in the foreground until SIGTERM or
-SIGINT, which it passes on to Envoy.
+SIGINT, which it passes on to Envoy. An Envoy that exits without being asked
+to (killed, crashed) makes the command exit non-zero, so that a supervisor
+restarts it.
 """
 
 from __future__ import annotations
@@ -40,13 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"address browsers and gRPC clients connect to (port 0 picks a free one) [{DEFAULT_LISTEN}]",
     )
     parser.add_argument(
-        "--admin-port",
-        type=int,
-        default=0,
-        metavar="N",
-        help="port of Envoy's admin interface on 127.0.0.1 (0 picks a free one) [0]",
-    )
-    parser.add_argument(
         "--data-dir",
         default=None,
         help="the configuration is written to DATA_DIR/gateway [UBA_DATA_DIR, ./data]",
@@ -77,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.gateway import GatewayError, GatewayProcess, TlsFiles, validate  # deferred: `uba --help` stays fast
+    # deferred: `uba --help` stays fast
+    from uba.gateway import GatewayError, GatewayProcess, TlsFiles, validate
+    from uba.gateway.launch import describe_exit
 
     settings = Settings.load(argparse.Namespace(data_dir=args.data_dir, listen=args.upstream))
     work_dir = Path(settings.data_dir) / "gateway"
@@ -92,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
             settings.listen,
             args.listen,
             work_dir=work_dir,
-            admin_port=args.admin_port,
             envoy=args.envoy,
             log_level=args.log_level,
             foreground=True,
@@ -108,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"uba gateway: {rendered.config_path} is valid")
         return 0
 
+    asked_to_stop: list[int] = []
+
     def forward(signum: int, _frame) -> None:
+        asked_to_stop.append(signum)
         gateway.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -122,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(
             f"uba gateway: listening on {gateway.listen_address} -> {settings.listen} "
-            f"(dashboard {gateway.url}/, admin http://{gateway.admin_address})",
+            f"(dashboard {gateway.url}/, admin socket {gateway.admin_socket})",
             flush=True,
         )
         code = gateway.wait()
@@ -130,5 +129,9 @@ def run(args: argparse.Namespace) -> int:
         gateway.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
-    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+    if asked_to_stop:
+        # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
+        return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+    print(f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly ({describe_exit(code)}); "
+          "the gateway is down", file=sys.stderr, flush=True)
+    return 1

@@ -29,6 +29,9 @@ DESCRIPTOR = SOURCE_DIR / "uba_descriptor.pb"
 INDEX_HTML = PACKAGE_DIR / "web" / "index.html"
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+# Envoy's admin interface: a Unix socket in the gateway's directory (Envoy
+# runs there), never a TCP port.
+ADMIN_SOCKET = "admin.sock"
 SERVICE = "uba.v1.BehaviorAnalyticsService"
 
 
@@ -72,7 +75,6 @@ class GatewayConfig:
 
     upstream: str  # the uba gRPC server(s): HOST:PORT, or several, comma-separated
     listen: str = DEFAULT_LISTEN  # the front door, HOST:PORT (port 0: any free one)
-    admin_port: int = 0  # Envoy's admin interface, always on 127.0.0.1
     rest_timeout_s: float = 60.0  # deadline of unary REST calls
     stream_idle_timeout_s: float = 3600.0  # alert streams and native gRPC streams
     max_connections: int = 10000
@@ -95,8 +97,6 @@ class GatewayConfig:
         split_host_port(self.listen, what="listen")
         if self.upstream_tls is not None and not self.upstream_tls.ca:
             raise ValueError("TLS to the upstream needs the CA that signed the servers' certificates")
-        if not 0 <= int(self.admin_port) <= 65535:
-            raise ValueError(f"admin port out of range: {self.admin_port}")
 
     def upstreams(self) -> list[tuple[str, int]]:
         """(host, port) of each server process behind the gateway."""
@@ -225,7 +225,7 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
     upstreams = config.upstreams()
     endpoints = [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in upstreams]
     values = {
-        "admin_port": int(config.admin_port),
+        "admin_socket": ADMIN_SOCKET,
         "listen_host": listen_host,
         "listen_port": listen_port,
         # JSON is YAML: the generated blocks are written as flow mappings.
