@@ -140,7 +140,8 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(tmp_path, pki):
         server.stop()
 
 
-def _https(address: str, ca, path: str, key: str, method: str = "GET", body: dict | None = None, client=None):
+def _https(address: str, ca, path: str, key: str | None, method: str = "GET", body: dict | None = None, client=None,
+           headers: dict | None = None):
     context = ssl.create_default_context(cafile=str(ca))
     if client is not None:
         context.load_cert_chain(str(client.cert), str(client.key))
@@ -148,8 +149,10 @@ def _https(address: str, ca, path: str, key: str, method: str = "GET", body: dic
     connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=15)
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers={"authorization": f"Bearer {key}",
-                                                                "content-type": "application/json"})
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        if key is not None:
+            all_headers["authorization"] = f"Bearer {key}"
+        connection.request(method, path, body=payload, headers=all_headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -177,6 +180,18 @@ def test_gateway_listener_and_upstream_over_tls(tmp_path, pki):
         assert [e["eventId"] for e in json.loads(body)["events"]] == ["gw-tls-1"]
         status, body = _https(gateway, pki["ca"], "/", server.api_key, client=client)
         assert status == 200 and b"<html" in body.lower()
+
+        # Over HTTPS the dashboard's key cookie is __Host-uba_key (Secure,
+        # set by this origin only); a plain uba_key cookie is not taken.
+        download = "/api/behavior-analytics/logs/download?format=csv"
+        same_origin = {"sec-fetch-site": "same-origin"}
+        for cookie, expected in ((f"__Host-uba_key={server.api_key}", 200), (f"uba_key={server.api_key}", 401)):
+            status, body = _https(gateway, pki["ca"], download, None, client=client,
+                                  headers={"cookie": cookie, **same_origin})
+            assert status == expected, (cookie, body)
+        status, body = _https(gateway, pki["ca"], download, None, client=client,
+                              headers={"cookie": f"__Host-uba_key={server.api_key}", "origin": f"https://{gateway}"})
+        assert status == 200, body
 
         # --tls-client-ca holds on the gateway too: without a certificate, or
         # with one from another CA, the TLS handshake fails (HTTPS and gRPC).
