@@ -271,16 +271,17 @@ async def serve(settings: Settings) -> int:
                      else "TLS" if credentials else "plaintext")
     print(f"uba: listening on {host}:{port} ({security_note}, storage: {services.database.backend}, "
           f"analytics: {services.analytics_mode})", flush=True)
+    # Handlers first: a stop asked for while the gateway starts is a stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     gateway = await start_gateway(settings, f"{host}:{port}") if settings.gateway_listen else None
     log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
              len(services.engine.detectors))
 
     watcher = asyncio.create_task(watch_database(services, health_servicer))
-    stop = asyncio.Event()
     gateway_watch = asyncio.create_task(watch_gateway(gateway, stop)) if gateway is not None else None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
 
     # Graceful stop: tell load balancers first, end streams with a status

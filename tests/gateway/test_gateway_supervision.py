@@ -150,3 +150,31 @@ def test_anonymous_mode_with_loopback_listeners_still_starts(tmp_path):
         _gateway_address(server)
     finally:
         assert server.stop() == 0
+
+
+def test_ctrl_c_in_a_terminal_is_a_clean_stop_not_a_gateway_death(tmp_path):
+    """SIGINT to the whole foreground process group, as a terminal sends
+    it: `uba serve` stops its Envoy itself and exits 0, reporting no death."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uba", "serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+         "--data-dir", str(tmp_path / "data"), "--grace-period", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any("gateway on" in line for line in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            lines.append(proc.stdout.readline())
+        envoy = envoy_child(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+        lines.append(proc.stdout.read())
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    log = "".join(lines)
+    assert code == 0, log
+    assert "unexpectedly" not in log, log
+    assert not is_running(envoy)

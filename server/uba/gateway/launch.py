@@ -208,13 +208,16 @@ class GatewayProcess:
             args = _death_signal_prefix() + args
         # Envoy runs in work_dir: the admin socket's path in the
         # configuration is relative to it (a data dir's absolute path may be
-        # longer than a Unix socket path can be).
-        if self.foreground:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, cwd=self.work_dir)
-        else:
+        # longer than a Unix socket path can be). In a session of its own:
+        # Ctrl-C in a terminal (SIGINT to the whole process group) reaches
+        # only its parent, which stops it in order; were Envoy to exit on
+        # the same keystroke, its parent could take that for a death.
+        output = {}
+        if not self.foreground:
             self._log_file = open(self.log_path, "ab")
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                            stderr=subprocess.STDOUT, cwd=self.work_dir)
+            output = {"stdout": self._log_file, "stderr": subprocess.STDOUT}
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, cwd=self.work_dir, start_new_session=True,
+                                        **output)
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> "GatewayProcess":
