@@ -178,3 +178,39 @@ def test_ctrl_c_in_a_terminal_is_a_clean_stop_not_a_gateway_death(tmp_path):
     assert code == 0, log
     assert "unexpectedly" not in log, log
     assert not is_running(envoy)
+
+
+def test_standalone_gateway_refuses_the_network_in_front_of_an_anonymous_server(tmp_path):
+    server = ServerProcess(tmp_path / "data", anonymous=True).start()
+    try:
+        proc = _uba_gateway("--upstream", server.address, "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path))
+        try:
+            out = proc.stdout.readline()  # "listening on ..." were it to start; "" when it exits
+            assert "listening on" not in out, "the gateway exposed an anonymous server"
+            code = proc.wait(timeout=60)
+            err = proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert code == 2
+        assert f"the server at {server.address} answers without an API key" in err, err
+    finally:
+        server.stop()
+
+
+def test_probe_tells_keyed_from_anonymous_servers(tmp_path):
+    from uba.gateway.probe import accepts_anonymous
+
+    keyed = ServerProcess(tmp_path / "keyed").start()
+    anonymous = ServerProcess(tmp_path / "anonymous", anonymous=True).start()
+    try:
+        assert accepts_anonymous(keyed.address) is False
+        assert accepts_anonymous(anonymous.address) is True
+    finally:
+        keyed.stop()
+        anonymous.stop()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    assert accepts_anonymous(f"127.0.0.1:{port}", timeout=2) is None  # nothing there: cannot tell

@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"uba gateway: {rendered.config_path} is valid")
         return 0
+    if refusal := _anonymous_upstream(gateway):
+        print(f"uba gateway: {refusal}", file=sys.stderr)
+        return 2
 
     asked_to_stop: list[int] = []
 
@@ -135,3 +138,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly ({describe_exit(code)}); "
           "the gateway is down", file=sys.stderr, flush=True)
     return 1
+
+
+def _anonymous_upstream(gateway) -> str:
+    """The reason to refuse a listener beyond loopback in front of a server
+    that answers without an API key (`--allow-anonymous`), else "". A
+    server that cannot be reached yet is let be, with a warning: it is
+    asked again at the next start."""
+    from uba.gateway.probe import accepts_anonymous, is_loopback
+
+    config = gateway.config
+    if is_loopback(config.listen):
+        return ""
+    for host, port in config.upstreams():
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        answer = accepts_anonymous(address, config.upstream_tls)
+        if answer:
+            return (f"the server at {address} answers without an API key (--allow-anonymous); refusing to "
+                    f"expose it on {config.listen}: listen on a loopback address or give the server API keys")
+        if answer is None:
+            print(f"uba gateway: warning: could not check whether the server at {address} requires API keys "
+                  "(not reachable now)", file=sys.stderr)
+    return ""
