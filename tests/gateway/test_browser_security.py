@@ -6,7 +6,8 @@ Playwright, the real Envoy in front of the real server on SQLite):
 * its key cookie is a credential only for requests from the dashboard's own
   origin: a page served from another local port (same site, so
   SameSite=Strict lets the cookie travel) that points the browser at the
-  log download gets 401, while the dashboard's own download still works.
+  log download gets 401, while the dashboard's own download still works;
+* over HTTPS the cookie is __Host-uba_key (Secure, Path=/).
 
 Chromium comes from Debian, Playwright from the dev extra (see
 browser_support.py); where CI=true a missing browser fails the run.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -54,7 +56,9 @@ def gateway(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
+    # The HTTPS test's CA is not in the browser's store: certificate errors
+    # are ignored (the other tests speak plain HTTP).
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile"), ignore_https_errors=True) as context:
         yield context
 
 
@@ -164,3 +168,38 @@ def test_key_cookie_works_for_the_dashboard_only_not_for_another_local_origin(br
         other.server_close()
     # The browser sent the cookie each time (same site); the gateway did not take it.
     assert statuses == {"iframe": 401, "fetch": 401, "navigation": 401}
+
+
+def test_over_https_the_page_sets_a_secure_host_only_cookie_and_its_feed_works(browser_context, tmp_path):
+    """Under TLS the page keeps its key in __Host-uba_key (Secure, Path=/),
+    the only name the gateway takes there; the live feed and the download
+    authenticate with it."""
+    from playwright.sync_api import expect
+
+    from support.certs import CertificateAuthority
+
+    ca = CertificateAuthority("uba browser test CA")
+    issued = ca.issue(tmp_path, "server", server=True)
+    server = ServerProcess(tmp_path / "data", extra_args=[
+        "--tls-cert", str(issued.cert), "--tls-key", str(issued.key), "--gateway-listen", "127.0.0.1:0"]).start()
+    page = None
+    try:
+        deadline = time.monotonic() + 60
+        while "gateway on https://" not in server.log() and time.monotonic() < deadline:
+            assert server.proc.poll() is None, server.log()
+            time.sleep(0.1)
+        address = server.log().split("gateway on https://", 1)[1].split()[0]
+        page = browser_context.new_page()
+        page.add_init_script(f"sessionStorage.setItem('uba.apiKey', {json.dumps(server.api_key)})")
+        page.goto(f"https://{address}/", wait_until="domcontentloaded")
+        expect(page.locator("#stream-status")).to_have_attribute("data-state", "live", timeout=20_000)
+        cookies = {c["name"]: c for c in browser_context.cookies(f"https://{address}/")}
+        assert "__Host-uba_key" in cookies, cookies
+        cookie = cookies["__Host-uba_key"]
+        assert cookie["secure"] and cookie["path"] == "/" and cookie["sameSite"] == "Strict"
+        own = page.evaluate("async (href) => (await fetch(href)).status", f"{API}/logs/download/?format=csv")
+        assert own == 200
+    finally:
+        if page is not None:
+            page.close()
+        server.stop()
