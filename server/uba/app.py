@@ -288,7 +288,8 @@ async def serve(settings: Settings) -> int:
     # that makes clients resume elsewhere, then let in-flight calls end.
     log.info("shutting down: health NOT_SERVING, grace period %.1fs", settings.grace_period)
     watcher.cancel()
-    gateway_died = gateway_watch is not None and gateway_watch.done()
+    gateway_died = gateway_watch is not None and gateway_watch.done() and not gateway_watch.cancelled() \
+        and gateway_watch.exception() is None
     if gateway_watch is not None:
         gateway_watch.cancel()
     await health_servicer.enter_graceful_shutdown()
