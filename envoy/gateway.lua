@@ -7,9 +7,10 @@
 --  * The alert stream is SSE without `id:` lines; a client that sends
 --    Last-Event-ID (a polyfill, curl) resumes as if it had sent ?after_seq=.
 --  * Browsers cannot send an Authorization header with EventSource or a
---    download link: on those two GET routes only, the dashboard's `uba_key`
---    cookie (path-limited, SameSite=Strict) becomes `authorization: Bearer`.
---    Every other route needs the header itself (no cookie, no CSRF).
+--    download link: on those two GET routes only, the dashboard's key cookie
+--    becomes `authorization: Bearer`, and only for a request from the
+--    gateway's own origin (see same_origin below). Every other route needs
+--    the header itself (no cookie, no CSRF).
 --  * The log download gets a Content-Disposition with a UTC timestamp and the
 --    extension matching the Content-Type the server chose.
 --  * REST answers lose the grpc-* headers of the upstream: the JSON body
@@ -24,6 +25,47 @@ local EXTENSIONS = {
   ["application/json"] = "json",
   ["application/x-ndjson"] = "ndjson",
 }
+
+-- Over TLS only the page's `__Host-uba_key` (Secure, Path=/, so no other
+-- origin of the site can have set it); over plain HTTP, `uba_key`.
+local function key_cookie(headers, tls)
+  local wanted = tls and "__Host-uba_key" or "uba_key"
+  for name, value in (headers:get("cookie") or ""):gmatch("([^=;%s]+)=([^;]*)") do
+    if name == wanted and value:match("^[%w_%-]+$") then
+      return value
+    end
+  end
+  return nil
+end
+
+-- SameSite=Strict lets every origin of the same site send the cookie: a page
+-- on another port of this host, or on a sibling subdomain. So the request
+-- must say it comes from this origin: Sec-Fetch-Site: same-origin (every
+-- current browser, to https and localhost), or, where a browser sends no
+-- Sec-Fetch-Site (plain HTTP to a LAN address), an Origin or Referer of this
+-- very origin (the page's Referrer-Policy is same-origin). A request with
+-- none of them (curl with a cookie) is refused: send the header instead.
+local function same_origin(headers, tls)
+  local site = headers:get("sec-fetch-site")
+  if site ~= nil then
+    return site == "same-origin"
+  end
+  local authority = headers:get(":authority")
+  if authority == nil then
+    return false
+  end
+  local own = ((tls and "https://" or "http://") .. authority):lower()
+  local origin = headers:get("origin")
+  if origin ~= nil then
+    return origin:lower() == own
+  end
+  local referer = headers:get("referer")
+  if referer ~= nil then
+    local prefix = referer:match("^([%a][%w+.%-]*://[^/?#]+)")
+    return prefix ~= nil and prefix:lower() == own
+  end
+  return false
+end
 
 local function is_grpc(headers)
   local content_type = headers:get("content-type")
@@ -56,8 +98,9 @@ function envoy_on_request(request_handle)
 
   if (path == STREAM_PATH or path == DOWNLOAD_PATH) and headers:get(":method") == "GET"
       and headers:get("authorization") == nil then
-    local key = (headers:get("cookie") or ""):match("%f[%w_]uba_key=([%w_%-]+)")
-    if key ~= nil then
+    local tls = request_handle:connection():ssl() ~= nil
+    local key = key_cookie(headers, tls)
+    if key ~= nil and same_origin(headers, tls) then
       headers:add("authorization", "Bearer " .. key)
     end
   end

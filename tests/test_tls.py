@@ -140,14 +140,19 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(tmp_path, pki):
         server.stop()
 
 
-def _https(address: str, ca, path: str, key: str, method: str = "GET", body: dict | None = None):
+def _https(address: str, ca, path: str, key: str | None, method: str = "GET", body: dict | None = None, client=None,
+           headers: dict | None = None):
     context = ssl.create_default_context(cafile=str(ca))
+    if client is not None:
+        context.load_cert_chain(str(client.cert), str(client.key))
     host, port = address.rsplit(":", 1)
     connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=15)
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers={"authorization": f"Bearer {key}",
-                                                                "content-type": "application/json"})
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        if key is not None:
+            all_headers["authorization"] = f"Bearer {key}"
+        connection.request(method, path, body=payload, headers=all_headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -162,17 +167,40 @@ def test_gateway_listener_and_upstream_over_tls(tmp_path, pki):
                     "--gateway-client-cert", str(pki["gateway_client"].cert),
                     "--gateway-client-key", str(pki["gateway_client"].key),
                     "--gateway-upstream-ca", str(pki["ca"]), "--gateway-listen", "127.0.0.1:0")
+    client = pki["client"]
     try:
         gateway = _gateway_address(server)
         status, body = _https(gateway, pki["ca"], "/api/behavior-analytics/events", server.api_key, "POST",
                               {"userId": "gw-tls-user", "type": "ACTIVITY_TYPE_LOGIN_SUCCESS", "eventId": "gw-tls-1",
-                               "occurredAt": datetime.now(timezone.utc).isoformat()})
+                               "occurredAt": datetime.now(timezone.utc).isoformat()}, client=client)
         assert status == 200, body
-        status, body = _https(gateway, pki["ca"], "/api/behavior-analytics/logs?userId=gw-tls-user", server.api_key)
+        status, body = _https(gateway, pki["ca"], "/api/behavior-analytics/logs?userId=gw-tls-user", server.api_key,
+                              client=client)
         assert status == 200, body
         assert [e["eventId"] for e in json.loads(body)["events"]] == ["gw-tls-1"]
-        status, body = _https(gateway, pki["ca"], "/", server.api_key)
+        status, body = _https(gateway, pki["ca"], "/", server.api_key, client=client)
         assert status == 200 and b"<html" in body.lower()
+
+        # Over HTTPS the dashboard's key cookie is __Host-uba_key (Secure,
+        # set by this origin only); a plain uba_key cookie is not taken.
+        download = "/api/behavior-analytics/logs/download?format=csv"
+        same_origin = {"sec-fetch-site": "same-origin"}
+        for cookie, expected in ((f"__Host-uba_key={server.api_key}", 200), (f"uba_key={server.api_key}", 401)):
+            status, body = _https(gateway, pki["ca"], download, None, client=client,
+                                  headers={"cookie": cookie, **same_origin})
+            assert status == expected, (cookie, body)
+        status, body = _https(gateway, pki["ca"], download, None, client=client,
+                              headers={"cookie": f"__Host-uba_key={server.api_key}", "origin": f"https://{gateway}"})
+        assert status == 200, body
+
+        # --tls-client-ca holds on the gateway too: without a certificate, or
+        # with one from another CA, the TLS handshake fails (HTTPS and gRPC).
+        for refused in (None, pki["foreign_client"]):
+            # (TLS 1.3: the client learns it when it reads: no HTTP answer comes.)
+            with pytest.raises((ssl.SSLError, ConnectionResetError)):
+                _https(gateway, pki["ca"], "/api/behavior-analytics/logs", server.api_key, client=refused)
+        with UbaClient(gateway, api_key=server.api_key, tls=pki["ca"], timeout=3, **NO_RETRY) as no_cert:
+            assert _code(lambda: _record(no_cert, "gw-tls-user")) == grpc.StatusCode.UNAVAILABLE
 
         # Plain HTTP to the TLS listener gets no answer; a client that does
         # not trust the CA refuses the gateway.
@@ -183,14 +211,16 @@ def test_gateway_listener_and_upstream_over_tls(tmp_path, pki):
             plain.getresponse().read()
         plain.close()
         with pytest.raises(ssl.SSLError):
-            _https(gateway, pki["other_ca"], "/api/behavior-analytics/logs", server.api_key)
+            _https(gateway, pki["other_ca"], "/api/behavior-analytics/logs", server.api_key, client=client)
 
         # Native gRPC over TLS through Envoy (ALPN h2); the health check
         # stays open without a key.
-        with UbaClient(gateway, api_key=server.api_key, tls=pki["ca"], timeout=10) as client:
-            event_id = _record(client, "gw-tls-user")
-            assert {e.event_id for e in client.list_logs(user_id="gw-tls-user").events} == {"gw-tls-1", event_id}
-        with grpc.secure_channel(gateway, grpc.ssl_channel_credentials(pki["ca_pem"])) as channel:
+        with UbaClient(gateway, api_key=server.api_key, tls=pki["ca"], timeout=10, client_cert=client.cert,
+                       client_key=client.key) as grpc_client:
+            event_id = _record(grpc_client, "gw-tls-user")
+            assert {e.event_id for e in grpc_client.list_logs(user_id="gw-tls-user").events} == {"gw-tls-1", event_id}
+        credentials = grpc.ssl_channel_credentials(pki["ca_pem"], client.key.read_bytes(), client.cert.read_bytes())
+        with grpc.secure_channel(gateway, credentials) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:

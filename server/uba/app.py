@@ -204,9 +204,12 @@ async def serve(settings: Settings) -> int:
         trusted_proxies = sec.parse_networks(settings.trusted_proxies)
     except InvalidArgument as exc:
         raise SystemExit(f"uba: --trusted-proxies: {exc.violations[0].description}") from None
-    if settings.allow_anonymous and not is_loopback(settings.listen):
-        raise SystemExit(f"uba: --allow-anonymous is refused on {settings.listen}: "
-                         "listen on a loopback address (127.0.0.1, ::1) or use API keys")
+    if settings.allow_anonymous:
+        # The gateway forwards whatever reaches it: it is a listener too.
+        for flag, address in (("--listen", settings.listen), ("--gateway-listen", settings.gateway_listen)):
+            if address and not is_loopback(address):
+                raise SystemExit(f"uba: --allow-anonymous is refused with {flag} {address}: "
+                                 "listen on a loopback address (127.0.0.1, ::1) or use API keys")
     services = build_services(settings)
     if not settings.allow_anonymous:
         key_file = bootstrap_admin_key(services.security, settings.data_dir)
@@ -284,15 +287,17 @@ async def serve(settings: Settings) -> int:
                      else "TLS" if credentials else "plaintext")
     print(f"uba: listening on {host}:{port} ({security_note}, storage: {services.database.backend}, "
           f"analytics: {services.analytics_mode})", flush=True)
+    # Handlers first: a stop asked for while the gateway starts is a stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     gateway = await start_gateway(settings, f"{host}:{port}", gateway_token) if settings.gateway_listen else None
     log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
              len(services.engine.detectors))
 
     watcher = asyncio.create_task(watch_database(services, health_servicer))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    gateway_watch = asyncio.create_task(watch_gateway(gateway, stop)) if gateway is not None else None
     await stop.wait()
 
     # Graceful stop: tell load balancers first, end streams with a status
@@ -301,6 +306,10 @@ async def serve(settings: Settings) -> int:
     watcher.cancel()
     if key_refresher is not None:
         key_refresher.cancel()
+    gateway_died = gateway_watch is not None and gateway_watch.done() and not gateway_watch.cancelled() \
+        and gateway_watch.exception() is None
+    if gateway_watch is not None:
+        gateway_watch.cancel()
     await health_servicer.enter_graceful_shutdown()
     drain.draining = True
     if gateway is not None:
@@ -313,6 +322,9 @@ async def serve(settings: Settings) -> int:
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
     await server.stop(settings.grace_period)
     services.close()
+    if gateway_died:
+        log.error("stopped because the gateway died: exit status 1")
+        return 1
     log.info("stopped")
     return 0
 
@@ -351,7 +363,8 @@ async def start_gateway(settings: Settings, upstream: str, gateway_token: str = 
 
     listen_tls = upstream_tls = None
     if settings.tls_cert:
-        listen_tls = TlsFiles(settings.tls_cert, settings.tls_key)
+        # With --tls-client-ca, the gateway asks for client certificates too.
+        listen_tls = TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         upstream_tls = TlsFiles(settings.gateway_client_cert, settings.gateway_client_key,
                                 settings.gateway_upstream_ca or settings.tls_cert)
     gateway = GatewayProcess(upstream, settings.gateway_listen, work_dir=Path(settings.data_dir) / "gateway",
@@ -376,6 +389,19 @@ async def refresh_active_keys(services: Services, authenticator: sec.Authenticat
         if every_seconds is None:
             return
         await asyncio.sleep(max(every_seconds, 1.0))
+
+
+async def watch_gateway(gateway, stop: asyncio.Event) -> None:
+    """A gateway that dies (Envoy killed or crashed) would leave REST down
+    with nobody told: log it and stop the whole server, which then exits
+    non-zero, so that a supervisor restarts both. (Envoy, for its part, gets
+    SIGTERM when this process dies: see uba.gateway.launch.)"""
+    from uba.gateway.launch import describe_exit
+
+    code = await gateway.exited()
+    log.error("the gateway (envoy, pid %d) exited unexpectedly (%s); stopping the server so that its "
+              "supervisor restarts both", gateway.process.pid, describe_exit(code))
+    stop.set()
 
 
 async def train_on_schedule(services: Services, every_seconds: float) -> None:

@@ -50,7 +50,6 @@ import random
 import socket
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -82,7 +81,6 @@ NOT_SENT = {"password_spraying"}
 
 pytestmark = [pytest.mark.postgres, scaled_timeout(300)]
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 Calls = list[list[list[events_pb2.ActivityEvent]]]  # per thread, its calls in order
 
 
@@ -309,9 +307,8 @@ class Cluster:
 
     def host_stats(self) -> dict[str, dict[str, str]]:
         """Envoy's per-host counters and flags of the uba cluster."""
-        assert self.gateway and self.gateway.admin_address
-        with _NO_PROXY.open(f"http://{self.gateway.admin_address}/clusters", timeout=5) as response:
-            text = response.read().decode()
+        assert self.gateway
+        text = self.gateway.admin_get("/clusters", timeout=5)  # the admin interface's Unix socket
         hosts: dict[str, dict[str, str]] = {}
         for line in text.splitlines():
             parts = line.split("::")

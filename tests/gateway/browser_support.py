@@ -42,9 +42,10 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium_context(user_data_dir: Path):
+def chromium_context(user_data_dir: Path, **options):
     """A headless Chromium with a fresh profile, laptop-sized, UTC, en-US,
-    light theme: one browser context; tests open their own pages in it."""
+    light theme: one browser context; tests open their own pages in it.
+    `options` go to Playwright's launch_persistent_context."""
     from playwright.sync_api import sync_playwright
 
     shutil.rmtree(user_data_dir, ignore_errors=True)
@@ -52,6 +53,7 @@ def chromium_context(user_data_dir: Path):
         context = playwright.chromium.launch_persistent_context(
             str(user_data_dir), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
             viewport=LAPTOP, locale="en-US", timezone_id="UTC", color_scheme="light", accept_downloads=True,
+            **options,
         )
         context.set_default_timeout(15_000)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -134,3 +135,68 @@ def start_gateway(upstream_address: str, work_dir) -> GatewayProcess:
         process.stop()
         raise
     return process
+
+
+# -- processes and sockets, from /proc (Linux) ----------------------------
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def envoy_child(pid: int, deadline_s: float = 30.0) -> int:
+    """The Envoy process that process `pid` started."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        for child in child_pids(pid):
+            try:
+                if os.path.basename(os.readlink(f"/proc/{child}/exe")) == "envoy":
+                    return child
+            except OSError:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} has no envoy child")
+
+
+def is_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """TCP ports on which process `pid` holds a listening socket."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows)
+                for row in rows:
+                    cols = row.split()
+                    if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        except FileNotFoundError:
+            continue
+    return ports

@@ -169,13 +169,49 @@ def test_denied_stream_over_rest_is_an_error_status_not_an_empty_200(gateway, ke
 
 def test_browser_cookie_works_on_the_stream_and_download_routes_only(gateway, keys):
     client = Client(gateway.address)
-    cookie = {"cookie": f"other=1; uba_key={keys['admin']}"}
-    with client.open_stream(f"{API}/alerts/stream/", headers={"cookie": f"uba_key={keys['read']}"}) as stream:
+    same_origin = {"sec-fetch-site": "same-origin"}
+    cookie = {"cookie": f"other=1; uba_key={keys['admin']}", **same_origin}
+    with client.open_stream(f"{API}/alerts/stream/", headers={"cookie": f"uba_key={keys['read']}",
+                                                              **same_origin}) as stream:
         assert stream.status == 200
     assert client.get(f"{API}/logs/download/", params={"format": "csv"}, headers=cookie).status == 200
     # Anywhere else the cookie is not a credential (no CSRF on POST routes).
-    assert client.get(f"{API}/dashboard/", headers={"cookie": f"uba_key={keys['read']}"}).status == 401
+    assert client.get(f"{API}/dashboard/", headers={"cookie": f"uba_key={keys['read']}", **same_origin}).status == 401
     assert client.post(f"{API}/alerts/x/acknowledge/", headers=cookie).status == 401
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"sec-fetch-site": "same-origin"}, 200),
+    ({"sec-fetch-site": "same-site"}, 401),  # another port, a sibling subdomain
+    ({"sec-fetch-site": "cross-site"}, 401),
+    ({"sec-fetch-site": "none"}, 401),  # typed into the address bar, a bookmark
+    ({"sec-fetch-site": "same-site", "referer": "http://{own}/"}, 401),  # the browser's word wins
+    ({"origin": "http://{own}"}, 200),  # browsers without Fetch Metadata (plain HTTP to a LAN address)
+    ({"referer": "http://{own}/?window=3600"}, 200),
+    ({"origin": "http://{other}"}, 401),
+    ({"origin": "null"}, 401),
+    ({"referer": "http://{other}/"}, 401),
+    ({"referer": "http://{own}.example/"}, 401),
+    ({}, 401),  # curl with a cookie: send the authorization header instead
+])
+def test_key_cookie_counts_only_for_requests_from_the_gateways_own_origin(gateway, keys, headers, status):
+    host, port = gateway.address.rsplit(":", 1)
+    names = {"own": gateway.address, "other": f"{host}:{int(port) + 1}"}
+    headers = {k: v.format(**names) for k, v in headers.items()}
+    client = Client(gateway.address)
+    response = client.get(f"{API}/logs/download/", params={"format": "csv"},
+                          headers={"cookie": f"uba_key={keys['admin']}", **headers})
+    assert response.status == status, response
+    with client.open_stream(f"{API}/alerts/stream/", headers={"cookie": f"uba_key={keys['read']}", **headers}) as s:
+        assert s.status == status
+
+
+def test_cookie_named_like_the_key_is_not_the_key(gateway, keys):
+    client = Client(gateway.address)
+    for cookie in (f"x_uba_key={keys['admin']}", f"__Host-uba_key={keys['admin']}"):  # the latter: TLS only
+        response = client.get(f"{API}/logs/download/", params={"format": "csv"},
+                              headers={"cookie": cookie, "sec-fetch-site": "same-origin"})
+        assert response.status == 401, (cookie, response)
 
 
 def test_refusals_are_audited_and_no_key_reaches_a_log(uba_server, gateway, keys):

@@ -75,11 +75,15 @@ def test_tls_on_both_hops_passes_envoy_validate(tmp_path, envoy_binary):
 def test_render_is_self_contained(tmp_path):
     rendered = render(GatewayConfig(upstream="127.0.0.1:1"), tmp_path)
     text = rendered.config_path.read_text()
-    for name in ("descriptor", "lua", "index_html"):
+    for name in ("descriptor", "lua", "index_html", "app_js"):
         path = rendered.files[name]
         assert path.parent == tmp_path and path.is_file()
         assert str(path) in text
     assert rendered.files["index_html"].read_bytes() == gateway_config.INDEX_HTML.read_bytes()
+    assert rendered.files["app_js"].read_bytes() == gateway_config.APP_JS.read_bytes()
+    # Envoy's admin interface: a socket in the gateway's directory, no port.
+    assert 'pipe: {path: "admin.sock", mode: 0600}' in text
+    assert "admin:\n  address:\n    pipe:" in text
 
 
 def test_descriptor_carries_error_details_for_convert_grpc_status(tmp_path):
@@ -130,7 +134,7 @@ def test_several_gateways_run_at_once_and_stop_cleanly(tmp_path):
             for g in gateways:
                 g.wait_ready()
             assert len({g.listen_address for g in gateways}) == 3
-            assert len({g.admin_address for g in gateways}) == 3
+            assert len({g.admin_socket for g in gateways}) == 3
             for g in gateways:
                 response = Client(g.listen_address).get("/api/behavior-analytics/capabilities/")
                 assert response.status == 200, response

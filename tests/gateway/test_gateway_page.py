@@ -1,5 +1,6 @@
-"""The dashboard page as a file: self-contained, safe, and with the stable
-element ids browser tests rely on (listed in envoy/README.md)."""
+"""The dashboard page as files (index.html and its script app.js):
+self-contained, safe, and with the stable element ids browser tests rely on
+(listed in envoy/README.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from uba.gateway.config import INDEX_HTML, SOURCE_DIR
+from uba.gateway.config import APP_JS, INDEX_HTML, SOURCE_DIR
 
 PAGE = INDEX_HTML.read_text(encoding="utf-8")
-SCRIPT = re.search(r"<script>(.*)</script>", PAGE, re.S).group(1)
+SCRIPT = APP_JS.read_text(encoding="utf-8")
 
 STABLE_IDS = """
 server-info window-select refresh-button last-updated app-status
@@ -44,10 +45,22 @@ def test_chart_ids_drawn_by_script():
 
 
 def test_page_is_self_contained():
-    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", PAGE, re.I)
-    assert "@import" not in PAGE and "url(" not in PAGE
-    urls = re.findall(r"https?://[^\s\"')]+", PAGE)
+    # One script, from the gateway itself; no other resource.
+    assert re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=\"([^\"]*)\"", PAGE, re.I) == ["/app.js"]
+    for text in (PAGE, SCRIPT):
+        assert "@import" not in text and "url(" not in text
+    assert re.findall(r"https?://[^\s\"')]+", PAGE) == []
+    urls = re.findall(r"https?://[^\s\"')]+", SCRIPT)
     assert urls == ["http://www.w3.org/2000/svg"]  # the SVG namespace name, never fetched
+
+
+def test_no_inline_script_or_event_handler_attributes():
+    # The Content-Security-Policy allows scripts from /app.js only: inline
+    # code would not run.
+    assert re.findall(r"<script[^>]*>", PAGE) == ['<script src="/app.js">']
+    assert not re.search(r"<script[^>]*>\s*[^<\s]", PAGE)
+    assert not re.search(r"\son[a-z]+\s*=", PAGE, re.I)
+    assert "javascript:" not in PAGE.lower()
 
 
 def test_page_uses_only_the_rest_api():
@@ -72,7 +85,8 @@ def test_export_links_never_carry_paging_parameters():
 def test_page_fits_the_direct_response_limit():
     from uba.gateway.config import GatewayConfig
 
-    assert INDEX_HTML.stat().st_size < GatewayConfig(upstream="127.0.0.1:1").max_page_bytes // 4
+    for path in (INDEX_HTML, APP_JS):
+        assert path.stat().st_size < GatewayConfig(upstream="127.0.0.1:1").max_page_bytes // 4
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")

@@ -838,14 +838,11 @@ def test_deeply_nested_json_is_400_and_stores_nothing(gateway, world, data):
 @settings(FAST, max_examples=8)
 @given(data=st.data())
 def test_bodies_over_the_limit_are_refused_and_store_nothing(gateway, world, data):
-    """Over 16 MiB of JSON that becomes an over-size message: a 4xx JSON
-    status (today the server's gRPC message limit answers,
-    RESOURCE_EXHAUSTED, which REST shows as 429), nothing stored, and both
-    processes live on. Over 16 MiB that becomes a small message (padding,
-    an unknown field, a timestamp with 16 MiB of zeros in its fraction): the
-    gateway does not hold the body itself to the limit (the transcoder
-    translates it as it streams in), so the small message is answered as
-    usual, and ingest still stores exactly what it acknowledges."""
+    """Over 16 MiB of JSON: the gateway answers 413 itself, whatever message
+    the body would become (an over-size one, or a small one: padding, an
+    unknown field, a timestamp with 16 MiB of zeros in its fraction),
+    nothing is stored, and both processes live on. Should a body ever get
+    through, ingest still stores exactly what it acknowledges."""
     method = data.draw(st.sampled_from(POSTS))
     size = data.draw(st.integers(BODY_LIMIT + 1, BODY_LIMIT + 4 * MiB))
     user = f"huge-{unique()}"

@@ -2,7 +2,9 @@
 
 Renders the configuration into DATA_DIR/gateway, validates it with
 `envoy --mode validate`, then runs Envoy in the foreground until SIGTERM or
-SIGINT, which it passes on to Envoy.
+SIGINT, which it passes on to Envoy. An Envoy that exits without being asked
+to (killed, crashed) makes the command exit non-zero, so that a supervisor
+restarts it.
 """
 
 from __future__ import annotations
@@ -41,13 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"address browsers and gRPC clients connect to (port 0 picks a free one) [{DEFAULT_LISTEN}]",
     )
     parser.add_argument(
-        "--admin-port",
-        type=int,
-        default=0,
-        metavar="N",
-        help="port of Envoy's admin interface on 127.0.0.1 (0 picks a free one) [0]",
-    )
-    parser.add_argument(
         "--data-dir",
         default=None,
         help="the configuration is written to DATA_DIR/gateway [UBA_DATA_DIR, ./data]",
@@ -78,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.gateway import GatewayError, GatewayProcess, TlsFiles, validate  # deferred: `uba --help` stays fast
+    # deferred: `uba --help` stays fast
+    from uba.gateway import GatewayError, GatewayProcess, TlsFiles, validate
+    from uba.gateway.launch import describe_exit
 
     settings = Settings.load(argparse.Namespace(data_dir=args.data_dir, listen=args.upstream))
     work_dir = Path(settings.data_dir) / "gateway"
@@ -94,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
             settings.listen,
             args.listen,
             work_dir=work_dir,
-            admin_port=args.admin_port,
             envoy=args.envoy,
             log_level=args.log_level,
             foreground=True,
@@ -109,8 +105,14 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"uba gateway: {rendered.config_path} is valid")
         return 0
+    if refusal := _anonymous_upstream(gateway):
+        print(f"uba gateway: {refusal}", file=sys.stderr)
+        return 2
+
+    asked_to_stop: list[int] = []
 
     def forward(signum: int, _frame) -> None:
+        asked_to_stop.append(signum)
         gateway.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(
             f"uba gateway: listening on {gateway.listen_address} -> {settings.listen} "
-            f"(dashboard {gateway.url}/, admin http://{gateway.admin_address})",
+            f"(dashboard {gateway.url}/, admin socket {gateway.admin_socket})",
             flush=True,
         )
         code = gateway.wait()
@@ -132,5 +134,31 @@ def run(args: argparse.Namespace) -> int:
         gateway.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
-    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+    if asked_to_stop:
+        # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
+        return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+    print(f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly ({describe_exit(code)}); "
+          "the gateway is down", file=sys.stderr, flush=True)
+    return 1
+
+
+def _anonymous_upstream(gateway) -> str:
+    """The reason to refuse a listener beyond loopback in front of a server
+    that answers without an API key (`--allow-anonymous`), else "". A
+    server that cannot be reached yet is let be, with a warning: it is
+    asked again at the next start."""
+    from uba.gateway.probe import accepts_anonymous, is_loopback
+
+    config = gateway.config
+    if is_loopback(config.listen):
+        return ""
+    for host, port in config.upstreams():
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        answer = accepts_anonymous(address, config.upstream_tls)
+        if answer:
+            return (f"the server at {address} answers without an API key (--allow-anonymous); refusing to "
+                    f"expose it on {config.listen}: listen on a loopback address or give the server API keys")
+        if answer is None:
+            print(f"uba gateway: warning: could not check whether the server at {address} requires API keys "
+                  "(not reachable now)", file=sys.stderr)
+    return ""

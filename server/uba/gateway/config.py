@@ -28,8 +28,12 @@ TEMPLATE = SOURCE_DIR / "envoy.yaml.in"
 LUA_SCRIPT = SOURCE_DIR / "gateway.lua"
 DESCRIPTOR = SOURCE_DIR / "uba_descriptor.pb"
 INDEX_HTML = PACKAGE_DIR / "web" / "index.html"
+APP_JS = PACKAGE_DIR / "web" / "app.js"
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+# Envoy's admin interface: a Unix socket in the gateway's directory (Envoy
+# runs there), never a TCP port.
+ADMIN_SOCKET = "admin.sock"
 SERVICE = "uba.v1.BehaviorAnalyticsService"
 
 
@@ -73,16 +77,16 @@ class GatewayConfig:
 
     upstream: str  # the uba gRPC server(s): HOST:PORT, or several, comma-separated
     listen: str = DEFAULT_LISTEN  # the front door, HOST:PORT (port 0: any free one)
-    admin_port: int = 0  # Envoy's admin interface, always on 127.0.0.1
     rest_timeout_s: float = 60.0  # deadline of unary REST calls
     stream_idle_timeout_s: float = 3600.0  # alert streams and native gRPC streams
     max_connections: int = 10000
-    max_page_bytes: int = 1 << 20  # limit of the dashboard's direct response
+    max_page_bytes: int = 1 << 20  # limit of the dashboard's direct responses (page, script)
     max_body_bytes: int = 16 << 20  # largest unary JSON request or answer (the server's message limit)
     template: Path = TEMPLATE
     lua_script: Path = LUA_SCRIPT
     descriptor: Path = DESCRIPTOR
     index_html: Path = INDEX_HTML
+    app_js: Path = APP_JS
     # The listener serves TLS (HTTPS and gRPC over TLS) when `cert` is set;
     # with `ca` too, clients must present a certificate it signed.
     listen_tls: TlsFiles | None = None
@@ -101,8 +105,6 @@ class GatewayConfig:
         split_host_port(self.listen, what="listen")
         if self.upstream_tls is not None and not self.upstream_tls.ca:
             raise ValueError("TLS to the upstream needs the CA that signed the servers' certificates")
-        if not 0 <= int(self.admin_port) <= 65535:
-            raise ValueError(f"admin port out of range: {self.admin_port}")
 
     def upstreams(self) -> list[tuple[str, int]]:
         """(host, port) of each server process behind the gateway."""
@@ -223,15 +225,17 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
     lua = out / "gateway.lua"
     shutil.copyfile(config.lua_script, lua)
     page = out / "index.html"
-    shutil.copyfile(config.index_html, page)
-    if page.stat().st_size > config.max_page_bytes:
-        raise ValueError(f"{config.index_html} is larger than max_page_bytes ({config.max_page_bytes})")
+    script = out / "app.js"
+    for source, copy in ((config.index_html, page), (config.app_js, script)):
+        shutil.copyfile(source, copy)
+        if copy.stat().st_size > config.max_page_bytes:
+            raise ValueError(f"{source} is larger than max_page_bytes ({config.max_page_bytes})")
 
     listen_host, listen_port = split_host_port(config.listen, what="listen")
     upstreams = config.upstreams()
     endpoints = [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in upstreams]
     values = {
-        "admin_port": int(config.admin_port),
+        "admin_socket": ADMIN_SOCKET,
         "listen_host": listen_host,
         "listen_port": listen_port,
         # JSON is YAML: the generated blocks are written as flow mappings.
@@ -251,6 +255,7 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
         "lua_script": _yaml_path(lua),
         "index_html": _yaml_path(page),
         "proxy_token": config.proxy_token,
+        "app_js": _yaml_path(script),
     }
     text = string.Template(Path(config.template).read_text()).substitute(values)
     config_path = out / "envoy.yaml"
@@ -258,5 +263,5 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
     return RenderedConfig(
         directory=out,
         config_path=config_path,
-        files={"descriptor": descriptor, "lua": lua, "index_html": page},
+        files={"descriptor": descriptor, "lua": lua, "index_html": page, "app_js": script},
     )

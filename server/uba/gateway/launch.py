@@ -7,27 +7,32 @@ until it serves, stop.
     print(gateway.listen_address) # the bound address (port 0 resolved)
     ...
     gateway.stop()
+
+Envoy's admin interface (which can stop Envoy, POST /quitquitquit, and
+shows its configuration) listens on no port: only on the Unix socket
+WORK_DIR/admin.sock, mode 0600, so only the account running the gateway
+reaches it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import IO
 
-from uba.gateway.config import DEFAULT_LISTEN, GatewayConfig, RenderedConfig, render
+from uba.gateway.config import ADMIN_SOCKET, DEFAULT_LISTEN, GatewayConfig, RenderedConfig, render
 
-
-# The admin interface is local: never ask an http_proxy from the environment.
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Longest path connect() takes for a Unix socket (sun_path, with its NUL).
+_SUN_PATH_MAX = 107
 
 
 class GatewayError(RuntimeError):
@@ -78,6 +83,45 @@ def _death_signal_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
+def describe_exit(code: int | None) -> str:
+    """"exit code 1", "killed by SIGKILL" (Popen's negative return codes)."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a Unix socket (Envoy's admin interface)."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        path = str(self._path)
+        try:
+            if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+                sock.connect(path)
+            else:
+                # Too long for sun_path: reach it through a descriptor of its directory.
+                dir_fd = os.open(self._path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    sock.connect(f"/proc/self/fd/{dir_fd}/{self._path.name}")
+                finally:
+                    os.close(dir_fd)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 def _base_args(config_path: Path) -> list[str]:
     # No hot restart: no shared memory, so any number of Envoys can run at
     # once (tests) without --base-id bookkeeping.
@@ -116,7 +160,6 @@ class GatewayProcess:
         listen: str = DEFAULT_LISTEN,
         *,
         work_dir: str | os.PathLike[str],
-        admin_port: int = 0,
         envoy: str | None = None,
         log_level: str = "warning",
         concurrency: int | None = None,
@@ -125,7 +168,7 @@ class GatewayProcess:
         die_with_parent: bool = True,
         **config_options,
     ) -> None:
-        self.config = GatewayConfig(upstream=upstream, listen=listen, admin_port=admin_port, **config_options)
+        self.config = GatewayConfig(upstream=upstream, listen=listen, **config_options)
         self.work_dir = Path(work_dir)
         self.envoy = find_envoy(envoy)
         self.log_level = log_level
@@ -136,7 +179,6 @@ class GatewayProcess:
         self._log_file: IO[bytes] | None = None
         self.rendered: RenderedConfig | None = None
         self.process: subprocess.Popen | None = None
-        self.admin_address: str | None = None  # "127.0.0.1:PORT" once ready
         self.listen_address: str | None = None  # "HOST:PORT" once ready
 
     # -- lifecycle ---------------------------------------------------------
@@ -153,12 +195,10 @@ class GatewayProcess:
         self.rendered_config()
         if self.validate_first:
             validate(self.rendered.config_path, self.envoy)
-        self.admin_path.unlink(missing_ok=True)
+        self.admin_socket.unlink(missing_ok=True)
         args = [
             self.envoy,
             *_base_args(self.rendered.config_path),
-            "--admin-address-path",
-            str(self.admin_path),
             "--log-level",
             self.log_level,
         ]
@@ -166,11 +206,18 @@ class GatewayProcess:
             args += ["--concurrency", str(self.concurrency)]
         if self.die_with_parent:
             args = _death_signal_prefix() + args
-        if self.foreground:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        else:
+        # Envoy runs in work_dir: the admin socket's path in the
+        # configuration is relative to it (a data dir's absolute path may be
+        # longer than a Unix socket path can be). In a session of its own:
+        # Ctrl-C in a terminal (SIGINT to the whole process group) reaches
+        # only its parent, which stops it in order; were Envoy to exit on
+        # the same keystroke, its parent could take that for a death.
+        output = {}
+        if not self.foreground:
             self._log_file = open(self.log_path, "ab")
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT)
+            output = {"stdout": self._log_file, "stderr": subprocess.STDOUT}
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, cwd=self.work_dir, start_new_session=True,
+                                        **output)
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> "GatewayProcess":
@@ -178,21 +225,17 @@ class GatewayProcess:
         if self.process is None:
             raise GatewayError("gateway not started")
         deadline = time.monotonic() + timeout
-        last_error = "no admin address yet"
+        last_error = "no admin socket yet"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise GatewayError(f"envoy exited with code {self.process.returncode}:\n{self.log_tail()}")
+                raise GatewayError(f"envoy exited ({describe_exit(self.process.returncode)}):\n{self.log_tail()}")
             try:
-                if self.admin_address is None and self.admin_path.is_file():
-                    text = self.admin_path.read_text().strip()
-                    if text:
-                        self.admin_address = text
-                if self.admin_address is not None:
-                    if self._admin_get("/ready").strip() == "LIVE":
+                if self.admin_socket.is_socket():
+                    if self.admin_get("/ready").strip() == "LIVE":
                         self.listen_address = self._bound_listener()
                         return self
                     last_error = "admin /ready not LIVE"
-            except (OSError, urllib.error.URLError, ValueError) as exc:
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 last_error = str(exc)
             time.sleep(0.05)
         raise GatewayError(f"envoy not ready after {timeout:g}s ({last_error}):\n{self.log_tail()}")
@@ -219,6 +262,35 @@ class GatewayProcess:
             raise GatewayError("gateway not started")
         return self.process.wait()
 
+    async def exited(self) -> int:
+        """Returns Envoy's exit code once it has exited, without blocking the
+        event loop: a pidfd tells the loop at once (Linux); elsewhere, or if
+        that fails, the process is polled every half second."""
+        process = self.process
+        if process is None:
+            raise GatewayError("gateway not started")
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        pidfd = None
+        try:
+            pidfd = os.pidfd_open(process.pid)
+            loop.add_reader(pidfd, done.set)
+        except (AttributeError, OSError, NotImplementedError, RuntimeError):
+            if pidfd is not None:
+                os.close(pidfd)
+            pidfd = None
+        try:
+            while process.poll() is None:
+                try:
+                    await asyncio.wait_for(done.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if pidfd is not None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+        return process.returncode
+
     def send_signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
@@ -232,8 +304,9 @@ class GatewayProcess:
     # -- helpers -----------------------------------------------------------
 
     @property
-    def admin_path(self) -> Path:
-        return self.work_dir / "admin-address.txt"
+    def admin_socket(self) -> Path:
+        """Envoy's admin interface: a Unix socket only its owner can open."""
+        return self.work_dir / ADMIN_SOCKET
 
     @property
     def log_path(self) -> Path:
@@ -254,12 +327,21 @@ class GatewayProcess:
             return "(no envoy.log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def _admin_get(self, path: str) -> str:
-        with _NO_PROXY.open(f"http://{self.admin_address}{path}", timeout=2) as response:
-            return response.read().decode()
+    def admin_get(self, path: str, timeout: float = 2.0) -> str:
+        """GET `path` from Envoy's admin interface (its Unix socket)."""
+        connection = _UnixHTTPConnection(self.admin_socket, timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read().decode()
+            if response.status != 200:
+                raise ValueError(f"admin {path}: HTTP {response.status}")
+            return body
+        finally:
+            connection.close()
 
     def _bound_listener(self) -> str:
-        statuses = json.loads(self._admin_get("/listeners?format=json"))
+        statuses = json.loads(self.admin_get("/listeners?format=json"))
         for status in statuses.get("listener_statuses", []):
             if status.get("name") == "uba":
                 socket = status["local_address"]["socket_address"]
