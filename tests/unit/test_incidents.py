@@ -65,6 +65,16 @@ def test_repeats_of_one_signal_do_not_escalate():
     assert two.score == one.score and [s.counted for s in two.signals].count(True) == 1
 
 
+def test_a_new_country_on_a_new_device_is_high_and_either_alone_is_not():
+    (both,) = correlate([member("new_country"), member("new_device", Severity.LOW),
+                         member("new_ip", Severity.LOW)])
+    assert both.severity is Severity.HIGH
+    (country,) = correlate([member("new_country"), member("new_ip", Severity.LOW)])
+    assert country.severity is Severity.MEDIUM
+    (two_low,) = correlate([member("new_device", Severity.LOW), member("login_time", Severity.LOW)])
+    assert two_low.severity is Severity.MEDIUM
+
+
 def test_score_is_a_bounded_noisy_or():
     p = {s: POLICY.probability(s, "new_country") for s in Severity}
     (incident,) = correlate([member("new_country"), member("new_device"), member("impossible_travel")])
@@ -103,7 +113,7 @@ def test_population_attacks_group_by_source_address():
     (s,) = spray
     assert s.entity_id == "198.51.100.9" and s.user_ids == victims and len(s.alert_ids) == 12
     assert s.severity is Severity.HIGH  # twelve victims of one technique: no escalation by count
-    assert s.techniques == ["T1110.003"] and "against 12 users" in s.title
+    assert s.techniques == ["T1110.003"] and "12 alerted users" in s.title
 
 
 def test_resolving_a_member_alert_stops_it_counting():

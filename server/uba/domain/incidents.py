@@ -53,8 +53,8 @@ MAX_USER_IDS = 1000
 POPULATION_DETECTORS = frozenset({"password_spraying", "credential_stuffing"})
 
 DEFAULT_PROBABILITIES: Mapping[Severity, float] = MappingProxyType({
-    Severity.LOW: 0.15,
-    Severity.MEDIUM: 0.35,
+    Severity.LOW: 0.20,
+    Severity.MEDIUM: 0.40,
     Severity.HIGH: 0.70,
     Severity.CRITICAL: 0.90,
 })
@@ -68,7 +68,7 @@ DEFAULT_DETECTOR_FACTORS: Mapping[str, float] = MappingProxyType({
 # Lower bounds of P for each severity band, highest first.
 DEFAULT_BANDS: tuple[tuple[float, Severity], ...] = (
     (0.90, Severity.CRITICAL),
-    (0.60, Severity.HIGH),
+    (0.55, Severity.HIGH),
     (0.30, Severity.MEDIUM),
 )
 
@@ -311,7 +311,7 @@ class IncidentPolicy:
         kinds = len({s.detector for s in incident.signals})
         if incident.entity_kind is EntityKind.SOURCE_IP:
             users = len(incident.user_ids)
-            context = f"against {users} user{'s' if users != 1 else ''}"
+            context = f"{users} alerted user{'s' if users != 1 else ''}"
         elif kinds > 1:
             where = "one session" if len(incident.session_ids) == 1 else "one window"
             context = f"{kinds} signals in {where}"
