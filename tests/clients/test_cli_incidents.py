@@ -31,6 +31,9 @@ def test_incident_commands(uba_server, uba_cli):
     assert "score breakdown" in shown.out and "failed_login_burst" in shown.out
     assert "timeline (UTC):" in shown.out and "login_failure" in shown.out and "T1110.001" in shown.out
 
+    alert_ack = uba_cli("alerts", "ack", incident["alert_ids"][0], server=uba_server.address)
+    assert alert_ack.code == 0 and "ATT&CK: T1110.001 Brute Force: Password Guessing (Credential Access)" in alert_ack.out
+
     acked = uba_cli("incidents", "ack", incident_id, "--note", "on it", "--json", server=uba_server.address)
     assert acked.code == 0 and json.loads(acked.out)["status"] == "INCIDENT_STATUS_ACKNOWLEDGED"
     resolved = uba_cli("incidents", "resolve", incident_id, "--resolution", "true_positive",

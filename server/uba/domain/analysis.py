@@ -240,28 +240,32 @@ class Analyzer:
         if repo is None or not alerted:
             return [], set(), []
         by_id = {e.event_id: e for e in events}
-        candidates: dict[tuple[EntityKind, str], list[Incident]] = {}
-        changed: dict[str, Incident] = {}
-        created: set[str] = set()
-        members: list[tuple[str, str, str, str, datetime]] = []
+        pairs: list[tuple[Member, Alert]] = []
         for anomaly, alert in alerted:
             event = next((by_id[i] for i in reversed(anomaly.event_ids) if i in by_id), None)
-            member = Member(
+            pairs.append((Member(
                 anomaly_id=anomaly.anomaly_id, alert_id=alert.alert_id, user_id=anomaly.user_id,
                 detector=anomaly.detector, severity=anomaly.severity, occurred_at=anomaly.occurred_at or now,
                 title=alert.title, session_id=event.session_id if event else "",
                 source_ip=event.source_ip if event else "", tactics=tuple(anomaly.tactics),
-                techniques=tuple(anomaly.techniques))
+                techniques=tuple(anomaly.techniques)), alert))
+        # Each entity's open incidents, read (and locked) in one order, so
+        # two writers never wait on each other's entities crosswise.
+        candidates: dict[tuple[EntityKind, str], list[Incident]] = {
+            key: repo.open_incidents(*key)
+            for key in sorted({self.incidents.entity(m) for m, _ in pairs}, key=lambda k: (k[0].value, k[1]))}
+        changed: dict[str, Incident] = {}
+        created: set[str] = set()
+        members: list[tuple[str, str, str, str, datetime]] = []
+        for member, alert in pairs:
             key = self.incidents.entity(member)
-            if key not in candidates:
-                candidates[key] = repo.open_incidents(*key)
             incident, new = self.incidents.correlate(member, candidates[key], now)
             if new:
                 candidates[key].insert(0, incident)
                 created.add(incident.incident_id)
             changed[incident.incident_id] = incident
             alert.incident_id = incident.incident_id
-            members.append((incident.incident_id, anomaly.anomaly_id, alert.alert_id, anomaly.user_id,
+            members.append((incident.incident_id, member.anomaly_id, alert.alert_id, member.user_id,
                             member.occurred_at))
         return list(changed.values()), created, members
 
@@ -319,6 +323,8 @@ class Analyzer:
         anomalies' weight out of the risk instead)."""
         storage = uow.detection
         now = self._clock()
+        if uow.incidents is not None and alert_id:
+            uow.incidents.incidents_of_alert(alert_id)  # lock order: incidents, then the alert (as ingest)
         alert = self._alert(storage, alert_id)
         if suppress_for is not None and suppress_for < timedelta(0):
             raise InvalidArgument.single("suppress_for", "must not be negative")

@@ -109,10 +109,17 @@ class IncidentRepository:
 
     def open_incidents(self, conn: Connection, entity_kind: EntityKind, entity_id: str,
                        limit: int = CANDIDATES) -> list[Incident]:
-        """The entity's open (or acknowledged) incidents, newest first."""
-        rows = conn.execute(select(_IN).where(_IN.c.entity_kind == entity_kind.value, _IN.c.entity_id == entity_id,
-                                              _IN.c.status != IncidentStatus.RESOLVED.value)
-                            .order_by(_IN.c.seq.desc()).limit(limit)).all()
+        """The entity's open (or acknowledged) incidents, newest first; on
+        PostgreSQL locked until commit, so that a resolution committed by
+        another process meanwhile is seen (the row then no longer matches)
+        instead of being overwritten. Lock order everywhere: incidents, then
+        alerts."""
+        query = (select(_IN).where(_IN.c.entity_kind == entity_kind.value, _IN.c.entity_id == entity_id,
+                                   _IN.c.status != IncidentStatus.RESOLVED.value)
+                 .order_by(_IN.c.seq.desc()).limit(limit))
+        if self.backend == "postgresql":
+            query = query.with_for_update()
+        rows = conn.execute(query).all()
         return [incident_from_row(r) for r in rows]
 
     def incident(self, conn: Connection, incident_id: str, lock: bool = False) -> Incident | None:
@@ -123,8 +130,12 @@ class IncidentRepository:
         return None if row is None else incident_from_row(row)
 
     def incidents_of_alert(self, conn: Connection, alert_id: str) -> list[Incident]:
+        """The incidents an alert's anomalies belong to (locked on PostgreSQL)."""
         ids = select(_MEM.c.incident_id).where(_MEM.c.alert_id == alert_id).distinct()
-        rows = conn.execute(select(_IN).where(_IN.c.incident_id.in_(ids)).order_by(_IN.c.seq)).all()
+        query = select(_IN).where(_IN.c.incident_id.in_(ids)).order_by(_IN.c.incident_id)
+        if self.backend == "postgresql":
+            query = query.with_for_update()
+        rows = conn.execute(query).all()
         return [incident_from_row(r) for r in rows]
 
     def save_incidents(self, conn: Connection, incidents: Sequence[Incident], created: set[str]) -> None:
