@@ -260,7 +260,7 @@ def test_stream_delivers_incident_changes_and_resumes_without_gap_or_duplicate(u
         return None
 
     def follow(after_seq: int, until) -> int:
-        call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=after_seq))
+        call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=after_seq, include_incidents=True))
         last = after_seq
         try:
             for message in call:
@@ -306,3 +306,23 @@ def test_stream_delivers_incident_changes_and_resumes_without_gap_or_duplicate(u
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # in order, no duplicate
     assert sorted(latest.values()) == want  # no gap
     assert sum(1 for k, _, _ in received if k == "incident") >= 5  # 4 created, 1 acknowledged
+
+
+def test_subscribers_of_alerts_only_get_no_incident_messages(uba_server):
+    stub = uba_server.stub
+    user = unique("alerts-only")
+    call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(user_id=user))
+    try:
+        assert next(call).HasField("heartbeat")
+        stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst(user)))
+        alert = next(m for m in call if not m.HasField("heartbeat"))
+        assert alert.HasField("alert") and alert.seq == alert.alert.seq
+        (incident,) = all_incidents(stub, user_id=user)
+        # The commit gave the incident its seq before the alert's.
+        assert incident.seq < alert.seq
+        stub.AcknowledgeIncident(service_pb2.AcknowledgeIncidentRequest(incident_id=incident.incident_id))
+        stub.AcknowledgeAlert(service_pb2.AcknowledgeAlertRequest(alert_id=alert.alert.alert_id))
+        nxt = next(m for m in call if not m.HasField("heartbeat"))
+        assert nxt.HasField("alert") and nxt.alert.status == alerts_pb2.ALERT_STATUS_ACKNOWLEDGED
+    finally:
+        call.cancel()

@@ -112,7 +112,8 @@ class AlertFollower:
         failures = 0
         while not self._closed.is_set():
             request = service_pb2.StreamAlertsRequest(after_seq=self.seq, min_severity=self.min_severity,
-                                                      user_id=self.user_id, detector=self.detector)
+                                                      user_id=self.user_id, detector=self.detector,
+                                                      include_incidents="incident" in self.kinds)
             call = self.client.stub.StreamAlerts(request, metadata=self.client.metadata)
             self._call = call
             self._stalled = False

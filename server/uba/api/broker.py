@@ -48,10 +48,12 @@ class AlertSubscriptionFilter:
     min_severity: int = 0
     user_id: str = ""
     detector: str = ""
+    # Incident changes only for subscribers that asked for them.
+    include_incidents: bool = False
 
     def matches(self, alert: Alert | Incident) -> bool:
         if isinstance(alert, Incident):  # its users and detectors are those of its members
-            return (int(alert.severity) >= self.min_severity
+            return (self.include_incidents and int(alert.severity) >= self.min_severity
                     and (not self.user_id or self.user_id in alert.user_ids)
                     and (not self.detector or self.detector in alert.detectors))
         return (int(alert.severity) >= self.min_severity

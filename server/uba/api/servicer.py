@@ -139,7 +139,8 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     async def StreamAlerts(self, request, context):
         if request.after_seq < 0:
             raise InvalidArgument.single("after_seq", "must not be negative")
-        flt = AlertSubscriptionFilter(conv.min_severity(request.min_severity), request.user_id, request.detector)
+        flt = AlertSubscriptionFilter(conv.min_severity(request.min_severity), request.user_id, request.detector,
+                                      request.include_incidents)
         async for kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
             reply = service_pb2.StreamAlertsResponse(seq=seq)
             if kind == "alert":

@@ -223,7 +223,10 @@ class Analyzer:
             alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
         for user_id, risk in risks.items():
             storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
-        out: list[Alert | Incident] = [*changed.values(), *incidents]
+        # Incidents first, the alerts last: the commit's last seq is an
+        # alert's, so a subscriber of alerts only resumes where its last
+        # alert was (incidents reach only subscribers that ask for them).
+        out: list[Alert | Incident] = [*incidents, *changed.values()]
         self._assign_seqs(storage, out)
         storage.save_alerts(list(changed.values()), created)
         if uow.incidents is not None and incidents:

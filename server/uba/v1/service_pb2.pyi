@@ -269,16 +269,18 @@ class ListAlertsResponse(_message.Message):
     def __init__(self, alerts: _Optional[_Iterable[_Union[_alerts_pb2.Alert, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StreamAlertsRequest(_message.Message):
-    __slots__ = ("after_seq", "min_severity", "user_id", "detector")
+    __slots__ = ("after_seq", "min_severity", "user_id", "detector", "include_incidents")
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     MIN_SEVERITY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
     after_seq: int
     min_severity: _anomalies_pb2.Severity
     user_id: str
     detector: str
-    def __init__(self, after_seq: _Optional[int] = ..., min_severity: _Optional[_Union[_anomalies_pb2.Severity, str]] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ...) -> None: ...
+    include_incidents: bool
+    def __init__(self, after_seq: _Optional[int] = ..., min_severity: _Optional[_Union[_anomalies_pb2.Severity, str]] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ..., include_incidents: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sent_at",)
