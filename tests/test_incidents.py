@@ -46,14 +46,19 @@ def burst(user: str, minutes_ago: int = 30, ip: str = "203.0.113.5") -> list:
 
 
 @pytest.fixture(scope="module")
-def takeover(uba_server):
-    """Four mature users; the first one's account is taken over: a login at
-    03:12 local time from another country, on a new device and address, in
-    one session."""
+def population(uba_server):
+    """Four mature users."""
     people = personas(4, seed=23)
     rng = random.Random(3)
     send(uba_server.stub, [e for p in people for e in p.history(rng)])
-    victim = people[0]
+    return people
+
+
+@pytest.fixture(scope="module")
+def takeover(uba_server, population):
+    """The first user's account is taken over: a login at 03:12 local time
+    from another country, on a new device and address, in one session."""
+    victim = population[0]
     day = day_after_history()
     send(uba_server.stub, [victim.event(LOGIN, victim.local(day, 3, 12), country_code="BR", city="Sao Paulo",
                                         latitude=-23.55, longitude=-46.63, source_ip="203.0.113.80",
@@ -85,6 +90,17 @@ def test_takeover_burst_is_one_high_incident_with_its_tactics(uba_server, takeov
     assert all([t.technique_id for t in a.techniques] == ["T1078"] for a in alerts)
     anomalies = stub.ListAnomalies(service_pb2.ListAnomaliesRequest(user_id=takeover.user_id)).anomalies
     assert anomalies and all(a.techniques and a.tactics for a in anomalies)
+
+
+def test_separate_sessions_are_separate_incidents(uba_server, population):
+    stub = uba_server.stub
+    user = population[1]
+    day = day_after_history()
+    send(stub, [user.event(LOGIN, user.local(day, 10, 0), device_id="tablet-a", session_id="morning-a"),
+                user.event(LOGIN, user.local(day, 10, 10), device_id="tablet-b", session_id="morning-b")])
+    incidents = all_incidents(stub, user_id=user.user_id)
+    assert sorted(list(i.session_ids) for i in incidents) == [["morning-a"], ["morning-b"]]
+    assert all({s.detector for s in i.signals} == {"new_device"} for i in incidents)
 
 
 def test_get_incident_has_members_breakdown_and_timeline(uba_server, takeover):
