@@ -207,3 +207,31 @@ def test_tactic_filter_accepts_ids_and_names():
     assert attack.parse_tactic("Initial Access") == "TA0001"
     with pytest.raises(ValueError):
         attack.parse_tactic("lunch")
+
+
+def test_a_detector_class_attack_attribute_overrides_the_table():
+    from uba.detectors.base import Detector
+    from uba.detectors.registry import DetectorRegistry
+    from uba.domain.alerts import AlertPolicy
+    from uba.domain.analysis import Analyzer
+    from uba.domain.detection import DetectionEngine
+
+    class Prompts(Detector):
+        name = "mfa_prompts"
+        attack = ("T1621", "TA0006")
+
+        def score_one(self, event, ctx):
+            return []
+
+    class Plain(Detector):
+        name = "new_ip"  # in the table
+
+        def score_one(self, event, ctx):
+            return []
+
+    registry = DetectorRegistry({}, entry_points=False)
+    registry.register("mfa_prompts", Prompts)
+    registry.register("new_ip", Plain)
+    analyzer = Analyzer(DetectionEngine(registry), AlertPolicy(), RiskPolicy(), lambda: T0)
+    assert analyzer.attack["mfa_prompts"] == attack.AttackMapping(("TA0006",), ("T1621",))
+    assert analyzer.attack["new_ip"] == attack.TABLE["new_ip"]
