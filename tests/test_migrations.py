@@ -45,3 +45,36 @@ def test_rollups_are_built_from_events_stored_before_them(backend, tmp_path, mak
         assert [tuple(r) for r in users] == [(10, "a"), (10, "b"), (11, "a")]
     finally:
         database.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_incidents_migration_keeps_alerts_and_anomalies_stored_before_it(backend, tmp_path, make_database_url):
+    from uba.storage.detection import DetectionRepository
+    from uba.storage.incidents import IncidentRepository
+
+    url = make_database_url(backend) or f"sqlite:///{tmp_path}/old.db"
+    database = Database(url)
+    try:
+        upgrade_to(database, "0004")
+        with database.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO anomalies (anomaly_id, user_id, detector, detector_version, score, severity, event_ids, "
+                "reason, observed, expected, baseline_observations, baseline_mature, features, occurred_at_us, "
+                "detected_at_us, alert_id, quarantined) VALUES ('an1', 'old', 'new_country', '1.0', 1.0, 2, '[\"e1\"]', "
+                "'r', 'o', 'x', 40, 1, '[]', 5, 6, 'al1', 0)"))
+            conn.execute(text(
+                "INSERT INTO alerts (alert_id, seq, user_id, detector, severity, status, title, reason, anomaly_ids, "
+                "anomaly_count, user_risk, first_seen_at_us, last_seen_at_us, created_at_us, updated_at_us, "
+                "acknowledged_by, resolved_by, resolution, note) VALUES ('al1', 7, 'old', 'new_country', 2, 'open', "
+                "'t', 'r', '[\"an1\"]', 1, 10, 5, 5, 6, 6, '', '', '', '')"))
+        database.upgrade()
+        assert database.current_revision() == Database.head_revision()
+        detection, incidents = DetectionRepository(database.backend), IncidentRepository(database.backend)
+        with database.engine.connect() as conn:
+            alert = detection.alert(conn, "al1")
+            (anomaly,) = detection.anomalies_of_alert(conn, "al1")
+            assert (alert.tactics, alert.techniques, alert.incident_id) == ([], [], "")
+            assert (anomaly.tactics, anomaly.techniques) == ([], [])
+            assert incidents.max_seq(conn) == 0 and incidents.incidents_of_alert(conn, "al1") == []
+    finally:
+        database.dispose()

@@ -40,6 +40,7 @@ from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
 from uba.domain.detection import DetectionEngine
 from uba.domain.ingest import IngestService, utcnow
+from uba.domain.incidents import IncidentService
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
 from uba.domain import security as sec
@@ -219,7 +220,7 @@ async def serve(settings: Settings) -> int:
                   f"'Authorization: Bearer <key>', or set UBA_API_KEY=$(cat {key_file}) for the CLI "
                   f"(client commands also read it from there with --data-dir)", flush=True)
             log.info("created the first admin API key in %s", key_file)
-    broker = AlertBroker(services.store.alerts_after, services.store.max_alert_seq, services.executor,
+    broker = AlertBroker(services.store.changes_after, services.store.max_alert_seq, services.executor,
                          poll_interval=settings.alert_poll_interval, backlog=settings.alert_backlog)
     await broker.start()
     services.ingest.on_committed = broker.poke_threadsafe
@@ -262,11 +263,12 @@ async def serve(settings: Settings) -> int:
     )
     capabilities = Capabilities(version(), services.database.backend, services.analytics_mode,
                                 services.detector_infos())
-    stream = AlertStream(broker, services.store.alerts_after, services.executor, settings.heartbeat_interval)
+    stream = AlertStream(broker, services.store.changes_after, services.executor, settings.heartbeat_interval)
     service_pb2_grpc.add_BehaviorAnalyticsServiceServicer_to_server(
         BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, services.investigation,
                                   stream, services.backfill, services.training, capabilities, services.executor,
-                                  services.security),
+                                  services.security, IncidentService(services.store, services.ingest,
+                                                                     services.analyzer)),
         server,
     )
     health_servicer = health.aio.HealthServicer()

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "uba.commands.gateway",
     "uba.commands.ingest",
     "uba.commands.client",
+    "uba.commands.incidents",
     "uba.commands.demo",
     "uba.commands.evaluate",
 )

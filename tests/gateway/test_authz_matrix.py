@@ -53,6 +53,10 @@ REQUESTS = {
     "TrainModel": ("POST", "/admin/train/", {"startTime": _ago(1)["start_time"]}),
     "GetCapabilities": ("GET", "/capabilities/", None),
     "ListAuditEvents": ("GET", "/admin/audit/?page_size=1", None),
+    "ListIncidents": ("GET", "/incidents/?page_size=1", None),
+    "GetIncident": ("GET", "/incidents/authz-none/", None),
+    "AcknowledgeIncident": ("POST", "/incidents/authz-none/acknowledge/", {}),
+    "ResolveIncident": ("POST", "/incidents/authz-none/resolve/", {"resolution": "RESOLUTION_BENIGN"}),
 }
 GRPC_REQUESTS = {
     "ListLogs": {"page_size": 1},
@@ -65,6 +69,10 @@ GRPC_REQUESTS = {
     "Backfill": _ago(1),
     "TrainModel": _ago(1),
     "ListAuditEvents": {"page_size": 1},
+    "ListIncidents": {"page_size": 1},
+    "GetIncident": {"incident_id": "authz-none"},
+    "AcknowledgeIncident": {"incident_id": "authz-none"},
+    "ResolveIncident": {"incident_id": "authz-none", "resolution": "RESOLUTION_BENIGN"},
 }
 CALLERS = ("no key", "unknown key", "revoked key", "expired key", "ingest", "read", "admin")
 

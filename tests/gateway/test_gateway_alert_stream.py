@@ -4,10 +4,14 @@ fast heartbeats (the default 15 s would make every test wait for it)."""
 from __future__ import annotations
 
 import itertools
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from gateway.gateway_support import API, Client, start_gateway
+from support.events import FAILURE, event
 from support.server import ServerProcess, keyed_channel
 from uba.v1 import service_pb2, service_pb2_grpc
 
@@ -36,6 +40,25 @@ def test_stream_is_server_sent_events_with_seq(stream_gateway, suffix):
         assert set(event) == {"seq", "heartbeat"}
         assert event["seq"].isdigit()  # int64 as a string
         assert event["heartbeat"]["sentAt"].endswith("Z")
+
+
+def test_incident_changes_arrive_as_server_sent_events(stream_gateway):
+    client, address, key = stream_gateway
+    stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(keyed_channel(address, key))
+    user = f"sse-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    burst = [event(user, FAILURE, at=now - timedelta(minutes=10) + timedelta(seconds=3 * i)) for i in range(11)]
+    with client.open_stream(f"{API}/alerts/stream/?user_id={user}&include_incidents=true") as stream:
+        stream.events(1, deadline_s=10)  # subscribed
+        stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst))
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("incident" in e for e in seen):
+            seen.extend(stream.events(1, deadline_s=20))
+    (message,) = [e for e in seen if "incident" in e][:1]
+    assert message["incident"]["entityId"] == user and message["seq"] == message["incident"]["seq"]
+    kinds = [next(k for k in e if k != "seq") for e in seen]
+    assert "incident" in kinds
 
 
 def test_after_seq_reaches_the_server(stream_gateway):

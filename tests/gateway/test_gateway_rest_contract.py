@@ -86,6 +86,14 @@ ENDPOINTS = [
      service_pb2.ResolveAlertRequest(alert_id="no-such-alert", resolution=alerts_pb2.RESOLUTION_BENIGN, suppress_for={"seconds": 3600})),
     ("GET", "/users/no-such-user/baseline", None, {}, "GetUserBaseline", service_pb2.GetUserBaselineRequest(user_id="no-such-user")),
     ("GET", "/capabilities", None, {}, "GetCapabilities", service_pb2.GetCapabilitiesRequest()),
+    ("GET", "/incidents", None, {"status": "INCIDENT_STATUS_OPEN", "tactic": "credential-access"}, "ListIncidents",
+     service_pb2.ListIncidentsRequest(status=1, tactic="credential-access")),
+    ("GET", "/incidents/no-such-incident", None, {}, "GetIncident",
+     service_pb2.GetIncidentRequest(incident_id="no-such-incident")),
+    ("POST", "/incidents/no-such-incident/acknowledge", {"note": "looking"}, {}, "AcknowledgeIncident",
+     service_pb2.AcknowledgeIncidentRequest(incident_id="no-such-incident", note="looking")),
+    ("POST", "/incidents/no-such-incident/resolve", {"resolution": "RESOLUTION_BENIGN"}, {}, "ResolveIncident",
+     service_pb2.ResolveIncidentRequest(incident_id="no-such-incident", resolution=alerts_pb2.RESOLUTION_BENIGN)),
 ]
 
 
@@ -266,11 +274,51 @@ def test_capabilities(gateway):
 
 
 @pytest.mark.parametrize("path", ["/dashboard/", "/capabilities/", "/alerts/", "/anomalies/", "/logs/download/",
-                                  "/users/someone/baseline/", "/alerts/stream/"])
+                                  "/users/someone/baseline/", "/alerts/stream/", "/incidents/",
+                                  "/incidents/someone/"])
 def test_unknown_query_parameter_is_400_everywhere(gateway, path):
     response = gateway.client.get(API + path, params={"bogus": "1"})
     assert response.status == 400, response
     assert response.json()["code"] == 3 and "bogus" in response.json()["message"]
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["/", ""], ids=["slash", "no-slash"])
+def test_incident_workflow_over_rest(gateway, suffix):
+    user = unique("incident")
+    at = NOW - timedelta(minutes=20)
+    burst = [{"userId": user, "type": "ACTIVITY_TYPE_LOGIN_FAILURE", "occurredAt": rfc3339(at + timedelta(seconds=3 * i)),
+              "sourceIp": "203.0.113.44"} for i in range(11)]
+    assert gateway.client.post(f"{API}/events/batch{suffix}", {"events": burst}).status == 200
+    listed = gateway.client.get(f"{API}/incidents{suffix}", params={"user_id": user, "tactic": "TA0006"})
+    assert listed.status == 200, listed
+    (incident,) = listed.json()["incidents"]
+    assert incident["entityKind"] == "ENTITY_KIND_USER" and incident["entityId"] == user
+    assert incident["status"] == "INCIDENT_STATUS_OPEN" and incident["seq"].isdigit()
+    assert {"tacticId": "TA0006", "name": "Credential Access"} in incident["tactics"]
+    assert incident["techniques"][0]["techniqueId"].startswith("T1110")
+    assert incident["signals"][0]["detector"] == "failed_login_burst" and incident["signals"][0]["counted"]
+    path = f"{API}/incidents/{incident['incidentId']}"
+    detail = gateway.client.get(path + suffix)
+    assert detail.status == 200, detail
+    body = detail.json()
+    assert body["incident"]["incidentId"] == incident["incidentId"] and body["alerts"]
+    assert any("anomaly" in e for e in body["timeline"]) and any("event" in e for e in body["timeline"])
+    acked = gateway.client.post(f"{path}/acknowledge{suffix}", {"note": "on it"})
+    assert acked.status == 200 and acked.json()["incident"]["status"] == "INCIDENT_STATUS_ACKNOWLEDGED"
+    resolved = gateway.client.post(f"{path}/resolve{suffix}", {"resolution": "RESOLUTION_TRUE_POSITIVE"})
+    assert resolved.status == 200 and resolved.json()["incident"]["status"] == "INCIDENT_STATUS_RESOLVED"
+    alerts = gateway.client.get(f"{API}/alerts{suffix}", params={"user_id": user}).json()["alerts"]
+    assert alerts and all(a["status"] == "ALERT_STATUS_RESOLVED" and a["resolution"] == "RESOLUTION_TRUE_POSITIVE"
+                          and a["incidentId"] == incident["incidentId"] for a in alerts)
+    again = gateway.client.post(f"{path}/resolve{suffix}", {"resolution": "RESOLUTION_BENIGN"})
+    assert again.status == 400 and again.json()["code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    missing = gateway.client.get(f"{API}/incidents/no-such-incident{suffix}")
+    assert missing.status == 404 and "no-such-incident" in missing.json()["message"]
+    bad = gateway.client.get(f"{API}/incidents{suffix}", params={"tactic": "lunch"})
+    assert bad.status == 400 and "tactic" in bad.json()["message"]
 
 
 # -- downloads -------------------------------------------------------------------------------

@@ -47,8 +47,11 @@ class AlertFollower:
     """
 
     def __init__(self, client: "UbaClient", after_seq: int = 0, min_severity: Any = None, user_id: str = "",
-                 detector: str = "", idle_timeout: float = 60.0, retry: RetryPolicy | None = None):
+                 detector: str = "", idle_timeout: float = 60.0, retry: RetryPolicy | None = None,
+                 kinds: tuple[str, ...] = ("alert",)):
         self.client = client
+        # What to yield: "alert" (uba.v1.Alert) and/or "incident" (uba.v1.Incident).
+        self.kinds = frozenset(kinds)
         self.seq = int(after_seq)
         self.min_severity = ev.severity(min_severity) if min_severity else 0
         self.user_id = user_id
@@ -86,6 +89,13 @@ class AlertFollower:
             return  # best effort: an empty or unreachable server starts at 0
         if page.alerts:
             self.seq = page.alerts[0].seq
+        if "incident" in self.kinds:  # incidents share the sequence
+            try:
+                incidents = self.client.list_incidents(page_size=1).incidents
+            except UbaError:
+                return
+            if incidents:
+                self.seq = max(self.seq, incidents[0].seq)
 
     def _watchdog(self, call) -> None:
         while not self._closed.is_set() and not call.done():
@@ -102,7 +112,8 @@ class AlertFollower:
         failures = 0
         while not self._closed.is_set():
             request = service_pb2.StreamAlertsRequest(after_seq=self.seq, min_severity=self.min_severity,
-                                                      user_id=self.user_id, detector=self.detector)
+                                                      user_id=self.user_id, detector=self.detector,
+                                                      include_incidents="incident" in self.kinds)
             call = self.client.stub.StreamAlerts(request, metadata=self.client.metadata)
             self._call = call
             self._stalled = False
@@ -112,12 +123,14 @@ class AlertFollower:
                 for message in call:
                     self._last_message = time.monotonic()
                     failures = 0
-                    if message.HasField("alert"):
-                        seq = message.seq or message.alert.seq
+                    kind = message.WhichOneof("kind")
+                    if kind in ("alert", "incident") and kind in self.kinds:
+                        item = getattr(message, kind)
+                        seq = message.seq or item.seq
                         if seq <= self.seq:
                             continue  # already yielded before a reconnect
                         self.seq = seq
-                        yield message.alert
+                        yield item
                     else:
                         self.seq = max(self.seq, message.seq)
                 # The server ended the stream (e.g. shutting down): resume.

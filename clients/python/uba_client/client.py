@@ -21,7 +21,7 @@ from typing import IO, Any, TypeVar
 
 import grpc
 
-from uba.v1 import alerts_pb2, baselines_pb2, events_pb2, service_pb2, service_pb2_grpc
+from uba.v1 import alerts_pb2, baselines_pb2, events_pb2, incidents_pb2, service_pb2, service_pb2_grpc
 from uba_client import events as ev
 from uba_client.errors import UbaError
 from uba_client.ids import new_event_id
@@ -352,3 +352,51 @@ class UbaClient:
 
         return AlertFollower(self, after_seq=after_seq, min_severity=min_severity, user_id=user_id,
                              detector=detector, idle_timeout=idle_timeout, retry=retry)
+
+    # -- incidents ----------------------------------------------------------------
+
+    def list_incidents(self, user_id: str = "", status: Any = None, min_severity: Any = None, tactic: str = "",
+                       start: Any = None, end: Any = None, page_size: int = 0,
+                       page_token: str = "") -> service_pb2.ListIncidentsResponse:
+        """A page of incidents, most recently changed first. `tactic` is an
+        ATT&CK id ("TA0006") or name ("credential-access")."""
+        request = service_pb2.ListIncidentsRequest(user_id=user_id, tactic=tactic, page_size=page_size,
+                                                   page_token=page_token)
+        if status:
+            request.status = ev.incident_status(status)
+        if min_severity:
+            request.min_severity = ev.severity(min_severity)
+        _set_time(request.start_time, start)
+        _set_time(request.end_time, end)
+        return self._call(self.stub.ListIncidents, request)
+
+    def iter_incidents(self, page_size: int = 1000, **filters: Any) -> Iterator[incidents_pb2.Incident]:
+        token = ""
+        while True:
+            page = self.list_incidents(page_size=page_size, page_token=token, **filters)
+            yield from page.incidents
+            token = page.next_page_token
+            if not token:
+                return
+
+    def get_incident(self, incident_id: str) -> service_pb2.GetIncidentResponse:
+        """The incident, its member alerts and its timeline."""
+        return self._call(self.stub.GetIncident, service_pb2.GetIncidentRequest(incident_id=incident_id))
+
+    def acknowledge_incident(self, incident_id: str, note: str = "") -> incidents_pb2.Incident:
+        return self._call(self.stub.AcknowledgeIncident, service_pb2.AcknowledgeIncidentRequest(
+            incident_id=incident_id, note=note)).incident
+
+    def resolve_incident(self, incident_id: str, resolution: Any, note: str = "") -> incidents_pb2.Incident:
+        """Closes the incident; its open member alerts get the same resolution."""
+        return self._call(self.stub.ResolveIncident, service_pb2.ResolveIncidentRequest(
+            incident_id=incident_id, resolution=ev.resolution(resolution), note=note)).incident
+
+    def follow_incidents(self, after_seq: int = 0, min_severity: Any = None, user_id: str = "",
+                         idle_timeout: float = 60.0, retry: RetryPolicy | None = None):
+        """A resumable iterator of incident changes (uba.v1.Incident), on the
+        alerts' stream and sequence; see AlertFollower."""
+        from uba_client.alerts import AlertFollower
+
+        return AlertFollower(self, after_seq=after_seq, min_severity=min_severity, user_id=user_id,
+                             idle_timeout=idle_timeout, retry=retry, kinds=("incident",))

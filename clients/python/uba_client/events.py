@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from uba.v1 import alerts_pb2, anomalies_pb2, events_pb2
+from uba.v1 import alerts_pb2, anomalies_pb2, events_pb2, incidents_pb2
 
 UTC = timezone.utc
 
@@ -50,6 +50,18 @@ def severity(value: Any) -> int:
 
 def alert_status(value: Any) -> int:
     return _enum_value(alerts_pb2.AlertStatus, "ALERT_STATUS_", value, "alert status")
+
+
+def incident_status(value: Any) -> int:
+    return _enum_value(incidents_pb2.IncidentStatus, "INCIDENT_STATUS_", value, "incident status")
+
+
+def incident_status_name(number: int) -> str:
+    return enum_name(incidents_pb2.IncidentStatus, "INCIDENT_STATUS_", number)
+
+
+def entity_kind_name(number: int) -> str:
+    return enum_name(incidents_pb2.EntityKind, "ENTITY_KIND_", number)
 
 
 def resolution(value: Any) -> int:

@@ -16,13 +16,14 @@ from datetime import datetime, timezone
 
 from uba.api.broker import CLOSED, OVERFLOW, AlertBroker, AlertSubscriptionFilter
 from uba.domain.alerts import Alert
+from uba.domain.incidents import Incident
 from uba.domain.errors import ResourceExhausted, Unavailable
 
 REPLAY_BATCH = 500
 
 
 class AlertStream:
-    def __init__(self, broker: AlertBroker, read_after: Callable[[int, int], list[Alert]], executor: Executor,
+    def __init__(self, broker: AlertBroker, read_after: Callable[[int, int], list[Alert | Incident]], executor: Executor,
                  heartbeat_interval: float):
         self._broker = broker
         self._read_after = read_after
@@ -30,8 +31,9 @@ class AlertStream:
         self._heartbeat = heartbeat_interval
 
     async def follow(self, flt: AlertSubscriptionFilter, after_seq: int) -> AsyncIterator[tuple[str, object, int]]:
-        """Yields ("alert", Alert, seq) and ("heartbeat", time, seq); `seq` is
-        where the subscriber may resume from."""
+        """Yields ("alert", Alert, seq), ("incident", Incident, seq) and
+        ("heartbeat", time, seq); `seq` is where the subscriber may resume
+        from."""
         loop = asyncio.get_running_loop()
         sub = self._broker.subscribe(flt)
         try:
@@ -43,7 +45,7 @@ class AlertStream:
                         break
                     last = alert.seq
                     if flt.matches(alert):
-                        yield "alert", alert, alert.seq
+                        yield _kind(alert), alert, alert.seq
                 if len(batch) < REPLAY_BATCH:
                     break
             # Live from here. Everything up to start_seq has been replayed
@@ -66,6 +68,10 @@ class AlertStream:
                 if item.seq <= last:
                     continue
                 last = item.seq
-                yield "alert", item, last
+                yield _kind(item), item, last
         finally:
             self._broker.unsubscribe(sub)
+
+
+def _kind(item: Alert | Incident) -> str:
+    return "incident" if isinstance(item, Incident) else "alert"

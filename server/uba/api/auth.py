@@ -56,7 +56,7 @@ GATEWAY_HEADER = "x-uba-gateway"
 def _describe(request) -> tuple[str, str]:
     """Target and detail of an audited call, from its request (no secrets in
     requests: keys travel in metadata)."""
-    target = getattr(request, "alert_id", "") or ""
+    target = getattr(request, "alert_id", "") or getattr(request, "incident_id", "") or ""
     # Not a message when the request did not parse (uba.api.errors.Undecodable).
     detail = text_format.MessageToString(request, as_one_line=True) if isinstance(request, Message) else ""
     return target, detail[:500]

@@ -1,5 +1,6 @@
 """The alert broker: fans committed alert changes out to StreamAlerts
-subscribers, in seq order, from the database.
+subscribers, in seq order, from the database. Incident changes share the
+alerts' sequence and travel the same way.
 
 The database is the source of truth: whenever this process commits alerts
 it pokes the broker, and every `poll_interval` the broker also looks on its
@@ -35,6 +36,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from uba.domain.alerts import Alert
+from uba.domain.incidents import Incident
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,14 @@ class AlertSubscriptionFilter:
     min_severity: int = 0
     user_id: str = ""
     detector: str = ""
+    # Incident changes only for subscribers that asked for them.
+    include_incidents: bool = False
 
-    def matches(self, alert: Alert) -> bool:
+    def matches(self, alert: Alert | Incident) -> bool:
+        if isinstance(alert, Incident):  # its users and detectors are those of its members
+            return (self.include_incidents and int(alert.severity) >= self.min_severity
+                    and (not self.user_id or self.user_id in alert.user_ids)
+                    and (not self.detector or self.detector in alert.detectors))
         return (int(alert.severity) >= self.min_severity
                 and (not self.user_id or alert.user_id == self.user_id)
                 and (not self.detector or alert.detector == self.detector))
@@ -118,7 +126,7 @@ class AlertBroker:
         self._loop.call_soon_threadsafe(self._committed, changed if isinstance(changed, list) else [])
 
     def _committed(self, changed: list) -> None:
-        follows = bool(changed) and all(isinstance(item, Alert) and item.seq == self.delivered_seq + 1 + i
+        follows = bool(changed) and all(isinstance(item, (Alert, Incident)) and item.seq == self.delivered_seq + 1 + i
                                         for i, item in enumerate(changed))
         if follows:
             self._offer(changed)

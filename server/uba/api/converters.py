@@ -14,8 +14,10 @@ from uba.domain.baselines import KnownValues, RunningStats, UserBaseline
 from uba.domain.dashboard import Dashboard
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import ActivityEvent, ActivityType, EventFilter, RecordOutcome, RecordStatus
+from uba.domain import attack
+from uba.domain.incidents import EntityKind, Incident, IncidentDetail, IncidentFilter, IncidentStatus
 from uba.domain.investigation import AlertFilter, AnomalyFilter
-from uba.v1 import alerts_pb2, anomalies_pb2, baselines_pb2, events_pb2, service_pb2
+from uba.v1 import alerts_pb2, anomalies_pb2, baselines_pb2, events_pb2, incidents_pb2, service_pb2
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -278,6 +280,7 @@ def anomaly_to_pb(a: Anomaly, m: anomalies_pb2.Anomaly) -> None:
         set_timestamp(m.detected_at, a.detected_at)
     m.alert_id = a.alert_id
     m.quarantined = a.quarantined
+    attack_to_pb(a.tactics, a.techniques, m.tactics, m.techniques)
 
 
 def alert_to_pb(a: Alert, m: alerts_pb2.Alert) -> None:
@@ -301,6 +304,96 @@ def alert_to_pb(a: Alert, m: alerts_pb2.Alert) -> None:
     if a.resolution is not None:
         m.resolution = _RESOLUTION_TO_PB[a.resolution]
     m.note = a.note
+    attack_to_pb(a.tactics, a.techniques, m.tactics, m.techniques)
+    m.incident_id = a.incident_id
+
+
+# -- ATT&CK and incidents ---------------------------------------------------
+
+_INCIDENT_STATUS_TO_PB = {
+    IncidentStatus.OPEN: incidents_pb2.INCIDENT_STATUS_OPEN,
+    IncidentStatus.ACKNOWLEDGED: incidents_pb2.INCIDENT_STATUS_ACKNOWLEDGED,
+    IncidentStatus.RESOLVED: incidents_pb2.INCIDENT_STATUS_RESOLVED,
+}
+_INCIDENT_STATUS_FROM_PB = {v: k for k, v in _INCIDENT_STATUS_TO_PB.items()}
+_ENTITY_TO_PB = {
+    EntityKind.USER: incidents_pb2.ENTITY_KIND_USER,
+    EntityKind.SOURCE_IP: incidents_pb2.ENTITY_KIND_SOURCE_ADDRESS,
+}
+
+
+def attack_to_pb(tactics, techniques, tactic_field, technique_field) -> None:
+    for tactic_id in tactics:
+        tactic_field.add(tactic_id=tactic_id, name=attack.tactic_name(tactic_id))
+    for technique_id in techniques:
+        technique_field.add(technique_id=technique_id, name=attack.technique_name(technique_id))
+
+
+def incident_filter(request: service_pb2.ListIncidentsRequest) -> IncidentFilter:
+    if request.status and request.status not in _INCIDENT_STATUS_FROM_PB:
+        raise InvalidArgument.single("status", f"unknown incident status {request.status}")
+    tactic = ""
+    if request.tactic:
+        try:
+            tactic = attack.parse_tactic(request.tactic)
+        except ValueError as exc:
+            raise InvalidArgument.single("tactic", str(exc)) from None
+    return IncidentFilter(
+        user_id=request.user_id,
+        status=_INCIDENT_STATUS_FROM_PB.get(request.status),
+        min_severity=min_severity(request.min_severity),
+        tactic=tactic,
+        start_time=to_datetime(request.start_time) if request.HasField("start_time") else None,
+        end_time=to_datetime(request.end_time) if request.HasField("end_time") else None,
+    )
+
+
+def incident_to_pb(i: Incident, m: incidents_pb2.Incident) -> None:
+    m.incident_id = i.incident_id
+    m.seq = i.seq
+    m.entity_kind = _ENTITY_TO_PB[i.entity_kind]
+    m.entity_id = i.entity_id
+    m.title = i.title
+    m.severity = int(i.severity)
+    m.score = i.score
+    m.status = _INCIDENT_STATUS_TO_PB[i.status]
+    for s in i.signals:
+        signal = m.signals.add(alert_id=s.alert_id, user_id=s.user_id, detector=s.detector, title=s.title,
+                               severity=int(s.severity), anomaly_count=s.anomaly_count, probability=s.probability,
+                               counted=s.counted, active=s.active)
+        set_timestamp(signal.first_seen_at, s.first_seen_at)
+        set_timestamp(signal.last_seen_at, s.last_seen_at)
+        attack_to_pb(s.tactics, s.techniques, signal.tactics, signal.techniques)
+    attack_to_pb(i.tactics, i.techniques, m.tactics, m.techniques)
+    m.alert_ids.extend(i.alert_ids)
+    m.anomaly_ids.extend(i.anomaly_ids)
+    m.anomaly_count = i.anomaly_count
+    m.user_ids.extend(i.user_ids)
+    m.session_ids.extend(i.session_ids)
+    for field_name in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "acknowledged_at", "resolved_at"):
+        moment = getattr(i, field_name)
+        if moment is not None:
+            set_timestamp(getattr(m, field_name), moment)
+    m.acknowledged_by = i.acknowledged_by
+    m.resolved_by = i.resolved_by
+    if i.resolution is not None:
+        m.resolution = _RESOLUTION_TO_PB[i.resolution]
+    m.note = i.note
+
+
+def incident_detail_to_pb(d: IncidentDetail) -> service_pb2.GetIncidentResponse:
+    reply = service_pb2.GetIncidentResponse()
+    incident_to_pb(d.incident, reply.incident)
+    for alert in d.alerts:
+        alert_to_pb(alert, reply.alerts.add())
+    for occurred_at, item in d.timeline:
+        entry = reply.timeline.add()
+        set_timestamp(entry.occurred_at, occurred_at)
+        if isinstance(item, Anomaly):
+            anomaly_to_pb(item, entry.anomaly)
+        else:
+            event_to_pb(item, entry.event)
+    return reply
 
 
 def _stats_to_pb(s: RunningStats, m: baselines_pb2.RunningStats) -> None:

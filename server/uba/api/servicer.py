@@ -19,6 +19,7 @@ from uba.config import MAX_BATCH_SIZE
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
 from uba.domain.errors import InvalidArgument, Unimplemented
+from uba.domain.incidents import IncidentService
 from uba.domain.investigation import InvestigationService
 from uba.domain.ingest import IngestService
 from uba.domain.logs import LogService
@@ -45,7 +46,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     def __init__(self, ingest: IngestService, logs: LogService, dashboard: DashboardService,
                  investigation: InvestigationService, alert_stream: AlertStream, backfill: BackfillService,
                  training: TrainingService, capabilities: Capabilities, executor: Executor,
-                 security: SecurityRepository | None = None):
+                 security: SecurityRepository | None = None, incidents: IncidentService | None = None):
         self._ingest = ingest
         self._logs = logs
         self._dashboard = dashboard
@@ -56,6 +57,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         self._capabilities = capabilities
         self._executor = executor
         self._security = security
+        self._incidents = incidents
         # Built inside the running server, so the loop is the server's.
         self._bridge = LoopBridge(asyncio.get_running_loop())
 
@@ -137,11 +139,14 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     async def StreamAlerts(self, request, context):
         if request.after_seq < 0:
             raise InvalidArgument.single("after_seq", "must not be negative")
-        flt = AlertSubscriptionFilter(conv.min_severity(request.min_severity), request.user_id, request.detector)
+        flt = AlertSubscriptionFilter(conv.min_severity(request.min_severity), request.user_id, request.detector,
+                                      request.include_incidents)
         async for kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
             reply = service_pb2.StreamAlertsResponse(seq=seq)
             if kind == "alert":
                 conv.alert_to_pb(item, reply.alert)
+            elif kind == "incident":
+                conv.incident_to_pb(item, reply.incident)
             else:
                 conv.set_timestamp(reply.heartbeat.sent_at, item)
             yield reply
@@ -158,6 +163,38 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
                                              principal(context), request.note, suppress_for)
         reply = service_pb2.ResolveAlertResponse()
         conv.alert_to_pb(await self._bridge.wait(future), reply.alert)
+        return reply
+
+    # -- incidents ----------------------------------------------------------
+
+    def _incident_service(self) -> IncidentService:
+        if self._incidents is None:
+            raise Unimplemented("no incidents in this server")
+        return self._incidents
+
+    async def ListIncidents(self, request, context):
+        page = await self._blocking(self._incident_service().list, conv.incident_filter(request),
+                                    request.page_size, request.page_token)
+        reply = service_pb2.ListIncidentsResponse(next_page_token=page.next_page_token)
+        for incident in page.items:
+            conv.incident_to_pb(incident, reply.incidents.add())
+        return reply
+
+    async def GetIncident(self, request, context):
+        detail = await self._blocking(self._incident_service().get, request.incident_id)
+        return conv.incident_detail_to_pb(detail)
+
+    async def AcknowledgeIncident(self, request, context):
+        future = self._incident_service().acknowledge(request.incident_id, principal(context), request.note)
+        reply = service_pb2.AcknowledgeIncidentResponse()
+        conv.incident_to_pb(await self._bridge.wait(future), reply.incident)
+        return reply
+
+    async def ResolveIncident(self, request, context):
+        future = self._incident_service().resolve(request.incident_id, conv.resolution(request.resolution),
+                                                  principal(context), request.note)
+        reply = service_pb2.ResolveIncidentResponse()
+        conv.incident_to_pb(await self._bridge.wait(future), reply.incident)
         return reply
 
     async def Backfill(self, request, context):

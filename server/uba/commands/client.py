@@ -357,6 +357,9 @@ def _print_alert(a, as_json: bool) -> None:
 
     say(f"{a.alert_id}  {ev.severity_name(a.severity)}  {ev.status_name(a.status)}  {a.user_id}  {a.detector}")
     say(f"  {a.title}: {a.reason}")
+    if a.techniques:
+        say("  ATT&CK: " + ", ".join(f"{t.technique_id} {t.name}".strip() for t in a.techniques)
+            + " (" + ", ".join(t.name or t.tactic_id for t in a.tactics) + ")")
     if a.resolution:
         say(f"  resolution: {ev.resolution_name(a.resolution)}{'  note: ' + a.note if a.note else ''}")
 

@@ -74,6 +74,9 @@ class Detector(abc.ABC):
     # Event types it scores or learns from; None means every type. The
     # engine skips the detector for other events (saves a call per event).
     event_types: ClassVar[frozenset[ActivityType] | None] = None
+    # MITRE ATT&CK ids its anomalies stand for ("T1078", "TA0001", ...),
+    # overriding the table in uba.domain.attack; None: use the table.
+    attack: ClassVar[tuple[str, ...] | None] = None
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:

@@ -69,6 +69,11 @@ class Alert:
     resolved_by: str = ""
     resolution: Resolution | None = None
     note: str = ""
+    # MITRE ATT&CK ids of its detector (uba.domain.attack).
+    tactics: list[str] = field(default_factory=list)
+    techniques: list[str] = field(default_factory=list)
+    # The incident it was last correlated into ("" before incidents).
+    incident_id: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -121,6 +126,8 @@ class AlertPolicy:
             anomaly_ids=[anomaly.anomaly_id],
             anomaly_count=1,
             user_risk=user_risk or 0,
+            tactics=list(anomaly.tactics),
+            techniques=list(anomaly.techniques),
         )
         anomaly.alert_id = alert.alert_id
         return alert, True

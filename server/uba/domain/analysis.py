@@ -22,12 +22,15 @@ from typing import Protocol
 
 from uba.detectors.state import SharedState
 from uba.domain import alerts as lifecycle
+from uba.domain import incidents as incident_lifecycle
 from uba.domain.alerts import Alert, AlertPolicy, Resolution
 from uba.domain.anomalies import Anomaly
+from uba.domain.attack import AttackMapping, attack_for
 from uba.domain.baselines import PriorBaselines, UserBaseline
 from uba.domain.detection import DetectionEngine
 from uba.domain.errors import InvalidArgument, NotFound
 from uba.domain.events import ActivityEvent
+from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, Member
 from uba.domain.risk import RiskAccumulator, RiskPolicy
 
 log = logging.getLogger(__name__)
@@ -58,18 +61,33 @@ class DetectionStorage(Protocol):
     def save_risk(self, user_id: str, weight_sum: float, as_of: datetime) -> None: ...
 
 
+class IncidentStorage(Protocol):
+    """The incident repository of a unit of work (see uba.storage.incidents)."""
+
+    def open_incidents(self, entity_kind: EntityKind, entity_id: str) -> list[Incident]: ...
+    def incident(self, incident_id: str, lock: bool = False) -> Incident | None: ...
+    def incidents_of_alert(self, alert_id: str) -> list[Incident]: ...
+    def save_incidents(self, incidents: Sequence[Incident], created: set[str]) -> None: ...
+    def add_members(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None: ...
+
+
 class UnitOfWork(Protocol):
     detection: DetectionStorage
     events: object  # offers by_ids(event_ids) -> list[ActivityEvent]
+    incidents: IncidentStorage | None
 
 
 class Analyzer:
     def __init__(self, engine: DetectionEngine, policy: AlertPolicy, risk: RiskPolicy,
                  clock: Callable[[], datetime], cache_size: int = 20_000,
-                 checkpoint_every: timedelta = timedelta(seconds=30)):
+                 checkpoint_every: timedelta = timedelta(seconds=30), incidents: IncidentPolicy | None = None):
         self.engine = engine
         self.policy = policy
         self.risk = risk
+        self.incidents = incidents or IncidentPolicy()
+        # ATT&CK ids per detector: the class's `attack`, else the table.
+        self.attack: dict[str, AttackMapping] = {
+            d.name: attack_for(d.name, getattr(d, "attack", None)) for d in engine.detectors}
         self._clock = clock
         self._cache: OrderedDict[str, tuple[int, UserBaseline]] = OrderedDict()
         self._cache_size = cache_size
@@ -130,9 +148,12 @@ class Analyzer:
         for event in sorted(events, key=lambda e: e.occurred_at):
             anomalies.extend(self.engine.process(event, baselines[event.user_id], self.prior, self.shared))
         anomalies.extend(self.engine.flush())
+        for anomaly in anomalies:
+            mapping = self.attack.get(anomaly.detector) or attack_for(anomaly.detector)
+            anomaly.tactics, anomaly.techniques = list(mapping.tactics), list(mapping.techniques)
         self._save_baselines(uow.detection, users, now)
         self.last_anomaly_count = len(anomalies)
-        changed = self._alerts(uow.detection, anomalies, now) if anomalies and raise_alerts else []
+        changed = self._alerts(uow, anomalies, now, events) if anomalies and raise_alerts else []
         self.checkpoint(uow)
         return changed
 
@@ -169,11 +190,15 @@ class Analyzer:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def _alerts(self, storage: DetectionStorage, anomalies: list[Anomaly], now: datetime) -> list[Alert]:
+    def _alerts(self, uow: UnitOfWork, anomalies: list[Anomaly], now: datetime,
+                events: Sequence[ActivityEvent]) -> list[Alert | Incident]:
+        """Alerts, then incidents, then risk, for the group's anomalies;
+        returns every alert and incident changed, in seq order."""
+        storage = uow.detection
         changed: dict[str, Alert] = {}
         created: set[str] = set()
         latest: dict[tuple[str, str], Alert | None] = {}
-        risks: dict[str, RiskAccumulator] = {}
+        alerted: list[tuple[Anomaly, Alert]] = []
         for anomaly in anomalies:
             key = (anomaly.user_id, anomaly.detector)
             if key not in latest:
@@ -182,26 +207,105 @@ class Analyzer:
             if result is None:
                 continue
             alert, new = result
-            risk = risks.get(anomaly.user_id)
-            if risk is None:
-                weight, as_of = storage.risk(anomaly.user_id)
-                risk = risks[anomaly.user_id] = RiskAccumulator(weight, as_of)
-            alert.user_risk = risk.add(self.risk, anomaly.severity, anomaly.occurred_at or now, now)
             latest[key] = changed[alert.alert_id] = alert
+            alerted.append((anomaly, alert))
             if new:
                 created.add(alert.alert_id)
         storage.insert_anomalies(anomalies)
+        risks: dict[str, RiskAccumulator] = {}
+        incidents, new_incidents, members = self._correlate(uow, alerted, events, now)
+        if uow.incidents is None:  # no incident storage: each anomaly weighs on its own
+            for anomaly, alert in alerted:
+                self._risk_of(storage, risks, anomaly.user_id).add(
+                    self.risk, anomaly.severity, anomaly.occurred_at or now, now)
+        self._update_risk(storage, incidents, risks, now)
+        for alert in changed.values():
+            alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
         for user_id, risk in risks.items():
             storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
-        self._assign_seqs(storage, list(changed.values()))
+        # Incidents first, the alerts last: the commit's last seq is an
+        # alert's, so a subscriber of alerts only resumes where its last
+        # alert was (incidents reach only subscribers that ask for them).
+        out: list[Alert | Incident] = [*incidents, *changed.values()]
+        self._assign_seqs(storage, out)
         storage.save_alerts(list(changed.values()), created)
-        return sorted(changed.values(), key=lambda a: a.seq)
+        if uow.incidents is not None and incidents:
+            uow.incidents.save_incidents(incidents, new_incidents)
+            uow.incidents.add_members(members)
+        return sorted(out, key=lambda a: a.seq)
+
+    # -- incidents -----------------------------------------------------------------
+
+    def _correlate(self, uow: UnitOfWork, alerted: list[tuple[Anomaly, Alert]], events: Sequence[ActivityEvent],
+                   now: datetime) -> tuple[list[Incident], set[str], list[tuple[str, str, str, str, datetime]]]:
+        """Each alerted anomaly joins (or opens) its entity's incident."""
+        repo = uow.incidents
+        if repo is None or not alerted:
+            return [], set(), []
+        by_id = {e.event_id: e for e in events}
+        pairs: list[tuple[Member, Alert]] = []
+        for anomaly, alert in alerted:
+            event = next((by_id[i] for i in reversed(anomaly.event_ids) if i in by_id), None)
+            pairs.append((Member(
+                anomaly_id=anomaly.anomaly_id, alert_id=alert.alert_id, user_id=anomaly.user_id,
+                detector=anomaly.detector, severity=anomaly.severity, occurred_at=anomaly.occurred_at or now,
+                title=alert.title, session_id=event.session_id if event else "",
+                source_ip=event.source_ip if event else "", tactics=tuple(anomaly.tactics),
+                techniques=tuple(anomaly.techniques)), alert))
+        # Each entity's open incidents, read (and locked) in one order, so
+        # two writers never wait on each other's entities crosswise.
+        candidates: dict[tuple[EntityKind, str], list[Incident]] = {
+            key: repo.open_incidents(*key)
+            for key in sorted({self.incidents.entity(m) for m, _ in pairs}, key=lambda k: (k[0].value, k[1]))}
+        changed: dict[str, Incident] = {}
+        created: set[str] = set()
+        members: list[tuple[str, str, str, str, datetime]] = []
+        for member, alert in pairs:
+            key = self.incidents.entity(member)
+            incident, new = self.incidents.correlate(member, candidates[key], now)
+            if new:
+                candidates[key].insert(0, incident)
+                created.add(incident.incident_id)
+            changed[incident.incident_id] = incident
+            alert.incident_id = incident.incident_id
+            members.append((incident.incident_id, member.anomaly_id, alert.alert_id, member.user_id,
+                            member.occurred_at))
+        return list(changed.values()), created, members
 
     @staticmethod
-    def _assign_seqs(storage: DetectionStorage, alerts: list[Alert]) -> None:
-        if alerts:
-            for alert, seq in zip(alerts, storage.next_seqs(len(alerts))):
-                alert.seq = seq
+    def _risk_of(storage: DetectionStorage, risks: dict[str, RiskAccumulator], user_id: str) -> RiskAccumulator:
+        risk = risks.get(user_id)
+        if risk is None:
+            weight, as_of = storage.risk(user_id)
+            risk = risks[user_id] = RiskAccumulator(weight, as_of)
+        return risk
+
+    def _update_risk(self, storage: DetectionStorage, incidents: Sequence[Incident],
+                     risks: dict[str, RiskAccumulator], now: datetime) -> None:
+        """One incident, one contribution to each of its users' risk: its
+        previous contribution is taken back and the current one added."""
+        for incident in incidents:
+            weight = self.risk.incident_weight(self.incidents.open_probability(incident))
+            users = ([incident.entity_id] if incident.entity_kind is EntityKind.USER else list(incident.user_ids))
+            if weight <= 0.0:
+                users = []
+            anchor = incident.last_seen_at
+            if (weight, anchor, users) == (incident.risk_weight, incident.risk_at, incident.risk_users):
+                continue
+            if incident.risk_at is not None:
+                for user_id in incident.risk_users:
+                    self._risk_of(storage, risks, user_id).remove_weight(self.risk, incident.risk_weight,
+                                                                         incident.risk_at, now)
+            for user_id in users:
+                self._risk_of(storage, risks, user_id).add_weight(self.risk, weight, anchor, now)
+            incident.risk_weight, incident.risk_at, incident.risk_users = weight, anchor, users
+
+    @staticmethod
+    def _assign_seqs(storage: DetectionStorage, items: Sequence[Alert | Incident]) -> None:
+        """New seq numbers, in the given order (alerts and incidents share them)."""
+        if items:
+            for item, seq in zip(items, storage.next_seqs(len(items))):
+                item.seq = seq
 
     # -- the analyst's workflow ----------------------------------------------------
 
@@ -217,35 +321,116 @@ class Analyzer:
                 suppress_for: timedelta | None) -> Alert:
         """Closes the alert. Benign and false-positive resolutions learn the
         quarantined events after all and may silence the detector for the
-        user; every resolution takes the alert's weight out of the risk."""
+        user; the alert stops counting in its incident, whose contribution
+        to the risk is replaced (alerts from before incidents take their
+        anomalies' weight out of the risk instead)."""
         storage = uow.detection
         now = self._clock()
+        if uow.incidents is not None and alert_id:
+            uow.incidents.incidents_of_alert(alert_id)  # lock order: incidents, then the alert (as ingest)
         alert = self._alert(storage, alert_id)
         if suppress_for is not None and suppress_for < timedelta(0):
             raise InvalidArgument.single("suppress_for", "must not be negative")
         lifecycle.resolve(alert, resolution, who, note, now)
         anomalies = storage.anomalies_of_alert(alert_id)
-        weight, as_of = storage.risk(alert.user_id)
-        risk = RiskAccumulator(weight, as_of)
-        for anomaly in anomalies:
-            risk.remove(self.risk, anomaly.severity, anomaly.occurred_at or now, now)
-        storage.save_risk(alert.user_id, risk.weight_sum, risk.as_of or now)
-        alert.user_risk = risk.score(self.risk, now)
+        incidents = self._incidents_without(uow, [alert_id], now)
+        risks: dict[str, RiskAccumulator] = {}
+        if incidents or alert.incident_id:
+            self._update_risk(storage, incidents, risks, now)
+        else:
+            risk = self._risk_of(storage, risks, alert.user_id)
+            for anomaly in anomalies:
+                risk.remove(self.risk, anomaly.severity, anomaly.occurred_at or now, now)
+        alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
+        for user_id, risk in risks.items():
+            storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
+        self._readmit(uow, alert, resolution, anomalies, now, suppress_for)
+        # The alert's seq comes last: a subscriber's broker sees the gap and
+        # reads the incidents' changes from storage too.
+        self._assign_seqs(storage, [*incidents, alert])
+        storage.save_alerts([alert], set())
+        if incidents:
+            uow.incidents.save_incidents(incidents, set())
+        return alert
+
+    def _readmit(self, uow: UnitOfWork, alert: Alert, resolution: Resolution | None, anomalies: list[Anomaly],
+                 now: datetime, suppress_for: timedelta | None) -> None:
         if resolution is not None and resolution.readmits_events:
             self._admit(uow, alert.user_id, anomalies, now)
-            storage.release_quarantine(alert_id)
+            uow.detection.release_quarantine(alert.alert_id)
             until = now + suppress_for if suppress_for else self.policy.suppressed_until(alert)
             if until is not None and until > now:
-                storage.suppress(alert.user_id, alert.detector, until)
-        self._assign_seqs(storage, [alert])
-        storage.save_alerts([alert], set())
-        return alert
+                uow.detection.suppress(alert.user_id, alert.detector, until)
+
+    def _incidents_without(self, uow: UnitOfWork, alert_ids: list[str], now: datetime,
+                           already: dict[str, Incident] | None = None) -> list[Incident]:
+        """The open incidents these (now resolved) alerts belonged to, with
+        the alerts no longer counting."""
+        if uow.incidents is None:
+            return []
+        changed: dict[str, Incident] = dict(already or {})
+        for alert_id in alert_ids:
+            for incident in uow.incidents.incidents_of_alert(alert_id):
+                incident = changed.get(incident.incident_id, incident)
+                if incident.is_open and self.incidents.alert_resolved(incident, alert_id):
+                    incident.updated_at = now
+                    changed[incident.incident_id] = incident
+        return [i for i in changed.values() if already is None or i.incident_id not in already]
+
+    def acknowledge_incident(self, uow: UnitOfWork, incident_id: str, who: str, note: str) -> Incident:
+        incident = self._incident(uow, incident_id)
+        incident_lifecycle.acknowledge(incident, who, note, self._clock())
+        self._assign_seqs(uow.detection, [incident])
+        uow.incidents.save_incidents([incident], set())
+        return incident
+
+    def resolve_incident(self, uow: UnitOfWork, incident_id: str, resolution: Resolution | None, who: str,
+                         note: str) -> Incident:
+        """Closes the incident and, with the same classification, each of its
+        member alerts still open (benign and false positive re-admit their
+        quarantined events, as resolving the alert does). Its contribution
+        to the risk is taken back."""
+        storage = uow.detection
+        now = self._clock()
+        incident = self._incident(uow, incident_id)
+        incident_lifecycle.resolve(incident, resolution, who, note, now)
+        alerts: list[Alert] = []
+        for alert_id in incident.alert_ids:
+            alert = storage.alert(alert_id, lock=True)
+            if alert is None or not alert.is_open:
+                continue
+            lifecycle.resolve(alert, resolution, who, note, now)
+            self._readmit(uow, alert, resolution, storage.anomalies_of_alert(alert_id), now, None)
+            alerts.append(alert)
+        for signal in incident.signals:
+            signal.active = False
+        others = self._incidents_without(uow, [a.alert_id for a in alerts], now,
+                                         already={incident.incident_id: incident})
+        risks: dict[str, RiskAccumulator] = {}
+        self._update_risk(storage, [incident, *others], risks, now)
+        for alert in alerts:
+            alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
+        for user_id, risk in risks.items():
+            storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
+        self._assign_seqs(storage, [*alerts, *others, incident])
+        storage.save_alerts(alerts, set())
+        uow.incidents.save_incidents([*others, incident], set())
+        return incident
+
+    @staticmethod
+    def _incident(uow: UnitOfWork, incident_id: str) -> Incident:
+        if not incident_id:
+            raise InvalidArgument.single("incident_id", "required")
+        incident = uow.incidents.incident(incident_id, lock=True) if uow.incidents is not None else None
+        if incident is None:
+            raise NotFound(f"no incident {incident_id[:64]!r}")
+        return incident
 
     def _admit(self, uow: UnitOfWork, user_id: str, anomalies: list[Anomaly], now: datetime) -> None:
         event_ids = sorted({i for a in anomalies if a.quarantined for i in a.event_ids})
         if not event_ids:
             return
-        self._touched = {user_id}
+        self._touched.add(user_id)
         baseline = self._baselines(uow.detection, [user_id])[user_id]
         for event in sorted(uow.events.by_ids(event_ids), key=lambda e: e.occurred_at):
             if event.user_id == user_id:

@@ -74,3 +74,7 @@ class Anomaly:
     alert_id: str = ""
     # True while its events are kept out of the user's baseline.
     quarantined: bool = False
+    # MITRE ATT&CK ids it stands for (uba.domain.attack), e.g. ["TA0001"],
+    # ["T1078"].
+    tactics: list[str] = field(default_factory=list)
+    techniques: list[str] = field(default_factory=list)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from uba.domain.alerts import Alert
 from uba.domain.analysis import Analyzer
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import EventFilter
@@ -62,7 +63,7 @@ class BackfillService:
             alerts, anomalies = self._writer.run_exclusive(replay).result()
             result.event_count += len(events)
             result.anomaly_count += anomalies
-            result.alert_count += len(alerts)
+            result.alert_count += sum(1 for a in alerts if isinstance(a, Alert))
             users.update(e.user_id for e in events)
             if progress is not None:
                 progress(result.event_count)

@@ -4,6 +4,13 @@ Each anomaly contributes its severity weight, halved every `half_life`;
 the sum saturates as 100 * (1 - exp(-sum / saturation)), so one CRITICAL
 anomaly today reads about 80, a few LOW ones stay low, and nothing exceeds
 100. Anomalies of resolved alerts no longer count.
+
+Since incidents (uba.domain.incidents), the server's risk follows them: one
+incident, one contribution, `incident_weight(P)` = incident_scale x P^2
+where P is the noisy-OR probability of the incident's open signals, decayed
+from the incident's latest anomaly. A change of the incident replaces its
+contribution; resolving it (or all its alerts) removes it. See
+docs/detection.md, "Incidents and risk".
 """
 
 from __future__ import annotations
@@ -29,6 +36,21 @@ class RiskPolicy:
     weights: Mapping[Severity, float] = field(default_factory=lambda: dict(DEFAULT_SEVERITY_WEIGHTS))
     # The weight sum at which risk reaches 63 (1 - 1/e).
     saturation: float = 50.0
+    # An incident's weight at P = 1 (see incident_weight).
+    incident_scale: float = 100.0
+
+    def incident_weight(self, probability: float) -> float:
+        """An incident's undecayed weight: quadratic in its probability, so
+        that weak stories weigh little (a lone LOW signal, P 0.2: 4) and
+        strong ones about what a finding of that severity used to (one
+        CRITICAL, P 0.9: 81; a lone HIGH, P 0.7: 49)."""
+        p = min(max(probability, 0.0), 1.0)
+        return self.incident_scale * p * p
+
+    def decayed(self, weight: float, occurred_at: datetime, now: datetime) -> float:
+        """`weight` halved every half-life since `occurred_at` (future times count fully)."""
+        age = max((now - occurred_at).total_seconds(), 0.0)
+        return weight * 0.5 ** (age / self.half_life.total_seconds())
 
     def contribution(self, severity: Severity, occurred_at: datetime, now: datetime) -> float:
         """One anomaly's decayed weight at `now` (future times count fully)."""
@@ -74,6 +96,18 @@ class RiskAccumulator:
     def remove(self, policy: RiskPolicy, severity: Severity, occurred_at: datetime, now: datetime) -> int:
         self._decay_to(policy, now)
         self.weight_sum = max(0.0, self.weight_sum - policy.contribution(severity, occurred_at, self.as_of))  # type: ignore[arg-type]
+        return policy.score_of_sum(self.weight_sum)
+
+    def add_weight(self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime) -> int:
+        """Adds a contribution of `weight` that started at `occurred_at`."""
+        self._decay_to(policy, now)
+        self.weight_sum += policy.decayed(weight, occurred_at, self.as_of)  # type: ignore[arg-type]
+        return policy.score_of_sum(self.weight_sum)
+
+    def remove_weight(self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime) -> int:
+        """Takes back what add_weight(weight, occurred_at) added (decayed alike)."""
+        self._decay_to(policy, now)
+        self.weight_sum = max(0.0, self.weight_sum - policy.decayed(weight, occurred_at, self.as_of))  # type: ignore[arg-type]
         return policy.score_of_sum(self.weight_sum)
 
     def score(self, policy: RiskPolicy, now: datetime) -> int:

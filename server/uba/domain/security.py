@@ -43,19 +43,24 @@ METHOD_SCOPES: dict[str, str] = {
     "StreamAlerts": READ,
     "GetUserBaseline": READ,
     "GetCapabilities": READ,
+    "ListIncidents": READ,
+    "GetIncident": READ,
     "AcknowledgeAlert": ADMIN,
     "ResolveAlert": ADMIN,
     "ExportLogs": ADMIN,
     "Backfill": ADMIN,
     "TrainModel": ADMIN,
     "ListAuditEvents": ADMIN,
+    "AcknowledgeIncident": ADMIN,
+    "ResolveIncident": ADMIN,
 }
 # Services anyone may call: load balancers and tooling must not need a key.
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                  "/grpc.reflection.v1.ServerReflection/")
 # Calls whose every outcome goes into the audit trail (ingest does not: it
 # is the hot path, and its data is the event log itself).
-AUDITED_METHODS = frozenset({"AcknowledgeAlert", "ResolveAlert", "ExportLogs", "Backfill", "TrainModel"})
+AUDITED_METHODS = frozenset({"AcknowledgeAlert", "ResolveAlert", "ExportLogs", "Backfill", "TrainModel",
+                             "AcknowledgeIncident", "ResolveIncident"})
 
 
 def new_token() -> str:

@@ -74,6 +74,8 @@ def anomaly_values(a: Anomaly) -> dict:
         "detected_at_us": to_us(a.detected_at) if a.detected_at else 0,
         "alert_id": a.alert_id,
         "quarantined": int(a.quarantined),
+        "tactics": json.dumps(a.tactics),
+        "techniques": json.dumps(a.techniques),
     }
 
 
@@ -96,6 +98,8 @@ def anomaly_from_row(r) -> Anomaly:
         detected_at=from_us(r.detected_at_us),
         alert_id=r.alert_id,
         quarantined=bool(r.quarantined),
+        tactics=json.loads(r.tactics or "[]"),
+        techniques=json.loads(r.techniques or "[]"),
     )
 
 
@@ -122,6 +126,9 @@ def alert_values(a: Alert) -> dict:
         "resolved_by": a.resolved_by,
         "resolution": a.resolution.value if a.resolution else "",
         "note": a.note,
+        "tactics": json.dumps(a.tactics),
+        "techniques": json.dumps(a.techniques),
+        "incident_id": a.incident_id,
     }
 
 
@@ -148,6 +155,9 @@ def alert_from_row(r) -> Alert:
         resolved_by=r.resolved_by,
         resolution=Resolution(r.resolution) if r.resolution else None,
         note=r.note,
+        tactics=json.loads(r.tactics or "[]"),
+        techniques=json.loads(r.techniques or "[]"),
+        incident_id=r.incident_id or "",
     )
 
 

@@ -116,6 +116,9 @@ class AnomalyRow(Base):
     detected_at_us: Mapped[int] = mapped_column(BigInteger)
     alert_id: Mapped[str] = mapped_column(String(64))
     quarantined: Mapped[int] = mapped_column(Integer)
+    # JSON lists of MITRE ATT&CK ids (migration 0007).
+    tactics: Mapped[str] = mapped_column(Text, server_default="[]")
+    techniques: Mapped[str] = mapped_column(Text, server_default="[]")
 
     __table_args__ = (
         Index("ix_anomalies_occurred", "occurred_at_us", "id"),
@@ -152,10 +155,71 @@ class AlertRow(Base):
     resolved_by: Mapped[str] = mapped_column(String(256))
     resolution: Mapped[str] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text)
+    # JSON lists of MITRE ATT&CK ids, and the incident it was last
+    # correlated into (migration 0007).
+    tactics: Mapped[str] = mapped_column(Text, server_default="[]")
+    techniques: Mapped[str] = mapped_column(Text, server_default="[]")
+    incident_id: Mapped[str] = mapped_column(String(64), server_default="")
 
     __table_args__ = (
         Index("ix_alerts_user_detector_status", "user_id", "detector", "status"),
         Index("ix_alerts_status_severity", "status", "severity"),
+    )
+
+
+class IncidentRow(Base):
+    """An incident in its latest state; `seq` comes from the alerts'
+    sequence and is re-assigned on every change."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(64), unique=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    entity_kind: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(256))
+    title: Mapped[str] = mapped_column(Text)
+    severity: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    tactics: Mapped[str] = mapped_column(Text)  # JSON list
+    techniques: Mapped[str] = mapped_column(Text)  # JSON list
+    anomaly_count: Mapped[int] = mapped_column(BigInteger)
+    first_seen_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at_us: Mapped[int] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+    acknowledged_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    acknowledged_by: Mapped[str] = mapped_column(String(256))
+    resolved_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_by: Mapped[str] = mapped_column(String(256))
+    resolution: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text)
+    # JSON object: signals (the score breakdown), session and user ids,
+    # the latest anomaly ids, and the risk contribution it holds.
+    data: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_incidents_entity_status", "entity_kind", "entity_id", "status"),
+        Index("ix_incidents_status_severity", "status", "severity"),
+    )
+
+
+class IncidentMemberRow(Base):
+    """An anomaly's membership of an incident (every anomaly of an alert
+    belongs to one incident)."""
+
+    __tablename__ = "incident_members"
+
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    anomaly_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(256))
+    occurred_at_us: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_incident_members_user", "user_id", "incident_id"),
+        Index("ix_incident_members_alert", "alert_id"),
     )
 
 

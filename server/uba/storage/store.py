@@ -17,9 +17,11 @@ from uba.domain.alerts import Alert
 from uba.domain.anomalies import Anomaly
 from uba.domain.events import ActivityEvent, EventFilter
 from uba.storage.database import Database
+from uba.domain.incidents import Incident, IncidentFilter
 from uba.domain.investigation import AlertFilter, AnomalyFilter
 from uba.storage.detection import DetectionRepository
 from uba.storage.events import EventKey, EventRepository
+from uba.storage.incidents import IncidentRepository
 
 
 class _Bound:
@@ -35,11 +37,12 @@ class _Bound:
 
 
 class UnitOfWork:
-    """One write transaction: `events` and `detection` repositories."""
+    """One write transaction: `events`, `detection` and `incidents` repositories."""
 
-    def __init__(self, events: _Bound, detection: _Bound):
+    def __init__(self, events: _Bound, detection: _Bound, incidents: _Bound | None = None):
         self.events = events
         self.detection = detection
+        self.incidents = incidents
 
     def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
         """Inserts the new events; returns the ids inserted now and, for the
@@ -57,12 +60,13 @@ class Store:
         self.backend = database.backend
         self.events = EventRepository(database.backend)
         self.detection = DetectionRepository(database.backend)
+        self.incidents = IncidentRepository(database.backend)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """For the ingest writer thread only (it holds one connection)."""
         with self.database.write_held() as conn:
-            yield UnitOfWork(_Bound(self.events, conn), _Bound(self.detection, conn))
+            yield UnitOfWork(_Bound(self.events, conn), _Bound(self.detection, conn), _Bound(self.incidents, conn))
 
     # -- reads ------------------------------------------------------------------
 
@@ -98,8 +102,34 @@ class Store:
             return self.detection.alerts_after(conn, seq, limit)
 
     def max_alert_seq(self) -> int:
+        """The latest seq of the alerts' sequence (alert and incident changes)."""
         with self.database.read() as conn:
-            return self.detection.max_seq(conn)
+            return max(self.detection.max_seq(conn), self.incidents.max_seq(conn))
+
+    def changes_after(self, seq: int, limit: int) -> list[Alert | Incident]:
+        """Alert and incident changes after `seq`, in seq order (they share
+        the sequence), at most `limit`."""
+        with self.database.read() as conn:
+            alerts = self.detection.alerts_after(conn, seq, limit)
+            incidents = self.incidents.incidents_after(conn, seq, limit)
+        return sorted([*alerts, *incidents], key=lambda x: x.seq)[:limit]
+
+    def page_incidents(self, flt: IncidentFilter, limit: int, before_seq: int | None) -> list[Incident]:
+        with self.database.read() as conn:
+            return self.incidents.page_incidents(conn, flt, limit, before_seq)
+
+    def incident(self, incident_id: str) -> Incident | None:
+        with self.database.read() as conn:
+            return self.incidents.incident(conn, incident_id)
+
+    def incident_anomalies(self, incident_id: str, limit: int = 1000) -> list[Anomaly]:
+        with self.database.read() as conn:
+            return self.incidents.member_anomalies(conn, incident_id, limit)
+
+    def alerts_by_ids(self, alert_ids: Sequence[str]) -> list[Alert]:
+        with self.database.read() as conn:
+            found = [self.detection.alert(conn, a) for a in alert_ids]
+        return [a for a in found if a is not None]
 
     def baseline(self, user_id: str) -> dict | None:
         with self.database.read() as conn:

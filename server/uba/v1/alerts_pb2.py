@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from uba.v1 import anomalies_pb2 as uba_dot_v1_dot_anomalies__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13uba/v1/alerts.proto\x12\x06uba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16uba/v1/anomalies.proto\"\xff\x04\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x04 \x01(\t\x12\"\n\x08severity\x18\x05 \x01(\x0e\x32\x10.uba.v1.Severity\x12#\n\x06status\x18\x06 \x01(\x0e\x32\x13.uba.v1.AlertStatus\x12\r\n\x05title\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x13\n\x0b\x61nomaly_ids\x18\t \x03(\t\x12\x15\n\ranomaly_count\x18\n \x01(\x03\x12\x11\n\tuser_risk\x18\x0b \x01(\x05\x12\x31\n\rfirst_seen_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x61\x63knowledged_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\x11 \x01(\t\x12/\n\x0bresolved_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\x13 \x01(\t\x12&\n\nresolution\x18\x14 \x01(\x0e\x32\x12.uba.v1.Resolution\x12\x0c\n\x04note\x18\x15 \x01(\t*|\n\x0b\x41lertStatus\x12\x1c\n\x18\x41LERT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LERT_STATUS_OPEN\x10\x01\x12\x1d\n\x19\x41LERT_STATUS_ACKNOWLEDGED\x10\x02\x12\x19\n\x15\x41LERT_STATUS_RESOLVED\x10\x03*|\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESOLUTION_TRUE_POSITIVE\x10\x01\x12\x15\n\x11RESOLUTION_BENIGN\x10\x02\x12\x1d\n\x19RESOLUTION_FALSE_POSITIVE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13uba/v1/alerts.proto\x12\x06uba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16uba/v1/anomalies.proto\"\xe8\x05\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x04 \x01(\t\x12\"\n\x08severity\x18\x05 \x01(\x0e\x32\x10.uba.v1.Severity\x12#\n\x06status\x18\x06 \x01(\x0e\x32\x13.uba.v1.AlertStatus\x12\r\n\x05title\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x13\n\x0b\x61nomaly_ids\x18\t \x03(\t\x12\x15\n\ranomaly_count\x18\n \x01(\x03\x12\x11\n\tuser_risk\x18\x0b \x01(\x05\x12\x31\n\rfirst_seen_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x61\x63knowledged_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\x11 \x01(\t\x12/\n\x0bresolved_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\x13 \x01(\t\x12&\n\nresolution\x18\x14 \x01(\x0e\x32\x12.uba.v1.Resolution\x12\x0c\n\x04note\x18\x15 \x01(\t\x12%\n\x07tactics\x18\x16 \x03(\x0b\x32\x14.uba.v1.AttackTactic\x12+\n\ntechniques\x18\x17 \x03(\x0b\x32\x17.uba.v1.AttackTechnique\x12\x13\n\x0bincident_id\x18\x18 \x01(\t*|\n\x0b\x41lertStatus\x12\x1c\n\x18\x41LERT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LERT_STATUS_OPEN\x10\x01\x12\x1d\n\x19\x41LERT_STATUS_ACKNOWLEDGED\x10\x02\x12\x19\n\x15\x41LERT_STATUS_RESOLVED\x10\x03*|\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESOLUTION_TRUE_POSITIVE\x10\x01\x12\x15\n\x11RESOLUTION_BENIGN\x10\x02\x12\x1d\n\x19RESOLUTION_FALSE_POSITIVE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'uba.v1.alerts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALERTSTATUS']._serialized_start=730
-  _globals['_ALERTSTATUS']._serialized_end=854
-  _globals['_RESOLUTION']._serialized_start=856
-  _globals['_RESOLUTION']._serialized_end=980
+  _globals['_ALERTSTATUS']._serialized_start=835
+  _globals['_ALERTSTATUS']._serialized_end=959
+  _globals['_RESOLUTION']._serialized_start=961
+  _globals['_RESOLUTION']._serialized_end=1085
   _globals['_ALERT']._serialized_start=89
-  _globals['_ALERT']._serialized_end=728
+  _globals['_ALERT']._serialized_end=833
 # @@protoc_insertion_point(module_scope)

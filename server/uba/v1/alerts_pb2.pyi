@@ -34,7 +34,7 @@ RESOLUTION_BENIGN: Resolution
 RESOLUTION_FALSE_POSITIVE: Resolution
 
 class Alert(_message.Message):
-    __slots__ = ("alert_id", "seq", "user_id", "detector", "severity", "status", "title", "reason", "anomaly_ids", "anomaly_count", "user_risk", "first_seen_at", "last_seen_at", "created_at", "updated_at", "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by", "resolution", "note")
+    __slots__ = ("alert_id", "seq", "user_id", "detector", "severity", "status", "title", "reason", "anomaly_ids", "anomaly_count", "user_risk", "first_seen_at", "last_seen_at", "created_at", "updated_at", "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by", "resolution", "note", "tactics", "techniques", "incident_id")
     ALERT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,9 @@ class Alert(_message.Message):
     RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    TACTICS_FIELD_NUMBER: _ClassVar[int]
+    TECHNIQUES_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     alert_id: str
     seq: int
     user_id: str
@@ -77,4 +80,7 @@ class Alert(_message.Message):
     resolved_by: str
     resolution: Resolution
     note: str
-    def __init__(self, alert_id: _Optional[str] = ..., seq: _Optional[int] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[_anomalies_pb2.Severity, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., title: _Optional[str] = ..., reason: _Optional[str] = ..., anomaly_ids: _Optional[_Iterable[str]] = ..., anomaly_count: _Optional[int] = ..., user_risk: _Optional[int] = ..., first_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ..., resolution: _Optional[_Union[Resolution, str]] = ..., note: _Optional[str] = ...) -> None: ...
+    tactics: _containers.RepeatedCompositeFieldContainer[_anomalies_pb2.AttackTactic]
+    techniques: _containers.RepeatedCompositeFieldContainer[_anomalies_pb2.AttackTechnique]
+    incident_id: str
+    def __init__(self, alert_id: _Optional[str] = ..., seq: _Optional[int] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[_anomalies_pb2.Severity, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., title: _Optional[str] = ..., reason: _Optional[str] = ..., anomaly_ids: _Optional[_Iterable[str]] = ..., anomaly_count: _Optional[int] = ..., user_risk: _Optional[int] = ..., first_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ..., resolution: _Optional[_Union[Resolution, str]] = ..., note: _Optional[str] = ..., tactics: _Optional[_Iterable[_Union[_anomalies_pb2.AttackTactic, _Mapping]]] = ..., techniques: _Optional[_Iterable[_Union[_anomalies_pb2.AttackTechnique, _Mapping]]] = ..., incident_id: _Optional[str] = ...) -> None: ...

@@ -25,17 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16uba/v1/anomalies.proto\x12\x06uba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\xb8\x03\n\x07\x41nomaly\x12\x12\n\nanomaly_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65tector_version\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\"\n\x08severity\x18\x06 \x01(\x0e\x32\x10.uba.v1.Severity\x12\x11\n\tevent_ids\x18\x07 \x03(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x10\n\x08observed\x18\t \x01(\t\x12\x10\n\x08\x65xpected\x18\n \x01(\t\x12\x1d\n\x15\x62\x61seline_observations\x18\x0b \x01(\x03\x12\x17\n\x0f\x62\x61seline_mature\x18\x0c \x01(\x08\x12!\n\x08\x66\x65\x61tures\x18\r \x03(\x0b\x32\x0f.uba.v1.Feature\x12/\n\x0boccurred_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65tected_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61lert_id\x18\x10 \x01(\t\x12\x13\n\x0bquarantined\x18\x11 \x01(\x08*u\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cSEVERITY_LOW\x10\x01\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n\rSEVERITY_HIGH\x10\x03\x12\x15\n\x11SEVERITY_CRITICAL\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16uba/v1/anomalies.proto\x12\x06uba.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\x8c\x04\n\x07\x41nomaly\x12\x12\n\nanomaly_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65tector_version\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\"\n\x08severity\x18\x06 \x01(\x0e\x32\x10.uba.v1.Severity\x12\x11\n\tevent_ids\x18\x07 \x03(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x10\n\x08observed\x18\t \x01(\t\x12\x10\n\x08\x65xpected\x18\n \x01(\t\x12\x1d\n\x15\x62\x61seline_observations\x18\x0b \x01(\x03\x12\x17\n\x0f\x62\x61seline_mature\x18\x0c \x01(\x08\x12!\n\x08\x66\x65\x61tures\x18\r \x03(\x0b\x32\x0f.uba.v1.Feature\x12/\n\x0boccurred_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65tected_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61lert_id\x18\x10 \x01(\t\x12\x13\n\x0bquarantined\x18\x11 \x01(\x08\x12%\n\x07tactics\x18\x12 \x03(\x0b\x32\x14.uba.v1.AttackTactic\x12+\n\ntechniques\x18\x13 \x03(\x0b\x32\x17.uba.v1.AttackTechnique\"/\n\x0c\x41ttackTactic\x12\x11\n\ttactic_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"5\n\x0f\x41ttackTechnique\x12\x14\n\x0ctechnique_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t*u\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cSEVERITY_LOW\x10\x01\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n\rSEVERITY_HIGH\x10\x03\x12\x15\n\x11SEVERITY_CRITICAL\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'uba.v1.anomalies_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEVERITY']._serialized_start=572
-  _globals['_SEVERITY']._serialized_end=689
+  _globals['_SEVERITY']._serialized_start=760
+  _globals['_SEVERITY']._serialized_end=877
   _globals['_FEATURE']._serialized_start=67
   _globals['_FEATURE']._serialized_end=127
   _globals['_ANOMALY']._serialized_start=130
-  _globals['_ANOMALY']._serialized_end=570
+  _globals['_ANOMALY']._serialized_end=654
+  _globals['_ATTACKTACTIC']._serialized_start=656
+  _globals['_ATTACKTACTIC']._serialized_end=703
+  _globals['_ATTACKTECHNIQUE']._serialized_start=705
+  _globals['_ATTACKTECHNIQUE']._serialized_end=758
 # @@protoc_insertion_point(module_scope)

@@ -34,7 +34,7 @@ class Feature(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class Anomaly(_message.Message):
-    __slots__ = ("anomaly_id", "user_id", "detector", "detector_version", "score", "severity", "event_ids", "reason", "observed", "expected", "baseline_observations", "baseline_mature", "features", "occurred_at", "detected_at", "alert_id", "quarantined")
+    __slots__ = ("anomaly_id", "user_id", "detector", "detector_version", "score", "severity", "event_ids", "reason", "observed", "expected", "baseline_observations", "baseline_mature", "features", "occurred_at", "detected_at", "alert_id", "quarantined", "tactics", "techniques")
     ANOMALY_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,8 @@ class Anomaly(_message.Message):
     DETECTED_AT_FIELD_NUMBER: _ClassVar[int]
     ALERT_ID_FIELD_NUMBER: _ClassVar[int]
     QUARANTINED_FIELD_NUMBER: _ClassVar[int]
+    TACTICS_FIELD_NUMBER: _ClassVar[int]
+    TECHNIQUES_FIELD_NUMBER: _ClassVar[int]
     anomaly_id: str
     user_id: str
     detector: str
@@ -69,4 +71,22 @@ class Anomaly(_message.Message):
     detected_at: _timestamp_pb2.Timestamp
     alert_id: str
     quarantined: bool
-    def __init__(self, anomaly_id: _Optional[str] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ..., detector_version: _Optional[str] = ..., score: _Optional[float] = ..., severity: _Optional[_Union[Severity, str]] = ..., event_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., observed: _Optional[str] = ..., expected: _Optional[str] = ..., baseline_observations: _Optional[int] = ..., baseline_mature: _Optional[bool] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alert_id: _Optional[str] = ..., quarantined: _Optional[bool] = ...) -> None: ...
+    tactics: _containers.RepeatedCompositeFieldContainer[AttackTactic]
+    techniques: _containers.RepeatedCompositeFieldContainer[AttackTechnique]
+    def __init__(self, anomaly_id: _Optional[str] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ..., detector_version: _Optional[str] = ..., score: _Optional[float] = ..., severity: _Optional[_Union[Severity, str]] = ..., event_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., observed: _Optional[str] = ..., expected: _Optional[str] = ..., baseline_observations: _Optional[int] = ..., baseline_mature: _Optional[bool] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alert_id: _Optional[str] = ..., quarantined: _Optional[bool] = ..., tactics: _Optional[_Iterable[_Union[AttackTactic, _Mapping]]] = ..., techniques: _Optional[_Iterable[_Union[AttackTechnique, _Mapping]]] = ...) -> None: ...
+
+class AttackTactic(_message.Message):
+    __slots__ = ("tactic_id", "name")
+    TACTIC_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    tactic_id: str
+    name: str
+    def __init__(self, tactic_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class AttackTechnique(_message.Message):
+    __slots__ = ("technique_id", "name")
+    TECHNIQUE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    technique_id: str
+    name: str
+    def __init__(self, technique_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...

@@ -8,6 +8,7 @@ from uba.v1 import alerts_pb2 as _alerts_pb2
 from uba.v1 import anomalies_pb2 as _anomalies_pb2
 from uba.v1 import baselines_pb2 as _baselines_pb2
 from uba.v1 import events_pb2 as _events_pb2
+from uba.v1 import incidents_pb2 as _incidents_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -268,16 +269,18 @@ class ListAlertsResponse(_message.Message):
     def __init__(self, alerts: _Optional[_Iterable[_Union[_alerts_pb2.Alert, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StreamAlertsRequest(_message.Message):
-    __slots__ = ("after_seq", "min_severity", "user_id", "detector")
+    __slots__ = ("after_seq", "min_severity", "user_id", "detector", "include_incidents")
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     MIN_SEVERITY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
     after_seq: int
     min_severity: _anomalies_pb2.Severity
     user_id: str
     detector: str
-    def __init__(self, after_seq: _Optional[int] = ..., min_severity: _Optional[_Union[_anomalies_pb2.Severity, str]] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ...) -> None: ...
+    include_incidents: bool
+    def __init__(self, after_seq: _Optional[int] = ..., min_severity: _Optional[_Union[_anomalies_pb2.Severity, str]] = ..., user_id: _Optional[str] = ..., detector: _Optional[str] = ..., include_incidents: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sent_at",)
@@ -286,14 +289,16 @@ class Heartbeat(_message.Message):
     def __init__(self, sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StreamAlertsResponse(_message.Message):
-    __slots__ = ("seq", "alert", "heartbeat")
+    __slots__ = ("seq", "alert", "heartbeat", "incident")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ALERT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     alert: _alerts_pb2.Alert
     heartbeat: Heartbeat
-    def __init__(self, seq: _Optional[int] = ..., alert: _Optional[_Union[_alerts_pb2.Alert, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    incident: _incidents_pb2.Incident
+    def __init__(self, seq: _Optional[int] = ..., alert: _Optional[_Union[_alerts_pb2.Alert, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., incident: _Optional[_Union[_incidents_pb2.Incident, _Mapping]] = ...) -> None: ...
 
 class AcknowledgeAlertRequest(_message.Message):
     __slots__ = ("alert_id", "note")
@@ -464,3 +469,77 @@ class ListAuditEventsResponse(_message.Message):
     audit_events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
     next_page_token: str
     def __init__(self, audit_events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListIncidentsRequest(_message.Message):
+    __slots__ = ("user_id", "status", "min_severity", "tactic", "start_time", "end_time", "page_size", "page_token")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    TACTIC_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    status: _incidents_pb2.IncidentStatus
+    min_severity: _anomalies_pb2.Severity
+    tactic: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., status: _Optional[_Union[_incidents_pb2.IncidentStatus, str]] = ..., min_severity: _Optional[_Union[_anomalies_pb2.Severity, str]] = ..., tactic: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListIncidentsResponse(_message.Message):
+    __slots__ = ("incidents", "next_page_token")
+    INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    incidents: _containers.RepeatedCompositeFieldContainer[_incidents_pb2.Incident]
+    next_page_token: str
+    def __init__(self, incidents: _Optional[_Iterable[_Union[_incidents_pb2.Incident, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetIncidentRequest(_message.Message):
+    __slots__ = ("incident_id",)
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    def __init__(self, incident_id: _Optional[str] = ...) -> None: ...
+
+class GetIncidentResponse(_message.Message):
+    __slots__ = ("incident", "alerts", "timeline")
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    incident: _incidents_pb2.Incident
+    alerts: _containers.RepeatedCompositeFieldContainer[_alerts_pb2.Alert]
+    timeline: _containers.RepeatedCompositeFieldContainer[_incidents_pb2.TimelineEntry]
+    def __init__(self, incident: _Optional[_Union[_incidents_pb2.Incident, _Mapping]] = ..., alerts: _Optional[_Iterable[_Union[_alerts_pb2.Alert, _Mapping]]] = ..., timeline: _Optional[_Iterable[_Union[_incidents_pb2.TimelineEntry, _Mapping]]] = ...) -> None: ...
+
+class AcknowledgeIncidentRequest(_message.Message):
+    __slots__ = ("incident_id", "note")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    note: str
+    def __init__(self, incident_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class AcknowledgeIncidentResponse(_message.Message):
+    __slots__ = ("incident",)
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    incident: _incidents_pb2.Incident
+    def __init__(self, incident: _Optional[_Union[_incidents_pb2.Incident, _Mapping]] = ...) -> None: ...
+
+class ResolveIncidentRequest(_message.Message):
+    __slots__ = ("incident_id", "resolution", "note")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    resolution: _alerts_pb2.Resolution
+    note: str
+    def __init__(self, incident_id: _Optional[str] = ..., resolution: _Optional[_Union[_alerts_pb2.Resolution, str]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ResolveIncidentResponse(_message.Message):
+    __slots__ = ("incident",)
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    incident: _incidents_pb2.Incident
+    def __init__(self, incident: _Optional[_Union[_incidents_pb2.Incident, _Mapping]] = ...) -> None: ...

@@ -115,6 +115,26 @@ class BehaviorAnalyticsServiceStub:
                 request_serializer=uba_dot_v1_dot_service__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=uba_dot_v1_dot_service__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.ListIncidents = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/ListIncidents',
+                request_serializer=uba_dot_v1_dot_service__pb2.ListIncidentsRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.ListIncidentsResponse.FromString,
+                _registered_method=True)
+        self.GetIncident = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/GetIncident',
+                request_serializer=uba_dot_v1_dot_service__pb2.GetIncidentRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.GetIncidentResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeIncident = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/AcknowledgeIncident',
+                request_serializer=uba_dot_v1_dot_service__pb2.AcknowledgeIncidentRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.AcknowledgeIncidentResponse.FromString,
+                _registered_method=True)
+        self.ResolveIncident = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/ResolveIncident',
+                request_serializer=uba_dot_v1_dot_service__pb2.ResolveIncidentRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.ResolveIncidentResponse.FromString,
+                _registered_method=True)
 
 
 class BehaviorAnalyticsServiceServicer:
@@ -237,6 +257,37 @@ class BehaviorAnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListIncidents(self, request, context):
+        """Lists incidents (correlated stories of alerts), most recently changed
+        first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIncident(self, request, context):
+        """One incident with its member alerts, score breakdown and timeline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeIncident(self, request, context):
+        """Marks an open incident as being worked on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveIncident(self, request, context):
+        """Closes an incident with a classification, which cascades to its member
+        alerts still open (benign and false positive re-admit their quarantined
+        events).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +365,26 @@ def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=uba_dot_v1_dot_service__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=uba_dot_v1_dot_service__pb2.GetCapabilitiesResponse.SerializeToString,
+            ),
+            'ListIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIncidents,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.ListIncidentsRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.ListIncidentsResponse.SerializeToString,
+            ),
+            'GetIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIncident,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.GetIncidentRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.GetIncidentResponse.SerializeToString,
+            ),
+            'AcknowledgeIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeIncident,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.AcknowledgeIncidentRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.AcknowledgeIncidentResponse.SerializeToString,
+            ),
+            'ResolveIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveIncident,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.ResolveIncidentRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.ResolveIncidentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -726,6 +797,114 @@ class BehaviorAnalyticsService:
             '/uba.v1.BehaviorAnalyticsService/GetCapabilities',
             uba_dot_v1_dot_service__pb2.GetCapabilitiesRequest.SerializeToString,
             uba_dot_v1_dot_service__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/ListIncidents',
+            uba_dot_v1_dot_service__pb2.ListIncidentsRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.ListIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/GetIncident',
+            uba_dot_v1_dot_service__pb2.GetIncidentRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.GetIncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/AcknowledgeIncident',
+            uba_dot_v1_dot_service__pb2.AcknowledgeIncidentRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.AcknowledgeIncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/ResolveIncident',
+            uba_dot_v1_dot_service__pb2.ResolveIncidentRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.ResolveIncidentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,237 @@
+"""Incidents as pure functions: correlation by session, time window and
+source address; the noisy-OR score; the workflow; the ATT&CK table."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from itertools import count
+
+import pytest
+
+from uba.detectors.registry import default_registry
+from uba.domain import attack
+from uba.domain import incidents as lifecycle
+from uba.domain.alerts import Resolution
+from uba.domain.anomalies import Severity
+from uba.domain.errors import FailedPrecondition, InvalidArgument
+from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, IncidentStatus, Member
+from uba.domain.risk import RiskAccumulator, RiskPolicy
+
+T0 = datetime(2026, 11, 24, 3, 12, tzinfo=timezone.utc)
+POLICY = IncidentPolicy()
+_ids = count()
+
+
+def member(detector: str, severity: Severity = Severity.MEDIUM, *, user: str = "alice", at: datetime = T0,
+           session: str = "s1", ip: str = "203.0.113.7", alert: str | None = None) -> Member:
+    mapping = attack.attack_for(detector)
+    return Member(anomaly_id=f"an{next(_ids)}", alert_id=alert or f"al-{user}-{detector}", user_id=user,
+                  detector=detector, severity=severity, occurred_at=at, title=detector.replace("_", " "),
+                  session_id=session, source_ip=ip, tactics=mapping.tactics, techniques=mapping.techniques)
+
+
+def correlate(members: list[Member]) -> list[Incident]:
+    """Feeds members as the writer does: candidates are the entity's open
+    incidents, newest first."""
+    incidents: list[Incident] = []
+    for m in members:
+        kind, entity = POLICY.entity(m)
+        candidates = [i for i in reversed(incidents) if (i.entity_kind, i.entity_id) == (kind, entity)]
+        incident, new = POLICY.correlate(m, candidates, T0)
+        if new:
+            incidents.append(incident)
+    return incidents
+
+
+def test_several_weak_signals_in_one_session_make_one_high_incident():
+    (incident,) = correlate([member("new_country"), member("new_device"), member("login_time", Severity.LOW),
+                             member("new_ip", Severity.LOW)])
+    assert incident.severity >= Severity.HIGH
+    assert all(s.severity <= Severity.MEDIUM for s in incident.signals)
+    assert len(incident.signals) == 4 and incident.anomaly_count == 4
+    assert 60 <= incident.score < 100
+    assert incident.tactics == ["TA0001", "TA0003"] and incident.techniques == ["T1078"]
+    assert "alice" in incident.title and "one session" in incident.title
+
+
+def test_repeats_of_one_signal_do_not_escalate():
+    one = correlate([member("failed_login_burst", Severity.MEDIUM)])[0]
+    (many,) = correlate([member("failed_login_burst", Severity.MEDIUM, at=T0 + timedelta(minutes=i))
+                         for i in range(50)])
+    assert many.score == one.score and many.severity is Severity.MEDIUM
+    assert many.anomaly_count == 50 and len(many.signals) == 1
+    # Two alerts of one detector (after a cool-down) still count once.
+    (two,) = correlate([member("new_device", alert="a1"), member("new_device", alert="a2")])
+    assert two.score == one.score and [s.counted for s in two.signals].count(True) == 1
+
+
+def test_a_new_country_on_a_new_device_is_high_and_either_alone_is_not():
+    (both,) = correlate([member("new_country"), member("new_device", Severity.LOW),
+                         member("new_ip", Severity.LOW)])
+    assert both.severity is Severity.HIGH
+    (country,) = correlate([member("new_country"), member("new_ip", Severity.LOW)])
+    assert country.severity is Severity.MEDIUM
+    (two_low,) = correlate([member("new_device", Severity.LOW), member("login_time", Severity.LOW)])
+    assert two_low.severity is Severity.MEDIUM
+
+
+def test_score_is_a_bounded_noisy_or():
+    p = {s: POLICY.probability(s, "new_country") for s in Severity}
+    (incident,) = correlate([member("new_country"), member("new_device"), member("impossible_travel")])
+    assert incident.score == pytest.approx(100 * (1 - (1 - p[Severity.MEDIUM]) ** 3), abs=0.1)
+    (top,) = correlate([member(d, Severity.CRITICAL) for d in
+                        ("new_country", "new_device", "impossible_travel", "login_time", "data_volume")])
+    assert top.severity is Severity.CRITICAL and 99 < top.score <= 100
+    # A lone finding keeps its own severity.
+    for severity in Severity:
+        assert correlate([member("new_device", severity)])[0].severity is severity
+
+
+def test_separate_sessions_and_windows_are_separate_incidents():
+    incidents = correlate([member("new_country", session="s1"), member("new_device", session="s2")])
+    assert len(incidents) == 2
+    later = correlate([member("new_country", session="", at=T0),
+                       member("new_device", session="", at=T0 + POLICY.window + timedelta(minutes=1))])
+    assert len(later) == 2
+    # Without session ids, the window decides; a session continues a story
+    # begun without one (failures before the login).
+    (story,) = correlate([member("failed_login_burst", session="", at=T0),
+                          member("new_device", session="s9", at=T0 + timedelta(minutes=20)),
+                          member("data_volume", session="s9", at=T0 + timedelta(hours=5))])
+    assert len(story.signals) == 3 and story.session_ids == ["s9"]
+    # Other users never join.
+    assert len(correlate([member("new_country", user="a"), member("new_device", user="b")])) == 2
+
+
+def test_population_attacks_group_by_source_address():
+    victims = [f"user{i}" for i in range(12)]
+    incidents = correlate([member("password_spraying", Severity.HIGH, user=u, session="", ip="198.51.100.9",
+                                  at=T0 + timedelta(seconds=5 * i)) for i, u in enumerate(victims)]
+                          + [member("new_device", user="user3")])
+    spray = [i for i in incidents if i.entity_kind is EntityKind.SOURCE_IP]
+    assert len(spray) == 1 and len(incidents) == 2
+    (s,) = spray
+    assert s.entity_id == "198.51.100.9" and s.user_ids == victims and len(s.alert_ids) == 12
+    assert s.severity is Severity.HIGH  # twelve victims of one technique: no escalation by count
+    assert s.techniques == ["T1110.003"] and "12 alerted users" in s.title
+
+
+def test_resolving_a_member_alert_stops_it_counting():
+    (incident,) = correlate([member("new_country"), member("new_device"), member("login_time")])
+    before = incident.score
+    assert POLICY.alert_resolved(incident, "al-alice-new_country")
+    assert incident.score < before and not incident.signal("al-alice-new_country").active
+    assert not POLICY.alert_resolved(incident, "al-alice-new_country")  # once
+    for alert_id in incident.alert_ids:
+        POLICY.alert_resolved(incident, alert_id)
+    assert POLICY.open_probability(incident) == 0.0 and incident.score > 0  # the record stays
+
+
+def test_workflow():
+    (incident,) = correlate([member("new_country")])
+    lifecycle.acknowledge(incident, "ann", "looking", T0)
+    assert incident.status is IncidentStatus.ACKNOWLEDGED and incident.note == "looking"
+    with pytest.raises(FailedPrecondition):
+        lifecycle.acknowledge(incident, "ann", "", T0)
+    with pytest.raises(InvalidArgument) as info:
+        lifecycle.resolve(incident, None, "ann", "", T0)
+    assert info.value.violations[0].field == "resolution"
+    lifecycle.resolve(incident, Resolution.BENIGN, "ann", "travel", T0)
+    assert incident.status is IncidentStatus.RESOLVED and POLICY.open_probability(incident) == 0.0
+    with pytest.raises(FailedPrecondition) as info:
+        lifecycle.resolve(incident, Resolution.TRUE_POSITIVE, "ann", "", T0)
+    assert incident.incident_id in str(info.value)
+    # A resolved incident takes no new members.
+    assert not POLICY.joins(incident, member("new_device"))
+
+
+def test_signals_round_trip_through_their_stored_form():
+    (incident,) = correlate([member("new_country"), member("login_time", Severity.LOW)])
+    for s in incident.signals:
+        assert lifecycle.Signal.from_dict(s.to_dict()) == s
+
+
+def test_risk_follows_incidents_one_contribution_each():
+    risk = RiskPolicy()
+    acc = RiskAccumulator()
+    (incident,) = correlate([member("new_country"), member("new_device"), member("login_time")])
+    weight = risk.incident_weight(POLICY.open_probability(incident))
+    acc.add_weight(risk, weight, T0, T0)
+    score = acc.score(risk, T0)
+    # The same story told by ten more anomalies is still one contribution.
+    acc.remove_weight(risk, weight, T0, T0)
+    for i in range(10):
+        POLICY.correlate(member("new_device", at=T0 + timedelta(minutes=i)), [incident], T0)
+    acc.add_weight(risk, risk.incident_weight(POLICY.open_probability(incident)), T0, T0)
+    assert acc.score(risk, T0) == score
+    acc.remove_weight(risk, risk.incident_weight(POLICY.open_probability(incident)), T0, T0)
+    assert acc.score(risk, T0) == 0
+    assert risk.incident_weight(1.0) == risk.incident_scale and risk.incident_weight(0.0) == 0.0
+
+
+# -- ATT&CK --------------------------------------------------------------------
+
+def test_every_registered_detector_has_a_mapping_of_known_ids():
+    registry = default_registry()
+    for name in registry.names():
+        mapping = attack.attack_for(name, getattr(registry.get(name), "attack", None)) \
+            if registry.entries[name].available else attack.attack_for(name)
+        assert name in attack.TABLE, f"{name} is not in the ATT&CK table"
+        assert mapping.tactics and mapping.techniques, name
+        assert all(t in attack.TACTICS for t in mapping.tactics), name
+        assert all(t in attack.TECHNIQUES for t in mapping.techniques), name
+
+
+def test_table_names_the_techniques_of_the_detectors_being_built():
+    expect = {"failed_login_burst": "T1110.001", "password_spraying": "T1110.003",
+              "credential_stuffing": "T1110.004", "session_hijack": "T1539", "mfa_fatigue": "T1621",
+              "data_volume": "T1567", "sustained_volume": "T1567", "new_country": "T1078",
+              "account_takeover": "T1078", "dormant_account": "T1078", "peer_endpoint": "T1078"}
+    for detector, technique in expect.items():
+        assert technique in attack.attack_for(detector).techniques, detector
+    assert "TA0004" in attack.attack_for("peer_endpoint").tactics
+    assert attack.attack_for("new_ip").tactics == ("TA0001", "TA0003")
+
+
+def test_unknown_detectors_get_the_default_and_overrides_win():
+    assert attack.attack_for("some_plugin") == attack.DEFAULT
+    override = attack.attack_for("new_ip", ("T1110.004", "TA0006"))
+    assert override.techniques == ("T1110.004",) and override.tactics == ("TA0006",)
+    # Without tactic ids, the technique's own tactics.
+    assert attack.attack_for("x", ("T1567",)).tactics == ("TA0010",)
+
+
+def test_tactic_filter_accepts_ids_and_names():
+    assert attack.parse_tactic("ta0006") == "TA0006"
+    assert attack.parse_tactic("credential-access") == "TA0006"
+    assert attack.parse_tactic("Initial Access") == "TA0001"
+    with pytest.raises(ValueError):
+        attack.parse_tactic("lunch")
+
+
+def test_a_detector_class_attack_attribute_overrides_the_table():
+    from uba.detectors.base import Detector
+    from uba.detectors.registry import DetectorRegistry
+    from uba.domain.alerts import AlertPolicy
+    from uba.domain.analysis import Analyzer
+    from uba.domain.detection import DetectionEngine
+
+    class Prompts(Detector):
+        name = "mfa_prompts"
+        attack = ("T1621", "TA0006")
+
+        def score_one(self, event, ctx):
+            return []
+
+    class Plain(Detector):
+        name = "new_ip"  # in the table
+
+        def score_one(self, event, ctx):
+            return []
+
+    registry = DetectorRegistry({}, entry_points=False)
+    registry.register("mfa_prompts", Prompts)
+    registry.register("new_ip", Plain)
+    analyzer = Analyzer(DetectionEngine(registry), AlertPolicy(), RiskPolicy(), lambda: T0)
+    assert analyzer.attack["mfa_prompts"] == attack.AttackMapping(("TA0006",), ("T1621",))
+    assert analyzer.attack["new_ip"] == attack.TABLE["new_ip"]
