@@ -191,7 +191,7 @@ def shown(value: object) -> str:
     return "".join(_escape(c) if unicodedata.category(c) in _UNSHOWN else c for c in text)
 
 
-def say(line: str, **kwargs: Any) -> None:
+def say(line: str = "", **kwargs: Any) -> None:
     """Prints one line of text output, its values escaped by shown()."""
     print(shown(line), **kwargs)
 

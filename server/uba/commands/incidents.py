@@ -5,31 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import unicodedata
 
 from uba.commands.client import (ClientSettings, _ts, as_dict, common_parser, guarded, json_parser, note,
-                                 parse_time, print_json, table)
-
-
-# Stored text is shown, never obeyed: control and format characters and
-# line separators in a value print as escapes (\t, \x1b, \u202e).
-_UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp"})
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _shown(text: str) -> str:
-    if text.isprintable():
-        return text
-    return "".join((_NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"))
-                   if unicodedata.category(c) in _UNSHOWN else c for c in text)
-
-
-def _say(line: str = "") -> None:
-    print(_shown(line), flush=True)
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> None:
-    table([[_shown(str(cell)) for cell in row] for row in rows], headers)
+                                 parse_time, print_json, say, table)
 
 
 def _tactics(i) -> str:
@@ -54,46 +32,46 @@ def _print_incident(i, as_json: bool) -> None:
     if as_json:
         print_json(as_dict(i))
         return
-    _say(f"{i.incident_id}  {ev.severity_name(i.severity)}  score {i.score:.1f}  {ev.incident_status_name(i.status)}  "
+    say(f"{i.incident_id}  {ev.severity_name(i.severity)}  score {i.score:.1f}  {ev.incident_status_name(i.status)}  "
           f"{ev.entity_kind_name(i.entity_kind)} {i.entity_id}")
-    _say(f"  {i.title}")
-    _say(f"  {_ts(i, 'first_seen_at')} .. {_ts(i, 'last_seen_at')} UTC, {i.anomaly_count} anomalies")
+    say(f"  {i.title}")
+    say(f"  {_ts(i, 'first_seen_at')} .. {_ts(i, 'last_seen_at')} UTC, {i.anomaly_count} anomalies")
     if i.tactics:
-        _say("  tactics: " + ", ".join(f"{t.tactic_id} {t.name}".strip() for t in i.tactics))
+        say("  tactics: " + ", ".join(f"{t.tactic_id} {t.name}".strip() for t in i.tactics))
     if i.techniques:
-        _say("  techniques: " + ", ".join(f"{t.technique_id} {t.name}".strip() for t in i.techniques))
+        say("  techniques: " + ", ".join(f"{t.technique_id} {t.name}".strip() for t in i.techniques))
     if i.acknowledged_by:
-        _say(f"  acknowledged by {i.acknowledged_by} at {_ts(i, 'acknowledged_at')}")
+        say(f"  acknowledged by {i.acknowledged_by} at {_ts(i, 'acknowledged_at')}")
     if i.resolution:
-        _say(f"  resolution: {ev.resolution_name(i.resolution)} by {i.resolved_by}"
+        say(f"  resolution: {ev.resolution_name(i.resolution)} by {i.resolved_by}"
               f"{'  note: ' + i.note if i.note else ''}")
     elif i.note:
-        _say(f"  note: {i.note}")
+        say(f"  note: {i.note}")
 
 
 def _print_breakdown(i) -> None:
     from uba_client import events as ev
 
-    _say("score breakdown (noisy-OR of the strongest open signal per detector):")
+    say("score breakdown (noisy-OR of the strongest open signal per detector):")
     rows = [[s.detector, ev.severity_name(s.severity), f"{s.probability:.2f}",
              "yes" if s.counted else ("resolved" if not s.active else "no (repeat)"), str(s.anomaly_count),
              s.user_id, s.alert_id, ",".join(t.technique_id for t in s.techniques)] for s in i.signals]
-    _table(rows, ["DETECTOR", "SEVERITY", "P", "COUNTED", "N", "USER", "ALERT", "TECHNIQUES"])
+    table(rows, ["DETECTOR", "SEVERITY", "P", "COUNTED", "N", "USER", "ALERT", "TECHNIQUES"])
 
 
 def _print_timeline(reply) -> None:
     from uba_client import events as ev
 
-    _say("timeline (UTC):")
+    say("timeline (UTC):")
     for entry in reply.timeline:
         at = entry.occurred_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
         if entry.HasField("anomaly"):
             a = entry.anomaly
-            _say(f"  {at}  ! {ev.severity_name(a.severity):<8} {a.detector}: {a.reason}")
+            say(f"  {at}  ! {ev.severity_name(a.severity):<8} {a.detector}: {a.reason}")
         else:
             e = entry.event
             where = " ".join(x for x in (e.source_ip, e.country_code, e.device_id, e.session_id) if x)
-            _say(f"  {at}    {ev.type_name(e.type):<16} {e.user_id}  {where}")
+            say(f"  {at}    {ev.type_name(e.type):<16} {e.user_id}  {where}")
 
 
 def run_incidents(args: argparse.Namespace) -> int:
@@ -110,7 +88,7 @@ def run_incidents(args: argparse.Namespace) -> int:
             if args.json:
                 print_json({"incidents": [as_dict(i) for i in incidents], "next_page_token": token})
             else:
-                _table([_incident_row(i) for i in incidents], _HEADERS)
+                table([_incident_row(i) for i in incidents], _HEADERS)
                 if token:
                     note(f"more: --page-token {token}")
             return 0
@@ -120,9 +98,9 @@ def run_incidents(args: argparse.Namespace) -> int:
                 print_json(as_dict(reply))
                 return 0
             _print_incident(reply.incident, False)
-            _say()
+            say()
             _print_breakdown(reply.incident)
-            _say()
+            say()
             _print_timeline(reply)
             return 0
         if command == "ack":
@@ -146,7 +124,7 @@ def _follow(client, args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(as_dict(incident)), flush=True)
             else:
-                _say(f"{incident.seq:>6}  {_ts(incident, 'updated_at')}  {ev.severity_name(incident.severity):<8}  "
+                say(f"{incident.seq:>6}  {_ts(incident, 'updated_at')}  {ev.severity_name(incident.severity):<8}  "
                      f"{incident.score:>3.0f}  {ev.incident_status_name(incident.status):<12}  {incident.title}")
             seen += 1
             if args.count and seen >= args.count:
