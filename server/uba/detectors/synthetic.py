@@ -177,6 +177,11 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
                   for i in range(2)]
         anomalous = [Persona(user_id=f"victim{i}").event(failure, at(day, 9, 0) + timedelta(seconds=10 * i),
                                                          source_ip="203.0.113.9") for i in range(15)]
+    elif name == "mfa_fatigue":
+        mfa = (ActivityType.MFA_CHALLENGE, ActivityType.MFA_DENIED, ActivityType.MFA_APPROVED)
+        normal = [alice.event(mfa[0], at(day, 9, 0)), alice.event(mfa[2], at(day, 9, 0, 20))]
+        anomalous = [alice.event(mfa[i % 2], at(day, 2, 0) + timedelta(seconds=20 * i)) for i in range(16)] + [
+            alice.event(mfa[0], at(day, 2, 6)), alice.event(mfa[2], at(day, 2, 6, 30))]
     elif name == "session_duration":
         normal = alice.session(at(day, 10, 0), rng, 3, 55)
         anomalous = alice.session(at(day, 10, 0), rng, 3, 16 * 60)

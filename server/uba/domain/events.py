@@ -17,6 +17,9 @@ class ActivityType(enum.Enum):
     SESSION_START = "session_start"
     PASSWORD_CHANGE = "password_change"
     PERMISSION_CHANGE = "permission_change"
+    MFA_CHALLENGE = "mfa_challenge"
+    MFA_APPROVED = "mfa_approved"
+    MFA_DENIED = "mfa_denied"
 
 
 @dataclass(slots=True)
