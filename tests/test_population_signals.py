@@ -4,9 +4,12 @@ over many addresses and accounts, and slow exfiltration over days."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 
 from support.events import event, unique
+from support.scenario import FAILURE, LOGIN, personas, send
+from uba.detectors.synthetic import day_after_history
 from uba.v1 import anomalies_pb2, events_pb2, service_pb2
 
 CHALLENGE = events_pb2.ACTIVITY_TYPE_MFA_CHALLENGE
@@ -40,3 +43,40 @@ def test_mfa_push_bombing_then_approval_is_a_high_alert(stub):
     approval = [a for a in anomalies if a.severity == anomalies_pb2.SEVERITY_HIGH]
     assert approval and "T1621" in approval[0].reason and approval[0].observed.endswith("then approval")
     assert any(a.severity == anomalies_pb2.SEVERITY_MEDIUM for a in anomalies)  # the refusals before it
+
+
+def test_credential_stuffing_across_addresses_is_flagged_and_the_accounts_it_opened_are_high(stub):
+    """Forty users with two weeks of routine; then 60 addresses try one or
+    two passwords each against 30 of them within 40 minutes, and get into two."""
+    rng = random.Random(21)
+    staff = personas(40)
+    history = [e for p in staff for e in p.history(rng, days=14)]
+    send(stub, history)
+    day = day_after_history(days=14)
+    start = staff[0].local(day, 11, 0)
+    victims = rng.sample(staff, 30)
+    attack = []
+    for k in range(60):
+        for _ in range(rng.choice((1, 2))):
+            at = start + timedelta(seconds=rng.uniform(0, 2400))
+            attack.append(rng.choice(victims).event(FAILURE, at, source_ip=f"203.0.113.{k + 1}", device_id=""))
+    attack.sort(key=lambda e: e.occurred_at)
+    owned = {}
+    for failure in (attack[30], attack[60]):
+        victim = next(p for p in staff if p.user_id == failure.user_id)
+        owned[victim.user_id] = victim.event(LOGIN, failure.occurred_at + timedelta(seconds=2),
+                                             source_ip=failure.source_ip, device_id="")
+    send(stub, attack + list(owned.values()))
+    users = {p.user_id for p in staff}
+    found = [a for a in stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
+        detector="distributed_login_attack", page_size=1000)).anomalies if a.user_id in users]
+    waves = sorted((a for a in found if "accounts" in a.observed), key=lambda a: a.occurred_at.seconds)
+    assert waves and waves[0].severity >= anomalies_pb2.SEVERITY_MEDIUM
+    assert waves[0].occurred_at.ToDatetime(timezone.utc) - start <= timedelta(minutes=30)
+    assert "203.0.113." in waves[0].reason and "T1110" in waves[0].reason
+    opened = {a.user_id: a for a in found if a.observed.startswith("success after")}
+    assert set(opened) == set(owned)
+    for user_id, anomaly in opened.items():
+        assert anomaly.severity == anomalies_pb2.SEVERITY_HIGH
+        (alert,) = [a for a in alerts_of(stub, user_id, "distributed_login_attack")]
+        assert alert.severity >= anomalies_pb2.SEVERITY_HIGH

@@ -53,6 +53,7 @@ BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
     "impossible_travel": "uba.detectors.travel:ImpossibleTravelDetector",
     "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
     "mfa_fatigue": "uba.detectors.mfa:MfaFatigueDetector",
+    "distributed_login_attack": "uba.detectors.population:DistributedLoginAttackDetector",
 })
 
 # Enhanced detectors (the `ml` extra: numpy, scipy, scikit-learn), registered
