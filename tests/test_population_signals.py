@@ -80,3 +80,37 @@ def test_credential_stuffing_across_addresses_is_flagged_and_the_accounts_it_ope
         assert anomaly.severity == anomalies_pb2.SEVERITY_HIGH
         (alert,) = [a for a in alerts_of(stub, user_id, "distributed_login_attack")]
         assert alert.severity >= anomalies_pb2.SEVERITY_HIGH
+
+
+def test_low_and_slow_exfiltration_over_days_is_medium_by_the_third_day(stub):
+    """Six weeks of routine, then three times the usual bytes a day, spread
+    evenly over working hours: no hour stands out; the days do."""
+    rng = random.Random(4)
+    (alice,) = personas(1, seed=29)
+    history = alice.history(rng)
+    send(stub, history)
+    days = {}
+    for e in history:
+        days[e.occurred_at.date()] = days.get(e.occurred_at.date(), 0) + e.bytes_transferred
+    usual = sorted(days.values())[len(days) // 2]
+    first = day_after_history() - timedelta(days=1)  # a Monday
+    by_day = []
+    for d in range(3):
+        day = first + timedelta(days=d)
+        events = alice.workday(day, rng)
+        for i in range(40):
+            at = alice.local(day, alice.work_start + i * (alice.work_end - alice.work_start) // 40, (7 * i) % 60)
+            events.append(alice.api_call(at, rng, bytes_transferred=2 * usual // 40, api_method="GET",
+                                         api_path="/v1/customers"))
+        send(stub, events)
+        by_day.append(list(stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
+            user_id=alice.user_id, detector="sustained_volume", page_size=100)).anomalies))
+    assert not [a for a in by_day[0] if a.severity >= anomalies_pb2.SEVERITY_MEDIUM]
+    medium = [a for a in by_day[2] if a.severity >= anomalies_pb2.SEVERITY_MEDIUM]
+    assert medium, [(a.severity, a.observed) for a in by_day[2]]
+    assert "CUSUM" in medium[0].reason and medium[0].baseline_mature and medium[0].detector_version
+    # No single hour was a spike.
+    assert not stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
+        user_id=alice.user_id, detector="data_volume", page_size=10)).anomalies
+    alerts = alerts_of(stub, alice.user_id, "sustained_volume")
+    assert max(a.severity for a in alerts) >= anomalies_pb2.SEVERITY_MEDIUM

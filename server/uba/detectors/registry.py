@@ -54,6 +54,7 @@ BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
     "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
     "mfa_fatigue": "uba.detectors.mfa:MfaFatigueDetector",
     "distributed_login_attack": "uba.detectors.population:DistributedLoginAttackDetector",
+    "sustained_volume": "uba.detectors.volume:SustainedVolumeDetector",
 })
 
 # Enhanced detectors (the `ml` extra: numpy, scipy, scikit-learn), registered

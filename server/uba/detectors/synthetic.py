@@ -7,6 +7,7 @@ Everything is driven by a seeded `random.Random`, so a run is repeatable.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -187,6 +188,14 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
                   for i in range(2)]
         anomalous = [Persona(user_id=f"victim{i}").event(failure, at(day, 9, 0) + timedelta(seconds=15 * i),
                                                          source_ip=f"203.0.113.{i + 1}") for i in range(20)]
+    elif name == "sustained_volume":
+        # Three days: as usual, or with three times the usual bytes spread over working hours.
+        normal, anomalous = [], []
+        for d in range(3):
+            calls = [alice.api_call(at(day + timedelta(days=d), 9 + i // 4, 15 * (i % 4)), rng) for i in range(30)]
+            normal += calls
+            anomalous += [dataclasses.replace(c, event_id=c.event_id + "x", bytes_transferred=80_000)
+                          for c in calls]
     elif name == "session_duration":
         normal = alice.session(at(day, 10, 0), rng, 3, 55)
         anomalous = alice.session(at(day, 10, 0), rng, 3, 16 * 60)
