@@ -26,7 +26,8 @@ def test_everyday_prompts_and_an_occasional_denial_are_quiet():
         at = start + timedelta(hours=i)
         events.append(alice.event(CHALLENGE, at))
         if i in (3, 11):
-            events += [alice.event(DENIED, at + timedelta(seconds=5)), alice.event(CHALLENGE, at + timedelta(seconds=30))]
+            events += [alice.event(DENIED, at + timedelta(seconds=5)),
+                       alice.event(CHALLENGE, at + timedelta(seconds=30))]
         events.append(alice.event(APPROVED, at + timedelta(seconds=40)))
     assert sim.feed(events) == []
 

@@ -85,7 +85,8 @@ class SustainedVolumeDetector(Detector):
     event_types = None
 
     def __init__(self, k: float = 0.5, max_daily_excess: float = 3.0, low_threshold: float = 4.5,
-                 medium_threshold: float = 7.0, high_threshold: float = 12.0, history_days: int = 28, min_days: int = 10,
+                 medium_threshold: float = 7.0, high_threshold: float = 12.0, history_days: int = 28,
+                 min_days: int = 10,
                  min_relative_spread: float = 0.25, min_bytes_spread: float = 100_000.0,
                  min_calls_spread: float = 10.0, max_gap_days: int = 10, max_episode_days: int = 10,
                  max_users: int = 100_000):
@@ -110,8 +111,9 @@ class SustainedVolumeDetector(Detector):
         self.max_users = max_users
 
     def check_params(self) -> None:
-        require_positive(self, "k", "max_daily_excess", "low_threshold", "medium_threshold", "high_threshold", "history_days",
-                         "min_days", "min_bytes_spread", "min_calls_spread", "max_gap_days", "max_episode_days", "max_users")
+        require_positive(self, "k", "max_daily_excess", "low_threshold", "medium_threshold", "high_threshold",
+                         "history_days", "min_days", "min_bytes_spread", "min_calls_spread", "max_gap_days",
+                         "max_episode_days", "max_users")
         require_fraction(self, "min_relative_spread")
         if not self.low_threshold <= self.medium_threshold <= self.high_threshold:
             raise ValueError(f"{self.name}: thresholds must rise from low to medium to high")
