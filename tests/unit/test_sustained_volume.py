@@ -1,6 +1,5 @@
 """sustained_volume: daily totals accumulated over days (CUSUM)."""
 
-import dataclasses
 import random
 from datetime import timedelta
 

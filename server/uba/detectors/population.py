@@ -37,7 +37,7 @@ import math
 from collections import Counter
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, escalation_level, fmt_count, fmt_window, require_positive,
+    DetectionContext, Detector, Finding, escalation_level, fmt_window, require_positive,
     require_severity,
 )
 from uba.detectors.records import RecordStore, records
@@ -124,7 +124,10 @@ class DistributedLoginAttackDetector(Detector):
         return ctx.shared.windows(f"{self.name}.targeted", self.wave_memory_seconds, self.max_events, 64)
 
     def _record(self, ctx: DetectionContext) -> list:
-        store: RecordStore = records(ctx.shared, f"{self.name}.rates", 1)
+        cached = getattr(self, "store_", None)  # the store of the last SharedState seen
+        if cached is None or cached[0] is not ctx.shared:
+            cached = self.store_ = (ctx.shared, records(ctx.shared, f"{self.name}.rates", 1))
+        store: RecordStore = cached[1]
         record = store.get(_ORG)
         if record is None:
             record = store.put(_ORG, _new_record(int(ctx.clock.ts // self.bucket_seconds)))
