@@ -19,8 +19,8 @@ A wave is flagged when, within the window,
 - they hit at least `min_accounts` accounts, at most
   `max_failures_per_account` each on average (one account's brute force
   is failed_login_burst's);
-- they come from at least `min_sources` addresses (events without a
-  source address skip this test, so the rest still works).
+- they come from at least `min_sources` addresses, when most of them
+  carry an address (without addresses the other tests still work).
 MEDIUM, HIGH from twice the limit; the finding names the busiest sources
 and accounts. The wave stays open `wave_memory_seconds` after it was last
 over the limit. While it is open, a successful login to an account that
@@ -159,6 +159,15 @@ class DistributedLoginAttackDetector(Detector):
                 mean, sd, label = by_logins, math.sqrt(by_logins), f"{successes} logins in the window"
         return mean, sd, label
 
+    def _wave(self, failures: int, accounts: int, sources: int, with_source: int, limit: float) -> bool:
+        """The window's test. Addresses count only when most failures carry
+        one: a source that sends none must not be judged by the few that do."""
+        if failures < limit or accounts < self.min_accounts:
+            return False
+        if failures > self.max_failures_per_account * accounts:
+            return False
+        return 2 * with_source < failures or sources >= self.min_sources
+
     def _limit(self, expected: float, sd: float) -> float:
         spread = max(sd, math.sqrt(max(expected, 1.0)))
         return max(float(self.min_failures), self.rate_ratio * expected, expected + self.z * spread)
@@ -178,10 +187,10 @@ class DistributedLoginAttackDetector(Detector):
         accounts = window.distinct("accounts", ts) + (not window.has_value("accounts", account, ts))
         source = event.source_ip
         sources = window.distinct("sources", ts) + (bool(source) and not window.has_value("sources", source, ts))
+        with_source = window.count("sources", ts) + bool(source)
         expected, sd, basis = self._expected(record, ts, window.count("successes", ts))
         limit = self._limit(expected, sd)
-        if (failures < limit or accounts < self.min_accounts or failures > self.max_failures_per_account * accounts
-                or (sources and sources < self.min_sources)):
+        if not self._wave(failures, accounts, sources, with_source, limit):
             return []
         level = escalation_level(failures, limit)
         if self._wave_open(record, ts) and level <= record[_LEVEL]:
@@ -296,8 +305,7 @@ class DistributedLoginAttackDetector(Detector):
         sources = window.distinct("sources", ts)
         expected, sd, _ = self._expected(record, ts, window.count("successes", ts))
         limit = self._limit(expected, sd)
-        if (failures < limit or accounts < self.min_accounts or failures > self.max_failures_per_account * accounts
-                or (sources and sources < self.min_sources)):
+        if not self._wave(failures, accounts, sources, window.count("sources", ts), limit):
             return 0
         return escalation_level(failures, limit)
 
