@@ -139,3 +139,19 @@ def test_credential_stuffing_is_flagged_within_minutes_and_successes_are_high(wi
     assert all(a.severity is Severity.HIGH and a.quarantined for a in successes)
     # Routine users who typed a password wrong during the wave are not among them.
     assert len(successes) == len(owned)
+
+
+def test_slow_spraying_from_three_addresses_below_the_per_address_limit_is_flagged():
+    """Three addresses, each trying six accounts per ten minutes (under
+    password_spraying's ten), one password per account, for an hour."""
+    sim, staff, _, _ = learned()
+    rng = random.Random(8)
+    day = attack_day()
+    start = datetime(day.year, day.month, day.day, 15, 0, tzinfo=timezone.utc)
+    targets = iter(rng.sample(staff, 108))
+    spray = [next(targets).event(FAILURE, start + timedelta(seconds=100 * i + k), source_ip=f"192.0.2.{k + 1}")
+             for i in range(36) for k in range(3)]
+    found = sim.feed(with_routine(staff, spray, day, rng))
+    waves = [a for a in found if "accounts" in a.observed]
+    assert waves and waves[0].occurred_at - start <= timedelta(minutes=30)
+    assert "192.0.2." in waves[0].reason

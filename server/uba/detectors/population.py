@@ -19,8 +19,9 @@ A wave is flagged when, within the window,
 - they hit at least `min_accounts` accounts, at most
   `max_failures_per_account` each on average (one account's brute force
   is failed_login_burst's);
-- they come from at least `min_sources` addresses, when most of them
-  carry an address (without addresses the other tests still work).
+- they come from at least `min_sources` addresses (default 1: a few
+  addresses each under password_spraying's limit are an attack too), when
+  most of them carry an address (without addresses the rest still works).
 MEDIUM, HIGH from twice the limit; the finding names the busiest sources
 and accounts. The wave stays open `wave_memory_seconds` after it was last
 over the limit. While it is open, a successful login to an account that
@@ -87,7 +88,7 @@ class DistributedLoginAttackDetector(Detector):
     event_types = frozenset({_FAILURE, _SUCCESS})
 
     def __init__(self, window_seconds: float = 900.0, bucket_seconds: float = 600.0, min_failures: int = 12,
-                 min_accounts: int = 8, min_sources: int = 6, max_failures_per_account: float = 3.0,
+                 min_accounts: int = 8, min_sources: int = 1, max_failures_per_account: float = 3.0,
                  rate_ratio: float = 3.0, z: float = 4.0, min_slot_buckets: int = 4,
                  wave_memory_seconds: float = 3600.0, max_events: int = 50_000, severity: str = "medium",
                  success_severity: str = "high"):
