@@ -155,3 +155,20 @@ def test_slow_spraying_from_three_addresses_below_the_per_address_limit_is_flagg
     waves = [a for a in found if "accounts" in a.observed]
     assert waves and waves[0].occurred_at - start <= timedelta(minutes=30)
     assert "192.0.2." in waves[0].reason
+
+
+def test_one_account_failing_from_many_addresses_is_reported_and_escalates():
+    sim, staff, _, _ = learned()
+    victim = staff[17]
+    day = attack_day()
+    start = datetime(day.year, day.month, day.day, 15, 0, tzinfo=timezone.utc)
+    # One try a minute, each from another address: under failed_login_burst's 10 in 5 minutes.
+    tries = [victim.event(FAILURE, start + timedelta(minutes=i), source_ip=f"198.18.0.{i + 1}") for i in range(12)]
+    found = sim.feed(tries)
+    assert [(a.severity, a.observed) for a in found] == [(Severity.LOW, "5 addresses in 1h 00m"),
+                                                         (Severity.MEDIUM, "10 addresses in 1h 00m")]
+    assert all(a.user_id == victim.user_id for a in found)
+    # A user retrying from the two addresses of a roaming phone: nothing.
+    other = staff[18]
+    assert sim.feed([other.event(FAILURE, start + timedelta(minutes=i), source_ip=f"198.18.1.{i % 2}")
+                     for i in range(8)]) == []

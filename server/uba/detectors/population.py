@@ -26,7 +26,9 @@ MEDIUM, HIGH from twice the limit; the finding names the busiest sources
 and accounts. The wave stays open `wave_memory_seconds` after it was last
 over the limit. While it is open, a successful login to an account that
 the wave targeted, from an address it does not know or one that failed
-against other accounts, is its own HIGH finding for that user.
+against other accounts, is its own HIGH finding for that user. Apart from
+waves, one account failing from `min_sources_per_account` addresses within
+`wave_memory_seconds` is LOW (MEDIUM, HIGH at each doubling).
 
 State: windows of the shared detector state (bounded) and one record
 (see detectors.records) with the learned rates; O(1) per event.
@@ -91,7 +93,7 @@ class DistributedLoginAttackDetector(Detector):
                  min_accounts: int = 8, min_sources: int = 1, max_failures_per_account: float = 3.0,
                  rate_ratio: float = 3.0, z: float = 4.0, min_slot_buckets: int = 4,
                  wave_memory_seconds: float = 3600.0, max_events: int = 50_000, severity: str = "medium",
-                 success_severity: str = "high"):
+                 success_severity: str = "high", min_sources_per_account: int = 5, account_severity: str = "low"):
         self.window_seconds = window_seconds
         self.bucket_seconds = bucket_seconds
         self.min_failures = min_failures
@@ -107,12 +109,17 @@ class DistributedLoginAttackDetector(Detector):
         self.max_events = max_events
         self.severity = severity
         self.success_severity = success_severity
+        # One account failing from this many addresses within
+        # wave_memory_seconds: LOW, raised at each doubling (a roaming phone
+        # with a stale password moves between a few addresses, not many).
+        self.min_sources_per_account = min_sources_per_account
+        self.account_severity = account_severity
 
     def check_params(self) -> None:
         require_positive(self, "window_seconds", "bucket_seconds", "min_failures", "min_accounts", "min_sources",
                          "max_failures_per_account", "rate_ratio", "z", "min_slot_buckets",
-                         "wave_memory_seconds", "max_events")
-        require_severity(self, "severity", "success_severity")
+                         "wave_memory_seconds", "max_events", "min_sources_per_account")
+        require_severity(self, "severity", "success_severity", "account_severity")
 
     # -- state -----------------------------------------------------------------------
 
@@ -180,6 +187,32 @@ class DistributedLoginAttackDetector(Detector):
         ts = ctx.clock.ts
         if event.type is _SUCCESS:
             return self._success(event, ctx, record, ts)
+        return self._many_sources(event, ctx, ts) + self._wave_finding(event, ctx, record, ts)
+
+    def _many_sources(self, event: ActivityEvent, ctx: DetectionContext, ts: float) -> list[Finding]:
+        """One account failing from many addresses (a distributed attack on it)."""
+        ip = event.source_ip
+        if not ip:
+            return []
+        targeted, account = self._targeted(ctx), event.user_id
+        before = targeted.distinct(account, ts) - targeted.has_value(account, "", ts)
+        after = before + (not targeted.has_value(account, ip, ts))
+        level = escalation_level(after, self.min_sources_per_account)
+        if level <= escalation_level(before, self.min_sources_per_account):
+            return []
+        span = fmt_window(self.wave_memory_seconds)
+        return [Finding(
+            score=after / self.min_sources_per_account,
+            severity=Severity.parse(self.account_severity).raised_by(level - 1, Severity.HIGH),
+            reason=(f"failed logins to this account from {after} addresses within {span} "
+                    f"(limit {self.min_sources_per_account}); latest from {ip}: a distributed attack on one "
+                    f"account (ATT&CK T1110)"),
+            observed=f"{after} addresses in {span}",
+            expected=f"fewer than {self.min_sources_per_account} addresses in {span}",
+            features=(Feature("failing_addresses_for_account", float(after), 1.0),),
+        )]
+
+    def _wave_finding(self, event: ActivityEvent, ctx: DetectionContext, record: list, ts: float) -> list[Finding]:
         window = self._window(ctx)
         failures = window.count("accounts", ts) + 1
         if failures < self.min_failures:
