@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from support.events import event, unique
 from support.scenario import FAILURE, LOGIN, personas, send
+from support.server import ServerProcess
 from uba.detectors.synthetic import day_after_history
 from uba.v1 import anomalies_pb2, events_pb2, service_pb2
 
@@ -82,27 +83,38 @@ def test_credential_stuffing_across_addresses_is_flagged_and_the_accounts_it_ope
         assert alert.severity >= anomalies_pb2.SEVERITY_HIGH
 
 
-def test_low_and_slow_exfiltration_over_days_is_medium_by_the_third_day(stub):
-    """Six weeks of routine, then three times the usual bytes a day, spread
-    evenly over working hours: no hour stands out; the days do."""
+def exfiltration_days(seed: int = 29):
+    """A persona's six weeks of routine, and a function giving a day with
+    twice its usual daily bytes added, spread evenly over working hours."""
     rng = random.Random(4)
-    (alice,) = personas(1, seed=29)
+    (alice,) = personas(1, seed=seed)
     history = alice.history(rng)
-    send(stub, history)
     days = {}
     for e in history:
         days[e.occurred_at.date()] = days.get(e.occurred_at.date(), 0) + e.bytes_transferred
     usual = sorted(days.values())[len(days) // 2]
     first = day_after_history() - timedelta(days=1)  # a Monday
-    by_day = []
-    for d in range(3):
+
+    def day_of(d: int):
         day = first + timedelta(days=d)
         events = alice.workday(day, rng)
         for i in range(40):
             at = alice.local(day, alice.work_start + i * (alice.work_end - alice.work_start) // 40, (7 * i) % 60)
             events.append(alice.api_call(at, rng, bytes_transferred=2 * usual // 40, api_method="GET",
                                          api_path="/v1/customers"))
-        send(stub, events)
+        return events
+
+    return alice, history, day_of
+
+
+def test_low_and_slow_exfiltration_over_days_is_medium_by_the_third_day(stub):
+    """Six weeks of routine, then three times the usual bytes a day, spread
+    evenly over working hours: no hour stands out; the days do."""
+    alice, history, day_of = exfiltration_days()
+    send(stub, history)
+    by_day = []
+    for d in range(3):
+        send(stub, day_of(d))
         by_day.append(list(stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
             user_id=alice.user_id, detector="sustained_volume", page_size=100)).anomalies))
     assert not [a for a in by_day[0] if a.severity >= anomalies_pb2.SEVERITY_MEDIUM]
@@ -114,3 +126,27 @@ def test_low_and_slow_exfiltration_over_days_is_medium_by_the_third_day(stub):
         user_id=alice.user_id, detector="data_volume", page_size=10)).anomalies
     alerts = alerts_of(stub, alice.user_id, "sustained_volume")
     assert max(a.severity for a in alerts) >= anomalies_pb2.SEVERITY_MEDIUM
+
+
+def test_the_days_already_counted_survive_a_restart(tmp_path):
+    """The per-user days live in the detector state's checkpoint: two days of
+    excess before a restart, the third after it, still MEDIUM."""
+    alice, history, day_of = exfiltration_days(seed=31)
+    server = ServerProcess(tmp_path).start()
+    try:
+        send(server.stub, history + day_of(0) + day_of(1))
+        # Not MEDIUM yet: the third day alone could not make it so.
+        assert not server.stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
+            user_id=alice.user_id, detector="sustained_volume", min_severity=anomalies_pb2.SEVERITY_MEDIUM,
+            page_size=10)).anomalies
+    finally:
+        assert server.stop() == 0
+    server = ServerProcess(tmp_path).start()
+    try:
+        send(server.stub, day_of(2))
+        found = server.stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
+            user_id=alice.user_id, detector="sustained_volume", min_severity=anomalies_pb2.SEVERITY_MEDIUM,
+            page_size=100)).anomalies
+        assert found and "3 days" in found[0].reason, [a.reason for a in found]
+    finally:
+        server.stop()
