@@ -271,7 +271,7 @@ def engine_cost_section(ctx) -> None:
                                   days_per_block=common.block_days(p.if_users, p.if_events))
     # Detectors of signals beyond one user's hour (population waves, MFA
     # prompts, days of volume), each alone and the basic set without them.
-    population = {"distributed_login_attack", "mfa_fatigue", "sustained_volume"} & set(BUILTIN_DETECTORS)
+    population = {"credential_stuffing", "mfa_fatigue", "sustained_volume"} & set(BUILTIN_DETECTORS)
     configs = {"learning only (no detector)": set(), "basic detectors": set(BUILTIN_DETECTORS),
                "basic detectors without " + ", ".join(sorted(population)): set(BUILTIN_DETECTORS) - population,
                **{f"{name} only": {name} for name in sorted(population)},

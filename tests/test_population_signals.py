@@ -70,7 +70,7 @@ def test_credential_stuffing_across_addresses_is_flagged_and_the_accounts_it_ope
     send(stub, attack + list(owned.values()))
     users = {p.user_id for p in staff}
     found = [a for a in stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
-        detector="distributed_login_attack", page_size=1000)).anomalies if a.user_id in users]
+        detector="credential_stuffing", page_size=1000)).anomalies if a.user_id in users]
     waves = sorted((a for a in found if "accounts" in a.observed), key=lambda a: a.occurred_at.seconds)
     assert waves and waves[0].severity >= anomalies_pb2.SEVERITY_MEDIUM
     assert waves[0].occurred_at.ToDatetime(timezone.utc) - start <= timedelta(minutes=30)
@@ -79,7 +79,7 @@ def test_credential_stuffing_across_addresses_is_flagged_and_the_accounts_it_ope
     assert set(opened) == set(owned)
     for user_id, anomaly in opened.items():
         assert anomaly.severity == anomalies_pb2.SEVERITY_HIGH
-        (alert,) = [a for a in alerts_of(stub, user_id, "distributed_login_attack")]
+        (alert,) = [a for a in alerts_of(stub, user_id, "credential_stuffing")]
         assert alert.severity >= anomalies_pb2.SEVERITY_HIGH
 
 

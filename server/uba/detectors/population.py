@@ -80,14 +80,17 @@ def _known_before(values, value: str, ts: float) -> bool:
     return entry is not None and entry[1] < ts
 
 
-class DistributedLoginAttackDetector(Detector):
-    name = "distributed_login_attack"
+class CredentialStuffingDetector(Detector):
+    name = "credential_stuffing"
     version = "1.0"
     description = ("Failed logins across the organisation, against its usual rate for the time of week: many "
                    "addresses and accounts with a try or two each (credential stuffing, distributed spraying), "
                    "and a successful login to an account the wave targeted.")
     title = "Distributed password attack"
     event_types = frozenset({_FAILURE, _SUCCESS})
+    # ATT&CK (read where the detector interface has the attribute): stuffing
+    # and spraying alike, so both techniques.
+    attack = ("T1110.004", "T1110.003")
 
     def __init__(self, window_seconds: float = 900.0, bucket_seconds: float = 600.0, min_failures: int = 12,
                  min_accounts: int = 8, min_sources: int = 1, max_failures_per_account: float = 3.0,

@@ -53,7 +53,7 @@ BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
     "impossible_travel": "uba.detectors.travel:ImpossibleTravelDetector",
     "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
     "mfa_fatigue": "uba.detectors.mfa:MfaFatigueDetector",
-    "distributed_login_attack": "uba.detectors.population:DistributedLoginAttackDetector",
+    "credential_stuffing": "uba.detectors.population:CredentialStuffingDetector",
     "sustained_volume": "uba.detectors.volume:SustainedVolumeDetector",
 })
 

@@ -183,7 +183,7 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
         normal = [alice.event(mfa[0], at(day, 9, 0)), alice.event(mfa[2], at(day, 9, 0, 20))]
         anomalous = [alice.event(mfa[i % 2], at(day, 2, 0) + timedelta(seconds=20 * i)) for i in range(16)] + [
             alice.event(mfa[0], at(day, 2, 6)), alice.event(mfa[2], at(day, 2, 6, 30))]
-    elif name == "distributed_login_attack":
+    elif name == "credential_stuffing":
         normal = [Persona(user_id=f"u{i}").event(failure, at(day, 9, i), source_ip=f"198.51.100.{50 + i}")
                   for i in range(2)]
         anomalous = [Persona(user_id=f"victim{i}").event(failure, at(day, 9, 0) + timedelta(seconds=15 * i),

@@ -1,4 +1,4 @@
-"""distributed_login_attack: the organisation's failed logins against its
+"""credential_stuffing: the organisation's failed logins against its
 own usual rate, on a population with morning waves in three time zones."""
 
 import random
@@ -56,7 +56,7 @@ def learned(**params):
     key = tuple(sorted(params.items()))
     if key not in _learned:
         rng = random.Random(3)
-        sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "distributed_login_attack", **params)))
+        sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "credential_stuffing", **params)))
         staff = people()
         history = sorted((e for d in days(WEEKS) for p in staff for e in workday(p, d, rng)),
                          key=lambda e: e.occurred_at)
