@@ -345,13 +345,13 @@ async def start_gateway(settings: Settings, upstream: str):
     return gateway
 
 
-async def train_on_schedule(services: Services, every_seconds: float, poll_seconds: float = 600.0) -> None:
+async def train_on_schedule(services: Services, every_seconds: float) -> None:
     """Trains the Isolation Forest when stored history calls for it (no
     model yet, newer events by a train interval of event time, or older
     history imported: TrainingService.due), checked every ten minutes (or
     each interval when shorter), on a storage thread."""
     loop = asyncio.get_running_loop()
-    poll = min(poll_seconds, every_seconds)
+    poll = min(600.0, every_seconds)
     await asyncio.sleep(min(60.0, poll))
     while True:
         try:
