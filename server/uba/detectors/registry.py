@@ -42,19 +42,19 @@ BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
     "login_frequency": "uba.detectors.login_frequency:LoginFrequencyDetector",
     "failed_login_burst": "uba.detectors.failed_logins:FailedLoginBurstDetector",
     "password_spraying": "uba.detectors.failed_logins:PasswordSprayingDetector",
+    "credential_stuffing": "uba.detectors.population:CredentialStuffingDetector",
+    "mfa_fatigue": "uba.detectors.mfa:MfaFatigueDetector",
     "session_duration": "uba.detectors.session_duration:SessionDurationDetector",
     "api_rate": "uba.detectors.api_usage:ApiRateDetector",
     "api_new_endpoint": "uba.detectors.api_usage:NewEndpointDetector",
     "data_volume": "uba.detectors.api_usage:DataVolumeDetector",
+    "sustained_volume": "uba.detectors.volume:SustainedVolumeDetector",
     "api_error_rate": "uba.detectors.api_usage:ApiErrorRateDetector",
     "new_country": "uba.detectors.novelty:NewCountryDetector",
     "new_device": "uba.detectors.novelty:NewDeviceDetector",
     "new_ip": "uba.detectors.novelty:NewIpDetector",
     "impossible_travel": "uba.detectors.travel:ImpossibleTravelDetector",
     "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
-    "mfa_fatigue": "uba.detectors.mfa:MfaFatigueDetector",
-    "credential_stuffing": "uba.detectors.population:CredentialStuffingDetector",
-    "sustained_volume": "uba.detectors.volume:SustainedVolumeDetector",
 })
 
 # Enhanced detectors (the `ml` extra: numpy, scipy, scikit-learn), registered
