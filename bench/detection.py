@@ -269,7 +269,12 @@ def engine_cost_section(ctx) -> None:
     snapshot = pickle.dumps((baselines, shared, prior))
     events = common.persona_block(p.if_users, 0, p.if_events, "cost",
                                   days_per_block=common.block_days(p.if_users, p.if_events))
+    # Detectors of signals beyond one user's hour (population waves, MFA
+    # prompts, days of volume), each alone and the basic set without them.
+    population = {"credential_stuffing", "mfa_fatigue", "sustained_volume"} & set(BUILTIN_DETECTORS)
     configs = {"learning only (no detector)": set(), "basic detectors": set(BUILTIN_DETECTORS),
+               "basic detectors without " + ", ".join(sorted(population)): set(BUILTIN_DETECTORS) - population,
+               **{f"{name} only": {name} for name in sorted(population)},
                "distribution_shift only": {"distribution_shift"}, "isolation_forest only": {"isolation_forest"},
                "enhanced (all)": set(everything)}
     engines = {}

@@ -19,6 +19,7 @@ import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -407,17 +408,23 @@ async def watch_gateway(gateway, stop: asyncio.Event) -> None:
 
 
 async def train_on_schedule(services: Services, every_seconds: float) -> None:
-    """Retrains the Isolation Forest now and then (and once at start when no
-    model exists yet), on a storage thread."""
-    first = 60.0 if services.training.model_missing() else every_seconds
-    await asyncio.sleep(first)
+    """Trains the Isolation Forest when stored history calls for it (no
+    model yet, newer events by a train interval of event time, or older
+    history imported: TrainingService.due), checked every ten minutes (or
+    each interval when shorter), on a storage thread."""
+    loop = asyncio.get_running_loop()
+    poll = min(600.0, every_seconds)
+    await asyncio.sleep(min(60.0, poll))
     while True:
         try:
-            info = await asyncio.get_running_loop().run_in_executor(services.executor, services.training.train)
-            log.info("isolation forest retrained: model %s on %d rows", info.version, info.rows)
+            done = await loop.run_in_executor(services.executor, services.training.scheduled,
+                                              timedelta(seconds=every_seconds))
+            if done is not None:
+                reason, info = done
+                log.info("isolation forest trained (%s): model %s on %d rows", reason, info.version, info.rows)
         except Exception as exc:  # noqa: BLE001 - too little history yet, or the database is down
             log.info("scheduled isolation forest training skipped: %s", exc)
-        await asyncio.sleep(every_seconds)
+        await asyncio.sleep(poll)
 
 
 async def watch_database(services: Services, health_servicer, interval: float = 1.0) -> None:

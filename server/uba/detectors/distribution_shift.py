@@ -26,6 +26,18 @@ The effect-size floors matter: real counts and durations vary from week
 to week more than the tests' assumptions (independent draws) allow, so on
 p-values alone every busy week would be a "shift".
 
+Rate tests add `pseudo_count` events to the earlier count: a user who
+never failed a login expects a small rate, not zero, so the statistic
+(recent over expected count) and p stay finite and the reason says
+"none in 40 days before".
+
+Episodes: the tests run daily over the last week, so one shift stays
+significant for days. Each test of a user keeps an episode open while it
+stays significant; a finding is made when the episode opens (or its
+severity rises), and a new episode only after `rearm_days` without a
+significant result, when behaviour has been back to the baseline for that
+long.
+
 Multiple testing: a test is significant when p < alpha / (tests run),
 Bonferroni's correction. Findings are LOW (MEDIUM far beyond alpha): a
 shift is a reason to look, not to quarantine an event. Scores are
@@ -142,7 +154,7 @@ def chi_square(recent: list[int], reference: list[int], threshold: float, seed: 
 
 class DistributionShiftDetector(Detector):
     name = "distribution_shift"
-    version = "1.0"
+    version = "1.1"
     family = "enhanced"
     description = ("A user's last days tested against their baseline: chi-square on login hours, "
                    "Kolmogorov-Smirnov on session lengths, Poisson on login and failure counts.")
@@ -156,7 +168,8 @@ class DistributionShiftDetector(Detector):
                  min_reference_logins: int = 50, min_recent_sessions: int = 8,
                  min_reference_sessions: int = 20, max_sessions: int = 60, min_history_days: float = 14.0,
                  min_rate_ratio: float = 2.0, min_duration_ratio: float = 1.5, min_failures: int = 5,
-                 max_users: int = 20_000, severity: str = "low"):
+                 max_users: int = 20_000, severity: str = "low", rearm_days: float = 7.0,
+                 pseudo_count: float = 0.5):
         # Family-wise false-alarm rate of one user's tests at one time.
         self.alpha = alpha
         self.recent_days = recent_days
@@ -180,13 +193,21 @@ class DistributionShiftDetector(Detector):
         # their windows fill again).
         self.max_users = max_users
         self.severity = severity
+        # One finding per shift, not one per daily test: a test that stays
+        # significant extends its episode; a new one is reported only after
+        # `rearm_days` without a significant result (or at a higher severity).
+        self.rearm_days = rearm_days
+        # Events added to the earlier count of a rate test, so a user who
+        # never failed a login has a small expected rate, not zero (a zero
+        # rate gave statistic 3e+10 and p 0).
+        self.pseudo_count = pseudo_count
 
     def check_params(self) -> None:
         require_fraction(self, "alpha")
         require_positive(self, "recent_days", "history_days", "test_interval_seconds", "min_recent_logins",
                          "min_reference_logins", "min_recent_sessions", "min_reference_sessions",
                          "max_sessions", "min_history_days", "min_rate_ratio", "min_duration_ratio", "min_failures",
-                         "max_users")
+                         "max_users", "rearm_days", "pseudo_count")
         require_severity(self, "severity")
         if self.history_days <= self.recent_days:
             raise ValueError(f"{self.name}.history_days must exceed recent_days")
@@ -204,6 +225,9 @@ class DistributionShiftDetector(Detector):
                                   self.max_sessions)
         if kind == "tested":
             return shared.windows(f"{self.name}.tested", self.test_interval_seconds, self.max_users, 1)
+        if kind == "episodes":
+            # "user<TAB>test" -> significant results (value: the episode's highest severity reported)
+            return shared.windows(f"{self.name}.episodes", self.rearm_days * _DAY, 4 * self.max_users, 64)
         return shared.windows(f"{self.name}.{kind}", self.recent_days * _DAY, self.max_users, 2000)
 
     def _due(self, event: ActivityEvent, ctx: DetectionContext) -> bool:
@@ -211,6 +235,18 @@ class DistributionShiftDetector(Detector):
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         ts, user = ctx.clock.ts, event.user_id
+        pending = getattr(self, "pending_", None)
+        if pending is not None and pending[0] == event.event_id:
+            self.pending_ = None
+            episodes = self._windows(ctx, "episodes")
+            for test, reported in pending[1]:
+                key = f"{user}\t{test}"
+                # Each entry carries the episode's highest severity so far:
+                # its first entries expire while it goes on.
+                episode = episodes._current(key, ts)  # noqa: SLF001
+                if episode is not None:
+                    reported = max(reported, max(int(v) for v in episode.values))
+                episodes.add(key, ts, str(reported))
         mark = _QUARANTINED if ctx.quarantined else ""
         if self._due(event, ctx):
             self._windows(ctx, "tested").add(user, ts)
@@ -240,6 +276,8 @@ class DistributionShiftDetector(Detector):
         ) if t is not None]
         tests = len(prepared)
         findings = []
+        significant: list[tuple[str, int]] = []
+        episodes = self._windows(ctx, "episodes")
         for run in prepared:
             result = run(self.alpha / tests)
             if result is None:
@@ -251,10 +289,15 @@ class DistributionShiftDetector(Detector):
             severity = Severity.parse(self.severity)
             if adjusted < self.alpha / 100:
                 severity = severity.raised_by(1, Severity.MEDIUM)
+            episode = episodes._current(f"{user}\t{test}", ts)  # noqa: SLF001
+            if episode is not None and severity.value <= max(int(v) for v in episode.values):
+                significant.append((test, 0))  # the shift already reported goes on
+                continue
+            significant.append((test, severity.value))
             findings.append(Finding(
                 score=-math.log10(max(adjusted, 1e-300)),
                 severity=severity,
-                reason=(f"{reason} ({test} test: statistic {statistic:.3g}, p {p:.2g} < "
+                reason=(f"{reason} ({test} test: statistic {statistic:.3g}, p {max(p, 1e-300):.2g} < "
                         f"{self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"),
                 observed=observed,
                 expected=expected,
@@ -264,6 +307,8 @@ class DistributionShiftDetector(Detector):
                 baseline_observations=baseline.observation_count,
                 baseline_mature=True,
             ))
+        # What learn_one records for this event (score_one changes no state).
+        self.pending_ = (event.event_id, significant)
         return findings
 
     def _recent_days_label(self) -> str:
@@ -331,19 +376,24 @@ class DistributionShiftDetector(Detector):
         days = (ts - self.recent_days * _DAY - baseline.first_seen_ts) / _DAY
         if days < self.min_history_days:
             return None
-        rate = max(earlier, 0.0) / days
+        earlier = max(earlier, 0.0)
+        # Smoothed: `pseudo_count` events added to the earlier ones, so the
+        # expected count is never 0 and the statistic and p stay finite.
+        rate = (earlier + self.pseudo_count) / days
         expected = rate * self.recent_days
         # Expect at least one: a user who never failed a login is not alarming at 2 failures.
         if count < self.min_rate_ratio * max(expected, 1.0):
             return None
+        usual = (f"the usual {earlier / days:.2f} per day" if earlier >= 1 else
+                 f"none in {days:.0f} days before (taken as {self.pseudo_count:g}, {rate:.3f} per day)")
 
         def run(threshold: float):
             from scipy import stats
 
-            p = float(stats.poisson.sf(count - 1, expected)) if expected > 0 else 0.0
-            return (test, count / max(expected, 1e-9), p,
-                    f"{count} {noun} over {self._recent_days_label()}; the usual {rate:.2f} per day predicts "
-                    f"{expected:.1f}",
+            p = float(stats.poisson.sf(count - 1, expected))
+            return (test, count / expected, p,
+                    f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times the "
+                    f"{expected:.2f} expected from {usual}",
                     f"{count} {noun}", f"about {expected:.1f}")
         return run
 

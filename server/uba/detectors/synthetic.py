@@ -7,6 +7,7 @@ Everything is driven by a seeded `random.Random`, so a run is repeatable.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -177,6 +178,24 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
                   for i in range(2)]
         anomalous = [Persona(user_id=f"victim{i}").event(failure, at(day, 9, 0) + timedelta(seconds=10 * i),
                                                          source_ip="203.0.113.9") for i in range(15)]
+    elif name == "mfa_fatigue":
+        mfa = (ActivityType.MFA_CHALLENGE, ActivityType.MFA_DENIED, ActivityType.MFA_APPROVED)
+        normal = [alice.event(mfa[0], at(day, 9, 0)), alice.event(mfa[2], at(day, 9, 0, 20))]
+        anomalous = [alice.event(mfa[i % 2], at(day, 2, 0) + timedelta(seconds=20 * i)) for i in range(16)] + [
+            alice.event(mfa[0], at(day, 2, 6)), alice.event(mfa[2], at(day, 2, 6, 30))]
+    elif name == "credential_stuffing":
+        normal = [Persona(user_id=f"u{i}").event(failure, at(day, 9, i), source_ip=f"198.51.100.{50 + i}")
+                  for i in range(2)]
+        anomalous = [Persona(user_id=f"victim{i}").event(failure, at(day, 9, 0) + timedelta(seconds=15 * i),
+                                                         source_ip=f"203.0.113.{i + 1}") for i in range(20)]
+    elif name == "sustained_volume":
+        # Three days: as usual, or with three times the usual bytes spread over working hours.
+        normal, anomalous = [], []
+        for d in range(3):
+            calls = [alice.api_call(at(day + timedelta(days=d), 9 + i // 4, 15 * (i % 4)), rng) for i in range(30)]
+            normal += calls
+            anomalous += [dataclasses.replace(c, event_id=c.event_id + "x", bytes_transferred=80_000)
+                          for c in calls]
     elif name == "session_duration":
         normal = alice.session(at(day, 10, 0), rng, 3, 55)
         anomalous = alice.session(at(day, 10, 0), rng, 3, 16 * 60)

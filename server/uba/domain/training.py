@@ -5,6 +5,17 @@ Training replays the stored events in time order with fresh baselines
 (features as they were at the time), fits on a sample of mature users'
 rows and switches the live detector to the new model in one step. It runs
 on a storage thread, not the ingest writer, so ingest keeps flowing.
+
+The window is the latest stored data by event time: the 30 days before the
+newest stored occurred_at, not before the wall clock, so a deployment that
+imported its history trains on it.
+
+When the schedule trains (`due`): there is no model yet; or the newest
+stored event is a train interval (event time) past the model's window; or
+older history has been stored since the model, widening the window's data
+by a day or more (an import, after which a Backfill usually follows). Two
+indexed look-ups per check; after a failed attempt (too little history)
+the next one waits until the stored span changes.
 """
 
 from __future__ import annotations
@@ -20,6 +31,9 @@ from uba.domain.logs import EventReader, event_pages
 
 DEFAULT_HISTORY = timedelta(days=30)
 PAGE = 5000
+# Older history that widens the window by this much calls for a new model.
+WIDER_BY = timedelta(days=1)
+_TICK = timedelta(microseconds=1)  # end_time is exclusive
 
 
 class TrainingService:
@@ -31,6 +45,10 @@ class TrainingService:
         self._clock = clock
         self._unavailable = unavailable_reason
         self._lock = threading.Lock()
+        # (newest, oldest) stored occurred_at at the last `due` check, and at
+        # the last scheduled attempt that failed (too little history).
+        self._pending_span: tuple[datetime, datetime] | None = None
+        self._failed_span: tuple[datetime, datetime] | None = None
 
     @property
     def available(self) -> bool:
@@ -40,7 +58,11 @@ class TrainingService:
         """Trains and switches to a new model; returns its ModelInfo."""
         if self._detector is None:
             raise FailedPrecondition(f"isolation_forest is not enabled: {self._unavailable or 'see GetCapabilities'}")
-        end = end or self._clock()
+        if end is None:
+            newest = self._edge(newest=True)
+            if newest is None:
+                raise FailedPrecondition("no stored events to train on")
+            end = newest + _TICK
         start = start or end - DEFAULT_HISTORY
         if end <= start:
             raise InvalidArgument.single("end_time", "must be after start_time")
@@ -59,3 +81,45 @@ class TrainingService:
 
     def model_missing(self) -> bool:
         return self._detector is not None and self._detector.model_info is None
+
+    def _edge(self, newest: bool) -> datetime | None:
+        """occurred_at of the newest (or oldest) stored event."""
+        rows = self._reader.page_events(EventFilter(), 1, None, newest_first=newest)
+        return rows[0][1].occurred_at if rows else None
+
+    def due(self, interval: timedelta) -> str:
+        """Why the schedule should train now ("" when it need not): see the
+        module docstring."""
+        if self._detector is None:
+            return ""
+        newest, oldest = self._edge(newest=True), self._edge(newest=False)
+        if newest is None or oldest is None:
+            return ""
+        span = (newest, oldest)
+        if span == self._failed_span:
+            return ""  # nothing stored since the last attempt failed
+        covered_from = max(oldest, newest - DEFAULT_HISTORY)
+        info = self._detector.model_info
+        if info is None:
+            reason = "no model yet"
+        elif not info.window_end or not info.window_start:
+            reason = ""
+        elif newest - datetime.fromisoformat(info.window_end) >= interval:
+            reason = f"events up to {newest:%Y-%m-%d %H:%M} UTC, the model's end at {info.window_end}"
+        elif datetime.fromisoformat(info.window_start) - covered_from >= WIDER_BY:
+            reason = f"older history stored since the model (from {covered_from:%Y-%m-%d} UTC)"
+        else:
+            reason = ""
+        self._pending_span = span
+        return reason
+
+    def scheduled(self, interval: timedelta):
+        """Trains if `due`; returns (reason, ModelInfo) or None."""
+        reason = self.due(interval)
+        if not reason:
+            return None
+        try:
+            return reason, self.train()
+        except FailedPrecondition:
+            self._failed_span = self._pending_span
+            raise

@@ -21,6 +21,9 @@ class ActivityType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTIVITY_TYPE_SESSION_START: _ClassVar[ActivityType]
     ACTIVITY_TYPE_PASSWORD_CHANGE: _ClassVar[ActivityType]
     ACTIVITY_TYPE_PERMISSION_CHANGE: _ClassVar[ActivityType]
+    ACTIVITY_TYPE_MFA_CHALLENGE: _ClassVar[ActivityType]
+    ACTIVITY_TYPE_MFA_APPROVED: _ClassVar[ActivityType]
+    ACTIVITY_TYPE_MFA_DENIED: _ClassVar[ActivityType]
 ACTIVITY_TYPE_UNSPECIFIED: ActivityType
 ACTIVITY_TYPE_LOGIN_SUCCESS: ActivityType
 ACTIVITY_TYPE_LOGIN_FAILURE: ActivityType
@@ -29,6 +32,9 @@ ACTIVITY_TYPE_API_CALL: ActivityType
 ACTIVITY_TYPE_SESSION_START: ActivityType
 ACTIVITY_TYPE_PASSWORD_CHANGE: ActivityType
 ACTIVITY_TYPE_PERMISSION_CHANGE: ActivityType
+ACTIVITY_TYPE_MFA_CHALLENGE: ActivityType
+ACTIVITY_TYPE_MFA_APPROVED: ActivityType
+ACTIVITY_TYPE_MFA_DENIED: ActivityType
 
 class ActivityEvent(_message.Message):
     __slots__ = ("event_id", "user_id", "type", "occurred_at", "source_ip", "user_agent", "device_id", "session_id", "country_code", "city", "latitude", "longitude", "timezone", "peer_group", "api_method", "api_path", "status_code", "bytes_transferred", "session_duration", "attributes", "source", "received_at")

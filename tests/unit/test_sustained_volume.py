@@ -1,0 +1,116 @@
+"""sustained_volume: daily totals accumulated over days (CUSUM)."""
+
+import random
+from datetime import timedelta
+
+from uba.detectors.checks import Simulation, only
+from uba.detectors.registry import DetectorRegistry
+from uba.detectors.synthetic import HISTORY_START, Persona
+from uba.domain.anomalies import Severity
+from uba.domain.detection import DetectionEngine
+from uba.domain.events import ActivityType
+
+REGISTRY = DetectorRegistry(entry_points=False)
+HISTORY = 42
+
+
+def engine(**params):
+    return DetectionEngine(REGISTRY, only(REGISTRY, "sustained_volume", **params))
+
+
+def big_day(p: Persona, day, rng, factor):
+    """A normal day, plus (factor - 1) times its bytes in extra calls spread
+    evenly over working hours."""
+    events = p.workday(day, rng)
+    if not events:
+        return events
+    calls = [e for e in events if e.type is ActivityType.API_CALL]
+    extra = sum(e.bytes_transferred for e in calls) * (factor - 1)
+    n = 40
+    for i in range(n):
+        at = p.local(day, p.work_start + i * (p.work_end - p.work_start) // n, (i * 7) % 60)
+        events.append(p.api_call(at, rng, bytes_transferred=int(extra / n), api_method="GET",
+                                 api_path="/v1/customers"))
+    return sorted(events, key=lambda e: e.occurred_at)
+
+
+def learned(seed=7):
+    rng = random.Random(seed)
+    alice = Persona(timezone="America/New_York")
+    sim = Simulation(engine())
+    assert sim.feed(alice.history(rng, days=HISTORY)) == []
+    return sim, alice, rng
+
+
+def test_three_times_the_daily_volume_over_working_hours_is_medium_by_the_third_day():
+    sim, alice, rng = learned()
+    start = HISTORY_START + timedelta(days=HISTORY)  # a Monday
+    by_day = []
+    for d in range(5):
+        found = sim.feed(big_day(alice, start + timedelta(days=d), rng, 3))
+        by_day.append(found)
+    assert not [a for a in by_day[0] if a.severity >= Severity.MEDIUM]
+    assert [a for a in by_day[0] + by_day[1]], "nothing by the second day"
+    medium = [a for a in by_day[0] + by_day[1] + by_day[2] if a.severity >= Severity.MEDIUM]
+    assert medium, [(a.severity, a.observed) for d in by_day for a in d]
+    a = medium[0]
+    assert "CUSUM" in a.reason and "x the usual" in a.reason and a.baseline_mature
+    assert "so far today" in a.observed and a.expected.endswith("a day")
+    # Each level once per episode, not once per event or per day.
+    severities = [a.severity for d in by_day for a in d]
+    assert len(severities) == len(set(severities))
+
+
+def test_the_excess_is_kept_out_of_the_usual_day():
+    sim, alice, rng = learned()
+    start = HISTORY_START + timedelta(days=HISTORY)
+    for d in range(12):  # weekdays and weekends
+        sim.feed(big_day(alice, start + timedelta(days=d), rng, 3))
+    record = sim.shared.windows("sustained_volume.days", 0)._records["alice"]
+    usual_bytes = record[7][0]
+    normal = [e.bytes_transferred for e in alice.history(random.Random(1), days=14)]
+    per_day = sum(normal) / 10
+    assert usual_bytes < 1.5 * per_day
+
+
+def test_a_single_big_day_and_ordinary_weeks_stay_below_medium():
+    rng = random.Random(3)
+    found = []
+    user_days = 0
+    for i in range(30):
+        p = Persona(user_id=f"u{i}", timezone=("Europe/Berlin", "America/New_York", "Asia/Tokyo")[i % 3])
+        sim = Simulation(engine())
+        for d in range(70):
+            day = HISTORY_START + timedelta(days=d)
+            # Now and then a day with twice or three times the usual work.
+            events = big_day(p, day, rng, rng.choice((2, 3))) if rng.random() < 0.05 else p.workday(day, rng)
+            found += sim.feed(events)
+            user_days += day.weekday() < 5
+    medium = [a for a in found if a.severity >= Severity.MEDIUM]
+    assert len(medium) <= 0.005 * user_days, (len(medium), user_days, [a.observed for a in medium][:3])
+
+
+def test_quarantined_events_count_but_are_not_learned():
+    sim, alice, rng = learned()
+    start = HISTORY_START + timedelta(days=HISTORY)
+    record = sim.shared.windows("sustained_volume.days", 0)._records["alice"]
+    usual = record[7][0]
+    # The engine marks a day with quarantined events; simulate by a high-severity
+    # detector is not enabled here, so check the day mark after a flagged episode.
+    for d in range(3):
+        sim.feed(big_day(alice, start + timedelta(days=d), rng, 4))
+    sim.feed(alice.workday(start + timedelta(days=3), rng))
+    kept_out = [h for h in record[8] if h[3]]
+    assert kept_out, record[8][-5:]
+    assert record[7][0] <= usual * 1.3
+
+
+def test_checkpoint_round_trip_keeps_the_days():
+    from uba.detectors.state import SharedState
+
+    sim, alice, rng = learned()
+    restored = SharedState.from_dict(sim.shared.to_dict())
+    from uba.detectors.records import records
+
+    store = records(restored, "sustained_volume.days", 100_000)
+    assert store.get("alice") == sim.shared.windows("sustained_volume.days", 0).get("alice")
