@@ -55,8 +55,41 @@ def test_login_time_flags_3am_for_a_mature_office_worker():
     assert sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 10, 30))]) == []
     (anomaly,) = sim.feed([alice.event(LOGIN, alice.local(DAY, 3, 12))])
     assert anomaly.severity is Severity.MEDIUM and anomaly.baseline_mature
-    assert anomaly.observed == "03:12" and anomaly.expected == "08-16"
-    assert anomaly.reason.startswith("login at 03:12 Europe/Berlin; usual hours 08-16; 0 of ")
+    assert anomaly.observed == "Tue 03:12" and anomaly.expected == "weekdays 08-16"
+    assert anomaly.reason.startswith("login Tue 03:12 Europe/Berlin; usual weekdays 08-16; 0 of ")
+
+
+def test_login_time_judges_the_hour_of_the_week_weekend_night_is_medium():
+    """A weekday worker's Saturday night login was LOW ("not mature") when
+    the hour of the day was all that counted: it is the week that matters."""
+    sim, alice = simulation("login_time")
+    saturday = DAY + timedelta(days=4)
+    assert saturday.weekday() == 5
+    (anomaly,) = sim.copy().feed([alice.event(LOGIN, alice.local(saturday, 2, 30))])
+    assert anomaly.severity is Severity.MEDIUM and anomaly.observed == "Sat 02:30"
+    assert "weekend" in anomaly.reason
+    # A first Wednesday at 10:00 borrows from the other weekdays' 10:00.
+    wednesday = DAY + timedelta(days=1)
+    assert sim.copy().feed([alice.event(LOGIN, alice.local(wednesday, 10, 0))]) == []
+
+
+def test_login_time_is_local_time_across_daylight_saving_changes():
+    """Berlin moved to summer time on 29 March 2026: 08:30 local stays usual
+    although it is an hour earlier in UTC."""
+    sim, alice = simulation("login_time")
+    summer = DAY.replace(month=4, day=7)  # a Tuesday after the change
+    assert summer.weekday() == 1
+    assert sim.feed([alice.event(LOGIN, alice.local(summer, 8, 30))]) == []
+
+
+def test_login_time_weekly_rhythm_learned_through_dst_in_new_york():
+    """A New York user learned through the March change keeps 09:00 usual."""
+    bob = Persona(user_id="bob", timezone="America/New_York", work_start=9, work_end=17)
+    sim = fresh("login_time")
+    start = DAY.replace(month=2, day=16)  # four weeks before the 8 March change, five after
+    sim.feed(bob.history(random.Random(3), start=start, days=63))
+    assert sim.baseline("bob").mature
+    assert sim.feed([bob.event(LOGIN, bob.local(start + timedelta(days=64), 9, 10))]) == []
 
 
 def test_login_time_cold_start_without_prior_stays_quiet():
@@ -71,7 +104,7 @@ def test_login_time_new_user_is_judged_by_the_peer_group_prior():
     assert sim.feed([newbie.event(LOGIN, newbie.local(DAY, 10, 0))]) == []
     (anomaly,) = sim.feed([newbie.event(LOGIN, newbie.local(DAY + timedelta(days=1), 3, 0))])
     assert not anomaly.baseline_mature and anomaly.severity is Severity.LOW
-    assert "peer group engineering" in anomaly.reason
+    assert "peer group engineering" in anomaly.reason and "user baseline not mature" in anomaly.reason
 
 
 # -- login frequency ---------------------------------------------------------------
