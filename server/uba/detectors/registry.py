@@ -52,6 +52,7 @@ BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
     "new_ip": "uba.detectors.novelty:NewIpDetector",
     "impossible_travel": "uba.detectors.travel:ImpossibleTravelDetector",
     "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
+    "session_hijack": "uba.detectors.session_hijack:SessionHijackDetector",
 })
 
 # Enhanced detectors (the `ml` extra: numpy, scipy, scikit-learn), registered
