@@ -65,3 +65,35 @@ def test_weekend_night_login_of_a_weekday_worker(uba_server, org):
     send(uba_server.stub, [p.event(LOGIN, p.local(saturday, 2, 40))])
     (a,) = anomalies(uba_server.stub, p.user_id, detector="login_time")
     assert a.severity >= MEDIUM and a.baseline_mature and "weekend" in a.reason
+
+
+def test_takeover_from_a_new_network_and_device_with_unused_endpoints(uba_server, org):
+    """Three weak signals in one session: at least MEDIUM, not three LOWs."""
+    p = org[2]
+    start = p.local(DAY, 10, 30)
+    stranger = dict(source_ip="192.0.2.41", device_id="unknown-laptop-9", session_id="t-1")
+    send(uba_server.stub, [p.event(LOGIN, start, **stranger)] + [
+        p.api_call(start + timedelta(minutes=2 + i), random.Random(i), api_method="GET",
+                   api_path=f"/v1/exports/{i}", **stranger) for i in range(3)])
+    (risk,) = anomalies(uba_server.stub, p.user_id, detector="session_risk")
+    assert risk.severity >= MEDIUM and "new network, new device" in risk.reason
+
+
+def test_dormant_account_returns_on_a_new_device_for_admin_endpoints(uba_server, org):
+    p = org[3]
+    back = DAY + timedelta(days=20)
+    send(uba_server.stub, [
+        p.event(LOGIN, p.local(back, 10, 0), device_id="unknown-7731"),
+        p.api_call(p.local(back, 10, 3), random.Random(1), api_method="GET", api_path="/admin/users",
+                   device_id="unknown-7731")])
+    found = anomalies(uba_server.stub, p.user_id, detector="dormant_account")
+    assert max(a.severity for a in found) == anomalies_pb2.SEVERITY_HIGH
+    assert any("days of silence" in a.reason for a in found)
+
+
+def test_privileged_endpoint_no_peer_ever_used(uba_server, org):
+    p = org[4]
+    send(uba_server.stub, [p.api_call(p.local(DAY, 14, 0), random.Random(3), api_method="POST",
+                                      api_path="/admin/roles/assign")])
+    (a,) = anomalies(uba_server.stub, p.user_id, detector="api_new_endpoint")
+    assert a.severity >= MEDIUM and "privileged" in a.reason and a.detector_version == "2.0"

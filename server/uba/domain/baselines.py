@@ -366,19 +366,23 @@ def endpoint_area(endpoint: str) -> str:
     return "/" + "/".join(segments[:2])
 
 
-def learned_group_of(endpoints: "KnownValues", bands: int = 2) -> str:
+def learned_group_of(endpoints: "KnownValues", min_share: float = 0.1) -> str:
     """A peer group learned from behaviour, for users whose events carry none:
-    a MinHash signature of the set of API areas the user calls. Two users get
-    the same signature with probability J**bands, J the Jaccard similarity of
-    their sets (Broder's MinHash), so users with the same API areas share a
-    group and users with disjoint ones never do. Empty without endpoints."""
-    areas = {endpoint_area(e) for e in endpoints.entries}
-    if not areas:
+    users are clustered by their normalised endpoint sets, reduced to the
+    API areas (see `endpoint_area`) that carry at least `min_share` of their
+    calls. Users with the same set of main areas share a group (named by a
+    checksum of the set); rarely used corners do not split a team. Empty
+    without endpoints."""
+    weights: dict[str, int] = {}
+    total = 0
+    for endpoint, entry in endpoints.entries.items():
+        area = endpoint_area(endpoint)
+        weights[area] = weights.get(area, 0) + entry[0]
+        total += entry[0]
+    if not total:
         return ""
-    signature = []
-    for salt in range(bands):
-        signature.append(min(zlib.crc32(f"{salt}:{a}".encode()) for a in areas))
-    return "learned-" + "-".join(f"{h:08x}" for h in signature)
+    main = sorted(a for a, w in weights.items() if w >= min_share * total)
+    return f"learned-{zlib.crc32(chr(31).join(main).encode()):08x}"
 
 
 def session_start_part(clock: EventClock, seconds: float) -> int:
