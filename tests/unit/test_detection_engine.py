@@ -128,7 +128,7 @@ def test_a_failing_detector_does_not_stop_the_others():
 
 def test_titles_for_the_alert_policy():
     titles = DetectionEngine(DetectorRegistry(entry_points=False)).titles
-    assert titles["new_country"] == "Login from a new country"
+    assert titles["new_country"] == "Activity from a new country"  # any event type now, not only logins
 
 
 def test_attacker_cannot_teach_the_baseline_by_repeating_the_attack():

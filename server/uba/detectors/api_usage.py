@@ -83,9 +83,11 @@ class NewEndpointDetector(Detector):
 
     - used by peers (or, without a peer group, by others): LOW;
     - rolled out (many users started using it this week): LOW, saying so;
-    - used by no peer: MEDIUM when nobody in the organisation used it either,
-      LOW otherwise; a privileged endpoint (/admin, roles, keys) no peer
-      used: MEDIUM, HIGH when nobody at all used it;
+    - used by no peer: LOW (the first user of a rollout looks the same; the
+      score is higher, and session_risk counts it);
+    - a privileged endpoint (/admin, roles, keys) no peer used, by a user
+      who never called a privileged endpoint: MEDIUM, HIGH when nobody at all
+      used it; by someone who already administers: LOW;
     - while the user's API history is immature: silent when someone else
       uses the endpoint, else judged as above but one level lower, saying the
       baseline is not mature.
@@ -116,11 +118,17 @@ class NewEndpointDetector(Detector):
         return PeerActivity(ctx.shared, "endpoint")
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
+        self.pending_ = None
         if not (event.api_method or event.api_path):
             return []
         baseline = ctx.baseline
         endpoint = normalize_endpoint(event.api_method, event.api_path)
-        if endpoint in baseline.endpoints or not baseline.endpoints.entries or baseline.days_covered < 2:
+        entry = baseline.endpoints.entries.get(endpoint)
+        # Peers are told of the user's use at most about twice a day (their
+        # windows hold each user once for 30 days).
+        if entry is None or ctx.clock.ts - entry[2] >= 12 * 3600.0:
+            self.pending_ = event
+        if entry is not None or not baseline.endpoints.entries or baseline.days_covered < 2:
             return []
         group = baseline.effective_peer_group or event.peer_group
         usage = self._activity(ctx).usage(event.user_id, group, endpoint, ctx.clock.ts)
@@ -134,12 +142,16 @@ class NewEndpointDetector(Detector):
         elif used_nearby:
             severity, note = base, ("common in peer group" if has_group else "used by others") + \
                 f" ({used_nearby} users in 30 days)"
+        elif privileged and any(is_privileged(e) for e in baseline.endpoints.entries):
+            # Only on a novel privileged call: someone who already administers.
+            severity, note = base, "privileged, no peer used it, but the user already calls privileged endpoints"
         elif privileged:
             severity = Severity.HIGH if not usage.population else Severity.MEDIUM
             note = "privileged, and no peer used it in 30 days" + (
                 "" if usage.population else ", nor anyone else")
         elif not usage.population:
-            severity, note = Severity.MEDIUM, "no one in the organisation used it in 30 days"
+            # The first user of a rollout looks the same: LOW, stronger score.
+            severity, note = base, "no one in the organisation used it in 30 days"
         else:
             severity, note = base, f"no peer used it; {usage.population} other users did"
         if not mature:
@@ -150,7 +162,8 @@ class NewEndpointDetector(Detector):
                      f"{'peer group ' + group if has_group else 'the population'}")
         known = len(baseline.endpoints)
         return [Finding(
-            score=math.log1p(baseline.api_call_count) * (1 + int(severity) - int(Severity.LOW)),
+            score=math.log1p(baseline.api_call_count) * (1 + int(severity) - int(Severity.LOW)
+                                                         + (0.5 if not used_nearby else 0.0)),
             severity=severity,
             reason=(f"first call to {endpoint} after {baseline.api_call_count:,} calls to {known} known endpoints; "
                     f"{note}; {usage.describe('endpoint')}"),
@@ -165,7 +178,8 @@ class NewEndpointDetector(Detector):
         )]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
-        if not (event.api_method or event.api_path):
+        pending, self.pending_ = getattr(self, "pending_", None), None
+        if pending is not event:
             return
         endpoint = normalize_endpoint(event.api_method, event.api_path)
         baseline = ctx.baseline

@@ -14,6 +14,11 @@ the week are blended:
 - the prior (peer group, else population) as `prior_strength`
   pseudo-logins, so a new user is judged by their peers and an established
   user mostly by their own history.
+A rare hour is MEDIUM only when the user's peers do not log in at that
+hour either (same hour of a weekday, or of a weekend day, in the last 30
+days, from uba.domain.peers): a first on-call night of an operations
+engineer whose team covers nights is LOW, a finance user's first Saturday
+night is not.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from uba.detectors.base import DetectionContext, Detector, Finding, require_frac
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import HOURS_PER_WEEK
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.peers import PeerActivity
 
 _UNIFORM_WEEK = [1 / HOURS_PER_WEEK] * HOURS_PER_WEEK
 # Share of the uniform distribution mixed into the prior, so no hour has
@@ -72,15 +78,28 @@ class LoginTimeDetector(Detector):
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
 
     def __init__(self, min_probability: float = 0.0015, prior_strength: float = 20.0,
-                 usual_hours_coverage: float = 0.9):
+                 usual_hours_coverage: float = 0.9, min_peers: int = 2):
         # Per hour of the week: a uniform user would have 1/168 (0.006).
         self.min_probability = min_probability
         self.prior_strength = prior_strength
         self.usual_hours_coverage = usual_hours_coverage
+        self.min_peers = min_peers
 
     def check_params(self) -> None:
         require_fraction(self, "min_probability", "usual_hours_coverage")
-        require_positive(self, "prior_strength")
+        require_positive(self, "prior_strength", "min_peers")
+
+    @staticmethod
+    def _hour_kind(index: int) -> str:
+        """The value peers share: the local hour on a weekday or a weekend day."""
+        return f"{'we' if index // 24 >= 5 else 'wd'}{index % 24:02d}"
+
+    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+        if ctx.quarantined:
+            return
+        baseline = ctx.baseline
+        PeerActivity(ctx.shared, "hour").observe(event.user_id, baseline.effective_peer_group or event.peer_group,
+                                                 self._hour_kind(ctx.clock.hour_of_week), ctx.clock.ts, False)
 
     def probability(self, index: int, counts: list[int], total: int, prior: list[float]) -> float:
         """Probability of a login in hour of the week `index`."""
@@ -101,6 +120,15 @@ class LoginTimeDetector(Detector):
             return []
         mature = baseline.mature_for("logins")
         severity = Severity.MEDIUM if mature and p < self.min_probability / 10 else Severity.LOW
+        peer_note = ""
+        if severity >= Severity.MEDIUM:
+            group = baseline.effective_peer_group or event.peer_group
+            usage = PeerActivity(ctx.shared, "hour").usage(event.user_id, group, self._hour_kind(index), clock.ts)
+            nearby = usage.peers if group else usage.population
+            if nearby >= self.min_peers:
+                severity = Severity.LOW
+                peer_note = (f"; lowered: {nearby} {'peers in ' + group if group else 'other users'} logged in at "
+                             f"this hour in the last 30 days")
         local = clock.local
         weekend = index // 24 >= 5
         kind = "weekend" if weekend else "weekday"
@@ -116,7 +144,7 @@ class LoginTimeDetector(Detector):
             f" (user baseline not mature: {baseline.maturity_note()}; judged mostly against "
             f"{ctx.prior_label if ctx.prior is not None else 'a uniform week, no prior yet'})")
         reason = (f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} earlier "
-                  f"{kind} logins at this hour, {counts[index]} on this day of the week{basis}")
+                  f"{kind} logins at this hour, {counts[index]} on this day of the week{basis}{peer_note}")
         return [Finding(
             score=-math.log(p),
             severity=severity,

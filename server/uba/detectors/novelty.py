@@ -84,11 +84,16 @@ class _FirstSeenDetector(Detector):
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         value = self.value_of(event)
         if not value:
+            self.pending_ = None
             return []
         baseline = ctx.baseline
         known: KnownValues = getattr(baseline, self.baseline_field)
+        entry = known.entries.get(value)
+        # Peers are told of the user's use at most about twice a day: their
+        # windows hold each user once for 30 days, so more would be wasted.
+        self.pending_ = None if entry is not None and ctx.clock.ts - entry[2] < _OBSERVE_EVERY else event
         # An empty map means events never carried the field: nothing to compare.
-        if not len(known) or value in known or baseline.days_covered < 2:
+        if entry is not None or not known.entries or baseline.days_covered < 2:
             return []
         usage = self._activity(ctx).usage(event.user_id, baseline.effective_peer_group or event.peer_group,
                                           self.shared_value(event, value), ctx.clock.ts)
@@ -122,9 +127,10 @@ class _FirstSeenDetector(Detector):
         )]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
-        value = self.value_of(event)
-        if not value:
+        pending, self.pending_ = getattr(self, "pending_", None), None
+        if pending is not event:
             return
+        value = self.value_of(event)
         baseline = ctx.baseline
         # After learning: a value learned for the first time has count 1.
         # Quarantined events are not learned and do not count as adoption.
@@ -134,6 +140,7 @@ class _FirstSeenDetector(Detector):
                                     self.shared_value(event, value), ctx.clock.ts, new_to_user)
 
 
+_OBSERVE_EVERY = 12 * 3600.0
 _LABELS = {ActivityType.LOGIN_SUCCESS: "login", ActivityType.API_CALL: "API call"}
 
 

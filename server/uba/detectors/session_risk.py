@@ -15,7 +15,7 @@ T1078 Valid Accounts). The rule, documented in docs/detection-user-signals.md:
 
     MEDIUM from 3 points, HIGH from 4.5.
 
-A "session" is the user's burst of activity: events less than
+A "session" is the user's burst of activity: signals less than
 `idle_seconds` apart (with or without session ids, which callers send on
 logins only as often as not). Each signal counts once per burst; the
 detector reports when the level rises. Values many users adopted within a
@@ -165,10 +165,11 @@ class SessionRiskDetector(Detector):
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         self.pending_ = None
         new_bits, notes = self._signals(event, ctx)
+        if not new_bits:
+            # Nothing new: the burst (signals less than idle_seconds apart) is unchanged.
+            return []
         old_bits, reported, detail = _Bursts.read(ctx, self.name, self.idle_seconds, int(self.max_users),
                                                   event.user_id)
-        if not new_bits and not old_bits:
-            return []
         bits = old_bits | new_bits
         what = detail
         if new_bits & ~old_bits:
@@ -194,13 +195,9 @@ class SessionRiskDetector(Detector):
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         pending = getattr(self, "pending_", None)
-        old_bits, reported, detail = _Bursts.read(ctx, self.name, self.idle_seconds, int(self.max_users),
-                                                  event.user_id)
         if pending is None or pending[0] != event.event_id:
-            if old_bits:  # keep the burst alive
-                _Bursts.write(ctx, self.name, self.idle_seconds, int(self.max_users), event.user_id, old_bits,
-                              reported, detail)
             return
+        _, reported, _ = _Bursts.read(ctx, self.name, self.idle_seconds, int(self.max_users), event.user_id)
         _, bits, what = pending
         self.pending_ = None
         level = max(reported, self._level(self.points(bits)))
@@ -243,10 +240,17 @@ class DormantAccountDetector(Detector):
         """(gap days, signal bits, level, reported level) of a returning
         burst this event belongs to, or None."""
         baseline = ctx.baseline
-        bits, reported, detail = _Bursts.read(ctx, self.name, self.burst_seconds, int(self.max_users), event.user_id)
-        gap = int(detail) if detail else dormant_gap(baseline, ctx.clock.day_key, self.min_gap_days,
-                                                     self.gap_factor)
-        if not gap:
+        gap = dormant_gap(baseline, ctx.clock.day_key, self.min_gap_days, self.gap_factor)
+        if gap:
+            bits, reported = 0, 0
+        elif baseline.last_gap_days >= self.min_gap_days and baseline.last_learned_day == ctx.clock.day_key:
+            # Later in a returning day: the burst, if it is still going.
+            bits, reported, detail = _Bursts.read(ctx, self.name, self.burst_seconds, int(self.max_users),
+                                                  event.user_id)
+            if not detail:
+                return None
+            gap = int(detail)
+        else:
             return None
         if event.device_id and baseline.devices.entries and event.device_id not in baseline.devices:
             bits |= 1

@@ -422,6 +422,8 @@ class UserBaseline:
     networks: KnownValues = field(default_factory=KnownValues)
     # Days between consecutive active local days (1 = the next day).
     active_day_gaps: RunningStats = field(default_factory=RunningStats)
+    # The gap before the latest active day (0 before the second one).
+    last_gap_days: int = 0
     # log session seconds per part of the local day the session started in.
     log_session_seconds_by_part: list[RunningStats] = field(
         default_factory=lambda: [RunningStats() for _ in DAY_PARTS])
@@ -526,7 +528,8 @@ class UserBaseline:
             self.last_seen_ts = ts
         if self.last_learned_day is None or c.day_key > self.last_learned_day:
             if self.last_learned_day is not None:
-                self.active_day_gaps.add(c.day_key - self.last_learned_day)
+                self.last_gap_days = c.day_key - self.last_learned_day
+                self.active_day_gaps.add(self.last_gap_days)
                 if self.endpoints.entries:
                     self.learned_peer_group = learned_group_of(self.endpoints)
             self.days_covered += 1
@@ -652,6 +655,7 @@ class UserBaseline:
             "devices": self.devices.to_dict(),
             "networks": self.networks.to_dict(),
             "active_day_gaps": self.active_day_gaps.to_list(),
+            "last_gap_days": self.last_gap_days,
             "log_session_seconds_by_part": [r.to_list() for r in self.log_session_seconds_by_part],
             "learned_peer_group": self.learned_peer_group,
             "last_login": None if last is None else [
@@ -696,6 +700,7 @@ class UserBaseline:
             devices=KnownValues.from_dict(data["devices"], KNOWN_VALUES_CAP),
             networks=KnownValues.from_dict(data["networks"], KNOWN_VALUES_CAP),
             active_day_gaps=RunningStats.from_list(data["active_day_gaps"]),
+            last_gap_days=int(data.get("last_gap_days", 0)),
             log_session_seconds_by_part=[RunningStats.from_list(v) for v in data["log_session_seconds_by_part"]],
             learned_peer_group=data.get("learned_peer_group", ""),
             last_login=None if last is None else LastLogin(*last),
