@@ -187,18 +187,29 @@ def test_priors_pool_mature_baselines_by_peer_group():
 
 def test_maturity_comes_from_active_days_not_thirty_logins():
     """A user who logs in once a day (and resumes sessions without a new
-    login) is judged on their own after a week of active days."""
+    login) never reached 30 logins in six weeks: after ten active days with
+    200 events the baseline is mature; each kind of evidence earlier."""
     b = UserBaseline("alice")
-    for day in range(4):
-        b.learn(ev(at=T0 + timedelta(days=day)))
+
+    def day(n):
+        b.learn(ev(at=T0 + timedelta(days=n)))
         for i in range(20):
-            b.learn(ev(ActivityType.API_CALL, at=T0 + timedelta(days=day, minutes=5 + i), api_method="GET",
+            b.learn(ev(ActivityType.API_CALL, at=T0 + timedelta(days=n, minutes=5 + i), api_method="GET",
                        api_path="/v1/orders"))
-    assert not b.mature and not b.mature_for("api")
+
+    for n in range(4):
+        day(n)
+    assert not b.mature and not b.mature_for("api") and not b.mature_for("logins")
     assert "4 of 5 active days" in b.maturity_note()
-    b.learn(ev(at=T0 + timedelta(days=4)))
-    assert b.login_count == 5 and b.mature and b.mature_for("logins") and b.mature_for("api")
+    day(4)
+    assert b.login_count == 5 and not b.mature
+    assert b.mature_for("logins") and b.mature_for("api") and b.mature_for("places")
     assert not b.mature_for("sessions")
+    for n in range(5, 9):
+        day(n)
+    assert not b.mature  # nine days
+    day(9)
+    assert b.login_count == 10 and b.observation_count == 210 and b.mature
 
 
 def test_networks_addresses_in_one_slash24_or_slash48_are_one_network():
@@ -230,7 +241,7 @@ def test_a_schema_1_baseline_stored_by_the_previous_release_loads():
     data = json.loads((Path(__file__).parent / "baseline_schema1.json").read_text())
     assert data["schema"] == 1
     b = UserBaseline.from_dict(data)
-    assert b.login_count == 24 and b.days_covered == 8 and b.mature
+    assert b.login_count == 24 and b.days_covered == 8 and not b.mature and b.mature_for("logins")
     assert list(b.networks.entries) == ["198.51.100.0/24"]
     assert b.networks.count_of("198.51.100.0/24") == sum(e[0] for e in data["source_ips"].values())
     again = UserBaseline.from_dict(json.loads(json.dumps(b.to_dict())))

@@ -134,7 +134,7 @@ class NewEndpointDetector(Detector):
         usage = self._activity(ctx).usage(event.user_id, group, endpoint, ctx.clock.ts)
         has_group = bool(group) and usage.group_size >= self.min_group_users
         used_nearby = usage.peers if has_group else usage.population
-        mature = baseline.mature and baseline.api_call_count >= self.min_api_calls
+        mature = baseline.mature_for("api") and baseline.api_call_count >= self.min_api_calls
         privileged = is_privileged(endpoint)
         base = Severity.parse(self.severity)
         if usage.org_change(self.min_adopters, self.rollout_share):

@@ -47,7 +47,7 @@ class SessionDurationDetector(Detector):
         baseline = ctx.baseline
         part = session_start_part(ctx.clock, seconds)
         by_part = baseline.log_session_seconds_by_part[part]
-        if baseline.mature and by_part.count >= self.min_sessions:
+        if baseline.mature_for("sessions") and by_part.count >= self.min_sessions:
             reference = Reference(by_part, f"user, {DAY_PARTS[part]} sessions", True)
         else:
             reference = reference_stats(ctx, "log_session_seconds", self.min_sessions)

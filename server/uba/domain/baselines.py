@@ -46,15 +46,24 @@ class MaturityPolicy:
     """When a baseline has enough history to judge its user on its own;
     before that detectors use the peer-group or population prior.
 
-    Judged from what was seen, not from a count of logins alone: a user who
-    logs in once a day and resumes sessions after lunch is known after a
-    week of active days, whatever the login count. Each kind of evidence
-    has its own bar (`mature_for`), so a user with few logins but many API
-    calls can be judged on their endpoints."""
+    Judged from what was seen, not from a count of logins alone. The whole
+    baseline (`mature`, which also decides which users train the models and
+    join the priors) is mature after `min_days` active days with
+    `min_logins` logins, or after `evidence_days` active days with
+    `min_events` events of any kind (a user who logs in once a day and
+    resumes sessions after lunch), or after `max_days` active days whatever
+    the counts. Each kind of evidence also has its own, lower bar
+    (`mature_for`): after `kind_days` active days a user with five logins
+    is judged on their hours, one with 50 API calls on their endpoints."""
 
-    min_logins: int = 5
+    min_logins: int = 30
     # Distinct local days with activity.
-    min_days: int = 5
+    min_days: int = 7
+    evidence_days: int = 10
+    min_events: int = 200
+    max_days: int = 15
+    kind_days: int = 5
+    min_kind_logins: int = 5
     min_api_calls: int = 50
     min_sessions: int = 5
 
@@ -454,28 +463,34 @@ class UserBaseline:
 
     @property
     def mature(self) -> bool:
-        return self.login_count >= self.maturity.min_logins and self.days_covered >= self.maturity.min_days
+        policy, days = self.maturity, self.days_covered
+        return days >= policy.min_days and (
+            self.login_count >= policy.min_logins
+            or (days >= policy.evidence_days and self.observation_count >= policy.min_events)
+            or days >= policy.max_days)
 
     def mature_for(self, kind: str) -> bool:
         """Whether the baseline knows enough of one kind of evidence:
         "logins", "api" (endpoints), "sessions", "places" (addresses,
         devices, countries: any event carrying them counts), "any"."""
         policy = self.maturity
-        if self.days_covered < policy.min_days:
+        if self.days_covered < policy.kind_days:
             return False
         if kind == "logins":
-            return self.login_count >= policy.min_logins
+            return self.login_count >= policy.min_kind_logins
         if kind == "api":
             return self.api_call_count >= policy.min_api_calls
         if kind == "sessions":
             return self.log_session_seconds.count >= policy.min_sessions
-        return self.observation_count >= policy.min_logins
+        if kind == "places":
+            return self.observation_count >= policy.min_kind_logins
+        return self.mature
 
     def maturity_note(self) -> str:
         """How far the baseline is, for reasons: "3 of 5 active days, 2 of 5 logins"."""
         policy = self.maturity
-        return (f"{self.days_covered} of {policy.min_days} active days, {self.login_count} of "
-                f"{policy.min_logins} logins, {self.api_call_count} of {policy.min_api_calls} API calls")
+        return (f"{self.days_covered} of {policy.kind_days} active days, {self.login_count} of "
+                f"{policy.min_kind_logins} logins, {self.api_call_count} of {policy.min_api_calls} API calls")
 
     @property
     def effective_peer_group(self) -> str:
