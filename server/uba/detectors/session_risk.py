@@ -3,7 +3,7 @@
 `session_risk` (account takeover): each novelty alone is a LOW signal: a new
 network, a new device, a new country, an endpoint the user never called.
 Together, in one burst of activity, they are a takeover pattern (ATT&CK
-T1078 Valid Accounts). The rule, documented in docs/detection-user-signals.md:
+T1078 Valid Accounts). The rule, documented in docs/user-signals.md:
 
     new network (/24, /48)                      1 point
     new device                                  1
