@@ -450,3 +450,30 @@ def test_threshold_rule_by_source_address_across_users():
 def test_bad_threshold_rules_are_refused_with_their_fault_named(rule, message):
     with pytest.raises(ValueError, match=message):
         REGISTRY.build({"threshold_rules": {"rules": [rule]}})
+
+
+def test_one_other_sales_user_calling_admin_does_not_make_it_common_in_sales():
+    """Two sales users misusing admin endpoints on consecutive days: the
+    second is not excused by the first, and a user's later admin calls on
+    the same day are not excused by the first one either."""
+    rng = random.Random(3)
+    sim = fresh("api_new_endpoint")
+    people = _team(sim, rng)
+    day = day_after_history(days=21)
+    first, second = people[0], people[1]
+    found = sim.feed([first.api_call(first.local(day, 11, 0), rng, api_method="GET", api_path="/admin/users"),
+                      first.api_call(first.local(day, 11, 5), rng, api_method="POST", api_path="/admin/users/7/roles")])
+    assert [a.severity for a in found] == [Severity.MEDIUM, Severity.MEDIUM]
+    (b,) = sim.feed([second.api_call(second.local(day + timedelta(days=1), 11, 0), rng, api_method="GET",
+                                     api_path="/admin/users")])
+    assert b.severity is Severity.MEDIUM and "only 1 peers used it" in b.reason
+
+
+def test_login_time_first_evening_of_someone_who_works_late_is_low():
+    """An evening login near the user's usual end of day (on call) is LOW;
+    a night one far from any usual time stays MEDIUM."""
+    sim, alice = simulation("login_time")
+    (evening,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 18, 30))])
+    assert evening.severity is Severity.LOW and "within two hours of this time of day" in evening.reason
+    (night,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 3, 0))])
+    assert night.severity is Severity.MEDIUM

@@ -21,6 +21,7 @@ from uba.domain.peers import PeerActivity
 from uba.domain.events import ActivityEvent, ActivityType
 
 _API_CALL = ActivityType.API_CALL
+_DAY = 86400.0
 
 
 
@@ -102,17 +103,21 @@ class NewEndpointDetector(Detector):
     event_types = frozenset({_API_CALL})
 
     def __init__(self, min_api_calls: int = 50, severity: str = "low", min_group_users: int = 3,
-                 min_adopters: int = 3, rollout_share: float = 0.2):
+                 min_adopters: int = 3, rollout_share: float = 0.2, min_common_peers: int = 2,
+                 common_share: float = 0.05):
         self.min_api_calls = min_api_calls
         self.severity = severity
         self.min_group_users = min_group_users
         self.min_adopters = min_adopters
         self.rollout_share = rollout_share
+        # "Common in the team": at least this many peers and this share of the group.
+        self.min_common_peers = min_common_peers
+        self.common_share = common_share
 
     def check_params(self) -> None:
-        require_positive(self, "min_api_calls", "min_group_users", "min_adopters")
+        require_positive(self, "min_api_calls", "min_group_users", "min_adopters", "min_common_peers")
         require_severity(self, "severity")
-        require_fraction(self, "rollout_share")
+        require_fraction(self, "rollout_share", "common_share")
 
     def _activity(self, ctx: DetectionContext) -> PeerActivity:
         return PeerActivity(ctx.shared, "endpoint")
@@ -139,15 +144,19 @@ class NewEndpointDetector(Detector):
         base = Severity.parse(self.severity)
         if usage.org_change(self.min_adopters, self.rollout_share):
             severity, note = base, f"rolled out: {usage.adopters} other users started using it this week"
-        elif used_nearby:
+        elif used_nearby >= max(self.min_common_peers, self.common_share * (usage.group_size if has_group
+                                                                              else usage.population_size)):
             severity, note = base, ("common in peer group" if has_group else "used by others") + \
                 f" ({used_nearby} users in 30 days)"
-        elif privileged and any(is_privileged(e) for e in baseline.endpoints.entries):
-            # Only on a novel privileged call: someone who already administers.
-            severity, note = base, "privileged, no peer used it, but the user already calls privileged endpoints"
+        elif privileged and any(is_privileged(e) and entry[1] < ctx.clock.ts - _DAY
+                                for e, entry in baseline.endpoints.entries.items()):
+            # Only on a novel privileged call: someone who administered before today.
+            severity, note = base, "privileged and not common in peer group, but the user called privileged " \
+                                   "endpoints before today"
         elif privileged:
             severity = Severity.HIGH if not usage.population else Severity.MEDIUM
-            note = "privileged, and no peer used it in 30 days" + (
+            note = ("privileged, and no peer used it in 30 days" if not used_nearby else
+                    f"privileged, and only {used_nearby} peers used it in 30 days") + (
                 "" if usage.population else ", nor anyone else")
         elif not usage.population:
             # The first user of a rollout looks the same: LOW, stronger score.

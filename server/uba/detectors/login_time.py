@@ -14,9 +14,10 @@ the week are blended:
 - the prior (peer group, else population) as `prior_strength`
   pseudo-logins, so a new user is judged by their peers and an established
   user mostly by their own history.
-A rare hour is MEDIUM only when the user's peers do not log in at that
-hour either (same hour of a weekday, or of a weekend day, in the last 30
-days, from uba.domain.peers): a first on-call night of an operations
+A rare hour is MEDIUM only when the user seldom logs in within two hours
+of that time of day on any day (2% of their logins), and when the user's peers do not log in at that
+time of day either (the same local hour, give or take one, on weekdays or
+weekend days, in the last 30 days, from uba.domain.peers): a first on-call night of an operations
 engineer whose team covers nights is LOW, a finance user's first Saturday
 night is not.
 """
@@ -78,15 +79,18 @@ class LoginTimeDetector(Detector):
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
 
     def __init__(self, min_probability: float = 0.0015, prior_strength: float = 20.0,
-                 usual_hours_coverage: float = 0.9, min_peers: int = 2):
+                 usual_hours_coverage: float = 0.9, min_peers: int = 2, near_share: float = 0.02):
         # Per hour of the week: a uniform user would have 1/168 (0.006).
         self.min_probability = min_probability
         self.prior_strength = prior_strength
         self.usual_hours_coverage = usual_hours_coverage
         self.min_peers = min_peers
+        # Share of the user's logins within two hours of the time of day
+        # (any day) that keeps a rare hour of the week LOW.
+        self.near_share = near_share
 
     def check_params(self) -> None:
-        require_fraction(self, "min_probability", "usual_hours_coverage")
+        require_fraction(self, "min_probability", "usual_hours_coverage", "near_share")
         require_positive(self, "prior_strength", "min_peers")
 
     @staticmethod
@@ -122,13 +126,27 @@ class LoginTimeDetector(Detector):
         severity = Severity.MEDIUM if mature and p < self.min_probability / 10 else Severity.LOW
         peer_note = ""
         if severity >= Severity.MEDIUM:
+            # A rare day at a usual time of day (a weekday worker on a Sunday
+            # afternoon, an evening shift on call) is not what MEDIUM is for.
+            by_hour = baseline.login_hour_of_day
+            near = sum(by_hour[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2))
+            if near >= self.near_share * total:
+                severity = Severity.LOW
+                peer_note = f"; lowered: {near} earlier logins within two hours of this time of day"
+        if severity >= Severity.MEDIUM:
             group = baseline.effective_peer_group or event.peer_group
-            usage = PeerActivity(ctx.shared, "hour").usage(event.user_id, group, self._hour_kind(index), clock.ts)
-            nearby = usage.peers if group else usage.population
+            activity = PeerActivity(ctx.shared, "hour")
+            # Peers' logins at this time of day, give or take an hour, on any
+            # kind of day (a team on call covers evenings, nights, weekends).
+            nearby = 0
+            kind_base = 5 * 24 if index // 24 >= 5 else 0
+            for cell in (index - 1, index, index + 1):
+                usage = activity.usage(event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts)
+                nearby += usage.peers if group else usage.population
             if nearby >= self.min_peers:
                 severity = Severity.LOW
-                peer_note = (f"; lowered: {nearby} {'peers in ' + group if group else 'other users'} logged in at "
-                             f"this hour in the last 30 days")
+                peer_note = (f"; lowered: {'peers in ' + group if group else 'other users'} logged in at this "
+                             f"time of day {nearby} times (user-hours) in the last 30 days")
         local = clock.local
         weekend = index // 24 >= 5
         kind = "weekend" if weekend else "weekday"
