@@ -237,6 +237,12 @@ def isolation_forest_section(ctx) -> None:
     ))
 
 
+# Detectors of the user signals (sessions, novelty, peers, time), measured
+# one by one in the engine cost table.
+USER_SIGNAL_DETECTORS = ("login_time", "new_ip", "new_device", "new_country", "api_new_endpoint",
+                         "session_duration", "session_hijack", "session_risk", "dormant_account")
+
+
 def engine_cost_section(ctx) -> None:
     """Microseconds per event of the detection engine in-process (scoring
     and learning, no storage), per detector configuration, on the same
@@ -277,6 +283,9 @@ def engine_cost_section(ctx) -> None:
                **{f"{name} only": {name} for name in sorted(population)},
                "distribution_shift only": {"distribution_shift"}, "isolation_forest only": {"isolation_forest"},
                "enhanced (all)": set(everything)}
+    # One row per user-signal detector: its own cost over learning only.
+    for name in USER_SIGNAL_DETECTORS:
+        configs[f"{name} only"] = {name}
     engines = {}
     for name, enabled in configs.items():
         engine = DetectionEngine(registry, config(enabled))

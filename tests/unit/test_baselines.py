@@ -183,3 +183,69 @@ def test_priors_pool_mature_baselines_by_peer_group():
     assert prior.hour_of_day_share[3] < 0.001 < prior.hour_of_day_share[10]
     assert PriorBaselines.from_dict(json.loads(json.dumps(priors.to_dict()))) == priors
     assert PriorBaselines().select("engineering") == (None, "no prior")
+
+
+def test_maturity_comes_from_active_days_not_thirty_logins():
+    """A user who logs in once a day (and resumes sessions without a new
+    login) never reached 30 logins in six weeks: after ten active days with
+    200 events the baseline is mature; each kind of evidence earlier."""
+    b = UserBaseline("alice")
+
+    def day(n):
+        b.learn(ev(at=T0 + timedelta(days=n)))
+        for i in range(20):
+            b.learn(ev(ActivityType.API_CALL, at=T0 + timedelta(days=n, minutes=5 + i), api_method="GET",
+                       api_path="/v1/orders"))
+
+    for n in range(4):
+        day(n)
+    assert not b.mature and not b.mature_for("api") and not b.mature_for("logins")
+    assert "4 of 5 active days" in b.maturity_note()
+    day(4)
+    assert b.login_count == 5 and not b.mature
+    assert b.mature_for("logins") and b.mature_for("api") and b.mature_for("places")
+    assert not b.mature_for("sessions")
+    for n in range(5, 9):
+        day(n)
+    assert not b.mature  # nine days
+    day(9)
+    assert b.login_count == 10 and b.observation_count == 210 and b.mature
+
+
+def test_networks_addresses_in_one_slash24_or_slash48_are_one_network():
+    from uba.domain.baselines import network_of, wide_network_of
+    assert network_of("198.51.100.7") == network_of("198.51.100.200") == "198.51.100.0/24"
+    assert network_of("198.51.101.7") != network_of("198.51.100.7")
+    assert network_of("2001:db8:1:2::1") == network_of("2001:db8:1:ffff::9") == "2001:db8:1::/48"
+    assert network_of("::ffff:198.51.100.7") == "198.51.100.0/24"
+    assert wide_network_of("198.51.100.7") == wide_network_of("198.51.7.1") == "198.51.0.0/16"
+    b = UserBaseline("alice")
+    b.learn(ev(ActivityType.API_CALL, source_ip="198.51.100.7", device_id="d1", country_code="DE"))
+    assert "198.51.100.0/24" in b.networks and "DE" in b.countries and "d1" in b.devices
+
+
+def test_gaps_between_active_days_and_sessions_by_part_of_day():
+    b = UserBaseline("alice", timezone="UTC")
+    for day in (0, 1, 4, 5):
+        b.learn(ev(at=T0 + timedelta(days=day)))
+    assert b.active_day_gaps.count == 3 and b.active_day_gaps.max == 3
+    b.learn(ev(ActivityType.LOGOUT, at=T0.replace(hour=20) + timedelta(days=5),
+               session_duration=timedelta(minutes=30)))
+    assert b.log_session_seconds_by_part[3].count == 1  # evening
+
+
+def test_a_schema_1_baseline_stored_by_the_previous_release_loads():
+    """Stored baselines of the previous layout (schema 1) keep working: the
+    networks are rebuilt from the known addresses, the rest starts empty."""
+    from pathlib import Path
+    data = json.loads((Path(__file__).parent / "baseline_schema1.json").read_text())
+    assert data["schema"] == 1
+    b = UserBaseline.from_dict(data)
+    assert b.login_count == 24 and b.days_covered == 8 and not b.mature and b.mature_for("logins")
+    assert list(b.networks.entries) == ["198.51.100.0/24"]
+    assert b.networks.count_of("198.51.100.0/24") == sum(e[0] for e in data["source_ips"].values())
+    again = UserBaseline.from_dict(json.loads(json.dumps(b.to_dict())))
+    assert again == b and again.to_dict()["schema"] == 2
+    # It keeps learning.
+    b.learn(ev(at=T0 + timedelta(days=30), source_ip="203.0.113.5"))
+    assert "203.0.113.0/24" in b.networks and b.active_day_gaps.count == 1

@@ -16,10 +16,12 @@ from uba.detectors.base import (
     require_fraction, require_positive, require_severity, spike_threshold,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import normalize_endpoint
+from uba.domain.baselines import is_privileged, normalize_endpoint
+from uba.domain.peers import PeerActivity
 from uba.domain.events import ActivityEvent, ActivityType
 
 _API_CALL = ActivityType.API_CALL
+_DAY = 86400.0
 
 
 
@@ -76,41 +78,126 @@ class ApiRateDetector(Detector):
 
 
 class NewEndpointDetector(Detector):
+    """First use of an endpoint, judged against the user's peers: "first use
+    by this user, and none of their peers used it in 30 days" is much
+    stronger than "first use by this user, common in their team".
+
+    - used by peers (or, without a peer group, by others): LOW;
+    - rolled out (many users started using it this week): LOW, saying so;
+    - used by no peer: LOW (the first user of a rollout looks the same; the
+      score is higher, and session_risk counts it);
+    - a privileged endpoint (/admin, roles, keys) no peer used, by a user
+      who never called a privileged endpoint: MEDIUM, HIGH when nobody at all
+      used it; by someone who already administers: LOW;
+    - while the user's API history is immature: silent when someone else
+      uses the endpoint, else judged as above but one level lower, saying the
+      baseline is not mature.
+    A peer group smaller than `min_group_users` active users is not a
+    reference: the population is used instead."""
+
     name = "api_new_endpoint"
-    version = "1.0"
-    description = "First call to an API endpoint by a user with an established (mature) usage history."
+    version = "2.0"
+    description = ("First call to an API endpoint by a user, judged against the peer group and the population "
+                   "(privileged endpoints no peer used rate higher; rollouts lower).")
     title = "First use of an API endpoint"
     event_types = frozenset({_API_CALL})
 
-    def __init__(self, min_api_calls: int = 200, severity: str = "low"):
+    def __init__(self, min_api_calls: int = 50, severity: str = "low", min_group_users: int = 3,
+                 min_adopters: int = 3, rollout_share: float = 0.2, min_common_peers: int = 2,
+                 common_share: float = 0.05):
         self.min_api_calls = min_api_calls
         self.severity = severity
+        self.min_group_users = min_group_users
+        self.min_adopters = min_adopters
+        self.rollout_share = rollout_share
+        # "Common in the team": at least this many peers and this share of the group.
+        self.min_common_peers = min_common_peers
+        self.common_share = common_share
 
     def check_params(self) -> None:
-        require_positive(self, "min_api_calls")
+        require_positive(self, "min_api_calls", "min_group_users", "min_adopters", "min_common_peers")
         require_severity(self, "severity")
+        require_fraction(self, "rollout_share", "common_share")
+
+    def _activity(self, ctx: DetectionContext) -> PeerActivity:
+        return PeerActivity(ctx.shared, "endpoint")
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
-        baseline = ctx.baseline
-        if not baseline.mature or baseline.api_call_count < self.min_api_calls:
-            return []
+        self.pending_ = None
         if not (event.api_method or event.api_path):
             return []
+        baseline = ctx.baseline
         endpoint = normalize_endpoint(event.api_method, event.api_path)
-        if endpoint in baseline.endpoints:
+        entry = baseline.endpoints.entries.get(endpoint)
+        # Peers are told of the user's use at most about twice a day (their
+        # windows hold each user once for 30 days).
+        if entry is None or ctx.clock.ts - entry[2] >= 12 * 3600.0:
+            self.pending_ = event
+        if entry is not None or not baseline.endpoints.entries or baseline.days_covered < 2:
             return []
+        group = baseline.effective_peer_group or event.peer_group
+        usage = self._activity(ctx).usage(event.user_id, group, endpoint, ctx.clock.ts)
+        has_group = bool(group) and usage.group_size >= self.min_group_users
+        used_nearby = usage.peers if has_group else usage.population
+        mature = baseline.mature_for("api") and baseline.api_call_count >= self.min_api_calls
+        privileged = is_privileged(endpoint)
+        base = Severity.parse(self.severity)
+        if usage.org_change(self.min_adopters, self.rollout_share):
+            severity, note = base, f"rolled out: {usage.adopters} other users started using it this week"
+        elif used_nearby >= max(self.min_common_peers, self.common_share * (usage.group_size if has_group
+                                                                              else usage.population_size)):
+            severity, note = base, ("common in peer group" if has_group else "used by others") + \
+                f" ({used_nearby} users in 30 days)"
+        elif privileged and any(is_privileged(e) and entry[1] < ctx.clock.ts - _DAY
+                                for e, entry in baseline.endpoints.entries.items()):
+            # Only on a novel privileged call: someone who administered before today.
+            severity, note = base, "privileged and not common in peer group, but the user called privileged " \
+                                   "endpoints before today"
+        elif privileged:
+            severity = Severity.HIGH if not usage.population else Severity.MEDIUM
+            note = ("privileged, and no peer used it in 30 days" if not used_nearby else
+                    f"privileged, and only {used_nearby} peers used it in 30 days") + (
+                "" if usage.population else ", nor anyone else")
+        elif not usage.population:
+            # The first user of a rollout looks the same: LOW, stronger score.
+            severity, note = base, "no one in the organisation used it in 30 days"
+        else:
+            severity, note = base, f"no peer used it; {usage.population} other users did"
+        if not mature:
+            if usage.population or usage.peers:
+                return []
+            severity = Severity(max(int(Severity.LOW), int(severity) - 1))
+            note += (f"; user baseline not mature ({baseline.maturity_note()}), judged against "
+                     f"{'peer group ' + group if has_group else 'the population'}")
         known = len(baseline.endpoints)
         return [Finding(
-            score=math.log1p(baseline.api_call_count),
-            severity=Severity.parse(self.severity),
-            reason=(f"first call to {endpoint} after {baseline.api_call_count:,} calls "
-                    f"to {known} known endpoints"),
+            score=math.log1p(baseline.api_call_count) * (1 + int(severity) - int(Severity.LOW)
+                                                         + (0.5 if not used_nearby else 0.0)),
+            severity=severity,
+            reason=(f"first call to {endpoint} after {baseline.api_call_count:,} calls to {known} known endpoints; "
+                    f"{note}; {usage.describe('endpoint')}"),
             observed=endpoint,
             expected=f"one of {known} known endpoints",
-            features=(Feature("known_endpoints", float(known), 1.0),),
+            features=(Feature("known_endpoints", float(known), 1.0),
+                      Feature("peers_using", float(usage.peers), 0.0),
+                      Feature("population_using", float(usage.population), 0.0),
+                      Feature("privileged", 1.0 if privileged else 0.0, 0.0)),
             baseline_observations=baseline.api_call_count,
-            baseline_mature=True,
+            baseline_mature=mature,
         )]
+
+    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+        pending, self.pending_ = getattr(self, "pending_", None), None
+        if pending is not event:
+            return
+        endpoint = normalize_endpoint(event.api_method, event.api_path)
+        baseline = ctx.baseline
+        entry = baseline.endpoints.entries.get(endpoint)
+        ts = ctx.clock.ts
+        # Quarantined calls are not learned and do not count as adoption.
+        new_to_user = not ctx.quarantined and entry is not None and entry[0] == 1 and entry[1] == ts
+        self._activity(ctx).observe(event.user_id, baseline.effective_peer_group or event.peer_group, endpoint, ts,
+                                    new_to_user)
 
 
 class DataVolumeDetector(Detector):

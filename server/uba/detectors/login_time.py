@@ -1,10 +1,25 @@
-"""Unusual login time: how likely a login at this local hour is for the user.
+"""Unusual login time: how likely a login at this local hour of the week is
+for the user.
 
-The user's logins per local hour of the day are blended with the prior's
-distribution (peer group or population) as `prior_strength` pseudo-logins,
-so a new user is judged by the prior and an established user mostly by
-their own history; neighbouring hours share a quarter of their weight each,
-so 07:50 is not alarming for someone who usually starts at 08:00.
+Local time comes from the user's IANA zone (zoneinfo), so 08:00 stays 08:00
+across daylight-saving changes. Three distributions over the 168 hours of
+the week are blended:
+- the user's own logins at this hour of the week, with the neighbouring
+  hours sharing a quarter of their weight each (07:50 is not alarming for
+  someone who starts at 08:00);
+- the weekday/weekend fallback: the user's logins at this hour on any day
+  of the same kind (Monday-Friday, or Saturday-Sunday), spread over those
+  days, so a first Wednesday at 08:00 is as usual as the Tuesdays were,
+  while a first Saturday night is not;
+- the prior (peer group, else population) as `prior_strength`
+  pseudo-logins, so a new user is judged by their peers and an established
+  user mostly by their own history.
+A rare hour is MEDIUM only when the user seldom logs in within two hours
+of that time of day on any day (2% of their logins), and when the user's peers do not log in at that
+time of day either (the same local hour, give or take one, on weekdays or
+weekend days, in the last 30 days, from uba.domain.peers): a first on-call night of an operations
+engineer whose team covers nights is LOW, a finance user's first Saturday
+night is not.
 """
 
 from __future__ import annotations
@@ -13,16 +28,29 @@ import math
 
 from uba.detectors.base import DetectionContext, Detector, Finding, require_fraction, require_positive
 from uba.domain.anomalies import Feature, Severity
+from uba.domain.baselines import HOURS_PER_WEEK
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.peers import PeerActivity
 
-_UNIFORM = [1 / 24] * 24
+_UNIFORM_WEEK = [1 / HOURS_PER_WEEK] * HOURS_PER_WEEK
 # Share of the uniform distribution mixed into the prior, so no hour has
 # probability 0 (the score is -log p and must stay finite).
 _FLOOR_MIX = 0.01
+_WEEKDAYS = (0, 1, 2, 3, 4)
+_WEEKEND = (5, 6)
 
 
-def _smoothed(values: list, hour: int) -> float:
-    return 0.25 * values[(hour - 1) % 24] + 0.5 * values[hour] + 0.25 * values[(hour + 1) % 24]
+def _smoothed(values: list, index: int) -> float:
+    """Weight of one hour of the week with its neighbours (wrapping the week)."""
+    n = HOURS_PER_WEEK
+    return 0.25 * values[(index - 1) % n] + 0.5 * values[index] + 0.25 * values[(index + 1) % n]
+
+
+def _day_kind_share(counts: list, index: int) -> float:
+    """Logins at this hour (smoothed) on days of the same kind, per such day."""
+    hour = index % 24
+    days = _WEEKEND if index // 24 >= 5 else _WEEKDAYS
+    return sum(_smoothed(counts, d * 24 + hour) for d in days) / len(days)
 
 
 def usual_hours(probabilities: list[float], coverage: float) -> str:
@@ -44,46 +72,97 @@ def usual_hours(probabilities: list[float], coverage: float) -> str:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "1.0"
-    description = "Successful login at a local hour the user (or, while new, their peer group) rarely logs in."
+    version = "2.0"
+    description = ("Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the user "
+                   "(or, while new, their peer group) rarely logs in.")
     title = "Login at an unusual time"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
 
-    def __init__(self, min_probability: float = 0.01, prior_strength: float = 20.0,
-                 usual_hours_coverage: float = 0.9):
+    def __init__(self, min_probability: float = 0.0015, prior_strength: float = 20.0,
+                 usual_hours_coverage: float = 0.9, min_peers: int = 2, near_share: float = 0.02):
+        # Per hour of the week: a uniform user would have 1/168 (0.006).
         self.min_probability = min_probability
         self.prior_strength = prior_strength
         self.usual_hours_coverage = usual_hours_coverage
+        self.min_peers = min_peers
+        # Share of the user's logins within two hours of the time of day
+        # (any day) that keeps a rare hour of the week LOW.
+        self.near_share = near_share
 
     def check_params(self) -> None:
-        require_fraction(self, "min_probability", "usual_hours_coverage")
-        require_positive(self, "prior_strength")
+        require_fraction(self, "min_probability", "usual_hours_coverage", "near_share")
+        require_positive(self, "prior_strength", "min_peers")
 
-    def _probability(self, hour: int, counts: list[int], total: int, prior: list[float]) -> float:
+    @staticmethod
+    def _hour_kind(index: int) -> str:
+        """The value peers share: the local hour on a weekday or a weekend day."""
+        return f"{'we' if index // 24 >= 5 else 'wd'}{index % 24:02d}"
+
+    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+        if ctx.quarantined:
+            return
+        baseline = ctx.baseline
+        PeerActivity(ctx.shared, "hour").observe(event.user_id, baseline.effective_peer_group or event.peer_group,
+                                                 self._hour_kind(ctx.clock.hour_of_week), ctx.clock.ts, False)
+
+    def probability(self, index: int, counts: list[int], total: int, prior: list[float]) -> float:
+        """Probability of a login in hour of the week `index`."""
         strength = self.prior_strength
-        prior_p = (1 - _FLOOR_MIX) * _smoothed(prior, hour) + _FLOOR_MIX / 24
-        return (_smoothed(counts, hour) + strength * prior_p) / (total + strength)
+        prior_p = (1 - _FLOOR_MIX) * _smoothed(prior, index) + _FLOOR_MIX / HOURS_PER_WEEK
+        own = 0.5 * _smoothed(counts, index) + 0.5 * _day_kind_share(counts, index)
+        return (own + strength * prior_p) / (total + strength)
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         baseline = ctx.baseline
-        local = ctx.clock.local
-        hour = local.hour
-        counts = baseline.login_hour_of_day
+        clock = ctx.clock
+        index = clock.hour_of_week
+        counts = baseline.login_hour_of_week
         total = baseline.login_count
-        prior = ctx.prior.hour_of_day_share if ctx.prior is not None else _UNIFORM
-        p = self._probability(hour, counts, total, prior)
+        prior = ctx.prior.hour_of_week_share if ctx.prior is not None else _UNIFORM_WEEK
+        p = self.probability(index, counts, total, prior)
         if p >= self.min_probability:
             return []
-        mature = baseline.mature
+        mature = baseline.mature_for("logins")
         severity = Severity.MEDIUM if mature and p < self.min_probability / 10 else Severity.LOW
-        # The usual hours are shown unsmoothed: smoothing is for judging.
+        peer_note = ""
+        if severity >= Severity.MEDIUM:
+            # A rare day at a usual time of day (a weekday worker on a Sunday
+            # afternoon, an evening shift on call) is not what MEDIUM is for.
+            by_hour = baseline.login_hour_of_day
+            near = sum(by_hour[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2))
+            if near >= self.near_share * total:
+                severity = Severity.LOW
+                peer_note = f"; lowered: {near} earlier logins within two hours of this time of day"
+        if severity >= Severity.MEDIUM:
+            group = baseline.effective_peer_group or event.peer_group
+            activity = PeerActivity(ctx.shared, "hour")
+            # Peers' logins at this time of day, give or take an hour, on any
+            # kind of day (a team on call covers evenings, nights, weekends).
+            nearby = 0
+            kind_base = 5 * 24 if index // 24 >= 5 else 0
+            for cell in (index - 1, index, index + 1):
+                usage = activity.usage(event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts)
+                nearby += usage.peers if group else usage.population
+            if nearby >= self.min_peers:
+                severity = Severity.LOW
+                peer_note = (f"; lowered: {'peers in ' + group if group else 'other users'} logged in at this "
+                             f"time of day {nearby} times (user-hours) in the last 30 days")
+        local = clock.local
+        weekend = index // 24 >= 5
+        kind = "weekend" if weekend else "weekday"
+        days = _WEEKEND if weekend else _WEEKDAYS
+        # The usual hours of this kind of day, unsmoothed: smoothing is for judging.
         strength = self.prior_strength
-        expected = usual_hours([counts[h] + strength * prior[h] for h in range(24)], self.usual_hours_coverage)
-        observed = local.strftime("%H:%M")
-        in_hour = counts[hour]
-        basis = "" if mature else f" ({ctx.prior_label if ctx.prior is not None else 'no history yet'}; user baseline not mature)"
-        reason = (f"login at {observed} {ctx.clock.zone_name}; usual hours {expected}{basis}; "
-                  f"{in_hour} of {total} earlier logins in this hour")
+        by_hour = [sum(counts[d * 24 + h] + strength * prior[d * 24 + h] for d in days) for h in range(24)]
+        expected = f"{kind}s {usual_hours(by_hour, self.usual_hours_coverage)}"
+        observed = local.strftime("%a %H:%M")
+        same_kind = sum(counts[d * 24 + local.hour] for d in days)
+        kind_total = sum(sum(counts[d * 24:(d + 1) * 24]) for d in days)
+        basis = "" if mature else (
+            f" (user baseline not mature: {baseline.maturity_note()}; judged mostly against "
+            f"{ctx.prior_label if ctx.prior is not None else 'a uniform week, no prior yet'})")
+        reason = (f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} earlier "
+                  f"{kind} logins at this hour, {counts[index]} on this day of the week{basis}{peer_note}")
         return [Finding(
             score=-math.log(p),
             severity=severity,
@@ -91,9 +170,10 @@ class LoginTimeDetector(Detector):
             observed=observed,
             expected=expected,
             features=(
-                Feature("login_hour", hour + local.minute / 60, 1.0),
-                Feature("hour_probability", p, 0.0),
-                Feature("hour_of_week_logins", float(baseline.login_hour_of_week[ctx.clock.hour_of_week]), 0.0),
+                Feature("login_hour", local.hour + local.minute / 60, 1.0),
+                Feature("hour_of_week_probability", p, 0.0),
+                Feature("hour_of_week_logins", float(counts[index]), 0.0),
+                Feature("weekend", 1.0 if weekend else 0.0, 0.0),
             ),
             baseline_observations=total,
             baseline_mature=mature,

@@ -1,92 +1,240 @@
-"""First login from a new country, device or source address, for users
-whose baseline is mature (before that, everything is new)."""
+"""First sight of a country, device or network for a user, on every event
+that carries the field (not only logins).
+
+Addresses are judged by network (the /24 of IPv4, the /48 of IPv6): a new
+address in a known network is not new. Each value is also looked up among
+the user's peers and the population (uba.domain.peers):
+- while the user's baseline is immature, a value someone else in the
+  organisation used in the last 30 days is not reported, and one nobody
+  used is reported LOW, saying the baseline is not mature (never silent
+  once the user has a day of history; the very first event has nothing to
+  be compared with);
+- when many users adopted the same value within a week (a VPN change, a
+  laptop refresh, an office move), it is an organisation-wide change, not
+  an individual anomaly: networks and devices are then not reported, a
+  country is lowered to LOW, each with the reason;
+- a new country reached at a feasible speed from the last login on a known
+  device (plausible travel) is lowered to LOW; one that peers also use is
+  lowered to LOW; one nobody else uses keeps its severity.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import ClassVar
 
-from uba.detectors.base import DetectionContext, Detector, Finding, require_severity
+from uba.detectors.base import DetectionContext, Detector, Finding, fmt_duration, require_fraction, \
+    require_positive, require_severity
+from uba.detectors.travel import haversine_km
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import KnownValues
+from uba.domain.baselines import KnownValues, UserBaseline, network_of
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.peers import PeerActivity, Usage
+
+
+def device_kind(event: ActivityEvent) -> str:
+    """What kind of device an event comes from, for recognising a fleet
+    refresh: the user agent without version numbers, else "device"."""
+    agent = event.user_agent
+    if not agent:
+        return "device"
+    return "".join(c for c in agent[:80] if not c.isdigit())
 
 
 class _FirstSeenDetector(Detector):
     """Shared logic: the event's value is absent from a map of known values."""
 
-    event_types = frozenset({ActivityType.LOGIN_SUCCESS})
-    # The event attribute, the baseline map, and what to call it in reasons.
-    event_field: ClassVar[str]
+    event_types = None  # any event carrying the field
+    # The baseline map, the peer-activity kind and what to call it in reasons.
     baseline_field: ClassVar[str]
+    kind: ClassVar[str]
     noun: ClassVar[str]
 
-    def __init__(self, severity: str = "low"):
+    def __init__(self, severity: str = "low", min_adopters: int = 3, org_change_share: float = 0.2):
         self.severity = severity
+        self.min_adopters = min_adopters
+        self.org_change_share = org_change_share
 
     def check_params(self) -> None:
         require_severity(self, "severity")
+        require_positive(self, "min_adopters")
+        require_fraction(self, "org_change_share")
+
+    # -- per kind ---------------------------------------------------------------
+
+    def value_of(self, event: ActivityEvent) -> str:
+        raise NotImplementedError
+
+    def shared_value(self, event: ActivityEvent, value: str) -> str:
+        """The value as peers share it (a device id is the user's own: its kind is shared)."""
+        return value
+
+    def judge(self, event: ActivityEvent, ctx: DetectionContext, value: str, usage: Usage,
+              severity: Severity) -> tuple[Severity | None, str]:
+        """The severity (None: do not report) and a note for the reason."""
+        if usage.org_change(self.min_adopters, self.org_change_share):
+            return None, ""
+        return severity, ""
+
+    # -- the shared logic ---------------------------------------------------------
+
+    def _activity(self, ctx: DetectionContext) -> PeerActivity:
+        return PeerActivity(ctx.shared, self.kind)
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
-        baseline = ctx.baseline
-        if not baseline.mature:
+        value = self.value_of(event)
+        if not value:
+            self.pending_ = None
             return []
-        value = getattr(event, self.event_field)
+        baseline = ctx.baseline
         known: KnownValues = getattr(baseline, self.baseline_field)
+        entry = known.entries.get(value)
+        # Peers are told of the user's use at most about twice a day: their
+        # windows hold each user once for 30 days, so more would be wasted.
+        self.pending_ = None if entry is not None and ctx.clock.ts - entry[2] < _OBSERVE_EVERY else event
         # An empty map means events never carried the field: nothing to compare.
-        if not value or not len(known) or value in known:
+        if entry is not None or not known.entries or baseline.days_covered < 2:
+            return []
+        usage = self._activity(ctx).usage(event.user_id, baseline.effective_peer_group or event.peer_group,
+                                          self.shared_value(event, value), ctx.clock.ts)
+        mature = baseline.mature_for("places")
+        if mature:
+            severity, note = self.judge(event, ctx, value, usage, Severity.parse(self.severity))
+        elif usage.population or usage.peers:
+            return []  # someone else here uses it: nothing to say about a user still being learned
+        else:
+            severity, note = Severity.LOW, (f"user baseline not mature ({baseline.maturity_note()}); "
+                                            f"judged against the organisation: no one else used it in 30 days")
+        if severity is None:
             return []
         top = known.most_common(3)
         listed = ", ".join(f"{v} ({n})" for v, n in top)
         more = f" and {len(known) - len(top)} more" if len(known) > len(top) else ""
-        where = f" ({event.city}, {event.country_code})" if self.event_field != "country_code" and event.city else ""
+        where = f" ({event.city}, {event.country_code})" if self.kind != "country" and event.city else ""
+        seen = baseline.observation_count
         return [Finding(
-            score=math.log1p(baseline.login_count),
-            severity=Severity.parse(self.severity),
-            reason=(f"first login from new {self.noun} {value}{where} after {baseline.login_count} logins; "
-                    f"known: {listed}{more}"),
+            score=math.log1p(seen) * (2.0 if severity >= Severity.MEDIUM else 1.0),
+            severity=severity,
+            reason=(f"first {_LABELS.get(event.type, event.type.value.replace('_', ' '))} from new {self.noun} {value}{where} after {seen:,} events; "
+                    f"known: {listed}{more}; {usage.describe(self.noun)}" + (f"; {note}" if note else "")),
             observed=value,
             expected=", ".join(v for v, _ in top) + more,
-            features=(Feature(f"known_{self.baseline_field}", float(len(known)), 1.0),),
-            baseline_observations=baseline.login_count,
-            baseline_mature=True,
+            features=(Feature(f"known_{self.baseline_field}", float(len(known)), 1.0),
+                      Feature("peers_using", float(usage.peers), 0.0),
+                      Feature("population_using", float(usage.population), 0.0)),
+            baseline_observations=seen,
+            baseline_mature=mature,
         )]
+
+    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+        pending, self.pending_ = getattr(self, "pending_", None), None
+        if pending is not event:
+            return
+        value = self.value_of(event)
+        baseline = ctx.baseline
+        # After learning: a value learned for the first time has count 1.
+        # Quarantined events are not learned and do not count as adoption.
+        new_to_user = not ctx.quarantined and _first_use(getattr(baseline, self.baseline_field), value,
+                                                         ctx.clock.ts)
+        self._activity(ctx).observe(event.user_id, baseline.effective_peer_group or event.peer_group,
+                                    self.shared_value(event, value), ctx.clock.ts, new_to_user)
+
+
+_OBSERVE_EVERY = 12 * 3600.0
+_LABELS = {ActivityType.LOGIN_SUCCESS: "login", ActivityType.API_CALL: "API call"}
+
+
+def _first_use(known: KnownValues, value: str, ts: float) -> bool:
+    entry = known.entries.get(value)
+    return entry is not None and entry[0] == 1 and entry[1] == ts
 
 
 class NewCountryDetector(_FirstSeenDetector):
     name = "new_country"
-    version = "1.0"
-    description = "Successful login from a country the user (with a mature baseline) has never logged in from."
-    title = "Login from a new country"
-    event_field = "country_code"
+    version = "2.0"
+    description = ("Event from a country the user has never been seen in (any event type); lowered for plausible "
+                   "travel, countries peers use, and organisation-wide changes.")
+    title = "Activity from a new country"
     baseline_field = "countries"
+    kind = "country"
     noun = "country"
 
-    def __init__(self, severity: str = "medium"):
+    def __init__(self, severity: str = "medium", min_adopters: int = 3, org_change_share: float = 0.2,
+                 max_travel_speed_kmh: float = 900.0, min_peers: int = 2):
         self.severity = severity
+        self.min_adopters = min_adopters
+        self.org_change_share = org_change_share
+        self.max_travel_speed_kmh = max_travel_speed_kmh
+        self.min_peers = min_peers
+
+    def check_params(self) -> None:
+        super().check_params()
+        require_positive(self, "max_travel_speed_kmh", "min_peers")
+
+    def value_of(self, event: ActivityEvent) -> str:
+        return event.country_code
+
+    def judge(self, event, ctx, value, usage, severity):
+        if severity <= Severity.LOW:
+            return severity, ""
+        if usage.org_change(self.min_adopters, self.org_change_share):
+            return Severity.LOW, (f"lowered: {usage.adopters} other users started appearing from {value} this "
+                                  f"week (organisation-wide change)")
+        travel = plausible_travel(event, ctx.baseline, ctx.clock.ts, self.max_travel_speed_kmh)
+        if travel:
+            return Severity.LOW, f"lowered: plausible travel ({travel})"
+        if usage.peers >= self.min_peers:
+            return Severity.LOW, f"lowered: {usage.peers} peers work from {value}"
+        return severity, ""
+
+
+def plausible_travel(event: ActivityEvent, baseline: UserBaseline, ts: float, max_speed_kmh: float) -> str:
+    """A description when the user could have travelled here from the last
+    login on a device they know, else ""."""
+    last = baseline.last_login
+    if last is None or not event.device_id or event.device_id not in baseline.devices:
+        return ""
+    interval = ts - last.ts
+    if interval <= 0:
+        return ""
+    if None in (event.latitude, event.longitude, last.latitude, last.longitude):
+        # No coordinates: a known device and time enough for a flight.
+        return f"known device {event.device_id}, {fmt_duration(interval)} after the last login" \
+            if interval >= 6 * 3600 else ""
+    distance = haversine_km(last.latitude, last.longitude, event.latitude, event.longitude)  # type: ignore[arg-type]
+    speed = distance / (interval / 3600)
+    if speed > max_speed_kmh:
+        return ""
+    return (f"{distance:,.0f} km from {last.place} in {fmt_duration(interval)} ({speed:,.0f} km/h) "
+            f"on known device {event.device_id}")
 
 
 class NewDeviceDetector(_FirstSeenDetector):
     name = "new_device"
-    version = "1.0"
-    description = "Successful login from a device id the user (with a mature baseline) has never used."
-    title = "Login from a new device"
-    event_field = "device_id"
+    version = "2.0"
+    description = ("Event from a device id the user has never used (any event type); not reported during a fleet "
+                   "refresh (many users on new devices of the same kind within a week).")
+    title = "Activity from a new device"
     baseline_field = "devices"
+    kind = "device"
     noun = "device"
 
-    def __init__(self, severity: str = "low"):
-        self.severity = severity
+    def value_of(self, event: ActivityEvent) -> str:
+        return event.device_id
+
+    def shared_value(self, event: ActivityEvent, value: str) -> str:
+        return device_kind(event)
 
 
 class NewIpDetector(_FirstSeenDetector):
     name = "new_ip"
-    version = "1.0"
-    description = "Successful login from a source address the user (with a mature baseline) has never used."
-    title = "Login from a new address"
-    event_field = "source_ip"
-    baseline_field = "source_ips"
-    noun = "address"
+    version = "2.0"
+    description = ("Event from a network (/24 IPv4, /48 IPv6) the user has never used (any event type); not "
+                   "reported when many users moved to it within a week (a VPN or office change).")
+    title = "Activity from a new network"
+    baseline_field = "networks"
+    kind = "network"
+    noun = "network"
 
-    def __init__(self, severity: str = "low"):
-        self.severity = severity
+    def value_of(self, event: ActivityEvent) -> str:
+        return network_of(event.source_ip) if event.source_ip else ""

@@ -55,6 +55,9 @@ BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
     "new_ip": "uba.detectors.novelty:NewIpDetector",
     "impossible_travel": "uba.detectors.travel:ImpossibleTravelDetector",
     "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
+    "session_hijack": "uba.detectors.session_hijack:SessionHijackDetector",
+    "session_risk": "uba.detectors.session_risk:SessionRiskDetector",
+    "dormant_account": "uba.detectors.session_risk:DormantAccountDetector",
 })
 
 # Enhanced detectors (the `ml` extra: numpy, scipy, scikit-learn), registered

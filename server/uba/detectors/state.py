@@ -77,6 +77,11 @@ class KeyedWindows:
         window = self._current(key, now_ts)
         return bool(window) and value in window.values  # type: ignore[union-attr]
 
+    def latest(self, key: str, now_ts: float) -> tuple[float, str] | None:
+        """The newest (time, value) of `key` within the window, or None."""
+        window = self._current(key, now_ts)
+        return window.events[-1] if window else None
+
     def add(self, key: str, ts: float, value: str = "") -> None:
         windows = self._windows
         window = windows.pop(key, None)

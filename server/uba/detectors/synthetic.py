@@ -236,6 +236,26 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
                              "window_seconds": 300, "group_by": "user_id", "severity": "high"}]}
         normal = [alice.event(failure, at(day, 9, 0)), alice.event(failure, at(day, 9, 1))]
         anomalous = [alice.event(failure, at(day, 9, 0) + timedelta(seconds=10 * i)) for i in range(8)]
+    elif name == "session_hijack":
+        start = at(day, 10, 0)
+        normal = [alice.event(login, start, session_id="live-1"),
+                  alice.api_call(start + timedelta(minutes=5), rng, session_id="live-1", source_ip="198.51.100.99")]
+        anomalous = [alice.event(login, start, session_id="live-1"),
+                     alice.api_call(start + timedelta(minutes=5), rng, session_id="live-1", source_ip="203.0.113.80",
+                                    country_code="RO", device_id="unknown-7731", user_agent="curl/8.1")]
+    elif name == "session_risk":
+        start = at(day, 10, 0)
+        normal = [alice.event(login, start)] + [alice.api_call(start + timedelta(minutes=i), rng) for i in range(3)]
+        stranger = dict(source_ip="203.0.113.80", device_id="unknown-7731")
+        anomalous = [alice.event(login, start, **stranger)] + [
+            alice.api_call(start + timedelta(minutes=i), rng, api_method="GET", api_path=f"/v1/exports/{i}",
+                           **stranger) for i in range(3)]
+    elif name == "dormant_account":
+        later = day + timedelta(days=21)
+        normal = [alice.event(login, at(day, 10, 0)), alice.api_call(at(day, 10, 5), rng)]
+        anomalous = [alice.event(login, at(later, 10, 0), device_id="unknown-7731"),
+                     alice.api_call(at(later, 10, 5), rng, api_method="GET", api_path="/admin/users",
+                                    device_id="unknown-7731")]
     else:
         raise KeyError(f"no built-in scenario for detector {name!r}")
     return Scenario(history, normal, anomalous, params)

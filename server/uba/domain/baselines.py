@@ -15,7 +15,9 @@ are UTC clock hours (true 60-minute windows, also across DST changes).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -24,7 +26,9 @@ from zoneinfo import ZoneInfo
 from uba.domain.events import ActivityEvent, ActivityType
 
 # Bump when the JSON layout changes; `from_dict` migrates older versions.
-SCHEMA_VERSION = 1
+# 2: networks, countries from every event, gaps between active days,
+#    session lengths by part of the day, the peer group learned from endpoints.
+SCHEMA_VERSION = 2
 HOURS_PER_WEEK = 168
 # Bounds on the maps of known values; the least recently seen entry goes.
 KNOWN_VALUES_CAP = 200
@@ -40,10 +44,28 @@ _API_CALL = ActivityType.API_CALL
 @dataclass(frozen=True, slots=True)
 class MaturityPolicy:
     """When a baseline has enough history to judge its user on its own;
-    before that detectors use the peer-group or population prior."""
+    before that detectors use the peer-group or population prior.
+
+    Judged from what was seen, not from a count of logins alone. The whole
+    baseline (`mature`, which also decides which users train the models and
+    join the priors) is mature after `min_days` active days with
+    `min_logins` logins, or after `evidence_days` active days with
+    `min_events` events of any kind (a user who logs in once a day and
+    resumes sessions after lunch), or after `max_days` active days whatever
+    the counts. Each kind of evidence also has its own, lower bar
+    (`mature_for`): after `kind_days` active days a user with five logins
+    is judged on their hours, one with 50 API calls on their endpoints."""
 
     min_logins: int = 30
+    # Distinct local days with activity.
     min_days: int = 7
+    evidence_days: int = 10
+    min_events: int = 200
+    max_days: int = 15
+    kind_days: int = 5
+    min_kind_logins: int = 5
+    min_api_calls: int = 50
+    min_sessions: int = 5
 
 
 DEFAULT_MATURITY = MaturityPolicy()
@@ -185,6 +207,16 @@ class KnownValues:
 
     def touch(self, value: str, ts: float) -> None:
         entries = self.entries
+        # Most events repeat the value seen last (the same address, device,
+        # country): it is already the most recent entry, no re-insertion.
+        if entries and next(reversed(entries)) == value:
+            entry = entries[value]
+            entry[0] += 1
+            if ts > entry[2]:
+                entry[2] = ts
+            elif ts < entry[1]:
+                entry[1] = ts
+            return
         entry = entries.pop(value, None)
         if entry is None:
             if len(entries) >= self.cap:
@@ -290,6 +322,94 @@ def _looks_like_id(segment: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=16384)  # asked on every event that carries an address; addresses repeat
+def network_of(address: str) -> str:
+    """The network an address belongs to, at the granularity novelty is
+    judged at: the /24 of an IPv4 address, the /48 of an IPv6 one. A new
+    address in a known network (DHCP, a mobile carrier's pool) is not new."""
+    if not address:
+        return ""
+    if ":" not in address:
+        head, sep, _ = address.rpartition(".")
+        return f"{head}.0/24" if sep and head.count(".") == 2 else address
+    try:
+        net = ipaddress.IPv6Network(f"{address.split('%', 1)[0]}/48", strict=False)
+    except ValueError:
+        return address
+    mapped = ipaddress.IPv6Address(address.split('%', 1)[0]).ipv4_mapped
+    return network_of(str(mapped)) if mapped is not None else str(net)
+
+
+def wide_network_of(address: str) -> str:
+    """The /16 of an IPv4 address (the /32 of an IPv6 one): changes within it
+    are a provider moving a client between its pools, not a new place."""
+    if not address:
+        return ""
+    if ":" not in address:
+        parts = address.split(".")
+        return f"{parts[0]}.{parts[1]}.0.0/16" if len(parts) == 4 else address
+    try:
+        return str(ipaddress.IPv6Network(f"{address.split('%', 1)[0]}/32", strict=False))
+    except ValueError:
+        return address
+
+
+# Parts of the local day sessions are grouped by: night 00-06, morning 06-12,
+# afternoon 12-18, evening 18-24.
+DAY_PARTS = ("night", "morning", "afternoon", "evening")
+
+
+def day_part(hour: int) -> int:
+    return hour // 6
+
+
+# Endpoints whose first use matters more: administration and privileges.
+PRIVILEGED_MARKERS = ("/admin", "/internal", "/sudo", "/root", "/iam", "/permissions", "/roles", "/users/{id}/roles",
+                      "/keys", "/secrets", "/billing/admin")
+
+
+@functools.lru_cache(maxsize=8192)
+def is_privileged(endpoint: str) -> bool:
+    """Whether a normalised endpoint is administrative (/admin/..., roles,
+    keys, secrets)."""
+    path = endpoint.partition(" ")[2] if " " in endpoint else endpoint
+    path = path.lower()
+    return any(path.startswith(m) or f"{m}/" in path or path.endswith(m) for m in PRIVILEGED_MARKERS)
+
+
+def endpoint_area(endpoint: str) -> str:
+    """The area of a normalised endpoint, for grouping users by what they
+    use: the method-less path up to its second segment (/v1/orders)."""
+    path = endpoint.partition(" ")[2] if " " in endpoint else endpoint
+    segments = [p for p in path.split("/") if p and p != "{id}"]
+    return "/" + "/".join(segments[:2])
+
+
+def learned_group_of(endpoints: "KnownValues", min_share: float = 0.1) -> str:
+    """A peer group learned from behaviour, for users whose events carry none:
+    users are clustered by their normalised endpoint sets, reduced to the
+    API areas (see `endpoint_area`) that carry at least `min_share` of their
+    calls. Users with the same set of main areas share a group (named by a
+    checksum of the set); rarely used corners do not split a team. Empty
+    without endpoints."""
+    weights: dict[str, int] = {}
+    total = 0
+    for endpoint, entry in endpoints.entries.items():
+        area = endpoint_area(endpoint)
+        weights[area] = weights.get(area, 0) + entry[0]
+        total += entry[0]
+    if not total:
+        return ""
+    main = sorted(a for a, w in weights.items() if w >= min_share * total)
+    return f"learned-{zlib.crc32(chr(31).join(main).encode()):08x}"
+
+
+def session_start_part(clock: EventClock, seconds: float) -> int:
+    """The part of the local day a session ending at `clock` began in."""
+    start = clock.local.hour * 3600 + clock.local.minute * 60 - seconds
+    return day_part(int(start // 3600) % 24)
+
+
 # -- the baseline --------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -317,6 +437,18 @@ class UserBaseline:
     cities: KnownValues = field(default_factory=KnownValues)
     source_ips: KnownValues = field(default_factory=KnownValues)
     devices: KnownValues = field(default_factory=KnownValues)
+    # Networks (/24, /48) of every event with an address.
+    networks: KnownValues = field(default_factory=KnownValues)
+    # Days between consecutive active local days (1 = the next day).
+    active_day_gaps: RunningStats = field(default_factory=RunningStats)
+    # The gap before the latest active day (0 before the second one).
+    last_gap_days: int = 0
+    # log session seconds per part of the local day the session started in.
+    log_session_seconds_by_part: list[RunningStats] = field(
+        default_factory=lambda: [RunningStats() for _ in DAY_PARTS])
+    # The peer group learned from the user's endpoints (see learned_group_of),
+    # refreshed once a day; used when events carry no peer_group.
+    learned_peer_group: str = ""
     last_login: LastLogin | None = None
     # Latest local day with a learned event, to count days_covered.
     last_learned_day: int | None = None
@@ -341,7 +473,38 @@ class UserBaseline:
 
     @property
     def mature(self) -> bool:
-        return self.login_count >= self.maturity.min_logins and self.days_covered >= self.maturity.min_days
+        policy, days = self.maturity, self.days_covered
+        return days >= policy.min_days and (
+            self.login_count >= policy.min_logins
+            or (days >= policy.evidence_days and self.observation_count >= policy.min_events)
+            or days >= policy.max_days)
+
+    def mature_for(self, kind: str) -> bool:
+        """Whether the baseline knows enough of one kind of evidence:
+        "logins", "api" (endpoints), "sessions", "places" (addresses,
+        devices, countries: any event carrying them counts), "any"."""
+        policy = self.maturity
+        if self.days_covered < policy.kind_days:
+            return False
+        if kind == "logins":
+            return self.login_count >= policy.min_kind_logins
+        if kind == "api":
+            return self.api_call_count >= policy.min_api_calls
+        if kind == "sessions":
+            return self.log_session_seconds.count >= policy.min_sessions
+        if kind == "places":
+            return self.observation_count >= policy.min_kind_logins
+        return self.mature
+
+    def maturity_note(self) -> str:
+        """How far the baseline is, for reasons: "3 of 5 active days, 2 of 5 logins"."""
+        policy = self.maturity
+        return (f"{self.days_covered} of {policy.kind_days} active days, {self.login_count} of "
+                f"{policy.min_kind_logins} logins, {self.api_call_count} of {policy.min_api_calls} API calls")
+
+    @property
+    def effective_peer_group(self) -> str:
+        return self.peer_group or self.learned_peer_group
 
     @property
     def api_error_share(self) -> float:
@@ -389,6 +552,11 @@ class UserBaseline:
         if self.last_seen_ts is None or ts > self.last_seen_ts:
             self.last_seen_ts = ts
         if self.last_learned_day is None or c.day_key > self.last_learned_day:
+            if self.last_learned_day is not None:
+                self.last_gap_days = c.day_key - self.last_learned_day
+                self.active_day_gaps.add(self.last_gap_days)
+                if self.endpoints.entries:
+                    self.learned_peer_group = learned_group_of(self.endpoints)
             self.days_covered += 1
             self.last_learned_day = c.day_key
         if event.timezone and event.timezone != self.timezone and _zone(event.timezone) is not None:
@@ -397,8 +565,11 @@ class UserBaseline:
             self.peer_group = event.peer_group
         if event.source_ip:
             self.source_ips.touch(event.source_ip, ts)
+            self.networks.touch(network_of(event.source_ip), ts)
         if event.device_id:
             self.devices.touch(event.device_id, ts)
+        if event.country_code:
+            self.countries.touch(event.country_code, ts)
         kind = event.type
         if kind is _LOGIN_SUCCESS:
             self.login_hour_of_week[c.hour_of_week] += 1
@@ -406,8 +577,6 @@ class UserBaseline:
             self.login_count += 1
             if day_open:
                 self.day.logins += 1
-            if event.country_code:
-                self.countries.touch(event.country_code, ts)
             if event.city:
                 self.cities.touch(event.city, ts)
             if self.last_login is None or ts >= self.last_login.ts:
@@ -429,7 +598,9 @@ class UserBaseline:
                 if event.status_code >= 400:
                     self.hour.api_errors += 1
         elif kind is _LOGOUT and event.session_duration is not None:
-            self.log_session_seconds.add(math.log(max(event.session_duration.total_seconds(), 1.0)))
+            seconds = max(event.session_duration.total_seconds(), 1.0)
+            self.log_session_seconds.add(math.log(seconds))
+            self.log_session_seconds_by_part[session_start_part(c, seconds)].add(math.log(seconds))
         if event.bytes_transferred > 0 and hour_open:
             self.hour.bytes += event.bytes_transferred
 
@@ -507,6 +678,11 @@ class UserBaseline:
             "cities": self.cities.to_dict(),
             "source_ips": self.source_ips.to_dict(),
             "devices": self.devices.to_dict(),
+            "networks": self.networks.to_dict(),
+            "active_day_gaps": self.active_day_gaps.to_list(),
+            "last_gap_days": self.last_gap_days,
+            "log_session_seconds_by_part": [r.to_list() for r in self.log_session_seconds_by_part],
+            "learned_peer_group": self.learned_peer_group,
             "last_login": None if last is None else [
                 last.ts, last.source_ip, last.country_code, last.city, last.latitude, last.longitude,
                 last.event_id],
@@ -519,9 +695,10 @@ class UserBaseline:
     @classmethod
     def from_dict(cls, data: dict[str, Any], maturity: MaturityPolicy = DEFAULT_MATURITY) -> "UserBaseline":
         schema = data.get("schema")
-        if schema != SCHEMA_VERSION:
-            # Only one version exists so far; later versions migrate here.
-            raise ValueError(f"unsupported baseline schema {schema!r} (this server reads {SCHEMA_VERSION})")
+        if schema not in (1, SCHEMA_VERSION):
+            raise ValueError(f"unsupported baseline schema {schema!r} (this server reads 1 to {SCHEMA_VERSION})")
+        if schema == 1:
+            data = _migrate_v1(data)
         last = data.get("last_login")
         day = data["day"]
         hour = data["hour"]
@@ -546,12 +723,38 @@ class UserBaseline:
             cities=KnownValues.from_dict(data["cities"], KNOWN_VALUES_CAP),
             source_ips=KnownValues.from_dict(data["source_ips"], KNOWN_VALUES_CAP),
             devices=KnownValues.from_dict(data["devices"], KNOWN_VALUES_CAP),
+            networks=KnownValues.from_dict(data["networks"], KNOWN_VALUES_CAP),
+            active_day_gaps=RunningStats.from_list(data["active_day_gaps"]),
+            last_gap_days=int(data.get("last_gap_days", 0)),
+            log_session_seconds_by_part=[RunningStats.from_list(v) for v in data["log_session_seconds_by_part"]],
+            learned_peer_group=data.get("learned_peer_group", ""),
             last_login=None if last is None else LastLogin(*last),
             last_learned_day=data.get("last_learned_day"),
             day=DayBucket(day[0], int(day[1]), bool(day[2])),
             hour=HourBucket(hour[0], int(hour[1]), int(hour[2]), int(hour[3]), int(hour[4]), bool(hour[5])),
             maturity=maturity,
         )
+
+
+def _migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 baseline in the schema-2 layout: networks from the known
+    addresses; gaps, session parts and the learned group start empty (they
+    fill in as events arrive)."""
+    networks: dict[str, list] = {}
+    for address, (count, first, last) in data["source_ips"].items():
+        entry = networks.get(network_of(address))
+        if entry is None:
+            networks[network_of(address)] = [count, first, last]
+        else:
+            entry[0] += count
+            entry[1] = min(entry[1], first)
+            entry[2] = max(entry[2], last)
+    # Least recently seen first, as KnownValues keeps them.
+    ordered = dict(sorted(networks.items(), key=lambda kv: kv[1][2]))
+    return {**data, "schema": SCHEMA_VERSION, "networks": ordered,
+            "active_day_gaps": RunningStats().to_list(),
+            "log_session_seconds_by_part": [RunningStats().to_list() for _ in DAY_PARTS],
+            "learned_peer_group": ""}
 
 
 # -- priors ------------------------------------------------------------------------
@@ -585,6 +788,8 @@ class Prior:
     # Derived, not serialised: login_hour_of_week folded to 24 hours, as a
     # probability distribution (uniform while empty).
     hour_of_day_share: list[float] = field(default_factory=list, compare=False, repr=False)
+    # login_hour_of_week as a probability distribution (uniform while empty).
+    hour_of_week_share: list[float] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._fold()
@@ -595,6 +800,8 @@ class Prior:
             by_hour[index % 24] += weight
         total = sum(by_hour)
         self.hour_of_day_share = [w / total for w in by_hour] if total > 0 else [1 / 24] * 24
+        self.hour_of_week_share = ([w / total for w in self.login_hour_of_week] if total > 0
+                                   else [1 / HOURS_PER_WEEK] * HOURS_PER_WEEK)
 
     @property
     def api_error_share(self) -> float:
@@ -691,7 +898,8 @@ class PriorBaselines:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PriorBaselines":
-        if data.get("schema") != SCHEMA_VERSION:
+        # The prior's layout is the same in schemas 1 and 2.
+        if data.get("schema") not in (1, SCHEMA_VERSION):
             raise ValueError(f"unsupported prior schema {data.get('schema')!r}")
         return cls(
             population=Prior.from_dict(data["population"]),

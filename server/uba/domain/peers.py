@@ -1,0 +1,102 @@
+"""Peer analytics: who else uses a value (an endpoint, a network, a country,
+a kind of device), in the user's peer group and in the whole population.
+
+"First use by this user, and none of their peers used it in 30 days" is a
+much stronger signal than "first use by this user, common in their team";
+and when a large share of a group adopts the same new value within days (a
+rollout, a VPN change, a laptop refresh), that is a change of the
+organisation, not of one user.
+
+Peer groups come from the events' `peer_group` when callers send it, else
+from behaviour: `UserBaseline.learned_peer_group`, users clustered by the
+set of API areas that carry most of their calls (users with the same main
+areas share it; see `uba.domain.baselines.learned_group_of`). A user whose group changes is
+simply counted in the new group from then on.
+
+Everything lives in windows of the shared detector state (so it is bounded,
+checkpointed and survives restarts), and every question is a dict look-up:
+- `peers.KIND`: key "group, value", entries the users who used it in the
+  last `window_days` (each user is added when not already in the window, so
+  a window holds at most one entry per user);
+- `adopted.KIND`: key "value", the users for whom it was new in the last
+  `shift_days` (first use by them);
+- `members`: key group (and "*" for everyone), the users active in the last
+  `window_days`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from uba.detectors.state import KeyedWindows, SharedState
+
+_DAY = 86400.0
+_SEP = "\x1f"
+ALL = "*"
+MAX_KEYS = 200_000
+# Per key at most this many users are kept; beyond it counts saturate,
+# which only matters for values used by more users than that.
+MAX_USERS_PER_KEY = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Who else uses a value, for one user's event."""
+
+    peers: int  # users of the peer group who used it in the window (the user excluded)
+    population: int  # users of anyone who used it in the window (the user excluded)
+    group: str
+    group_size: int  # active members of the group in the window
+    population_size: int
+    adopters: int  # users for whom it was new in the shift window (the user excluded)
+
+    def org_change(self, min_adopters: int, min_share: float) -> bool:
+        """Whether many users adopted the value together: at least
+        `min_adopters`, and at least `min_share` of the group (or of everyone
+        when the user has no group)."""
+        size = self.group_size if self.group else self.population_size
+        return self.adopters >= min_adopters and self.adopters >= min_share * max(size, 1)
+
+    def describe(self, noun: str) -> str:
+        who = f"peer group {self.group}" if self.group else "the population"
+        return (f"{noun} used by {self.peers} of {self.group_size} in {who} and {self.population} of "
+                f"{self.population_size} users in 30 days")
+
+
+class PeerActivity:
+    """The windows of one kind of value (endpoint, network, country, device kind)."""
+
+    __slots__ = ("peers", "adopted", "members")
+
+    def __init__(self, shared: SharedState, kind: str, window_days: float = 30.0, shift_days: float = 7.0):
+        self.peers: KeyedWindows = shared.windows(f"peers.{kind}", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY)
+        self.adopted: KeyedWindows = shared.windows(f"adopted.{kind}", shift_days * _DAY, MAX_KEYS,
+                                                    MAX_USERS_PER_KEY)
+        self.members: KeyedWindows = shared.windows("peers.members", window_days * _DAY, MAX_KEYS,
+                                                    MAX_USERS_PER_KEY)
+
+    def usage(self, user_id: str, group: str, value: str, ts: float) -> Usage:
+        peers = self.peers
+        used_by_peers = peers.distinct(f"{group}{_SEP}{value}", ts) if group else 0
+        if group and peers.has_value(f"{group}{_SEP}{value}", user_id, ts):
+            used_by_peers -= 1
+        everyone = peers.distinct(f"{ALL}{_SEP}{value}", ts)
+        if peers.has_value(f"{ALL}{_SEP}{value}", user_id, ts):
+            everyone -= 1
+        adopters = self.adopted.distinct(value, ts)
+        if self.adopted.has_value(value, user_id, ts):
+            adopters -= 1
+        return Usage(used_by_peers, everyone, group, self.members.distinct(group, ts) if group else 0,
+                     self.members.distinct(ALL, ts), adopters)
+
+    def observe(self, user_id: str, group: str, value: str, ts: float, new_to_user: bool) -> None:
+        """Counts the user's use of `value` (at most once per window)."""
+        for key in ((f"{group}{_SEP}{value}", f"{ALL}{_SEP}{value}") if group else (f"{ALL}{_SEP}{value}",)):
+            if not self.peers.has_value(key, user_id, ts):
+                self.peers.add(key, ts, user_id)
+        if new_to_user and not self.adopted.has_value(value, user_id, ts):
+            self.adopted.add(value, ts, user_id)
+        members = self.members
+        for key in ((group, ALL) if group else (ALL,)):
+            if not members.has_value(key, user_id, ts):
+                members.add(key, ts, user_id)

@@ -1,0 +1,121 @@
+"""Weak signals combined per burst of activity (session_risk) and dormant
+accounts (dormant_account)."""
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from uba.detectors.checks import Simulation, only
+from uba.detectors.registry import DetectorRegistry
+from uba.detectors.session_risk import SessionRiskDetector
+from uba.detectors.synthetic import Persona, day_after_history, population
+from uba.domain.anomalies import Severity
+from uba.domain.detection import DetectionEngine
+from uba.domain.events import ActivityType
+
+LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
+REGISTRY = DetectorRegistry(entry_points=False)
+DAY = day_after_history()
+STRANGER = dict(source_ip="203.0.113.80", device_id="unknown-7731", user_agent="Mozilla/5.0 (X11)")
+
+
+def learned(*names, days=42, **params):
+    alice = Persona()
+    config = {n: {"enabled": n in names} for n in REGISTRY.names()}
+    for n in names:
+        config[n].update(params.get(n, {}))
+    sim = Simulation(DetectionEngine(REGISTRY, config))
+    sim.feed(alice.history(random.Random(7), days=days))
+    return sim, alice
+
+
+def takeover(alice, at, paths=("/v1/exports/run", "/v1/exports/download")):
+    events = [alice.event(LOGIN, at, **STRANGER)]
+    for i, path in enumerate(paths):
+        events.append(alice.api_call(at + timedelta(minutes=2 + i), random.Random(i), api_method="GET",
+                                     api_path=path, **STRANGER))
+    return events
+
+
+def test_new_network_device_and_unused_endpoints_in_one_session_are_medium_not_three_lows():
+    sim, alice = learned("session_risk", "new_ip", "new_device", "api_new_endpoint")
+    found = sim.feed(takeover(alice, alice.local(DAY, 10, 0)))
+    lows = {a.detector for a in found if a.severity is Severity.LOW}
+    assert lows == {"new_device", "new_ip", "api_new_endpoint"}  # each alone is LOW
+    (risk,) = [a for a in found if a.detector == "session_risk"]
+    assert risk.severity is Severity.MEDIUM and risk.score == 3.0
+    assert "new network, new device, first use of endpoints no peer used in 30 days" in risk.reason
+    assert "203.0.113.0/24" in risk.reason and "GET /v1/exports/run" in risk.reason
+
+
+def test_privileged_endpoints_and_a_new_country_raise_it_to_high():
+    sim, alice = learned("session_risk")
+    events = takeover(alice, alice.local(DAY, 10, 0), paths=("/admin/users", "/admin/keys"))
+    events[-1].country_code = "RO"
+    found = sim.feed(events)
+    assert [a.severity for a in found] == [Severity.MEDIUM, Severity.HIGH]
+    assert found[-1].quarantined
+
+
+def test_one_novelty_at_a_time_stays_quiet():
+    sim, alice = learned("session_risk")
+    at = alice.local(DAY, 10, 0)
+    # A new laptop; a hotel network another day; a new endpoint a third day.
+    assert sim.feed([alice.event(LOGIN, at, device_id="laptop-alice-2")]) == []
+    assert sim.feed([alice.event(LOGIN, at + timedelta(days=1), source_ip="192.0.2.7")]) == []
+    assert sim.feed([alice.api_call(at + timedelta(days=2), random.Random(1), api_method="GET",
+                                    api_path="/v1/invoices")]) == []
+
+
+def test_a_rollout_and_a_vpn_change_earn_no_points():
+    rng = random.Random(4)
+    people = list(population(rng, 10))
+    # The novelty detectors keep the counts of who uses what.
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "session_risk") | {
+        "new_ip": {"enabled": True}, "new_device": {"enabled": True}, "api_new_endpoint": {"enabled": True}}))
+    sim.feed(sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at))
+    found = []
+    day = day_after_history(days=21)
+    for i, p in enumerate(people):
+        at = p.local(day, 9, i)
+        found += sim.feed([p.event(LOGIN, at, source_ip=f"192.0.2.{i + 1}", device_id=f"new-laptop-{i}")]
+                          + [p.api_call(at + timedelta(minutes=1), rng, api_method="POST", api_path="/v2/timesheets")])
+    risky = [a for a in found if a.detector == "session_risk"]
+    # The first movers carry three signals; once the change is shared it is not counted.
+    assert len(risky) <= 3
+    assert all("not counted" in a.reason for a in risky[1:])
+
+
+def test_points_rule():
+    assert SessionRiskDetector.points(0b0000111) == 3.0
+    assert SessionRiskDetector.points(0b0111000) == 2.0  # the strongest endpoint signal only
+
+
+def test_dormant_account_with_a_new_device_and_admin_endpoints():
+    sim, alice = learned("dormant_account")
+    back = DAY + timedelta(days=20)
+    found = sim.feed([alice.event(LOGIN, alice.local(back, 10, 0))])
+    (a,) = found
+    assert a.severity is Severity.LOW and "active again after 2" in a.reason and "usual gaps" in a.reason
+    sim2, alice = learned("dormant_account")
+    found = sim2.feed([alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731"),
+                       alice.api_call(alice.local(back, 10, 4), random.Random(1), api_method="GET",
+                                      api_path="/admin/users", device_id="unknown-7731")])
+    assert [x.severity for x in found] == [Severity.MEDIUM, Severity.HIGH]
+    assert "privileged endpoints" in found[-1].reason
+
+
+def test_usual_gaps_are_not_dormancy():
+    sim, alice = learned("dormant_account")
+    # A long weekend and a week of holiday are within what a user does.
+    assert sim.feed([alice.event(LOGIN, alice.local(DAY + timedelta(days=9), 10, 0))]) == []
+
+
+def test_dormant_return_counts_in_session_risk():
+    sim, alice = learned("session_risk")
+    back = DAY + timedelta(days=20)
+    found = sim.feed([alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731"),
+                      alice.api_call(alice.local(back, 10, 4), random.Random(1), api_method="GET",
+                                     api_path="/admin/users", device_id="unknown-7731")])
+    assert found and found[-1].severity is Severity.HIGH and "dormant" in found[-1].reason
