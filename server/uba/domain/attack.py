@@ -74,6 +74,9 @@ TABLE: Mapping[str, AttackMapping] = MappingProxyType({
     "impossible_travel": _ACCOUNT,
     "account_takeover": _ACCOUNT,
     "dormant_account": _ACCOUNT,
+    # Several weak signals in one burst of activity (new network, device,
+    # country, endpoints no peer uses): the takeover of a valid account.
+    "session_risk": _ACCOUNT,
     # A session that lasts unlike the user's: someone keeping access.
     "session_duration": _row(("T1078",), ("TA0003",)),
     "failed_login_burst": _row(("T1110.001",)),
