@@ -162,6 +162,27 @@ def test_password_spraying_counts_distinct_users_per_address():
     assert anomaly.quarantined
 
 
+
+def test_slow_password_spraying_from_addresses_that_log_nobody_in():
+    """A spray paced under the fast tier (three addresses, one account each
+    every six minutes) is MEDIUM within half an hour; a shared egress whose
+    users mistype their passwords among their successful logins is not."""
+    sim = fresh("password_spraying")
+    start = Persona().local(DAY, 9, 0)
+
+    def at(user, minutes, ip, kind=FAILURE):
+        return Persona(user_id=user).event(kind, start + timedelta(minutes=minutes), source_ip=ip)
+
+    office = []
+    for i in range(12):  # twelve colleagues, one typo each, all behind the office NAT
+        office += [at(f"staff{i}", 4 * i, "192.0.2.10"), at(f"staff{i}", 4 * i + 0.5, "192.0.2.10", LOGIN)]
+    assert [a for a in sim.feed(office) if a.severity >= Severity.MEDIUM] == []
+    spray = [at(f"acct{n}", 6 * n + k * 0.3, f"203.0.113.{k}") for n in range(20) for k in range(3)]
+    found = [a for a in sim.feed(sorted(spray, key=lambda e: e.occurred_at)) if a.severity >= Severity.MEDIUM]
+    first = min(found, key=lambda a: a.occurred_at)
+    assert first.occurred_at - start <= timedelta(minutes=30) and "slow spraying" in first.reason
+    assert {a.severity for a in found} <= {Severity.MEDIUM, Severity.HIGH}
+
 # -- session duration ----------------------------------------------------------------
 
 def test_session_duration_flags_long_and_short_sessions():

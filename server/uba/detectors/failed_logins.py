@@ -78,30 +78,50 @@ class FailedLoginBurstDetector(Detector):
 
 
 class PasswordSprayingDetector(Detector):
-    name = "password_spraying"
-    version = "1.0"
-    description = "One source address with failed logins against many distinct users within a window."
-    title = "Password spraying"
-    event_types = frozenset({_FAILURE})
+    """Two tiers. Fast: `min_users` accounts failing from one address within
+    `window_seconds`. Slow: `slow_min_users` accounts within
+    `slow_window_seconds` from an address that logged nobody in meanwhile: a
+    spray paced to stay under the fast tier, which a shared egress (an office
+    NAT, the company VPN) does not look like, as its users' typos come with
+    their successful logins."""
 
-    def __init__(self, min_users: int = 10, window_seconds: float = 600.0, severity: str = "high"):
+    name = "password_spraying"
+    version = "1.1"
+    description = ("One source address with failed logins against many distinct users within a window; "
+                   "or, paced slower, against several users with no successful login from it.")
+    title = "Password spraying"
+    event_types = frozenset({_FAILURE, _SUCCESS})
+
+    def __init__(self, min_users: int = 10, window_seconds: float = 600.0, severity: str = "high",
+                 slow_min_users: int = 5, slow_window_seconds: float = 3600.0, slow_severity: str = "medium"):
         self.min_users = min_users
         self.window_seconds = window_seconds
         self.severity = severity
+        self.slow_min_users = slow_min_users
+        self.slow_window_seconds = slow_window_seconds
+        self.slow_severity = slow_severity
 
     def check_params(self) -> None:
-        require_positive(self, "min_users", "window_seconds")
-        require_severity(self, "severity")
+        require_positive(self, "min_users", "window_seconds", "slow_min_users", "slow_window_seconds")
+        require_severity(self, "severity", "slow_severity")
 
     def _windows(self, ctx: DetectionContext):
         return ctx.shared.windows(self.name, self.window_seconds)
 
+    def _slow(self, ctx: DetectionContext):
+        return (ctx.shared.windows(self.name + ".slow", self.slow_window_seconds),
+                ctx.shared.windows(self.name + ".logged_in", self.slow_window_seconds))
+
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         ip = event.source_ip
-        if not ip:
+        if not ip or event.type is not _FAILURE:
             return []
-        windows = self._windows(ctx)
         ts = ctx.clock.ts
+        fast = self._fast(event, ctx, ip, ts)
+        return fast if fast else self._slow_finding(event, ctx, ip, ts)
+
+    def _fast(self, event: ActivityEvent, ctx: DetectionContext, ip: str, ts: float) -> list[Finding]:
+        windows = self._windows(ctx)
         users_before = windows.distinct(ip, ts)
         users = users_before if windows.has_value(ip, event.user_id, ts) else users_before + 1
         level = escalation_level(users, self.min_users)
@@ -118,6 +138,35 @@ class PasswordSprayingDetector(Detector):
             features=(Feature("distinct_users_from_ip", float(users), 1.0),),
         )]
 
+    def _slow_finding(self, event: ActivityEvent, ctx: DetectionContext, ip: str, ts: float) -> list[Finding]:
+        failed, logged_in = self._slow(ctx)
+        if logged_in.count(ip, ts):
+            return []
+        users_before = failed.distinct(ip, ts)
+        users = users_before if failed.has_value(ip, event.user_id, ts) else users_before + 1
+        level = escalation_level(users, self.slow_min_users)
+        if level <= escalation_level(users_before, self.slow_min_users):
+            return []
+        window = fmt_window(self.slow_window_seconds)
+        return [Finding(
+            score=users / self.slow_min_users,
+            # Doubling the accounts raises it a step, up to the fast tier's severity.
+            severity=Severity.parse(self.slow_severity).raised_by(level - 1, Severity.parse(self.severity)),
+            reason=(f"{users} distinct users failed to log in from {ip} within {window} and nobody logged in "
+                    f"from it (slow spraying, limit {self.slow_min_users}); this user is one of them"),
+            observed=f"{users} users from {ip}, no successful login",
+            expected=f"fewer than {self.slow_min_users} users per address in {window} without a login",
+            features=(Feature("distinct_users_from_ip", float(users), 1.0),),
+        )]
+
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
-        if event.source_ip:
-            self._windows(ctx).add(event.source_ip, ctx.clock.ts, event.user_id)
+        ip = event.source_ip
+        if not ip:
+            return
+        ts = ctx.clock.ts
+        failed, logged_in = self._slow(ctx)
+        if event.type is _FAILURE:
+            self._windows(ctx).add(ip, ts, event.user_id)
+            failed.add(ip, ts, event.user_id)
+        else:
+            logged_in.add(ip, ts)
