@@ -15,12 +15,13 @@ import pytest
 from uba.evaluation import generate
 from uba.evaluation.attacks import BLATANT, REALISTIC
 
-# What today's detectors catch in the small scenario below: the blatant
-# kinds except off_hours_login (its victim's baseline is not mature yet, so
-# login_time says LOW) and new_country_and_device (new_country is LOW).
-# New detection work extends this set.
-CAUGHT = {"brute_force", "password_spraying", "impossible_travel", "api_rate_spike",
-          "data_exfiltration", "error_rate_spike"}
+# What the detectors catch in the small scenario below, in both modes:
+# every class but new_country_and_device (its victim's baseline is not
+# mature at this size, so new_country says LOW). Losing one fails the test.
+CAUGHT = {"account_takeover", "session_hijack", "dormant_account_reuse", "privilege_misuse",
+          "weekend_night_login", "low_and_slow_exfiltration", "credential_stuffing", "password_spraying_slow",
+          "mfa_fatigue", "off_hours_login", "brute_force", "password_spraying", "impossible_travel",
+          "api_rate_spike", "data_exfiltration", "error_rate_spike"}
 
 
 def uba(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -41,7 +42,9 @@ def test_a_small_scenario_through_a_real_server_reports_every_class():
     caught = {k for k, a in attacks.items() if a["sendable"] and a["caught"] == a["sendable"]}
     assert CAUGHT <= caught, f"no longer caught: {CAUGHT - caught}"
     for kind in CAUGHT:
-        assert attacks[kind]["minutes_to_detect"] is not None and attacks[kind]["minutes_to_detect"] < 60, kind
+        # Within 30 minutes of the start; sustained volume by its third day.
+        limit = 3 * 24 * 60 if kind == "low_and_slow_exfiltration" else 30
+        assert attacks[kind]["minutes_to_detect"] is not None and attacks[kind]["minutes_to_detect"] <= limit, kind
         assert attacks[kind]["best_severity"] in ("MEDIUM", "HIGH", "CRITICAL")
     mfa = attacks["mfa_fatigue"]
     assert report["setup"]["mfa_sendable"] == bool(mfa["sendable"])
