@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
 import os
 import secrets
@@ -47,6 +46,7 @@ from uba.domain.logs import LogService
 from uba.domain import security as sec
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.risk import RiskPolicy
+from uba.gateway.probe import is_loopback
 from uba.domain.training import TrainingService
 from uba.storage.database import Database
 from uba.storage.security import AuditWriter, SecurityRepository
@@ -164,16 +164,6 @@ def build_services(settings: Settings) -> Services:
         audit=AuditWriter(security),
         detection_enabled=not settings.disable_detection,
     )
-
-
-def is_loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | None:

@@ -16,6 +16,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.errors import FailedPrecondition, InvalidArgument
@@ -23,6 +24,9 @@ from uba.domain.ids import new_uuid7
 
 # Anomaly ids an alert lists (the latest first); anomaly_count keeps the total.
 MAX_ANOMALY_IDS = 100
+
+
+T = TypeVar("T")
 
 
 class AlertStatus(enum.Enum):
@@ -154,35 +158,53 @@ class AlertPolicy:
         return alert.resolved_at + self.suppression
 
 
-def acknowledge(alert: Alert, who: str, note: str, now: datetime) -> Alert:
-    """An analyst takes the alert. Only an OPEN alert can be acknowledged."""
+# The analyst's workflow, one for alerts and incidents alike: each has a
+# status enum with OPEN, ACKNOWLEDGED and RESOLVED, and the same fields.
+
+def take(item: T, what: str, who: str, note: str, now: datetime) -> T:
+    """An analyst takes `item` (named `what`, e.g. "alert ID"). Only an
+    OPEN one can be acknowledged."""
+    status = type(item.status)
     if not who.strip():
         raise InvalidArgument.single("acknowledged_by", "who acknowledges must be named")
-    if alert.status is not AlertStatus.OPEN:
-        raise FailedPrecondition(f"alert {alert.alert_id} is {alert.status.value}; only an open alert can be acknowledged")
-    alert.status = AlertStatus.ACKNOWLEDGED
-    alert.acknowledged_at = now
-    alert.acknowledged_by = who
+    if item.status is not status.OPEN:
+        kind = what.split(" ", 1)[0]
+        raise FailedPrecondition(f"{what} is {item.status.value}; only an open {kind} can be acknowledged")
+    item.status = status.ACKNOWLEDGED
+    item.acknowledged_at = now
+    item.acknowledged_by = who
     if note:
-        alert.note = note
-    alert.updated_at = now
-    return alert
+        item.note = note
+    item.updated_at = now
+    return item
 
 
-def resolve(alert: Alert, resolution: Resolution | None, who: str, note: str, now: datetime) -> Alert:
-    """An analyst closes the alert with a classification. Open and
-    acknowledged alerts can be resolved, once."""
+def close(item: T, what: str, resolution: Resolution | None, who: str, note: str, now: datetime) -> T:
+    """An analyst closes `item` with a classification. Open and
+    acknowledged ones can be resolved, once."""
+    status = type(item.status)
     if not isinstance(resolution, Resolution):
         raise InvalidArgument.single("resolution", "a resolution is required: true_positive, benign or false_positive")
     if not who.strip():
         raise InvalidArgument.single("resolved_by", "who resolves must be named")
-    if alert.status is AlertStatus.RESOLVED:
-        raise FailedPrecondition(f"alert {alert.alert_id} is already resolved ({alert.resolution.value if alert.resolution else 'unknown'})")
-    alert.status = AlertStatus.RESOLVED
-    alert.resolution = resolution
-    alert.resolved_at = now
-    alert.resolved_by = who
+    if item.status is status.RESOLVED:
+        raise FailedPrecondition(f"{what} is already resolved "
+                                 f"({item.resolution.value if item.resolution else 'unknown'})")
+    item.status = status.RESOLVED
+    item.resolution = resolution
+    item.resolved_at = now
+    item.resolved_by = who
     if note:
-        alert.note = note
-    alert.updated_at = now
-    return alert
+        item.note = note
+    item.updated_at = now
+    return item
+
+
+def acknowledge(alert: Alert, who: str, note: str, now: datetime) -> Alert:
+    """An analyst takes the alert."""
+    return take(alert, f"alert {alert.alert_id}", who, note, now)
+
+
+def resolve(alert: Alert, resolution: Resolution | None, who: str, note: str, now: datetime) -> Alert:
+    """An analyst closes the alert with a classification."""
+    return close(alert, f"alert {alert.alert_id}", resolution, who, note, now)

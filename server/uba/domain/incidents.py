@@ -37,9 +37,9 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from uba.domain import paging
-from uba.domain.alerts import Resolution
+from uba.domain.alerts import Resolution, close, take
 from uba.domain.anomalies import Severity
-from uba.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from uba.domain.errors import InvalidArgument, NotFound
 from uba.domain.events import EventFilter
 from uba.domain.ids import new_uuid7
 
@@ -333,39 +333,14 @@ class IncidentPolicy:
 # -- the analyst's workflow --------------------------------------------------------
 
 def acknowledge(incident: Incident, who: str, note: str, now: datetime) -> Incident:
-    """An analyst takes the incident. Only an OPEN incident can be acknowledged."""
-    if not who.strip():
-        raise InvalidArgument.single("acknowledged_by", "who acknowledges must be named")
-    if incident.status is not IncidentStatus.OPEN:
-        raise FailedPrecondition(f"incident {incident.incident_id} is {incident.status.value}; "
-                                 "only an open incident can be acknowledged")
-    incident.status = IncidentStatus.ACKNOWLEDGED
-    incident.acknowledged_at = now
-    incident.acknowledged_by = who
-    if note:
-        incident.note = note
-    incident.updated_at = now
-    return incident
+    """An analyst takes the incident (the alerts' workflow)."""
+    return take(incident, f"incident {incident.incident_id}", who, note, now)
 
 
 def resolve(incident: Incident, resolution: Resolution | None, who: str, note: str, now: datetime) -> Incident:
     """An analyst closes the incident with a classification (which the
     caller cascades to its member alerts). Resolved once."""
-    if not isinstance(resolution, Resolution):
-        raise InvalidArgument.single("resolution", "a resolution is required: true_positive, benign or false_positive")
-    if not who.strip():
-        raise InvalidArgument.single("resolved_by", "who resolves must be named")
-    if incident.status is IncidentStatus.RESOLVED:
-        raise FailedPrecondition(f"incident {incident.incident_id} is already resolved "
-                                 f"({incident.resolution.value if incident.resolution else 'unknown'})")
-    incident.status = IncidentStatus.RESOLVED
-    incident.resolution = resolution
-    incident.resolved_at = now
-    incident.resolved_by = who
-    if note:
-        incident.note = note
-    incident.updated_at = now
-    return incident
+    return close(incident, f"incident {incident.incident_id}", resolution, who, note, now)
 
 
 @dataclass(frozen=True, slots=True)
