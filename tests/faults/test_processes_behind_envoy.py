@@ -36,6 +36,11 @@ own, so it is kept out of the comparison:
 - distribution_shift keeps each user's last week in a process-local
   window: off. isolation_forest scores with a model each process trains on
   its own schedule: off, and --train-interval 0.
+- sustained_volume (a user's daily totals), credential_stuffing (the
+  organisation's failures), mfa_fatigue (a user's prompts), session_hijack
+  (each session's context) and session_risk (a burst's points) keep their
+  counts in process-local state too: off. Spreading them is what a
+  partitioned event log, one owner per user, is for.
 - failed_login_burst counts a user's failures in a process-local window:
   attempts of one burst that reach different processes in separate calls
   are counted per process. Each attack is sent in one call, as a collector
@@ -76,7 +81,9 @@ PROCESSES = 2
 # A Saturday noon (UTC): a weekend in every persona's zone, so no session spans it.
 WARM_UP_UNTIL = HISTORY_START.replace(tzinfo=timezone.utc) + timedelta(days=19, hours=12)
 # See the module docstring.
-DETECTORS = {name: {"enabled": False} for name in ("password_spraying", "distribution_shift", "isolation_forest")}
+DETECTORS = {name: {"enabled": False} for name in (
+    "password_spraying", "distribution_shift", "isolation_forest", "sustained_volume", "credential_stuffing",
+    "mfa_fatigue", "session_hijack", "session_risk")}
 NOT_SENT = {"password_spraying"}
 
 pytestmark = [pytest.mark.postgres, scaled_timeout(300)]

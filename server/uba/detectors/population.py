@@ -80,9 +80,11 @@ def _known_before(values, value: str, ts: float) -> bool:
     return entry is not None and entry[1] < ts
 
 
+NO_HISTORY = "no history yet"
+
 class CredentialStuffingDetector(Detector):
     name = "credential_stuffing"
-    version = "1.0"
+    version = "1.1"
     description = ("Failed logins across the organisation, against its usual rate for the time of week: many "
                    "addresses and accounts with a try or two each (credential stuffing, distributed spraying), "
                    "and a successful login to an account the wave targeted.")
@@ -157,7 +159,7 @@ class CredentialStuffingDetector(Detector):
         slots = ((record[_WEEK][(hour + 72) % _WEEK_HOURS], "this hour of the week"),
                  (record[_DAY][hour % 24], "this hour of the day"), (record[_ALL], "all hours"))
         mean = sd = 0.0
-        label = "no history yet"
+        label = NO_HISTORY
         for stats, name in slots:
             if stats[0] >= self.min_slot_buckets:
                 mean, sd, label = stats[1] * scale, math.sqrt(max(stats[2], 0.0) * scale), name
@@ -234,9 +236,13 @@ class CredentialStuffingDetector(Detector):
             return []
         span = fmt_window(self.window_seconds)
         top_sources, top_accounts = self._top(window, ts, source, account)
+        # With no learned rate at all (a new deployment, a first import) a
+        # wave is judged against fixed limits only: reported, but never so
+        # high that it quarantines what may be an ordinary morning.
+        cap = Severity.HIGH if basis != NO_HISTORY else Severity.MEDIUM
         return [Finding(
             score=failures / max(expected, 1.0),
-            severity=Severity.parse(self.severity).raised_by(level - 1, Severity.HIGH),
+            severity=Severity.parse(self.severity).raised_by(level - 1, cap),
             reason=(f"{failures} failed logins across {accounts} accounts from "
                     f"{sources if sources else 'unknown'} addresses within {span}, "
                     f"{failures / accounts:.1f} per account; usual for {basis}: about {expected:.1f} "
