@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, u
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
 from uba.domain.investigation import AlertFilter, AnomalyFilter
-from uba.storage.events import from_us, pg_int_array, pg_text_array, to_us
+from uba.storage.events import from_us, from_us_or_none, pg_int_array, pg_text_array, to_us, to_us_or_none
 from uba.storage.models import AlertRow, AnomalyRow, BaselineRow, StateRow, SuppressionRow, UserRiskRow
 
 _B = BaselineRow.__table__
@@ -43,14 +43,6 @@ _PG_UPSERT_BASELINES = _UPSERT_BASELINES.replace(
 def _user_lock_key(user_id: str) -> int:
     """The user's advisory lock key: 64 bits of a hash of the id."""
     return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def _opt_us(moment: datetime | None) -> int | None:
-    return None if moment is None else to_us(moment)
-
-
-def _opt_dt(us: int | None) -> datetime | None:
-    return None if us is None else from_us(us)
 
 
 # -- conversions -----------------------------------------------------------------
@@ -120,9 +112,9 @@ def alert_values(a: Alert) -> dict:
         "last_seen_at_us": to_us(a.last_seen_at),
         "created_at_us": to_us(a.created_at),
         "updated_at_us": to_us(a.updated_at),
-        "acknowledged_at_us": _opt_us(a.acknowledged_at),
+        "acknowledged_at_us": to_us_or_none(a.acknowledged_at),
         "acknowledged_by": a.acknowledged_by,
-        "resolved_at_us": _opt_us(a.resolved_at),
+        "resolved_at_us": to_us_or_none(a.resolved_at),
         "resolved_by": a.resolved_by,
         "resolution": a.resolution.value if a.resolution else "",
         "note": a.note,
@@ -149,9 +141,9 @@ def alert_from_row(r) -> Alert:
         anomaly_ids=json.loads(r.anomaly_ids),
         anomaly_count=r.anomaly_count,
         user_risk=r.user_risk,
-        acknowledged_at=_opt_dt(r.acknowledged_at_us),
+        acknowledged_at=from_us_or_none(r.acknowledged_at_us),
         acknowledged_by=r.acknowledged_by,
-        resolved_at=_opt_dt(r.resolved_at_us),
+        resolved_at=from_us_or_none(r.resolved_at_us),
         resolved_by=r.resolved_by,
         resolution=Resolution(r.resolution) if r.resolution else None,
         note=r.note,
@@ -373,7 +365,7 @@ class DetectionRepository:
     def suppressed_until(self, conn: Connection, user_id: str, detector: str) -> datetime | None:
         us = conn.execute(select(_SUP.c.until_us).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector)
                           ).scalar_one_or_none()
-        return _opt_dt(us)
+        return from_us_or_none(us)
 
     def suppress(self, conn: Connection, user_id: str, detector: str, until: datetime) -> None:
         conn.execute(delete(_SUP).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector))

@@ -29,6 +29,14 @@ def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+def to_us_or_none(moment: datetime | None) -> int | None:
+    return None if moment is None else to_us(moment)
+
+
+def from_us_or_none(us: int | None) -> datetime | None:
+    return None if us is None else from_us(us)
+
+
 @dataclass(frozen=True, slots=True)
 class EventKey:
     """Position of an event in time order: the keyset of pagination."""

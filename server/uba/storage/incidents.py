@@ -13,7 +13,7 @@ from uba.domain.alerts import Resolution
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.incidents import EntityKind, Incident, IncidentFilter, IncidentStatus, Signal
 from uba.storage.detection import anomaly_from_row
-from uba.storage.events import from_us, to_us
+from uba.storage.events import from_us, from_us_or_none, to_us, to_us_or_none
 from uba.storage.models import AnomalyRow, IncidentMemberRow, IncidentRow
 
 _IN = IncidentRow.__table__
@@ -22,14 +22,6 @@ _AN = AnomalyRow.__table__
 
 # Open incidents of one entity considered for a new member (newest first).
 CANDIDATES = 20
-
-
-def _opt_us(moment: datetime | None) -> int | None:
-    return None if moment is None else to_us(moment)
-
-
-def _opt_dt(us: int | None) -> datetime | None:
-    return None if us is None else from_us(us)
 
 
 def incident_values(i: Incident) -> dict:
@@ -49,9 +41,9 @@ def incident_values(i: Incident) -> dict:
         "last_seen_at_us": to_us(i.last_seen_at),
         "created_at_us": to_us(i.created_at),
         "updated_at_us": to_us(i.updated_at),
-        "acknowledged_at_us": _opt_us(i.acknowledged_at),
+        "acknowledged_at_us": to_us_or_none(i.acknowledged_at),
         "acknowledged_by": i.acknowledged_by,
-        "resolved_at_us": _opt_us(i.resolved_at),
+        "resolved_at_us": to_us_or_none(i.resolved_at),
         "resolved_by": i.resolved_by,
         "resolution": i.resolution.value if i.resolution else "",
         "note": i.note,
@@ -61,7 +53,7 @@ def incident_values(i: Incident) -> dict:
             "user_ids": i.user_ids,
             "anomaly_ids": i.anomaly_ids,
             "risk_weight": i.risk_weight,
-            "risk_at_us": _opt_us(i.risk_at),
+            "risk_at_us": to_us_or_none(i.risk_at),
             "risk_users": i.risk_users,
         }, separators=(",", ":")),
     }
@@ -89,14 +81,14 @@ def incident_from_row(r) -> Incident:
         techniques=json.loads(r.techniques),
         anomaly_ids=data.get("anomaly_ids", []),
         anomaly_count=r.anomaly_count,
-        acknowledged_at=_opt_dt(r.acknowledged_at_us),
+        acknowledged_at=from_us_or_none(r.acknowledged_at_us),
         acknowledged_by=r.acknowledged_by,
-        resolved_at=_opt_dt(r.resolved_at_us),
+        resolved_at=from_us_or_none(r.resolved_at_us),
         resolved_by=r.resolved_by,
         resolution=Resolution(r.resolution) if r.resolution else None,
         note=r.note,
         risk_weight=data.get("risk_weight", 0.0),
-        risk_at=_opt_dt(data.get("risk_at_us")),
+        risk_at=from_us_or_none(data.get("risk_at_us")),
         risk_users=data.get("risk_users", []),
     )
 
