@@ -218,13 +218,7 @@ class UbaClient:
 
     def iter_logs(self, page_size: int = 1000, **filters: Any) -> Iterator[events_pb2.ActivityEvent]:
         """Every matching event, newest first, page after page."""
-        token = ""
-        while True:
-            page = self.list_logs(page_size=page_size, page_token=token, **filters)
-            yield from page.events
-            token = page.next_page_token
-            if not token:
-                return
+        return _pages(self.list_logs, "events", page_size, filters)
 
     def export(self, path: str | Path | IO[bytes], format: str = "csv", user_id: str = "", type: Any = None,
                start: Any = None, end: Any = None, source_ip: str = "", timeout: float | None = 3600.0) -> int:
@@ -298,13 +292,7 @@ class UbaClient:
         return self._call(self.stub.ListAlerts, request)
 
     def iter_alerts(self, page_size: int = 1000, **filters: Any) -> Iterator[alerts_pb2.Alert]:
-        token = ""
-        while True:
-            page = self.list_alerts(page_size=page_size, page_token=token, **filters)
-            yield from page.alerts
-            token = page.next_page_token
-            if not token:
-                return
+        return _pages(self.list_alerts, "alerts", page_size, filters)
 
     def list_audit_events(self, actor: str = "", action: str = "", page_size: int = 0,
                           page_token: str = "") -> service_pb2.ListAuditEventsResponse:
@@ -371,13 +359,7 @@ class UbaClient:
         return self._call(self.stub.ListIncidents, request)
 
     def iter_incidents(self, page_size: int = 1000, **filters: Any) -> Iterator[incidents_pb2.Incident]:
-        token = ""
-        while True:
-            page = self.list_incidents(page_size=page_size, page_token=token, **filters)
-            yield from page.incidents
-            token = page.next_page_token
-            if not token:
-                return
+        return _pages(self.list_incidents, "incidents", page_size, filters)
 
     def get_incident(self, incident_id: str) -> service_pb2.GetIncidentResponse:
         """The incident, its member alerts and its timeline."""
@@ -400,3 +382,14 @@ class UbaClient:
 
         return AlertFollower(self, after_seq=after_seq, min_severity=min_severity, user_id=user_id,
                              idle_timeout=idle_timeout, retry=retry, kinds=("incident",))
+
+
+def _pages(list_page, field: str, page_size: int, filters: dict) -> Iterator:
+    """Every item of a paged list (AIP-158), page after page."""
+    token = ""
+    while True:
+        page = list_page(page_size=page_size, page_token=token, **filters)
+        yield from getattr(page, field)
+        token = page.next_page_token
+        if not token:
+            return

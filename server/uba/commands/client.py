@@ -297,16 +297,34 @@ def _event_detail(e) -> str:
     return ", ".join(parts)
 
 
+# -- listings ---------------------------------------------------------------------
+
+def fetch_listing(args: argparse.Namespace, list_page, iterate, field: str, filters: dict) -> tuple[list, str]:
+    """The items a list command shows: every page with --all, else the page
+    asked for; and the token of the next page ('' when none)."""
+    if args.all:
+        return list(iterate(**filters)), ""
+    page = list_page(page_size=args.page_size, page_token=args.page_token, **filters)
+    return list(getattr(page, field)), page.next_page_token
+
+
+def print_listing(args: argparse.Namespace, field: str, items: list, token: str, rows: list[list[str]],
+                  headers: list[str]) -> None:
+    """A listing as JSON (with --json) or as a table, then where more is."""
+    if args.json:
+        print_json({field: [as_dict(i) for i in items], "next_page_token": token})
+        return
+    table(rows, headers)
+    if token:
+        note(f"more: --page-token {token}")
+
+
 # -- logs -----------------------------------------------------------------------
 
 def run_logs(args: argparse.Namespace) -> int:
     _checked_type(args.type)
     with ClientSettings.load(args).client() as client:
-        if args.all:
-            events, token = list(client.iter_logs(**log_filters(args))), ""
-        else:
-            page = client.list_logs(page_size=args.page_size, page_token=args.page_token, **log_filters(args))
-            events, token = list(page.events), page.next_page_token
+        events, token = fetch_listing(args, client.list_logs, client.iter_logs, "events", log_filters(args))
     if args.json:
         print_json({"events": [as_dict(e) for e in events], "next_page_token": token})
         return 0
@@ -369,17 +387,8 @@ def run_alerts(args: argparse.Namespace) -> int:
         if args.alerts_command == "list":
             filters = dict(user_id=args.user, detector=args.detector, min_severity=args.min_severity,
                            status=args.status)
-            if args.all:
-                alerts, token = list(client.iter_alerts(**filters)), ""
-            else:
-                page = client.list_alerts(page_size=args.page_size, page_token=args.page_token, **filters)
-                alerts, token = list(page.alerts), page.next_page_token
-            if args.json:
-                print_json({"alerts": [as_dict(a) for a in alerts], "next_page_token": token})
-            else:
-                table([_alert_row(a) for a in alerts], _ALERT_HEADERS)
-                if token:
-                    note(f"more: --page-token {token}")
+            alerts, token = fetch_listing(args, client.list_alerts, client.iter_alerts, "alerts", filters)
+            print_listing(args, "alerts", alerts, token, [_alert_row(a) for a in alerts], _ALERT_HEADERS)
             return 0
         if args.alerts_command == "ack":
             _print_alert(client.acknowledge_alert(args.alert_id, note=args.note), args.json)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from uba.commands.client import (ClientSettings, _ts, as_dict, common_parser, guarded, json_parser, note,
-                                 parse_time, print_json, say, table)
+from uba.commands.client import (ClientSettings, _ts, as_dict, common_parser, fetch_listing, guarded, json_parser,
+                                 note, parse_time, print_json, print_listing, say, table)
 
 
 def _tactics(i) -> str:
@@ -80,17 +80,8 @@ def run_incidents(args: argparse.Namespace) -> int:
         if command == "list":
             filters = dict(user_id=args.user, status=args.status, min_severity=args.min_severity, tactic=args.tactic,
                            start=args.since, end=args.until)
-            if args.all:
-                incidents, token = list(client.iter_incidents(**filters)), ""
-            else:
-                page = client.list_incidents(page_size=args.page_size, page_token=args.page_token, **filters)
-                incidents, token = list(page.incidents), page.next_page_token
-            if args.json:
-                print_json({"incidents": [as_dict(i) for i in incidents], "next_page_token": token})
-            else:
-                table([_incident_row(i) for i in incidents], _HEADERS)
-                if token:
-                    note(f"more: --page-token {token}")
+            incidents, token = fetch_listing(args, client.list_incidents, client.iter_incidents, "incidents", filters)
+            print_listing(args, "incidents", incidents, token, [_incident_row(i) for i in incidents], _HEADERS)
             return 0
         if command == "show":
             reply = client.get_incident(args.incident_id)
