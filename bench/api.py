@@ -68,13 +68,16 @@ def _grpc_export(server, fmt: str) -> dict:
 
     from uba.v1 import service_pb2, service_pb2_grpc
 
-    with grpc.insecure_channel(server.address, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
+    with grpc.insecure_channel(
+        server.address, options=[("grpc.max_receive_message_length", 64 << 20)]
+    ) as channel:
         stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(channel)
         lines = 0
         out_bytes = 0
         t0 = time.perf_counter()
-        for chunk in stub.ExportLogs(service_pb2.ExportLogsRequest(format=fmt), metadata=server.metadata,
-                                     timeout=3600):
+        for chunk in stub.ExportLogs(
+            service_pb2.ExportLogsRequest(format=fmt), metadata=server.metadata, timeout=3600
+        ):
             lines += chunk.data.count(b"\n")
             out_bytes += len(chunk.data)
         elapsed = time.perf_counter() - t0
@@ -100,21 +103,32 @@ def export_section(ctx, services) -> None:
             s = _grpc_export(server, fmt)
             b = _raw_export(ctx.backend, url, data_dir)
             ratios[fmt].append(s["per_s"] / ((runs["raw"][-1]["per_s"] + b["per_s"]) / 2))
-            print(f"    raw {runs['raw'][-1]['per_s']:,.0f} rows/s, {fmt} {s['per_s']:,.0f} rows/s "
-                  f"({s['rows']:,} rows), raw {b['per_s']:,.0f} rows/s", flush=True)
+            print(
+                f"    raw {runs['raw'][-1]['per_s']:,.0f} rows/s, {fmt} {s['per_s']:,.0f} rows/s "
+                f"({s['rows']:,} rows), raw {b['per_s']:,.0f} rows/s",
+                flush=True,
+            )
             runs[fmt].append(s)
             runs["raw"].append(b)
     raw_rate = median(x["per_s"] for x in runs["raw"])
     for fmt in ("csv", "ndjson"):
         value = median(x["per_s"] for x in runs[fmt])
-        ctx.report.add(Figure(
-            key=f"export_{fmt}", backend=ctx.backend, value=value, unit="rows/s",
-            baseline="raw SELECT (driver) plus csv.writer", baseline_value=raw_rate, ratio=median(ratios[fmt]),
-            target=">= 100,000 rows/s", met=value >= 100_000,
-            note=f"{runs[fmt][-1]['rows']:,} rows, {runs[fmt][-1]['bytes'] / runs[fmt][-1]['rows']:.0f} bytes/row"
-                 + ("; ANALYZE first (as autovacuum would)" if url else ""),
-            details={"runs": runs[fmt], "raw_runs": runs["raw"], "ratios": ratios[fmt]},
-        ))
+        ctx.report.add(
+            Figure(
+                key=f"export_{fmt}",
+                backend=ctx.backend,
+                value=value,
+                unit="rows/s",
+                baseline="raw SELECT (driver) plus csv.writer",
+                baseline_value=raw_rate,
+                ratio=median(ratios[fmt]),
+                target=">= 100,000 rows/s",
+                met=value >= 100_000,
+                note=f"{runs[fmt][-1]['rows']:,} rows, {runs[fmt][-1]['bytes'] / runs[fmt][-1]['rows']:.0f} bytes/row"
+                + ("; ANALYZE first (as autovacuum would)" if url else ""),
+                details={"runs": runs[fmt], "raw_runs": runs["raw"], "ratios": ratios[fmt]},
+            )
+        )
 
 
 def rest_section(ctx, services) -> None:
@@ -127,21 +141,46 @@ def rest_section(ctx, services) -> None:
     server = services["basic"]
     for key, kind in (("rest_record_activity", "record"), ("rest_get_dashboard", "dashboard")):
         concurrency = p.concurrency_per_worker
-        grpc_load = dict(kind=kind, address=server.address, key=server.api_key, concurrency=concurrency, channels=2,
-                         tag=f"grpc-{kind}")
-        rest_load = dict(prepare="prepare_rest", kind=kind, url=server.gateway_url, key=server.api_key,
-                         concurrency=concurrency, tag=f"rest-{kind}")
-        chain = unary_chain(ctx, grpc_load, rest_load, p.repeats, watch=(server, *server.children()))
-        ctx.report.add(Figure(
-            key=key, backend=ctx.backend, value=chain["subject_per_s"], unit="calls/s",
-            baseline="direct gRPC to the same server", baseline_value=chain["baseline_per_s"],
-            ratio=chain["ratio"], target="ratio >= 0.8", met=chain["ratio"] >= 0.8,
-            note=f"p50 {chain['subject_p50_ms']:.1f} ms vs {chain['baseline_p50_ms']:.1f} ms direct; server + Envoy "
-                 f"CPU {chain['subject_server_cpu_us_per_call']:.0f} us/call vs "
-                 f"{chain['baseline_server_cpu_us_per_call']:.0f} us direct",
-            details={**chain, "server": "basic mode, gateway started with --gateway-listen",
-                     "in_flight": concurrency * p.load_workers},
-        ))
+        grpc_load = dict(
+            kind=kind,
+            address=server.address,
+            key=server.api_key,
+            concurrency=concurrency,
+            channels=2,
+            tag=f"grpc-{kind}",
+        )
+        rest_load = dict(
+            prepare="prepare_rest",
+            kind=kind,
+            url=server.gateway_url,
+            key=server.api_key,
+            concurrency=concurrency,
+            tag=f"rest-{kind}",
+        )
+        chain = unary_chain(
+            ctx, grpc_load, rest_load, p.repeats, watch=(server, *server.children())
+        )
+        ctx.report.add(
+            Figure(
+                key=key,
+                backend=ctx.backend,
+                value=chain["subject_per_s"],
+                unit="calls/s",
+                baseline="direct gRPC to the same server",
+                baseline_value=chain["baseline_per_s"],
+                ratio=chain["ratio"],
+                target="ratio >= 0.8",
+                met=chain["ratio"] >= 0.8,
+                note=f"p50 {chain['subject_p50_ms']:.1f} ms vs {chain['baseline_p50_ms']:.1f} ms direct; server + Envoy "
+                f"CPU {chain['subject_server_cpu_us_per_call']:.0f} us/call vs "
+                f"{chain['baseline_server_cpu_us_per_call']:.0f} us direct",
+                details={
+                    **chain,
+                    "server": "basic mode, gateway started with --gateway-listen",
+                    "in_flight": concurrency * p.load_workers,
+                },
+            )
+        )
 
 
 if __name__ == "__main__":

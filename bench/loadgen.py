@@ -21,17 +21,18 @@ import subprocess
 import sys
 import time
 import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-UTC = timezone.utc
+UTC = UTC
 
 
 # ----------------------------------------------------------------------------------
 # The parent's side
 # ----------------------------------------------------------------------------------
+
 
 class WorkerError(RuntimeError):
     pass
@@ -43,8 +44,9 @@ class Worker:
     def __init__(self, listener: Listener, index: int, authkey: bytes):
         env = dict(os.environ, BENCH_AUTHKEY=authkey.hex())
         self.index = index
-        self.proc = subprocess.Popen([sys.executable, str(BENCH / "loadgen.py"), listener.address, str(index)],
-                                     env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "loadgen.py"), listener.address, str(index)], env=env
+        )
         self.conn = listener.accept()
         self.pending = 0
 
@@ -96,15 +98,29 @@ class Workers:
     def __len__(self) -> int:
         return len(self.workers)
 
-    def all(self, name: str, per_worker: list[dict] | None = None, workers: list[Worker] | None = None, **kwargs):
+    def all(
+        self,
+        name: str,
+        per_worker: list[dict] | None = None,
+        workers: list[Worker] | None = None,
+        **kwargs,
+    ):
         """Runs a job on several workers at once; returns their results."""
         workers = workers if workers is not None else self.workers
         for i, w in enumerate(workers):
             w.submit(name, **{**kwargs, **((per_worker or [{}] * len(workers))[i])})
         return [w.collect() for w in workers]
 
-    def load(self, prepare: str, workers: list[Worker], per_worker: list[dict], warmup: float, duration: float,
-             watch: tuple = (), **kwargs) -> dict:
+    def load(
+        self,
+        prepare: str,
+        workers: list[Worker],
+        per_worker: list[dict],
+        warmup: float,
+        duration: float,
+        watch: tuple = (),
+        **kwargs,
+    ) -> dict:
         """Prepares a load on the workers, runs it in one shared window, and
         combines the results: calls/s over the window and all latencies."""
         self.all(prepare, per_worker, workers, **kwargs)
@@ -113,15 +129,23 @@ class Workers:
             w.submit("run_window", start_at=start_at, warmup=warmup, duration=duration)
         # CPU seconds of the measured window, for the servers named in `watch`.
         time.sleep(max(0.0, start_at + warmup - time.monotonic()))
-        cpu0 = [w.cpu_seconds() for w in workers] + [s.cpu_seconds() for s in watch] + [machine_busy_seconds()]
+        cpu0 = (
+            [w.cpu_seconds() for w in workers]
+            + [s.cpu_seconds() for s in watch]
+            + [machine_busy_seconds()]
+        )
         time.sleep(max(0.0, start_at + warmup + duration - time.monotonic()))
-        cpu1 = [w.cpu_seconds() for w in workers] + [s.cpu_seconds() for s in watch] + [machine_busy_seconds()]
+        cpu1 = (
+            [w.cpu_seconds() for w in workers]
+            + [s.cpu_seconds() for s in watch]
+            + [machine_busy_seconds()]
+        )
         results = [w.collect() for w in workers]
         self.all("close_load", workers=workers)
         out = combine(results, duration)
         spent = [b - a for a, b in zip(cpu0, cpu1)]
-        out["client_cpu_s"] = sum(spent[:len(workers)])
-        out["server_cpu_s"] = spent[len(workers):-1]
+        out["client_cpu_s"] = sum(spent[: len(workers)])
+        out["server_cpu_s"] = spent[len(workers) : -1]
         out["machine_busy_cores"] = spent[-1] / duration
         return out
 
@@ -142,14 +166,19 @@ def machine_busy_seconds() -> float:
 def combine(results: list[dict], duration: float) -> dict:
     latencies = [x for r in results for x in r["latencies"]]
     count = sum(r["count"] for r in results)
-    return {"count": count, "per_s": count / duration, "latencies": latencies,
-            "errors": sum(r.get("errors", 0) for r in results),
-            "first_error": next((r["first_error"] for r in results if r.get("first_error")), "")}
+    return {
+        "count": count,
+        "per_s": count / duration,
+        "latencies": latencies,
+        "errors": sum(r.get("errors", 0) for r in results),
+        "first_error": next((r["first_error"] for r in results if r.get("first_error")), ""),
+    }
 
 
 # ----------------------------------------------------------------------------------
 # The worker's side
 # ----------------------------------------------------------------------------------
+
 
 class State:
     def __init__(self, index: int):
@@ -180,8 +209,13 @@ def _channel(address: str):
 
     # Own connection per channel: channels with equal arguments otherwise
     # share one subchannel (and one TCP connection) process-wide.
-    return grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1),
-                                                        ("grpc.max_receive_message_length", 64 << 20)])
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.max_receive_message_length", 64 << 20),
+        ],
+    )
 
 
 def _metadata(key: str):
@@ -192,13 +226,31 @@ def _event_template(tag: str):
     from uba.v1 import events_pb2
 
     return events_pb2.ActivityEvent(
-        user_id="u", type=events_pb2.ACTIVITY_TYPE_API_CALL, source_ip="10.1.2.7", user_agent="svc-client/2.1",
-        session_id="s1", api_method="GET", api_path="/v1/items/7", status_code=200, bytes_transferred=1234,
-        country_code="DE", timezone="Europe/Berlin")
+        user_id="u",
+        type=events_pb2.ACTIVITY_TYPE_API_CALL,
+        source_ip="10.1.2.7",
+        user_agent="svc-client/2.1",
+        session_id="s1",
+        api_method="GET",
+        api_path="/v1/items/7",
+        status_code=200,
+        bytes_transferred=1234,
+        country_code="DE",
+        timezone="Europe/Berlin",
+    )
 
 
-async def prepare_grpc(state: State, address: str, kind: str, concurrency: int, channels: int = 2,
-                       tag: str = "", users: int = 5000, warm_calls: int = 5, key: str = "") -> dict:
+async def prepare_grpc(
+    state: State,
+    address: str,
+    kind: str,
+    concurrency: int,
+    channels: int = 2,
+    tag: str = "",
+    users: int = 5000,
+    warm_calls: int = 5,
+    key: str = "",
+) -> dict:
     """kind: health (grpc.health.v1 Check: the no-op baseline), record
     (RecordActivity, a new event each call), dashboard (GetDashboard)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -217,9 +269,11 @@ async def prepare_grpc(state: State, address: str, kind: str, concurrency: int, 
     md = _metadata(key)
 
     if kind == "health":
+
         async def call(slot):
             await health[slot % channels].Check(check, metadata=md)
     elif kind == "record":
+
         async def call(slot):
             i = next(counter)
             request = service_pb2.RecordActivityRequest()
@@ -230,6 +284,7 @@ async def prepare_grpc(state: State, address: str, kind: str, concurrency: int, 
             e.occurred_at.seconds = int(time.time()) - 1
             await stubs[slot % channels].RecordActivity(request, metadata=md)
     elif kind == "dashboard":
+
         async def call(slot):
             await stubs[slot % channels].GetDashboard(dash, metadata=md)
     else:
@@ -241,8 +296,16 @@ async def prepare_grpc(state: State, address: str, kind: str, concurrency: int, 
     return {}
 
 
-async def prepare_rest(state: State, url: str, kind: str, concurrency: int, tag: str = "",
-                       users: int = 5000, warm_calls: int = 5, key: str = "") -> dict:
+async def prepare_rest(
+    state: State,
+    url: str,
+    kind: str,
+    concurrency: int,
+    tag: str = "",
+    users: int = 5000,
+    warm_calls: int = 5,
+    key: str = "",
+) -> dict:
     """The same calls through the Envoy gateway as REST: POST an event
     (RecordActivity) or GET the dashboard; one keep-alive HTTP/1.1
     connection per call in flight."""
@@ -256,17 +319,30 @@ async def prepare_rest(state: State, url: str, kind: str, concurrency: int, tag:
     api = "/api/behavior-analytics"
 
     if kind == "record":
+
         async def call(slot):
             i = next(counter)
             at = datetime.fromtimestamp(int(time.time()) - 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            body = json.dumps({
-                "event_id": prefix + str(i), "user_id": f"user{(i * 7919 + state.index) % users}",
-                "type": "ACTIVITY_TYPE_API_CALL", "occurred_at": at, "source_ip": "10.1.2.7",
-                "user_agent": "svc-client/2.1", "session_id": "s1", "api_method": "GET",
-                "api_path": "/v1/items/7", "status_code": 200, "bytes_transferred": "1234",
-                "country_code": "DE", "timezone": "Europe/Berlin"}).encode()
+            body = json.dumps(
+                {
+                    "event_id": prefix + str(i),
+                    "user_id": f"user{(i * 7919 + state.index) % users}",
+                    "type": "ACTIVITY_TYPE_API_CALL",
+                    "occurred_at": at,
+                    "source_ip": "10.1.2.7",
+                    "user_agent": "svc-client/2.1",
+                    "session_id": "s1",
+                    "api_method": "GET",
+                    "api_path": "/v1/items/7",
+                    "status_code": 200,
+                    "bytes_transferred": "1234",
+                    "country_code": "DE",
+                    "timezone": "Europe/Berlin",
+                }
+            ).encode()
             await state.http[slot].request("POST", f"{api}/events/", body)
     elif kind == "dashboard":
+
         async def call(slot):
             await state.http[slot].request("GET", f"{api}/dashboard/")
     else:
@@ -307,7 +383,12 @@ async def run_window(state: State, start_at: float, warmup: float, duration: flo
 
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     await asyncio.gather(*(slot_loop(s) for s in range(state.concurrency)))
-    return {"count": len(latencies), "latencies": latencies, "errors": errors, "first_error": first_error}
+    return {
+        "count": len(latencies),
+        "latencies": latencies,
+        "errors": errors,
+        "first_error": first_error,
+    }
 
 
 async def close_load(state: State) -> dict:
@@ -317,6 +398,7 @@ async def close_load(state: State) -> dict:
 
 # -- batches ------------------------------------------------------------------------------
 
+
 def build_stream(spec: dict) -> list:
     """The ActivityEvents of a stream spec (see bench/common.py)."""
     import common
@@ -325,13 +407,21 @@ def build_stream(spec: dict) -> list:
     if kind == "persona_history":
         return common.persona_history(spec["users"], spec.get("seed", 7))
     if kind == "persona_block":
-        return common.persona_block(spec["users"], spec["block"], spec["count"], spec["tag"], spec.get("seed", 7),
-                                    spec.get("days_per_block"))
+        return common.persona_block(
+            spec["users"],
+            spec["block"],
+            spec["count"],
+            spec["tag"],
+            spec.get("seed", 7),
+            spec.get("days_per_block"),
+        )
     if kind == "api":
         t0 = datetime.fromisoformat(spec["t0"])
         step = timedelta(microseconds=spec["spacing_us"])
-        return [common.api_event(spec["tag"], i, spec["users"], t0 + step * i, spec.get("mixed", False))
-                for i in range(spec["start"], spec["stop"])]
+        return [
+            common.api_event(spec["tag"], i, spec["users"], t0 + step * i, spec.get("mixed", False))
+            for i in range(spec["start"], spec["stop"])
+        ]
     raise ValueError(kind)
 
 
@@ -342,14 +432,22 @@ def serialize_batches(events: list, size: int = 1000) -> list[bytes]:
     out = []
     for i in range(0, len(events), size):
         request = service_pb2.RecordActivitiesRequest()
-        for e in events[i:i + size]:
+        for e in events[i : i + size]:
             event_to_pb(e, request.events.add())
         out.append(request.SerializeToString())
     return out
 
 
-async def prepare_batches(state: State, address: str, spec: dict, share: int = 0, shares: int = 1,
-                          channels: int = 1, batch_size: int = 1000, key: str = "") -> dict:
+async def prepare_batches(
+    state: State,
+    address: str,
+    spec: dict,
+    share: int = 0,
+    shares: int = 1,
+    channels: int = 1,
+    batch_size: int = 1000,
+    key: str = "",
+) -> dict:
     """Builds the stream's batches (this worker's share: every shares-th
     batch) as serialized RecordActivities requests, and connects."""
     await state.close_channels()
@@ -365,9 +463,13 @@ async def run_batches(state: State, start_at: float, concurrency: int) -> dict:
     must be accepted."""
     from uba.v1 import service_pb2
 
-    methods = [ch.unary_unary("/uba.v1.BehaviorAnalyticsService/RecordActivities",
-                              response_deserializer=service_pb2.RecordActivitiesResponse.FromString)
-               for ch in state.channels]
+    methods = [
+        ch.unary_unary(
+            "/uba.v1.BehaviorAnalyticsService/RecordActivities",
+            response_deserializer=service_pb2.RecordActivitiesResponse.FromString,
+        )
+        for ch in state.channels
+    ]
     queue = list(reversed(state.batches))
     md = _metadata(state.key)
     latencies: list[float] = []
@@ -395,11 +497,20 @@ async def run_batches(state: State, start_at: float, concurrency: int) -> dict:
     return {"start": started, "end": ended, "latencies": latencies, **totals}
 
 
-async def background_batches(state: State, address: str, until: float, tag: str, concurrency: int = 2,
-                             users: int = 100_000, batch_size: int = 1000, key: str = "") -> dict:
+async def background_batches(
+    state: State,
+    address: str,
+    until: float,
+    tag: str,
+    concurrency: int = 2,
+    users: int = 100_000,
+    batch_size: int = 1000,
+    key: str = "",
+) -> dict:
     """Ingest load until `until` (monotonic): batches of new API-call
     events, generated as they go."""
     import common
+
     from uba.api.converters import event_to_pb
     from uba.v1 import service_pb2, service_pb2_grpc
 
@@ -414,7 +525,10 @@ async def background_batches(state: State, address: str, until: float, tag: str,
             request = service_pb2.RecordActivitiesRequest()
             at = datetime.now(UTC) - timedelta(seconds=30)
             for _ in range(batch_size):
-                event_to_pb(common.api_event(f"{tag}-w{state.index}", next(counter), users, at), request.events.add())
+                event_to_pb(
+                    common.api_event(f"{tag}-w{state.index}", next(counter), users, at),
+                    request.events.add(),
+                )
             await stub.RecordActivities(request, timeout=600, metadata=_metadata(key))
             sent += batch_size
 
@@ -427,7 +541,10 @@ async def background_batches(state: State, address: str, until: float, tag: str,
 
 # -- subscribers ----------------------------------------------------------------------------
 
-async def open_subscribers(state: State, address: str, count: int, channels: int = 5, key: str = "") -> dict:
+
+async def open_subscribers(
+    state: State, address: str, count: int, channels: int = 5, key: str = ""
+) -> dict:
     """Opens `count` StreamAlerts subscribers that only listen, and waits
     until each has its first message (the server's heartbeat at start)."""
     from uba.v1 import service_pb2, service_pb2_grpc
@@ -438,7 +555,9 @@ async def open_subscribers(state: State, address: str, count: int, channels: int
     opened = [asyncio.Event() for _ in range(count)]
 
     async def follow(i: int) -> None:
-        call = stubs[i % channels].StreamAlerts(service_pb2.StreamAlertsRequest(), metadata=_metadata(key))
+        call = stubs[i % channels].StreamAlerts(
+            service_pb2.StreamAlertsRequest(), metadata=_metadata(key)
+        )
         state.subscribers.append(call)
         try:
             async for _ in call:
@@ -468,6 +587,7 @@ async def close_subscribers(state: State) -> dict:
 
 
 # -- a minimal HTTP/1.1 keep-alive client ------------------------------------------------------
+
 
 class HttpConnection:
     """One persistent HTTP/1.1 connection: cheaper per request than any
@@ -519,8 +639,20 @@ class HttpConnection:
 
 # -- the worker's loop ----------------------------------------------------------------------------
 
-JOBS = {f.__name__: f for f in (prepare_grpc, prepare_rest, run_window, close_load, prepare_batches, run_batches,
-                                background_batches, open_subscribers, close_subscribers)}
+JOBS = {
+    f.__name__: f
+    for f in (
+        prepare_grpc,
+        prepare_rest,
+        run_window,
+        close_load,
+        prepare_batches,
+        run_batches,
+        background_batches,
+        open_subscribers,
+        close_subscribers,
+    )
+}
 
 
 async def serve(conn, index: int) -> None:

@@ -9,7 +9,7 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Every figure the suite produces, in report order: key -> (title, scope).
@@ -38,7 +38,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     "growth_dashboard": ("Growth: GetDashboard latency (24 h window)", "backend"),
     "growth_db_size": ("Growth: database size per event", "backend"),
     "multicore_unary": ("Multi-core: unary RecordActivity, 2 processes vs 1", "postgresql"),
-    "multicore_batch": ("Multi-core: batch ingest with basic detection, 2 processes vs 1", "postgresql"),
+    "multicore_batch": (
+        "Multi-core: batch ingest with basic detection, 2 processes vs 1",
+        "postgresql",
+    ),
 }
 
 
@@ -81,13 +84,13 @@ class Report:
         self.out = Path(out)
         self.machine = machine
         self.params = params
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
         self.figures: list[Figure] = []
         self.sections: dict[str, dict] = {}  # extra data: growth curves, EXPLAIN plans, notes
         self.notes: list[str] = []
 
     @classmethod
-    def load(cls, path: Path) -> "Report":
+    def load(cls, path: Path) -> Report:
         """A report from its report.json (to render it again)."""
         data = json.loads(Path(path).read_text())
         report = cls(Path(path).parent, data["machine"], data["params"])
@@ -95,20 +98,30 @@ class Report:
         report.finished = datetime.fromisoformat(data["generated_at"])
         report.duration_s = data["duration_s"]
         known = {f.name for f in dataclasses.fields(Figure)}
-        report.figures = [Figure(**{k: v for k, v in f.items() if k in known}) for f in data["figures"]]
+        report.figures = [
+            Figure(**{k: v for k, v in f.items() if k in known}) for f in data["figures"]
+        ]
         report.sections = data["sections"]
         report.notes = data["notes"]
         return report
 
     def add(self, figure: Figure) -> Figure:
         assert figure.key in FIGURES, figure.key
-        self.figures = [f for f in self.figures if (f.key, f.backend) != (figure.key, figure.backend)]
+        self.figures = [
+            f for f in self.figures if (f.key, f.backend) != (figure.key, figure.backend)
+        ]
         self.figures.append(figure)
         value = "-" if figure.value is None else f"{figure.value:,.4g}"
         ratio = "" if figure.ratio is None else f"  ratio {figure.ratio:.2f}"
-        print(f"  [{figure.backend}] {figure.key}: {value} {figure.unit}{ratio}"
-              + ("" if figure.met is None else f"  target {figure.target}: {'met' if figure.met else 'NOT met'}"),
-              flush=True)
+        print(
+            f"  [{figure.backend}] {figure.key}: {value} {figure.unit}{ratio}"
+            + (
+                ""
+                if figure.met is None
+                else f"  target {figure.target}: {'met' if figure.met else 'NOT met'}"
+            ),
+            flush=True,
+        )
         return figure
 
     def section(self, name: str, backend: str = "any") -> dict:
@@ -118,11 +131,12 @@ class Report:
 
     def write(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        finished = getattr(self, "finished", None) or datetime.now(timezone.utc)
+        finished = getattr(self, "finished", None) or datetime.now(UTC)
         data = {
             "generated_at": finished.isoformat(timespec="seconds"),
             "started_at": self.started.isoformat(timespec="seconds"),
-            "duration_s": getattr(self, "duration_s", None) or round((finished - self.started).total_seconds(), 1),
+            "duration_s": getattr(self, "duration_s", None)
+            or round((finished - self.started).total_seconds(), 1),
             "machine": self.machine,
             "params": self.params,
             "figures": [asdict(f) | {"title": f.title} for f in self.figures],
@@ -153,8 +167,13 @@ class Report:
             "",
             f"**Code**: server code as of commit {m.get('code_at_start', {}).get('commit', '?')} "
             f"({m.get('code_at_start', {}).get('subject', '')})"
-            + (f" with {m['code_at_start']['uncommitted_server_files']} uncommitted file(s) under server/, proto/, "
-               "envoy/" if m.get('code_at_start', {}).get('uncommitted_server_files') else "") + ".",
+            + (
+                f" with {m['code_at_start']['uncommitted_server_files']} uncommitted file(s) under server/, proto/, "
+                "envoy/"
+                if m.get("code_at_start", {}).get("uncommitted_server_files")
+                else ""
+            )
+            + ".",
             "",
             f"**Sizes**: {self.params.get('sizes_text', '')}",
             "",
@@ -166,23 +185,38 @@ class Report:
         ]
         order = {k: i for i, k in enumerate(FIGURES)}
         backend_order = {"sqlite": 0, "postgresql": 1, "any": 2}
-        for f in sorted(self.figures, key=lambda f: (order[f.key], backend_order.get(f.backend, 3))):
+        for f in sorted(
+            self.figures, key=lambda f: (order[f.key], backend_order.get(f.backend, 3))
+        ):
             subject = fmt_value(f.value, f.unit)
             if f.note:
                 subject += f" ({f.note})"
             baseline = ""
             if f.baseline:
-                baseline = f.baseline + (": " + fmt_value(f.baseline_value, f.baseline_unit or f.unit)
-                                         if f.baseline_value is not None else "")
+                baseline = f.baseline + (
+                    ": " + fmt_value(f.baseline_value, f.baseline_unit or f.unit)
+                    if f.baseline_value is not None
+                    else ""
+                )
             ratio = "" if f.ratio is None else f"{f.ratio:.2f}"
             met = {True: "yes", False: "**no**", None: "-"}[f.met]
-            lines.append(f"| {f.title} | {f.backend} | {subject} | {baseline} | {ratio} | {f.target or '-'} | {met} |")
+            lines.append(
+                f"| {f.title} | {f.backend} | {subject} | {baseline} | {ratio} | {f.target or '-'} | {met} |"
+            )
         lines.append("")
         for name in plots:
             lines += [f"![{name}]({name})", ""]
         for name, per_backend in self.sections.items():
-            text = per_backend.get("any", {}).get("markdown") if isinstance(per_backend, dict) else None
-            parts = [(b, v.get("markdown")) for b, v in per_backend.items() if isinstance(v, dict) and v.get("markdown")]
+            text = (
+                per_backend.get("any", {}).get("markdown")
+                if isinstance(per_backend, dict)
+                else None
+            )
+            parts = [
+                (b, v.get("markdown"))
+                for b, v in per_backend.items()
+                if isinstance(v, dict) and v.get("markdown")
+            ]
             if not parts:
                 continue
             lines += [f"## {name}", ""]
@@ -208,9 +242,13 @@ class Report:
             self.notes.append("matplotlib is not installed: no plots (pip install matplotlib).")
             return []
         made = []
-        for name, fn in (("ratios.png", self._plot_ratios), ("throughput.png", self._plot_throughput),
-                         ("latency.png", self._plot_latency), ("growth.png", self._plot_growth),
-                         ("multicore.png", self._plot_multicore)):
+        for name, fn in (
+            ("ratios.png", self._plot_ratios),
+            ("throughput.png", self._plot_throughput),
+            ("latency.png", self._plot_latency),
+            ("growth.png", self._plot_growth),
+            ("multicore.png", self._plot_multicore),
+        ):
             try:
                 fig = fn(plt)
             except Exception as exc:  # noqa: BLE001 - a plot must not lose the report
@@ -231,7 +269,9 @@ class Report:
         rows.sort(key=lambda f: (list(FIGURES).index(f.key), f.backend))
         fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.5))
         labels = [f"{f.key} [{f.backend}]" for f in rows]
-        colors = ["tab:green" if f.met else ("tab:red" if f.met is False else "tab:gray") for f in rows]
+        colors = [
+            "tab:green" if f.met else ("tab:red" if f.met is False else "tab:gray") for f in rows
+        ]
         ax.barh(range(len(rows)), [f.ratio for f in rows], color=colors)
         for i, f in enumerate(rows):
             t = RATIO_TARGETS[f.key]
@@ -244,8 +284,12 @@ class Report:
         return fig
 
     def _plot_throughput(self, plt):
-        keys = [("batch_raw", "raw insert (driver)"), ("batch_detection_off", "off"),
-                ("batch_detection_basic", "basic"), ("batch_detection_enhanced", "enhanced")]
+        keys = [
+            ("batch_raw", "raw insert (driver)"),
+            ("batch_detection_off", "off"),
+            ("batch_detection_basic", "basic"),
+            ("batch_detection_enhanced", "enhanced"),
+        ]
         backends = [b for b in ("sqlite", "postgresql") if self._get("batch_detection_off", b)]
         if not backends:
             return None
@@ -272,8 +316,11 @@ class Report:
         ax = axes[1]
         labels, vals, colors = [], [], []
         for b in backends:
-            for key, label in (("unary_record", "RecordActivity"), ("unary_record_detection_off", "detection off"),
-                               ("subscribers_500", "+500 subscribers")):
+            for key, label in (
+                ("unary_record", "RecordActivity"),
+                ("unary_record_detection_off", "detection off"),
+                ("subscribers_500", "+500 subscribers"),
+            ):
                 f = self._get(key, b)
                 if f is None:
                     continue
@@ -293,8 +340,11 @@ class Report:
     def _plot_latency(self, plt):
         rows = []
         for b in ("sqlite", "postgresql"):
-            for key, label in (("unary_record", "unary RecordActivity"), ("alert_latency_idle", "alert, idle"),
-                               ("alert_latency_under_load", "alert, under load")):
+            for key, label in (
+                ("unary_record", "unary RecordActivity"),
+                ("alert_latency_idle", "alert, idle"),
+                ("alert_latency_under_load", "alert, under load"),
+            ):
                 f = self._get(key, b)
                 if f is None:
                     continue
@@ -322,7 +372,9 @@ class Report:
 
     def _plot_growth(self, plt):
         growth = self.sections.get("Growth", {})
-        curves = {b: v.get("points") for b, v in growth.items() if isinstance(v, dict) and v.get("points")}
+        curves = {
+            b: v.get("points") for b, v in growth.items() if isinstance(v, dict) and v.get("points")
+        }
         if not curves:
             return None
         fig, axes = plt.subplots(2, 2, figsize=(11, 8))
@@ -336,8 +388,16 @@ class Report:
             for backend, points in curves.items():
                 if field_name == "list_ms":
                     for variant in ("none", "user", "type", "source_ip"):
-                        xs = [p["events"] for p in points if p.get("list_ms", {}).get(variant) is not None]
-                        ys = [p["list_ms"][variant] for p in points if p.get("list_ms", {}).get(variant) is not None]
+                        xs = [
+                            p["events"]
+                            for p in points
+                            if p.get("list_ms", {}).get(variant) is not None
+                        ]
+                        ys = [
+                            p["list_ms"][variant]
+                            for p in points
+                            if p.get("list_ms", {}).get(variant) is not None
+                        ]
                         ax.plot(xs, ys, marker="o", label=f"{backend}, filter {variant}")
                 else:
                     xs = [p["events"] for p in points if p.get(field_name)]
@@ -375,8 +435,12 @@ class Report:
 
 # Ratio targets (figure key -> minimum ratio) drawn on the ratios plot.
 RATIO_TARGETS = {
-    "unary_record": 0.7, "unary_record_detection_off": 0.7, "subscribers_500": 0.9, "rest_record_activity": 0.8,
-    "rest_get_dashboard": 0.8, "isolation_forest_scoring": 0.8,
+    "unary_record": 0.7,
+    "unary_record_detection_off": 0.7,
+    "subscribers_500": 0.9,
+    "rest_record_activity": 0.8,
+    "rest_get_dashboard": 0.8,
+    "isolation_forest_scoring": 0.8,
 }
 
 

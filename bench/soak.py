@@ -18,14 +18,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.server import ServerProcess  # noqa: E402
-from uba.v1 import events_pb2, service_pb2  # noqa: E402
+
+from uba.v1 import events_pb2  # noqa: E402
 from uba_client import UbaClient  # noqa: E402
 from uba_client.retry import RetryPolicy  # noqa: E402
 
@@ -43,7 +44,9 @@ def proc_stats(pid: int) -> dict:
     return stats
 
 
-def run(seconds: float, database_url: str = "", max_batches: int = 100_000, quiet: bool = False) -> dict:
+def run(
+    seconds: float, database_url: str = "", max_batches: int = 100_000, quiet: bool = False
+) -> dict:
     """Runs the soak; returns the report (also usable from tests)."""
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp) / "data", database_url).start()
@@ -52,28 +55,44 @@ def run(seconds: float, database_url: str = "", max_batches: int = 100_000, quie
         acked: set[str] = set()
         counts = {"batches": 0, "queries": 0, "exports": 0, "alerts_seen": 0, "errors": 0}
         lock = threading.Lock()
-        start = datetime.now(timezone.utc) - timedelta(days=1)
+        start = datetime.now(UTC) - timedelta(days=1)
 
         def ingest(worker: int) -> None:
-            client = UbaClient(server.address, api_key=key, timeout=10,
-                               ingest_retry=RetryPolicy(max_attempts=0, max_backoff=1.0))
+            client = UbaClient(
+                server.address,
+                api_key=key,
+                timeout=10,
+                ingest_retry=RetryPolicy(max_attempts=0, max_backoff=1.0),
+            )
             n = 0
             while not stop.is_set() and n < max_batches:
                 events = []
                 for i in range(200):
                     k = n * 200 + i
                     m = events_pb2.ActivityEvent(
-                        event_id=f"soak-{worker}-{k}", user_id=f"soak-{(worker * 7 + k) % USERS}",
-                        type=(events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE if k % 50 == 0
-                              else events_pb2.ACTIVITY_TYPE_API_CALL),
-                        source_ip=f"10.{worker}.{k % 250}.1", api_method="GET", api_path=f"/v1/r/{k % 30}",
-                        status_code=200, bytes_transferred=1000 + k % 7000)
+                        event_id=f"soak-{worker}-{k}",
+                        user_id=f"soak-{(worker * 7 + k) % USERS}",
+                        type=(
+                            events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE
+                            if k % 50 == 0
+                            else events_pb2.ACTIVITY_TYPE_API_CALL
+                        ),
+                        source_ip=f"10.{worker}.{k % 250}.1",
+                        api_method="GET",
+                        api_path=f"/v1/r/{k % 30}",
+                        status_code=200,
+                        bytes_transferred=1000 + k % 7000,
+                    )
                     m.occurred_at.FromDatetime(start + timedelta(milliseconds=k * 10 + worker))
                     events.append(m)
                 try:
                     result = client.record_batch(events)
                     with lock:
-                        acked.update(r.event_id for r in result.results if r.status in ("accepted", "duplicate"))
+                        acked.update(
+                            r.event_id
+                            for r in result.results
+                            if r.status in ("accepted", "duplicate")
+                        )
                         counts["batches"] += 1
                 except Exception:  # noqa: BLE001 - counted; the soak goes on
                     with lock:
@@ -129,12 +148,20 @@ def run(seconds: float, database_url: str = "", max_batches: int = 100_000, quie
             t.start()
         try:
             while time.monotonic() - t0 < seconds:
-                samples.append({"t": round(time.monotonic() - t0, 1), **proc_stats(server.proc.pid),
-                                "events": len(acked)})
+                samples.append(
+                    {
+                        "t": round(time.monotonic() - t0, 1),
+                        **proc_stats(server.proc.pid),
+                        "events": len(acked),
+                    }
+                )
                 if not quiet:
                     s = samples[-1]
-                    print(f"  {s['t']:7.1f}s  events {s['events']:9,}  rss {s['rss_mb']:6.1f} MB  "
-                          f"fds {s['fds']:4}  threads {s['threads']:3}", flush=True)
+                    print(
+                        f"  {s['t']:7.1f}s  events {s['events']:9,}  rss {s['rss_mb']:6.1f} MB  "
+                        f"fds {s['fds']:4}  threads {s['threads']:3}",
+                        flush=True,
+                    )
                 time.sleep(1.0)
         finally:
             stop.set()
@@ -151,7 +178,7 @@ def run(seconds: float, database_url: str = "", max_batches: int = 100_000, quie
         server.stop()
     return {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": seconds,
         "backend": "postgresql" if database_url else "sqlite",
         "acknowledged": len(acked),
@@ -173,20 +200,27 @@ def plot(report: dict, path: Path) -> bool:
         return False
     t = [s["t"] for s in report["samples"]]
     fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
-    for ax, key, label in zip(axes, ("events", "rss_mb", "fds", "threads"),
-                              ("events acknowledged", "server RSS (MB)", "open file descriptors", "threads")):
+    for ax, key, label in zip(
+        axes,
+        ("events", "rss_mb", "fds", "threads"),
+        ("events acknowledged", "server RSS (MB)", "open file descriptors", "threads"),
+    ):
         ax.plot(t, [s[key] for s in report["samples"]])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("seconds")
-    fig.suptitle(f"uba soak, {report['backend']}: {report['acknowledged']:,} events, {report['lost']} lost")
+    fig.suptitle(
+        f"uba soak, {report['backend']}: {report['acknowledged']:,} events, {report['lost']} lost"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return True
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
@@ -195,11 +229,13 @@ def main() -> int:
     (RESULTS / "soak.json").write_text(json.dumps(report, indent=2))
     plotted = plot(report, RESULTS / "soak.png")
     first, last = report["samples"][0], report["samples"][-1]
-    print(f"\n{report['acknowledged']:,} events acknowledged in {args.seconds:.0f} s on {report['backend']}: "
-          f"{report['lost']} lost, {report['extra']} extra; {report['queries']:,} queries, {report['exports']} exports, "
-          f"{report['alerts_seen']} alert deliveries, {report['errors']} errors; RSS {first['rss_mb']:.0f} -> "
-          f"{last['rss_mb']:.0f} MB, fds {first['fds']} -> {last['fds']}, threads {first['threads']} -> "
-          f"{last['threads']}" + ("; plot bench/results/soak.png" if plotted else ""))
+    print(
+        f"\n{report['acknowledged']:,} events acknowledged in {args.seconds:.0f} s on {report['backend']}: "
+        f"{report['lost']} lost, {report['extra']} extra; {report['queries']:,} queries, {report['exports']} exports, "
+        f"{report['alerts_seen']} alert deliveries, {report['errors']} errors; RSS {first['rss_mb']:.0f} -> "
+        f"{last['rss_mb']:.0f} MB, fds {first['fds']} -> {last['fds']}, threads {first['threads']} -> "
+        f"{last['threads']}" + ("; plot bench/results/soak.png" if plotted else "")
+    )
     return 0 if report["lost"] == 0 and report["extra"] == 0 else 1
 
 

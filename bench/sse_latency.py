@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.server import ServerProcess  # noqa: E402
+
 from uba.gateway import GatewayProcess  # noqa: E402
 from uba.v1 import events_pb2, service_pb2  # noqa: E402
 
@@ -36,10 +37,14 @@ RESULTS = ROOT / "bench" / "results"
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000 if values else float("nan")
+    return (
+        values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000 if values else float("nan")
+    )
 
 
-def follow_native(server: ServerProcess, arrived: dict, cond: threading.Condition, stop: threading.Event) -> None:
+def follow_native(
+    server: ServerProcess, arrived: dict, cond: threading.Condition, stop: threading.Event
+) -> None:
     call = server.stub.StreamAlerts(service_pb2.StreamAlertsRequest())
     stop.call = call  # type: ignore[attr-defined]
     try:
@@ -52,7 +57,9 @@ def follow_native(server: ServerProcess, arrived: dict, cond: threading.Conditio
         pass
 
 
-def follow_sse(address: str, key: str, arrived: dict, cond: threading.Condition, stop: threading.Event) -> None:
+def follow_sse(
+    address: str, key: str, arrived: dict, cond: threading.Condition, stop: threading.Event
+) -> None:
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     headers = {"Accept": "text/event-stream"}
@@ -80,7 +87,9 @@ def follow_sse(address: str, key: str, arrived: dict, cond: threading.Condition,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--alerts", type=int, default=200)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -97,17 +106,23 @@ def main() -> int:
         gateway.start()
         gateway.wait_ready()
         try:
-            threading.Thread(target=follow_native, args=(server, native, cond, stop), daemon=True).start()
-            threading.Thread(target=follow_sse, args=(gateway.listen_address, key, sse, cond, stop),
-                             daemon=True).start()
+            threading.Thread(
+                target=follow_native, args=(server, native, cond, stop), daemon=True
+            ).start()
+            threading.Thread(
+                target=follow_sse, args=(gateway.listen_address, key, sse, cond, stop), daemon=True
+            ).start()
             time.sleep(1.0)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for n in range(args.alerts):
                 user = f"sse-{os.getpid()}-{n}"
                 burst = []
                 for i in range(10):
-                    m = events_pb2.ActivityEvent(user_id=user, type=events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE,
-                                                 source_ip="203.0.113.4")
+                    m = events_pb2.ActivityEvent(
+                        user_id=user,
+                        type=events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE,
+                        source_ip="203.0.113.4",
+                    )
                     m.occurred_at.FromDatetime(now - timedelta(seconds=60 - i))
                     burst.append(m)
                 server.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst))
@@ -124,17 +139,22 @@ def main() -> int:
             server.stop()
     report = {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "alerts": args.alerts,
-        "native_p50_ms": pct(native_lat, 50), "native_p99_ms": pct(native_lat, 99),
-        "sse_p50_ms": pct(sse_lat, 50), "sse_p99_ms": pct(sse_lat, 99),
-        "native_received": len(native_lat), "sse_received": len(sse_lat),
+        "native_p50_ms": pct(native_lat, 50),
+        "native_p99_ms": pct(native_lat, 99),
+        "sse_p50_ms": pct(sse_lat, 50),
+        "sse_p99_ms": pct(sse_lat, 99),
+        "native_received": len(native_lat),
+        "sse_received": len(sse_lat),
     }
     report["sse_to_native_p50_ratio"] = report["sse_p50_ms"] / report["native_p50_ms"]
     for k, v in report.items():
         print(f"  {k:28s} {v}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / ("sse_latency-quick.json" if args.quick else "sse_latency.json")).write_text(json.dumps(report, indent=2))
+    (RESULTS / ("sse_latency-quick.json" if args.quick else "sse_latency.json")).write_text(
+        json.dumps(report, indent=2)
+    )
     return 0
 
 

@@ -37,6 +37,7 @@ FOLLOW = "/bench.Bench/Follow"
 
 # -- the suite's section -------------------------------------------------------------------
 
+
 def subscribers_section(ctx, services) -> None:
     from ingest import unary_chain
 
@@ -46,28 +47,56 @@ def subscribers_section(ctx, services) -> None:
     opened = {}
 
     def open_subscribers():
-        opened.setdefault("runs", []).append(holder.call("open_subscribers", address=server.address,
-                                                         key=server.api_key, count=p.subscribers))
+        opened.setdefault("runs", []).append(
+            holder.call(
+                "open_subscribers", address=server.address, key=server.api_key, count=p.subscribers
+            )
+        )
 
     def close_subscribers():
         opened.setdefault("closed", []).append(holder.call("close_subscribers"))
 
-    load = dict(kind="record", address=server.address, key=server.api_key, concurrency=p.concurrency_per_worker,
-                channels=2)
-    chain = unary_chain(ctx, dict(load, tag="nosub"), dict(load, tag="sub"), p.repeats,
-                        before=open_subscribers, after=close_subscribers, watch=(server,))
-    ctx.report.add(Figure(
-        key="subscribers_500", backend=ctx.backend, value=chain["subject_per_s"], unit="events/s",
-        baseline="the same unary ingest without subscribers", baseline_value=chain["baseline_per_s"],
-        ratio=chain["ratio"], target="ratio >= 0.9", met=chain["ratio"] >= 0.9,
-        note=f"{p.subscribers} subscribers; p99 {chain['subject_p99_ms']:.1f} ms vs "
-             f"{chain['baseline_p99_ms']:.1f} ms without",
-        details={**chain, "subscribers": p.subscribers, "open": opened,
-                 "server": "default configuration (enhanced), heartbeat every 15 s"},
-    ))
+    load = dict(
+        kind="record",
+        address=server.address,
+        key=server.api_key,
+        concurrency=p.concurrency_per_worker,
+        channels=2,
+    )
+    chain = unary_chain(
+        ctx,
+        dict(load, tag="nosub"),
+        dict(load, tag="sub"),
+        p.repeats,
+        before=open_subscribers,
+        after=close_subscribers,
+        watch=(server,),
+    )
+    ctx.report.add(
+        Figure(
+            key="subscribers_500",
+            backend=ctx.backend,
+            value=chain["subject_per_s"],
+            unit="events/s",
+            baseline="the same unary ingest without subscribers",
+            baseline_value=chain["baseline_per_s"],
+            ratio=chain["ratio"],
+            target="ratio >= 0.9",
+            met=chain["ratio"] >= 0.9,
+            note=f"{p.subscribers} subscribers; p99 {chain['subject_p99_ms']:.1f} ms vs "
+            f"{chain['baseline_p99_ms']:.1f} ms without",
+            details={
+                **chain,
+                "subscribers": p.subscribers,
+                "open": opened,
+                "server": "default configuration (enhanced), heartbeat every 15 s",
+            },
+        )
+    )
 
 
 # -- standalone: the choice of server model ----------------------------------------------------
+
 
 def _sync_server(port_queue, workers: int) -> None:
     import threading
@@ -83,11 +112,20 @@ def _sync_server(port_queue, workers: int) -> None:
         done.wait()
         return iter(())
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), maximum_concurrent_rpcs=None)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Bench", {
-        "Unary": grpc.unary_unary_rpc_method_handler(unary),
-        "Follow": grpc.unary_stream_rpc_method_handler(follow),
-    }),))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers), maximum_concurrent_rpcs=None
+    )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.Bench",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+                    "Follow": grpc.unary_stream_rpc_method_handler(follow),
+                },
+            ),
+        )
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     port_queue.put(port)
@@ -106,10 +144,17 @@ def _aio_server(port_queue, _workers: int) -> None:
             yield b""
 
         server = grpc.aio.server()
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Bench", {
-            "Unary": grpc.unary_unary_rpc_method_handler(unary),
-            "Follow": grpc.unary_stream_rpc_method_handler(follow),
-        }),))
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "bench.Bench",
+                    {
+                        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+                        "Follow": grpc.unary_stream_rpc_method_handler(follow),
+                    },
+                ),
+            )
+        )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         port_queue.put(port)
@@ -143,7 +188,7 @@ async def _unary_rate(address: str, calls: int, streams: int, concurrency: int) 
         try:
             # Bounded in time: a starved server would otherwise take calls x 2 s.
             await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         elapsed = time.perf_counter() - t0
         for s in open_streams:
@@ -155,24 +200,35 @@ async def server_models(streams: int, calls: int, concurrency: int) -> dict:
     """Every measurement of this study in the one event loop of the caller."""
     out = {}
     ctx = multiprocessing.get_context("spawn")
-    for name, target, workers in (("threadpool_16", _sync_server, 16), ("threadpool_600", _sync_server, 600),
-                                  ("aio", _aio_server, 0)):
+    for name, target, workers in (
+        ("threadpool_16", _sync_server, 16),
+        ("threadpool_600", _sync_server, 600),
+        ("aio", _aio_server, 0),
+    ):
         q = ctx.Queue()
         proc = ctx.Process(target=target, args=(q, workers), daemon=True)
         proc.start()
         address = f"127.0.0.1:{await asyncio.to_thread(q.get, True, 30)}"
         try:
-            runs = [await _unary_rate(address, calls, 0, concurrency),
-                    await _unary_rate(address, calls, streams, concurrency),
-                    await _unary_rate(address, calls, 0, concurrency)]
+            runs = [
+                await _unary_rate(address, calls, 0, concurrency),
+                await _unary_rate(address, calls, streams, concurrency),
+                await _unary_rate(address, calls, 0, concurrency),
+            ]
         finally:
             proc.kill()
             proc.join()
         base = (runs[0]["calls_per_s"] + runs[2]["calls_per_s"]) / 2
-        out[name] = {"no_streams": [runs[0], runs[2]], "with_streams": runs[1],
-                     "ratio": runs[1]["calls_per_s"] / base if base else None}
-        print(f"  {name:16s} no streams {base:8.0f}/s   {streams} streams {runs[1]['calls_per_s']:8.0f}/s "
-              f"({runs[1]['failed']} timed out)   ratio {out[name]['ratio']:.2f}", flush=True)
+        out[name] = {
+            "no_streams": [runs[0], runs[2]],
+            "with_streams": runs[1],
+            "ratio": runs[1]["calls_per_s"] / base if base else None,
+        }
+        print(
+            f"  {name:16s} no streams {base:8.0f}/s   {streams} streams {runs[1]['calls_per_s']:8.0f}/s "
+            f"({runs[1]['failed']} timed out)   ratio {out[name]['ratio']:.2f}",
+            flush=True,
+        )
     return out
 
 

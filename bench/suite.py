@@ -38,8 +38,19 @@ import common  # noqa: E402
 from common import ROOT  # noqa: E402
 from report import Report, expected_keys  # noqa: E402
 
-SECTIONS = ("batch", "unary", "subscribers", "alerts", "export", "rest", "memory", "startup", "growth",
-            "isolation_forest", "multicore")
+SECTIONS = (
+    "batch",
+    "unary",
+    "subscribers",
+    "alerts",
+    "export",
+    "rest",
+    "memory",
+    "startup",
+    "growth",
+    "isolation_forest",
+    "multicore",
+)
 SERVICE_SECTIONS = {"batch", "unary", "subscribers", "alerts", "export", "rest", "memory"}
 
 
@@ -62,7 +73,9 @@ class Params:
     baseline_users: int = 1000
     if_users: int = 20
     if_events: int = 20_000
-    growth_sizes: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000, 300_000, 1_000_000])
+    growth_sizes: list[int] = field(
+        default_factory=lambda: [10_000, 30_000, 100_000, 300_000, 1_000_000]
+    )
     growth_chunk: int = 100_000
     growth_calls: int = 9
     growth_dash_calls: int = 5
@@ -71,11 +84,31 @@ class Params:
     mc_batch_events: int = 40_000
 
     @classmethod
-    def smoke(cls) -> "Params":
-        return cls(repeats=1, duration=0.3, warmup=0.1, warm_calls=1, concurrency_per_worker=4, users=3, block_events=1200,
-                   warm_events=200, alert_bursts=5, load_seconds=1.0, subscribers=20, startup_repeats=0,
-                   baseline_users=30, if_users=3, if_events=1500, growth_sizes=[2_000, 5_000], growth_chunk=5_000,
-                   growth_calls=2, growth_dash_calls=2, mc_concurrency=4, mc_channels=2, mc_batch_events=2_000)
+    def smoke(cls) -> Params:
+        return cls(
+            repeats=1,
+            duration=0.3,
+            warmup=0.1,
+            warm_calls=1,
+            concurrency_per_worker=4,
+            users=3,
+            block_events=1200,
+            warm_events=200,
+            alert_bursts=5,
+            load_seconds=1.0,
+            subscribers=20,
+            startup_repeats=0,
+            baseline_users=30,
+            if_users=3,
+            if_events=1500,
+            growth_sizes=[2_000, 5_000],
+            growth_chunk=5_000,
+            growth_calls=2,
+            growth_dash_calls=2,
+            mc_concurrency=4,
+            mc_channels=2,
+            mc_batch_events=2_000,
+        )
 
 
 def growth_sizes(max_events: int) -> list[int]:
@@ -105,8 +138,9 @@ def _run(ctx: Ctx, name: str, fn, *args) -> None:
     except Exception:  # noqa: BLE001 - the rest of the suite still runs
         text = traceback.format_exc()
         print(text, file=sys.stderr, flush=True)
-        ctx.report.notes.append(f"section {name} [{ctx.backend or 'any'}] failed: "
-                                f"{text.strip().splitlines()[-1]}")
+        ctx.report.notes.append(
+            f"section {name} [{ctx.backend or 'any'}] failed: {text.strip().splitlines()[-1]}"
+        )
         ctx.report.section("Failures", ctx.backend or "any").setdefault("errors", []).append(text)
     ctx.report.section("Timings", ctx.backend or "any")[name] = round(time.monotonic() - t0, 1)
     print(f"   {name} took {time.monotonic() - t0:.0f}s", flush=True)
@@ -125,14 +159,18 @@ def run_backend(ctx: Ctx, backend: str, sections: set[str]) -> None:
         try:
             if sections & SERVICE_SECTIONS:
                 services = None
-                print(f"== servers [{backend}]: detection off, basic (+ gateway), enhanced", flush=True)
+                print(
+                    f"== servers [{backend}]: detection off, basic (+ gateway), enhanced",
+                    flush=True,
+                )
                 services = ingest.ServiceSet(ctx)
                 try:
                     services.prepare()
                     if "batch" in sections:
                         _run(ctx, "batch", ingest.batch_section, ctx, services)
                         ctx.report.section("Server memory", backend)["after_batch"] = {
-                            n: services[n].memory_mb() for n in ("off", "basic", "enhanced")}
+                            n: services[n].memory_mb() for n in ("off", "basic", "enhanced")
+                        }
                     if "unary" in sections:
                         _run(ctx, "unary", ingest.unary_section, ctx, services)
                     if "subscribers" in sections:
@@ -144,7 +182,9 @@ def run_backend(ctx: Ctx, backend: str, sections: set[str]) -> None:
                     if "rest" in sections:
                         _run(ctx, "rest", api.rest_section, ctx, services)
                     if "memory" in sections:
-                        _run(ctx, "baseline_stored", detection.baseline_stored_section, ctx, services)
+                        _run(
+                            ctx, "baseline_stored", detection.baseline_stored_section, ctx, services
+                        )
                     mem = {n: services[n].memory_mb() for n in ("off", "basic", "enhanced")}
                     ctx.report.section("Server memory", backend)["at_end"] = mem
                 finally:
@@ -163,15 +203,31 @@ def run_backend(ctx: Ctx, backend: str, sections: set[str]) -> None:
 
 
 def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything runs (< 1-2 min)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: checks that everything runs (< 1-2 min)"
+    )
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--only", default="", help="comma-separated sections: " + ", ".join(SECTIONS))
-    parser.add_argument("--max-events", type=int, default=0,
-                        help="largest store of the growth curve (default 1,000,000; up to 10,000,000)")
-    parser.add_argument("--repeats", type=int, default=0, help="interleaved repeats of each comparison")
-    parser.add_argument("--out", default="", help="where the report goes (default bench/results; a smoke or "
-                        "partial run goes to a subdirectory, so it never overwrites the full report)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated sections: " + ", ".join(SECTIONS)
+    )
+    parser.add_argument(
+        "--max-events",
+        type=int,
+        default=0,
+        help="largest store of the growth curve (default 1,000,000; up to 10,000,000)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=0, help="interleaved repeats of each comparison"
+    )
+    parser.add_argument(
+        "--out",
+        default="",
+        help="where the report goes (default bench/results; a smoke or "
+        "partial run goes to a subdirectory, so it never overwrites the full report)",
+    )
     args = parser.parse_args(argv)
 
     p = Params.smoke() if args.smoke else Params()
@@ -187,7 +243,9 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
     if not args.out:
         results = ROOT / "bench" / "results"
         partial = sections != set(SECTIONS)
-        name = ("smoke-" if args.smoke else "") + ("-".join(s for s in SECTIONS if s in sections) if partial else "")
+        name = ("smoke-" if args.smoke else "") + (
+            "-".join(s for s in SECTIONS if s in sections) if partial else ""
+        )
         args.out = str(results / name.rstrip("-") if name else results)
     backends = [b for b in args.backends.split(",") if b]
     if "postgresql" in backends and common.postgres.available():
@@ -198,18 +256,34 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
     import loadgen
 
     machine = common.machine_info()
-    command = "bench/suite.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    sizes_text = (f"{'smoke run (tiny sizes, figures meaningless); ' if args.smoke else ''}"
-                  f"{p.repeats} interleaved repeat(s); unary windows {p.duration:g} s after {p.warmup:g} s warm-up, "
-                  f"{p.concurrency_per_worker} calls in flight per client process x {p.load_workers} processes; "
-                  f"batch runs of {p.block_events:,} events; growth sizes "
-                  f"{', '.join(f'{s:,}' for s in p.growth_sizes)} events; backends {', '.join(backends)}; "
-                  f"sections {', '.join(s for s in SECTIONS if s in sections)}.")
-    report = Report(Path(args.out), machine, {"command": command.strip(), "smoke": args.smoke,
-                                              "sizes_text": sizes_text, **vars(p), "backends": backends,
-                                              "sections": sorted(sections)})
-    print(f"bench: {machine['cores']} cores, {machine['cpu_model']}, {machine['memory_gb']} GB; "
-          f"backends {backends}; sections {sorted(sections)}", flush=True)
+    command = "bench/suite.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    sizes_text = (
+        f"{'smoke run (tiny sizes, figures meaningless); ' if args.smoke else ''}"
+        f"{p.repeats} interleaved repeat(s); unary windows {p.duration:g} s after {p.warmup:g} s warm-up, "
+        f"{p.concurrency_per_worker} calls in flight per client process x {p.load_workers} processes; "
+        f"batch runs of {p.block_events:,} events; growth sizes "
+        f"{', '.join(f'{s:,}' for s in p.growth_sizes)} events; backends {', '.join(backends)}; "
+        f"sections {', '.join(s for s in SECTIONS if s in sections)}."
+    )
+    report = Report(
+        Path(args.out),
+        machine,
+        {
+            "command": command.strip(),
+            "smoke": args.smoke,
+            "sizes_text": sizes_text,
+            **vars(p),
+            "backends": backends,
+            "sections": sorted(sections),
+        },
+    )
+    print(
+        f"bench: {machine['cores']} cores, {machine['cpu_model']}, {machine['memory_gb']} GB; "
+        f"backends {backends}; sections {sorted(sections)}",
+        flush=True,
+    )
     workers = loadgen.Workers(p.load_workers + 1)
     ctx = Ctx(args, p, report, workers)
     try:
@@ -232,9 +306,14 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
             report.notes.append(
                 f"The server code changed during this run (from {machine['code_at_start']} to "
                 f"{machine['code_at_end']}): servers started after the change ran the new code; figures of "
-                "different sections may come from different code.")
-        missing = [f"{k} [{b}]" for k, b in expected_keys(backends)
-                   if _wanted(k, sections) and not any(f.key == k and f.backend == b for f in report.figures)]
+                "different sections may come from different code."
+            )
+        missing = [
+            f"{k} [{b}]"
+            for k, b in expected_keys(backends)
+            if _wanted(k, sections)
+            and not any(f.key == k and f.backend == b for f in report.figures)
+        ]
         if missing:
             report.notes.append("figures missing (see the failures above): " + ", ".join(missing))
         report.write()
@@ -245,13 +324,30 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
 def _wanted(key: str, sections: set[str]) -> bool:
     """Whether the figure `key` comes from one of the sections that ran."""
     owner = {
-        "unary_record": "unary", "unary_record_detection_off": "unary", "batch_detection_off": "batch",
-        "batch_detection_basic": "batch", "batch_detection_enhanced": "batch", "alert_latency_idle": "alerts",
-        "alert_latency_under_load": "alerts", "subscribers_500": "subscribers", "export_csv": "export",
-        "export_ndjson": "export", "rest_record_activity": "rest", "rest_get_dashboard": "rest",
-        "isolation_forest_scoring": "isolation_forest", "baseline_memory": "memory", "baseline_stored": "memory",
-        "startup_basic": "startup", "startup_enhanced": "startup",
-    }.get(key) or ("growth" if key.startswith("growth_") else "multicore" if key.startswith("multicore_") else "")
+        "unary_record": "unary",
+        "unary_record_detection_off": "unary",
+        "batch_detection_off": "batch",
+        "batch_detection_basic": "batch",
+        "batch_detection_enhanced": "batch",
+        "alert_latency_idle": "alerts",
+        "alert_latency_under_load": "alerts",
+        "subscribers_500": "subscribers",
+        "export_csv": "export",
+        "export_ndjson": "export",
+        "rest_record_activity": "rest",
+        "rest_get_dashboard": "rest",
+        "isolation_forest_scoring": "isolation_forest",
+        "baseline_memory": "memory",
+        "baseline_stored": "memory",
+        "startup_basic": "startup",
+        "startup_enhanced": "startup",
+    }.get(key) or (
+        "growth"
+        if key.startswith("growth_")
+        else "multicore"
+        if key.startswith("multicore_")
+        else ""
+    )
     return owner in sections
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from support import postgres
 from support.server import ServerProcess
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-
 from test_migrations import upgrade_to
+
 from uba.domain.security import AuditEvent
 from uba.storage.database import Database
 from uba.storage.security import AuditWriter, SecurityRepository
@@ -24,7 +24,10 @@ FORGED = "(1, 0, 'nobody', '', 'forged', '', '', 'ok', '')"
 
 def rows(database: Database) -> list[tuple]:
     with database.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text("SELECT id, actor, action FROM audit_log ORDER BY id"))]
+        return [
+            tuple(r)
+            for r in conn.execute(text("SELECT id, actor, action FROM audit_log ORDER BY id"))
+        ]
 
 
 def refused(database: Database, statement: str) -> str:
@@ -42,10 +45,18 @@ def upgraded(request, tmp_path, make_database_url):
     database = Database(url)
     try:
         upgrade_to(database, "0004")
-        SecurityRepository(database).append([AuditEvent("keys.create", "ok", actor="alice"),
-                                             AuditEvent("ResolveAlert", "ok", actor="bob")])
-        done = subprocess.run([sys.executable, "-m", "uba", "db", "upgrade", "--database-url", url],
-                              capture_output=True, text=True, timeout=120)
+        SecurityRepository(database).append(
+            [
+                AuditEvent("keys.create", "ok", actor="alice"),
+                AuditEvent("ResolveAlert", "ok", actor="bob"),
+            ]
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "uba", "db", "upgrade", "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert database.current_revision() == Database.head_revision()
         assert rows(database) == [(1, "alice", "keys.create"), (2, "bob", "ResolveAlert")]
@@ -57,14 +68,19 @@ def upgraded(request, tmp_path, make_database_url):
 def test_no_statement_removes_or_rewrites_an_entry(upgraded):
     database = upgraded
     before = rows(database)
-    statements = ["UPDATE audit_log SET actor = 'nobody' WHERE id = 1", "DELETE FROM audit_log WHERE id = 1",
-                  "DELETE FROM audit_log"]
+    statements = [
+        "UPDATE audit_log SET actor = 'nobody' WHERE id = 1",
+        "DELETE FROM audit_log WHERE id = 1",
+        "DELETE FROM audit_log",
+    ]
     if database.backend == "sqlite":
         # REPLACE deletes the conflicting row without firing delete triggers.
-        statements += [f"REPLACE INTO audit_log ({COLUMNS}) VALUES {FORGED}",
-                       f"INSERT OR REPLACE INTO audit_log ({COLUMNS}) VALUES {FORGED}",
-                       f"INSERT INTO audit_log ({COLUMNS}) VALUES {FORGED} "
-                       "ON CONFLICT (id) DO UPDATE SET actor = excluded.actor"]
+        statements += [
+            f"REPLACE INTO audit_log ({COLUMNS}) VALUES {FORGED}",
+            f"INSERT OR REPLACE INTO audit_log ({COLUMNS}) VALUES {FORGED}",
+            f"INSERT INTO audit_log ({COLUMNS}) VALUES {FORGED} "
+            "ON CONFLICT (id) DO UPDATE SET actor = excluded.actor",
+        ]
     else:
         statements += ["TRUNCATE audit_log", "TRUNCATE audit_log RESTART IDENTITY CASCADE"]
     for statement in statements:
@@ -76,7 +92,9 @@ def test_the_servers_own_inserts_still_work(upgraded):
     database = upgraded
     writer = AuditWriter(SecurityRepository(database))
     for i in range(2000):
-        writer.record(AuditEvent("ListLogs", "ok", actor=f"reader-{i}", occurred_at=datetime.now(timezone.utc)))
+        writer.record(
+            AuditEvent("ListLogs", "ok", actor=f"reader-{i}", occurred_at=datetime.now(UTC))
+        )
     writer.close(timeout=60)
     stored = rows(database)
     assert len(stored) == 2002

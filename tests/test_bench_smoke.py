@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support import postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +29,10 @@ def _report_module():
     return module
 
 
-@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in NEEDS),
-                    reason="the suite measures enhanced mode and draws plots: needs numpy, scikit-learn, matplotlib")
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in NEEDS),
+    reason="the suite measures enhanced mode and draws plots: needs numpy, scikit-learn, matplotlib",
+)
 def test_smoke_run_reports_every_figure(tmp_path):
     backends = ["sqlite"]
     why = postgres.available()
@@ -41,9 +42,19 @@ def test_smoke_run_reports_every_figure(tmp_path):
         pytest.fail(f"PostgreSQL is required in CI and does not answer: {why}")
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "suite.py"), "--smoke", "--backends", ",".join(backends),
-         "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=280,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "suite.py"),
+            "--smoke",
+            "--backends",
+            ",".join(backends),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + "\n" + proc.stderr[-4000:]
 

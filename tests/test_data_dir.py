@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from gateway.gateway_support import API, Client
 from support.events import event, unique
 from support.server import ServerProcess
+
 from uba.v1 import service_pb2
 
 
@@ -58,10 +58,16 @@ def test_server_and_gateway_create_every_data_file_owner_only(tmp_path):
     with umask(0o022):
         server = ServerProcess(data, extra_args=["--gateway-listen", "127.0.0.1:0"]).start()
     try:
-        line = wait_for(lambda: next((l for l in server.output if "uba: gateway on " in l), None), "the gateway")
-        gateway = Client(line.split("uba: gateway on ", 1)[1].split()[0].removeprefix("http://"), server.api_key)
+        line = wait_for(
+            lambda: next((l for l in server.output if "uba: gateway on " in l), None), "the gateway"
+        )
+        gateway = Client(
+            line.split("uba: gateway on ", 1)[1].split()[0].removeprefix("http://"), server.api_key
+        )
         user = unique("private")
-        reply = server.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=[event(user)]))
+        reply = server.stub.RecordActivities(
+            service_pb2.RecordActivitiesRequest(events=[event(user)])
+        )
         assert reply.accepted_count == 1
         # A query string Envoy's access log records in full.
         assert gateway.get(f"{API}/logs", params={"user_id": user}).status == 200
@@ -113,13 +119,18 @@ def test_a_symbolic_link_planted_at_admin_key_is_replaced_not_followed(tmp_path,
     try:
         # The target is untouched (or still absent: the link was not created through).
         if target_exists:
-            assert target.read_text() == "the victim's file\n" and stat.S_IMODE(target.stat().st_mode) == 0o644
+            assert (
+                target.read_text() == "the victim's file\n"
+                and stat.S_IMODE(target.stat().st_mode) == 0o644
+            )
         else:
             assert not target.exists()
         key_file = data / "admin.key"
         assert not key_file.is_symlink() and key_file.is_file()
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        assert [p.name for p in data.iterdir() if p.name.startswith(".admin.key")] == []  # no temporary left
+        assert [
+            p.name for p in data.iterdir() if p.name.startswith(".admin.key")
+        ] == []  # no temporary left
         assert "symbolic link" in server.log()
         # The key written is the server's admin key.
         assert server.api_key == key_file.read_text().strip()
@@ -128,7 +139,9 @@ def test_a_symbolic_link_planted_at_admin_key_is_replaced_not_followed(tmp_path,
         server.stop()
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["keys", "create", "--name", "ops", "--scope", "read"]])
+@pytest.mark.parametrize(
+    "command", [["db", "upgrade"], ["keys", "create", "--name", "ops", "--scope", "read"]]
+)
 def test_commands_that_create_the_database_create_it_owner_only(tmp_path, command):
     import subprocess
     import sys
@@ -136,7 +149,12 @@ def test_commands_that_create_the_database_create_it_owner_only(tmp_path, comman
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
     with umask(0o022):
-        done = subprocess.run([sys.executable, "-m", "uba", *command, "--data-dir", str(data)], env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "uba", *command, "--data-dir", str(data)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 0, done.stderr
     assert "uba.db" in modes(data) and open_to_others(data) == {}

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-
 from support.scenario import personas, send
 from support.server import ServerProcess
+
 from uba.detectors.synthetic import day_after_history
 from uba.domain.events import ActivityType
 from uba.v1 import service_pb2
@@ -23,7 +23,9 @@ ML = all(importlib.util.find_spec(m) is not None for m in ("numpy", "scipy", "sk
 def test_capabilities_report_the_analytics_mode(uba_server):
     caps = uba_server.stub.GetCapabilities(service_pb2.GetCapabilitiesRequest())
     detectors = {d.name: d for d in caps.detectors}
-    assert {"login_time", "impossible_travel", "isolation_forest", "distribution_shift"} <= set(detectors)
+    assert {"login_time", "impossible_travel", "isolation_forest", "distribution_shift"} <= set(
+        detectors
+    )
     if ML:
         assert caps.analytics_mode == service_pb2.ANALYTICS_MODE_ENHANCED
         assert detectors["isolation_forest"].available and detectors["isolation_forest"].enabled
@@ -31,7 +33,11 @@ def test_capabilities_report_the_analytics_mode(uba_server):
     else:
         assert caps.analytics_mode == service_pb2.ANALYTICS_MODE_BASIC
         forest = detectors["isolation_forest"]
-        assert not forest.available and not forest.enabled and "not installed" in forest.unavailable_reason
+        assert (
+            not forest.available
+            and not forest.enabled
+            and "not installed" in forest.unavailable_reason
+        )
         assert "scikit-learn" in forest.unavailable_reason
         assert all(d.available for d in caps.detectors if d.family == "basic")
 
@@ -42,7 +48,9 @@ def test_training_without_the_packages_or_history_is_refused(uba_server):
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
-@pytest.mark.skipif(not ML, reason="enhanced mode needs numpy, scipy and scikit-learn (pip install '.[ml]')")
+@pytest.mark.skipif(
+    not ML, reason="enhanced mode needs numpy, scipy and scikit-learn (pip install '.[ml]')"
+)
 def test_isolation_forest_trains_on_history_and_flags_a_combined_attack(tmp_path):
     server = ServerProcess(tmp_path, extra_args=["--train-interval", "0"]).start()
     try:
@@ -50,7 +58,7 @@ def test_isolation_forest_trains_on_history_and_flags_a_combined_attack(tmp_path
         people = personas(12, seed=21)
         send(stub, [e for p in people for e in p.history(random.Random(4))])
         request = service_pb2.TrainModelRequest()
-        request.start_time.FromDatetime(datetime(2025, 12, 1, tzinfo=timezone.utc))
+        request.start_time.FromDatetime(datetime(2025, 12, 1, tzinfo=UTC))
         model = stub.TrainModel(request)
         assert model.version and model.row_count >= 1000 and "hour_sin" in model.features
         assert model.event_count > model.row_count / 2 and model.threshold > 0
@@ -61,12 +69,31 @@ def test_isolation_forest_trains_on_history_and_flags_a_combined_attack(tmp_path
         day = day_after_history()
         at = p.local(day, 4, 40)
         rng = random.Random(1)
-        attack = [p.event(ActivityType.LOGIN_SUCCESS, at, device_id="unknown-tablet", country_code="RU",
-                          city="Omsk", latitude=54.98, longitude=73.37, source_ip="203.0.113.66")]
-        attack += [p.api_call(at + timedelta(seconds=5 * i), rng, device_id="unknown-tablet",
-                              bytes_transferred=30_000_000) for i in range(60)]
+        attack = [
+            p.event(
+                ActivityType.LOGIN_SUCCESS,
+                at,
+                device_id="unknown-tablet",
+                country_code="RU",
+                city="Omsk",
+                latitude=54.98,
+                longitude=73.37,
+                source_ip="203.0.113.66",
+            )
+        ]
+        attack += [
+            p.api_call(
+                at + timedelta(seconds=5 * i),
+                rng,
+                device_id="unknown-tablet",
+                bytes_transferred=30_000_000,
+            )
+            for i in range(60)
+        ]
         send(stub, attack)
-        found = stub.ListAnomalies(service_pb2.ListAnomaliesRequest(detector="isolation_forest", user_id=p.user_id))
+        found = stub.ListAnomalies(
+            service_pb2.ListAnomaliesRequest(detector="isolation_forest", user_id=p.user_id)
+        )
         assert found.anomalies, "the isolation forest flagged nothing"
         top = found.anomalies[0]
         assert top.features and "isolation score" in top.observed and top.reason
@@ -78,7 +105,20 @@ def test_train_command_reports_a_clear_error(uba_server):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "uba", "train", "--server", uba_server.address,
-                           "--api-key", uba_server.api_key], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uba",
+            "train",
+            "--server",
+            uba_server.address,
+            "--api-key",
+            uba_server.api_key,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "\nuba: failed precondition: " in done.stderr and "Traceback" not in done.stderr

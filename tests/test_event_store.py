@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,8 +17,13 @@ pytestmark = pytest.mark.postgres
 
 
 def _event(event_id: str) -> ActivityEvent:
-    return ActivityEvent(event_id=event_id, user_id="alice", type=ActivityType.LOGIN_SUCCESS,
-                         occurred_at=datetime.now(timezone.utc) - timedelta(minutes=1), source_ip="10.0.0.1")
+    return ActivityEvent(
+        event_id=event_id,
+        user_id="alice",
+        type=ActivityType.LOGIN_SUCCESS,
+        occurred_at=datetime.now(UTC) - timedelta(minutes=1),
+        source_ip="10.0.0.1",
+    )
 
 
 def test_a_concurrent_writer_storing_the_same_event_first_makes_it_a_duplicate(make_database_url):
@@ -28,7 +33,7 @@ def test_a_concurrent_writer_storing_the_same_event_first_makes_it_a_duplicate(m
     database = Database(make_database_url("postgresql"))
     database.upgrade()
     repository = EventRepository(database.backend)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         with database.write() as first:
             assert repository.insert_new(first, [_event("x")], now) == {"x"}
@@ -37,7 +42,9 @@ def test_a_concurrent_writer_storing_the_same_event_first_makes_it_a_duplicate(m
             def second_writer() -> None:
                 try:
                     with database.write() as second:
-                        result["inserted"] = repository.insert_new(second, [_event("x"), _event("y")], now)
+                        result["inserted"] = repository.insert_new(
+                            second, [_event("x"), _event("y")], now
+                        )
                 except Exception as exc:  # noqa: BLE001 - the assertion below reports it
                     result["error"] = exc
 
@@ -48,14 +55,18 @@ def test_a_concurrent_writer_storing_the_same_event_first_makes_it_a_duplicate(m
         thread.join(timeout=30)
         assert result == {"inserted": {"y"}}
         with database.read() as conn:
-            rows = conn.exec_driver_sql("SELECT event_id, count(*) FROM events GROUP BY event_id ORDER BY 1").all()
+            rows = conn.exec_driver_sql(
+                "SELECT event_id, count(*) FROM events GROUP BY event_id ORDER BY 1"
+            ).all()
         assert [tuple(r) for r in rows] == [("x", 1), ("y", 1)]
     finally:
         database.dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_rollups_count_every_event_and_each_user_once_per_hour(make_database_url, tmp_path, backend):
+def test_rollups_count_every_event_and_each_user_once_per_hour(
+    make_database_url, tmp_path, backend
+):
     """The dashboard's hourly rollups, written in one statement per group:
     user ids with quotes, backslashes, commas, braces, spaces and non-ASCII
     letters are counted as themselves, and a second group adds to the
@@ -64,19 +75,43 @@ def test_rollups_count_every_event_and_each_user_once_per_hour(make_database_url
     database = Database(url)
     database.upgrade()
     repository = EventRepository(database.backend)
-    hour = datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
-    users = ['alice', 'bob "the admin"', 'c:\\users\\carol', 'd,e', '{dave}', ' erin ', 'zoë', 'NULL']
-    first = [ActivityEvent(f"a{i}", users[i % len(users)], ActivityType.LOGIN_SUCCESS,
-                           hour + timedelta(minutes=i % 50)) for i in range(30)]
-    second = [ActivityEvent(f"b{i}", users[i % 3], ActivityType.API_CALL, hour + timedelta(minutes=70 + i))
-              for i in range(5)] + [ActivityEvent("c0", "alice", ActivityType.LOGIN_SUCCESS, hour)]
+    hour = datetime(2026, 11, 24, 8, tzinfo=UTC)
+    users = [
+        "alice",
+        'bob "the admin"',
+        "c:\\users\\carol",
+        "d,e",
+        "{dave}",
+        " erin ",
+        "zoë",
+        "NULL",
+    ]
+    first = [
+        ActivityEvent(
+            f"a{i}",
+            users[i % len(users)],
+            ActivityType.LOGIN_SUCCESS,
+            hour + timedelta(minutes=i % 50),
+        )
+        for i in range(30)
+    ]
+    second = [
+        ActivityEvent(
+            f"b{i}", users[i % 3], ActivityType.API_CALL, hour + timedelta(minutes=70 + i)
+        )
+        for i in range(5)
+    ] + [ActivityEvent("c0", "alice", ActivityType.LOGIN_SUCCESS, hour)]
     try:
         for group in (first, second):
             with database.write() as conn:
                 repository.add_to_rollups(conn, group)
         with database.read() as conn:
-            counts, distinct_users = repository.window_counts(conn, *_hours(hour, hour + timedelta(hours=1)))
-            stored = {tuple(r) for r in conn.exec_driver_sql("SELECT hour, user_id FROM user_hours").all()}
+            counts, distinct_users = repository.window_counts(
+                conn, *_hours(hour, hour + timedelta(hours=1))
+            )
+            stored = {
+                tuple(r) for r in conn.exec_driver_sql("SELECT hour, user_id FROM user_hours").all()
+            }
         first_hour, next_hour = _hours(hour, hour + timedelta(hours=1))
         assert counts[first_hour] == {"login_success": 31}
         assert counts[next_hour] == {"api_call": 5}
@@ -102,18 +137,29 @@ def test_baselines_round_trip_awkward_text_and_versions(make_database_url, tmp_p
     database = Database(url)
     database.upgrade()
     repository = DetectionRepository(database.backend)
-    now = datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
-    data = {"user_id": 'bob "the admin"', "path": "c:\\users\\bob", "city": "Zürich", "set": "{a,b}"}
+    now = datetime(2026, 11, 24, 8, tzinfo=UTC)
+    data = {
+        "user_id": 'bob "the admin"',
+        "path": "c:\\users\\bob",
+        "city": "Zürich",
+        "set": "{a,b}",
+    }
     try:
         with database.write() as conn:
             assert repository.baseline_versions(conn, ['bob "the admin"', "c:\\x"]) == {}
-            repository.save_baselines(conn, [('bob "the admin"', 1, data), ("c:\\x", 1, {"n": 1})], now)
+            repository.save_baselines(
+                conn, [('bob "the admin"', 1, data), ("c:\\x", 1, {"n": 1})], now
+            )
         with database.write() as conn:
             assert repository.baseline_versions(conn, ['bob "the admin"', "c:\\x", "nobody"]) == {
-                'bob "the admin"': 1, "c:\\x": 1}
+                'bob "the admin"': 1,
+                "c:\\x": 1,
+            }
             repository.save_baselines(conn, [("c:\\x", 2, {"n": 2})], now)
         with database.read() as conn:
             assert repository.load_baselines(conn, ['bob "the admin"', "c:\\x"]) == {
-                'bob "the admin"': (1, data), "c:\\x": (2, {"n": 2})}
+                'bob "the admin"': (1, data),
+                "c:\\x": (2, {"n": 2}),
+            }
     finally:
         database.dispose()

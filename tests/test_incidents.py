@@ -9,15 +9,15 @@ from __future__ import annotations
 import random
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.rpc import status_pb2
 from grpc_status import rpc_status
-
 from support.events import FAILURE, event, unique
 from support.scenario import personas, send
+
 from uba.detectors.synthetic import day_after_history
 from uba.domain.events import ActivityType
 from uba.v1 import alerts_pb2, anomalies_pb2, incidents_pb2, service_pb2
@@ -28,7 +28,9 @@ LOGIN = ActivityType.LOGIN_SUCCESS
 def all_incidents(stub, **filters) -> list[incidents_pb2.Incident]:
     out, token = [], ""
     while True:
-        page = stub.ListIncidents(service_pb2.ListIncidentsRequest(page_size=1000, page_token=token, **filters))
+        page = stub.ListIncidents(
+            service_pb2.ListIncidentsRequest(page_size=1000, page_token=token, **filters)
+        )
         out.extend(page.incidents)
         token = page.next_page_token
         if not token:
@@ -46,9 +48,16 @@ def all_alerts(stub, **filters) -> list[alerts_pb2.Alert]:
 
 
 def burst(user: str, minutes_ago: int = 30, ip: str = "203.0.113.5") -> list:
-    now = datetime.now(timezone.utc)
-    return [event(user, FAILURE, at=now - timedelta(minutes=minutes_ago) + timedelta(seconds=3 * i), source_ip=ip)
-            for i in range(11)]
+    now = datetime.now(UTC)
+    return [
+        event(
+            user,
+            FAILURE,
+            at=now - timedelta(minutes=minutes_ago) + timedelta(seconds=3 * i),
+            source_ip=ip,
+        )
+        for i in range(11)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +75,22 @@ def takeover(uba_server, population):
     from another country, on a new device and address, in one session."""
     victim = population[0]
     day = day_after_history()
-    send(uba_server.stub, [victim.event(LOGIN, victim.local(day, 3, 12), country_code="BR", city="Sao Paulo",
-                                        latitude=-23.55, longitude=-46.63, source_ip="203.0.113.80",
-                                        device_id="unknown-android-7731", session_id="takeover-1")])
+    send(
+        uba_server.stub,
+        [
+            victim.event(
+                LOGIN,
+                victim.local(day, 3, 12),
+                country_code="BR",
+                city="Sao Paulo",
+                latitude=-23.55,
+                longitude=-46.63,
+                source_ip="203.0.113.80",
+                device_id="unknown-android-7731",
+                session_id="takeover-1",
+            )
+        ],
+    )
     return victim
 
 
@@ -81,10 +103,15 @@ def test_takeover_burst_is_one_high_incident_with_its_tactics(uba_server, takeov
     alerts = [a for a in everything if a.first_seen_at.ToDatetime() == moment]
     detectors = {a.detector for a in alerts}
     assert {"new_country", "new_device", "login_time"} <= detectors, detectors
-    assert all(a.severity <= anomalies_pb2.SEVERITY_MEDIUM for a in alerts)  # each one weak on its own
+    assert all(
+        a.severity <= anomalies_pb2.SEVERITY_MEDIUM for a in alerts
+    )  # each one weak on its own
     (incident,) = story_of(stub, takeover.user_id, "takeover-1")
     assert incident.severity >= anomalies_pb2.SEVERITY_HIGH
-    assert incident.entity_kind == incidents_pb2.ENTITY_KIND_USER and incident.entity_id == takeover.user_id
+    assert (
+        incident.entity_kind == incidents_pb2.ENTITY_KIND_USER
+        and incident.entity_id == takeover.user_id
+    )
     assert sorted(incident.alert_ids) == sorted(a.alert_id for a in alerts)
     assert {s.detector for s in incident.signals} == detectors
     assert all(s.probability > 0 and s.counted and s.active for s in incident.signals)
@@ -98,7 +125,9 @@ def test_takeover_burst_is_one_high_incident_with_its_tactics(uba_server, takeov
     # Every member alert and anomaly carries its ATT&CK ids and the incident.
     assert all(a.incident_id == incident.incident_id for a in alerts)
     assert all([t.technique_id for t in a.techniques] == ["T1078"] for a in alerts)
-    anomalies = stub.ListAnomalies(service_pb2.ListAnomaliesRequest(user_id=takeover.user_id)).anomalies
+    anomalies = stub.ListAnomalies(
+        service_pb2.ListAnomaliesRequest(user_id=takeover.user_id)
+    ).anomalies
     assert anomalies and all(a.techniques and a.tactics for a in anomalies)
 
 
@@ -106,9 +135,18 @@ def test_separate_sessions_are_separate_incidents(uba_server, population):
     stub = uba_server.stub
     user = population[1]
     day = day_after_history()
-    send(stub, [user.event(LOGIN, user.local(day, 10, 0), device_id="tablet-a", session_id="morning-a"),
-                user.event(LOGIN, user.local(day, 10, 10), device_id="tablet-b", session_id="morning-b")])
-    incidents = story_of(stub, user.user_id, "morning-a") + story_of(stub, user.user_id, "morning-b")
+    send(
+        stub,
+        [
+            user.event(LOGIN, user.local(day, 10, 0), device_id="tablet-a", session_id="morning-a"),
+            user.event(
+                LOGIN, user.local(day, 10, 10), device_id="tablet-b", session_id="morning-b"
+            ),
+        ],
+    )
+    incidents = story_of(stub, user.user_id, "morning-a") + story_of(
+        stub, user.user_id, "morning-b"
+    )
     assert sorted(list(i.session_ids) for i in incidents) == [["morning-a"], ["morning-b"]]
     assert all({s.detector for s in i.signals} == {"new_device"} for i in incidents)
 
@@ -124,28 +162,48 @@ def test_get_incident_has_members_breakdown_and_timeline(uba_server, takeover):
         assert kinds.count("anomaly") == incident.anomaly_count and "event" in kinds
         times = [e.occurred_at.ToDatetime() for e in detail.timeline]
         assert times == sorted(times)
-        logins = [e.event for e in detail.timeline if e.HasField("event") and e.event.session_id == "takeover-1"]
+        logins = [
+            e.event
+            for e in detail.timeline
+            if e.HasField("event") and e.event.session_id == "takeover-1"
+        ]
         assert len(logins) == 1 and logins[0].country_code == "BR"
-        assert {e.anomaly.anomaly_id for e in detail.timeline if e.HasField("anomaly")} == set(incident.anomaly_ids)
+        assert {e.anomaly.anomaly_id for e in detail.timeline if e.HasField("anomaly")} == set(
+            incident.anomaly_ids
+        )
 
 
 def test_population_attack_is_one_incident_of_the_source(uba_server):
     stub = uba_server.stub
     sprayer = "198.18.7.99"
     victims = [unique("spray") for _ in range(25)]
-    now = datetime.now(timezone.utc)
-    stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=[
-        event(u, FAILURE, at=now - timedelta(minutes=10) + timedelta(seconds=5 * i), source_ip=sprayer)
-        for i, u in enumerate(victims)]))
+    now = datetime.now(UTC)
+    stub.RecordActivities(
+        service_pb2.RecordActivitiesRequest(
+            events=[
+                event(
+                    u,
+                    FAILURE,
+                    at=now - timedelta(minutes=10) + timedelta(seconds=5 * i),
+                    source_ip=sprayer,
+                )
+                for i, u in enumerate(victims)
+            ]
+        )
+    )
     spray = [i for i in all_incidents(stub) if i.entity_id == sprayer]
     assert len(spray) == 1, spray
     (incident,) = spray
     assert incident.entity_kind == incidents_pb2.ENTITY_KIND_SOURCE_ADDRESS
     # The detector speaks at the 5th account (its slow tier: nobody logged in
     # from there), the 10th and the 20th: each of those victims links to it.
-    assert {victims[4], victims[9], victims[19]} <= set(incident.user_ids) <= set(victims), incident.user_ids
+    assert {victims[4], victims[9], victims[19]} <= set(incident.user_ids) <= set(victims), (
+        incident.user_ids
+    )
     assert "T1110.003" in [t.technique_id for t in incident.techniques]
-    assert [i.incident_id for i in all_incidents(stub, user_id=victims[19])] == [incident.incident_id]
+    assert [i.incident_id for i in all_incidents(stub, user_id=victims[19])] == [
+        incident.incident_id
+    ]
 
 
 def test_list_filters_and_paging(uba_server):
@@ -178,12 +236,16 @@ def test_list_filters_and_paging(uba_server):
     credential = {i.incident_id for i in all_incidents(stub, tactic="credential-access")}
     assert {i.incident_id for i in mine} <= credential
     assert credential == {i.incident_id for i in all_incidents(stub, tactic="TA0006")}
-    assert not {i.incident_id for i in mine} & {i.incident_id for i in all_incidents(stub, tactic="TA0010")}
-    assert all(i.status == incidents_pb2.INCIDENT_STATUS_OPEN
-               for i in all_incidents(stub, status=incidents_pb2.INCIDENT_STATUS_OPEN))
+    assert not {i.incident_id for i in mine} & {
+        i.incident_id for i in all_incidents(stub, tactic="TA0010")
+    }
+    assert all(
+        i.status == incidents_pb2.INCIDENT_STATUS_OPEN
+        for i in all_incidents(stub, status=incidents_pb2.INCIDENT_STATUS_OPEN)
+    )
     high = all_incidents(stub, min_severity=anomalies_pb2.SEVERITY_HIGH)
     assert all(i.severity >= anomalies_pb2.SEVERITY_HIGH for i in high)
-    future = datetime.now(timezone.utc) + timedelta(days=1)
+    future = datetime.now(UTC) + timedelta(days=1)
     request = service_pb2.ListIncidentsRequest(user_id=users[0])
     request.start_time.FromDatetime(future)
     assert not stub.ListIncidents(request).incidents
@@ -195,61 +257,104 @@ def test_list_filters_and_paging(uba_server):
     ):
         with pytest.raises(grpc.RpcError) as info:
             stub.ListIncidents(request)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in info.value.details()
+        assert (
+            info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in info.value.details()
+        )
     token = stub.ListIncidents(service_pb2.ListIncidentsRequest(page_size=1)).next_page_token
     with pytest.raises(grpc.RpcError) as info:
-        stub.ListIncidents(service_pb2.ListIncidentsRequest(page_size=1, page_token=token, user_id=users[1]))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in info.value.details()
+        stub.ListIncidents(
+            service_pb2.ListIncidentsRequest(page_size=1, page_token=token, user_id=users[1])
+        )
+    assert (
+        info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "page_token" in info.value.details()
+    )
 
 
 def test_acknowledge_then_resolve_cascades_to_alerts(uba_server, takeover):
     stub = uba_server.stub
     (incident,) = story_of(stub, takeover.user_id, "takeover-1")
-    acked = stub.AcknowledgeIncident(service_pb2.AcknowledgeIncidentRequest(
-        incident_id=incident.incident_id, note="calling the user")).incident
+    acked = stub.AcknowledgeIncident(
+        service_pb2.AcknowledgeIncidentRequest(
+            incident_id=incident.incident_id, note="calling the user"
+        )
+    ).incident
     assert acked.status == incidents_pb2.INCIDENT_STATUS_ACKNOWLEDGED and acked.seq > incident.seq
-    assert acked.note == "calling the user" and acked.acknowledged_by and acked.acknowledged_at.seconds
-    quarantined = [a for a in stub.ListAnomalies(service_pb2.ListAnomaliesRequest(user_id=takeover.user_id)).anomalies
-                   if a.quarantined]
+    assert (
+        acked.note == "calling the user" and acked.acknowledged_by and acked.acknowledged_at.seconds
+    )
+    quarantined = [
+        a
+        for a in stub.ListAnomalies(
+            service_pb2.ListAnomaliesRequest(user_id=takeover.user_id)
+        ).anomalies
+        if a.quarantined
+    ]
     with pytest.raises(grpc.RpcError) as info:
         stub.ResolveIncident(service_pb2.ResolveIncidentRequest(incident_id=incident.incident_id))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "resolution" in info.value.details()
-    request = service_pb2.ResolveIncidentRequest(incident_id=incident.incident_id,
-                                                 resolution=alerts_pb2.RESOLUTION_BENIGN, note="new phone, on holiday")
+    assert (
+        info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "resolution" in info.value.details()
+    )
+    request = service_pb2.ResolveIncidentRequest(
+        incident_id=incident.incident_id,
+        resolution=alerts_pb2.RESOLUTION_BENIGN,
+        note="new phone, on holiday",
+    )
     resolved = stub.ResolveIncident(request).incident
     assert resolved.status == incidents_pb2.INCIDENT_STATUS_RESOLVED
     assert resolved.resolution == alerts_pb2.RESOLUTION_BENIGN and resolved.seq > acked.seq
     assert resolved.score == incident.score  # the story's score stays on record
-    alerts = [a for a in all_alerts(stub, user_id=takeover.user_id) if a.alert_id in incident.alert_ids]
+    alerts = [
+        a for a in all_alerts(stub, user_id=takeover.user_id) if a.alert_id in incident.alert_ids
+    ]
     assert {(a.status, a.resolution, a.note) for a in alerts} == {
-        (alerts_pb2.ALERT_STATUS_RESOLVED, alerts_pb2.RESOLUTION_BENIGN, "new phone, on holiday")}
+        (alerts_pb2.ALERT_STATUS_RESOLVED, alerts_pb2.RESOLUTION_BENIGN, "new phone, on holiday")
+    }
     assert all(a.seq < resolved.seq for a in alerts)
     # Benign re-admits what was quarantined, as resolving the alert does.
-    after = {a.anomaly_id: a for a in
-             stub.ListAnomalies(service_pb2.ListAnomaliesRequest(user_id=takeover.user_id)).anomalies}
+    after = {
+        a.anomaly_id: a
+        for a in stub.ListAnomalies(
+            service_pb2.ListAnomaliesRequest(user_id=takeover.user_id)
+        ).anomalies
+    }
     assert all(not after[a.anomaly_id].quarantined for a in quarantined)
     # Once.
-    for call in (lambda: stub.ResolveIncident(request),
-                 lambda: stub.AcknowledgeIncident(service_pb2.AcknowledgeIncidentRequest(
-                     incident_id=incident.incident_id))):
+    for call in (
+        lambda: stub.ResolveIncident(request),
+        lambda: stub.AcknowledgeIncident(
+            service_pb2.AcknowledgeIncidentRequest(incident_id=incident.incident_id)
+        ),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             call()
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert incident.incident_id in info.value.details()
-    assert all_incidents(stub, user_id=takeover.user_id, status=incidents_pb2.INCIDENT_STATUS_RESOLVED)
+    assert all_incidents(
+        stub, user_id=takeover.user_id, status=incidents_pb2.INCIDENT_STATUS_RESOLVED
+    )
 
 
 def test_unknown_incident_is_not_found_naming_it(uba_server):
     stub = uba_server.stub
     for call in (
         lambda: stub.GetIncident(service_pb2.GetIncidentRequest(incident_id="no-such-incident")),
-        lambda: stub.AcknowledgeIncident(service_pb2.AcknowledgeIncidentRequest(incident_id="no-such-incident")),
-        lambda: stub.ResolveIncident(service_pb2.ResolveIncidentRequest(
-            incident_id="no-such-incident", resolution=alerts_pb2.RESOLUTION_TRUE_POSITIVE)),
+        lambda: stub.AcknowledgeIncident(
+            service_pb2.AcknowledgeIncidentRequest(incident_id="no-such-incident")
+        ),
+        lambda: stub.ResolveIncident(
+            service_pb2.ResolveIncidentRequest(
+                incident_id="no-such-incident", resolution=alerts_pb2.RESOLUTION_TRUE_POSITIVE
+            )
+        ),
     ):
         with pytest.raises(grpc.RpcError) as info:
             call()
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND and "no-such-incident" in info.value.details()
+        assert (
+            info.value.code() == grpc.StatusCode.NOT_FOUND
+            and "no-such-incident" in info.value.details()
+        )
     with pytest.raises(grpc.RpcError) as info:
         stub.GetIncident(service_pb2.GetIncidentRequest())
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -263,8 +368,11 @@ def test_resolving_the_last_open_alert_takes_the_incident_out_of_the_risk(uba_se
     stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst(user, minutes_ago=5)))
     (alert,) = all_alerts(stub, user_id=user)
     assert alert.user_risk > 0 and alert.incident_id
-    resolved = stub.ResolveAlert(service_pb2.ResolveAlertRequest(
-        alert_id=alert.alert_id, resolution=alerts_pb2.RESOLUTION_FALSE_POSITIVE)).alert
+    resolved = stub.ResolveAlert(
+        service_pb2.ResolveAlertRequest(
+            alert_id=alert.alert_id, resolution=alerts_pb2.RESOLUTION_FALSE_POSITIVE
+        )
+    ).alert
     assert resolved.user_risk == 0
     (incident,) = all_incidents(stub, user_id=user)
     assert incident.status == incidents_pb2.INCIDENT_STATUS_OPEN and not incident.signals[0].active
@@ -288,7 +396,9 @@ def test_stream_delivers_incident_changes_and_resumes_without_gap_or_duplicate(u
         return None
 
     def follow(after_seq: int, until) -> int:
-        call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=after_seq, include_incidents=True))
+        call = stub.StreamAlerts(
+            service_pb2.StreamAlertsRequest(after_seq=after_seq, include_incidents=True)
+        )
         last = after_seq
         try:
             for message in call:
@@ -305,8 +415,11 @@ def test_stream_delivers_incident_changes_and_resumes_without_gap_or_duplicate(u
         return last
 
     result: dict = {}
-    reader = threading.Thread(target=lambda: result.setdefault(
-        "last", follow(start, lambda: any(k == "incident" for k, _, _ in received))))
+    reader = threading.Thread(
+        target=lambda: result.setdefault(
+            "last", follow(start, lambda: any(k == "incident" for k, _, _ in received))
+        )
+    )
     reader.start()
     time.sleep(0.5)
     users = [f"{prefix}-{i}" for i in range(4)]
@@ -316,8 +429,11 @@ def test_stream_delivers_incident_changes_and_resumes_without_gap_or_duplicate(u
     # Disconnected: more changes while nobody listens, an acknowledgement among them.
     for user in users[1:]:
         stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst(user)))
-    (first,) = [i for i in all_incidents(stub, user_id=users[0])
-                if any(s.detector == "failed_login_burst" for s in i.signals)]
+    (first,) = [
+        i
+        for i in all_incidents(stub, user_id=users[0])
+        if any(s.detector == "failed_login_burst" for s in i.signals)
+    ]
     stub.AcknowledgeIncident(service_pb2.AcknowledgeIncidentRequest(incident_id=first.incident_id))
 
     def expected() -> list[int]:
@@ -349,7 +465,9 @@ def test_subscribers_of_alerts_only_get_no_incident_messages(uba_server):
         (incident,) = all_incidents(stub, user_id=user)
         # The commit gave the incident its seq before the alert's.
         assert incident.seq < alert.seq
-        stub.AcknowledgeIncident(service_pb2.AcknowledgeIncidentRequest(incident_id=incident.incident_id))
+        stub.AcknowledgeIncident(
+            service_pb2.AcknowledgeIncidentRequest(incident_id=incident.incident_id)
+        )
         stub.AcknowledgeAlert(service_pb2.AcknowledgeAlertRequest(alert_id=alert.alert.alert_id))
         nxt = next(m for m in call if not m.HasField("heartbeat"))
         assert nxt.HasField("alert") and nxt.alert.status == alerts_pb2.ALERT_STATUS_ACKNOWLEDGED

@@ -11,9 +11,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from support.events import API_CALL, event, unique
 from support.server import ServerProcess
+
 from uba.v1 import service_pb2
 
 SERVICE = "uba.v1.BehaviorAnalyticsService"
@@ -28,9 +28,16 @@ def fresh(request, tmp_path, make_database_url):
 def test_health_and_reflection(uba_server):
     health = health_pb2_grpc.HealthStub(uba_server.channel)
     for name in ("", SERVICE):
-        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=name)).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
     reflect = reflection_pb2_grpc.ServerReflectionStub(uba_server.channel)
-    reply = next(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    reply = next(
+        reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+    )
     names = {s.name for s in reply.list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health"} <= names
 
@@ -62,13 +69,17 @@ def test_sigterm_drains_calls_and_keeps_every_acknowledged_event(fresh):
     def send(i: int) -> None:
         batch = [event(user, API_CALL, event_id=f"{user}-{i}-{j}") for j in range(200)]
         try:
-            reply = server.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=batch), timeout=20)
+            reply = server.stub.RecordActivities(
+                service_pb2.RecordActivitiesRequest(events=batch), timeout=20
+            )
         except grpc.RpcError as err:
             with lock:
                 refused.append(err.code())
             return
         with lock:
-            acknowledged.extend(r.event_id for r in reply.results if r.status == service_pb2.RECORD_STATUS_ACCEPTED)
+            acknowledged.extend(
+                r.event_id for r in reply.results if r.status == service_pb2.RECORD_STATUS_ACCEPTED
+            )
         first_ack.set()
 
     health = health_pb2_grpc.HealthStub(server.channel)
@@ -81,7 +92,9 @@ def test_sigterm_drains_calls_and_keeps_every_acknowledged_event(fresh):
         status = None
         while time.monotonic() < deadline:
             try:
-                status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=1).status
+                status = health.Check(
+                    health_pb2.HealthCheckRequest(service=SERVICE), timeout=1
+                ).status
             except grpc.RpcError:
                 status = "closed"
             if status != health_pb2.HealthCheckResponse.SERVING:
@@ -98,7 +111,9 @@ def test_sigterm_drains_calls_and_keeps_every_acknowledged_event(fresh):
     try:
         ids, token = set(), ""
         while True:
-            page = again.stub.ListLogs(service_pb2.ListLogsRequest(user_id=user, page_size=1000, page_token=token))
+            page = again.stub.ListLogs(
+                service_pb2.ListLogsRequest(user_id=user, page_size=1000, page_token=token)
+            )
             ids.update(e.event_id for e in page.events)
             token = page.next_page_token
             if not token:

@@ -11,8 +11,8 @@ import random
 from datetime import timedelta
 
 import pytest
-
 from support.scenario import personas, send
+
 from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START
 from uba.v1 import service_pb2
 
@@ -30,8 +30,12 @@ def drifted(p, start, days: int, rng: random.Random) -> list:
         for i in range(6):
             begin = first * 60 + i * slot + rng.uniform(0, slot / 3)
             minutes = min(2.2 * math.exp(rng.gauss(math.log(60), 0.3)), slot * 0.9)
-            events += p.session(p.local(day, int(begin // 60), int(begin % 60), rng.randint(0, 59)), rng,
-                                rng.randint(5, 15), minutes)
+            events += p.session(
+                p.local(day, int(begin // 60), int(begin % 60), rng.randint(0, 59)),
+                rng,
+                rng.randint(5, 15),
+                minutes,
+            )
     return events
 
 
@@ -39,8 +43,11 @@ def test_three_weeks_of_drift_are_one_episode_per_test(stub):
     rng = random.Random(5)
     (p,) = personas(1, seed=41)
     send(stub, p.history(rng) + drifted(p, HISTORY_START + timedelta(days=HISTORY_DAYS), 21, rng))
-    found = stub.ListAnomalies(service_pb2.ListAnomaliesRequest(user_id=p.user_id, detector="distribution_shift",
-                                                                page_size=1000)).anomalies
+    found = stub.ListAnomalies(
+        service_pb2.ListAnomaliesRequest(
+            user_id=p.user_id, detector="distribution_shift", page_size=1000
+        )
+    ).anomalies
     assert found, "the drift was not reported"
     per_test = collections.Counter(a.features[0].name for a in found)
     # At most a LOW and then a MEDIUM per test; daily repeats would be about 20.

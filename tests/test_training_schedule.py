@@ -11,9 +11,9 @@ import time
 from datetime import timedelta
 
 import pytest
-
 from support.scenario import personas, send
 from support.server import ServerProcess
+
 from uba.detectors.synthetic import HISTORY_START, day_after_history
 from uba.domain.events import ActivityType
 from uba.v1 import service_pb2
@@ -29,7 +29,9 @@ def wait_for_log(server: ServerProcess, text: str, after: int = 0, timeout: floa
             if text in line:
                 return line
         time.sleep(0.5)
-    raise AssertionError(f"no log line with {text!r} within {timeout:.0f} s:\n" + "".join(server.output[-20:]))
+    raise AssertionError(
+        f"no log line with {text!r} within {timeout:.0f} s:\n" + "".join(server.output[-20:])
+    )
 
 
 def test_imported_history_gets_a_model_and_older_history_a_new_one(tmp_path):
@@ -47,17 +49,38 @@ def test_imported_history_gets_a_model_and_older_history_a_new_one(tmp_path):
         assert "on " in line and " rows" in line
         mark = len(server.output)
         send(stub, [e for e in history if e.occurred_at < split])
-        wait_for_log(server, "isolation forest trained (older history stored since the model", after=mark)
+        wait_for_log(
+            server, "isolation forest trained (older history stored since the model", after=mark
+        )
 
         # The model scores new events: everything a little off at once.
         p = people[0]
         at = p.local(day_after_history(), 4, 40)
-        attack = [p.event(ActivityType.LOGIN_SUCCESS, at, device_id="unknown-tablet", country_code="RU",
-                          city="Omsk", latitude=54.98, longitude=73.37, source_ip="203.0.113.66")]
-        attack += [p.api_call(at + timedelta(seconds=5 * i), rng, device_id="unknown-tablet",
-                              bytes_transferred=30_000_000) for i in range(60)]
+        attack = [
+            p.event(
+                ActivityType.LOGIN_SUCCESS,
+                at,
+                device_id="unknown-tablet",
+                country_code="RU",
+                city="Omsk",
+                latitude=54.98,
+                longitude=73.37,
+                source_ip="203.0.113.66",
+            )
+        ]
+        attack += [
+            p.api_call(
+                at + timedelta(seconds=5 * i),
+                rng,
+                device_id="unknown-tablet",
+                bytes_transferred=30_000_000,
+            )
+            for i in range(60)
+        ]
         send(stub, attack)
-        found = stub.ListAnomalies(service_pb2.ListAnomaliesRequest(detector="isolation_forest", user_id=p.user_id))
+        found = stub.ListAnomalies(
+            service_pb2.ListAnomaliesRequest(detector="isolation_forest", user_id=p.user_id)
+        )
         assert found.anomalies, "the isolation forest flagged nothing"
     finally:
         server.stop()

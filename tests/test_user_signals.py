@@ -8,8 +8,8 @@ import random
 from datetime import timedelta
 
 import pytest
-
 from support.scenario import personas, send
+
 from uba.detectors.synthetic import day_after_history
 from uba.domain.events import ActivityType
 from uba.v1 import anomalies_pb2, service_pb2
@@ -22,8 +22,11 @@ MEDIUM = anomalies_pb2.SEVERITY_MEDIUM
 def anomalies(stub, user_id: str, **filters) -> list:
     out, token = [], ""
     while True:
-        page = stub.ListAnomalies(service_pb2.ListAnomaliesRequest(user_id=user_id, page_size=1000,
-                                                                   page_token=token, **filters))
+        page = stub.ListAnomalies(
+            service_pb2.ListAnomaliesRequest(
+                user_id=user_id, page_size=1000, page_token=token, **filters
+            )
+        )
         out.extend(page.anomalies)
         token = page.next_page_token
         if not token:
@@ -40,20 +43,35 @@ def org(uba_server):
 
 
 def test_routine_raises_nothing_at_medium_or_above(uba_server, org):
-    loud = [(a.detector, a.reason) for p in org for a in anomalies(uba_server.stub, p.user_id)
-            if a.severity >= MEDIUM]
+    loud = [
+        (a.detector, a.reason)
+        for p in org
+        for a in anomalies(uba_server.stub, p.user_id)
+        if a.severity >= MEDIUM
+    ]
     assert not loud
 
 
 def test_session_continued_from_another_country_device_and_agent(uba_server, org):
     p = org[0]
     start = p.local(DAY, 10, 0)
-    send(uba_server.stub, [
-        p.event(LOGIN, start, session_id="web-1"),
-        p.api_call(start + timedelta(minutes=3), random.Random(1), session_id="web-1"),
-        p.api_call(start + timedelta(minutes=9), random.Random(2), session_id="web-1", source_ip="203.0.113.80",
-                   country_code="RO", city="Bucharest", device_id="android-7731", user_agent="python-requests/2.31"),
-    ])
+    send(
+        uba_server.stub,
+        [
+            p.event(LOGIN, start, session_id="web-1"),
+            p.api_call(start + timedelta(minutes=3), random.Random(1), session_id="web-1"),
+            p.api_call(
+                start + timedelta(minutes=9),
+                random.Random(2),
+                session_id="web-1",
+                source_ip="203.0.113.80",
+                country_code="RO",
+                city="Bucharest",
+                device_id="android-7731",
+                user_agent="python-requests/2.31",
+            ),
+        ],
+    )
     (a,) = anomalies(uba_server.stub, p.user_id, detector="session_hijack")
     assert a.severity == anomalies_pb2.SEVERITY_HIGH and a.detector_version
     assert "web-1" in a.reason and "country RO" in a.reason
@@ -72,9 +90,20 @@ def test_takeover_from_a_new_network_and_device_with_unused_endpoints(uba_server
     p = org[2]
     start = p.local(DAY, 10, 30)
     stranger = dict(source_ip="192.0.2.41", device_id="unknown-laptop-9", session_id="t-1")
-    send(uba_server.stub, [p.event(LOGIN, start, **stranger)] + [
-        p.api_call(start + timedelta(minutes=2 + i), random.Random(i), api_method="GET",
-                   api_path=f"/v1/exports/{i}", **stranger) for i in range(3)])
+    send(
+        uba_server.stub,
+        [p.event(LOGIN, start, **stranger)]
+        + [
+            p.api_call(
+                start + timedelta(minutes=2 + i),
+                random.Random(i),
+                api_method="GET",
+                api_path=f"/v1/exports/{i}",
+                **stranger,
+            )
+            for i in range(3)
+        ],
+    )
     (risk,) = anomalies(uba_server.stub, p.user_id, detector="session_risk")
     assert risk.severity >= MEDIUM and "new network, new device" in risk.reason
 
@@ -82,10 +111,19 @@ def test_takeover_from_a_new_network_and_device_with_unused_endpoints(uba_server
 def test_dormant_account_returns_on_a_new_device_for_admin_endpoints(uba_server, org):
     p = org[3]
     back = DAY + timedelta(days=20)
-    send(uba_server.stub, [
-        p.event(LOGIN, p.local(back, 10, 0), device_id="unknown-7731"),
-        p.api_call(p.local(back, 10, 3), random.Random(1), api_method="GET", api_path="/admin/users",
-                   device_id="unknown-7731")])
+    send(
+        uba_server.stub,
+        [
+            p.event(LOGIN, p.local(back, 10, 0), device_id="unknown-7731"),
+            p.api_call(
+                p.local(back, 10, 3),
+                random.Random(1),
+                api_method="GET",
+                api_path="/admin/users",
+                device_id="unknown-7731",
+            ),
+        ],
+    )
     found = anomalies(uba_server.stub, p.user_id, detector="dormant_account")
     assert max(a.severity for a in found) == anomalies_pb2.SEVERITY_HIGH
     assert any("days of silence" in a.reason for a in found)
@@ -93,7 +131,16 @@ def test_dormant_account_returns_on_a_new_device_for_admin_endpoints(uba_server,
 
 def test_privileged_endpoint_no_peer_ever_used(uba_server, org):
     p = org[4]
-    send(uba_server.stub, [p.api_call(p.local(DAY, 14, 0), random.Random(3), api_method="POST",
-                                      api_path="/admin/roles/assign")])
+    send(
+        uba_server.stub,
+        [
+            p.api_call(
+                p.local(DAY, 14, 0),
+                random.Random(3),
+                api_method="POST",
+                api_path="/admin/roles/assign",
+            )
+        ],
+    )
     (a,) = anomalies(uba_server.stub, p.user_id, detector="api_new_endpoint")
     assert a.severity >= MEDIUM and "privileged" in a.reason and a.detector_version == "2.0"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -34,20 +33,20 @@ from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
 from uba.config import Settings, load_detector_config
 from uba.datadir import write_private_file
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
+from uba.domain import security as sec
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
 from uba.domain.detection import DetectionEngine
-from uba.domain.ingest import IngestService, utcnow
+from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.incidents import IncidentService
+from uba.domain.ingest import IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
-from uba.domain import security as sec
-from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.risk import RiskPolicy
-from uba.gateway.probe import is_loopback
 from uba.domain.training import TrainingService
+from uba.gateway.probe import is_loopback
 from uba.storage.database import Database
 from uba.storage.security import AuditWriter, SecurityRepository
 from uba.storage.store import Store
@@ -97,15 +96,24 @@ class Services:
     def detector_infos(self) -> list[dict]:
         enabled = {d.name for d in self.engine.detectors} if self.detection_enabled else set()
         return [
-            dict(name=i.name, version=i.version, family=i.family, description=i.description,
-                 available=i.available, enabled=i.name in enabled, unavailable_reason=i.unavailable_reason)
+            dict(
+                name=i.name,
+                version=i.version,
+                family=i.family,
+                description=i.description,
+                available=i.available,
+                enabled=i.name in enabled,
+                unavailable_reason=i.unavailable_reason,
+            )
             for i in self.registry.describe()
         ]
 
     def close(self) -> None:
         # Keep the detector windows for the next start, then stop writing.
         try:
-            self.ingest.run_exclusive(lambda uow: self.analyzer.checkpoint(uow, force=True)).result(timeout=10)
+            self.ingest.run_exclusive(lambda uow: self.analyzer.checkpoint(uow, force=True)).result(
+                timeout=10
+            )
         except Exception:  # noqa: BLE001 - losing them costs one window of detection
             log.warning("could not save detector state at shutdown", exc_info=True)
         self.ingest.close()
@@ -134,8 +142,10 @@ def build_services(settings: Settings) -> Services:
     store = Store(database)
     registry = default_registry()
     try:
-        engine = DetectionEngine(registry, with_enhanced_defaults(registry, load_detector_config(settings.detectors),
-                                                                  settings))
+        engine = DetectionEngine(
+            registry,
+            with_enhanced_defaults(registry, load_detector_config(settings.detectors), settings),
+        )
     except ValueError as exc:
         raise SystemExit(f"uba: detector configuration: {exc}") from None
     forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
@@ -143,8 +153,11 @@ def build_services(settings: Settings) -> Services:
     analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
     with store.unit_of_work() as uow:
         analyzer.load_state(uow)
-    ingest = IngestService(store, None if settings.disable_detection else analyzer,
-                           max_pending_events=settings.max_pending_events)
+    ingest = IngestService(
+        store,
+        None if settings.disable_detection else analyzer,
+        max_pending_events=settings.max_pending_events,
+    )
     mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
     return Services(
         database=database,
@@ -157,9 +170,17 @@ def build_services(settings: Settings) -> Services:
         dashboard=DashboardService(store, utcnow, risk, analytics_mode=mode),
         investigation=InvestigationService(store, ingest, analyzer),
         backfill=BackfillService(store, ingest, analyzer, utcnow),
-        training=TrainingService(store, forest, utcnow, registry.entries["isolation_forest"].unavailable_reason
-                                 if "isolation_forest" in registry else "not registered"),
-        executor=ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="uba-storage"),
+        training=TrainingService(
+            store,
+            forest,
+            utcnow,
+            registry.entries["isolation_forest"].unavailable_reason
+            if "isolation_forest" in registry
+            else "not registered",
+        ),
+        executor=ThreadPoolExecutor(
+            max_workers=settings.max_workers, thread_name_prefix="uba-storage"
+        ),
         security=(security := SecurityRepository(database)),
         audit=AuditWriter(security),
         detection_enabled=not settings.disable_detection,
@@ -173,8 +194,9 @@ def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | N
     if security.has_keys():
         return None
     try:
-        _key, token = security.create_key("admin", frozenset(sec.SCOPES), utcnow(), actor="uba serve",
-                                          peer="first start")
+        _key, token = security.create_key(
+            "admin", frozenset(sec.SCOPES), utcnow(), actor="uba serve", peer="first start"
+        )
     except FailedPrecondition:  # another server process on this database was first
         return None
     path = Path(data_dir) / "admin.key"
@@ -184,8 +206,10 @@ def bootstrap_admin_key(security: SecurityRepository, data_dir: str) -> Path | N
         # admin.key (a symbolic link to another file) is followed.
         write_private_file(path, token + "\n")
     except OSError as exc:
-        raise SystemExit(f"uba: cannot write the admin key to {path}: {exc.strerror}; "
-                         "create a key with 'uba keys create --scope admin'") from None
+        raise SystemExit(
+            f"uba: cannot write the admin key to {path}: {exc.strerror}; "
+            "create a key with 'uba keys create --scope admin'"
+        ) from None
     return path
 
 
@@ -198,28 +222,46 @@ async def serve(settings: Settings) -> int:
         raise SystemExit(f"uba: --trusted-proxies: {exc.violations[0].description}") from None
     if settings.allow_anonymous:
         # The gateway forwards whatever reaches it: it is a listener too.
-        for flag, address in (("--listen", settings.listen), ("--gateway-listen", settings.gateway_listen)):
+        for flag, address in (
+            ("--listen", settings.listen),
+            ("--gateway-listen", settings.gateway_listen),
+        ):
             if address and not is_loopback(address):
-                raise SystemExit(f"uba: --allow-anonymous is refused with {flag} {address}: "
-                                 "listen on a loopback address (127.0.0.1, ::1) or use API keys")
+                raise SystemExit(
+                    f"uba: --allow-anonymous is refused with {flag} {address}: "
+                    "listen on a loopback address (127.0.0.1, ::1) or use API keys"
+                )
     services = build_services(settings)
     if not settings.allow_anonymous:
         key_file = bootstrap_admin_key(services.security, settings.data_dir)
         if key_file is not None:
             # The path, never the key, goes to the output and the log.
-            print(f"uba: created an admin API key (all scopes) in {key_file}; send it as "
-                  f"'Authorization: Bearer <key>', or set UBA_API_KEY=$(cat {key_file}) for the CLI "
-                  f"(client commands also read it from there with --data-dir)", flush=True)
+            print(
+                f"uba: created an admin API key (all scopes) in {key_file}; send it as "
+                f"'Authorization: Bearer <key>', or set UBA_API_KEY=$(cat {key_file}) for the CLI "
+                f"(client commands also read it from there with --data-dir)",
+                flush=True,
+            )
             log.info("created the first admin API key in %s", key_file)
-    broker = AlertBroker(services.store.changes_after, services.store.max_alert_seq, services.executor,
-                         poll_interval=settings.alert_poll_interval, backlog=settings.alert_backlog)
+    broker = AlertBroker(
+        services.store.changes_after,
+        services.store.max_alert_seq,
+        services.executor,
+        poll_interval=settings.alert_poll_interval,
+        backlog=settings.alert_backlog,
+    )
     await broker.start()
     services.ingest.on_committed = broker.poke_threadsafe
-    for detector in services.engine.detectors:  # import ML libraries and load models now, not on the first event
+    for detector in (
+        services.engine.detectors
+    ):  # import ML libraries and load models now, not on the first event
         if hasattr(detector, "warm_up"):
             await asyncio.to_thread(detector.warm_up)
-    scheduler = (asyncio.create_task(train_on_schedule(services, settings.train_interval * 3600))
-                 if services.training.available and settings.train_interval > 0 else None)
+    scheduler = (
+        asyncio.create_task(train_on_schedule(services, settings.train_interval * 3600))
+        if services.training.available and settings.train_interval > 0
+        else None
+    )
 
     drain = DrainInterceptor()
     interceptors: list[grpc.aio.ServerInterceptor] = [drain]
@@ -227,18 +269,29 @@ async def serve(settings: Settings) -> int:
     gateway_token = secrets.token_urlsafe(32)
     key_refresher = None
     if settings.allow_anonymous:
-        log.warning("API keys are off (--allow-anonymous): anyone who reaches %s may call every method",
-                    settings.listen)
+        log.warning(
+            "API keys are off (--allow-anonymous): anyone who reaches %s may call every method",
+            settings.listen,
+        )
     else:
         authenticator = sec.Authenticator(services.security.find, ttl=settings.key_cache_seconds)
         await refresh_active_keys(services, authenticator)
-        key_refresher = asyncio.create_task(refresh_active_keys(services, authenticator, settings.key_cache_seconds))
-        interceptors.append(AuthInterceptor(
-            authenticator, services.audit.record, services.executor,
-            sec.RateLimiter(settings.rate_limit, settings.rate_burst), sec.StreamLimiter(settings.max_streams_per_key),
-            sec.FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
-            gateway_token=gateway_token, trusted_proxies=trusted_proxies,
-            recheck_seconds=settings.key_cache_seconds))
+        key_refresher = asyncio.create_task(
+            refresh_active_keys(services, authenticator, settings.key_cache_seconds)
+        )
+        interceptors.append(
+            AuthInterceptor(
+                authenticator,
+                services.audit.record,
+                services.executor,
+                sec.RateLimiter(settings.rate_limit, settings.rate_burst),
+                sec.StreamLimiter(settings.max_streams_per_key),
+                sec.FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
+                gateway_token=gateway_token,
+                trusted_proxies=trusted_proxies,
+                recheck_seconds=settings.key_cache_seconds,
+            )
+        )
     interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -252,23 +305,40 @@ async def serve(settings: Settings) -> int:
             ("grpc.keepalive_timeout_ms", 10_000),
         ],
     )
-    capabilities = Capabilities(version(), services.database.backend, services.analytics_mode,
-                                services.detector_infos())
-    stream = AlertStream(broker, services.store.changes_after, services.executor, settings.heartbeat_interval)
+    capabilities = Capabilities(
+        version(), services.database.backend, services.analytics_mode, services.detector_infos()
+    )
+    stream = AlertStream(
+        broker, services.store.changes_after, services.executor, settings.heartbeat_interval
+    )
     service_pb2_grpc.add_BehaviorAnalyticsServiceServicer_to_server(
-        BehaviorAnalyticsServicer(services.ingest, services.logs, services.dashboard, services.investigation,
-                                  stream, services.backfill, services.training, capabilities, services.executor,
-                                  services.security, IncidentService(services.store, services.ingest,
-                                                                     services.analyzer)),
+        BehaviorAnalyticsServicer(
+            services.ingest,
+            services.logs,
+            services.dashboard,
+            services.investigation,
+            stream,
+            services.backfill,
+            services.training,
+            capabilities,
+            services.executor,
+            services.security,
+            IncidentService(services.store, services.ingest, services.analyzer),
+        ),
         server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
 
     credentials = server_credentials(settings)
-    port = (server.add_secure_port(settings.listen, credentials) if credentials
-            else server.add_insecure_port(settings.listen))
+    port = (
+        server.add_secure_port(settings.listen, credentials)
+        if credentials
+        else server.add_insecure_port(settings.listen)
+    )
     if port == 0:
         raise SystemExit(f"uba: cannot listen on {settings.listen}")
     host = settings.listen.rsplit(":", 1)[0]
@@ -276,21 +346,40 @@ async def serve(settings: Settings) -> int:
     tune_garbage_collector()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    security_note = ("TLS, client certificates required" if settings.tls_client_ca
-                     else "TLS" if credentials else "plaintext")
-    print(f"uba: listening on {host}:{port} ({security_note}, storage: {services.database.backend}, "
-          f"analytics: {services.analytics_mode})", flush=True)
+    security_note = (
+        "TLS, client certificates required"
+        if settings.tls_client_ca
+        else "TLS"
+        if credentials
+        else "plaintext"
+    )
+    print(
+        f"uba: listening on {host}:{port} ({security_note}, storage: {services.database.backend}, "
+        f"analytics: {services.analytics_mode})",
+        flush=True,
+    )
     # Handlers first: a stop asked for while the gateway starts is a stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gateway = await start_gateway(settings, f"{host}:{port}", gateway_token) if settings.gateway_listen else None
-    log.info("serving on %s:%d with %s storage, %d detectors", host, port, services.database.backend,
-             len(services.engine.detectors))
+    gateway = (
+        await start_gateway(settings, f"{host}:{port}", gateway_token)
+        if settings.gateway_listen
+        else None
+    )
+    log.info(
+        "serving on %s:%d with %s storage, %d detectors",
+        host,
+        port,
+        services.database.backend,
+        len(services.engine.detectors),
+    )
 
     watcher = asyncio.create_task(watch_database(services, health_servicer))
-    gateway_watch = asyncio.create_task(watch_gateway(gateway, stop)) if gateway is not None else None
+    gateway_watch = (
+        asyncio.create_task(watch_gateway(gateway, stop)) if gateway is not None else None
+    )
     await stop.wait()
 
     # Graceful stop: tell load balancers first, end streams with a status
@@ -299,8 +388,12 @@ async def serve(settings: Settings) -> int:
     watcher.cancel()
     if key_refresher is not None:
         key_refresher.cancel()
-    gateway_died = gateway_watch is not None and gateway_watch.done() and not gateway_watch.cancelled() \
+    gateway_died = (
+        gateway_watch is not None
+        and gateway_watch.done()
+        and not gateway_watch.cancelled()
         and gateway_watch.exception() is None
+    )
     if gateway_watch is not None:
         gateway_watch.cancel()
     await health_servicer.enter_graceful_shutdown()
@@ -346,7 +439,9 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         return None
     pair = (Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())
     client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
-    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 async def start_gateway(settings: Settings, upstream: str, gateway_token: str = ""):
@@ -358,24 +453,39 @@ async def start_gateway(settings: Settings, upstream: str, gateway_token: str = 
     if settings.tls_cert:
         # With --tls-client-ca, the gateway asks for client certificates too.
         listen_tls = TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-        upstream_tls = TlsFiles(settings.gateway_client_cert, settings.gateway_client_key,
-                                settings.gateway_upstream_ca or settings.tls_cert)
-    gateway = GatewayProcess(upstream, settings.gateway_listen, work_dir=Path(settings.data_dir) / "gateway",
-                             listen_tls=listen_tls, upstream_tls=upstream_tls, proxy_token=gateway_token)
+        upstream_tls = TlsFiles(
+            settings.gateway_client_cert,
+            settings.gateway_client_key,
+            settings.gateway_upstream_ca or settings.tls_cert,
+        )
+    gateway = GatewayProcess(
+        upstream,
+        settings.gateway_listen,
+        work_dir=Path(settings.data_dir) / "gateway",
+        listen_tls=listen_tls,
+        upstream_tls=upstream_tls,
+        proxy_token=gateway_token,
+    )
     gateway.start()
     await asyncio.to_thread(gateway.wait_ready)
-    print(f"uba: gateway on {gateway.url} (dashboard, REST under /api/behavior-analytics/, gRPC)", flush=True)
+    print(
+        f"uba: gateway on {gateway.url} (dashboard, REST under /api/behavior-analytics/, gRPC)",
+        flush=True,
+    )
     return gateway
 
 
-async def refresh_active_keys(services: Services, authenticator: sec.Authenticator,
-                              every_seconds: float | None = None) -> None:
+async def refresh_active_keys(
+    services: Services, authenticator: sec.Authenticator, every_seconds: float | None = None
+) -> None:
     """Keeps the authenticator's set of active keys current: once, or every
     `every_seconds` for as long as the server runs."""
     loop = asyncio.get_running_loop()
     while True:
         try:
-            digests = await loop.run_in_executor(services.executor, services.security.active_digests, utcnow())
+            digests = await loop.run_in_executor(
+                services.executor, services.security.active_digests, utcnow()
+            )
             authenticator.remember_active(digests)
         except Exception:  # noqa: BLE001 - the database is down; keys are still looked up one by one
             log.warning("cannot refresh the set of active API keys", exc_info=True)
@@ -392,8 +502,12 @@ async def watch_gateway(gateway, stop: asyncio.Event) -> None:
     from uba.gateway.launch import describe_exit
 
     code = await gateway.exited()
-    log.error("the gateway (envoy, pid %d) exited unexpectedly (%s); stopping the server so that its "
-              "supervisor restarts both", gateway.process.pid, describe_exit(code))
+    log.error(
+        "the gateway (envoy, pid %d) exited unexpectedly (%s); stopping the server so that its "
+        "supervisor restarts both",
+        gateway.process.pid,
+        describe_exit(code),
+    )
     stop.set()
 
 
@@ -407,11 +521,17 @@ async def train_on_schedule(services: Services, every_seconds: float) -> None:
     await asyncio.sleep(min(60.0, poll))
     while True:
         try:
-            done = await loop.run_in_executor(services.executor, services.training.scheduled,
-                                              timedelta(seconds=every_seconds))
+            done = await loop.run_in_executor(
+                services.executor, services.training.scheduled, timedelta(seconds=every_seconds)
+            )
             if done is not None:
                 reason, info = done
-                log.info("isolation forest trained (%s): model %s on %d rows", reason, info.version, info.rows)
+                log.info(
+                    "isolation forest trained (%s): model %s on %d rows",
+                    reason,
+                    info.version,
+                    info.rows,
+                )
         except Exception as exc:  # noqa: BLE001 - too little history yet, or the database is down
             log.info("scheduled isolation forest training skipped: %s", exc)
         await asyncio.sleep(poll)
@@ -431,8 +551,15 @@ async def watch_database(services: Services, health_servicer, interval: float = 
             reachable = False
         if reachable != serving:
             serving = reachable
-            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
             for name in ("", SERVICE_NAME):
                 await health_servicer.set(name, status)
-            log.warning("database %s: health %s", "reachable again" if serving else "unreachable",
-                        "SERVING" if serving else "NOT_SERVING")
+            log.warning(
+                "database %s: health %s",
+                "reachable again" if serving else "unreachable",
+                "SERVING" if serving else "NOT_SERVING",
+            )

@@ -20,7 +20,9 @@ class Settings:
     environment variable UBA_FOO."""
 
     listen: str = "127.0.0.1:50051"
-    gateway_listen: str = ""  # HOST:PORT of the REST/gRPC gateway (Envoy) to start beside the server
+    gateway_listen: str = (
+        ""  # HOST:PORT of the REST/gRPC gateway (Envoy) to start beside the server
+    )
     data_dir: str = "data"
     database_url: str = ""  # empty: a SQLite file in data_dir
     log_level: str = "info"
@@ -28,24 +30,40 @@ class Settings:
     grace_period: float = 10.0  # seconds in-flight calls get on SIGTERM
     heartbeat_interval: float = 15.0  # seconds between StreamAlerts heartbeats
     max_workers: int = 16  # threads for blocking storage work
-    max_pending_events: int = 100_000  # events waiting for the writer before ingest answers RESOURCE_EXHAUSTED
+    max_pending_events: int = (
+        100_000  # events waiting for the writer before ingest answers RESOURCE_EXHAUSTED
+    )
     detectors: str = ""  # JSON file that enables, disables and tunes detectors
-    train_interval: float = 24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
+    train_interval: float = (
+        24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
+    )
     disable_detection: bool = False  # store events only (bulk imports, baselines for benchmarks)
     alert_poll_interval: float = 1.0  # seconds; picks up alerts of other server processes
-    alert_backlog: int = 10_000  # alert changes a StreamAlerts subscriber may fall behind before it is cut off
+    alert_backlog: int = (
+        10_000  # alert changes a StreamAlerts subscriber may fall behind before it is cut off
+    )
     allow_anonymous: bool = False  # no API keys at all; refused unless listening on loopback
     rate_limit: float = 1000.0  # requests per second per API key (token bucket); 0: no limit
     rate_burst: float = 2000.0  # bucket size: requests a key may make at once
     max_streams_per_key: int = 1000  # concurrent StreamAlerts/ExportLogs per API key; 0: no limit
     key_cache_seconds: float = 10.0  # how long a verified key is trusted without a database read
-    auth_failure_rate: float = 10.0  # failed authentications per second per client address; 0: no limit
+    auth_failure_rate: float = (
+        10.0  # failed authentications per second per client address; 0: no limit
+    )
     auth_failure_burst: float = 500.0  # failed authentications a client address may make at once
-    trusted_proxies: str = ""  # CIDRs of proxies whose x-forwarded-for is believed (the bundled gateway always is)
-    tls_cert: str = ""  # PEM certificate chain of the gRPC port and the gateway listener; empty: plaintext
+    trusted_proxies: str = (
+        ""  # CIDRs of proxies whose x-forwarded-for is believed (the bundled gateway always is)
+    )
+    tls_cert: str = (
+        ""  # PEM certificate chain of the gRPC port and the gateway listener; empty: plaintext
+    )
     tls_key: str = ""  # its PEM private key
-    tls_client_ca: str = ""  # PEM CAs; when set, gRPC clients must present a certificate they signed
-    gateway_upstream_ca: str = ""  # PEM CAs the gateway checks this server's certificate with [tls_cert]
+    tls_client_ca: str = (
+        ""  # PEM CAs; when set, gRPC clients must present a certificate they signed
+    )
+    gateway_upstream_ca: str = (
+        ""  # PEM CAs the gateway checks this server's certificate with [tls_cert]
+    )
     gateway_client_cert: str = ""  # the gateway's client certificate, needed with tls_client_ca
     gateway_client_key: str = ""  # its PEM private key
 
@@ -59,14 +77,22 @@ class Settings:
         """Why the TLS settings cannot work together ('' when they can)."""
         if bool(self.tls_cert) != bool(self.tls_key):
             return "--tls-cert and --tls-key go together"
-        if not self.tls_cert and (self.tls_client_ca or self.gateway_upstream_ca or self.gateway_client_cert):
+        if not self.tls_cert and (
+            self.tls_client_ca or self.gateway_upstream_ca or self.gateway_client_cert
+        ):
             return "client certificates and CAs need TLS: give --tls-cert and --tls-key"
         if bool(self.gateway_client_cert) != bool(self.gateway_client_key):
             return "--gateway-client-cert and --gateway-client-key go together"
         if self.gateway_listen and self.tls_client_ca and not self.gateway_client_cert:
             return "with --tls-client-ca the gateway needs a client certificate: give --gateway-client-cert"
-        for name in ("tls_cert", "tls_key", "tls_client_ca", "gateway_upstream_ca", "gateway_client_cert",
-                     "gateway_client_key"):
+        for name in (
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "gateway_upstream_ca",
+            "gateway_client_cert",
+            "gateway_client_key",
+        ):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 return f"--{name.replace('_', '-')}: no such file: {path}"
@@ -91,43 +117,47 @@ class Settings:
             "heartbeat_interval": "seconds between StreamAlerts heartbeats [UBA_HEARTBEAT_INTERVAL, 15]",
             "max_workers": "threads for blocking storage work [UBA_MAX_WORKERS, 16]",
             "max_pending_events": "events queued for storage before ingest refuses more with RESOURCE_EXHAUSTED "
-                                  "[UBA_MAX_PENDING_EVENTS, 100000]",
-            "detectors": "JSON file configuring detectors, e.g. {\"new_ip\": {\"enabled\": false}} [UBA_DETECTORS]",
+            "[UBA_MAX_PENDING_EVENTS, 100000]",
+            "detectors": 'JSON file configuring detectors, e.g. {"new_ip": {"enabled": false}} [UBA_DETECTORS]',
             "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
             "alert_poll_interval": "seconds between looks for alerts raised by other server processes [UBA_ALERT_POLL_INTERVAL, 1]",
             "alert_backlog": "alert changes a subscriber may fall behind before it is cut off with RESOURCE_EXHAUSTED "
-                             "(it resumes from storage) [UBA_ALERT_BACKLOG, 10000]",
+            "(it resumes from storage) [UBA_ALERT_BACKLOG, 10000]",
             "allow_anonymous": "turn API keys off (only with a loopback --listen address) [UBA_ALLOW_ANONYMOUS]",
             "rate_limit": "requests per second each API key may make on average; 0: unlimited [UBA_RATE_LIMIT, 1000]",
             "rate_burst": "requests an API key may make at once [UBA_RATE_BURST, 2000]",
             "max_streams_per_key": "concurrent streams (alert feed, export) per API key; 0: unlimited [UBA_MAX_STREAMS_PER_KEY, 1000]",
             "key_cache_seconds": "seconds a verified API key is cached; a revoked key works at most this long [UBA_KEY_CACHE_SECONDS, 10]",
             "auth_failure_rate": "failed authentications per second a client address may make before it is "
-                                 "refused without a key lookup; 0: unlimited [UBA_AUTH_FAILURE_RATE, 10]",
+            "refused without a key lookup; 0: unlimited [UBA_AUTH_FAILURE_RATE, 10]",
             "auth_failure_burst": "failed authentications a client address may make at once [UBA_AUTH_FAILURE_BURST, 500]",
             "trusted_proxies": "addresses or CIDR blocks of proxies (a standalone 'uba gateway', a load balancer) "
-                               "whose x-forwarded-for names the client; the bundled gateway is trusted without it "
-                               "[UBA_TRUSTED_PROXIES, none]",
+            "whose x-forwarded-for names the client; the bundled gateway is trusted without it "
+            "[UBA_TRUSTED_PROXIES, none]",
             "tls_cert": "PEM certificate chain: serve gRPC and the gateway over TLS [UBA_TLS_CERT, plaintext]",
             "tls_key": "PEM private key of --tls-cert [UBA_TLS_KEY]",
             "tls_client_ca": "PEM CA file: gRPC clients must present a certificate it signed (mutual TLS) "
-                             "[UBA_TLS_CLIENT_CA]",
+            "[UBA_TLS_CLIENT_CA]",
             "gateway_upstream_ca": "PEM CA file the gateway verifies this server's certificate with "
-                                   "[UBA_GATEWAY_UPSTREAM_CA, --tls-cert itself]",
+            "[UBA_GATEWAY_UPSTREAM_CA, --tls-cert itself]",
             "gateway_client_cert": "PEM certificate the gateway presents to this server; required with "
-                                   "--tls-client-ca [UBA_GATEWAY_CLIENT_CERT]",
+            "--tls-client-ca [UBA_GATEWAY_CLIENT_CERT]",
             "gateway_client_key": "PEM private key of --gateway-client-cert [UBA_GATEWAY_CLIENT_KEY]",
         }
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             if f.type in (bool, "bool"):
-                parser.add_argument(flag, action="store_true", default=None, help=help_texts.get(f.name))
+                parser.add_argument(
+                    flag, action="store_true", default=None, help=help_texts.get(f.name)
+                )
             else:
                 parser.add_argument(flag, default=None, help=help_texts.get(f.name))
 
     @classmethod
-    def load(cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+    def load(
+        cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
@@ -147,11 +177,15 @@ def load_detector_config(path: str) -> dict:
     try:
         data = json.loads(Path(path).read_text())
     except OSError as exc:
-        raise SystemExit(f"uba: cannot read detector configuration {path}: {exc.strerror}") from None
+        raise SystemExit(
+            f"uba: cannot read detector configuration {path}: {exc.strerror}"
+        ) from None
     except json.JSONDecodeError as exc:
         raise SystemExit(f"uba: detector configuration {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise SystemExit(f"uba: detector configuration {path} must be a JSON object of detector names")
+        raise SystemExit(
+            f"uba: detector configuration {path} must be a JSON object of detector names"
+        )
     return data
 
 

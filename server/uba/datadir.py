@@ -36,11 +36,15 @@ def make_private(data_dir: str | Path) -> list[str]:
     warnings = []
     narrowed = [str(p) for p in _own_paths(root) if _narrow(p)]
     if narrowed:
-        warnings.append(f"narrowed to owner-only access (they were readable by other users): {', '.join(narrowed)}")
+        warnings.append(
+            f"narrowed to owner-only access (they were readable by other users): {', '.join(narrowed)}"
+        )
     mode = root.stat().st_mode
     if mode & 0o077:
-        warnings.append(f"the data dir {root} is open to other users (mode {stat.S_IMODE(mode):04o}); "
-                        f"consider: chmod 700 {root}")
+        warnings.append(
+            f"the data dir {root} is open to other users (mode {stat.S_IMODE(mode):04o}); "
+            f"consider: chmod 700 {root}"
+        )
     for warning in warnings:
         log.warning("%s", warning)
     return warnings
@@ -78,8 +82,11 @@ def write_private_file(path: Path, text: str) -> None:
     by rename. A symbolic link at `path` is replaced itself; its target is
     left untouched."""
     if path.is_symlink():
-        log.warning("%s is a symbolic link (to %s): replacing the link, leaving its target untouched",
-                    path, os.readlink(path))
+        log.warning(
+            "%s is a symbolic link (to %s): replacing the link, leaving its target untouched",
+            path,
+            os.readlink(path),
+        )
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as out:

@@ -9,7 +9,7 @@ the demo, tests, benchmarks and `uba evaluate`); kept for callers of
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from uba.evaluation.attacks import BLATANT as ATTACK_KINDS
 from uba.evaluation.scenario import Scenario, generate
@@ -17,10 +17,17 @@ from uba.evaluation.scenario import Scenario, generate
 __all__ = ["ATTACK_KINDS", "simulate"]
 
 
-def simulate(users: int = 20, days: int = 21, seed: int = 7, attacks: bool = False,
-             end: datetime | None = None) -> Scenario:
+def simulate(
+    users: int = 20,
+    days: int = 21,
+    seed: int = 7,
+    attacks: bool = False,
+    end: datetime | None = None,
+) -> Scenario:
     """`days` of activity ending at `end` (default: now); with `attacks`, the
     blatant attacks in its last 12 hours and the realistic ones after the
     first 60% of the period. Same arguments, same events and ids."""
-    end = (end or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    return generate(users, days, seed, end=end, attacks=attacks, blatant_window=(end - timedelta(hours=12), end))
+    end = (end or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    return generate(
+        users, days, seed, end=end, attacks=attacks, blatant_window=(end - timedelta(hours=12), end)
+    )

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-
 from support.server import KEYS
+
 from uba.v1 import service_pb2_grpc
 
 
@@ -36,8 +36,14 @@ def uba_cli():
             env["UBA_SERVER"] = server
             if KEYS.get(server):  # the key of a server the tests started
                 env["UBA_API_KEY"] = KEYS[server]
-        proc = subprocess.run([sys.executable, "-m", "uba", *args], capture_output=True, text=True, env=env,
-                              input=stdin, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "uba", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=stdin,
+            timeout=timeout,
+        )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     return run

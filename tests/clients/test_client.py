@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-
 from support.server import ServerProcess
+
 from uba.v1 import alerts_pb2, service_pb2, service_pb2_grpc
 from uba_client import BatchRecorder, RetryPolicy, UbaClient, UbaError, event
 
-UTC = timezone.utc
+UTC = UTC
 FAST = RetryPolicy(max_attempts=10, initial_backoff=0.05, max_backoff=0.5)
 
 
@@ -44,6 +44,7 @@ def stored_ids(client: UbaClient, user_id: str) -> list[str]:
 
 # -- retries against scripted servers -------------------------------------------
 
+
 class Flaky(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
     """Refuses the first `failures` ingest calls, then stores like the real
     server (insert-or-ignore by event_id); remembers what each attempt sent."""
@@ -66,23 +67,36 @@ class Flaky(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
             self.stored.update(ids)
             time.sleep(1.0)
         elif self.how == "invalid":
-            bad = error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field="event.user_id", description="required")])
-            context.abort_with_status(_status(code_pb2.INVALID_ARGUMENT, "event.user_id: required", bad))
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field="event.user_id", description="required"
+                    )
+                ]
+            )
+            context.abort_with_status(
+                _status(code_pb2.INVALID_ARGUMENT, "event.user_id: required", bad)
+            )
         return True
 
     def RecordActivity(self, request, context):
         refused = self._refuse([request.event.event_id], context)
         duplicate = request.event.event_id in self.stored and not refused
         self.stored.add(request.event.event_id)
-        return service_pb2.RecordActivityResponse(event_id=request.event.event_id, duplicate=duplicate)
+        return service_pb2.RecordActivityResponse(
+            event_id=request.event.event_id, duplicate=duplicate
+        )
 
     def RecordActivities(self, request, context):
         ids = [e.event_id for e in request.events]
         self._refuse(ids, context)
         reply = service_pb2.RecordActivitiesResponse()
         for i, event_id in enumerate(ids):
-            status = service_pb2.RECORD_STATUS_DUPLICATE if event_id in self.stored else service_pb2.RECORD_STATUS_ACCEPTED
+            status = (
+                service_pb2.RECORD_STATUS_DUPLICATE
+                if event_id in self.stored
+                else service_pb2.RECORD_STATUS_ACCEPTED
+            )
             self.stored.add(event_id)
             reply.results.add(index=i, event_id=event_id, status=status)
         return reply
@@ -139,8 +153,11 @@ def test_api_key_goes_as_bearer_metadata(fake_server):
 
 # -- follow_alerts against a scripted stream --------------------------------------
 
+
 def _alert(seq: int) -> service_pb2.StreamAlertsResponse:
-    return service_pb2.StreamAlertsResponse(seq=seq, alert=alerts_pb2.Alert(alert_id=f"a{seq}", seq=seq))
+    return service_pb2.StreamAlertsResponse(
+        seq=seq, alert=alerts_pb2.Alert(alert_id=f"a{seq}", seq=seq)
+    )
 
 
 def _heartbeat(seq: int) -> service_pb2.StreamAlertsResponse:
@@ -176,12 +193,14 @@ class ScriptedStream(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
 
 
 def test_follower_resumes_from_the_last_seq_and_drops_replayed_changes(fake_server):
-    stream = ScriptedStream([
-        ([_alert(6), _alert(7), _heartbeat(9)], grpc.StatusCode.UNAVAILABLE),
-        ([_alert(9), _alert(10)], "end"),  # 9 again: a generous replay
-        ([_alert(11)], grpc.StatusCode.INTERNAL),
-        ([_alert(12)], "hang"),
-    ])
+    stream = ScriptedStream(
+        [
+            ([_alert(6), _alert(7), _heartbeat(9)], grpc.StatusCode.UNAVAILABLE),
+            ([_alert(9), _alert(10)], "end"),  # 9 again: a generous replay
+            ([_alert(11)], grpc.StatusCode.INTERNAL),
+            ([_alert(12)], "hang"),
+        ]
+    )
     client = UbaClient(fake_server(stream))
     follower = client.follow_alerts(after_seq=5, retry=FAST)
     seen = []
@@ -204,7 +223,9 @@ def test_follower_from_now_pins_the_head_so_a_early_reconnect_loses_nothing(fake
 
 def test_follower_reconnects_a_silent_stream_and_gives_up_on_refusals(fake_server):
     stream = ScriptedStream([([], "hang"), ([_alert(3)], "hang")])
-    follower = UbaClient(fake_server(stream)).follow_alerts(after_seq=2, idle_timeout=0.5, retry=FAST)
+    follower = UbaClient(fake_server(stream)).follow_alerts(
+        after_seq=2, idle_timeout=0.5, retry=FAST
+    )
     assert next(iter(follower)).seq == 3
     follower.close()
     assert follower.reconnects == 1
@@ -217,14 +238,20 @@ def test_follower_reconnects_a_silent_stream_and_gives_up_on_refusals(fake_serve
 
 # -- against the real server -------------------------------------------------------
 
+
 def _failures(user: str, ip: str, n: int = 12) -> list:
     """A brute-force burst: enough failed logins to raise an alert."""
     start = datetime.now(UTC) - timedelta(minutes=2)
-    return [event(user, "login_failure", start + timedelta(seconds=5 * i), source_ip=ip) for i in range(n)]
+    return [
+        event(user, "login_failure", start + timedelta(seconds=5 * i), source_ip=ip)
+        for i in range(n)
+    ]
 
 
 def test_record_waits_for_a_server_that_is_not_up_yet(tmp_path, free_address):
-    server = ServerProcess(tmp_path, listen=free_address, anonymous=True)  # the client exists before any key
+    server = ServerProcess(
+        tmp_path, listen=free_address, anonymous=True
+    )  # the client exists before any key
     starter = threading.Timer(1.0, server.start)
     starter.start()
     sleeps: list[float] = []
@@ -248,15 +275,29 @@ def test_batches_survive_a_killed_and_restarted_server_without_duplicates(tmp_pa
         with lock:
             results[result.event_id] = result.status
 
-    client = UbaClient(free_address, api_key=server.api_key, sleep=lambda s: (retried.append(s), time.sleep(s)))
+    client = UbaClient(
+        free_address, api_key=server.api_key, sleep=lambda s: (retried.append(s), time.sleep(s))
+    )
     restarter = None
     try:
         added = []
-        with BatchRecorder(client, max_batch=200, flush_interval=0.2, on_result=on_result) as recorder:
+        with BatchRecorder(
+            client, max_batch=200, flush_interval=0.2, on_result=on_result
+        ) as recorder:
             start = datetime.now(UTC) - timedelta(hours=1)
             for i in range(5000):
-                added.append(recorder.add(event("restart-user", "api_call", start + timedelta(milliseconds=i),
-                                                api_method="GET", api_path="/v1/x", status_code=200)))
+                added.append(
+                    recorder.add(
+                        event(
+                            "restart-user",
+                            "api_call",
+                            start + timedelta(milliseconds=i),
+                            api_method="GET",
+                            api_path="/v1/x",
+                            status_code=200,
+                        )
+                    )
+                )
                 if i == 1500:
                     server.kill()  # SIGKILL: no drain, replies may be lost after commit
                     server = ServerProcess(tmp_path, listen=free_address)
@@ -283,16 +324,24 @@ def test_batch_recorder_from_many_threads_and_by_time(stub, uba_server):
             statuses.append(result.status)
 
     with UbaClient(uba_server.address, api_key=uba_server.api_key) as client:
-        with BatchRecorder(client, max_batch=300, flush_interval=0.3, on_result=on_result) as recorder:
+        with BatchRecorder(
+            client, max_batch=300, flush_interval=0.3, on_result=on_result
+        ) as recorder:
+
             def produce(n: int) -> None:
                 for i in range(1000):
-                    recorder.add(event(f"thread-{n}", "logout", datetime.now(UTC) - timedelta(seconds=i)))
+                    recorder.add(
+                        event(f"thread-{n}", "logout", datetime.now(UTC) - timedelta(seconds=i))
+                    )
+
             threads = [threading.Thread(target=produce, args=(n,)) for n in range(6)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            recorder.add(event("thread-late", "login_success", source_ip="999.1.1.1"))  # invalid address
+            recorder.add(
+                event("thread-late", "login_success", source_ip="999.1.1.1")
+            )  # invalid address
             # Flushed by the timer, without flush() or close().
             wait_for(lambda: len(statuses) == 6001, 10, "the timed flush")
         assert statuses.count("accepted") == 6000 and statuses.count("invalid") == 1
@@ -328,8 +377,11 @@ def test_follow_alerts_across_a_server_restart(tmp_path, free_address):
         wait_for(lambda: client.list_alerts(user_id="warmup").alerts, 10, "the warm-up alert")
         first = max(a.seq for a in client.list_alerts(user_id="warmup-0").alerts)
         # Enough retries (about 20 s) to outlast a restart on a loaded machine.
-        follower = client.follow_alerts(after_seq=first, idle_timeout=5,
-                                        retry=RetryPolicy(max_attempts=45, initial_backoff=0.05, max_backoff=0.5))
+        follower = client.follow_alerts(
+            after_seq=first,
+            idle_timeout=5,
+            retry=RetryPolicy(max_attempts=45, initial_backoff=0.05, max_backoff=0.5),
+        )
 
         def collect() -> None:
             try:
@@ -340,8 +392,11 @@ def test_follow_alerts_across_a_server_restart(tmp_path, free_address):
 
         thread = threading.Thread(target=collect, daemon=True)
         thread.start()
-        wait_for(lambda: any(a.user_id == "warmup" for a in seen) or errors, 10,
-                 f"the replayed alert (after seq {first}; seen {seen}; errors {errors}; log:\n{server.log()})")
+        wait_for(
+            lambda: any(a.user_id == "warmup" for a in seen) or errors,
+            10,
+            f"the replayed alert (after seq {first}; seen {seen}; errors {errors}; log:\n{server.log()})",
+        )
         assert not errors
         client.record_batch(_failures("before-restart", "203.0.113.11"))
         wait_for(lambda: any(a.user_id == "before-restart" for a in seen), 10, "a live alert")
@@ -349,8 +404,11 @@ def test_follow_alerts_across_a_server_restart(tmp_path, free_address):
         assert server.stop() == 0
         server = ServerProcess(tmp_path, listen=free_address, extra_args=args).start()
         client.record_batch(_failures("after-restart", "203.0.113.12"))
-        wait_for(lambda: any(a.user_id == "after-restart" for a in seen), 30,
-                 f"an alert after the restart (errors {errors}; log:\n{server.log()})")
+        wait_for(
+            lambda: any(a.user_id == "after-restart" for a in seen),
+            30,
+            f"an alert after the restart (errors {errors}; log:\n{server.log()})",
+        )
 
         seqs = [a.seq for a in seen]
         assert seqs == sorted(set(seqs)), "a change was repeated or out of order"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,13 +15,15 @@ from uba.importers.records import parse_mapping
 from uba.v1 import events_pb2
 
 LOGHUB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "loghub"
-UTC = timezone.utc
+UTC = UTC
 
 
 def loghub(name: str) -> Path:
     path = LOGHUB / name
     if not path.is_file():
-        pytest.skip(f"{path} missing: the loghub sample logs live outside the repository, at ../shared/data/loghub")
+        pytest.skip(
+            f"{path} missing: the loghub sample logs live outside the repository, at ../shared/data/loghub"
+        )
     return path
 
 
@@ -32,7 +34,9 @@ def parse(fmt: str, lines, **options):
 
 
 def kinds(events) -> Counter:
-    return Counter(events_pb2.ActivityType.Name(e.type).removeprefix("ACTIVITY_TYPE_").lower() for e in events)
+    return Counter(
+        events_pb2.ActivityType.Name(e.type).removeprefix("ACTIVITY_TYPE_").lower() for e in events
+    )
 
 
 def at(e) -> datetime:
@@ -40,6 +44,7 @@ def at(e) -> datetime:
 
 
 # -- loghub -------------------------------------------------------------------
+
 
 def test_openssh_log_counts_each_attempt_once():
     with loghub("OpenSSH_2k.log").open(encoding="utf-8") as f:
@@ -54,12 +59,20 @@ def test_openssh_log_counts_each_attempt_once():
     assert len({e.event_id for e in events}) == len(events)
     login = next(e for e in events if e.type == events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS)
     logout = next(e for e in events if e.type == events_pb2.ACTIVITY_TYPE_LOGOUT)
-    assert (login.user_id, login.source_ip, login.attributes["auth_method"]) == ("fztu", "119.137.62.142", "password")
+    assert (login.user_id, login.source_ip, login.attributes["auth_method"]) == (
+        "fztu",
+        "119.137.62.142",
+        "password",
+    )
     assert logout.user_id == "fztu" and logout.session_id == login.session_id
     assert logout.session_duration.ToTimedelta() == timedelta(minutes=12, seconds=46)
     assert at(events[0]) == datetime(2024, 12, 10, 6, 55, 48, tzinfo=UTC)
     first = events[0]
-    assert (first.user_id, first.source_ip, first.attributes["invalid_user"]) == ("webmaster", "173.234.31.186", "true")
+    assert (first.user_id, first.source_ip, first.attributes["invalid_user"]) == (
+        "webmaster",
+        "173.234.31.186",
+        "true",
+    )
 
 
 def test_linux_syslog_keeps_sshd_and_skips_failures_without_user():
@@ -69,7 +82,10 @@ def test_linux_syslog_keeps_sshd_and_skips_failures_without_user():
     assert stats.skipped == 117 and stats.unparsed == 0
     failure = next(e for e in events if e.type == events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE)
     # rhost is a host name there: kept as attribute, no source_ip.
-    assert failure.attributes["rhost"] == "220-135-151-1.hinet-ip.hinet.net" and failure.source_ip == ""
+    assert (
+        failure.attributes["rhost"] == "220-135-151-1.hinet-ip.hinet.net"
+        and failure.source_ip == ""
+    )
     assert failure.user_id == "root"
     # Jun 15 02:04:59 in Berlin summer time is 00:04:59 UTC.
     assert at(failure) == datetime(2005, 6, 15, 0, 4, 59, tzinfo=UTC)
@@ -146,7 +162,9 @@ def test_corpus_invalid_user_attempts_count_once_each():
     # "Invalid user" + PAM + first Failed are one attempt; the second Failed another.
     assert len(oracle) == 2
     assert [at(e).second for e in oracle] == [52, 53]
-    assert all(e.attributes["invalid_user"] == "true" and e.source_ip == "203.0.113.5" for e in oracle)
+    assert all(
+        e.attributes["invalid_user"] == "true" and e.source_ip == "203.0.113.5" for e in oracle
+    )
     # An "Invalid user" the scanner never followed with a password still counts.
     (admin,) = [e for e in events if e.user_id == "admin"]
     assert admin.type == events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE and at(admin).second == 1
@@ -166,11 +184,17 @@ def test_corpus_year_rolls_over_and_repeats_expand():
 def test_corpus_sessions_end_once_with_duration():
     events, _ = corpus_events()
     alice = [e for e in events if e.user_id == "alice"]
-    assert [e.type for e in alice] == [events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS, events_pb2.ACTIVITY_TYPE_LOGOUT]
+    assert [e.type for e in alice] == [
+        events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS,
+        events_pb2.ACTIVITY_TYPE_LOGOUT,
+    ]
     assert alice[0].source_ip == "2001:db8::7" and alice[0].attributes["auth_method"] == "publickey"
     assert alice[1].session_duration.ToTimedelta() == timedelta(hours=1, minutes=30)
     carol = [e for e in events if e.user_id == "carol"]
-    assert [e.type for e in carol] == [events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS, events_pb2.ACTIVITY_TYPE_LOGOUT]
+    assert [e.type for e in carol] == [
+        events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS,
+        events_pb2.ACTIVITY_TYPE_LOGOUT,
+    ]
     assert carol[1].session_duration.ToTimedelta() == timedelta(minutes=5)
 
 
@@ -200,25 +224,52 @@ def test_default_year_never_puts_lines_in_the_future():
 
 # -- JSON Lines and CSV ---------------------------------------------------------
 
+
 def test_jsonl_with_mapping_and_bad_lines():
     lines = [
-        json.dumps({"user": "bob", "type": "LOGIN_SUCCESS", "ts": "2026-01-05T08:00:00+01:00", "source_ip": "10.0.0.1",
-                    "dept": "sales"}),
+        json.dumps(
+            {
+                "user": "bob",
+                "type": "LOGIN_SUCCESS",
+                "ts": "2026-01-05T08:00:00+01:00",
+                "source_ip": "10.0.0.1",
+                "dept": "sales",
+            }
+        ),
         "",
         "{not json",
         json.dumps({"user": "bob", "type": "teleport", "ts": "2026-01-05T08:00:00Z"}),
-        json.dumps({"user": "bob", "type": "api_call", "ts": 1767600000, "status_code": "404",
-                    "bytes_transferred": 10, "attributes": {"trace": "x"}, "event_id": "given-1"}),
+        json.dumps(
+            {
+                "user": "bob",
+                "type": "api_call",
+                "ts": 1767600000,
+                "status_code": "404",
+                "bytes_transferred": 10,
+                "attributes": {"trace": "x"},
+                "event_id": "given-1",
+            }
+        ),
         json.dumps(["an", "array"]),
     ]
-    events, stats = parse("jsonl", lines, mapping=parse_mapping(["ts=occurred_at,user=user_id"]), source="hr")
+    events, stats = parse(
+        "jsonl", lines, mapping=parse_mapping(["ts=occurred_at,user=user_id"]), source="hr"
+    )
     assert [e.user_id for e in events] == ["bob", "bob"]
     assert at(events[0]) == datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
     assert events[0].attributes == {"dept": "sales"} and events[0].source == "hr"
     assert events[0].event_id.startswith("rec-")
-    assert events[1].event_id == "given-1" and events[1].status_code == 404 and events[1].attributes["trace"] == "x"
+    assert (
+        events[1].event_id == "given-1"
+        and events[1].status_code == 404
+        and events[1].attributes["trace"] == "x"
+    )
     assert stats.unparsed == 3 and stats.ignored == 1
-    assert [r.split(":")[0] for _, r, _ in stats.samples] == ["not JSON", "type", "not a JSON object"]
+    assert [r.split(":")[0] for _, r, _ in stats.samples] == [
+        "not JSON",
+        "type",
+        "not a JSON object",
+    ]
     again, _ = parse("jsonl", lines, mapping={"ts": "occurred_at", "user": "user_id"}, source="hr")
     assert [e.event_id for e in again] == [e.event_id for e in events]
 
@@ -226,7 +277,7 @@ def test_jsonl_with_mapping_and_bad_lines():
 def test_csv_reads_export_columns_and_undoes_formula_guard():
     lines = [
         "event_id,user_id,type,occurred_at,received_at,source_ip,latitude,longitude,session_duration_seconds,attributes\r\n",
-        "e1,'-bob,logout,2026-01-05T08:00:00Z,2026-01-05T08:00:01Z,10.0.0.1,-33.87,151.21,90.5,\"{\"\"k\"\": \"\"v\"\"}\"\r\n",
+        'e1,\'-bob,logout,2026-01-05T08:00:00Z,2026-01-05T08:00:01Z,10.0.0.1,-33.87,151.21,90.5,"{""k"": ""v""}"\r\n',
         "e2,ann,login_success,not a time,,,,,,\r\n",
         "e3,ann,login_success,2026-01-05T09:00:00Z,,,,,,,extra\r\n",
     ]

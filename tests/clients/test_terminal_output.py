@@ -6,18 +6,28 @@ terminal a command. Every table and line goes through one escaping helper."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import text
-
 from support.events import unique
+
 from uba.commands.client import say, shown, table
 from uba.storage.database import Database
 
 HOSTILE = {
-    "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x1b": "\\x1b", "\x07": "\\x07", "\x7f": "\\x7f",
-    "\x85": "\\x85", "\x9b": "\\x9b", "\u2028": "\\u2028", "\u2029": "\\u2029", "\u202e": "\\u202e",
-    "\u200b": "\\u200b", "\U000e0001": "\\U000e0001",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\x1b": "\\x1b",
+    "\x07": "\\x07",
+    "\x7f": "\\x7f",
+    "\x85": "\\x85",
+    "\x9b": "\\x9b",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+    "\u202e": "\\u202e",
+    "\u200b": "\\u200b",
+    "\U000e0001": "\\U000e0001",
 }
 
 
@@ -69,13 +79,21 @@ def test_uba_logs_prints_a_stored_hostile_value_escaped(uba_server, uba_cli):
     database = Database(url)
     try:
         with database.engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO events (event_id, user_id, type, occurred_at_us, received_at_us, source_ip, user_agent, "
-                "device_id, session_id, country_code, city, timezone, peer_group, api_method, api_path, "
-                "status_code, bytes_transferred, source) VALUES (:id, :user, 'api_call', :at, :at, '', "
-                "'\x1b]0;owned\x07', '', '', '', '', '', '', :method, :path, 200, 0, '')"),
-                {"id": unique("e"), "user": user, "at": now_us, "method": "\x1b[31mGET",
-                 "path": "/v1/items" + forged_row})
+            conn.execute(
+                text(
+                    "INSERT INTO events (event_id, user_id, type, occurred_at_us, received_at_us, source_ip, user_agent, "
+                    "device_id, session_id, country_code, city, timezone, peer_group, api_method, api_path, "
+                    "status_code, bytes_transferred, source) VALUES (:id, :user, 'api_call', :at, :at, '', "
+                    "'\x1b]0;owned\x07', '', '', '', '', '', '', :method, :path, 200, 0, '')"
+                ),
+                {
+                    "id": unique("e"),
+                    "user": user,
+                    "at": now_us,
+                    "method": "\x1b[31mGET",
+                    "path": "/v1/items" + forged_row,
+                },
+            )
     finally:
         database.dispose()
     run = uba_cli("logs", "--user", user, server=uba_server.address)
@@ -83,6 +101,8 @@ def test_uba_logs_prints_a_stored_hostile_value_escaped(uba_server, uba_cli):
     lines = run.out.splitlines()
     assert len(lines) == 2, run.out  # the header and the one event: no forged row
     assert not raw_controls(run.out)
-    assert lines[1].endswith("\\x1b[31mGET /v1/items\\n2026-01-01 00:00:00  login_success  root  10.0.0.1  -  "
-                             "\\r\\x1b[2K -> 200")
-    assert datetime.fromtimestamp(now_us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") in lines[1]
+    assert lines[1].endswith(
+        "\\x1b[31mGET /v1/items\\n2026-01-01 00:00:00  login_success  root  10.0.0.1  -  "
+        "\\r\\x1b[2K -> 200"
+    )
+    assert datetime.fromtimestamp(now_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S") in lines[1]

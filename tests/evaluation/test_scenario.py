@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from uba.evaluation import generate
 from uba.evaluation.attacks import BLATANT, REALISTIC
 from uba.evaluation.scenario import DEFAULT_END, zone
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +22,27 @@ def scenario():
 
 
 def _fingerprint(sc):
-    return [(e.event_id, e.user_id, e.type, e.occurred_at, e.source_ip, e.device_id, e.api_path,
-             e.bytes_transferred) for e in sc.events]
+    return [
+        (
+            e.event_id,
+            e.user_id,
+            e.type,
+            e.occurred_at,
+            e.source_ip,
+            e.device_id,
+            e.api_path,
+            e.bytes_transferred,
+        )
+        for e in sc.events
+    ]
 
 
 def test_same_arguments_same_events_other_seed_other_events():
     a, b = generate(users=20, days=14, seed=5), generate(users=20, days=14, seed=5)
     assert _fingerprint(a) == _fingerprint(b)
-    assert [(lb.kind, lb.start, lb.event_ids) for lb in a.labels] == [(lb.kind, lb.start, lb.event_ids)
-                                                                      for lb in b.labels]
+    assert [(lb.kind, lb.start, lb.event_ids) for lb in a.labels] == [
+        (lb.kind, lb.start, lb.event_ids) for lb in b.labels
+    ]
     c = generate(users=20, days=14, seed=6)
     assert _fingerprint(a) != _fingerprint(c)
 
@@ -49,23 +61,37 @@ def test_population_is_spread_over_zones_groups_and_habits(scenario):
     assert len(zones) >= 6
     assert {"Europe/Berlin", "America/New_York"} <= zones
     assert len({u.group for u in people}) >= 5
-    assert any(u.weekend_worker for u in people) and sum(u.weekend_worker for u in people) < len(people) / 3
+    assert (
+        any(u.weekend_worker for u in people)
+        and sum(u.weekend_worker for u in people) < len(people) / 3
+    )
     assert any(u.single_session for u in people) and not all(u.single_session for u in people)
     kinds = Counter(e.type for e in scenario.events)
-    assert kinds[ActivityType.API_CALL] > kinds[ActivityType.LOGIN_SUCCESS] > kinds[ActivityType.LOGIN_FAILURE] > 0
+    assert (
+        kinds[ActivityType.API_CALL]
+        > kinds[ActivityType.LOGIN_SUCCESS]
+        > kinds[ActivityType.LOGIN_FAILURE]
+        > 0
+    )
     logouts = [e for e in scenario.events if e.type is ActivityType.LOGOUT]
     assert logouts and all(e.session_duration and e.session_id for e in logouts)
     # Once-a-day people resume their session after lunch.
     logins = {e.session_id for e in scenario.events if e.type is ActivityType.LOGIN_SUCCESS}
-    resumed = [e for e in scenario.events if e.type is ActivityType.SESSION_START
-               and e.occurred_at > scenario.start + timedelta(days=1)]  # logged in before the window
+    resumed = [
+        e
+        for e in scenario.events
+        if e.type is ActivityType.SESSION_START
+        and e.occurred_at > scenario.start + timedelta(days=1)
+    ]  # logged in before the window
     assert resumed and all(e.session_id in logins for e in resumed)
     # Each peer group keeps to its own endpoints.
     paths = defaultdict(set)
     attacks = {i for lb in scenario.attacks for i in lb.event_ids}
     for e in scenario.events:
         if e.type is ActivityType.API_CALL and e.peer_group and e.event_id not in attacks:
-            paths[e.peer_group].add(e.api_path.split("/")[2] if e.api_path.startswith("/v") else e.api_path[:6])
+            paths[e.peer_group].add(
+                e.api_path.split("/")[2] if e.api_path.startswith("/v") else e.api_path[:6]
+            )
     assert paths["sales"].isdisjoint(paths["engineering"] - {"orders"})
 
 
@@ -75,11 +101,18 @@ def test_local_working_hours_survive_the_dst_change(scenario):
     change = datetime(2026, 10, 25, 1, tzinfo=UTC)
     tz = zone("Europe/Berlin")
     firsts = defaultdict(dict)
-    on_call = {lb.users[0] for lb in scenario.confounders if lb.kind in ("on_call", "business_trip")}
+    on_call = {
+        lb.users[0] for lb in scenario.confounders if lb.kind in ("on_call", "business_trip")
+    }
     attacks = {i for lb in scenario.attacks for i in lb.event_ids}
     for e in scenario.events:
-        if (e.type is ActivityType.LOGIN_SUCCESS and e.timezone == "Europe/Berlin" and e.user_id not in on_call
-                and not e.device_id.startswith("PH-") and e.event_id not in attacks):
+        if (
+            e.type is ActivityType.LOGIN_SUCCESS
+            and e.timezone == "Europe/Berlin"
+            and e.user_id not in on_call
+            and not e.device_id.startswith("PH-")
+            and e.event_id not in attacks
+        ):
             day = e.occurred_at.astimezone(tz).date()
             if day.weekday() < 5:
                 firsts[e.user_id].setdefault(day, e.occurred_at)
@@ -89,14 +122,19 @@ def test_local_working_hours_survive_the_dst_change(scenario):
         after = [t for d, t in days.items() if t > change]
         if len(before) < 8 or len(after) < 8:
             continue
-        local = lambda ts: statistics.mean(t.astimezone(tz).hour + t.astimezone(tz).minute / 60 for t in ts)  # noqa
+        local = lambda ts: statistics.mean(
+            t.astimezone(tz).hour + t.astimezone(tz).minute / 60 for t in ts
+        )  # noqa
         utc = lambda ts: statistics.mean(t.hour + t.minute / 60 for t in ts)  # noqa
         assert abs(local(before) - local(after)) < 0.4, user
         assert 0.6 < utc(after) - utc(before) < 1.4, user
         checked += 1
     assert checked >= 3
-    assert {lb.description.split(" in ")[1].split(" on ")[0] for lb in scenario.confounders
-            if lb.kind == "dst_change"} >= {"Europe/Berlin", "America/New_York"}
+    assert {
+        lb.description.split(" in ")[1].split(" on ")[0]
+        for lb in scenario.confounders
+        if lb.kind == "dst_change"
+    } >= {"Europe/Berlin", "America/New_York"}
 
 
 def test_every_attack_is_labelled_with_events_that_exist(scenario):
@@ -111,7 +149,12 @@ def test_every_attack_is_labelled_with_events_that_exist(scenario):
     stuffing = by_kind["credential_stuffing"]
     failures = [ids[i] for i in stuffing.event_ids if ids[i].type is ActivityType.LOGIN_FAILURE]
     per_source = Counter(e.source_ip for e in failures)
-    assert len(per_source) == len(stuffing.sources) == 150 and set(per_source.values()) <= {1, 2, 3, 4}
+    assert len(per_source) == len(stuffing.sources) == 150 and set(per_source.values()) <= {
+        1,
+        2,
+        3,
+        4,
+    }
     assert len(stuffing.users) == 80 and stuffing.end - stuffing.start <= timedelta(hours=3)
     assert any(ids[i].type is ActivityType.LOGIN_SUCCESS for i in stuffing.event_ids)
     mfa = [ids[i].type for i in by_kind["mfa_fatigue"].event_ids]
@@ -119,13 +162,23 @@ def test_every_attack_is_labelled_with_events_that_exist(scenario):
     assert mfa.index(ActivityType.MFA_APPROVED) < mfa.index(ActivityType.LOGIN_SUCCESS)
     # The hijacker continues the victim's session from elsewhere.
     hijack = [ids[i] for i in by_kind["session_hijack"].event_ids]
-    victim_session = [e for e in scenario.events if e.session_id == hijack[0].session_id and e.event_id
-                      not in by_kind["session_hijack"].event_ids]
-    assert victim_session and {e.country_code for e in hijack}.isdisjoint({e.country_code for e in victim_session})
+    victim_session = [
+        e
+        for e in scenario.events
+        if e.session_id == hijack[0].session_id
+        and e.event_id not in by_kind["session_hijack"].event_ids
+    ]
+    assert victim_session and {e.country_code for e in hijack}.isdisjoint(
+        {e.country_code for e in victim_session}
+    )
     assert {e.device_id for e in hijack}.isdisjoint({e.device_id for e in victim_session})
     # The dormant account said nothing for weeks before.
     dormant = by_kind["dormant_account_reuse"]
-    before = [e.occurred_at for e in scenario.events if e.user_id == dormant.users[0] and e.occurred_at < dormant.start]
+    before = [
+        e.occurred_at
+        for e in scenario.events
+        if e.user_id == dormant.users[0] and e.occurred_at < dormant.start
+    ]
     assert before and dormant.start - max(before) >= timedelta(days=20)
     # Low and slow: five working days of extra volume, each far below a blatant dump.
     exfil = [ids[i] for i in by_kind["low_and_slow_exfiltration"].event_ids]
@@ -134,22 +187,40 @@ def test_every_attack_is_labelled_with_events_that_exist(scenario):
     for e in exfil:
         days[e.occurred_at.astimezone(tz).date()].append(e.occurred_at)
     assert len(days) == 5 and max(e.bytes_transferred for e in exfil) < 50_000_000
-    assert all(len(set(ts)) == 10 and max(ts) - min(ts) > timedelta(hours=4) for ts in days.values())
+    assert all(
+        len(set(ts)) == 10 and max(ts) - min(ts) > timedelta(hours=4) for ts in days.values()
+    )
 
 
 def test_benign_confounders_are_present_and_do_what_they_say(scenario):
     kinds = Counter(lb.kind for lb in scenario.confounders)
-    assert set(kinds) >= {"on_call", "business_trip", "vpn_change", "laptop_refresh", "feature_rollout",
-                          "dst_change", "mobile_network"}
+    assert set(kinds) >= {
+        "on_call",
+        "business_trip",
+        "vpn_change",
+        "laptop_refresh",
+        "feature_rollout",
+        "dst_change",
+        "mobile_network",
+    }
     by_kind = {lb.kind: lb for lb in scenario.confounders}
     change = by_kind["vpn_change"].start + timedelta(hours=14)
     vpn = [e for e in scenario.events if e.source_ip.startswith("172.")]
-    assert vpn and all(e.source_ip.startswith("172.16.") for e in vpn if e.occurred_at < change - timedelta(days=1))
-    assert all(e.source_ip.startswith("172.22.") for e in vpn if e.occurred_at > change + timedelta(days=1))
+    assert vpn and all(
+        e.source_ip.startswith("172.16.") for e in vpn if e.occurred_at < change - timedelta(days=1)
+    )
+    assert all(
+        e.source_ip.startswith("172.22.") for e in vpn if e.occurred_at > change + timedelta(days=1)
+    )
     refresh = by_kind["laptop_refresh"]
-    team_devices = {e.device_id for e in scenario.events if e.user_id in refresh.users
-                    and e.occurred_at > refresh.end and not e.device_id.startswith("PH-")
-                    and not any(e.event_id in a.event_ids for a in scenario.attacks)}
+    team_devices = {
+        e.device_id
+        for e in scenario.events
+        if e.user_id in refresh.users
+        and e.occurred_at > refresh.end
+        and not e.device_id.startswith("PH-")
+        and not any(e.event_id in a.event_ids for a in scenario.attacks)
+    }
     assert team_devices and all(d.startswith("LT2-") for d in team_devices)
     # On call: nights or weekends.
     ids = {e.event_id: e for e in scenario.events}
@@ -160,8 +231,14 @@ def test_benign_confounders_are_present_and_do_what_they_say(scenario):
     # Trips: another office, the own laptop, a day off to fly there.
     for lb in (x for x in scenario.confounders if x.kind == "business_trip"):
         user = scenario.user(lb.users[0])
-        away = [e for e in scenario.events if e.user_id == user.user_id and e.city != user.office.city
-                and not e.device_id.startswith("PH-") and lb.start <= e.occurred_at <= lb.end]
+        away = [
+            e
+            for e in scenario.events
+            if e.user_id == user.user_id
+            and e.city != user.office.city
+            and not e.device_id.startswith("PH-")
+            and lb.start <= e.occurred_at <= lb.end
+        ]
         assert away and all(e.device_id.startswith("LT") for e in away)
 
 

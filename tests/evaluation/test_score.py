@@ -3,13 +3,13 @@ hand-made inputs."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from uba.evaluation.score import BENIGN, Finding, Label, matches, score
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 START, END = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)  # ten days
 USERS = [f"u{i}" for i in range(10)]
@@ -24,38 +24,78 @@ def alert(id, user, at, severity=MEDIUM, until=None, anomalies=()):
     return Finding("alert", id, user, "d", severity, at, until or at, (), tuple(anomalies))
 
 
-takeover = Label("account_takeover", T0, T0 + timedelta(minutes=40), users=("u1",), event_ids=("e1", "e2"))
-spray = Label("password_spraying_slow", T0, T0 + timedelta(hours=2), users=("u2", "u3"), sources=("198.51.100.9",),
-              event_ids=("s1", "s2"))
-trip = Label("business_trip", T0 - timedelta(days=1), T0 + timedelta(days=2), BENIGN, users=("u1", "u4"))
+takeover = Label(
+    "account_takeover", T0, T0 + timedelta(minutes=40), users=("u1",), event_ids=("e1", "e2")
+)
+spray = Label(
+    "password_spraying_slow",
+    T0,
+    T0 + timedelta(hours=2),
+    users=("u2", "u3"),
+    sources=("198.51.100.9",),
+    event_ids=("s1", "s2"),
+)
+trip = Label(
+    "business_trip", T0 - timedelta(days=1), T0 + timedelta(days=2), BENIGN, users=("u1", "u4")
+)
 
 
-@pytest.mark.parametrize("finding, label, expected", [
-    (anomaly("a", "u1", T0 + timedelta(minutes=10)), takeover, True),                # user and time
-    (anomaly("a", "u1", T0 - timedelta(minutes=29)), takeover, True),                # within the slack
-    (anomaly("a", "u1", T0 + timedelta(minutes=71)), takeover, False),               # after end + slack
-    (anomaly("a", "u9", T0 + timedelta(minutes=10)), takeover, False),               # another user
-    (anomaly("a", "u9", T0 + timedelta(days=3), events=("e2",)), takeover, True),    # its evidence
-    (anomaly("a", "u9", T0 + timedelta(minutes=5), events=("x1",)), spray, True),    # from the attacking address
-    (anomaly("a", "u9", T0 + timedelta(hours=5), events=("x1",)), spray, False),     # that address, hours later
-    (anomaly("a", "u2", T0 + timedelta(minutes=5), events=("x2",)), spray, False),   # a sprayed account, own address
-    (alert("a", "u1", T0 - timedelta(hours=3), until=T0 + timedelta(minutes=5)), takeover, True),  # spans it
-])
+@pytest.mark.parametrize(
+    "finding, label, expected",
+    [
+        (anomaly("a", "u1", T0 + timedelta(minutes=10)), takeover, True),  # user and time
+        (anomaly("a", "u1", T0 - timedelta(minutes=29)), takeover, True),  # within the slack
+        (anomaly("a", "u1", T0 + timedelta(minutes=71)), takeover, False),  # after end + slack
+        (anomaly("a", "u9", T0 + timedelta(minutes=10)), takeover, False),  # another user
+        (
+            anomaly("a", "u9", T0 + timedelta(days=3), events=("e2",)),
+            takeover,
+            True,
+        ),  # its evidence
+        (
+            anomaly("a", "u9", T0 + timedelta(minutes=5), events=("x1",)),
+            spray,
+            True,
+        ),  # from the attacking address
+        (
+            anomaly("a", "u9", T0 + timedelta(hours=5), events=("x1",)),
+            spray,
+            False,
+        ),  # that address, hours later
+        (
+            anomaly("a", "u2", T0 + timedelta(minutes=5), events=("x2",)),
+            spray,
+            False,
+        ),  # a sprayed account, own address
+        (
+            alert("a", "u1", T0 - timedelta(hours=3), until=T0 + timedelta(minutes=5)),
+            takeover,
+            True,
+        ),  # spans it
+    ],
+)
 def test_a_finding_belongs_to_a_label_by_entity_and_time_or_evidence(finding, label, expected):
     sources = {"x1": "198.51.100.9", "x2": "10.1.1.1"}
     assert matches(finding, label, sources, timedelta(minutes=30)) is expected
 
 
 def test_caught_best_severity_and_minutes_to_detect():
-    anomalies = [anomaly("a1", "u1", T0 + timedelta(minutes=12), LOW),
-                 anomaly("a2", "u1", T0 + timedelta(minutes=25), HIGH),
-                 anomaly("a3", "u2", T0 + timedelta(minutes=3), LOW, events=("s1",))]
+    anomalies = [
+        anomaly("a1", "u1", T0 + timedelta(minutes=12), LOW),
+        anomaly("a2", "u1", T0 + timedelta(minutes=25), HIGH),
+        anomaly("a3", "u2", T0 + timedelta(minutes=3), LOW, events=("s1",)),
+    ]
     alerts = [alert("al1", "u1", T0 + timedelta(minutes=12), HIGH, anomalies=("a1", "a2"))]
     report = score([takeover, spray], anomalies, alerts, USERS, START, END)
     rows = {r["kind"]: r for r in report.attack_rows()}
     ato, sp = rows["account_takeover"], rows["password_spraying_slow"]
     assert (ato["caught"], ato["best_severity"], ato["minutes_to_detect"]) == (1, "HIGH", 12.0)
-    assert (ato["alerts"], ato["alerts_medium_plus"], ato["anomalies"], ato["anomalies_medium_plus"]) == (1, 1, 2, 1)
+    assert (
+        ato["alerts"],
+        ato["alerts_medium_plus"],
+        ato["anomalies"],
+        ato["anomalies_medium_plus"],
+    ) == (1, 1, 2, 1)
     assert ato["anomalies_medium_plus_on_its_events"] == 0  # attributed by user and time only
     assert (sp["caught"], sp["best_severity"], sp["minutes_to_detect"]) == (0, "LOW", None)
     assert report.to_dict()["attack_classes_caught"] == 1
@@ -73,26 +113,38 @@ def test_an_alert_belongs_to_its_anomalies_attack_even_outside_the_window():
 
 def test_attacks_take_a_finding_before_confounders_and_false_user_days_are_counted():
     anomalies = [
-        anomaly("a1", "u1", T0 + timedelta(minutes=5), HIGH),          # the takeover, also inside the trip
-        anomaly("a2", "u4", T0 + timedelta(hours=5), MEDIUM),          # the trip's false alarm
-        anomaly("a3", "u5", T0 + timedelta(days=4), MEDIUM),           # a false alarm of nothing labelled
-        anomaly("a4", "u5", T0 + timedelta(days=4, hours=1), HIGH),    # same user-day
-        anomaly("a5", "u6", T0 + timedelta(days=5), LOW),              # LOW does not count
-        anomaly("a6", "u1", T0 + timedelta(hours=3), MEDIUM),          # u1's attack day: not counted as false
+        anomaly("a1", "u1", T0 + timedelta(minutes=5), HIGH),  # the takeover, also inside the trip
+        anomaly("a2", "u4", T0 + timedelta(hours=5), MEDIUM),  # the trip's false alarm
+        anomaly("a3", "u5", T0 + timedelta(days=4), MEDIUM),  # a false alarm of nothing labelled
+        anomaly("a4", "u5", T0 + timedelta(days=4, hours=1), HIGH),  # same user-day
+        anomaly("a5", "u6", T0 + timedelta(days=5), LOW),  # LOW does not count
+        anomaly(
+            "a6", "u1", T0 + timedelta(hours=3), MEDIUM
+        ),  # u1's attack day: not counted as false
     ]
-    alerts = [alert("al2", "u4", T0 + timedelta(hours=5), MEDIUM, anomalies=("a2",)),
-              alert("al3", "u5", T0 + timedelta(days=4), HIGH, anomalies=("a3", "a4"))]
+    alerts = [
+        alert("al2", "u4", T0 + timedelta(hours=5), MEDIUM, anomalies=("a2",)),
+        alert("al3", "u5", T0 + timedelta(days=4), HIGH, anomalies=("a3", "a4")),
+    ]
     report = score([takeover, trip], anomalies, alerts, USERS, START, END)
     assert [f.id for f in report.attacks[0].anomalies] == ["a1"]
     conf = {r["kind"]: r for r in report.confounder_rows()}["business_trip"]
-    assert (conf["alerts_medium_plus"], conf["anomalies_medium_plus"], conf["users_alerted"]) == (1, 2, 1)
+    assert (conf["alerts_medium_plus"], conf["anomalies_medium_plus"], conf["users_alerted"]) == (
+        1,
+        2,
+        1,
+    )
     # 10 users x 10 days, minus u1's attack day; false: u4 on day 2 (the trip), u1's a6 (trip, same
     # day as its attack: excluded), u5 on day 6.
     assert report.user_days == 100 and report.attack_free_user_days == 99
     assert report.false_user_days == 2
     d = report.to_dict()
     assert d["false_medium_plus_user_day_percent"] == pytest.approx(100 * 2 / 99, abs=0.01)
-    assert d["alerts_per_day"] == 0.2 and d["alerts_medium_plus"] == 2 and d["unattributed_medium_plus_alerts"] == 2
+    assert (
+        d["alerts_per_day"] == 0.2
+        and d["alerts_medium_plus"] == 2
+        and d["unattributed_medium_plus_alerts"] == 2
+    )
 
 
 def test_an_attack_that_could_not_be_sent_is_reported_not_scored():

@@ -42,15 +42,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from support.scale import SCALE, scaled, scaled_timeout
 from support.server import ServerProcess
 from support.tcp_proxy import TcpProxy
+
 from uba.detectors.registry import BUILTIN_DETECTORS, ENHANCED_DETECTORS
 from uba.gateway import GatewayProcess
 from uba.v1 import events_pb2, service_pb2, service_pb2_grpc
@@ -116,34 +116,56 @@ def plan(count: int, seed: int, grpc_messages: int, alert_messages: int) -> list
 
 # -- the server ------------------------------------------------------------------
 
+
 def detector_config(path) -> str:
     """Only a threshold rule that alerts on a user's first API call, so the
     seeding is quick and raises exactly USERS alerts."""
     config = {name: {"enabled": False} for name in (*BUILTIN_DETECTORS, *ENHANCED_DETECTORS)}
-    config["threshold_rules"] = {"enabled": True, "rules": [
-        {"name": "first api call", "type": "api_call", "count": 1, "window_seconds": 3600, "group_by": "user_id"}]}
+    config["threshold_rules"] = {
+        "enabled": True,
+        "rules": [
+            {
+                "name": "first api call",
+                "type": "api_call",
+                "count": 1,
+                "window_seconds": 3600,
+                "group_by": "user_id",
+            }
+        ],
+    }
     path.write_text(json.dumps(config))
     return str(path)
 
 
 def seed_events(stub, metadata) -> None:
     """EVENTS API calls over the last two hours, in RecordActivities batches."""
-    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    start = datetime.now(UTC) - timedelta(hours=2)
     events = []
     for n in range(EVENTS):
         user, i = n % USERS, n // USERS
         m = events_pb2.ActivityEvent(
-            event_id=f"cancel-{n:06d}", user_id=f"cancel-user-{user:04d}", type=events_pb2.ACTIVITY_TYPE_API_CALL,
-            api_method="GET", api_path=f"/v1/projects/{user}/reports/{i}/rows", status_code=200,
-            source_ip=f"10.{user // 250}.{user % 250}.{i}", device_id=f"laptop-{user:04d}",
-            session_id=f"session-{user:04d}-{i // 5}", country_code="DE", city="Berlin",
+            event_id=f"cancel-{n:06d}",
+            user_id=f"cancel-user-{user:04d}",
+            type=events_pb2.ACTIVITY_TYPE_API_CALL,
+            api_method="GET",
+            api_path=f"/v1/projects/{user}/reports/{i}/rows",
+            status_code=200,
+            source_ip=f"10.{user // 250}.{user % 250}.{i}",
+            device_id=f"laptop-{user:04d}",
+            session_id=f"session-{user:04d}-{i // 5}",
+            country_code="DE",
+            city="Berlin",
             user_agent=USER_AGENT,
-            bytes_transferred=1000 + n)
+            bytes_transferred=1000 + n,
+        )
         m.occurred_at.FromDatetime(start + timedelta(milliseconds=n * 100))
         events.append(m)
     for b in range(0, EVENTS, BATCH):
-        reply = stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=events[b:b + BATCH]),
-                                      metadata=metadata, timeout=120)
+        reply = stub.RecordActivities(
+            service_pb2.RecordActivitiesRequest(events=events[b : b + BATCH]),
+            metadata=metadata,
+            timeout=120,
+        )
         assert all(r.status == service_pb2.RECORD_STATUS_ACCEPTED for r in reply.results)
 
 
@@ -161,7 +183,9 @@ def wait_for(condition, seconds: float, what: str):
 def all_alert_seqs(stub, metadata) -> list[int]:
     seqs, token = [], ""
     while True:
-        page = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000, page_token=token), metadata=metadata)
+        page = stub.ListAlerts(
+            service_pb2.ListAlertsRequest(page_size=1000, page_token=token), metadata=metadata
+        )
         seqs += [a.seq for a in page.alerts]
         token = page.next_page_token
         if not token:
@@ -171,8 +195,12 @@ def all_alert_seqs(stub, metadata) -> list[int]:
 def export_audit(stub, metadata) -> list:
     rows, token = [], ""
     while True:
-        page = stub.ListAuditEvents(service_pb2.ListAuditEventsRequest(action="ExportLogs", page_size=1000,
-                                                                       page_token=token), metadata=metadata)
+        page = stub.ListAuditEvents(
+            service_pb2.ListAuditEventsRequest(
+                action="ExportLogs", page_size=1000, page_token=token
+            ),
+            metadata=metadata,
+        )
         rows += list(page.audit_events)
         token = page.next_page_token
         if not token:
@@ -180,8 +208,12 @@ def export_audit(stub, metadata) -> list:
 
 
 def full_export(stub, metadata, fmt: str) -> bytes:
-    return b"".join(chunk.data for chunk in stub.ExportLogs(service_pb2.ExportLogsRequest(format=fmt),
-                                                            metadata=metadata, timeout=120))
+    return b"".join(
+        chunk.data
+        for chunk in stub.ExportLogs(
+            service_pb2.ExportLogsRequest(format=fmt), metadata=metadata, timeout=120
+        )
+    )
 
 
 def died(server: ServerProcess, after: str) -> str:
@@ -192,13 +224,18 @@ def died(server: ServerProcess, after: str) -> str:
 
 # -- the callers -------------------------------------------------------------------
 
+
 def http_get(address: str, path: str, key: str, accept: str = "*/*") -> socket.socket:
     """A raw HTTP/1.1 GET through the gateway; returns the socket, the
     request sent and nothing read."""
     host, port = address.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n"
-                  f"Accept: {accept}\r\nConnection: close\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n"
+            f"Accept: {accept}\r\nConnection: close\r\n\r\n"
+        ).encode()
+    )
     return sock
 
 
@@ -250,9 +287,13 @@ class Caller:
         try:
             stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(channel)
             if c.method == "alerts":
-                call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=1), metadata=self.server.metadata)
+                call = stub.StreamAlerts(
+                    service_pb2.StreamAlertsRequest(after_seq=1), metadata=self.server.metadata
+                )
             else:
-                call = stub.ExportLogs(service_pb2.ExportLogsRequest(format=c.method), metadata=self.server.metadata)
+                call = stub.ExportLogs(
+                    service_pb2.ExportLogsRequest(format=c.method), metadata=self.server.metadata
+                )
             read = 0
             try:
                 while read < c.read:
@@ -288,7 +329,9 @@ class Caller:
         self.proxy.close()
 
 
-def run_cancellations(server: ServerProcess, gateway_address: str, plans: list[Cancellation]) -> dict:
+def run_cancellations(
+    server: ServerProcess, gateway_address: str, plans: list[Cancellation]
+) -> dict:
     """Abandons every planned call, WORKERS at a time; stops at the first
     sign of a dead server. Returns counts."""
     pending = list(reversed(plans))
@@ -323,37 +366,72 @@ def run_cancellations(server: ServerProcess, gateway_address: str, plans: list[C
         caller.close()
     if server.proc.poll() is not None and not dead_after:
         dead_after.append(done[0])
-    return {"done": done[0], "dead_after": dead_after[0] if dead_after else 0, "failures": failures,
-            "exports_begun": sum(c.exports_begun for c in callers), "messages": sum(c.messages for c in callers),
-            "bytes": sum(c.bytes for c in callers)}
+    return {
+        "done": done[0],
+        "dead_after": dead_after[0] if dead_after else 0,
+        "failures": failures,
+        "exports_begun": sum(c.exports_begun for c in callers),
+        "messages": sum(c.messages for c in callers),
+        "bytes": sum(c.bytes for c in callers),
+    }
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_streams_abandoned_at_random_points_leave_the_server_serving(backend, tmp_path, make_database_url):
+def test_streams_abandoned_at_random_points_leave_the_server_serving(
+    backend, tmp_path, make_database_url
+):
     url = make_database_url(backend)
-    server = ServerProcess(tmp_path / "data", url, extra_args=[
-        "--detectors", detector_config(tmp_path / "detectors.json"), "--train-interval", "0",
-        "--heartbeat-interval", "0.5", "--max-streams-per-key", str(MAX_STREAMS)]).start()
+    server = ServerProcess(
+        tmp_path / "data",
+        url,
+        extra_args=[
+            "--detectors",
+            detector_config(tmp_path / "detectors.json"),
+            "--train-interval",
+            "0",
+            "--heartbeat-interval",
+            "0.5",
+            "--max-streams-per-key",
+            str(MAX_STREAMS),
+        ],
+    ).start()
     gateway = None
     try:
         started = time.monotonic()
         stub = server.stub
         seed_events(stub, server.metadata)
-        alerts = wait_for(lambda: (s := all_alert_seqs(stub, server.metadata)) and len(s) == USERS and s,
-                          60, f"{USERS} alerts were not raised")
+        alerts = wait_for(
+            lambda: (s := all_alert_seqs(stub, server.metadata)) and len(s) == USERS and s,
+            60,
+            f"{USERS} alerts were not raised",
+        )
         csv_export = full_export(stub, server.metadata, "csv")
-        chunks = len(list(stub.ExportLogs(service_pb2.ExportLogsRequest(format="csv"), metadata=server.metadata)))
+        chunks = len(
+            list(
+                stub.ExportLogs(
+                    service_pb2.ExportLogsRequest(format="csv"), metadata=server.metadata
+                )
+            )
+        )
         assert chunks >= 4, f"the export spans only {chunks} chunks ({len(csv_export):,} bytes)"
-        gateway = GatewayProcess(server.address, "127.0.0.1:0", work_dir=tmp_path / "gateway",
-                                 concurrency=1).start().wait_ready()
+        gateway = (
+            GatewayProcess(
+                server.address, "127.0.0.1:0", work_dir=tmp_path / "gateway", concurrency=1
+            )
+            .start()
+            .wait_ready()
+        )
         seeded = time.monotonic() - started
 
         plans = plan(CANCELLATIONS, SEED, grpc_messages=chunks, alert_messages=USERS)
         started = time.monotonic()
         result = run_cancellations(server, gateway.listen_address, plans)
         cancel_seconds = time.monotonic() - started
-        assert not result["dead_after"], died(server, f"after {result['dead_after']} of {CANCELLATIONS} "
-                                                      f"abandoned streaming calls (seed {SEED})")
+        assert not result["dead_after"], died(
+            server,
+            f"after {result['dead_after']} of {CANCELLATIONS} "
+            f"abandoned streaming calls (seed {SEED})",
+        )
         assert not result["failures"], result["failures"][:5]
         assert result["done"] == CANCELLATIONS
 
@@ -365,8 +443,11 @@ def test_streams_abandoned_at_random_points_leave_the_server_serving(backend, tm
         # Ordinary calls answer correctly.
         listed, token = 0, ""
         while True:
-            page = stub.ListLogs(service_pb2.ListLogsRequest(page_size=1000, page_token=token),
-                                 metadata=server.metadata, timeout=30)
+            page = stub.ListLogs(
+                service_pb2.ListLogsRequest(page_size=1000, page_token=token),
+                metadata=server.metadata,
+                timeout=30,
+            )
             listed += len(page.events)
             token = page.next_page_token
             if not token:
@@ -374,7 +455,9 @@ def test_streams_abandoned_at_random_points_leave_the_server_serving(backend, tm
         assert listed == EVENTS
         # Full exports, over gRPC in each format and through the gateway.
         assert full_export(stub, server.metadata, "csv") == csv_export
-        rows = [json.loads(line) for line in full_export(stub, server.metadata, "ndjson").splitlines()]
+        rows = [
+            json.loads(line) for line in full_export(stub, server.metadata, "ndjson").splitlines()
+        ]
         assert len(rows) == EVENTS and len({r["event_id"] for r in rows}) == EVENTS
         assert len(json.loads(full_export(stub, server.metadata, "json"))) == EVENTS
         sock = http_get(gateway.listen_address, f"{API}/logs/download/?format=csv", server.api_key)
@@ -388,9 +471,14 @@ def test_streams_abandoned_at_random_points_leave_the_server_serving(backend, tm
         assert head.startswith(b"HTTP/1.1 200"), head[:300]
         if b"transfer-encoding: chunked" in head.lower():
             payload = dechunk(payload)
-        assert payload == csv_export, f"the gateway's download differs ({len(payload):,} of {len(csv_export):,} bytes)"
+        assert payload == csv_export, (
+            f"the gateway's download differs ({len(payload):,} of {len(csv_export):,} bytes)"
+        )
         replay = service_pb2_grpc.BehaviorAnalyticsServiceStub(server.channel).StreamAlerts(
-            service_pb2.StreamAlertsRequest(after_seq=alerts[0] - 1), metadata=server.metadata, timeout=60)
+            service_pb2.StreamAlertsRequest(after_seq=alerts[0] - 1),
+            metadata=server.metadata,
+            timeout=60,
+        )
         replayed = []
         for reply in replay:
             if reply.HasField("alert"):
@@ -401,28 +489,36 @@ def test_streams_abandoned_at_random_points_leave_the_server_serving(backend, tm
         assert replayed == alerts
         # MAX_STREAMS exports at once: the cancelled streams gave their slots
         # back (allowing for the server to see the replay above end).
-        opened = wait_for(lambda: open_streams(stub, server.metadata, MAX_STREAMS), 30,
-                          f"{MAX_STREAMS} exports at once are still refused: the cancelled streams kept their slots")
+        opened = wait_for(
+            lambda: open_streams(stub, server.metadata, MAX_STREAMS),
+            30,
+            f"{MAX_STREAMS} exports at once are still refused: the cancelled streams kept their slots",
+        )
 
         # The audit trail: a row for every export the server began (the
         # cancelled ones as CANCELLED, those that were all sent before the
         # caller left as "ok"), none for an error.
         # Besides the cancellations: two full exports before, four after, and the slot check's.
         begun = result["exports_begun"] + 6 + opened
-        audit = wait_for(lambda: (rows := export_audit(stub, server.metadata)) and len(rows) >= begun and rows,
-                         60, f"fewer ExportLogs audit rows than the {begun} exports the server began")
+        audit = wait_for(
+            lambda: (rows := export_audit(stub, server.metadata)) and len(rows) >= begun and rows,
+            60,
+            f"fewer ExportLogs audit rows than the {begun} exports the server began",
+        )
         outcomes = {}
         for row in audit:
             outcomes[row.outcome] = outcomes.get(row.outcome, 0) + 1
         assert set(outcomes) <= {"ok", "CANCELLED"}, outcomes
         assert outcomes.get("CANCELLED", 0) >= result["exports_begun"] // 2, outcomes
         assert server.proc.poll() is None, died(server, "after the checks")
-        print(f"\n[{backend}] {CANCELLATIONS} streaming calls abandoned in {cancel_seconds:.1f}s (seed {SEED}, "
-              f"{WORKERS} at a time; {result['messages']:,} gRPC messages and {result['bytes']:,} bytes through the "
-              f"gateway read before leaving; "
-              f"{result['exports_begun']} exports begun), after seeding {EVENTS:,} events ({chunks} CSV chunks, "
-              f"{len(csv_export):,} bytes) and {USERS} alerts in {seeded:.1f}s; server alive and SERVING; "
-              f"ExportLogs audit outcomes {outcomes}")
+        print(
+            f"\n[{backend}] {CANCELLATIONS} streaming calls abandoned in {cancel_seconds:.1f}s (seed {SEED}, "
+            f"{WORKERS} at a time; {result['messages']:,} gRPC messages and {result['bytes']:,} bytes through the "
+            f"gateway read before leaving; "
+            f"{result['exports_begun']} exports begun), after seeding {EVENTS:,} events ({chunks} CSV chunks, "
+            f"{len(csv_export):,} bytes) and {USERS} alerts in {seeded:.1f}s; server alive and SERVING; "
+            f"ExportLogs audit outcomes {outcomes}"
+        )
     finally:
         if gateway is not None:
             gateway.stop()
@@ -432,8 +528,10 @@ def test_streams_abandoned_at_random_points_leave_the_server_serving(backend, tm
 def open_streams(stub, metadata, count: int) -> int:
     """Opens `count` exports at once and reads a chunk of each; returns how
     many were begun when all were (0 when one was refused)."""
-    calls = [stub.ExportLogs(service_pb2.ExportLogsRequest(format="csv"), metadata=metadata, timeout=60)
-             for _ in range(count)]
+    calls = [
+        stub.ExportLogs(service_pb2.ExportLogsRequest(format="csv"), metadata=metadata, timeout=60)
+        for _ in range(count)
+    ]
     begun = 0
     try:
         for call in calls:
@@ -457,7 +555,7 @@ def dechunk(payload: bytes) -> bytes:
         size = int(payload[pos:end].split(b";")[0], 16)
         if size == 0:
             return out
-        out += payload[end + 2:end + 2 + size]
+        out += payload[end + 2 : end + 2 + size]
         pos = end + 2 + size + 2
 
 
@@ -468,7 +566,9 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_csv_downloads_closed_after_100_bytes_leave_the_server_serving(backend, tmp_path, make_database_url):
+def test_csv_downloads_closed_after_100_bytes_leave_the_server_serving(
+    backend, tmp_path, make_database_url
+):
     """The issue's reproduction: `uba serve --gateway-listen ...`, `uba demo
     --attacks`, then again and again `curl -s -H "Authorization: Bearer KEY"
     'http://GATEWAY/api/behavior-analytics/logs/download/?format=csv' |
@@ -476,15 +576,42 @@ def test_csv_downloads_closed_after_100_bytes_leave_the_server_serving(backend, 
     number of downloads, so DOWNLOADS (10) catches it only now and then;
     the test above, and this one at the large scale, catch it every time."""
     url = make_database_url(backend)
-    server = ServerProcess(tmp_path / "data", url, extra_args=["--gateway-listen", f"127.0.0.1:{free_port()}"])
+    server = ServerProcess(
+        tmp_path / "data", url, extra_args=["--gateway-listen", f"127.0.0.1:{free_port()}"]
+    )
     server.start()
     try:
-        gateway = wait_for(lambda: next((m.group(1) for line in server.output
-                                         if (m := re.search(r"uba: gateway on http://(\S+)", line))), None),
-                           60, "the server did not start its gateway:\n" + server.log())
+        gateway = wait_for(
+            lambda: next(
+                (
+                    m.group(1)
+                    for line in server.output
+                    if (m := re.search(r"uba: gateway on http://(\S+)", line))
+                ),
+                None,
+            ),
+            60,
+            "the server did not start its gateway:\n" + server.log(),
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
-        demo = subprocess.run([sys.executable, "-m", "uba", "demo", "--attacks", "--json", "--server", server.address,
-                               "--api-key", server.api_key], capture_output=True, text=True, env=env, timeout=240)
+        demo = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uba",
+                "demo",
+                "--attacks",
+                "--json",
+                "--server",
+                server.address,
+                "--api-key",
+                server.api_key,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+        )
         assert demo.returncode == 0, demo.stderr
         events = json.loads(demo.stdout)["accepted"]
         assert events > 5000  # an export of many chunks
@@ -493,29 +620,43 @@ def test_csv_downloads_closed_after_100_bytes_leave_the_server_serving(backend, 
         for n in range(DOWNLOADS):
             conn = http.client.HTTPConnection(host, int(port), timeout=30)
             try:
-                conn.request("GET", f"{API}/logs/download/?format=csv",
-                             headers={"authorization": f"Bearer {server.api_key}"})
+                conn.request(
+                    "GET",
+                    f"{API}/logs/download/?format=csv",
+                    headers={"authorization": f"Bearer {server.api_key}"},
+                )
                 response = conn.getresponse()
                 assert response.status == 200, (response.status, response.read(300))
                 assert response.read(100).startswith(b"event_id,")
             except OSError:  # the gateway went with the server
-                assert server.proc.poll() is None, died(server, f"after {n} CSV downloads closed after 100 bytes")
+                assert server.proc.poll() is None, died(
+                    server, f"after {n} CSV downloads closed after 100 bytes"
+                )
                 raise
             finally:
                 conn.close()  # `head -c 100` has what it wants: curl's pipe closes, then its connection
             time.sleep(PAUSE)
-            assert server.proc.poll() is None, died(server, f"after {n + 1} CSV downloads closed after 100 bytes")
+            assert server.proc.poll() is None, died(
+                server, f"after {n + 1} CSV downloads closed after 100 bytes"
+            )
         seconds = time.monotonic() - started
         # The server may touch a cancelled call's context a moment after the caller left.
         time.sleep(1.0)
-        assert server.proc.poll() is None, died(server, f"after {DOWNLOADS} CSV downloads closed after 100 bytes")
+        assert server.proc.poll() is None, died(
+            server, f"after {DOWNLOADS} CSV downloads closed after 100 bytes"
+        )
         health = health_pb2_grpc.HealthStub(server.channel)
-        assert health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10).status == \
-            health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
         conn = http.client.HTTPConnection(host, int(port), timeout=120)
         try:
-            conn.request("GET", f"{API}/logs/download/?format=csv",
-                         headers={"authorization": f"Bearer {server.api_key}"})
+            conn.request(
+                "GET",
+                f"{API}/logs/download/?format=csv",
+                headers={"authorization": f"Bearer {server.api_key}"},
+            )
             response = conn.getresponse()
             body = response.read()
         finally:
@@ -523,8 +664,10 @@ def test_csv_downloads_closed_after_100_bytes_leave_the_server_serving(backend, 
         assert response.status == 200
         assert len(body.decode().splitlines()) == events + 1  # the header and every event
         assert server.proc.poll() is None, died(server, "after a full download")
-        print(f"\n[{backend}] {DOWNLOADS} CSV downloads of {len(body):,} bytes ({events:,} events of `uba demo "
-              f"--attacks`) closed after 100 bytes, {PAUSE}s apart, in {seconds:.1f}s: server alive and SERVING, "
-              f"a full download answers every row")
+        print(
+            f"\n[{backend}] {DOWNLOADS} CSV downloads of {len(body):,} bytes ({events:,} events of `uba demo "
+            f"--attacks`) closed after 100 bytes, {PAUSE}s apart, in {seconds:.1f}s: server alive and SERVING, "
+            f"a full download answers every row"
+        )
     finally:
         server.stop()

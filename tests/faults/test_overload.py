@@ -8,15 +8,15 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from support.events import stored_events
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
+
 from uba.v1 import events_pb2, service_pb2
 
 SENDERS = 16
@@ -36,7 +36,7 @@ def rss_mb(pid: int) -> float:
 
 def test_overload_is_refused_with_a_retry_hint_and_nothing_accepted_is_lost(tmp_path):
     server = ServerProcess(tmp_path, extra_args=["--max-pending-events", str(MAX_PENDING)]).start()
-    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    start = datetime.now(UTC) - timedelta(hours=2)
     accepted: list[str] = []
     refusals: list[float] = []
     other: list[str] = []
@@ -54,14 +54,24 @@ def test_overload_is_refused_with_a_retry_hint_and_nothing_accepted_is_lost(tmp_
         for b in range(BATCHES):
             events = []
             for i in range(BATCH):
-                m = events_pb2.ActivityEvent(event_id=f"o{worker}-{b}-{i}", user_id=f"load-{i % 50}",
-                                             type=events_pb2.ACTIVITY_TYPE_API_CALL, api_path="/v1/x")
+                m = events_pb2.ActivityEvent(
+                    event_id=f"o{worker}-{b}-{i}",
+                    user_id=f"load-{i % 50}",
+                    type=events_pb2.ACTIVITY_TYPE_API_CALL,
+                    api_path="/v1/x",
+                )
                 m.occurred_at.FromDatetime(start + timedelta(milliseconds=b * BATCH + i))
                 events.append(m)
             try:
-                reply = stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=events), timeout=60)
+                reply = stub.RecordActivities(
+                    service_pb2.RecordActivitiesRequest(events=events), timeout=60
+                )
                 with lock:
-                    accepted.extend(r.event_id for r in reply.results if r.status == service_pb2.RECORD_STATUS_ACCEPTED)
+                    accepted.extend(
+                        r.event_id
+                        for r in reply.results
+                        if r.status == service_pb2.RECORD_STATUS_ACCEPTED
+                    )
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
                     with lock:
@@ -87,14 +97,18 @@ def test_overload_is_refused_with_a_retry_hint_and_nothing_accepted_is_lost(tmp_
         assert refusals, "the load never exceeded the bound; nothing was refused"
         assert all(delay > 0 for delay in refusals)  # every refusal says when to come back
         # Recovered: a normal call goes through.
-        probe = events_pb2.ActivityEvent(user_id="after-load", type=events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS)
-        probe.occurred_at.FromDatetime(datetime.now(timezone.utc))
+        probe = events_pb2.ActivityEvent(
+            user_id="after-load", type=events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS
+        )
+        probe.occurred_at.FromDatetime(datetime.now(UTC))
         server.stub.RecordActivity(service_pb2.RecordActivityRequest(event=probe))
         stored = sum(len(stored_events(server.stub, f"load-{u}")) for u in range(50))
         assert stored == len(accepted)
-        print(f"\n{SENDERS * BATCHES * BATCH} events offered by {SENDERS} senders: {len(accepted)} accepted and "
-              f"stored, {len(refusals)} batches refused with a retry hint; server RSS {baseline_rss:.0f} MB "
-              f"-> peak {peak[0]:.0f} MB")
+        print(
+            f"\n{SENDERS * BATCHES * BATCH} events offered by {SENDERS} senders: {len(accepted)} accepted and "
+            f"stored, {len(refusals)} batches refused with a retry hint; server RSS {baseline_rss:.0f} MB "
+            f"-> peak {peak[0]:.0f} MB"
+        )
         assert peak[0] < baseline_rss + 300  # bounded by the queue, not by the offered load
     finally:
         sampling.set()

@@ -57,16 +57,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from support import postgres
 from support.events import stored_events
 from support.scale import scaled, scaled_timeout
 from support.scenario import attacks, personas
 from support.server import ServerProcess
+
 from uba.api.converters import event_to_pb
 from uba.detectors.synthetic import HISTORY_START
 from uba.gateway import GatewayProcess
@@ -79,11 +79,21 @@ THREADS = 4
 BATCH = 100  # events per history call
 PROCESSES = 2
 # A Saturday noon (UTC): a weekend in every persona's zone, so no session spans it.
-WARM_UP_UNTIL = HISTORY_START.replace(tzinfo=timezone.utc) + timedelta(days=19, hours=12)
+WARM_UP_UNTIL = HISTORY_START.replace(tzinfo=UTC) + timedelta(days=19, hours=12)
 # See the module docstring.
-DETECTORS = {name: {"enabled": False} for name in (
-    "password_spraying", "distribution_shift", "isolation_forest", "sustained_volume", "credential_stuffing",
-    "mfa_fatigue", "session_hijack", "session_risk")}
+DETECTORS = {
+    name: {"enabled": False}
+    for name in (
+        "password_spraying",
+        "distribution_shift",
+        "isolation_forest",
+        "sustained_volume",
+        "credential_stuffing",
+        "mfa_fatigue",
+        "session_hijack",
+        "session_risk",
+    )
+}
 NOT_SENT = {"password_spraying"}
 
 pytestmark = [pytest.mark.postgres, scaled_timeout(300)]
@@ -106,6 +116,7 @@ def server_args(directory: Path) -> list[str]:
 
 # -- the stream ---------------------------------------------------------------
 
+
 class Stream:
     """Per client thread, its calls in order: each user's history in time
     order (calls of BATCH events, the users of the thread interleaved), then
@@ -116,7 +127,9 @@ class Stream:
         people = personas(USERS, seed=seed)
         rng = random.Random(seed)
         history = {p.user_id: p.history(rng) for p in people}
-        injected = {d: v for d, v in attacks(people, random.Random(seed + 1)).items() if d not in NOT_SENT}
+        injected = {
+            d: v for d, v in attacks(people, random.Random(seed + 1)).items() if d not in NOT_SENT
+        }
         self.users = [p.user_id for p in people]
         self.injected = {detector: user for detector, (user, _) in injected.items()}
         self.warm_up: Calls = [[] for _ in range(THREADS)]
@@ -124,15 +137,17 @@ class Stream:
         for t in range(THREADS):
             mine = [u for i, u in enumerate(self.users) if i % THREADS == t]
             events = sorted((e for u in mine for e in history[u]), key=lambda e: e.occurred_at)
-            for phase, part in ((self.warm_up, [e for e in events if e.occurred_at < WARM_UP_UNTIL]),
-                                (self.load, [e for e in events if e.occurred_at >= WARM_UP_UNTIL])):
+            for phase, part in (
+                (self.warm_up, [e for e in events if e.occurred_at < WARM_UP_UNTIL]),
+                (self.load, [e for e in events if e.occurred_at >= WARM_UP_UNTIL]),
+            ):
                 for start in range(0, len(part), BATCH):
-                    phase[t].append(_pb(part[start:start + BATCH]))
+                    phase[t].append(_pb(part[start : start + BATCH]))
             for detector, (user, attack) in sorted(injected.items()):
                 if user in mine:
                     attack = sorted(attack, key=lambda e: e.occurred_at)
                     for start in range(0, len(attack), 1000):
-                        self.load[t].append(_pb(attack[start:start + 1000]))
+                        self.load[t].append(_pb(attack[start : start + 1000]))
         self.warm_up_ids = _ids(self.warm_up)
         self.load_ids = _ids(self.load)
         self.calls = sum(len(calls) for calls in self.load)
@@ -176,16 +191,22 @@ class Senders:
         time.sleep(seconds)
 
     def _send(self, calls: list[list[events_pb2.ActivityEvent]]) -> None:
-        client = UbaClient(self.target, api_key=self.api_key, timeout=30, sleep=self._sleep,
-                           ingest_retry=RetryPolicy(max_attempts=0, max_backoff=0.5))
+        client = UbaClient(
+            self.target,
+            api_key=self.api_key,
+            timeout=30,
+            sleep=self._sleep,
+            ingest_retry=RetryPolicy(max_attempts=0, max_backoff=0.5),
+        )
         try:
             for i, call in enumerate(calls):
                 if i >= self.hold_at * len(calls):
                     self.resumed.wait()
                 result = client.record_batch(call)
                 with self.lock:
-                    self.acknowledged.update(r.event_id for r in result.results
-                                             if r.status in ("accepted", "duplicate"))
+                    self.acknowledged.update(
+                        r.event_id for r in result.results if r.status in ("accepted", "duplicate")
+                    )
                     self.duplicates += result.duplicate
         except Exception as exc:  # noqa: BLE001 - reported by the test
             with self.lock:
@@ -193,7 +214,7 @@ class Senders:
         finally:
             client.close()
 
-    def start(self) -> "Senders":
+    def start(self) -> Senders:
         for thread in self.threads:
             thread.start()
         return self
@@ -208,7 +229,7 @@ class Senders:
         assert not any(t.is_alive() for t in self.threads), "senders did not finish"
         assert not self.errors, self.errors[:3]
 
-    def run(self, timeout: float) -> "Senders":
+    def run(self, timeout: float) -> Senders:
         self.resume()
         self.start().join(timeout)
         return self
@@ -219,11 +240,14 @@ def warm_up(server: ServerProcess, stream: Stream) -> None:
     senders = Senders(stream.warm_up, server.address, server.api_key).run(scaled(120))
     assert set(senders.acknowledged) == stream.warm_up_ids
     for user in stream.users:
-        baseline = server.stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id=user)).baseline
+        baseline = server.stub.GetUserBaseline(
+            service_pb2.GetUserBaselineRequest(user_id=user)
+        ).baseline
         assert baseline.mature, f"{user} is not mature after the warm-up"
 
 
 # -- what detection kept --------------------------------------------------------
+
 
 def _pages(call: Callable, request) -> list:
     out, token = [], ""
@@ -243,32 +267,42 @@ class Outcome:
     def __init__(self, stub, users: list[str]):
         anomalies = _pages(stub.ListAnomalies, service_pb2.ListAnomaliesRequest(page_size=1000))
         alerts = _pages(stub.ListAlerts, service_pb2.ListAlertsRequest(page_size=1000))
-        self.anomalies = Counter((a.user_id, a.detector, tuple(a.event_ids), a.severity, a.quarantined)
-                                 for a in anomalies)
+        self.anomalies = Counter(
+            (a.user_id, a.detector, tuple(a.event_ids), a.severity, a.quarantined)
+            for a in anomalies
+        )
         self.alerts = Counter((a.user_id, a.detector) for a in alerts)
         self.alerted_anomalies: Counter[tuple[str, str]] = Counter()
         for a in alerts:
             self.alerted_anomalies[(a.user_id, a.detector)] += a.anomaly_count
         self.seqs = [a.seq for a in alerts]
         self.baselines = {
-            u: stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id=u)).baseline for u in users}
+            u: stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id=u)).baseline
+            for u in users
+        }
 
-    def differences(self, other: "Outcome") -> list[str]:
+    def differences(self, other: Outcome) -> list[str]:
         found = []
         for name in ("anomalies", "alerts", "alerted_anomalies"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
-                found.append(f"{name}: only here {dict(mine - theirs)}, only in the reference {dict(theirs - mine)}")
+                found.append(
+                    f"{name}: only here {dict(mine - theirs)}, only in the reference {dict(theirs - mine)}"
+                )
         for user, baseline in self.baselines.items():
             reference = other.baselines.get(user)
-            if reference is None or baseline.SerializeToString(deterministic=True) != \
-                    reference.SerializeToString(deterministic=True):
-                found.append(f"baseline of {user}: observation_count {baseline.observation_count}, "
-                             f"reference {reference.observation_count if reference else None}")
+            if reference is None or baseline.SerializeToString(
+                deterministic=True
+            ) != reference.SerializeToString(deterministic=True):
+                found.append(
+                    f"baseline of {user}: observation_count {baseline.observation_count}, "
+                    f"reference {reference.observation_count if reference else None}"
+                )
         return found
 
 
 # -- processes -----------------------------------------------------------------
+
 
 class Cluster:
     """`processes` server processes on one fresh database, with Envoy in
@@ -276,8 +310,13 @@ class Cluster:
     through the first process alone, which then restarts (saving the
     detector state the others start from) before the others start."""
 
-    def __init__(self, root: Path, processes: int = PROCESSES, gateway: bool = True,
-                 stream: Stream | None = None):
+    def __init__(
+        self,
+        root: Path,
+        processes: int = PROCESSES,
+        gateway: bool = True,
+        stream: Stream | None = None,
+    ):
         self.url = postgres.create_database()
         self.args = server_args(root)
         self.servers: list[ServerProcess] = []
@@ -290,10 +329,14 @@ class Cluster:
                 first = self._start(first.data_dir, first.address, first.api_key)
             self.servers.append(first)
             for i in range(1, processes):
-                self.servers.append(self._start(root / f"p{i}", f"127.0.0.1:{free_port()}", first.api_key))
+                self.servers.append(
+                    self._start(root / f"p{i}", f"127.0.0.1:{free_port()}", first.api_key)
+                )
             if gateway:
                 upstream = ",".join(s.address for s in self.servers)
-                self.gateway = GatewayProcess(upstream, "127.0.0.1:0", work_dir=root / "gateway", concurrency=1)
+                self.gateway = GatewayProcess(
+                    upstream, "127.0.0.1:0", work_dir=root / "gateway", concurrency=1
+                )
                 self.gateway.start().wait_ready()
                 self.wait_healthy()
         except BaseException:
@@ -301,7 +344,9 @@ class Cluster:
             raise
 
     def _start(self, data_dir: Path, listen: str, api_key: str | None) -> ServerProcess:
-        return ServerProcess(data_dir, self.url, listen=listen, extra_args=self.args, api_key=api_key).start()
+        return ServerProcess(
+            data_dir, self.url, listen=listen, extra_args=self.args, api_key=api_key
+        ).start()
 
     @property
     def api_key(self) -> str:
@@ -319,7 +364,9 @@ class Cluster:
         hosts: dict[str, dict[str, str]] = {}
         for line in text.splitlines():
             parts = line.split("::")
-            if len(parts) == 4 and parts[0] == "uba" and ":" in parts[1]:  # uba::HOST:PORT::name::value
+            if (
+                len(parts) == 4 and parts[0] == "uba" and ":" in parts[1]
+            ):  # uba::HOST:PORT::name::value
                 hosts.setdefault(parts[1], {})[parts[2]] = parts[3]
         return hosts
 
@@ -330,10 +377,14 @@ class Cluster:
         """Until Envoy counts every process healthy (not ejected either)."""
         deadline = time.monotonic() + timeout
         while True:
-            healthy = [h for h, s in self.host_stats().items() if s.get("health_flags") == "healthy"]
+            healthy = [
+                h for h, s in self.host_stats().items() if s.get("health_flags") == "healthy"
+            ]
             if len(healthy) == len(self.servers):
                 return
-            assert time.monotonic() < deadline, f"Envoy sees {len(healthy)} of {len(self.servers)} processes healthy"
+            assert time.monotonic() < deadline, (
+                f"Envoy sees {len(healthy)} of {len(self.servers)} processes healthy"
+            )
             time.sleep(0.1)
 
     def restart(self, i: int) -> None:
@@ -354,6 +405,7 @@ def shares(counts: dict[str, int]) -> str:
 
 
 # -- the tests -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def stream() -> Stream:
@@ -397,11 +449,13 @@ def test_processes_behind_envoy_detect_what_one_process_detects(stream, referenc
     differences = outcome.differences(reference)
     assert not differences, differences[:5]
     assert len(outcome.seqs) == len(set(outcome.seqs))
-    print(f"\n{len(stream.load_ids)} events of {len(stream.users)} mature users in {stream.calls} calls from "
-          f"{THREADS} threads through Envoy to {PROCESSES} processes (calls per process: {shares(per_host)}): "
-          f"{sum(outcome.anomalies.values())} anomalies, {sum(outcome.alerts.values())} alerts and "
-          f"{len(outcome.baselines)} baselines equal to one process's on the same events; "
-          f"{len(stream.injected)} injected attacks alerted once each")
+    print(
+        f"\n{len(stream.load_ids)} events of {len(stream.users)} mature users in {stream.calls} calls from "
+        f"{THREADS} threads through Envoy to {PROCESSES} processes (calls per process: {shares(per_host)}): "
+        f"{sum(outcome.anomalies.values())} anomalies, {sum(outcome.alerts.values())} alerts and "
+        f"{len(outcome.baselines)} baselines equal to one process's on the same events; "
+        f"{len(stream.injected)} injected attacks alerted once each"
+    )
 
 
 def test_a_process_killed_behind_envoy_loses_nothing(stream, reference, tmp_path):
@@ -415,7 +469,10 @@ def test_a_process_killed_behind_envoy_loses_nothing(stream, reference, tmp_path
         # calls in flight on it; restart it on its address.
         deadline = time.monotonic() + scaled(60)
         while len(senders.acknowledged) < len(stream.load_ids) / 5:
-            assert time.monotonic() < deadline and not senders.errors, ("ingest did not progress", senders.errors)
+            assert time.monotonic() < deadline and not senders.errors, (
+                "ingest did not progress",
+                senders.errors,
+            )
             time.sleep(0.01)
         at_kill = len(senders.acknowledged)
         killed = cluster.servers[1].address
@@ -446,7 +503,11 @@ def test_a_process_killed_behind_envoy_loses_nothing(stream, reference, tmp_path
     assert not lost and not duplicated, (sorted(lost)[:5], duplicated[:5])
     assert set(stored) == acknowledged | stream.warm_up_ids  # nothing extra either
     for detector, user in stream.injected.items():
-        assert outcome.alerts[(user, detector)] == 1, (detector, user, outcome.alerts[(user, detector)])
+        assert outcome.alerts[(user, detector)] == 1, (
+            detector,
+            user,
+            outcome.alerts[(user, detector)],
+        )
     assert len(outcome.seqs) == len(set(outcome.seqs))
     # Detection state moved with the events: even across the kill, what was
     # learned and raised is what one process learns and raises.
@@ -459,14 +520,16 @@ def test_a_process_killed_behind_envoy_loses_nothing(stream, reference, tmp_path
         calls = {h: until[h] - since.get(h, 0) for h in until}
         return f"{100 * calls[killed] / max(1, sum(calls.values())):.0f} %"
 
-    print(f"\n{len(acknowledged)} events acknowledged through Envoy to {PROCESSES} processes, one killed "
-          f"(SIGKILL) after {at_kill} and restarted: 0 lost, 0 duplicated; {senders.retries} calls retried, "
-          f"{senders.duplicates} events found already stored on retry (answer lost in the kill); share of the "
-          f"calls of the killed process: {killed_share({}, before_kill)} before the kill, "
-          f"{killed_share(before_kill, at_rejoin)} while it was down, {killed_share(at_rejoin, per_host)} after "
-          f"its restart (last {len(acknowledged) - acknowledged_at_rejoin} events); {len(stream.injected)} "
-          f"injected attacks alerted once each; {len(outcome.seqs)} alerts, no duplicate seq; anomalies, alerts "
-          f"and baselines equal to one process's")
+    print(
+        f"\n{len(acknowledged)} events acknowledged through Envoy to {PROCESSES} processes, one killed "
+        f"(SIGKILL) after {at_kill} and restarted: 0 lost, 0 duplicated; {senders.retries} calls retried, "
+        f"{senders.duplicates} events found already stored on retry (answer lost in the kill); share of the "
+        f"calls of the killed process: {killed_share({}, before_kill)} before the kill, "
+        f"{killed_share(before_kill, at_rejoin)} while it was down, {killed_share(at_rejoin, per_host)} after "
+        f"its restart (last {len(acknowledged) - acknowledged_at_rejoin} events); {len(stream.injected)} "
+        f"injected attacks alerted once each; {len(outcome.seqs)} alerts, no duplicate seq; anomalies, alerts "
+        f"and baselines equal to one process's"
+    )
 
 
 def test_a_new_users_first_events_at_two_processes_at_once(pg_available, tmp_path):
@@ -474,15 +537,19 @@ def test_a_new_users_first_events_at_two_processes_at_once(pg_available, tmp_pat
     baseline row exists yet to lock): both are learned, none overwritten."""
     cluster = Cluster(tmp_path, processes=2, gateway=False)
     users = [f"new-{n:04d}" for n in range(scaled(300))]
-    start = datetime.now(timezone.utc) - timedelta(days=1)
+    start = datetime.now(UTC) - timedelta(days=1)
     errors: list[str] = []
 
     def send(process: int) -> None:
         stub = cluster.servers[process].stub
         try:
             for user in users:
-                m = events_pb2.ActivityEvent(event_id=f"{user}-{process}", user_id=user, source_ip="10.1.1.1",
-                                             type=events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS)
+                m = events_pb2.ActivityEvent(
+                    event_id=f"{user}-{process}",
+                    user_id=user,
+                    source_ip="10.1.1.1",
+                    type=events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS,
+                )
                 # Hours apart: the per-hour rollup rows must not be what serialises them.
                 m.occurred_at.FromDatetime(start + timedelta(hours=3 * process))
                 stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=[m]), timeout=30)
@@ -497,10 +564,16 @@ def test_a_new_users_first_events_at_two_processes_at_once(pg_available, tmp_pat
             thread.join(scaled(120))
         assert not errors, errors[:3]
         stub = cluster.servers[0].stub
-        counts = Counter(stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id=u)).baseline
-                         .observation_count for u in users)
+        counts = Counter(
+            stub.GetUserBaseline(
+                service_pb2.GetUserBaselineRequest(user_id=u)
+            ).baseline.observation_count
+            for u in users
+        )
     finally:
         cluster.close()
     assert counts == {2: len(users)}, f"baselines by observation count: {dict(counts)}"
-    print(f"\n{len(users)} new users, their first two events at two processes at once: "
-          f"{counts[2]} baselines learned both, 0 lost updates")
+    print(
+        f"\n{len(users)} new users, their first two events at two processes at once: "
+        f"{counts[2]} baselines learned both, 0 lost updates"
+    )

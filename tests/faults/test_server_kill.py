@@ -9,13 +9,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from support.events import stored_events
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
+
 from uba.v1 import events_pb2, service_pb2
 from uba_client import UbaClient
 from uba_client.retry import RetryPolicy
@@ -36,14 +36,21 @@ def free_port() -> int:
 
 def batch(n: int) -> list[events_pb2.ActivityEvent]:
     # One event a second, all in the past.
-    start = datetime.now(timezone.utc) - timedelta(days=1, seconds=BATCHES * BATCH)
+    start = datetime.now(UTC) - timedelta(days=1, seconds=BATCHES * BATCH)
     out = []
     for i in range(BATCH):
         k = n * BATCH + i
         m = events_pb2.ActivityEvent(
-            event_id=f"kill-{k:06d}", user_id=f"victim-{k % USERS}",
-            type=events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE if k % 7 == 0 else events_pb2.ACTIVITY_TYPE_API_CALL,
-            source_ip=f"10.0.0.{k % USERS + 1}", api_method="GET", api_path="/v1/items", status_code=200)
+            event_id=f"kill-{k:06d}",
+            user_id=f"victim-{k % USERS}",
+            type=events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE
+            if k % 7 == 0
+            else events_pb2.ACTIVITY_TYPE_API_CALL,
+            source_ip=f"10.0.0.{k % USERS + 1}",
+            api_method="GET",
+            api_path="/v1/items",
+            status_code=200,
+        )
         m.occurred_at.FromDatetime(start + timedelta(seconds=k))
         out.append(m)
     return out
@@ -62,11 +69,18 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(backend, tmp_path, make_d
 
     def ingest() -> None:
         # Retries for as long as a restart takes; same event ids every time.
-        client = UbaClient(listen, api_key=key, timeout=5, ingest_retry=RetryPolicy(max_attempts=0, max_backoff=0.5))
+        client = UbaClient(
+            listen,
+            api_key=key,
+            timeout=5,
+            ingest_retry=RetryPolicy(max_attempts=0, max_backoff=0.5),
+        )
         try:
             for n in range(BATCHES):
                 result = client.record_batch(batch(n))
-                acknowledged.update(r.event_id for r in result.results if r.status in ("accepted", "duplicate"))
+                acknowledged.update(
+                    r.event_id for r in result.results if r.status in ("accepted", "duplicate")
+                )
                 time.sleep(0.01)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(repr(exc))
@@ -97,13 +111,24 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(backend, tmp_path, make_d
         assert max(stored.values()) == 1  # nothing twice
         for u in range(USERS):
             user = f"victim-{u}"
-            baseline = stub.GetUserBaseline(service_pb2.GetUserBaselineRequest(user_id=user)).baseline
+            baseline = stub.GetUserBaseline(
+                service_pb2.GetUserBaselineRequest(user_id=user)
+            ).baseline
             # Every stored event learned once, except those a HIGH finding quarantined.
-            quarantined = {e for a in stub.ListAnomalies(service_pb2.ListAnomaliesRequest(
-                user_id=user, page_size=1000)).anomalies if a.quarantined for e in a.event_ids}
+            quarantined = {
+                e
+                for a in stub.ListAnomalies(
+                    service_pb2.ListAnomaliesRequest(user_id=user, page_size=1000)
+                ).anomalies
+                if a.quarantined
+                for e in a.event_ids
+            }
             assert baseline.observation_count == sum(
-                1 for e in stored if int(e.split("-")[1]) % USERS == u and e not in quarantined)
-        seqs = [a.seq for a in stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000)).alerts]
+                1 for e in stored if int(e.split("-")[1]) % USERS == u and e not in quarantined
+            )
+        seqs = [
+            a.seq for a in stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000)).alerts
+        ]
         assert len(seqs) == len(set(seqs))
     finally:
         server.stop()

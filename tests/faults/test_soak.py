@@ -7,7 +7,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from support.scale import scaled, scaled_timeout
 
 pytestmark = scaled_timeout(300)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 from support.tcp_proxy import TcpProxy
+
 from uba.gateway import GatewayProcess
 from uba.v1 import events_pb2
 from uba_client import UbaClient
@@ -34,7 +35,9 @@ def free_port() -> int:
 def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):
     listen = f"127.0.0.1:{free_port()}"
     gateway_listen = f"127.0.0.1:{free_port()}"
-    server = ServerProcess(tmp_path / "data", listen=listen, extra_args=["--heartbeat-interval", "0.5"]).start()
+    server = ServerProcess(
+        tmp_path / "data", listen=listen, extra_args=["--heartbeat-interval", "0.5"]
+    ).start()
     key = getattr(server, "api_key", "") or None
     gateway = GatewayProcess(listen, gateway_listen, work_dir=tmp_path / "gw").start().wait_ready()
     proxy = TcpProxy(listen)
@@ -48,20 +51,25 @@ def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):
         for alert in follower:
             received[name].append(alert.seq)
 
-    threads = [threading.Thread(target=follow, args=(name, address), daemon=True)
-               for name, address in (("proxy", proxy.address), ("gateway", gateway_listen))]
+    threads = [
+        threading.Thread(target=follow, args=(name, address), daemon=True)
+        for name, address in (("proxy", proxy.address), ("gateway", gateway_listen))
+    ]
     for t in threads:
         t.start()
     time.sleep(1.5)
 
     writer = UbaClient(listen, api_key=key, timeout=5)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         for n in range(ALERTS):
             burst = []
             for i in range(10):
-                m = events_pb2.ActivityEvent(user_id=f"resume-{n}", type=events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE,
-                                             source_ip=f"203.0.{113 + n // 250}.{n % 250 + 1}")  # no spraying
+                m = events_pb2.ActivityEvent(
+                    user_id=f"resume-{n}",
+                    type=events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE,
+                    source_ip=f"203.0.{113 + n // 250}.{n % 250 + 1}",
+                )  # no spraying
                 m.occurred_at.FromDatetime(now - timedelta(seconds=60 - i))
                 burst.append(m)
             writer.record_batch(burst)
@@ -70,12 +78,25 @@ def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):
                 proxy.reset_all()
             if n == GATEWAY_RESTART_AT:
                 gateway.stop()
-                gateway = GatewayProcess(listen, gateway_listen, work_dir=tmp_path / "gw2").start().wait_ready()
+                gateway = (
+                    GatewayProcess(listen, gateway_listen, work_dir=tmp_path / "gw2")
+                    .start()
+                    .wait_ready()
+                )
             if n == SERVER_RESTART_AT:  # graceful: streams end with UNAVAILABLE
                 server.stop()
-                server = ServerProcess(tmp_path / "data", listen=listen, api_key=key or "",
-                                       extra_args=["--heartbeat-interval", "0.5"]).start() if key else \
-                    ServerProcess(tmp_path / "data", listen=listen, extra_args=["--heartbeat-interval", "0.5"]).start()
+                server = (
+                    ServerProcess(
+                        tmp_path / "data",
+                        listen=listen,
+                        api_key=key or "",
+                        extra_args=["--heartbeat-interval", "0.5"],
+                    ).start()
+                    if key
+                    else ServerProcess(
+                        tmp_path / "data", listen=listen, extra_args=["--heartbeat-interval", "0.5"]
+                    ).start()
+                )
         expected = sorted(a.seq for a in writer.iter_alerts())
         assert len(expected) == ALERTS
         deadline = time.monotonic() + 30
@@ -83,9 +104,11 @@ def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):
             time.sleep(0.2)
         for name, seqs in received.items():
             assert seqs == expected, (name, seqs, expected)  # no gap, no duplicate, in order
-        print(f"\n{ALERTS} alerts through 1 server restart, 1 gateway restart and {proxy.resets} connection "
-              f"resets: 0 gaps, 0 duplicates; reconnects: proxy {followers['proxy'].reconnects}, "
-              f"gateway {followers['gateway'].reconnects}")
+        print(
+            f"\n{ALERTS} alerts through 1 server restart, 1 gateway restart and {proxy.resets} connection "
+            f"resets: 0 gaps, 0 duplicates; reconnects: proxy {followers['proxy'].reconnects}, "
+            f"gateway {followers['gateway'].reconnects}"
+        )
         assert proxy.resets >= 10
         assert followers["proxy"].reconnects >= 3 and followers["gateway"].reconnects >= 2
     finally:

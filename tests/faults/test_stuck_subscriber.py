@@ -28,14 +28,14 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-
 from support.server import ServerProcess
 from support.tcp_proxy import TcpProxy
+
 from uba.detectors.registry import BUILTIN_DETECTORS, ENHANCED_DETECTORS
 from uba.v1 import events_pb2, service_pb2, service_pb2_grpc
 
@@ -52,7 +52,9 @@ RULE_NAME = "stuck subscriber " + "x" * 3000
 # probing, which may grow it to megabytes), so the few alerts in flight when
 # they stop reading do not depend on the traffic before.
 STUCK_OPTIONS = [("grpc.http2.bdp_probe", 0)]
-LIVENESS_SECONDS = 10.0  # each healthy subscriber has the last alert this long after it was acknowledged
+LIVENESS_SECONDS = (
+    10.0  # each healthy subscriber has the last alert this long after it was acknowledged
+)
 DROP_SECONDS = 60.0  # the frozen peer's connection is dropped within this long
 # Bound on the server's RSS growth over the run, stuck subscribers
 # connected. The run itself (1,700 new users, each with an alert) grows RSS
@@ -83,8 +85,11 @@ def server_holds(proxy: TcpProxy, index: int) -> bool:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in open(table).readlines()[1:]:
             local, remote, state = line.split()[1:4]
-            if (int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == peer_port
-                    and int(state, 16) == TCP_STATE_ESTABLISHED):
+            if (
+                int(local.rsplit(":", 1)[1], 16) == server_port
+                and int(remote.rsplit(":", 1)[1], 16) == peer_port
+                and int(state, 16) == TCP_STATE_ESTABLISHED
+            ):
                 return True
     return False
 
@@ -95,13 +100,23 @@ class Subscriber:
     message gave, and how the stream ended. With pause=True it stops
     reading after the first message until read_again()."""
 
-    def __init__(self, address: str, metadata, after_seq: int = 0, until_seq: int = 0, pause: bool = False,
-                 options: list[tuple[str, int]] | None = None):
+    def __init__(
+        self,
+        address: str,
+        metadata,
+        after_seq: int = 0,
+        until_seq: int = 0,
+        pause: bool = False,
+        options: list[tuple[str, int]] | None = None,
+    ):
         # A local subchannel pool: its own TCP connection, shared with no other channel.
-        self.channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1),
-                                                               *(options or [])])
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.use_local_subchannel_pool", 1), *(options or [])]
+        )
         stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(self.channel)
-        self.call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=after_seq), metadata=metadata)
+        self.call = stub.StreamAlerts(
+            service_pb2.StreamAlertsRequest(after_seq=after_seq), metadata=metadata
+        )
         self.seqs: list[int] = []
         self.arrived: dict[int, float] = {}
         self.resume_seq = after_seq
@@ -151,8 +166,13 @@ class HealthyReader:
 
     def __init__(self, address: str, api_key: str, count: int, deadline: float = 300.0):
         env = {**os.environ, "ALERT_READER_KEY": api_key}
-        self.proc = subprocess.Popen([sys.executable, str(self.SCRIPT), address, "0", str(count), str(deadline)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(self.SCRIPT), address, "0", str(count), str(deadline)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         self.other_output: list[str] = []  # what else it printed (a traceback)
         self.seqs: list[int] = []
         self.arrived: dict[int, float] = {}
@@ -196,8 +216,18 @@ def detector_config(path) -> str:
     alert per user and nothing else, so the stored alerts are exactly what
     a subscriber must see."""
     config = {name: {"enabled": False} for name in (*BUILTIN_DETECTORS, *ENHANCED_DETECTORS)}
-    config["threshold_rules"] = {"enabled": True, "rules": [
-        {"name": RULE_NAME, "type": "api_call", "count": 1, "window_seconds": 3600, "group_by": "user_id"}]}
+    config["threshold_rules"] = {
+        "enabled": True,
+        "rules": [
+            {
+                "name": RULE_NAME,
+                "type": "api_call",
+                "count": 1,
+                "window_seconds": 3600,
+                "group_by": "user_id",
+            }
+        ],
+    }
     path.write_text(json.dumps(config))
     return str(path)
 
@@ -205,17 +235,24 @@ def detector_config(path) -> str:
 def offer_alerts(stub, metadata, prefix: str, count: int) -> float:
     """`count` new users make their first API call (one alert each);
     returns when the last batch was acknowledged."""
-    at = datetime.now(timezone.utc) - timedelta(minutes=5)
+    at = datetime.now(UTC) - timedelta(minutes=5)
     for b in range(0, count, BATCH):
         events = []
         for n in range(b, min(b + BATCH, count)):
-            m = events_pb2.ActivityEvent(event_id=f"{prefix}-{n:06d}", user_id=f"{prefix}-{n:06d}",
-                                         type=events_pb2.ACTIVITY_TYPE_API_CALL, api_method="GET",
-                                         api_path="/v1/items", status_code=200, source_ip="10.1.2.3")
+            m = events_pb2.ActivityEvent(
+                event_id=f"{prefix}-{n:06d}",
+                user_id=f"{prefix}-{n:06d}",
+                type=events_pb2.ACTIVITY_TYPE_API_CALL,
+                api_method="GET",
+                api_path="/v1/items",
+                status_code=200,
+                source_ip="10.1.2.3",
+            )
             m.occurred_at.FromDatetime(at + timedelta(milliseconds=n))
             events.append(m)
-        reply = stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=events), metadata=metadata,
-                                      timeout=120)
+        reply = stub.RecordActivities(
+            service_pb2.RecordActivitiesRequest(events=events), metadata=metadata, timeout=120
+        )
         assert all(r.status == service_pb2.RECORD_STATUS_ACCEPTED for r in reply.results)
     return time.monotonic()
 
@@ -223,7 +260,9 @@ def offer_alerts(stub, metadata, prefix: str, count: int) -> float:
 def stored_alert_seqs(stub, metadata) -> list[int]:
     seqs, token = [], ""
     while True:
-        page = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000, page_token=token), metadata=metadata)
+        page = stub.ListAlerts(
+            service_pb2.ListAlertsRequest(page_size=1000, page_token=token), metadata=metadata
+        )
         seqs += [a.seq for a in page.alerts]
         token = page.next_page_token
         if not token:
@@ -231,11 +270,22 @@ def stored_alert_seqs(stub, metadata) -> list[int]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_path, make_database_url):
+def test_stuck_subscribers_are_cut_off_without_holding_back_others(
+    backend, tmp_path, make_database_url
+):
     url = make_database_url(backend)
-    server = ServerProcess(tmp_path / "data", url, extra_args=[
-        "--detectors", detector_config(tmp_path / "detectors.json"), "--heartbeat-interval", "1",
-        "--alert-backlog", str(BACKLOG)]).start()
+    server = ServerProcess(
+        tmp_path / "data",
+        url,
+        extra_args=[
+            "--detectors",
+            detector_config(tmp_path / "detectors.json"),
+            "--heartbeat-interval",
+            "1",
+            "--alert-backlog",
+            str(BACKLOG),
+        ],
+    ).start()
     pid = server.proc.pid
     proxy = TcpProxy(server.address, upstream_receive_buffer=4096)
     subscribers: list[Subscriber] = []
@@ -243,8 +293,12 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
     try:
         offer_alerts(server.stub, server.metadata, "warm", WARMUP)
         warm_last = stored_alert_seqs(server.stub, server.metadata)[-1]
-        probe = Subscriber(server.address, server.metadata, after_seq=warm_last - 1, until_seq=warm_last)
-        assert probe.done.wait(10) and probe.error is None, probe.error  # the broker has delivered the warm-up
+        probe = Subscriber(
+            server.address, server.metadata, after_seq=warm_last - 1, until_seq=warm_last
+        )
+        assert probe.done.wait(10) and probe.error is None, (
+            probe.error
+        )  # the broker has delivered the warm-up
         probe.close()
         healthy = [HealthyReader(server.address, server.api_key, ALERTS) for _ in range(HEALTHY)]
         # Stops reading after its first message; its gRPC library keeps the connection.
@@ -252,7 +306,9 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
         # Its TCP peer, the proxy, stops reading from the server.
         frozen = Subscriber(proxy.address, server.metadata, options=STUCK_OPTIONS)
         subscribers += [*healthy, paused, frozen]
-        for sub in subscribers:  # subscribed: the first heartbeat came (a reader process starts first)
+        for (
+            sub
+        ) in subscribers:  # subscribed: the first heartbeat came (a reader process starts first)
             assert sub.started.wait(60) and sub.error is None, sub.error
         start_seq = frozen.resume_seq
         assert start_seq == warm_last and all(sub.resume_seq == start_seq for sub in subscribers)
@@ -290,12 +346,15 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
             assert last in sub.arrived and sub.arrived[last] <= acknowledged + LIVENESS_SECONDS, (
                 f"healthy subscriber {n} lacks the last alert {LIVENESS_SECONDS:.0f}s after it was acknowledged: "
                 f"{len(sub.seqs)} of {ALERTS} received{' (the last one late)' if last in sub.arrived else ''}, "
-                f"error {sub.error}")
+                f"error {sub.error}"
+            )
             assert sub.seqs == expected, f"healthy subscriber {n}: gap, duplicate or disorder"
             lags.append(sub.arrived[last] - acknowledged)
 
         # Memory stays bounded while both stuck subscribers hold their streams.
-        assert not paused.done.is_set(), "the paused subscriber's stream ended while it read nothing"
+        assert not paused.done.is_set(), (
+            "the paused subscriber's stream ended while it read nothing"
+        )
         time.sleep(1.0)
         rss_stuck = rss_mb(pid)
 
@@ -305,12 +364,16 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
         assert paused.done.wait(30), "the paused subscriber was never told it was cut off"
         told_seconds = paused.ended_at - reading_again
         error = paused.error
-        assert error is not None, f"the paused subscriber's stream ended without an error ({len(paused.seqs)} alerts)"
+        assert error is not None, (
+            f"the paused subscriber's stream ended without an error ({len(paused.seqs)} alerts)"
+        )
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (error.code(), error.details())
         match = _RESUME.search(error.details() or "")
         assert match, f"no resume point in {error.details()!r}"
         resume_at = int(match.group(1))
-        assert paused.seqs == expected[:len(paused.seqs)], "the paused subscriber saw a gap before it was cut off"
+        assert paused.seqs == expected[: len(paused.seqs)], (
+            "the paused subscriber saw a gap before it was cut off"
+        )
         assert resume_at == (paused.seqs[-1] if paused.seqs else start_seq)
         in_flight = len(paused.seqs)
         # Its backlog was dropped at the cut-off: it gets what was in flight, not the whole stale backlog.
@@ -319,18 +382,26 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
         again = Subscriber(server.address, server.metadata, after_seq=resume_at, until_seq=last)
         subscribers.append(again)
         assert again.done.wait(30) and again.error is None, again.error
-        assert again.seqs == [s for s in expected if s > resume_at], "resuming after the cut-off left a gap"
+        assert again.seqs == [s for s in expected if s > resume_at], (
+            "resuming after the cut-off left a gap"
+        )
 
         # The frozen TCP peer: the server drops its connection; it resumes from the last seq it saw.
         while not dropped and time.monotonic() < stalled + DROP_SECONDS:
             time.sleep(0.1)
-        assert dropped, f"the server still holds the frozen peer's connection after {DROP_SECONDS:.0f}s"
+        assert dropped, (
+            f"the server still holds the frozen peer's connection after {DROP_SECONDS:.0f}s"
+        )
         drop_seconds = dropped[0] - stalled
         proxy.resume()
         assert frozen.done.wait(10), "the frozen subscriber's stream did not end"
-        assert frozen.error is not None and frozen.error.code() == grpc.StatusCode.UNAVAILABLE, frozen.error
-        assert frozen.seqs == expected[:len(frozen.seqs)]
-        back = Subscriber(proxy.address, server.metadata, after_seq=frozen.resume_seq, until_seq=last)
+        assert frozen.error is not None and frozen.error.code() == grpc.StatusCode.UNAVAILABLE, (
+            frozen.error
+        )
+        assert frozen.seqs == expected[: len(frozen.seqs)]
+        back = Subscriber(
+            proxy.address, server.metadata, after_seq=frozen.resume_seq, until_seq=last
+        )
         subscribers.append(back)
         assert back.done.wait(30) and back.error is None, back.error
         assert frozen.seqs + back.seqs == expected, "the frozen subscriber's resumption left a gap"
@@ -338,17 +409,19 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(backend, tmp_
         watcher.join()
 
         grown = max(peak[0], rss_stuck) - rss_before
-        print(f"\n[{backend}] {ALERTS:,} alerts of {len(RULE_NAME) / 1000:.1f} KB offered in {offered_seconds:.1f}s "
-              f"(after {WARMUP:,} of warm-up), backlog bound {BACKLOG:,}: {HEALTHY} healthy subscribers got all "
-              f"{ALERTS:,} in order, 0 gaps, the last one at most {max(lags):.2f}s after its acknowledgement. "
-              f"Stopped reading: cut off {cut_off_logged[0] - stalled:.1f}s after the stall (log lines: "
-              f"{server.log().count(_CUT_OFF)}); on reading again it got the {in_flight:,} alerts in flight, then "
-              f"RESOURCE_EXHAUSTED after {told_seconds:.2f}s ('{error.details()}'); resumed with the other "
-              f"{len(again.seqs):,}, 0 gaps. "
-              f"Frozen TCP peer: connection dropped by the server {drop_seconds:.1f}s after the stall, "
-              f"UNAVAILABLE, resumed from seq {frozen.resume_seq:,} with all {len(back.seqs):,}, 0 gaps. "
-              f"Server RSS {rss_before:.0f} MB -> peak {peak[0]:.0f} MB, {rss_stuck:.0f} MB with the stuck "
-              f"subscribers connected")
+        print(
+            f"\n[{backend}] {ALERTS:,} alerts of {len(RULE_NAME) / 1000:.1f} KB offered in {offered_seconds:.1f}s "
+            f"(after {WARMUP:,} of warm-up), backlog bound {BACKLOG:,}: {HEALTHY} healthy subscribers got all "
+            f"{ALERTS:,} in order, 0 gaps, the last one at most {max(lags):.2f}s after its acknowledgement. "
+            f"Stopped reading: cut off {cut_off_logged[0] - stalled:.1f}s after the stall (log lines: "
+            f"{server.log().count(_CUT_OFF)}); on reading again it got the {in_flight:,} alerts in flight, then "
+            f"RESOURCE_EXHAUSTED after {told_seconds:.2f}s ('{error.details()}'); resumed with the other "
+            f"{len(again.seqs):,}, 0 gaps. "
+            f"Frozen TCP peer: connection dropped by the server {drop_seconds:.1f}s after the stall, "
+            f"UNAVAILABLE, resumed from seq {frozen.resume_seq:,} with all {len(back.seqs):,}, 0 gaps. "
+            f"Server RSS {rss_before:.0f} MB -> peak {peak[0]:.0f} MB, {rss_stuck:.0f} MB with the stuck "
+            f"subscribers connected"
+        )
         assert grown < RSS_GROWTH_MB, f"server RSS grew by {grown:.0f} MB"
     finally:
         sampling.set()

@@ -17,8 +17,14 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 LAPTOP = {"width": 1366, "height": 768}
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +57,15 @@ def chromium_context(user_data_dir: Path, **options):
     shutil.rmtree(user_data_dir, ignore_errors=True)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(user_data_dir), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport=LAPTOP, locale="en-US", timezone_id="UTC", color_scheme="light", accept_downloads=True,
+            str(user_data_dir),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=LAPTOP,
+            locale="en-US",
+            timezone_id="UTC",
+            color_scheme="light",
+            accept_downloads=True,
             **options,
         )
         context.set_default_timeout(15_000)
@@ -70,10 +83,13 @@ class PageWatch:
     problems: list[str] = field(default_factory=list)
     watching: bool = True
 
-    def attach(self, page) -> "PageWatch":
+    def attach(self, page) -> PageWatch:
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self._add(f"uncaught: {exc}"))
-        page.on("requestfailed", lambda req: self._add(f"request failed: {req.method} {req.url}: {req.failure}"))
+        page.on(
+            "requestfailed",
+            lambda req: self._add(f"request failed: {req.method} {req.url}: {req.failure}"),
+        )
         page.on("response", self._response)
         return self
 

@@ -32,6 +32,11 @@ def gateway(uba_server, tmp_path_factory, envoy_binary):
     """Envoy in front of the real server (SQLite and PostgreSQL)."""
     process = start_gateway(uba_server.address, tmp_path_factory.mktemp("gateway"))
     try:
-        yield Gateway(process, Client(process.listen_address, uba_server.api_key), process.listen_address, uba_server)
+        yield Gateway(
+            process,
+            Client(process.listen_address, uba_server.api_key),
+            process.listen_address,
+            uba_server,
+        )
     finally:
         process.stop()

@@ -32,7 +32,14 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from uba.v1 import alerts_pb2, anomalies_pb2, baselines_pb2, events_pb2, service_pb2, service_pb2_grpc
+from uba.v1 import (
+    alerts_pb2,
+    anomalies_pb2,
+    baselines_pb2,
+    events_pb2,
+    service_pb2,
+    service_pb2_grpc,
+)
 
 EXPORT_TYPES = {"csv": "text/csv", "json": "application/json", "ndjson": "application/x-ndjson"}
 LAST_ALERT_SEQ = 3
@@ -42,10 +49,14 @@ def _bad_request(context: grpc.ServicerContext, field: str, description: str) ->
     detail = any_pb2.Any()
     detail.Pack(
         error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=description)]
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+            ]
         )
     )
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=f"{field}: {description}", details=[detail])
+    status = status_pb2.Status(
+        code=code_pb2.INVALID_ARGUMENT, message=f"{field}: {description}", details=[detail]
+    )
     context.abort_with_status(rpc_status.to_status(status))
 
 
@@ -81,7 +92,9 @@ class FakeService(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
         self._record("RecordActivity", request, context)
         if not request.event.user_id:
             _bad_request(context, "event.user_id", "required")
-        response = service_pb2.RecordActivityResponse(event_id=request.event.event_id or "generated")
+        response = service_pb2.RecordActivityResponse(
+            event_id=request.event.event_id or "generated"
+        )
         response.received_at.GetCurrentTime()
         return response
 
@@ -95,7 +108,9 @@ class FakeService(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
             occurred_at=request.start_time if request.HasField("start_time") else None,
             bytes_transferred=2**40,
         )
-        return service_pb2.ListLogsResponse(events=[event], next_page_token=f"size={request.page_size}")
+        return service_pb2.ListLogsResponse(
+            events=[event], next_page_token=f"size={request.page_size}"
+        )
 
     def ExportLogs(self, request, context):
         self._record("ExportLogs", request, context)
@@ -112,7 +127,11 @@ class FakeService(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
         if fmt == "csv":
             parts = ["event_id\n"] + [f"{r}\n" for r in rows]
         elif fmt == "json":
-            parts = ["["] + [("," if i else "") + f'{{"event_id":"{r}"}}' for i, r in enumerate(rows)] + ["]"]
+            parts = (
+                ["["]
+                + [("," if i else "") + f'{{"event_id":"{r}"}}' for i, r in enumerate(rows)]
+                + ["]"]
+            )
         else:
             parts = [f'{{"event_id":"{r}"}}\n' for r in rows]
         for part in parts:
@@ -125,7 +144,9 @@ class FakeService(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
         if request.user_id:
             code = grpc.StatusCode[request.user_id]
             context.abort(code, f"scripted {request.user_id}")
-        return service_pb2.ListAlertsResponse(alerts=[_alert(seq) for seq in range(LAST_ALERT_SEQ, 0, -1)])
+        return service_pb2.ListAlertsResponse(
+            alerts=[_alert(seq) for seq in range(LAST_ALERT_SEQ, 0, -1)]
+        )
 
     def AcknowledgeAlert(self, request, context):
         self._record("AcknowledgeAlert", request, context)
@@ -169,10 +190,16 @@ class FakeService(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
     def GetDashboard(self, request, context):
         self._record("GetDashboard", request, context)
         response = service_pb2.GetDashboardResponse(
-            totals=service_pb2.DashboardTotals(event_count=120, user_count=3, anomaly_count=2, open_alert_count=3),
-            open_alerts_by_severity=[service_pb2.SeverityCount(severity=anomalies_pb2.SEVERITY_HIGH, count=3)],
+            totals=service_pb2.DashboardTotals(
+                event_count=120, user_count=3, anomaly_count=2, open_alert_count=3
+            ),
+            open_alerts_by_severity=[
+                service_pb2.SeverityCount(severity=anomalies_pb2.SEVERITY_HIGH, count=3)
+            ],
             anomalies_by_detector=[service_pb2.DetectorCount(detector="login_time", count=2)],
-            top_risky_users=[service_pb2.UserRisk(user_id="alice", risk=70, top_reasons=["login at 03:00"])],
+            top_risky_users=[
+                service_pb2.UserRisk(user_id="alice", risk=70, top_reasons=["login at 03:00"])
+            ],
             analytics_mode=service_pb2.ANALYTICS_MODE_BASIC,
         )
         response.window_end.GetCurrentTime()
@@ -180,7 +207,11 @@ class FakeService(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
         response.window_start.FromSeconds(response.window_end.seconds - hours * 3600)
         start = response.window_start.seconds // 3600 * 3600
         for i in range(hours + 1):
-            bucket = response.hourly.add(event_count=5 + i % 7, login_failure_count=i % 3, anomaly_count=1 if i % 11 == 0 else 0)
+            bucket = response.hourly.add(
+                event_count=5 + i % 7,
+                login_failure_count=i % 3,
+                anomaly_count=1 if i % 11 == 0 else 0,
+            )
             bucket.start_time.FromSeconds(start + i * 3600)
         return response
 
@@ -200,7 +231,9 @@ class FakeService(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
 
     def GetCapabilities(self, request, context):
         self._record("GetCapabilities", request, context)
-        return service_pb2.GetCapabilitiesResponse(version="fake", export_formats=list(EXPORT_TYPES))
+        return service_pb2.GetCapabilitiesResponse(
+            version="fake", export_formats=list(EXPORT_TYPES)
+        )
 
 
 class FakeUpstream:
@@ -213,7 +246,7 @@ class FakeUpstream:
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.address = f"127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "FakeUpstream":
+    def __enter__(self) -> FakeUpstream:
         self.server.start()
         return self
 

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-
 from support.server import keyed_channel
+
 from uba.gateway import GatewayProcess
 from uba.v1 import service_pb2_grpc
 
@@ -47,7 +47,9 @@ class Client:
     def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
-    def request(self, method: str, path: str, body=None, headers=None, params=None, timeout: float = 30.0) -> Response:
+    def request(
+        self, method: str, path: str, body=None, headers=None, params=None, timeout: float = 30.0
+    ) -> Response:
         if params:
             path += ("&" if "?" in path else "?") + urlencode(params)
         data = None
@@ -69,16 +71,22 @@ class Client:
     def post(self, path: str, body=None, **kwargs) -> Response:
         return self.request("POST", path, body={} if body is None else body, **kwargs)
 
-    def open_stream(self, path: str, headers=None, timeout: float = 30.0) -> "EventStream":
+    def open_stream(self, path: str, headers=None, timeout: float = 30.0) -> EventStream:
         conn = self.connection(timeout)
-        conn.request("GET", path, headers={"accept": "text/event-stream", **self.default_headers, **(headers or {})})
+        conn.request(
+            "GET",
+            path,
+            headers={"accept": "text/event-stream", **self.default_headers, **(headers or {})},
+        )
         return EventStream(conn, conn.getresponse())
 
 
 class EventStream:
     """Reads `data:` events of a server-sent event stream."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+    def __init__(
+        self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> None:
         self.conn = conn
         self.response = response
         self.status = response.status
@@ -107,7 +115,7 @@ class EventStream:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "EventStream":
+    def __enter__(self) -> EventStream:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -123,7 +131,8 @@ class Gateway:
 
     def grpc_stub(self) -> service_pb2_grpc.BehaviorAnalyticsServiceStub:
         return service_pb2_grpc.BehaviorAnalyticsServiceStub(
-            keyed_channel(self.address, getattr(self.upstream, "api_key", "")))
+            keyed_channel(self.address, getattr(self.upstream, "api_key", ""))
+        )
 
 
 def start_gateway(upstream_address: str, work_dir) -> GatewayProcess:
@@ -138,6 +147,7 @@ def start_gateway(upstream_address: str, work_dir) -> GatewayProcess:
 
 
 # -- processes and sockets, from /proc (Linux) ----------------------------
+
 
 def child_pids(pid: int) -> list[int]:
     """The processes whose parent is `pid`."""

@@ -12,23 +12,28 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
-from gateway.gateway_support import API, Client, start_gateway
 from support.events import FAILURE, event
 from support.server import ServerProcess, keyed_channel
+
+from gateway.gateway_support import API, Client, start_gateway
 from uba.v1 import service_pb2, service_pb2_grpc
 
 
 def uba(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
-    return subprocess.run([sys.executable, "-m", "uba", *args], capture_output=True, text=True, timeout=60,
-                          env={**clean, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "uba", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **(env or {})},
+    )
 
 
 def stub_for(address: str, key: str) -> service_pb2_grpc.BehaviorAnalyticsServiceStub:
@@ -42,9 +47,21 @@ def caps(stub) -> None:
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
     """A server with tight limits and a short key cache, and Envoy before it."""
-    server = ServerProcess(tmp_path_factory.mktemp("uba-limits"), extra_args=[
-        "--rate-limit", "2", "--rate-burst", "5", "--max-streams-per-key", "1", "--key-cache-seconds", "0.5",
-        "--heartbeat-interval", "0.3"]).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("uba-limits"),
+        extra_args=[
+            "--rate-limit",
+            "2",
+            "--rate-burst",
+            "5",
+            "--max-streams-per-key",
+            "1",
+            "--key-cache-seconds",
+            "0.5",
+            "--heartbeat-interval",
+            "0.3",
+        ],
+    ).start()
     gateway = start_gateway(server.address, tmp_path_factory.mktemp("gateway-limits"))
     try:
         yield server, gateway
@@ -69,9 +86,13 @@ def test_first_start_writes_an_admin_key_file_and_logs_only_its_path(limited):
     assert server.api_key.startswith("uba_") and server.api_key not in server.log()
     assert str(key_file) in server.log() and "Authorization: Bearer" in server.log()
     # Client commands find it there without --api-key.
-    done = uba("capabilities", "--json", "--server", server.address, "--data-dir", str(server.data_dir))
+    done = uba(
+        "capabilities", "--json", "--server", server.address, "--data-dir", str(server.data_dir)
+    )
     assert done.returncode == 0, done.stderr
-    refused = uba("capabilities", "--server", server.address, "--data-dir", str(server.data_dir / "elsewhere"))
+    refused = uba(
+        "capabilities", "--server", server.address, "--data-dir", str(server.data_dir / "elsewhere")
+    )
     assert refused.returncode == 1 and "unauthenticated" in refused.stderr
 
 
@@ -90,12 +111,33 @@ def test_keys_cli_create_list_revoke_and_revocation_within_the_cache_time(limite
         caps(stub)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert uba("keys", "revoke", "no-such-key", "--data-dir", str(server.data_dir)).returncode == 1
-    audit = uba("audit", "--action", "keys.revoke", "--json", "--server", server.address,
-                "--data-dir", str(server.data_dir))
+    audit = uba(
+        "audit",
+        "--action",
+        "keys.revoke",
+        "--json",
+        "--server",
+        server.address,
+        "--data-dir",
+        str(server.data_dir),
+    )
     assert audit.returncode == 0, audit.stderr
     (entry,) = json.loads(audit.stdout)["audit_events"]
-    assert entry["target"] == "ops-reader" and entry["outcome"] == "ok" and entry["actor"].startswith("cli")
-    duplicate = uba("keys", "create", "--name", "ops-reader", "--scope", "read", "--data-dir", str(server.data_dir))
+    assert (
+        entry["target"] == "ops-reader"
+        and entry["outcome"] == "ok"
+        and entry["actor"].startswith("cli")
+    )
+    duplicate = uba(
+        "keys",
+        "create",
+        "--name",
+        "ops-reader",
+        "--scope",
+        "read",
+        "--data-dir",
+        str(server.data_dir),
+    )
     assert duplicate.returncode == 1 and "exists" in duplicate.stderr
 
 
@@ -148,30 +190,44 @@ def test_one_stream_per_key_then_resource_exhausted(limited):
 
 def test_the_principal_is_the_key_name_in_the_alert_workflow_and_the_audit(uba_server):
     user = f"principal-{uuid.uuid4().hex[:8]}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stub = uba_server.stub  # the server's first-start key, named "admin"
-    stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=[
-        event(user, FAILURE, at=now - timedelta(minutes=30) + timedelta(seconds=3 * i)) for i in range(11)]))
+    stub.RecordActivities(
+        service_pb2.RecordActivitiesRequest(
+            events=[
+                event(user, FAILURE, at=now - timedelta(minutes=30) + timedelta(seconds=3 * i))
+                for i in range(11)
+            ]
+        )
+    )
     deadline = time.monotonic() + 10
     alerts = []
     while not alerts and time.monotonic() < deadline:
         alerts = list(stub.ListAlerts(service_pb2.ListAlertsRequest(user_id=user)).alerts)
         time.sleep(0.2)
     assert alerts, "no alert raised"
-    acked = stub.AcknowledgeAlert(service_pb2.AcknowledgeAlertRequest(alert_id=alerts[0].alert_id, note="mine")).alert
+    acked = stub.AcknowledgeAlert(
+        service_pb2.AcknowledgeAlertRequest(alert_id=alerts[0].alert_id, note="mine")
+    ).alert
     assert acked.acknowledged_by == "admin"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        trail = stub.ListAuditEvents(service_pb2.ListAuditEventsRequest(action="AcknowledgeAlert")).audit_events
+        trail = stub.ListAuditEvents(
+            service_pb2.ListAuditEventsRequest(action="AcknowledgeAlert")
+        ).audit_events
         if any(e.target == alerts[0].alert_id for e in trail):
             break
         time.sleep(0.2)
     (entry,) = [e for e in trail if e.target == alerts[0].alert_id]
-    assert entry.actor == "admin" and entry.outcome == "ok" and entry.peer.startswith("ipv4:127.0.0.1")
+    assert (
+        entry.actor == "admin" and entry.outcome == "ok" and entry.peer.startswith("ipv4:127.0.0.1")
+    )
 
 
 def test_anonymous_only_on_loopback(tmp_path):
-    refused = uba("serve", "--listen", "0.0.0.0:0", "--allow-anonymous", "--data-dir", str(tmp_path / "a"))
+    refused = uba(
+        "serve", "--listen", "0.0.0.0:0", "--allow-anonymous", "--data-dir", str(tmp_path / "a")
+    )
     assert refused.returncode != 0 and "loopback" in refused.stderr
     server = ServerProcess(tmp_path / "b", anonymous=True).start()
     try:
@@ -190,7 +246,9 @@ def _code(call) -> grpc.StatusCode:
 
 
 def _audit(server: ServerProcess, action: str) -> list:
-    reply = server.stub.ListAuditEvents(service_pb2.ListAuditEventsRequest(action=action, page_size=1000), timeout=10)
+    reply = server.stub.ListAuditEvents(
+        service_pb2.ListAuditEventsRequest(action=action, page_size=1000), timeout=10
+    )
     return list(reply.audit_events)
 
 
@@ -201,9 +259,17 @@ def test_a_client_failing_authentication_is_refused_before_any_lookup(tmp_path):
     budget; a key the server verified recently still gets through. Also:
     a revoked key stops working within the default 10 s key cache."""
     # The standalone gateway runs on loopback: trusted as a proxy by address.
-    server = ServerProcess(tmp_path / "data", extra_args=["--auth-failure-rate", "0.2",
-                                                          "--auth-failure-burst", "5",
-                                                          "--trusted-proxies", "127.0.0.1"]).start()
+    server = ServerProcess(
+        tmp_path / "data",
+        extra_args=[
+            "--auth-failure-rate",
+            "0.2",
+            "--auth-failure-burst",
+            "5",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+    ).start()
     gateway = start_gateway(server.address, tmp_path / "gateway")
     try:
         # Revocation with the default key cache (10 s): refused within it
@@ -211,10 +277,15 @@ def test_a_client_failing_authentication_is_refused_before_any_lookup(tmp_path):
         token = create_key(server, "soon-revoked", "read")
         stub = stub_for(server.address, token)
         caps(stub)
-        assert uba("keys", "revoke", "soon-revoked", "--data-dir", str(server.data_dir)).returncode == 0
+        assert (
+            uba("keys", "revoke", "soon-revoked", "--data-dir", str(server.data_dir)).returncode
+            == 0
+        )
         revoked_at = time.monotonic()
         while (code := _code(lambda: caps(stub))) == grpc.StatusCode.OK:
-            assert time.monotonic() - revoked_at < 12, "a revoked key still works after the 10 s key cache"
+            assert time.monotonic() - revoked_at < 12, (
+                "a revoked key still works after the 10 s key cache"
+            )
             time.sleep(0.25)
         assert code == grpc.StatusCode.UNAUTHENTICATED
 
@@ -222,10 +293,15 @@ def test_a_client_failing_authentication_is_refused_before_any_lookup(tmp_path):
         caps(admin)  # verified, hence cached for the key cache time
         made_up = stub_for(server.address, "uba_" + "x" * 43)
         codes = [_code(lambda: caps(made_up)) for _ in range(7)]
-        assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 4 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
+        assert (
+            codes
+            == [grpc.StatusCode.UNAUTHENTICATED] * 4 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
+        )
         with pytest.raises(grpc.RpcError) as info:
             caps(stub_for(server.address, ""))  # no key at all counts too
-        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_delay(info.value) > 0
+        assert (
+            info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_delay(info.value) > 0
+        )
         caps(admin)
 
         # Through Envoy the caller is the address Envoy forwards: a budget of its own.

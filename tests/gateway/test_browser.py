@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,15 +29,15 @@ from gateway.gateway_support import API
 from uba.domain.events import EXPORT_FIELDS
 
 USERS = 12
-SESSIONS = 4          # per user, each: login, four API calls, logout
-BURST_USERS = 2       # each: 12 failed logins within a minute -> one alert
+SESSIONS = 4  # per user, each: login, four API calls, logout
+BURST_USERS = 2  # each: 12 failed logins within a minute -> one alert
 FAILURES = 12
-LIVE_WITHIN_S = 5.0   # a new alert is on the page this soon after ingest
+LIVE_WITHIN_S = 5.0  # a new alert is on the page this soon after ingest
 DISPOSITION = re.compile(r'attachment; filename="uba-logs-\d{8}T\d{6}Z\.csv"')
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def number(text: str | None) -> int:
@@ -47,27 +47,56 @@ def number(text: str | None) -> int:
 
 
 def failed_login_burst(user: str, start: datetime) -> list[dict]:
-    return [{"eventId": f"{user}-fail-{i}", "userId": user, "type": "ACTIVITY_TYPE_LOGIN_FAILURE",
-             "occurredAt": rfc3339(start + timedelta(seconds=4 * i)), "sourceIp": "203.0.113.7",
-             "userAgent": "curl/8.5", "countryCode": "NL", "city": "Amsterdam"}
-            for i in range(FAILURES)]
+    return [
+        {
+            "eventId": f"{user}-fail-{i}",
+            "userId": user,
+            "type": "ACTIVITY_TYPE_LOGIN_FAILURE",
+            "occurredAt": rfc3339(start + timedelta(seconds=4 * i)),
+            "sourceIp": "203.0.113.7",
+            "userAgent": "curl/8.5",
+            "countryCode": "NL",
+            "city": "Amsterdam",
+        }
+        for i in range(FAILURES)
+    ]
 
 
 def routine(user: str, index: int, now: datetime) -> list[dict]:
     """Sessions of an office worker over the last day."""
     events = []
-    where = {"sourceIp": f"198.51.100.{index + 10}", "deviceId": f"laptop-{index:02d}", "countryCode": "DE",
-             "city": "Berlin", "userAgent": "Mozilla/5.0 (X11; Linux x86_64)"}
+    where = {
+        "sourceIp": f"198.51.100.{index + 10}",
+        "deviceId": f"laptop-{index:02d}",
+        "countryCode": "DE",
+        "city": "Berlin",
+        "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
+    }
     for s in range(SESSIONS):
         start = now - timedelta(hours=2 + 4 * s + index % 3, minutes=7 * index)
         events.append({"type": "ACTIVITY_TYPE_LOGIN_SUCCESS", "occurredAt": start})
         for c in range(4):
-            events.append({"type": "ACTIVITY_TYPE_API_CALL", "occurredAt": start + timedelta(minutes=5 + 9 * c),
-                           "apiMethod": ("GET", "POST")[c % 2], "apiPath": f"/v1/reports/{c}",
-                           "statusCode": 200, "bytesTransferred": 2048 * (c + 1)})
+            events.append(
+                {
+                    "type": "ACTIVITY_TYPE_API_CALL",
+                    "occurredAt": start + timedelta(minutes=5 + 9 * c),
+                    "apiMethod": ("GET", "POST")[c % 2],
+                    "apiPath": f"/v1/reports/{c}",
+                    "statusCode": 200,
+                    "bytesTransferred": 2048 * (c + 1),
+                }
+            )
         events.append({"type": "ACTIVITY_TYPE_LOGOUT", "occurredAt": start + timedelta(minutes=50)})
-    return [{"eventId": f"{user}-{n}", "userId": user, **where, **e, "occurredAt": rfc3339(e["occurredAt"])}
-            for n, e in enumerate(events)]
+    return [
+        {
+            "eventId": f"{user}-{n}",
+            "userId": user,
+            **where,
+            **e,
+            "occurredAt": rfc3339(e["occurredAt"]),
+        }
+        for n, e in enumerate(events)
+    ]
 
 
 def post_events(gateway, events: list[dict]) -> None:
@@ -106,7 +135,7 @@ def seeded(gateway) -> Seed:
     """A few hundred events of a dozen users and two failed-login bursts
     (an alert each), through the REST API."""
     run = uuid.uuid4().hex[:6]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     users = [f"web{run}-{i:02d}" for i in range(USERS)]
     burst_users = [f"web{run}-burst-{i}" for i in range(BURST_USERS)]
     events = [e for i, user in enumerate(users) for e in routine(user, i, now)]
@@ -134,7 +163,9 @@ def dashboard(browser_context, gateway, seeded):
     page = browser_context.new_page()
     # The key the page would ask for once per tab (window.prompt) and keep
     # in sessionStorage: given up front, as a user who pasted it.
-    page.add_init_script(f"sessionStorage.setItem('uba.apiKey', {json.dumps(gateway.upstream.api_key)})")
+    page.add_init_script(
+        f"sessionStorage.setItem('uba.apiKey', {json.dumps(gateway.upstream.api_key)})"
+    )
     watch = PageWatch().attach(page)
     url = f"http://{gateway.address}/"
     try:
@@ -160,7 +191,11 @@ ONLY_USER_IN_LOG = """(user) => {
 
 
 def visible_alert_ids(page) -> set[str]:
-    return set(page.locator("#alerts-list li").evaluate_all("(items) => items.map((li) => li.dataset.alertId)"))
+    return set(
+        page.locator("#alerts-list li").evaluate_all(
+            "(items) => items.map((li) => li.dataset.alertId)"
+        )
+    )
 
 
 # -- 1. loads clean, shows what the API says ------------------------------------------------
@@ -168,30 +203,51 @@ def visible_alert_ids(page) -> set[str]:
 
 def test_page_loads_clean_and_totals_match_the_api(gateway, seeded, dashboard):
     page = dashboard.page
-    api = gateway.client.get(f"{API}/dashboard/", params={"window": "86400s"}).json()  # the page's default window
+    api = gateway.client.get(
+        f"{API}/dashboard/", params={"window": "86400s"}
+    ).json()  # the page's default window
     totals = api["totals"]
-    shown = {key: number(page.locator(f"#{element}").text_content()) for element, key in (
-        ("total-events", "eventCount"), ("total-users", "userCount"), ("total-login-failures", "loginFailureCount"),
-        ("total-api-calls", "apiCallCount"), ("total-anomalies", "anomalyCount"), ("total-open-alerts", "openAlertCount"),
-    )}
+    shown = {
+        key: number(page.locator(f"#{element}").text_content())
+        for element, key in (
+            ("total-events", "eventCount"),
+            ("total-users", "userCount"),
+            ("total-login-failures", "loginFailureCount"),
+            ("total-api-calls", "apiCallCount"),
+            ("total-anomalies", "anomalyCount"),
+            ("total-open-alerts", "openAlertCount"),
+        )
+    }
     assert shown == {key: int(totals[key]) for key in shown}
     assert shown["eventCount"] >= seeded.event_count
     assert shown["openAlertCount"] >= BURST_USERS
 
     by_severity = page.locator("#severity-chart [data-severity]").evaluate_all(
         """(badges) => Object.fromEntries(badges.map((b) =>
-               [b.dataset.severity, b.parentElement.nextElementSibling.nextElementSibling.textContent]))""")
-    expected = {s["severity"].removeprefix("SEVERITY_"): int(s["count"]) for s in api["openAlertsBySeverity"]}
-    assert {k: number(v) for k, v in by_severity.items()} == {k: expected.get(k, 0) for k in by_severity}
+               [b.dataset.severity, b.parentElement.nextElementSibling.nextElementSibling.textContent]))"""
+    )
+    expected = {
+        s["severity"].removeprefix("SEVERITY_"): int(s["count"])
+        for s in api["openAlertsBySeverity"]
+    }
+    assert {k: number(v) for k, v in by_severity.items()} == {
+        k: expected.get(k, 0) for k in by_severity
+    }
     assert set(by_severity) == {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
     assert sum(expected.values()) == shown["openAlertCount"]
 
     # The alert list (open and acknowledged) is the API's.
     listed = gateway.client.get(f"{API}/alerts/", params={"page_size": "100"}).json()["alerts"]
-    assert visible_alert_ids(page) == {a["alertId"] for a in listed if a["status"] != "ALERT_STATUS_RESOLVED"}
+    assert visible_alert_ids(page) == {
+        a["alertId"] for a in listed if a["status"] != "ALERT_STATUS_RESOLVED"
+    }
     # The risky users are the API's, in its order.
-    risky = page.locator("#risky-users tr[data-user]").evaluate_all("(rows) => rows.map((r) => r.dataset.user)")
-    assert risky == [u["userId"] for u in api["topRiskyUsers"]] and set(seeded.burst_users) <= set(risky)
+    risky = page.locator("#risky-users tr[data-user]").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.user)"
+    )
+    assert risky == [u["userId"] for u in api["topRiskyUsers"]] and set(seeded.burst_users) <= set(
+        risky
+    )
     assert page.locator("#hourly-svg rect.hit").count() == len(api["hourly"])
     dashboard.watch.assert_clean()
 
@@ -207,7 +263,7 @@ def test_new_alert_appears_in_the_live_feed_without_reload(gateway, dashboard):
     open_before = number(page.locator("#total-open-alerts").text_content())
     user = f"live-{uuid.uuid4().hex[:8]}"
     sent = time.monotonic()
-    post_events(gateway, failed_login_burst(user, datetime.now(timezone.utc) - timedelta(minutes=2)))
+    post_events(gateway, failed_login_burst(user, datetime.now(UTC) - timedelta(minutes=2)))
     item = page.locator("#alerts-list li", has=page.locator(f'button[data-user="{user}"]'))
     expect(item).to_have_count(1, timeout=LIVE_WITHIN_S * 1000)
     arrived = time.monotonic() - sent
@@ -248,7 +304,10 @@ def test_acknowledge_and_resolve_from_the_page(gateway, seeded, dashboard):
     expect(page.locator("#toast")).to_have_text("Alert resolved as benign.")
     expect(item).to_have_count(0)  # the default filter shows open and acknowledged alerts only
     (resolved,) = alerts_of(gateway, user)
-    assert resolved["status"] == "ALERT_STATUS_RESOLVED" and resolved["resolution"] == "RESOLUTION_BENIGN"
+    assert (
+        resolved["status"] == "ALERT_STATUS_RESOLVED"
+        and resolved["resolution"] == "RESOLUTION_BENIGN"
+    )
 
     page.locator("#alerts-status-filter").select_option("ALERT_STATUS_RESOLVED")
     expect(item).to_have_attribute("data-status", "ALERT_STATUS_RESOLVED")
@@ -272,15 +331,25 @@ def test_logs_filter_by_user_and_export_csv(gateway, seeded, dashboard):
     page.locator("#logs-user").fill(user)
     page.locator("#logs-apply").click()
     expect(rows).to_have_count(per_user)
-    assert set(rows.locator("button[data-user]").evaluate_all("(b) => b.map((x) => x.dataset.user)")) == {user}
-    listed = gateway.client.get(f"{API}/logs/", params={"user_id": user, "page_size": "100"}).json()["events"]
-    assert rows.evaluate_all("(r) => r.map((x) => x.dataset.eventId)") == [e["eventId"] for e in listed]
+    assert set(
+        rows.locator("button[data-user]").evaluate_all("(b) => b.map((x) => x.dataset.user)")
+    ) == {user}
+    listed = gateway.client.get(
+        f"{API}/logs/", params={"user_id": user, "page_size": "100"}
+    ).json()["events"]
+    assert rows.evaluate_all("(r) => r.map((x) => x.dataset.eventId)") == [
+        e["eventId"] for e in listed
+    ]
     expect(page.locator("#logs-page-info")).to_contain_text("last page")
     expect(page.locator("#logs-next")).to_be_disabled()
 
     link = page.locator("#export-csv")
     href = link.get_attribute("href")
-    assert href.startswith(f"{API}/logs/download/?") and f"user_id={user}" in href and "format=csv" in href
+    assert (
+        href.startswith(f"{API}/logs/download/?")
+        and f"user_id={user}" in href
+        and "format=csv" in href
+    )
 
     # The browser's own download (the link carries `download`) ...
     with page.expect_download() as info:
@@ -294,11 +363,14 @@ def test_logs_filter_by_user_and_export_csv(gateway, seeded, dashboard):
     assert {row[table[0].index("user_id")] for row in table[1:]} == {user}
 
     # ... and the same href fetched by the page, headers included.
-    fetched = page.evaluate("""async (href) => {
+    fetched = page.evaluate(
+        """async (href) => {
         const r = await fetch(href);
         return {status: r.status, type: r.headers.get("content-type"),
                 disposition: r.headers.get("content-disposition"), text: await r.text()};
-    }""", href)
+    }""",
+        href,
+    )
     assert fetched["status"] == 200 and fetched["type"].startswith("text/csv")
     assert DISPOSITION.fullmatch(fetched["disposition"]), fetched["disposition"]
     assert fetched["text"].splitlines()[0] == ",".join(EXPORT_FIELDS)
@@ -320,7 +392,9 @@ def test_baseline_view_renders_for_a_user_with_events(gateway, seeded, dashboard
     expect(page.locator("#baseline-view")).to_be_visible()
     cells = page.locator("#baseline-heatmap-svg rect[data-day][data-hour]")
     expect(cells).to_have_count(168)
-    counts = cells.evaluate_all("(c) => c.map((x) => [Number(x.dataset.day), Number(x.dataset.hour), Number(x.dataset.count)])")
+    counts = cells.evaluate_all(
+        "(c) => c.map((x) => [Number(x.dataset.day), Number(x.dataset.hour), Number(x.dataset.count)])"
+    )
     baseline = gateway.client.get(f"{API}/users/{user}/baseline/").json()["baseline"]
     api_counts = [int(v) for v in baseline["loginHourOfWeek"]]
     assert [c for _, _, c in sorted(counts)] == api_counts

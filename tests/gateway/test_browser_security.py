@@ -21,10 +21,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from support.server import ServerProcess
 
 from gateway.browser_support import PageWatch, chromium_context, require_browser
 from gateway.gateway_support import API, start_gateway
-from support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -58,7 +58,9 @@ def gateway(tmp_path_factory):
 def browser_context(tmp_path_factory):
     # The HTTPS test's CA is not in the browser's store: certificate errors
     # are ignored (the other tests speak plain HTTP).
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile"), ignore_https_errors=True) as context:
+    with chromium_context(
+        tmp_path_factory.mktemp("chromium-profile"), ignore_https_errors=True
+    ) as context:
         yield context
 
 
@@ -82,7 +84,11 @@ def test_csp_allows_no_inline_script_and_the_page_runs_without_violations(browse
     server, address = gateway
     page, watch, response = open_dashboard(browser_context, server, address)
     try:
-        csp = {d.split()[0]: d.split()[1:] for d in response.headers["content-security-policy"].split(";") if d.strip()}
+        csp = {
+            d.split()[0]: d.split()[1:]
+            for d in response.headers["content-security-policy"].split(";")
+            if d.strip()
+        }
         assert "'unsafe-inline'" not in csp["script-src"] and csp["script-src"] == ["'self'"]
         assert "'unsafe-eval'" not in csp["script-src"]
         # Work the page a little: filter the log, open the export links' targets.
@@ -99,7 +105,9 @@ def test_csp_allows_no_inline_script_and_the_page_runs_without_violations(browse
             return window.__inlineRan;
         }""")
         assert ran is False
-        watch.problems = [p for p in watch.problems if "Content Security Policy" not in p]  # the probe above
+        watch.problems = [
+            p for p in watch.problems if "Content Security Policy" not in p
+        ]  # the probe above
         watch.assert_clean()
     finally:
         watch.stop()
@@ -128,13 +136,17 @@ fetch("{self.target}&user_id=via-fetch", {{mode: "no-cors", credentials: "includ
         pass
 
 
-def test_key_cookie_works_for_the_dashboard_only_not_for_another_local_origin(browser_context, gateway):
+def test_key_cookie_works_for_the_dashboard_only_not_for_another_local_origin(
+    browser_context, gateway
+):
     server, address = gateway
     page, watch, _ = open_dashboard(browser_context, server, address)
     download = f"http://{address}{API}/logs/download/?format=csv"
     try:
         # The dashboard's own download (a same-origin request carrying the cookie) works.
-        own = page.evaluate("async (href) => (await fetch(href)).status", f"{API}/logs/download/?format=csv")
+        own = page.evaluate(
+            "async (href) => (await fetch(href)).status", f"{API}/logs/download/?format=csv"
+        )
         assert own == 200
         with page.expect_download() as info:
             page.locator("#export-csv").click()
@@ -150,8 +162,14 @@ def test_key_cookie_works_for_the_dashboard_only_not_for_another_local_origin(br
     threading.Thread(target=other.serve_forever, daemon=True).start()
     attacker = browser_context.new_page()
     statuses: dict[str, int] = {}
-    attacker.on("response", lambda r: statuses.__setitem__(r.url.rsplit("via-", 1)[1], r.status)
-                if "/logs/download/" in r.url and "via-" in r.url else None)
+    attacker.on(
+        "response",
+        lambda r: (
+            statuses.__setitem__(r.url.rsplit("via-", 1)[1], r.status)
+            if "/logs/download/" in r.url and "via-" in r.url
+            else None
+        ),
+    )
     try:
         attacker.goto(f"http://127.0.0.1:{other.server_address[1]}/", wait_until="load")
         deadline = 100
@@ -170,18 +188,28 @@ def test_key_cookie_works_for_the_dashboard_only_not_for_another_local_origin(br
     assert statuses == {"iframe": 401, "fetch": 401, "navigation": 401}
 
 
-def test_over_https_the_page_sets_a_secure_host_only_cookie_and_its_feed_works(browser_context, tmp_path):
+def test_over_https_the_page_sets_a_secure_host_only_cookie_and_its_feed_works(
+    browser_context, tmp_path
+):
     """Under TLS the page keeps its key in __Host-uba_key (Secure, Path=/),
     the only name the gateway takes there; the live feed and the download
     authenticate with it."""
     from playwright.sync_api import expect
-
     from support.certs import CertificateAuthority
 
     ca = CertificateAuthority("uba browser test CA")
     issued = ca.issue(tmp_path, "server", server=True)
-    server = ServerProcess(tmp_path / "data", extra_args=[
-        "--tls-cert", str(issued.cert), "--tls-key", str(issued.key), "--gateway-listen", "127.0.0.1:0"]).start()
+    server = ServerProcess(
+        tmp_path / "data",
+        extra_args=[
+            "--tls-cert",
+            str(issued.cert),
+            "--tls-key",
+            str(issued.key),
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ],
+    ).start()
     page = None
     try:
         deadline = time.monotonic() + 60
@@ -192,12 +220,16 @@ def test_over_https_the_page_sets_a_secure_host_only_cookie_and_its_feed_works(b
         page = browser_context.new_page()
         page.add_init_script(f"sessionStorage.setItem('uba.apiKey', {json.dumps(server.api_key)})")
         page.goto(f"https://{address}/", wait_until="domcontentloaded")
-        expect(page.locator("#stream-status")).to_have_attribute("data-state", "live", timeout=20_000)
+        expect(page.locator("#stream-status")).to_have_attribute(
+            "data-state", "live", timeout=20_000
+        )
         cookies = {c["name"]: c for c in browser_context.cookies(f"https://{address}/")}
         assert "__Host-uba_key" in cookies, cookies
         cookie = cookies["__Host-uba_key"]
         assert cookie["secure"] and cookie["path"] == "/" and cookie["sameSite"] == "Strict"
-        own = page.evaluate("async (href) => (await fetch(href)).status", f"{API}/logs/download/?format=csv")
+        own = page.evaluate(
+            "async (href) => (await fetch(href)).status", f"{API}/logs/download/?format=csv"
+        )
         assert own == 200
     finally:
         if page is not None:

@@ -12,10 +12,10 @@ import time
 
 import grpc
 import pytest
+from support.server import ServerProcess
 
 from gateway.gateway_support import API, Client
 from gateway.test_access_limits import create_key, stub_for, uba
-from support.server import ServerProcess
 from uba.v1 import service_pb2, service_pb2_grpc
 
 WRONG_KEY = "uba_" + "w" * 43
@@ -35,8 +35,11 @@ def caps_with(address: str, key: str, forwarded: str = "") -> grpc.StatusCode:
         metadata.append(("x-forwarded-for", forwarded))
     channel = grpc.insecure_channel(address)
     try:
-        return _code(lambda: service_pb2_grpc.BehaviorAnalyticsServiceStub(channel).GetCapabilities(
-            service_pb2.GetCapabilitiesRequest(), metadata=metadata, timeout=10))
+        return _code(
+            lambda: service_pb2_grpc.BehaviorAnalyticsServiceStub(channel).GetCapabilities(
+                service_pb2.GetCapabilitiesRequest(), metadata=metadata, timeout=10
+            )
+        )
     finally:
         channel.close()
 
@@ -46,8 +49,11 @@ def audit(server: ServerProcess, action: str, wanted: int = 0) -> list:
     until there are at least `wanted`."""
     deadline = time.monotonic() + 15
     while True:
-        rows = list(server.stub.ListAuditEvents(
-            service_pb2.ListAuditEventsRequest(action=action, page_size=1000), timeout=10).audit_events)
+        rows = list(
+            server.stub.ListAuditEvents(
+                service_pb2.ListAuditEventsRequest(action=action, page_size=1000), timeout=10
+            ).audit_events
+        )
         if len(rows) >= wanted or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
@@ -57,9 +63,19 @@ def audit(server: ServerProcess, action: str, wanted: int = 0) -> list:
 def bundled(tmp_path):
     """A server with a tight failure budget and its own gateway (the one
     whose x-forwarded-for it believes)."""
-    server = ServerProcess(tmp_path / "data", extra_args=[
-        "--auth-failure-rate", "0.1", "--auth-failure-burst", "5", "--key-cache-seconds", "0.5",
-        "--gateway-listen", "127.0.0.1:0"]).start()
+    server = ServerProcess(
+        tmp_path / "data",
+        extra_args=[
+            "--auth-failure-rate",
+            "0.1",
+            "--auth-failure-burst",
+            "5",
+            "--key-cache-seconds",
+            "0.5",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ],
+    ).start()
     match = re.search(r"gateway on http://(\S+)", server.log())
     deadline = time.monotonic() + 30
     while match is None and time.monotonic() < deadline:
@@ -104,11 +120,15 @@ def test_a_spoofed_gateway_address_does_not_lock_gateway_clients_out(bundled):
 def test_the_audit_keeps_the_real_client_and_the_whole_forwarded_chain(bundled):
     server, gateway = bundled
     fakes = ", ".join(f"198.51.100.{i}" for i in range(5))
-    reply = Client(gateway, WRONG_KEY).get(f"{API}/capabilities/", headers={"x-forwarded-for": fakes})
+    reply = Client(gateway, WRONG_KEY).get(
+        f"{API}/capabilities/", headers={"x-forwarded-for": fakes}
+    )
     assert reply.status == 401
     (row,) = audit(server, "GetCapabilities", wanted=1)
     client = re.search(r"client=(\S+)", row.peer).group(1)
-    assert not client.startswith("198.51.100."), row.peer  # the right-most hop: the gateway's, not the caller's
+    assert not client.startswith("198.51.100."), (
+        row.peer
+    )  # the right-most hop: the gateway's, not the caller's
     assert f"xff={fakes}, {client}" in row.peer, row.peer
 
 
@@ -131,7 +151,9 @@ def test_a_valid_key_is_let_in_while_its_address_is_over_the_failure_budget(bund
 def test_revoking_a_key_ends_its_open_alert_stream(bundled):
     server, _ = bundled
     token = create_key(server, "watcher", "read")
-    stream = stub_for(server.address, token).StreamAlerts(service_pb2.StreamAlertsRequest(), timeout=60)
+    stream = stub_for(server.address, token).StreamAlerts(
+        service_pb2.StreamAlertsRequest(), timeout=60
+    )
     next(stream)  # the first heartbeat: the stream is open
     ended: list[grpc.StatusCode] = []
 
@@ -154,11 +176,15 @@ def test_revoking_a_key_ends_its_open_alert_stream(bundled):
 
 
 def test_denied_calls_count_against_the_key_limit_and_are_aggregated_in_the_audit(tmp_path):
-    server = ServerProcess(tmp_path / "data", extra_args=["--rate-limit", "20", "--rate-burst", "20"]).start()
+    server = ServerProcess(
+        tmp_path / "data", extra_args=["--rate-limit", "20", "--rate-burst", "20"]
+    ).start()
     try:
         reader = stub_for(server.address, create_key(server, "reader", "read"))
-        codes = [_code(lambda: reader.ListAuditEvents(service_pb2.ListAuditEventsRequest(), timeout=10))
-                 for _ in range(300)]
+        codes = [
+            _code(lambda: reader.ListAuditEvents(service_pb2.ListAuditEventsRequest(), timeout=10))
+            for _ in range(300)
+        ]
         denied = codes.count(grpc.StatusCode.PERMISSION_DENIED)
         limited = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
         assert denied + limited == 300 and limited > 0, (denied, limited)
@@ -167,4 +193,3 @@ def test_denied_calls_count_against_the_key_limit_and_are_aggregated_in_the_audi
         assert 1 <= len(rows) <= 3 and all(r.outcome == "PERMISSION_DENIED" for r in rows), rows
     finally:
         server.stop()
-

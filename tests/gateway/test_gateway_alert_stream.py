@@ -6,23 +6,29 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gateway.gateway_support import API, Client, start_gateway
 from support.events import FAILURE, event
 from support.server import ServerProcess, keyed_channel
+
+from gateway.gateway_support import API, Client, start_gateway
 from uba.v1 import service_pb2, service_pb2_grpc
 
 
 @pytest.fixture(scope="module")
 def stream_gateway(tmp_path_factory):
-    server = ServerProcess(tmp_path_factory.mktemp("uba-stream"), extra_args=["--heartbeat-interval", "0.3"]).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("uba-stream"), extra_args=["--heartbeat-interval", "0.3"]
+    ).start()
     try:
         process = start_gateway(server.address, tmp_path_factory.mktemp("gateway-stream"))
         try:
-            yield Client(process.listen_address, server.api_key), process.listen_address, server.api_key
+            yield (
+                Client(process.listen_address, server.api_key),
+                process.listen_address,
+                server.api_key,
+            )
         finally:
             process.stop()
     finally:
@@ -46,9 +52,14 @@ def test_incident_changes_arrive_as_server_sent_events(stream_gateway):
     client, address, key = stream_gateway
     stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(keyed_channel(address, key))
     user = f"sse-{uuid.uuid4().hex[:8]}"
-    now = datetime.now(timezone.utc)
-    burst = [event(user, FAILURE, at=now - timedelta(minutes=10) + timedelta(seconds=3 * i)) for i in range(11)]
-    with client.open_stream(f"{API}/alerts/stream/?user_id={user}&include_incidents=true") as stream:
+    now = datetime.now(UTC)
+    burst = [
+        event(user, FAILURE, at=now - timedelta(minutes=10) + timedelta(seconds=3 * i))
+        for i in range(11)
+    ]
+    with client.open_stream(
+        f"{API}/alerts/stream/?user_id={user}&include_incidents=true"
+    ) as stream:
         stream.events(1, deadline_s=10)  # subscribed
         stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst))
         seen = []
@@ -63,28 +74,36 @@ def test_incident_changes_arrive_as_server_sent_events(stream_gateway):
 
 def test_after_seq_reaches_the_server(stream_gateway):
     client, _, _ = stream_gateway
-    with client.open_stream(f"{API}/alerts/stream/?after_seq=4000000000&min_severity=SEVERITY_HIGH&user_id=nobody") as stream:
+    with client.open_stream(
+        f"{API}/alerts/stream/?after_seq=4000000000&min_severity=SEVERITY_HIGH&user_id=nobody"
+    ) as stream:
         (event,) = stream.events(1, deadline_s=10)
     assert event["seq"] == "4000000000"
 
 
 def test_last_event_id_becomes_after_seq(stream_gateway):
     client, _, _ = stream_gateway
-    with client.open_stream(f"{API}/alerts/stream/", headers={"Last-Event-ID": "4000000001"}) as stream:
+    with client.open_stream(
+        f"{API}/alerts/stream/", headers={"Last-Event-ID": "4000000001"}
+    ) as stream:
         (event,) = stream.events(1, deadline_s=10)
     assert event["seq"] == "4000000001"
 
 
 def test_after_seq_in_the_query_wins_over_last_event_id(stream_gateway):
     client, _, _ = stream_gateway
-    with client.open_stream(f"{API}/alerts/stream?after_seq=4000000002", headers={"Last-Event-ID": "4000000001"}) as stream:
+    with client.open_stream(
+        f"{API}/alerts/stream?after_seq=4000000002", headers={"Last-Event-ID": "4000000001"}
+    ) as stream:
         (event,) = stream.events(1, deadline_s=10)
     assert event["seq"] == "4000000002"
 
 
 def test_bad_request_before_the_first_message_is_400_json(stream_gateway):
     client, _, _ = stream_gateway
-    response = client.get(f"{API}/alerts/stream/", params={"after_seq": "-1"}, headers={"accept": "text/event-stream"})
+    response = client.get(
+        f"{API}/alerts/stream/", params={"after_seq": "-1"}, headers={"accept": "text/event-stream"}
+    )
     assert response.status == 400, response
     assert response.content_type == "application/json"
     assert response.json()["code"] == 3

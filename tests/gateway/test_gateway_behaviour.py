@@ -84,7 +84,9 @@ def test_bad_enum_value_in_query_is_400(client):
     assert_status_body(response, 400, 3)
 
 
-@pytest.mark.parametrize("path", [f"{API}/nothing-here/", f"{API}/logs/extra/segments", "/favicon.ico", "/api/"])
+@pytest.mark.parametrize(
+    "path", [f"{API}/nothing-here/", f"{API}/logs/extra/segments", "/favicon.ico", "/api/"]
+)
 def test_unknown_paths_are_404_with_json_status(client, path):
     assert_status_body(client.get(path), 404, 5)
 
@@ -99,7 +101,9 @@ def test_upstream_down_is_503_json_for_rest_and_unavailable_for_grpc(tmp_path):
     try:
         response = Client(process.listen_address).get(f"{API}/capabilities/")
         assert_status_body(response, 503, 14)
-        stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(grpc.insecure_channel(process.listen_address))
+        stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(
+            grpc.insecure_channel(process.listen_address)
+        )
         with pytest.raises(grpc.RpcError) as info:
             stub.GetCapabilities(service_pb2.GetCapabilitiesRequest(), timeout=10)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -153,8 +157,14 @@ def test_post_json_body_and_both_field_spellings(client):
         assert response.json()["duplicate"] is False
 
 
-@pytest.mark.parametrize("path", ["/api/behavior-analytics/capabilities", "/api/behavior-analytics/capabilities/",
-                                  "/api/behavior-analytics//capabilities/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/behavior-analytics/capabilities",
+        "/api/behavior-analytics/capabilities/",
+        "/api/behavior-analytics//capabilities/",
+    ],
+)
 def test_path_spellings(client, path):
     assert client.get(path).status == 200
 
@@ -172,7 +182,9 @@ def test_download_headers_and_streamed_body(client, fmt, content_type, suffix):
     assert response.status == 200, response
     assert response.content_type == content_type
     disposition = response.headers["content-disposition"]
-    assert re.fullmatch(rf'attachment; filename="uba-logs-\d{{8}}T\d{{6}}Z\.{fmt}"', disposition), disposition
+    assert re.fullmatch(rf'attachment; filename="uba-logs-\d{{8}}T\d{{6}}Z\.{fmt}"', disposition), (
+        disposition
+    )
     assert response.headers.get("transfer-encoding") == "chunked"  # streamed, not buffered
     assert "grpc-accept-encoding" not in response.headers
     assert b"row-4" in response.body
@@ -217,19 +229,25 @@ def test_last_event_id_header_becomes_after_seq(client):
 
 
 def test_after_seq_wins_over_last_event_id(client):
-    with client.open_stream(f"{API}/alerts/stream/?after_seq=1", headers={"Last-Event-ID": "2"}) as stream:
+    with client.open_stream(
+        f"{API}/alerts/stream/?after_seq=1", headers={"Last-Event-ID": "2"}
+    ) as stream:
         first = stream.events(1)[0]
     assert first["alert"]["alertId"] == "a2"
 
 
 def test_last_event_id_that_is_not_a_number_is_ignored(client):
-    with client.open_stream(f"{API}/alerts/stream/", headers={"Last-Event-ID": "2; drop table"}) as stream:
+    with client.open_stream(
+        f"{API}/alerts/stream/", headers={"Last-Event-ID": "2; drop table"}
+    ) as stream:
         first = stream.events(1)[0]
     assert first["alert"]["alertId"] == "a1"
 
 
 def test_stream_failing_before_first_message_is_an_http_error_not_200(client):
-    response = client.get(f"{API}/alerts/stream/", params={"user_id": "fail"}, headers={"accept": "text/event-stream"})
+    response = client.get(
+        f"{API}/alerts/stream/", params={"user_id": "fail"}, headers={"accept": "text/event-stream"}
+    )
     assert response.body != b"[]"
     assert_status_body(response, 503, 14)
 
@@ -282,7 +300,11 @@ def test_native_grpc_unary(fake_gateway):
 
 def test_native_grpc_server_streaming(fake_gateway):
     stub = fake_gateway.grpc_stub()
-    messages = list(itertools.islice(stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=1), timeout=10), 4))
+    messages = list(
+        itertools.islice(
+            stub.StreamAlerts(service_pb2.StreamAlertsRequest(after_seq=1), timeout=10), 4
+        )
+    )
     assert [m.seq for m in messages] == [2, 3, 3, 3]
     assert messages[0].alert.alert_id == "a2" and messages[2].HasField("heartbeat")
     chunks = list(stub.ExportLogs(service_pb2.ExportLogsRequest(format="ndjson"), timeout=10))

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
+from support.events import stored_events
 
 from gateway.gateway_support import API
-from support.events import stored_events
 
 MiB = 1 << 20
 LIMIT = 16 * MiB  # GatewayConfig.max_body_bytes, the server's message limit
@@ -24,8 +24,13 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def _event(user: str, **extra) -> dict:
-    return {"userId": user, "type": "ACTIVITY_TYPE_LOGIN_SUCCESS", "eventId": f"body-{uuid.uuid4().hex}",
-            "occurredAt": datetime.now(timezone.utc).isoformat(), **extra}
+    return {
+        "userId": user,
+        "type": "ACTIVITY_TYPE_LOGIN_SUCCESS",
+        "eventId": f"body-{uuid.uuid4().hex}",
+        "occurredAt": datetime.now(UTC).isoformat(),
+        **extra,
+    }
 
 
 def _post_raw(address: str, path: str, key: str, body_size: int, tail: bytes) -> tuple[int, dict]:
@@ -34,8 +39,12 @@ def _post_raw(address: str, path: str, key: str, body_size: int, tail: bytes) ->
     body is all sent (it answers as soon as the limit is crossed)."""
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall((f"POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n"
-                      f"authorization: Bearer {key}\r\ncontent-length: {body_size}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n"
+                f"authorization: Bearer {key}\r\ncontent-length: {body_size}\r\n\r\n"
+            ).encode()
+        )
         pad, chunk = body_size - len(tail), b" " * MiB
         try:
             while pad > 0:
@@ -46,7 +55,9 @@ def _post_raw(address: str, path: str, key: str, body_size: int, tail: bytes) ->
             pass  # refused mid-body: the answer is already on its way
         data = b""
         try:
-            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(
+                data
+            ):
                 piece = sock.recv(65536)
                 if not piece:
                     break
@@ -69,16 +80,22 @@ def _length(data: bytes) -> int:
 def test_oversized_body_is_413_from_the_gateway_and_nothing_is_stored(gateway):
     user = f"huge-{uuid.uuid4().hex[:8]}"
     tail = json.dumps(_event(user)).encode()
-    status, body = _post_raw(gateway.address, f"{API}/events/", gateway.upstream.api_key, 96 * MiB, tail)
+    status, body = _post_raw(
+        gateway.address, f"{API}/events/", gateway.upstream.api_key, 96 * MiB, tail
+    )
     assert status == 413, body
     assert body == {"code": 3, "message": f"request body larger than {LIMIT} bytes"}
     # Just over the limit too, with a body whose message would be small ...
-    status, body = _post_raw(gateway.address, f"{API}/events/", gateway.upstream.api_key, LIMIT + 1, tail)
+    status, body = _post_raw(
+        gateway.address, f"{API}/events/", gateway.upstream.api_key, LIMIT + 1, tail
+    )
     assert status == 413, body
     # ... and a body that is one large message (the server used to answer
     # it: 429, "Received message larger than max").
     large = json.dumps(_event(user, city="x" * (LIMIT + MiB))).encode()
-    status, body = _post_raw(gateway.address, f"{API}/events/", gateway.upstream.api_key, len(large), large)
+    status, body = _post_raw(
+        gateway.address, f"{API}/events/", gateway.upstream.api_key, len(large), large
+    )
     assert status == 413, body
     assert stored_events(gateway.upstream.stub, user) == []
     # The gateway and the server carry on.
@@ -88,8 +105,13 @@ def test_oversized_body_is_413_from_the_gateway_and_nothing_is_stored(gateway):
 def test_body_under_the_limit_reaches_the_server(gateway):
     user = f"big-{uuid.uuid4().hex[:8]}"
     event = _event(user)
-    status, body = _post_raw(gateway.address, f"{API}/events/", gateway.upstream.api_key, 4 * MiB,
-                             json.dumps(event).encode())
+    status, body = _post_raw(
+        gateway.address,
+        f"{API}/events/",
+        gateway.upstream.api_key,
+        4 * MiB,
+        json.dumps(event).encode(),
+    )
     assert status == 200, body
     assert [e.event_id for e in stored_events(gateway.upstream.stub, user)] == [event["eventId"]]
 
@@ -110,5 +132,7 @@ def test_unknown_json_fields_are_ignored_and_misspelt_required_ones_are_missing(
     misspelt["userID"] = misspelt.pop("userId")
     response = gateway.client.post(f"{API}/events/", misspelt)
     assert response.status == 400, response
-    violations = [v["field"] for d in response.json().get("details", []) for v in d.get("fieldViolations", [])]
+    violations = [
+        v["field"] for d in response.json().get("details", []) for v in d.get("fieldViolations", [])
+    ]
     assert any(v.endswith("user_id") for v in violations), response

@@ -12,10 +12,18 @@ import time
 import pytest
 from google.protobuf import descriptor_pb2
 
-from gateway.gateway_support import Client
 from gateway.fake_upstream import FakeUpstream
-from uba.gateway import (EnvoyNotFound, GatewayConfig, GatewayError, GatewayProcess, TlsFiles, find_envoy, render,
-                         validate)
+from gateway.gateway_support import Client
+from uba.gateway import (
+    EnvoyNotFound,
+    GatewayConfig,
+    GatewayError,
+    GatewayProcess,
+    TlsFiles,
+    find_envoy,
+    render,
+    validate,
+)
 from uba.gateway import config as gateway_config
 
 
@@ -28,7 +36,9 @@ def test_rendered_config_passes_envoy_validate(tmp_path, envoy_binary):
 
 
 def test_everything_binds_to_localhost_and_names_no_outside_host(tmp_path):
-    text = render(GatewayConfig(upstream="127.0.0.1:50051", listen="127.0.0.1:0"), tmp_path).config_path.read_text()
+    text = render(
+        GatewayConfig(upstream="127.0.0.1:50051", listen="127.0.0.1:0"), tmp_path
+    ).config_path.read_text()
     addresses = set(re.findall(r"(?<!\w)address: ([^,}\s]+)", text))
     assert addresses == {"127.0.0.1"}
     assert "type: STATIC" in text  # an IP upstream needs no DNS
@@ -59,15 +69,20 @@ def test_tls_on_both_hops_passes_envoy_validate(tmp_path, envoy_binary):
     ca = CertificateAuthority("gateway test CA")
     server, client = ca.issue(tmp_path, "server", server=True), ca.issue(tmp_path, "client")
     ca_file = ca.write(tmp_path)
-    config = GatewayConfig(upstream="127.0.0.1:50051", listen_tls=TlsFiles(str(server.cert), str(server.key), str(ca_file)),
-                           upstream_tls=TlsFiles(str(client.cert), str(client.key), str(ca_file)))
+    config = GatewayConfig(
+        upstream="127.0.0.1:50051",
+        listen_tls=TlsFiles(str(server.cert), str(server.key), str(ca_file)),
+        upstream_tls=TlsFiles(str(client.cert), str(client.key), str(ca_file)),
+    )
     rendered = render(config, tmp_path / "out")
     text = rendered.config_path.read_text()
     assert "DownstreamTlsContext" in text and "UpstreamTlsContext" in text
     assert '"require_client_certificate": true' in text
     validate(rendered.config_path, envoy_binary)
     with pytest.raises(ValueError, match="CA"):
-        GatewayConfig(upstream="127.0.0.1:1", upstream_tls=TlsFiles(str(client.cert), str(client.key)))
+        GatewayConfig(
+            upstream="127.0.0.1:1", upstream_tls=TlsFiles(str(client.cert), str(client.key))
+        )
     with pytest.raises(ValueError, match="key"):
         TlsFiles(str(server.cert))
 
@@ -98,7 +113,9 @@ def test_descriptor_carries_error_details_for_convert_grpc_status(tmp_path):
         assert set(file.dependency) <= set(names[:index]), file.name
 
 
-@pytest.mark.parametrize("address", ["nope", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", ":80"])
+@pytest.mark.parametrize(
+    "address", ["nope", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", ":80"]
+)
 def test_bad_addresses_are_refused(address):
     with pytest.raises(ValueError):
         GatewayConfig(upstream=address)
@@ -126,7 +143,10 @@ def test_missing_envoy_binary_is_a_clear_error(tmp_path):
 def test_several_gateways_run_at_once_and_stop_cleanly(tmp_path):
     with FakeUpstream() as upstream:
         gateways = [
-            GatewayProcess(upstream.address, "127.0.0.1:0", work_dir=tmp_path / f"g{i}", concurrency=1) for i in range(3)
+            GatewayProcess(
+                upstream.address, "127.0.0.1:0", work_dir=tmp_path / f"g{i}", concurrency=1
+            )
+            for i in range(3)
         ]
         try:
             for g in gateways:
@@ -145,10 +165,14 @@ def test_several_gateways_run_at_once_and_stop_cleanly(tmp_path):
 
 def test_envoy_that_cannot_start_is_reported(tmp_path):
     with FakeUpstream() as upstream:
-        first = GatewayProcess(upstream.address, "127.0.0.1:0", work_dir=tmp_path / "a", concurrency=1)
+        first = GatewayProcess(
+            upstream.address, "127.0.0.1:0", work_dir=tmp_path / "a", concurrency=1
+        )
         with first:
             # the same listener port twice: the second Envoy exits
-            second = GatewayProcess(upstream.address, first.listen_address, work_dir=tmp_path / "b", concurrency=1)
+            second = GatewayProcess(
+                upstream.address, first.listen_address, work_dir=tmp_path / "b", concurrency=1
+            )
             second.start()
             try:
                 with pytest.raises(GatewayError, match="exited|not ready"):
@@ -187,12 +211,16 @@ def test_cli_rejects_a_bad_listen_address(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_cli_runs_in_the_foreground_and_forwards_signals(tmp_path, signum):
     with FakeUpstream() as upstream:
-        proc = _uba("--upstream", upstream.address, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path))
+        proc = _uba(
+            "--upstream", upstream.address, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)
+        )
         try:
             line = ""
             deadline = time.monotonic() + 60
             while "listening on" not in line:
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline and proc.poll() is None, (
+                    proc.stderr.read() if proc.stderr else ""
+                )
                 line = proc.stdout.readline()
             address = re.search(r"listening on (\S+)", line).group(1)
             response = Client(address).get("/api/behavior-analytics/capabilities")

@@ -46,7 +46,9 @@ def test_chart_ids_drawn_by_script():
 
 def test_page_is_self_contained():
     # One script, from the gateway itself; no other resource.
-    assert re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=\"([^\"]*)\"", PAGE, re.I) == ["/app.js"]
+    assert re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=\"([^\"]*)\"", PAGE, re.I) == [
+        "/app.js"
+    ]
     for text in (PAGE, SCRIPT):
         assert "@import" not in text and "url(" not in text
     assert re.findall(r"https?://[^\s\"')]+", PAGE) == []
@@ -64,14 +66,23 @@ def test_no_inline_script_or_event_handler_attributes():
 
 
 def test_page_uses_only_the_rest_api():
-    fetched = set(re.findall(r'API \+ "(/[^"?]*)', SCRIPT)) | set(re.findall(r'api\("(/[^"?]*)', SCRIPT))
+    fetched = set(re.findall(r'API \+ "(/[^"?]*)', SCRIPT)) | set(
+        re.findall(r'api\("(/[^"?]*)', SCRIPT)
+    )
     assert fetched and all(path.endswith("/") for path in fetched), fetched
     assert 'const API = "/api/behavior-analytics";' in SCRIPT
 
 
 def test_server_data_never_goes_through_html_parsing():
     # text goes in with textContent / text nodes only
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+    ):
         assert sink not in SCRIPT
 
 
@@ -93,5 +104,7 @@ def test_page_fits_the_direct_response_limit():
 def test_script_parses(tmp_path: Path):
     script = tmp_path / "page.js"
     script.write_text(SCRIPT, encoding="utf-8")
-    result = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["node", "--check", str(script)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr

@@ -20,10 +20,10 @@ import sys
 import time
 
 import pytest
+from support.server import ServerProcess
 
 from gateway.fake_upstream import FakeUpstream
 from gateway.gateway_support import envoy_child, is_running, listening_tcp_ports, start_gateway
-from support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,7 +49,9 @@ def _refuses_connections(address: str) -> bool:
 
 
 def test_serve_exits_non_zero_when_its_envoy_is_killed(tmp_path):
-    server = ServerProcess(tmp_path / "data", extra_args=["--gateway-listen", "127.0.0.1:0"]).start()
+    server = ServerProcess(
+        tmp_path / "data", extra_args=["--gateway-listen", "127.0.0.1:0"]
+    ).start()
     try:
         _gateway_address(server)
         envoy = envoy_child(server.proc.pid)
@@ -60,13 +62,17 @@ def test_serve_exits_non_zero_when_its_envoy_is_killed(tmp_path):
         server.kill()
     assert code != 0, server.log()
     log = server.log()
-    assert re.search(rf"gateway \(envoy, pid {envoy}\) exited unexpectedly \(killed by SIGKILL\)", log), log
+    assert re.search(
+        rf"gateway \(envoy, pid {envoy}\) exited unexpectedly \(killed by SIGKILL\)", log
+    ), log
     # The server itself stopped cleanly (detector state saved, storage closed).
     assert "Traceback" not in log, log
 
 
 def test_envoy_does_not_outlive_a_killed_server(tmp_path):
-    server = ServerProcess(tmp_path / "data", extra_args=["--gateway-listen", "127.0.0.1:0"]).start()
+    server = ServerProcess(
+        tmp_path / "data", extra_args=["--gateway-listen", "127.0.0.1:0"]
+    ).start()
     try:
         address = _gateway_address(server)
         envoy = envoy_child(server.proc.pid)
@@ -84,8 +90,13 @@ def test_envoy_does_not_outlive_a_killed_server(tmp_path):
 
 def _uba_gateway(*args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
-    return subprocess.Popen([sys.executable, "-m", "uba", "gateway", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "uba", "gateway", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
@@ -93,7 +104,9 @@ def test_standalone_gateway_exits_non_zero_when_envoy_dies(tmp_path, signum):
     """Envoy killed, or stopped by someone else (it exits 0 on SIGTERM):
     either way the gateway is down, and `uba gateway` must say so."""
     with FakeUpstream() as upstream:
-        proc = _uba_gateway("--upstream", upstream.address, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path))
+        proc = _uba_gateway(
+            "--upstream", upstream.address, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)
+        )
         try:
             deadline = time.monotonic() + 60
             line = ""
@@ -129,23 +142,45 @@ def test_admin_interface_is_an_owner_only_socket_and_no_tcp_port(tmp_path):
             assert gateway.stop() == 0
 
 
-@pytest.mark.parametrize("listen, gateway_listen, flag", [
-    ("127.0.0.1:0", "0.0.0.0:0", "--gateway-listen"),
-    ("0.0.0.0:0", "127.0.0.1:0", "--listen"),
-])
-def test_anonymous_mode_is_refused_unless_every_listener_is_loopback(tmp_path, listen, gateway_listen, flag):
+@pytest.mark.parametrize(
+    "listen, gateway_listen, flag",
+    [
+        ("127.0.0.1:0", "0.0.0.0:0", "--gateway-listen"),
+        ("0.0.0.0:0", "127.0.0.1:0", "--listen"),
+    ],
+)
+def test_anonymous_mode_is_refused_unless_every_listener_is_loopback(
+    tmp_path, listen, gateway_listen, flag
+):
     result = subprocess.run(
-        [sys.executable, "-m", "uba", "serve", "--allow-anonymous", "--listen", listen, "--gateway-listen",
-         gateway_listen, "--data-dir", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("UBA_")})
+        [
+            sys.executable,
+            "-m",
+            "uba",
+            "serve",
+            "--allow-anonymous",
+            "--listen",
+            listen,
+            "--gateway-listen",
+            gateway_listen,
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("UBA_")},
+    )
     assert result.returncode != 0, result.stdout
     assert f"--allow-anonymous is refused with {flag}" in result.stderr, result.stderr
     assert "listening on" not in result.stdout
 
 
 def test_anonymous_mode_with_loopback_listeners_still_starts(tmp_path):
-    server = ServerProcess(tmp_path / "data", extra_args=["--gateway-listen", "127.0.0.1:0"], anonymous=True).start()
+    server = ServerProcess(
+        tmp_path / "data", extra_args=["--gateway-listen", "127.0.0.1:0"], anonymous=True
+    ).start()
     try:
         _gateway_address(server)
     finally:
@@ -157,9 +192,26 @@ def test_ctrl_c_in_a_terminal_is_a_clean_stop_not_a_gateway_death(tmp_path):
     it: `uba serve` stops its Envoy itself and exits 0, reporting no death."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uba", "serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
-         "--data-dir", str(tmp_path / "data"), "--grace-period", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "uba",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--grace-period",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 60
@@ -183,7 +235,9 @@ def test_ctrl_c_in_a_terminal_is_a_clean_stop_not_a_gateway_death(tmp_path):
 def test_standalone_gateway_refuses_the_network_in_front_of_an_anonymous_server(tmp_path):
     server = ServerProcess(tmp_path / "data", anonymous=True).start()
     try:
-        proc = _uba_gateway("--upstream", server.address, "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path))
+        proc = _uba_gateway(
+            "--upstream", server.address, "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path)
+        )
         try:
             out = proc.stdout.readline()  # "listening on ..." were it to start; "" when it exits
             assert "listening on" not in out, "the gateway exposed an anonymous server"

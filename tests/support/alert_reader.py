@@ -31,7 +31,8 @@ def main() -> int:
     metadata = (("authorization", f"Bearer {key}"),) if key else ()
     channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
     call = service_pb2_grpc.BehaviorAnalyticsServiceStub(channel).StreamAlerts(
-        service_pb2.StreamAlertsRequest(after_seq=after_seq), metadata=metadata)
+        service_pb2.StreamAlertsRequest(after_seq=after_seq), metadata=metadata
+    )
     timer = threading.Timer(deadline, call.cancel)
     timer.daemon = True
     timer.start()
@@ -55,7 +56,10 @@ def main() -> int:
         timer.cancel()
         call.cancel()
         channel.close()
-    print(json.dumps({"seqs": seqs, "arrived": arrived, "error": error, "details": details}), flush=True)
+    print(
+        json.dumps({"seqs": seqs, "arrived": arrived, "error": error, "details": details}),
+        flush=True,
+    )
     return 0
 
 

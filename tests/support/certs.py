@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -31,14 +31,15 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 class CertificateAuthority:
     def __init__(self, common_name: str):
         self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.name = _name(common_name)
         self.cert = (
             x509.CertificateBuilder()
@@ -49,10 +50,20 @@ class CertificateAuthority:
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(self.key, hashes.SHA256())
         )
 
@@ -65,11 +76,17 @@ class CertificateAuthority:
         path.write_bytes(self.pem)
         return path
 
-    def issue(self, directory: Path, name: str, *, server: bool = False,
-              hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Issued:
+    def issue(
+        self,
+        directory: Path,
+        name: str,
+        *,
+        server: bool = False,
+        hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    ) -> Issued:
         """A leaf certificate: for a server (names `hosts`) or a client."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
@@ -79,8 +96,12 @@ class CertificateAuthority:
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
-                                                  else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
         )
         if server:
             names: list[x509.GeneralName] = []

@@ -13,7 +13,9 @@ PG_USER = os.environ.get("UBA_TEST_PG_USER", "postgres")
 
 
 def _admin():
-    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
+    conn = psycopg2.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5
+    )
     conn.autocommit = True
     return conn
 

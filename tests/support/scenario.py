@@ -26,12 +26,21 @@ def personas(count: int, seed: int = 11) -> list[Persona]:
     people = []
     for i in range(count):
         zone, country, city, lat, lon = ZONES[i % len(ZONES)]
-        people.append(Persona(
-            user_id=f"p{run}-{i:03d}", timezone=zone, country_code=country, city=city, latitude=lat, longitude=lon,
-            source_ip=f"198.51.{100 + i // 250}.{i % 250 + 1}", device_id=f"laptop-{run}-{i:03d}",
-            peer_group=("engineering", "finance")[i % 2], work_start=rng.choice((7, 8, 9)),
-            work_end=rng.choice((16, 17, 18)),
-        ))
+        people.append(
+            Persona(
+                user_id=f"p{run}-{i:03d}",
+                timezone=zone,
+                country_code=country,
+                city=city,
+                latitude=lat,
+                longitude=lon,
+                source_ip=f"198.51.{100 + i // 250}.{i % 250 + 1}",
+                device_id=f"laptop-{run}-{i:03d}",
+                peer_group=("engineering", "finance")[i % 2],
+                work_start=rng.choice((7, 8, 9)),
+                work_end=rng.choice((16, 17, 18)),
+            )
+        )
     return people
 
 
@@ -39,13 +48,15 @@ def send(stub, events: list[ActivityEvent], batch: int = 1000) -> None:
     events = sorted(events, key=lambda e: e.occurred_at)
     for start in range(0, len(events), batch):
         request = service_pb2.RecordActivitiesRequest()
-        for e in events[start:start + batch]:
+        for e in events[start : start + batch]:
             event_to_pb(e, request.events.add())
         reply = stub.RecordActivities(request)
         assert reply.invalid_count == 0, [r.violations for r in reply.results if r.violations][:3]
 
 
-def attacks(victims: list[Persona], rng: random.Random) -> dict[str, tuple[str, list[ActivityEvent]]]:
+def attacks(
+    victims: list[Persona], rng: random.Random
+) -> dict[str, tuple[str, list[ActivityEvent]]]:
     """One attack per detector, each on its own victim: detector -> (user, events)."""
     day = day_after_history()
     out: dict[str, tuple[str, list[ActivityEvent]]] = {}
@@ -56,26 +67,82 @@ def attacks(victims: list[Persona], rng: random.Random) -> dict[str, tuple[str, 
         out[detector] = (p.user_id, build(p))
 
     take("login_time", lambda p: [p.event(LOGIN, p.local(day, 3, 12))])
-    take("new_country", lambda p: [p.event(LOGIN, p.local(day, 10, 0), country_code="BR", city="Sao Paulo",
-                                           latitude=-23.55, longitude=-46.63, source_ip="203.0.113.80")])
-    take("new_device", lambda p: [p.event(LOGIN, p.local(day, 10, 5), device_id="unknown-android-7731")])
-    take("failed_login_burst", lambda p: [
-        p.event(FAILURE, p.local(day, 9, 0) + timedelta(seconds=8 * i), source_ip="203.0.113.9") for i in range(15)])
-    take("impossible_travel", lambda p: [
-        p.event(LOGIN, p.local(day, 9, 0)),
-        p.event(LOGIN, p.local(day, 9, 20), country_code="AU", city="Sydney", latitude=-33.87, longitude=151.21,
-                source_ip="203.0.113.81")])
-    take("data_volume", lambda p: [p.event(LOGIN, p.local(day, 10, 0))] + [
-        p.api_call(p.local(day, 10, 1) + timedelta(minutes=i), rng, bytes_transferred=500_000_000) for i in range(10)])
-    take("api_rate", lambda p: [p.event(LOGIN, p.local(day, 10, 0))] + [
-        p.api_call(p.local(day, 10, 0) + timedelta(seconds=1 + i * 1.5), rng) for i in range(2000)])
+    take(
+        "new_country",
+        lambda p: [
+            p.event(
+                LOGIN,
+                p.local(day, 10, 0),
+                country_code="BR",
+                city="Sao Paulo",
+                latitude=-23.55,
+                longitude=-46.63,
+                source_ip="203.0.113.80",
+            )
+        ],
+    )
+    take(
+        "new_device",
+        lambda p: [p.event(LOGIN, p.local(day, 10, 5), device_id="unknown-android-7731")],
+    )
+    take(
+        "failed_login_burst",
+        lambda p: [
+            p.event(FAILURE, p.local(day, 9, 0) + timedelta(seconds=8 * i), source_ip="203.0.113.9")
+            for i in range(15)
+        ],
+    )
+    take(
+        "impossible_travel",
+        lambda p: [
+            p.event(LOGIN, p.local(day, 9, 0)),
+            p.event(
+                LOGIN,
+                p.local(day, 9, 20),
+                country_code="AU",
+                city="Sydney",
+                latitude=-33.87,
+                longitude=151.21,
+                source_ip="203.0.113.81",
+            ),
+        ],
+    )
+    take(
+        "data_volume",
+        lambda p: (
+            [p.event(LOGIN, p.local(day, 10, 0))]
+            + [
+                p.api_call(
+                    p.local(day, 10, 1) + timedelta(minutes=i), rng, bytes_transferred=500_000_000
+                )
+                for i in range(10)
+            ]
+        ),
+    )
+    take(
+        "api_rate",
+        lambda p: (
+            [p.event(LOGIN, p.local(day, 10, 0))]
+            + [
+                p.api_call(p.local(day, 10, 0) + timedelta(seconds=1 + i * 1.5), rng)
+                for i in range(2000)
+            ]
+        ),
+    )
     take("session_duration", lambda p: p.session(p.local(day, 10, 0), rng, 3, 16 * 60))
-    take("api_new_endpoint", lambda p: [p.api_call(p.local(day, 11, 0), rng, api_method="DELETE",
-                                                   api_path="/admin/users/77")])
+    take(
+        "api_new_endpoint",
+        lambda p: [
+            p.api_call(p.local(day, 11, 0), rng, api_method="DELETE", api_path="/admin/users/77")
+        ],
+    )
     # Password spraying: one address tries many accounts of the population.
     sprayer = "203.0.113.99"
     start = victims[0].local(day, 12, 0)
-    spray = [p.event(FAILURE, start + timedelta(seconds=5 * i), source_ip=sprayer) for i, p in enumerate(victims[:15])]
+    spray = [
+        p.event(FAILURE, start + timedelta(seconds=5 * i), source_ip=sprayer)
+        for i, p in enumerate(victims[:15])
+    ]
     # The detector speaks up when the tenth account fails from the address.
     out["password_spraying"] = (victims[9].user_id, spray)
     return out

@@ -53,9 +53,16 @@ def keyed_channel(address: str, key: str) -> grpc.Channel:
 class ServerProcess:
     """`python -m uba serve` with its own data dir; `.address` once started."""
 
-    def __init__(self, data_dir: Path, database_url: str = "", extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, listen: str = "127.0.0.1:0", api_key: str | None = None,
-                 anonymous: bool = False):
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str = "",
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        listen: str = "127.0.0.1:0",
+        api_key: str | None = None,
+        anonymous: bool = False,
+    ):
         self.data_dir = Path(data_dir)
         self.database_url = database_url
         self.extra_args = list(extra_args or [])
@@ -68,16 +75,29 @@ class ServerProcess:
         self.output: list[str] = []
         self._channel: grpc.Channel | None = None
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
-        args = [sys.executable, "-m", "uba", "serve", "--listen", self.listen, "--data-dir", str(self.data_dir),
-                "--grace-period", "5", *self.extra_args]
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "uba",
+            "serve",
+            "--listen",
+            self.listen,
+            "--data-dir",
+            str(self.data_dir),
+            "--grace-period",
+            "5",
+            *self.extra_args,
+        ]
         if self.database_url:
             args += ["--database-url", self.database_url]
         if self.anonymous:
             args.append("--allow-anonymous")
         env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
         env.update(self.env)
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         ready = threading.Event()
 
         def pump() -> None:

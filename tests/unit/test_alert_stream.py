@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,12 +16,23 @@ from uba.domain.alerts import Alert
 from uba.domain.anomalies import Severity
 from uba.domain.errors import ResourceExhausted, Unavailable
 
-NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
 
 def alert(seq: int, user: str = "u", severity: Severity = Severity.MEDIUM) -> Alert:
-    return Alert(alert_id=f"a{seq}", user_id=user, detector="d", severity=severity, title="t", reason="r",
-                 created_at=NOW, updated_at=NOW, first_seen_at=NOW, last_seen_at=NOW, seq=seq)
+    return Alert(
+        alert_id=f"a{seq}",
+        user_id=user,
+        detector="d",
+        severity=severity,
+        title="t",
+        reason="r",
+        created_at=NOW,
+        updated_at=NOW,
+        first_seen_at=NOW,
+        last_seen_at=NOW,
+        seq=seq,
+    )
 
 
 class FakeStore:
@@ -79,7 +90,11 @@ def test_filters_apply_to_replay_and_live():
             flt = AlertSubscriptionFilter(min_severity=int(Severity.HIGH), user_id="b")
             task = asyncio.create_task(collect(stream, flt, 1, 2))
             await asyncio.sleep(0.1)
-            store.alerts += [alert(4, "b"), alert(5, "a", Severity.CRITICAL), alert(6, "b", Severity.CRITICAL)]
+            store.alerts += [
+                alert(4, "b"),
+                alert(5, "a", Severity.CRITICAL),
+                alert(6, "b", Severity.CRITICAL),
+            ]
             broker.poke_threadsafe()
             seqs = await task
             await broker.close()

@@ -1,21 +1,40 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from uba.domain.alerts import (
-    MAX_ANOMALY_IDS, AlertPolicy, AlertStatus, Resolution, acknowledge, resolve,
+    MAX_ANOMALY_IDS,
+    AlertPolicy,
+    AlertStatus,
+    Resolution,
+    acknowledge,
+    resolve,
 )
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.ids import new_uuid7
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = AlertPolicy(titles={"new_country": "Login from a new country"})
 
 
 def anomaly(at=T0, severity=Severity.MEDIUM, detector="new_country", user="alice", reason="r"):
-    return Anomaly(new_uuid7(), user, detector, "1.0", 1.0, severity, ["e"], reason, "", "", 10, True,
-                   occurred_at=at, detected_at=at)
+    return Anomaly(
+        new_uuid7(),
+        user,
+        detector,
+        "1.0",
+        1.0,
+        severity,
+        ["e"],
+        reason,
+        "",
+        "",
+        10,
+        True,
+        occurred_at=at,
+        detected_at=at,
+    )
 
 
 def test_first_anomaly_opens_an_alert():
@@ -56,7 +75,9 @@ def test_anomaly_ids_keep_the_latest_hundred():
 def test_resolved_alert_is_not_joined():
     alert, _ = POLICY.apply(anomaly(), None, None, T0)
     resolve(alert, Resolution.TRUE_POSITIVE, "ana", "", T0)
-    _, created = POLICY.apply(anomaly(T0 + timedelta(minutes=1)), alert, None, T0 + timedelta(minutes=1))
+    _, created = POLICY.apply(
+        anomaly(T0 + timedelta(minutes=1)), alert, None, T0 + timedelta(minutes=1)
+    )
     assert created
 
 
@@ -74,7 +95,9 @@ def test_suppression_after_benign_resolution():
     alert2, _ = POLICY.apply(anomaly(), None, None, T0)
     resolve(alert2, Resolution.TRUE_POSITIVE, "ana", "", T0)
     assert POLICY.suppressed_until(alert2) is None
-    assert Resolution.FALSE_POSITIVE.readmits_events and not Resolution.TRUE_POSITIVE.readmits_events
+    assert (
+        Resolution.FALSE_POSITIVE.readmits_events and not Resolution.TRUE_POSITIVE.readmits_events
+    )
 
 
 def test_minimum_severity():
@@ -85,7 +108,11 @@ def test_minimum_severity():
 def test_lifecycle_transitions():
     alert, _ = POLICY.apply(anomaly(), None, None, T0)
     acknowledge(alert, "ana", "looking", T0 + timedelta(minutes=5))
-    assert alert.status is AlertStatus.ACKNOWLEDGED and alert.acknowledged_by == "ana" and alert.note == "looking"
+    assert (
+        alert.status is AlertStatus.ACKNOWLEDGED
+        and alert.acknowledged_by == "ana"
+        and alert.note == "looking"
+    )
     with pytest.raises(FailedPrecondition):
         acknowledge(alert, "bo", "", T0)
     resolve(alert, Resolution.FALSE_POSITIVE, "ana", "known VPN", T0 + timedelta(minutes=9))

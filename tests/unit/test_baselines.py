@@ -1,17 +1,21 @@
 import json
 import random
 import statistics
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from uba.detectors.synthetic import Persona, population
 from uba.domain.baselines import (
-    KnownValues, PriorBaselines, RunningStats, UserBaseline, normalize_endpoint,
+    KnownValues,
+    PriorBaselines,
+    RunningStats,
+    UserBaseline,
+    normalize_endpoint,
 )
 from uba.domain.events import ActivityEvent, ActivityType
-from uba.detectors.synthetic import Persona, population
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 
 
@@ -57,11 +61,21 @@ def test_logins_per_day_closes_the_day_when_a_later_day_starts():
 def test_hourly_api_bytes_errors_and_failures():
     b = UserBaseline("alice")
     for i in range(10):
-        b.learn(ev(ActivityType.API_CALL, at=T0 + timedelta(minutes=i), api_method="get", api_path=f"/v1/x/{i}",
-                   status_code=500 if i < 2 else 200, bytes_transferred=1000))
+        b.learn(
+            ev(
+                ActivityType.API_CALL,
+                at=T0 + timedelta(minutes=i),
+                api_method="get",
+                api_path=f"/v1/x/{i}",
+                status_code=500 if i < 2 else 200,
+                bytes_transferred=1000,
+            )
+        )
     b.learn(ev(ActivityType.LOGIN_FAILURE, at=T0 + timedelta(minutes=30)))
     b.learn(ev(ActivityType.LOGIN_FAILURE, at=T0 + timedelta(minutes=31)))
-    b.learn(ev(ActivityType.API_CALL, at=T0 + timedelta(hours=1), api_method="GET", api_path="/v1/x/1"))
+    b.learn(
+        ev(ActivityType.API_CALL, at=T0 + timedelta(hours=1), api_method="GET", api_path="/v1/x/1")
+    )
     assert (b.api_calls_per_hour.count, b.api_calls_per_hour.mean) == (1, 10)
     assert b.bytes_per_hour.mean == 10_000
     assert b.failed_logins_per_hour.mean == 2
@@ -87,7 +101,10 @@ def test_known_values_are_capped_evicting_the_least_recently_seen():
 
 def test_endpoint_normalisation():
     assert normalize_endpoint("get", "/v1/customers/42?x=1") == "GET /v1/customers/{id}"
-    assert normalize_endpoint("GET", "/v1/orders/0b9c2a3e-77d1-4f4b-a0a4-123456789abc") == "GET /v1/orders/{id}"
+    assert (
+        normalize_endpoint("GET", "/v1/orders/0b9c2a3e-77d1-4f4b-a0a4-123456789abc")
+        == "GET /v1/orders/{id}"
+    )
     assert normalize_endpoint("POST", "/v1/orders") == "POST /v1/orders"
 
 
@@ -158,7 +175,9 @@ def test_late_event_is_learned_but_not_counted_in_a_closed_day():
 def test_quarantined_event_is_counted_in_the_open_hour_but_the_hour_is_not_learned():
     b = UserBaseline("alice")
     b.learn(ev(ActivityType.API_CALL, at=T0, bytes_transferred=10))
-    b.note_quarantined(ev(ActivityType.API_CALL, at=T0 + timedelta(minutes=5), bytes_transferred=10**9))
+    b.note_quarantined(
+        ev(ActivityType.API_CALL, at=T0 + timedelta(minutes=5), bytes_transferred=10**9)
+    )
     assert b.hour.api_calls == 2 and b.hour.bytes == 10**9 + 10 and b.hour.tainted
     assert b.api_call_count == 1 and b.observation_count == 1
     b.learn(ev(ActivityType.API_CALL, at=T0 + timedelta(hours=1), bytes_transferred=10))
@@ -194,8 +213,14 @@ def test_maturity_comes_from_active_days_not_thirty_logins():
     def day(n):
         b.learn(ev(at=T0 + timedelta(days=n)))
         for i in range(20):
-            b.learn(ev(ActivityType.API_CALL, at=T0 + timedelta(days=n, minutes=5 + i), api_method="GET",
-                       api_path="/v1/orders"))
+            b.learn(
+                ev(
+                    ActivityType.API_CALL,
+                    at=T0 + timedelta(days=n, minutes=5 + i),
+                    api_method="GET",
+                    api_path="/v1/orders",
+                )
+            )
 
     for n in range(4):
         day(n)
@@ -214,6 +239,7 @@ def test_maturity_comes_from_active_days_not_thirty_logins():
 
 def test_networks_addresses_in_one_slash24_or_slash48_are_one_network():
     from uba.domain.baselines import network_of, wide_network_of
+
     assert network_of("198.51.100.7") == network_of("198.51.100.200") == "198.51.100.0/24"
     assert network_of("198.51.101.7") != network_of("198.51.100.7")
     assert network_of("2001:db8:1:2::1") == network_of("2001:db8:1:ffff::9") == "2001:db8:1::/48"
@@ -229,8 +255,13 @@ def test_gaps_between_active_days_and_sessions_by_part_of_day():
     for day in (0, 1, 4, 5):
         b.learn(ev(at=T0 + timedelta(days=day)))
     assert b.active_day_gaps.count == 3 and b.active_day_gaps.max == 3
-    b.learn(ev(ActivityType.LOGOUT, at=T0.replace(hour=20) + timedelta(days=5),
-               session_duration=timedelta(minutes=30)))
+    b.learn(
+        ev(
+            ActivityType.LOGOUT,
+            at=T0.replace(hour=20) + timedelta(days=5),
+            session_duration=timedelta(minutes=30),
+        )
+    )
     assert b.log_session_seconds_by_part[3].count == 1  # evening
 
 
@@ -238,6 +269,7 @@ def test_a_schema_1_baseline_stored_by_the_previous_release_loads():
     """Stored baselines of the previous layout (schema 1) keep working: the
     networks are rebuilt from the known addresses, the rest starts empty."""
     from pathlib import Path
+
     data = json.loads((Path(__file__).parent / "baseline_schema1.json").read_text())
     assert data["schema"] == 1
     b = UserBaseline.from_dict(data)

@@ -30,10 +30,14 @@ def test_the_gateway_names_the_client_in_the_last_hop():
 
 def test_trusted_hops_are_skipped_from_the_right():
     trusted = parse_networks("10.0.0.0/8 127.0.0.1")
-    origin = CallOrigin.of("ipv4:127.0.0.1:5", "6.6.6.6, 192.0.2.7, 10.1.1.1, 10.2.2.2", trusted=trusted)
+    origin = CallOrigin.of(
+        "ipv4:127.0.0.1:5", "6.6.6.6, 192.0.2.7, 10.1.1.1, 10.2.2.2", trusted=trusted
+    )
     assert origin.client == "192.0.2.7"
     # Every hop trusted: the left-most one is the client.
-    assert CallOrigin.of("ipv4:10.0.0.1:5", "10.3.3.3, 10.1.1.1", trusted=trusted).client == "10.3.3.3"
+    assert (
+        CallOrigin.of("ipv4:10.0.0.1:5", "10.3.3.3, 10.1.1.1", trusted=trusted).client == "10.3.3.3"
+    )
     # A peer outside the trusted networks is not believed.
     assert CallOrigin.of("ipv4:192.0.2.1:5", "6.6.6.6", trusted=trusted).client == "192.0.2.1"
 
@@ -41,7 +45,9 @@ def test_trusted_hops_are_skipped_from_the_right():
 def test_a_long_chain_keeps_its_right_most_hops_in_the_audit():
     chain = ", ".join(f"198.51.100.{i % 250}" for i in range(400)) + ", 192.0.2.7"
     text = CallOrigin.of("ipv4:127.0.0.1:5", chain, trusted_peer=True).describe()
-    assert len(text) <= MAX_PEER_TEXT and text.endswith(", 192.0.2.7") and "client=192.0.2.7" in text
+    assert (
+        len(text) <= MAX_PEER_TEXT and text.endswith(", 192.0.2.7") and "client=192.0.2.7" in text
+    )
 
 
 def test_bad_trusted_proxy_settings_name_the_setting():

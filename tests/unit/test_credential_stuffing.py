@@ -2,7 +2,7 @@
 own usual rate, on a population with morning waves in three time zones."""
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,8 +22,16 @@ USERS = 300
 
 
 def people(count=USERS):
-    return [Persona(user_id=f"user{i:04d}", timezone=ZONES[i % 3], source_ip=f"10.{i // 250}.{i % 250}.7",
-                    device_id=f"laptop-{i}", work_start=7 + i % 3) for i in range(count)]
+    return [
+        Persona(
+            user_id=f"user{i:04d}",
+            timezone=ZONES[i % 3],
+            source_ip=f"10.{i // 250}.{i % 250}.7",
+            device_id=f"laptop-{i}",
+            work_start=7 + i % 3,
+        )
+        for i in range(count)
+    ]
 
 
 def workday(p: Persona, day: datetime, rng: random.Random, ip=None) -> list:
@@ -34,14 +42,19 @@ def workday(p: Persona, day: datetime, rng: random.Random, ip=None) -> list:
     events = []
     ip = ip or p.source_ip
     for _ in range(rng.randint(2, 4)):
-        at = p.local(day, rng.randint(p.work_start, p.work_start + 8), rng.randint(0, 59), rng.randint(0, 59))
+        at = p.local(
+            day, rng.randint(p.work_start, p.work_start + 8), rng.randint(0, 59), rng.randint(0, 59)
+        )
         if rng.random() < 0.08:
             events.append(p.event(FAILURE, at - timedelta(seconds=20), source_ip=ip))
         events.append(p.event(LOGIN, at, source_ip=ip))
     if rng.random() < 0.02:  # on call
         at = p.local(day, 3, rng.randint(0, 59))
-        events += [p.event(FAILURE, at, source_ip=ip), p.event(FAILURE, at + timedelta(seconds=15), source_ip=ip),
-                   p.event(LOGIN, at + timedelta(seconds=40), source_ip=ip)]
+        events += [
+            p.event(FAILURE, at, source_ip=ip),
+            p.event(FAILURE, at + timedelta(seconds=15), source_ip=ip),
+            p.event(LOGIN, at + timedelta(seconds=40), source_ip=ip),
+        ]
     return events
 
 
@@ -58,8 +71,10 @@ def learned(**params):
         rng = random.Random(3)
         sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "credential_stuffing", **params)))
         staff = people()
-        history = sorted((e for d in days(WEEKS) for p in staff for e in workday(p, d, rng)),
-                         key=lambda e: e.occurred_at)
+        history = sorted(
+            (e for d in days(WEEKS) for p in staff for e in workday(p, d, rng)),
+            key=lambda e: e.occurred_at,
+        )
         found = sim.feed(history)
         _learned[key] = (sim, staff, found, history)
     sim, staff, found, history = _learned[key]
@@ -79,16 +94,32 @@ def stuffing(staff, rng, start, with_ip=True, successes=3):
         ip = f"203.0.{113 + k // 200}.{k % 200 + 1}" if with_ip else ""
         for t in range(rng.choice((1, 2))):
             at = start + timedelta(seconds=rng.uniform(0, 3 * 3600))
-            events.append(rng.choice(victims).event(FAILURE, at, source_ip=ip, device_id="", country_code="",
-                                                    city="", latitude=None, longitude=None))
+            events.append(
+                rng.choice(victims).event(
+                    FAILURE,
+                    at,
+                    source_ip=ip,
+                    device_id="",
+                    country_code="",
+                    city="",
+                    latitude=None,
+                    longitude=None,
+                )
+            )
     events.sort(key=lambda e: e.occurred_at)
     owned = []
     for n in range(successes):
         failure = events[40 + 30 * n]
         victim = next(p for p in staff if p.user_id == failure.user_id)
         owned.append(victim.user_id)
-        events.append(victim.event(LOGIN, failure.occurred_at + timedelta(seconds=3), source_ip=failure.source_ip,
-                                   device_id=""))
+        events.append(
+            victim.event(
+                LOGIN,
+                failure.occurred_at + timedelta(seconds=3),
+                source_ip=failure.source_ip,
+                device_id="",
+            )
+        )
     return sorted(events, key=lambda e: e.occurred_at), owned
 
 
@@ -100,7 +131,7 @@ def with_routine(sim_staff, attack, day, rng):
 def test_routine_weeks_with_morning_waves_and_on_call_nights_stay_quiet():
     _, staff, found, history = learned()
     # After the first week's learning, nothing at all on routine days.
-    late = [a for a in found if a.occurred_at >= START.replace(tzinfo=timezone.utc) + timedelta(days=7)]
+    late = [a for a in found if a.occurred_at >= START.replace(tzinfo=UTC) + timedelta(days=7)]
     user_days = USERS * 10
     assert len(late) <= 0.005 * user_days, [a.reason for a in late][:3]
     assert not [a for a in late if a.severity >= Severity.MEDIUM]
@@ -110,8 +141,10 @@ def test_a_vpn_change_day_is_not_an_attack():
     sim, staff, _, _ = learned()
     rng = random.Random(11)
     day = attack_day()
-    events = sorted((e for p in staff for e in workday(p, day, rng, ip=f"100.64.{hash(p.user_id) % 200}.9")),
-                    key=lambda e: e.occurred_at)
+    events = sorted(
+        (e for p in staff for e in workday(p, day, rng, ip=f"100.64.{hash(p.user_id) % 200}.9")),
+        key=lambda e: e.occurred_at,
+    )
     assert sim.feed(events) == []
 
 
@@ -121,10 +154,14 @@ def test_credential_stuffing_is_flagged_within_minutes_and_successes_are_high(wi
     sim, staff, _, _ = learned()
     rng = random.Random(seed)
     day = attack_day()
-    start = datetime(day.year, day.month, day.day, 13, 0, tzinfo=timezone.utc)  # afternoon in Berlin, morning in NY
+    start = datetime(
+        day.year, day.month, day.day, 13, 0, tzinfo=UTC
+    )  # afternoon in Berlin, morning in NY
     attack, owned = stuffing(staff, rng, start, with_ip=with_ip)
     found = sim.feed(with_routine(staff, attack, day, rng))
-    waves = [a for a in found if a.observed.startswith(tuple("0123456789")) and "failures" in a.observed]
+    waves = [
+        a for a in found if a.observed.startswith(tuple("0123456789")) and "failures" in a.observed
+    ]
     assert waves, "the wave was not flagged"
     first = min(waves, key=lambda a: a.occurred_at)
     assert first.severity >= Severity.MEDIUM
@@ -133,8 +170,12 @@ def test_credential_stuffing_is_flagged_within_minutes_and_successes_are_high(wi
     if with_ip:
         assert "203.0.113." in first.reason  # names the sources
     # Each account that then let the attacker in: its own HIGH finding.
-    successes = [a for a in found if a.observed == "success after 1 failures in an attack wave"
-                 or a.observed.startswith("success after")]
+    successes = [
+        a
+        for a in found
+        if a.observed == "success after 1 failures in an attack wave"
+        or a.observed.startswith("success after")
+    ]
     assert {a.user_id for a in successes} == set(owned)
     assert all(a.severity is Severity.HIGH and a.quarantined for a in successes)
     # Routine users who typed a password wrong during the wave are not among them.
@@ -147,10 +188,15 @@ def test_slow_spraying_from_three_addresses_below_the_per_address_limit_is_flagg
     sim, staff, _, _ = learned()
     rng = random.Random(8)
     day = attack_day()
-    start = datetime(day.year, day.month, day.day, 15, 0, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, 15, 0, tzinfo=UTC)
     targets = iter(rng.sample(staff, 108))
-    spray = [next(targets).event(FAILURE, start + timedelta(seconds=100 * i + k), source_ip=f"192.0.2.{k + 1}")
-             for i in range(36) for k in range(3)]
+    spray = [
+        next(targets).event(
+            FAILURE, start + timedelta(seconds=100 * i + k), source_ip=f"192.0.2.{k + 1}"
+        )
+        for i in range(36)
+        for k in range(3)
+    ]
     found = sim.feed(with_routine(staff, spray, day, rng))
     waves = [a for a in found if "accounts" in a.observed]
     assert waves and waves[0].occurred_at - start <= timedelta(minutes=30)
@@ -161,14 +207,26 @@ def test_one_account_failing_from_many_addresses_is_reported_and_escalates():
     sim, staff, _, _ = learned()
     victim = staff[17]
     day = attack_day()
-    start = datetime(day.year, day.month, day.day, 15, 0, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, 15, 0, tzinfo=UTC)
     # One try a minute, each from another address: under failed_login_burst's 10 in 5 minutes.
-    tries = [victim.event(FAILURE, start + timedelta(minutes=i), source_ip=f"198.18.0.{i + 1}") for i in range(12)]
+    tries = [
+        victim.event(FAILURE, start + timedelta(minutes=i), source_ip=f"198.18.0.{i + 1}")
+        for i in range(12)
+    ]
     found = sim.feed(tries)
-    assert [(a.severity, a.observed) for a in found] == [(Severity.LOW, "5 addresses in 1h 00m"),
-                                                         (Severity.MEDIUM, "10 addresses in 1h 00m")]
+    assert [(a.severity, a.observed) for a in found] == [
+        (Severity.LOW, "5 addresses in 1h 00m"),
+        (Severity.MEDIUM, "10 addresses in 1h 00m"),
+    ]
     assert all(a.user_id == victim.user_id for a in found)
     # A user retrying from the two addresses of a roaming phone: nothing.
     other = staff[18]
-    assert sim.feed([other.event(FAILURE, start + timedelta(minutes=i), source_ip=f"198.18.1.{i % 2}")
-                     for i in range(8)]) == []
+    assert (
+        sim.feed(
+            [
+                other.event(FAILURE, start + timedelta(minutes=i), source_ip=f"198.18.1.{i % 2}")
+                for i in range(8)
+            ]
+        )
+        == []
+    )

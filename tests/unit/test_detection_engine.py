@@ -1,5 +1,5 @@
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,11 +15,13 @@ from uba.domain.events import ActivityType
 
 LOGIN = ActivityType.LOGIN_SUCCESS
 DAY = day_after_history()
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def mature_simulation(registry=None, config=None) -> tuple[Simulation, Persona]:
-    engine = DetectionEngine(registry or DetectorRegistry(entry_points=False), config, clock=lambda: NOW)
+    engine = DetectionEngine(
+        registry or DetectorRegistry(entry_points=False), config, clock=lambda: NOW
+    )
     sim = Simulation(engine)
     alice = Persona()
     sim.feed(alice.history(random.Random(7)))
@@ -39,8 +41,19 @@ def test_normal_activity_raises_almost_nothing():
 def test_anomalies_are_complete_and_one_high_quarantines_the_event():
     sim, alice = mature_simulation()
     sim.feed([alice.event(LOGIN, alice.local(DAY, 2, 50))])
-    found = sim.feed([alice.event(LOGIN, alice.local(DAY, 3, 12), country_code="BR", city="São Paulo",
-                                  latitude=-23.55, longitude=-46.63, source_ip="203.0.113.80")])
+    found = sim.feed(
+        [
+            alice.event(
+                LOGIN,
+                alice.local(DAY, 3, 12),
+                country_code="BR",
+                city="São Paulo",
+                latitude=-23.55,
+                longitude=-46.63,
+                source_ip="203.0.113.80",
+            )
+        ]
+    )
     by_detector = {a.detector: a for a in found}
     assert {"login_time", "new_country", "new_ip", "impossible_travel"} <= set(by_detector)
     travel = by_detector["impossible_travel"]
@@ -55,11 +68,19 @@ def test_quarantined_event_is_not_learned_until_admitted():
     sim, alice = mature_simulation()
     baseline = sim.baseline("alice")
     before = baseline.to_dict()
-    sydney = alice.event(LOGIN, alice.local(DAY, 9, 20), country_code="AU", city="Sydney",
-                         latitude=-33.87, longitude=151.21)
+    sydney = alice.event(
+        LOGIN,
+        alice.local(DAY, 9, 20),
+        country_code="AU",
+        city="Sydney",
+        latitude=-33.87,
+        longitude=151.21,
+    )
     sim.feed([alice.event(LOGIN, alice.local(DAY, 9, 0))])
     anomalies = sim.feed([sydney])
-    assert any(a.severity >= Severity.HIGH for a in anomalies) and all(a.quarantined for a in anomalies)
+    assert any(a.severity >= Severity.HIGH for a in anomalies) and all(
+        a.quarantined for a in anomalies
+    )
     assert "AU" not in baseline.countries
     assert baseline.last_login.city == "Berlin"
     assert baseline.observation_count == before["observation_count"] + 1  # only the Berlin login
@@ -101,7 +122,7 @@ def test_a_baseline_joins_the_prior_when_it_turns_mature():
     first_days = [e for e in history if (e.occurred_at - history[0].occurred_at).days < 3]
     sim.feed(first_days)
     assert prior.population.user_count == 0 and not sim.baseline("alice").mature
-    sim.feed(history[len(first_days):])
+    sim.feed(history[len(first_days) :])
     assert prior.population.user_count == 1 and prior.groups["engineering"].user_count == 1
 
 
@@ -128,7 +149,9 @@ def test_a_failing_detector_does_not_stop_the_others():
 
 def test_titles_for_the_alert_policy():
     titles = DetectionEngine(DetectorRegistry(entry_points=False)).titles
-    assert titles["new_country"] == "Activity from a new country"  # any event type now, not only logins
+    assert (
+        titles["new_country"] == "Activity from a new country"
+    )  # any event type now, not only logins
 
 
 def test_attacker_cannot_teach_the_baseline_by_repeating_the_attack():
@@ -136,6 +159,12 @@ def test_attacker_cannot_teach_the_baseline_by_repeating_the_attack():
     rng = random.Random(3)
     for day in range(5):
         start = alice.local(DAY, 10, 0) + timedelta(days=day)
-        found = sim.feed([alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=300_000_000)
-                          for i in range(5)])
-        assert any(a.detector == "data_volume" and a.severity is Severity.CRITICAL for a in found), day
+        found = sim.feed(
+            [
+                alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=300_000_000)
+                for i in range(5)
+            ]
+        )
+        assert any(
+            a.detector == "data_volume" and a.severity is Severity.CRITICAL for a in found
+        ), day

@@ -35,17 +35,28 @@ def test_params_round_trip(name):
 @pytest.mark.parametrize("name", [n for n in NAMES if n in BUILTIN_DETECTORS])
 def test_higher_score_means_more_anomalous(name):
     run = checks.check_scenario(REGISTRY, name, builtin_scenario(name))
-    assert all(isinstance(a.score, float) and math.isfinite(a.score) and a.score >= 0
-               for a in run.anomalous)
+    assert all(
+        isinstance(a.score, float) and math.isfinite(a.score) and a.score >= 0
+        for a in run.anomalous
+    )
 
 
 def test_config_round_trip():
-    config = {"login_time": {"min_probability": 0.005}, "new_ip": {"enabled": False},
-              "threshold_rules": builtin_scenario("threshold_rules").params}
+    config = {
+        "login_time": {"min_probability": 0.005},
+        "new_ip": {"enabled": False},
+        "threshold_rules": builtin_scenario("threshold_rules").params,
+    }
     effective = REGISTRY.effective_config(config)
     assert set(effective) == set(NAMES)
-    assert effective["login_time"]["min_probability"] == 0.005 and effective["new_ip"]["enabled"] is False
+    assert (
+        effective["login_time"]["min_probability"] == 0.005
+        and effective["new_ip"]["enabled"] is False
+    )
     assert REGISTRY.effective_config(effective) == effective
     built = {d.name: d.get_params() for d in REGISTRY.build(effective)}
-    assert built == {n: {k: v for k, v in c.items() if k != "enabled"}
-                     for n, c in effective.items() if c["enabled"]}
+    assert built == {
+        n: {k: v for k, v in c.items() if k != "enabled"}
+        for n, c in effective.items()
+        if c["enabled"]
+    }

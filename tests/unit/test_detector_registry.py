@@ -51,14 +51,21 @@ def test_bad_values_are_refused():
     with pytest.raises(ValueError, match="min_probability"):
         reg.build({"login_time": {"min_probability": 2}})
     with pytest.raises(ValueError, match="severity"):
-        reg.build({"new_country": {"enabled": False, "severity": "dire"}})  # checked even when disabled
+        reg.build(
+            {"new_country": {"enabled": False, "severity": "dire"}}
+        )  # checked even when disabled
 
 
 def test_enable_disable_and_tune():
     reg = DetectorRegistry(entry_points=False)
     everything = reg.build()
     assert {d.name for d in everything} == set(registry_module.BUILTIN_DETECTORS)
-    tuned = {d.name: d for d in reg.build({"new_ip": {"enabled": False}, "impossible_travel": {"max_speed_kmh": 900}})}
+    tuned = {
+        d.name: d
+        for d in reg.build(
+            {"new_ip": {"enabled": False}, "impossible_travel": {"max_speed_kmh": 900}}
+        )
+    }
     assert "new_ip" not in tuned and tuned["impossible_travel"].max_speed_kmh == 900
 
 
@@ -75,8 +82,11 @@ def test_entries_view_is_read_only_and_imports_lazily():
 
 def test_missing_requirements_make_a_detector_unavailable_with_a_reason(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a),
+    )
     reg = DetectorRegistry({}, entry_points=False)
     reg.register("needs_sklearn", NeedsSklearn)
     (info,) = reg.describe()
@@ -99,10 +109,14 @@ def test_entry_points_add_plugins_but_not_over_builtins(monkeypatch):
     module = type(importlib)("uba_test_plugin")
     module.Plugin = Plugin
     monkeypatch.setitem(__import__("sys").modules, "uba_test_plugin", module)
-    eps = importlib.metadata.EntryPoints([
-        importlib.metadata.EntryPoint("plugin_detector", "uba_test_plugin:Plugin", "uba.detectors"),
-        importlib.metadata.EntryPoint("login_time", "uba_test_plugin:Plugin", "uba.detectors"),
-    ])
+    eps = importlib.metadata.EntryPoints(
+        [
+            importlib.metadata.EntryPoint(
+                "plugin_detector", "uba_test_plugin:Plugin", "uba.detectors"
+            ),
+            importlib.metadata.EntryPoint("login_time", "uba_test_plugin:Plugin", "uba.detectors"),
+        ]
+    )
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: eps)
     reg = DetectorRegistry()
     assert reg.entries["plugin_detector"].source.startswith("entry point")

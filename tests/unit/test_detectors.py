@@ -49,6 +49,7 @@ def fresh(name, prior=None, **params) -> Simulation:
 
 # -- login time -------------------------------------------------------------------
 
+
 def test_login_time_flags_3am_for_a_mature_office_worker():
     sim, alice = simulation("login_time")
     assert sim.baseline("alice").mature
@@ -104,14 +105,19 @@ def test_login_time_new_user_is_judged_by_the_peer_group_prior():
     assert sim.feed([newbie.event(LOGIN, newbie.local(DAY, 10, 0))]) == []
     (anomaly,) = sim.feed([newbie.event(LOGIN, newbie.local(DAY + timedelta(days=1), 3, 0))])
     assert not anomaly.baseline_mature and anomaly.severity is Severity.LOW
-    assert "peer group engineering" in anomaly.reason and "user baseline not mature" in anomaly.reason
+    assert (
+        "peer group engineering" in anomaly.reason and "user baseline not mature" in anomaly.reason
+    )
 
 
 # -- login frequency ---------------------------------------------------------------
 
+
 def test_login_frequency_reports_at_the_threshold_and_each_doubling_only():
     sim, alice = simulation("login_frequency")
-    found = sim.feed([alice.event(LOGIN, alice.local(DAY, 8, 0) + timedelta(minutes=5 * i)) for i in range(40)])
+    found = sim.feed(
+        [alice.event(LOGIN, alice.local(DAY, 8, 0) + timedelta(minutes=5 * i)) for i in range(40)]
+    )
     assert [a.observed for a in found] == ["8", "15", "29"]
     assert [a.severity for a in found] == [Severity.LOW, Severity.MEDIUM, Severity.HIGH]
     assert "logins today; usual 3.0" in found[0].reason
@@ -120,10 +126,16 @@ def test_login_frequency_reports_at_the_threshold_and_each_doubling_only():
 def test_login_frequency_cold_start_has_no_statistics_to_judge():
     sim = fresh("login_frequency")
     alice = Persona()
-    assert sim.feed([alice.event(LOGIN, alice.local(DAY, 8, 0) + timedelta(minutes=i)) for i in range(50)]) == []
+    assert (
+        sim.feed(
+            [alice.event(LOGIN, alice.local(DAY, 8, 0) + timedelta(minutes=i)) for i in range(50)]
+        )
+        == []
+    )
 
 
 # -- failed logins -------------------------------------------------------------------
+
 
 def test_failed_login_burst_and_success_after_it():
     sim = fresh("failed_login_burst")
@@ -162,7 +174,6 @@ def test_password_spraying_counts_distinct_users_per_address():
     assert anomaly.quarantined
 
 
-
 def test_slow_password_spraying_from_addresses_that_log_nobody_in():
     """A spray paced under the fast tier (three addresses, one account each
     every six minutes) is MEDIUM within half an hour; a shared egress whose
@@ -175,15 +186,24 @@ def test_slow_password_spraying_from_addresses_that_log_nobody_in():
 
     office = []
     for i in range(12):  # twelve colleagues, one typo each, all behind the office NAT
-        office += [at(f"staff{i}", 4 * i, "192.0.2.10"), at(f"staff{i}", 4 * i + 0.5, "192.0.2.10", LOGIN)]
+        office += [
+            at(f"staff{i}", 4 * i, "192.0.2.10"),
+            at(f"staff{i}", 4 * i + 0.5, "192.0.2.10", LOGIN),
+        ]
     assert [a for a in sim.feed(office) if a.severity >= Severity.MEDIUM] == []
     spray = [at(f"acct{n}", 6 * n + k * 0.3, f"203.0.113.{k}") for n in range(20) for k in range(3)]
-    found = [a for a in sim.feed(sorted(spray, key=lambda e: e.occurred_at)) if a.severity >= Severity.MEDIUM]
+    found = [
+        a
+        for a in sim.feed(sorted(spray, key=lambda e: e.occurred_at))
+        if a.severity >= Severity.MEDIUM
+    ]
     first = min(found, key=lambda a: a.occurred_at)
     assert first.occurred_at - start <= timedelta(minutes=30) and "slow spraying" in first.reason
     assert {a.severity for a in found} <= {Severity.MEDIUM, Severity.HIGH}
 
+
 # -- session duration ----------------------------------------------------------------
+
 
 def test_session_duration_flags_long_and_short_sessions():
     sim, alice = simulation("session_duration")
@@ -195,8 +215,13 @@ def test_session_duration_flags_long_and_short_sessions():
     # false MEDIUMs), LOW at most from a device the user never used.
     assert sim.copy().feed(alice.session(alice.local(DAY, 10, 0), rng, 0, 0.1)) == []
     stranger = Persona(device_id="kiosk-3")
-    (short,) = sim.copy().feed([stranger.event(ActivityType.LOGOUT, alice.local(DAY, 10, 0),
-                                               session_duration=timedelta(seconds=6))])
+    (short,) = sim.copy().feed(
+        [
+            stranger.event(
+                ActivityType.LOGOUT, alice.local(DAY, 10, 0), session_duration=timedelta(seconds=6)
+            )
+        ]
+    )
     assert "unusually short" in short.reason and short.severity is Severity.LOW
 
 
@@ -228,6 +253,7 @@ def test_session_duration_cold_start_without_prior_stays_quiet():
 
 # -- API usage -----------------------------------------------------------------------
 
+
 def test_api_rate_spike():
     sim, alice = simulation("api_rate")
     rng = random.Random(2)
@@ -240,9 +266,16 @@ def test_api_new_endpoint_first_use_nobody_made_and_learning():
     sim, alice = simulation("api_new_endpoint")
     rng = random.Random(2)
     at = alice.local(DAY, 10, 0)
-    assert sim.copy().feed([alice.api_call(at, rng, api_method="GET", api_path="/v1/customers/123456")]) == []
+    assert (
+        sim.copy().feed(
+            [alice.api_call(at, rng, api_method="GET", api_path="/v1/customers/123456")]
+        )
+        == []
+    )
     # Nobody in the organisation (here: alice alone) ever called it.
-    (report,) = sim.copy().feed([alice.api_call(at, rng, api_method="GET", api_path="/v1/reports/yearly")])
+    (report,) = sim.copy().feed(
+        [alice.api_call(at, rng, api_method="GET", api_path="/v1/reports/yearly")]
+    )
     assert report.observed == "GET /v1/reports/yearly" and report.severity is Severity.LOW
     assert "no one in the organisation used it in 30 days" in report.reason
     (anomaly,) = sim.feed([alice.api_call(at, rng, api_method="DELETE", api_path="/admin/users/5")])
@@ -251,21 +284,41 @@ def test_api_new_endpoint_first_use_nobody_made_and_learning():
     # Quarantined: still not learned.
     assert sim.feed([alice.api_call(at, rng, api_method="DELETE", api_path="/admin/users/6")])
     cold = fresh("api_new_endpoint")
-    assert cold.feed([alice.api_call(at, rng, api_method="DELETE", api_path="/admin/users/5")]) == []
+    assert (
+        cold.feed([alice.api_call(at, rng, api_method="DELETE", api_path="/admin/users/5")]) == []
+    )
 
 
 def _team(sim, rng, sales=6, it=3, days=21):
     """A sales team and an IT team (who administer), three weeks of routine."""
     people = []
     for i in range(sales):
-        people.append(Persona(user_id=f"sales{i}", peer_group="sales", source_ip=f"198.51.100.{i + 1}",
-                              device_id=f"laptop-s{i}", endpoints=(("GET", "/v1/customers"), ("GET", "/v1/orders"),
-                                                                 ("POST", "/v1/orders"))))
+        people.append(
+            Persona(
+                user_id=f"sales{i}",
+                peer_group="sales",
+                source_ip=f"198.51.100.{i + 1}",
+                device_id=f"laptop-s{i}",
+                endpoints=(("GET", "/v1/customers"), ("GET", "/v1/orders"), ("POST", "/v1/orders")),
+            )
+        )
     for i in range(it):
-        people.append(Persona(user_id=f"it{i}", peer_group="it", source_ip=f"198.51.100.{50 + i}",
-                              device_id=f"laptop-i{i}", endpoints=(("GET", "/admin/users"), ("GET", "/v1/orders"),
-                                                                 ("POST", "/admin/users/{n}/roles"))))
-    sim.feed(sorted((e for p in people for e in p.history(rng, days=days)), key=lambda e: e.occurred_at))
+        people.append(
+            Persona(
+                user_id=f"it{i}",
+                peer_group="it",
+                source_ip=f"198.51.100.{50 + i}",
+                device_id=f"laptop-i{i}",
+                endpoints=(
+                    ("GET", "/admin/users"),
+                    ("GET", "/v1/orders"),
+                    ("POST", "/admin/users/{n}/roles"),
+                ),
+            )
+        )
+    sim.feed(
+        sorted((e for p in people for e in p.history(rng, days=days)), key=lambda e: e.occurred_at)
+    )
     return people
 
 
@@ -277,14 +330,23 @@ def test_api_new_endpoint_privileged_use_against_the_peer_group():
     people = _team(sim, rng)
     day = day_after_history(days=21)
     seller, admin = people[0], people[-1]
-    (a,) = sim.copy().feed([seller.api_call(seller.local(day, 11, 0), rng, api_method="GET",
-                                            api_path="/admin/users")])
-    assert a.severity is Severity.MEDIUM and "privileged, and no peer used it in 30 days" in a.reason
+    (a,) = sim.copy().feed(
+        [seller.api_call(seller.local(day, 11, 0), rng, api_method="GET", api_path="/admin/users")]
+    )
+    assert (
+        a.severity is Severity.MEDIUM and "privileged, and no peer used it in 30 days" in a.reason
+    )
     assert "0 of 6 in peer group sales" in a.reason
     # The same first use by another IT person is common in their team: LOW.
     newcomer = Persona(user_id="it9", peer_group="it", endpoints=(("GET", "/v1/orders"),))
     sim.feed(newcomer.history(rng, start=day - timedelta(days=14), days=14))
-    (b,) = sim.feed([newcomer.api_call(newcomer.local(day, 11, 0), rng, api_method="GET", api_path="/admin/users")])
+    (b,) = sim.feed(
+        [
+            newcomer.api_call(
+                newcomer.local(day, 11, 0), rng, api_method="GET", api_path="/admin/users"
+            )
+        ]
+    )
     assert b.severity is Severity.LOW and "common in peer group" in b.reason
     assert admin.peer_group == "it"
 
@@ -296,7 +358,9 @@ def test_api_new_endpoint_rollout_to_a_team_is_low_with_the_reason():
     day = day_after_history(days=21)
     found = []
     for i, p in enumerate(people[:6]):
-        found += sim.feed([p.api_call(p.local(day, 9, 10 + i), rng, api_method="POST", api_path="/v2/quotes")])
+        found += sim.feed(
+            [p.api_call(p.local(day, 9, 10 + i), rng, api_method="POST", api_path="/v2/quotes")]
+        )
     assert all(a.severity is Severity.LOW for a in found)
     assert "rolled out" in found[-1].reason or "common in peer group" in found[-1].reason
 
@@ -308,13 +372,23 @@ def test_learned_peer_groups_when_callers_send_none():
     for p in people:
         p.peer_group = ""
     sim2 = fresh("api_new_endpoint")
-    sim2.feed(sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at))
+    sim2.feed(
+        sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
+    )
     groups = {p.user_id: sim2.baseline(p.user_id).learned_peer_group for p in people}
-    assert len({groups[f"sales{i}"] for i in range(6)}) == 1 and len({groups[f"it{i}"] for i in range(3)}) == 1
+    assert (
+        len({groups[f"sales{i}"] for i in range(6)}) == 1
+        and len({groups[f"it{i}"] for i in range(3)}) == 1
+    )
     assert groups["sales0"] != groups["it0"] and groups["sales0"].startswith("learned-")
     day = day_after_history(days=21)
-    (a,) = sim2.feed([people[0].api_call(people[0].local(day, 11, 0), rng, api_method="GET",
-                                         api_path="/admin/users")])
+    (a,) = sim2.feed(
+        [
+            people[0].api_call(
+                people[0].local(day, 11, 0), rng, api_method="GET", api_path="/admin/users"
+            )
+        ]
+    )
     assert a.severity is Severity.MEDIUM and f"peer group {groups['sales0']}" in a.reason
 
 
@@ -322,7 +396,10 @@ def test_data_volume_spike_is_critical_quarantined_and_not_learned():
     sim, alice = simulation("data_volume")
     rng = random.Random(2)
     start = alice.local(DAY, 10, 0)
-    spike = [alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=200_000_000) for i in range(3)]
+    spike = [
+        alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=200_000_000)
+        for i in range(3)
+    ]
     found = sim.feed(spike[:1])
     (first,) = found
     assert first.severity is Severity.CRITICAL and first.quarantined
@@ -331,9 +408,13 @@ def test_data_volume_spike_is_critical_quarantined_and_not_learned():
     # 400 MB is the next doubling of the level; 600 MB is not.
     assert [a.observed for a in sim.feed(spike[1:])] == ["400.0 MB"]
     sim.feed([alice.api_call(start + timedelta(hours=2), rng)])
-    assert sim.baseline("alice").bytes_per_hour.count == learned_hours  # the tainted hour was dropped
+    assert (
+        sim.baseline("alice").bytes_per_hour.count == learned_hours
+    )  # the tainted hour was dropped
     # The next day the attacker does it again: the spike was not learned.
-    again = sim.feed([alice.api_call(start + timedelta(days=1), rng, bytes_transferred=200_000_000)])
+    again = sim.feed(
+        [alice.api_call(start + timedelta(days=1), rng, bytes_transferred=200_000_000)]
+    )
     assert again and again[0].severity is Severity.CRITICAL
 
 
@@ -341,20 +422,33 @@ def test_api_error_rate_reports_once_per_hour():
     sim, alice = simulation("api_error_rate")
     rng = random.Random(2)
     start = alice.local(DAY, 10, 0)
-    found = sim.feed([alice.api_call(start + timedelta(seconds=20 * i), rng, status_code=403) for i in range(60)])
+    found = sim.feed(
+        [alice.api_call(start + timedelta(seconds=20 * i), rng, status_code=403) for i in range(60)]
+    )
     assert len(found) == 1
     assert found[0].reason.startswith("20 of 20 API calls failed this hour (100%)")
-    assert sim.feed([alice.api_call(start + timedelta(hours=1, seconds=i), rng, status_code=200)
-                     for i in range(30)]) == []
+    assert (
+        sim.feed(
+            [
+                alice.api_call(start + timedelta(hours=1, seconds=i), rng, status_code=200)
+                for i in range(30)
+            ]
+        )
+        == []
+    )
 
 
 # -- novelty ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, change", [
-    ("new_country", {"country_code": "BR", "city": "São Paulo"}),
-    ("new_device", {"device_id": "phone-x"}),
-    ("new_ip", {"source_ip": "203.0.113.80"}),
-])
+
+@pytest.mark.parametrize(
+    "name, change",
+    [
+        ("new_country", {"country_code": "BR", "city": "São Paulo"}),
+        ("new_device", {"device_id": "phone-x"}),
+        ("new_ip", {"source_ip": "203.0.113.80"}),
+    ],
+)
 def test_novelty_on_mature_and_immature_baselines(name, change):
     sim, alice = simulation(name)
     at = alice.local(DAY, 10, 0)
@@ -372,11 +466,14 @@ def test_novelty_on_mature_and_immature_baselines(name, change):
     assert "user baseline not mature (3 of 5 active days" in early.reason
 
 
-@pytest.mark.parametrize("name, change", [
-    ("new_country", {"country_code": "BR", "city": "São Paulo"}),
-    ("new_device", {"device_id": "phone-x"}),
-    ("new_ip", {"source_ip": "203.0.113.80"}),
-])
+@pytest.mark.parametrize(
+    "name, change",
+    [
+        ("new_country", {"country_code": "BR", "city": "São Paulo"}),
+        ("new_device", {"device_id": "phone-x"}),
+        ("new_ip", {"source_ip": "203.0.113.80"}),
+    ],
+)
 def test_novelty_is_judged_on_every_event_type_carrying_the_field(name, change):
     sim, alice = simulation(name)
     (anomaly,) = sim.feed([alice.api_call(alice.local(DAY, 10, 0), random.Random(1), **change)])
@@ -389,17 +486,24 @@ def test_new_ip_is_judged_by_network_not_address():
     assert sim.feed([alice.event(LOGIN, at, source_ip="198.51.100.201")]) == []  # same /24
     (anomaly,) = sim.feed([alice.event(LOGIN, at, source_ip="198.51.101.5")])
     assert anomaly.observed == "198.51.101.0/24"
-    v6 = [alice.event(LOGIN, at + timedelta(minutes=i), source_ip=f"2001:db8:5:{i}::1") for i in range(1, 4)]
+    v6 = [
+        alice.event(LOGIN, at + timedelta(minutes=i), source_ip=f"2001:db8:5:{i}::1")
+        for i in range(1, 4)
+    ]
     assert len(sim.feed(v6)) == 1  # one new /48
 
 
 def test_new_country_lowered_for_plausible_travel_and_kept_when_device_is_new():
     sim, alice = simulation("new_country")
     # Lisbon the next morning on the known laptop: 2,300 km overnight.
-    lisbon = dict(country_code="PT", city="Lisbon", latitude=38.72, longitude=-9.14, source_ip="203.0.113.80")
+    lisbon = dict(
+        country_code="PT", city="Lisbon", latitude=38.72, longitude=-9.14, source_ip="203.0.113.80"
+    )
     (trip,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 10, 0), **lisbon)])
     assert trip.severity is Severity.LOW and "plausible travel" in trip.reason
-    (odd,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 10, 0), device_id="unknown-42", **lisbon)])
+    (odd,) = sim.copy().feed(
+        [alice.event(LOGIN, alice.local(DAY, 10, 0), device_id="unknown-42", **lisbon)]
+    )
     assert odd.severity is Severity.MEDIUM
 
 
@@ -408,8 +512,13 @@ def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():
     rng = random.Random(4)
     people = list(population(rng, 10))
     sim = fresh("new_ip")
-    sim.feed(sorted((e for p in people for e in p.history(rng, days=14)), key=lambda e: e.occurred_at))
-    moved = [p.event(LOGIN, p.local(DAY, 9, i), source_ip=f"192.0.2.{i + 1}") for i, p in enumerate(people)]
+    sim.feed(
+        sorted((e for p in people for e in p.history(rng, days=14)), key=lambda e: e.occurred_at)
+    )
+    moved = [
+        p.event(LOGIN, p.local(DAY, 9, i), source_ip=f"192.0.2.{i + 1}")
+        for i, p in enumerate(people)
+    ]
     found = sim.feed(moved)
     # The first few movers are reported; once three have adopted it (20% of
     # the team), the rest are recognised as the same change.
@@ -418,23 +527,57 @@ def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():
 
 # -- impossible travel -----------------------------------------------------------------
 
+
 def test_impossible_travel():
     sim = fresh("impossible_travel")  # needs no mature baseline, only the last login
     alice = Persona()
     start = alice.local(DAY, 9, 0)
     assert sim.feed([alice.event(LOGIN, start)]) == []
     # Munich two hours later: 500 km, 250 km/h.
-    assert sim.feed([alice.event(LOGIN, start + timedelta(hours=2), city="Munich", latitude=48.14,
-                                 longitude=11.58)]) == []
+    assert (
+        sim.feed(
+            [
+                alice.event(
+                    LOGIN,
+                    start + timedelta(hours=2),
+                    city="Munich",
+                    latitude=48.14,
+                    longitude=11.58,
+                )
+            ]
+        )
+        == []
+    )
     # Geo-IP jitter: 150 km within a minute is ignored (below min_distance_km).
-    assert sim.feed([alice.event(LOGIN, start + timedelta(hours=2, minutes=1), latitude=49.0,
-                                 longitude=12.9)]) == []
-    (anomaly,) = sim.feed([alice.event(LOGIN, start + timedelta(hours=2, minutes=20), country_code="AU",
-                                       city="Sydney", latitude=-33.87, longitude=151.21)])
+    assert (
+        sim.feed(
+            [
+                alice.event(
+                    LOGIN, start + timedelta(hours=2, minutes=1), latitude=49.0, longitude=12.9
+                )
+            ]
+        )
+        == []
+    )
+    (anomaly,) = sim.feed(
+        [
+            alice.event(
+                LOGIN,
+                start + timedelta(hours=2, minutes=20),
+                country_code="AU",
+                city="Sydney",
+                latitude=-33.87,
+                longitude=151.21,
+            )
+        ]
+    )
     assert anomaly.severity is Severity.HIGH and anomaly.quarantined
     assert len(anomaly.event_ids) == 2 and "Sydney, AU" in anomaly.reason
     # Missing coordinates: nothing to judge.
-    assert sim.feed([alice.event(LOGIN, start + timedelta(hours=3), latitude=None, longitude=None)]) == []
+    assert (
+        sim.feed([alice.event(LOGIN, start + timedelta(hours=3), latitude=None, longitude=None)])
+        == []
+    )
 
 
 def test_impossible_travel_respects_the_configured_speed():
@@ -442,32 +585,83 @@ def test_impossible_travel_respects_the_configured_speed():
     alice = Persona()
     start = alice.local(DAY, 9, 0)
     # Berlin to New York (6,400 km) in 2 hours: 3,200 km/h, under the limit.
-    assert sim.feed([alice.event(LOGIN, start), alice.event(LOGIN, start + timedelta(hours=2), latitude=40.71,
-                                                            longitude=-74.0)]) == []
+    assert (
+        sim.feed(
+            [
+                alice.event(LOGIN, start),
+                alice.event(LOGIN, start + timedelta(hours=2), latitude=40.71, longitude=-74.0),
+            ]
+        )
+        == []
+    )
 
 
 # -- threshold rules --------------------------------------------------------------------
 
+
 def test_threshold_rule_by_source_address_across_users():
-    rules = [{"name": "scan", "type": "api_call", "count": 5, "window_seconds": 60, "group_by": "source_ip",
-              "severity": "low"}]
+    rules = [
+        {
+            "name": "scan",
+            "type": "api_call",
+            "count": 5,
+            "window_seconds": 60,
+            "group_by": "source_ip",
+            "severity": "low",
+        }
+    ]
     sim = fresh("threshold_rules", rules=rules)
     start = Persona().local(DAY, 9, 0)
-    events = [Persona(user_id=f"u{i}").event(API, start + timedelta(seconds=i), source_ip="203.0.113.9")
-              for i in range(6)]
+    events = [
+        Persona(user_id=f"u{i}").event(API, start + timedelta(seconds=i), source_ip="203.0.113.9")
+        for i in range(6)
+    ]
     (anomaly,) = sim.feed(events)
     assert anomaly.user_id == "u4" and anomaly.severity is Severity.LOW
-    assert anomaly.reason == "rule 'scan': 5 api_call events for address 203.0.113.9 within 1m (limit 5)"
+    assert (
+        anomaly.reason
+        == "rule 'scan': 5 api_call events for address 203.0.113.9 within 1m (limit 5)"
+    )
 
 
-@pytest.mark.parametrize("rule, message", [
-    ({"name": "x", "type": "login_failure", "count": 3, "window_seconds": 60, "colour": "red"}, "colour"),
-    ({"name": "x", "type": "logon", "count": 3, "window_seconds": 60}, "logon"),
-    ({"name": "x", "type": "login_failure", "count": 0, "window_seconds": 60}, "count"),
-    ({"name": "x", "type": "login_failure", "count": 3, "window_seconds": 60, "group_by": "city"}, "group_by"),
-    ({"name": "x", "type": "login_failure", "count": 3, "window_seconds": 60, "severity": "dire"}, "dire"),
-    ({"type": "login_failure", "count": 3, "window_seconds": 60}, "name"),
-])
+@pytest.mark.parametrize(
+    "rule, message",
+    [
+        (
+            {
+                "name": "x",
+                "type": "login_failure",
+                "count": 3,
+                "window_seconds": 60,
+                "colour": "red",
+            },
+            "colour",
+        ),
+        ({"name": "x", "type": "logon", "count": 3, "window_seconds": 60}, "logon"),
+        ({"name": "x", "type": "login_failure", "count": 0, "window_seconds": 60}, "count"),
+        (
+            {
+                "name": "x",
+                "type": "login_failure",
+                "count": 3,
+                "window_seconds": 60,
+                "group_by": "city",
+            },
+            "group_by",
+        ),
+        (
+            {
+                "name": "x",
+                "type": "login_failure",
+                "count": 3,
+                "window_seconds": 60,
+                "severity": "dire",
+            },
+            "dire",
+        ),
+        ({"type": "login_failure", "count": 3, "window_seconds": 60}, "name"),
+    ],
+)
 def test_bad_threshold_rules_are_refused_with_their_fault_named(rule, message):
     with pytest.raises(ValueError, match=message):
         REGISTRY.build({"threshold_rules": {"rules": [rule]}})
@@ -482,11 +676,25 @@ def test_one_other_sales_user_calling_admin_does_not_make_it_common_in_sales():
     people = _team(sim, rng)
     day = day_after_history(days=21)
     first, second = people[0], people[1]
-    found = sim.feed([first.api_call(first.local(day, 11, 0), rng, api_method="GET", api_path="/admin/users"),
-                      first.api_call(first.local(day, 11, 5), rng, api_method="POST", api_path="/admin/users/7/roles")])
+    found = sim.feed(
+        [
+            first.api_call(first.local(day, 11, 0), rng, api_method="GET", api_path="/admin/users"),
+            first.api_call(
+                first.local(day, 11, 5), rng, api_method="POST", api_path="/admin/users/7/roles"
+            ),
+        ]
+    )
     assert [a.severity for a in found] == [Severity.MEDIUM, Severity.MEDIUM]
-    (b,) = sim.feed([second.api_call(second.local(day + timedelta(days=1), 11, 0), rng, api_method="GET",
-                                     api_path="/admin/users")])
+    (b,) = sim.feed(
+        [
+            second.api_call(
+                second.local(day + timedelta(days=1), 11, 0),
+                rng,
+                api_method="GET",
+                api_path="/admin/users",
+            )
+        ]
+    )
     assert b.severity is Severity.MEDIUM and "only 1 peers used it" in b.reason
 
 
@@ -495,6 +703,9 @@ def test_login_time_first_evening_of_someone_who_works_late_is_low():
     a night one far from any usual time stays MEDIUM."""
     sim, alice = simulation("login_time")
     (evening,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 18, 30))])
-    assert evening.severity is Severity.LOW and "within two hours of this time of day" in evening.reason
+    assert (
+        evening.severity is Severity.LOW
+        and "within two hours of this time of day" in evening.reason
+    )
     (night,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 3, 0))])
     assert night.severity is Severity.MEDIUM

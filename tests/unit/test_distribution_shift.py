@@ -32,8 +32,9 @@ def engine(**params) -> DetectionEngine:
     return DetectionEngine(REGISTRY, {NAME: {"enabled": True, **params}})
 
 
-def drifted_days(persona: Persona, start, days: int, rng: random.Random, *, earlier_by=1, sessions=6,
-                 longer=2.2):
+def drifted_days(
+    persona: Persona, start, days: int, rng: random.Random, *, earlier_by=1, sessions=6, longer=2.2
+):
     """Every day (weekends too) from `earlier_by` hours before the usual
     start, `sessions` sessions `longer` times the usual length: each day
     slightly off, none far enough for a basic detector."""
@@ -191,8 +192,9 @@ def test_young_users_are_not_tested():
     sim = Simulation(engine())
     # Eight days of history, then eight days far off: too little history
     # before the recent week for any test (the basic detectors see it).
-    events = bob.history(rng, days=8) + drifted_days(bob, HISTORY_START + timedelta(days=8), 8, rng,
-                                                     earlier_by=5, sessions=8)
+    events = bob.history(rng, days=8) + drifted_days(
+        bob, HISTORY_START + timedelta(days=8), 8, rng, earlier_by=5, sessions=8
+    )
     found = sim.feed(sorted(events, key=lambda e: e.occurred_at))
     assert sim.baseline("bob").mature
     assert not [a.reason for a in found if a.detector == NAME]
@@ -203,10 +205,15 @@ def test_each_user_is_tested_once_per_interval():
     alice = Persona()
     sim = Simulation(engine())
     sim.feed(alice.history(rng))
-    found = [a for a in sim.feed(drifted_days(alice, HISTORY_START + timedelta(days=42), 10, rng))
-             if a.detector == NAME]
+    found = [
+        a
+        for a in sim.feed(drifted_days(alice, HISTORY_START + timedelta(days=42), 10, rng))
+        if a.detector == NAME
+    ]
     assert found
-    per_day = collections.Counter((a.occurred_at.astimezone(TZ).date(), a.features[0].name) for a in found)
+    per_day = collections.Counter(
+        (a.occurred_at.astimezone(TZ).date(), a.features[0].name) for a in found
+    )
     assert max(per_day.values()) == 1
 
 
@@ -224,45 +231,71 @@ def test_evidence_gradual_drift_recall_and_false_alerts():
         if persona.user_id in drifted:
             events += drifted_days(persona, start, 21, rng)
         else:
-            events += [e for d in range(21) for e in persona.workday(start + timedelta(days=d), rng)]
+            events += [
+                e for d in range(21) for e in persona.workday(start + timedelta(days=d), rng)
+            ]
     events.sort(key=lambda e: e.occurred_at)
     sim = Simulation(DetectionEngine(REGISTRY, {NAME: {"enabled": True}}))
     found = sim.feed(events)
     assert not sim.engine.failures
     start_at = start.replace(tzinfo=TZ)
-    test_days = {(e.user_id, e.occurred_at.astimezone(TZ).date()) for e in events if e.occurred_at >= start_at}
+    test_days = {
+        (e.user_id, e.occurred_at.astimezone(TZ).date())
+        for e in events
+        if e.occurred_at >= start_at
+    }
     normal_days = {k for k in test_days if k[0] not in drifted}
     history_findings = [a for a in found if a.detector == NAME and a.occurred_at < start_at]
     # sustained_volume (basic, but over days) sees the drift's doubled sessions
     # as volume: shown on its own; "basic" below is the per-event detectors.
-    volume_users = {a.user_id for a in found if a.detector == "sustained_volume" and a.occurred_at >= start_at}
-    print(f"\nsustained_volume reported {len(volume_users & drifted)}/{len(drifted)} drifted users and "
-          f"{len(volume_users - drifted)} others")
+    volume_users = {
+        a.user_id for a in found if a.detector == "sustained_volume" and a.occurred_at >= start_at
+    }
+    print(
+        f"\nsustained_volume reported {len(volume_users & drifted)}/{len(drifted)} drifted users and "
+        f"{len(volume_users - drifted)} others"
+    )
     found = [a for a in found if a.detector != "sustained_volume"]
     summary = {}
     # login_time judges the hour of the week: that the drifted users now also
     # work weekends it reports, rightly; the claim here is about the slow
     # drift of their weekday hours and session lengths.
-    for label, keep in (("basic", lambda a: a.detector not in ENHANCED_DETECTORS
-                         and not (a.detector == "login_time" and a.observed[:3] in ("Sat", "Sun"))),
-                        ("distribution_shift", lambda a: a.detector == NAME)):
+    for label, keep in (
+        (
+            "basic",
+            lambda a: (
+                a.detector not in ENHANCED_DETECTORS
+                and not (a.detector == "login_time" and a.observed[:3] in ("Sat", "Sun"))
+            ),
+        ),
+        ("distribution_shift", lambda a: a.detector == NAME),
+    ):
         chosen = [a for a in found if keep(a) and a.occurred_at >= start_at]
         first: dict = {}
         for a in chosen:
             if a.user_id in drifted:
                 first[a.user_id] = min(first.get(a.user_id, a.occurred_at), a.occurred_at)
         delays = sorted((t - start_at).days for t in first.values())
-        false_days = {(a.user_id, a.occurred_at.astimezone(TZ).date()) for a in chosen} & normal_days
-        tests = collections.Counter(a.features[0].name.removesuffix("_statistic") for a in chosen
-                                    if a.detector == NAME)
+        false_days = {
+            (a.user_id, a.occurred_at.astimezone(TZ).date()) for a in chosen
+        } & normal_days
+        tests = collections.Counter(
+            a.features[0].name.removesuffix("_statistic") for a in chosen if a.detector == NAME
+        )
         summary[label] = (len(first), len(false_days))
-        print(f"\n{label:20s} drifted users reported {len(first)}/{len(drifted)} (days to first: {delays}); "
-              f"false alerts {len(false_days)}/{len(normal_days)} user-days"
-              + (f"; findings by test {dict(tests)}" if tests else ""))
-    print(f"distribution_shift findings during the six weeks of ordinary history: {len(history_findings)}")
+        print(
+            f"\n{label:20s} drifted users reported {len(first)}/{len(drifted)} (days to first: {delays}); "
+            f"false alerts {len(false_days)}/{len(normal_days)} user-days"
+            + (f"; findings by test {dict(tests)}" if tests else "")
+        )
+    print(
+        f"distribution_shift findings during the six weeks of ordinary history: {len(history_findings)}"
+    )
     assert summary["basic"][0] <= 2
     assert summary["distribution_shift"][0] >= 13
-    assert summary["distribution_shift"][1] <= 0.01 * len(normal_days) and len(history_findings) <= 3
+    assert (
+        summary["distribution_shift"][1] <= 0.01 * len(normal_days) and len(history_findings) <= 3
+    )
 
 
 def test_one_finding_per_shift_not_one_per_day():
@@ -285,13 +318,21 @@ def test_one_finding_per_shift_not_one_per_day():
     # time passes. (The return itself may show as a change of session
     # lengths against a sample that holds the drift: a change, once.)
     back = start + timedelta(days=21)
-    quiet = [a for a in sim.feed([e for d in range(21) for e in alice.workday(back + timedelta(days=d), rng)])
-             if a.detector == NAME]
+    quiet = [
+        a
+        for a in sim.feed(
+            [e for d in range(21) for e in alice.workday(back + timedelta(days=d), rng)]
+        )
+        if a.detector == NAME
+    ]
     assert not [a for a in quiet if a.features[0].name in ("hours_statistic", "logins_statistic")]
     assert len(quiet) <= 1
     # The next drift is a new episode, reported again.
-    again = [a for a in sim.feed(drifted_days(alice, back + timedelta(days=21), 10, rng, earlier_by=3))
-             if a.detector == NAME]
+    again = [
+        a
+        for a in sim.feed(drifted_days(alice, back + timedelta(days=21), 10, rng, earlier_by=3))
+        if a.detector == NAME
+    ]
     assert {"hours_statistic", "logins_statistic"} & {a.features[0].name for a in again}
 
 
@@ -307,9 +348,17 @@ def test_a_user_who_never_failed_gets_a_finite_statistic_and_an_explanation():
         events += alice.workday(day, rng)
         at = alice.local(day, 12, 0)
         events += [alice.event(LOGIN_FAILURE, at + timedelta(minutes=20 * i)) for i in range(3)]
-    found = [a for a in sim.feed([e for e in sorted(events, key=lambda e: e.occurred_at)
-                                  if e.type.value != "login_failure" or e.occurred_at.hour >= 10])
-             if a.detector == NAME and a.features[0].name == "failures_statistic"]
+    found = [
+        a
+        for a in sim.feed(
+            [
+                e
+                for e in sorted(events, key=lambda e: e.occurred_at)
+                if e.type.value != "login_failure" or e.occurred_at.hour >= 10
+            ]
+        )
+        if a.detector == NAME and a.features[0].name == "failures_statistic"
+    ]
     assert found, "no failure-rate finding"
     a = found[0]
     statistic = a.features[0].value

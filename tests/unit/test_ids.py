@@ -1,5 +1,5 @@
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from uba.domain.ids import new_uuid7, uuid7_time
 
@@ -10,7 +10,7 @@ def test_uuid7_has_version_variant_and_time():
     assert len(value) == 36
     assert parsed.version == 7
     assert parsed.variant == uuid.RFC_4122
-    assert abs(uuid7_time(value) - datetime.now(timezone.utc)) < timedelta(seconds=5)
+    assert abs(uuid7_time(value) - datetime.now(UTC)) < timedelta(seconds=5)
 
 
 def test_uuid7_strictly_increasing_within_one_millisecond_and_across():

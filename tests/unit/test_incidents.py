@@ -3,7 +3,7 @@ source address; the noisy-OR score; the workflow; the ATT&CK table."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
@@ -17,17 +17,35 @@ from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, IncidentStatus, Member
 from uba.domain.risk import RiskAccumulator, RiskPolicy
 
-T0 = datetime(2026, 11, 24, 3, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 3, 12, tzinfo=UTC)
 POLICY = IncidentPolicy()
 _ids = count()
 
 
-def member(detector: str, severity: Severity = Severity.MEDIUM, *, user: str = "alice", at: datetime = T0,
-           session: str = "s1", ip: str = "203.0.113.7", alert: str | None = None) -> Member:
+def member(
+    detector: str,
+    severity: Severity = Severity.MEDIUM,
+    *,
+    user: str = "alice",
+    at: datetime = T0,
+    session: str = "s1",
+    ip: str = "203.0.113.7",
+    alert: str | None = None,
+) -> Member:
     mapping = attack.attack_for(detector)
-    return Member(anomaly_id=f"an{next(_ids)}", alert_id=alert or f"al-{user}-{detector}", user_id=user,
-                  detector=detector, severity=severity, occurred_at=at, title=detector.replace("_", " "),
-                  session_id=session, source_ip=ip, tactics=mapping.tactics, techniques=mapping.techniques)
+    return Member(
+        anomaly_id=f"an{next(_ids)}",
+        alert_id=alert or f"al-{user}-{detector}",
+        user_id=user,
+        detector=detector,
+        severity=severity,
+        occurred_at=at,
+        title=detector.replace("_", " "),
+        session_id=session,
+        source_ip=ip,
+        tactics=mapping.tactics,
+        techniques=mapping.techniques,
+    )
 
 
 def correlate(members: list[Member]) -> list[Incident]:
@@ -36,7 +54,9 @@ def correlate(members: list[Member]) -> list[Incident]:
     incidents: list[Incident] = []
     for m in members:
         kind, entity = POLICY.entity(m)
-        candidates = [i for i in reversed(incidents) if (i.entity_kind, i.entity_id) == (kind, entity)]
+        candidates = [
+            i for i in reversed(incidents) if (i.entity_kind, i.entity_id) == (kind, entity)
+        ]
         incident, new = POLICY.correlate(m, candidates, T0)
         if new:
             incidents.append(incident)
@@ -44,8 +64,14 @@ def correlate(members: list[Member]) -> list[Incident]:
 
 
 def test_several_weak_signals_in_one_session_make_one_high_incident():
-    (incident,) = correlate([member("new_country"), member("new_device"), member("login_time", Severity.LOW),
-                             member("new_ip", Severity.LOW)])
+    (incident,) = correlate(
+        [
+            member("new_country"),
+            member("new_device"),
+            member("login_time", Severity.LOW),
+            member("new_ip", Severity.LOW),
+        ]
+    )
     assert incident.severity >= Severity.HIGH
     assert all(s.severity <= Severity.MEDIUM for s in incident.signals)
     assert len(incident.signals) == 4 and incident.anomaly_count == 4
@@ -56,8 +82,12 @@ def test_several_weak_signals_in_one_session_make_one_high_incident():
 
 def test_repeats_of_one_signal_do_not_escalate():
     one = correlate([member("failed_login_burst", Severity.MEDIUM)])[0]
-    (many,) = correlate([member("failed_login_burst", Severity.MEDIUM, at=T0 + timedelta(minutes=i))
-                         for i in range(50)])
+    (many,) = correlate(
+        [
+            member("failed_login_burst", Severity.MEDIUM, at=T0 + timedelta(minutes=i))
+            for i in range(50)
+        ]
+    )
     assert many.score == one.score and many.severity is Severity.MEDIUM
     assert many.anomaly_count == 50 and len(many.signals) == 1
     # Two alerts of one detector (after a cool-down) still count once.
@@ -66,8 +96,9 @@ def test_repeats_of_one_signal_do_not_escalate():
 
 
 def test_a_new_country_on_a_new_device_is_high_and_either_alone_is_not():
-    (both,) = correlate([member("new_country"), member("new_device", Severity.LOW),
-                         member("new_ip", Severity.LOW)])
+    (both,) = correlate(
+        [member("new_country"), member("new_device", Severity.LOW), member("new_ip", Severity.LOW)]
+    )
     assert both.severity is Severity.HIGH
     (country,) = correlate([member("new_country"), member("new_ip", Severity.LOW)])
     assert country.severity is Severity.MEDIUM
@@ -77,10 +108,16 @@ def test_a_new_country_on_a_new_device_is_high_and_either_alone_is_not():
 
 def test_score_is_a_bounded_noisy_or():
     p = {s: POLICY.probability(s, "new_country") for s in Severity}
-    (incident,) = correlate([member("new_country"), member("new_device"), member("impossible_travel")])
+    (incident,) = correlate(
+        [member("new_country"), member("new_device"), member("impossible_travel")]
+    )
     assert incident.score == pytest.approx(100 * (1 - (1 - p[Severity.MEDIUM]) ** 3), abs=0.1)
-    (top,) = correlate([member(d, Severity.CRITICAL) for d in
-                        ("new_country", "new_device", "impossible_travel", "login_time", "data_volume")])
+    (top,) = correlate(
+        [
+            member(d, Severity.CRITICAL)
+            for d in ("new_country", "new_device", "impossible_travel", "login_time", "data_volume")
+        ]
+    )
     assert top.severity is Severity.CRITICAL and 99 < top.score <= 100
     # A lone finding keeps its own severity.
     for severity in Severity:
@@ -90,14 +127,22 @@ def test_score_is_a_bounded_noisy_or():
 def test_separate_sessions_and_windows_are_separate_incidents():
     incidents = correlate([member("new_country", session="s1"), member("new_device", session="s2")])
     assert len(incidents) == 2
-    later = correlate([member("new_country", session="", at=T0),
-                       member("new_device", session="", at=T0 + POLICY.window + timedelta(minutes=1))])
+    later = correlate(
+        [
+            member("new_country", session="", at=T0),
+            member("new_device", session="", at=T0 + POLICY.window + timedelta(minutes=1)),
+        ]
+    )
     assert len(later) == 2
     # Without session ids, the window decides; a session continues a story
     # begun without one (failures before the login).
-    (story,) = correlate([member("failed_login_burst", session="", at=T0),
-                          member("new_device", session="s9", at=T0 + timedelta(minutes=20)),
-                          member("data_volume", session="s9", at=T0 + timedelta(hours=5))])
+    (story,) = correlate(
+        [
+            member("failed_login_burst", session="", at=T0),
+            member("new_device", session="s9", at=T0 + timedelta(minutes=20)),
+            member("data_volume", session="s9", at=T0 + timedelta(hours=5)),
+        ]
+    )
     assert len(story.signals) == 3 and story.session_ids == ["s9"]
     # Other users never join.
     assert len(correlate([member("new_country", user="a"), member("new_device", user="b")])) == 2
@@ -105,9 +150,20 @@ def test_separate_sessions_and_windows_are_separate_incidents():
 
 def test_population_attacks_group_by_source_address():
     victims = [f"user{i}" for i in range(12)]
-    incidents = correlate([member("password_spraying", Severity.HIGH, user=u, session="", ip="198.51.100.9",
-                                  at=T0 + timedelta(seconds=5 * i)) for i, u in enumerate(victims)]
-                          + [member("new_device", user="user3")])
+    incidents = correlate(
+        [
+            member(
+                "password_spraying",
+                Severity.HIGH,
+                user=u,
+                session="",
+                ip="198.51.100.9",
+                at=T0 + timedelta(seconds=5 * i),
+            )
+            for i, u in enumerate(victims)
+        ]
+        + [member("new_device", user="user3")]
+    )
     spray = [i for i in incidents if i.entity_kind is EntityKind.SOURCE_IP]
     assert len(spray) == 1 and len(incidents) == 2
     (s,) = spray
@@ -171,11 +227,15 @@ def test_risk_follows_incidents_one_contribution_each():
 
 # -- ATT&CK --------------------------------------------------------------------
 
+
 def test_every_registered_detector_has_a_mapping_of_known_ids():
     registry = default_registry()
     for name in registry.names():
-        mapping = attack.attack_for(name, getattr(registry.get(name), "attack", None)) \
-            if registry.entries[name].available else attack.attack_for(name)
+        mapping = (
+            attack.attack_for(name, getattr(registry.get(name), "attack", None))
+            if registry.entries[name].available
+            else attack.attack_for(name)
+        )
         assert name in attack.TABLE, f"{name} is not in the ATT&CK table"
         assert mapping.tactics and mapping.techniques, name
         assert all(t in attack.TACTICS for t in mapping.tactics), name
@@ -183,10 +243,19 @@ def test_every_registered_detector_has_a_mapping_of_known_ids():
 
 
 def test_table_names_the_techniques_of_the_detectors_being_built():
-    expect = {"failed_login_burst": "T1110.001", "password_spraying": "T1110.003",
-              "credential_stuffing": "T1110.004", "session_hijack": "T1539", "mfa_fatigue": "T1621",
-              "data_volume": "T1567", "sustained_volume": "T1567", "new_country": "T1078",
-              "account_takeover": "T1078", "dormant_account": "T1078", "peer_endpoint": "T1078"}
+    expect = {
+        "failed_login_burst": "T1110.001",
+        "password_spraying": "T1110.003",
+        "credential_stuffing": "T1110.004",
+        "session_hijack": "T1539",
+        "mfa_fatigue": "T1621",
+        "data_volume": "T1567",
+        "sustained_volume": "T1567",
+        "new_country": "T1078",
+        "account_takeover": "T1078",
+        "dormant_account": "T1078",
+        "peer_endpoint": "T1078",
+    }
     for detector, technique in expect.items():
         assert technique in attack.attack_for(detector).techniques, detector
     assert "TA0004" in attack.attack_for("peer_endpoint").tactics

@@ -25,7 +25,12 @@ from uba.detectors import checks, models  # noqa: E402
 from uba.detectors.checks import Simulation  # noqa: E402
 from uba.detectors.features import FEATURE_NAMES  # noqa: E402
 from uba.detectors.isolation_forest import (  # noqa: E402
-    NAME, BatchForest, CompiledForest, IsolationForestDetector, replay_rows, train,
+    NAME,
+    BatchForest,
+    CompiledForest,
+    IsolationForestDetector,
+    replay_rows,
+    train,
 )
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry  # noqa: E402
 from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
@@ -45,6 +50,7 @@ def blobs(n=3000, seed=0):
 
 # -- the synthetic world: history, then two weeks with attacks and benign novelty ---------------
 
+
 def combined_attack(persona: Persona, day, rng: random.Random, device: str):
     """An hour before the user's usual start, from `device`, 90 minutes
     (1.5x usual) with 60 API calls (about 4x usual per hour, under the
@@ -53,10 +59,22 @@ def combined_attack(persona: Persona, day, rng: random.Random, device: str):
     events = [persona.event(LOGIN, at, device_id=device)]
     minutes, calls = 90, 60
     for i in range(calls):
-        events.append(persona.api_call(at + timedelta(seconds=minutes * 60 * (i + 1) / (calls + 1)), rng,
-                                       device_id=device, bytes_transferred=rng.randint(15_000, 150_000)))
-    events.append(persona.event(LOGOUT, at + timedelta(minutes=minutes), device_id=device,
-                                session_duration=timedelta(minutes=minutes)))
+        events.append(
+            persona.api_call(
+                at + timedelta(seconds=minutes * 60 * (i + 1) / (calls + 1)),
+                rng,
+                device_id=device,
+                bytes_transferred=rng.randint(15_000, 150_000),
+            )
+        )
+    events.append(
+        persona.event(
+            LOGOUT,
+            at + timedelta(minutes=minutes),
+            device_id=device,
+            session_duration=timedelta(minutes=minutes),
+        )
+    )
     return events
 
 
@@ -99,7 +117,11 @@ def world(users=30, history_days=42, test_days=14, seed=11) -> World:
                 benign.add((persona.user_id, day.date()))
             elif draw < 0.12:
                 kind = "A" if rng.random() < 0.5 else "B"
-                device = f"tablet-{persona.user_id}" if kind == "A" else f"unknown-{rng.randint(1000, 9999)}"
+                device = (
+                    f"tablet-{persona.user_id}"
+                    if kind == "A"
+                    else f"unknown-{rng.randint(1000, 9999)}"
+                )
                 attack = combined_attack(persona, day, rng, device)
                 attacks[(persona.user_id, day.date())] = (kind, {e.event_id for e in attack})
                 events += attack
@@ -113,6 +135,7 @@ def user_day(anomaly):
 
 
 # -- the compiled forest and batch API ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("max_features", [1.0, 0.5])
 def test_compiled_forest_scores_exactly_like_sklearn(max_features):
@@ -137,7 +160,15 @@ def test_batch_forest_scores_bit_for_bit_like_score_samples(max_features):
     with pytest.raises(ValueError, match="features"):
         batch.score(probe[:, :5])
     # at_least: the rows that filtering the scores keeps, with the same scores, whatever the threshold.
-    for threshold in (-1.0, 0.0, 1e-9, *np.quantile(scores, [0.1, 0.5, 0.9, 0.99, 0.999]), scores.max(), 1.0, 2.0):
+    for threshold in (
+        -1.0,
+        0.0,
+        1e-9,
+        *np.quantile(scores, [0.1, 0.5, 0.9, 0.99, 0.999]),
+        scores.max(),
+        1.0,
+        2.0,
+    ):
         where, kept = batch.at_least(probe, float(threshold))
         expected = np.flatnonzero(scores >= threshold)
         np.testing.assert_array_equal(where, expected)
@@ -174,7 +205,11 @@ def test_fit_score_flip_sign_and_threshold_is_the_contamination_quantile():
     assert 0 < scores.min() and scores.max() <= 1
     info = detector.model_info
     assert np.mean(scores >= info.threshold) == pytest.approx(0.01, abs=0.003)
-    assert info.high_threshold > info.threshold and info.rows == 5000 and info.features == FEATURE_NAMES
+    assert (
+        info.high_threshold > info.threshold
+        and info.rows == 5000
+        and info.features == FEATURE_NAMES
+    )
     outlier = np.full((1, D), 5.0, dtype=np.float32)  # 5 sd off in every feature
     assert detector.score(outlier)[0] > info.high_threshold > np.median(scores)
 
@@ -191,6 +226,7 @@ def test_explanation_names_the_feature_that_is_off():
 
 # -- model files -------------------------------------------------------------------------------
 
+
 def test_models_are_saved_with_metadata_made_current_and_pruned(tmp_path):
     detector = IsolationForestDetector(model_dir=str(tmp_path)).fit(blobs())
     saved = []
@@ -199,13 +235,20 @@ def test_models_are_saved_with_metadata_made_current_and_pruned(tmp_path):
         saved.append(models.save_model(tmp_path, info, detector.model_.estimator, keep=3))
     assert models.current_version(tmp_path, NAME) == "20260103T000000Z"
     assert [i.version for i in models.list_models(tmp_path, NAME)] == [
-        "20260103T000000Z", "20260102T000000Z", "20260101T000000Z"]
+        "20260103T000000Z",
+        "20260102T000000Z",
+        "20260101T000000Z",
+    ]
     sidecar = json.loads((tmp_path / NAME / "20260103T000000Z" / "model.json").read_text())
-    assert sidecar["features"] == list(FEATURE_NAMES) and sidecar["threshold"] == saved[-1].threshold
+    assert (
+        sidecar["features"] == list(FEATURE_NAMES) and sidecar["threshold"] == saved[-1].threshold
+    )
     assert sidecar["libraries"]["scikit-learn"] and sidecar["rows"] == 3000
     estimator, info = models.load_model(tmp_path, NAME)
     X = blobs(100, seed=4)
-    np.testing.assert_array_equal(estimator.score_samples(X), detector.model_.estimator.score_samples(X))
+    np.testing.assert_array_equal(
+        estimator.score_samples(X), detector.model_.estimator.score_samples(X)
+    )
     # A version taken gets a suffix rather than overwriting.
     again = models.save_model(tmp_path, saved[-1], detector.model_.estimator)
     assert again.version == "20260103T000000Z-2"
@@ -219,6 +262,7 @@ def test_a_model_of_other_features_is_refused():
 
 
 # -- the detector in the engine ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -246,7 +290,9 @@ def fed(trained):
 
 def test_training_replays_history_and_records_its_window(trained):
     w, model_dir, info = trained
-    assert info.events == len(w.history) and 0 < info.rows < info.events  # immature users' rows left out
+    assert (
+        info.events == len(w.history) and 0 < info.rows < info.events
+    )  # immature users' rows left out
     assert info.window_start.startswith("2026-01-0") and info.window_end > info.window_start
     assert models.current_version(model_dir, NAME) == info.version
     assert info.params["contamination"] == 0.0001 and info.training_seconds > 0
@@ -266,8 +312,15 @@ def test_without_a_model_the_detector_is_quiet(tmp_path):
     sim, detector = enhanced_simulation(str(tmp_path))
     alice = Persona()
     sim.feed(alice.history(random.Random(7)))
-    assert not [a for a in sim.feed(combined_attack(alice, HISTORY_START + timedelta(days=43), random.Random(1),
-                                                    "unknown-1")) if a.detector == NAME]
+    assert not [
+        a
+        for a in sim.feed(
+            combined_attack(
+                alice, HISTORY_START + timedelta(days=43), random.Random(1), "unknown-1"
+            )
+        )
+        if a.detector == NAME
+    ]
     assert detector.model_info is None
 
 
@@ -275,7 +328,7 @@ def test_a_combined_attack_is_found_and_explained(trained, fed):
     w, model_dir, info = trained
     sim = fed.copy()
     detector = next(d for d in sim.engine.detectors if d.name == NAME)
-    (key, (kind, ids)), = [(k, v) for k, v in w.attacks.items() if v[0] == "A"][:1]
+    ((key, (kind, ids)),) = [(k, v) for k, v in w.attacks.items() if v[0] == "A"][:1]
     attack_day = [e for e in w.test if e.user_id == key[0] and e.event_id in ids]
     found = [a for a in sim.feed(attack_day) if a.detector == NAME]
     assert found and detector.model_info.version == info.version
@@ -289,8 +342,12 @@ def test_deferred_mode_finds_the_same_anomalies_in_one_call(trained, fed):
     w, model_dir, _ = trained
     events = w.test[:4000]
     immediate, deferred = fed.copy(), fed.copy()
-    expected = sorted((a.event_ids[0], round(a.score, 12)) for a in immediate.feed(events) if a.detector == NAME)
-    deferred.engine = DetectionEngine(REGISTRY, {NAME: {"enabled": True, "model_dir": model_dir, "defer": True}})
+    expected = sorted(
+        (a.event_ids[0], round(a.score, 12)) for a in immediate.feed(events) if a.detector == NAME
+    )
+    deferred.engine = DetectionEngine(
+        REGISTRY, {NAME: {"enabled": True, "model_dir": model_dir, "defer": True}}
+    )
     detector = next(d for d in deferred.engine.detectors if d.name == NAME)
     assert not [a for a in deferred.feed(events) if a.detector == NAME]  # nothing until flushed
     flushed = detector.flush()
@@ -300,18 +357,25 @@ def test_deferred_mode_finds_the_same_anomalies_in_one_call(trained, fed):
 
 def test_a_new_model_version_is_picked_up(tmp_path):
     first = IsolationForestDetector(model_dir=str(tmp_path), reload_seconds=1e-9).fit(blobs())
-    models.save_model(tmp_path, dataclasses.replace(first.model_info, version="20260101T000000Z"),
-                      first.model_.estimator)
+    models.save_model(
+        tmp_path,
+        dataclasses.replace(first.model_info, version="20260101T000000Z"),
+        first.model_.estimator,
+    )
     live = IsolationForestDetector(model_dir=str(tmp_path), reload_seconds=1e-9)
     assert live._current_model() and live.model_info.version == "20260101T000000Z"
     second = IsolationForestDetector(random_state=5).fit(blobs(seed=2))
-    models.save_model(tmp_path, dataclasses.replace(second.model_info, version="20260102T000000Z"),
-                      second.model_.estimator)
+    models.save_model(
+        tmp_path,
+        dataclasses.replace(second.model_info, version="20260102T000000Z"),
+        second.model_.estimator,
+    )
     time.sleep(0.01)
     assert live._current_model() and live.model_info.version == "20260102T000000Z"
 
 
 # -- evidence ------------------------------------------------------------------------------------
+
 
 def test_evidence_combined_attacks_recall_and_false_alerts(trained, fed):
     """Attacks of several slightly-off features: recall and false alerts per
@@ -320,26 +384,33 @@ def test_evidence_combined_attacks_recall_and_false_alerts(trained, fed):
     sim = fed.copy()
     found = sim.feed(w.test)
     assert not sim.engine.failures
-    user_days = {(e.user_id, e.occurred_at.astimezone(ZoneInfo("Europe/Berlin")).date()) for e in w.test}
+    user_days = {
+        (e.user_id, e.occurred_at.astimezone(ZoneInfo("Europe/Berlin")).date()) for e in w.test
+    }
     normal_days = user_days - set(w.attacks)
     kinds = collections.Counter(kind for kind, _ in w.attacks.values())
     results = {}
     # sustained_volume (basic, over days) sees some attack days' heavy API use
     # as volume: shown on its own line; "basic" is the per-event detectors.
     per_event = {n for n in BUILTIN_DETECTORS if n != "sustained_volume"}
-    for label, keep in (("basic", lambda a: a.detector in per_event),
-                        ("sustained_volume", lambda a: a.detector == "sustained_volume"),
-                        ("isolation_forest", lambda a: a.detector == NAME),
-                        ("basic+isolation_forest", lambda a: True)):
+    for label, keep in (
+        ("basic", lambda a: a.detector in per_event),
+        ("sustained_volume", lambda a: a.detector == "sustained_volume"),
+        ("isolation_forest", lambda a: a.detector == NAME),
+        ("basic+isolation_forest", lambda a: True),
+    ):
         chosen = [a for a in found if keep(a)]
-        caught = collections.Counter(kind for kind, ids in w.attacks.values()
-                                     if any(set(a.event_ids) & ids for a in chosen))
+        caught = collections.Counter(
+            kind for kind, ids in w.attacks.values() if any(set(a.event_ids) & ids for a in chosen)
+        )
         false_days = {user_day(a) for a in chosen} & normal_days
         results[label] = (caught, false_days)
-        print(f"\n{label:24s} recall A (rare device) {caught['A']}/{kinds['A']}, B (new device) "
-              f"{caught['B']}/{kinds['B']}; false alerts {len(false_days)}/{len(normal_days)} user-days "
-              f"({len(false_days) / len(normal_days):.2%}), of which benign new device "
-              f"{len(false_days & w.benign)}/{len(w.benign)}")
+        print(
+            f"\n{label:24s} recall A (rare device) {caught['A']}/{kinds['A']}, B (new device) "
+            f"{caught['B']}/{kinds['B']}; false alerts {len(false_days)}/{len(normal_days)} user-days "
+            f"({len(false_days) / len(normal_days):.2%}), of which benign new device "
+            f"{len(false_days & w.benign)}/{len(w.benign)}"
+        )
     basic_caught, basic_false = results["basic"]
     iforest_caught, iforest_false = results["isolation_forest"]
     assert basic_caught["A"] == 0  # no basic detector catches the rare-device combination
@@ -374,12 +445,16 @@ def test_scoring_rate_matches_sklearn(trained):
     listed = _best(lambda: detector.score(as_lists))
     one = as_lists[:300]
     compiled = _best(lambda: [detector.model_.forest.score(r) for r in one], 3) / len(one)
-    single = _best(lambda: [estimator.score_samples(rows[i:i + 1]) for i in range(30)], 3) / 30
-    print(f"\nscore_samples direct {len(rows) / direct:,.0f} rows/s; detector.score {len(rows) / ours:,.0f} rows/s "
-          f"(ratio {direct / ours:.2f}); from Python lists {len(rows) / listed:,.0f} rows/s "
-          f"(ratio {direct / listed:.2f})")
-    print(f"one row: sklearn {single * 1e3:.2f} ms, compiled forest {compiled * 1e6:.0f} us "
-          f"({single / compiled:.0f}x)")
+    single = _best(lambda: [estimator.score_samples(rows[i : i + 1]) for i in range(30)], 3) / 30
+    print(
+        f"\nscore_samples direct {len(rows) / direct:,.0f} rows/s; detector.score {len(rows) / ours:,.0f} rows/s "
+        f"(ratio {direct / ours:.2f}); from Python lists {len(rows) / listed:,.0f} rows/s "
+        f"(ratio {direct / listed:.2f})"
+    )
+    print(
+        f"one row: sklearn {single * 1e3:.2f} ms, compiled forest {compiled * 1e6:.0f} us "
+        f"({single / compiled:.0f}x)"
+    )
     expected = -estimator.score_samples(rows)
     np.testing.assert_array_equal(detector.score(rows), expected)
     np.testing.assert_array_equal(detector.score(as_lists), expected)
@@ -390,12 +465,16 @@ def test_bench_training_time_by_history_size():
     print()
     for users in (10, 50, 200):  # about 1,070 events per user in six weeks
         rng = random.Random(2)
-        history = sorted((e for p in population(rng, users) for e in p.history(rng, days=42)),
-                         key=lambda e: e.occurred_at)
+        history = sorted(
+            (e for p in population(rng, users) for e in p.history(rng, days=42)),
+            key=lambda e: e.occurred_at,
+        )
         started = time.perf_counter()
         rows, facts = replay_rows(history, max_rows=200_000)
         replayed = time.perf_counter() - started
         IsolationForestDetector().fit(rows, facts=facts)
         total = time.perf_counter() - started
-        print(f"history {len(history):>7,} events ({users} users) -> {len(rows):>7,} rows: replay {replayed:.2f}s, "
-              f"fit+threshold {total - replayed:.2f}s, total {total:.2f}s")
+        print(
+            f"history {len(history):>7,} events ({users} users) -> {len(rows):>7,} rows: replay {replayed:.2f}s, "
+            f"fit+threshold {total - replayed:.2f}s, total {total:.2f}s"
+        )

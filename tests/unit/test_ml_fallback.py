@@ -73,16 +73,25 @@ EXERCISE = textwrap.dedent("""
 
 
 def run(code: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": SERVER})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": SERVER},
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_basic_mode_lists_enhanced_detectors_as_unavailable_and_still_detects():
     out = run(BLOCK_ML + EXERCISE)
-    assert {"uba.detectors.isolation_forest", "uba.detectors.distribution_shift", "uba.detectors.features",
-            "uba.detectors.models"} <= set(out["modules"])  # all imported fine
+    assert {
+        "uba.detectors.isolation_forest",
+        "uba.detectors.distribution_shift",
+        "uba.detectors.features",
+        "uba.detectors.models",
+    } <= set(out["modules"])  # all imported fine
     described = out["described"]
     assert described["isolation_forest"] == [False, "numpy, scikit-learn not installed", "enhanced"]
     assert described["distribution_shift"] == [False, "numpy, scipy not installed", "enhanced"]
@@ -124,7 +133,9 @@ def test_import_cost_of_the_ml_stack():
         print(json.dumps({"basic_s": basic[0], "basic_mb": basic[1], "ml_s": ml[0], "ml_mb": ml[1]}))
     """)
     out = run(code)
-    print(f"\nbasic start-up: imports {out['basic_s'] * 1e3:.0f} ms, RSS {out['basic_mb']:.0f} MB; "
-          f"ML stack (numpy, scipy.stats, sklearn.ensemble): +{out['ml_s'] * 1e3:.0f} ms, "
-          f"+{out['ml_mb'] - out['basic_mb']:.0f} MB RSS")
+    print(
+        f"\nbasic start-up: imports {out['basic_s'] * 1e3:.0f} ms, RSS {out['basic_mb']:.0f} MB; "
+        f"ML stack (numpy, scipy.stats, sklearn.ensemble): +{out['ml_s'] * 1e3:.0f} ms, "
+        f"+{out['ml_mb'] - out['basic_mb']:.0f} MB RSS"
+    )
     assert out["ml_mb"] > out["basic_mb"]

@@ -1,15 +1,29 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.risk import RiskAccumulator, RiskPolicy
 
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 POLICY = RiskPolicy()
 
 
 def anomaly(severity, age_hours=0.0, alert_id=""):
-    return Anomaly("a", "alice", "d", "1", 1.0, severity, ["e"], "r", "", "", 0, True,
-                   occurred_at=NOW - timedelta(hours=age_hours), alert_id=alert_id)
+    return Anomaly(
+        "a",
+        "alice",
+        "d",
+        "1",
+        1.0,
+        severity,
+        ["e"],
+        "r",
+        "",
+        "",
+        0,
+        True,
+        occurred_at=NOW - timedelta(hours=age_hours),
+        alert_id=alert_id,
+    )
 
 
 def test_no_anomalies_no_risk():
@@ -33,7 +47,9 @@ def test_half_life_decay():
 
 def test_resolved_alerts_no_longer_count():
     anomalies = [anomaly(Severity.HIGH, alert_id="x"), anomaly(Severity.LOW, alert_id="y")]
-    assert POLICY.user_risk(anomalies, NOW, resolved_alert_ids={"x"}) == POLICY.user_risk(anomalies[1:], NOW)
+    assert POLICY.user_risk(anomalies, NOW, resolved_alert_ids={"x"}) == POLICY.user_risk(
+        anomalies[1:], NOW
+    )
 
 
 def test_accumulator_matches_the_batch_score():

@@ -4,8 +4,6 @@ accounts (dormant_account)."""
 import random
 from datetime import timedelta
 
-import pytest
-
 from uba.detectors.checks import Simulation, only
 from uba.detectors.registry import DetectorRegistry
 from uba.detectors.session_risk import SessionRiskDetector
@@ -33,8 +31,15 @@ def learned(*names, days=42, **params):
 def takeover(alice, at, paths=("/v1/exports/run", "/v1/exports/download")):
     events = [alice.event(LOGIN, at, **STRANGER)]
     for i, path in enumerate(paths):
-        events.append(alice.api_call(at + timedelta(minutes=2 + i), random.Random(i), api_method="GET",
-                                     api_path=path, **STRANGER))
+        events.append(
+            alice.api_call(
+                at + timedelta(minutes=2 + i),
+                random.Random(i),
+                api_method="GET",
+                api_path=path,
+                **STRANGER,
+            )
+        )
     return events
 
 
@@ -64,23 +69,51 @@ def test_one_novelty_at_a_time_stays_quiet():
     # A new laptop; a hotel network another day; a new endpoint a third day.
     assert sim.feed([alice.event(LOGIN, at, device_id="laptop-alice-2")]) == []
     assert sim.feed([alice.event(LOGIN, at + timedelta(days=1), source_ip="192.0.2.7")]) == []
-    assert sim.feed([alice.api_call(at + timedelta(days=2), random.Random(1), api_method="GET",
-                                    api_path="/v1/invoices")]) == []
+    assert (
+        sim.feed(
+            [
+                alice.api_call(
+                    at + timedelta(days=2),
+                    random.Random(1),
+                    api_method="GET",
+                    api_path="/v1/invoices",
+                )
+            ]
+        )
+        == []
+    )
 
 
 def test_a_rollout_and_a_vpn_change_earn_no_points():
     rng = random.Random(4)
     people = list(population(rng, 10))
     # The novelty detectors keep the counts of who uses what.
-    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "session_risk") | {
-        "new_ip": {"enabled": True}, "new_device": {"enabled": True}, "api_new_endpoint": {"enabled": True}}))
-    sim.feed(sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at))
+    sim = Simulation(
+        DetectionEngine(
+            REGISTRY,
+            only(REGISTRY, "session_risk")
+            | {
+                "new_ip": {"enabled": True},
+                "new_device": {"enabled": True},
+                "api_new_endpoint": {"enabled": True},
+            },
+        )
+    )
+    sim.feed(
+        sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
+    )
     found = []
     day = day_after_history(days=21)
     for i, p in enumerate(people):
         at = p.local(day, 9, i)
-        found += sim.feed([p.event(LOGIN, at, source_ip=f"192.0.2.{i + 1}", device_id=f"new-laptop-{i}")]
-                          + [p.api_call(at + timedelta(minutes=1), rng, api_method="POST", api_path="/v2/timesheets")])
+        found += sim.feed(
+            [p.event(LOGIN, at, source_ip=f"192.0.2.{i + 1}", device_id=f"new-laptop-{i}")]
+            + [
+                p.api_call(
+                    at + timedelta(minutes=1), rng, api_method="POST", api_path="/v2/timesheets"
+                )
+            ]
+        )
     risky = [a for a in found if a.detector == "session_risk"]
     # The first movers carry three signals; once the change is shared it is not counted.
     assert len(risky) <= 3
@@ -97,11 +130,24 @@ def test_dormant_account_with_a_new_device_and_admin_endpoints():
     back = DAY + timedelta(days=20)
     found = sim.feed([alice.event(LOGIN, alice.local(back, 10, 0))])
     (a,) = found
-    assert a.severity is Severity.LOW and "active again after 2" in a.reason and "usual gaps" in a.reason
+    assert (
+        a.severity is Severity.LOW
+        and "active again after 2" in a.reason
+        and "usual gaps" in a.reason
+    )
     sim2, alice = learned("dormant_account")
-    found = sim2.feed([alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731"),
-                       alice.api_call(alice.local(back, 10, 4), random.Random(1), api_method="GET",
-                                      api_path="/admin/users", device_id="unknown-7731")])
+    found = sim2.feed(
+        [
+            alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731"),
+            alice.api_call(
+                alice.local(back, 10, 4),
+                random.Random(1),
+                api_method="GET",
+                api_path="/admin/users",
+                device_id="unknown-7731",
+            ),
+        ]
+    )
     assert [x.severity for x in found] == [Severity.MEDIUM, Severity.HIGH]
     assert "privileged endpoints" in found[-1].reason
 
@@ -115,7 +161,16 @@ def test_usual_gaps_are_not_dormancy():
 def test_dormant_return_counts_in_session_risk():
     sim, alice = learned("session_risk")
     back = DAY + timedelta(days=20)
-    found = sim.feed([alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731"),
-                      alice.api_call(alice.local(back, 10, 4), random.Random(1), api_method="GET",
-                                     api_path="/admin/users", device_id="unknown-7731")])
+    found = sim.feed(
+        [
+            alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731"),
+            alice.api_call(
+                alice.local(back, 10, 4),
+                random.Random(1),
+                api_method="GET",
+                api_path="/admin/users",
+                device_id="unknown-7731",
+            ),
+        ]
+    )
     assert found and found[-1].severity is Severity.HIGH and "dormant" in found[-1].reason

@@ -29,8 +29,15 @@ def big_day(p: Persona, day, rng, factor):
     n = 40
     for i in range(n):
         at = p.local(day, p.work_start + i * (p.work_end - p.work_start) // n, (i * 7) % 60)
-        events.append(p.api_call(at, rng, bytes_transferred=int(extra / n), api_method="GET",
-                                 api_path="/v1/customers"))
+        events.append(
+            p.api_call(
+                at,
+                rng,
+                bytes_transferred=int(extra / n),
+                api_method="GET",
+                api_path="/v1/customers",
+            )
+        )
     return sorted(events, key=lambda e: e.occurred_at)
 
 
@@ -78,16 +85,26 @@ def test_a_single_big_day_and_ordinary_weeks_stay_below_medium():
     found = []
     user_days = 0
     for i in range(30):
-        p = Persona(user_id=f"u{i}", timezone=("Europe/Berlin", "America/New_York", "Asia/Tokyo")[i % 3])
+        p = Persona(
+            user_id=f"u{i}", timezone=("Europe/Berlin", "America/New_York", "Asia/Tokyo")[i % 3]
+        )
         sim = Simulation(engine())
         for d in range(70):
             day = HISTORY_START + timedelta(days=d)
             # Now and then a day with twice or three times the usual work.
-            events = big_day(p, day, rng, rng.choice((2, 3))) if rng.random() < 0.05 else p.workday(day, rng)
+            events = (
+                big_day(p, day, rng, rng.choice((2, 3)))
+                if rng.random() < 0.05
+                else p.workday(day, rng)
+            )
             found += sim.feed(events)
             user_days += day.weekday() < 5
     medium = [a for a in found if a.severity >= Severity.MEDIUM]
-    assert len(medium) <= 0.005 * user_days, (len(medium), user_days, [a.observed for a in medium][:3])
+    assert len(medium) <= 0.005 * user_days, (
+        len(medium),
+        user_days,
+        [a.observed for a in medium][:3],
+    )
 
 
 def test_quarantined_events_count_but_are_not_learned():

@@ -28,10 +28,16 @@ if TYPE_CHECKING:
 # Worth reconnecting after: the server went away, restarted, drained, or
 # the stream broke. Anything else (bad filter, no permission, not
 # implemented) would fail again the same way.
-RECONNECT_CODES = frozenset({
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
-})
+RECONNECT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
 # Keep trying for ever, at most every 5 s: a follower is a daemon's loop.
 FOLLOW_POLICY = RetryPolicy(max_attempts=0, initial_backoff=0.2, max_backoff=5.0)
 
@@ -46,9 +52,17 @@ class AlertFollower:
     message. close() (from any thread) ends the iteration.
     """
 
-    def __init__(self, client: "UbaClient", after_seq: int = 0, min_severity: Any = None, user_id: str = "",
-                 detector: str = "", idle_timeout: float = 60.0, retry: RetryPolicy | None = None,
-                 kinds: tuple[str, ...] = ("alert",)):
+    def __init__(
+        self,
+        client: UbaClient,
+        after_seq: int = 0,
+        min_severity: Any = None,
+        user_id: str = "",
+        detector: str = "",
+        idle_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        kinds: tuple[str, ...] = ("alert",),
+    ):
         self.client = client
         # What to yield: "alert" (uba.v1.Alert) and/or "incident" (uba.v1.Incident).
         self.kinds = frozenset(kinds)
@@ -72,7 +86,7 @@ class AlertFollower:
         if self._call is not None:
             self._call.cancel()
 
-    def __enter__(self) -> "AlertFollower":
+    def __enter__(self) -> AlertFollower:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -111,14 +125,20 @@ class AlertFollower:
             self._start_seq()
         failures = 0
         while not self._closed.is_set():
-            request = service_pb2.StreamAlertsRequest(after_seq=self.seq, min_severity=self.min_severity,
-                                                      user_id=self.user_id, detector=self.detector,
-                                                      include_incidents="incident" in self.kinds)
+            request = service_pb2.StreamAlertsRequest(
+                after_seq=self.seq,
+                min_severity=self.min_severity,
+                user_id=self.user_id,
+                detector=self.detector,
+                include_incidents="incident" in self.kinds,
+            )
             call = self.client.stub.StreamAlerts(request, metadata=self.client.metadata)
             self._call = call
             self._stalled = False
             self._last_message = time.monotonic()
-            threading.Thread(target=self._watchdog, args=(call,), daemon=True, name="uba-follow-watchdog").start()
+            threading.Thread(
+                target=self._watchdog, args=(call,), daemon=True, name="uba-follow-watchdog"
+            ).start()
             try:
                 for message in call:
                     self._last_message = time.monotonic()
@@ -138,7 +158,9 @@ class AlertFollower:
                 if self._closed.is_set():
                     return
                 code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-                if not (code in RECONNECT_CODES or (code == grpc.StatusCode.CANCELLED and self._stalled)):
+                if not (
+                    code in RECONNECT_CODES or (code == grpc.StatusCode.CANCELLED and self._stalled)
+                ):
                     raise UbaError.from_rpc(err, self.client.target) from None
                 failures += 1
                 error = UbaError.from_rpc(err, self.client.target)

@@ -45,8 +45,13 @@ class BatchRecorder:
     one at a time, in the order their events were added.
     """
 
-    def __init__(self, client: "UbaClient", max_batch: int = 500, flush_interval: float | None = 1.0,
-                 on_result: Callable[[RecordResult, events_pb2.ActivityEvent], None] | None = None):
+    def __init__(
+        self,
+        client: UbaClient,
+        max_batch: int = 500,
+        flush_interval: float | None = 1.0,
+        on_result: Callable[[RecordResult, events_pb2.ActivityEvent], None] | None = None,
+    ):
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be within 1..{MAX_BATCH}")
         self.client = client
@@ -96,7 +101,7 @@ class BatchRecorder:
             self._timer.join()
         self.flush()
 
-    def __enter__(self) -> "BatchRecorder":
+    def __enter__(self) -> BatchRecorder:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -117,13 +122,19 @@ class BatchRecorder:
             with self._lock:
                 if not self._pending or (only_full and len(self._pending) < self.max_batch):
                     return False
-                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+                batch, self._pending = (
+                    self._pending[: self.max_batch],
+                    self._pending[self.max_batch :],
+                )
                 if self._pending:
                     self._oldest = time.monotonic()
             try:
                 results = self.client.record_batch(batch, max_batch=self.max_batch).results
             except UbaError as exc:
-                results = [RecordResult(i, e.event_id, "failed", error=str(exc)) for i, e in enumerate(batch)]
+                results = [
+                    RecordResult(i, e.event_id, "failed", error=str(exc))
+                    for i, e in enumerate(batch)
+                ]
                 with self._lock:
                     self.stats.errors.append(str(exc))
             with self._lock:

@@ -21,7 +21,14 @@ from typing import IO, Any, TypeVar
 
 import grpc
 
-from uba.v1 import alerts_pb2, baselines_pb2, events_pb2, incidents_pb2, service_pb2, service_pb2_grpc
+from uba.v1 import (
+    alerts_pb2,
+    baselines_pb2,
+    events_pb2,
+    incidents_pb2,
+    service_pb2,
+    service_pb2_grpc,
+)
 from uba_client import events as ev
 from uba_client.errors import UbaError
 from uba_client.ids import new_event_id
@@ -75,7 +82,9 @@ class BatchResult:
         return self.count("invalid")
 
 
-def _credentials(tls: Any, client_cert: Any = None, client_key: Any = None) -> grpc.ChannelCredentials | None:
+def _credentials(
+    tls: Any, client_cert: Any = None, client_key: Any = None
+) -> grpc.ChannelCredentials | None:
     """tls None: plaintext; True: the system's roots; bytes: PEM roots; str
     or Path: a PEM file of roots. client_cert and client_key (PEM bytes or
     file paths) are presented to servers that require a client certificate."""
@@ -86,8 +95,9 @@ def _credentials(tls: Any, client_cert: Any = None, client_key: Any = None) -> g
     if bool(client_cert) != bool(client_key):
         raise ValueError("client_cert and client_key go together")
     roots = None if tls is True else _pem(tls)
-    return grpc.ssl_channel_credentials(root_certificates=roots, private_key=_pem(client_key),
-                                        certificate_chain=_pem(client_cert))
+    return grpc.ssl_channel_credentials(
+        root_certificates=roots, private_key=_pem(client_key), certificate_chain=_pem(client_cert)
+    )
 
 
 def _pem(value: Any) -> bytes | None:
@@ -105,10 +115,18 @@ class UbaClient:
     """A connection to one uba server. Thread-safe; close() when done (or
     use it as a context manager)."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, tls: Any = None,
-                 timeout: float = 10.0, client_cert: Any = None, client_key: Any = None,
-                 retry: RetryPolicy = DEFAULT_POLICY,
-                 ingest_retry: RetryPolicy = INGEST_POLICY, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        api_key: str | None = None,
+        tls: Any = None,
+        timeout: float = 10.0,
+        client_cert: Any = None,
+        client_key: Any = None,
+        retry: RetryPolicy = DEFAULT_POLICY,
+        ingest_retry: RetryPolicy = INGEST_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.target = target
         self.timeout = timeout
         self.retry = retry
@@ -124,26 +142,38 @@ class UbaClient:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
         credentials = _credentials(tls, client_cert, client_key)
-        self._channel = (grpc.secure_channel(target, credentials, options) if credentials
-                         else grpc.insecure_channel(target, options))
+        self._channel = (
+            grpc.secure_channel(target, credentials, options)
+            if credentials
+            else grpc.insecure_channel(target, options)
+        )
         self.stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(self._channel)
         # The server checks the key in a later version; sending it now keeps
         # callers ready for that.
-        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
 
     # -- plumbing -------------------------------------------------------------
 
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "UbaClient":
+    def __enter__(self) -> UbaClient:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., T], request, *, retry_on=RETRY_DEFAULT,
-              policy: RetryPolicy | None = None, timeout: float | None = None) -> T:
+    def _call(
+        self,
+        method: Callable[..., T],
+        request,
+        *,
+        retry_on=RETRY_DEFAULT,
+        policy: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> T:
         policy = policy or self.retry
         failures = 0
         while True:
@@ -171,11 +201,21 @@ class UbaClient:
             event = ev.event(**fields)
         request = service_pb2.RecordActivityRequest()
         self._with_id(request.event, event)
-        reply = self._call(self.stub.RecordActivity, request, retry_on=RETRY_INGEST, policy=self.ingest_retry)
-        return RecordResult(0, reply.event_id, "duplicate" if reply.duplicate else "accepted",
-                            received_at=reply.received_at.ToDatetime(ev.UTC) if reply.HasField("received_at") else None)
+        reply = self._call(
+            self.stub.RecordActivity, request, retry_on=RETRY_INGEST, policy=self.ingest_retry
+        )
+        return RecordResult(
+            0,
+            reply.event_id,
+            "duplicate" if reply.duplicate else "accepted",
+            received_at=reply.received_at.ToDatetime(ev.UTC)
+            if reply.HasField("received_at")
+            else None,
+        )
 
-    def record_batch(self, events: Iterable[events_pb2.ActivityEvent], max_batch: int = MAX_BATCH) -> BatchResult:
+    def record_batch(
+        self, events: Iterable[events_pb2.ActivityEvent], max_batch: int = MAX_BATCH
+    ) -> BatchResult:
         """Records any number of events, in calls of at most `max_batch`;
         each item gets its own status, and invalid items do not stop valid
         ones from being stored."""
@@ -183,11 +223,19 @@ class UbaClient:
         request = service_pb2.RecordActivitiesRequest()
 
         def send() -> None:
-            reply = self._call(self.stub.RecordActivities, request, retry_on=RETRY_INGEST, policy=self.ingest_retry)
+            reply = self._call(
+                self.stub.RecordActivities, request, retry_on=RETRY_INGEST, policy=self.ingest_retry
+            )
             offset = len(results)
             for r in reply.results:
-                results.append(RecordResult(offset + r.index, r.event_id, _STATUS_NAMES.get(r.status, "unknown"),
-                                            tuple((v.field, v.description) for v in r.violations)))
+                results.append(
+                    RecordResult(
+                        offset + r.index,
+                        r.event_id,
+                        _STATUS_NAMES.get(r.status, "unknown"),
+                        tuple((v.field, v.description) for v in r.violations),
+                    )
+                )
             del request.events[:]
 
         for event in events:
@@ -209,19 +257,38 @@ class UbaClient:
         _set_time(request.end_time, end)
         request.source_ip = source_ip or ""
 
-    def list_logs(self, user_id: str = "", type: Any = None, start: Any = None, end: Any = None,
-                  source_ip: str = "", page_size: int = 0, page_token: str = "") -> service_pb2.ListLogsResponse:
+    def list_logs(
+        self,
+        user_id: str = "",
+        type: Any = None,
+        start: Any = None,
+        end: Any = None,
+        source_ip: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> service_pb2.ListLogsResponse:
         """One page of stored events, newest first."""
         request = service_pb2.ListLogsRequest(page_size=page_size, page_token=page_token)
         self._log_filter(request, user_id, type, start, end, source_ip)
         return self._call(self.stub.ListLogs, request)
 
-    def iter_logs(self, page_size: int = 1000, **filters: Any) -> Iterator[events_pb2.ActivityEvent]:
+    def iter_logs(
+        self, page_size: int = 1000, **filters: Any
+    ) -> Iterator[events_pb2.ActivityEvent]:
         """Every matching event, newest first, page after page."""
         return _pages(self.list_logs, "events", page_size, filters)
 
-    def export(self, path: str | Path | IO[bytes], format: str = "csv", user_id: str = "", type: Any = None,
-               start: Any = None, end: Any = None, source_ip: str = "", timeout: float | None = 3600.0) -> int:
+    def export(
+        self,
+        path: str | Path | IO[bytes],
+        format: str = "csv",
+        user_id: str = "",
+        type: Any = None,
+        start: Any = None,
+        end: Any = None,
+        source_ip: str = "",
+        timeout: float | None = 3600.0,
+    ) -> int:
         """Streams the matching events (oldest first) as csv, json or ndjson
         into `path` (or a binary file object); returns the bytes written. A
         file path is written under a temporary name and renamed at the end,
@@ -231,7 +298,9 @@ class UbaClient:
         if not isinstance(path, (str, Path)):
             return self._export_into(request, path, timeout)
         target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
+        )
         try:
             with os.fdopen(fd, "wb") as out:
                 written = self._export_into(request, out, timeout)
@@ -254,7 +323,11 @@ class UbaClient:
                 error = UbaError.from_rpc(err, self.target)
                 failures += 1
                 # Only a stream that failed before its first byte can start over.
-                if written or error.code not in RETRY_DEFAULT or self.retry.gives_up_after(failures):
+                if (
+                    written
+                    or error.code not in RETRY_DEFAULT
+                    or self.retry.gives_up_after(failures)
+                ):
                     raise error from None
                 self._sleep(self.retry.backoff(failures))
 
@@ -271,20 +344,37 @@ class UbaClient:
 
     # -- anomalies, alerts, baselines ----------------------------------------
 
-    def list_anomalies(self, user_id: str = "", detector: str = "", min_severity: Any = None, start: Any = None,
-                       end: Any = None, page_size: int = 0, page_token: str = "") -> service_pb2.ListAnomaliesResponse:
-        request = service_pb2.ListAnomaliesRequest(user_id=user_id, detector=detector, page_size=page_size,
-                                                   page_token=page_token)
+    def list_anomalies(
+        self,
+        user_id: str = "",
+        detector: str = "",
+        min_severity: Any = None,
+        start: Any = None,
+        end: Any = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> service_pb2.ListAnomaliesResponse:
+        request = service_pb2.ListAnomaliesRequest(
+            user_id=user_id, detector=detector, page_size=page_size, page_token=page_token
+        )
         if min_severity:
             request.min_severity = ev.severity(min_severity)
         _set_time(request.start_time, start)
         _set_time(request.end_time, end)
         return self._call(self.stub.ListAnomalies, request)
 
-    def list_alerts(self, user_id: str = "", detector: str = "", min_severity: Any = None, status: Any = None,
-                    page_size: int = 0, page_token: str = "") -> service_pb2.ListAlertsResponse:
-        request = service_pb2.ListAlertsRequest(user_id=user_id, detector=detector, page_size=page_size,
-                                                page_token=page_token)
+    def list_alerts(
+        self,
+        user_id: str = "",
+        detector: str = "",
+        min_severity: Any = None,
+        status: Any = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> service_pb2.ListAlertsResponse:
+        request = service_pb2.ListAlertsRequest(
+            user_id=user_id, detector=detector, page_size=page_size, page_token=page_token
+        )
         if min_severity:
             request.min_severity = ev.severity(min_severity)
         if status:
@@ -294,25 +384,41 @@ class UbaClient:
     def iter_alerts(self, page_size: int = 1000, **filters: Any) -> Iterator[alerts_pb2.Alert]:
         return _pages(self.list_alerts, "alerts", page_size, filters)
 
-    def list_audit_events(self, actor: str = "", action: str = "", page_size: int = 0,
-                          page_token: str = "") -> service_pb2.ListAuditEventsResponse:
+    def list_audit_events(
+        self, actor: str = "", action: str = "", page_size: int = 0, page_token: str = ""
+    ) -> service_pb2.ListAuditEventsResponse:
         """A page of the audit trail, newest first (needs an admin key)."""
-        return self._call(self.stub.ListAuditEvents, service_pb2.ListAuditEventsRequest(
-            actor=actor, action=action, page_size=page_size, page_token=page_token))
+        return self._call(
+            self.stub.ListAuditEvents,
+            service_pb2.ListAuditEventsRequest(
+                actor=actor, action=action, page_size=page_size, page_token=page_token
+            ),
+        )
 
     def acknowledge_alert(self, alert_id: str, note: str = "") -> alerts_pb2.Alert:
-        reply = self._call(self.stub.AcknowledgeAlert, service_pb2.AcknowledgeAlertRequest(alert_id=alert_id, note=note))
+        reply = self._call(
+            self.stub.AcknowledgeAlert,
+            service_pb2.AcknowledgeAlertRequest(alert_id=alert_id, note=note),
+        )
         return reply.alert
 
-    def resolve_alert(self, alert_id: str, resolution: Any, note: str = "",
-                      suppress_for: timedelta | None = None) -> alerts_pb2.Alert:
-        request = service_pb2.ResolveAlertRequest(alert_id=alert_id, resolution=ev.resolution(resolution), note=note)
+    def resolve_alert(
+        self, alert_id: str, resolution: Any, note: str = "", suppress_for: timedelta | None = None
+    ) -> alerts_pb2.Alert:
+        request = service_pb2.ResolveAlertRequest(
+            alert_id=alert_id, resolution=ev.resolution(resolution), note=note
+        )
         if suppress_for is not None:
             request.suppress_for.FromTimedelta(suppress_for)
         return self._call(self.stub.ResolveAlert, request).alert
 
-    def backfill(self, start: Any, end: Any = None, raise_alerts: bool = False,
-                 timeout: float | None = 3600.0) -> service_pb2.BackfillResponse:
+    def backfill(
+        self,
+        start: Any,
+        end: Any = None,
+        raise_alerts: bool = False,
+        timeout: float | None = 3600.0,
+    ) -> service_pb2.BackfillResponse:
         """Rebuilds baselines from stored history (can take minutes: its own deadline)."""
         request = service_pb2.BackfillRequest(raise_alerts=raise_alerts)
         _set_time(request.start_time, start)
@@ -320,8 +426,9 @@ class UbaClient:
             _set_time(request.end_time, end)
         return self._call(self.stub.Backfill, request, timeout=timeout)
 
-    def train_model(self, start: Any = None, end: Any = None,
-                    timeout: float | None = 3600.0) -> service_pb2.TrainModelResponse:
+    def train_model(
+        self, start: Any = None, end: Any = None, timeout: float | None = 3600.0
+    ) -> service_pb2.TrainModelResponse:
         """Trains a new Isolation Forest model on stored history (enhanced mode)."""
         request = service_pb2.TrainModelRequest()
         if start is not None:
@@ -331,25 +438,50 @@ class UbaClient:
         return self._call(self.stub.TrainModel, request, timeout=timeout)
 
     def user_baseline(self, user_id: str) -> baselines_pb2.UserBaseline:
-        return self._call(self.stub.GetUserBaseline, service_pb2.GetUserBaselineRequest(user_id=user_id)).baseline
+        return self._call(
+            self.stub.GetUserBaseline, service_pb2.GetUserBaselineRequest(user_id=user_id)
+        ).baseline
 
-    def follow_alerts(self, after_seq: int = 0, min_severity: Any = None, user_id: str = "", detector: str = "",
-                      idle_timeout: float = 60.0, retry: RetryPolicy | None = None):
+    def follow_alerts(
+        self,
+        after_seq: int = 0,
+        min_severity: Any = None,
+        user_id: str = "",
+        detector: str = "",
+        idle_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ):
         """A resumable iterator of alert changes; see AlertFollower."""
         from uba_client.alerts import AlertFollower
 
-        return AlertFollower(self, after_seq=after_seq, min_severity=min_severity, user_id=user_id,
-                             detector=detector, idle_timeout=idle_timeout, retry=retry)
+        return AlertFollower(
+            self,
+            after_seq=after_seq,
+            min_severity=min_severity,
+            user_id=user_id,
+            detector=detector,
+            idle_timeout=idle_timeout,
+            retry=retry,
+        )
 
     # -- incidents ----------------------------------------------------------------
 
-    def list_incidents(self, user_id: str = "", status: Any = None, min_severity: Any = None, tactic: str = "",
-                       start: Any = None, end: Any = None, page_size: int = 0,
-                       page_token: str = "") -> service_pb2.ListIncidentsResponse:
+    def list_incidents(
+        self,
+        user_id: str = "",
+        status: Any = None,
+        min_severity: Any = None,
+        tactic: str = "",
+        start: Any = None,
+        end: Any = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> service_pb2.ListIncidentsResponse:
         """A page of incidents, most recently changed first. `tactic` is an
         ATT&CK id ("TA0006") or name ("credential-access")."""
-        request = service_pb2.ListIncidentsRequest(user_id=user_id, tactic=tactic, page_size=page_size,
-                                                   page_token=page_token)
+        request = service_pb2.ListIncidentsRequest(
+            user_id=user_id, tactic=tactic, page_size=page_size, page_token=page_token
+        )
         if status:
             request.status = ev.incident_status(status)
         if min_severity:
@@ -358,30 +490,55 @@ class UbaClient:
         _set_time(request.end_time, end)
         return self._call(self.stub.ListIncidents, request)
 
-    def iter_incidents(self, page_size: int = 1000, **filters: Any) -> Iterator[incidents_pb2.Incident]:
+    def iter_incidents(
+        self, page_size: int = 1000, **filters: Any
+    ) -> Iterator[incidents_pb2.Incident]:
         return _pages(self.list_incidents, "incidents", page_size, filters)
 
     def get_incident(self, incident_id: str) -> service_pb2.GetIncidentResponse:
         """The incident, its member alerts and its timeline."""
-        return self._call(self.stub.GetIncident, service_pb2.GetIncidentRequest(incident_id=incident_id))
+        return self._call(
+            self.stub.GetIncident, service_pb2.GetIncidentRequest(incident_id=incident_id)
+        )
 
     def acknowledge_incident(self, incident_id: str, note: str = "") -> incidents_pb2.Incident:
-        return self._call(self.stub.AcknowledgeIncident, service_pb2.AcknowledgeIncidentRequest(
-            incident_id=incident_id, note=note)).incident
+        return self._call(
+            self.stub.AcknowledgeIncident,
+            service_pb2.AcknowledgeIncidentRequest(incident_id=incident_id, note=note),
+        ).incident
 
-    def resolve_incident(self, incident_id: str, resolution: Any, note: str = "") -> incidents_pb2.Incident:
+    def resolve_incident(
+        self, incident_id: str, resolution: Any, note: str = ""
+    ) -> incidents_pb2.Incident:
         """Closes the incident; its open member alerts get the same resolution."""
-        return self._call(self.stub.ResolveIncident, service_pb2.ResolveIncidentRequest(
-            incident_id=incident_id, resolution=ev.resolution(resolution), note=note)).incident
+        return self._call(
+            self.stub.ResolveIncident,
+            service_pb2.ResolveIncidentRequest(
+                incident_id=incident_id, resolution=ev.resolution(resolution), note=note
+            ),
+        ).incident
 
-    def follow_incidents(self, after_seq: int = 0, min_severity: Any = None, user_id: str = "",
-                         idle_timeout: float = 60.0, retry: RetryPolicy | None = None):
+    def follow_incidents(
+        self,
+        after_seq: int = 0,
+        min_severity: Any = None,
+        user_id: str = "",
+        idle_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ):
         """A resumable iterator of incident changes (uba.v1.Incident), on the
         alerts' stream and sequence; see AlertFollower."""
         from uba_client.alerts import AlertFollower
 
-        return AlertFollower(self, after_seq=after_seq, min_severity=min_severity, user_id=user_id,
-                             idle_timeout=idle_timeout, retry=retry, kinds=("incident",))
+        return AlertFollower(
+            self,
+            after_seq=after_seq,
+            min_severity=min_severity,
+            user_id=user_id,
+            idle_timeout=idle_timeout,
+            retry=retry,
+            kinds=("incident",),
+        )
 
 
 def _pages(list_page, field: str, page_size: int, filters: dict) -> Iterator:

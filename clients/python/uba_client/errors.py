@@ -13,8 +13,14 @@ class UbaError(Exception):
     (field, description) pairs from a google.rpc.BadRequest; `retry_delay` is
     the server's google.rpc.RetryInfo hint in seconds, when it sent one."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, target: str = "",
-                 violations: tuple[tuple[str, str], ...] = (), retry_delay: float | None = None):
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        target: str = "",
+        violations: tuple[tuple[str, str], ...] = (),
+        retry_delay: float | None = None,
+    ):
         self.code = code
         self.message = message
         self.target = target
@@ -23,7 +29,7 @@ class UbaError(Exception):
         super().__init__(self.describe())
 
     @classmethod
-    def from_rpc(cls, err: grpc.RpcError, target: str = "") -> "UbaError":
+    def from_rpc(cls, err: grpc.RpcError, target: str = "") -> UbaError:
         code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
         message = (err.details() if hasattr(err, "details") else str(err)) or ""
         violations: list[tuple[str, str]] = []
@@ -46,7 +52,9 @@ class UbaError(Exception):
     def describe(self) -> str:
         """One line, without the word 'error' or a traceback."""
         if self.code == grpc.StatusCode.UNAVAILABLE:
-            return f"cannot reach {self.target or 'the server'}: {_unavailable_reason(self.message)}"
+            return (
+                f"cannot reach {self.target or 'the server'}: {_unavailable_reason(self.message)}"
+            )
         if self.code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"{self.target or 'the server'} did not answer in time"
         text = f"{self.code.name.lower().replace('_', ' ')}: {self.message}"

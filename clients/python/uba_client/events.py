@@ -4,17 +4,31 @@ names people type ("login_success", "high", "benign")."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from uba.v1 import alerts_pb2, anomalies_pb2, events_pb2, incidents_pb2
 
-UTC = timezone.utc
+UTC = UTC
 
 # Fields of ActivityEvent that take plain text or numbers as they are.
-_SCALAR_FIELDS = ("event_id", "user_id", "source_ip", "user_agent", "device_id", "session_id", "country_code",
-                  "city", "timezone", "peer_group", "api_method", "api_path", "status_code",
-                  "bytes_transferred", "source")
+_SCALAR_FIELDS = (
+    "event_id",
+    "user_id",
+    "source_ip",
+    "user_agent",
+    "device_id",
+    "session_id",
+    "country_code",
+    "city",
+    "timezone",
+    "peer_group",
+    "api_method",
+    "api_path",
+    "status_code",
+    "bytes_transferred",
+    "source",
+)
 
 
 def _enum_value(enum, prefix: str, value: Any, what: str) -> int:
@@ -28,14 +42,16 @@ def _enum_value(enum, prefix: str, value: Any, what: str) -> int:
     try:
         return enum.Value(name)
     except ValueError:
-        known = ", ".join(n[len(prefix):].lower() for n in enum.keys() if not n.endswith("_UNSPECIFIED"))
+        known = ", ".join(
+            n[len(prefix) :].lower() for n in enum.keys() if not n.endswith("_UNSPECIFIED")
+        )
         raise ValueError(f"unknown {what} {value!r}; one of: {known}") from None
 
 
 def enum_name(enum, prefix: str, number: int) -> str:
     """The short lower-case name of an enum number, e.g. 'login_success'."""
     try:
-        return enum.Name(number)[len(prefix):].lower()
+        return enum.Name(number)[len(prefix) :].lower()
     except ValueError:
         return str(number)
 
@@ -109,12 +125,18 @@ def to_timedelta(value: Any) -> timedelta:
     return timedelta(seconds=float(value))
 
 
-def event(user_id: str, type: Any, occurred_at: Any = None, **fields: Any) -> events_pb2.ActivityEvent:
+def event(
+    user_id: str, type: Any, occurred_at: Any = None, **fields: Any
+) -> events_pb2.ActivityEvent:
     """An ActivityEvent from plain values. `occurred_at` defaults to now;
     `session_duration` takes a timedelta or seconds; `attributes` a mapping.
     Fields given as None or '' are left unset."""
     m = events_pb2.ActivityEvent(user_id=user_id)
-    fields = {"type": type, "occurred_at": datetime.now(UTC) if occurred_at is None else occurred_at, **fields}
+    fields = {
+        "type": type,
+        "occurred_at": datetime.now(UTC) if occurred_at is None else occurred_at,
+        **fields,
+    }
     for name, value in fields.items():
         if value is None or value == "":
             continue

@@ -12,8 +12,13 @@ import grpc
 RETRY_DEFAULT = frozenset({grpc.StatusCode.UNAVAILABLE})
 # Ingest may also retry what could have been processed, because the events
 # carry client-assigned ids and the server stores each id once.
-RETRY_INGEST = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                          grpc.StatusCode.RESOURCE_EXHAUSTED})
+RETRY_INGEST = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

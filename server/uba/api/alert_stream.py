@@ -12,25 +12,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from uba.api.broker import CLOSED, OVERFLOW, AlertBroker, AlertSubscriptionFilter
 from uba.domain.alerts import Alert
-from uba.domain.incidents import Incident
 from uba.domain.errors import ResourceExhausted, Unavailable
+from uba.domain.incidents import Incident
 
 REPLAY_BATCH = 500
 
 
 class AlertStream:
-    def __init__(self, broker: AlertBroker, read_after: Callable[[int, int], list[Alert | Incident]], executor: Executor,
-                 heartbeat_interval: float):
+    def __init__(
+        self,
+        broker: AlertBroker,
+        read_after: Callable[[int, int], list[Alert | Incident]],
+        executor: Executor,
+        heartbeat_interval: float,
+    ):
         self._broker = broker
         self._read_after = read_after
         self._executor = executor
         self._heartbeat = heartbeat_interval
 
-    async def follow(self, flt: AlertSubscriptionFilter, after_seq: int) -> AsyncIterator[tuple[str, object, int]]:
+    async def follow(
+        self, flt: AlertSubscriptionFilter, after_seq: int
+    ) -> AsyncIterator[tuple[str, object, int]]:
         """Yields ("alert", Alert, seq), ("incident", Incident, seq) and
         ("heartbeat", time, seq); `seq` is where the subscriber may resume
         from."""
@@ -39,7 +46,9 @@ class AlertStream:
         try:
             last = after_seq
             while after_seq and last < sub.start_seq:
-                batch = await loop.run_in_executor(self._executor, self._read_after, last, REPLAY_BATCH)
+                batch = await loop.run_in_executor(
+                    self._executor, self._read_after, last, REPLAY_BATCH
+                )
                 for alert in batch:
                     if alert.seq > sub.start_seq:
                         break
@@ -52,17 +61,18 @@ class AlertStream:
             # (or, without after_seq, was not asked for). A heartbeat at once
             # tells the subscriber (and any proxy) the stream is up.
             last = max(last, sub.start_seq)
-            yield "heartbeat", datetime.now(timezone.utc), last
+            yield "heartbeat", datetime.now(UTC), last
             while True:
                 try:
                     item = await asyncio.wait_for(sub.queue.get(), self._heartbeat)
-                except asyncio.TimeoutError:
-                    yield "heartbeat", datetime.now(timezone.utc), last
+                except TimeoutError:
+                    yield "heartbeat", datetime.now(UTC), last
                     continue
                 if item is OVERFLOW:
                     raise ResourceExhausted(
                         f"subscriber too slow: more than the allowed backlog of alerts waiting; resume with after_seq={last}",
-                        retry_after=1.0)
+                        retry_after=1.0,
+                    )
                 if item is CLOSED:
                     raise Unavailable(f"server is shutting down; resume with after_seq={last}")
                 if item.seq <= last:

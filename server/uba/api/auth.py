@@ -58,15 +58,28 @@ def _describe(request) -> tuple[str, str]:
     requests: keys travel in metadata)."""
     target = getattr(request, "alert_id", "") or getattr(request, "incident_id", "") or ""
     # Not a message when the request did not parse (uba.api.errors.Undecodable).
-    detail = text_format.MessageToString(request, as_one_line=True) if isinstance(request, Message) else ""
+    detail = (
+        text_format.MessageToString(request, as_one_line=True)
+        if isinstance(request, Message)
+        else ""
+    )
     return target, detail[:500]
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: sec.Authenticator, audit: Callable[[sec.AuditEvent], None],
-                 executor: Executor, rate: sec.RateLimiter, streams: sec.StreamLimiter,
-                 failures: sec.FailureLimiter, *, gateway_token: str = "",
-                 trusted_proxies: tuple[sec.Network, ...] = (), recheck_seconds: float = 10.0):
+    def __init__(
+        self,
+        authenticator: sec.Authenticator,
+        audit: Callable[[sec.AuditEvent], None],
+        executor: Executor,
+        rate: sec.RateLimiter,
+        streams: sec.StreamLimiter,
+        failures: sec.FailureLimiter,
+        *,
+        gateway_token: str = "",
+        trusted_proxies: tuple[sec.Network, ...] = (),
+        recheck_seconds: float = 10.0,
+    ):
         self._auth = authenticator
         self._audit = audit
         self._executor = executor
@@ -85,13 +98,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         scope = sec.required_scope(method)
         if handler is None or scope is None:
             return handler
-        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+        metadata = {
+            k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)
+        }
         token = sec.bearer_token(metadata.get("authorization"))
         name = method.rsplit("/", 1)[-1]
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(name, scope, token, metadata, handler.unary_unary))
+            return handler._replace(
+                unary_unary=self._unary(name, scope, token, metadata, handler.unary_unary)
+            )
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(name, scope, token, metadata, handler.unary_stream))
+            return handler._replace(
+                unary_stream=self._stream(name, scope, token, metadata, handler.unary_stream)
+            )
         # No client-streaming methods exist; refuse rather than pass unchecked.
         return grpc.unary_unary_rpc_method_handler(self._refuse)
 
@@ -99,12 +118,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _refuse(request, context):
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "method not allowed")
 
-    def _origin(self, context: grpc.aio.ServicerContext, metadata: dict[str, str]) -> sec.CallOrigin:
+    def _origin(
+        self, context: grpc.aio.ServicerContext, metadata: dict[str, str]
+    ) -> sec.CallOrigin:
         """Read once, as the call is admitted (see the module docstring)."""
         sent = metadata.get(GATEWAY_HEADER, "")
-        from_gateway = bool(self._gateway_token and sent) and hmac.compare_digest(sent, self._gateway_token)
-        return sec.CallOrigin.of(context.peer() or "", metadata.get("x-forwarded-for", ""), from_gateway,
-                                 self._trusted_proxies)
+        from_gateway = bool(self._gateway_token and sent) and hmac.compare_digest(
+            sent, self._gateway_token
+        )
+        return sec.CallOrigin.of(
+            context.peer() or "",
+            metadata.get("x-forwarded-for", ""),
+            from_gateway,
+            self._trusted_proxies,
+        )
 
     async def _admit(self, call: CallRecord, scope: str, token: str) -> sec.ApiKey:
         """The caller's key, or raises a domain error (audited)."""
@@ -114,11 +141,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if found is sec.MISS:
                 if not self._auth.is_active(token):
                     self._check_failures(call)
-                found = await asyncio.get_running_loop().run_in_executor(self._executor, self._auth.verify, token)
+                found = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._auth.verify, token
+                )
         except errors.Unauthenticated as exc:
             self._check_failures(call)
             self._failures.failed(origin.client)
-            self._audit(sec.AuditEvent(name, "UNAUTHENTICATED", peer=origin.describe(), detail=str(exc)))
+            self._audit(
+                sec.AuditEvent(name, "UNAUTHENTICATED", peer=origin.describe(), detail=str(exc))
+            )
             raise
         except errors.DomainError:
             raise
@@ -134,9 +165,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             self._rate.acquire(key.key_id)
             left_out = self._denials.admit(f"{key.key_id} {name}")
             if left_out is not None:
-                detail = str(exc) + (f" ({left_out} more denials since the last entry)" if left_out else "")
-                self._audit(sec.AuditEvent(name, "PERMISSION_DENIED", actor=key.name, key_id=key.key_id,
-                                           peer=origin.describe(), detail=detail))
+                detail = str(exc) + (
+                    f" ({left_out} more denials since the last entry)" if left_out else ""
+                )
+                self._audit(
+                    sec.AuditEvent(
+                        name,
+                        "PERMISSION_DENIED",
+                        actor=key.name,
+                        key_id=key.key_id,
+                        peer=origin.describe(),
+                        detail=detail,
+                    )
+                )
             raise
         self._rate.acquire(key.key_id)
         return key
@@ -149,15 +190,32 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except errors.ResourceExhausted as exc:
             left_out = self._refusals.admit(call.origin.client)
             if left_out is not None:
-                detail = str(exc) + (f" ({left_out} more refusals since the last entry)" if left_out else "")
-                self._audit(sec.AuditEvent(call.method, "RESOURCE_EXHAUSTED", peer=call.origin.describe(),
-                                           detail=detail))
+                detail = str(exc) + (
+                    f" ({left_out} more refusals since the last entry)" if left_out else ""
+                )
+                self._audit(
+                    sec.AuditEvent(
+                        call.method,
+                        "RESOURCE_EXHAUSTED",
+                        peer=call.origin.describe(),
+                        detail=detail,
+                    )
+                )
             raise
 
     def _record(self, call: CallRecord, key: sec.ApiKey, request) -> None:
         target, detail = _describe(request)
-        self._audit(sec.AuditEvent(call.method, call.outcome, actor=key.name, key_id=key.key_id, target=target,
-                                   peer=call.origin.describe(), detail=detail))
+        self._audit(
+            sec.AuditEvent(
+                call.method,
+                call.outcome,
+                actor=key.name,
+                key_id=key.key_id,
+                target=target,
+                peer=call.origin.describe(),
+                detail=detail,
+            )
+        )
 
     def _unary(self, name, scope, token, metadata, behavior):
         audited = name in sec.AUDITED_METHODS

@@ -53,12 +53,17 @@ class AlertSubscriptionFilter:
 
     def matches(self, alert: Alert | Incident) -> bool:
         if isinstance(alert, Incident):  # its users and detectors are those of its members
-            return (self.include_incidents and int(alert.severity) >= self.min_severity
-                    and (not self.user_id or self.user_id in alert.user_ids)
-                    and (not self.detector or self.detector in alert.detectors))
-        return (int(alert.severity) >= self.min_severity
-                and (not self.user_id or alert.user_id == self.user_id)
-                and (not self.detector or alert.detector == self.detector))
+            return (
+                self.include_incidents
+                and int(alert.severity) >= self.min_severity
+                and (not self.user_id or self.user_id in alert.user_ids)
+                and (not self.detector or self.detector in alert.detectors)
+            )
+        return (
+            int(alert.severity) >= self.min_severity
+            and (not self.user_id or alert.user_id == self.user_id)
+            and (not self.detector or alert.detector == self.detector)
+        )
 
 
 # Queue markers besides alerts.
@@ -85,8 +90,11 @@ class Subscription:
                 # what it has not taken is no longer needed.
                 while not self.queue.empty():
                     self.queue.get_nowait()
-                log.warning("alert subscriber cut off: more than %d alert changes waiting; its backlog is dropped "
-                            "and it resumes from storage", self._backlog)
+                log.warning(
+                    "alert subscriber cut off: more than %d alert changes waiting; its backlog is dropped "
+                    "and it resumes from storage",
+                    self._backlog,
+                )
             try:
                 self.queue.put_nowait(item)
             except asyncio.QueueFull:  # the reserved last slot was used; make room
@@ -102,8 +110,14 @@ class Subscription:
 
 
 class AlertBroker:
-    def __init__(self, read_after: Callable[[int, int], list[Alert]], max_seq: Callable[[], int],
-                 executor: Executor, poll_interval: float = 1.0, backlog: int = 10_000):
+    def __init__(
+        self,
+        read_after: Callable[[int, int], list[Alert]],
+        max_seq: Callable[[], int],
+        executor: Executor,
+        poll_interval: float = 1.0,
+        backlog: int = 10_000,
+    ):
         self._read_after = read_after
         self._max_seq = max_seq
         self._executor = executor
@@ -123,11 +137,15 @@ class AlertBroker:
         """Called from the writer thread after a commit that changed alerts,
         with what the commit returned (the alerts, in seq order); the writer
         does not touch them again."""
-        self._loop.call_soon_threadsafe(self._committed, changed if isinstance(changed, list) else [])
+        self._loop.call_soon_threadsafe(
+            self._committed, changed if isinstance(changed, list) else []
+        )
 
     def _committed(self, changed: list) -> None:
-        follows = bool(changed) and all(isinstance(item, (Alert, Incident)) and item.seq == self.delivered_seq + 1 + i
-                                        for i, item in enumerate(changed))
+        follows = bool(changed) and all(
+            isinstance(item, (Alert, Incident)) and item.seq == self.delivered_seq + 1 + i
+            for i, item in enumerate(changed)
+        )
         if follows:
             self._offer(changed)
         else:
@@ -156,7 +174,7 @@ class AlertBroker:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -168,7 +186,9 @@ class AlertBroker:
 
     async def _deliver_new(self) -> None:
         while True:
-            alerts = await self._loop.run_in_executor(self._executor, self._read_after, self.delivered_seq, READ_BATCH)
+            alerts = await self._loop.run_in_executor(
+                self._executor, self._read_after, self.delivered_seq, READ_BATCH
+            )
             # Some may have been handed over by a commit during the read.
             self._offer([a for a in alerts if a.seq > self.delivered_seq])
             if len(alerts) < READ_BATCH:
@@ -178,6 +198,8 @@ class AlertBroker:
         for alert in alerts:
             for sub in list(self._subscriptions):
                 sub.offer(alert)
-                if sub.dead:  # cut off: its stream ends when its peer reads again, or its connection drops
+                if (
+                    sub.dead
+                ):  # cut off: its stream ends when its peer reads again, or its connection drops
                     self._subscriptions.discard(sub)
             self.delivered_seq = alert.seq

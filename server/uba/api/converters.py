@@ -3,23 +3,29 @@ knows both protobuf and the domain types."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from uba.domain import attack
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.baselines import KnownValues, RunningStats, UserBaseline
 from uba.domain.dashboard import Dashboard
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import ActivityEvent, ActivityType, EventFilter, RecordOutcome, RecordStatus
-from uba.domain import attack
-from uba.domain.incidents import EntityKind, Incident, IncidentDetail, IncidentFilter, IncidentStatus
+from uba.domain.incidents import (
+    EntityKind,
+    Incident,
+    IncidentDetail,
+    IncidentFilter,
+    IncidentStatus,
+)
 from uba.domain.investigation import AlertFilter, AnomalyFilter
 from uba.v1 import alerts_pb2, anomalies_pb2, baselines_pb2, events_pb2, incidents_pb2, service_pb2
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _TYPE_FROM_PB = {
     events_pb2.ACTIVITY_TYPE_LOGIN_SUCCESS: ActivityType.LOGIN_SUCCESS,
@@ -46,8 +52,8 @@ _STATUS_TO_PB = {
 # What datetime/timedelta can hold. The wire allows any int64 seconds:
 # values beyond these are clamped to the edge, which validation then refuses
 # by field name (before 2000, in the future, too long) instead of crashing.
-_MIN_TIME = datetime.min.replace(tzinfo=timezone.utc)
-_MAX_TIME = datetime.max.replace(tzinfo=timezone.utc)
+_MIN_TIME = datetime.min.replace(tzinfo=UTC)
+_MAX_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def to_datetime(ts: Timestamp) -> datetime:
@@ -80,6 +86,7 @@ def set_duration(target: Duration, span: timedelta) -> None:
 
 
 # -- events ---------------------------------------------------------------
+
 
 def activity_type(value: int) -> ActivityType | None:
     """The domain type of an enum number; None for UNSPECIFIED or unknown."""
@@ -165,6 +172,7 @@ def event_filter(request) -> EventFilter:  # ListLogsRequest or ExportLogsReques
 
 # -- replies --------------------------------------------------------------
 
+
 def record_activity_response(outcome: RecordOutcome) -> service_pb2.RecordActivityResponse:
     reply = service_pb2.RecordActivityResponse(
         event_id=outcome.event_id, duplicate=outcome.status is RecordStatus.DUPLICATE
@@ -174,12 +182,16 @@ def record_activity_response(outcome: RecordOutcome) -> service_pb2.RecordActivi
     return reply
 
 
-def record_activities_response(outcomes: list[RecordOutcome]) -> service_pb2.RecordActivitiesResponse:
+def record_activities_response(
+    outcomes: list[RecordOutcome],
+) -> service_pb2.RecordActivitiesResponse:
     reply = service_pb2.RecordActivitiesResponse()
     counts = {RecordStatus.ACCEPTED: 0, RecordStatus.DUPLICATE: 0, RecordStatus.INVALID: 0}
     for index, outcome in enumerate(outcomes):
         counts[outcome.status] += 1
-        result = reply.results.add(index=index, event_id=outcome.event_id, status=_STATUS_TO_PB[outcome.status])
+        result = reply.results.add(
+            index=index, event_id=outcome.event_id, status=_STATUS_TO_PB[outcome.status]
+        )
         for v in outcome.violations:
             result.violations.add(field=v.field, description=v.description)
     reply.accepted_count = counts[RecordStatus.ACCEPTED]
@@ -190,20 +202,33 @@ def record_activities_response(outcomes: list[RecordOutcome]) -> service_pb2.Rec
 
 def dashboard_response(d: Dashboard) -> service_pb2.GetDashboardResponse:
     reply = service_pb2.GetDashboardResponse(
-        analytics_mode=(service_pb2.ANALYTICS_MODE_ENHANCED if d.analytics_mode == "enhanced"
-                        else service_pb2.ANALYTICS_MODE_BASIC),
+        analytics_mode=(
+            service_pb2.ANALYTICS_MODE_ENHANCED
+            if d.analytics_mode == "enhanced"
+            else service_pb2.ANALYTICS_MODE_BASIC
+        ),
     )
     set_timestamp(reply.window_start, d.window_start)
     set_timestamp(reply.window_end, d.window_end)
     t = d.totals
-    reply.totals.CopyFrom(service_pb2.DashboardTotals(
-        event_count=t.event_count, user_count=t.user_count, login_success_count=t.login_success_count,
-        login_failure_count=t.login_failure_count, logout_count=t.logout_count,
-        api_call_count=t.api_call_count, anomaly_count=t.anomaly_count, open_alert_count=t.open_alert_count,
-    ))
+    reply.totals.CopyFrom(
+        service_pb2.DashboardTotals(
+            event_count=t.event_count,
+            user_count=t.user_count,
+            login_success_count=t.login_success_count,
+            login_failure_count=t.login_failure_count,
+            logout_count=t.logout_count,
+            api_call_count=t.api_call_count,
+            anomaly_count=t.anomaly_count,
+            open_alert_count=t.open_alert_count,
+        )
+    )
     for b in d.hourly:
-        bucket = reply.hourly.add(event_count=b.event_count, login_failure_count=b.login_failure_count,
-                                  anomaly_count=b.anomaly_count)
+        bucket = reply.hourly.add(
+            event_count=b.event_count,
+            login_failure_count=b.login_failure_count,
+            anomaly_count=b.anomaly_count,
+        )
         set_timestamp(bucket.start_time, b.start_time)
     for severity, count in d.open_alerts_by_severity.items():
         reply.open_alerts_by_severity.add(severity=severity, count=count)
@@ -298,7 +323,14 @@ def alert_to_pb(a: Alert, m: alerts_pb2.Alert) -> None:
     m.anomaly_ids.extend(a.anomaly_ids)
     m.anomaly_count = a.anomaly_count
     m.user_risk = a.user_risk
-    for field_name in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "acknowledged_at", "resolved_at"):
+    for field_name in (
+        "first_seen_at",
+        "last_seen_at",
+        "created_at",
+        "updated_at",
+        "acknowledged_at",
+        "resolved_at",
+    ):
         moment = getattr(a, field_name)
         if moment is not None:
             set_timestamp(getattr(m, field_name), moment)
@@ -361,9 +393,17 @@ def incident_to_pb(i: Incident, m: incidents_pb2.Incident) -> None:
     m.score = i.score
     m.status = _INCIDENT_STATUS_TO_PB[i.status]
     for s in i.signals:
-        signal = m.signals.add(alert_id=s.alert_id, user_id=s.user_id, detector=s.detector, title=s.title,
-                               severity=int(s.severity), anomaly_count=s.anomaly_count, probability=s.probability,
-                               counted=s.counted, active=s.active)
+        signal = m.signals.add(
+            alert_id=s.alert_id,
+            user_id=s.user_id,
+            detector=s.detector,
+            title=s.title,
+            severity=int(s.severity),
+            anomaly_count=s.anomaly_count,
+            probability=s.probability,
+            counted=s.counted,
+            active=s.active,
+        )
         set_timestamp(signal.first_seen_at, s.first_seen_at)
         set_timestamp(signal.last_seen_at, s.last_seen_at)
         attack_to_pb(s.tactics, s.techniques, signal.tactics, signal.techniques)
@@ -373,7 +413,14 @@ def incident_to_pb(i: Incident, m: incidents_pb2.Incident) -> None:
     m.anomaly_count = i.anomaly_count
     m.user_ids.extend(i.user_ids)
     m.session_ids.extend(i.session_ids)
-    for field_name in ("first_seen_at", "last_seen_at", "created_at", "updated_at", "acknowledged_at", "resolved_at"):
+    for field_name in (
+        "first_seen_at",
+        "last_seen_at",
+        "created_at",
+        "updated_at",
+        "acknowledged_at",
+        "resolved_at",
+    ):
         moment = getattr(i, field_name)
         if moment is not None:
             set_timestamp(getattr(m, field_name), moment)
@@ -416,9 +463,14 @@ def _known_to_pb(values: KnownValues, target) -> None:
 
 def baseline_to_pb(b: UserBaseline) -> baselines_pb2.UserBaseline:
     m = baselines_pb2.UserBaseline(
-        user_id=b.user_id, timezone=b.timezone, peer_group=b.peer_group,
-        observation_count=b.observation_count, days_covered=b.days_covered, mature=b.mature,
-        login_hour_of_week=b.login_hour_of_week, api_error_share=b.api_error_share,
+        user_id=b.user_id,
+        timezone=b.timezone,
+        peer_group=b.peer_group,
+        observation_count=b.observation_count,
+        days_covered=b.days_covered,
+        mature=b.mature,
+        login_hour_of_week=b.login_hour_of_week,
+        api_error_share=b.api_error_share,
     )
     if b.first_seen_at is not None:
         set_timestamp(m.first_seen_at, b.first_seen_at)

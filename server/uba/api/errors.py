@@ -57,12 +57,20 @@ def to_status(exc: errors.DomainError) -> grpc.Status:
     status = status_pb2.Status(code=code, message=_clip(str(exc), MAX_MESSAGE_BYTES))
     if isinstance(exc, errors.InvalidArgument) and exc.violations:
         shown = exc.violations[:MAX_VIOLATIONS]
-        violations = [error_details_pb2.BadRequest.FieldViolation(
-            field=_clip(v.field, MAX_FIELD_BYTES), description=_clip(v.description, MAX_DESCRIPTION_BYTES))
-            for v in shown]
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=_clip(v.field, MAX_FIELD_BYTES),
+                description=_clip(v.description, MAX_DESCRIPTION_BYTES),
+            )
+            for v in shown
+        ]
         if len(exc.violations) > len(shown):
-            violations.append(error_details_pb2.BadRequest.FieldViolation(
-                field="", description=f"{len(exc.violations) - len(shown)} more violations not listed"))
+            violations.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="",
+                    description=f"{len(exc.violations) - len(shown)} more violations not listed",
+                )
+            )
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.BadRequest(field_violations=violations))
         status.details.append(detail)
@@ -78,8 +86,9 @@ def to_status(exc: errors.DomainError) -> grpc.Status:
 def _internal(method: str, exc: BaseException) -> grpc.Status:
     trace_id = uuid.uuid4().hex[:16]
     log.error("unexpected error in %s (trace id %s)", method, trace_id, exc_info=exc)
-    return rpc_status.to_status(status_pb2.Status(
-        code=code_pb2.INTERNAL, message=f"internal error; trace id {trace_id}"))
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error; trace id {trace_id}")
+    )
 
 
 # -- requests that do not parse --------------------------------------------
@@ -108,7 +117,9 @@ class Undecodable:
         self.error = error
 
 
-def _tolerant(method: str, deserializer: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+def _tolerant(
+    method: str, deserializer: Callable[[bytes], object] | None
+) -> Callable[[bytes], object] | None:
     if deserializer is None:
         return None
     descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
@@ -121,7 +132,9 @@ def _tolerant(method: str, deserializer: Callable[[bytes], object] | None) -> Ca
             return Undecodable(_decode_error(descriptor, raw))
         # The byte test is a cheap filter: zero bytes also occur in numbers.
         if check_nul and b"\x00" in raw and (field := _nul_field(message)):
-            return Undecodable(errors.InvalidArgument.single(field, "must not contain NUL characters"))
+            return Undecodable(
+                errors.InvalidArgument.single(field, "must not contain NUL characters")
+            )
         return message
 
     return deserialize
@@ -195,12 +208,14 @@ def _bad_utf8_field(descriptor, data: bytes, prefix: str = "", depth: int = 0) -
                 length, pos = _varint(data, pos)
                 if pos + length > len(data):
                     raise _Corrupt
-                value, pos = data[pos:pos + length], pos + length
+                value, pos = data[pos : pos + length], pos + length
                 field = descriptor.fields_by_number.get(number)
                 if field is None:
                     continue
                 name = prefix + field.name
-                if field.is_repeated and not (field.message_type and field.message_type.GetOptions().map_entry):
+                if field.is_repeated and not (
+                    field.message_type and field.message_type.GetOptions().map_entry
+                ):
                     seen[number] = seen.get(number, -1) + 1
                     name += f"[{seen[number]}]"
                 if field.type == field.TYPE_STRING:
@@ -241,7 +256,9 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable]) -> Callable[...
     return handler
 
 
-def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
+def _wrap_stream(
+    method: str, behavior: Callable[..., AsyncIterator]
+) -> Callable[..., AsyncIterator]:
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
             if isinstance(request, Undecodable):
@@ -265,11 +282,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary),
-                                    request_deserializer=_tolerant(method, handler.request_deserializer))
+            return handler._replace(
+                unary_unary=_wrap_unary(method, handler.unary_unary),
+                request_deserializer=_tolerant(method, handler.request_deserializer),
+            )
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(method, handler.unary_stream),
-                                    request_deserializer=_tolerant(method, handler.request_deserializer))
+            return handler._replace(
+                unary_stream=_wrap_stream(method, handler.unary_stream),
+                request_deserializer=_tolerant(method, handler.request_deserializer),
+            )
         return handler
 
 

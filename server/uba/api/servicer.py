@@ -11,8 +11,8 @@ from typing import TypeVar
 from google.api import httpbody_pb2
 
 from uba.api import converters as conv
-from uba.api.auth import current_principal
 from uba.api.alert_stream import AlertStream
+from uba.api.auth import current_principal
 from uba.api.bridge import LoopBridge
 from uba.api.broker import AlertSubscriptionFilter
 from uba.config import MAX_BATCH_SIZE
@@ -20,8 +20,8 @@ from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
 from uba.domain.errors import InvalidArgument, Unimplemented
 from uba.domain.incidents import IncidentService
-from uba.domain.investigation import InvestigationService
 from uba.domain.ingest import IngestService
+from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
 from uba.domain.security import audit_page
 from uba.domain.training import TrainingService
@@ -35,7 +35,9 @@ MAX_BATCH = MAX_BATCH_SIZE
 class Capabilities:
     """What GetCapabilities reports; filled by the composition root."""
 
-    def __init__(self, version: str, storage_backend: str, analytics_mode: str, detectors: list[dict]):
+    def __init__(
+        self, version: str, storage_backend: str, analytics_mode: str, detectors: list[dict]
+    ):
         self.version = version
         self.storage_backend = storage_backend
         self.analytics_mode = analytics_mode
@@ -43,10 +45,20 @@ class Capabilities:
 
 
 class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
-    def __init__(self, ingest: IngestService, logs: LogService, dashboard: DashboardService,
-                 investigation: InvestigationService, alert_stream: AlertStream, backfill: BackfillService,
-                 training: TrainingService, capabilities: Capabilities, executor: Executor,
-                 security: SecurityRepository | None = None, incidents: IncidentService | None = None):
+    def __init__(
+        self,
+        ingest: IngestService,
+        logs: LogService,
+        dashboard: DashboardService,
+        investigation: InvestigationService,
+        alert_stream: AlertStream,
+        backfill: BackfillService,
+        training: TrainingService,
+        capabilities: Capabilities,
+        executor: Executor,
+        security: SecurityRepository | None = None,
+        incidents: IncidentService | None = None,
+    ):
         self._ingest = ingest
         self._logs = logs
         self._dashboard = dashboard
@@ -70,12 +82,16 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     async def RecordActivity(self, request, context):
         if not request.HasField("event"):
             raise InvalidArgument.single("event", "required")
-        (outcome,) = await self._bridge.wait(self._ingest.record_one(conv.event_from_pb(request.event)))
+        (outcome,) = await self._bridge.wait(
+            self._ingest.record_one(conv.event_from_pb(request.event))
+        )
         return conv.record_activity_response(outcome)
 
     async def RecordActivities(self, request, context):
         if len(request.events) > MAX_BATCH:
-            raise InvalidArgument.single("events", f"{len(request.events)} events; at most {MAX_BATCH} per batch")
+            raise InvalidArgument.single(
+                "events", f"{len(request.events)} events; at most {MAX_BATCH} per batch"
+            )
         events = [conv.event_from_pb(m) for m in request.events]
         prepared, stored = self._ingest.record_batch(events)
         outcomes = self._ingest.merge(prepared, await self._bridge.wait(stored) if stored else None)
@@ -84,7 +100,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     # -- the log ------------------------------------------------------------
 
     async def ListLogs(self, request, context):
-        page = await self._blocking(self._logs.list, conv.event_filter(request), request.page_size, request.page_token)
+        page = await self._blocking(
+            self._logs.list, conv.event_filter(request), request.page_size, request.page_token
+        )
         reply = service_pb2.ListLogsResponse(next_page_token=page.next_page_token)
         for event in page.events:
             conv.event_to_pb(event, reply.events.add())
@@ -109,8 +127,11 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         reply = service_pb2.GetCapabilitiesResponse(
             version=caps.version,
             storage_backend=caps.storage_backend,
-            analytics_mode=(service_pb2.ANALYTICS_MODE_ENHANCED if caps.analytics_mode == "enhanced"
-                            else service_pb2.ANALYTICS_MODE_BASIC),
+            analytics_mode=(
+                service_pb2.ANALYTICS_MODE_ENHANCED
+                if caps.analytics_mode == "enhanced"
+                else service_pb2.ANALYTICS_MODE_BASIC
+            ),
             max_batch_size=MAX_BATCH,
             export_formats=["csv", "json", "ndjson"],
         )
@@ -121,16 +142,24 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     # -- detection ----------------------------------------------------------
 
     async def ListAnomalies(self, request, context):
-        page = await self._blocking(self._investigation.anomalies, conv.anomaly_filter(request),
-                                    request.page_size, request.page_token)
+        page = await self._blocking(
+            self._investigation.anomalies,
+            conv.anomaly_filter(request),
+            request.page_size,
+            request.page_token,
+        )
         reply = service_pb2.ListAnomaliesResponse(next_page_token=page.next_page_token)
         for anomaly in page.items:
             conv.anomaly_to_pb(anomaly, reply.anomalies.add())
         return reply
 
     async def ListAlerts(self, request, context):
-        page = await self._blocking(self._investigation.alerts, conv.alert_filter(request),
-                                    request.page_size, request.page_token)
+        page = await self._blocking(
+            self._investigation.alerts,
+            conv.alert_filter(request),
+            request.page_size,
+            request.page_token,
+        )
         reply = service_pb2.ListAlertsResponse(next_page_token=page.next_page_token)
         for alert in page.items:
             conv.alert_to_pb(alert, reply.alerts.add())
@@ -139,8 +168,12 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     async def StreamAlerts(self, request, context):
         if request.after_seq < 0:
             raise InvalidArgument.single("after_seq", "must not be negative")
-        flt = AlertSubscriptionFilter(conv.min_severity(request.min_severity), request.user_id, request.detector,
-                                      request.include_incidents)
+        flt = AlertSubscriptionFilter(
+            conv.min_severity(request.min_severity),
+            request.user_id,
+            request.detector,
+            request.include_incidents,
+        )
         async for kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
             reply = service_pb2.StreamAlertsResponse(seq=seq)
             if kind == "alert":
@@ -158,9 +191,16 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         return reply
 
     async def ResolveAlert(self, request, context):
-        suppress_for = conv.to_timedelta(request.suppress_for) if request.HasField("suppress_for") else None
-        future = self._investigation.resolve(request.alert_id, conv.resolution(request.resolution),
-                                             principal(context), request.note, suppress_for)
+        suppress_for = (
+            conv.to_timedelta(request.suppress_for) if request.HasField("suppress_for") else None
+        )
+        future = self._investigation.resolve(
+            request.alert_id,
+            conv.resolution(request.resolution),
+            principal(context),
+            request.note,
+            suppress_for,
+        )
         reply = service_pb2.ResolveAlertResponse()
         conv.alert_to_pb(await self._bridge.wait(future), reply.alert)
         return reply
@@ -173,8 +213,12 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         return self._incidents
 
     async def ListIncidents(self, request, context):
-        page = await self._blocking(self._incident_service().list, conv.incident_filter(request),
-                                    request.page_size, request.page_token)
+        page = await self._blocking(
+            self._incident_service().list,
+            conv.incident_filter(request),
+            request.page_size,
+            request.page_token,
+        )
         reply = service_pb2.ListIncidentsResponse(next_page_token=page.next_page_token)
         for incident in page.items:
             conv.incident_to_pb(incident, reply.incidents.add())
@@ -185,14 +229,20 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         return conv.incident_detail_to_pb(detail)
 
     async def AcknowledgeIncident(self, request, context):
-        future = self._incident_service().acknowledge(request.incident_id, principal(context), request.note)
+        future = self._incident_service().acknowledge(
+            request.incident_id, principal(context), request.note
+        )
         reply = service_pb2.AcknowledgeIncidentResponse()
         conv.incident_to_pb(await self._bridge.wait(future), reply.incident)
         return reply
 
     async def ResolveIncident(self, request, context):
-        future = self._incident_service().resolve(request.incident_id, conv.resolution(request.resolution),
-                                                  principal(context), request.note)
+        future = self._incident_service().resolve(
+            request.incident_id,
+            conv.resolution(request.resolution),
+            principal(context),
+            request.note,
+        )
         reply = service_pb2.ResolveIncidentResponse()
         conv.incident_to_pb(await self._bridge.wait(future), reply.incident)
         return reply
@@ -201,26 +251,49 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         start = conv.to_datetime(request.start_time) if request.HasField("start_time") else None
         end = conv.to_datetime(request.end_time) if request.HasField("end_time") else None
         result = await self._blocking(self._backfill.run, start, end, request.raise_alerts)
-        return service_pb2.BackfillResponse(event_count=result.event_count, user_count=result.user_count,
-                                            anomaly_count=result.anomaly_count, alert_count=result.alert_count)
+        return service_pb2.BackfillResponse(
+            event_count=result.event_count,
+            user_count=result.user_count,
+            anomaly_count=result.anomaly_count,
+            alert_count=result.alert_count,
+        )
 
     async def TrainModel(self, request, context):
         start = conv.to_datetime(request.start_time) if request.HasField("start_time") else None
         end = conv.to_datetime(request.end_time) if request.HasField("end_time") else None
         info = await self._blocking(self._training.train, start, end)
-        return service_pb2.TrainModelResponse(version=info.version, event_count=info.events, row_count=info.rows,
-                                              features=list(info.features), threshold=info.threshold,
-                                              training_seconds=info.training_seconds)
+        return service_pb2.TrainModelResponse(
+            version=info.version,
+            event_count=info.events,
+            row_count=info.rows,
+            features=list(info.features),
+            threshold=info.threshold,
+            training_seconds=info.training_seconds,
+        )
 
     async def ListAuditEvents(self, request, context):
         if self._security is None:
             raise Unimplemented("no audit trail in this server")
-        events, token = await self._blocking(audit_page, self._security.page_audit, request.actor, request.action,
-                                             request.page_size, request.page_token)
+        events, token = await self._blocking(
+            audit_page,
+            self._security.page_audit,
+            request.actor,
+            request.action,
+            request.page_size,
+            request.page_token,
+        )
         reply = service_pb2.ListAuditEventsResponse(next_page_token=token)
         for e in events:
-            m = reply.audit_events.add(seq=e.seq, actor=e.actor, key_id=e.key_id, action=e.action, target=e.target,
-                                       peer=e.peer, outcome=e.outcome, detail=e.detail)
+            m = reply.audit_events.add(
+                seq=e.seq,
+                actor=e.actor,
+                key_id=e.key_id,
+                action=e.action,
+                target=e.target,
+                peer=e.peer,
+                outcome=e.outcome,
+                detail=e.detail,
+            )
             conv.set_timestamp(m.occurred_at, e.occurred_at)
         return reply
 

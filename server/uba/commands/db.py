@@ -13,10 +13,21 @@ from uba.logs import setup_logging
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("db", help="manage the database schema")
     actions = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    for name, help_text in (("upgrade", "apply pending migrations"), ("current", "print the schema revision")):
+    for name, help_text in (
+        ("upgrade", "apply pending migrations"),
+        ("current", "print the schema revision"),
+    ):
         sub = actions.add_parser(name, help=help_text)
-        sub.add_argument("--database-url", default=None, help="SQLAlchemy URL [UBA_DATABASE_URL, SQLite in the data dir]")
-        sub.add_argument("--data-dir", default=None, help="directory of the embedded database [UBA_DATA_DIR, ./data]")
+        sub.add_argument(
+            "--database-url",
+            default=None,
+            help="SQLAlchemy URL [UBA_DATABASE_URL, SQLite in the data dir]",
+        )
+        sub.add_argument(
+            "--data-dir",
+            default=None,
+            help="directory of the embedded database [UBA_DATA_DIR, ./data]",
+        )
         sub.set_defaults(func=run)
 
 

@@ -23,56 +23,109 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from uba.commands.client import (
-    ClientSettings, UsageError, common_parser, guarded, json_parser, note, parse_time, table,
+    ClientSettings,
+    UsageError,
+    common_parser,
+    guarded,
+    json_parser,
+    note,
+    parse_time,
+    table,
 )
 
-UTC = timezone.utc
+UTC = UTC
 _LISTENING = re.compile(r"uba: listening on (\S+)")
 MFA_NAMES = ("mfa_challenge", "mfa_approved", "mfa_denied")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "evaluate", parents=[common_parser(), json_parser()],
+        "evaluate",
+        parents=[common_parser(), json_parser()],
         help="measure detection on labelled attacks and benign changes",
         description="Send a seeded, labelled scenario (users in eight time zones with their routines, benign "
-                    "changes such as trips, on-call weeks, a VPN change, a laptop refresh, and attacks) through "
-                    "a throwaway server, then report per attack class whether a MEDIUM+ finding caught it, per "
-                    "benign change the MEDIUM+ alerts it raised, false MEDIUM+ user-days and alerts per day. "
-                    "With --events and --labels, score your own JSON Lines events instead. Uses a running "
-                    "server only when --server is given.")
+        "changes such as trips, on-call weeks, a VPN change, a laptop refresh, and attacks) through "
+        "a throwaway server, then report per attack class whether a MEDIUM+ finding caught it, per "
+        "benign change the MEDIUM+ alerts it raised, false MEDIUM+ user-days and alerts per day. "
+        "With --events and --labels, score your own JSON Lines events instead. Uses a running "
+        "server only when --server is given.",
+    )
     p.add_argument("--users", type=int, default=200, help="number of users [200]")
     p.add_argument("--days", type=int, default=42, help="days of activity [42]")
     p.add_argument("--seed", type=int, default=7, help="random seed [7]")
-    p.add_argument("--instances", type=int, default=3,
-                   help="attacks of each realistic class, on different victims (the blatant ones: one each) [3]")
-    p.add_argument("--end", type=parse_time, default=None, metavar="TIME",
-                   help="end of the scenario (ISO 8601) [2026-11-16T00:00Z: six weeks span the EU and US DST changes]")
-    p.add_argument("--events", type=Path, default=None, metavar="FILE.jsonl", help="your events, as uba JSON Lines")
-    p.add_argument("--labels", type=Path, default=None, metavar="LABELS.jsonl",
-                   help="labels of --events: one JSON object a line with kind, entity (user or source address, or "
-                        "a list), start, end; optional category (attack|benign), description, event_ids")
-    p.add_argument("--database-url", default=None, help="database of the throwaway server [SQLite in a temporary "
-                   "directory]")
-    p.add_argument("--detectors", default=None, metavar="FILE", help="detector settings for the throwaway server")
-    p.add_argument("--train-after-days", type=float, default=None,
-                   help="train the model after this many days of history [60%% of the period]")
-    p.add_argument("--slack-minutes", type=float, default=30.0,
-                   help="a finding this close to an attack's window still belongs to it [30]")
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=3,
+        help="attacks of each realistic class, on different victims (the blatant ones: one each) [3]",
+    )
+    p.add_argument(
+        "--end",
+        type=parse_time,
+        default=None,
+        metavar="TIME",
+        help="end of the scenario (ISO 8601) [2026-11-16T00:00Z: six weeks span the EU and US DST changes]",
+    )
+    p.add_argument(
+        "--events",
+        type=Path,
+        default=None,
+        metavar="FILE.jsonl",
+        help="your events, as uba JSON Lines",
+    )
+    p.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        metavar="LABELS.jsonl",
+        help="labels of --events: one JSON object a line with kind, entity (user or source address, or "
+        "a list), start, end; optional category (attack|benign), description, event_ids",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="database of the throwaway server [SQLite in a temporary directory]",
+    )
+    p.add_argument(
+        "--detectors",
+        default=None,
+        metavar="FILE",
+        help="detector settings for the throwaway server",
+    )
+    p.add_argument(
+        "--train-after-days",
+        type=float,
+        default=None,
+        help="train the model after this many days of history [60%% of the period]",
+    )
+    p.add_argument(
+        "--slack-minutes",
+        type=float,
+        default=30.0,
+        help="a finding this close to an attack's window still belongs to it [30]",
+    )
     p.add_argument("--batch-size", type=int, default=1000, help="events per call, 1..1000 [1000]")
-    p.add_argument("--save", type=Path, default=None, metavar="DIR",
-                   help="write the scenario to DIR/events.jsonl and DIR/labels.jsonl (the --events and --labels "
-                        "formats) and stop; nothing is sent")
-    p.add_argument("--keep", action="store_true", help="keep the throwaway server's directory (and say where)")
+    p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the scenario to DIR/events.jsonl and DIR/labels.jsonl (the --events and --labels "
+        "formats) and stop; nothing is sent",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the throwaway server's directory (and say where)"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=guarded(run))
 
 
 # -- what the server's contract can take ----------------------------------------
+
 
 def mfa_sendable() -> bool:
     """Whether this contract has the MFA activity types (added separately)."""
@@ -80,7 +133,11 @@ def mfa_sendable() -> bool:
     from uba.domain.events import ActivityType
     from uba.v1 import events_pb2
 
-    names = ("ACTIVITY_TYPE_MFA_CHALLENGE", "ACTIVITY_TYPE_MFA_APPROVED", "ACTIVITY_TYPE_MFA_DENIED")
+    names = (
+        "ACTIVITY_TYPE_MFA_CHALLENGE",
+        "ACTIVITY_TYPE_MFA_APPROVED",
+        "ACTIVITY_TYPE_MFA_DENIED",
+    )
     if not all(n in events_pb2.ActivityType.keys() for n in names):
         return False
     try:
@@ -94,7 +151,9 @@ def mfa_sendable() -> bool:
 def _probe(kind):
     from uba.domain.events import ActivityEvent
 
-    return ActivityEvent(event_id="probe", user_id="probe", type=kind, occurred_at=datetime.now(UTC))
+    return ActivityEvent(
+        event_id="probe", user_id="probe", type=kind, occurred_at=datetime.now(UTC)
+    )
 
 
 def to_messages(events: Iterable, skip_mfa: bool):
@@ -113,6 +172,7 @@ def to_messages(events: Iterable, skip_mfa: bool):
 
 # -- the throwaway server ----------------------------------------------------------
 
+
 class ThrowawayServer:
     """`python -m uba serve` on port 0 with its own data directory; the
     user's UBA_* settings are not passed on, so it never touches their data."""
@@ -127,9 +187,23 @@ class ThrowawayServer:
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
 
-    def start(self, timeout: float = 60.0) -> "ThrowawayServer":
-        args = [sys.executable, "-m", "uba", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.dir / "data"),
-                "--train-interval", "0", "--rate-limit", "0", "--log-level", "warning"]
+    def start(self, timeout: float = 60.0) -> ThrowawayServer:
+        args = [
+            sys.executable,
+            "-m",
+            "uba",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(self.dir / "data"),
+            "--train-interval",
+            "0",
+            "--rate-limit",
+            "0",
+            "--log-level",
+            "warning",
+        ]
         if self.database_url:
             args += ["--database-url", self.database_url]
         if self.detectors:
@@ -139,10 +213,16 @@ class ThrowawayServer:
         import uba
         import uba_client
 
-        paths = [str(Path(uba.__file__).parent.parent), str(Path(uba_client.__file__).parent.parent)]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + [p for p in env.get("PYTHONPATH", "").split(
-            os.pathsep) if p]))
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        paths = [
+            str(Path(uba.__file__).parent.parent),
+            str(Path(uba_client.__file__).parent.parent),
+        ]
+        env["PYTHONPATH"] = os.pathsep.join(
+            dict.fromkeys(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        )
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         ready = threading.Event()
 
         def pump() -> None:
@@ -160,7 +240,9 @@ class ThrowawayServer:
         while not ready.wait(0.1):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise UsageError("the throwaway server did not start:\n" + "".join(self.output[-20:]))
+                raise UsageError(
+                    "the throwaway server did not start:\n" + "".join(self.output[-20:])
+                )
         self.key = (self.dir / "data" / "admin.key").read_text().strip()
         return self
 
@@ -182,6 +264,7 @@ class ThrowawayServer:
 
 # -- sending and reading --------------------------------------------------------------
 
+
 @dataclass
 class RunStats:
     sent: int = 0
@@ -194,8 +277,15 @@ class RunStats:
     seconds_sending: float = 0.0
 
 
-def send(client, messages: Iterable, train_at: datetime | None, train_from: datetime, batch_size: int,
-         stats: RunStats, progress) -> None:
+def send(
+    client,
+    messages: Iterable,
+    train_at: datetime | None,
+    train_from: datetime,
+    batch_size: int,
+    stats: RunStats,
+    progress,
+) -> None:
     """Sends in time order; trains the model once history reaches train_at."""
     from uba_client import UbaError
 
@@ -211,7 +301,9 @@ def send(client, messages: Iterable, train_at: datetime | None, train_from: date
         stats.accepted += result.accepted
         stats.duplicate += result.duplicate
         stats.invalid += result.invalid
-        stats.violations.extend(f"{r.event_id}: {r.violations}" for r in result.results if r.status == "invalid")
+        stats.violations.extend(
+            f"{r.event_id}: {r.violations}" for r in result.results if r.status == "invalid"
+        )
         batch.clear()
         progress(stats.sent)
 
@@ -221,8 +313,10 @@ def send(client, messages: Iterable, train_at: datetime | None, train_from: date
             trained = True
             try:
                 reply = client.train_model(train_from, train_at)
-                stats.model = (f"trained on {reply.event_count:,} events ({reply.row_count:,} rows) up to "
-                               f"{train_at:%Y-%m-%d %H:%M} UTC")
+                stats.model = (
+                    f"trained on {reply.event_count:,} events ({reply.row_count:,} rows) up to "
+                    f"{train_at:%Y-%m-%d %H:%M} UTC"
+                )
             except UbaError as exc:
                 stats.model = f"not trained: {exc.message}"
         batch.append(message)
@@ -240,19 +334,40 @@ def read_findings(client) -> tuple[list, list]:
     while True:
         page = client.list_anomalies(page_size=1000, page_token=token)
         for a in page.anomalies:
-            anomalies.append(Finding("anomaly", a.anomaly_id, a.user_id, a.detector, a.severity,
-                                     a.occurred_at.ToDatetime(UTC), None, tuple(a.event_ids)))
+            anomalies.append(
+                Finding(
+                    "anomaly",
+                    a.anomaly_id,
+                    a.user_id,
+                    a.detector,
+                    a.severity,
+                    a.occurred_at.ToDatetime(UTC),
+                    None,
+                    tuple(a.event_ids),
+                )
+            )
         token = page.next_page_token
         if not token:
             break
     for a in client.iter_alerts(page_size=1000):
-        alerts.append(Finding("alert", a.alert_id, a.user_id, a.detector, a.severity,
-                              a.first_seen_at.ToDatetime(UTC), a.last_seen_at.ToDatetime(UTC), (),
-                              tuple(a.anomaly_ids)))
+        alerts.append(
+            Finding(
+                "alert",
+                a.alert_id,
+                a.user_id,
+                a.detector,
+                a.severity,
+                a.first_seen_at.ToDatetime(UTC),
+                a.last_seen_at.ToDatetime(UTC),
+                (),
+                tuple(a.anomaly_ids),
+            )
+        )
     return anomalies, alerts
 
 
 # -- labels files ---------------------------------------------------------------------
+
 
 class LabelsRefused(UsageError):
     """Input refused as a whole, every problem with its line number."""
@@ -262,8 +377,14 @@ class LabelsRefused(UsageError):
         self.problems = problems
 
 
-def parse_labels(lines: Iterable[str], users: set[str], sources: set[str], first: datetime, last: datetime,
-                 slack: timedelta = timedelta(0)) -> list:
+def parse_labels(
+    lines: Iterable[str],
+    users: set[str],
+    sources: set[str],
+    first: datetime,
+    last: datetime,
+    slack: timedelta = timedelta(0),
+) -> list:
     """Labels from JSON Lines; every problem is collected with its line
     number and none of the labels is returned when there is one."""
     from uba.evaluation.score import ATTACK, BENIGN, Label
@@ -286,7 +407,15 @@ def parse_labels(lines: Iterable[str], users: set[str], sources: set[str], first
         if not isinstance(record, dict):
             bad("not a JSON object")
             continue
-        unknown = set(record) - {"kind", "entity", "start", "end", "category", "description", "event_ids"}
+        unknown = set(record) - {
+            "kind",
+            "entity",
+            "start",
+            "end",
+            "category",
+            "description",
+            "event_ids",
+        }
         if unknown:
             bad(f"{sorted(unknown)[0]}: unknown field")
         kind = record.get("kind")
@@ -297,7 +426,11 @@ def parse_labels(lines: Iterable[str], users: set[str], sources: set[str], first
             bad(f"category: must be {ATTACK!r} or {BENIGN!r}")
         entity = record.get("entity")
         entities = [entity] if isinstance(entity, str) else entity
-        if not entities or not isinstance(entities, list) or not all(isinstance(x, str) and x for x in entities):
+        if (
+            not entities
+            or not isinstance(entities, list)
+            or not all(isinstance(x, str) and x for x in entities)
+        ):
             bad("entity: required (a user id or source address, or a list of them)")
             entities = []
         for x in entities:
@@ -317,8 +450,10 @@ def parse_labels(lines: Iterable[str], users: set[str], sources: set[str], first
                 bad("end: before start")
             for name, t in times.items():
                 if not first - slack <= t <= last + slack:
-                    bad(f"{name}: {t.isoformat()} is outside the events' range {first.isoformat()} .. "
-                        f"{last.isoformat()}")
+                    bad(
+                        f"{name}: {t.isoformat()} is outside the events' range {first.isoformat()} .. "
+                        f"{last.isoformat()}"
+                    )
         event_ids = record.get("event_ids", [])
         if not isinstance(event_ids, list) or not all(isinstance(x, str) for x in event_ids):
             bad("event_ids: must be a list of event ids")
@@ -327,9 +462,18 @@ def parse_labels(lines: Iterable[str], users: set[str], sources: set[str], first
         if not isinstance(description, str):
             bad("description: must be text")
         if not problems and len(times) == 2:
-            labels.append(Label(kind.strip(), times["start"], times["end"], category,
-                                tuple(x for x in entities if x in users), tuple(x for x in entities if x in sources),
-                                tuple(event_ids), description))
+            labels.append(
+                Label(
+                    kind.strip(),
+                    times["start"],
+                    times["end"],
+                    category,
+                    tuple(x for x in entities if x in users),
+                    tuple(x for x in entities if x in sources),
+                    tuple(event_ids),
+                    description,
+                )
+            )
     if problems:
         raise LabelsRefused("labels", problems)
     return labels
@@ -366,9 +510,15 @@ def load_events(path: Path, skip_mfa: bool = False, held_back: list[str] | None 
     except OSError as exc:
         raise UsageError(f"--events: {exc.strerror}: {path}") from None
     if importer.stats.unparsed:
-        raise LabelsRefused(str(path), [f"line {no}: {reason}" for no, reason, _ in importer.stats.samples]
-                            + ([f"... {importer.stats.unparsed} unusable lines in all"]
-                               if importer.stats.unparsed > len(importer.stats.samples) else []))
+        raise LabelsRefused(
+            str(path),
+            [f"line {no}: {reason}" for no, reason, _ in importer.stats.samples]
+            + (
+                [f"... {importer.stats.unparsed} unusable lines in all"]
+                if importer.stats.unparsed > len(importer.stats.samples)
+                else []
+            ),
+        )
     if not events:
         raise UsageError(f"--events: no events in {path}")
     events.sort(key=lambda m: (m.occurred_at.seconds, m.occurred_at.nanos, m.event_id))
@@ -376,6 +526,7 @@ def load_events(path: Path, skip_mfa: bool = False, held_back: list[str] | None 
 
 
 # -- the command ------------------------------------------------------------------------
+
 
 def run(args: argparse.Namespace) -> int:
     from uba.evaluation import score as scoring
@@ -407,8 +558,12 @@ def run(args: argparse.Namespace) -> int:
         if not labels:
             raise UsageError(f"--labels: no labels in {args.labels}")
         unsent = set(held_back) - {""}
-        labels = [replace(lb, sendable=False) if lb.is_attack and unsent.intersection(lb.event_ids) else lb
-                  for lb in labels]
+        labels = [
+            replace(lb, sendable=False)
+            if lb.is_attack and unsent.intersection(lb.event_ids)
+            else lb
+            for lb in labels
+        ]
         stream = list(zip(messages, times))
         span = end - start
         setup = {"events_file": str(args.events), "labels_file": str(args.labels)}
@@ -419,7 +574,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--users must be within 1..100000 and --days within 1..365")
         end = args.end or DEFAULT_END
         if end > datetime.now(UTC):
-            raise UsageError("--end: the server refuses events more than 5 minutes in the future; pick a past end")
+            raise UsageError(
+                "--end: the server refuses events more than 5 minutes in the future; pick a past end"
+            )
         if not 1 <= args.instances <= 20:
             raise UsageError("--instances must be within 1..20")
         scenario = generate(args.users, args.days, args.seed, end=end, instances=args.instances)
@@ -430,8 +587,10 @@ def run(args: argparse.Namespace) -> int:
                 paths = save(scenario.events, scenario.labels, args.save)
             except OSError as exc:
                 raise UsageError(f"--save: {exc.strerror}: {exc.filename}") from None
-            print(f"wrote {len(scenario.events):,} events to {paths[0]} and {len(scenario.labels):,} labels to "
-                  f"{paths[1]}")
+            print(
+                f"wrote {len(scenario.events):,} events to {paths[0]} and {len(scenario.labels):,} labels to "
+                f"{paths[1]}"
+            )
             return 0
         start, end = scenario.start, scenario.end
         users = {u.user_id for u in scenario.people}
@@ -440,14 +599,26 @@ def run(args: argparse.Namespace) -> int:
         if skip_mfa:
             stats.skipped_mfa = sum(1 for e in scenario.events if e.type.value in MFA_NAMES)
             mfa_ids = {e.event_id for e in scenario.events if e.type.value in MFA_NAMES}
-            labels = [replace(lb, sendable=False) if lb.is_attack and mfa_ids.intersection(lb.event_ids) else lb
-                      for lb in labels]
+            labels = [
+                replace(lb, sendable=False)
+                if lb.is_attack and mfa_ids.intersection(lb.event_ids)
+                else lb
+                for lb in labels
+            ]
         stream = to_messages(scenario.events, skip_mfa)
         span = end - start
-        setup = {"users": args.users, "days": args.days, "seed": args.seed, "instances": args.instances}
+        setup = {
+            "users": args.users,
+            "days": args.days,
+            "seed": args.seed,
+            "instances": args.instances,
+        }
 
-    train_after = (timedelta(days=args.train_after_days) if args.train_after_days is not None
-                   else timedelta(seconds=span.total_seconds() * 0.6))
+    train_after = (
+        timedelta(days=args.train_after_days)
+        if args.train_after_days is not None
+        else timedelta(seconds=span.total_seconds() * 0.6)
+    )
     train_at = start + train_after
     if args.events is None:
         train_at = scenario.train_at if args.train_after_days is None else train_at
@@ -460,13 +631,28 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, timeout=120.0)
     if args.server is None:
         if not args.quiet:
-            note("uba: starting a throwaway server" + (" on --database-url" if args.database_url else
-                                                         " on SQLite in a temporary directory"))
+            note(
+                "uba: starting a throwaway server"
+                + (
+                    " on --database-url"
+                    if args.database_url
+                    else " on SQLite in a temporary directory"
+                )
+            )
         server = ThrowawayServer(args.database_url, args.detectors, args.keep).start()
-        settings = replace(settings, server=server.address, api_key=server.key, tls=False, ca_file="",
-                           client_cert="", client_key="")
+        settings = replace(
+            settings,
+            server=server.address,
+            api_key=server.key,
+            tls=False,
+            ca_file="",
+            client_cert="",
+            client_key="",
+        )
     elif args.database_url or args.detectors:
-        raise UsageError("--database-url and --detectors configure the throwaway server; not with --server")
+        raise UsageError(
+            "--database-url and --detectors configure the throwaway server; not with --server"
+        )
     try:
         last_note = [time.monotonic()]
 
@@ -480,12 +666,25 @@ def run(args: argparse.Namespace) -> int:
             from uba.commands.client import _mode
 
             mode, backend = _mode(caps.analytics_mode), caps.storage_backend
-            forest = any(d.name == "isolation_forest" and d.available and d.enabled for d in caps.detectors)
+            forest = any(
+                d.name == "isolation_forest" and d.available and d.enabled for d in caps.detectors
+            )
             if not args.quiet:
-                note(f"uba: sending events in time order ({mode} mode, {backend}); training the model at "
-                     f"{train_at:%Y-%m-%d %H:%M} UTC" if forest else f"uba: sending events in time order "
-                     f"({mode} mode, {backend})")
-            send(client, stream, train_at if forest else None, start, args.batch_size, stats, progress)
+                note(
+                    f"uba: sending events in time order ({mode} mode, {backend}); training the model at "
+                    f"{train_at:%Y-%m-%d %H:%M} UTC"
+                    if forest
+                    else f"uba: sending events in time order ({mode} mode, {backend})"
+                )
+            send(
+                client,
+                stream,
+                train_at if forest else None,
+                start,
+                args.batch_size,
+                stats,
+                progress,
+            )
             if not forest:
                 stats.model = "no isolation forest in this mode"
             anomalies, alerts = read_findings(client)
@@ -494,12 +693,25 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
 
     report = scoring.score(labels, anomalies, alerts, users, start, end, sources_of, slack)
-    result = {"setup": {**setup, "mode": mode, "storage": backend, "mfa_sendable": not skip_mfa,
-                        "slack_minutes": args.slack_minutes},
-              "events": {"sent": stats.sent, "accepted": stats.accepted, "duplicate": stats.duplicate,
-                         "invalid": stats.invalid, "not_sendable_mfa": stats.skipped_mfa,
-                         "seconds_sending": round(stats.seconds_sending, 1)},
-              "model": stats.model, **report.to_dict()}
+    result = {
+        "setup": {
+            **setup,
+            "mode": mode,
+            "storage": backend,
+            "mfa_sendable": not skip_mfa,
+            "slack_minutes": args.slack_minutes,
+        },
+        "events": {
+            "sent": stats.sent,
+            "accepted": stats.accepted,
+            "duplicate": stats.duplicate,
+            "invalid": stats.invalid,
+            "not_sendable_mfa": stats.skipped_mfa,
+            "seconds_sending": round(stats.seconds_sending, 1),
+        },
+        "model": stats.model,
+        **report.to_dict(),
+    }
     for v in stats.violations[:5]:
         note(f"uba: invalid {v}")
     if args.json:
@@ -511,15 +723,24 @@ def run(args: argparse.Namespace) -> int:
 
 def print_report(r: dict) -> None:
     s = r["setup"]
-    what = (f"{s['users']} users, {s['days']} days, seed {s['seed']}, {s['instances']} of each realistic attack"
-            if "users" in s
-            else f"{s['events_file']} with {s['labels_file']}")
-    print(f"evaluation: {what}; {r['start'][:16]} .. {r['end'][:16]} UTC; {s['mode']} mode, {s['storage']}")
+    what = (
+        f"{s['users']} users, {s['days']} days, seed {s['seed']}, {s['instances']} of each realistic attack"
+        if "users" in s
+        else f"{s['events_file']} with {s['labels_file']}"
+    )
+    print(
+        f"evaluation: {what}; {r['start'][:16]} .. {r['end'][:16]} UTC; {s['mode']} mode, {s['storage']}"
+    )
     e = r["events"]
-    print(f"events: {e['sent']:,} sent ({e['accepted']:,} accepted, {e['duplicate']:,} duplicate, "
-          f"{e['invalid']:,} invalid) in {e['seconds_sending']:.0f} s"
-          + (f"; {e['not_sendable_mfa']:,} MFA events not sendable (the contract lacks the MFA types)"
-             if e["not_sendable_mfa"] else ""))
+    print(
+        f"events: {e['sent']:,} sent ({e['accepted']:,} accepted, {e['duplicate']:,} duplicate, "
+        f"{e['invalid']:,} invalid) in {e['seconds_sending']:.0f} s"
+        + (
+            f"; {e['not_sendable_mfa']:,} MFA events not sendable (the contract lacks the MFA types)"
+            if e["not_sendable_mfa"]
+            else ""
+        )
+    )
     print(f"model: {r['model']}")
     print()
     rows = []
@@ -527,27 +748,71 @@ def print_report(r: dict) -> None:
         if not a["sendable"]:
             rows.append([a["kind"], "not sendable", "-", "-", "-", "-", "-"])
             continue
-        caught = "yes" if a["caught"] == a["sendable"] else ("no" if not a["caught"] else f"{a['caught']}/{a['sendable']}")
+        caught = (
+            "yes"
+            if a["caught"] == a["sendable"]
+            else ("no" if not a["caught"] else f"{a['caught']}/{a['sendable']}")
+        )
         minutes = "-" if a["minutes_to_detect"] is None else f"{a['minutes_to_detect']:g}"
-        rows.append([a["kind"], caught, a["best_severity"] if a["best_severity"] != "UNSPECIFIED" else "-",
-                     f"{a['alerts']} ({a['alerts_medium_plus']})",
-                     f"{a['anomalies']} ({a['anomalies_medium_plus']}, {a['anomalies_medium_plus_on_its_events']})",
-                     minutes, ",".join(a["detectors"]) or "-"])
-    table(rows, ["ATTACK", "CAUGHT", "BEST", "ALERTS (MEDIUM+)", "ANOMALIES (MEDIUM+, ON ITS EVENTS)",
-                 "MINUTES TO DETECT", "DETECTORS (MEDIUM+)"])
+        rows.append(
+            [
+                a["kind"],
+                caught,
+                a["best_severity"] if a["best_severity"] != "UNSPECIFIED" else "-",
+                f"{a['alerts']} ({a['alerts_medium_plus']})",
+                f"{a['anomalies']} ({a['anomalies_medium_plus']}, {a['anomalies_medium_plus_on_its_events']})",
+                minutes,
+                ",".join(a["detectors"]) or "-",
+            ]
+        )
+    table(
+        rows,
+        [
+            "ATTACK",
+            "CAUGHT",
+            "BEST",
+            "ALERTS (MEDIUM+)",
+            "ANOMALIES (MEDIUM+, ON ITS EVENTS)",
+            "MINUTES TO DETECT",
+            "DETECTORS (MEDIUM+)",
+        ],
+    )
     print()
-    table([[c["kind"], str(c["instances"]), str(c["alerts_medium_plus"]), str(c["anomalies_medium_plus"]),
-            str(c["users_alerted"]), ",".join(c["detectors"]) or "-"] for c in r["confounders"]],
-          ["BENIGN CONFOUNDER", "INSTANCES", "MEDIUM+ ALERTS", "MEDIUM+ ANOMALIES", "USERS ALERTED",
-           "DETECTORS (MEDIUM+)"])
+    table(
+        [
+            [
+                c["kind"],
+                str(c["instances"]),
+                str(c["alerts_medium_plus"]),
+                str(c["anomalies_medium_plus"]),
+                str(c["users_alerted"]),
+                ",".join(c["detectors"]) or "-",
+            ]
+            for c in r["confounders"]
+        ],
+        [
+            "BENIGN CONFOUNDER",
+            "INSTANCES",
+            "MEDIUM+ ALERTS",
+            "MEDIUM+ ANOMALIES",
+            "USERS ALERTED",
+            "DETECTORS (MEDIUM+)",
+        ],
+    )
     print()
     not_sendable = r["attack_classes_not_sendable"]
     partly = [a["kind"] for a in r["attacks"] if a["sendable"] and 0 < a["caught"] < a["sendable"]]
-    print(f"attack classes caught: {r['attack_classes_caught']} of {r['attack_classes_sendable']} in every instance"
-          + (f", {len(partly)} in some ({', '.join(partly)})" if partly else "")
-          + (f"; not sendable: {', '.join(not_sendable)}" if not_sendable else ""))
-    print(f"false MEDIUM+ user-days: {r['false_medium_plus_user_days']:,} of {r['attack_free_user_days']:,} "
-          f"attack-free user-days ({r['false_medium_plus_user_day_percent']:.2f}%)")
-    print(f"alerts: {r['alerts']:,} ({r['alerts_per_day']:g} a day); MEDIUM+ {r['alerts_medium_plus']:,} "
-          f"({r['alerts_medium_plus_per_day']:g} a day), {r['unattributed_medium_plus_alerts']:,} of them attributed "
-          f"to no attack")
+    print(
+        f"attack classes caught: {r['attack_classes_caught']} of {r['attack_classes_sendable']} in every instance"
+        + (f", {len(partly)} in some ({', '.join(partly)})" if partly else "")
+        + (f"; not sendable: {', '.join(not_sendable)}" if not_sendable else "")
+    )
+    print(
+        f"false MEDIUM+ user-days: {r['false_medium_plus_user_days']:,} of {r['attack_free_user_days']:,} "
+        f"attack-free user-days ({r['false_medium_plus_user_day_percent']:.2f}%)"
+    )
+    print(
+        f"alerts: {r['alerts']:,} ({r['alerts_per_day']:g} a day); MEDIUM+ {r['alerts_medium_plus']:,} "
+        f"({r['alerts_medium_plus_per_day']:g} a day), {r['unattributed_medium_plus_alerts']:,} of them attributed "
+        f"to no attack"
+    )

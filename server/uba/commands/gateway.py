@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="the configuration is written to DATA_DIR/gateway [UBA_DATA_DIR, ./data]",
     )
-    parser.add_argument("--envoy", default=None, metavar="PATH", help="envoy binary [the venv's, then PATH]")
+    parser.add_argument(
+        "--envoy", default=None, metavar="PATH", help="envoy binary [the venv's, then PATH]"
+    )
     parser.add_argument(
         "--log-level",
         default="warning",
@@ -55,15 +57,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Envoy's log level [warning]; access log lines go to stdout",
     )
     tls = parser.add_argument_group("TLS (PEM files)")
-    tls.add_argument("--tls-cert", default="", metavar="FILE", help="serve HTTPS and gRPC over TLS with this certificate chain")
+    tls.add_argument(
+        "--tls-cert",
+        default="",
+        metavar="FILE",
+        help="serve HTTPS and gRPC over TLS with this certificate chain",
+    )
     tls.add_argument("--tls-key", default="", metavar="FILE", help="private key of --tls-cert")
-    tls.add_argument("--client-ca", default="", metavar="FILE",
-                     help="require client certificates signed by these CAs on the listener")
-    tls.add_argument("--upstream-ca", default="", metavar="FILE",
-                     help="connect to the server(s) over TLS, verifying them with these CAs")
-    tls.add_argument("--upstream-cert", default="", metavar="FILE",
-                     help="client certificate for servers that require one (with --upstream-ca)")
-    tls.add_argument("--upstream-key", default="", metavar="FILE", help="private key of --upstream-cert")
+    tls.add_argument(
+        "--client-ca",
+        default="",
+        metavar="FILE",
+        help="require client certificates signed by these CAs on the listener",
+    )
+    tls.add_argument(
+        "--upstream-ca",
+        default="",
+        metavar="FILE",
+        help="connect to the server(s) over TLS, verifying them with these CAs",
+    )
+    tls.add_argument(
+        "--upstream-cert",
+        default="",
+        metavar="FILE",
+        help="client certificate for servers that require one (with --upstream-ca)",
+    )
+    tls.add_argument(
+        "--upstream-key", default="", metavar="FILE", help="private key of --upstream-cert"
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -81,10 +102,16 @@ def run(args: argparse.Namespace) -> int:
     work_dir = Path(settings.data_dir) / "gateway"
     try:
         make_private(settings.data_dir)  # Envoy's log records full query strings
-        listen_tls = (TlsFiles(args.tls_cert, args.tls_key, args.client_ca)
-                      if args.tls_cert or args.tls_key or args.client_ca else None)
-        upstream_tls = (TlsFiles(args.upstream_cert, args.upstream_key, args.upstream_ca)
-                        if args.upstream_ca or args.upstream_cert or args.upstream_key else None)
+        listen_tls = (
+            TlsFiles(args.tls_cert, args.tls_key, args.client_ca)
+            if args.tls_cert or args.tls_key or args.client_ca
+            else None
+        )
+        upstream_tls = (
+            TlsFiles(args.upstream_cert, args.upstream_key, args.upstream_ca)
+            if args.upstream_ca or args.upstream_cert or args.upstream_key
+            else None
+        )
         if listen_tls is not None and not listen_tls.cert:
             raise ValueError("--client-ca needs --tls-cert and --tls-key")
         gateway = GatewayProcess(
@@ -137,8 +164,12 @@ def run(args: argparse.Namespace) -> int:
     if asked_to_stop:
         # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
         return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else 1
-    print(f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly ({describe_exit(code)}); "
-          "the gateway is down", file=sys.stderr, flush=True)
+    print(
+        f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly ({describe_exit(code)}); "
+        "the gateway is down",
+        file=sys.stderr,
+        flush=True,
+    )
     return 1
 
 
@@ -156,9 +187,14 @@ def _anonymous_upstream(gateway) -> str:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         answer = accepts_anonymous(address, config.upstream_tls)
         if answer:
-            return (f"the server at {address} answers without an API key (--allow-anonymous); refusing to "
-                    f"expose it on {config.listen}: listen on a loopback address or give the server API keys")
+            return (
+                f"the server at {address} answers without an API key (--allow-anonymous); refusing to "
+                f"expose it on {config.listen}: listen on a loopback address or give the server API keys"
+            )
         if answer is None:
-            print(f"uba gateway: warning: could not check whether the server at {address} requires API keys "
-                  "(not reachable now)", file=sys.stderr)
+            print(
+                f"uba gateway: warning: could not check whether the server at {address} requires API keys "
+                "(not reachable now)",
+                file=sys.stderr,
+            )
     return ""

@@ -16,7 +16,15 @@ from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from uba.commands.client import ClientSettings, UsageError, common_parser, fail, guarded, json_parser, note
+from uba.commands.client import (
+    ClientSettings,
+    UsageError,
+    common_parser,
+    fail,
+    guarded,
+    json_parser,
+    note,
+)
 from uba.importers import FORMATS, ImportStats, make_importer
 
 MAX_REPORTED = 5  # invalid events / unparsed lines echoed on stderr
@@ -24,20 +32,46 @@ MAX_REPORTED = 5  # invalid events / unparsed lines echoed on stderr
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "ingest", parents=[common_parser(), json_parser()], help="import log files (sshd, JSON Lines, CSV)",
+        "ingest",
+        parents=[common_parser(), json_parser()],
+        help="import log files (sshd, JSON Lines, CSV)",
         description="Import OpenSSH/syslog auth logs, or events as JSON Lines or CSV, into a running server. "
-                    "Lines that cannot be imported are counted and reported, never fatal. Event ids are "
-                    "derived from the input, so importing a file again stores nothing twice.")
+        "Lines that cannot be imported are counted and reported, never fatal. Event ids are "
+        "derived from the input, so importing a file again stores nothing twice.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="files to read ('-' for stdin)")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="input format [by extension: .jsonl/.ndjson/.json -> jsonl, .csv -> csv, else sshd]")
-    p.add_argument("--year", type=int, default=None, help="year of syslog lines, which carry none [this year, "
-                   "or last year when that would put the first line in the future]")
-    p.add_argument("--timezone", default="UTC", help="IANA zone of syslog timestamps without one [UTC]")
-    p.add_argument("--source", default="", help="the events' `source` [sshd for syslog; none for records]")
-    p.add_argument("--map", action="append", default=[], metavar="SRC=DST",
-                   help="rename an input column to an event field (jsonl/csv), e.g. --map ts=occurred_at; repeatable")
-    p.add_argument("--batch-size", type=int, default=500, help="events per RecordActivities call, 1..1000 [500]")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="input format [by extension: .jsonl/.ndjson/.json -> jsonl, .csv -> csv, else sshd]",
+    )
+    p.add_argument(
+        "--year",
+        type=int,
+        default=None,
+        help="year of syslog lines, which carry none [this year, "
+        "or last year when that would put the first line in the future]",
+    )
+    p.add_argument(
+        "--timezone", default="UTC", help="IANA zone of syslog timestamps without one [UTC]"
+    )
+    p.add_argument(
+        "--source", default="", help="the events' `source` [sshd for syslog; none for records]"
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="rename an input column to an event field (jsonl/csv), e.g. --map ts=occurred_at; repeatable",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        help="events per RecordActivities call, 1..1000 [500]",
+    )
     p.add_argument("--dry-run", action="store_true", help="parse and count only; send nothing")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=guarded(run))
@@ -110,35 +144,56 @@ def run(args: argparse.Namespace) -> int:
         outcome[result.status] += 1
         if result.status in ("invalid", "failed") and len(invalid_samples) < MAX_REPORTED:
             why = "; ".join(f"{f}: {d}" for f, d in result.violations) or result.error
-            invalid_samples.append(f"{result.status} {event.event_id} (user {event.user_id!r}): {why}")
+            invalid_samples.append(
+                f"{result.status} {event.event_id} (user {event.user_id!r}): {why}"
+            )
 
     client = None if args.dry_run else settings.client()
-    recorder = None if client is None else BatchRecorder(client, max_batch=args.batch_size, flush_interval=2.0,
-                                                       on_result=on_result)
+    recorder = (
+        None
+        if client is None
+        else BatchRecorder(
+            client, max_batch=args.batch_size, flush_interval=2.0, on_result=on_result
+        )
+    )
     started = time.monotonic()
     try:
         for path in args.files:
             fmt = args.format or _format_of(path)
-            importer = make_importer(fmt, source_name=path, year=args.year, timezone=args.timezone,
-                                     source=args.source or ("sshd" if fmt == "sshd" else ""), mapping=mapping)
+            importer = make_importer(
+                fmt,
+                source_name=path,
+                year=args.year,
+                timezone=args.timezone,
+                source=args.source or ("sshd" if fmt == "sshd" else ""),
+                mapping=mapping,
+            )
             name = "stdin" if path == "-" else path
-            stream = (sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace", newline=""))
+            stream = (
+                sys.stdin
+                if path == "-"
+                else open(path, encoding="utf-8", errors="replace", newline="")
+            )
             with stream:
                 for event in importer.parse(stream):
                     if recorder is not None:
                         recorder.add(event)
                         if recorder.stats.failed:
                             break  # the client already retried; more batches would fail the same way
-                    progress.show(f"ingest: {name}: {importer.stats.lines:,} lines, {importer.stats.events:,} events, "
-                                  f"{sum(outcome.values()):,} acknowledged")
+                    progress.show(
+                        f"ingest: {name}: {importer.stats.lines:,} lines, {importer.stats.events:,} events, "
+                        f"{sum(outcome.values()):,} acknowledged"
+                    )
             totals.add(importer.stats)
             if recorder is not None and recorder.stats.failed:
                 break
             for line_no, reason, text in importer.stats.samples[:MAX_REPORTED]:
                 note(f"uba: {name}:{line_no}: skipped, {reason}: {text[:120]}")
             if getattr(importer, "extra_columns", None):
-                note(f"uba: {name}: columns not in ActivityEvent went to attributes: "
-                     f"{', '.join(sorted(importer.extra_columns))}")
+                note(
+                    f"uba: {name}: columns not in ActivityEvent went to attributes: "
+                    f"{', '.join(sorted(importer.extra_columns))}"
+                )
         if recorder is not None:
             recorder.close()
     finally:
@@ -150,24 +205,43 @@ def run(args: argparse.Namespace) -> int:
         note(f"uba: {sample}")
 
     summary = {
-        "files": len(args.files), "read": totals.lines, "events": totals.events,
-        "accepted": outcome["accepted"], "duplicate": outcome["duplicate"], "invalid": outcome["invalid"],
-        "failed": outcome["failed"], "merged": totals.merged, "ignored": totals.ignored,
-        "skipped": totals.skipped, "unparsed": totals.unparsed, "by_type": dict(sorted(totals.by_type.items())),
-        "skip_reasons": dict(totals.skip_reasons), "seconds": round(elapsed, 3), "dry_run": bool(args.dry_run),
+        "files": len(args.files),
+        "read": totals.lines,
+        "events": totals.events,
+        "accepted": outcome["accepted"],
+        "duplicate": outcome["duplicate"],
+        "invalid": outcome["invalid"],
+        "failed": outcome["failed"],
+        "merged": totals.merged,
+        "ignored": totals.ignored,
+        "skipped": totals.skipped,
+        "unparsed": totals.unparsed,
+        "by_type": dict(sorted(totals.by_type.items())),
+        "skip_reasons": dict(totals.skip_reasons),
+        "seconds": round(elapsed, 3),
+        "dry_run": bool(args.dry_run),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         kinds = ", ".join(f"{k} {v:,}" for k, v in summary["by_type"].items()) or "none"
-        print(f"read {totals.lines:,} lines from {len(args.files)} file(s) in {elapsed:.1f}s: "
-              f"{totals.events:,} events ({kinds})")
+        print(
+            f"read {totals.lines:,} lines from {len(args.files)} file(s) in {elapsed:.1f}s: "
+            f"{totals.events:,} events ({kinds})"
+        )
         if not args.dry_run:
-            print(f"server: {outcome['accepted']:,} accepted, {outcome['duplicate']:,} duplicate, "
-                  f"{outcome['invalid']:,} invalid" + (f", {outcome['failed']:,} not delivered" if outcome["failed"] else ""))
-        print(f"not imported: {totals.unparsed:,} unparsed, {totals.skipped:,} skipped, {totals.ignored:,} ignored "
-              f"(no activity), {totals.merged:,} merged into another line's event")
+            print(
+                f"server: {outcome['accepted']:,} accepted, {outcome['duplicate']:,} duplicate, "
+                f"{outcome['invalid']:,} invalid"
+                + (f", {outcome['failed']:,} not delivered" if outcome["failed"] else "")
+            )
+        print(
+            f"not imported: {totals.unparsed:,} unparsed, {totals.skipped:,} skipped, {totals.ignored:,} ignored "
+            f"(no activity), {totals.merged:,} merged into another line's event"
+        )
     if outcome["failed"]:
-        fail(f"{outcome['failed']:,} events were not delivered; run the same import again to send them "
-             f"(what was stored is not stored twice)")
+        fail(
+            f"{outcome['failed']:,} events were not delivered; run the same import again to send them "
+            f"(what was stored is not stored twice)"
+        )
     return 1 if outcome["invalid"] or outcome["failed"] else 0

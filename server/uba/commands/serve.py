@@ -11,8 +11,11 @@ from uba.logs import setup_logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("serve", help="run the gRPC server",
-                                   description="Run the uba gRPC server (health checking and reflection on).")
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the gRPC server",
+        description="Run the uba gRPC server (health checking and reflection on).",
+    )
     Settings.add_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -12,21 +12,37 @@ from __future__ import annotations
 import math
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, escalation_level, fmt_bytes, fmt_count, reference_stats,
-    require_fraction, require_positive, require_severity, spike_threshold,
+    DetectionContext,
+    Detector,
+    Finding,
+    escalation_level,
+    fmt_bytes,
+    fmt_count,
+    reference_stats,
+    require_fraction,
+    require_positive,
+    require_severity,
+    spike_threshold,
 )
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import is_privileged, normalize_endpoint
-from uba.domain.peers import PeerActivity
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.peers import PeerActivity
 
 _API_CALL = ActivityType.API_CALL
 _DAY = 86400.0
 
 
-
-def _hourly_spike(value: float, reference, min_std: float, fmt, observed: str, headline: str, severity: Severity,
-                  feature: str) -> Finding:
+def _hourly_spike(
+    value: float,
+    reference,
+    min_std: float,
+    fmt,
+    observed: str,
+    headline: str,
+    severity: Severity,
+    feature: str,
+) -> Finding:
     """The finding of an hourly quantity (API calls, bytes) far above its
     usual level; the reason reads "HEADLINE; usual MEAN ± SD per active hour"."""
     stats = reference.stats
@@ -44,14 +60,23 @@ def _hourly_spike(value: float, reference, min_std: float, fmt, observed: str, h
         baseline_mature=reference.mature,
     )
 
+
 class ApiRateDetector(Detector):
     name = "api_rate"
     version = "1.0"
-    description = "More API calls in an hour than the user's (or peer group's) usual calls per active hour."
+    description = (
+        "More API calls in an hour than the user's (or peer group's) usual calls per active hour."
+    )
     title = "API call rate spike"
     event_types = frozenset({_API_CALL})
 
-    def __init__(self, z_threshold: float = 4.0, min_calls: int = 100, min_hours: int = 10, min_std: float = 5.0):
+    def __init__(
+        self,
+        z_threshold: float = 4.0,
+        min_calls: int = 100,
+        min_hours: int = 10,
+        min_std: float = 5.0,
+    ):
         self.z_threshold = z_threshold
         self.min_calls = min_calls
         self.min_hours = min_hours
@@ -73,8 +98,18 @@ class ApiRateDetector(Detector):
         level = escalation_level(calls, threshold)
         if level <= escalation_level(hour.api_calls, threshold):
             return []
-        return [_hourly_spike(calls, reference, self.min_std, fmt_count, f"{calls:,} calls",
-                              f"{calls:,} API calls this hour", Severity.LOW.raised_by(level - 1, Severity.HIGH), "api_calls_this_hour")]
+        return [
+            _hourly_spike(
+                calls,
+                reference,
+                self.min_std,
+                fmt_count,
+                f"{calls:,} calls",
+                f"{calls:,} API calls this hour",
+                Severity.LOW.raised_by(level - 1, Severity.HIGH),
+                "api_calls_this_hour",
+            )
+        ]
 
 
 class NewEndpointDetector(Detector):
@@ -97,14 +132,23 @@ class NewEndpointDetector(Detector):
 
     name = "api_new_endpoint"
     version = "2.0"
-    description = ("First call to an API endpoint by a user, judged against the peer group and the population "
-                   "(privileged endpoints no peer used rate higher; rollouts lower).")
+    description = (
+        "First call to an API endpoint by a user, judged against the peer group and the population "
+        "(privileged endpoints no peer used rate higher; rollouts lower)."
+    )
     title = "First use of an API endpoint"
     event_types = frozenset({_API_CALL})
 
-    def __init__(self, min_api_calls: int = 50, severity: str = "low", min_group_users: int = 3,
-                 min_adopters: int = 3, rollout_share: float = 0.2, min_common_peers: int = 2,
-                 common_share: float = 0.05):
+    def __init__(
+        self,
+        min_api_calls: int = 50,
+        severity: str = "low",
+        min_group_users: int = 3,
+        min_adopters: int = 3,
+        rollout_share: float = 0.2,
+        min_common_peers: int = 2,
+        common_share: float = 0.05,
+    ):
         self.min_api_calls = min_api_calls
         self.severity = severity
         self.min_group_users = min_group_users
@@ -115,7 +159,9 @@ class NewEndpointDetector(Detector):
         self.common_share = common_share
 
     def check_params(self) -> None:
-        require_positive(self, "min_api_calls", "min_group_users", "min_adopters", "min_common_peers")
+        require_positive(
+            self, "min_api_calls", "min_group_users", "min_adopters", "min_common_peers"
+        )
         require_severity(self, "severity")
         require_fraction(self, "rollout_share", "common_share")
 
@@ -143,21 +189,36 @@ class NewEndpointDetector(Detector):
         privileged = is_privileged(endpoint)
         base = Severity.parse(self.severity)
         if usage.org_change(self.min_adopters, self.rollout_share):
-            severity, note = base, f"rolled out: {usage.adopters} other users started using it this week"
-        elif used_nearby >= max(self.min_common_peers, self.common_share * (usage.group_size if has_group
-                                                                              else usage.population_size)):
-            severity, note = base, ("common in peer group" if has_group else "used by others") + \
-                f" ({used_nearby} users in 30 days)"
-        elif privileged and any(is_privileged(e) and entry[1] < ctx.clock.ts - _DAY
-                                for e, entry in baseline.endpoints.entries.items()):
+            severity, note = (
+                base,
+                f"rolled out: {usage.adopters} other users started using it this week",
+            )
+        elif used_nearby >= max(
+            self.min_common_peers,
+            self.common_share * (usage.group_size if has_group else usage.population_size),
+        ):
+            severity, note = (
+                base,
+                ("common in peer group" if has_group else "used by others")
+                + f" ({used_nearby} users in 30 days)",
+            )
+        elif privileged and any(
+            is_privileged(e) and entry[1] < ctx.clock.ts - _DAY
+            for e, entry in baseline.endpoints.entries.items()
+        ):
             # Only on a novel privileged call: someone who administered before today.
-            severity, note = base, "privileged and not common in peer group, but the user called privileged " \
-                                   "endpoints before today"
+            severity, note = (
+                base,
+                "privileged and not common in peer group, but the user called privileged "
+                "endpoints before today",
+            )
         elif privileged:
             severity = Severity.HIGH if not usage.population else Severity.MEDIUM
-            note = ("privileged, and no peer used it in 30 days" if not used_nearby else
-                    f"privileged, and only {used_nearby} peers used it in 30 days") + (
-                "" if usage.population else ", nor anyone else")
+            note = (
+                "privileged, and no peer used it in 30 days"
+                if not used_nearby
+                else f"privileged, and only {used_nearby} peers used it in 30 days"
+            ) + ("" if usage.population else ", nor anyone else")
         elif not usage.population:
             # The first user of a rollout looks the same: LOW, stronger score.
             severity, note = base, "no one in the organisation used it in 30 days"
@@ -167,24 +228,32 @@ class NewEndpointDetector(Detector):
             if usage.population or usage.peers:
                 return []
             severity = Severity(max(int(Severity.LOW), int(severity) - 1))
-            note += (f"; user baseline not mature ({baseline.maturity_note()}), judged against "
-                     f"{'peer group ' + group if has_group else 'the population'}")
+            note += (
+                f"; user baseline not mature ({baseline.maturity_note()}), judged against "
+                f"{'peer group ' + group if has_group else 'the population'}"
+            )
         known = len(baseline.endpoints)
-        return [Finding(
-            score=math.log1p(baseline.api_call_count) * (1 + int(severity) - int(Severity.LOW)
-                                                         + (0.5 if not used_nearby else 0.0)),
-            severity=severity,
-            reason=(f"first call to {endpoint} after {baseline.api_call_count:,} calls to {known} known endpoints; "
-                    f"{note}; {usage.describe('endpoint')}"),
-            observed=endpoint,
-            expected=f"one of {known} known endpoints",
-            features=(Feature("known_endpoints", float(known), 1.0),
-                      Feature("peers_using", float(usage.peers), 0.0),
-                      Feature("population_using", float(usage.population), 0.0),
-                      Feature("privileged", 1.0 if privileged else 0.0, 0.0)),
-            baseline_observations=baseline.api_call_count,
-            baseline_mature=mature,
-        )]
+        return [
+            Finding(
+                score=math.log1p(baseline.api_call_count)
+                * (1 + int(severity) - int(Severity.LOW) + (0.5 if not used_nearby else 0.0)),
+                severity=severity,
+                reason=(
+                    f"first call to {endpoint} after {baseline.api_call_count:,} calls to {known} known endpoints; "
+                    f"{note}; {usage.describe('endpoint')}"
+                ),
+                observed=endpoint,
+                expected=f"one of {known} known endpoints",
+                features=(
+                    Feature("known_endpoints", float(known), 1.0),
+                    Feature("peers_using", float(usage.peers), 0.0),
+                    Feature("population_using", float(usage.population), 0.0),
+                    Feature("privileged", 1.0 if privileged else 0.0, 0.0),
+                ),
+                baseline_observations=baseline.api_call_count,
+                baseline_mature=mature,
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         pending, self.pending_ = getattr(self, "pending_", None), None
@@ -196,8 +265,13 @@ class NewEndpointDetector(Detector):
         ts = ctx.clock.ts
         # Quarantined calls are not learned and do not count as adoption.
         new_to_user = not ctx.quarantined and entry is not None and entry[0] == 1 and entry[1] == ts
-        self._activity(ctx).observe(event.user_id, baseline.effective_peer_group or event.peer_group, endpoint, ts,
-                                    new_to_user)
+        self._activity(ctx).observe(
+            event.user_id,
+            baseline.effective_peer_group or event.peer_group,
+            endpoint,
+            ts,
+            new_to_user,
+        )
 
 
 class DataVolumeDetector(Detector):
@@ -208,8 +282,13 @@ class DataVolumeDetector(Detector):
     # Bytes may come on any event type.
     event_types = None
 
-    def __init__(self, z_threshold: float = 4.0, min_bytes: int = 50_000_000, min_hours: int = 10,
-                 min_std: float = 1_000_000.0):
+    def __init__(
+        self,
+        z_threshold: float = 4.0,
+        min_bytes: int = 50_000_000,
+        min_hours: int = 10,
+        min_std: float = 1_000_000.0,
+    ):
         self.z_threshold = z_threshold
         self.min_bytes = min_bytes
         self.min_hours = min_hours
@@ -233,20 +312,36 @@ class DataVolumeDetector(Detector):
         level = escalation_level(total, threshold)
         if level <= escalation_level(hour.bytes, threshold):
             return []
-        return [_hourly_spike(total, reference, self.min_std, fmt_bytes, fmt_bytes(total),
-                              f"{fmt_bytes(total)} transferred this hour",
-                              Severity.MEDIUM.raised_by(level - 1, Severity.CRITICAL), "bytes_this_hour")]
+        return [
+            _hourly_spike(
+                total,
+                reference,
+                self.min_std,
+                fmt_bytes,
+                fmt_bytes(total),
+                f"{fmt_bytes(total)} transferred this hour",
+                Severity.MEDIUM.raised_by(level - 1, Severity.CRITICAL),
+                "bytes_this_hour",
+            )
+        ]
 
 
 class ApiErrorRateDetector(Detector):
     name = "api_error_rate"
     version = "1.0"
-    description = "Share of failing API calls (status >= 400) in an hour far above the user's usual share."
+    description = (
+        "Share of failing API calls (status >= 400) in an hour far above the user's usual share."
+    )
     title = "API error rate spike"
     event_types = frozenset({_API_CALL})
 
-    def __init__(self, z_threshold: float = 4.0, min_calls: int = 20, min_share_increase: float = 0.2,
-                 min_baseline_calls: int = 200):
+    def __init__(
+        self,
+        z_threshold: float = 4.0,
+        min_calls: int = 20,
+        min_share_increase: float = 0.2,
+        min_baseline_calls: int = 200,
+    ):
         self.z_threshold = z_threshold
         self.min_calls = min_calls
         self.min_share_increase = min_share_increase
@@ -278,17 +373,24 @@ class ApiErrorRateDetector(Detector):
         calls = hour.api_calls + 1
         errors = hour.api_errors + (1 if event.status_code >= 400 else 0)
         z = self._z(errors, calls, share)
-        if z < self.z_threshold or self._z(hour.api_errors, hour.api_calls, share) >= self.z_threshold:
+        if (
+            z < self.z_threshold
+            or self._z(hour.api_errors, hour.api_calls, share) >= self.z_threshold
+        ):
             return []  # report when the hour turns anomalous, not on every call after
         expected = f"{usual:.1%} of calls"
-        return [Finding(
-            score=z,
-            severity=Severity.MEDIUM if z >= 2 * self.z_threshold else Severity.LOW,
-            reason=(f"{errors} of {calls} API calls failed this hour ({errors / calls:.0%}); "
-                    f"usual error share {usual:.1%}{source}"),
-            observed=f"{errors / calls:.0%} of {calls} calls",
-            expected=expected,
-            features=(Feature("error_share_this_hour", errors / calls, 1.0),),
-            baseline_observations=baseline.api_call_count if mature else ctx.prior.user_count,  # type: ignore[union-attr]
-            baseline_mature=mature,
-        )]
+        return [
+            Finding(
+                score=z,
+                severity=Severity.MEDIUM if z >= 2 * self.z_threshold else Severity.LOW,
+                reason=(
+                    f"{errors} of {calls} API calls failed this hour ({errors / calls:.0%}); "
+                    f"usual error share {usual:.1%}{source}"
+                ),
+                observed=f"{errors / calls:.0%} of {calls} calls",
+                expected=expected,
+                features=(Feature("error_share_this_hour", errors / calls, 1.0),),
+                baseline_observations=baseline.api_call_count if mature else ctx.prior.user_count,  # type: ignore[union-attr]
+                baseline_mature=mature,
+            )
+        ]

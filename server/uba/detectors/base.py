@@ -85,7 +85,8 @@ class Detector(abc.ABC):
             return ()
         signature = inspect.signature(cls.__init__)
         return tuple(
-            p.name for p in signature.parameters.values()
+            p.name
+            for p in signature.parameters.values()
             if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         )
 
@@ -121,10 +122,16 @@ class Detector(abc.ABC):
 
 # -- parameter checks ----------------------------------------------------------
 
+
 def require_positive(detector: Detector, *names: str) -> None:
     for name in names:
         value = getattr(detector, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value > 0
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"{detector.name}.{name} must be a positive number, got {value!r}")
 
 
@@ -144,6 +151,7 @@ def require_severity(detector: Detector, *names: str) -> None:
 
 
 # -- judging against a baseline or prior -------------------------------------------
+
 
 @dataclass(slots=True, frozen=True)
 class Reference:
@@ -189,6 +197,7 @@ def zscore(value: float, stats: RunningStats, min_std: float) -> float:
 
 
 # -- formatting for reasons -----------------------------------------------------------
+
 
 def fmt_count(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:,.1f}"

@@ -21,12 +21,17 @@ from uba.domain.events import ActivityEvent
 
 def check_attributes(cls: type[Detector]) -> None:
     name = getattr(cls, "name", "")
-    assert isinstance(name, str) and name.isidentifier() and name.islower(), f"{cls.__name__}: bad name {name!r}"
+    assert isinstance(name, str) and name.isidentifier() and name.islower(), (
+        f"{cls.__name__}: bad name {name!r}"
+    )
     for attribute in ("version", "family", "description", "title"):
         value = getattr(cls, attribute, "")
-        assert isinstance(value, str) and value.strip(), f"{name}: {attribute} must be a non-empty string"
-    assert isinstance(cls.requires, tuple) and all(isinstance(m, str) for m in cls.requires), \
+        assert isinstance(value, str) and value.strip(), (
+            f"{name}: {attribute} must be a non-empty string"
+        )
+    assert isinstance(cls.requires, tuple) and all(isinstance(m, str) for m in cls.requires), (
         f"{name}: requires must be a tuple of module names"
+    )
 
 
 def check_params_round_trip(cls: type[Detector], params: dict | None = None) -> None:
@@ -34,8 +39,14 @@ def check_params_round_trip(cls: type[Detector], params: dict | None = None) -> 
     returns them; building from get_params gives the same parameters."""
     detector = cls(**(params or {}))
     names = cls.param_names()
-    stored = {k for k in vars(detector) if not k.endswith("_")} if hasattr(detector, "__dict__") else set(names)
-    assert stored == set(names), f"{cls.name}: __init__ stores {sorted(stored)}, parameters are {sorted(names)}"
+    stored = (
+        {k for k in vars(detector) if not k.endswith("_")}
+        if hasattr(detector, "__dict__")
+        else set(names)
+    )
+    assert stored == set(names), (
+        f"{cls.name}: __init__ stores {sorted(stored)}, parameters are {sorted(names)}"
+    )
     given = detector.get_params()
     for key, value in (params or {}).items():
         assert given[key] is value, f"{cls.name}: parameter {key} not stored as given"
@@ -75,10 +86,12 @@ class Simulation:
     def feed(self, events: Iterable[ActivityEvent]) -> list[Anomaly]:
         found: list[Anomaly] = []
         for event in events:
-            found.extend(self.engine.process(event, self.baseline(event.user_id), self.prior, self.shared))
+            found.extend(
+                self.engine.process(event, self.baseline(event.user_id), self.prior, self.shared)
+            )
         return found
 
-    def copy(self) -> "Simulation":
+    def copy(self) -> Simulation:
         """An independent copy of the state, sharing the engine."""
         clone = Simulation(self.engine, copy.deepcopy(self.prior))
         clone.baselines = copy.deepcopy(self.baselines)
@@ -88,7 +101,9 @@ class Simulation:
 
 def only(registry: DetectorRegistry, name: str, **params) -> dict[str, dict]:
     """Configuration enabling detector `name` (with `params`) and no other."""
-    config: dict[str, dict] = {other: {"enabled": False} for other in registry.names() if other != name}
+    config: dict[str, dict] = {
+        other: {"enabled": False} for other in registry.names() if other != name
+    }
     config[name] = {"enabled": True, **params}
     return config
 
@@ -111,13 +126,17 @@ def check_scenario(registry: DetectorRegistry, name: str, scenario: Scenario) ->
     anomalous continuation scores higher than the normal one."""
     run = run_scenario(registry, name, scenario)
     for anomaly in run.normal + run.anomalous:
-        assert isinstance(anomaly.score, float) and math.isfinite(anomaly.score) and anomaly.score >= 0, \
-            f"{name}: score {anomaly.score!r} is not a finite float >= 0"
+        assert (
+            isinstance(anomaly.score, float) and math.isfinite(anomaly.score) and anomaly.score >= 0
+        ), f"{name}: score {anomaly.score!r} is not a finite float >= 0"
         assert isinstance(anomaly.severity, Severity), f"{name}: severity {anomaly.severity!r}"
-        assert anomaly.reason and "\n" not in anomaly.reason, f"{name}: reason must be one non-empty line"
+        assert anomaly.reason and "\n" not in anomaly.reason, (
+            f"{name}: reason must be one non-empty line"
+        )
         assert anomaly.event_ids, f"{name}: anomaly without event ids"
     assert run.anomalous, f"{name}: nothing found in the anomalous continuation"
     assert ScenarioRun.top(run.anomalous) > ScenarioRun.top(run.normal), (
         f"{name}: anomalous continuation scored {ScenarioRun.top(run.anomalous)}, "
-        f"normal {ScenarioRun.top(run.normal)}; higher must mean more anomalous")
+        f"normal {ScenarioRun.top(run.normal)}; higher must mean more anomalous"
+    )
     return run

@@ -54,7 +54,13 @@ import math
 import statistics
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, fmt_duration, require_fraction, require_positive, require_severity,
+    DetectionContext,
+    Detector,
+    Finding,
+    fmt_duration,
+    require_fraction,
+    require_positive,
+    require_severity,
 )
 from uba.detectors.state import KeyedWindows
 from uba.domain.anomalies import Feature, Severity
@@ -81,7 +87,9 @@ def _entries(windows: KeyedWindows, key: str, now_ts: float) -> list[tuple[float
 _FIRST_DRAWS = 64
 
 
-def chi_square(recent: list[int], reference: list[int], threshold: float, seed: int = 0) -> tuple[float, float] | None:
+def chi_square(
+    recent: list[int], reference: list[int], threshold: float, seed: int = 0
+) -> tuple[float, float] | None:
     """Pearson's chi-square test of homogeneity of two histograms (the
     2 x K table of recent and reference counts, empty columns dropped):
     (statistic, p-value), None with fewer than two columns.
@@ -156,20 +164,35 @@ class DistributionShiftDetector(Detector):
     name = "distribution_shift"
     version = "1.1"
     family = "enhanced"
-    description = ("A user's last days tested against their baseline: chi-square on login hours, "
-                   "Kolmogorov-Smirnov on session lengths, Poisson on login and failure counts.")
+    description = (
+        "A user's last days tested against their baseline: chi-square on login hours, "
+        "Kolmogorov-Smirnov on session lengths, Poisson on login and failure counts."
+    )
     title = "Change in behaviour"
     requires = ("numpy", "scipy")
     default_enabled = False
     event_types = frozenset({_LOGIN, _FAILURE, _LOGOUT})
 
-    def __init__(self, alpha: float = 0.001, recent_days: float = 7.0, history_days: float = 56.0,
-                 test_interval_seconds: float = 86400.0, min_recent_logins: int = 10,
-                 min_reference_logins: int = 50, min_recent_sessions: int = 8,
-                 min_reference_sessions: int = 20, max_sessions: int = 60, min_history_days: float = 14.0,
-                 min_rate_ratio: float = 2.0, min_duration_ratio: float = 1.5, min_failures: int = 5,
-                 max_users: int = 20_000, severity: str = "low", rearm_days: float = 7.0,
-                 pseudo_count: float = 0.5):
+    def __init__(
+        self,
+        alpha: float = 0.001,
+        recent_days: float = 7.0,
+        history_days: float = 56.0,
+        test_interval_seconds: float = 86400.0,
+        min_recent_logins: int = 10,
+        min_reference_logins: int = 50,
+        min_recent_sessions: int = 8,
+        min_reference_sessions: int = 20,
+        max_sessions: int = 60,
+        min_history_days: float = 14.0,
+        min_rate_ratio: float = 2.0,
+        min_duration_ratio: float = 1.5,
+        min_failures: int = 5,
+        max_users: int = 20_000,
+        severity: str = "low",
+        rearm_days: float = 7.0,
+        pseudo_count: float = 0.5,
+    ):
         # Family-wise false-alarm rate of one user's tests at one time.
         self.alpha = alpha
         self.recent_days = recent_days
@@ -204,10 +227,24 @@ class DistributionShiftDetector(Detector):
 
     def check_params(self) -> None:
         require_fraction(self, "alpha")
-        require_positive(self, "recent_days", "history_days", "test_interval_seconds", "min_recent_logins",
-                         "min_reference_logins", "min_recent_sessions", "min_reference_sessions",
-                         "max_sessions", "min_history_days", "min_rate_ratio", "min_duration_ratio", "min_failures",
-                         "max_users", "rearm_days", "pseudo_count")
+        require_positive(
+            self,
+            "recent_days",
+            "history_days",
+            "test_interval_seconds",
+            "min_recent_logins",
+            "min_reference_logins",
+            "min_recent_sessions",
+            "min_reference_sessions",
+            "max_sessions",
+            "min_history_days",
+            "min_rate_ratio",
+            "min_duration_ratio",
+            "min_failures",
+            "max_users",
+            "rearm_days",
+            "pseudo_count",
+        )
         require_severity(self, "severity")
         if self.history_days <= self.recent_days:
             raise ValueError(f"{self.name}.history_days must exceed recent_days")
@@ -221,13 +258,18 @@ class DistributionShiftDetector(Detector):
     def _windows(self, ctx: DetectionContext, kind: str) -> KeyedWindows:
         shared = ctx.shared
         if kind == "sessions":
-            return shared.windows(f"{self.name}.sessions", self.history_days * _DAY, self.max_users,
-                                  self.max_sessions)
+            return shared.windows(
+                f"{self.name}.sessions", self.history_days * _DAY, self.max_users, self.max_sessions
+            )
         if kind == "tested":
-            return shared.windows(f"{self.name}.tested", self.test_interval_seconds, self.max_users, 1)
+            return shared.windows(
+                f"{self.name}.tested", self.test_interval_seconds, self.max_users, 1
+            )
         if kind == "episodes":
             # "user<TAB>test" -> significant results (value: the episode's highest severity reported)
-            return shared.windows(f"{self.name}.episodes", self.rearm_days * _DAY, 4 * self.max_users, 64)
+            return shared.windows(
+                f"{self.name}.episodes", self.rearm_days * _DAY, 4 * self.max_users, 64
+            )
         return shared.windows(f"{self.name}.{kind}", self.recent_days * _DAY, self.max_users, 2000)
 
     def _due(self, event: ActivityEvent, ctx: DetectionContext) -> bool:
@@ -268,12 +310,16 @@ class DistributionShiftDetector(Detector):
         logins = _entries(self._windows(ctx, "logins"), user, ts)
         # Tests are prepared first (all guards pass) and computed after, as
         # the simulated p-value needs the number of tests for its precision.
-        prepared = [t for t in (
-            self._hours(baseline, logins),
-            self._sessions(_entries(self._windows(ctx, "sessions"), user, ts), ts),
-            self._logins(baseline, logins, ts),
-            self._failures(baseline, _entries(self._windows(ctx, "failures"), user, ts), ts),
-        ) if t is not None]
+        prepared = [
+            t
+            for t in (
+                self._hours(baseline, logins),
+                self._sessions(_entries(self._windows(ctx, "sessions"), user, ts), ts),
+                self._logins(baseline, logins, ts),
+                self._failures(baseline, _entries(self._windows(ctx, "failures"), user, ts), ts),
+            )
+            if t is not None
+        ]
         tests = len(prepared)
         findings = []
         significant: list[tuple[str, int]] = []
@@ -294,19 +340,25 @@ class DistributionShiftDetector(Detector):
                 significant.append((test, 0))  # the shift already reported goes on
                 continue
             significant.append((test, severity.value))
-            findings.append(Finding(
-                score=-math.log10(max(adjusted, 1e-300)),
-                severity=severity,
-                reason=(f"{reason} ({test} test: statistic {statistic:.3g}, p {max(p, 1e-300):.2g} < "
-                        f"{self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"),
-                observed=observed,
-                expected=expected,
-                features=(Feature(f"{test}_statistic", float(statistic), 1.0),
-                          Feature(f"{test}_p_value", float(p), 0.0),
-                          Feature("tests", float(tests), 0.0)),
-                baseline_observations=baseline.observation_count,
-                baseline_mature=True,
-            ))
+            findings.append(
+                Finding(
+                    score=-math.log10(max(adjusted, 1e-300)),
+                    severity=severity,
+                    reason=(
+                        f"{reason} ({test} test: statistic {statistic:.3g}, p {max(p, 1e-300):.2g} < "
+                        f"{self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"
+                    ),
+                    observed=observed,
+                    expected=expected,
+                    features=(
+                        Feature(f"{test}_statistic", float(statistic), 1.0),
+                        Feature(f"{test}_p_value", float(p), 0.0),
+                        Feature("tests", float(tests), 0.0),
+                    ),
+                    baseline_observations=baseline.observation_count,
+                    baseline_mature=True,
+                )
+            )
         # What learn_one records for this event (score_one changes no state).
         self.pending_ = (event.event_id, significant)
         return findings
@@ -339,11 +391,16 @@ class DistributionShiftDetector(Detector):
             rare = [h for h in range(24) if reference[h] < 0.02 * total]
             at_rare = sum(observed[h] for h in rare)
             n = len(logins)
-            return ("hours", statistic, p,
-                    f"login hours over {self._recent_days_label()} differ from the usual: {at_rare} of {n} logins "
-                    f"at hours with under 2% of {total} earlier logins",
-                    f"{at_rare} of {n} logins at rare hours",
-                    f"about {n * sum(reference[h] for h in rare) / total:.1f} of {n}")
+            return (
+                "hours",
+                statistic,
+                p,
+                f"login hours over {self._recent_days_label()} differ from the usual: {at_rare} of {n} logins "
+                f"at hours with under 2% of {total} earlier logins",
+                f"{at_rare} of {n} logins at rare hours",
+                f"about {n * sum(reference[h] for h in rare) / total:.1f} of {n}",
+            )
+
         return run
 
     def _sessions(self, sessions: list[tuple[float, str]], ts: float):
@@ -353,7 +410,10 @@ class DistributionShiftDetector(Detector):
         earlier = [float(v) for t, v in sessions if t <= start]
         if len(recent) < self.min_recent_sessions or len(earlier) < self.min_reference_sessions:
             return None
-        now_median, usual_median = math.exp(statistics.median(recent)), math.exp(statistics.median(earlier))
+        now_median, usual_median = (
+            math.exp(statistics.median(recent)),
+            math.exp(statistics.median(earlier)),
+        )
         if max(now_median, usual_median) < self.min_duration_ratio * min(now_median, usual_median):
             return None
 
@@ -361,14 +421,22 @@ class DistributionShiftDetector(Detector):
             from scipy import stats
 
             statistic, p = stats.ks_2samp(recent, earlier)
-            return ("sessions", float(statistic), float(p),
-                    f"session lengths over {self._recent_days_label()} differ from earlier ones: median "
-                    f"{fmt_duration(now_median)} over {len(recent)} sessions, earlier "
-                    f"{fmt_duration(usual_median)} over {len(earlier)}",
-                    f"median {fmt_duration(now_median)}", f"median {fmt_duration(usual_median)}")
+            return (
+                "sessions",
+                float(statistic),
+                float(p),
+                f"session lengths over {self._recent_days_label()} differ from earlier ones: median "
+                f"{fmt_duration(now_median)} over {len(recent)} sessions, earlier "
+                f"{fmt_duration(usual_median)} over {len(earlier)}",
+                f"median {fmt_duration(now_median)}",
+                f"median {fmt_duration(usual_median)}",
+            )
+
         return run
 
-    def _rate_test(self, test: str, noun: str, count: int, earlier: float, baseline: UserBaseline, ts: float):
+    def _rate_test(
+        self, test: str, noun: str, count: int, earlier: float, baseline: UserBaseline, ts: float
+    ):
         """One-sided Poisson: `count` recent events against `earlier` events
         spread over the baseline's days before the recent window."""
         if baseline.first_seen_ts is None:
@@ -384,24 +452,35 @@ class DistributionShiftDetector(Detector):
         # Expect at least one: a user who never failed a login is not alarming at 2 failures.
         if count < self.min_rate_ratio * max(expected, 1.0):
             return None
-        usual = (f"the usual {earlier / days:.2f} per day" if earlier >= 1 else
-                 f"none in {days:.0f} days before (taken as {self.pseudo_count:g}, {rate:.3f} per day)")
+        usual = (
+            f"the usual {earlier / days:.2f} per day"
+            if earlier >= 1
+            else f"none in {days:.0f} days before (taken as {self.pseudo_count:g}, {rate:.3f} per day)"
+        )
 
         def run(threshold: float):
             from scipy import stats
 
             p = float(stats.poisson.sf(count - 1, expected))
-            return (test, count / expected, p,
-                    f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times the "
-                    f"{expected:.2f} expected from {usual}",
-                    f"{count} {noun}", f"about {expected:.1f}")
+            return (
+                test,
+                count / expected,
+                p,
+                f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times the "
+                f"{expected:.2f} expected from {usual}",
+                f"{count} {noun}",
+                f"about {expected:.1f}",
+            )
+
         return run
 
     def _logins(self, baseline: UserBaseline, logins: list[tuple[float, str]], ts: float):
         if len(logins) < self.min_recent_logins:
             return None
         learned = sum(1 for _, v in logins if not v.endswith(_QUARANTINED))
-        return self._rate_test("logins", "logins", len(logins), baseline.login_count - learned, baseline, ts)
+        return self._rate_test(
+            "logins", "logins", len(logins), baseline.login_count - learned, baseline, ts
+        )
 
     def _failures(self, baseline: UserBaseline, failures: list[tuple[float, str]], ts: float):
         if len(failures) < self.min_failures:

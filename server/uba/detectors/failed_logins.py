@@ -9,7 +9,13 @@ events are quarantined.
 from __future__ import annotations
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, escalation_level, fmt_window, require_positive, require_severity,
+    DetectionContext,
+    Detector,
+    Finding,
+    escalation_level,
+    fmt_window,
+    require_positive,
+    require_severity,
 )
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
@@ -21,13 +27,20 @@ _SUCCESS = ActivityType.LOGIN_SUCCESS
 class FailedLoginBurstDetector(Detector):
     name = "failed_login_burst"
     version = "1.0"
-    description = ("Many failed logins for one user within a short window (brute force), "
-                   "and a successful login right after such a burst.")
+    description = (
+        "Many failed logins for one user within a short window (brute force), "
+        "and a successful login right after such a burst."
+    )
     title = "Burst of failed logins"
     event_types = frozenset({_FAILURE, _SUCCESS})
 
-    def __init__(self, count: int = 10, window_seconds: float = 300.0, severity: str = "medium",
-                 success_after_burst_severity: str = "high"):
+    def __init__(
+        self,
+        count: int = 10,
+        window_seconds: float = 300.0,
+        severity: str = "medium",
+        success_after_burst_severity: str = "high",
+    ):
         self.count = count
         self.window_seconds = window_seconds
         self.severity = severity
@@ -46,28 +59,36 @@ class FailedLoginBurstDetector(Detector):
         if event.type is _SUCCESS:
             if failures_before < self.count:
                 return []
-            return [Finding(
-                score=failures_before / self.count,
-                severity=Severity.parse(self.success_after_burst_severity),
-                reason=(f"successful login from {event.source_ip or 'unknown address'} after "
-                        f"{failures_before} failed attempts within {window}"),
-                observed=f"{failures_before} failures, then success",
-                expected=f"fewer than {self.count} failures in {window}",
-                features=(Feature("failures_in_window", float(failures_before), 1.0),),
-            )]
+            return [
+                Finding(
+                    score=failures_before / self.count,
+                    severity=Severity.parse(self.success_after_burst_severity),
+                    reason=(
+                        f"successful login from {event.source_ip or 'unknown address'} after "
+                        f"{failures_before} failed attempts within {window}"
+                    ),
+                    observed=f"{failures_before} failures, then success",
+                    expected=f"fewer than {self.count} failures in {window}",
+                    features=(Feature("failures_in_window", float(failures_before), 1.0),),
+                )
+            ]
         failures = failures_before + 1
         level = escalation_level(failures, self.count)
         if level <= escalation_level(failures_before, self.count):
             return []
-        return [Finding(
-            score=failures / self.count,
-            severity=Severity.parse(self.severity).raised_by(level - 1, Severity.HIGH),
-            reason=(f"{failures} failed logins for this user within {window} "
-                    f"(limit {self.count}); latest from {event.source_ip or 'unknown address'}"),
-            observed=f"{failures} in {window}",
-            expected=f"fewer than {self.count} in {window}",
-            features=(Feature("failures_in_window", float(failures), 1.0),),
-        )]
+        return [
+            Finding(
+                score=failures / self.count,
+                severity=Severity.parse(self.severity).raised_by(level - 1, Severity.HIGH),
+                reason=(
+                    f"{failures} failed logins for this user within {window} "
+                    f"(limit {self.count}); latest from {event.source_ip or 'unknown address'}"
+                ),
+                observed=f"{failures} in {window}",
+                expected=f"fewer than {self.count} in {window}",
+                features=(Feature("failures_in_window", float(failures), 1.0),),
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         windows = self._windows(ctx)
@@ -87,13 +108,22 @@ class PasswordSprayingDetector(Detector):
 
     name = "password_spraying"
     version = "1.1"
-    description = ("One source address with failed logins against many distinct users within a window; "
-                   "or, paced slower, against several users with no successful login from it.")
+    description = (
+        "One source address with failed logins against many distinct users within a window; "
+        "or, paced slower, against several users with no successful login from it."
+    )
     title = "Password spraying"
     event_types = frozenset({_FAILURE, _SUCCESS})
 
-    def __init__(self, min_users: int = 10, window_seconds: float = 600.0, severity: str = "high",
-                 slow_min_users: int = 5, slow_window_seconds: float = 3600.0, slow_severity: str = "medium"):
+    def __init__(
+        self,
+        min_users: int = 10,
+        window_seconds: float = 600.0,
+        severity: str = "high",
+        slow_min_users: int = 5,
+        slow_window_seconds: float = 3600.0,
+        slow_severity: str = "medium",
+    ):
         self.min_users = min_users
         self.window_seconds = window_seconds
         self.severity = severity
@@ -102,15 +132,19 @@ class PasswordSprayingDetector(Detector):
         self.slow_severity = slow_severity
 
     def check_params(self) -> None:
-        require_positive(self, "min_users", "window_seconds", "slow_min_users", "slow_window_seconds")
+        require_positive(
+            self, "min_users", "window_seconds", "slow_min_users", "slow_window_seconds"
+        )
         require_severity(self, "severity", "slow_severity")
 
     def _windows(self, ctx: DetectionContext):
         return ctx.shared.windows(self.name, self.window_seconds)
 
     def _slow(self, ctx: DetectionContext):
-        return (ctx.shared.windows(self.name + ".slow", self.slow_window_seconds),
-                ctx.shared.windows(self.name + ".logged_in", self.slow_window_seconds))
+        return (
+            ctx.shared.windows(self.name + ".slow", self.slow_window_seconds),
+            ctx.shared.windows(self.name + ".logged_in", self.slow_window_seconds),
+        )
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         ip = event.source_ip
@@ -120,7 +154,9 @@ class PasswordSprayingDetector(Detector):
         fast = self._fast(event, ctx, ip, ts)
         return fast if fast else self._slow_finding(event, ctx, ip, ts)
 
-    def _fast(self, event: ActivityEvent, ctx: DetectionContext, ip: str, ts: float) -> list[Finding]:
+    def _fast(
+        self, event: ActivityEvent, ctx: DetectionContext, ip: str, ts: float
+    ) -> list[Finding]:
         windows = self._windows(ctx)
         users_before = windows.distinct(ip, ts)
         users = users_before if windows.has_value(ip, event.user_id, ts) else users_before + 1
@@ -128,17 +164,23 @@ class PasswordSprayingDetector(Detector):
         if level <= escalation_level(users_before, self.min_users):
             return []
         window = fmt_window(self.window_seconds)
-        return [Finding(
-            score=users / self.min_users,
-            severity=Severity.parse(self.severity).raised_by(level - 1, Severity.CRITICAL),
-            reason=(f"{users} distinct users failed to log in from {ip} within {window} "
-                    f"(limit {self.min_users}); this user is one of them"),
-            observed=f"{users} users from {ip}",
-            expected=f"fewer than {self.min_users} users per address in {window}",
-            features=(Feature("distinct_users_from_ip", float(users), 1.0),),
-        )]
+        return [
+            Finding(
+                score=users / self.min_users,
+                severity=Severity.parse(self.severity).raised_by(level - 1, Severity.CRITICAL),
+                reason=(
+                    f"{users} distinct users failed to log in from {ip} within {window} "
+                    f"(limit {self.min_users}); this user is one of them"
+                ),
+                observed=f"{users} users from {ip}",
+                expected=f"fewer than {self.min_users} users per address in {window}",
+                features=(Feature("distinct_users_from_ip", float(users), 1.0),),
+            )
+        ]
 
-    def _slow_finding(self, event: ActivityEvent, ctx: DetectionContext, ip: str, ts: float) -> list[Finding]:
+    def _slow_finding(
+        self, event: ActivityEvent, ctx: DetectionContext, ip: str, ts: float
+    ) -> list[Finding]:
         failed, logged_in = self._slow(ctx)
         if logged_in.count(ip, ts):
             return []
@@ -148,16 +190,22 @@ class PasswordSprayingDetector(Detector):
         if level <= escalation_level(users_before, self.slow_min_users):
             return []
         window = fmt_window(self.slow_window_seconds)
-        return [Finding(
-            score=users / self.slow_min_users,
-            # Doubling the accounts raises it a step, up to the fast tier's severity.
-            severity=Severity.parse(self.slow_severity).raised_by(level - 1, Severity.parse(self.severity)),
-            reason=(f"{users} distinct users failed to log in from {ip} within {window} and nobody logged in "
-                    f"from it (slow spraying, limit {self.slow_min_users}); this user is one of them"),
-            observed=f"{users} users from {ip}, no successful login",
-            expected=f"fewer than {self.slow_min_users} users per address in {window} without a login",
-            features=(Feature("distinct_users_from_ip", float(users), 1.0),),
-        )]
+        return [
+            Finding(
+                score=users / self.slow_min_users,
+                # Doubling the accounts raises it a step, up to the fast tier's severity.
+                severity=Severity.parse(self.slow_severity).raised_by(
+                    level - 1, Severity.parse(self.severity)
+                ),
+                reason=(
+                    f"{users} distinct users failed to log in from {ip} within {window} and nobody logged in "
+                    f"from it (slow spraying, limit {self.slow_min_users}); this user is one of them"
+                ),
+                observed=f"{users} users from {ip}, no successful login",
+                expected=f"fewer than {self.slow_min_users} users per address in {window} without a login",
+                features=(Feature("distinct_users_from_ip", float(users), 1.0),),
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         ip = event.source_ip

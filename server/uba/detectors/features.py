@@ -60,30 +60,84 @@ class FeatureSpec:
 
 
 FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("hour_sin", "unitless", "sine of the local hour of day (cyclic encoding: 23:30 is next to 00:30)"),
+    FeatureSpec(
+        "hour_sin",
+        "unitless",
+        "sine of the local hour of day (cyclic encoding: 23:30 is next to 00:30)",
+    ),
     FeatureSpec("hour_cos", "unitless", "cosine of the local hour of day"),
-    FeatureSpec("hour_surprise", "nats",
-                "-ln of the user's share of logins in this local hour (smoothed): high at hours the user never works"),
-    FeatureSpec("log_session_s", "ln s",
-                "session length for a logout; for other events the time since the user's last login if under "
-                "12 h (session age), else 0 (a login starts a session)"),
+    FeatureSpec(
+        "hour_surprise",
+        "nats",
+        "-ln of the user's share of logins in this local hour (smoothed): high at hours the user never works",
+    ),
+    FeatureSpec(
+        "log_session_s",
+        "ln s",
+        "session length for a logout; for other events the time since the user's last login if under "
+        "12 h (session age), else 0 (a login starts a session)",
+    ),
     FeatureSpec("session_z", "sd", "log_session_s as a z-score of the user's log session lengths"),
-    FeatureSpec("api_calls_hour_log", "ln(1+calls)", "API calls of the user in the current UTC hour, this one included"),
-    FeatureSpec("api_rate_z", "sd", "API calls this hour as a z-score of the user's calls per active hour"),
-    FeatureSpec("failure_share", "fraction",
-                "failed logins and API errors (status >= 400) among the user's failed logins and API calls in "
-                "the current UTC hour, this event included, plus one successful pseudo-event"),
-    FeatureSpec("failed_logins_z", "sd",
-                "failed logins this hour as a z-score of the user's failed logins per hour with failures"),
-    FeatureSpec("distinct_ips", "count", "distinct source addresses of the user in the last hour, this event included"),
-    FeatureSpec("distinct_devices", "count", "distinct device ids of the user in the last hour, this event included"),
-    FeatureSpec("distinct_countries", "count", "distinct countries of the user in the last hour, this event included"),
-    FeatureSpec("ip_surprise", "nats", "-ln of the user's (smoothed) share of events from this source address"),
-    FeatureSpec("device_surprise", "nats", "-ln of the user's (smoothed) share of events from this device"),
-    FeatureSpec("country_surprise", "nats", "-ln of the user's (smoothed) share of logins from the event's country"),
-    FeatureSpec("bytes_hour_log", "ln(1+bytes)", "bytes the user transferred in the current UTC hour, this event included"),
-    FeatureSpec("bytes_z", "sd", "bytes this hour as a z-score of the user's bytes per active hour"),
-    FeatureSpec("distance_log_km", "ln(1+km)", "great-circle distance from the place of the user's last login"),
+    FeatureSpec(
+        "api_calls_hour_log",
+        "ln(1+calls)",
+        "API calls of the user in the current UTC hour, this one included",
+    ),
+    FeatureSpec(
+        "api_rate_z", "sd", "API calls this hour as a z-score of the user's calls per active hour"
+    ),
+    FeatureSpec(
+        "failure_share",
+        "fraction",
+        "failed logins and API errors (status >= 400) among the user's failed logins and API calls in "
+        "the current UTC hour, this event included, plus one successful pseudo-event",
+    ),
+    FeatureSpec(
+        "failed_logins_z",
+        "sd",
+        "failed logins this hour as a z-score of the user's failed logins per hour with failures",
+    ),
+    FeatureSpec(
+        "distinct_ips",
+        "count",
+        "distinct source addresses of the user in the last hour, this event included",
+    ),
+    FeatureSpec(
+        "distinct_devices",
+        "count",
+        "distinct device ids of the user in the last hour, this event included",
+    ),
+    FeatureSpec(
+        "distinct_countries",
+        "count",
+        "distinct countries of the user in the last hour, this event included",
+    ),
+    FeatureSpec(
+        "ip_surprise",
+        "nats",
+        "-ln of the user's (smoothed) share of events from this source address",
+    ),
+    FeatureSpec(
+        "device_surprise", "nats", "-ln of the user's (smoothed) share of events from this device"
+    ),
+    FeatureSpec(
+        "country_surprise",
+        "nats",
+        "-ln of the user's (smoothed) share of logins from the event's country",
+    ),
+    FeatureSpec(
+        "bytes_hour_log",
+        "ln(1+bytes)",
+        "bytes the user transferred in the current UTC hour, this event included",
+    ),
+    FeatureSpec(
+        "bytes_z", "sd", "bytes this hour as a z-score of the user's bytes per active hour"
+    ),
+    FeatureSpec(
+        "distance_log_km",
+        "ln(1+km)",
+        "great-circle distance from the place of the user's last login",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # Version of the feature definitions; a model trained on other features
@@ -96,9 +150,11 @@ _IPS, _DEVICES, _COUNTRIES = "features.ips", "features.devices", "features.count
 
 def _windows(shared: SharedState) -> tuple[KeyedWindows, KeyedWindows, KeyedWindows]:
     """The address, device and country windows, in that order."""
-    return (shared.windows(_IPS, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
-            shared.windows(_DEVICES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
-            shared.windows(_COUNTRIES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS))
+    return (
+        shared.windows(_IPS, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
+        shared.windows(_DEVICES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
+        shared.windows(_COUNTRIES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
+    )
 
 
 def _z(value: float, stats: RunningStats, min_std: float, relative: bool = True) -> float:
@@ -184,8 +240,12 @@ def _angles() -> tuple[tuple[float, float], ...]:
 _HOUR_ANGLES = _angles()
 
 
-def event_features(event: ActivityEvent, baseline: UserBaseline, shared: SharedState,
-                   clock: EventClock | None = None) -> list[float]:
+def event_features(
+    event: ActivityEvent,
+    baseline: UserBaseline,
+    shared: SharedState,
+    clock: EventClock | None = None,
+) -> list[float]:
     """The event's feature row, in the order of `FEATURE_NAMES`, judged
     against `baseline` and the windows before the event is learned. Pass
     the event's clock when you have it (saves recomputing the local time).
@@ -227,15 +287,23 @@ def event_features(event: ActivityEvent, baseline: UserBaseline, shared: SharedS
     failed_logins = hour.failures + (1 if kind is _FAILURE else 0)
     transferred = event.bytes_transferred
     bytes_hour = hour.bytes + (0 if 0 > transferred else transferred)  # max(transferred, 0)
-    failed = hour.failures + hour.api_errors + (
-        1 if kind is _FAILURE or (is_api and event.status_code >= 400) else 0)  # is_failure(event)
+    failed = (
+        hour.failures
+        + hour.api_errors
+        + (1 if kind is _FAILURE or (is_api and event.status_code >= 400) else 0)
+    )  # is_failure(event)
 
     distance = 0.0
     if last is not None and last.latitude is not None and last.longitude is not None:
         lat, lon = event.latitude, event.longitude
         # From the very place of the last login (most events) the distance is 0.0 exactly.
-        if (lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180
-                and (lat != last.latitude or lon != last.longitude)):
+        if (
+            lat is not None
+            and lon is not None
+            and -90 <= lat <= 90
+            and -180 <= lon <= 180
+            and (lat != last.latitude or lon != last.longitude)
+        ):
             distance = haversine_km(last.latitude, last.longitude, lat, lon)
 
     source_ip, device_id, country_code = event.source_ip, event.device_id, event.country_code
@@ -275,7 +343,9 @@ def observe(event: ActivityEvent, shared: SharedState, clock: EventClock | None 
     after that sighting until its next use (at most one too few)."""
     ts = clock.ts if clock is not None else event.occurred_at.timestamp()
     user = event.user_id
-    for windows, value in zip(_windows(shared), (event.source_ip, event.device_id, event.country_code)):
+    for windows, value in zip(
+        _windows(shared), (event.source_ip, event.device_id, event.country_code)
+    ):
         if value:
             window = windows._current(user, ts)  # has_value, without a second lookup
             if window is None or value not in window.values:

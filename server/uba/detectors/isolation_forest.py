@@ -49,14 +49,25 @@ import random
 import time
 from array import array
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from uba.detectors import models
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, require_fraction, require_positive, require_severity,
+    DetectionContext,
+    Detector,
+    Finding,
+    require_fraction,
+    require_positive,
+    require_severity,
 )
-from uba.detectors.features import FEATURE_NAMES, FEATURES, FEATURES_VERSION, event_features, observe
+from uba.detectors.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    FEATURES_VERSION,
+    event_features,
+    observe,
+)
 from uba.detectors.state import SharedState
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import DEFAULT_MATURITY, MaturityPolicy, UserBaseline
@@ -165,10 +176,16 @@ class BatchForest:
             # The node values score_samples adds up for a row ending in that node.
             (tree.tree_, np.asarray(features) if subsample else None, lengths + averages - 1.0)
             for tree, features, lengths, averages in zip(
-                estimator.estimators_, estimator.estimators_features_, estimator._decision_path_lengths,
-                estimator._average_path_length_per_tree, strict=True)
+                estimator.estimators_,
+                estimator.estimators_features_,
+                estimator._decision_path_lengths,
+                estimator._average_path_length_per_tree,
+                strict=True,
+            )
         ]
-        self.denominator = len(estimator.estimators_) * _average_path_length([estimator._max_samples])
+        self.denominator = len(estimator.estimators_) * _average_path_length(
+            [estimator._max_samples]
+        )
         shortest = [float(values[tree.children_left == -1].min()) for tree, _, values in self.trees]
         self.shortest_rest = [math.fsum(shortest[i:]) for i in range(len(shortest) + 1)]
 
@@ -176,7 +193,9 @@ class BatchForest:
         import numpy as np
 
         rng = np.random.default_rng(0)
-        probe = (rng.standard_normal((256, estimator.n_features_in_)) * rng.choice([0.5, 2.0, 8.0], (256, 1)))
+        probe = rng.standard_normal((256, estimator.n_features_in_)) * rng.choice(
+            [0.5, 2.0, 8.0], (256, 1)
+        )
         probe = probe.astype(np.float32)
         if not np.array_equal(self.score(probe), -estimator.score_samples(probe)):
             raise ValueError("the compiled trees score differently from score_samples")
@@ -189,7 +208,9 @@ class BatchForest:
         if self.trees is None:
             return -self.estimator.score_samples(X)
         if X.ndim != 2 or X.shape[1] != self.estimator.n_features_in_:
-            raise ValueError(f"need rows of {self.estimator.n_features_in_} features, got shape {X.shape}")
+            raise ValueError(
+                f"need rows of {self.estimator.n_features_in_} features, got shape {X.shape}"
+            )
         depths = np.zeros(len(X))
         for tree, features, values in self.trees:
             depths += values[tree.apply(X if features is None else X[:, features])]
@@ -199,7 +220,9 @@ class BatchForest:
         import numpy as np
 
         denominator = self.denominator
-        return 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
+        return 2 ** (
+            -np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)
+        )
 
     def at_least(self, X: Any, threshold: float) -> tuple[Any, Any]:
         """The indices of the rows of X scoring at least `threshold`, and
@@ -220,7 +243,9 @@ class BatchForest:
             keep = np.flatnonzero(scores >= threshold)
             return keep, scores[keep]
         if X.ndim != 2 or X.shape[1] != self.estimator.n_features_in_:
-            raise ValueError(f"need rows of {self.estimator.n_features_in_} features, got shape {X.shape}")
+            raise ValueError(
+                f"need rows of {self.estimator.n_features_in_} features, got shape {X.shape}"
+            )
         # score >= threshold  <=>  depth <= -log2(threshold) * denominator. The
         # margin (1e-9 relative) is far above the rounding of these sums, and
         # drops nothing that matters: a kept row is only scored in full.
@@ -242,8 +267,14 @@ class BatchForest:
         return rows[keep], scores[keep]
 
 
-def replay_rows(events: Iterable[ActivityEvent], max_rows: int = 200_000, *, require_mature: bool = True,
-                maturity: MaturityPolicy = DEFAULT_MATURITY, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def replay_rows(
+    events: Iterable[ActivityEvent],
+    max_rows: int = 200_000,
+    *,
+    require_mature: bool = True,
+    maturity: MaturityPolicy = DEFAULT_MATURITY,
+    seed: int = 0,
+) -> tuple[Any, dict[str, Any]]:
     """Replays history (events of all users in time order) through fresh
     baselines and feature windows, and returns a uniform sample of at most
     `max_rows` feature rows (float32 array; reservoir sampling keeps memory
@@ -280,9 +311,14 @@ def replay_rows(events: Iterable[ActivityEvent], max_rows: int = 200_000, *, req
             seen += 1
         baseline.learn(event, clock)
         observe(event, shared, clock)
-    facts = {"events": events_count, "candidate_rows": seen, "users": len(baselines),
-             "first_ts": first_ts, "last_ts": last_ts}
-    return rows[:min(seen, max_rows)], facts
+    facts = {
+        "events": events_count,
+        "candidate_rows": seen,
+        "users": len(baselines),
+        "first_ts": first_ts,
+        "last_ts": last_ts,
+    }
+    return rows[: min(seen, max_rows)], facts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -312,30 +348,44 @@ class _Pending:
 
     def row(self, i: int) -> list[float]:
         width = len(FEATURE_NAMES)
-        return self.rows[i * width:(i + 1) * width].tolist()
+        return self.rows[i * width : (i + 1) * width].tolist()
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
 class IsolationForestDetector(Detector):
     name = NAME
     version = "1.0"
     family = "enhanced"
-    description = ("Isolation Forest over engineered, per-user normalised features (hour, session, API rate, "
-                   "failures, addresses, devices, bytes, distance): unusual combinations of activity.")
+    description = (
+        "Isolation Forest over engineered, per-user normalised features (hour, session, API rate, "
+        "failures, addresses, devices, bytes, distance): unusual combinations of activity."
+    )
     title = "Unusual combination of activity"
     requires = ("numpy", "sklearn")
     # Needs a trained model and the ml extra; enabled in configuration.
     default_enabled = False
     event_types = None
 
-    def __init__(self, model_dir: str = "", contamination: float = 0.0001, n_estimators: int = 100,
-                 max_samples: int = 1024, max_train_rows: int = 200_000, min_train_rows: int = 1000,
-                 random_state: int = 0, require_mature: bool = True, top_features: int = 3,
-                 severity: str = "low", high_severity: str = "medium", defer: bool = False,
-                 max_pending: int = 20_000, reload_seconds: float = 300.0):
+    def __init__(
+        self,
+        model_dir: str = "",
+        contamination: float = 0.0001,
+        n_estimators: int = 100,
+        max_samples: int = 1024,
+        max_train_rows: int = 200_000,
+        min_train_rows: int = 1000,
+        random_state: int = 0,
+        require_mature: bool = True,
+        top_features: int = 3,
+        severity: str = "low",
+        high_severity: str = "medium",
+        defer: bool = False,
+        max_pending: int = 20_000,
+        reload_seconds: float = 300.0,
+    ):
         # Where trained models live ("" = none: use_model/fit/train supply one).
         self.model_dir = model_dir
         # Share of ordinary (training) events flagged: sets the threshold.
@@ -367,15 +417,31 @@ class IsolationForestDetector(Detector):
 
     def check_params(self) -> None:
         require_fraction(self, "contamination")
-        require_positive(self, "n_estimators", "max_samples", "max_train_rows", "min_train_rows", "top_features",
-                         "max_pending", "reload_seconds")
+        require_positive(
+            self,
+            "n_estimators",
+            "max_samples",
+            "max_train_rows",
+            "min_train_rows",
+            "top_features",
+            "max_pending",
+            "reload_seconds",
+        )
         require_severity(self, "severity", "high_severity")
         for flag in ("require_mature", "defer"):
             if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{self.name}.{flag} must be true or false, got {getattr(self, flag)!r}")
-        if self.defer and max(Severity.parse(self.severity), Severity.parse(self.high_severity)) >= Severity.HIGH:
-            raise ValueError(f"{self.name}.severity and high_severity must be below high when defer is on: "
-                             "deferred findings cannot quarantine their event")
+                raise ValueError(
+                    f"{self.name}.{flag} must be true or false, got {getattr(self, flag)!r}"
+                )
+        if (
+            self.defer
+            and max(Severity.parse(self.severity), Severity.parse(self.high_severity))
+            >= Severity.HIGH
+        ):
+            raise ValueError(
+                f"{self.name}.severity and high_severity must be below high when defer is on: "
+                "deferred findings cannot quarantine their event"
+            )
         if not isinstance(self.model_dir, str):
             raise ValueError(f"{self.name}.model_dir must be a path, got {self.model_dir!r}")
 
@@ -386,7 +452,9 @@ class IsolationForestDetector(Detector):
         if tuple(info.features) != FEATURE_NAMES or info.features_version != FEATURES_VERSION:
             raise ValueError(f"model {info.version} was trained on other features; retrain it")
         medians = tuple(info.medians) or (0.0,) * len(FEATURE_NAMES)
-        self.model_ = LoadedModel(estimator, info, CompiledForest(estimator), medians, BatchForest(estimator))
+        self.model_ = LoadedModel(
+            estimator, info, CompiledForest(estimator), medians, BatchForest(estimator)
+        )
 
     @property
     def model_info(self) -> models.ModelInfo | None:
@@ -418,8 +486,12 @@ class IsolationForestDetector(Detector):
             estimator, info = models.load_model(self.model_dir, NAME, version)
             self.use_model(estimator, info)
             self._check_libraries(info)
-            log.info("isolation forest model %s loaded (%d rows, threshold %.4f)", info.version, info.rows,
-                     info.threshold)
+            log.info(
+                "isolation forest model %s loaded (%d rows, threshold %.4f)",
+                info.version,
+                info.rows,
+                info.threshold,
+            )
         except Exception:  # a bad model file must not stop ingest; keep the old model
             log.exception("cannot load isolation forest model from %s", self.model_dir)
 
@@ -429,8 +501,12 @@ class IsolationForestDetector(Detector):
 
         trained = info.libraries.get("scikit-learn")
         if trained and trained != sklearn.__version__:
-            log.warning("isolation forest model %s was trained with scikit-learn %s, running %s; retrain it",
-                        info.version, trained, sklearn.__version__)
+            log.warning(
+                "isolation forest model %s was trained with scikit-learn %s, running %s; retrain it",
+                info.version,
+                trained,
+                sklearn.__version__,
+            )
 
     def warm_up(self) -> None:
         """Imports numpy and scikit-learn and loads the current model now,
@@ -442,7 +518,7 @@ class IsolationForestDetector(Detector):
 
     # -- batch, scikit-learn style ------------------------------------------------
 
-    def fit(self, rows: Any, *, facts: dict[str, Any] | None = None) -> "IsolationForestDetector":
+    def fit(self, rows: Any, *, facts: dict[str, Any] | None = None) -> IsolationForestDetector:
         """Fits a model on feature rows (n x len(FEATURE_NAMES)) and sets its
         thresholds from the training scores; uses it from now on."""
         import numpy as np
@@ -452,20 +528,27 @@ class IsolationForestDetector(Detector):
         started = time.perf_counter()
         X = np.asarray(rows, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES) or len(X) < 2:
-            raise ValueError(f"need at least 2 rows of {len(FEATURE_NAMES)} features, got shape {X.shape}")
-        estimator = IsolationForest(n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(X)),
-                                    random_state=self.random_state)
+            raise ValueError(
+                f"need at least 2 rows of {len(FEATURE_NAMES)} features, got shape {X.shape}"
+            )
+        estimator = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(X)),
+            random_state=self.random_state,
+        )
         estimator.fit(X)
         sample = X
         if len(X) > _THRESHOLD_SAMPLE:
-            pick = np.random.default_rng(self.random_state).choice(len(X), _THRESHOLD_SAMPLE, replace=False)
+            pick = np.random.default_rng(self.random_state).choice(
+                len(X), _THRESHOLD_SAMPLE, replace=False
+            )
             sample = X[pick]
         scores = -estimator.score_samples(sample)
         facts = facts or {}
         info = models.ModelInfo(
             name=NAME,
             version=models.new_version(),
-            created_at=datetime.now(timezone.utc).isoformat(),
+            created_at=datetime.now(UTC).isoformat(),
             window_start=_iso(facts.get("first_ts")),
             window_end=_iso(facts.get("last_ts")),
             events=int(facts.get("events", len(X))),
@@ -476,9 +559,20 @@ class IsolationForestDetector(Detector):
             high_threshold=float(np.quantile(scores, 1 - self.contamination / 10)),
             contamination=self.contamination,
             medians=tuple(float(m) for m in np.median(X, axis=0)),
-            params={k: v for k, v in self.get_params().items()
-                    if k in ("contamination", "n_estimators", "max_samples", "max_train_rows", "min_train_rows",
-                             "random_state", "require_mature")},
+            params={
+                k: v
+                for k, v in self.get_params().items()
+                if k
+                in (
+                    "contamination",
+                    "n_estimators",
+                    "max_samples",
+                    "max_train_rows",
+                    "min_train_rows",
+                    "random_state",
+                    "require_mature",
+                )
+            },
             libraries={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
             training_seconds=time.perf_counter() - started,
         )
@@ -502,8 +596,9 @@ class IsolationForestDetector(Detector):
 
         return model.batch.score(np.asarray(rows, dtype=np.float32)).tolist()
 
-    def explain(self, rows: list[list[float]], scores: list[float],
-                model: LoadedModel | None = None) -> list[list[Feature]]:
+    def explain(
+        self, rows: list[list[float]], scores: list[float], model: LoadedModel | None = None
+    ) -> list[list[Feature]]:
         """The features that raised each row's score most: the drop in score
         when the feature is replaced by its training median, as a share of
         the drops of all features (the top `top_features`, largest first)."""
@@ -524,25 +619,43 @@ class IsolationForestDetector(Detector):
         explained = []
         for row, row_drops in zip(rows, drops):
             total = sum(row_drops)
-            ranked = sorted(range(len(row)), key=lambda j: -row_drops[j])[:self.top_features]
-            explained.append([Feature(FEATURE_NAMES[j], float(row[j]), row_drops[j] / total if total else 0.0)
-                              for j in ranked if row_drops[j] > 0])
+            ranked = sorted(range(len(row)), key=lambda j: -row_drops[j])[: self.top_features]
+            explained.append(
+                [
+                    Feature(FEATURE_NAMES[j], float(row[j]), row_drops[j] / total if total else 0.0)
+                    for j in ranked
+                    if row_drops[j] > 0
+                ]
+            )
         return explained
 
     # -- training -------------------------------------------------------------------
 
-    def train(self, events: Iterable[ActivityEvent], *, maturity: MaturityPolicy = DEFAULT_MATURITY,
-              save: bool = True, keep: int = 5) -> models.ModelInfo:
+    def train(
+        self,
+        events: Iterable[ActivityEvent],
+        *,
+        maturity: MaturityPolicy = DEFAULT_MATURITY,
+        save: bool = True,
+        keep: int = 5,
+    ) -> models.ModelInfo:
         """Replays stored history (ActivityEvents of all users, in time
         order), fits a model on a sample of at most max_train_rows rows,
         saves it as the current version in model_dir (when set and `save`),
         and scores with it from now on."""
         started = time.perf_counter()
-        rows, facts = replay_rows(events, self.max_train_rows, require_mature=self.require_mature,
-                                  maturity=maturity, seed=self.random_state)
+        rows, facts = replay_rows(
+            events,
+            self.max_train_rows,
+            require_mature=self.require_mature,
+            maturity=maturity,
+            seed=self.random_state,
+        )
         if len(rows) < self.min_train_rows:
-            raise ValueError(f"not enough history to train: {len(rows)} rows from users with a mature baseline "
-                             f"in {facts['events']} events; need {self.min_train_rows}")
+            raise ValueError(
+                f"not enough history to train: {len(rows)} rows from users with a mature baseline "
+                f"in {facts['events']} events; need {self.min_train_rows}"
+            )
         self.fit(rows, facts=facts)
         model = self._model()
         info = dataclasses.replace(model.info, training_seconds=time.perf_counter() - started)
@@ -593,7 +706,9 @@ class IsolationForestDetector(Detector):
         count = len(pending.entries)
         if count <= _SMALL_BATCH:
             scores = self._scores(model, [pending.row(i) for i in range(count)])
-            flagged = [(i, score) for i, score in enumerate(scores) if score >= model.info.threshold]
+            flagged = [
+                (i, score) for i, score in enumerate(scores) if score >= model.info.threshold
+            ]
         else:
             # One batch; only the flagged rows (about contamination of them) are scored in full.
             import numpy as np
@@ -603,7 +718,9 @@ class IsolationForestDetector(Detector):
             flagged = list(zip(where.tolist(), scores.tolist()))
         if not flagged:
             return
-        explained = self.explain([pending.row(i) for i, _ in flagged], [score for _, score in flagged], model)
+        explained = self.explain(
+            [pending.row(i) for i, _ in flagged], [score for _, score in flagged], model
+        )
         ready = getattr(self, "ready_", None)
         if ready is None:
             ready = self.ready_ = []
@@ -611,18 +728,31 @@ class IsolationForestDetector(Detector):
             event, observations, mature = pending.entries[i]
             ready.append((event, self._finding(model, score, features, observations, mature)))
         if len(ready) > self.max_pending:  # nobody flushes: keep memory bounded
-            log.warning("isolation forest: %d deferred findings never flushed; dropping the oldest",
-                        len(ready) - self.max_pending)
-            del ready[:len(ready) - self.max_pending]
+            log.warning(
+                "isolation forest: %d deferred findings never flushed; dropping the oldest",
+                len(ready) - self.max_pending,
+            )
+            del ready[: len(ready) - self.max_pending]
 
-    def _finding(self, model: LoadedModel, score: float, features: list[Feature], observations: int,
-                 mature: bool) -> Finding:
+    def _finding(
+        self,
+        model: LoadedModel,
+        score: float,
+        features: list[Feature],
+        observations: int,
+        mature: bool,
+    ) -> Finding:
         info = model.info
         high = score >= info.high_threshold
         medians = dict(zip(FEATURE_NAMES, model.medians))
-        parts = [f"{f.name} {f.value:.2f} {_UNITS[f.name]} (typical {medians[f.name]:.2f})" for f in features]
-        reason = (f"unusual combination of activity for this user (isolation score {score:.3f}, "
-                  f"threshold {info.threshold:.3f}, model {info.version})")
+        parts = [
+            f"{f.name} {f.value:.2f} {_UNITS[f.name]} (typical {medians[f.name]:.2f})"
+            for f in features
+        ]
+        reason = (
+            f"unusual combination of activity for this user (isolation score {score:.3f}, "
+            f"threshold {info.threshold:.3f}, model {info.version})"
+        )
         if parts:
             reason += ": " + ", ".join(parts)
         return Finding(

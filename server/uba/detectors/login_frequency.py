@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, escalation_level, fmt_count, reference_stats, require_positive,
+    DetectionContext,
+    Detector,
+    Finding,
+    escalation_level,
+    fmt_count,
+    reference_stats,
+    require_positive,
     spike_threshold,
 )
 from uba.domain.anomalies import Feature, Severity
@@ -17,7 +23,9 @@ class LoginFrequencyDetector(Detector):
     title = "Unusually many logins"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
 
-    def __init__(self, z_threshold: float = 4.0, min_logins: int = 5, min_days: int = 7, min_std: float = 1.0):
+    def __init__(
+        self, z_threshold: float = 4.0, min_logins: int = 5, min_days: int = 7, min_std: float = 1.0
+    ):
         self.z_threshold = z_threshold
         self.min_logins = min_logins
         self.min_days = min_days
@@ -43,14 +51,18 @@ class LoginFrequencyDetector(Detector):
         z = max(0.0, (today - stats.mean) / spread)
         expected = f"{stats.mean:.1f} ± {stats.stddev:.1f} per day"
         source = "" if reference.mature else f" ({reference.label})"
-        return [Finding(
-            score=z,
-            severity=Severity.LOW.raised_by(level - 1, Severity.HIGH),
-            reason=(f"{today} logins today; usual {expected}{source}, "
-                    f"most in one day {fmt_count(stats.max or 0)}"),
-            observed=str(today),
-            expected=expected,
-            features=(Feature("logins_today", float(today), 1.0),),
-            baseline_observations=stats.count,
-            baseline_mature=reference.mature,
-        )]
+        return [
+            Finding(
+                score=z,
+                severity=Severity.LOW.raised_by(level - 1, Severity.HIGH),
+                reason=(
+                    f"{today} logins today; usual {expected}{source}, "
+                    f"most in one day {fmt_count(stats.max or 0)}"
+                ),
+                observed=str(today),
+                expected=expected,
+                features=(Feature("logins_today", float(today), 1.0),),
+                baseline_observations=stats.count,
+                baseline_mature=reference.mature,
+            )
+        ]

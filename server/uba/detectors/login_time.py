@@ -26,7 +26,13 @@ from __future__ import annotations
 
 import math
 
-from uba.detectors.base import DetectionContext, Detector, Finding, require_fraction, require_positive
+from uba.detectors.base import (
+    DetectionContext,
+    Detector,
+    Finding,
+    require_fraction,
+    require_positive,
+)
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import HOURS_PER_WEEK
 from uba.domain.events import ActivityEvent, ActivityType
@@ -73,13 +79,21 @@ def usual_hours(probabilities: list[float], coverage: float) -> str:
 class LoginTimeDetector(Detector):
     name = "login_time"
     version = "2.0"
-    description = ("Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the user "
-                   "(or, while new, their peer group) rarely logs in.")
+    description = (
+        "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the user "
+        "(or, while new, their peer group) rarely logs in."
+    )
     title = "Login at an unusual time"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
 
-    def __init__(self, min_probability: float = 0.0015, prior_strength: float = 20.0,
-                 usual_hours_coverage: float = 0.9, min_peers: int = 2, near_share: float = 0.02):
+    def __init__(
+        self,
+        min_probability: float = 0.0015,
+        prior_strength: float = 20.0,
+        usual_hours_coverage: float = 0.9,
+        min_peers: int = 2,
+        near_share: float = 0.02,
+    ):
         # Per hour of the week: a uniform user would have 1/168 (0.006).
         self.min_probability = min_probability
         self.prior_strength = prior_strength
@@ -102,8 +116,13 @@ class LoginTimeDetector(Detector):
         if ctx.quarantined:
             return
         baseline = ctx.baseline
-        PeerActivity(ctx.shared, "hour").observe(event.user_id, baseline.effective_peer_group or event.peer_group,
-                                                 self._hour_kind(ctx.clock.hour_of_week), ctx.clock.ts, False)
+        PeerActivity(ctx.shared, "hour").observe(
+            event.user_id,
+            baseline.effective_peer_group or event.peer_group,
+            self._hour_kind(ctx.clock.hour_of_week),
+            ctx.clock.ts,
+            False,
+        )
 
     def probability(self, index: int, counts: list[int], total: int, prior: list[float]) -> float:
         """Probability of a login in hour of the week `index`."""
@@ -141,40 +160,55 @@ class LoginTimeDetector(Detector):
             nearby = 0
             kind_base = 5 * 24 if index // 24 >= 5 else 0
             for cell in (index - 1, index, index + 1):
-                usage = activity.usage(event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts)
+                usage = activity.usage(
+                    event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts
+                )
                 nearby += usage.peers if group else usage.population
             if nearby >= self.min_peers:
                 severity = Severity.LOW
-                peer_note = (f"; lowered: {'peers in ' + group if group else 'other users'} logged in at this "
-                             f"time of day {nearby} times (user-hours) in the last 30 days")
+                peer_note = (
+                    f"; lowered: {'peers in ' + group if group else 'other users'} logged in at this "
+                    f"time of day {nearby} times (user-hours) in the last 30 days"
+                )
         local = clock.local
         weekend = index // 24 >= 5
         kind = "weekend" if weekend else "weekday"
         days = _WEEKEND if weekend else _WEEKDAYS
         # The usual hours of this kind of day, unsmoothed: smoothing is for judging.
         strength = self.prior_strength
-        by_hour = [sum(counts[d * 24 + h] + strength * prior[d * 24 + h] for d in days) for h in range(24)]
+        by_hour = [
+            sum(counts[d * 24 + h] + strength * prior[d * 24 + h] for d in days) for h in range(24)
+        ]
         expected = f"{kind}s {usual_hours(by_hour, self.usual_hours_coverage)}"
         observed = local.strftime("%a %H:%M")
         same_kind = sum(counts[d * 24 + local.hour] for d in days)
-        kind_total = sum(sum(counts[d * 24:(d + 1) * 24]) for d in days)
-        basis = "" if mature else (
-            f" (user baseline not mature: {baseline.maturity_note()}; judged mostly against "
-            f"{ctx.prior_label if ctx.prior is not None else 'a uniform week, no prior yet'})")
-        reason = (f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} earlier "
-                  f"{kind} logins at this hour, {counts[index]} on this day of the week{basis}{peer_note}")
-        return [Finding(
-            score=-math.log(p),
-            severity=severity,
-            reason=reason,
-            observed=observed,
-            expected=expected,
-            features=(
-                Feature("login_hour", local.hour + local.minute / 60, 1.0),
-                Feature("hour_of_week_probability", p, 0.0),
-                Feature("hour_of_week_logins", float(counts[index]), 0.0),
-                Feature("weekend", 1.0 if weekend else 0.0, 0.0),
-            ),
-            baseline_observations=total,
-            baseline_mature=mature,
-        )]
+        kind_total = sum(sum(counts[d * 24 : (d + 1) * 24]) for d in days)
+        basis = (
+            ""
+            if mature
+            else (
+                f" (user baseline not mature: {baseline.maturity_note()}; judged mostly against "
+                f"{ctx.prior_label if ctx.prior is not None else 'a uniform week, no prior yet'})"
+            )
+        )
+        reason = (
+            f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} earlier "
+            f"{kind} logins at this hour, {counts[index]} on this day of the week{basis}{peer_note}"
+        )
+        return [
+            Finding(
+                score=-math.log(p),
+                severity=severity,
+                reason=reason,
+                observed=observed,
+                expected=expected,
+                features=(
+                    Feature("login_hour", local.hour + local.minute / 60, 1.0),
+                    Feature("hour_of_week_probability", p, 0.0),
+                    Feature("hour_of_week_logins", float(counts[index]), 0.0),
+                    Feature("weekend", 1.0 if weekend else 0.0, 0.0),
+                ),
+                baseline_observations=total,
+                baseline_mature=mature,
+            )
+        ]

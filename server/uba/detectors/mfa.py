@@ -17,7 +17,13 @@ too: the attack itself must be counted. An approval closes the episode.
 from __future__ import annotations
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, escalation_level, fmt_window, require_positive, require_severity,
+    DetectionContext,
+    Detector,
+    Finding,
+    escalation_level,
+    fmt_window,
+    require_positive,
+    require_severity,
 )
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
@@ -30,13 +36,21 @@ _DENIED = ActivityType.MFA_DENIED
 class MfaFatigueDetector(Detector):
     name = "mfa_fatigue"
     version = "1.0"
-    description = ("Many denied or unanswered MFA prompts for one user within a window (push bombing, "
-                   "ATT&CK T1621), and an approval right after them.")
+    description = (
+        "Many denied or unanswered MFA prompts for one user within a window (push bombing, "
+        "ATT&CK T1621), and an approval right after them."
+    )
     title = "MFA fatigue (push bombing)"
     event_types = frozenset({_CHALLENGE, _APPROVED, _DENIED})
 
-    def __init__(self, min_refused: int = 5, min_refused_before_approval: int = 3,
-                 window_seconds: float = 1800.0, severity: str = "medium", approval_severity: str = "high"):
+    def __init__(
+        self,
+        min_refused: int = 5,
+        min_refused_before_approval: int = 3,
+        window_seconds: float = 1800.0,
+        severity: str = "medium",
+        approval_severity: str = "high",
+    ):
         self.min_refused = min_refused
         self.min_refused_before_approval = min_refused_before_approval
         self.window_seconds = window_seconds
@@ -77,30 +91,42 @@ class MfaFatigueDetector(Detector):
             if refused < self.min_refused_before_approval:
                 return []
             source = event.source_ip or event.device_id or "unknown source"
-            return [Finding(
-                score=refused / self.min_refused_before_approval,
-                severity=Severity.parse(self.approval_severity),
-                reason=(f"MFA prompt approved after {refused} denied or unanswered prompts within {window} "
+            return [
+                Finding(
+                    score=refused / self.min_refused_before_approval,
+                    severity=Severity.parse(self.approval_severity),
+                    reason=(
+                        f"MFA prompt approved after {refused} denied or unanswered prompts within {window} "
                         f"({sent} sent, {denied} denied): likely MFA fatigue (ATT&CK T1621); "
-                        f"the login it completes came from {source}"),
-                observed=f"{refused} refused prompts, then approval",
-                expected=f"fewer than {self.min_refused_before_approval} refused prompts before an approval",
-                features=(Feature("refused_prompts", float(refused), 1.0),
-                          Feature("prompts_sent", float(sent), 0.0)),
-            )]
+                        f"the login it completes came from {source}"
+                    ),
+                    observed=f"{refused} refused prompts, then approval",
+                    expected=f"fewer than {self.min_refused_before_approval} refused prompts before an approval",
+                    features=(
+                        Feature("refused_prompts", float(refused), 1.0),
+                        Feature("prompts_sent", float(sent), 0.0),
+                    ),
+                )
+            ]
         level = escalation_level(refused, self.min_refused)
         if level <= self._reported(ctx, event.user_id):
             return []
-        return [Finding(
-            score=refused / self.min_refused,
-            severity=Severity.parse(self.severity).raised_by(level - 1, Severity.HIGH),
-            reason=(f"{refused} MFA prompts denied or left unanswered within {window} ({sent} sent, "
-                    f"{denied} denied; limit {self.min_refused}): possible MFA fatigue attack (ATT&CK T1621)"),
-            observed=f"{refused} refused prompts in {window}",
-            expected=f"fewer than {self.min_refused} in {window}",
-            features=(Feature("refused_prompts", float(refused), 1.0),
-                      Feature("prompts_sent", float(sent), 0.0)),
-        )]
+        return [
+            Finding(
+                score=refused / self.min_refused,
+                severity=Severity.parse(self.severity).raised_by(level - 1, Severity.HIGH),
+                reason=(
+                    f"{refused} MFA prompts denied or left unanswered within {window} ({sent} sent, "
+                    f"{denied} denied; limit {self.min_refused}): possible MFA fatigue attack (ATT&CK T1621)"
+                ),
+                observed=f"{refused} refused prompts in {window}",
+                expected=f"fewer than {self.min_refused} in {window}",
+                features=(
+                    Feature("refused_prompts", float(refused), 1.0),
+                    Feature("prompts_sent", float(sent), 0.0),
+                ),
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         ts, user = ctx.clock.ts, event.user_id

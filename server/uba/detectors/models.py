@@ -23,7 +23,7 @@ import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class ModelInfo:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelInfo":
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
         if data.get("format") != FORMAT:
             raise ValueError(f"unsupported model metadata format {data.get('format')!r}")
         values = {k: v for k, v in data.items() if k != "format"}
@@ -78,11 +78,17 @@ class ModelInfo:
 
 
 def new_version(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def save_model(model_dir: str | os.PathLike, info: ModelInfo, estimator: Any, *, make_current: bool = True,
-               keep: int = 5) -> ModelInfo:
+def save_model(
+    model_dir: str | os.PathLike,
+    info: ModelInfo,
+    estimator: Any,
+    *,
+    make_current: bool = True,
+    keep: int = 5,
+) -> ModelInfo:
     """Writes the estimator and its metadata as a new version of
     `info.name`, makes it current, and keeps the `keep` newest versions.
     Returns the info as saved (the version gets a suffix if taken)."""
@@ -98,7 +104,9 @@ def save_model(model_dir: str | os.PathLike, info: ModelInfo, estimator: Any, *,
     try:
         with open(staging / MODEL_FILE, "wb") as f:
             pickle.dump(estimator, f, protocol=pickle.HIGHEST_PROTOCOL)
-        (staging / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
+        (staging / INFO_FILE).write_text(
+            json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n"
+        )
         os.rename(staging, base / version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -129,10 +137,14 @@ def current_version(model_dir: str | os.PathLike, name: str) -> str | None:
 
 
 def read_info(model_dir: str | os.PathLike, name: str, version: str) -> ModelInfo:
-    return ModelInfo.from_dict(json.loads((Path(model_dir) / name / version / INFO_FILE).read_text()))
+    return ModelInfo.from_dict(
+        json.loads((Path(model_dir) / name / version / INFO_FILE).read_text())
+    )
 
 
-def load_model(model_dir: str | os.PathLike, name: str, version: str | None = None) -> tuple[Any, ModelInfo]:
+def load_model(
+    model_dir: str | os.PathLike, name: str, version: str | None = None
+) -> tuple[Any, ModelInfo]:
     """The estimator and info of `version` (default: the current one).
     FileNotFoundError when there is none."""
     version = version or current_version(model_dir, name)
@@ -149,13 +161,15 @@ def list_models(model_dir: str | os.PathLike, name: str) -> list[ModelInfo]:
     base = Path(model_dir) / name
     if not base.is_dir():
         return []
-    versions = sorted((p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    versions = sorted(
+        (p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True
+    )
     return [read_info(model_dir, name, v) for v in versions if (base / v / INFO_FILE).is_file()]
 
 
 def prune(model_dir: str | os.PathLike, name: str, keep: int) -> None:
     """Deletes all but the `keep` newest versions, never the current one."""
     current = current_version(model_dir, name)
-    for info in list_models(model_dir, name)[max(keep, 1):]:
+    for info in list_models(model_dir, name)[max(keep, 1) :]:
         if info.version != current:
             shutil.rmtree(Path(model_dir) / name / info.version, ignore_errors=True)

@@ -23,8 +23,15 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from uba.detectors.base import DetectionContext, Detector, Finding, fmt_duration, require_fraction, \
-    require_positive, require_severity
+from uba.detectors.base import (
+    DetectionContext,
+    Detector,
+    Finding,
+    fmt_duration,
+    require_fraction,
+    require_positive,
+    require_severity,
+)
 from uba.detectors.travel import haversine_km
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import KnownValues, UserBaseline, network_of
@@ -69,8 +76,14 @@ class _FirstSeenDetector(Detector):
         """The value as peers share it (a device id is the user's own: its kind is shared)."""
         return value
 
-    def judge(self, event: ActivityEvent, ctx: DetectionContext, value: str, usage: Usage,
-              severity: Severity) -> tuple[Severity | None, str]:
+    def judge(
+        self,
+        event: ActivityEvent,
+        ctx: DetectionContext,
+        value: str,
+        usage: Usage,
+        severity: Severity,
+    ) -> tuple[Severity | None, str]:
         """The severity (None: do not report) and a note for the reason."""
         if usage.org_change(self.min_adopters, self.org_change_share):
             return None, ""
@@ -91,40 +104,62 @@ class _FirstSeenDetector(Detector):
         entry = known.entries.get(value)
         # Peers are told of the user's use at most about twice a day: their
         # windows hold each user once for 30 days, so more would be wasted.
-        self.pending_ = None if entry is not None and ctx.clock.ts - entry[2] < _OBSERVE_EVERY else event
+        self.pending_ = (
+            None if entry is not None and ctx.clock.ts - entry[2] < _OBSERVE_EVERY else event
+        )
         # An empty map means events never carried the field: nothing to compare.
         if entry is not None or not known.entries or baseline.days_covered < 2:
             return []
-        usage = self._activity(ctx).usage(event.user_id, baseline.effective_peer_group or event.peer_group,
-                                          self.shared_value(event, value), ctx.clock.ts)
+        usage = self._activity(ctx).usage(
+            event.user_id,
+            baseline.effective_peer_group or event.peer_group,
+            self.shared_value(event, value),
+            ctx.clock.ts,
+        )
         mature = baseline.mature_for("places")
         if mature:
             severity, note = self.judge(event, ctx, value, usage, Severity.parse(self.severity))
         elif usage.population or usage.peers:
             return []  # someone else here uses it: nothing to say about a user still being learned
         else:
-            severity, note = Severity.LOW, (f"user baseline not mature ({baseline.maturity_note()}); "
-                                            f"judged against the organisation: no one else used it in 30 days")
+            severity, note = (
+                Severity.LOW,
+                (
+                    f"user baseline not mature ({baseline.maturity_note()}); "
+                    f"judged against the organisation: no one else used it in 30 days"
+                ),
+            )
         if severity is None:
             return []
         top = known.most_common(3)
         listed = ", ".join(f"{v} ({n})" for v, n in top)
         more = f" and {len(known) - len(top)} more" if len(known) > len(top) else ""
-        where = f" ({event.city}, {event.country_code})" if self.kind != "country" and event.city else ""
+        where = (
+            f" ({event.city}, {event.country_code})"
+            if self.kind != "country" and event.city
+            else ""
+        )
         seen = baseline.observation_count
-        return [Finding(
-            score=math.log1p(seen) * (2.0 if severity >= Severity.MEDIUM else 1.0),
-            severity=severity,
-            reason=(f"first {_LABELS.get(event.type, event.type.value.replace('_', ' '))} from new {self.noun} {value}{where} after {seen:,} events; "
-                    f"known: {listed}{more}; {usage.describe(self.noun)}" + (f"; {note}" if note else "")),
-            observed=value,
-            expected=", ".join(v for v, _ in top) + more,
-            features=(Feature(f"known_{self.baseline_field}", float(len(known)), 1.0),
-                      Feature("peers_using", float(usage.peers), 0.0),
-                      Feature("population_using", float(usage.population), 0.0)),
-            baseline_observations=seen,
-            baseline_mature=mature,
-        )]
+        return [
+            Finding(
+                score=math.log1p(seen) * (2.0 if severity >= Severity.MEDIUM else 1.0),
+                severity=severity,
+                reason=(
+                    f"first {_LABELS.get(event.type, event.type.value.replace('_', ' '))} from new {self.noun} {value}{where} after {seen:,} events; "
+                    f"known: {listed}{more}; {usage.describe(self.noun)}"
+                    + (f"; {note}" if note else "")
+                ),
+                observed=value,
+                expected=", ".join(v for v, _ in top) + more,
+                features=(
+                    Feature(f"known_{self.baseline_field}", float(len(known)), 1.0),
+                    Feature("peers_using", float(usage.peers), 0.0),
+                    Feature("population_using", float(usage.population), 0.0),
+                ),
+                baseline_observations=seen,
+                baseline_mature=mature,
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         pending, self.pending_ = getattr(self, "pending_", None), None
@@ -134,10 +169,16 @@ class _FirstSeenDetector(Detector):
         baseline = ctx.baseline
         # After learning: a value learned for the first time has count 1.
         # Quarantined events are not learned and do not count as adoption.
-        new_to_user = not ctx.quarantined and _first_use(getattr(baseline, self.baseline_field), value,
-                                                         ctx.clock.ts)
-        self._activity(ctx).observe(event.user_id, baseline.effective_peer_group or event.peer_group,
-                                    self.shared_value(event, value), ctx.clock.ts, new_to_user)
+        new_to_user = not ctx.quarantined and _first_use(
+            getattr(baseline, self.baseline_field), value, ctx.clock.ts
+        )
+        self._activity(ctx).observe(
+            event.user_id,
+            baseline.effective_peer_group or event.peer_group,
+            self.shared_value(event, value),
+            ctx.clock.ts,
+            new_to_user,
+        )
 
 
 _OBSERVE_EVERY = 12 * 3600.0
@@ -152,15 +193,23 @@ def _first_use(known: KnownValues, value: str, ts: float) -> bool:
 class NewCountryDetector(_FirstSeenDetector):
     name = "new_country"
     version = "2.0"
-    description = ("Event from a country the user has never been seen in (any event type); lowered for plausible "
-                   "travel, countries peers use, and organisation-wide changes.")
+    description = (
+        "Event from a country the user has never been seen in (any event type); lowered for plausible "
+        "travel, countries peers use, and organisation-wide changes."
+    )
     title = "Activity from a new country"
     baseline_field = "countries"
     kind = "country"
     noun = "country"
 
-    def __init__(self, severity: str = "medium", min_adopters: int = 3, org_change_share: float = 0.2,
-                 max_travel_speed_kmh: float = 900.0, min_peers: int = 2):
+    def __init__(
+        self,
+        severity: str = "medium",
+        min_adopters: int = 3,
+        org_change_share: float = 0.2,
+        max_travel_speed_kmh: float = 900.0,
+        min_peers: int = 2,
+    ):
         self.severity = severity
         self.min_adopters = min_adopters
         self.org_change_share = org_change_share
@@ -178,8 +227,10 @@ class NewCountryDetector(_FirstSeenDetector):
         if severity <= Severity.LOW:
             return severity, ""
         if usage.org_change(self.min_adopters, self.org_change_share):
-            return Severity.LOW, (f"lowered: {usage.adopters} other users started appearing from {value} this "
-                                  f"week (organisation-wide change)")
+            return Severity.LOW, (
+                f"lowered: {usage.adopters} other users started appearing from {value} this "
+                f"week (organisation-wide change)"
+            )
         travel = plausible_travel(event, ctx.baseline, ctx.clock.ts, self.max_travel_speed_kmh)
         if travel:
             return Severity.LOW, f"lowered: plausible travel ({travel})"
@@ -188,7 +239,9 @@ class NewCountryDetector(_FirstSeenDetector):
         return severity, ""
 
 
-def plausible_travel(event: ActivityEvent, baseline: UserBaseline, ts: float, max_speed_kmh: float) -> str:
+def plausible_travel(
+    event: ActivityEvent, baseline: UserBaseline, ts: float, max_speed_kmh: float
+) -> str:
     """A description when the user could have travelled here from the last
     login on a device they know, else ""."""
     last = baseline.last_login
@@ -199,21 +252,28 @@ def plausible_travel(event: ActivityEvent, baseline: UserBaseline, ts: float, ma
         return ""
     if None in (event.latitude, event.longitude, last.latitude, last.longitude):
         # No coordinates: a known device and time enough for a flight.
-        return f"known device {event.device_id}, {fmt_duration(interval)} after the last login" \
-            if interval >= 6 * 3600 else ""
+        return (
+            f"known device {event.device_id}, {fmt_duration(interval)} after the last login"
+            if interval >= 6 * 3600
+            else ""
+        )
     distance = haversine_km(last.latitude, last.longitude, event.latitude, event.longitude)  # type: ignore[arg-type]
     speed = distance / (interval / 3600)
     if speed > max_speed_kmh:
         return ""
-    return (f"{distance:,.0f} km from {last.place} in {fmt_duration(interval)} ({speed:,.0f} km/h) "
-            f"on known device {event.device_id}")
+    return (
+        f"{distance:,.0f} km from {last.place} in {fmt_duration(interval)} ({speed:,.0f} km/h) "
+        f"on known device {event.device_id}"
+    )
 
 
 class NewDeviceDetector(_FirstSeenDetector):
     name = "new_device"
     version = "2.0"
-    description = ("Event from a device id the user has never used (any event type); not reported during a fleet "
-                   "refresh (many users on new devices of the same kind within a week).")
+    description = (
+        "Event from a device id the user has never used (any event type); not reported during a fleet "
+        "refresh (many users on new devices of the same kind within a week)."
+    )
     title = "Activity from a new device"
     baseline_field = "devices"
     kind = "device"
@@ -229,8 +289,10 @@ class NewDeviceDetector(_FirstSeenDetector):
 class NewIpDetector(_FirstSeenDetector):
     name = "new_ip"
     version = "2.0"
-    description = ("Event from a network (/24 IPv4, /48 IPv6) the user has never used (any event type); not "
-                   "reported when many users moved to it within a week (a VPN or office change).")
+    description = (
+        "Event from a network (/24 IPv4, /48 IPv6) the user has never used (any event type); not "
+        "reported when many users moved to it within a week (a VPN or office change)."
+    )
     title = "Activity from a new network"
     baseline_field = "networks"
     kind = "network"

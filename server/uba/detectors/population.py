@@ -40,7 +40,12 @@ import math
 from collections import Counter
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, escalation_level, fmt_window, require_positive,
+    DetectionContext,
+    Detector,
+    Finding,
+    escalation_level,
+    fmt_window,
+    require_positive,
     require_severity,
 )
 from uba.detectors.records import RecordStore, records
@@ -55,14 +60,28 @@ _ORG = "org"
 #   wave level, wave last over the limit (ts), wave started (ts),
 #   weekly slots [[n, mean, m2] x 168], daily slots [[n, mean, m2] x 24],
 #   all hours [n, mean, m2], failures learned, successes learned]
-_BUCKET, _FAILS, _SUCCS, _TAINT, _LEVEL, _LAST, _START, _WEEK, _DAY, _ALL, _F_TOTAL, _S_TOTAL = range(12)
+_BUCKET, _FAILS, _SUCCS, _TAINT, _LEVEL, _LAST, _START, _WEEK, _DAY, _ALL, _F_TOTAL, _S_TOTAL = (
+    range(12)
+)
 # Zero buckets learned at most after a silence (a week of 10-minute buckets).
 _MAX_GAP_BUCKETS = 1008
 
 
 def _new_record(bucket: int) -> list:
-    return [bucket, 0, 0, 0, 0, 0.0, 0.0, [[0, 0.0, 0.0] for _ in range(_WEEK_HOURS)],
-            [[0, 0.0, 0.0] for _ in range(24)], [0, 0.0, 0.0], 0, 0]
+    return [
+        bucket,
+        0,
+        0,
+        0,
+        0,
+        0.0,
+        0.0,
+        [[0, 0.0, 0.0] for _ in range(_WEEK_HOURS)],
+        [[0, 0.0, 0.0] for _ in range(24)],
+        [0, 0.0, 0.0],
+        0,
+        0,
+    ]
 
 
 def _learn(stats: list, x: float, min_weight: float) -> None:
@@ -82,23 +101,39 @@ def _known_before(values, value: str, ts: float) -> bool:
 
 NO_HISTORY = "no history yet"
 
+
 class CredentialStuffingDetector(Detector):
     name = "credential_stuffing"
     version = "1.1"
-    description = ("Failed logins across the organisation, against its usual rate for the time of week: many "
-                   "addresses and accounts with a try or two each (credential stuffing, distributed spraying), "
-                   "and a successful login to an account the wave targeted.")
+    description = (
+        "Failed logins across the organisation, against its usual rate for the time of week: many "
+        "addresses and accounts with a try or two each (credential stuffing, distributed spraying), "
+        "and a successful login to an account the wave targeted."
+    )
     title = "Distributed password attack"
     event_types = frozenset({_FAILURE, _SUCCESS})
     # ATT&CK (read where the detector interface has the attribute): stuffing
     # and spraying alike, so both techniques.
     attack = ("T1110.004", "T1110.003")
 
-    def __init__(self, window_seconds: float = 900.0, bucket_seconds: float = 600.0, min_failures: int = 12,
-                 min_accounts: int = 8, min_sources: int = 1, max_failures_per_account: float = 3.0,
-                 rate_ratio: float = 3.0, z: float = 4.0, min_slot_buckets: int = 4,
-                 wave_memory_seconds: float = 3600.0, max_events: int = 50_000, severity: str = "medium",
-                 success_severity: str = "high", min_sources_per_account: int = 5, account_severity: str = "low"):
+    def __init__(
+        self,
+        window_seconds: float = 900.0,
+        bucket_seconds: float = 600.0,
+        min_failures: int = 12,
+        min_accounts: int = 8,
+        min_sources: int = 1,
+        max_failures_per_account: float = 3.0,
+        rate_ratio: float = 3.0,
+        z: float = 4.0,
+        min_slot_buckets: int = 4,
+        wave_memory_seconds: float = 3600.0,
+        max_events: int = 50_000,
+        severity: str = "medium",
+        success_severity: str = "high",
+        min_sources_per_account: int = 5,
+        account_severity: str = "low",
+    ):
         self.window_seconds = window_seconds
         self.bucket_seconds = bucket_seconds
         self.min_failures = min_failures
@@ -121,9 +156,21 @@ class CredentialStuffingDetector(Detector):
         self.account_severity = account_severity
 
     def check_params(self) -> None:
-        require_positive(self, "window_seconds", "bucket_seconds", "min_failures", "min_accounts", "min_sources",
-                         "max_failures_per_account", "rate_ratio", "z", "min_slot_buckets",
-                         "wave_memory_seconds", "max_events", "min_sources_per_account")
+        require_positive(
+            self,
+            "window_seconds",
+            "bucket_seconds",
+            "min_failures",
+            "min_accounts",
+            "min_sources",
+            "max_failures_per_account",
+            "rate_ratio",
+            "z",
+            "min_slot_buckets",
+            "wave_memory_seconds",
+            "max_events",
+            "min_sources_per_account",
+        )
         require_severity(self, "severity", "success_severity", "account_severity")
 
     # -- state -----------------------------------------------------------------------
@@ -134,7 +181,9 @@ class CredentialStuffingDetector(Detector):
 
     def _targeted(self, ctx: DetectionContext):
         # account -> addresses that failed against it; address -> accounts it failed against
-        return ctx.shared.windows(f"{self.name}.targeted", self.wave_memory_seconds, self.max_events, 64)
+        return ctx.shared.windows(
+            f"{self.name}.targeted", self.wave_memory_seconds, self.max_events, 64
+        )
 
     def _record(self, ctx: DetectionContext) -> list:
         cached = getattr(self, "store_", None)  # the store of the last SharedState seen
@@ -156,8 +205,11 @@ class CredentialStuffingDetector(Detector):
         scale = self.window_seconds / self.bucket_seconds
         hour = int(ts // 3600)
         # 1970-01-01 was a Thursday: hour 0 of the week is Monday 00:00 UTC.
-        slots = ((record[_WEEK][(hour + 72) % _WEEK_HOURS], "this hour of the week"),
-                 (record[_DAY][hour % 24], "this hour of the day"), (record[_ALL], "all hours"))
+        slots = (
+            (record[_WEEK][(hour + 72) % _WEEK_HOURS], "this hour of the week"),
+            (record[_DAY][hour % 24], "this hour of the day"),
+            (record[_ALL], "all hours"),
+        )
         mean = sd = 0.0
         label = NO_HISTORY
         for stats, name in slots:
@@ -169,10 +221,16 @@ class CredentialStuffingDetector(Detector):
             # Failures follow logins: the usual ratio times this window's logins.
             by_logins = successes * (learned_f + 1) / learned_s
             if by_logins > mean:
-                mean, sd, label = by_logins, math.sqrt(by_logins), f"{successes} logins in the window"
+                mean, sd, label = (
+                    by_logins,
+                    math.sqrt(by_logins),
+                    f"{successes} logins in the window",
+                )
         return mean, sd, label
 
-    def _wave(self, failures: int, accounts: int, sources: int, with_source: int, limit: float) -> bool:
+    def _wave(
+        self, failures: int, accounts: int, sources: int, with_source: int, limit: float
+    ) -> bool:
         """The window's test. Addresses count only when most failures carry
         one: a source that sends none must not be judged by the few that do."""
         if failures < limit or accounts < self.min_accounts:
@@ -194,7 +252,9 @@ class CredentialStuffingDetector(Detector):
             return self._success(event, ctx, record, ts)
         return self._many_sources(event, ctx, ts) + self._wave_finding(event, ctx, record, ts)
 
-    def _many_sources(self, event: ActivityEvent, ctx: DetectionContext, ts: float) -> list[Finding]:
+    def _many_sources(
+        self, event: ActivityEvent, ctx: DetectionContext, ts: float
+    ) -> list[Finding]:
         """One account failing from many addresses (a distributed attack on it)."""
         ip = event.source_ip
         if not ip:
@@ -206,18 +266,24 @@ class CredentialStuffingDetector(Detector):
         if level <= escalation_level(before, self.min_sources_per_account):
             return []
         span = fmt_window(self.wave_memory_seconds)
-        return [Finding(
-            score=after / self.min_sources_per_account,
-            severity=Severity.parse(self.account_severity).raised_by(level - 1, Severity.HIGH),
-            reason=(f"failed logins to this account from {after} addresses within {span} "
+        return [
+            Finding(
+                score=after / self.min_sources_per_account,
+                severity=Severity.parse(self.account_severity).raised_by(level - 1, Severity.HIGH),
+                reason=(
+                    f"failed logins to this account from {after} addresses within {span} "
                     f"(limit {self.min_sources_per_account}); latest from {ip}: a distributed attack on one "
-                    f"account (ATT&CK T1110)"),
-            observed=f"{after} addresses in {span}",
-            expected=f"fewer than {self.min_sources_per_account} addresses in {span}",
-            features=(Feature("failing_addresses_for_account", float(after), 1.0),),
-        )]
+                    f"account (ATT&CK T1110)"
+                ),
+                observed=f"{after} addresses in {span}",
+                expected=f"fewer than {self.min_sources_per_account} addresses in {span}",
+                features=(Feature("failing_addresses_for_account", float(after), 1.0),),
+            )
+        ]
 
-    def _wave_finding(self, event: ActivityEvent, ctx: DetectionContext, record: list, ts: float) -> list[Finding]:
+    def _wave_finding(
+        self, event: ActivityEvent, ctx: DetectionContext, record: list, ts: float
+    ) -> list[Finding]:
         window = self._window(ctx)
         failures = window.count("accounts", ts) + 1
         if failures < self.min_failures:
@@ -225,7 +291,9 @@ class CredentialStuffingDetector(Detector):
         account = event.user_id
         accounts = window.distinct("accounts", ts) + (not window.has_value("accounts", account, ts))
         source = event.source_ip
-        sources = window.distinct("sources", ts) + (bool(source) and not window.has_value("sources", source, ts))
+        sources = window.distinct("sources", ts) + (
+            bool(source) and not window.has_value("sources", source, ts)
+        )
         with_source = window.count("sources", ts) + bool(source)
         expected, sd, basis = self._expected(record, ts, window.count("successes", ts))
         limit = self._limit(expected, sd)
@@ -240,27 +308,35 @@ class CredentialStuffingDetector(Detector):
         # wave is judged against fixed limits only: reported, but never so
         # high that it quarantines what may be an ordinary morning.
         cap = Severity.HIGH if basis != NO_HISTORY else Severity.MEDIUM
-        return [Finding(
-            score=failures / max(expected, 1.0),
-            severity=Severity.parse(self.severity).raised_by(level - 1, cap),
-            reason=(f"{failures} failed logins across {accounts} accounts from "
+        return [
+            Finding(
+                score=failures / max(expected, 1.0),
+                severity=Severity.parse(self.severity).raised_by(level - 1, cap),
+                reason=(
+                    f"{failures} failed logins across {accounts} accounts from "
                     f"{sources if sources else 'unknown'} addresses within {span}, "
                     f"{failures / accounts:.1f} per account; usual for {basis}: about {expected:.1f} "
                     f"(limit {limit:.0f}): credential stuffing or password spraying (ATT&CK T1110). "
-                    f"Sources: {top_sources}. Accounts: {top_accounts}"),
-            observed=f"{failures} failures, {accounts} accounts, {sources} addresses in {span}",
-            expected=f"about {expected:.1f} failures in {span} ({basis}); limit {limit:.0f}",
-            features=(Feature("failures_in_window", float(failures), 1.0),
-                      Feature("accounts_in_window", float(accounts), 0.5),
-                      Feature("sources_in_window", float(sources), 0.5),
-                      Feature("expected_failures", float(expected), 0.0)),
-            baseline_observations=record[_ALL][0],
-            baseline_mature=record[_WEEK][(int(ts // 3600) + 72) % _WEEK_HOURS][0] >= self.min_slot_buckets,
-        )]
+                    f"Sources: {top_sources}. Accounts: {top_accounts}"
+                ),
+                observed=f"{failures} failures, {accounts} accounts, {sources} addresses in {span}",
+                expected=f"about {expected:.1f} failures in {span} ({basis}); limit {limit:.0f}",
+                features=(
+                    Feature("failures_in_window", float(failures), 1.0),
+                    Feature("accounts_in_window", float(accounts), 0.5),
+                    Feature("sources_in_window", float(sources), 0.5),
+                    Feature("expected_failures", float(expected), 0.0),
+                ),
+                baseline_observations=record[_ALL][0],
+                baseline_mature=record[_WEEK][(int(ts // 3600) + 72) % _WEEK_HOURS][0]
+                >= self.min_slot_buckets,
+            )
+        ]
 
     @staticmethod
     def _top(window, ts: float, source: str, account: str, n: int = 10) -> tuple[str, str]:
         """The busiest addresses and accounts of the window (at report time only)."""
+
         def top(key: str, extra: str) -> str:
             current = window._current(key, ts)  # noqa: SLF001 (KeyedWindows offers counts only)
             counts = Counter(v for _, v in current.events) if current is not None else Counter()
@@ -268,10 +344,17 @@ class CredentialStuffingDetector(Detector):
                 counts[extra] += 1
             names = [name for name, _ in counts.most_common(n)]
             more = len(counts) - len(names)
-            return ", ".join(names) + (f" and {more} more" if more > 0 else "") if names else "none recorded"
+            return (
+                ", ".join(names) + (f" and {more} more" if more > 0 else "")
+                if names
+                else "none recorded"
+            )
+
         return top("sources", source), top("accounts", account)
 
-    def _success(self, event: ActivityEvent, ctx: DetectionContext, record: list, ts: float) -> list[Finding]:
+    def _success(
+        self, event: ActivityEvent, ctx: DetectionContext, record: list, ts: float
+    ) -> list[Finding]:
         if not self._wave_open(record, ts):
             return []
         targeted = self._targeted(ctx)
@@ -283,30 +366,45 @@ class CredentialStuffingDetector(Detector):
         ip, device = event.source_ip, event.device_id
         # Known from before the wave: the baseline also learns the attack's failures.
         since = record[_START] - self.window_seconds
-        known = (_known_before(baseline.source_ips, ip, since) if ip
-                 else _known_before(baseline.devices, device, since) if device else False)
+        known = (
+            _known_before(baseline.source_ips, ip, since)
+            if ip
+            else _known_before(baseline.devices, device, since)
+            if device
+            else False
+        )
         ip_key = "ip:" + ip
-        others = ip and (targeted.distinct(ip_key, ts) - targeted.has_value(ip_key, account, ts)) or 0
+        others = (
+            ip and (targeted.distinct(ip_key, ts) - targeted.has_value(ip_key, account, ts)) or 0
+        )
         if known and not others:
             return []  # the user, after a typo, from where they always log in
         how = []
         if others:
-            how.append(f"the address also failed against {others} other account{'s' if others > 1 else ''}")
+            how.append(
+                f"the address also failed against {others} other account{'s' if others > 1 else ''}"
+            )
         if not known:
             how.append("the address is new for this user" if ip else "no known address or device")
         wave = fmt_window(ts - record[_START])
-        return [Finding(
-            score=float(tries + others + (not known)),
-            severity=Severity.parse(self.success_severity),
-            reason=(f"successful login from {ip or device or 'unknown source'} to an account targeted by the "
+        return [
+            Finding(
+                score=float(tries + others + (not known)),
+                severity=Severity.parse(self.success_severity),
+                reason=(
+                    f"successful login from {ip or device or 'unknown source'} to an account targeted by the "
                     f"password attack under way for {wave} ({tries} failed tries on it from "
-                    f"{targeted.distinct(account, ts)} addresses); {'; '.join(how)} (ATT&CK T1110, T1078)"),
-            observed=f"success after {tries} failures in an attack wave",
-            expected="no login from an unfamiliar address to an account under attack",
-            features=(Feature("failures_on_account", float(tries), 1.0),
-                      Feature("other_accounts_from_address", float(others), 1.0),
-                      Feature("known_address", float(known), 0.0)),
-        )]
+                    f"{targeted.distinct(account, ts)} addresses); {'; '.join(how)} (ATT&CK T1110, T1078)"
+                ),
+                observed=f"success after {tries} failures in an attack wave",
+                expected="no login from an unfamiliar address to an account under attack",
+                features=(
+                    Feature("failures_on_account", float(tries), 1.0),
+                    Feature("other_accounts_from_address", float(others), 1.0),
+                    Feature("known_address", float(known), 0.0),
+                ),
+            )
+        ]
 
     # -- learning ------------------------------------------------------------------------
 

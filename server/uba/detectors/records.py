@@ -60,12 +60,14 @@ class RecordStore(KeyedWindows):
             "window_seconds": 0.0,
             "max_keys": self.max_keys,
             "max_events_per_key": 1,
-            "keys": {key: [(0.0, json.dumps(record, separators=(",", ":")))]
-                     for key, record in self._records.items()},
+            "keys": {
+                key: [(0.0, json.dumps(record, separators=(",", ":")))]
+                for key, record in self._records.items()
+            },
         }
 
     @classmethod
-    def from_windows(cls, windows: KeyedWindows) -> "RecordStore":
+    def from_windows(cls, windows: KeyedWindows) -> RecordStore:
         store = cls(windows.max_keys)
         for key, window in windows._windows.items():  # noqa: SLF001 (restoring our own format)
             if window.events:

@@ -37,36 +37,40 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "uba.detectors"
 
 # Built-in detectors by name; imported on first use.
-BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType({
-    "login_time": "uba.detectors.login_time:LoginTimeDetector",
-    "login_frequency": "uba.detectors.login_frequency:LoginFrequencyDetector",
-    "failed_login_burst": "uba.detectors.failed_logins:FailedLoginBurstDetector",
-    "password_spraying": "uba.detectors.failed_logins:PasswordSprayingDetector",
-    "credential_stuffing": "uba.detectors.population:CredentialStuffingDetector",
-    "mfa_fatigue": "uba.detectors.mfa:MfaFatigueDetector",
-    "session_duration": "uba.detectors.session_duration:SessionDurationDetector",
-    "api_rate": "uba.detectors.api_usage:ApiRateDetector",
-    "api_new_endpoint": "uba.detectors.api_usage:NewEndpointDetector",
-    "data_volume": "uba.detectors.api_usage:DataVolumeDetector",
-    "sustained_volume": "uba.detectors.volume:SustainedVolumeDetector",
-    "api_error_rate": "uba.detectors.api_usage:ApiErrorRateDetector",
-    "new_country": "uba.detectors.novelty:NewCountryDetector",
-    "new_device": "uba.detectors.novelty:NewDeviceDetector",
-    "new_ip": "uba.detectors.novelty:NewIpDetector",
-    "impossible_travel": "uba.detectors.travel:ImpossibleTravelDetector",
-    "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
-    "session_hijack": "uba.detectors.session_hijack:SessionHijackDetector",
-    "session_risk": "uba.detectors.session_risk:SessionRiskDetector",
-    "dormant_account": "uba.detectors.session_risk:DormantAccountDetector",
-})
+BUILTIN_DETECTORS: Mapping[str, str] = MappingProxyType(
+    {
+        "login_time": "uba.detectors.login_time:LoginTimeDetector",
+        "login_frequency": "uba.detectors.login_frequency:LoginFrequencyDetector",
+        "failed_login_burst": "uba.detectors.failed_logins:FailedLoginBurstDetector",
+        "password_spraying": "uba.detectors.failed_logins:PasswordSprayingDetector",
+        "credential_stuffing": "uba.detectors.population:CredentialStuffingDetector",
+        "mfa_fatigue": "uba.detectors.mfa:MfaFatigueDetector",
+        "session_duration": "uba.detectors.session_duration:SessionDurationDetector",
+        "api_rate": "uba.detectors.api_usage:ApiRateDetector",
+        "api_new_endpoint": "uba.detectors.api_usage:NewEndpointDetector",
+        "data_volume": "uba.detectors.api_usage:DataVolumeDetector",
+        "sustained_volume": "uba.detectors.volume:SustainedVolumeDetector",
+        "api_error_rate": "uba.detectors.api_usage:ApiErrorRateDetector",
+        "new_country": "uba.detectors.novelty:NewCountryDetector",
+        "new_device": "uba.detectors.novelty:NewDeviceDetector",
+        "new_ip": "uba.detectors.novelty:NewIpDetector",
+        "impossible_travel": "uba.detectors.travel:ImpossibleTravelDetector",
+        "threshold_rules": "uba.detectors.rules:ThresholdRulesDetector",
+        "session_hijack": "uba.detectors.session_hijack:SessionHijackDetector",
+        "session_risk": "uba.detectors.session_risk:SessionRiskDetector",
+        "dormant_account": "uba.detectors.session_risk:DormantAccountDetector",
+    }
+)
 
 # Enhanced detectors (the `ml` extra: numpy, scipy, scikit-learn), registered
 # with the built-ins by the default registry. Off unless configured; listed
 # as unavailable, with the missing library named, when it does not import.
-ENHANCED_DETECTORS: Mapping[str, str] = MappingProxyType({
-    "isolation_forest": "uba.detectors.isolation_forest:IsolationForestDetector",
-    "distribution_shift": "uba.detectors.distribution_shift:DistributionShiftDetector",
-})
+ENHANCED_DETECTORS: Mapping[str, str] = MappingProxyType(
+    {
+        "isolation_forest": "uba.detectors.isolation_forest:IsolationForestDetector",
+        "distribution_shift": "uba.detectors.distribution_shift:DistributionShiftDetector",
+    }
+)
 DEFAULT_DETECTORS: Mapping[str, str] = MappingProxyType({**BUILTIN_DETECTORS, **ENHANCED_DETECTORS})
 
 # Import names whose distribution is called differently, for messages.
@@ -132,10 +136,14 @@ class DetectorEntry:
                         raise TypeError(f"{self.target} is not a Detector subclass")
                     self._cls = cls
                 if getattr(self._cls, "name", None) != self.name:
-                    raise ValueError(f"its name is {getattr(self._cls, 'name', None)!r}, registered as {self.name!r}")
+                    raise ValueError(
+                        f"its name is {getattr(self._cls, 'name', None)!r}, registered as {self.name!r}"
+                    )
                 missing = [m for m in self._cls.requires if importlib.util.find_spec(m) is None]
                 if missing:
-                    self._reason = ", ".join(_DISTRIBUTION_NAMES.get(m, m) for m in missing) + " not installed"
+                    self._reason = (
+                        ", ".join(_DISTRIBUTION_NAMES.get(m, m) for m in missing) + " not installed"
+                    )
             except Exception as exc:  # a broken plug-in must not stop the server
                 self._reason = f"cannot load {self.target}: {type(exc).__name__}: {exc}"
             self._checked = True
@@ -177,7 +185,9 @@ class DetectorRegistry:
     """Detectors by name. `entries` is a read-only view of the private dict;
     change it only through `register`."""
 
-    def __init__(self, builtins: Mapping[str, str] = DEFAULT_DETECTORS, *, entry_points: bool = True):
+    def __init__(
+        self, builtins: Mapping[str, str] = DEFAULT_DETECTORS, *, entry_points: bool = True
+    ):
         self._entries: dict[str, DetectorEntry] = {}
         self.entries: Mapping[str, DetectorEntry] = MappingProxyType(self._entries)
         for name, target in builtins.items():
@@ -185,26 +195,40 @@ class DetectorRegistry:
         if entry_points:
             self._load_entry_points()
 
-    def register(self, name: str, target: str | type[Detector], *, source: str = "builtin",
-                 clobber: bool = False) -> None:
+    def register(
+        self,
+        name: str,
+        target: str | type[Detector],
+        *,
+        source: str = "builtin",
+        clobber: bool = False,
+    ) -> None:
         """Adds a detector by dotted path ("pkg.module:Class") or class."""
         if not name or not name.replace("_", "").isalnum():
             raise ValueError(f"detector name {name!r} must be letters, digits and underscores")
         if name in self._entries and not clobber:
-            raise ValueError(f"detector {name} is already registered ({self._entries[name].target})")
+            raise ValueError(
+                f"detector {name} is already registered ({self._entries[name].target})"
+            )
         self._entries[name] = DetectorEntry(name, target, source)
 
     def _load_entry_points(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             distribution = ep.dist.name if ep.dist is not None else "unknown distribution"
             if ep.name in self._entries:
-                log.warning("detector entry point %s from %s ignored: the name is taken by %s",
-                            ep.name, distribution, self._entries[ep.name].target)
+                log.warning(
+                    "detector entry point %s from %s ignored: the name is taken by %s",
+                    ep.name,
+                    distribution,
+                    self._entries[ep.name].target,
+                )
                 continue
             try:
                 self.register(ep.name, ep.value, source=f"entry point {distribution}")
             except ValueError as exc:
-                log.warning("detector entry point %s from %s ignored: %s", ep.name, distribution, exc)
+                log.warning(
+                    "detector entry point %s from %s ignored: %s", ep.name, distribution, exc
+                )
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -216,7 +240,9 @@ class DetectorRegistry:
         """The class registered as `name` (imported now if need be)."""
         entry = self._entries.get(name)
         if entry is None:
-            raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(self._entries))}")
+            raise ValueError(
+                f"unknown detector {name!r}; known: {', '.join(sorted(self._entries))}"
+            )
         return entry.load()
 
     def describe(self) -> list[DetectorInfo]:
@@ -231,7 +257,9 @@ class DetectorRegistry:
         only by default but unavailable is skipped (`describe` says why)."""
         return [detector for detector, enabled in self._instantiate(config) if enabled]
 
-    def effective_config(self, config: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    def effective_config(
+        self, config: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Every available detector with `enabled` and all its parameters,
         defaults filled in; building from the result gives equal detectors."""
         return {
@@ -239,31 +267,41 @@ class DetectorRegistry:
             for detector, enabled in self._instantiate(config)
         }
 
-    def _instantiate(self, config: Mapping[str, Mapping[str, Any]] | None) -> list[tuple[Detector, bool]]:
+    def _instantiate(
+        self, config: Mapping[str, Mapping[str, Any]] | None
+    ) -> list[tuple[Detector, bool]]:
         config = dict(config or {})
         unknown = sorted(set(config) - set(self._entries))
         if unknown:
-            raise ValueError(f"unknown detector(s) in configuration: {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(self._entries))}")
+            raise ValueError(
+                f"unknown detector(s) in configuration: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self._entries))}"
+            )
         result: list[tuple[Detector, bool]] = []
         for name, entry in self._entries.items():
             settings = config.get(name, {})
             if not isinstance(settings, Mapping):
-                raise ValueError(f"configuration of detector {name} must be an object, got {type(settings).__name__}")
+                raise ValueError(
+                    f"configuration of detector {name} must be an object, got {type(settings).__name__}"
+                )
             params = dict(settings)
             enabled = params.pop("enabled", None)
             if enabled is not None and not isinstance(enabled, bool):
                 raise ValueError(f"{name}.enabled must be true or false, got {enabled!r}")
             if not entry.available:
                 if enabled:
-                    raise ValueError(f"detector {name} is enabled but unavailable: {entry.unavailable_reason}")
+                    raise ValueError(
+                        f"detector {name} is enabled but unavailable: {entry.unavailable_reason}"
+                    )
                 continue
             cls = entry.load()
             allowed = cls.param_names()
             bad = sorted(set(params) - set(allowed))
             if bad:
-                raise ValueError(f"unknown parameter(s) for detector {name}: {', '.join(bad)}; "
-                                 f"allowed: {', '.join(('enabled',) + allowed)}")
+                raise ValueError(
+                    f"unknown parameter(s) for detector {name}: {', '.join(bad)}; "
+                    f"allowed: {', '.join(('enabled',) + allowed)}"
+                )
             detector = cls(**params)
             detector.check_params()  # also for disabled ones, so typos show
             result.append((detector, cls.default_enabled if enabled is None else enabled))

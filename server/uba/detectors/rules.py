@@ -33,12 +33,14 @@ class ThresholdRule:
     severity: Severity = Severity.MEDIUM
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], where: str) -> "ThresholdRule":
+    def parse(cls, raw: Mapping[str, Any], where: str) -> ThresholdRule:
         if not isinstance(raw, Mapping):
             raise ValueError(f"{where} must be an object, got {type(raw).__name__}")
         unknown = sorted(set(raw) - _RULE_KEYS)
         if unknown:
-            raise ValueError(f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_RULE_KEYS))}")
+            raise ValueError(
+                f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_RULE_KEYS))}"
+            )
         missing = sorted(_REQUIRED_KEYS - set(raw))
         if missing:
             raise ValueError(f"{where} lacks {', '.join(missing)}")
@@ -58,7 +60,9 @@ class ThresholdRule:
             raise ValueError(f"{where}.window_seconds must be a positive number, got {window!r}")
         group_by = raw.get("group_by", "user_id")
         if group_by not in GROUP_BY:
-            raise ValueError(f"{where}.group_by must be one of {', '.join(GROUP_BY)}, got {group_by!r}")
+            raise ValueError(
+                f"{where}.group_by must be one of {', '.join(GROUP_BY)}, got {group_by!r}"
+            )
         try:
             severity = Severity.parse(raw.get("severity", "medium"))
         except ValueError as exc:
@@ -119,15 +123,19 @@ class ThresholdRulesDetector(Detector):
                 continue
             window = fmt_window(rule.window_seconds)
             subject = "user " + key if rule.group_by == "user_id" else "address " + key
-            findings.append(Finding(
-                score=count / rule.count,
-                severity=rule.severity,
-                reason=(f"rule '{rule.name}': {count} {rule.type.value} events for {subject} "
-                        f"within {window} (limit {rule.count})"),
-                observed=f"{count} in {window}",
-                expected=f"fewer than {rule.count} in {window}",
-                features=(Feature(f"rule:{rule.name}", float(count), 1.0),),
-            ))
+            findings.append(
+                Finding(
+                    score=count / rule.count,
+                    severity=rule.severity,
+                    reason=(
+                        f"rule '{rule.name}': {count} {rule.type.value} events for {subject} "
+                        f"within {window} (limit {rule.count})"
+                    ),
+                    observed=f"{count} in {window}",
+                    expected=f"fewer than {rule.count} in {window}",
+                    features=(Feature(f"rule:{rule.name}", float(count), 1.0),),
+                )
+            )
         return findings
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:

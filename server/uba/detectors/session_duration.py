@@ -13,23 +13,36 @@ from __future__ import annotations
 import math
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, Reference, fmt_duration, reference_stats, require_positive,
+    DetectionContext,
+    Detector,
+    Finding,
+    Reference,
+    fmt_duration,
+    reference_stats,
+    require_positive,
 )
-from uba.domain.baselines import DAY_PARTS, session_start_part
 from uba.domain.anomalies import Feature, Severity
+from uba.domain.baselines import DAY_PARTS, session_start_part
 from uba.domain.events import ActivityEvent, ActivityType
 
 
 class SessionDurationDetector(Detector):
     name = "session_duration"
     version = "2.0"
-    description = ("Session length (from logout events) far from the user's usual for that part of the day, as a "
-                   "z-score of log seconds; short sessions on a known device are routine.")
+    description = (
+        "Session length (from logout events) far from the user's usual for that part of the day, as a "
+        "z-score of log seconds; short sessions on a known device are routine."
+    )
     title = "Unusual session length"
     event_types = frozenset({ActivityType.LOGOUT})
 
-    def __init__(self, z_threshold: float = 3.5, min_sessions: int = 10, min_std: float = 0.25,
-                 two_sided: bool = True):
+    def __init__(
+        self,
+        z_threshold: float = 3.5,
+        min_sessions: int = 10,
+        min_std: float = 0.25,
+        two_sided: bool = True,
+    ):
         self.z_threshold = z_threshold
         self.min_sessions = min_sessions
         self.min_std = min_std
@@ -69,14 +82,20 @@ class SessionDurationDetector(Detector):
         if not reference.mature:
             source = f"{reference.label}; user baseline not mature, "
         kind = "long" if z > 0 else "short"
-        return [Finding(
-            score=score,
-            severity=Severity.MEDIUM if score >= 2 * self.z_threshold and not short else Severity.LOW,
-            reason=(f"session lasted {fmt_duration(seconds)}, unusually {kind}; usual {expected} "
-                    f"({source}{stats.count} sessions)"),
-            observed=fmt_duration(seconds),
-            expected=expected,
-            features=(Feature("log_session_seconds", math.log(seconds), 1.0),),
-            baseline_observations=stats.count,
-            baseline_mature=reference.mature,
-        )]
+        return [
+            Finding(
+                score=score,
+                severity=Severity.MEDIUM
+                if score >= 2 * self.z_threshold and not short
+                else Severity.LOW,
+                reason=(
+                    f"session lasted {fmt_duration(seconds)}, unusually {kind}; usual {expected} "
+                    f"({source}{stats.count} sessions)"
+                ),
+                observed=fmt_duration(seconds),
+                expected=expected,
+                features=(Feature("log_session_seconds", math.log(seconds), 1.0),),
+                baseline_observations=stats.count,
+                baseline_mature=reference.mature,
+            )
+        ]

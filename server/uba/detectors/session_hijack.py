@@ -33,8 +33,10 @@ def _level(change: SessionChange) -> int:
 class SessionHijackDetector(Detector):
     name = "session_hijack"
     version = "1.0"
-    description = ("An event of a live session from another network and another country, device or user agent "
-                   "than the session was established with (checked on every event type).")
+    description = (
+        "An event of a live session from another network and another country, device or user agent "
+        "than the session was established with (checked on every event type)."
+    )
     title = "Session continued from elsewhere"
     event_types = None  # every event of a session
 
@@ -59,21 +61,41 @@ class SessionHijackDetector(Detector):
         if level <= context.reported:
             return []
         changed = change.names()
-        was = ", ".join(f"{label} {old}" for label, old, on in (
-            ("address", context.source_ip, change.address), ("country", context.country_code, change.country),
-            ("device", context.device_id, change.device), ("agent", context.user_agent, change.user_agent)) if on)
-        now = ", ".join(f"{label} {new}" for label, new, on in (
-            ("address", event.source_ip, change.address), ("country", event.country_code, change.country),
-            ("device", event.device_id, change.device), ("agent", event.user_agent, change.user_agent)) if on)
-        return [Finding(
-            score=1.0 + len(changed),
-            severity=_LEVELS[level],  # type: ignore[arg-type]
-            reason=(f"session {event.session_id} continued ({event.type.value}) with another "
-                    f"{' and '.join(changed)}: {now}; established with {was}"),
-            observed=now,
-            expected=f"the session's own context: {was}",
-            features=tuple(Feature(f"session_{n.replace(' ', '_')}_changed", 1.0, 0.0) for n in changed),
-        )]
+        was = ", ".join(
+            f"{label} {old}"
+            for label, old, on in (
+                ("address", context.source_ip, change.address),
+                ("country", context.country_code, change.country),
+                ("device", context.device_id, change.device),
+                ("agent", context.user_agent, change.user_agent),
+            )
+            if on
+        )
+        now = ", ".join(
+            f"{label} {new}"
+            for label, new, on in (
+                ("address", event.source_ip, change.address),
+                ("country", event.country_code, change.country),
+                ("device", event.device_id, change.device),
+                ("agent", event.user_agent, change.user_agent),
+            )
+            if on
+        )
+        return [
+            Finding(
+                score=1.0 + len(changed),
+                severity=_LEVELS[level],  # type: ignore[arg-type]
+                reason=(
+                    f"session {event.session_id} continued ({event.type.value}) with another "
+                    f"{' and '.join(changed)}: {now}; established with {was}"
+                ),
+                observed=now,
+                expected=f"the session's own context: {was}",
+                features=tuple(
+                    Feature(f"session_{n.replace(' ', '_')}_changed", 1.0, 0.0) for n in changed
+                ),
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         if not event.session_id:
@@ -89,10 +111,18 @@ class SessionHijackDetector(Detector):
         level = _level(compare(context, event))
         if level > context.reported:
             # Keep what the session was established with; remember the report.
-            store.put(event, ts, SessionContext(context.source_ip, context.device_id, context.user_agent,
-                                                context.country_code, level))
+            store.put(
+                event,
+                ts,
+                SessionContext(
+                    context.source_ip,
+                    context.device_id,
+                    context.user_agent,
+                    context.country_code,
+                    level,
+                ),
+            )
         elif level == 0:
             store.put(event, ts, context.filled_from(event))
         else:
             store.put(event, ts, context)
-

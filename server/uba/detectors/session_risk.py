@@ -47,12 +47,20 @@ ORG_CHANGE_ADOPTERS = 3
 # Signals, in the order they are listed in reasons.
 NETWORK, DEVICE, COUNTRY, ENDPOINT_PEERS, ENDPOINT_NEW, ENDPOINT_PRIVILEGED, DORMANT = range(7)
 POINTS = (1.0, 1.0, 1.0, 0.5, 1.0, 2.0, 1.5)
-NAMES = ("new network", "new device", "new country", "first use of endpoints its peers use",
-         "first use of endpoints no peer used in 30 days", "first use of privileged endpoints no peer used",
-         "return after a dormant silence")
+NAMES = (
+    "new network",
+    "new device",
+    "new country",
+    "first use of endpoints its peers use",
+    "first use of endpoints no peer used in 30 days",
+    "first use of privileged endpoints no peer used",
+    "return after a dormant silence",
+)
 
 
-def dormant_gap(baseline: UserBaseline, day_key: int, min_gap_days: float, gap_factor: float) -> int:
+def dormant_gap(
+    baseline: UserBaseline, day_key: int, min_gap_days: float, gap_factor: float
+) -> int:
     """Days since the user's last active day when that silence is far beyond
     their usual gaps (0 when it is not, or nothing is known yet)."""
     last = baseline.last_learned_day
@@ -68,7 +76,9 @@ class _Bursts:
     named window of the shared detector state (bounded, checkpointed)."""
 
     @staticmethod
-    def read(ctx: DetectionContext, name: str, idle: float, max_users: int, user_id: str) -> tuple[int, int, str]:
+    def read(
+        ctx: DetectionContext, name: str, idle: float, max_users: int, user_id: str
+    ) -> tuple[int, int, str]:
         entry = ctx.shared.windows(name, idle, max_users, 1).latest(user_id, ctx.clock.ts)
         if entry is None:
             return 0, 0, ""
@@ -76,21 +86,40 @@ class _Bursts:
         return int(bits), int(level), detail
 
     @staticmethod
-    def write(ctx: DetectionContext, name: str, idle: float, max_users: int, user_id: str, bits: int, level: int,
-              detail: str) -> None:
-        ctx.shared.windows(name, idle, max_users, 1).add(user_id, ctx.clock.ts, f"{bits}|{level}|{detail}")
+    def write(
+        ctx: DetectionContext,
+        name: str,
+        idle: float,
+        max_users: int,
+        user_id: str,
+        bits: int,
+        level: int,
+        detail: str,
+    ) -> None:
+        ctx.shared.windows(name, idle, max_users, 1).add(
+            user_id, ctx.clock.ts, f"{bits}|{level}|{detail}"
+        )
 
 
 class SessionRiskDetector(Detector):
     name = "session_risk"
     version = "1.0"
-    description = ("Several weak signals in one burst of a user's activity (new network, device, country, "
-                   "never-used endpoints, dormant return) combined into one account-takeover score.")
+    description = (
+        "Several weak signals in one burst of a user's activity (new network, device, country, "
+        "never-used endpoints, dormant return) combined into one account-takeover score."
+    )
     title = "Account takeover pattern"
     event_types = None
 
-    def __init__(self, medium_points: float = 3.0, high_points: float = 4.5, idle_seconds: float = 2 * 3600.0,
-                 min_gap_days: float = 14.0, gap_factor: float = 2.0, max_users: int = 200_000):
+    def __init__(
+        self,
+        medium_points: float = 3.0,
+        high_points: float = 4.5,
+        idle_seconds: float = 2 * 3600.0,
+        min_gap_days: float = 14.0,
+        gap_factor: float = 2.0,
+        max_users: int = 200_000,
+    ):
         self.medium_points = medium_points
         self.high_points = high_points
         self.idle_seconds = idle_seconds
@@ -99,8 +128,15 @@ class SessionRiskDetector(Detector):
         self.max_users = max_users
 
     def check_params(self) -> None:
-        require_positive(self, "medium_points", "high_points", "idle_seconds", "min_gap_days", "gap_factor",
-                         "max_users")
+        require_positive(
+            self,
+            "medium_points",
+            "high_points",
+            "idle_seconds",
+            "min_gap_days",
+            "gap_factor",
+            "max_users",
+        )
         if self.high_points < self.medium_points:
             raise ValueError(f"{self.name}.high_points must be at least medium_points")
 
@@ -116,26 +152,51 @@ class SessionRiskDetector(Detector):
             if event.source_ip and baseline.networks.entries:
                 network = network_of(event.source_ip)
                 if network not in baseline.networks:
-                    usage = PeerActivity(ctx.shared, "network").usage(event.user_id, group, network, ts)
+                    usage = PeerActivity(ctx.shared, "network").usage(
+                        event.user_id, group, network, ts
+                    )
                     if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
-                        notes.append(f"network {network} not counted: {usage.adopters} users moved to it this week")
+                        notes.append(
+                            f"network {network} not counted: {usage.adopters} users moved to it this week"
+                        )
                     else:
                         bits |= 1 << NETWORK
-            if event.device_id and baseline.devices.entries and event.device_id not in baseline.devices:
+            if (
+                event.device_id
+                and baseline.devices.entries
+                and event.device_id not in baseline.devices
+            ):
                 from uba.detectors.novelty import device_kind
-                usage = PeerActivity(ctx.shared, "device").usage(event.user_id, group, device_kind(event), ts)
+
+                usage = PeerActivity(ctx.shared, "device").usage(
+                    event.user_id, group, device_kind(event), ts
+                )
                 if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
-                    notes.append(f"device not counted: {usage.adopters} users got a new device like it this week")
+                    notes.append(
+                        f"device not counted: {usage.adopters} users got a new device like it this week"
+                    )
                 else:
                     bits |= 1 << DEVICE
-            if event.country_code and baseline.countries.entries and event.country_code not in baseline.countries:
+            if (
+                event.country_code
+                and baseline.countries.entries
+                and event.country_code not in baseline.countries
+            ):
                 bits |= 1 << COUNTRY
-        if event.type is _API_CALL and (event.api_method or event.api_path) and baseline.mature_for("api"):
+        if (
+            event.type is _API_CALL
+            and (event.api_method or event.api_path)
+            and baseline.mature_for("api")
+        ):
             endpoint = normalize_endpoint(event.api_method, event.api_path)
             if endpoint not in baseline.endpoints:
-                usage = PeerActivity(ctx.shared, "endpoint").usage(event.user_id, group, endpoint, ts)
+                usage = PeerActivity(ctx.shared, "endpoint").usage(
+                    event.user_id, group, endpoint, ts
+                )
                 if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
-                    notes.append(f"{endpoint} not counted: rolled out to {usage.adopters} users this week")
+                    notes.append(
+                        f"{endpoint} not counted: rolled out to {usage.adopters} users this week"
+                    )
                 elif usage.peers or (not group and usage.population):
                     bits |= 1 << ENDPOINT_PEERS
                 elif is_privileged(endpoint):
@@ -168,8 +229,9 @@ class SessionRiskDetector(Detector):
         if not new_bits:
             # Nothing new: the burst (signals less than idle_seconds apart) is unchanged.
             return []
-        old_bits, reported, detail = _Bursts.read(ctx, self.name, self.idle_seconds, int(self.max_users),
-                                                  event.user_id)
+        old_bits, reported, detail = _Bursts.read(
+            ctx, self.name, self.idle_seconds, int(self.max_users), event.user_id
+        )
         bits = old_bits | new_bits
         what = detail
         if new_bits & ~old_bits:
@@ -181,28 +243,45 @@ class SessionRiskDetector(Detector):
             return []
         signals = [NAMES[s] for s in range(len(POINTS)) if bits & (1 << s)]
         note = f"; {'; '.join(notes)}" if notes else ""
-        return [Finding(
-            score=points,
-            severity=Severity.HIGH if level == 2 else Severity.MEDIUM,
-            reason=(f"{points:g} risk points in one burst of activity: {', '.join(signals)} ({what}); "
-                    f"MEDIUM from {self.medium_points:g}, HIGH from {self.high_points:g}{note}"),
-            observed=", ".join(signals),
-            expected=f"fewer than {self.medium_points:g} risk points in a session",
-            features=tuple(Feature(f"signal_{NAMES[s].split(' ')[0]}_{s}", POINTS[s], 1.0)
-                           for s in range(len(POINTS)) if bits & (1 << s)),
-            baseline_mature=ctx.baseline.mature,
-        )]
+        return [
+            Finding(
+                score=points,
+                severity=Severity.HIGH if level == 2 else Severity.MEDIUM,
+                reason=(
+                    f"{points:g} risk points in one burst of activity: {', '.join(signals)} ({what}); "
+                    f"MEDIUM from {self.medium_points:g}, HIGH from {self.high_points:g}{note}"
+                ),
+                observed=", ".join(signals),
+                expected=f"fewer than {self.medium_points:g} risk points in a session",
+                features=tuple(
+                    Feature(f"signal_{NAMES[s].split(' ')[0]}_{s}", POINTS[s], 1.0)
+                    for s in range(len(POINTS))
+                    if bits & (1 << s)
+                ),
+                baseline_mature=ctx.baseline.mature,
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         pending = getattr(self, "pending_", None)
         if pending is None or pending[0] != event.event_id:
             return
-        _, reported, _ = _Bursts.read(ctx, self.name, self.idle_seconds, int(self.max_users), event.user_id)
+        _, reported, _ = _Bursts.read(
+            ctx, self.name, self.idle_seconds, int(self.max_users), event.user_id
+        )
         _, bits, what = pending
         self.pending_ = None
         level = max(reported, self._level(self.points(bits)))
-        _Bursts.write(ctx, self.name, self.idle_seconds, int(self.max_users), event.user_id, bits, level,
-                      what.replace("|", "/"))
+        _Bursts.write(
+            ctx,
+            self.name,
+            self.idle_seconds,
+            int(self.max_users),
+            event.user_id,
+            bits,
+            level,
+            what.replace("|", "/"),
+        )
 
 
 def _what(event: ActivityEvent, bits: int) -> str:
@@ -221,13 +300,20 @@ def _what(event: ActivityEvent, bits: int) -> str:
 class DormantAccountDetector(Detector):
     name = "dormant_account"
     version = "1.0"
-    description = ("Activity after a silence far beyond the user's usual gaps between active days; raised with a "
-                   "new device or first privileged endpoints in the returning burst.")
+    description = (
+        "Activity after a silence far beyond the user's usual gaps between active days; raised with a "
+        "new device or first privileged endpoints in the returning burst."
+    )
     title = "Dormant account active again"
     event_types = None
 
-    def __init__(self, min_gap_days: float = 14.0, gap_factor: float = 2.0, burst_seconds: float = 8 * 3600.0,
-                 max_users: int = 200_000):
+    def __init__(
+        self,
+        min_gap_days: float = 14.0,
+        gap_factor: float = 2.0,
+        burst_seconds: float = 8 * 3600.0,
+        max_users: int = 200_000,
+    ):
         self.min_gap_days = min_gap_days
         self.gap_factor = gap_factor
         self.burst_seconds = burst_seconds
@@ -236,17 +322,23 @@ class DormantAccountDetector(Detector):
     def check_params(self) -> None:
         require_positive(self, "min_gap_days", "gap_factor", "burst_seconds", "max_users")
 
-    def _state(self, event: ActivityEvent, ctx: DetectionContext) -> tuple[int, int, int, int] | None:
+    def _state(
+        self, event: ActivityEvent, ctx: DetectionContext
+    ) -> tuple[int, int, int, int] | None:
         """(gap days, signal bits, level, reported level) of a returning
         burst this event belongs to, or None."""
         baseline = ctx.baseline
         gap = dormant_gap(baseline, ctx.clock.day_key, self.min_gap_days, self.gap_factor)
         if gap:
             bits, reported = 0, 0
-        elif baseline.last_gap_days >= self.min_gap_days and baseline.last_learned_day == ctx.clock.day_key:
+        elif (
+            baseline.last_gap_days >= self.min_gap_days
+            and baseline.last_learned_day == ctx.clock.day_key
+        ):
             # Later in a returning day: the burst, if it is still going.
-            bits, reported, detail = _Bursts.read(ctx, self.name, self.burst_seconds, int(self.max_users),
-                                                  event.user_id)
+            bits, reported, detail = _Bursts.read(
+                ctx, self.name, self.burst_seconds, int(self.max_users), event.user_id
+            )
             if not detail:
                 return None
             gap = int(detail)
@@ -269,21 +361,33 @@ class DormantAccountDetector(Detector):
         gap, bits, level, _ = state
         baseline = ctx.baseline
         usual = baseline.active_day_gaps
-        extra = [w for w, on in (("a new device", bits & 1), ("privileged endpoints used for the first time",
-                                                            bits & 2)) if on]
+        extra = [
+            w
+            for w, on in (
+                ("a new device", bits & 1),
+                ("privileged endpoints used for the first time", bits & 2),
+            )
+            if on
+        ]
         with_what = f", with {' and '.join(extra)}" if extra else ""
-        return [Finding(
-            score=gap / max(usual.max or 1, 1) + len(extra),
-            severity=(Severity.LOW, Severity.MEDIUM, Severity.HIGH)[level - 1],
-            reason=(f"active again after {gap} days of silence{with_what}; usual gaps between active days "
+        return [
+            Finding(
+                score=gap / max(usual.max or 1, 1) + len(extra),
+                severity=(Severity.LOW, Severity.MEDIUM, Severity.HIGH)[level - 1],
+                reason=(
+                    f"active again after {gap} days of silence{with_what}; usual gaps between active days "
                     f"{usual.mean:.1f} days on average, at most {usual.max or 0:g} "
-                    f"({baseline.days_covered} active days known)"),
-            observed=f"{gap} days silent" + with_what,
-            expected=f"gaps of at most {max(self.min_gap_days, self.gap_factor * (usual.max or 1)):g} days",
-            features=(Feature("silent_days", float(gap), 1.0),
-                      Feature("usual_max_gap_days", float(usual.max or 0), 0.0)),
-            baseline_mature=baseline.mature,
-        )]
+                    f"({baseline.days_covered} active days known)"
+                ),
+                observed=f"{gap} days silent" + with_what,
+                expected=f"gaps of at most {max(self.min_gap_days, self.gap_factor * (usual.max or 1)):g} days",
+                features=(
+                    Feature("silent_days", float(gap), 1.0),
+                    Feature("usual_max_gap_days", float(usual.max or 0), 0.0),
+                ),
+                baseline_mature=baseline.mature,
+            )
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         pending = getattr(self, "pending_", None)
@@ -292,5 +396,13 @@ class DormantAccountDetector(Detector):
             return
         gap, bits, level, reported = pending[1]
         # The returning burst lives while events keep coming within burst_seconds.
-        _Bursts.write(ctx, self.name, self.burst_seconds, int(self.max_users), event.user_id, bits,
-                      max(level, reported), str(gap))
+        _Bursts.write(
+            ctx,
+            self.name,
+            self.burst_seconds,
+            int(self.max_users),
+            event.user_id,
+            bits,
+            max(level, reported),
+            str(gap),
+        )

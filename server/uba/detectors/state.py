@@ -32,7 +32,9 @@ class KeyedWindows:
 
     __slots__ = ("window_seconds", "max_keys", "max_events_per_key", "_windows")
 
-    def __init__(self, window_seconds: float, max_keys: int = 100_000, max_events_per_key: int = 10_000):
+    def __init__(
+        self, window_seconds: float, max_keys: int = 100_000, max_events_per_key: int = 10_000
+    ):
         self.window_seconds = float(window_seconds)
         self.max_keys = max_keys
         self.max_events_per_key = max_events_per_key
@@ -117,7 +119,7 @@ class KeyedWindows:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "KeyedWindows":
+    def from_dict(cls, data: dict[str, Any]) -> KeyedWindows:
         windows = cls(data["window_seconds"], data["max_keys"], data["max_events_per_key"])
         for key, events in data["keys"].items():
             window = _Window()
@@ -136,13 +138,20 @@ class SharedState:
     def __init__(self) -> None:
         self._windows: dict[str, KeyedWindows] = {}
 
-    def windows(self, name: str, window_seconds: float, max_keys: int = 100_000,
-                max_events_per_key: int = 10_000) -> KeyedWindows:
+    def windows(
+        self,
+        name: str,
+        window_seconds: float,
+        max_keys: int = 100_000,
+        max_events_per_key: int = 10_000,
+    ) -> KeyedWindows:
         """The windows called `name`, created on first use. A changed span
         (new configuration) applies from now on."""
         windows = self._windows.get(name)
         if windows is None:
-            windows = self._windows[name] = KeyedWindows(window_seconds, max_keys, max_events_per_key)
+            windows = self._windows[name] = KeyedWindows(
+                window_seconds, max_keys, max_events_per_key
+            )
         elif windows.window_seconds != window_seconds:
             windows.window_seconds = float(window_seconds)
         return windows
@@ -154,7 +163,7 @@ class SharedState:
         return {name: windows.to_dict() for name, windows in self._windows.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SharedState":
+    def from_dict(cls, data: dict[str, Any]) -> SharedState:
         state = cls()
         for name, windows in data.items():
             state._windows[name] = KeyedWindows.from_dict(windows)

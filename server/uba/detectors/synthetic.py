@@ -12,12 +12,12 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from uba.domain.events import ActivityEvent, ActivityType
 
-UTC = timezone.utc
+UTC = UTC
 ENDPOINTS = (
     ("GET", "/v1/customers"),
     ("GET", "/v1/customers/{n}"),
@@ -51,7 +51,9 @@ class Persona:
 
     def local(self, day: datetime, hour: int, minute: int = 0, second: int = 0) -> datetime:
         """A local wall time on `day` as an aware UTC datetime."""
-        wall = day.replace(hour=hour, minute=minute, second=second, microsecond=0, tzinfo=ZoneInfo(self.timezone))
+        wall = day.replace(
+            hour=hour, minute=minute, second=second, microsecond=0, tzinfo=ZoneInfo(self.timezone)
+        )
         return wall.astimezone(UTC)
 
     def event(self, kind: ActivityType, at: datetime, **overrides) -> ActivityEvent:
@@ -79,23 +81,41 @@ class Persona:
     def api_call(self, at: datetime, rng: random.Random, **overrides) -> ActivityEvent:
         method, path = rng.choice(self.endpoints)
         path = path.replace("{n}", str(rng.randint(1, 99_999)))
-        values = dict(api_method=method, api_path=path, status_code=500 if rng.random() < 0.02 else 200,
-                      bytes_transferred=rng.randint(5_000, 50_000))
+        values = dict(
+            api_method=method,
+            api_path=path,
+            status_code=500 if rng.random() < 0.02 else 200,
+            bytes_transferred=rng.randint(5_000, 50_000),
+        )
         values.update(overrides)
         return self.event(ActivityType.API_CALL, at, **values)
 
-    def session(self, login_at: datetime, rng: random.Random, calls: int, minutes: float) -> list[ActivityEvent]:
+    def session(
+        self, login_at: datetime, rng: random.Random, calls: int, minutes: float
+    ) -> list[ActivityEvent]:
         """A login, API calls spread over the session, and the logout."""
         events = [self.event(ActivityType.LOGIN_SUCCESS, login_at, session_id=f"s{self._counter}")]
         span = minutes * 60
         for i in range(calls):
-            events.append(self.api_call(login_at + timedelta(seconds=span * (i + 1) / (calls + 1)), rng))
-        events.append(self.event(ActivityType.LOGOUT, login_at + timedelta(seconds=span),
-                                 session_duration=timedelta(seconds=span)))
+            events.append(
+                self.api_call(login_at + timedelta(seconds=span * (i + 1) / (calls + 1)), rng)
+            )
+        events.append(
+            self.event(
+                ActivityType.LOGOUT,
+                login_at + timedelta(seconds=span),
+                session_duration=timedelta(seconds=span),
+            )
+        )
         return events
 
-    def workday(self, day: datetime, rng: random.Random, sessions: tuple[int, int] = (2, 4),
-                calls: tuple[int, int] = (5, 15)) -> list[ActivityEvent]:
+    def workday(
+        self,
+        day: datetime,
+        rng: random.Random,
+        sessions: tuple[int, int] = (2, 4),
+        calls: tuple[int, int] = (5, 15),
+    ) -> list[ActivityEvent]:
         """A day of sessions within working hours (nothing on weekends)."""
         if day.weekday() >= 5:
             return []
@@ -111,7 +131,9 @@ class Persona:
             events.extend(self.session(at, rng, rng.randint(*calls), minutes))
         return events
 
-    def history(self, rng: random.Random, start: datetime = HISTORY_START, days: int = HISTORY_DAYS) -> list[ActivityEvent]:
+    def history(
+        self, rng: random.Random, start: datetime = HISTORY_START, days: int = HISTORY_DAYS
+    ) -> list[ActivityEvent]:
         events: list[ActivityEvent] = []
         for offset in range(days):
             events.extend(self.workday(start + timedelta(days=offset), rng))
@@ -127,7 +149,9 @@ def day_after_history(start: datetime = HISTORY_START, days: int = HISTORY_DAYS)
     return day
 
 
-def population(rng: random.Random, users: int, peer_group: str = "engineering") -> Iterator[Persona]:
+def population(
+    rng: random.Random, users: int, peer_group: str = "engineering"
+) -> Iterator[Persona]:
     """Office workers with slightly different habits, all in one peer group."""
     for i in range(users):
         yield Persona(
@@ -167,35 +191,60 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
         anomalous = [alice.event(login, at(day, 3, 12))]
     elif name == "login_frequency":
         normal = [alice.event(login, at(day, 9 + 3 * i, 5)) for i in range(3)]
-        anomalous = [alice.event(login, at(day, 9, 0) + timedelta(minutes=10 * i)) for i in range(40)]
+        anomalous = [
+            alice.event(login, at(day, 9, 0) + timedelta(minutes=10 * i)) for i in range(40)
+        ]
     elif name == "failed_login_burst":
-        normal = [alice.event(failure, at(day, 9, 0)), alice.event(failure, at(day, 9, 1)),
-                  alice.event(login, at(day, 9, 2))]
-        anomalous = [alice.event(failure, at(day, 9, 0) + timedelta(seconds=8 * i), source_ip="203.0.113.9")
-                     for i in range(15)] + [alice.event(login, at(day, 9, 3), source_ip="203.0.113.9")]
+        normal = [
+            alice.event(failure, at(day, 9, 0)),
+            alice.event(failure, at(day, 9, 1)),
+            alice.event(login, at(day, 9, 2)),
+        ]
+        anomalous = [
+            alice.event(failure, at(day, 9, 0) + timedelta(seconds=8 * i), source_ip="203.0.113.9")
+            for i in range(15)
+        ] + [alice.event(login, at(day, 9, 3), source_ip="203.0.113.9")]
     elif name == "password_spraying":
-        normal = [Persona(user_id=f"u{i}").event(failure, at(day, 9, i), source_ip="198.51.100.50")
-                  for i in range(2)]
-        anomalous = [Persona(user_id=f"victim{i}").event(failure, at(day, 9, 0) + timedelta(seconds=10 * i),
-                                                         source_ip="203.0.113.9") for i in range(15)]
+        normal = [
+            Persona(user_id=f"u{i}").event(failure, at(day, 9, i), source_ip="198.51.100.50")
+            for i in range(2)
+        ]
+        anomalous = [
+            Persona(user_id=f"victim{i}").event(
+                failure, at(day, 9, 0) + timedelta(seconds=10 * i), source_ip="203.0.113.9"
+            )
+            for i in range(15)
+        ]
     elif name == "mfa_fatigue":
         mfa = (ActivityType.MFA_CHALLENGE, ActivityType.MFA_DENIED, ActivityType.MFA_APPROVED)
         normal = [alice.event(mfa[0], at(day, 9, 0)), alice.event(mfa[2], at(day, 9, 0, 20))]
-        anomalous = [alice.event(mfa[i % 2], at(day, 2, 0) + timedelta(seconds=20 * i)) for i in range(16)] + [
-            alice.event(mfa[0], at(day, 2, 6)), alice.event(mfa[2], at(day, 2, 6, 30))]
+        anomalous = [
+            alice.event(mfa[i % 2], at(day, 2, 0) + timedelta(seconds=20 * i)) for i in range(16)
+        ] + [alice.event(mfa[0], at(day, 2, 6)), alice.event(mfa[2], at(day, 2, 6, 30))]
     elif name == "credential_stuffing":
-        normal = [Persona(user_id=f"u{i}").event(failure, at(day, 9, i), source_ip=f"198.51.100.{50 + i}")
-                  for i in range(2)]
-        anomalous = [Persona(user_id=f"victim{i}").event(failure, at(day, 9, 0) + timedelta(seconds=15 * i),
-                                                         source_ip=f"203.0.113.{i + 1}") for i in range(20)]
+        normal = [
+            Persona(user_id=f"u{i}").event(failure, at(day, 9, i), source_ip=f"198.51.100.{50 + i}")
+            for i in range(2)
+        ]
+        anomalous = [
+            Persona(user_id=f"victim{i}").event(
+                failure, at(day, 9, 0) + timedelta(seconds=15 * i), source_ip=f"203.0.113.{i + 1}"
+            )
+            for i in range(20)
+        ]
     elif name == "sustained_volume":
         # Three days: as usual, or with three times the usual bytes spread over working hours.
         normal, anomalous = [], []
         for d in range(3):
-            calls = [alice.api_call(at(day + timedelta(days=d), 9 + i // 4, 15 * (i % 4)), rng) for i in range(30)]
+            calls = [
+                alice.api_call(at(day + timedelta(days=d), 9 + i // 4, 15 * (i % 4)), rng)
+                for i in range(30)
+            ]
             normal += calls
-            anomalous += [dataclasses.replace(c, event_id=c.event_id + "x", bytes_transferred=80_000)
-                          for c in calls]
+            anomalous += [
+                dataclasses.replace(c, event_id=c.event_id + "x", bytes_transferred=80_000)
+                for c in calls
+            ]
     elif name == "session_duration":
         normal = alice.session(at(day, 10, 0), rng, 3, 55)
         anomalous = alice.session(at(day, 10, 0), rng, 3, 16 * 60)
@@ -203,23 +252,48 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
         normal = alice.session(at(day, 10, 0), rng, 10, 50)
         start = at(day, 10, 0)
         anomalous = [alice.event(login, start)] + [
-            alice.api_call(start + timedelta(seconds=1 + i * 1.5), rng) for i in range(2000)]
+            alice.api_call(start + timedelta(seconds=1 + i * 1.5), rng) for i in range(2000)
+        ]
     elif name == "api_new_endpoint":
-        normal = [alice.api_call(at(day, 10, 0), rng, api_method="GET", api_path="/v1/customers/77")]
-        anomalous = [alice.api_call(at(day, 10, 0), rng, api_method="DELETE", api_path="/admin/users/77")]
+        normal = [
+            alice.api_call(at(day, 10, 0), rng, api_method="GET", api_path="/v1/customers/77")
+        ]
+        anomalous = [
+            alice.api_call(at(day, 10, 0), rng, api_method="DELETE", api_path="/admin/users/77")
+        ]
     elif name == "data_volume":
         start = at(day, 10, 0)
-        normal = [alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=20_000) for i in range(10)]
-        anomalous = [alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=500_000_000)
-                     for i in range(10)]
+        normal = [
+            alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=20_000)
+            for i in range(10)
+        ]
+        anomalous = [
+            alice.api_call(start + timedelta(minutes=i), rng, bytes_transferred=500_000_000)
+            for i in range(10)
+        ]
     elif name == "api_error_rate":
         start = at(day, 10, 0)
-        normal = [alice.api_call(start + timedelta(seconds=30 * i), rng, status_code=200) for i in range(30)]
-        anomalous = [alice.api_call(start + timedelta(seconds=30 * i), rng, status_code=403) for i in range(30)]
+        normal = [
+            alice.api_call(start + timedelta(seconds=30 * i), rng, status_code=200)
+            for i in range(30)
+        ]
+        anomalous = [
+            alice.api_call(start + timedelta(seconds=30 * i), rng, status_code=403)
+            for i in range(30)
+        ]
     elif name == "new_country":
         normal = [alice.event(login, at(day, 10, 0))]
-        anomalous = [alice.event(login, at(day, 10, 0), country_code="BR", city="São Paulo",
-                                 latitude=-23.55, longitude=-46.63, source_ip="203.0.113.80")]
+        anomalous = [
+            alice.event(
+                login,
+                at(day, 10, 0),
+                country_code="BR",
+                city="São Paulo",
+                latitude=-23.55,
+                longitude=-46.63,
+                source_ip="203.0.113.80",
+            )
+        ]
     elif name == "new_device":
         normal = [alice.event(login, at(day, 10, 0))]
         anomalous = [alice.event(login, at(day, 10, 0), device_id="unknown-android-7731")]
@@ -227,35 +301,87 @@ def builtin_scenario(name: str, seed: int = 7) -> Scenario:
         normal = [alice.event(login, at(day, 10, 0))]
         anomalous = [alice.event(login, at(day, 10, 0), source_ip="203.0.113.80")]
     elif name == "impossible_travel":
-        normal = [alice.event(login, at(day, 9, 0)), alice.event(login, at(day, 11, 0), city="Munich",
-                                                                latitude=48.14, longitude=11.58)]
-        anomalous = [alice.event(login, at(day, 9, 0)), alice.event(login, at(day, 9, 20), country_code="AU",
-                                                                   city="Sydney", latitude=-33.87, longitude=151.21)]
+        normal = [
+            alice.event(login, at(day, 9, 0)),
+            alice.event(login, at(day, 11, 0), city="Munich", latitude=48.14, longitude=11.58),
+        ]
+        anomalous = [
+            alice.event(login, at(day, 9, 0)),
+            alice.event(
+                login,
+                at(day, 9, 20),
+                country_code="AU",
+                city="Sydney",
+                latitude=-33.87,
+                longitude=151.21,
+            ),
+        ]
     elif name == "threshold_rules":
-        params = {"rules": [{"name": "five failures", "type": "login_failure", "count": 5,
-                             "window_seconds": 300, "group_by": "user_id", "severity": "high"}]}
+        params = {
+            "rules": [
+                {
+                    "name": "five failures",
+                    "type": "login_failure",
+                    "count": 5,
+                    "window_seconds": 300,
+                    "group_by": "user_id",
+                    "severity": "high",
+                }
+            ]
+        }
         normal = [alice.event(failure, at(day, 9, 0)), alice.event(failure, at(day, 9, 1))]
-        anomalous = [alice.event(failure, at(day, 9, 0) + timedelta(seconds=10 * i)) for i in range(8)]
+        anomalous = [
+            alice.event(failure, at(day, 9, 0) + timedelta(seconds=10 * i)) for i in range(8)
+        ]
     elif name == "session_hijack":
         start = at(day, 10, 0)
-        normal = [alice.event(login, start, session_id="live-1"),
-                  alice.api_call(start + timedelta(minutes=5), rng, session_id="live-1", source_ip="198.51.100.99")]
-        anomalous = [alice.event(login, start, session_id="live-1"),
-                     alice.api_call(start + timedelta(minutes=5), rng, session_id="live-1", source_ip="203.0.113.80",
-                                    country_code="RO", device_id="unknown-7731", user_agent="curl/8.1")]
+        normal = [
+            alice.event(login, start, session_id="live-1"),
+            alice.api_call(
+                start + timedelta(minutes=5), rng, session_id="live-1", source_ip="198.51.100.99"
+            ),
+        ]
+        anomalous = [
+            alice.event(login, start, session_id="live-1"),
+            alice.api_call(
+                start + timedelta(minutes=5),
+                rng,
+                session_id="live-1",
+                source_ip="203.0.113.80",
+                country_code="RO",
+                device_id="unknown-7731",
+                user_agent="curl/8.1",
+            ),
+        ]
     elif name == "session_risk":
         start = at(day, 10, 0)
-        normal = [alice.event(login, start)] + [alice.api_call(start + timedelta(minutes=i), rng) for i in range(3)]
+        normal = [alice.event(login, start)] + [
+            alice.api_call(start + timedelta(minutes=i), rng) for i in range(3)
+        ]
         stranger = dict(source_ip="203.0.113.80", device_id="unknown-7731")
         anomalous = [alice.event(login, start, **stranger)] + [
-            alice.api_call(start + timedelta(minutes=i), rng, api_method="GET", api_path=f"/v1/exports/{i}",
-                           **stranger) for i in range(3)]
+            alice.api_call(
+                start + timedelta(minutes=i),
+                rng,
+                api_method="GET",
+                api_path=f"/v1/exports/{i}",
+                **stranger,
+            )
+            for i in range(3)
+        ]
     elif name == "dormant_account":
         later = day + timedelta(days=21)
         normal = [alice.event(login, at(day, 10, 0)), alice.api_call(at(day, 10, 5), rng)]
-        anomalous = [alice.event(login, at(later, 10, 0), device_id="unknown-7731"),
-                     alice.api_call(at(later, 10, 5), rng, api_method="GET", api_path="/admin/users",
-                                    device_id="unknown-7731")]
+        anomalous = [
+            alice.event(login, at(later, 10, 0), device_id="unknown-7731"),
+            alice.api_call(
+                at(later, 10, 5),
+                rng,
+                api_method="GET",
+                api_path="/admin/users",
+                device_id="unknown-7731",
+            ),
+        ]
     else:
         raise KeyError(f"no built-in scenario for detector {name!r}")
     return Scenario(history, normal, anomalous, params)

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import math
 
-from uba.detectors.base import DetectionContext, Detector, Finding, fmt_duration, require_positive, require_severity
+from uba.detectors.base import (
+    DetectionContext,
+    Detector,
+    Finding,
+    fmt_duration,
+    require_positive,
+    require_severity,
+)
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
 
@@ -28,13 +35,20 @@ def _valid(lat: float | None, lon: float | None) -> bool:
 class ImpossibleTravelDetector(Detector):
     name = "impossible_travel"
     version = "1.0"
-    description = ("Consecutive successful logins whose locations imply a speed above the limit "
-                   "(e.g. 1000 km/h), ignoring distances within geo-IP error.")
+    description = (
+        "Consecutive successful logins whose locations imply a speed above the limit "
+        "(e.g. 1000 km/h), ignoring distances within geo-IP error."
+    )
     title = "Impossible travel"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
 
-    def __init__(self, max_speed_kmh: float = 1000.0, min_distance_km: float = 300.0,
-                 min_interval_seconds: float = 60.0, severity: str = "high"):
+    def __init__(
+        self,
+        max_speed_kmh: float = 1000.0,
+        min_distance_km: float = 300.0,
+        min_interval_seconds: float = 60.0,
+        severity: str = "high",
+    ):
         self.max_speed_kmh = max_speed_kmh
         self.min_distance_km = min_distance_km
         # Floor on the time between logins, so the speed stays finite.
@@ -47,7 +61,11 @@ class ImpossibleTravelDetector(Detector):
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         last = ctx.baseline.last_login
-        if last is None or not _valid(event.latitude, event.longitude) or not _valid(last.latitude, last.longitude):
+        if (
+            last is None
+            or not _valid(event.latitude, event.longitude)
+            or not _valid(last.latitude, last.longitude)
+        ):
             return []
         distance = haversine_km(last.latitude, last.longitude, event.latitude, event.longitude)  # type: ignore[arg-type]
         if distance < self.min_distance_km:
@@ -56,19 +74,27 @@ class ImpossibleTravelDetector(Detector):
         speed = distance / (max(interval, self.min_interval_seconds) / 3600)
         if speed <= self.max_speed_kmh:
             return []
-        here = ", ".join(p for p in (event.city, event.country_code) if p) or event.source_ip or "unknown place"
+        here = (
+            ", ".join(p for p in (event.city, event.country_code) if p)
+            or event.source_ip
+            or "unknown place"
+        )
         event_ids = (last.event_id, event.event_id) if last.event_id else ()
-        return [Finding(
-            score=speed / self.max_speed_kmh,
-            severity=Severity.parse(self.severity),
-            reason=(f"login from {here} {distance:,.0f} km from {last.place} {fmt_duration(interval)} "
-                    f"after the previous login ({speed:,.0f} km/h; limit {self.max_speed_kmh:,.0f} km/h)"),
-            observed=f"{speed:,.0f} km/h",
-            expected=f"at most {self.max_speed_kmh:,.0f} km/h",
-            features=(
-                Feature("speed_kmh", speed, 1.0),
-                Feature("distance_km", distance, 0.0),
-                Feature("interval_seconds", interval, 0.0),
-            ),
-            event_ids=event_ids,
-        )]
+        return [
+            Finding(
+                score=speed / self.max_speed_kmh,
+                severity=Severity.parse(self.severity),
+                reason=(
+                    f"login from {here} {distance:,.0f} km from {last.place} {fmt_duration(interval)} "
+                    f"after the previous login ({speed:,.0f} km/h; limit {self.max_speed_kmh:,.0f} km/h)"
+                ),
+                observed=f"{speed:,.0f} km/h",
+                expected=f"at most {self.max_speed_kmh:,.0f} km/h",
+                features=(
+                    Feature("speed_kmh", speed, 1.0),
+                    Feature("distance_km", distance, 0.0),
+                    Feature("interval_seconds", interval, 0.0),
+                ),
+                event_ids=event_ids,
+            )
+        ]

@@ -37,7 +37,13 @@ from __future__ import annotations
 import math
 
 from uba.detectors.base import (
-    DetectionContext, Detector, Finding, fmt_bytes, fmt_count, require_fraction, require_positive,
+    DetectionContext,
+    Detector,
+    Finding,
+    fmt_bytes,
+    fmt_count,
+    require_fraction,
+    require_positive,
 )
 from uba.detectors.records import records
 from uba.domain.anomalies import Feature, Severity
@@ -78,18 +84,30 @@ def _robust(values: list[float], min_relative: float, floor: float) -> tuple[flo
 class SustainedVolumeDetector(Detector):
     name = "sustained_volume"
     version = "1.0"
-    description = ("Bytes transferred and API calls per day against the user's usual day, accumulated over days "
-                   "(CUSUM): steady elevation that no single hour shows, such as low-and-slow exfiltration.")
+    description = (
+        "Bytes transferred and API calls per day against the user's usual day, accumulated over days "
+        "(CUSUM): steady elevation that no single hour shows, such as low-and-slow exfiltration."
+    )
     title = "Sustained rise in data volume"
     # Bytes may come on any event type; API calls are counted too.
     event_types = None
 
-    def __init__(self, k: float = 0.5, max_daily_excess: float = 3.0, low_threshold: float = 4.5,
-                 medium_threshold: float = 7.0, high_threshold: float = 12.0, history_days: int = 28,
-                 min_days: int = 10,
-                 min_relative_spread: float = 0.25, min_bytes_spread: float = 100_000.0,
-                 min_calls_spread: float = 10.0, max_gap_days: int = 10, max_episode_days: int = 10,
-                 max_users: int = 100_000):
+    def __init__(
+        self,
+        k: float = 0.5,
+        max_daily_excess: float = 3.0,
+        low_threshold: float = 4.5,
+        medium_threshold: float = 7.0,
+        high_threshold: float = 12.0,
+        history_days: int = 28,
+        min_days: int = 10,
+        min_relative_spread: float = 0.25,
+        min_bytes_spread: float = 100_000.0,
+        min_calls_spread: float = 10.0,
+        max_gap_days: int = 10,
+        max_episode_days: int = 10,
+        max_users: int = 100_000,
+    ):
         # Allowance per day, in spreads: excess below it does not accumulate.
         self.k = k
         # Cap of one day's excess, in spreads: one extraordinary day (a big
@@ -111,9 +129,21 @@ class SustainedVolumeDetector(Detector):
         self.max_users = max_users
 
     def check_params(self) -> None:
-        require_positive(self, "k", "max_daily_excess", "low_threshold", "medium_threshold", "high_threshold",
-                         "history_days", "min_days", "min_bytes_spread", "min_calls_spread", "max_gap_days",
-                         "max_episode_days", "max_users")
+        require_positive(
+            self,
+            "k",
+            "max_daily_excess",
+            "low_threshold",
+            "medium_threshold",
+            "high_threshold",
+            "history_days",
+            "min_days",
+            "min_bytes_spread",
+            "min_calls_spread",
+            "max_gap_days",
+            "max_episode_days",
+            "max_users",
+        )
         require_fraction(self, "min_relative_spread")
         if not self.low_threshold <= self.medium_threshold <= self.high_threshold:
             raise ValueError(f"{self.name}: thresholds must rise from low to medium to high")
@@ -125,7 +155,10 @@ class SustainedVolumeDetector(Detector):
         # was a third of this detector's cost per event.
         cached = getattr(self, "store_", None)
         if cached is None or cached[0] is not ctx.shared:
-            cached = self.store_ = (ctx.shared, records(ctx.shared, f"{self.name}.days", self.max_users))
+            cached = self.store_ = (
+                ctx.shared,
+                records(ctx.shared, f"{self.name}.days", self.max_users),
+            )
         return cached[1]
 
     # -- the cumulative sums -----------------------------------------------------------
@@ -151,7 +184,7 @@ class SustainedVolumeDetector(Detector):
         learned = [h for h in record[_HIST] if not h[3]]
         if active and not mark:
             learned.append([record[_DAYK], record[_BYTES], record[_CALLS], 0])
-        return sb, sc, mark, self._usual(learned[-self.history_days:])
+        return sb, sc, mark, self._usual(learned[-self.history_days :])
 
     def _usual(self, days: list) -> list | None:
         if len(days) < self.min_days:
@@ -164,7 +197,12 @@ class SustainedVolumeDetector(Detector):
         """`_closing`, computed once for the scoring and the learning of the
         day's first event (the usual day is the costly part)."""
         cached = getattr(self, "closing_", None)
-        if cached is not None and cached[0] is record and cached[1] == day and cached[2] == record[_DAYK]:
+        if (
+            cached is not None
+            and cached[0] is record
+            and cached[1] == day
+            and cached[2] == record[_DAYK]
+        ):
             return cached[3]
         result = self._closing(record, day)
         self.closing_ = (record, day, record[_DAYK], result)
@@ -178,16 +216,16 @@ class SustainedVolumeDetector(Detector):
         if record[_BYTES] or record[_CALLS]:
             hist.append([record[_DAYK], record[_BYTES], record[_CALLS], mark])
         learned = [h for h in hist if not h[3]]
-        for old in learned[:-self.history_days]:
+        for old in learned[: -self.history_days]:
             hist.remove(old)
-        del hist[:-(self.history_days + 14)]  # kept-out days too are bounded
+        del hist[: -(self.history_days + 14)]  # kept-out days too are bounded
         episode = [h for h in hist if h[3] == 2]
         if len(episode) >= self.max_episode_days:
             # Elevated for this long, it is the user's new normal: learn it.
             for h in episode:
                 h[3] = 0
             sb = sc = 0.0
-            ref = self._usual([h for h in hist if not h[3]][-self.history_days:])
+            ref = self._usual([h for h in hist if not h[3]][-self.history_days :])
         if not (sb or sc):
             record[_REPORTED] = 0
             for h in episode:
@@ -208,7 +246,10 @@ class SustainedVolumeDetector(Detector):
             record[_NEXT_B] = record[_NEXT_C] = _NEVER
             return
         target = (self.low_threshold, self.medium_threshold, self.high_threshold)[reported]
-        for index, s_index, usual, spread in ((_NEXT_B, _SB, ref[0], ref[1]), (_NEXT_C, _SC, ref[2], ref[3])):
+        for index, s_index, usual, spread in (
+            (_NEXT_B, _SB, ref[0], ref[1]),
+            (_NEXT_C, _SC, ref[2], ref[3]),
+        ):
             z = target - record[s_index] + self.k
             record[index] = usual + spread * z if z <= self.max_daily_excess else _NEVER
 
@@ -216,8 +257,11 @@ class SustainedVolumeDetector(Detector):
         return min((total - usual) / spread, self.max_daily_excess) - self.k
 
     def _level(self, value: float) -> int:
-        return ((value >= self.low_threshold) + (value >= self.medium_threshold)
-                + (value >= self.high_threshold))
+        return (
+            (value >= self.low_threshold)
+            + (value >= self.medium_threshold)
+            + (value >= self.high_threshold)
+        )
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -253,8 +297,16 @@ class SustainedVolumeDetector(Detector):
             recent = recent[-5:] + [[record[_DAYK], record[_BYTES], record[_CALLS], mark]]
         return self._finding(recent, level, sum_b, sum_c, today_bytes, today_calls, ref)
 
-    def _finding(self, recent: list, level: int, sum_b: float, sum_c: float, today_bytes: float,
-                 today_calls: float, ref: list) -> list[Finding]:
+    def _finding(
+        self,
+        recent: list,
+        level: int,
+        sum_b: float,
+        sum_c: float,
+        today_bytes: float,
+        today_calls: float,
+        ref: list,
+    ) -> list[Finding]:
         by_bytes = sum_b >= sum_c
         # For the explanation: the run of elevated days (each above the allowance) before today.
         column, usual, spread = (1, ref[0], ref[1]) if by_bytes else (2, ref[2], ref[3])
@@ -265,7 +317,11 @@ class SustainedVolumeDetector(Detector):
             episode.insert(0, h)
         days = len(episode) + 1
         plural = "s" if days > 1 else ""
-        before = f" and {len(episode)} active day{'s' if len(episode) > 1 else ''} before" if episode else ""
+        before = (
+            f" and {len(episode)} active day{'s' if len(episode) > 1 else ''} before"
+            if episode
+            else ""
+        )
         if by_bytes:
             total = sum(h[1] for h in episode) + today_bytes
             usual, fmt, excess = ref[0], fmt_bytes, sum_b
@@ -279,23 +335,29 @@ class SustainedVolumeDetector(Detector):
         ratio = total / (usual * days) if usual > 0 else 0.0
         against = f"{ratio:.1f}x the usual" if usual > 0 else "against a usual"
         amount = fmt(total) + (" " + noun if noun == "API calls" else f" {noun}")
-        return [Finding(
-            score=max(sum_b, sum_c),
-            severity=_LEVELS[level - 1],
-            reason=(f"{amount} over {days} day{plural} (today{before}), {against} {fmt(usual)} a day "
+        return [
+            Finding(
+                score=max(sum_b, sum_c),
+                severity=_LEVELS[level - 1],
+                reason=(
+                    f"{amount} over {days} day{plural} (today{before}), {against} {fmt(usual)} a day "
                     f"(median of the last {ref[4]} active days, spread {spread}): a sustained excess of "
                     f"{excess:.1f} spreads accumulated (CUSUM, allowance {self.k:g} a day; LOW from "
                     f"{self.low_threshold:g}, MEDIUM from {self.medium_threshold:g}, HIGH from "
-                    f"{self.high_threshold:g}); possible low-and-slow exfiltration (ATT&CK T1030, T1567)"),
-            observed=", ".join(series),
-            expected=f"{fmt(usual)} a day",
-            features=(Feature("cusum_bytes", float(sum_b), 1.0 if by_bytes else 0.0),
-                      Feature("cusum_calls", float(sum_c), 0.0 if by_bytes else 1.0),
-                      Feature("bytes_today", float(today_bytes), 0.0),
-                      Feature("calls_today", float(today_calls), 0.0)),
-            baseline_observations=int(ref[4]),
-            baseline_mature=True,
-        )]
+                    f"{self.high_threshold:g}); possible low-and-slow exfiltration (ATT&CK T1030, T1567)"
+                ),
+                observed=", ".join(series),
+                expected=f"{fmt(usual)} a day",
+                features=(
+                    Feature("cusum_bytes", float(sum_b), 1.0 if by_bytes else 0.0),
+                    Feature("cusum_calls", float(sum_c), 0.0 if by_bytes else 1.0),
+                    Feature("bytes_today", float(today_bytes), 0.0),
+                    Feature("calls_today", float(today_calls), 0.0),
+                ),
+                baseline_observations=int(ref[4]),
+                baseline_mature=True,
+            )
+        ]
 
     # -- learning ------------------------------------------------------------------------
 

@@ -98,8 +98,15 @@ class AlertPolicy:
     # Alert titles by detector name (DetectionEngine.titles).
     titles: Mapping[str, str] = field(default_factory=dict)
 
-    def apply(self, anomaly: Anomaly, open_alert: Alert | None, suppressed_until: datetime | None,
-              now: datetime, *, user_risk: int | None = None) -> tuple[Alert, bool] | None:
+    def apply(
+        self,
+        anomaly: Anomaly,
+        open_alert: Alert | None,
+        suppressed_until: datetime | None,
+        now: datetime,
+        *,
+        user_risk: int | None = None,
+    ) -> tuple[Alert, bool] | None:
         """Joins `anomaly` to `open_alert` (the user's latest open alert of
         the same detector, if any) or opens a new alert. Returns the alert
         and whether it is new, or None when no alert is due (below the
@@ -107,7 +114,11 @@ class AlertPolicy:
         and returns `open_alert` when joining."""
         if anomaly.severity < self.min_severity:
             return None
-        if suppressed_until is not None and now < suppressed_until and anomaly.severity < self.unsuppressible:
+        if (
+            suppressed_until is not None
+            and now < suppressed_until
+            and anomaly.severity < self.unsuppressible
+        ):
             return None
         occurred = anomaly.occurred_at or now
         if open_alert is not None:
@@ -121,7 +132,8 @@ class AlertPolicy:
             user_id=anomaly.user_id,
             detector=anomaly.detector,
             severity=anomaly.severity,
-            title=self.titles.get(anomaly.detector) or anomaly.detector.replace("_", " ").capitalize(),
+            title=self.titles.get(anomaly.detector)
+            or anomaly.detector.replace("_", " ").capitalize(),
             reason=anomaly.reason,
             created_at=now,
             updated_at=now,
@@ -137,7 +149,9 @@ class AlertPolicy:
         return alert, True
 
     @staticmethod
-    def _join(alert: Alert, anomaly: Anomaly, occurred: datetime, now: datetime, user_risk: int | None) -> None:
+    def _join(
+        alert: Alert, anomaly: Anomaly, occurred: datetime, now: datetime, user_risk: int | None
+    ) -> None:
         alert.anomaly_ids.insert(0, anomaly.anomaly_id)
         del alert.anomaly_ids[MAX_ANOMALY_IDS:]
         alert.anomaly_count += 1
@@ -153,13 +167,18 @@ class AlertPolicy:
     def suppressed_until(self, alert: Alert) -> datetime | None:
         """Until when the alert's user+detector is suppressed after its
         resolution; None when it is not (open, or a true positive)."""
-        if alert.resolution is None or not alert.resolution.readmits_events or alert.resolved_at is None:
+        if (
+            alert.resolution is None
+            or not alert.resolution.readmits_events
+            or alert.resolved_at is None
+        ):
             return None
         return alert.resolved_at + self.suppression
 
 
 # The analyst's workflow, one for alerts and incidents alike: each has a
 # status enum with OPEN, ACKNOWLEDGED and RESOLVED, and the same fields.
+
 
 def take(item: T, what: str, who: str, note: str, now: datetime) -> T:
     """An analyst takes `item` (named `what`, e.g. "alert ID"). Only an
@@ -169,7 +188,9 @@ def take(item: T, what: str, who: str, note: str, now: datetime) -> T:
         raise InvalidArgument.single("acknowledged_by", "who acknowledges must be named")
     if item.status is not status.OPEN:
         kind = what.split(" ", 1)[0]
-        raise FailedPrecondition(f"{what} is {item.status.value}; only an open {kind} can be acknowledged")
+        raise FailedPrecondition(
+            f"{what} is {item.status.value}; only an open {kind} can be acknowledged"
+        )
     item.status = status.ACKNOWLEDGED
     item.acknowledged_at = now
     item.acknowledged_by = who
@@ -179,17 +200,23 @@ def take(item: T, what: str, who: str, note: str, now: datetime) -> T:
     return item
 
 
-def close(item: T, what: str, resolution: Resolution | None, who: str, note: str, now: datetime) -> T:
+def close(
+    item: T, what: str, resolution: Resolution | None, who: str, note: str, now: datetime
+) -> T:
     """An analyst closes `item` with a classification. Open and
     acknowledged ones can be resolved, once."""
     status = type(item.status)
     if not isinstance(resolution, Resolution):
-        raise InvalidArgument.single("resolution", "a resolution is required: true_positive, benign or false_positive")
+        raise InvalidArgument.single(
+            "resolution", "a resolution is required: true_positive, benign or false_positive"
+        )
     if not who.strip():
         raise InvalidArgument.single("resolved_by", "who resolves must be named")
     if item.status is status.RESOLVED:
-        raise FailedPrecondition(f"{what} is already resolved "
-                                 f"({item.resolution.value if item.resolution else 'unknown'})")
+        raise FailedPrecondition(
+            f"{what} is already resolved "
+            f"({item.resolution.value if item.resolution else 'unknown'})"
+        )
     item.status = status.RESOLVED
     item.resolution = resolution
     item.resolved_at = now
@@ -205,6 +232,8 @@ def acknowledge(alert: Alert, who: str, note: str, now: datetime) -> Alert:
     return take(alert, f"alert {alert.alert_id}", who, note, now)
 
 
-def resolve(alert: Alert, resolution: Resolution | None, who: str, note: str, now: datetime) -> Alert:
+def resolve(
+    alert: Alert, resolution: Resolution | None, who: str, note: str, now: datetime
+) -> Alert:
     """An analyst closes the alert with a classification."""
     return close(alert, f"alert {alert.alert_id}", resolution, who, note, now)

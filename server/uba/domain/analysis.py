@@ -78,16 +78,24 @@ class UnitOfWork(Protocol):
 
 
 class Analyzer:
-    def __init__(self, engine: DetectionEngine, policy: AlertPolicy, risk: RiskPolicy,
-                 clock: Callable[[], datetime], cache_size: int = 20_000,
-                 checkpoint_every: timedelta = timedelta(seconds=30), incidents: IncidentPolicy | None = None):
+    def __init__(
+        self,
+        engine: DetectionEngine,
+        policy: AlertPolicy,
+        risk: RiskPolicy,
+        clock: Callable[[], datetime],
+        cache_size: int = 20_000,
+        checkpoint_every: timedelta = timedelta(seconds=30),
+        incidents: IncidentPolicy | None = None,
+    ):
         self.engine = engine
         self.policy = policy
         self.risk = risk
         self.incidents = incidents or IncidentPolicy()
         # ATT&CK ids per detector: the class's `attack`, else the table.
         self.attack: dict[str, AttackMapping] = {
-            d.name: attack_for(d.name, getattr(d, "attack", None)) for d in engine.detectors}
+            d.name: attack_for(d.name, getattr(d, "attack", None)) for d in engine.detectors
+        }
         self._clock = clock
         self._cache: OrderedDict[str, tuple[int, UserBaseline]] = OrderedDict()
         self._cache_size = cache_size
@@ -114,7 +122,11 @@ class Analyzer:
         """Saves the cross-user detector windows and the priors now and then:
         losing them costs at most one window of detection, not correctness."""
         now = self._clock()
-        if not force and self._last_checkpoint and now - self._last_checkpoint < self._checkpoint_every:
+        if (
+            not force
+            and self._last_checkpoint
+            and now - self._last_checkpoint < self._checkpoint_every
+        ):
             return
         uow.detection.save_state(SHARED_STATE, self.shared.to_dict(), now)
         uow.detection.save_state(PRIORS, self.prior.to_dict(), now)
@@ -132,7 +144,9 @@ class Analyzer:
         self.checkpoint(uow, force=True)
         return dropped
 
-    def process(self, uow: UnitOfWork, events: Sequence[ActivityEvent], raise_alerts: bool = True) -> list[Alert]:
+    def process(
+        self, uow: UnitOfWork, events: Sequence[ActivityEvent], raise_alerts: bool = True
+    ) -> list[Alert]:
         """Scores and learns newly stored events; returns the alerts created
         or changed (with their new seq numbers). Without `raise_alerts`
         (a backfill that only warms up baselines) anomalies are counted in
@@ -146,7 +160,9 @@ class Analyzer:
         baselines = self._baselines(uow.detection, users)
         anomalies: list[Anomaly] = []
         for event in sorted(events, key=lambda e: e.occurred_at):
-            anomalies.extend(self.engine.process(event, baselines[event.user_id], self.prior, self.shared))
+            anomalies.extend(
+                self.engine.process(event, baselines[event.user_id], self.prior, self.shared)
+            )
         anomalies.extend(self.engine.flush())
         for anomaly in anomalies:
             mapping = self.attack.get(anomaly.detector) or attack_for(anomaly.detector)
@@ -166,7 +182,9 @@ class Analyzer:
 
     def _baselines(self, storage: DetectionStorage, users: list[str]) -> dict[str, UserBaseline]:
         versions = storage.baseline_versions(users)
-        stale = [u for u in users if u not in self._cache or self._cache[u][0] != versions.get(u, 0)]
+        stale = [
+            u for u in users if u not in self._cache or self._cache[u][0] != versions.get(u, 0)
+        ]
         loaded = storage.load_baselines(stale) if stale else {}
         for user_id in stale:
             if user_id in loaded:
@@ -190,8 +208,13 @@ class Analyzer:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def _alerts(self, uow: UnitOfWork, anomalies: list[Anomaly], now: datetime,
-                events: Sequence[ActivityEvent]) -> list[Alert | Incident]:
+    def _alerts(
+        self,
+        uow: UnitOfWork,
+        anomalies: list[Anomaly],
+        now: datetime,
+        events: Sequence[ActivityEvent],
+    ) -> list[Alert | Incident]:
         """Alerts, then incidents, then risk, for the group's anomalies;
         returns every alert and incident changed, in seq order."""
         storage = uow.detection
@@ -217,7 +240,8 @@ class Analyzer:
         if uow.incidents is None:  # no incident storage: each anomaly weighs on its own
             for anomaly, alert in alerted:
                 self._risk_of(storage, risks, anomaly.user_id).add(
-                    self.risk, anomaly.severity, anomaly.occurred_at or now, now)
+                    self.risk, anomaly.severity, anomaly.occurred_at or now, now
+                )
         self._update_risk(storage, incidents, risks, now)
         for alert in changed.values():
             alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
@@ -236,8 +260,13 @@ class Analyzer:
 
     # -- incidents -----------------------------------------------------------------
 
-    def _correlate(self, uow: UnitOfWork, alerted: list[tuple[Anomaly, Alert]], events: Sequence[ActivityEvent],
-                   now: datetime) -> tuple[list[Incident], set[str], list[tuple[str, str, str, str, datetime]]]:
+    def _correlate(
+        self,
+        uow: UnitOfWork,
+        alerted: list[tuple[Anomaly, Alert]],
+        events: Sequence[ActivityEvent],
+        now: datetime,
+    ) -> tuple[list[Incident], set[str], list[tuple[str, str, str, str, datetime]]]:
         """Each alerted anomaly joins (or opens) its entity's incident."""
         repo = uow.incidents
         if repo is None or not alerted:
@@ -246,17 +275,32 @@ class Analyzer:
         pairs: list[tuple[Member, Alert]] = []
         for anomaly, alert in alerted:
             event = next((by_id[i] for i in reversed(anomaly.event_ids) if i in by_id), None)
-            pairs.append((Member(
-                anomaly_id=anomaly.anomaly_id, alert_id=alert.alert_id, user_id=anomaly.user_id,
-                detector=anomaly.detector, severity=anomaly.severity, occurred_at=anomaly.occurred_at or now,
-                title=alert.title, session_id=event.session_id if event else "",
-                source_ip=event.source_ip if event else "", tactics=tuple(anomaly.tactics),
-                techniques=tuple(anomaly.techniques)), alert))
+            pairs.append(
+                (
+                    Member(
+                        anomaly_id=anomaly.anomaly_id,
+                        alert_id=alert.alert_id,
+                        user_id=anomaly.user_id,
+                        detector=anomaly.detector,
+                        severity=anomaly.severity,
+                        occurred_at=anomaly.occurred_at or now,
+                        title=alert.title,
+                        session_id=event.session_id if event else "",
+                        source_ip=event.source_ip if event else "",
+                        tactics=tuple(anomaly.tactics),
+                        techniques=tuple(anomaly.techniques),
+                    ),
+                    alert,
+                )
+            )
         # Each entity's open incidents, read (and locked) in one order, so
         # two writers never wait on each other's entities crosswise.
         candidates: dict[tuple[EntityKind, str], list[Incident]] = {
             key: repo.open_incidents(*key)
-            for key in sorted({self.incidents.entity(m) for m, _ in pairs}, key=lambda k: (k[0].value, k[1]))}
+            for key in sorted(
+                {self.incidents.entity(m) for m, _ in pairs}, key=lambda k: (k[0].value, k[1])
+            )
+        }
         changed: dict[str, Incident] = {}
         created: set[str] = set()
         members: list[tuple[str, str, str, str, datetime]] = []
@@ -268,34 +312,57 @@ class Analyzer:
                 created.add(incident.incident_id)
             changed[incident.incident_id] = incident
             alert.incident_id = incident.incident_id
-            members.append((incident.incident_id, member.anomaly_id, alert.alert_id, member.user_id,
-                            member.occurred_at))
+            members.append(
+                (
+                    incident.incident_id,
+                    member.anomaly_id,
+                    alert.alert_id,
+                    member.user_id,
+                    member.occurred_at,
+                )
+            )
         return list(changed.values()), created, members
 
     @staticmethod
-    def _risk_of(storage: DetectionStorage, risks: dict[str, RiskAccumulator], user_id: str) -> RiskAccumulator:
+    def _risk_of(
+        storage: DetectionStorage, risks: dict[str, RiskAccumulator], user_id: str
+    ) -> RiskAccumulator:
         risk = risks.get(user_id)
         if risk is None:
             weight, as_of = storage.risk(user_id)
             risk = risks[user_id] = RiskAccumulator(weight, as_of)
         return risk
 
-    def _update_risk(self, storage: DetectionStorage, incidents: Sequence[Incident],
-                     risks: dict[str, RiskAccumulator], now: datetime) -> None:
+    def _update_risk(
+        self,
+        storage: DetectionStorage,
+        incidents: Sequence[Incident],
+        risks: dict[str, RiskAccumulator],
+        now: datetime,
+    ) -> None:
         """One incident, one contribution to each of its users' risk: its
         previous contribution is taken back and the current one added."""
         for incident in incidents:
             weight = self.risk.incident_weight(self.incidents.open_probability(incident))
-            users = ([incident.entity_id] if incident.entity_kind is EntityKind.USER else list(incident.user_ids))
+            users = (
+                [incident.entity_id]
+                if incident.entity_kind is EntityKind.USER
+                else list(incident.user_ids)
+            )
             if weight <= 0.0:
                 users = []
             anchor = incident.last_seen_at
-            if (weight, anchor, users) == (incident.risk_weight, incident.risk_at, incident.risk_users):
+            if (weight, anchor, users) == (
+                incident.risk_weight,
+                incident.risk_at,
+                incident.risk_users,
+            ):
                 continue
             if incident.risk_at is not None:
                 for user_id in incident.risk_users:
-                    self._risk_of(storage, risks, user_id).remove_weight(self.risk, incident.risk_weight,
-                                                                         incident.risk_at, now)
+                    self._risk_of(storage, risks, user_id).remove_weight(
+                        self.risk, incident.risk_weight, incident.risk_at, now
+                    )
             for user_id in users:
                 self._risk_of(storage, risks, user_id).add_weight(self.risk, weight, anchor, now)
             incident.risk_weight, incident.risk_at, incident.risk_users = weight, anchor, users
@@ -317,8 +384,15 @@ class Analyzer:
         storage.save_alerts([alert], set())
         return alert
 
-    def resolve(self, uow: UnitOfWork, alert_id: str, resolution: Resolution | None, who: str, note: str,
-                suppress_for: timedelta | None) -> Alert:
+    def resolve(
+        self,
+        uow: UnitOfWork,
+        alert_id: str,
+        resolution: Resolution | None,
+        who: str,
+        note: str,
+        suppress_for: timedelta | None,
+    ) -> Alert:
         """Closes the alert. Benign and false-positive resolutions learn the
         quarantined events after all and may silence the detector for the
         user; the alert stops counting in its incident, whose contribution
@@ -327,7 +401,9 @@ class Analyzer:
         storage = uow.detection
         now = self._clock()
         if uow.incidents is not None and alert_id:
-            uow.incidents.incidents_of_alert(alert_id)  # lock order: incidents, then the alert (as ingest)
+            uow.incidents.incidents_of_alert(
+                alert_id
+            )  # lock order: incidents, then the alert (as ingest)
         alert = self._alert(storage, alert_id)
         if suppress_for is not None and suppress_for < timedelta(0):
             raise InvalidArgument.single("suppress_for", "must not be negative")
@@ -353,8 +429,15 @@ class Analyzer:
             uow.incidents.save_incidents(incidents, set())
         return alert
 
-    def _readmit(self, uow: UnitOfWork, alert: Alert, resolution: Resolution | None, anomalies: list[Anomaly],
-                 now: datetime, suppress_for: timedelta | None) -> None:
+    def _readmit(
+        self,
+        uow: UnitOfWork,
+        alert: Alert,
+        resolution: Resolution | None,
+        anomalies: list[Anomaly],
+        now: datetime,
+        suppress_for: timedelta | None,
+    ) -> None:
         if resolution is not None and resolution.readmits_events:
             self._admit(uow, alert.user_id, anomalies, now)
             uow.detection.release_quarantine(alert.alert_id)
@@ -362,8 +445,13 @@ class Analyzer:
             if until is not None and until > now:
                 uow.detection.suppress(alert.user_id, alert.detector, until)
 
-    def _incidents_without(self, uow: UnitOfWork, alert_ids: list[str], now: datetime,
-                           already: dict[str, Incident] | None = None) -> list[Incident]:
+    def _incidents_without(
+        self,
+        uow: UnitOfWork,
+        alert_ids: list[str],
+        now: datetime,
+        already: dict[str, Incident] | None = None,
+    ) -> list[Incident]:
         """The open incidents these (now resolved) alerts belonged to, with
         the alerts no longer counting."""
         if uow.incidents is None:
@@ -377,15 +465,18 @@ class Analyzer:
                     changed[incident.incident_id] = incident
         return [i for i in changed.values() if already is None or i.incident_id not in already]
 
-    def acknowledge_incident(self, uow: UnitOfWork, incident_id: str, who: str, note: str) -> Incident:
+    def acknowledge_incident(
+        self, uow: UnitOfWork, incident_id: str, who: str, note: str
+    ) -> Incident:
         incident = self._incident(uow, incident_id)
         incident_lifecycle.acknowledge(incident, who, note, self._clock())
         self._assign_seqs(uow.detection, [incident])
         uow.incidents.save_incidents([incident], set())
         return incident
 
-    def resolve_incident(self, uow: UnitOfWork, incident_id: str, resolution: Resolution | None, who: str,
-                         note: str) -> Incident:
+    def resolve_incident(
+        self, uow: UnitOfWork, incident_id: str, resolution: Resolution | None, who: str, note: str
+    ) -> Incident:
         """Closes the incident and, with the same classification, each of its
         member alerts still open (benign and false positive re-admit their
         quarantined events, as resolving the alert does). Its contribution
@@ -404,8 +495,9 @@ class Analyzer:
             alerts.append(alert)
         for signal in incident.signals:
             signal.active = False
-        others = self._incidents_without(uow, [a.alert_id for a in alerts], now,
-                                         already={incident.incident_id: incident})
+        others = self._incidents_without(
+            uow, [a.alert_id for a in alerts], now, already={incident.incident_id: incident}
+        )
         risks: dict[str, RiskAccumulator] = {}
         self._update_risk(storage, [incident, *others], risks, now)
         for alert in alerts:
@@ -421,12 +513,16 @@ class Analyzer:
     def _incident(uow: UnitOfWork, incident_id: str) -> Incident:
         if not incident_id:
             raise InvalidArgument.single("incident_id", "required")
-        incident = uow.incidents.incident(incident_id, lock=True) if uow.incidents is not None else None
+        incident = (
+            uow.incidents.incident(incident_id, lock=True) if uow.incidents is not None else None
+        )
         if incident is None:
             raise NotFound(f"no incident {incident_id[:64]!r}")
         return incident
 
-    def _admit(self, uow: UnitOfWork, user_id: str, anomalies: list[Anomaly], now: datetime) -> None:
+    def _admit(
+        self, uow: UnitOfWork, user_id: str, anomalies: list[Anomaly], now: datetime
+    ) -> None:
         event_ids = sorted({i for a in anomalies if a.quarantined for i in a.event_ids})
         if not event_ids:
             return

@@ -18,7 +18,7 @@ class Severity(enum.IntEnum):
     CRITICAL = 4
 
     @classmethod
-    def parse(cls, value: "str | int | Severity") -> "Severity":
+    def parse(cls, value: str | int | Severity) -> Severity:
         """Accepts a Severity, its number or its name in any case ("high")."""
         if isinstance(value, Severity):
             return value
@@ -32,7 +32,7 @@ class Severity(enum.IntEnum):
         names = ", ".join(s.name.lower() for s in cls)
         raise ValueError(f"unknown severity {value!r}; expected one of {names}")
 
-    def raised_by(self, steps: int, cap: "Severity") -> "Severity":
+    def raised_by(self, steps: int, cap: Severity) -> Severity:
         """This severity raised by `steps` levels, but not above `cap`."""
         return Severity(max(self, min(int(self) + max(steps, 0), int(cap))))
 

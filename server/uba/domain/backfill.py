@@ -37,14 +37,21 @@ class BackfillResult:
 
 
 class BackfillService:
-    def __init__(self, reader: EventReader, writer: Writer, analyzer: Analyzer, clock: Callable[[], datetime]):
+    def __init__(
+        self, reader: EventReader, writer: Writer, analyzer: Analyzer, clock: Callable[[], datetime]
+    ):
         self._reader = reader
         self._writer = writer
         self._analyzer = analyzer
         self._clock = clock
 
-    def run(self, start: datetime | None, end: datetime | None, raise_alerts: bool,
-            progress: Callable[[int], None] | None = None) -> BackfillResult:
+    def run(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        raise_alerts: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> BackfillResult:
         if start is None:
             raise InvalidArgument.single("start_time", "required: replay events from when?")
         if end is not None and end <= start:

@@ -18,9 +18,10 @@ import functools
 import ipaddress
 import math
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from uba.domain.events import ActivityEvent, ActivityType
@@ -34,7 +35,7 @@ HOURS_PER_WEEK = 168
 KNOWN_VALUES_CAP = 200
 ENDPOINTS_CAP = 500
 
-_UTC = timezone.utc
+_UTC = UTC
 _LOGIN_SUCCESS = ActivityType.LOGIN_SUCCESS
 _LOGIN_FAILURE = ActivityType.LOGIN_FAILURE
 _LOGOUT = ActivityType.LOGOUT
@@ -73,6 +74,7 @@ DEFAULT_MATURITY = MaturityPolicy()
 
 # -- time -------------------------------------------------------------------
 
+
 @functools.lru_cache(maxsize=1024)
 def _zone(name: str) -> ZoneInfo | None:
     """The zone of an IANA name, or None when the name is unknown."""
@@ -110,16 +112,19 @@ class EventClock:
     hour_key: int  # UTC clock hour since the epoch
 
     @classmethod
-    def of(cls, occurred_at: datetime, *zone_names: str) -> "EventClock":
+    def of(cls, occurred_at: datetime, *zone_names: str) -> EventClock:
         if occurred_at.tzinfo is None:
             raise ValueError("occurred_at must be timezone-aware")
         name, zone = resolve_zone(*zone_names)
         local = occurred_at.astimezone(zone)
         ts = occurred_at.timestamp()
-        return cls(ts, local, name, local.weekday() * 24 + local.hour, local.toordinal(), int(ts // 3600))
+        return cls(
+            ts, local, name, local.weekday() * 24 + local.hour, local.toordinal(), int(ts // 3600)
+        )
 
 
 # -- building blocks ----------------------------------------------------------
+
 
 @dataclass(slots=True)
 class RunningStats:
@@ -141,13 +146,19 @@ class RunningStats:
         if self.max is None or x > self.max:
             self.max = x
 
-    def merge(self, other: "RunningStats") -> None:
+    def merge(self, other: RunningStats) -> None:
         """Adds another stream's summary (Chan et al.), as if its values had
         been added one by one."""
         if other.count == 0:
             return
         if self.count == 0:
-            self.count, self.mean, self.m2, self.min, self.max = other.count, other.mean, other.m2, other.min, other.max
+            self.count, self.mean, self.m2, self.min, self.max = (
+                other.count,
+                other.mean,
+                other.m2,
+                other.min,
+                other.max,
+            )
             return
         n = self.count + other.count
         delta = other.mean - self.mean
@@ -170,7 +181,7 @@ class RunningStats:
         return [self.count, self.mean, self.m2, self.min, self.max]
 
     @classmethod
-    def from_list(cls, values: list) -> "RunningStats":
+    def from_list(cls, values: list) -> RunningStats:
         count, mean, m2, lo, hi = values
         return cls(int(count), float(mean), float(m2), lo, hi)
 
@@ -244,7 +255,7 @@ class KnownValues:
         return {value: list(entry) for value, entry in self.entries.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, list], cap: int) -> "KnownValues":
+    def from_dict(cls, data: dict[str, list], cap: int) -> KnownValues:
         return cls(cap, {str(value): [int(e[0]), e[1], e[2]] for value, e in data.items()})
 
 
@@ -266,7 +277,11 @@ class LastLogin:
 
     @property
     def place(self) -> str:
-        return ", ".join(p for p in (self.city, self.country_code) if p) or self.source_ip or "unknown place"
+        return (
+            ", ".join(p for p in (self.city, self.country_code) if p)
+            or self.source_ip
+            or "unknown place"
+        )
 
 
 @dataclass(slots=True)
@@ -297,7 +312,7 @@ _EMPTY_HOUR = HourBucket()
 
 @functools.lru_cache(maxsize=8192)  # learning and scoring ask for every API call; paths repeat
 def normalize_endpoint(method: str, path: str) -> str:
-    """"METHOD path" with ids in the path replaced by {id}, so that
+    """ "METHOD path" with ids in the path replaced by {id}, so that
     /v1/customers/42 and /v1/customers/43 are one endpoint."""
     path = path.split("?", 1)[0]
     if path:
@@ -322,7 +337,9 @@ def _looks_like_id(segment: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=16384)  # asked on every event that carries an address; addresses repeat
+@functools.lru_cache(
+    maxsize=16384
+)  # asked on every event that carries an address; addresses repeat
 def network_of(address: str) -> str:
     """The network an address belongs to, at the granularity novelty is
     judged at: the /24 of an IPv4 address, the /48 of an IPv6 one. A new
@@ -336,7 +353,7 @@ def network_of(address: str) -> str:
         net = ipaddress.IPv6Network(f"{address.split('%', 1)[0]}/48", strict=False)
     except ValueError:
         return address
-    mapped = ipaddress.IPv6Address(address.split('%', 1)[0]).ipv4_mapped
+    mapped = ipaddress.IPv6Address(address.split("%", 1)[0]).ipv4_mapped
     return network_of(str(mapped)) if mapped is not None else str(net)
 
 
@@ -364,8 +381,19 @@ def day_part(hour: int) -> int:
 
 
 # Endpoints whose first use matters more: administration and privileges.
-PRIVILEGED_MARKERS = ("/admin", "/internal", "/sudo", "/root", "/iam", "/permissions", "/roles", "/users/{id}/roles",
-                      "/keys", "/secrets", "/billing/admin")
+PRIVILEGED_MARKERS = (
+    "/admin",
+    "/internal",
+    "/sudo",
+    "/root",
+    "/iam",
+    "/permissions",
+    "/roles",
+    "/users/{id}/roles",
+    "/keys",
+    "/secrets",
+    "/billing/admin",
+)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -374,7 +402,9 @@ def is_privileged(endpoint: str) -> bool:
     keys, secrets)."""
     path = endpoint.partition(" ")[2] if " " in endpoint else endpoint
     path = path.lower()
-    return any(path.startswith(m) or f"{m}/" in path or path.endswith(m) for m in PRIVILEGED_MARKERS)
+    return any(
+        path.startswith(m) or f"{m}/" in path or path.endswith(m) for m in PRIVILEGED_MARKERS
+    )
 
 
 def endpoint_area(endpoint: str) -> str:
@@ -385,7 +415,7 @@ def endpoint_area(endpoint: str) -> str:
     return "/" + "/".join(segments[:2])
 
 
-def learned_group_of(endpoints: "KnownValues", min_share: float = 0.1) -> str:
+def learned_group_of(endpoints: KnownValues, min_share: float = 0.1) -> str:
     """A peer group learned from behaviour, for users whose events carry none:
     users are clustered by their normalised endpoint sets, reduced to the
     API areas (see `endpoint_area`) that carry at least `min_share` of their
@@ -411,6 +441,7 @@ def session_start_part(clock: EventClock, seconds: float) -> int:
 
 
 # -- the baseline --------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class UserBaseline:
@@ -445,7 +476,8 @@ class UserBaseline:
     last_gap_days: int = 0
     # log session seconds per part of the local day the session started in.
     log_session_seconds_by_part: list[RunningStats] = field(
-        default_factory=lambda: [RunningStats() for _ in DAY_PARTS])
+        default_factory=lambda: [RunningStats() for _ in DAY_PARTS]
+    )
     # The peer group learned from the user's endpoints (see learned_group_of),
     # refreshed once a day; used when events carry no peer_group.
     learned_peer_group: str = ""
@@ -477,7 +509,8 @@ class UserBaseline:
         return days >= policy.min_days and (
             self.login_count >= policy.min_logins
             or (days >= policy.evidence_days and self.observation_count >= policy.min_events)
-            or days >= policy.max_days)
+            or days >= policy.max_days
+        )
 
     def mature_for(self, kind: str) -> bool:
         """Whether the baseline knows enough of one kind of evidence:
@@ -499,8 +532,10 @@ class UserBaseline:
     def maturity_note(self) -> str:
         """How far the baseline is, for reasons: "3 of 5 active days, 2 of 5 logins"."""
         policy = self.maturity
-        return (f"{self.days_covered} of {policy.kind_days} active days, {self.login_count} of "
-                f"{policy.min_kind_logins} logins, {self.api_call_count} of {policy.min_api_calls} API calls")
+        return (
+            f"{self.days_covered} of {policy.kind_days} active days, {self.login_count} of "
+            f"{policy.min_kind_logins} logins, {self.api_call_count} of {policy.min_api_calls} API calls"
+        )
 
     @property
     def effective_peer_group(self) -> str:
@@ -581,7 +616,12 @@ class UserBaseline:
                 self.cities.touch(event.city, ts)
             if self.last_login is None or ts >= self.last_login.ts:
                 self.last_login = LastLogin(
-                    ts, event.source_ip, event.country_code, event.city, event.latitude, event.longitude,
+                    ts,
+                    event.source_ip,
+                    event.country_code,
+                    event.city,
+                    event.latitude,
+                    event.longitude,
                     event.event_id,
                 )
         elif kind is _LOGIN_FAILURE:
@@ -648,7 +688,13 @@ class UserBaseline:
                 if hour.failures:
                     self.failed_logins_per_hour.add(hour.failures)
             hour.key, hour.api_calls, hour.api_errors, hour.bytes, hour.failures, hour.tainted = (
-                c.hour_key, 0, 0, 0, 0, False)
+                c.hour_key,
+                0,
+                0,
+                0,
+                0,
+                False,
+            )
         return c.day_key == day.key, c.hour_key == hour.key
 
     # -- JSON ------------------------------------------------------------------
@@ -683,20 +729,38 @@ class UserBaseline:
             "last_gap_days": self.last_gap_days,
             "log_session_seconds_by_part": [r.to_list() for r in self.log_session_seconds_by_part],
             "learned_peer_group": self.learned_peer_group,
-            "last_login": None if last is None else [
-                last.ts, last.source_ip, last.country_code, last.city, last.latitude, last.longitude,
-                last.event_id],
+            "last_login": None
+            if last is None
+            else [
+                last.ts,
+                last.source_ip,
+                last.country_code,
+                last.city,
+                last.latitude,
+                last.longitude,
+                last.event_id,
+            ],
             "last_learned_day": self.last_learned_day,
             "day": [self.day.key, self.day.logins, self.day.tainted],
-            "hour": [self.hour.key, self.hour.api_calls, self.hour.api_errors, self.hour.bytes,
-                     self.hour.failures, self.hour.tainted],
+            "hour": [
+                self.hour.key,
+                self.hour.api_calls,
+                self.hour.api_errors,
+                self.hour.bytes,
+                self.hour.failures,
+                self.hour.tainted,
+            ],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], maturity: MaturityPolicy = DEFAULT_MATURITY) -> "UserBaseline":
+    def from_dict(
+        cls, data: dict[str, Any], maturity: MaturityPolicy = DEFAULT_MATURITY
+    ) -> UserBaseline:
         schema = data.get("schema")
         if schema not in (1, SCHEMA_VERSION):
-            raise ValueError(f"unsupported baseline schema {schema!r} (this server reads 1 to {SCHEMA_VERSION})")
+            raise ValueError(
+                f"unsupported baseline schema {schema!r} (this server reads 1 to {SCHEMA_VERSION})"
+            )
         if schema == 1:
             data = _migrate_v1(data)
         last = data.get("last_login")
@@ -726,12 +790,16 @@ class UserBaseline:
             networks=KnownValues.from_dict(data["networks"], KNOWN_VALUES_CAP),
             active_day_gaps=RunningStats.from_list(data["active_day_gaps"]),
             last_gap_days=int(data.get("last_gap_days", 0)),
-            log_session_seconds_by_part=[RunningStats.from_list(v) for v in data["log_session_seconds_by_part"]],
+            log_session_seconds_by_part=[
+                RunningStats.from_list(v) for v in data["log_session_seconds_by_part"]
+            ],
             learned_peer_group=data.get("learned_peer_group", ""),
             last_login=None if last is None else LastLogin(*last),
             last_learned_day=data.get("last_learned_day"),
             day=DayBucket(day[0], int(day[1]), bool(day[2])),
-            hour=HourBucket(hour[0], int(hour[1]), int(hour[2]), int(hour[3]), int(hour[4]), bool(hour[5])),
+            hour=HourBucket(
+                hour[0], int(hour[1]), int(hour[2]), int(hour[3]), int(hour[4]), bool(hour[5])
+            ),
             maturity=maturity,
         )
 
@@ -751,10 +819,14 @@ def _migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
             entry[2] = max(entry[2], last)
     # Least recently seen first, as KnownValues keeps them.
     ordered = dict(sorted(networks.items(), key=lambda kv: kv[1][2]))
-    return {**data, "schema": SCHEMA_VERSION, "networks": ordered,
-            "active_day_gaps": RunningStats().to_list(),
-            "log_session_seconds_by_part": [RunningStats().to_list() for _ in DAY_PARTS],
-            "learned_peer_group": ""}
+    return {
+        **data,
+        "schema": SCHEMA_VERSION,
+        "networks": ordered,
+        "active_day_gaps": RunningStats().to_list(),
+        "log_session_seconds_by_part": [RunningStats().to_list() for _ in DAY_PARTS],
+        "learned_peer_group": "",
+    }
 
 
 # -- priors ------------------------------------------------------------------------
@@ -800,8 +872,11 @@ class Prior:
             by_hour[index % 24] += weight
         total = sum(by_hour)
         self.hour_of_day_share = [w / total for w in by_hour] if total > 0 else [1 / 24] * 24
-        self.hour_of_week_share = ([w / total for w in self.login_hour_of_week] if total > 0
-                                   else [1 / HOURS_PER_WEEK] * HOURS_PER_WEEK)
+        self.hour_of_week_share = (
+            [w / total for w in self.login_hour_of_week]
+            if total > 0
+            else [1 / HOURS_PER_WEEK] * HOURS_PER_WEEK
+        )
 
     @property
     def api_error_share(self) -> float:
@@ -831,7 +906,7 @@ class Prior:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Prior":
+    def from_dict(cls, data: dict[str, Any]) -> Prior:
         return cls(
             user_count=int(data["user_count"]),
             login_hour_of_week=[float(v) for v in data["login_hour_of_week"]],
@@ -857,8 +932,9 @@ class PriorBaselines:
     max_groups: int = 1000
 
     @classmethod
-    def build(cls, baselines: Iterable[UserBaseline], min_group_users: int = 5,
-              max_groups: int = 1000) -> "PriorBaselines":
+    def build(
+        cls, baselines: Iterable[UserBaseline], min_group_users: int = 5, max_groups: int = 1000
+    ) -> PriorBaselines:
         priors = cls(min_group_users=min_group_users, max_groups=max_groups)
         for baseline in baselines:
             if baseline.mature:
@@ -897,7 +973,7 @@ class PriorBaselines:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PriorBaselines":
+    def from_dict(cls, data: dict[str, Any]) -> PriorBaselines:
         # The prior's layout is the same in schemas 1 and 2.
         if data.get("schema") not in (1, SCHEMA_VERSION):
             raise ValueError(f"unsupported prior schema {data.get('schema')!r}")

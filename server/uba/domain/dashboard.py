@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from uba.domain.errors import InvalidArgument
@@ -17,11 +17,15 @@ HOUR = timedelta(hours=1)
 
 
 class DashboardReader(Protocol):
-    def window_counts(self, start_hour: int, end_hour: int) -> tuple[dict[int, dict[str, int]], int]:
+    def window_counts(
+        self, start_hour: int, end_hour: int
+    ) -> tuple[dict[int, dict[str, int]], int]:
         """Events per (hour since the epoch, type value) in the hours
         start_hour..end_hour, and the distinct users in them."""
 
-    def anomaly_counts(self, start: datetime, end: datetime) -> tuple[dict[int, int], dict[str, int]]:
+    def anomaly_counts(
+        self, start: datetime, end: datetime
+    ) -> tuple[dict[int, int], dict[str, int]]:
         """Anomalies per hour since the epoch, and per detector."""
 
     def open_alerts_by_severity(self) -> dict[int, int]: ...
@@ -65,8 +69,14 @@ class Dashboard:
 
 
 class DashboardService:
-    def __init__(self, reader: DashboardReader, clock: Callable[[], datetime], risk: RiskPolicy,
-                 analytics_mode: str = "basic", top_users: int = 10):
+    def __init__(
+        self,
+        reader: DashboardReader,
+        clock: Callable[[], datetime],
+        risk: RiskPolicy,
+        analytics_mode: str = "basic",
+        top_users: int = 10,
+    ):
         self._reader = reader
         self._clock = clock
         self._risk = risk
@@ -83,9 +93,12 @@ class DashboardService:
         # into, so every figure comes from the hourly rollups.
         first_hour = int((end - window).timestamp() // 3600)
         last_hour = int((end.timestamp() - 1e-6) // 3600)
-        start = datetime.fromtimestamp(first_hour * 3600, timezone.utc)
+        start = datetime.fromtimestamp(first_hour * 3600, UTC)
         per_hour, users = self._reader.window_counts(first_hour, last_hour)
-        hourly = [HourlyBucket(datetime.fromtimestamp(h * 3600, timezone.utc)) for h in range(first_hour, last_hour + 1)]
+        hourly = [
+            HourlyBucket(datetime.fromtimestamp(h * 3600, UTC))
+            for h in range(first_hour, last_hour + 1)
+        ]
         totals = Totals(user_count=users)
         for h, by_type in per_hour.items():
             bucket = hourly[h - first_hour] if 0 <= h - first_hour < len(hourly) else None
@@ -110,9 +123,16 @@ class DashboardService:
                 hourly[h - first_hour].anomaly_count += count
         by_severity = self._reader.open_alerts_by_severity()
         totals.open_alert_count = sum(by_severity.values())
-        return Dashboard(start, end, totals, hourly, open_alerts_by_severity=by_severity,
-                         anomalies_by_detector=per_detector, top_risky_users=self._top_risky(end),
-                         analytics_mode=self._mode)
+        return Dashboard(
+            start,
+            end,
+            totals,
+            hourly,
+            open_alerts_by_severity=by_severity,
+            anomalies_by_detector=per_detector,
+            top_risky_users=self._top_risky(end),
+            analytics_mode=self._mode,
+        )
 
     def _top_risky(self, now: datetime) -> list[tuple[str, int, list[str]]]:
         scored = []
@@ -121,6 +141,6 @@ class DashboardService:
             if risk > 0:
                 scored.append((risk, user_id))
         scored.sort(key=lambda item: (-item[0], item[1]))
-        top = scored[:self._top_users]
+        top = scored[: self._top_users]
         reasons = self._reader.open_reasons([u for _, u in top]) if top else {}
         return [(user_id, risk, reasons.get(user_id, [])) for risk, user_id in top]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from uba.detectors.base import DetectionContext, Detector, Finding
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class DetectionEngine:
@@ -41,8 +41,14 @@ class DetectionEngine:
     Not thread-safe for one user: the caller serialises events of a user
     (and shared state updates) as it serialises their storage."""
 
-    def __init__(self, registry: DetectorRegistry, config: Mapping[str, Mapping[str, Any]] | None = None, *,
-                 quarantine_at: Severity = Severity.HIGH, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        registry: DetectorRegistry,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        quarantine_at: Severity = Severity.HIGH,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self.detectors: list[Detector] = registry.build(config)
         self.quarantine_at = quarantine_at
         self._clock = clock
@@ -63,14 +69,21 @@ class DetectionEngine:
         """Alert titles by detector name, for the alert policy."""
         return {d.name: d.title or d.name.replace("_", " ").capitalize() for d in self.detectors}
 
-    def process(self, event: ActivityEvent, baseline: UserBaseline, prior: PriorBaselines | None,
-                shared: SharedState) -> list[Anomaly]:
+    def process(
+        self,
+        event: ActivityEvent,
+        baseline: UserBaseline,
+        prior: PriorBaselines | None,
+        shared: SharedState,
+    ) -> list[Anomaly]:
         """Scores the event, then learns it into `baseline` and the detectors'
         `shared` state (or, when quarantined, only counts it in the open
         day/hour). Returns its anomalies, flagged quarantined when they are.
         When the baseline turns mature, it is added to `prior`."""
         if baseline.user_id != event.user_id:
-            raise ValueError(f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}")
+            raise ValueError(
+                f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}"
+            )
         clock = baseline.clock(event)
         if prior is not None:
             group_prior, prior_label = prior.select(event.peer_group or baseline.peer_group)
@@ -89,7 +102,11 @@ class DetectionEngine:
                 log.exception("detector %s failed to score event %s", detector.name, event.event_id)
 
         quarantined = any(f.severity >= self.quarantine_at for _, f in findings)
-        anomalies = [self._anomaly(event, baseline, d, f, quarantined) for d, f in findings] if findings else []
+        anomalies = (
+            [self._anomaly(event, baseline, d, f, quarantined) for d, f in findings]
+            if findings
+            else []
+        )
 
         was_mature = baseline.mature
         if quarantined:
@@ -127,11 +144,19 @@ class DetectionEngine:
         day or hour has closed meanwhile, only its non-rate parts (hours,
         places, devices, endpoints, session length) are learned."""
         if baseline.user_id != event.user_id:
-            raise ValueError(f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}")
+            raise ValueError(
+                f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}"
+            )
         baseline.learn(event)
 
-    def _anomaly(self, event: ActivityEvent, baseline: UserBaseline | None, detector: Detector, finding: Finding,
-                 quarantined: bool) -> Anomaly:
+    def _anomaly(
+        self,
+        event: ActivityEvent,
+        baseline: UserBaseline | None,
+        detector: Detector,
+        finding: Finding,
+        quarantined: bool,
+    ) -> Anomaly:
         score = float(finding.score)
         if not score >= 0.0 or score == float("inf"):
             # Keep the contract (finite, >= 0) even for a misbehaving plug-in.
@@ -148,10 +173,18 @@ class DetectionEngine:
             reason=finding.reason,
             observed=finding.observed,
             expected=finding.expected,
-            baseline_observations=(finding.baseline_observations if finding.baseline_observations is not None
-                                   else baseline.observation_count if baseline is not None else 0),
-            baseline_mature=(finding.baseline_mature if finding.baseline_mature is not None
-                             else baseline is not None and baseline.mature),
+            baseline_observations=(
+                finding.baseline_observations
+                if finding.baseline_observations is not None
+                else baseline.observation_count
+                if baseline is not None
+                else 0
+            ),
+            baseline_mature=(
+                finding.baseline_mature
+                if finding.baseline_mature is not None
+                else baseline is not None and baseline.mature
+            ),
             features=list(finding.features),
             occurred_at=event.occurred_at,
             detected_at=self._clock(),

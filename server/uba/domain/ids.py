@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _MAX_COUNTER = 0xFFF
 _lock = threading.Lock()
@@ -54,4 +54,4 @@ def uuid7_time(value: str) -> datetime:
     parsed = uuid.UUID(value)
     if parsed.version != 7:
         raise ValueError(f"not a UUIDv7: {value}")
-    return datetime.fromtimestamp((parsed.int >> 80) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp((parsed.int >> 80) / 1000, tz=UTC)

@@ -32,7 +32,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -52,18 +52,22 @@ MAX_USER_IDS = 1000
 # address: their incidents are keyed by that address.
 POPULATION_DETECTORS = frozenset({"password_spraying", "credential_stuffing"})
 
-DEFAULT_PROBABILITIES: Mapping[Severity, float] = MappingProxyType({
-    Severity.LOW: 0.20,
-    Severity.MEDIUM: 0.40,
-    Severity.HIGH: 0.70,
-    Severity.CRITICAL: 0.90,
-})
+DEFAULT_PROBABILITIES: Mapping[Severity, float] = MappingProxyType(
+    {
+        Severity.LOW: 0.20,
+        Severity.MEDIUM: 0.40,
+        Severity.HIGH: 0.70,
+        Severity.CRITICAL: 0.90,
+    }
+)
 
 # Detectors whose evidence mostly repeats another's: a login from a new
 # country nearly always comes from a new address as well.
-DEFAULT_DETECTOR_FACTORS: Mapping[str, float] = MappingProxyType({
-    "new_ip": 0.5,
-})
+DEFAULT_DETECTOR_FACTORS: Mapping[str, float] = MappingProxyType(
+    {
+        "new_ip": 0.5,
+    }
+)
 
 # Lower bounds of P for each severity band, highest first.
 DEFAULT_BANDS: tuple[tuple[float, Severity], ...] = (
@@ -123,20 +127,39 @@ class Signal:
     counted: bool = False
 
     def to_dict(self) -> dict:
-        return {"alert_id": self.alert_id, "user_id": self.user_id, "detector": self.detector, "title": self.title,
-                "severity": int(self.severity), "anomaly_count": self.anomaly_count,
-                "first_seen_us": _us(self.first_seen_at), "last_seen_us": _us(self.last_seen_at),
-                "tactics": self.tactics, "techniques": self.techniques, "active": self.active,
-                "probability": self.probability, "counted": self.counted}
+        return {
+            "alert_id": self.alert_id,
+            "user_id": self.user_id,
+            "detector": self.detector,
+            "title": self.title,
+            "severity": int(self.severity),
+            "anomaly_count": self.anomaly_count,
+            "first_seen_us": _us(self.first_seen_at),
+            "last_seen_us": _us(self.last_seen_at),
+            "tactics": self.tactics,
+            "techniques": self.techniques,
+            "active": self.active,
+            "probability": self.probability,
+            "counted": self.counted,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Signal":
-        return cls(alert_id=d["alert_id"], user_id=d["user_id"], detector=d["detector"], title=d["title"],
-                   severity=Severity(d["severity"]), anomaly_count=d["anomaly_count"],
-                   first_seen_at=_dt(d["first_seen_us"]), last_seen_at=_dt(d["last_seen_us"]),
-                   tactics=list(d.get("tactics", [])), techniques=list(d.get("techniques", [])),
-                   active=d.get("active", True), probability=d.get("probability", 0.0),
-                   counted=d.get("counted", False))
+    def from_dict(cls, d: dict) -> Signal:
+        return cls(
+            alert_id=d["alert_id"],
+            user_id=d["user_id"],
+            detector=d["detector"],
+            title=d["title"],
+            severity=Severity(d["severity"]),
+            anomaly_count=d["anomaly_count"],
+            first_seen_at=_dt(d["first_seen_us"]),
+            last_seen_at=_dt(d["last_seen_us"]),
+            tactics=list(d.get("tactics", [])),
+            techniques=list(d.get("techniques", [])),
+            active=d.get("active", True),
+            probability=d.get("probability", 0.0),
+            counted=d.get("counted", False),
+        )
 
 
 @dataclass(slots=True)
@@ -194,8 +217,12 @@ class Incident:
 class IncidentPolicy:
     # Anomalies within this time of an incident's span join it.
     window: timedelta = timedelta(hours=2)
-    probabilities: Mapping[Severity, float] = field(default_factory=lambda: dict(DEFAULT_PROBABILITIES))
-    detector_factors: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_DETECTOR_FACTORS))
+    probabilities: Mapping[Severity, float] = field(
+        default_factory=lambda: dict(DEFAULT_PROBABILITIES)
+    )
+    detector_factors: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_DETECTOR_FACTORS)
+    )
     bands: tuple[tuple[float, Severity], ...] = DEFAULT_BANDS
     population_detectors: frozenset[str] = POPULATION_DETECTORS
 
@@ -208,17 +235,24 @@ class IncidentPolicy:
 
     def joins(self, incident: Incident, member: Member) -> bool:
         """Whether `member` belongs to the story `incident` tells."""
-        if not incident.is_open or (incident.entity_kind, incident.entity_id) != self.entity(member):
+        if not incident.is_open or (incident.entity_kind, incident.entity_id) != self.entity(
+            member
+        ):
             return False
         if incident.entity_kind is EntityKind.USER and member.session_id:
             if member.session_id in incident.session_ids:
                 return True
             if incident.session_ids:
                 return False
-        return (incident.first_seen_at - self.window <= member.occurred_at
-                <= incident.last_seen_at + self.window)
+        return (
+            incident.first_seen_at - self.window
+            <= member.occurred_at
+            <= incident.last_seen_at + self.window
+        )
 
-    def correlate(self, member: Member, candidates: Sequence[Incident], now: datetime) -> tuple[Incident, bool]:
+    def correlate(
+        self, member: Member, candidates: Sequence[Incident], now: datetime
+    ) -> tuple[Incident, bool]:
         """Adds `member` to the first of `candidates` (open incidents of its
         entity, newest first) it joins, or to a new incident. Returns the
         incident (rescored) and whether it is new."""
@@ -226,9 +260,18 @@ class IncidentPolicy:
         new = incident is None
         if incident is None:
             kind, entity_id = self.entity(member)
-            incident = Incident(incident_id=new_uuid7(), entity_kind=kind, entity_id=entity_id, title="",
-                                severity=member.severity, score=0.0, created_at=now, updated_at=now,
-                                first_seen_at=member.occurred_at, last_seen_at=member.occurred_at)
+            incident = Incident(
+                incident_id=new_uuid7(),
+                entity_kind=kind,
+                entity_id=entity_id,
+                title="",
+                severity=member.severity,
+                score=0.0,
+                created_at=now,
+                updated_at=now,
+                first_seen_at=member.occurred_at,
+                last_seen_at=member.occurred_at,
+            )
         self._add(incident, member, now)
         self.rescore(incident)
         return incident, new
@@ -236,11 +279,20 @@ class IncidentPolicy:
     def _add(self, incident: Incident, member: Member, now: datetime) -> None:
         signal = incident.signal(member.alert_id)
         if signal is None:
-            incident.signals.append(Signal(
-                alert_id=member.alert_id, user_id=member.user_id, detector=member.detector,
-                title=member.title or member.detector.replace("_", " ").capitalize(), severity=member.severity,
-                anomaly_count=1, first_seen_at=member.occurred_at, last_seen_at=member.occurred_at,
-                tactics=list(member.tactics), techniques=list(member.techniques)))
+            incident.signals.append(
+                Signal(
+                    alert_id=member.alert_id,
+                    user_id=member.user_id,
+                    detector=member.detector,
+                    title=member.title or member.detector.replace("_", " ").capitalize(),
+                    severity=member.severity,
+                    anomaly_count=1,
+                    first_seen_at=member.occurred_at,
+                    last_seen_at=member.occurred_at,
+                    tactics=list(member.tactics),
+                    techniques=list(member.techniques),
+                )
+            )
         else:
             signal.anomaly_count += 1
             signal.severity = max(signal.severity, member.severity)
@@ -250,8 +302,11 @@ class IncidentPolicy:
         incident.anomaly_ids.insert(0, member.anomaly_id)
         del incident.anomaly_ids[MAX_ANOMALY_IDS:]
         incident.anomaly_count += 1
-        if member.session_id and member.session_id not in incident.session_ids \
-                and len(incident.session_ids) < MAX_SESSION_IDS:
+        if (
+            member.session_id
+            and member.session_id not in incident.session_ids
+            and len(incident.session_ids) < MAX_SESSION_IDS
+        ):
             incident.session_ids.append(member.session_id)
         if member.user_id not in incident.user_ids and len(incident.user_ids) < MAX_USER_IDS:
             incident.user_ids.append(member.user_id)
@@ -273,7 +328,9 @@ class IncidentPolicy:
         for s in signals:
             s.probability = self.probability(s.severity, s.detector)
             s.counted = False
-            if s.active and (s.detector not in best or s.probability > best[s.detector].probability):
+            if s.active and (
+                s.detector not in best or s.probability > best[s.detector].probability
+            ):
                 best[s.detector] = s
         miss = 1.0
         for s in best.values():
@@ -307,7 +364,9 @@ class IncidentPolicy:
     def title(incident: Incident) -> str:
         """The story in one line, e.g. "alice: Login from a new country, New
         device, Unusual login time (3 signals in one session)"."""
-        titles = list(dict.fromkeys(s.title for s in sorted(incident.signals, key=lambda s: s.first_seen_at)))
+        titles = list(
+            dict.fromkeys(s.title for s in sorted(incident.signals, key=lambda s: s.first_seen_at))
+        )
         kinds = len({s.detector for s in incident.signals})
         if incident.entity_kind is EntityKind.SOURCE_IP:
             users = len(incident.user_ids)
@@ -316,7 +375,9 @@ class IncidentPolicy:
             where = "one session" if len(incident.session_ids) == 1 else "one window"
             context = f"{kinds} signals in {where}"
         else:
-            context = f"{incident.anomaly_count} anomal{'ies' if incident.anomaly_count != 1 else 'y'}"
+            context = (
+                f"{incident.anomaly_count} anomal{'ies' if incident.anomaly_count != 1 else 'y'}"
+            )
         return f"{incident.entity_id}: {', '.join(titles)} ({context})"
 
     def alert_resolved(self, incident: Incident, alert_id: str) -> bool:
@@ -332,12 +393,15 @@ class IncidentPolicy:
 
 # -- the analyst's workflow --------------------------------------------------------
 
+
 def acknowledge(incident: Incident, who: str, note: str, now: datetime) -> Incident:
     """An analyst takes the incident (the alerts' workflow)."""
     return take(incident, f"incident {incident.incident_id}", who, note, now)
 
 
-def resolve(incident: Incident, resolution: Resolution | None, who: str, note: str, now: datetime) -> Incident:
+def resolve(
+    incident: Incident, resolution: Resolution | None, who: str, note: str, now: datetime
+) -> Incident:
     """An analyst closes the incident with a classification (which the
     caller cascades to its member alerts). Resolved once."""
     return close(incident, f"incident {incident.incident_id}", resolution, who, note, now)
@@ -356,7 +420,7 @@ class IncidentFilter:
 
 # -- time in the JSON parts: microseconds since the epoch, UTC -------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _us(moment: datetime) -> int:
@@ -385,11 +449,15 @@ class IncidentDetail:
 
 
 class IncidentReader(Protocol):
-    def page_incidents(self, flt: IncidentFilter, limit: int, before_seq: int | None) -> list[Incident]: ...
+    def page_incidents(
+        self, flt: IncidentFilter, limit: int, before_seq: int | None
+    ) -> list[Incident]: ...
     def incident(self, incident_id: str) -> Incident | None: ...
     def incident_anomalies(self, incident_id: str, limit: int) -> list: ...
     def alerts_by_ids(self, alert_ids: Sequence[str]) -> list: ...
-    def page_events(self, flt: Any, limit: int, after: list[int] | None, newest_first: bool) -> list: ...
+    def page_events(
+        self, flt: Any, limit: int, after: list[int] | None, newest_first: bool
+    ) -> list: ...
 
 
 class IncidentWriter(Protocol):
@@ -400,8 +468,9 @@ class IncidentWorkflow(Protocol):
     """The writer-side half (uba.domain.analysis.Analyzer)."""
 
     def acknowledge_incident(self, uow: Any, incident_id: str, who: str, note: str) -> Incident: ...
-    def resolve_incident(self, uow: Any, incident_id: str, resolution: Resolution | None, who: str,
-                         note: str) -> Incident: ...
+    def resolve_incident(
+        self, uow: Any, incident_id: str, resolution: Resolution | None, who: str, note: str
+    ) -> Incident: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,10 +490,14 @@ class IncidentService:
         if flt.start_time and flt.end_time and flt.end_time <= flt.start_time:
             raise InvalidArgument.single("end_time", "must be after start_time")
         size = paging.page_size(requested_size)
-        key = {"user_id": flt.user_id, "status": flt.status.value if flt.status else "",
-               "min_severity": flt.min_severity, "tactic": flt.tactic,
-               "start_time": flt.start_time.isoformat() if flt.start_time else "",
-               "end_time": flt.end_time.isoformat() if flt.end_time else ""}
+        key = {
+            "user_id": flt.user_id,
+            "status": flt.status.value if flt.status else "",
+            "min_severity": flt.min_severity,
+            "tactic": flt.tactic,
+            "start_time": flt.start_time.isoformat() if flt.start_time else "",
+            "end_time": flt.end_time.isoformat() if flt.end_time else "",
+        }
         after = paging.decode(token, key, 1)
         rows = self._reader.page_incidents(flt, size + 1, after[0] if after else None)
         next_token = paging.encode([rows[size - 1].seq], key) if len(rows) > size else ""
@@ -434,13 +507,18 @@ class IncidentService:
         incident = self._find(incident_id)
         anomalies = self._reader.incident_anomalies(incident.incident_id, TIMELINE_ANOMALIES)
         alerts = self._reader.alerts_by_ids(incident.alert_ids)
-        start, end = incident.first_seen_at - TIMELINE_MARGIN, incident.last_seen_at + TIMELINE_MARGIN
+        start, end = (
+            incident.first_seen_at - TIMELINE_MARGIN,
+            incident.last_seen_at + TIMELINE_MARGIN,
+        )
         if incident.entity_kind is EntityKind.SOURCE_IP:
             flt = EventFilter(source_ip=incident.entity_id, start_time=start, end_time=end)
         else:
             flt = EventFilter(user_id=incident.entity_id, start_time=start, end_time=end)
         events = [e for _, e in self._reader.page_events(flt, TIMELINE_EVENTS, None, False)]
-        timeline: list[tuple[datetime, object]] = [(a.occurred_at or incident.first_seen_at, a) for a in anomalies]
+        timeline: list[tuple[datetime, object]] = [
+            (a.occurred_at or incident.first_seen_at, a) for a in anomalies
+        ]
         timeline += [(e.occurred_at, e) for e in events]
         # An anomaly sorts after the event it is about.
         timeline.sort(key=lambda entry: (entry[0], not hasattr(entry[1], "event_id")))
@@ -448,12 +526,17 @@ class IncidentService:
 
     def acknowledge(self, incident_id: str, who: str, note: str) -> Future:
         _check(incident_id, note)
-        return self._writer.run_exclusive(lambda uow: self._workflow.acknowledge_incident(uow, incident_id, who, note))
+        return self._writer.run_exclusive(
+            lambda uow: self._workflow.acknowledge_incident(uow, incident_id, who, note)
+        )
 
-    def resolve(self, incident_id: str, resolution: Resolution | None, who: str, note: str) -> Future:
+    def resolve(
+        self, incident_id: str, resolution: Resolution | None, who: str, note: str
+    ) -> Future:
         _check(incident_id, note)
         return self._writer.run_exclusive(
-            lambda uow: self._workflow.resolve_incident(uow, incident_id, resolution, who, note))
+            lambda uow: self._workflow.resolve_incident(uow, incident_id, resolution, who, note)
+        )
 
     def _find(self, incident_id: str) -> Incident:
         if not incident_id:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ContextManager, Protocol
 
 from uba.domain.errors import DomainError, InvalidArgument, ResourceExhausted, Unavailable
@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class UnitOfWork(Protocol):
-    def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
+    def store_events(
+        self, events: Sequence[ActivityEvent], received_at: datetime
+    ) -> tuple[set[str], dict[str, datetime]]:
         """Inserts the new events; returns the ids inserted now and, for the
         others (already stored), when they were first received."""
 
@@ -47,7 +49,7 @@ class Analysis(Protocol):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -62,9 +64,16 @@ class _Job:
 class IngestService:
     """Validates events and hands valid ones to the group-commit writer."""
 
-    def __init__(self, store: WriteStore, analysis: Analysis | None = None,
-                 on_committed: Callable[[list], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 max_group_events: int = 2000, max_pending_events: int = 100_000, linger: float = 0.001):
+    def __init__(
+        self,
+        store: WriteStore,
+        analysis: Analysis | None = None,
+        on_committed: Callable[[list], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        max_group_events: int = 2000,
+        max_pending_events: int = 100_000,
+        linger: float = 0.001,
+    ):
         self._store = store
         self._analysis = analysis
         # Told about the alerts each commit created or changed (the broker).
@@ -81,7 +90,9 @@ class IngestService:
 
     # -- the calls the API layer makes -------------------------------------
 
-    def prepare(self, events: Sequence[ActivityEvent], prefix: Callable[[int], str]) -> list[RecordOutcome | None]:
+    def prepare(
+        self, events: Sequence[ActivityEvent], prefix: Callable[[int], str]
+    ) -> list[RecordOutcome | None]:
         """Validates each event and assigns missing ids. Returns, per event,
         an INVALID outcome or None for valid ones."""
         now = self._clock()
@@ -89,7 +100,9 @@ class IngestService:
         for i, event in enumerate(events):
             problems = validate_event(event, prefix(i), now)
             if problems:
-                outcomes.append(RecordOutcome(event.event_id, RecordStatus.INVALID, violations=tuple(problems)))
+                outcomes.append(
+                    RecordOutcome(event.event_id, RecordStatus.INVALID, violations=tuple(problems))
+                )
                 continue
             if not event.event_id:
                 event.event_id = new_uuid7()
@@ -105,7 +118,9 @@ class IngestService:
             raise InvalidArgument(outcome.violations)
         return self.submit([event])
 
-    def record_batch(self, events: Sequence[ActivityEvent]) -> tuple[list[RecordOutcome | None], Future | None]:
+    def record_batch(
+        self, events: Sequence[ActivityEvent]
+    ) -> tuple[list[RecordOutcome | None], Future | None]:
         """Validates and submits a batch: invalid items are reported, not
         stored, and do not stop the valid ones. Returns the validation
         outcomes and the future of the valid items' outcomes (None when no
@@ -115,7 +130,9 @@ class IngestService:
         return prepared, (self.submit(valid) if valid else None)
 
     @staticmethod
-    def merge(prepared: list[RecordOutcome | None], stored: list[RecordOutcome] | None) -> list[RecordOutcome]:
+    def merge(
+        prepared: list[RecordOutcome | None], stored: list[RecordOutcome] | None
+    ) -> list[RecordOutcome]:
         it = iter(stored or ())
         return [o if o is not None else next(it) for o in prepared]
 
@@ -222,12 +239,16 @@ class IngestService:
             with self._store.unit_of_work() as uow:
                 inserted, earlier = uow.store_events(unique, received_at)
                 if self._analysis is not None and inserted:
-                    changed = self._analysis.process(uow, [e for e in unique if e.event_id in inserted])
+                    changed = self._analysis.process(
+                        uow, [e for e in unique if e.event_id in inserted]
+                    )
         except Exception as exc:  # the database is down or refused the write
             if self._analysis is not None:
                 self._analysis.rollback()
             log.exception("storing %d events failed", len(unique))
-            error = Unavailable(f"storage unavailable: {type(exc).__name__}; retry with the same event_id")
+            error = Unavailable(
+                f"storage unavailable: {type(exc).__name__}; retry with the same event_id"
+            )
             for job in jobs:
                 job.future.set_exception(error)
             return
@@ -240,6 +261,10 @@ class IngestService:
                     e.received_at = received_at
                     results.append(RecordOutcome(e.event_id, RecordStatus.ACCEPTED, received_at))
                 else:
-                    results.append(RecordOutcome(e.event_id, RecordStatus.DUPLICATE, earlier.get(e.event_id, received_at)))
+                    results.append(
+                        RecordOutcome(
+                            e.event_id, RecordStatus.DUPLICATE, earlier.get(e.event_id, received_at)
+                        )
+                    )
             job.future.set_result(results)
         self._notify(changed)

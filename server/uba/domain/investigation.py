@@ -37,7 +37,9 @@ class AlertFilter:
 
 
 class Reader(Protocol):
-    def page_anomalies(self, flt: AnomalyFilter, limit: int, after: list[int] | None) -> list[tuple[list[int], Anomaly]]: ...
+    def page_anomalies(
+        self, flt: AnomalyFilter, limit: int, after: list[int] | None
+    ) -> list[tuple[list[int], Anomaly]]: ...
     def page_alerts(self, flt: AlertFilter, limit: int, before_seq: int | None) -> list[Alert]: ...
     def baseline(self, user_id: str) -> dict | None: ...
 
@@ -87,13 +89,22 @@ class InvestigationService:
 
     def acknowledge(self, alert_id: str, who: str, note: str) -> Future:
         _check_note(note)
-        return self._writer.run_exclusive(lambda uow: self._analyzer.acknowledge(uow, alert_id, who, note))
+        return self._writer.run_exclusive(
+            lambda uow: self._analyzer.acknowledge(uow, alert_id, who, note)
+        )
 
-    def resolve(self, alert_id: str, resolution: Resolution | None, who: str, note: str,
-                suppress_for: timedelta | None) -> Future:
+    def resolve(
+        self,
+        alert_id: str,
+        resolution: Resolution | None,
+        who: str,
+        note: str,
+        suppress_for: timedelta | None,
+    ) -> Future:
         _check_note(note)
         return self._writer.run_exclusive(
-            lambda uow: self._analyzer.resolve(uow, alert_id, resolution, who, note, suppress_for))
+            lambda uow: self._analyzer.resolve(uow, alert_id, resolution, who, note, suppress_for)
+        )
 
 
 def _check_note(note: str) -> None:

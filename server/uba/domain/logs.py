@@ -6,8 +6,8 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from itertools import repeat
 from datetime import date, timedelta
+from itertools import repeat
 from typing import Protocol
 
 from uba.domain import paging
@@ -30,19 +30,26 @@ EXPORT_PAGE_ROWS = 2000
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Columns whose text comes from callers (numbers are safe as they are).
 _TEXT_COLUMNS = frozenset(EXPORT_FIELDS) - {
-    "occurred_at", "received_at", "latitude", "longitude", "status_code",
-    "bytes_transferred", "session_duration_seconds",
+    "occurred_at",
+    "received_at",
+    "latitude",
+    "longitude",
+    "status_code",
+    "bytes_transferred",
+    "session_duration_seconds",
 }
 
 
 class EventReader(Protocol):
     """What the log needs from storage. Positions are opaque int lists."""
 
-    def page_events(self, flt: EventFilter, limit: int, after: list[int] | None,
-                    newest_first: bool) -> list[tuple[list[int], ActivityEvent]]: ...
+    def page_events(
+        self, flt: EventFilter, limit: int, after: list[int] | None, newest_first: bool
+    ) -> list[tuple[list[int], ActivityEvent]]: ...
 
-    def export_page(self, flt: EventFilter, limit: int,
-                    after: list[int] | None) -> tuple[Sequence[Sequence], list[int] | None]:
+    def export_page(
+        self, flt: EventFilter, limit: int, after: list[int] | None
+    ) -> tuple[Sequence[Sequence], list[int] | None]:
         """Up to `limit` selected events oldest first, after the position,
         as stored rows whose first fields are EXPORT_ROW (storage may add
         its own after them), and the position of the last one."""
@@ -76,16 +83,21 @@ class LogService:
         _check_filter(flt)
         fmt = (fmt or "csv").lower()
         if fmt not in EXPORT_FORMATS:
-            raise InvalidArgument.single("format", f"unknown format {fmt[:20]!r}; use csv, json or ndjson")
+            raise InvalidArgument.single(
+                "format", f"unknown format {fmt[:20]!r}; use csv, json or ndjson"
+            )
         return EXPORT_FORMATS[fmt], _chunks(self._export_pages(flt), fmt)
 
     def _export_pages(self, flt: EventFilter) -> Iterator[list]:
         """Stored rows (EXPORT_ROW), oldest first, a keyset page at a time."""
-        return _keyset_pages(lambda after: self._reader.export_page(flt, EXPORT_PAGE_ROWS, after), EXPORT_PAGE_ROWS)
+        return _keyset_pages(
+            lambda after: self._reader.export_page(flt, EXPORT_PAGE_ROWS, after), EXPORT_PAGE_ROWS
+        )
 
 
 def event_pages(reader: EventReader, flt: EventFilter, size: int) -> Iterator[list[ActivityEvent]]:
     """The selected events oldest first, a page (keyset query) at a time."""
+
     def fetch(after):
         rows = reader.page_events(flt, size, after, newest_first=False)
         return [event for _, event in rows], (rows[-1][0] if rows else None)
@@ -137,7 +149,9 @@ def csv_safe(value: object) -> object:
 _COLUMN = {name: i for i, name in enumerate(EXPORT_FIELDS)}
 _TEXT = frozenset(_COLUMN[name] for name in _TEXT_COLUMNS - {"attributes"})
 _TIMES = frozenset((_COLUMN["occurred_at"], _COLUMN["received_at"]))
-_NUMBERS = frozenset(_COLUMN[name] for name in ("latitude", "longitude", "status_code", "bytes_transferred"))
+_NUMBERS = frozenset(
+    _COLUMN[name] for name in ("latitude", "longitude", "status_code", "bytes_transferred")
+)
 _DURATION = _COLUMN["session_duration_seconds"]
 _ATTRIBUTES = _COLUMN["attributes"]
 assert EXPORT_ROW[_DURATION] == "session_duration_us" and len(EXPORT_ROW) == len(EXPORT_FIELDS)
@@ -158,7 +172,9 @@ def _json_text(value: str) -> str:
 
 
 _CSV_HEADER = ",".join(EXPORT_FIELDS) + "\r\n"
-_JSON_KEYS = tuple(("{" if i == 0 else ", ") + json.dumps(name) + ": " for i, name in enumerate(EXPORT_FIELDS))
+_JSON_KEYS = tuple(
+    ("{" if i == 0 else ", ") + json.dumps(name) + ": " for i, name in enumerate(EXPORT_FIELDS)
+)
 
 _EPOCH_DAY = date(1970, 1, 1)
 _DAYS: dict[int, str] = {}
@@ -324,7 +340,7 @@ def _json_column(i: int, column: Sequence) -> tuple[bool, Sequence[str] | str]:
 
 
 def _columns(rows: Sequence[Sequence]) -> list[tuple]:
-    return list(zip(*rows))[:len(EXPORT_ROW)]
+    return list(zip(*rows))[: len(EXPORT_ROW)]
 
 
 def _csv_lines(rows: Sequence[Sequence]) -> str:

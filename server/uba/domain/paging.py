@@ -46,11 +46,23 @@ def decode(token: str, filters: Any, size: int) -> list[int] | None:
         data = json.loads(raw)
         position = data["p"]
         issued_for = data["f"]
-        if not (isinstance(position, list) and len(position) == size
-                and all(type(v) is int and -(2**63) <= v < 2**63 for v in position)):
+        if not (
+            isinstance(position, list)
+            and len(position) == size
+            and all(type(v) is int and -(2**63) <= v < 2**63 for v in position)
+        ):
             raise ValueError
-    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: JSON nested too deep
-        raise InvalidArgument.single("page_token", "malformed; pass next_page_token of the previous page unchanged") from None
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        RecursionError,
+    ):  # RecursionError: JSON nested too deep
+        raise InvalidArgument.single(
+            "page_token", "malformed; pass next_page_token of the previous page unchanged"
+        ) from None
     if issued_for != fingerprint(filters):
-        raise InvalidArgument.single("page_token", "was issued for other filters; keep the filters of the first page")
+        raise InvalidArgument.single(
+            "page_token", "was issued for other filters; keep the filters of the first page"
+        )
     return position

@@ -59,8 +59,10 @@ class Usage:
 
     def describe(self, noun: str) -> str:
         who = f"peer group {self.group}" if self.group else "the population"
-        return (f"{noun} used by {self.peers} of {self.group_size} in {who} and {self.population} of "
-                f"{self.population_size} users in 30 days")
+        return (
+            f"{noun} used by {self.peers} of {self.group_size} in {who} and {self.population} of "
+            f"{self.population_size} users in 30 days"
+        )
 
 
 class PeerActivity:
@@ -68,12 +70,18 @@ class PeerActivity:
 
     __slots__ = ("peers", "adopted", "members")
 
-    def __init__(self, shared: SharedState, kind: str, window_days: float = 30.0, shift_days: float = 7.0):
-        self.peers: KeyedWindows = shared.windows(f"peers.{kind}", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY)
-        self.adopted: KeyedWindows = shared.windows(f"adopted.{kind}", shift_days * _DAY, MAX_KEYS,
-                                                    MAX_USERS_PER_KEY)
-        self.members: KeyedWindows = shared.windows("peers.members", window_days * _DAY, MAX_KEYS,
-                                                    MAX_USERS_PER_KEY)
+    def __init__(
+        self, shared: SharedState, kind: str, window_days: float = 30.0, shift_days: float = 7.0
+    ):
+        self.peers: KeyedWindows = shared.windows(
+            f"peers.{kind}", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+        )
+        self.adopted: KeyedWindows = shared.windows(
+            f"adopted.{kind}", shift_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+        )
+        self.members: KeyedWindows = shared.windows(
+            "peers.members", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+        )
 
     def usage(self, user_id: str, group: str, value: str, ts: float) -> Usage:
         peers = self.peers
@@ -86,17 +94,25 @@ class PeerActivity:
         adopters = self.adopted.distinct(value, ts)
         if self.adopted.has_value(value, user_id, ts):
             adopters -= 1
-        return Usage(used_by_peers, everyone, group, self.members.distinct(group, ts) if group else 0,
-                     self.members.distinct(ALL, ts), adopters)
+        return Usage(
+            used_by_peers,
+            everyone,
+            group,
+            self.members.distinct(group, ts) if group else 0,
+            self.members.distinct(ALL, ts),
+            adopters,
+        )
 
     def observe(self, user_id: str, group: str, value: str, ts: float, new_to_user: bool) -> None:
         """Counts the user's use of `value` (at most once per window)."""
-        for key in ((f"{group}{_SEP}{value}", f"{ALL}{_SEP}{value}") if group else (f"{ALL}{_SEP}{value}",)):
+        for key in (
+            (f"{group}{_SEP}{value}", f"{ALL}{_SEP}{value}") if group else (f"{ALL}{_SEP}{value}",)
+        ):
             if not self.peers.has_value(key, user_id, ts):
                 self.peers.add(key, ts, user_id)
         if new_to_user and not self.adopted.has_value(value, user_id, ts):
             self.adopted.add(value, ts, user_id)
         members = self.members
-        for key in ((group, ALL) if group else (ALL,)):
+        for key in (group, ALL) if group else (ALL,):
             if not members.has_value(key, user_id, ts):
                 members.add(key, ts, user_id)

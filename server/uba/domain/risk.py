@@ -33,7 +33,9 @@ DEFAULT_SEVERITY_WEIGHTS: Mapping[Severity, float] = {
 @dataclass(frozen=True, slots=True)
 class RiskPolicy:
     half_life: timedelta = timedelta(hours=24)
-    weights: Mapping[Severity, float] = field(default_factory=lambda: dict(DEFAULT_SEVERITY_WEIGHTS))
+    weights: Mapping[Severity, float] = field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_WEIGHTS)
+    )
     # The weight sum at which risk reaches 63 (1 - 1/e).
     saturation: float = 50.0
     # An incident's weight at P = 1 (see incident_weight).
@@ -60,8 +62,12 @@ class RiskPolicy:
     def score_of_sum(self, weight_sum: float) -> int:
         return int(round(100 * (1 - math.exp(-max(weight_sum, 0.0) / self.saturation))))
 
-    def user_risk(self, anomalies: Iterable[Anomaly], now: datetime,
-                  resolved_alert_ids: frozenset[str] | set[str] = frozenset()) -> int:
+    def user_risk(
+        self,
+        anomalies: Iterable[Anomaly],
+        now: datetime,
+        resolved_alert_ids: frozenset[str] | set[str] = frozenset(),
+    ) -> int:
         """Risk from the user's anomalies, leaving out those whose alert is
         in `resolved_alert_ids`. Pass the anomalies of, say, the last seven
         half-lives; older ones add less than 1%."""
@@ -84,30 +90,44 @@ class RiskAccumulator:
 
     def _decay_to(self, policy: RiskPolicy, now: datetime) -> None:
         if self.as_of is not None and now > self.as_of:
-            self.weight_sum *= 0.5 ** ((now - self.as_of).total_seconds() / policy.half_life.total_seconds())
+            self.weight_sum *= 0.5 ** (
+                (now - self.as_of).total_seconds() / policy.half_life.total_seconds()
+            )
         if self.as_of is None or now > self.as_of:
             self.as_of = now
 
-    def add(self, policy: RiskPolicy, severity: Severity, occurred_at: datetime, now: datetime) -> int:
+    def add(
+        self, policy: RiskPolicy, severity: Severity, occurred_at: datetime, now: datetime
+    ) -> int:
         self._decay_to(policy, now)
         self.weight_sum += policy.contribution(severity, occurred_at, self.as_of)  # type: ignore[arg-type]
         return policy.score_of_sum(self.weight_sum)
 
-    def remove(self, policy: RiskPolicy, severity: Severity, occurred_at: datetime, now: datetime) -> int:
+    def remove(
+        self, policy: RiskPolicy, severity: Severity, occurred_at: datetime, now: datetime
+    ) -> int:
         self._decay_to(policy, now)
-        self.weight_sum = max(0.0, self.weight_sum - policy.contribution(severity, occurred_at, self.as_of))  # type: ignore[arg-type]
+        self.weight_sum = max(
+            0.0, self.weight_sum - policy.contribution(severity, occurred_at, self.as_of)
+        )  # type: ignore[arg-type]
         return policy.score_of_sum(self.weight_sum)
 
-    def add_weight(self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime) -> int:
+    def add_weight(
+        self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime
+    ) -> int:
         """Adds a contribution of `weight` that started at `occurred_at`."""
         self._decay_to(policy, now)
         self.weight_sum += policy.decayed(weight, occurred_at, self.as_of)  # type: ignore[arg-type]
         return policy.score_of_sum(self.weight_sum)
 
-    def remove_weight(self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime) -> int:
+    def remove_weight(
+        self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime
+    ) -> int:
         """Takes back what add_weight(weight, occurred_at) added (decayed alike)."""
         self._decay_to(policy, now)
-        self.weight_sum = max(0.0, self.weight_sum - policy.decayed(weight, occurred_at, self.as_of))  # type: ignore[arg-type]
+        self.weight_sum = max(
+            0.0, self.weight_sum - policy.decayed(weight, occurred_at, self.as_of)
+        )  # type: ignore[arg-type]
         return policy.score_of_sum(self.weight_sum)
 
     def score(self, policy: RiskPolicy, now: datetime) -> int:

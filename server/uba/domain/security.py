@@ -20,11 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from uba.domain.errors import InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated
 
-UTC = timezone.utc
+UTC = UTC
 TOKEN_PREFIX = "uba_"
 MAX_TOKEN_LENGTH = 256  # longer bearer values are refused without a lookup
 
@@ -55,12 +55,24 @@ METHOD_SCOPES: dict[str, str] = {
     "ResolveIncident": ADMIN,
 }
 # Services anyone may call: load balancers and tooling must not need a key.
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                 "/grpc.reflection.v1.ServerReflection/")
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 # Calls whose every outcome goes into the audit trail (ingest does not: it
 # is the hot path, and its data is the event log itself).
-AUDITED_METHODS = frozenset({"AcknowledgeAlert", "ResolveAlert", "ExportLogs", "Backfill", "TrainModel",
-                             "AcknowledgeIncident", "ResolveIncident"})
+AUDITED_METHODS = frozenset(
+    {
+        "AcknowledgeAlert",
+        "ResolveAlert",
+        "ExportLogs",
+        "Backfill",
+        "TrainModel",
+        "AcknowledgeIncident",
+        "ResolveIncident",
+    }
+)
 
 
 def new_token() -> str:
@@ -87,8 +99,11 @@ def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[str]:
     scopes = frozenset(s.strip().lower() for v in values for s in v.replace(",", " ").split())
     unknown = scopes - set(SCOPES)
     if unknown or not scopes:
-        raise InvalidArgument.single("scopes", f"choose from {', '.join(SCOPES)}"
-                                     + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+        raise InvalidArgument.single(
+            "scopes",
+            f"choose from {', '.join(SCOPES)}"
+            + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""),
+        )
     return scopes
 
 
@@ -141,8 +156,13 @@ class Authenticator:
     therefore keeps working for at most `ttl` seconds in a running server.
     Expiry is checked on every call, cached or not."""
 
-    def __init__(self, lookup: Callable[[str], tuple[ApiKey, str] | None], ttl: float = 10.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), max_entries: int = 10_000):
+    def __init__(
+        self,
+        lookup: Callable[[str], tuple[ApiKey, str] | None],
+        ttl: float = 10.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_entries: int = 10_000,
+    ):
         self._lookup = lookup  # digest -> (key, stored digest) or None
         self._ttl = ttl
         self._clock = clock
@@ -210,8 +230,13 @@ class TokenBuckets:
     Used from the event loop only (no lock). At most `max_names` buckets are
     kept; past that, full ones (idle names) are forgotten."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
-                 max_names: int = 100_000):
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_names: int = 100_000,
+    ):
         self.rate = rate
         self.burst = max(burst, 1.0)
         self._clock = clock
@@ -255,8 +280,9 @@ class RateLimiter:
     def acquire(self, key: str) -> None:
         wait = self._buckets.wait(key)
         if wait > 0:
-            raise ResourceExhausted(f"rate limit of {self.rate:g} requests/s for this API key reached",
-                                    retry_after=wait)
+            raise ResourceExhausted(
+                f"rate limit of {self.rate:g} requests/s for this API key reached", retry_after=wait
+            )
         self._buckets.take(key)
 
 
@@ -274,8 +300,11 @@ class FailureLimiter:
     def check(self, client: str) -> None:
         wait = self._buckets.wait(client)
         if wait > 0:
-            raise ResourceExhausted(f"too many failed authentications from this address "
-                                    f"(at most {self.rate:g}/s); retry later", retry_after=wait)
+            raise ResourceExhausted(
+                f"too many failed authentications from this address "
+                f"(at most {self.rate:g}/s); retry later",
+                retry_after=wait,
+            )
 
     def failed(self, client: str) -> None:
         self._buckets.take(client)
@@ -286,12 +315,18 @@ class AuditThrottle:
     most one per `every` seconds, each carrying how many were left out, so a
     flood of refused calls costs a few audit rows, not one each."""
 
-    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 max_subjects: int = 10_000):
+    def __init__(
+        self,
+        every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_subjects: int = 10_000,
+    ):
         self.every = every
         self._clock = clock
         self._max_subjects = max_subjects
-        self._subjects: dict[str, tuple[float, int]] = {}  # subject -> (last written, left out since)
+        self._subjects: dict[
+            str, tuple[float, int]
+        ] = {}  # subject -> (last written, left out since)
 
     def admit(self, subject: str) -> int | None:
         """None: leave this one out; else write it, noting the returned
@@ -317,7 +352,9 @@ class StreamLimiter:
     def open(self, key: str) -> None:
         count = self._open.get(key, 0)
         if self.limit and count >= self.limit:
-            raise ResourceExhausted(f"at most {self.limit} concurrent streams per API key", retry_after=5.0)
+            raise ResourceExhausted(
+                f"at most {self.limit} concurrent streams per API key", retry_after=5.0
+            )
         self._open[key] = count + 1
 
     def close(self, key: str) -> None:
@@ -350,7 +387,9 @@ def parse_networks(text: str, what: str = "trusted_proxies") -> tuple[Network, .
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise InvalidArgument.single(what, f"not an IP address or CIDR block: {item!r}") from None
+            raise InvalidArgument.single(
+                what, f"not an IP address or CIDR block: {item!r}"
+            ) from None
     return tuple(networks)
 
 
@@ -383,8 +422,13 @@ class CallOrigin:
     via_proxy: bool = False  # the forwarded hops came through a trusted proxy
 
     @classmethod
-    def of(cls, peer: str, forwarded_for: str = "", trusted_peer: bool = False,
-           trusted: tuple[Network, ...] = ()) -> "CallOrigin":
+    def of(
+        cls,
+        peer: str,
+        forwarded_for: str = "",
+        trusted_peer: bool = False,
+        trusted: tuple[Network, ...] = (),
+    ) -> CallOrigin:
         hops = tuple(h.strip() for h in forwarded_for.split(",") if h.strip())[-MAX_FORWARDED_HOPS:]
         host = peer_host(peer)
         if not hops or not (trusted_peer or _in(host, trusted)):
@@ -408,7 +452,7 @@ class CallOrigin:
             chain = ", ".join(self.forwarded)
             room = MAX_PEER_TEXT - len(text) - len(label) - 2
             if len(chain) > room:  # keep the right-most hops: the ones a trusted proxy wrote
-                chain = "..." + chain[-max(room - 3, 0):]
+                chain = "..." + chain[-max(room - 3, 0) :]
             text += f" {label}={chain}"
         return text[:MAX_PEER_TEXT]
 
@@ -417,8 +461,13 @@ def expiry(now: datetime, expires_in: timedelta | None) -> datetime | None:
     return now + expires_in if expires_in else None
 
 
-def audit_page(page: Callable[[str, str, int, int | None], list[AuditEvent]], actor: str, action: str,
-               requested_size: int, token: str) -> tuple[list[AuditEvent], str]:
+def audit_page(
+    page: Callable[[str, str, int, int | None], list[AuditEvent]],
+    actor: str,
+    action: str,
+    requested_size: int,
+    token: str,
+) -> tuple[list[AuditEvent], str]:
     """A page of the audit trail, newest first (AIP-158 tokens)."""
     from uba.domain import paging
 

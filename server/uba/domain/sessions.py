@@ -36,24 +36,30 @@ class SessionContext:
     reported: int = 0
 
     @classmethod
-    def of(cls, event: ActivityEvent) -> "SessionContext":
+    def of(cls, event: ActivityEvent) -> SessionContext:
         return cls(event.source_ip, event.device_id, event.user_agent, event.country_code)
 
     @property
     def empty(self) -> bool:
         return not (self.source_ip or self.device_id or self.user_agent or self.country_code)
 
-    def filled_from(self, event: ActivityEvent) -> "SessionContext":
+    def filled_from(self, event: ActivityEvent) -> SessionContext:
         """Fields the session did not know yet, taken from a later event."""
-        return SessionContext(self.source_ip or event.source_ip, self.device_id or event.device_id,
-                              self.user_agent or event.user_agent, self.country_code or event.country_code,
-                              self.reported)
+        return SessionContext(
+            self.source_ip or event.source_ip,
+            self.device_id or event.device_id,
+            self.user_agent or event.user_agent,
+            self.country_code or event.country_code,
+            self.reported,
+        )
 
     def encode(self) -> str:
-        return _SEP.join((self.source_ip, self.device_id, self.user_agent, self.country_code, str(self.reported)))
+        return _SEP.join(
+            (self.source_ip, self.device_id, self.user_agent, self.country_code, str(self.reported))
+        )
 
     @classmethod
-    def decode(cls, text: str) -> "SessionContext":
+    def decode(cls, text: str) -> SessionContext:
         ip, device, agent, country, reported = text.split(_SEP)
         return cls(ip, device, agent, country, int(reported))
 
@@ -75,8 +81,16 @@ class SessionChange:
         return self.country + self.device + self.user_agent
 
     def names(self) -> list[str]:
-        return [n for n, on in (("network", self.network), ("country", self.country), ("device", self.device),
-                                ("user agent", self.user_agent)) if on]
+        return [
+            n
+            for n, on in (
+                ("network", self.network),
+                ("country", self.country),
+                ("device", self.device),
+                ("user agent", self.user_agent),
+            )
+            if on
+        ]
 
 
 def compare(context: SessionContext, event: ActivityEvent) -> SessionChange:
@@ -84,13 +98,23 @@ def compare(context: SessionContext, event: ActivityEvent) -> SessionChange:
     address = bool(ip and old_ip and ip != old_ip)
     # A mobile network hands out addresses from its pools: a new address in
     # the same /24, or in the same /16, is the same place.
-    network = address and network_of(ip) != network_of(old_ip) and wide_network_of(ip) != wide_network_of(old_ip)
+    network = (
+        address
+        and network_of(ip) != network_of(old_ip)
+        and wide_network_of(ip) != wide_network_of(old_ip)
+    )
     return SessionChange(
         network=network,
         address=address,
-        country=bool(event.country_code and context.country_code and event.country_code != context.country_code),
+        country=bool(
+            event.country_code
+            and context.country_code
+            and event.country_code != context.country_code
+        ),
         device=bool(event.device_id and context.device_id and event.device_id != context.device_id),
-        user_agent=bool(event.user_agent and context.user_agent and event.user_agent != context.user_agent),
+        user_agent=bool(
+            event.user_agent and context.user_agent and event.user_agent != context.user_agent
+        ),
     )
 
 

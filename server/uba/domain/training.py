@@ -37,8 +37,13 @@ _TICK = timedelta(microseconds=1)  # end_time is exclusive
 
 
 class TrainingService:
-    def __init__(self, reader: EventReader, detector: Any | None, clock: Callable[[], datetime],
-                 unavailable_reason: str = ""):
+    def __init__(
+        self,
+        reader: EventReader,
+        detector: Any | None,
+        clock: Callable[[], datetime],
+        unavailable_reason: str = "",
+    ):
         self._reader = reader
         # The live IsolationForestDetector, or None when it is not enabled.
         self._detector = detector
@@ -57,7 +62,9 @@ class TrainingService:
     def train(self, start: datetime | None = None, end: datetime | None = None):
         """Trains and switches to a new model; returns its ModelInfo."""
         if self._detector is None:
-            raise FailedPrecondition(f"isolation_forest is not enabled: {self._unavailable or 'see GetCapabilities'}")
+            raise FailedPrecondition(
+                f"isolation_forest is not enabled: {self._unavailable or 'see GetCapabilities'}"
+            )
         if end is None:
             newest = self._edge(newest=True)
             if newest is None:
@@ -105,7 +112,9 @@ class TrainingService:
         elif not info.window_end or not info.window_start:
             reason = ""
         elif newest - datetime.fromisoformat(info.window_end) >= interval:
-            reason = f"events up to {newest:%Y-%m-%d %H:%M} UTC, the model's end at {info.window_end}"
+            reason = (
+                f"events up to {newest:%Y-%m-%d %H:%M} UTC, the model's end at {info.window_end}"
+            )
         elif datetime.fromisoformat(info.window_start) - covered_from >= WIDER_BY:
             reason = f"older history stored since the model (from {covered_from:%Y-%m-%d} UTC)"
         else:

@@ -7,13 +7,13 @@ import ipaddress
 import operator
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from uba.domain.events import ActivityEvent, FieldViolation
 
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_SESSION = timedelta(days=31)
 MAX_ATTRIBUTES = 32
@@ -58,7 +58,9 @@ FREE_TEXT_ALLOWED = frozenset("\t")
 IDENTIFIER_REFUSED = FREE_TEXT_REFUSED | {"Cf", "Zl", "Zp"}
 
 
-def first_refused(value: str, refused: frozenset[str], allowed: frozenset[str] = frozenset()) -> str | None:
+def first_refused(
+    value: str, refused: frozenset[str], allowed: frozenset[str] = frozenset()
+) -> str | None:
     """The first character of `value` in one of the `refused` Unicode
     categories and not `allowed`, or None. str.isprintable() is false for
     all of them (and for a few more, such as a no-break space), so the
@@ -80,7 +82,11 @@ def _identifier_refused(value: str) -> str | None:
 
 
 def _refusal(char: str, identifier: bool) -> str:
-    what = "control, format or line separator characters" if identifier else "control characters but TAB"
+    what = (
+        "control, format or line separator characters"
+        if identifier
+        else "control characters but TAB"
+    )
     return f"must not contain {what} (found U+{ord(char):04X})"
 
 
@@ -136,27 +142,47 @@ def validate_event(event: ActivityEvent, prefix: str, now: datetime) -> list[Fie
             identifier = name not in FREE_TEXT_FIELDS
             if len(value) > limit:
                 bad(name, f"longer than {limit} characters")
-            elif (char := (_identifier_refused if identifier else _free_text_refused)(value)) is not None:
+            elif (
+                char := (_identifier_refused if identifier else _free_text_refused)(value)
+            ) is not None:
                 bad(name, _refusal(char, identifier))
-    if event.event_id and len(event.event_id) <= MAX_LENGTHS["event_id"] and not _EVENT_ID.fullmatch(event.event_id):
+    if (
+        event.event_id
+        and len(event.event_id) <= MAX_LENGTHS["event_id"]
+        and not _EVENT_ID.fullmatch(event.event_id)
+    ):
         bad("event_id", "must be printable ASCII without spaces")
-    if event.source_ip and len(event.source_ip) <= MAX_LENGTHS["source_ip"] and not is_ip(event.source_ip):
+    if (
+        event.source_ip
+        and len(event.source_ip) <= MAX_LENGTHS["source_ip"]
+        and not is_ip(event.source_ip)
+    ):
         bad("source_ip", "not an IPv4 or IPv6 address")
     if event.country_code and not _COUNTRY.fullmatch(event.country_code):
         bad("country_code", "must be an ISO 3166-1 alpha-2 code in capitals, e.g. DE")
-    if event.timezone and len(event.timezone) <= MAX_LENGTHS["timezone"] and not is_time_zone(event.timezone):
+    if (
+        event.timezone
+        and len(event.timezone) <= MAX_LENGTHS["timezone"]
+        and not is_time_zone(event.timezone)
+    ):
         bad("timezone", "not an IANA time zone name, e.g. Europe/Berlin")
     if event.latitude is not None and not -90.0 <= event.latitude <= 90.0:
         bad("latitude", "must be within -90..90")
     if event.longitude is not None and not -180.0 <= event.longitude <= 180.0:
         bad("longitude", "must be within -180..180")
     if (event.latitude is None) != (event.longitude is None):
-        bad("latitude" if event.latitude is None else "longitude", "latitude and longitude go together")
+        bad(
+            "latitude" if event.latitude is None else "longitude",
+            "latitude and longitude go together",
+        )
     if not 0 <= event.status_code <= 999:
         bad("status_code", "must be within 0..999")
     if event.bytes_transferred < 0:
         bad("bytes_transferred", "must not be negative")
-    if event.session_duration is not None and not timedelta(0) <= event.session_duration <= MAX_SESSION:
+    if (
+        event.session_duration is not None
+        and not timedelta(0) <= event.session_duration <= MAX_SESSION
+    ):
         bad("session_duration", "must be within 0..31 days")
 
     if len(event.attributes) > MAX_ATTRIBUTES:
@@ -165,8 +191,11 @@ def validate_event(event: ActivityEvent, prefix: str, now: datetime) -> list[Fie
         for key, value in event.attributes.items():
             # Keys are identifiers, values free text.
             if not key or len(key) > MAX_ATTRIBUTE_KEY or _identifier_refused(key):
-                bad("attributes", f"key {key[:64]!r}: 1..{MAX_ATTRIBUTE_KEY} characters without control, "
-                                  "format or line separator characters")
+                bad(
+                    "attributes",
+                    f"key {key[:64]!r}: 1..{MAX_ATTRIBUTE_KEY} characters without control, "
+                    "format or line separator characters",
+                )
             elif len(value) > MAX_ATTRIBUTE_VALUE:
                 bad(f"attributes[{key}]", f"longer than {MAX_ATTRIBUTE_VALUE} characters")
             elif (char := _free_text_refused(value)) is not None:

@@ -30,14 +30,14 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.evaluation.score import BENIGN, Label
 
-UTC = timezone.utc
+UTC = UTC
 T = ActivityType
 # A six-week window ending here spans the EU's (25 October 2026) and the
 # US's (1 November 2026) DST changes, a week apart. In the past, so the
@@ -70,9 +70,14 @@ OFFICES = (
 OFFICE_WEIGHTS = (5, 5, 2, 3, 4, 3, 2, 2)
 # Other cities of each office's country: mobile networks, attackers nearby.
 DOMESTIC = {
-    "DE": (Place("Munich", "DE", "Europe/Berlin", 48.14, 11.58), Place("Hamburg", "DE", "Europe/Berlin", 53.55, 9.99)),
-    "US": (Place("Chicago", "US", "America/Chicago", 41.88, -87.63),
-           Place("Dallas", "US", "America/Chicago", 32.78, -96.80)),
+    "DE": (
+        Place("Munich", "DE", "Europe/Berlin", 48.14, 11.58),
+        Place("Hamburg", "DE", "Europe/Berlin", 53.55, 9.99),
+    ),
+    "US": (
+        Place("Chicago", "US", "America/Chicago", 41.88, -87.63),
+        Place("Dallas", "US", "America/Chicago", 32.78, -96.80),
+    ),
     "JP": (Place("Osaka", "JP", "Asia/Tokyo", 34.69, 135.50),),
     "GB": (Place("Manchester", "GB", "Europe/London", 53.48, -2.24),),
     "IN": (Place("Mumbai", "IN", "Asia/Kolkata", 19.08, 72.88),),
@@ -91,30 +96,113 @@ FOREIGN = (
 
 # Peer groups: share of the population and the endpoints they use.
 GROUPS = {
-    "engineering": (30, (("GET", "/v1/builds"), ("GET", "/v1/builds/{n}"), ("POST", "/v1/deployments"),
-                         ("GET", "/v1/repos/{n}"), ("GET", "/v1/logs/search"), ("GET", "/v1/metrics"),
-                         ("GET", "/v1/orders/{n}"), ("PUT", "/v1/repos/{n}/settings"))),
-    "sales": (20, (("GET", "/v1/customers"), ("GET", "/v1/customers/{n}"), ("PUT", "/v1/customers/{n}"),
-                   ("GET", "/v1/orders"), ("POST", "/v1/quotes"), ("GET", "/v1/reports/pipeline"))),
-    "support": (18, (("GET", "/v1/tickets"), ("GET", "/v1/tickets/{n}"), ("POST", "/v1/tickets/{n}/replies"),
-                     ("GET", "/v1/customers/{n}"), ("GET", "/v1/orders/{n}"), ("GET", "/v1/kb/articles"))),
-    "finance": (12, (("GET", "/v1/invoices"), ("GET", "/v1/invoices/{n}"), ("POST", "/v1/payments"),
-                     ("GET", "/v1/reports/daily"), ("GET", "/v1/ledger/{n}"), ("GET", "/v1/customers/{n}"))),
-    "hr": (10, (("GET", "/v1/employees"), ("GET", "/v1/employees/{n}"), ("PUT", "/v1/employees/{n}"),
-                ("GET", "/v1/payroll/runs"), ("GET", "/v1/leave/requests"), ("POST", "/v1/leave/requests/{n}/approve"))),
-    "admins": (6, (("GET", "/admin/users"), ("GET", "/admin/users/{n}"), ("PUT", "/admin/users/{n}/roles"),
-                   ("GET", "/admin/audit"), ("GET", "/admin/settings"), ("GET", "/v1/metrics"))),
+    "engineering": (
+        30,
+        (
+            ("GET", "/v1/builds"),
+            ("GET", "/v1/builds/{n}"),
+            ("POST", "/v1/deployments"),
+            ("GET", "/v1/repos/{n}"),
+            ("GET", "/v1/logs/search"),
+            ("GET", "/v1/metrics"),
+            ("GET", "/v1/orders/{n}"),
+            ("PUT", "/v1/repos/{n}/settings"),
+        ),
+    ),
+    "sales": (
+        20,
+        (
+            ("GET", "/v1/customers"),
+            ("GET", "/v1/customers/{n}"),
+            ("PUT", "/v1/customers/{n}"),
+            ("GET", "/v1/orders"),
+            ("POST", "/v1/quotes"),
+            ("GET", "/v1/reports/pipeline"),
+        ),
+    ),
+    "support": (
+        18,
+        (
+            ("GET", "/v1/tickets"),
+            ("GET", "/v1/tickets/{n}"),
+            ("POST", "/v1/tickets/{n}/replies"),
+            ("GET", "/v1/customers/{n}"),
+            ("GET", "/v1/orders/{n}"),
+            ("GET", "/v1/kb/articles"),
+        ),
+    ),
+    "finance": (
+        12,
+        (
+            ("GET", "/v1/invoices"),
+            ("GET", "/v1/invoices/{n}"),
+            ("POST", "/v1/payments"),
+            ("GET", "/v1/reports/daily"),
+            ("GET", "/v1/ledger/{n}"),
+            ("GET", "/v1/customers/{n}"),
+        ),
+    ),
+    "hr": (
+        10,
+        (
+            ("GET", "/v1/employees"),
+            ("GET", "/v1/employees/{n}"),
+            ("PUT", "/v1/employees/{n}"),
+            ("GET", "/v1/payroll/runs"),
+            ("GET", "/v1/leave/requests"),
+            ("POST", "/v1/leave/requests/{n}/approve"),
+        ),
+    ),
+    "admins": (
+        6,
+        (
+            ("GET", "/admin/users"),
+            ("GET", "/admin/users/{n}"),
+            ("PUT", "/admin/users/{n}/roles"),
+            ("GET", "/admin/audit"),
+            ("GET", "/admin/settings"),
+            ("GET", "/v1/metrics"),
+        ),
+    ),
 }
 # The endpoint a feature rollout brings to each team.
 NEW_FEATURE = {
-    "engineering": ("GET", "/v2/pipelines/{n}"), "sales": ("GET", "/v2/forecast"),
-    "support": ("POST", "/v2/tickets/{n}/macros"), "finance": ("GET", "/v2/cashflow"),
-    "hr": ("GET", "/v2/reviews/{n}"), "admins": ("GET", "/v2/access-reviews"),
+    "engineering": ("GET", "/v2/pipelines/{n}"),
+    "sales": ("GET", "/v2/forecast"),
+    "support": ("POST", "/v2/tickets/{n}/macros"),
+    "finance": ("GET", "/v2/cashflow"),
+    "hr": ("GET", "/v2/reviews/{n}"),
+    "admins": ("GET", "/v2/access-reviews"),
 }
 ON_CALL_GROUPS = ("engineering", "support", "admins")
-NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "ken", "lena",
-         "mallory", "nina", "oscar", "peggy", "quinn", "rupert", "sybil", "trent", "uma", "victor", "wendy",
-         "xavier", "yara", "zoe")
+NAMES = (
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "ken",
+    "lena",
+    "mallory",
+    "nina",
+    "oscar",
+    "peggy",
+    "quinn",
+    "rupert",
+    "sybil",
+    "trent",
+    "uma",
+    "victor",
+    "wendy",
+    "xavier",
+    "yara",
+    "zoe",
+)
 LAPTOPS = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0 Safari/537.36",
@@ -122,13 +210,15 @@ LAPTOPS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0",
 )
 NEW_LAPTOP = "Mozilla/5.0 (Macintosh; Intel Mac OS X 15_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"
-PHONES = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-          "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/129.0 Mobile Safari/537.36")
+PHONES = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/129.0 Mobile Safari/537.36",
+)
 # Company VPN ranges before and after the VPN change.
 VPN_BEFORE, VPN_AFTER = "172.16.{site}.{host}", "172.22.{site}.{host}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
@@ -235,15 +325,34 @@ class Emitter:
         self.sessions += 1
         return f"{self.prefix}-s{self.sessions:07d}"
 
-    def event(self, user_id: str, kind: ActivityType, at: datetime, ctx: Context, group: str = "",
-              timezone: str = "", **values) -> ActivityEvent:
+    def event(
+        self,
+        user_id: str,
+        kind: ActivityType,
+        at: datetime,
+        ctx: Context,
+        group: str = "",
+        timezone: str = "",
+        **values,
+    ) -> ActivityEvent:
         self.count += 1
         return ActivityEvent(
-            event_id=f"{self.prefix}-{self.count:08d}", user_id=user_id, type=kind, occurred_at=at,
-            source_ip=ctx.source_ip, user_agent=ctx.user_agent, device_id=ctx.device_id,
-            country_code=ctx.place.country_code, city=ctx.place.city, latitude=ctx.place.latitude,
-            longitude=ctx.place.longitude, timezone=timezone or ctx.place.timezone, peer_group=group,
-            source="scenario", **values)
+            event_id=f"{self.prefix}-{self.count:08d}",
+            user_id=user_id,
+            type=kind,
+            occurred_at=at,
+            source_ip=ctx.source_ip,
+            user_agent=ctx.user_agent,
+            device_id=ctx.device_id,
+            country_code=ctx.place.country_code,
+            city=ctx.place.city,
+            latitude=ctx.place.latitude,
+            longitude=ctx.place.longitude,
+            timezone=timezone or ctx.place.timezone,
+            peer_group=group,
+            source="scenario",
+            **values,
+        )
 
 
 def _people(rng: random.Random, count: int) -> list[User]:
@@ -258,23 +367,34 @@ def _people(rng: random.Random, count: int) -> list[User]:
         used = endpoints[: rng.randint(4, len(endpoints))]
         weights = tuple(1 / (k + 1) ** 1.1 for k in range(len(used)))  # a few favourites
         name = NAMES[i % len(NAMES)] + (f".{i // len(NAMES)}" if i >= len(NAMES) else "")
-        users.append(User(
-            user_id=name, index=i, group=group, office=OFFICES[site], site=site,
-            office_ip=f"10.{site + 1}.{groups.index(group) * 8 + i % 8}.{20 + i % 200}",
-            home_ip="", vpn_host=10 + i % 240,
-            device_id=f"LT-{hashlib.sha1(f'{i}|laptop'.encode()).hexdigest()[:8].upper()}",
-            user_agent=rng.choice(LAPTOPS),
-            phone_id=f"PH-{hashlib.sha1(f'{i}|phone'.encode()).hexdigest()[:8].upper()}" if rng.random() < 0.6 else "",
-            phone_agent=rng.choice(PHONES),
-            work_start=rng.choice((7.0, 7.5, 8.0, 8.0, 8.5, 9.0, 9.0, 9.5, 10.0)) + rng.uniform(-0.2, 0.2),
-            work_hours=rng.uniform(7.5, 9.5),
-            single_session=rng.random() < 0.5,
-            remote_weekdays=frozenset(rng.sample(range(5), rng.choice((0, 1, 2, 2, 3)))),
-            weekend_worker=rng.random() < 0.12,
-            calls_per_hour=math.exp(rng.gauss(math.log(5), 0.4)),
-            bytes_scale=math.exp(rng.gauss(math.log(30_000), 0.5)),
-            endpoints=tuple(used), weights=weights,
-        ))
+        users.append(
+            User(
+                user_id=name,
+                index=i,
+                group=group,
+                office=OFFICES[site],
+                site=site,
+                office_ip=f"10.{site + 1}.{groups.index(group) * 8 + i % 8}.{20 + i % 200}",
+                home_ip="",
+                vpn_host=10 + i % 240,
+                device_id=f"LT-{hashlib.sha1(f'{i}|laptop'.encode()).hexdigest()[:8].upper()}",
+                user_agent=rng.choice(LAPTOPS),
+                phone_id=f"PH-{hashlib.sha1(f'{i}|phone'.encode()).hexdigest()[:8].upper()}"
+                if rng.random() < 0.6
+                else "",
+                phone_agent=rng.choice(PHONES),
+                work_start=rng.choice((7.0, 7.5, 8.0, 8.0, 8.5, 9.0, 9.0, 9.5, 10.0))
+                + rng.uniform(-0.2, 0.2),
+                work_hours=rng.uniform(7.5, 9.5),
+                single_session=rng.random() < 0.5,
+                remote_weekdays=frozenset(rng.sample(range(5), rng.choice((0, 1, 2, 2, 3)))),
+                weekend_worker=rng.random() < 0.12,
+                calls_per_hour=math.exp(rng.gauss(math.log(5), 0.4)),
+                bytes_scale=math.exp(rng.gauss(math.log(30_000), 0.5)),
+                endpoints=tuple(used),
+                weights=weights,
+            )
+        )
     return users
 
 
@@ -310,8 +430,14 @@ def _mondays(first: date, last: date) -> list[date]:
     return out
 
 
-def _plan(rng: random.Random, people: list[User], first: date, last: date, train_day: date,
-          silent: dict[str, date]) -> Plan:
+def _plan(
+    rng: random.Random,
+    people: list[User],
+    first: date,
+    last: date,
+    train_day: date,
+    silent: dict[str, date],
+) -> Plan:
     days = (last - first).days + 1
 
     def day_at(share: float) -> date:
@@ -323,8 +449,11 @@ def _plan(rng: random.Random, people: list[User], first: date, last: date, train
     groups = sorted({u.group for u in people}, key=list(GROUPS).index)
     refresh_group = rng.choice(groups)
     refresh_start = day_at(rng.uniform(0.7, 0.78))
-    refresh_days = {u.user_id: refresh_start + timedelta(days=rng.randint(0, 2))
-                    for u in people if u.group == refresh_group}
+    refresh_days = {
+        u.user_id: refresh_start + timedelta(days=rng.randint(0, 2))
+        for u in people
+        if u.group == refresh_group
+    }
     rollout_group = rng.choice([g for g in groups if g != refresh_group] or groups)
     rollout_day = day_at(rng.uniform(0.8, 0.9))
     while rollout_day.weekday() >= 4:
@@ -344,13 +473,17 @@ def _plan(rng: random.Random, people: list[User], first: date, last: date, train
         away = rng.randint(2, min(4, 5 - begin.weekday()))
         place = rng.choice([o for o in OFFICES if o != u.office])
         trips[u.user_id] = (begin, begin + timedelta(days=away - 1), place)
-    return Plan(vpn_change, refresh_group, refresh_days, rollout_group, rollout_day, on_call, trips, silent)
+    return Plan(
+        vpn_change, refresh_group, refresh_days, rollout_group, rollout_day, on_call, trips, silent
+    )
 
 
 class Routine:
     """Generates each user's days."""
 
-    def __init__(self, rng: random.Random, emit: Emitter, plan: Plan, start: datetime, end: datetime):
+    def __init__(
+        self, rng: random.Random, emit: Emitter, plan: Plan, start: datetime, end: datetime
+    ):
         self.rng = rng
         self.emit = emit
         self.plan = plan
@@ -382,8 +515,16 @@ class Routine:
 
     # -- building blocks -------------------------------------------------------
 
-    def api_call(self, u: User, at: datetime, ctx: Context, session_id: str, endpoint=None,
-                 bytes_transferred: int | None = None, status_code: int | None = None) -> ActivityEvent:
+    def api_call(
+        self,
+        u: User,
+        at: datetime,
+        ctx: Context,
+        session_id: str,
+        endpoint=None,
+        bytes_transferred: int | None = None,
+        status_code: int | None = None,
+    ) -> ActivityEvent:
         rng = self.rng
         if endpoint is None:
             pool = list(u.endpoints) + u.extra_endpoints
@@ -393,17 +534,42 @@ class Routine:
         path = path.replace("{n}", str(rng.randint(1, 99_999)))
         if status_code is None:
             roll = rng.random()
-            status_code = (500 if roll < 0.004 else 404 if roll < 0.015 else 403 if roll < 0.018
-                           else 201 if method == "POST" else 200)
+            status_code = (
+                500
+                if roll < 0.004
+                else 404
+                if roll < 0.015
+                else 403
+                if roll < 0.018
+                else 201
+                if method == "POST"
+                else 200
+            )
         if bytes_transferred is None:
             factor = 4.0 if (method == "GET" and "{n}" not in endpoint[1]) else 1.0
             bytes_transferred = int(u.bytes_scale * factor * math.exp(rng.gauss(0, 0.6)))
-        return self.emit.event(u.user_id, T.API_CALL, at, ctx, u.group, session_id=session_id,
-                               api_method=method, api_path=path, status_code=status_code,
-                               bytes_transferred=bytes_transferred)
+        return self.emit.event(
+            u.user_id,
+            T.API_CALL,
+            at,
+            ctx,
+            u.group,
+            session_id=session_id,
+            api_method=method,
+            api_path=path,
+            status_code=status_code,
+            bytes_transferred=bytes_transferred,
+        )
 
-    def calls(self, u: User, lo: datetime, hi: datetime, ctx: Context, session_id: str,
-              per_hour: float | None = None) -> list[ActivityEvent]:
+    def calls(
+        self,
+        u: User,
+        lo: datetime,
+        hi: datetime,
+        ctx: Context,
+        session_id: str,
+        per_hour: float | None = None,
+    ) -> list[ActivityEvent]:
         out = []
         rate = (per_hour or u.calls_per_hour) / 3600
         t = lo + timedelta(seconds=self.rng.expovariate(rate))
@@ -412,21 +578,52 @@ class Routine:
             t += timedelta(seconds=max(2.0, self.rng.expovariate(rate)))
         return out
 
-    def login(self, u: User, at: datetime, ctx: Context, session_id: str, mfa: bool) -> list[ActivityEvent]:
+    def login(
+        self, u: User, at: datetime, ctx: Context, session_id: str, mfa: bool
+    ) -> list[ActivityEvent]:
         rng, out = self.rng, []
         if rng.random() < 0.04:  # a typo, sometimes two
             for k in range(rng.choice((1, 1, 1, 2))):
-                out.append(self.emit.event(u.user_id, T.LOGIN_FAILURE, at - timedelta(seconds=25 * (k + 1)),
-                                           ctx, u.group))
+                out.append(
+                    self.emit.event(
+                        u.user_id,
+                        T.LOGIN_FAILURE,
+                        at - timedelta(seconds=25 * (k + 1)),
+                        ctx,
+                        u.group,
+                    )
+                )
         if mfa:
-            out.append(self.emit.event(u.user_id, T.MFA_CHALLENGE, at - timedelta(seconds=12), ctx, u.group))
-            out.append(self.emit.event(u.user_id, T.MFA_APPROVED, at - timedelta(seconds=rng.randint(2, 9)), ctx,
-                                       u.group))
-        out.append(self.emit.event(u.user_id, T.LOGIN_SUCCESS, at, ctx, u.group, session_id=session_id))
+            out.append(
+                self.emit.event(
+                    u.user_id, T.MFA_CHALLENGE, at - timedelta(seconds=12), ctx, u.group
+                )
+            )
+            out.append(
+                self.emit.event(
+                    u.user_id,
+                    T.MFA_APPROVED,
+                    at - timedelta(seconds=rng.randint(2, 9)),
+                    ctx,
+                    u.group,
+                )
+            )
+        out.append(
+            self.emit.event(u.user_id, T.LOGIN_SUCCESS, at, ctx, u.group, session_id=session_id)
+        )
         return out
 
-    def session(self, u: User, day: date, lo: datetime, hi: datetime, ctx: Context, mfa: bool,
-                breaks: tuple[tuple[datetime, datetime], ...] = (), per_hour: float | None = None) -> list[ActivityEvent]:
+    def session(
+        self,
+        u: User,
+        day: date,
+        lo: datetime,
+        hi: datetime,
+        ctx: Context,
+        mfa: bool,
+        breaks: tuple[tuple[datetime, datetime], ...] = (),
+        per_hour: float | None = None,
+    ) -> list[ActivityEvent]:
         """A login, API calls (none during breaks), and a logout."""
         sid = self.emit.session_id()
         out = self.login(u, lo, ctx, sid, mfa)
@@ -436,10 +633,15 @@ class Routine:
                 out += self.calls(u, t, b_lo, ctx, sid, per_hour)
                 t = min(b_hi, hi)
                 # Back from the break: the session resumes (same session id).
-                out.append(self.emit.event(u.user_id, T.SESSION_START, t, ctx, u.group, session_id=sid))
+                out.append(
+                    self.emit.event(u.user_id, T.SESSION_START, t, ctx, u.group, session_id=sid)
+                )
         out += self.calls(u, t, hi, ctx, sid, per_hour)
-        out.append(self.emit.event(u.user_id, T.LOGOUT, hi, ctx, u.group, session_id=sid,
-                                   session_duration=hi - lo))
+        out.append(
+            self.emit.event(
+                u.user_id, T.LOGOUT, hi, ctx, u.group, session_id=sid, session_duration=hi - lo
+            )
+        )
         self.sessions.append(Session(u.user_id, sid, lo, hi, ctx, day))
         return out
 
@@ -455,7 +657,9 @@ class Routine:
         out: list[ActivityEvent] = []
         if u.single_session:
             # One login; after lunch the same session resumes.
-            out += self.session(u, day, at(begin), at(finish), ctx, True, ((at(lunch), at(lunch_end)),))
+            out += self.session(
+                u, day, at(begin), at(finish), ctx, True, ((at(lunch), at(lunch_end)),)
+            )
         else:
             count = rng.randint(2, 4)
             slot = (finish - begin) / count
@@ -478,9 +682,17 @@ class Routine:
         ctx = Context(place, _mobile_ip(self.rng, u), u.phone_id, u.phone_agent)
         minutes = self.rng.uniform(3, 12)
         out = self.session(u, day, at, at + timedelta(minutes=minutes), ctx, True, per_hour=30)
-        self.labels.append(Label("mobile_network", at, at + timedelta(minutes=minutes), BENIGN, (u.user_id,),
-                                 event_ids=tuple(e.event_id for e in out),
-                                 description=f"{u.user_id} on the phone from mobile network {ctx.source_ip}"))
+        self.labels.append(
+            Label(
+                "mobile_network",
+                at,
+                at + timedelta(minutes=minutes),
+                BENIGN,
+                (u.user_id,),
+                event_ids=tuple(e.event_id for e in out),
+                description=f"{u.user_id} on the phone from mobile network {ctx.source_ip}",
+            )
+        )
         return out
 
     def weekend(self, u: User, day: date, ctx: Context) -> list[ActivityEvent]:
@@ -488,7 +700,9 @@ class Routine:
             return []
         lo = self.rng.uniform(10, 16)
         hi = lo + self.rng.uniform(0.5, 2.5)
-        return self.session(u, day, local_time(day, lo, u.timezone), local_time(day, hi, u.timezone), ctx, True)
+        return self.session(
+            u, day, local_time(day, lo, u.timezone), local_time(day, hi, u.timezone), ctx, True
+        )
 
     def on_call_week(self, u: User, monday: date) -> list[ActivityEvent]:
         """Pages at night and a look at the weekend for the week's on-call person."""
@@ -498,19 +712,34 @@ class Routine:
             ctx = self.context(u, day, remote=True)
             lo = rng.uniform(0.5, 4.5) if rng.random() < 0.6 else rng.uniform(19.5, 23.0)
             hi = lo + rng.uniform(0.3, 1.5)
-            out += self.session(u, day, local_time(day, lo, u.timezone), local_time(day, hi, u.timezone), ctx,
-                                True, per_hour=u.calls_per_hour * 2)
+            out += self.session(
+                u,
+                day,
+                local_time(day, lo, u.timezone),
+                local_time(day, hi, u.timezone),
+                ctx,
+                True,
+                per_hour=u.calls_per_hour * 2,
+            )
         for day in (monday + timedelta(days=5), monday + timedelta(days=6)):
             if rng.random() < 0.5:
                 ctx = self.context(u, day, remote=True)
                 lo = rng.uniform(10, 18)
-                out += self.session(u, day, local_time(day, lo, u.timezone),
-                                    local_time(day, lo + rng.uniform(0.3, 1.2), u.timezone), ctx, True)
+                out += self.session(
+                    u,
+                    day,
+                    local_time(day, lo, u.timezone),
+                    local_time(day, lo + rng.uniform(0.3, 1.2), u.timezone),
+                    ctx,
+                    True,
+                )
         return out
 
     def user_days(self, u: User, first: date, last: date) -> None:
         rng, plan = self.rng, self.plan
-        off = {first + timedelta(days=k) for k in range((last - first).days + 1) if rng.random() < 0.05}
+        off = {
+            first + timedelta(days=k) for k in range((last - first).days + 1) if rng.random() < 0.05
+        }
         trip = plan.trips.get(u.user_id)
         silent_from = plan.silent.get(u.user_id)
         day = first
@@ -536,13 +765,24 @@ class Routine:
             day += timedelta(days=1)
         for (group, monday), who in plan.on_call.items():
             if who == u.user_id and first <= monday <= last:
-                events = [e for e in self.on_call_week(u, monday) if self.start <= e.occurred_at <= self.end]
+                events = [
+                    e
+                    for e in self.on_call_week(u, monday)
+                    if self.start <= e.occurred_at <= self.end
+                ]
                 if events:
                     self.events += events
-                    self.labels.append(Label(
-                        "on_call", min(e.occurred_at for e in events), max(e.occurred_at for e in events), BENIGN,
-                        (u.user_id,), event_ids=tuple(e.event_id for e in events),
-                        description=f"{u.user_id} is on call for {group} in the week of {monday}"))
+                    self.labels.append(
+                        Label(
+                            "on_call",
+                            min(e.occurred_at for e in events),
+                            max(e.occurred_at for e in events),
+                            BENIGN,
+                            (u.user_id,),
+                            event_ids=tuple(e.event_id for e in events),
+                            description=f"{u.user_id} is on call for {group} in the week of {monday}",
+                        )
+                    )
 
 
 def _dst_labels(people: list[User], start: datetime, end: datetime) -> list[Label]:
@@ -553,15 +793,30 @@ def _dst_labels(people: list[User], start: datetime, end: datetime) -> list[Labe
             nxt = t + timedelta(hours=1)
             if t.astimezone(zone(tz)).utcoffset() != nxt.astimezone(zone(tz)).utcoffset():
                 users = tuple(u.user_id for u in people if u.timezone == tz)
-                labels.append(Label("dst_change", nxt, nxt + timedelta(days=2), BENIGN, users,
-                                    description=f"daylight saving time changes in {tz} on {nxt:%Y-%m-%d}"))
+                labels.append(
+                    Label(
+                        "dst_change",
+                        nxt,
+                        nxt + timedelta(days=2),
+                        BENIGN,
+                        users,
+                        description=f"daylight saving time changes in {tz} on {nxt:%Y-%m-%d}",
+                    )
+                )
             t = nxt
     return labels
 
 
-def generate(users: int = 200, days: int = 42, seed: int = 7, end: datetime | None = None,
-             attacks: bool = True, blatant_window: tuple[datetime, datetime] | None = None,
-             realistic: bool = True, instances: int = 1) -> Scenario:
+def generate(
+    users: int = 200,
+    days: int = 42,
+    seed: int = 7,
+    end: datetime | None = None,
+    attacks: bool = True,
+    blatant_window: tuple[datetime, datetime] | None = None,
+    realistic: bool = True,
+    instances: int = 1,
+) -> Scenario:
     """The scenario: `days` of routine for `users` people ending at `end`
     (default DEFAULT_END), with its confounders and, with `attacks`, the
     labelled attacks of uba.evaluation.attacks after the training point.
@@ -576,7 +831,9 @@ def generate(users: int = 200, days: int = 42, seed: int = 7, end: datetime | No
     start = end - timedelta(days=days)
     rng = random.Random(seed)
     people = _people(rng, users)
-    prefix = "ev-" + hashlib.sha256(f"{users}|{days}|{seed}|{end.isoformat()}".encode()).hexdigest()[:8]
+    prefix = (
+        "ev-" + hashlib.sha256(f"{users}|{days}|{seed}|{end.isoformat()}".encode()).hexdigest()[:8]
+    )
     emit = Emitter(prefix)
     train_at = start + timedelta(days=round(days * TRAIN_SHARE))
     scenario = Scenario(users, days, seed, start, end, train_at, people)
@@ -590,13 +847,20 @@ def generate(users: int = 200, days: int = 42, seed: int = 7, end: datetime | No
         routine.user_days(u, first, last)
     scenario.events = [e for e in routine.events if start <= e.occurred_at <= end]
     scenario.sessions = [s for s in routine.sessions if start <= s.start and s.end <= end]
-    scenario.labels = routine.labels + _plan_labels(plan, people, start, end) + _dst_labels(people, start, end)
+    scenario.labels = (
+        routine.labels + _plan_labels(plan, people, start, end) + _dst_labels(people, start, end)
+    )
     if stage is not None:
         stage.run(plan, realistic=realistic, blatant_window=blatant_window)
     scenario.events = [e for e in scenario.events if start <= e.occurred_at <= end]
     kept = {e.event_id for e in scenario.events}
-    scenario.labels = [lb for lb in scenario.labels if lb.start <= end and lb.end >= start
-                       and (not lb.event_ids or kept.intersection(lb.event_ids))]
+    scenario.labels = [
+        lb
+        for lb in scenario.labels
+        if lb.start <= end
+        and lb.end >= start
+        and (not lb.event_ids or kept.intersection(lb.event_ids))
+    ]
     scenario.events.sort(key=lambda e: (e.occurred_at, e.event_id))
     return scenario
 
@@ -606,23 +870,53 @@ def _plan_labels(plan: Plan, people: list[User], start: datetime, end: datetime)
         return datetime.combine(d, time(), tzinfo=UTC)
 
     everyone = tuple(u.user_id for u in people)
-    labels = [Label("vpn_change", midnight(plan.vpn_change) - timedelta(hours=14),
-                    midnight(plan.vpn_change) + timedelta(days=3), BENIGN, everyone,
-                    description=f"the company VPN moves to a new address range on {plan.vpn_change}")]
+    labels = [
+        Label(
+            "vpn_change",
+            midnight(plan.vpn_change) - timedelta(hours=14),
+            midnight(plan.vpn_change) + timedelta(days=3),
+            BENIGN,
+            everyone,
+            description=f"the company VPN moves to a new address range on {plan.vpn_change}",
+        )
+    ]
     if plan.refresh_days:
         team = tuple(sorted(plan.refresh_days))
         lo, hi = min(plan.refresh_days.values()), max(plan.refresh_days.values())
-        labels.append(Label("laptop_refresh", midnight(lo) - timedelta(hours=14), midnight(hi) + timedelta(days=2),
-                            BENIGN, team, description=f"{plan.refresh_group} get new laptops, {lo} to {hi}"))
+        labels.append(
+            Label(
+                "laptop_refresh",
+                midnight(lo) - timedelta(hours=14),
+                midnight(hi) + timedelta(days=2),
+                BENIGN,
+                team,
+                description=f"{plan.refresh_group} get new laptops, {lo} to {hi}",
+            )
+        )
     team = tuple(u.user_id for u in people if u.group == plan.rollout_group)
     if team:
-        labels.append(Label("feature_rollout", midnight(plan.rollout_day) - timedelta(hours=14),
-                            midnight(plan.rollout_day) + timedelta(days=2), BENIGN, team,
-                            description=f"{plan.rollout_group} adopt {' '.join(NEW_FEATURE[plan.rollout_group])} "
-                                        f"on {plan.rollout_day}"))
+        labels.append(
+            Label(
+                "feature_rollout",
+                midnight(plan.rollout_day) - timedelta(hours=14),
+                midnight(plan.rollout_day) + timedelta(days=2),
+                BENIGN,
+                team,
+                description=f"{plan.rollout_group} adopt {' '.join(NEW_FEATURE[plan.rollout_group])} "
+                f"on {plan.rollout_day}",
+            )
+        )
     for who, (lo, hi, place) in plan.trips.items():
-        labels.append(Label("business_trip", midnight(lo) - timedelta(hours=14), midnight(hi) + timedelta(days=1, hours=14),
-                            BENIGN, (who,), description=f"{who} works at the {place.city} office, {lo} to {hi}"))
+        labels.append(
+            Label(
+                "business_trip",
+                midnight(lo) - timedelta(hours=14),
+                midnight(hi) + timedelta(days=1, hours=14),
+                BENIGN,
+                (who,),
+                description=f"{who} works at the {place.city} office, {lo} to {hi}",
+            )
+        )
     return labels
 
 

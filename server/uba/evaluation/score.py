@@ -97,7 +97,9 @@ class LabelScore:
         """MEDIUM+ anomalies whose evidence is among the label's own events
         (the rest belong to it by user or address and time)."""
         ids = set(self.label.event_ids)
-        return sum(1 for f in self.anomalies if f.severity >= MEDIUM and ids.intersection(f.event_ids))
+        return sum(
+            1 for f in self.anomalies if f.severity >= MEDIUM and ids.intersection(f.event_ids)
+        )
 
     @property
     def best_severity(self) -> int:
@@ -116,16 +118,25 @@ def _overlaps(f: Finding, label: Label, slack: timedelta) -> bool:
     return f.at <= hi and (f.until or f.at) >= lo
 
 
-def matches(f: Finding, label: Label, sources_of: Mapping[str, str], slack: timedelta = DEFAULT_SLACK,
-            anomaly_labels: Mapping[str, set[int]] | None = None, index: int | None = None) -> bool:
+def matches(
+    f: Finding,
+    label: Label,
+    sources_of: Mapping[str, str],
+    slack: timedelta = DEFAULT_SLACK,
+    anomaly_labels: Mapping[str, set[int]] | None = None,
+    index: int | None = None,
+) -> bool:
     """Whether finding `f` belongs to `label` (see the module docstring).
     `sources_of` maps event ids to source addresses; for an alert,
     `anomaly_labels` maps anomaly ids to the labels (by `index`) they
     were attributed to."""
     if f.event_ids and label.event_ids and not set(f.event_ids).isdisjoint(label.event_ids):
         return True
-    if anomaly_labels is not None and index is not None and any(
-            index in anomaly_labels.get(a, ()) for a in f.anomaly_ids):
+    if (
+        anomaly_labels is not None
+        and index is not None
+        and any(index in anomaly_labels.get(a, ()) for a in f.anomaly_ids)
+    ):
         return True
     if not _overlaps(f, label, slack):
         return False
@@ -161,7 +172,9 @@ class Report:
 
     @property
     def false_user_day_share(self) -> float:
-        return self.false_user_days / self.attack_free_user_days if self.attack_free_user_days else 0.0
+        return (
+            self.false_user_days / self.attack_free_user_days if self.attack_free_user_days else 0.0
+        )
 
     def by_kind(self, scores: list[LabelScore]) -> dict[str, list[LabelScore]]:
         grouped: dict[str, list[LabelScore]] = defaultdict(list)
@@ -174,42 +187,60 @@ class Report:
         for kind, scores in self.by_kind(self.attacks).items():
             sendable = [s for s in scores if s.label.sendable]
             minutes = [m for s in sendable if (m := s.minutes_to_detect) is not None]
-            rows.append({
-                "kind": kind,
-                "instances": len(scores),
-                "sendable": len(sendable),
-                "caught": sum(s.caught for s in sendable),
-                "best_severity": SEVERITIES[max((s.best_severity for s in sendable), default=0)],
-                "alerts": sum(len(s.alerts) for s in sendable),
-                "alerts_medium_plus": sum(1 for s in sendable for f in s.alerts if f.severity >= MEDIUM),
-                "anomalies": sum(len(s.anomalies) for s in sendable),
-                "anomalies_medium_plus": sum(1 for s in sendable for f in s.anomalies if f.severity >= MEDIUM),
-                "anomalies_medium_plus_on_its_events": sum(s.on_its_events for s in sendable),
-                "minutes_to_detect": round(statistics.median(minutes), 1) if minutes else None,
-                "detectors": sorted({f.detector for s in sendable for f in s.medium_plus}),
-                "expected_detectors": sorted({d for s in scores for d in s.label.detectors}),
-            })
+            rows.append(
+                {
+                    "kind": kind,
+                    "instances": len(scores),
+                    "sendable": len(sendable),
+                    "caught": sum(s.caught for s in sendable),
+                    "best_severity": SEVERITIES[
+                        max((s.best_severity for s in sendable), default=0)
+                    ],
+                    "alerts": sum(len(s.alerts) for s in sendable),
+                    "alerts_medium_plus": sum(
+                        1 for s in sendable for f in s.alerts if f.severity >= MEDIUM
+                    ),
+                    "anomalies": sum(len(s.anomalies) for s in sendable),
+                    "anomalies_medium_plus": sum(
+                        1 for s in sendable for f in s.anomalies if f.severity >= MEDIUM
+                    ),
+                    "anomalies_medium_plus_on_its_events": sum(s.on_its_events for s in sendable),
+                    "minutes_to_detect": round(statistics.median(minutes), 1) if minutes else None,
+                    "detectors": sorted({f.detector for s in sendable for f in s.medium_plus}),
+                    "expected_detectors": sorted({d for s in scores for d in s.label.detectors}),
+                }
+            )
         return rows
 
     def confounder_rows(self) -> list[dict]:
         rows = []
         for kind, scores in self.by_kind(self.confounders).items():
-            rows.append({
-                "kind": kind,
-                "instances": len(scores),
-                "alerts_medium_plus": sum(1 for s in scores for f in s.alerts if f.severity >= MEDIUM),
-                "anomalies_medium_plus": sum(1 for s in scores for f in s.anomalies if f.severity >= MEDIUM),
-                "users_alerted": len({f.user_id for s in scores for f in s.alerts if f.severity >= MEDIUM}),
-                "detectors": sorted({f.detector for s in scores for f in s.medium_plus}),
-            })
+            rows.append(
+                {
+                    "kind": kind,
+                    "instances": len(scores),
+                    "alerts_medium_plus": sum(
+                        1 for s in scores for f in s.alerts if f.severity >= MEDIUM
+                    ),
+                    "anomalies_medium_plus": sum(
+                        1 for s in scores for f in s.anomalies if f.severity >= MEDIUM
+                    ),
+                    "users_alerted": len(
+                        {f.user_id for s in scores for f in s.alerts if f.severity >= MEDIUM}
+                    ),
+                    "detectors": sorted({f.detector for s in scores for f in s.medium_plus}),
+                }
+            )
         return rows
 
     def to_dict(self) -> dict:
         attack_rows = self.attack_rows()
         sendable = [r for r in attack_rows if r["sendable"]]
         return {
-            "start": self.start.isoformat(), "end": self.end.isoformat(),
-            "users": self.users, "days": round(self.days, 2),
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "users": self.users,
+            "days": round(self.days, 2),
             "attacks": attack_rows,
             "attack_classes_caught": sum(1 for r in sendable if r["caught"] == r["sendable"]),
             "attack_classes_sendable": len(sendable),
@@ -235,9 +266,16 @@ def _dates(lo: datetime, hi: datetime) -> Iterable[date]:
         day += timedelta(days=1)
 
 
-def score(labels: list[Label], anomalies: list[Finding], alerts: list[Finding], users: Iterable[str],
-          start: datetime, end: datetime, sources_of: Mapping[str, str] | None = None,
-          slack: timedelta = DEFAULT_SLACK) -> Report:
+def score(
+    labels: list[Label],
+    anomalies: list[Finding],
+    alerts: list[Finding],
+    users: Iterable[str],
+    start: datetime,
+    end: datetime,
+    sources_of: Mapping[str, str] | None = None,
+    slack: timedelta = DEFAULT_SLACK,
+) -> Report:
     """Attributes every finding and sums up (see the module docstring).
     `users` are the population's accounts (the user-days' users);
     `start`..`end` the period the events cover."""
@@ -269,7 +307,11 @@ def score(labels: list[Label], anomalies: list[Finding], alerts: list[Finding], 
                 candidates.update(by_key.get(("s", sources_of[e]), ()))
         for a in f.anomaly_ids:
             candidates.update(anomaly_labels.get(a, ()))
-        found = [i for i in sorted(candidates) if matches(f, ordered[i], sources_of, slack, anomaly_labels, i)]
+        found = [
+            i
+            for i in sorted(candidates)
+            if matches(f, ordered[i], sources_of, slack, anomaly_labels, i)
+        ]
         hits = [i for i in found if ordered[i].is_attack] or found
         for i in hits:
             (scores[i].anomalies if f.kind == "anomaly" else scores[i].alerts).append(f)
@@ -288,11 +330,15 @@ def score(labels: list[Label], anomalies: list[Finding], alerts: list[Finding], 
             for u in lb.users:
                 if u in users:
                     attack_days.update((u, d) for d in _dates(lb.start - slack, lb.end + slack))
-    false_days = {(f.user_id, f.at.date()) for f in anomalies + alerts
-                  if f.severity >= MEDIUM and not attributed_to_attack[f.id] and f.user_id in users} - attack_days
+    false_days = {
+        (f.user_id, f.at.date())
+        for f in anomalies + alerts
+        if f.severity >= MEDIUM and not attributed_to_attack[f.id] and f.user_id in users
+    } - attack_days
     period_days = len(list(_dates(start, end - timedelta(microseconds=1))))
     return Report(
-        start=start, end=end,
+        start=start,
+        end=end,
         attacks=[s for s in scores if s.label.is_attack],
         confounders=[s for s in scores if not s.label.is_attack],
         users=len(users),
@@ -303,6 +349,7 @@ def score(labels: list[Label], anomalies: list[Finding], alerts: list[Finding], 
         alerts_medium_plus=sum(f.severity >= MEDIUM for f in alerts),
         anomalies_total=len(anomalies),
         anomalies_medium_plus=sum(f.severity >= MEDIUM for f in anomalies),
-        unattributed_medium_plus_alerts=sum(1 for f in alerts if f.severity >= MEDIUM
-                                            and not attributed_to_attack[f.id]),
+        unattributed_medium_plus_alerts=sum(
+            1 for f in alerts if f.severity >= MEDIUM and not attributed_to_attack[f.id]
+        ),
     )

@@ -38,7 +38,7 @@ SERVICE = "uba.v1.BehaviorAnalyticsService"
 
 
 def split_host_port(address: str, *, what: str = "address") -> tuple[str, int]:
-    """"HOST:PORT" or "[V6]:PORT" -> (host, port); port 0 is allowed."""
+    """ "HOST:PORT" or "[V6]:PORT" -> (host, port); port 0 is allowed."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"{what} must be HOST:PORT, got {address!r}")
@@ -81,7 +81,9 @@ class GatewayConfig:
     stream_idle_timeout_s: float = 3600.0  # alert streams and native gRPC streams
     max_connections: int = 10000
     max_page_bytes: int = 1 << 20  # limit of the dashboard's direct responses (page, script)
-    max_body_bytes: int = 16 << 20  # largest unary JSON request or answer (the server's message limit)
+    max_body_bytes: int = (
+        16 << 20
+    )  # largest unary JSON request or answer (the server's message limit)
     template: Path = TEMPLATE
     lua_script: Path = LUA_SCRIPT
     descriptor: Path = DESCRIPTOR
@@ -104,7 +106,9 @@ class GatewayConfig:
             raise ValueError("proxy_token must be a non-empty URL-safe token")
         split_host_port(self.listen, what="listen")
         if self.upstream_tls is not None and not self.upstream_tls.ca:
-            raise ValueError("TLS to the upstream needs the CA that signed the servers' certificates")
+            raise ValueError(
+                "TLS to the upstream needs the CA that signed the servers' certificates"
+            )
 
     def upstreams(self) -> list[tuple[str, int]]:
         """(host, port) of each server process behind the gateway."""
@@ -161,7 +165,9 @@ def _listener_tls(tls: TlsFiles | None) -> dict | None:
     }
     if tls.ca:
         context["require_client_certificate"] = True
-        context["common_tls_context"]["validation_context"] = {"trusted_ca": {"filename": _yaml_path(Path(tls.ca))}}
+        context["common_tls_context"]["validation_context"] = {
+            "trusted_ca": {"filename": _yaml_path(Path(tls.ca))}
+        }
     return _tls_socket("DownstreamTlsContext", context)
 
 
@@ -175,7 +181,8 @@ def _upstream_tls(tls: TlsFiles | None, upstreams: list[tuple[str, int]]) -> dic
         "validation_context": {
             "trusted_ca": {"filename": _yaml_path(Path(tls.ca))},
             "match_typed_subject_alt_names": [
-                {"san_type": "IP_ADDRESS" if _is_ip(n) else "DNS", "matcher": {"exact": n}} for n in names
+                {"san_type": "IP_ADDRESS" if _is_ip(n) else "DNS", "matcher": {"exact": n}}
+                for n in names
             ],
         },
     }
@@ -233,7 +240,10 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
 
     listen_host, listen_port = split_host_port(config.listen, what="listen")
     upstreams = config.upstreams()
-    endpoints = [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in upstreams]
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}}
+        for h, p in upstreams
+    ]
     values = {
         "admin_socket": ADMIN_SOCKET,
         "listen_host": listen_host,

@@ -84,7 +84,7 @@ def _death_signal_prefix() -> list[str]:
 
 
 def describe_exit(code: int | None) -> str:
-    """"exit code 1", "killed by SIGKILL" (Popen's negative return codes)."""
+    """ "exit code 1", "killed by SIGKILL" (Popen's negative return codes)."""
     if code is None:
         return "still running"
     if code < 0:
@@ -128,7 +128,9 @@ def _base_args(config_path: Path) -> list[str]:
     return ["-c", str(config_path), "--disable-hot-restart"]
 
 
-def validate(config_path: str | os.PathLike[str], envoy: str | None = None, timeout: float = 60.0) -> None:
+def validate(
+    config_path: str | os.PathLike[str], envoy: str | None = None, timeout: float = 60.0
+) -> None:
     """Runs `envoy --mode validate`; raises GatewayError with Envoy's output."""
     binary = find_envoy(envoy)
     result = subprocess.run(
@@ -189,7 +191,7 @@ class GatewayProcess:
             self.rendered = render(self.config, self.work_dir)
         return self.rendered
 
-    def start(self) -> "GatewayProcess":
+    def start(self) -> GatewayProcess:
         if self.process is not None:
             raise GatewayError("gateway already started")
         self.rendered_config()
@@ -216,11 +218,12 @@ class GatewayProcess:
         if not self.foreground:
             self._log_file = open(self.log_path, "ab")
             output = {"stdout": self._log_file, "stderr": subprocess.STDOUT}
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, cwd=self.work_dir, start_new_session=True,
-                                        **output)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, cwd=self.work_dir, start_new_session=True, **output
+        )
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> "GatewayProcess":
+    def wait_ready(self, timeout: float = 30.0) -> GatewayProcess:
         """Blocks until Envoy answers LIVE on /ready and its listener is bound."""
         if self.process is None:
             raise GatewayError("gateway not started")
@@ -228,7 +231,9 @@ class GatewayProcess:
         last_error = "no admin socket yet"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise GatewayError(f"envoy exited ({describe_exit(self.process.returncode)}):\n{self.log_tail()}")
+                raise GatewayError(
+                    f"envoy exited ({describe_exit(self.process.returncode)}):\n{self.log_tail()}"
+                )
             try:
                 if self.admin_socket.is_socket():
                     if self.admin_get("/ready").strip() == "LIVE":
@@ -283,7 +288,7 @@ class GatewayProcess:
             while process.poll() is None:
                 try:
                     await asyncio.wait_for(done.wait(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             if pidfd is not None:
@@ -295,7 +300,7 @@ class GatewayProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
 
-    def __enter__(self) -> "GatewayProcess":
+    def __enter__(self) -> GatewayProcess:
         return self.start().wait_ready()
 
     def __exit__(self, *exc_info) -> None:

@@ -26,7 +26,9 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def accepts_anonymous(upstream: str, tls: TlsFiles | None = None, timeout: float = 5.0) -> bool | None:
+def accepts_anonymous(
+    upstream: str, tls: TlsFiles | None = None, timeout: float = 5.0
+) -> bool | None:
     """True if the server at HOST:PORT answers a keyed method without a key,
     False if it asks for one, None if it cannot be told (not reachable)."""
     import grpc
@@ -44,7 +46,8 @@ def accepts_anonymous(upstream: str, tls: TlsFiles | None = None, timeout: float
         channel = grpc.insecure_channel(upstream)
     try:
         service_pb2_grpc.BehaviorAnalyticsServiceStub(channel).GetCapabilities(
-            service_pb2.GetCapabilitiesRequest(), timeout=timeout)
+            service_pb2.GetCapabilitiesRequest(), timeout=timeout
+        )
         return True
     except grpc.RpcError as exc:
         if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):

@@ -53,7 +53,7 @@ class ImportStats:
         self.skipped += 1
         self.skip_reasons[reason] += 1
 
-    def add(self, other: "ImportStats") -> None:
+    def add(self, other: ImportStats) -> None:
         for name in ("lines", "events", "merged", "ignored", "skipped", "unparsed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_type.update(other.by_type)
@@ -62,8 +62,13 @@ class ImportStats:
 
     def as_dict(self) -> dict:
         return {
-            "lines": self.lines, "events": self.events, "merged": self.merged, "ignored": self.ignored, "skipped": self.skipped,
-            "unparsed": self.unparsed, "by_type": dict(sorted(self.by_type.items())),
+            "lines": self.lines,
+            "events": self.events,
+            "merged": self.merged,
+            "ignored": self.ignored,
+            "skipped": self.skipped,
+            "unparsed": self.unparsed,
+            "by_type": dict(sorted(self.by_type.items())),
             "skip_reasons": dict(self.skip_reasons),
             "unparsed_samples": [{"line": n, "reason": r, "text": t} for n, r, t in self.samples],
         }
@@ -71,7 +76,9 @@ class ImportStats:
 
 def stable_id(prefix: str, *parts: object) -> str:
     """A deterministic event id from the parts that identify an event."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8", "replace")).hexdigest()
+    digest = hashlib.sha256(
+        "\x1f".join(str(p) for p in parts).encode("utf-8", "replace")
+    ).hexdigest()
     return f"{prefix}-{digest[:32]}"
 
 

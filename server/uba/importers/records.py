@@ -26,11 +26,31 @@ from uba.importers import ImportStats, Occurrences, stable_id
 from uba.v1 import events_pb2
 from uba_client import events as ev
 
-FIELDS = frozenset({
-    "event_id", "user_id", "type", "occurred_at", "source_ip", "user_agent", "device_id", "session_id",
-    "country_code", "city", "latitude", "longitude", "timezone", "peer_group", "api_method", "api_path",
-    "status_code", "bytes_transferred", "session_duration", "attributes", "source",
-})
+FIELDS = frozenset(
+    {
+        "event_id",
+        "user_id",
+        "type",
+        "occurred_at",
+        "source_ip",
+        "user_agent",
+        "device_id",
+        "session_id",
+        "country_code",
+        "city",
+        "latitude",
+        "longitude",
+        "timezone",
+        "peer_group",
+        "api_method",
+        "api_path",
+        "status_code",
+        "bytes_transferred",
+        "session_duration",
+        "attributes",
+        "source",
+    }
+)
 OUTPUT_ONLY = frozenset({"received_at"})
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -48,8 +68,14 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
 
 
 class RecordImporter:
-    def __init__(self, fmt: str, source_name: str = "", mapping: Mapping[str, str] | None = None,
-                 source: str = "", **_ignored):
+    def __init__(
+        self,
+        fmt: str,
+        source_name: str = "",
+        mapping: Mapping[str, str] | None = None,
+        source: str = "",
+        **_ignored,
+    ):
         self.fmt = fmt
         self.source_name = source_name
         self.mapping = dict(mapping or {})
@@ -67,7 +93,9 @@ class RecordImporter:
             try:
                 event = self._event(record)
             except (ValueError, TypeError, OverflowError) as exc:
-                self.stats.unparsable(no, str(exc), json.dumps(record, ensure_ascii=False, default=str))
+                self.stats.unparsable(
+                    no, str(exc), json.dumps(record, ensure_ascii=False, default=str)
+                )
                 continue
             self.stats.events += 1
             self.stats.by_type[ev.type_name(event.type)] += 1
@@ -98,8 +126,11 @@ class RecordImporter:
         reader = csv.DictReader(lines)
         for row in reader:
             if None in row:  # more cells than the header has columns
-                self.stats.unparsable(reader.line_num, "more cells than header columns", ",".join(
-                    str(v) for v in row.values()))
+                self.stats.unparsable(
+                    reader.line_num,
+                    "more cells than header columns",
+                    ",".join(str(v) for v in row.values()),
+                )
                 yield reader.line_num, None
                 continue
             yield reader.line_num, {k: _unquote(v) for k, v in row.items() if v not in (None, "")}
@@ -137,14 +168,38 @@ class RecordImporter:
             record["session_duration"] = float(record["session_duration"].removesuffix("s"))
         if self.source and "source" not in record:
             record["source"] = self.source
-        user_id, kind, occurred_at = str(record.pop("user_id")), record.pop("type"), record.pop("occurred_at")
-        event = ev.event(user_id, kind, occurred_at, attributes=attributes or None, **{
-            k: (v if k in ("latitude", "longitude", "status_code", "bytes_transferred", "session_duration")
-                else str(v)) for k, v in record.items()})
+        user_id, kind, occurred_at = (
+            str(record.pop("user_id")),
+            record.pop("type"),
+            record.pop("occurred_at"),
+        )
+        event = ev.event(
+            user_id,
+            kind,
+            occurred_at,
+            attributes=attributes or None,
+            **{
+                k: (
+                    v
+                    if k
+                    in (
+                        "latitude",
+                        "longitude",
+                        "status_code",
+                        "bytes_transferred",
+                        "session_duration",
+                    )
+                    else str(v)
+                )
+                for k, v in record.items()
+            },
+        )
         if not event.event_id:
             canonical = event.SerializeToString(deterministic=True)
             stamp = (event.occurred_at.seconds, event.occurred_at.nanos)
-            event.event_id = stable_id("rec", canonical.hex(), self._occurrences.next(stamp, canonical.hex()))
+            event.event_id = stable_id(
+                "rec", canonical.hex(), self._occurrences.next(stamp, canonical.hex())
+            )
         return event
 
 

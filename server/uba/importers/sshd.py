@@ -48,7 +48,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from uba.domain.validation import is_ip
@@ -60,40 +60,93 @@ FAILURE = events_pb2.ACTIVITY_TYPE_LOGIN_FAILURE
 LOGOUT = events_pb2.ACTIVITY_TYPE_LOGOUT
 _TYPE_NAMES = {LOGIN: "login_success", FAILURE: "login_failure", LOGOUT: "logout"}
 
-MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-                                      "Dec"), start=1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+        start=1,
+    )
+}
 # A pending attempt or a finished connection is forgotten after this much
 # log time without a line of its pid.
 IDLE_SECONDS = 120.0
 # Open sessions are kept longer, up to this many.
 MAX_OPEN_SESSIONS = 100_000
 
-_BSD = re.compile(r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2}) (?P<rest>.*)")
-_ISO = re.compile(r"(?P<iso>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?) (?P<rest>.*)")
+_BSD = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2}) (?P<rest>.*)"
+)
+_ISO = re.compile(
+    r"(?P<iso>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?) (?P<rest>.*)"
+)
 _HEAD = re.compile(r"(?P<host>\S+) (?P<prog>[^\[:]+?)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)")
 _SSHD = re.compile(r"sshd(?:-session|-auth)?(?:\(pam_unix\))?")
 
-_ACCEPTED = re.compile(r"Accepted (?P<method>\S+) for (?P<user>.+?) from (?P<ip>\S+) port (?P<port>\d+)\b.*")
-_FAILED = re.compile(r"Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*?) from (?P<ip>\S+)"
-                     r"(?: port (?P<port>\d+))?(?: ssh2)?(?: \[preauth\])?")
-_INVALID = re.compile(r"Invalid user (?P<user>.*?) from (?P<ip>\S+)(?: port (?P<port>\d+))?(?: \[preauth\])?")
+_ACCEPTED = re.compile(
+    r"Accepted (?P<method>\S+) for (?P<user>.+?) from (?P<ip>\S+) port (?P<port>\d+)\b.*"
+)
+_FAILED = re.compile(
+    r"Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*?) from (?P<ip>\S+)"
+    r"(?: port (?P<port>\d+))?(?: ssh2)?(?: \[preauth\])?"
+)
+_INVALID = re.compile(
+    r"Invalid user (?P<user>.*?) from (?P<ip>\S+)(?: port (?P<port>\d+))?(?: \[preauth\])?"
+)
 _PAM_FAILURE = re.compile(r"(?:pam_unix\(sshd:auth\): )?authentication failure; (?P<fields>.*)")
 _OPENED = re.compile(r"(?:pam_unix\(sshd:session\): )?session opened for user (?P<user>[^\s(]+)")
 _CLOSED = re.compile(r"(?:pam_unix\(sshd:session\): )?session closed for user (?P<user>[^\s(]+)")
 _REPEATED = re.compile(r"message repeated (?P<n>\d+) times: \[ ?(?P<msg>.*?) ?\]")
-_DISCONNECT = re.compile(r"(?:error: )?(?:Received disconnect from|Disconnected from|Connection closed by"
-                         r"|Connection reset by|Disconnecting\b|Timeout, client not responding)")
+_DISCONNECT = re.compile(
+    r"(?:error: )?(?:Received disconnect from|Disconnected from|Connection closed by"
+    r"|Connection reset by|Disconnecting\b|Timeout, client not responding)"
+)
 # sshd lines that record no user activity of their own.
 _NOISE = (
-    "reverse mapping checking", "input_userauth_request", "pam_unix(sshd:auth): check pass", "check pass;",
-    "Did not receive identification string", "PAM ", "fatal:", "error:", "Server listening", "Received signal",
-    "Bad protocol version", "Address ", "Connection from", "Postponed", "Starting session", "User child",
-    "Transferred:", "Close session", "subsystem request", "Protocol major versions differ", "Unable to negotiate",
-    "banner exchange", "pam_unix(sshd:account)", "syslogin_perform_logout", "Read from socket failed",
-    "Exiting on signal", "userauth_", "Received SIGHUP", "Server terminated", "debug", "Corrupted MAC",
-    "Invalid user  from", "Connection closed by authenticating", "Bad packet length", "Disconnected from invalid",
-    "ssh_dispatch_run_fatal", "kex_exchange_identification", "drop connection", "Accepted key", "Found matching",
-    "pam_systemd", "Postponed", "Authorized to", "error: kex", "send_error",
+    "reverse mapping checking",
+    "input_userauth_request",
+    "pam_unix(sshd:auth): check pass",
+    "check pass;",
+    "Did not receive identification string",
+    "PAM ",
+    "fatal:",
+    "error:",
+    "Server listening",
+    "Received signal",
+    "Bad protocol version",
+    "Address ",
+    "Connection from",
+    "Postponed",
+    "Starting session",
+    "User child",
+    "Transferred:",
+    "Close session",
+    "subsystem request",
+    "Protocol major versions differ",
+    "Unable to negotiate",
+    "banner exchange",
+    "pam_unix(sshd:account)",
+    "syslogin_perform_logout",
+    "Read from socket failed",
+    "Exiting on signal",
+    "userauth_",
+    "Received SIGHUP",
+    "Server terminated",
+    "debug",
+    "Corrupted MAC",
+    "Invalid user  from",
+    "Connection closed by authenticating",
+    "Bad packet length",
+    "Disconnected from invalid",
+    "ssh_dispatch_run_fatal",
+    "kex_exchange_identification",
+    "drop connection",
+    "Accepted key",
+    "Found matching",
+    "pam_systemd",
+    "Postponed",
+    "Authorized to",
+    "error: kex",
+    "send_error",
 )
 
 
@@ -158,20 +211,28 @@ class _Clock:
         elif self.last_month and month < self.last_month - 6:
             self.year += 1  # December -> January
         self.last_month = month
-        return datetime(self.year, month, int(day), hour, minute, second, tzinfo=self.zone).astimezone(timezone.utc)
+        return datetime(
+            self.year, month, int(day), hour, minute, second, tzinfo=self.zone
+        ).astimezone(UTC)
 
     def iso(self, text: str) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.zone)
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
 
 
 class SshdImporter:
     """Reads OpenSSH syslog lines; see the module docstring for the rules."""
 
-    def __init__(self, source_name: str = "", year: int | None = None, timezone: str = "UTC",
-                 source: str = "sshd", **_ignored):
+    def __init__(
+        self,
+        source_name: str = "",
+        year: int | None = None,
+        timezone: str = "UTC",
+        source: str = "sshd",
+        **_ignored,
+    ):
         self.source_name = source_name
         self.source = source or "sshd"
         self.stats = ImportStats()
@@ -200,8 +261,11 @@ class SshdImporter:
             self.stats.unparsable(no, "not a syslog line", text)
             return
         try:
-            at = (self._clock.bsd(stamp["mon"], stamp["day"], stamp["time"]) if "mon" in stamp
-                  else self._clock.iso(stamp["iso"]))
+            at = (
+                self._clock.bsd(stamp["mon"], stamp["day"], stamp["time"])
+                if "mon" in stamp
+                else self._clock.iso(stamp["iso"])
+            )
         except (ValueError, KeyError) as exc:
             self.stats.unparsable(no, f"bad timestamp: {exc}", text)
             return
@@ -212,8 +276,15 @@ class SshdImporter:
         if not _SSHD.fullmatch(head["prog"]):
             self.stats.ignored += 1  # another program's line
             return
-        line = _Line(no, text, at, head["host"], head["pid"] or "", self._clock.year or at.year,
-                     self._occurrences.next(text[:len(text) - len(rest)], text))
+        line = _Line(
+            no,
+            text,
+            at,
+            head["host"],
+            head["pid"] or "",
+            self._clock.year or at.year,
+            self._occurrences.next(text[: len(text) - len(rest)], text),
+        )
         yield from self._expire(at.timestamp())
         yield from self._message(line, head["msg"].strip())
 
@@ -228,7 +299,11 @@ class SshdImporter:
 
     def _conn(self, line: _Line) -> _Conn:
         key = (line.host, line.pid)
-        conn = self._conns.pop(key, None) or self._sessions.pop(key, None) or _Conn(line.at.timestamp())
+        conn = (
+            self._conns.pop(key, None)
+            or self._sessions.pop(key, None)
+            or _Conn(line.at.timestamp())
+        )
         conn.last_ts = line.at.timestamp()
         self._conns[key] = conn  # most recently used last
         return conn
@@ -273,7 +348,9 @@ class SshdImporter:
         elif m := _INVALID.fullmatch(msg):
             conn = self._conn(line)
             yield from self._flush(conn)
-            conn.pending = _Attempt(line, m["user"].strip(), m["ip"], port=m["port"] or "", invalid_user=True)
+            conn.pending = _Attempt(
+                line, m["user"].strip(), m["ip"], port=m["port"] or "", invalid_user=True
+            )
         elif m := _PAM_FAILURE.fullmatch(msg):
             yield from self._pam_failure(line, m)
         elif m := _ACCEPTED.fullmatch(msg):
@@ -282,8 +359,14 @@ class SshdImporter:
             session_id = f"{line.host}/sshd[{line.pid}]@{int(line.at.timestamp())}"
             conn.session_user, conn.session_start, conn.session_closed = m["user"], line.at, False
             conn.session_id, conn.session_ip = session_id, m["ip"]
-            yield self._event(line, LOGIN, m["user"], m["ip"], session_id=session_id,
-                              attributes={"auth_method": m["method"], "port": m["port"]})
+            yield self._event(
+                line,
+                LOGIN,
+                m["user"],
+                m["ip"],
+                session_id=session_id,
+                attributes={"auth_method": m["method"], "port": m["port"]},
+            )
         elif m := _OPENED.match(msg):
             conn = self._conn(line)
             if conn.session_user and not conn.session_closed:
@@ -292,8 +375,14 @@ class SshdImporter:
             session_id = f"{line.host}/sshd[{line.pid}]@{int(line.at.timestamp())}"
             conn.session_user, conn.session_start, conn.session_closed = m["user"], line.at, False
             conn.session_id, conn.session_ip = session_id, ""
-            yield self._event(line, LOGIN, m["user"], "", session_id=session_id,
-                              attributes={"evidence": "pam session opened"})
+            yield self._event(
+                line,
+                LOGIN,
+                m["user"],
+                "",
+                session_id=session_id,
+                attributes={"evidence": "pam session opened"},
+            )
         elif m := _CLOSED.fullmatch(msg):
             conn = self._conn(line)
             yield from self._flush(conn)
@@ -311,7 +400,9 @@ class SshdImporter:
             self.stats.unparsable(line.no, "sshd message not understood", line.text)
 
     def _attempt(self, line: _Line, m: re.Match) -> _Attempt:
-        return _Attempt(line, m["user"].strip(), m["ip"], port=m["port"] or "", invalid_user=bool(m["invalid"]))
+        return _Attempt(
+            line, m["user"].strip(), m["ip"], port=m["port"] or "", invalid_user=bool(m["invalid"])
+        )
 
     def _failed(self, line: _Line, m: re.Match) -> Iterator[events_pb2.ActivityEvent]:
         conn = self._conn(line)
@@ -344,7 +435,9 @@ class SshdImporter:
         yield from self._flush(conn)
         conn.pending = _Attempt(line, user, rhost if is_ip(rhost) else "", rhost=rhost)
 
-    def _session_end(self, line: _Line, conn: _Conn, user: str) -> Iterator[events_pb2.ActivityEvent]:
+    def _session_end(
+        self, line: _Line, conn: _Conn, user: str
+    ) -> Iterator[events_pb2.ActivityEvent]:
         if conn.session_closed:
             self.stats.ignored += 1  # the other end-of-session line already counted
             return
@@ -356,7 +449,9 @@ class SshdImporter:
 
     # -- events ---------------------------------------------------------------
 
-    def _failure(self, line: _Line, attempt: _Attempt, method: str = "", repeat: int = 0) -> events_pb2.ActivityEvent:
+    def _failure(
+        self, line: _Line, attempt: _Attempt, method: str = "", repeat: int = 0
+    ) -> events_pb2.ActivityEvent:
         attributes = {"port": attempt.port, "auth_method": method}
         if attempt.rhost and attempt.rhost != attempt.ip:
             attributes["rhost"] = attempt.rhost
@@ -367,11 +462,23 @@ class SshdImporter:
             attributes["rhost"] = attempt.ip
         return self._event(line, FAILURE, attempt.user, ip, repeat=repeat, attributes=attributes)
 
-    def _event(self, line: _Line, kind: int, user: str, ip: str, repeat: int = 0, attributes: dict | None = None,
-               session_id: str = "", session_duration=None) -> events_pb2.ActivityEvent:
+    def _event(
+        self,
+        line: _Line,
+        kind: int,
+        user: str,
+        ip: str,
+        repeat: int = 0,
+        attributes: dict | None = None,
+        session_id: str = "",
+        session_duration=None,
+    ) -> events_pb2.ActivityEvent:
         e = events_pb2.ActivityEvent(
             event_id=stable_id("sshd", line.year, line.text, line.occurrence, repeat),
-            user_id=user, type=kind, source=self.source, session_id=session_id,
+            user_id=user,
+            type=kind,
+            source=self.source,
+            session_id=session_id,
             source_ip=ip if is_ip(ip) else "",
         )
         e.occurred_at.FromDatetime(line.at)

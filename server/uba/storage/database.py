@@ -44,7 +44,9 @@ class Database:
                 pool_pre_ping=True,
             )
         else:
-            raise ValueError(f"unsupported database {self.backend!r}: use sqlite:// or postgresql+psycopg2://")
+            raise ValueError(
+                f"unsupported database {self.backend!r}: use sqlite:// or postgresql+psycopg2://"
+            )
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -113,7 +115,9 @@ def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001

@@ -13,8 +13,22 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, u
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
 from uba.domain.investigation import AlertFilter, AnomalyFilter
-from uba.storage.events import from_us, from_us_or_none, pg_int_array, pg_text_array, to_us, to_us_or_none
-from uba.storage.models import AlertRow, AnomalyRow, BaselineRow, StateRow, SuppressionRow, UserRiskRow
+from uba.storage.events import (
+    from_us,
+    from_us_or_none,
+    pg_int_array,
+    pg_text_array,
+    to_us,
+    to_us_or_none,
+)
+from uba.storage.models import (
+    AlertRow,
+    AnomalyRow,
+    BaselineRow,
+    StateRow,
+    SuppressionRow,
+    UserRiskRow,
+)
 
 _B = BaselineRow.__table__
 _S = StateRow.__table__
@@ -33,19 +47,26 @@ _UPSERT_BASELINES = (
 
 # PostgreSQL, one round trip: transaction-scoped advisory locks, one per
 # user, taken in array order; then the versions, rows locked too.
-_PG_LOCK_AND_VERSIONS = ("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k; "
-                         "SELECT user_id, version FROM baselines WHERE user_id = ANY(%s::text[]) FOR UPDATE")
+_PG_LOCK_AND_VERSIONS = (
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k; "
+    "SELECT user_id, version FROM baselines WHERE user_id = ANY(%s::text[]) FOR UPDATE"
+)
 # PostgreSQL: the rows as array literals, one statement whatever their number.
 _PG_UPSERT_BASELINES = _UPSERT_BASELINES.replace(
-    "VALUES (?, ?, ?, ?)", "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[])")
+    "VALUES (?, ?, ?, ?)",
+    "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[])",
+)
 
 
 def _user_lock_key(user_id: str) -> int:
     """The user's advisory lock key: 64 bits of a hash of the id."""
-    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big", signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big", signed=True
+    )
 
 
 # -- conversions -----------------------------------------------------------------
+
 
 def anomaly_values(a: Anomaly) -> dict:
     return {
@@ -174,25 +195,36 @@ class DetectionRepository:
             keys = sorted({_user_lock_key(u) for u in user_ids})
             cursor = conn.connection.dbapi_connection.cursor()
             try:
-                cursor.execute(_PG_LOCK_AND_VERSIONS, (pg_int_array(keys), pg_text_array(sorted(user_ids))))
+                cursor.execute(
+                    _PG_LOCK_AND_VERSIONS, (pg_int_array(keys), pg_text_array(sorted(user_ids)))
+                )
                 return dict(cursor.fetchall())
             finally:
                 cursor.close()
         found: dict[str, int] = {}
         for chunk in _chunks(sorted(user_ids)):
-            found.update((u, v) for u, v in conn.execute(
-                select(_B.c.user_id, _B.c.version).where(_B.c.user_id.in_(chunk))))
+            found.update(
+                (u, v)
+                for u, v in conn.execute(
+                    select(_B.c.user_id, _B.c.version).where(_B.c.user_id.in_(chunk))
+                )
+            )
         return found
 
-    def load_baselines(self, conn: Connection, user_ids: Sequence[str]) -> dict[str, tuple[int, dict]]:
+    def load_baselines(
+        self, conn: Connection, user_ids: Sequence[str]
+    ) -> dict[str, tuple[int, dict]]:
         found: dict[str, tuple[int, dict]] = {}
         for chunk in _chunks(list(user_ids)):
             for user_id, version, data in conn.execute(
-                    select(_B.c.user_id, _B.c.version, _B.c.data).where(_B.c.user_id.in_(chunk))):
+                select(_B.c.user_id, _B.c.version, _B.c.data).where(_B.c.user_id.in_(chunk))
+            ):
                 found[user_id] = (version, json.loads(data))
         return found
 
-    def save_baselines(self, conn: Connection, rows: Iterable[tuple[str, int, dict]], now: datetime) -> None:
+    def save_baselines(
+        self, conn: Connection, rows: Iterable[tuple[str, int, dict]], now: datetime
+    ) -> None:
         """Writes (user_id, new_version, data) rows, inserting or replacing.
 
         One statement for the whole group: per-row UPDATEs cost more than
@@ -200,16 +232,25 @@ class DetectionRepository:
         a group of a few users (unary calls) costs one round trip, not the
         three of a COPY into a staging table and a merge."""
         now_us = to_us(now)
-        values = [(user_id, version, json.dumps(data, separators=(",", ":")), now_us)
-                  for user_id, version, data in rows]
+        values = [
+            (user_id, version, json.dumps(data, separators=(",", ":")), now_us)
+            for user_id, version, data in rows
+        ]
         if not values:
             return
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             if self.backend == "postgresql":
                 user_ids, versions, data, updated = zip(*values)
-                cursor.execute(_PG_UPSERT_BASELINES, (pg_text_array(list(user_ids)), pg_int_array(versions),
-                                                      pg_text_array(list(data)), pg_int_array(updated)))
+                cursor.execute(
+                    _PG_UPSERT_BASELINES,
+                    (
+                        pg_text_array(list(user_ids)),
+                        pg_int_array(versions),
+                        pg_text_array(list(data)),
+                        pg_int_array(updated),
+                    ),
+                )
             else:
                 cursor.executemany(_UPSERT_BASELINES, values)
         finally:
@@ -225,8 +266,12 @@ class DetectionRepository:
     def all_baselines(self, conn: Connection, batch: int = 1000) -> Iterable[dict]:
         last = ""
         while True:
-            rows = conn.execute(select(_B.c.user_id, _B.c.data).where(_B.c.user_id > last)
-                                .order_by(_B.c.user_id).limit(batch)).all()
+            rows = conn.execute(
+                select(_B.c.user_id, _B.c.data)
+                .where(_B.c.user_id > last)
+                .order_by(_B.c.user_id)
+                .limit(batch)
+            ).all()
             for user_id, data in rows:
                 yield json.loads(data)
             if len(rows) < batch:
@@ -241,10 +286,15 @@ class DetectionRepository:
 
     def save_state(self, conn: Connection, name: str, data: dict, now: datetime) -> None:
         text = json.dumps(data, separators=(",", ":"))
-        done = conn.execute(update(_S).where(_S.c.name == name).values(
-            data=text, version=_S.c.version + 1, updated_at_us=to_us(now))).rowcount
+        done = conn.execute(
+            update(_S)
+            .where(_S.c.name == name)
+            .values(data=text, version=_S.c.version + 1, updated_at_us=to_us(now))
+        ).rowcount
         if not done:
-            conn.execute(insert(_S).values(name=name, data=text, version=1, updated_at_us=to_us(now)))
+            conn.execute(
+                insert(_S).values(name=name, data=text, version=1, updated_at_us=to_us(now))
+            )
 
     def next_seqs(self, conn: Connection, count: int) -> list[int]:
         """`count` new alert seq numbers. The counter row stays locked until
@@ -269,8 +319,9 @@ class DetectionRepository:
     def release_quarantine(self, conn: Connection, alert_id: str) -> None:
         conn.execute(update(_AN).where(_AN.c.alert_id == alert_id).values(quarantined=0))
 
-    def page_anomalies(self, conn: Connection, flt: AnomalyFilter, limit: int,
-                       after: tuple[int, int] | None) -> list[tuple[tuple[int, int], Anomaly]]:
+    def page_anomalies(
+        self, conn: Connection, flt: AnomalyFilter, limit: int, after: tuple[int, int] | None
+    ) -> list[tuple[tuple[int, int], Anomaly]]:
         query = select(_AN)
         if flt.user_id:
             query = query.where(_AN.c.user_id == flt.user_id)
@@ -284,10 +335,14 @@ class DetectionRepository:
             query = query.where(_AN.c.occurred_at_us < to_us(flt.end_time))
         if after is not None:
             query = query.where(tuple_(_AN.c.occurred_at_us, _AN.c.id) < tuple_(*after))
-        rows = conn.execute(query.order_by(_AN.c.occurred_at_us.desc(), _AN.c.id.desc()).limit(limit)).all()
+        rows = conn.execute(
+            query.order_by(_AN.c.occurred_at_us.desc(), _AN.c.id.desc()).limit(limit)
+        ).all()
         return [((r.occurred_at_us, r.id), anomaly_from_row(r)) for r in rows]
 
-    def recent_open_reasons(self, conn: Connection, user_ids: Sequence[str], per_user: int = 3) -> dict[str, list[str]]:
+    def recent_open_reasons(
+        self, conn: Connection, user_ids: Sequence[str], per_user: int = 3
+    ) -> dict[str, list[str]]:
         """The reasons of each user's strongest anomalies in open alerts."""
         reasons: dict[str, list[str]] = {u: [] for u in user_ids}
         if not user_ids:
@@ -304,21 +359,32 @@ class DetectionRepository:
                 reasons[user_id].append(reason)
         return reasons
 
-    def anomaly_counts(self, conn: Connection, start: datetime, end: datetime) -> tuple[dict[int, int], dict[str, int]]:
+    def anomaly_counts(
+        self, conn: Connection, start: datetime, end: datetime
+    ) -> tuple[dict[int, int], dict[str, int]]:
         """Anomalies per hour since the epoch, and per detector, in [start, end)."""
         in_window = and_(_AN.c.occurred_at_us >= to_us(start), _AN.c.occurred_at_us < to_us(end))
         hour = _AN.c.occurred_at_us // 3_600_000_000
-        per_hour = {int(h): n for h, n in conn.execute(
-            select(hour, func.count()).where(in_window).group_by(hour))}
-        per_detector = dict(conn.execute(
-            select(_AN.c.detector, func.count()).where(in_window).group_by(_AN.c.detector)).all())
+        per_hour = {
+            int(h): n
+            for h, n in conn.execute(select(hour, func.count()).where(in_window).group_by(hour))
+        }
+        per_detector = dict(
+            conn.execute(
+                select(_AN.c.detector, func.count()).where(in_window).group_by(_AN.c.detector)
+            ).all()
+        )
         return per_hour, per_detector
 
     # -- alerts --------------------------------------------------------------------
 
     def latest_alert(self, conn: Connection, user_id: str, detector: str) -> Alert | None:
-        row = conn.execute(select(_AL).where(_AL.c.user_id == user_id, _AL.c.detector == detector)
-                           .order_by(_AL.c.seq.desc()).limit(1)).first()
+        row = conn.execute(
+            select(_AL)
+            .where(_AL.c.user_id == user_id, _AL.c.detector == detector)
+            .order_by(_AL.c.seq.desc())
+            .limit(1)
+        ).first()
         return None if row is None else alert_from_row(row)
 
     def alert(self, conn: Connection, alert_id: str, lock: bool = False) -> Alert | None:
@@ -337,10 +403,14 @@ class DetectionRepository:
             conn.execute(update(_AL).where(_AL.c.alert_id == values["alert_id"]).values(**values))
 
     def alerts_after(self, conn: Connection, seq: int, limit: int) -> list[Alert]:
-        rows = conn.execute(select(_AL).where(_AL.c.seq > seq).order_by(_AL.c.seq).limit(limit)).all()
+        rows = conn.execute(
+            select(_AL).where(_AL.c.seq > seq).order_by(_AL.c.seq).limit(limit)
+        ).all()
         return [alert_from_row(r) for r in rows]
 
-    def page_alerts(self, conn: Connection, flt: AlertFilter, limit: int, before_seq: int | None) -> list[Alert]:
+    def page_alerts(
+        self, conn: Connection, flt: AlertFilter, limit: int, before_seq: int | None
+    ) -> list[Alert]:
         query = select(_AL)
         if flt.user_id:
             query = query.where(_AL.c.user_id == flt.user_id)
@@ -356,15 +426,20 @@ class DetectionRepository:
         return [alert_from_row(r) for r in rows]
 
     def open_alerts_by_severity(self, conn: Connection) -> dict[int, int]:
-        return dict(conn.execute(
-            select(_AL.c.severity, func.count()).where(_AL.c.status != AlertStatus.RESOLVED.value)
-            .group_by(_AL.c.severity)).all())
+        return dict(
+            conn.execute(
+                select(_AL.c.severity, func.count())
+                .where(_AL.c.status != AlertStatus.RESOLVED.value)
+                .group_by(_AL.c.severity)
+            ).all()
+        )
 
     # -- suppressions and risk ---------------------------------------------------------
 
     def suppressed_until(self, conn: Connection, user_id: str, detector: str) -> datetime | None:
-        us = conn.execute(select(_SUP.c.until_us).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector)
-                          ).scalar_one_or_none()
+        us = conn.execute(
+            select(_SUP.c.until_us).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector)
+        ).scalar_one_or_none()
         return from_us_or_none(us)
 
     def suppress(self, conn: Connection, user_id: str, detector: str, until: datetime) -> None:
@@ -372,21 +447,33 @@ class DetectionRepository:
         conn.execute(insert(_SUP).values(user_id=user_id, detector=detector, until_us=to_us(until)))
 
     def risk(self, conn: Connection, user_id: str) -> tuple[float, datetime | None]:
-        row = conn.execute(select(_RISK.c.weight_sum, _RISK.c.as_of_us).where(_RISK.c.user_id == user_id)).first()
+        row = conn.execute(
+            select(_RISK.c.weight_sum, _RISK.c.as_of_us).where(_RISK.c.user_id == user_id)
+        ).first()
         return (0.0, None) if row is None else (row[0], from_us(row[1]))
 
     def save_risk(self, conn: Connection, user_id: str, weight_sum: float, as_of: datetime) -> None:
-        done = conn.execute(update(_RISK).where(_RISK.c.user_id == user_id).values(
-            weight_sum=weight_sum, as_of_us=to_us(as_of))).rowcount
+        done = conn.execute(
+            update(_RISK)
+            .where(_RISK.c.user_id == user_id)
+            .values(weight_sum=weight_sum, as_of_us=to_us(as_of))
+        ).rowcount
         if not done:
-            conn.execute(insert(_RISK).values(user_id=user_id, weight_sum=weight_sum, as_of_us=to_us(as_of)))
+            conn.execute(
+                insert(_RISK).values(user_id=user_id, weight_sum=weight_sum, as_of_us=to_us(as_of))
+            )
 
-    def risks(self, conn: Connection, min_weight: float = 0.01) -> list[tuple[str, float, datetime]]:
-        rows = conn.execute(select(_RISK.c.user_id, _RISK.c.weight_sum, _RISK.c.as_of_us)
-                            .where(_RISK.c.weight_sum >= min_weight)).all()
+    def risks(
+        self, conn: Connection, min_weight: float = 0.01
+    ) -> list[tuple[str, float, datetime]]:
+        rows = conn.execute(
+            select(_RISK.c.user_id, _RISK.c.weight_sum, _RISK.c.as_of_us).where(
+                _RISK.c.weight_sum >= min_weight
+            )
+        ).all()
         return [(u, w, from_us(t)) for u, w, t in rows]
 
 
 def _chunks(items: list, size: int = 500) -> Iterable[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

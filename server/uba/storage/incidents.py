@@ -47,15 +47,18 @@ def incident_values(i: Incident) -> dict:
         "resolved_by": i.resolved_by,
         "resolution": i.resolution.value if i.resolution else "",
         "note": i.note,
-        "data": json.dumps({
-            "signals": [s.to_dict() for s in i.signals],
-            "session_ids": i.session_ids,
-            "user_ids": i.user_ids,
-            "anomaly_ids": i.anomaly_ids,
-            "risk_weight": i.risk_weight,
-            "risk_at_us": to_us_or_none(i.risk_at),
-            "risk_users": i.risk_users,
-        }, separators=(",", ":")),
+        "data": json.dumps(
+            {
+                "signals": [s.to_dict() for s in i.signals],
+                "session_ids": i.session_ids,
+                "user_ids": i.user_ids,
+                "anomaly_ids": i.anomaly_ids,
+                "risk_weight": i.risk_weight,
+                "risk_at_us": to_us_or_none(i.risk_at),
+                "risk_users": i.risk_users,
+            },
+            separators=(",", ":"),
+        ),
     }
 
 
@@ -99,16 +102,24 @@ class IncidentRepository:
 
     # -- the writer's side ---------------------------------------------------------
 
-    def open_incidents(self, conn: Connection, entity_kind: EntityKind, entity_id: str,
-                       limit: int = CANDIDATES) -> list[Incident]:
+    def open_incidents(
+        self, conn: Connection, entity_kind: EntityKind, entity_id: str, limit: int = CANDIDATES
+    ) -> list[Incident]:
         """The entity's open (or acknowledged) incidents, newest first; on
         PostgreSQL locked until commit, so that a resolution committed by
         another process meanwhile is seen (the row then no longer matches)
         instead of being overwritten. Lock order everywhere: incidents, then
         alerts."""
-        query = (select(_IN).where(_IN.c.entity_kind == entity_kind.value, _IN.c.entity_id == entity_id,
-                                   _IN.c.status != IncidentStatus.RESOLVED.value)
-                 .order_by(_IN.c.seq.desc()).limit(limit))
+        query = (
+            select(_IN)
+            .where(
+                _IN.c.entity_kind == entity_kind.value,
+                _IN.c.entity_id == entity_id,
+                _IN.c.status != IncidentStatus.RESOLVED.value,
+            )
+            .order_by(_IN.c.seq.desc())
+            .limit(limit)
+        )
         if self.backend == "postgresql":
             query = query.with_for_update()
         rows = conn.execute(query).all()
@@ -130,37 +141,58 @@ class IncidentRepository:
         rows = conn.execute(query).all()
         return [incident_from_row(r) for r in rows]
 
-    def save_incidents(self, conn: Connection, incidents: Sequence[Incident], created: set[str]) -> None:
+    def save_incidents(
+        self, conn: Connection, incidents: Sequence[Incident], created: set[str]
+    ) -> None:
         new = [incident_values(i) for i in incidents if i.incident_id in created]
         changed = [incident_values(i) for i in incidents if i.incident_id not in created]
         if new:
             conn.execute(insert(_IN), new)
         for values in changed:
-            conn.execute(update(_IN).where(_IN.c.incident_id == values["incident_id"]).values(**values))
+            conn.execute(
+                update(_IN).where(_IN.c.incident_id == values["incident_id"]).values(**values)
+            )
 
-    def add_members(self, conn: Connection, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
+    def add_members(
+        self, conn: Connection, rows: Sequence[tuple[str, str, str, str, datetime]]
+    ) -> None:
         """(incident_id, anomaly_id, alert_id, user_id, occurred_at) rows."""
         if rows:
-            conn.execute(insert(_MEM), [
-                {"incident_id": i, "anomaly_id": a, "alert_id": al, "user_id": u, "occurred_at_us": to_us(t)}
-                for i, a, al, u, t in rows])
+            conn.execute(
+                insert(_MEM),
+                [
+                    {
+                        "incident_id": i,
+                        "anomaly_id": a,
+                        "alert_id": al,
+                        "user_id": u,
+                        "occurred_at_us": to_us(t),
+                    }
+                    for i, a, al, u, t in rows
+                ],
+            )
 
     # -- reads -----------------------------------------------------------------------
 
     def incidents_after(self, conn: Connection, seq: int, limit: int) -> list[Incident]:
-        rows = conn.execute(select(_IN).where(_IN.c.seq > seq).order_by(_IN.c.seq).limit(limit)).all()
+        rows = conn.execute(
+            select(_IN).where(_IN.c.seq > seq).order_by(_IN.c.seq).limit(limit)
+        ).all()
         return [incident_from_row(r) for r in rows]
 
     def max_seq(self, conn: Connection) -> int:
         return conn.execute(select(func.coalesce(func.max(_IN.c.seq), 0))).scalar_one()
 
-    def page_incidents(self, conn: Connection, flt: IncidentFilter, limit: int,
-                       before_seq: int | None) -> list[Incident]:
+    def page_incidents(
+        self, conn: Connection, flt: IncidentFilter, limit: int, before_seq: int | None
+    ) -> list[Incident]:
         query = select(_IN)
         if flt.user_id:
             members = select(_MEM.c.incident_id).where(_MEM.c.user_id == flt.user_id)
-            query = query.where((_IN.c.incident_id.in_(members))
-                                | ((_IN.c.entity_kind == EntityKind.USER.value) & (_IN.c.entity_id == flt.user_id)))
+            query = query.where(
+                (_IN.c.incident_id.in_(members))
+                | ((_IN.c.entity_kind == EntityKind.USER.value) & (_IN.c.entity_id == flt.user_id))
+            )
         if flt.status is not None:
             query = query.where(_IN.c.status == flt.status.value)
         if flt.min_severity:
@@ -177,10 +209,15 @@ class IncidentRepository:
         rows = conn.execute(query.order_by(_IN.c.seq.desc()).limit(limit)).all()
         return [incident_from_row(r) for r in rows]
 
-    def member_anomalies(self, conn: Connection, incident_id: str, limit: int = 1000) -> list[Anomaly]:
+    def member_anomalies(
+        self, conn: Connection, incident_id: str, limit: int = 1000
+    ) -> list[Anomaly]:
         """The incident's anomalies, oldest first (the latest `limit`)."""
         rows = conn.execute(
-            select(_AN).join(_MEM, _MEM.c.anomaly_id == _AN.c.anomaly_id)
+            select(_AN)
+            .join(_MEM, _MEM.c.anomaly_id == _AN.c.anomaly_id)
             .where(_MEM.c.incident_id == incident_id)
-            .order_by(_MEM.c.occurred_at_us.desc(), _AN.c.id.desc()).limit(limit)).all()
+            .order_by(_MEM.c.occurred_at_us.desc(), _AN.c.id.desc())
+            .limit(limit)
+        ).all()
         return [anomaly_from_row(r) for r in reversed(rows)]

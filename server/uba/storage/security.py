@@ -33,15 +33,27 @@ MAX_NAME_LENGTH = 128
 
 def _key(row) -> sec.ApiKey:
     return sec.ApiKey(
-        key_id=row.key_id, name=row.name, scopes=frozenset(row.scopes.split()), created_at=from_us(row.created_at_us),
+        key_id=row.key_id,
+        name=row.name,
+        scopes=frozenset(row.scopes.split()),
+        created_at=from_us(row.created_at_us),
         expires_at=None if row.expires_at_us is None else from_us(row.expires_at_us),
-        revoked_at=None if row.revoked_at_us is None else from_us(row.revoked_at_us))
+        revoked_at=None if row.revoked_at_us is None else from_us(row.revoked_at_us),
+    )
 
 
 def _audit_values(e: sec.AuditEvent) -> dict:
     # Column widths bound what a caller can make us store.
-    return dict(occurred_at_us=to_us(e.occurred_at), actor=e.actor[:128], key_id=e.key_id[:32], action=e.action[:64],
-                target=e.target[:512], peer=e.peer[:1024], outcome=e.outcome[:32], detail=e.detail[:512])
+    return dict(
+        occurred_at_us=to_us(e.occurred_at),
+        actor=e.actor[:128],
+        key_id=e.key_id[:32],
+        action=e.action[:64],
+        target=e.target[:512],
+        peer=e.peer[:1024],
+        outcome=e.outcome[:32],
+        detail=e.detail[:512],
+    )
 
 
 class SecurityRepository:
@@ -50,38 +62,81 @@ class SecurityRepository:
 
     # -- keys ------------------------------------------------------------------------
 
-    def create_key(self, name: str, scopes: frozenset[str], now: datetime, expires_at: datetime | None = None,
-                   actor: str = "", peer: str = "") -> tuple[sec.ApiKey, str]:
+    def create_key(
+        self,
+        name: str,
+        scopes: frozenset[str],
+        now: datetime,
+        expires_at: datetime | None = None,
+        actor: str = "",
+        peer: str = "",
+    ) -> tuple[sec.ApiKey, str]:
         """Stores a new key; returns it and its token (shown once)."""
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
-            raise InvalidArgument.single("name", f"required, printable, at most {MAX_NAME_LENGTH} characters")
+            raise InvalidArgument.single(
+                "name", f"required, printable, at most {MAX_NAME_LENGTH} characters"
+            )
         if expires_at is not None and expires_at <= now:
             raise InvalidArgument.single("expires_in", "must be in the future")
         token = sec.new_token()
         key = sec.ApiKey(sec.new_key_id(), name, scopes, now, expires_at)
         try:
             with self.database.write() as conn:
-                conn.execute(insert(_K).values(
-                    key_id=key.key_id, name=name, digest=sec.digest(token), scopes=" ".join(sorted(scopes)),
-                    created_at_us=to_us(now), expires_at_us=None if expires_at is None else to_us(expires_at)))
-                conn.execute(insert(_A).values(**_audit_values(sec.AuditEvent(
-                    "keys.create", "ok", actor=actor, target=name, peer=peer, occurred_at=now,
-                    detail=f"{key.key_id} scopes={','.join(sorted(scopes))}"
-                           + (f" expires={expires_at.isoformat()}" if expires_at else "")))))
+                conn.execute(
+                    insert(_K).values(
+                        key_id=key.key_id,
+                        name=name,
+                        digest=sec.digest(token),
+                        scopes=" ".join(sorted(scopes)),
+                        created_at_us=to_us(now),
+                        expires_at_us=None if expires_at is None else to_us(expires_at),
+                    )
+                )
+                conn.execute(
+                    insert(_A).values(
+                        **_audit_values(
+                            sec.AuditEvent(
+                                "keys.create",
+                                "ok",
+                                actor=actor,
+                                target=name,
+                                peer=peer,
+                                occurred_at=now,
+                                detail=f"{key.key_id} scopes={','.join(sorted(scopes))}"
+                                + (f" expires={expires_at.isoformat()}" if expires_at else ""),
+                            )
+                        )
+                    )
+                )
         except IntegrityError:
             raise FailedPrecondition(f"a key named {name!r} exists already") from None
         return key, token
 
     def revoke(self, name_or_id: str, now: datetime, actor: str = "", peer: str = "") -> sec.ApiKey:
         with self.database.write() as conn:
-            row = conn.execute(select(_K).where(or_(_K.c.name == name_or_id, _K.c.key_id == name_or_id))).first()
+            row = conn.execute(
+                select(_K).where(or_(_K.c.name == name_or_id, _K.c.key_id == name_or_id))
+            ).first()
             if row is None:
                 raise NotFound(f"no API key named {name_or_id!r}")
             if row.revoked_at_us is None:
                 conn.execute(update(_K).where(_K.c.id == row.id).values(revoked_at_us=to_us(now)))
-            conn.execute(insert(_A).values(**_audit_values(sec.AuditEvent(
-                "keys.revoke", "ok", actor=actor, target=row.name, peer=peer, occurred_at=now, detail=row.key_id))))
+            conn.execute(
+                insert(_A).values(
+                    **_audit_values(
+                        sec.AuditEvent(
+                            "keys.revoke",
+                            "ok",
+                            actor=actor,
+                            target=row.name,
+                            peer=peer,
+                            occurred_at=now,
+                            detail=row.key_id,
+                        )
+                    )
+                )
+            )
             row = conn.execute(select(_K).where(_K.c.id == row.id)).one()
         return _key(row)
 
@@ -98,9 +153,12 @@ class SecurityRepository:
         """Digests of the keys neither revoked nor expired at `now`."""
         now_us = to_us(now)
         with self.database.read() as conn:
-            rows = conn.execute(select(_K.c.digest).where(
-                _K.c.revoked_at_us.is_(None),
-                or_(_K.c.expires_at_us.is_(None), _K.c.expires_at_us > now_us))).all()
+            rows = conn.execute(
+                select(_K.c.digest).where(
+                    _K.c.revoked_at_us.is_(None),
+                    or_(_K.c.expires_at_us.is_(None), _K.c.expires_at_us > now_us),
+                )
+            ).all()
         return {r.digest for r in rows}
 
     def has_keys(self) -> bool:
@@ -114,7 +172,9 @@ class SecurityRepository:
             with self.database.write() as conn:
                 conn.execute(insert(_A), [_audit_values(e) for e in events])
 
-    def page_audit(self, actor: str, action: str, limit: int, before_seq: int | None) -> list[sec.AuditEvent]:
+    def page_audit(
+        self, actor: str, action: str, limit: int, before_seq: int | None
+    ) -> list[sec.AuditEvent]:
         query = select(_A)
         if actor:
             query = query.where(_A.c.actor == actor)
@@ -124,9 +184,20 @@ class SecurityRepository:
             query = query.where(_A.c.id < before_seq)
         with self.database.read() as conn:
             rows = conn.execute(query.order_by(_A.c.id.desc()).limit(limit)).all()
-        return [sec.AuditEvent(action=r.action, outcome=r.outcome, actor=r.actor, key_id=r.key_id, target=r.target,
-                               peer=r.peer, detail=r.detail, occurred_at=from_us(r.occurred_at_us), seq=r.id)
-                for r in rows]
+        return [
+            sec.AuditEvent(
+                action=r.action,
+                outcome=r.outcome,
+                actor=r.actor,
+                key_id=r.key_id,
+                target=r.target,
+                peer=r.peer,
+                detail=r.detail,
+                occurred_at=from_us(r.occurred_at_us),
+                seq=r.id,
+            )
+            for r in rows
+        ]
 
 
 class AuditWriter:

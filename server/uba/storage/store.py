@@ -16,9 +16,9 @@ from datetime import datetime
 from uba.domain.alerts import Alert
 from uba.domain.anomalies import Anomaly
 from uba.domain.events import ActivityEvent, EventFilter
-from uba.storage.database import Database
 from uba.domain.incidents import Incident, IncidentFilter
 from uba.domain.investigation import AlertFilter, AnomalyFilter
+from uba.storage.database import Database
 from uba.storage.detection import DetectionRepository
 from uba.storage.events import EventKey, EventRepository
 from uba.storage.incidents import IncidentRepository
@@ -44,7 +44,9 @@ class UnitOfWork:
         self.detection = detection
         self.incidents = incidents
 
-    def store_events(self, events: Sequence[ActivityEvent], received_at: datetime) -> tuple[set[str], dict[str, datetime]]:
+    def store_events(
+        self, events: Sequence[ActivityEvent], received_at: datetime
+    ) -> tuple[set[str], dict[str, datetime]]:
         """Inserts the new events; returns the ids inserted now and, for the
         others (already stored), when they were first received."""
         inserted = self.events.insert_new(events, received_at)
@@ -66,29 +68,39 @@ class Store:
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """For the ingest writer thread only (it holds one connection)."""
         with self.database.write_held() as conn:
-            yield UnitOfWork(_Bound(self.events, conn), _Bound(self.detection, conn), _Bound(self.incidents, conn))
+            yield UnitOfWork(
+                _Bound(self.events, conn),
+                _Bound(self.detection, conn),
+                _Bound(self.incidents, conn),
+            )
 
     # -- reads ------------------------------------------------------------------
 
-    def page_events(self, flt: EventFilter, limit: int, after: list[int] | None,
-                    newest_first: bool) -> list[tuple[list[int], ActivityEvent]]:
+    def page_events(
+        self, flt: EventFilter, limit: int, after: list[int] | None, newest_first: bool
+    ) -> list[tuple[list[int], ActivityEvent]]:
         key = EventKey(*after) if after else None
         with self.database.read() as conn:
             rows = self.events.page(conn, flt, limit, key, newest_first)
         return [([k.occurred_at_us, k.id], e) for k, e in rows]
 
-    def export_page(self, flt: EventFilter, limit: int,
-                    after: list[int] | None) -> tuple[list[tuple], list[int] | None]:
+    def export_page(
+        self, flt: EventFilter, limit: int, after: list[int] | None
+    ) -> tuple[list[tuple], list[int] | None]:
         key = EventKey(*after) if after else None
         with self.database.read() as conn:
             rows, last = self.events.export_page(conn, flt, limit, key)
         return rows, (None if last is None else [last.occurred_at_us, last.id])
 
-    def window_counts(self, start_hour: int, end_hour: int) -> tuple[dict[int, dict[str, int]], int]:
+    def window_counts(
+        self, start_hour: int, end_hour: int
+    ) -> tuple[dict[int, dict[str, int]], int]:
         with self.database.read() as conn:
             return self.events.window_counts(conn, start_hour, end_hour)
 
-    def page_anomalies(self, flt: AnomalyFilter, limit: int, after: list[int] | None) -> list[tuple[list[int], Anomaly]]:
+    def page_anomalies(
+        self, flt: AnomalyFilter, limit: int, after: list[int] | None
+    ) -> list[tuple[list[int], Anomaly]]:
         with self.database.read() as conn:
             rows = self.detection.page_anomalies(conn, flt, limit, tuple(after) if after else None)
         return [(list(key), anomaly) for key, anomaly in rows]
@@ -114,7 +126,9 @@ class Store:
             incidents = self.incidents.incidents_after(conn, seq, limit)
         return sorted([*alerts, *incidents], key=lambda x: x.seq)[:limit]
 
-    def page_incidents(self, flt: IncidentFilter, limit: int, before_seq: int | None) -> list[Incident]:
+    def page_incidents(
+        self, flt: IncidentFilter, limit: int, before_seq: int | None
+    ) -> list[Incident]:
         with self.database.read() as conn:
             return self.incidents.page_incidents(conn, flt, limit, before_seq)
 
@@ -135,7 +149,9 @@ class Store:
         with self.database.read() as conn:
             return self.detection.baseline(conn, user_id)
 
-    def anomaly_counts(self, start: datetime, end: datetime) -> tuple[dict[int, int], dict[str, int]]:
+    def anomaly_counts(
+        self, start: datetime, end: datetime
+    ) -> tuple[dict[int, int], dict[str, int]]:
         with self.database.read() as conn:
             return self.detection.anomaly_counts(conn, start, end)
 

@@ -36,7 +36,13 @@ def upgrade() -> None:
     # The alert sequence counter: its row lock makes alert commits, and so
     # their seq numbers, ordered across server processes.
     op.bulk_insert(
-        sa.table("state", sa.column("name"), sa.column("version"), sa.column("data"), sa.column("updated_at_us")),
+        sa.table(
+            "state",
+            sa.column("name"),
+            sa.column("version"),
+            sa.column("data"),
+            sa.column("updated_at_us"),
+        ),
         [{"name": "alert_seq", "version": 0, "data": "{}", "updated_at_us": 0}],
     )
     op.create_table(

@@ -31,10 +31,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("hour", "user_id", name="pk_user_hours"),
     )
     # Events stored before this revision.
-    op.execute(f"INSERT INTO event_rollup (hour, type, count) "
-               f"SELECT occurred_at_us / {HOUR_US}, type, COUNT(*) FROM events GROUP BY occurred_at_us / {HOUR_US}, type")
-    op.execute(f"INSERT INTO user_hours (hour, user_id) "
-               f"SELECT DISTINCT occurred_at_us / {HOUR_US}, user_id FROM events")
+    op.execute(
+        f"INSERT INTO event_rollup (hour, type, count) "
+        f"SELECT occurred_at_us / {HOUR_US}, type, COUNT(*) FROM events GROUP BY occurred_at_us / {HOUR_US}, type"
+    )
+    op.execute(
+        f"INSERT INTO user_hours (hour, user_id) "
+        f"SELECT DISTINCT occurred_at_us / {HOUR_US}, user_id FROM events"
+    )
 
 
 def downgrade() -> None:

@@ -23,13 +23,17 @@ def upgrade() -> None:
         # audit_log.id is an INTEGER PRIMARY KEY (the rowid): the lookup is
         # one primary-key probe per insert. An insert that lets the id be
         # assigned (AuditWriter's) never matches: NEW.id is NULL or -1 here.
-        op.execute("CREATE TRIGGER audit_log_no_replace BEFORE INSERT ON audit_log "
-                   "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM audit_log WHERE id = NEW.id) "
-                   "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END")
+        op.execute(
+            "CREATE TRIGGER audit_log_no_replace BEFORE INSERT ON audit_log "
+            "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM audit_log WHERE id = NEW.id) "
+            "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        )
     else:
         # A statement-level trigger: TRUNCATE fires no row triggers.
-        op.execute("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()")
+        op.execute(
+            "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()"
+        )
 
 
 def downgrade() -> None:

@@ -17,10 +17,17 @@ depends_on = None
 def upgrade() -> None:
     # SQLite does not enforce VARCHAR lengths; the repository bounds the text.
     if op.get_bind().dialect.name != "sqlite":
-        op.alter_column("audit_log", "peer", type_=sa.String(1024), existing_type=sa.String(128),
-                        existing_nullable=False)
+        op.alter_column(
+            "audit_log",
+            "peer",
+            type_=sa.String(1024),
+            existing_type=sa.String(128),
+            existing_nullable=False,
+        )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
-        op.execute("ALTER TABLE audit_log ALTER COLUMN peer TYPE VARCHAR(128) USING left(peer, 128)")
+        op.execute(
+            "ALTER TABLE audit_log ALTER COLUMN peer TYPE VARCHAR(128) USING left(peer, 128)"
+        )

@@ -46,7 +46,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("incident_id", name="uq_incidents_incident_id"),
         sa.UniqueConstraint("seq", name="uq_incidents_seq"),
     )
-    op.create_index("ix_incidents_entity_status", "incidents", ["entity_kind", "entity_id", "status"])
+    op.create_index(
+        "ix_incidents_entity_status", "incidents", ["entity_kind", "entity_id", "status"]
+    )
     op.create_index("ix_incidents_status_severity", "incidents", ["status", "severity"])
     op.create_table(
         "incident_members",
