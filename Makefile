@@ -9,7 +9,7 @@ BUF    := tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/uba/v1/*.proto)
 DESCRIPTOR := envoy/uba_descriptor.pb
 
-.PHONY: run test test-faults-large venv proto proto-check proto-lint lock bench soak evaluate clean
+.PHONY: run test test-fast lint test-faults-large venv proto proto-check proto-lint lock bench soak evaluate clean
 
 # Starts the service on the embedded SQLite database (data in ./data).
 run: $(VENV)/.installed
@@ -18,11 +18,24 @@ run: $(VENV)/.installed
 # Runs every test: proto checks, then the whole pytest suite (SQLite and
 # PostgreSQL, real Envoy, real Chromium) twice: in enhanced mode (ML packages
 # installed) and in basic mode (without them).
-test: $(VENV)/.installed $(VENV_BASIC)/.installed proto-check proto-lint
+test: $(VENV)/.installed $(VENV_BASIC)/.installed lint proto-check proto-lint
 	@echo "== enhanced mode (numpy, scipy, scikit-learn installed)"
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	@echo "== basic mode (standard library detectors only)"
 	$(VENV_BASIC)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# The fast tier: unit and in-process tests (pytest marker `unit`), both modes,
+# about a minute each. Tiers: unit, e2e, gateway, browser, fault (tests/conftest.py).
+test-fast: $(VENV)/.installed $(VENV_BASIC)/.installed
+	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
+	$(VENV_BASIC)/bin/python -m pytest -q -m unit $(PYTEST_ARGS)
+
+# ruff (lint, import order, format) and mypy, configured in pyproject.toml.
+LINTED := server clients tests bench
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 # The fault tests (tests/faults) at larger sizes: UBA_FAULT_SCALE multiplies
 # their events, rounds of faults and soak seconds (and time limits); 10 here.

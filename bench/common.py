@@ -33,7 +33,6 @@ from support import postgres  # noqa: E402
 from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START, Persona  # noqa: E402
 from uba.domain.events import ActivityEvent, ActivityType  # noqa: E402
 
-UTC = UTC
 ENHANCED_OFF = {"isolation_forest": {"enabled": False}, "distribution_shift": {"enabled": False}}
 
 

@@ -27,8 +27,6 @@ import common  # noqa: E402
 from common import Server, median, pct_ms  # noqa: E402
 from report import Figure  # noqa: E402
 
-UTC = UTC
-
 
 # -- alert latency ----------------------------------------------------------------------
 

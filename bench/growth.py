@@ -31,7 +31,6 @@ import common  # noqa: E402
 from common import Server, median  # noqa: E402
 from report import Figure  # noqa: E402
 
-UTC = UTC
 WINDOW = timedelta(hours=23)
 LIST_VARIANTS = ("none", "user", "type", "source_ip")
 

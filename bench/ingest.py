@@ -26,8 +26,6 @@ import common  # noqa: E402
 from common import Server, median, pct_ms  # noqa: E402
 from report import Figure  # noqa: E402
 
-UTC = UTC
-
 
 # -- the servers of one backend --------------------------------------------------------
 

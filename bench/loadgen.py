@@ -26,7 +26,6 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-UTC = UTC
 
 
 # ----------------------------------------------------------------------------------

@@ -2,17 +2,47 @@
 
 Where CI=true, a PostgreSQL that does not answer fails the run instead of
 skipping its half of the suite.
+
+Tiers (pytest markers, set here from where a test lives so no test can forget
+its own): `unit` for tests/unit and the modules that mark themselves
+`pytestmark = pytest.mark.unit` (in-process, no server: `make test-fast`);
+`fault` for tests/faults; `browser` for the Chromium tests; `gateway` for the
+rest of tests/gateway (real Envoy); `e2e` for everything else (a real server
+process on real ports).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from support import postgres
 from support.server import ServerProcess
 
 BACKENDS = ("sqlite", "postgresql")
+TESTS = Path(__file__).parent
+BROWSER_MODULES = ("test_browser.py", "test_browser_security.py")
+
+
+def _tier(item: pytest.Item) -> str:
+    if item.get_closest_marker("unit"):
+        return "unit"
+    parts = item.path.relative_to(TESTS).parts
+    if parts[0] == "unit":
+        return "unit"
+    if parts[0] == "faults":
+        return "fault"
+    if parts[0] == "gateway":
+        return "browser" if item.path.name in BROWSER_MODULES else "gateway"
+    return "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(tier)
 
 
 def _require_postgres() -> None:

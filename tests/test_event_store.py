@@ -13,6 +13,8 @@ from uba.domain.events import ActivityEvent, ActivityType
 from uba.storage.database import Database
 from uba.storage.events import EventRepository
 
+pytestmark = pytest.mark.unit
+
 pytestmark = pytest.mark.postgres
 
 

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from uba.v1 import events_pb2, service_pb2
 
-UTC = UTC
 OK_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
 EXAMPLES = 120
 RUNS: dict[str, int] = {}

@@ -14,6 +14,8 @@ from uba.importers import make_importer
 from uba.importers.records import parse_mapping
 from uba.v1 import events_pb2
 
+pytestmark = pytest.mark.unit
+
 LOGHUB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "loghub"
 UTC = UTC
 

@@ -13,7 +13,7 @@ from uba.evaluation import generate
 from uba.evaluation.attacks import BLATANT, REALISTIC
 from uba.evaluation.scenario import DEFAULT_END, zone
 
-UTC = UTC
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 
 from uba.evaluation.score import BENIGN, Finding, Label, matches, score
 
-UTC = UTC
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 START, END = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)  # ten days
 USERS = [f"u{i}" for i in range(10)]

@@ -25,7 +25,6 @@ from uba.storage.database import Database
 from uba.storage.security import SecurityRepository
 from uba.v1 import service_pb2, service_pb2_grpc
 
-UTC = UTC
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["BehaviorAnalyticsService"]
 RPCS = [m.name for m in SERVICE.methods]
 STREAMING = {m.name for m in SERVICE.methods if m.server_streaming}

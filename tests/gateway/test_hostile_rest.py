@@ -42,7 +42,6 @@ from support.server import keyed_channel
 from gateway.gateway_support import API, Response
 from uba.v1 import service_pb2
 
-UTC = UTC
 EXAMPLES = 60
 RUNS: dict[str, int] = {}
 MiB = 1024 * 1024

@@ -37,7 +37,6 @@ from uba.commands.client import (
     table,
 )
 
-UTC = UTC
 _LISTENING = re.compile(r"uba: listening on (\S+)")
 MFA_NAMES = ("mfa_challenge", "mfa_approved", "mfa_denied")
 
@@ -421,6 +420,7 @@ def parse_labels(
         kind = record.get("kind")
         if not isinstance(kind, str) or not kind.strip():
             bad("kind: required")
+            kind = ""
         category = record.get("category", ATTACK)
         if category not in (ATTACK, BENIGN):
             bad(f"category: must be {ATTACK!r} or {BENIGN!r}")

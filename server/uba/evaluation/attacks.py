@@ -664,7 +664,7 @@ class Stager:
 
     # -- blatant -------------------------------------------------------------
 
-    def _victim(self, lo: datetime, hi: datetime) -> User | None:
+    def _victim(self, lo: datetime, hi: datetime) -> User:
         # With few users, a victim may suffer several attacks.
         dormant = self.dormant_users
         return (

@@ -37,7 +37,6 @@ from zoneinfo import ZoneInfo
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.evaluation.score import BENIGN, Label
 
-UTC = UTC
 T = ActivityType
 # A six-week window ending here spans the EU's (25 October 2026) and the
 # US's (1 November 2026) DST changes, a week apart. In the past, so the
