@@ -157,3 +157,61 @@ def test_an_attack_that_could_not_be_sent_is_reported_not_scored():
     assert d["attack_classes_sendable"] == 1 and d["attack_classes_not_sendable"] == ["mfa_fatigue"]
     assert d["attack_classes_caught"] == 1
     assert replace(mfa, sendable=True).sendable
+
+
+def incident(id, at, severity=HIGH, user="", source="", alerts=(), anomalies=(), until=None):
+    return Finding(
+        "incident",
+        id,
+        user,
+        "incident",
+        severity,
+        at,
+        until or at,
+        (),
+        tuple(anomalies),
+        tuple(alerts),
+        source,
+    )
+
+
+def test_incidents_count_for_the_attack_their_members_belong_to_and_load_the_rest():
+    """An incident belongs where its alerts or anomalies went (even when its
+    own entity and time would not say so), a source incident to the spray
+    from its address; what matches no attack is the analyst's extra load,
+    and a confounder's MEDIUM+ incident is counted against it."""
+    later = T0 + timedelta(days=4)
+    report = score(
+        [takeover, spray, trip],
+        anomalies=[anomaly("an1", "u1", T0 + timedelta(minutes=5), events=("e1",))],
+        alerts=[alert("al1", "u1", T0 + timedelta(minutes=5), anomalies=("an1",))],
+        incidents=[
+            # By its alert, although it opened a day before the takeover.
+            incident("i1", T0 - timedelta(days=1), user="u7", alerts=("al1",)),
+            # By its anomaly.
+            incident("i2", T0 + timedelta(days=5), user="u8", anomalies=("an1",)),
+            # The spraying address, during the spray.
+            incident("i3", T0 + timedelta(minutes=30), source="198.51.100.9"),
+            # The same address long after: nobody's attack.
+            incident("i4", later, source="198.51.100.9", severity=LOW),
+            # A traveller during the trip, outside the takeover's window.
+            incident("i5", T0 - timedelta(hours=12), user="u4", severity=MEDIUM),
+        ],
+        users=USERS,
+        start=START,
+        end=END,
+    )
+    by_kind = {s.label.kind: s for s in report.attacks + report.confounders}
+    assert [f.id for f in by_kind["account_takeover"].incidents] == ["i1", "i2"]
+    assert [f.id for f in by_kind["password_spraying_slow"].incidents] == ["i3"]
+    assert [f.id for f in by_kind["business_trip"].incidents] == ["i5"]
+    row = {r["kind"]: r for r in report.attack_rows()}["account_takeover"]
+    assert (row["incidents"], row["incidents_per_attack_max"], row["one_incident"]) == (2, 2, 0)
+    assert row["best_incident_severity"] == "HIGH"
+    trip_row = {r["kind"]: r for r in report.confounder_rows()}["business_trip"]
+    assert trip_row["incidents_medium_plus"] == 1
+    summary = report.to_dict()
+    assert (summary["incidents"], summary["unattributed_incidents"]) == (5, 2)
+    assert summary["unattributed_incidents_medium_plus"] == 1  # i5; i4 is LOW
+    # 2 incidents outside attacks over 10 days for 10 users: 2 a day per 100 users.
+    assert summary["unattributed_incidents_per_day_per_100_users"] == 2.0

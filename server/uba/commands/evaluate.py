@@ -46,10 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         parents=[common_parser(), json_parser()],
         help="measure detection on labelled attacks and benign changes",
-        description="Send a seeded, labelled scenario (users in eight time zones with their routines, benign "
-        "changes such as trips, on-call weeks, a VPN change, a laptop refresh, and attacks) through "
-        "a throwaway server, then report per attack class whether a MEDIUM+ finding caught it, per "
-        "benign change the MEDIUM+ alerts it raised, false MEDIUM+ user-days and alerts per day. "
+        description="Send a seeded, labelled scenario (users in eight time zones with their "
+        "routines, benign changes such as trips, on-call weeks, a VPN change, a laptop refresh, "
+        "and attacks) through a throwaway server, then report per attack class whether a MEDIUM+ "
+        "finding caught it and how many incidents it became, per benign change the MEDIUM+ "
+        "incidents and alerts it raised, false MEDIUM+ user-days, incidents and alerts per day. "
         "With --events and --labels, score your own JSON Lines events instead. Uses a running "
         "server only when --server is given.",
     )
@@ -60,14 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--instances",
         type=int,
         default=3,
-        help="attacks of each realistic class, on different victims (the blatant ones: one each) [3]",
+        help="attacks of each realistic class, on different victims "
+        "(the blatant ones: one each) [3]",
     )
     p.add_argument(
         "--end",
         type=parse_time,
         default=None,
         metavar="TIME",
-        help="end of the scenario (ISO 8601) [2026-11-16T00:00Z: six weeks span the EU and US DST changes]",
+        help="end of the scenario (ISO 8601) "
+        "[2026-11-16T00:00Z: six weeks span the EU and US DST changes]",
     )
     p.add_argument(
         "--events",
@@ -81,8 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="LABELS.jsonl",
-        help="labels of --events: one JSON object a line with kind, entity (user or source address, or "
-        "a list), start, end; optional category (attack|benign), description, event_ids",
+        help="labels of --events: one JSON object a line with kind, entity (user or source "
+        "address, or a list), start, end; optional category (attack|benign), description, "
+        "event_ids",
     )
     p.add_argument(
         "--database-url",
@@ -113,8 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="write the scenario to DIR/events.jsonl and DIR/labels.jsonl (the --events and --labels "
-        "formats) and stop; nothing is sent",
+        help="write the scenario to DIR/events.jsonl and DIR/labels.jsonl (the --events and "
+        "--labels formats) and stop; nothing is sent",
     )
     p.add_argument(
         "--keep", action="store_true", help="keep the throwaway server's directory (and say where)"
@@ -325,10 +329,12 @@ def send(
     stats.seconds_sending = time.monotonic() - began
 
 
-def read_findings(client) -> tuple[list, list]:
+def read_findings(client) -> tuple[list, list, list]:
+    """The server's anomalies, alerts and incidents, as the scoring sees them."""
     from uba.evaluation.score import Finding
+    from uba.v1 import incidents_pb2
 
-    anomalies, alerts = [], []
+    anomalies, alerts, incidents = [], [], []
     token = ""
     while True:
         page = client.list_anomalies(page_size=1000, page_token=token)
@@ -362,7 +368,25 @@ def read_findings(client) -> tuple[list, list]:
                 tuple(a.anomaly_ids),
             )
         )
-    return anomalies, alerts
+    source_kind = incidents_pb2.ENTITY_KIND_SOURCE_ADDRESS
+    for i in client.iter_incidents(page_size=1000):
+        about_source = i.entity_kind == source_kind
+        incidents.append(
+            Finding(
+                "incident",
+                i.incident_id,
+                "" if about_source else i.entity_id,
+                "incident",
+                i.severity,
+                i.first_seen_at.ToDatetime(UTC),
+                i.last_seen_at.ToDatetime(UTC),
+                (),
+                tuple(i.anomaly_ids),
+                tuple(i.alert_ids),
+                i.entity_id if about_source else "",
+            )
+        )
+    return anomalies, alerts, incidents
 
 
 # -- labels files ---------------------------------------------------------------------
@@ -395,7 +419,7 @@ def parse_labels(
         if not text:
             continue
 
-        def bad(message: str) -> None:
+        def bad(message: str, no: int = no) -> None:
             problems.append(f"line {no}: {message}")
 
         try:
@@ -451,8 +475,8 @@ def parse_labels(
             for name, t in times.items():
                 if not first - slack <= t <= last + slack:
                     bad(
-                        f"{name}: {t.isoformat()} is outside the events' range {first.isoformat()} .. "
-                        f"{last.isoformat()}"
+                        f"{name}: {t.isoformat()} is outside the events' range "
+                        f"{first.isoformat()} .. {last.isoformat()}"
                     )
         event_ids = record.get("event_ids", [])
         if not isinstance(event_ids, list) or not all(isinstance(x, str) for x in event_ids):
@@ -564,7 +588,7 @@ def run(args: argparse.Namespace) -> int:
             else lb
             for lb in labels
         ]
-        stream = list(zip(messages, times))
+        stream = list(zip(messages, times, strict=True))
         span = end - start
         setup = {"events_file": str(args.events), "labels_file": str(args.labels)}
     else:
@@ -575,7 +599,8 @@ def run(args: argparse.Namespace) -> int:
         end = args.end or DEFAULT_END
         if end > datetime.now(UTC):
             raise UsageError(
-                "--end: the server refuses events more than 5 minutes in the future; pick a past end"
+                "--end: the server refuses events more than 5 minutes in the future; "
+                "pick a past end"
             )
         if not 1 <= args.instances <= 20:
             raise UsageError("--instances must be within 1..20")
@@ -588,8 +613,8 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise UsageError(f"--save: {exc.strerror}: {exc.filename}") from None
             print(
-                f"wrote {len(scenario.events):,} events to {paths[0]} and {len(scenario.labels):,} labels to "
-                f"{paths[1]}"
+                f"wrote {len(scenario.events):,} events to {paths[0]} and "
+                f"{len(scenario.labels):,} labels to {paths[1]}"
             )
             return 0
         start, end = scenario.start, scenario.end
@@ -671,8 +696,8 @@ def run(args: argparse.Namespace) -> int:
             )
             if not args.quiet:
                 note(
-                    f"uba: sending events in time order ({mode} mode, {backend}); training the model at "
-                    f"{train_at:%Y-%m-%d %H:%M} UTC"
+                    f"uba: sending events in time order ({mode} mode, {backend}); "
+                    f"training the model at {train_at:%Y-%m-%d %H:%M} UTC"
                     if forest
                     else f"uba: sending events in time order ({mode} mode, {backend})"
                 )
@@ -687,12 +712,14 @@ def run(args: argparse.Namespace) -> int:
             )
             if not forest:
                 stats.model = "no isolation forest in this mode"
-            anomalies, alerts = read_findings(client)
+            anomalies, alerts, incidents = read_findings(client)
     finally:
         if server is not None:
             server.stop()
 
-    report = scoring.score(labels, anomalies, alerts, users, start, end, sources_of, slack)
+    report = scoring.score(
+        labels, anomalies, alerts, users, start, end, sources_of, slack, incidents
+    )
     result = {
         "setup": {
             **setup,
@@ -724,19 +751,22 @@ def run(args: argparse.Namespace) -> int:
 def print_report(r: dict) -> None:
     s = r["setup"]
     what = (
-        f"{s['users']} users, {s['days']} days, seed {s['seed']}, {s['instances']} of each realistic attack"
+        f"{s['users']} users, {s['days']} days, seed {s['seed']}, "
+        f"{s['instances']} of each realistic attack"
         if "users" in s
         else f"{s['events_file']} with {s['labels_file']}"
     )
     print(
-        f"evaluation: {what}; {r['start'][:16]} .. {r['end'][:16]} UTC; {s['mode']} mode, {s['storage']}"
+        f"evaluation: {what}; {r['start'][:16]} .. {r['end'][:16]} UTC; "
+        f"{s['mode']} mode, {s['storage']}"
     )
     e = r["events"]
     print(
         f"events: {e['sent']:,} sent ({e['accepted']:,} accepted, {e['duplicate']:,} duplicate, "
         f"{e['invalid']:,} invalid) in {e['seconds_sending']:.0f} s"
         + (
-            f"; {e['not_sendable_mfa']:,} MFA events not sendable (the contract lacks the MFA types)"
+            f"; {e['not_sendable_mfa']:,} MFA events not sendable "
+            "(the contract lacks the MFA types)"
             if e["not_sendable_mfa"]
             else ""
         )
@@ -746,7 +776,7 @@ def print_report(r: dict) -> None:
     rows = []
     for a in r["attacks"]:
         if not a["sendable"]:
-            rows.append([a["kind"], "not sendable", "-", "-", "-", "-", "-"])
+            rows.append([a["kind"], "not sendable", "-", "-", "-", "-", "-", "-"])
             continue
         caught = (
             "yes"
@@ -754,13 +784,20 @@ def print_report(r: dict) -> None:
             else ("no" if not a["caught"] else f"{a['caught']}/{a['sendable']}")
         )
         minutes = "-" if a["minutes_to_detect"] is None else f"{a['minutes_to_detect']:g}"
+        incidents = (
+            f"{a['incidents']} (max {a['incidents_per_attack_max']}, {a['best_incident_severity']})"
+            if a["incidents"]
+            else "0"
+        )
         rows.append(
             [
                 a["kind"],
                 caught,
                 a["best_severity"] if a["best_severity"] != "UNSPECIFIED" else "-",
+                incidents,
                 f"{a['alerts']} ({a['alerts_medium_plus']})",
-                f"{a['anomalies']} ({a['anomalies_medium_plus']}, {a['anomalies_medium_plus_on_its_events']})",
+                f"{a['anomalies']} ({a['anomalies_medium_plus']}, "
+                f"{a['anomalies_medium_plus_on_its_events']})",
                 minutes,
                 ",".join(a["detectors"]) or "-",
             ]
@@ -771,6 +808,7 @@ def print_report(r: dict) -> None:
             "ATTACK",
             "CAUGHT",
             "BEST",
+            "INCIDENTS (MAX PER ATTACK, BEST)",
             "ALERTS (MEDIUM+)",
             "ANOMALIES (MEDIUM+, ON ITS EVENTS)",
             "MINUTES TO DETECT",
@@ -783,6 +821,7 @@ def print_report(r: dict) -> None:
             [
                 c["kind"],
                 str(c["instances"]),
+                str(c["incidents_medium_plus"]),
                 str(c["alerts_medium_plus"]),
                 str(c["anomalies_medium_plus"]),
                 str(c["users_alerted"]),
@@ -793,6 +832,7 @@ def print_report(r: dict) -> None:
         [
             "BENIGN CONFOUNDER",
             "INSTANCES",
+            "MEDIUM+ INCIDENTS",
             "MEDIUM+ ALERTS",
             "MEDIUM+ ANOMALIES",
             "USERS ALERTED",
@@ -803,16 +843,24 @@ def print_report(r: dict) -> None:
     not_sendable = r["attack_classes_not_sendable"]
     partly = [a["kind"] for a in r["attacks"] if a["sendable"] and 0 < a["caught"] < a["sendable"]]
     print(
-        f"attack classes caught: {r['attack_classes_caught']} of {r['attack_classes_sendable']} in every instance"
+        f"attack classes caught: {r['attack_classes_caught']} of "
+        f"{r['attack_classes_sendable']} in every instance"
         + (f", {len(partly)} in some ({', '.join(partly)})" if partly else "")
         + (f"; not sendable: {', '.join(not_sendable)}" if not_sendable else "")
     )
     print(
-        f"false MEDIUM+ user-days: {r['false_medium_plus_user_days']:,} of {r['attack_free_user_days']:,} "
-        f"attack-free user-days ({r['false_medium_plus_user_day_percent']:.2f}%)"
+        f"false MEDIUM+ user-days: {r['false_medium_plus_user_days']:,} of "
+        f"{r['attack_free_user_days']:,} attack-free user-days "
+        f"({r['false_medium_plus_user_day_percent']:.2f}%)"
     )
     print(
-        f"alerts: {r['alerts']:,} ({r['alerts_per_day']:g} a day); MEDIUM+ {r['alerts_medium_plus']:,} "
-        f"({r['alerts_medium_plus_per_day']:g} a day), {r['unattributed_medium_plus_alerts']:,} of them attributed "
-        f"to no attack"
+        f"incidents: {r['incidents']:,} ({r['incidents_per_day']:g} a day); "
+        f"{r['unattributed_incidents']:,} outside every attack "
+        f"({r['unattributed_incidents_per_day_per_100_users']:g} a day per 100 users), "
+        f"{r['unattributed_incidents_medium_plus']:,} of them MEDIUM+"
+    )
+    print(
+        f"alerts: {r['alerts']:,} ({r['alerts_per_day']:g} a day); "
+        f"MEDIUM+ {r['alerts_medium_plus']:,} ({r['alerts_medium_plus_per_day']:g} a day), "
+        f"{r['unattributed_medium_plus_alerts']:,} of them attributed to no attack"
     )

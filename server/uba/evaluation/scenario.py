@@ -203,12 +203,17 @@ NAMES = (
     "zoe",
 )
 LAPTOPS = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/129.0 Safari/537.36",
     "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0",
 )
-NEW_LAPTOP = "Mozilla/5.0 (Macintosh; Intel Mac OS X 15_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"
+NEW_LAPTOP = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 15_1) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Safari/605.1.15"
+)
 PHONES = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/129.0 Mobile Safari/537.36",
@@ -779,7 +784,9 @@ class Routine:
                             BENIGN,
                             (u.user_id,),
                             event_ids=tuple(e.event_id for e in events),
-                            description=f"{u.user_id} is on call for {group} in the week of {monday}",
+                            description=(
+                                f"{u.user_id} is on call for {group} in the week of {monday}"
+                            ),
                         )
                     )
 
@@ -901,8 +908,8 @@ def _plan_labels(plan: Plan, people: list[User], start: datetime, end: datetime)
                 midnight(plan.rollout_day) + timedelta(days=2),
                 BENIGN,
                 team,
-                description=f"{plan.rollout_group} adopt {' '.join(NEW_FEATURE[plan.rollout_group])} "
-                f"on {plan.rollout_day}",
+                description=f"{plan.rollout_group} adopt "
+                f"{' '.join(NEW_FEATURE[plan.rollout_group])} on {plan.rollout_day}",
             )
         )
     for who, (lo, hi, place) in plan.trips.items():

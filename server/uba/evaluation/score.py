@@ -7,7 +7,9 @@ A finding (anomaly or alert) belongs to a label when
 - its time falls within the label's window widened by `slack`, and its
   user is one of the label's users, or, for a population attack (a label
   with source addresses), one of its events came from one of them.
-An alert also belongs where its anomalies do.
+An alert also belongs where its anomalies do, and an incident where its
+alerts or anomalies do (or, by time, where its entity, a user or a source
+address, is the label's).
 Attacks are matched first; a finding that matches no attack but a benign
 confounder is that confounder's false alarm.
 
@@ -15,6 +17,11 @@ What counts: MEDIUM and above ("MEDIUM+"). An attack is caught when at
 least one MEDIUM+ finding is attributed to it; a confounder should raise
 none. A false MEDIUM+ user-day is a (user, UTC date) outside every attack
 of that user with a MEDIUM+ finding attributed to no attack.
+
+Incidents measure the analyst's load and the story: how many incidents one
+attack became (one is the goal), how severe the best was, how many arrive
+per day outside every attack (per 100 users), and how many MEDIUM+
+incidents the benign confounders raised.
 """
 
 from __future__ import annotations
@@ -60,10 +67,12 @@ class Label:
 
 @dataclass(frozen=True)
 class Finding:
-    """An anomaly or an alert as the scoring needs it. `at` is the event
-    time (an alert's first_seen_at), `severity` 1 LOW .. 4 CRITICAL."""
+    """An anomaly, alert or incident as the scoring needs it. `at` is the
+    event time (an alert's or incident's first_seen_at), `severity` 1 LOW ..
+    4 CRITICAL. An incident about a source address has `user_id` "" and
+    the address in `source`."""
 
-    kind: str  # "anomaly" or "alert"
+    kind: str  # "anomaly", "alert" or "incident"
     id: str
     user_id: str
     detector: str
@@ -71,7 +80,9 @@ class Finding:
     at: datetime
     until: datetime | None = None  # an alert's last_seen_at
     event_ids: tuple[str, ...] = ()
-    anomaly_ids: tuple[str, ...] = ()  # an alert's anomalies
+    anomaly_ids: tuple[str, ...] = ()  # an alert's or incident's anomalies
+    alert_ids: tuple[str, ...] = ()  # an incident's alerts
+    source: str = ""  # an incident's source address
 
 
 @dataclass
@@ -79,10 +90,15 @@ class LabelScore:
     label: Label
     anomalies: list[Finding] = field(default_factory=list)
     alerts: list[Finding] = field(default_factory=list)
+    incidents: list[Finding] = field(default_factory=list)
 
     @property
     def findings(self) -> list[Finding]:
         return self.anomalies + self.alerts
+
+    @property
+    def best_incident_severity(self) -> int:
+        return max((f.severity for f in self.incidents), default=0)
 
     @property
     def medium_plus(self) -> list[Finding]:
@@ -125,24 +141,25 @@ def matches(
     slack: timedelta = DEFAULT_SLACK,
     anomaly_labels: Mapping[str, set[int]] | None = None,
     index: int | None = None,
+    alert_labels: Mapping[str, set[int]] | None = None,
 ) -> bool:
     """Whether finding `f` belongs to `label` (see the module docstring).
-    `sources_of` maps event ids to source addresses; for an alert,
-    `anomaly_labels` maps anomaly ids to the labels (by `index`) they
-    were attributed to."""
+    `sources_of` maps event ids to source addresses; for an alert or an
+    incident, `anomaly_labels` (and for an incident `alert_labels`) map
+    member ids to the labels (by `index`) they were attributed to."""
     if f.event_ids and label.event_ids and not set(f.event_ids).isdisjoint(label.event_ids):
         return True
-    if (
-        anomaly_labels is not None
-        and index is not None
-        and any(index in anomaly_labels.get(a, ()) for a in f.anomaly_ids)
-    ):
-        return True
+    if index is not None:
+        for members, attributed in ((f.anomaly_ids, anomaly_labels), (f.alert_ids, alert_labels)):
+            if attributed is not None and any(index in attributed.get(m, ()) for m in members):
+                return True
     if not _overlaps(f, label, slack):
         return False
     if label.sources:
         # A population attack is known by its addresses: its many accounts go on with their day.
-        return any(sources_of.get(e) in label.sources for e in f.event_ids)
+        return f.source in label.sources or any(
+            sources_of.get(e) in label.sources for e in f.event_ids
+        )
     return f.user_id in label.users
 
 
@@ -161,6 +178,10 @@ class Report:
     anomalies_total: int
     anomalies_medium_plus: int
     unattributed_medium_plus_alerts: int
+    incidents_total: int = 0
+    incidents_medium_plus: int = 0
+    unattributed_incidents: int = 0
+    unattributed_incidents_medium_plus: int = 0
 
     @property
     def days(self) -> float:
@@ -206,6 +227,14 @@ class Report:
                     ),
                     "anomalies_medium_plus_on_its_events": sum(s.on_its_events for s in sendable),
                     "minutes_to_detect": round(statistics.median(minutes), 1) if minutes else None,
+                    "incidents": sum(len(s.incidents) for s in sendable),
+                    "incidents_per_attack_max": max(
+                        (len(s.incidents) for s in sendable), default=0
+                    ),
+                    "one_incident": sum(len(s.incidents) == 1 for s in sendable),
+                    "best_incident_severity": SEVERITIES[
+                        max((s.best_incident_severity for s in sendable), default=0)
+                    ],
                     "detectors": sorted({f.detector for s in sendable for f in s.medium_plus}),
                     "expected_detectors": sorted({d for s in scores for d in s.label.detectors}),
                 }
@@ -224,6 +253,9 @@ class Report:
                     ),
                     "anomalies_medium_plus": sum(
                         1 for s in scores for f in s.anomalies if f.severity >= MEDIUM
+                    ),
+                    "incidents_medium_plus": sum(
+                        1 for s in scores for f in s.incidents if f.severity >= MEDIUM
                     ),
                     "users_alerted": len(
                         {f.user_id for s in scores for f in s.alerts if f.severity >= MEDIUM}
@@ -256,6 +288,15 @@ class Report:
             "unattributed_medium_plus_alerts": self.unattributed_medium_plus_alerts,
             "anomalies": self.anomalies_total,
             "anomalies_medium_plus": self.anomalies_medium_plus,
+            "incidents": self.incidents_total,
+            "incidents_medium_plus": self.incidents_medium_plus,
+            "incidents_per_day": round(self.incidents_total / self.days, 1),
+            "unattributed_incidents": self.unattributed_incidents,
+            "unattributed_incidents_medium_plus": self.unattributed_incidents_medium_plus,
+            # The analyst's load outside every attack, per 100 users a day.
+            "unattributed_incidents_per_day_per_100_users": round(
+                100 * self.unattributed_incidents / self.days / max(self.users, 1), 2
+            ),
         }
 
 
@@ -275,6 +316,7 @@ def score(
     end: datetime,
     sources_of: Mapping[str, str] | None = None,
     slack: timedelta = DEFAULT_SLACK,
+    incidents: Iterable[Finding] = (),
 ) -> Report:
     """Attributes every finding and sums up (see the module docstring).
     `users` are the population's accounts (the user-days' users);
@@ -285,6 +327,7 @@ def score(
     scores = [LabelScore(lb) for lb in ordered]
     # Anomalies first: alerts are attributed through their anomalies too.
     anomaly_labels: dict[str, set[int]] = {}
+    alert_labels: dict[str, set[int]] = {}
     attributed_to_attack: dict[str, bool] = {}
 
     # Which labels could match a finding, by user, source and event id
@@ -301,27 +344,32 @@ def score(
     def attribute(f: Finding) -> bool:
         """Adds f to the scores it belongs to; whether an attack took it."""
         candidates = set(by_key.get(("u", f.user_id), ()))
+        candidates.update(by_key.get(("s", f.source), ()))
         for e in f.event_ids:
             candidates.update(by_key.get(("e", e), ()))
             if e in sources_of:
                 candidates.update(by_key.get(("s", sources_of[e]), ()))
         for a in f.anomaly_ids:
             candidates.update(anomaly_labels.get(a, ()))
+        for a in f.alert_ids:
+            candidates.update(alert_labels.get(a, ()))
         found = [
             i
             for i in sorted(candidates)
-            if matches(f, ordered[i], sources_of, slack, anomaly_labels, i)
+            if matches(f, ordered[i], sources_of, slack, anomaly_labels, i, alert_labels)
         ]
         hits = [i for i in found if ordered[i].is_attack] or found
         for i in hits:
-            (scores[i].anomalies if f.kind == "anomaly" else scores[i].alerts).append(f)
+            members = {"anomaly": scores[i].anomalies, "alert": scores[i].alerts}
+            members.get(f.kind, scores[i].incidents).append(f)
         if f.kind == "anomaly":
             anomaly_labels[f.id] = set(hits)
+        elif f.kind == "alert":
+            alert_labels[f.id] = set(hits)
         return any(ordered[i].is_attack for i in hits)
 
-    for f in anomalies:
-        attributed_to_attack[f.id] = attribute(f)
-    for f in alerts:
+    incidents = list(incidents)
+    for f in [*anomalies, *alerts, *incidents]:
         attributed_to_attack[f.id] = attribute(f)
 
     attack_days: set[tuple[str, date]] = set()
@@ -351,5 +399,11 @@ def score(
         anomalies_medium_plus=sum(f.severity >= MEDIUM for f in anomalies),
         unattributed_medium_plus_alerts=sum(
             1 for f in alerts if f.severity >= MEDIUM and not attributed_to_attack[f.id]
+        ),
+        incidents_total=len(incidents),
+        incidents_medium_plus=sum(f.severity >= MEDIUM for f in incidents),
+        unattributed_incidents=sum(not attributed_to_attack[f.id] for f in incidents),
+        unattributed_incidents_medium_plus=sum(
+            f.severity >= MEDIUM and not attributed_to_attack[f.id] for f in incidents
         ),
     )
