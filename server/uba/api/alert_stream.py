@@ -70,7 +70,8 @@ class AlertStream:
                     continue
                 if item is OVERFLOW:
                     raise ResourceExhausted(
-                        f"subscriber too slow: more than the allowed backlog of alerts waiting; resume with after_seq={last}",
+                        "subscriber too slow: more than the allowed backlog of alerts "
+                        f"waiting; resume with after_seq={last}",
                         retry_after=1.0,
                     )
                 if item is CLOSED:

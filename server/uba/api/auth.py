@@ -57,7 +57,7 @@ def _describe(request) -> tuple[str, str]:
     """Target and detail of an audited call, from its request (no secrets in
     requests: keys travel in metadata)."""
     target = getattr(request, "alert_id", "") or getattr(request, "incident_id", "") or ""
-    # Not a message when the request did not parse (uba.api.errors.Undecodable).
+    # Not a message when the request did not parse (uba.api.decoding.Undecodable).
     detail = (
         text_format.MessageToString(request, as_one_line=True)
         if isinstance(request, Message)

@@ -91,8 +91,8 @@ class Subscription:
                 while not self.queue.empty():
                     self.queue.get_nowait()
                 log.warning(
-                    "alert subscriber cut off: more than %d alert changes waiting; its backlog is dropped "
-                    "and it resumes from storage",
+                    "alert subscriber cut off: more than %d alert changes waiting; "
+                    "its backlog is dropped and it resumes from storage",
                     self._backlog,
                 )
             try:
