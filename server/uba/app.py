@@ -323,7 +323,7 @@ async def serve(settings: Settings) -> int:
             services.training,
             capabilities,
             services.executor,
-            services.security,
+            sec.AuditTrail(services.security),
             IncidentService(services.store, services.ingest, services.analyzer),
         ),
         server,

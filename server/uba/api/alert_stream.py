@@ -37,7 +37,7 @@ class AlertStream:
 
     async def follow(
         self, flt: AlertSubscriptionFilter, after_seq: int
-    ) -> AsyncIterator[tuple[str, object, int]]:
+    ) -> AsyncIterator[tuple[str, Alert | Incident | datetime, int]]:
         """Yields ("alert", Alert, seq), ("incident", Incident, seq) and
         ("heartbeat", time, seq); `seq` is where the subscriber may resume
         from."""
