@@ -14,8 +14,8 @@ period and end with UNAUTHENTICATED once it is revoked or expired.
 
 A grpc.aio call context belongs to its call: once the call has ended (the
 client cancelled, closed its channel or dropped the connection), asking it
-for its peer reaches into a call gRPC has released, which crashed the
-server (SIGSEGV in grpc's Cython layer). So everything a call's audit and
+for its peer reaches into a call gRPC has released, which can crash the
+process (docs/security.md). So everything a call's audit and
 bookkeeping need is read from the context when the call is admitted (a
 CallRecord), and nothing here touches the context after the handler has
 started, except to abort a call that is still running.

@@ -15,7 +15,7 @@ hands over continue the delivered seqs without a gap, they are exactly what
 the read would return, and they are offered at once. Reading them back
 would cost a database round trip on an executor thread, and under heavy
 ingest that thread waits for the interpreter lock behind the writer and
-the event loop: tens of milliseconds. Any gap (another process's alerts)
+the event loop (docs/benchmarks.md has the latencies). Any gap (another process's alerts)
 falls back to the read.
 
 Each subscription has a bounded queue: a subscriber that stops reading is

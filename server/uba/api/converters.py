@@ -60,7 +60,7 @@ _MAX_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def to_datetime(ts: Timestamp) -> datetime:
-    try:  # (days, seconds, microseconds) by position: half the cost of keywords
+    try:  # (days, seconds, microseconds) by position: cheaper, once per ingested event
         return EPOCH + timedelta(0, ts.seconds, ts.nanos // 1000)
     except OverflowError:
         return _MIN_TIME if ts.seconds < 0 else _MAX_TIME
@@ -101,8 +101,8 @@ def event_from_pb(m: events_pb2.ActivityEvent) -> ActivityEvent:
     None so that validation can name them.
 
     Ingest's hot path: arguments by position, in ActivityEvent's field
-    order (a third faster than by keyword), and an empty map is not copied
-    (protobuf's map iterates in Python)."""
+    order (cheaper than keywords; docs/benchmarks.md has the figures), and
+    an empty map is not copied (protobuf's map iterates in Python)."""
     has = m.HasField
     attributes = m.attributes
     return ActivityEvent(
