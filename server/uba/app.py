@@ -28,7 +28,8 @@ from grpc_reflection.v1alpha import reflection
 from uba.api.alert_stream import AlertStream
 from uba.api.auth import AuthInterceptor
 from uba.api.broker import AlertBroker
-from uba.api.errors import DrainInterceptor, ErrorInterceptor
+from uba.api.drain import DrainInterceptor
+from uba.api.errors import ErrorInterceptor
 from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
 from uba.config import Settings, load_detector_config
 from uba.datadir import write_private_file
@@ -322,7 +323,7 @@ async def serve(settings: Settings) -> int:
             services.training,
             capabilities,
             services.executor,
-            services.security,
+            sec.AuditTrail(services.security),
             IncidentService(services.store, services.ingest, services.analyzer),
         ),
         server,

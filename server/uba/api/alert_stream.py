@@ -37,7 +37,7 @@ class AlertStream:
 
     async def follow(
         self, flt: AlertSubscriptionFilter, after_seq: int
-    ) -> AsyncIterator[tuple[str, object, int]]:
+    ) -> AsyncIterator[tuple[str, Alert | Incident | datetime, int]]:
         """Yields ("alert", Alert, seq), ("incident", Incident, seq) and
         ("heartbeat", time, seq); `seq` is where the subscriber may resume
         from."""
@@ -70,7 +70,8 @@ class AlertStream:
                     continue
                 if item is OVERFLOW:
                     raise ResourceExhausted(
-                        f"subscriber too slow: more than the allowed backlog of alerts waiting; resume with after_seq={last}",
+                        "subscriber too slow: more than the allowed backlog of alerts "
+                        f"waiting; resume with after_seq={last}",
                         retry_after=1.0,
                     )
                 if item is CLOSED:

@@ -14,8 +14,8 @@ period and end with UNAUTHENTICATED once it is revoked or expired.
 
 A grpc.aio call context belongs to its call: once the call has ended (the
 client cancelled, closed its channel or dropped the connection), asking it
-for its peer reaches into a call gRPC has released, which crashed the
-server (SIGSEGV in grpc's Cython layer). So everything a call's audit and
+for its peer reaches into a call gRPC has released, which can crash the
+process (docs/security.md). So everything a call's audit and
 bookkeeping need is read from the context when the call is admitted (a
 CallRecord), and nothing here touches the context after the handler has
 started, except to abort a call that is still running.
@@ -30,16 +30,17 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextvars import ContextVar
+from typing import Any
 
 import grpc
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from uba.api.calls import CallRecord, current_call
-from uba.api.errors import to_status
+from uba.api.errors import StreamBehavior, UnaryBehavior, to_status
 from uba.domain import errors
 from uba.domain import security as sec
 
@@ -53,11 +54,11 @@ current_principal: ContextVar[str] = ContextVar("uba_principal", default=ANONYMO
 GATEWAY_HEADER = "x-uba-gateway"
 
 
-def _describe(request) -> tuple[str, str]:
+def _describe(request: object) -> tuple[str, str]:
     """Target and detail of an audited call, from its request (no secrets in
     requests: keys travel in metadata)."""
     target = getattr(request, "alert_id", "") or getattr(request, "incident_id", "") or ""
-    # Not a message when the request did not parse (uba.api.errors.Undecodable).
+    # Not a message when the request did not parse (uba.api.decoding.Undecodable).
     detail = (
         text_format.MessageToString(request, as_one_line=True)
         if isinstance(request, Message)
@@ -92,7 +93,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._refusals = sec.AuditThrottle()  # client -> refusals over the failure budget
         self._denials = sec.AuditThrottle()  # (key, method) -> PERMISSION_DENIED
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         scope = sec.required_scope(method)
@@ -115,7 +120,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(self._refuse)
 
     @staticmethod
-    async def _refuse(request, context):
+    async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "method not allowed")
 
     def _origin(
@@ -203,7 +208,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 )
             raise
 
-    def _record(self, call: CallRecord, key: sec.ApiKey, request) -> None:
+    def _record(self, call: CallRecord, key: sec.ApiKey, request: object) -> None:
         target, detail = _describe(request)
         self._audit(
             sec.AuditEvent(
@@ -217,10 +222,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
         )
 
-    def _unary(self, name, scope, token, metadata, behavior):
+    def _unary(
+        self, name: str, scope: str, token: str, metadata: dict[str, str], behavior: UnaryBehavior
+    ) -> UnaryBehavior:
         audited = name in sec.AUDITED_METHODS
 
-        async def handler(request, context):
+        async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = CallRecord(name, self._origin(context, metadata))
             call_reset = current_call.set(call)
             try:
@@ -243,10 +250,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return handler
 
-    def _stream(self, name, scope, token, metadata, behavior):
+    def _stream(
+        self, name: str, scope: str, token: str, metadata: dict[str, str], behavior: StreamBehavior
+    ) -> StreamBehavior:
         audited = name in sec.AUDITED_METHODS
 
-        async def handler(request, context):
+        async def handler(
+            request: Any, context: grpc.aio.ServicerContext
+        ) -> AsyncGenerator[Any, None]:
             call = CallRecord(name, self._origin(context, metadata))
             current_call.set(call)
             try:
@@ -274,12 +285,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return handler
 
-    async def _while_key_valid(self, token: str, messages):
+    async def _while_key_valid(
+        self, token: str, messages: AsyncGenerator[Any, None]
+    ) -> AsyncGenerator[Any, None]:
         """The stream's messages, for as long as its key stays valid: checked
         again once per key-cache period, so that a revoked key's open streams
         end within about that time (raises Unauthenticated)."""
         loop = asyncio.get_running_loop()
-        iterator = messages.__aiter__()
+        iterator = messages  # an async generator is its own iterator
         pending: asyncio.Future | None = None
         next_check = loop.time() + self._recheck
         try:

@@ -15,7 +15,7 @@ hands over continue the delivered seqs without a gap, they are exactly what
 the read would return, and they are offered at once. Reading them back
 would cost a database round trip on an executor thread, and under heavy
 ingest that thread waits for the interpreter lock behind the writer and
-the event loop: tens of milliseconds. Any gap (another process's alerts)
+the event loop (docs/benchmarks.md has the latencies). Any gap (another process's alerts)
 falls back to the read.
 
 Each subscription has a bounded queue: a subscriber that stops reading is
@@ -34,6 +34,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import cast
 
 from uba.domain.alerts import Alert
 from uba.domain.incidents import Incident
@@ -91,8 +92,8 @@ class Subscription:
                 while not self.queue.empty():
                     self.queue.get_nowait()
                 log.warning(
-                    "alert subscriber cut off: more than %d alert changes waiting; its backlog is dropped "
-                    "and it resumes from storage",
+                    "alert subscriber cut off: more than %d alert changes waiting; "
+                    "its backlog is dropped and it resumes from storage",
                     self._backlog,
                 )
             try:
@@ -101,7 +102,8 @@ class Subscription:
                 self.queue.get_nowait()
                 self.queue.put_nowait(item)
             return
-        if not self.filter.matches(item):  # type: ignore[arg-type]
+        # Past the markers, an item is an alert or an incident.
+        if not self.filter.matches(cast("Alert | Incident", item)):
             return
         if self.queue.qsize() >= self._backlog:
             self.offer(OVERFLOW)
@@ -112,7 +114,7 @@ class Subscription:
 class AlertBroker:
     def __init__(
         self,
-        read_after: Callable[[int, int], list[Alert]],
+        read_after: Callable[[int, int], list[Alert | Incident]],
         max_seq: Callable[[], int],
         executor: Executor,
         poll_interval: float = 1.0,
@@ -194,12 +196,12 @@ class AlertBroker:
             if len(alerts) < READ_BATCH:
                 return
 
-    def _offer(self, alerts: list[Alert]) -> None:
+    def _offer(self, alerts: list[Alert | Incident]) -> None:
         for alert in alerts:
             for sub in list(self._subscriptions):
                 sub.offer(alert)
-                if (
-                    sub.dead
-                ):  # cut off: its stream ends when its peer reads again, or its connection drops
+                if sub.dead:
+                    # Cut off: its stream ends when its peer reads again, or
+                    # when its connection drops.
                     self._subscriptions.discard(sub)
             self.delivered_seq = alert.seq

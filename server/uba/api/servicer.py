@@ -4,10 +4,11 @@ converts the reply. Errors are mapped in uba.api.errors, not here."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import grpc
 from google.api import httpbody_pb2
 
 from uba.api import converters as conv
@@ -16,16 +17,16 @@ from uba.api.auth import current_principal
 from uba.api.bridge import LoopBridge
 from uba.api.broker import AlertSubscriptionFilter
 from uba.config import MAX_BATCH_SIZE
+from uba.domain.alerts import Alert
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
 from uba.domain.errors import InvalidArgument, Unimplemented
-from uba.domain.incidents import IncidentService
+from uba.domain.incidents import Incident, IncidentService
 from uba.domain.ingest import IngestService
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
-from uba.domain.security import audit_page
+from uba.domain.security import AuditTrail
 from uba.domain.training import TrainingService
-from uba.storage.security import SecurityRepository
 from uba.v1 import service_pb2, service_pb2_grpc
 
 T = TypeVar("T")
@@ -56,7 +57,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         training: TrainingService,
         capabilities: Capabilities,
         executor: Executor,
-        security: SecurityRepository | None = None,
+        audit_trail: AuditTrail | None = None,
         incidents: IncidentService | None = None,
     ):
         self._ingest = ingest
@@ -68,18 +69,20 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         self._training = training
         self._capabilities = capabilities
         self._executor = executor
-        self._security = security
+        self._audit_trail = audit_trail
         self._incidents = incidents
         # Built inside the running server, so the loop is the server's.
         self._bridge = LoopBridge(asyncio.get_running_loop())
 
-    async def _blocking(self, fn: Callable[..., T], *args) -> T:
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs storage-bound work off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # -- ingest -------------------------------------------------------------
 
-    async def RecordActivity(self, request, context):
+    async def RecordActivity(
+        self, request: service_pb2.RecordActivityRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.RecordActivityResponse:
         if not request.HasField("event"):
             raise InvalidArgument.single("event", "required")
         (outcome,) = await self._bridge.wait(
@@ -87,7 +90,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         )
         return conv.record_activity_response(outcome)
 
-    async def RecordActivities(self, request, context):
+    async def RecordActivities(
+        self, request: service_pb2.RecordActivitiesRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.RecordActivitiesResponse:
         if len(request.events) > MAX_BATCH:
             raise InvalidArgument.single(
                 "events", f"{len(request.events)} events; at most {MAX_BATCH} per batch"
@@ -99,7 +104,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
 
     # -- the log ------------------------------------------------------------
 
-    async def ListLogs(self, request, context):
+    async def ListLogs(
+        self, request: service_pb2.ListLogsRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ListLogsResponse:
         page = await self._blocking(
             self._logs.list, conv.event_filter(request), request.page_size, request.page_token
         )
@@ -108,7 +115,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             conv.event_to_pb(event, reply.events.add())
         return reply
 
-    async def ExportLogs(self, request, context):
+    async def ExportLogs(
+        self, request: service_pb2.ExportLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         content_type, chunks = self._logs.export(conv.event_filter(request), request.format)
         sentinel = object()
         while True:
@@ -118,11 +127,15 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
                 return
             yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
 
-    async def GetDashboard(self, request, context):
+    async def GetDashboard(
+        self, request: service_pb2.GetDashboardRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.GetDashboardResponse:
         window = conv.to_timedelta(request.window) if request.HasField("window") else None
         return conv.dashboard_response(await self._blocking(self._dashboard.get, window))
 
-    async def GetCapabilities(self, request, context):
+    async def GetCapabilities(
+        self, request: service_pb2.GetCapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.GetCapabilitiesResponse:
         caps = self._capabilities
         reply = service_pb2.GetCapabilitiesResponse(
             version=caps.version,
@@ -141,7 +154,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
 
     # -- detection ----------------------------------------------------------
 
-    async def ListAnomalies(self, request, context):
+    async def ListAnomalies(
+        self, request: service_pb2.ListAnomaliesRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ListAnomaliesResponse:
         page = await self._blocking(
             self._investigation.anomalies,
             conv.anomaly_filter(request),
@@ -153,7 +168,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             conv.anomaly_to_pb(anomaly, reply.anomalies.add())
         return reply
 
-    async def ListAlerts(self, request, context):
+    async def ListAlerts(
+        self, request: service_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ListAlertsResponse:
         page = await self._blocking(
             self._investigation.alerts,
             conv.alert_filter(request),
@@ -165,7 +182,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             conv.alert_to_pb(alert, reply.alerts.add())
         return reply
 
-    async def StreamAlerts(self, request, context):
+    async def StreamAlerts(
+        self, request: service_pb2.StreamAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[service_pb2.StreamAlertsResponse]:
         if request.after_seq < 0:
             raise InvalidArgument.single("after_seq", "must not be negative")
         flt = AlertSubscriptionFilter(
@@ -174,23 +193,27 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             request.detector,
             request.include_incidents,
         )
-        async for kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
+        async for _kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
             reply = service_pb2.StreamAlertsResponse(seq=seq)
-            if kind == "alert":
-                conv.alert_to_pb(item, reply.alert)
-            elif kind == "incident":
+            if isinstance(item, Incident):
                 conv.incident_to_pb(item, reply.incident)
-            else:
+            elif isinstance(item, Alert):
+                conv.alert_to_pb(item, reply.alert)
+            else:  # a heartbeat: the time it was sent
                 conv.set_timestamp(reply.heartbeat.sent_at, item)
             yield reply
 
-    async def AcknowledgeAlert(self, request, context):
+    async def AcknowledgeAlert(
+        self, request: service_pb2.AcknowledgeAlertRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.AcknowledgeAlertResponse:
         future = self._investigation.acknowledge(request.alert_id, principal(context), request.note)
         reply = service_pb2.AcknowledgeAlertResponse()
         conv.alert_to_pb(await self._bridge.wait(future), reply.alert)
         return reply
 
-    async def ResolveAlert(self, request, context):
+    async def ResolveAlert(
+        self, request: service_pb2.ResolveAlertRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ResolveAlertResponse:
         suppress_for = (
             conv.to_timedelta(request.suppress_for) if request.HasField("suppress_for") else None
         )
@@ -212,7 +235,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             raise Unimplemented("no incidents in this server")
         return self._incidents
 
-    async def ListIncidents(self, request, context):
+    async def ListIncidents(
+        self, request: service_pb2.ListIncidentsRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ListIncidentsResponse:
         page = await self._blocking(
             self._incident_service().list,
             conv.incident_filter(request),
@@ -224,11 +249,15 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             conv.incident_to_pb(incident, reply.incidents.add())
         return reply
 
-    async def GetIncident(self, request, context):
+    async def GetIncident(
+        self, request: service_pb2.GetIncidentRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.GetIncidentResponse:
         detail = await self._blocking(self._incident_service().get, request.incident_id)
         return conv.incident_detail_to_pb(detail)
 
-    async def AcknowledgeIncident(self, request, context):
+    async def AcknowledgeIncident(
+        self, request: service_pb2.AcknowledgeIncidentRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.AcknowledgeIncidentResponse:
         future = self._incident_service().acknowledge(
             request.incident_id, principal(context), request.note
         )
@@ -236,7 +265,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         conv.incident_to_pb(await self._bridge.wait(future), reply.incident)
         return reply
 
-    async def ResolveIncident(self, request, context):
+    async def ResolveIncident(
+        self, request: service_pb2.ResolveIncidentRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ResolveIncidentResponse:
         future = self._incident_service().resolve(
             request.incident_id,
             conv.resolution(request.resolution),
@@ -247,7 +278,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         conv.incident_to_pb(await self._bridge.wait(future), reply.incident)
         return reply
 
-    async def Backfill(self, request, context):
+    async def Backfill(
+        self, request: service_pb2.BackfillRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.BackfillResponse:
         start = conv.to_datetime(request.start_time) if request.HasField("start_time") else None
         end = conv.to_datetime(request.end_time) if request.HasField("end_time") else None
         result = await self._blocking(self._backfill.run, start, end, request.raise_alerts)
@@ -258,7 +291,9 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             alert_count=result.alert_count,
         )
 
-    async def TrainModel(self, request, context):
+    async def TrainModel(
+        self, request: service_pb2.TrainModelRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.TrainModelResponse:
         start = conv.to_datetime(request.start_time) if request.HasField("start_time") else None
         end = conv.to_datetime(request.end_time) if request.HasField("end_time") else None
         info = await self._blocking(self._training.train, start, end)
@@ -271,12 +306,13 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             training_seconds=info.training_seconds,
         )
 
-    async def ListAuditEvents(self, request, context):
-        if self._security is None:
+    async def ListAuditEvents(
+        self, request: service_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ListAuditEventsResponse:
+        if self._audit_trail is None:
             raise Unimplemented("no audit trail in this server")
         events, token = await self._blocking(
-            audit_page,
-            self._security.page_audit,
+            self._audit_trail.page,
             request.actor,
             request.action,
             request.page_size,
@@ -297,12 +333,14 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             conv.set_timestamp(m.occurred_at, e.occurred_at)
         return reply
 
-    async def GetUserBaseline(self, request, context):
+    async def GetUserBaseline(
+        self, request: service_pb2.GetUserBaselineRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.GetUserBaselineResponse:
         baseline = await self._blocking(self._investigation.baseline, request.user_id)
         return service_pb2.GetUserBaselineResponse(baseline=conv.baseline_to_pb(baseline))
 
 
-def principal(context) -> str:
+def principal(context: grpc.aio.ServicerContext) -> str:
     """Who is calling, for the audit fields of the alert workflow: the API
     key's name the auth interceptor set for this call ("anonymous" when keys
     are off)."""

@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
+from uba.domain import paging
 from uba.domain.errors import InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated
 
 UTC = UTC
@@ -461,19 +463,30 @@ def expiry(now: datetime, expires_in: timedelta | None) -> datetime | None:
     return now + expires_in if expires_in else None
 
 
-def audit_page(
-    page: Callable[[str, str, int, int | None], list[AuditEvent]],
-    actor: str,
-    action: str,
-    requested_size: int,
-    token: str,
-) -> tuple[list[AuditEvent], str]:
-    """A page of the audit trail, newest first (AIP-158 tokens)."""
-    from uba.domain import paging
+class AuditReader(Protocol):
+    """What the audit trail needs from storage."""
 
-    size = paging.page_size(requested_size)
-    key = {"actor": actor, "action": action}
-    after = paging.decode(token, key, 1)
-    rows = page(actor, action, size + 1, after[0] if after else None)
-    next_token = paging.encode([rows[size - 1].seq], key) if len(rows) > size else ""
-    return rows[:size], next_token
+    def page_audit(
+        self, actor: str, action: str, limit: int, before_seq: int | None
+    ) -> list[AuditEvent]:
+        """Up to `limit` entries, newest first, below `before_seq` if given,
+        with the given actor and action ('' for any)."""
+        ...
+
+
+class AuditTrail:
+    """Reading the audit trail: filtered pages, newest first."""
+
+    def __init__(self, reader: AuditReader):
+        self._reader = reader
+
+    def page(
+        self, actor: str, action: str, requested_size: int, token: str
+    ) -> tuple[list[AuditEvent], str]:
+        """A page of entries and the next page's token (AIP-158)."""
+        size = paging.page_size(requested_size)
+        key = {"actor": actor, "action": action}
+        after = paging.decode(token, key, 1)
+        rows = self._reader.page_audit(actor, action, size + 1, after[0] if after else None)
+        next_token = paging.encode([rows[size - 1].seq], key) if len(rows) > size else ""
+        return rows[:size], next_token
