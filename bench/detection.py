@@ -27,7 +27,6 @@ import common  # noqa: E402
 from common import Server, median, pct_ms  # noqa: E402
 from report import Figure  # noqa: E402
 
-
 # -- alert latency ----------------------------------------------------------------------
 
 
@@ -84,7 +83,7 @@ def _bursts(
             stub.RecordActivities(request, metadata=server.metadata, timeout=120)
             acked = time.perf_counter()
             with lock:
-                lock.wait_for(lambda: user in arrived, timeout=10)
+                lock.wait_for(lambda user=user: user in arrived, timeout=10)
                 if user in arrived:
                     latencies.append(arrived[user] - acked)
 
@@ -514,7 +513,7 @@ def startup_section(ctx) -> None:
                 {
                     "seconds": s.startup_s,
                     **s.memory_mb(),
-                    "line": next((l.strip() for l in s.output if "listening" in l), ""),
+                    "line": next((line.strip() for line in s.output if "listening" in line), ""),
                 }
             )
             s.stop()

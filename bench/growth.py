@@ -91,7 +91,8 @@ def _measure(server: Server, url: str, data_dir: Path, p) -> dict:
         for variant in LIST_VARIANTS:
             request = _list_request(variant)
             list_ms[variant] = _timed(
-                lambda: stub.ListLogs(request, metadata=md, timeout=600), p.growth_calls
+                lambda request=request: stub.ListLogs(request, metadata=md, timeout=600),
+                p.growth_calls,
             )
         dash = service_pb2.GetDashboardRequest()
         dashboard_ms = _timed(
@@ -248,7 +249,7 @@ def _slope(points: list[dict], field: str, sub: str | None = None) -> float | No
         return None
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else None
 
 
 def growth_section(ctx) -> None:

@@ -26,7 +26,6 @@ import common  # noqa: E402
 from common import Server, median, pct_ms  # noqa: E402
 from report import Figure  # noqa: E402
 
-
 # -- the servers of one backend --------------------------------------------------------
 
 
@@ -72,7 +71,7 @@ class ServiceSet:
         results = ctx.workers.all(
             "run_batches", workers=ctx.workers.workers[:3], start_at=time.monotonic(), concurrency=2
         )
-        for n, r in zip(names, results):
+        for n, r in zip(names, results, strict=True):
             if r["invalid"]:
                 raise RuntimeError(f"history refused by {n}: {r['first_invalid']}")
         self.history_events = results[0]["accepted"]

@@ -142,7 +142,7 @@ class Workers:
         results = [w.collect() for w in workers]
         self.all("close_load", workers=workers)
         out = combine(results, duration)
-        spent = [b - a for a, b in zip(cpu0, cpu1)]
+        spent = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         out["client_cpu_s"] = sum(spent[: len(workers)])
         out["server_cpu_s"] = spent[len(workers) : -1]
         out["machine_busy_cores"] = spent[-1] / duration

@@ -119,7 +119,7 @@ def multicore_section(ctx) -> None:
         results = ctx.workers.all(
             "run_batches", workers=loaders, start_at=time.monotonic() + 0.05, concurrency=4
         )
-        spent = [a - b for a, b in zip(cpu_now(), before)]
+        spent = [a - b for a, b in zip(cpu_now(), before, strict=True)]
         client = sum(w.cpu_seconds() for w in loaders) - sum(client_before)
         busy = loadgen.machine_busy_seconds() - busy_before
         cpu["batch"].append(spent)

@@ -204,6 +204,7 @@ def plot(report: dict, path: Path) -> bool:
         axes,
         ("events", "rss_mb", "fds", "threads"),
         ("events acknowledged", "server RSS (MB)", "open file descriptors", "threads"),
+        strict=True,
     ):
         ax.plot(t, [s[key] for s in report["samples"]])
         ax.set_ylabel(label)

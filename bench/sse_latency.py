@@ -128,7 +128,7 @@ def main() -> int:
                 server.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst))
                 acked = time.perf_counter()
                 with cond:
-                    cond.wait_for(lambda: user in native and user in sse, timeout=5)
+                    cond.wait_for(lambda user=user: user in native and user in sse, timeout=5)
                 if user in native:
                     native_lat.append(native[user] - acked)
                 if user in sse:

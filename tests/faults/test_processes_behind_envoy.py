@@ -143,7 +143,7 @@ class Stream:
             ):
                 for start in range(0, len(part), BATCH):
                     phase[t].append(_pb(part[start : start + BATCH]))
-            for detector, (user, attack) in sorted(injected.items()):
+            for _detector, (user, attack) in sorted(injected.items()):
                 if user in mine:
                     attack = sorted(attack, key=lambda e: e.occurred_at)
                     for start in range(0, len(attack), 1000):

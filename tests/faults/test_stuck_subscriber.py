@@ -192,7 +192,7 @@ class HealthyReader:
                 elif line.startswith("{"):
                     result = json.loads(line)
                     self.seqs = result["seqs"]
-                    self.arrived = dict(zip(result["seqs"], result["arrived"]))
+                    self.arrived = dict(zip(result["seqs"], result["arrived"], strict=True))
                     self.resume_seq = max([self.resume_seq, *self.seqs])
                     if result["error"]:
                         self.error = f"{result['error']}: {result['details']}"
