@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-from common import median  # noqa: E402
-from report import Figure  # noqa: E402
+import common  # noqa: E402 - after the sys.path set-up
+from common import median  # noqa: E402 - after the sys.path set-up
+from report import Figure  # noqa: E402 - after the sys.path set-up
 
 CHUNK = 64 * 1024
 
@@ -124,7 +124,10 @@ def export_section(ctx, services) -> None:
                 ratio=median(ratios[fmt]),
                 target=">= 100,000 rows/s",
                 met=value >= 100_000,
-                note=f"{runs[fmt][-1]['rows']:,} rows, {runs[fmt][-1]['bytes'] / runs[fmt][-1]['rows']:.0f} bytes/row"
+                note=(
+                    f"{runs[fmt][-1]['rows']:,} rows, "
+                    f"{runs[fmt][-1]['bytes'] / runs[fmt][-1]['rows']:.0f} bytes/row"
+                )
                 + ("; ANALYZE first (as autovacuum would)" if url else ""),
                 details={"runs": runs[fmt], "raw_runs": runs["raw"], "ratios": ratios[fmt]},
             )
@@ -171,9 +174,11 @@ def rest_section(ctx, services) -> None:
                 ratio=chain["ratio"],
                 target="ratio >= 0.8",
                 met=chain["ratio"] >= 0.8,
-                note=f"p50 {chain['subject_p50_ms']:.1f} ms vs {chain['baseline_p50_ms']:.1f} ms direct; server + Envoy "
-                f"CPU {chain['subject_server_cpu_us_per_call']:.0f} us/call vs "
-                f"{chain['baseline_server_cpu_us_per_call']:.0f} us direct",
+                note=(
+                    f"p50 {chain['subject_p50_ms']:.1f} ms vs {chain['baseline_p50_ms']:.1f} ms "
+                    f"direct; server + Envoy CPU {chain['subject_server_cpu_us_per_call']:.0f} "
+                    f"us/call vs {chain['baseline_server_cpu_us_per_call']:.0f} us direct"
+                ),
                 details={
                     **chain,
                     "server": "basic mode, gateway started with --gateway-listen",

@@ -28,10 +28,10 @@ for _p in (ROOT / "tests", ROOT / "bench"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from support import postgres  # noqa: E402
+from support import postgres  # noqa: E402 - after the sys.path set-up
 
-from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START, Persona  # noqa: E402
-from uba.domain.events import ActivityEvent, ActivityType  # noqa: E402
+from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START, Persona  # noqa: E402 - after the sys.path set-up
+from uba.domain.events import ActivityEvent, ActivityType  # noqa: E402 - after the sys.path set-up
 
 ENHANCED_OFF = {"isolation_forest": {"enabled": False}, "distribution_shift": {"enabled": False}}
 

@@ -23,10 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-from common import Server, median, pct_ms  # noqa: E402
-from report import Figure  # noqa: E402
-
+import common  # noqa: E402 - after the sys.path set-up
+from common import Server, median, pct_ms  # noqa: E402 - after the sys.path set-up
+from report import Figure  # noqa: E402 - after the sys.path set-up
 
 # -- alert latency ----------------------------------------------------------------------
 
@@ -84,7 +83,7 @@ def _bursts(
             stub.RecordActivities(request, metadata=server.metadata, timeout=120)
             acked = time.perf_counter()
             with lock:
-                lock.wait_for(lambda: user in arrived, timeout=10)
+                lock.wait_for(lambda user=user: user in arrived, timeout=10)
                 if user in arrived:
                     latencies.append(arrived[user] - acked)
 
@@ -278,10 +277,13 @@ def isolation_forest_section(ctx) -> None:
                 "ratio_without_features": without_features / sk,
                 "training_rows": len(rows),
                 "users": p.if_users,
-                "what": "IsolationForestDetector(defer=True): score_one (features + buffer) and learn_one per "
-                "event, flush (the group in one batch through the fitted trees, the rows that score_samples "
-                "would flag with its scores, and their explanations) per group, as the "
-                "ingest writer calls them; in the suite's process, so only the detector is timed",
+                "what": (
+                    "IsolationForestDetector(defer=True): score_one (features + buffer) and "
+                    "learn_one per event, flush (the group in one batch through the fitted trees, "
+                    "the rows that score_samples would flag with its scores, and their "
+                    "explanations) per group, as the ingest writer calls them; in the suite's "
+                    "process, so only the detector is timed"
+                ),
             },
         )
     )
@@ -378,8 +380,9 @@ def engine_cost_section(ctx) -> None:
     section["runs"] = runs
     base = us["learning only (no detector)"]
     lines = [
-        f"The detection engine alone (score, then learn; no storage, no RPC) over {len(events):,} events of "
-        f"{p.if_users} personas with mature baselines, groups of 1000, median of {max(1, p.repeats)}:",
+        f"The detection engine alone (score, then learn; no storage, no RPC) over {len(events):,} "
+        f"events of {p.if_users} personas with mature baselines, groups of 1000, median of "
+        f"{max(1, p.repeats)}:",
         "",
         "| configuration | us per event | over learning only |",
         "|---|---|---|",
@@ -424,8 +427,10 @@ def baseline_memory_section(ctx) -> None:
             unit="MB per 100k users",
             target="stated and bounded",
             met=None,
-            note=f"{per / 1024:.1f} KB per baseline in memory, {json_bytes / 1024:.2f} KB as stored JSON; a server "
-            f"caches at most {cache:,} baselines = {per * cache / 1e6:,.0f} MB",
+            note=(
+                f"{per / 1024:.1f} KB per baseline in memory, {json_bytes / 1024:.2f} KB as stored "
+                f"JSON; a server caches at most {cache:,} baselines = {per * cache / 1e6:,.0f} MB"
+            ),
             details={
                 "users_measured": users,
                 "bytes_per_baseline": per,
@@ -449,8 +454,8 @@ def baseline_stored_section(ctx, services) -> None:
         conn = psycopg2.connect(common.pg_dsn(url))
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT count(*), coalesce(sum(octet_length(data)), 0), pg_total_relation_size('baselines') "
-                "FROM baselines"
+                "SELECT count(*), coalesce(sum(octet_length(data)), 0), "
+                "pg_total_relation_size('baselines') FROM baselines"
             )
             count, data_bytes, table_bytes = cur.fetchone()
         conn.close()
@@ -514,7 +519,7 @@ def startup_section(ctx) -> None:
                 {
                     "seconds": s.startup_s,
                     **s.memory_mb(),
-                    "line": next((l.strip() for l in s.output if "listening" in l), ""),
+                    "line": next((line.strip() for line in s.output if "listening" in line), ""),
                 }
             )
             s.stop()
@@ -528,7 +533,10 @@ def startup_section(ctx) -> None:
                 unit="s to listening",
                 target="stated",
                 met=None,
-                note=f"RSS {rss:.0f} MB at start; first start on an empty database {first_run['seconds']:.2f} s",
+                note=(
+                    f"RSS {rss:.0f} MB at start; first start on an empty database "
+                    f"{first_run['seconds']:.2f} s"
+                ),
                 details={"first_start": first_run, "restarts": restarts, "rss_mb": rss},
             )
         )

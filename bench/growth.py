@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-from common import Server, median  # noqa: E402
-from report import Figure  # noqa: E402
+import common  # noqa: E402 - after the sys.path set-up
+from common import Server, median  # noqa: E402 - after the sys.path set-up
+from report import Figure  # noqa: E402 - after the sys.path set-up
 
 WINDOW = timedelta(hours=23)
 LIST_VARIANTS = ("none", "user", "type", "source_ip")
@@ -91,7 +91,8 @@ def _measure(server: Server, url: str, data_dir: Path, p) -> dict:
         for variant in LIST_VARIANTS:
             request = _list_request(variant)
             list_ms[variant] = _timed(
-                lambda: stub.ListLogs(request, metadata=md, timeout=600), p.growth_calls
+                lambda request=request: stub.ListLogs(request, metadata=md, timeout=600),
+                p.growth_calls,
             )
         dash = service_pb2.GetDashboardRequest()
         dashboard_ms = _timed(
@@ -197,7 +198,8 @@ def _statements_now(url: str, data_dir: Path, backend: str) -> dict:
 
     code = (
         "import json, sys; sys.path.insert(0, 'bench'); import growth; "
-        f"print(json.dumps(growth._statements({url!r}, growth.Path({str(data_dir)!r}), {backend!r})))"
+        f"print(json.dumps(growth._statements({url!r}, growth.Path({str(data_dir)!r}), "
+        f"{backend!r})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=common.ROOT, capture_output=True, text=True, timeout=1800
@@ -248,7 +250,7 @@ def _slope(points: list[dict], field: str, sub: str | None = None) -> float | No
         return None
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else None
 
 
 def growth_section(ctx) -> None:
@@ -275,7 +277,8 @@ def growth_section(ctx) -> None:
             print(
                 f"    {size:>10,} events: fill {fill['per_s'] or 0:,.0f}/s, list "
                 + ", ".join(f"{k} {v:.1f}" for k, v in point["list_ms"].items())
-                + f" ms, dashboard {point['dashboard_ms']:.1f} ms, {point['db_bytes'] / size:,.0f} bytes/event",
+                + f" ms, dashboard {point['dashboard_ms']:.1f} ms, "
+                f"{point['db_bytes'] / size:,.0f} bytes/event",
                 flush=True,
             )
         statements = _statements_now(url, data_dir, ctx.backend)
@@ -327,8 +330,10 @@ def growth_section(ctx) -> None:
             ratio=last["list_ms"]["none"] / first["list_ms"]["none"],
             target="stated (curve)",
             met=None,
-            note=f"unfiltered ~ N^{k('list_none')}; slowest filter '{worst}' {last['list_ms'][worst]:.1f} ms "
-            f"(~ N^{k('list_' + worst)})",
+            note=(
+                f"unfiltered ~ N^{k('list_none')}; slowest filter '{worst}' "
+                f"{last['list_ms'][worst]:.1f} ms (~ N^{k('list_' + worst)})"
+            ),
             details={
                 "list_ms_at_largest": last["list_ms"],
                 "slopes": {v: slopes[f"list_{v}"] for v in LIST_VARIANTS},
@@ -361,14 +366,17 @@ def growth_section(ctx) -> None:
             ratio=(last["db_bytes"] / last["events"]) / (first["db_bytes"] / first["events"]),
             target="stated",
             met=None,
-            note=f"{last['db_bytes'] / 1e6:,.0f} MB at {last['events']:,} events ({last['db']['measure_is']})",
+            note=(
+                f"{last['db_bytes'] / 1e6:,.0f} MB at {last['events']:,} events "
+                f"({last['db']['measure_is']})"
+            ),
             details={"db_at_largest": last["db"]},
         )
     )
 
     rows = [
-        "| events | fill events/s | ListLogs ms: none / user / type / source_ip | GetDashboard ms | "
-        "DB size MB | bytes/event |",
+        "| events | fill events/s | ListLogs ms: none / user / type / source_ip | GetDashboard ms "
+        "| DB size MB | bytes/event |",
         "|---|---|---|---|---|---|",
     ]
     for pt in points:
@@ -376,18 +384,20 @@ def growth_section(ctx) -> None:
         rows.append(
             f"| {pt['events']:,} | {pt['ingest_events_per_s'] or 0:,.0f} | "
             + " / ".join(f"{lm[v]:.1f}" for v in LIST_VARIANTS)
-            + f" | {pt['dashboard_ms']:.1f} | {pt['db_bytes'] / 1e6:,.1f} | {pt['db_bytes'] / pt['events']:,.0f} |"
+            + f" | {pt['dashboard_ms']:.1f} | {pt['db_bytes'] / 1e6:,.1f} "
+            f"| {pt['db_bytes'] / pt['events']:,.0f} |"
         )
     md = [
-        f"Sizes run: {sizes_text} events (filled in {section['seconds']:.0f} s){'; ANALYZE before each measurement (as autovacuum would)' if url else ''}. Fitted exponents "
-        f"(value ~ events^k): ingest {k('ingest')}, ListLogs unfiltered {k('list_none')}, user "
-        f"{k('list_user')}, type {k('list_type')}, source_ip {k('list_source_ip')}, dashboard "
-        f"{k('dashboard')}, size {k('db_bytes')}.",
+        f"Sizes run: {sizes_text} events (filled in {section['seconds']:.0f} s)"
+        f"{'; ANALYZE before each measurement (as autovacuum would)' if url else ''}. Fitted "
+        f"exponents (value ~ events^k): ingest {k('ingest')}, ListLogs unfiltered "
+        f"{k('list_none')}, user {k('list_user')}, type {k('list_type')}, source_ip "
+        f"{k('list_source_ip')}, dashboard {k('dashboard')}, size {k('db_bytes')}.",
         "",
         *rows,
         "",
-        f"Where the time goes at {last['events']:,} events (each statement the call issues, run with the driver, "
-        "median of 3):",
+        f"Where the time goes at {last['events']:,} events (each statement the call issues, run "
+        "with the driver, median of 3):",
         "",
     ]
     for call, stmts in statements.items():

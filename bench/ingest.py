@@ -22,10 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-from common import Server, median, pct_ms  # noqa: E402
-from report import Figure  # noqa: E402
-
+import common  # noqa: E402 - after the sys.path set-up
+from common import Server, median, pct_ms  # noqa: E402 - after the sys.path set-up
+from report import Figure  # noqa: E402 - after the sys.path set-up
 
 # -- the servers of one backend --------------------------------------------------------
 
@@ -72,7 +71,7 @@ class ServiceSet:
         results = ctx.workers.all(
             "run_batches", workers=ctx.workers.workers[:3], start_at=time.monotonic(), concurrency=2
         )
-        for n, r in zip(names, results):
+        for n, r in zip(names, results, strict=True):
             if r["invalid"]:
                 raise RuntimeError(f"history refused by {n}: {r['first_invalid']}")
         self.history_events = results[0]["accepted"]
@@ -141,7 +140,8 @@ def send_block(ctx, server: Server, spec: dict, concurrency: int = 4) -> dict:
     r = w.call("run_batches", start_at=time.monotonic(), concurrency=concurrency)
     if r["invalid"] or r["duplicate"]:
         raise RuntimeError(
-            f"{server.name}: {r['invalid']} invalid, {r['duplicate']} duplicate: {r['first_invalid']}"
+            f"{server.name}: {r['invalid']} invalid, {r['duplicate']} duplicate: "
+            f"{r['first_invalid']}"
         )
     elapsed = r["end"] - r["start"]
     return {
@@ -252,8 +252,8 @@ def batch_section(ctx, services: ServiceSet) -> None:
                 runs["raw"].append(after)
                 ratios[m].append(subject["per_s"] / ((before["per_s"] + after["per_s"]) / 2))
                 print(
-                    f"    repeat {r + 1}: raw {before['per_s']:,.0f}/s, {m} {subject['per_s']:,.0f}/s, "
-                    f"raw {after['per_s']:,.0f}/s",
+                    f"    repeat {r + 1}: raw {before['per_s']:,.0f}/s, {m} "
+                    f"{subject['per_s']:,.0f}/s, raw {after['per_s']:,.0f}/s",
                     flush=True,
                 )
                 before = after
@@ -292,7 +292,9 @@ def batch_section(ctx, services: ServiceSet) -> None:
                     "events_per_run": p.block_events,
                     "batch_size": 1000,
                     "in_flight": 4,
-                    "stream": f"working days of {p.users} personas with mature baselines, in time order",
+                    "stream": (
+                        f"working days of {p.users} personas with mature baselines, in time order"
+                    ),
                 },
             )
         )
@@ -301,12 +303,13 @@ def batch_section(ctx, services: ServiceSet) -> None:
         x["per_s"] for x in runs["basic"]
     )
     section["markdown"] = (
-        f"{p.block_events:,} events per run (batches of 1000, 4 in flight from one client process), "
-        f"{p.repeats} repeat(s); the stream is ordinary working days of {p.users} personas whose baselines are "
-        f"mature (history of {services.history_events:,} events stored first), the same rows for the raw "
-        f"insert ({raw_name}). Enhanced mode (Isolation Forest trained on {services.model.get('rows', 0):,} rows, "
-        f"plus the distribution-shift tests) runs at {enhanced_vs_basic:.2f}x the basic rate: the end-to-end "
-        "cost of the enhanced detectors inside the service."
+        f"{p.block_events:,} events per run (batches of 1000, 4 in flight from one client "
+        f"process), {p.repeats} repeat(s); the stream is ordinary working days of {p.users} "
+        f"personas whose baselines are mature (history of {services.history_events:,} events "
+        f"stored first), the same rows for the raw insert ({raw_name}). Enhanced mode (Isolation "
+        f"Forest trained on {services.model.get('rows', 0):,} rows, plus the distribution-shift "
+        f"tests) runs at {enhanced_vs_basic:.2f}x the basic rate: the end-to-end cost of the "
+        "enhanced detectors inside the service."
     )
     section["model"] = services.model
     section["enhanced_vs_basic"] = enhanced_vs_basic
@@ -434,11 +437,15 @@ def unary_section(ctx, services: ServiceSet) -> None:
                 ratio=chain["ratio"],
                 target="ratio >= 0.7",
                 met=chain["ratio"] >= 0.7,
-                note=f"p50 {chain['subject_p50_ms']:.1f} ms, p99 {chain['subject_p99_ms']:.1f} ms; no-op p50 "
-                f"{chain['baseline_p50_ms']:.1f} ms, p99 {chain['baseline_p99_ms']:.1f} ms; server CPU "
-                f"{chain['subject_server_cpu_us_per_call']:.0f} us/call vs {chain['baseline_server_cpu_us_per_call']:.0f}"
-                f" us for the no-op, clients {chain['subject_client_cpu_us_per_call']:.0f} vs "
-                f"{chain['baseline_client_cpu_us_per_call']:.0f} us",
+                note=(
+                    f"p50 {chain['subject_p50_ms']:.1f} ms, p99 {chain['subject_p99_ms']:.1f} ms; "
+                    f"no-op p50 {chain['baseline_p50_ms']:.1f} ms, p99 "
+                    f"{chain['baseline_p99_ms']:.1f} ms; server CPU "
+                    f"{chain['subject_server_cpu_us_per_call']:.0f} us/call vs "
+                    f"{chain['baseline_server_cpu_us_per_call']:.0f} us for the no-op, clients "
+                    f"{chain['subject_client_cpu_us_per_call']:.0f} vs "
+                    f"{chain['baseline_client_cpu_us_per_call']:.0f} us"
+                ),
                 details={
                     **chain,
                     "server": label,

@@ -142,7 +142,7 @@ class Workers:
         results = [w.collect() for w in workers]
         self.all("close_load", workers=workers)
         out = combine(results, duration)
-        spent = [b - a for a, b in zip(cpu0, cpu1)]
+        spent = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         out["client_cpu_s"] = sum(spent[: len(workers)])
         out["server_cpu_s"] = spent[len(workers) : -1]
         out["machine_busy_cores"] = spent[-1] / duration
@@ -602,7 +602,11 @@ class HttpConnection:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: application/json\r\n{self.auth}"
+        head = (
+            f"{method} {path} HTTP/1.1\r\n"
+            f"Host: {self.host}:{self.port}\r\n"
+            f"Accept: application/json\r\n{self.auth}"
+        )
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         self.writer.write(head.encode() + b"\r\n" + (body or b""))

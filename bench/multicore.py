@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-import loadgen  # noqa: E402
-from common import Server, median, pct_ms  # noqa: E402
-from report import Figure  # noqa: E402
+import common  # noqa: E402 - after the sys.path set-up
+import loadgen  # noqa: E402 - after the sys.path set-up
+from common import Server, median, pct_ms  # noqa: E402 - after the sys.path set-up
+from report import Figure  # noqa: E402 - after the sys.path set-up
 
 
 def multicore_section(ctx) -> None:
@@ -119,7 +119,7 @@ def multicore_section(ctx) -> None:
         results = ctx.workers.all(
             "run_batches", workers=loaders, start_at=time.monotonic() + 0.05, concurrency=4
         )
-        spent = [a - b for a, b in zip(cpu_now(), before)]
+        spent = [a - b for a, b in zip(cpu_now(), before, strict=True)]
         client = sum(w.cpu_seconds() for w in loaders) - sum(client_before)
         busy = loadgen.machine_busy_seconds() - busy_before
         cpu["batch"].append(spent)
@@ -177,9 +177,11 @@ def multicore_section(ctx) -> None:
                     ratio=median(ratios),
                     target="stated (2-core machine)",
                     met=None,
-                    note=f"the less busy process did {split:.0%} of the server CPU work; server processes used "
-                    f"{cores['two_servers']:.2f} cores (one process: {cores['one_server']:.2f}), clients "
-                    f"{cores['clients_two']:.2f}",
+                    note=(
+                        f"the less busy process did {split:.0%} of the server CPU work; server "
+                        f"processes used {cores['two_servers']:.2f} cores (one process: "
+                        f"{cores['one_server']:.2f}), clients {cores['clients_two']:.2f}"
+                    ),
                     details={
                         "two": two,
                         "one": one,
@@ -200,21 +202,23 @@ def multicore_section(ctx) -> None:
             s.stop()
         first.stop()
     ctx.report.section("Multi-core", "postgresql")["markdown"] = (
-        f"Two `uba serve` processes on 127.0.0.1:{port} (SO_REUSEPORT) and one PostgreSQL database, basic "
-        f"detection, against one process; load from {len(loaders)} client processes with {p.mc_channels} "
-        "connections each (the kernel assigns each new connection to one of the listening processes). This "
-        f"machine has {ctx.report.machine['cores']} cores shared by the server processes, PostgreSQL, the "
-        "client processes and other work, so two server processes can at best add what the second core has "
-        "left; on a machine with more cores than server processes the same test shows the real scaling. "
-        "CPU in cores (CPU seconds per second of the run): "
+        f"Two `uba serve` processes on 127.0.0.1:{port} (SO_REUSEPORT) and one PostgreSQL "
+        f"database, basic detection, against one process; load from {len(loaders)} client "
+        f"processes with {p.mc_channels} connections each (the kernel assigns each new connection "
+        f"to one of the listening processes). This machine has {ctx.report.machine['cores']} cores "
+        "shared by the server processes, PostgreSQL, the client processes and other work, so two "
+        "server processes can at best add what the second core has left; on a machine with more "
+        "cores than server processes the same test shows the real scaling. CPU in cores (CPU "
+        "seconds per second of the run): "
         + "; ".join(
-            f"{k.replace('multicore_', '')}: 1 server {u['one_server']:.2f} + clients {u['clients_one']:.2f} "
-            f"(whole machine busy {u['machine_one']:.2f}), 2 servers {u['two_servers']:.2f} + clients "
-            f"{u['clients_two']:.2f} (machine {u['machine_two']:.2f})"
+            f"{k.replace('multicore_', '')}: 1 server {u['one_server']:.2f} + clients "
+            f"{u['clients_one']:.2f} (whole machine busy {u['machine_one']:.2f}), 2 servers "
+            f"{u['two_servers']:.2f} + clients {u['clients_two']:.2f} (machine "
+            f"{u['machine_two']:.2f})"
             for k, u in usage.items()
         )
-        + f" of {ctx.report.machine['cores']}; the rest of the machine's busy time is PostgreSQL, the kernel and "
-        "other work on this shared machine."
+        + f" of {ctx.report.machine['cores']}; the rest of the machine's busy time is PostgreSQL, "
+        "the kernel and other work on this shared machine."
     )
 
 

@@ -158,18 +158,19 @@ class Report:
             f"Run {data['started_at']} to {data['generated_at']} ({data['duration_s']:.0f} s), "
             f"`{self.params.get('command', 'bench/suite.py')}`.",
             "",
-            f"**Machine**: {m['cores']} cores, {m['cpu_model']}, {m['memory_gb']} GB RAM, {m['os']}; "
-            f"Python {m['python']}; SQLite {m['sqlite']}; PostgreSQL {m['postgresql']} (local, 127.0.0.1). "
-            f"Libraries: {libs}. Load average at start {fmt_load(m.get('load_average_at_start'))}, "
-            f"at end {fmt_load(m.get('load_average_at_end'))} (the machine is shared: figures are noisy; "
-            "every comparison is interleaved baseline, subject, baseline again, and the median of the repeats is "
-            "reported).",
+            f"**Machine**: {m['cores']} cores, {m['cpu_model']}, {m['memory_gb']} GB RAM, "
+            f"{m['os']}; Python {m['python']}; SQLite {m['sqlite']}; PostgreSQL {m['postgresql']} "
+            f"(local, 127.0.0.1). Libraries: {libs}. Load average at start "
+            f"{fmt_load(m.get('load_average_at_start'))}, at end "
+            f"{fmt_load(m.get('load_average_at_end'))} (the machine is shared: figures are noisy; "
+            "every comparison is interleaved baseline, subject, baseline again, and the median of "
+            "the repeats is reported).",
             "",
             f"**Code**: server code as of commit {m.get('code_at_start', {}).get('commit', '?')} "
             f"({m.get('code_at_start', {}).get('subject', '')})"
             + (
-                f" with {m['code_at_start']['uncommitted_server_files']} uncommitted file(s) under server/, proto/, "
-                "envoy/"
+                f" with {m['code_at_start']['uncommitted_server_files']} uncommitted file(s) under "
+                "server/, proto/, envoy/"
                 if m.get("code_at_start", {}).get("uncommitted_server_files")
                 else ""
             )
@@ -177,8 +178,8 @@ class Report:
             "",
             f"**Sizes**: {self.params.get('sizes_text', '')}",
             "",
-            "Ratios are subject / baseline, both measured in this run (for each repeat against the mean of the "
-            "baselines just before and just after it; the median over repeats).",
+            "Ratios are subject / baseline, both measured in this run (for each repeat against the "
+            "mean of the baselines just before and just after it; the median over repeats).",
             "",
             "| Figure | Backend | Subject | Baseline (same run) | Ratio | Target | Met |",
             "|---|---|---|---|---|---|---|",
@@ -201,7 +202,8 @@ class Report:
             ratio = "" if f.ratio is None else f"{f.ratio:.2f}"
             met = {True: "yes", False: "**no**", None: "-"}[f.met]
             lines.append(
-                f"| {f.title} | {f.backend} | {subject} | {baseline} | {ratio} | {f.target or '-'} | {met} |"
+                f"| {f.title} | {f.backend} | {subject} | {baseline} | {ratio} | {f.target or '-'} "
+                f"| {met} |"
             )
         lines.append("")
         for name in plots:

@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.server import ServerProcess  # noqa: E402
+from support.server import ServerProcess  # noqa: E402 - after the sys.path set-up
 
-from uba.v1 import events_pb2  # noqa: E402
-from uba_client import UbaClient  # noqa: E402
-from uba_client.retry import RetryPolicy  # noqa: E402
+from uba.v1 import events_pb2  # noqa: E402 - after the sys.path set-up
+from uba_client import UbaClient  # noqa: E402 - after the sys.path set-up
+from uba_client.retry import RetryPolicy  # noqa: E402 - after the sys.path set-up
 
 RESULTS = ROOT / "bench" / "results"
 USERS = 200
@@ -110,7 +110,7 @@ def run(
                     client.list_alerts()
                     with lock:
                         counts["queries"] += 3
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - counted; the soak goes on
                     with lock:
                         counts["errors"] += 1
                 time.sleep(0.1)
@@ -124,7 +124,7 @@ def run(
                         client.export(sink, format="ndjson", user_id="soak-1")
                     with lock:
                         counts["exports"] += 1
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - counted; the soak goes on
                     with lock:
                         counts["errors"] += 1
             client.close()
@@ -177,7 +177,9 @@ def run(
         check.close()
         server.stop()
     return {
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "machine": (
+            f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+        ),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": seconds,
         "backend": "postgresql" if database_url else "sqlite",
@@ -204,6 +206,7 @@ def plot(report: dict, path: Path) -> bool:
         axes,
         ("events", "rss_mb", "fds", "threads"),
         ("events acknowledged", "server RSS (MB)", "open file descriptors", "threads"),
+        strict=True,
     ):
         ax.plot(t, [s[key] for s in report["samples"]])
         ax.set_ylabel(label)
@@ -230,11 +233,13 @@ def main() -> int:
     plotted = plot(report, RESULTS / "soak.png")
     first, last = report["samples"][0], report["samples"][-1]
     print(
-        f"\n{report['acknowledged']:,} events acknowledged in {args.seconds:.0f} s on {report['backend']}: "
-        f"{report['lost']} lost, {report['extra']} extra; {report['queries']:,} queries, {report['exports']} exports, "
-        f"{report['alerts_seen']} alert deliveries, {report['errors']} errors; RSS {first['rss_mb']:.0f} -> "
-        f"{last['rss_mb']:.0f} MB, fds {first['fds']} -> {last['fds']}, threads {first['threads']} -> "
-        f"{last['threads']}" + ("; plot bench/results/soak.png" if plotted else "")
+        f"\n{report['acknowledged']:,} events acknowledged in {args.seconds:.0f} s on "
+        f"{report['backend']}: {report['lost']} lost, {report['extra']} extra; "
+        f"{report['queries']:,} queries, {report['exports']} exports, {report['alerts_seen']} "
+        f"alert deliveries, {report['errors']} errors; RSS {first['rss_mb']:.0f} -> "
+        f"{last['rss_mb']:.0f} MB, fds {first['fds']} -> {last['fds']}, threads "
+        f"{first['threads']} -> {last['threads']}"
+        + ("; plot bench/results/soak.png" if plotted else "")
     )
     return 0 if report["lost"] == 0 and report["extra"] == 0 else 1
 

@@ -27,10 +27,10 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.server import ServerProcess  # noqa: E402
+from support.server import ServerProcess  # noqa: E402 - after the sys.path set-up
 
-from uba.gateway import GatewayProcess  # noqa: E402
-from uba.v1 import events_pb2, service_pb2  # noqa: E402
+from uba.gateway import GatewayProcess  # noqa: E402 - after the sys.path set-up
+from uba.v1 import events_pb2, service_pb2  # noqa: E402 - after the sys.path set-up
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -128,7 +128,7 @@ def main() -> int:
                 server.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst))
                 acked = time.perf_counter()
                 with cond:
-                    cond.wait_for(lambda: user in native and user in sse, timeout=5)
+                    cond.wait_for(lambda user=user: user in native and user in sse, timeout=5)
                 if user in native:
                     native_lat.append(native[user] - acked)
                 if user in sse:
@@ -138,7 +138,9 @@ def main() -> int:
             gateway.stop()
             server.stop()
     report = {
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "machine": (
+            f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+        ),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "alerts": args.alerts,
         "native_p50_ms": pct(native_lat, 50),

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median  # noqa: E402
-from report import Figure  # noqa: E402
+from common import median  # noqa: E402 - after the sys.path set-up
+from report import Figure  # noqa: E402 - after the sys.path set-up
 
 UNARY = "/bench.Bench/Unary"
 FOLLOW = "/bench.Bench/Follow"
@@ -225,8 +225,9 @@ async def server_models(streams: int, calls: int, concurrency: int) -> dict:
             "ratio": runs[1]["calls_per_s"] / base if base else None,
         }
         print(
-            f"  {name:16s} no streams {base:8.0f}/s   {streams} streams {runs[1]['calls_per_s']:8.0f}/s "
-            f"({runs[1]['failed']} timed out)   ratio {out[name]['ratio']:.2f}",
+            f"  {name:16s} no streams {base:8.0f}/s   {streams} streams "
+            f"{runs[1]['calls_per_s']:8.0f}/s ({runs[1]['failed']} timed out)   ratio "
+            f"{out[name]['ratio']:.2f}",
             flush=True,
         )
     return out

@@ -10,7 +10,9 @@ Writes bench/results/report.json (every figure and its runs),
 bench/results/report.md (the table, the curves, the notes) and PNG plots
 beside them; a smoke or partial run (--smoke, --only, the section scripts)
 writes to a subdirectory (bench/results/smoke-..., bench/results/unary-batch
-...) unless --out says otherwise, so it never overwrites the full report. Not a test: nothing here asserts a timing; the smoke run in
+...) unless --out says otherwise, so it never overwrites the full report.
+
+Not a test: nothing here asserts a timing; the smoke run in
 tests/test_bench_smoke.py only checks that every figure is reported.
 
 How it measures: real `uba serve` processes (tests/support's way: real
@@ -34,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-from common import ROOT  # noqa: E402
-from report import Report, expected_keys  # noqa: E402
+import common  # noqa: E402 - after the sys.path set-up
+from common import ROOT  # noqa: E402 - after the sys.path set-up
+from report import Report, expected_keys  # noqa: E402 - after the sys.path set-up
 
 SECTIONS = (
     "batch",
@@ -260,10 +262,10 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
     sizes_text = (
-        f"{'smoke run (tiny sizes, figures meaningless); ' if args.smoke else ''}"
-        f"{p.repeats} interleaved repeat(s); unary windows {p.duration:g} s after {p.warmup:g} s warm-up, "
-        f"{p.concurrency_per_worker} calls in flight per client process x {p.load_workers} processes; "
-        f"batch runs of {p.block_events:,} events; growth sizes "
+        f"{'smoke run (tiny sizes, figures meaningless); ' if args.smoke else ''}{p.repeats} "
+        f"interleaved repeat(s); unary windows {p.duration:g} s after {p.warmup:g} s warm-up, "
+        f"{p.concurrency_per_worker} calls in flight per client process x {p.load_workers} "
+        f"processes; batch runs of {p.block_events:,} events; growth sizes "
         f"{', '.join(f'{s:,}' for s in p.growth_sizes)} events; backends {', '.join(backends)}; "
         f"sections {', '.join(s for s in SECTIONS if s in sections)}."
     )
@@ -305,8 +307,8 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
         if machine["code_at_end"] != machine["code_at_start"]:
             report.notes.append(
                 f"The server code changed during this run (from {machine['code_at_start']} to "
-                f"{machine['code_at_end']}): servers started after the change ran the new code; figures of "
-                "different sections may come from different code."
+                f"{machine['code_at_end']}): servers started after the change ran the new code; "
+                "figures of different sections may come from different code."
             )
         missing = [
             f"{k} [{b}]"

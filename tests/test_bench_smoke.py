@@ -31,7 +31,9 @@ def _report_module():
 
 @pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in NEEDS),
-    reason="the suite measures enhanced mode and draws plots: needs numpy, scikit-learn, matplotlib",
+    reason=(
+        "the suite measures enhanced mode and draws plots: needs numpy, scikit-learn, matplotlib"
+    ),
 )
 def test_smoke_run_reports_every_figure(tmp_path):
     backends = ["sqlite"]

@@ -59,7 +59,8 @@ def test_server_and_gateway_create_every_data_file_owner_only(tmp_path):
         server = ServerProcess(data, extra_args=["--gateway-listen", "127.0.0.1:0"]).start()
     try:
         line = wait_for(
-            lambda: next((l for l in server.output if "uba: gateway on " in l), None), "the gateway"
+            lambda: next((out for out in server.output if "uba: gateway on " in out), None),
+            "the gateway",
         )
         gateway = Client(
             line.split("uba: gateway on ", 1)[1].split()[0].removeprefix("http://"), server.api_key

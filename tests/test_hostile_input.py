@@ -172,7 +172,7 @@ def test_record_activities_never_internal_and_only_accepted_items_stored(uba_ser
     accepted = {r.event_id for r in reply.results if r.status == service_pb2.RECORD_STATUS_ACCEPTED}
     mine = {
         r.event_id
-        for r, e in zip(reply.results, events)
+        for r, e in zip(reply.results, events, strict=True)
         if e.user_id == user and r.status == service_pb2.RECORD_STATUS_ACCEPTED
     }
     assert stored_ids(stub, user) == mine

@@ -38,10 +38,11 @@ def test_rollups_are_built_from_events_stored_before_them(backend, tmp_path, mak
             ):
                 conn.execute(
                     text(
-                        "INSERT INTO events (event_id, user_id, type, occurred_at_us, received_at_us, source_ip, "
-                        "user_agent, device_id, session_id, country_code, city, timezone, peer_group, api_method, "
-                        "api_path, status_code, bytes_transferred, source) VALUES (:id, :u, :t, :at, :at, '', '', '', "
-                        "'', '', '', '', '', '', '', 0, 0, '')"
+                        "INSERT INTO events (event_id, user_id, type, occurred_at_us, "
+                        "received_at_us, source_ip, user_agent, device_id, session_id, "
+                        "country_code, city, timezone, peer_group, api_method, api_path, "
+                        "status_code, bytes_transferred, source) VALUES (:id, :u, :t, :at, :at, "
+                        "'', '', '', '', '', '', '', '', '', '', 0, 0, '')"
                     ),
                     {"id": f"e{i}", "u": user, "t": type_, "at": hour * HOUR_US + i},
                 )
@@ -74,18 +75,20 @@ def test_incidents_migration_keeps_alerts_and_anomalies_stored_before_it(
         with database.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO anomalies (anomaly_id, user_id, detector, detector_version, score, severity, event_ids, "
-                    "reason, observed, expected, baseline_observations, baseline_mature, features, occurred_at_us, "
-                    "detected_at_us, alert_id, quarantined) VALUES ('an1', 'old', 'new_country', '1.0', 1.0, 2, '[\"e1\"]', "
-                    "'r', 'o', 'x', 40, 1, '[]', 5, 6, 'al1', 0)"
+                    "INSERT INTO anomalies (anomaly_id, user_id, detector, detector_version, "
+                    "score, severity, event_ids, reason, observed, expected, "
+                    "baseline_observations, baseline_mature, features, occurred_at_us, "
+                    "detected_at_us, alert_id, quarantined) VALUES ('an1', 'old', 'new_country', "
+                    "'1.0', 1.0, 2, '[\"e1\"]', 'r', 'o', 'x', 40, 1, '[]', 5, 6, 'al1', 0)"
                 )
             )
             conn.execute(
                 text(
-                    "INSERT INTO alerts (alert_id, seq, user_id, detector, severity, status, title, reason, anomaly_ids, "
-                    "anomaly_count, user_risk, first_seen_at_us, last_seen_at_us, created_at_us, updated_at_us, "
-                    "acknowledged_by, resolved_by, resolution, note) VALUES ('al1', 7, 'old', 'new_country', 2, 'open', "
-                    "'t', 'r', '[\"an1\"]', 1, 10, 5, 5, 6, 6, '', '', '', '')"
+                    "INSERT INTO alerts (alert_id, seq, user_id, detector, severity, status, "
+                    "title, reason, anomaly_ids, anomaly_count, user_risk, first_seen_at_us, "
+                    "last_seen_at_us, created_at_us, updated_at_us, acknowledged_by, resolved_by, "
+                    "resolution, note) VALUES ('al1', 7, 'old', 'new_country', 2, 'open', 't', "
+                    "'r', '[\"an1\"]', 1, 10, 5, 5, 6, 6, '', '', '', '')"
                 )
             )
         database.upgrade()

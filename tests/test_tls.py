@@ -140,7 +140,10 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(tmp_path, pki):
         )
         for refused in (no_cert, foreign):
             with refused:
-                assert _code(lambda: _record(refused, "mtls-user")) == grpc.StatusCode.UNAVAILABLE
+                assert (
+                    _code(lambda client=refused: _record(client, "mtls-user"))
+                    == grpc.StatusCode.UNAVAILABLE
+                )
 
         # A good certificate is not a key: API keys are still checked.
         with UbaClient(

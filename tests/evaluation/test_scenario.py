@@ -116,16 +116,19 @@ def test_local_working_hours_survive_the_dst_change(scenario):
             day = e.occurred_at.astimezone(tz).date()
             if day.weekday() < 5:
                 firsts[e.user_id].setdefault(day, e.occurred_at)
+
+    def local(ts):
+        return statistics.mean(t.astimezone(tz).hour + t.astimezone(tz).minute / 60 for t in ts)
+
+    def utc(ts):
+        return statistics.mean(t.hour + t.minute / 60 for t in ts)
+
     checked = 0
     for user, days in firsts.items():
         before = [t for d, t in days.items() if t < change]
         after = [t for d, t in days.items() if t > change]
         if len(before) < 8 or len(after) < 8:
             continue
-        local = lambda ts: statistics.mean(
-            t.astimezone(tz).hour + t.astimezone(tz).minute / 60 for t in ts
-        )  # noqa
-        utc = lambda ts: statistics.mean(t.hour + t.minute / 60 for t in ts)  # noqa
         assert abs(local(before) - local(after)) < 0.4, user
         assert 0.6 < utc(after) - utc(before) < 1.4, user
         checked += 1

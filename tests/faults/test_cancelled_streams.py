@@ -66,7 +66,10 @@ USERS = 300
 EVENTS_PER_USER = 20
 EVENTS = USERS * EVENTS_PER_USER
 BATCH = 1000
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
+    "Safari/537.36"
+)
 # Streaming calls abandoned per backend (each: one method, one route, one way to end it).
 CANCELLATIONS = scaled(240)
 WORKERS = 3  # cancellations in flight at once
@@ -492,7 +495,8 @@ def test_streams_abandoned_at_random_points_leave_the_server_serving(
         opened = wait_for(
             lambda: open_streams(stub, server.metadata, MAX_STREAMS),
             30,
-            f"{MAX_STREAMS} exports at once are still refused: the cancelled streams kept their slots",
+            f"{MAX_STREAMS} exports at once are still refused: the cancelled streams kept their "
+            "slots",
         )
 
         # The audit trail: a row for every export the server began (the
@@ -512,12 +516,12 @@ def test_streams_abandoned_at_random_points_leave_the_server_serving(
         assert outcomes.get("CANCELLED", 0) >= result["exports_begun"] // 2, outcomes
         assert server.proc.poll() is None, died(server, "after the checks")
         print(
-            f"\n[{backend}] {CANCELLATIONS} streaming calls abandoned in {cancel_seconds:.1f}s (seed {SEED}, "
-            f"{WORKERS} at a time; {result['messages']:,} gRPC messages and {result['bytes']:,} bytes through the "
-            f"gateway read before leaving; "
-            f"{result['exports_begun']} exports begun), after seeding {EVENTS:,} events ({chunks} CSV chunks, "
-            f"{len(csv_export):,} bytes) and {USERS} alerts in {seeded:.1f}s; server alive and SERVING; "
-            f"ExportLogs audit outcomes {outcomes}"
+            f"\n[{backend}] {CANCELLATIONS} streaming calls abandoned in {cancel_seconds:.1f}s "
+            f"(seed {SEED}, {WORKERS} at a time; {result['messages']:,} gRPC messages and "
+            f"{result['bytes']:,} bytes through the gateway read before leaving; "
+            f"{result['exports_begun']} exports begun), after seeding {EVENTS:,} events ({chunks} "
+            f"CSV chunks, {len(csv_export):,} bytes) and {USERS} alerts in {seeded:.1f}s; server "
+            f"alive and SERVING; ExportLogs audit outcomes {outcomes}"
         )
     finally:
         if gateway is not None:
@@ -634,7 +638,8 @@ def test_csv_downloads_closed_after_100_bytes_leave_the_server_serving(
                 )
                 raise
             finally:
-                conn.close()  # `head -c 100` has what it wants: curl's pipe closes, then its connection
+                # `head -c 100` has what it wants: curl's pipe closes, then its connection
+                conn.close()
             time.sleep(PAUSE)
             assert server.proc.poll() is None, died(
                 server, f"after {n + 1} CSV downloads closed after 100 bytes"
@@ -665,9 +670,9 @@ def test_csv_downloads_closed_after_100_bytes_leave_the_server_serving(
         assert len(body.decode().splitlines()) == events + 1  # the header and every event
         assert server.proc.poll() is None, died(server, "after a full download")
         print(
-            f"\n[{backend}] {DOWNLOADS} CSV downloads of {len(body):,} bytes ({events:,} events of `uba demo "
-            f"--attacks`) closed after 100 bytes, {PAUSE}s apart, in {seconds:.1f}s: server alive and SERVING, "
-            f"a full download answers every row"
+            f"\n[{backend}] {DOWNLOADS} CSV downloads of {len(body):,} bytes ({events:,} events of "
+            f"`uba demo --attacks`) closed after 100 bytes, {PAUSE}s apart, in {seconds:.1f}s: "
+            "server alive and SERVING, a full download answers every row"
         )
     finally:
         server.stop()

@@ -105,9 +105,9 @@ def test_overload_is_refused_with_a_retry_hint_and_nothing_accepted_is_lost(tmp_
         stored = sum(len(stored_events(server.stub, f"load-{u}")) for u in range(50))
         assert stored == len(accepted)
         print(
-            f"\n{SENDERS * BATCHES * BATCH} events offered by {SENDERS} senders: {len(accepted)} accepted and "
-            f"stored, {len(refusals)} batches refused with a retry hint; server RSS {baseline_rss:.0f} MB "
-            f"-> peak {peak[0]:.0f} MB"
+            f"\n{SENDERS * BATCHES * BATCH} events offered by {SENDERS} senders: {len(accepted)} "
+            f"accepted and stored, {len(refusals)} batches refused with a retry hint; server RSS "
+            f"{baseline_rss:.0f} MB -> peak {peak[0]:.0f} MB"
         )
         assert peak[0] < baseline_rss + 300  # bounded by the queue, not by the offered load
     finally:

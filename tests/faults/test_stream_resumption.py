@@ -105,9 +105,9 @@ def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):
         for name, seqs in received.items():
             assert seqs == expected, (name, seqs, expected)  # no gap, no duplicate, in order
         print(
-            f"\n{ALERTS} alerts through 1 server restart, 1 gateway restart and {proxy.resets} connection "
-            f"resets: 0 gaps, 0 duplicates; reconnects: proxy {followers['proxy'].reconnects}, "
-            f"gateway {followers['gateway'].reconnects}"
+            f"\n{ALERTS} alerts through 1 server restart, 1 gateway restart and {proxy.resets} "
+            "connection resets: 0 gaps, 0 duplicates; reconnects: proxy "
+            f"{followers['proxy'].reconnects}, gateway {followers['gateway'].reconnects}"
         )
         assert proxy.resets >= 10
         assert followers["proxy"].reconnects >= 3 and followers["gateway"].reconnects >= 2

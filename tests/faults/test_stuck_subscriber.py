@@ -192,7 +192,7 @@ class HealthyReader:
                 elif line.startswith("{"):
                     result = json.loads(line)
                     self.seqs = result["seqs"]
-                    self.arrived = dict(zip(result["seqs"], result["arrived"]))
+                    self.arrived = dict(zip(result["seqs"], result["arrived"], strict=True))
                     self.resume_seq = max([self.resume_seq, *self.seqs])
                     if result["error"]:
                         self.error = f"{result['error']}: {result['details']}"
@@ -201,7 +201,8 @@ class HealthyReader:
         finally:
             self.proc.wait()
             if self.proc.returncode and not self.error:
-                self.error = f"reader exited with {self.proc.returncode}: {''.join(self.other_output)[-2000:]}"
+                output = "".join(self.other_output)[-2000:]
+                self.error = f"reader exited with {self.proc.returncode}: {output}"
             self.started.set()
             self.done.set()
 
@@ -344,9 +345,10 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(
         lags = []
         for n, sub in enumerate(healthy):
             assert last in sub.arrived and sub.arrived[last] <= acknowledged + LIVENESS_SECONDS, (
-                f"healthy subscriber {n} lacks the last alert {LIVENESS_SECONDS:.0f}s after it was acknowledged: "
-                f"{len(sub.seqs)} of {ALERTS} received{' (the last one late)' if last in sub.arrived else ''}, "
-                f"error {sub.error}"
+                f"healthy subscriber {n} lacks the last alert {LIVENESS_SECONDS:.0f}s after it was "
+                f"acknowledged: {len(sub.seqs)} of {ALERTS} "
+                f"received{' (the last one late)' if last in sub.arrived else ''}, error "
+                f"{sub.error}"
             )
             assert sub.seqs == expected, f"healthy subscriber {n}: gap, duplicate or disorder"
             lags.append(sub.arrived[last] - acknowledged)
@@ -358,7 +360,8 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(
         time.sleep(1.0)
         rss_stuck = rss_mb(pid)
 
-        # The application reads again: what was in flight, then RESOURCE_EXHAUSTED and where to resume.
+        # The application reads again: what was in flight, then RESOURCE_EXHAUSTED and where to
+        # resume.
         reading_again = time.monotonic()
         paused.read_again()
         assert paused.done.wait(30), "the paused subscriber was never told it was cut off"
@@ -376,7 +379,8 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(
         )
         assert resume_at == (paused.seqs[-1] if paused.seqs else start_seq)
         in_flight = len(paused.seqs)
-        # Its backlog was dropped at the cut-off: it gets what was in flight, not the whole stale backlog.
+        # Its backlog was dropped at the cut-off: it gets what was in flight, not the whole stale
+        # backlog.
         assert len(paused.seqs) < BACKLOG, f"{len(paused.seqs)} alerts delivered after the cut-off"
         assert cut_off_logged, "the server did not log the cut-off"
         again = Subscriber(server.address, server.metadata, after_seq=resume_at, until_seq=last)
@@ -410,17 +414,18 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(
 
         grown = max(peak[0], rss_stuck) - rss_before
         print(
-            f"\n[{backend}] {ALERTS:,} alerts of {len(RULE_NAME) / 1000:.1f} KB offered in {offered_seconds:.1f}s "
-            f"(after {WARMUP:,} of warm-up), backlog bound {BACKLOG:,}: {HEALTHY} healthy subscribers got all "
-            f"{ALERTS:,} in order, 0 gaps, the last one at most {max(lags):.2f}s after its acknowledgement. "
-            f"Stopped reading: cut off {cut_off_logged[0] - stalled:.1f}s after the stall (log lines: "
-            f"{server.log().count(_CUT_OFF)}); on reading again it got the {in_flight:,} alerts in flight, then "
-            f"RESOURCE_EXHAUSTED after {told_seconds:.2f}s ('{error.details()}'); resumed with the other "
-            f"{len(again.seqs):,}, 0 gaps. "
-            f"Frozen TCP peer: connection dropped by the server {drop_seconds:.1f}s after the stall, "
-            f"UNAVAILABLE, resumed from seq {frozen.resume_seq:,} with all {len(back.seqs):,}, 0 gaps. "
-            f"Server RSS {rss_before:.0f} MB -> peak {peak[0]:.0f} MB, {rss_stuck:.0f} MB with the stuck "
-            f"subscribers connected"
+            f"\n[{backend}] {ALERTS:,} alerts of {len(RULE_NAME) / 1000:.1f} KB offered in "
+            f"{offered_seconds:.1f}s (after {WARMUP:,} of warm-up), backlog bound {BACKLOG:,}: "
+            f"{HEALTHY} healthy subscribers got all {ALERTS:,} in order, 0 gaps, the last one at "
+            f"most {max(lags):.2f}s after its acknowledgement. Stopped reading: cut off "
+            f"{cut_off_logged[0] - stalled:.1f}s after the stall (log lines: "
+            f"{server.log().count(_CUT_OFF)}); on reading again it got the {in_flight:,} alerts in "
+            f"flight, then RESOURCE_EXHAUSTED after {told_seconds:.2f}s ('{error.details()}'); "
+            f"resumed with the other {len(again.seqs):,}, 0 gaps. Frozen TCP peer: connection "
+            f"dropped by the server {drop_seconds:.1f}s after the stall, UNAVAILABLE, resumed from "
+            f"seq {frozen.resume_seq:,} with all {len(back.seqs):,}, 0 gaps. Server RSS "
+            f"{rss_before:.0f} MB -> peak {peak[0]:.0f} MB, {rss_stuck:.0f} MB with the stuck "
+            "subscribers connected"
         )
         assert grown < RSS_GROWTH_MB, f"server RSS grew by {grown:.0f} MB"
     finally:

@@ -106,7 +106,7 @@ class EventStream:
             if line:
                 lines.append(line)
                 continue
-            data = "\n".join(l[5:].lstrip() for l in lines if l.startswith("data:"))
+            data = "\n".join(kept[5:].lstrip() for kept in lines if kept.startswith("data:"))
             lines = []
             if data:
                 found.append(json.loads(data))

@@ -42,10 +42,10 @@ def test_stream_is_server_sent_events_with_seq(stream_gateway, suffix):
         assert stream.status == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
         events = stream.events(3, deadline_s=10)
-    for event in events:
-        assert set(event) == {"seq", "heartbeat"}
-        assert event["seq"].isdigit()  # int64 as a string
-        assert event["heartbeat"]["sentAt"].endswith("Z")
+    for message in events:
+        assert set(message) == {"seq", "heartbeat"}
+        assert message["seq"].isdigit()  # int64 as a string
+        assert message["heartbeat"]["sentAt"].endswith("Z")
 
 
 def test_incident_changes_arrive_as_server_sent_events(stream_gateway):

@@ -24,7 +24,8 @@ alerts-status-filter stream-status alerts-unavailable alerts-error alerts-empty 
 logs-form logs-user logs-type logs-start logs-end logs-page-size logs-apply logs-reset logs-error
 logs-table logs-body logs-empty logs-first logs-prev logs-next logs-page-info
 export-csv export-json export-ndjson
-baseline-form baseline-user baseline-show baseline-message baseline-view baseline-heatmap baseline-summary toast
+baseline-form baseline-user baseline-show baseline-message baseline-view baseline-heatmap
+baseline-summary toast
 """.split()
 SCRIPT_IDS = ["hourly-svg", "baseline-heatmap-svg"]
 

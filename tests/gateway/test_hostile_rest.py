@@ -646,7 +646,7 @@ def open_sse(gateway, path: str, headers: dict | None = None) -> tuple[Response,
                 lines.append(line)
             elif lines:
                 break
-        data = "\n".join(l[5:].lstrip() for l in lines if l.startswith("data:"))
+        data = "\n".join(kept[5:].lstrip() for kept in lines if kept.startswith("data:"))
         return Response(raw.status, raw.headers, b""), json.loads(data)
     finally:
         conn.close()
@@ -978,7 +978,7 @@ def test_record_activities_stores_accepted_items_only_and_nothing_of_a_refused_b
         statuses.count("RECORD_STATUS_DUPLICATE"),
         statuses.count("RECORD_STATUS_INVALID"),
     ), reply
-    for (body, owner, fields), result in zip(items, results):
+    for (body, owner, _fields), result in zip(items, results, strict=True):
         assert owner is not NOT_A_STRING, (body, result)  # proto3 JSON: text is a JSON string
         if result["status"] == "RECORD_STATUS_INVALID":
             assert result["violations"], result
@@ -988,7 +988,7 @@ def test_record_activities_stores_accepted_items_only_and_nothing_of_a_refused_b
     for owner in owners:
         accepted = {
             r["eventId"]
-            for (_, o, _), r in zip(items, results)
+            for (_, o, _), r in zip(items, results, strict=True)
             if o == owner and r["status"] == "RECORD_STATUS_ACCEPTED"
         }
         ids = stored(stub, owner)
@@ -997,7 +997,7 @@ def test_record_activities_stores_accepted_items_only_and_nothing_of_a_refused_b
     for result in results:  # "already stored earlier (or earlier in the same batch)"
         if result["status"] == "RECORD_STATUS_DUPLICATE":
             assert result["eventId"] in everything, (result, reply)
-    for (_, owner, fields), result in zip(items, results):
+    for (_, owner, fields), result in zip(items, results, strict=True):
         if result["status"] == "RECORD_STATUS_ACCEPTED" and owner != user:
             assert_stored_verbatim(stub, owner, result["eventId"], fields)
 
