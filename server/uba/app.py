@@ -111,9 +111,11 @@ class Services:
     def close(self) -> None:
         # Keep the detector windows for the next start, then stop writing.
         try:
-            self.ingest.run_exclusive(lambda uow: self.analyzer.checkpoint(uow, force=True)).result(
-                timeout=10
-            )
+            self.ingest.run_exclusive(
+                # The store's WriteTransaction is both ingest's narrow transaction
+                # and the analyzer's; uba.domain.ingest types only the former.
+                lambda tx: self.analyzer.checkpoint(tx, force=True)  # type: ignore[arg-type]
+            ).result(timeout=10)
         except Exception:  # noqa: BLE001 - losing them costs one window of detection
             log.warning("could not save detector state at shutdown", exc_info=True)
         self.ingest.close()
@@ -151,11 +153,13 @@ def build_services(settings: Settings) -> Services:
     forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
     risk = RiskPolicy()
     analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
-    with store.unit_of_work() as uow:
-        analyzer.load_state(uow)
+    with store.unit_of_work() as tx:
+        analyzer.load_state(tx)
     ingest = IngestService(
         store,
-        None if settings.disable_detection else analyzer,
+        # As in Services.close: the Analyzer takes the store's WriteTransaction,
+        # which uba.domain.ingest types only by its store_events.
+        None if settings.disable_detection else analyzer,  # type: ignore[arg-type]
         max_pending_events=settings.max_pending_events,
     )
     mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
