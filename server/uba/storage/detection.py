@@ -246,7 +246,7 @@ class DetectionRepository:
         cursor = driver_cursor(self._conn)
         try:
             if self.backend == "postgresql":
-                user_ids, versions, data, updated = zip(*values)
+                user_ids, versions, data, updated = zip(*values, strict=True)
                 cursor.execute(
                     _PG_UPSERT_BASELINES,
                     (
@@ -279,7 +279,7 @@ class DetectionRepository:
                 .order_by(baselines_t.c.user_id)
                 .limit(batch)
             ).all()
-            for user_id, data in rows:
+            for _user_id, data in rows:
                 yield json.loads(data)
             if len(rows) < batch:
                 return
@@ -409,7 +409,7 @@ class DetectionRepository:
                 select(hour, func.count()).where(in_window).group_by(hour)
             )
         }
-        per_detector = dict(
+        per_detector: dict[str, int] = dict(
             self._conn.execute(
                 select(anomalies_t.c.detector, func.count())
                 .where(in_window)

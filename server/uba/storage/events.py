@@ -150,8 +150,9 @@ def _copy_line(e: ActivityEvent, received_at_us: int) -> str:
     lat, lon, span, attributes = e.latitude, e.longitude, e.session_duration, e.attributes
     return (
         f"{e.event_id}\t{e.user_id}\t{e.type.value}\t{to_us(e.occurred_at)}\t{received_at_us}\t"
-        f"{e.source_ip}\t{e.user_agent}\t{e.device_id}\t{e.session_id}\t{e.country_code}\t{e.city}\t"
-        f"{_NULL if lat is None else repr(lat)}\t{_NULL if lon is None else repr(lon)}\t{e.timezone}\t"
+        f"{e.source_ip}\t{e.user_agent}\t{e.device_id}\t{e.session_id}\t{e.country_code}\t"
+        f"{e.city}\t{_NULL if lat is None else repr(lat)}\t{_NULL if lon is None else repr(lon)}\t"
+        f"{e.timezone}\t"
         f"{e.peer_group}\t{e.api_method}\t{e.api_path}\t{e.status_code}\t{e.bytes_transferred}\t"
         f"{_NULL if span is None else span // _US}\t{e.source}\t"
         f"{json.dumps(attributes, ensure_ascii=False, sort_keys=True) if attributes else _NULL}\n"
@@ -192,7 +193,7 @@ def copy_text(events: Sequence[ActivityEvent], received_at_us: int) -> str:
             line
             if _needs_no_escapes(line, 1)
             else "\t".join(map(_copy_value, _row_values(e, received_at_us))) + "\n"
-            for e, line in zip(events, lines)
+            for e, line in zip(events, lines, strict=True)
         )
     return text.replace(_NULL, "\\N")
 
@@ -453,8 +454,8 @@ class EventRepository:
         # array literals below cost less than half of what a loop and
         # psycopg2's adaptation of lists did (ingest's hot path).
         hours = [to_us(e.occurred_at) // HOUR_US for e in events]
-        counts = sorted(Counter(zip(hours, [e.type.value for e in events])).items())
-        users = sorted(set(zip(hours, [e.user_id for e in events])))
+        counts = sorted(Counter(zip(hours, [e.type.value for e in events], strict=True)).items())
+        users = sorted(set(zip(hours, [e.user_id for e in events], strict=True)))
         cursor = driver_cursor(self._conn)
         try:
             if self.backend == "postgresql":
