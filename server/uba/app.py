@@ -420,16 +420,14 @@ async def serve(settings: Settings) -> int:
 
 
 def tune_garbage_collector() -> None:
-    """With Python's defaults, under unary load with detection a full
-    collection of the cyclic garbage collector ran every second or two and
-    took 130-240 ms (it traverses every cached baseline, detector window and
-    library object), stalling every call: it was the p99 latency, and about
-    a tenth of the server's CPU. The objects alive once the server is up
-    (libraries, the model) are frozen out of collections, and collections
-    run less often: the young generation every 10,000 allocations instead
-    of 700 (cyclic garbage still dies young), full ones after 100 middle
-    ones instead of 10. In the benchmark suite, unary p99 with detection
-    fell from 190-200 ms to 23-32 ms."""
+    """With Python's defaults, under load, full collections of the cyclic
+    garbage collector come often and take long (they traverse every cached
+    baseline, detector window and library object) while every call in
+    flight waits. So the objects alive once the server is up (libraries,
+    the model) are frozen out of collections, and collections run less
+    often: the young generation every 10,000 allocations instead of 700
+    (cyclic garbage still dies young), full ones after 100 middle ones
+    instead of 10. Measurements: docs/benchmarks.md."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 100)

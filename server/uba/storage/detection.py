@@ -232,10 +232,10 @@ class DetectionRepository:
     def save_baselines(self, rows: Iterable[tuple[str, int, dict]], now: datetime) -> None:
         """Writes (user_id, new_version, data) rows, inserting or replacing.
 
-        One statement for the whole group: per-row UPDATEs cost more than
-        everything else ingest does. PostgreSQL gets the rows as arrays, so
-        a group of a few users (unary calls) costs one round trip, not the
-        three of a COPY into a staging table and a merge."""
+        One statement for the whole group, not an UPDATE per row (ingest's
+        hot path). PostgreSQL gets the rows as arrays, so a group of a few
+        users (unary calls) costs one round trip. Measurements:
+        docs/benchmarks.md."""
         now_us = to_us(now)
         values = [
             (user_id, version, json.dumps(data, separators=(",", ":")), now_us)

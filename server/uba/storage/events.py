@@ -182,10 +182,10 @@ def copy_from_text(cursor, sql: str, text: str) -> None:
 
 def copy_text(events: Sequence[ActivityEvent], received_at_us: int) -> str:
     """The events as PostgreSQL COPY text, the same as `_copy_value` over
-    `_row_values` gives but about four times faster: a group is formatted
-    line by line without escaping, checked once for characters that need
-    it, and only lines holding such characters are built again field by
-    field."""
+    `_row_values` gives but cheaper (docs/benchmarks.md): a group is
+    formatted line by line without escaping, checked once for characters
+    that need it, and only lines holding such characters are built again
+    field by field."""
     lines = [_copy_line(e, received_at_us) for e in events]
     text = "".join(lines)
     if not _needs_no_escapes(text, len(lines)):
@@ -323,8 +323,8 @@ class EventRepository:
         process storing the same event), the COPY is undone to a savepoint
         and redone through a per-connection temporary table and INSERT ...
         SELECT ... ON CONFLICT DO NOTHING, which is always correct but costs
-        PostgreSQL about half as much again per event. (Looking the ids up
-        first costs as much as the COPY itself.)"""
+        PostgreSQL more per event. Looking the ids up first would cost about
+        as much as the COPY itself. Measurements: docs/benchmarks.md."""
         from psycopg2.errors import UniqueViolation
 
         text = copy_text(events, received_us)
@@ -450,9 +450,9 @@ class EventRepository:
         writers lock rows in the same order and cannot deadlock."""
         if not events:
             return
-        # Whole-list passes and a C-counted Counter: per event, this and the
-        # array literals below cost less than half of what a loop and
-        # psycopg2's adaptation of lists did (ingest's hot path).
+        # Ingest's hot path: whole-list passes and a C-counted Counter, and
+        # array literals below rather than a loop and psycopg2's adaptation
+        # of lists (measurements: docs/benchmarks.md).
         hours = [to_us(e.occurred_at) // HOUR_US for e in events]
         counts = sorted(Counter(zip(hours, [e.type.value for e in events], strict=True)).items())
         users = sorted(set(zip(hours, [e.user_id for e in events], strict=True)))
@@ -489,8 +489,8 @@ class EventRepository:
         ):
             hourly.setdefault(int(h), {})[type_] = count
         # COUNT over SELECT DISTINCT rather than COUNT(DISTINCT): PostgreSQL
-        # always sorts for the latter but may hash the former, about 3.5x
-        # faster for 5,000 users active in each of 24 hours (the same on SQLite).
+        # always sorts for the latter but may hash the former (measurements:
+        # docs/benchmarks.md).
         active = (
             select(user_hours_t.c.user_id)
             .where(user_hours_t.c.hour >= start_hour, user_hours_t.c.hour <= end_hour)
