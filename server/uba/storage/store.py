@@ -51,6 +51,10 @@ class WriteTransaction(Repositories):
 
 
 class Store:
+    """What the domain services call: each read in a transaction of its
+    own, and the ingest writer's transaction (`unit_of_work`, the name
+    uba.domain.ingest asks for)."""
+
     def __init__(self, database: Database):
         self.database = database
         self.backend = database.backend
