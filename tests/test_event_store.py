@@ -34,18 +34,17 @@ def test_a_concurrent_writer_storing_the_same_event_first_makes_it_a_duplicate(m
     only Y and reports X as not inserted by it, and nothing is lost."""
     database = Database(make_database_url("postgresql"))
     database.upgrade()
-    repository = EventRepository(database.backend)
     now = datetime.now(UTC)
     try:
         with database.write() as first:
-            assert repository.insert_new(first, [_event("x")], now) == {"x"}
+            assert EventRepository(first, database.backend).insert_new([_event("x")], now) == {"x"}
             result: dict = {}
 
             def second_writer() -> None:
                 try:
                     with database.write() as second:
-                        result["inserted"] = repository.insert_new(
-                            second, [_event("x"), _event("y")], now
+                        result["inserted"] = EventRepository(second, database.backend).insert_new(
+                            [_event("x"), _event("y")], now
                         )
                 except Exception as exc:  # noqa: BLE001 - the assertion below reports it
                     result["error"] = exc
@@ -76,7 +75,6 @@ def test_rollups_count_every_event_and_each_user_once_per_hour(
     url = make_database_url(backend) or f"sqlite:///{tmp_path}/uba.db"
     database = Database(url)
     database.upgrade()
-    repository = EventRepository(database.backend)
     hour = datetime(2026, 11, 24, 8, tzinfo=UTC)
     users = [
         "alice",
@@ -106,10 +104,10 @@ def test_rollups_count_every_event_and_each_user_once_per_hour(
     try:
         for group in (first, second):
             with database.write() as conn:
-                repository.add_to_rollups(conn, group)
+                EventRepository(conn, database.backend).add_to_rollups(group)
         with database.read() as conn:
-            counts, distinct_users = repository.window_counts(
-                conn, *_hours(hour, hour + timedelta(hours=1))
+            counts, distinct_users = EventRepository(conn, database.backend).window_counts(
+                *_hours(hour, hour + timedelta(hours=1))
             )
             stored = {
                 tuple(r) for r in conn.exec_driver_sql("SELECT hour, user_id FROM user_hours").all()
@@ -138,7 +136,6 @@ def test_baselines_round_trip_awkward_text_and_versions(make_database_url, tmp_p
     url = make_database_url(backend) or f"sqlite:///{tmp_path}/uba.db"
     database = Database(url)
     database.upgrade()
-    repository = DetectionRepository(database.backend)
     now = datetime(2026, 11, 24, 8, tzinfo=UTC)
     data = {
         "user_id": 'bob "the admin"',
@@ -148,18 +145,19 @@ def test_baselines_round_trip_awkward_text_and_versions(make_database_url, tmp_p
     }
     try:
         with database.write() as conn:
-            assert repository.baseline_versions(conn, ['bob "the admin"', "c:\\x"]) == {}
-            repository.save_baselines(
-                conn, [('bob "the admin"', 1, data), ("c:\\x", 1, {"n": 1})], now
-            )
+            repository = DetectionRepository(conn, database.backend)
+            assert repository.baseline_versions(['bob "the admin"', "c:\\x"]) == {}
+            repository.save_baselines([('bob "the admin"', 1, data), ("c:\\x", 1, {"n": 1})], now)
         with database.write() as conn:
-            assert repository.baseline_versions(conn, ['bob "the admin"', "c:\\x", "nobody"]) == {
+            repository = DetectionRepository(conn, database.backend)
+            assert repository.baseline_versions(['bob "the admin"', "c:\\x", "nobody"]) == {
                 'bob "the admin"': 1,
                 "c:\\x": 1,
             }
-            repository.save_baselines(conn, [("c:\\x", 2, {"n": 2})], now)
+            repository.save_baselines([("c:\\x", 2, {"n": 2})], now)
         with database.read() as conn:
-            assert repository.load_baselines(conn, ['bob "the admin"', "c:\\x"]) == {
+            repository = DetectionRepository(conn, database.backend)
+            assert repository.load_baselines(['bob "the admin"', "c:\\x"]) == {
                 'bob "the admin"': (1, data),
                 "c:\\x": (2, {"n": 2}),
             }

@@ -93,15 +93,13 @@ def test_incidents_migration_keeps_alerts_and_anomalies_stored_before_it(
             )
         database.upgrade()
         assert database.current_revision() == Database.head_revision()
-        detection, incidents = (
-            DetectionRepository(database.backend),
-            IncidentRepository(database.backend),
-        )
         with database.engine.connect() as conn:
-            alert = detection.alert(conn, "al1")
-            (anomaly,) = detection.anomalies_of_alert(conn, "al1")
+            detection = DetectionRepository(conn, database.backend)
+            incidents = IncidentRepository(conn, database.backend)
+            alert = detection.alert("al1")
+            (anomaly,) = detection.anomalies_of_alert("al1")
             assert (alert.tactics, alert.techniques, alert.incident_id) == ([], [], "")
             assert (anomaly.tactics, anomaly.techniques) == ([], [])
-            assert incidents.max_seq(conn) == 0 and incidents.incidents_of_alert(conn, "al1") == []
+            assert incidents.max_seq() == 0 and incidents.incidents_of_alert("al1") == []
     finally:
         database.dispose()

@@ -112,9 +112,11 @@ class Services:
     def close(self) -> None:
         # Keep the detector windows for the next start, then stop writing.
         try:
-            self.ingest.run_exclusive(lambda uow: self.analyzer.checkpoint(uow, force=True)).result(
-                timeout=10
-            )
+            self.ingest.run_exclusive(
+                # The store's WriteTransaction is both ingest's narrow transaction
+                # and the analyzer's; uba.domain.ingest types only the former.
+                lambda tx: self.analyzer.checkpoint(tx, force=True)  # type: ignore[arg-type]
+            ).result(timeout=10)
         except Exception:  # noqa: BLE001 - losing them costs one window of detection
             log.warning("could not save detector state at shutdown", exc_info=True)
         self.ingest.close()
@@ -152,11 +154,13 @@ def build_services(settings: Settings) -> Services:
     forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
     risk = RiskPolicy()
     analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
-    with store.unit_of_work() as uow:
-        analyzer.load_state(uow)
+    with store.unit_of_work() as tx:
+        analyzer.load_state(tx)
     ingest = IngestService(
         store,
-        None if settings.disable_detection else analyzer,
+        # As in Services.close: the Analyzer takes the store's WriteTransaction,
+        # which uba.domain.ingest types only by its store_events.
+        None if settings.disable_detection else analyzer,  # type: ignore[arg-type]
         max_pending_events=settings.max_pending_events,
     )
     mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
@@ -417,16 +421,14 @@ async def serve(settings: Settings) -> int:
 
 
 def tune_garbage_collector() -> None:
-    """With Python's defaults, under unary load with detection a full
-    collection of the cyclic garbage collector ran every second or two and
-    took 130-240 ms (it traverses every cached baseline, detector window and
-    library object), stalling every call: it was the p99 latency, and about
-    a tenth of the server's CPU. The objects alive once the server is up
-    (libraries, the model) are frozen out of collections, and collections
-    run less often: the young generation every 10,000 allocations instead
-    of 700 (cyclic garbage still dies young), full ones after 100 middle
-    ones instead of 10. In the benchmark suite, unary p99 with detection
-    fell from 190-200 ms to 23-32 ms."""
+    """With Python's defaults, under load, full collections of the cyclic
+    garbage collector come often and take long (they traverse every cached
+    baseline, detector window and library object) while every call in
+    flight waits. So the objects alive once the server is up (libraries,
+    the model) are frozen out of collections, and collections run less
+    often: the young generation every 10,000 allocations instead of 700
+    (cyclic garbage still dies young), full ones after 100 middle ones
+    instead of 10. Measurements: docs/benchmarks.md."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 100)

@@ -7,7 +7,7 @@ import os
 
 from uba.config import Settings
 from uba.datadir import PRIVATE_UMASK
-from uba.logs import setup_logging
+from uba.logging_setup import setup_logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 from uba.config import Settings
 from uba.datadir import make_private
-from uba.logs import setup_logging
+from uba.logging_setup import setup_logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

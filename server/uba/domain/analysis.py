@@ -72,9 +72,13 @@ class IncidentStorage(Protocol):
 
 
 class UnitOfWork(Protocol):
-    detection: DetectionStorage
-    events: object  # offers by_ids(event_ids) -> list[ActivityEvent]
-    incidents: IncidentStorage | None
+    # Read-only: a transaction may hold more specific repositories.
+    @property
+    def detection(self) -> DetectionStorage: ...
+    @property
+    def events(self) -> object: ...  # offers by_ids(event_ids) -> list[ActivityEvent]
+    @property
+    def incidents(self) -> IncidentStorage | None: ...
 
 
 class Analyzer:

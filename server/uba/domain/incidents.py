@@ -450,7 +450,16 @@ class IncidentDetail:
 
 class IncidentReader(Protocol):
     def page_incidents(
-        self, flt: IncidentFilter, limit: int, before_seq: int | None
+        self,
+        limit: int,
+        before_seq: int | None,
+        *,
+        user_id: str,
+        status: IncidentStatus | None,
+        min_severity: int,
+        tactic: str,
+        start_time: datetime | None,
+        end_time: datetime | None,
     ) -> list[Incident]: ...
     def incident(self, incident_id: str) -> Incident | None: ...
     def incident_anomalies(self, incident_id: str, limit: int) -> list: ...
@@ -499,7 +508,16 @@ class IncidentService:
             "end_time": flt.end_time.isoformat() if flt.end_time else "",
         }
         after = paging.decode(token, key, 1)
-        rows = self._reader.page_incidents(flt, size + 1, after[0] if after else None)
+        rows = self._reader.page_incidents(
+            size + 1,
+            after[0] if after else None,
+            user_id=flt.user_id,
+            status=flt.status,
+            min_severity=flt.min_severity,
+            tactic=flt.tactic,
+            start_time=flt.start_time,
+            end_time=flt.end_time,
+        )
         next_token = paging.encode([rows[size - 1].seq], key) if len(rows) > size else ""
         return IncidentPage(rows[:size], next_token)
 

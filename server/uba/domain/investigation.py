@@ -38,9 +38,26 @@ class AlertFilter:
 
 class Reader(Protocol):
     def page_anomalies(
-        self, flt: AnomalyFilter, limit: int, after: list[int] | None
+        self,
+        limit: int,
+        after: list[int] | None,
+        *,
+        user_id: str,
+        detector: str,
+        min_severity: int,
+        start_time: datetime | None,
+        end_time: datetime | None,
     ) -> list[tuple[list[int], Anomaly]]: ...
-    def page_alerts(self, flt: AlertFilter, limit: int, before_seq: int | None) -> list[Alert]: ...
+    def page_alerts(
+        self,
+        limit: int,
+        before_seq: int | None,
+        *,
+        user_id: str,
+        detector: str,
+        min_severity: int,
+        status: AlertStatus | None,
+    ) -> list[Alert]: ...
     def baseline(self, user_id: str) -> dict | None: ...
 
 
@@ -66,7 +83,15 @@ class InvestigationService:
         size = paging.page_size(requested_size)
         key = _filter_key(flt)
         after = paging.decode(token, key, 2)
-        rows = self._reader.page_anomalies(flt, size + 1, after)
+        rows = self._reader.page_anomalies(
+            size + 1,
+            after,
+            user_id=flt.user_id,
+            detector=flt.detector,
+            min_severity=flt.min_severity,
+            start_time=flt.start_time,
+            end_time=flt.end_time,
+        )
         next_token = paging.encode(rows[size - 1][0], key) if len(rows) > size else ""
         return Page([a for _, a in rows[:size]], next_token)
 
@@ -75,7 +100,14 @@ class InvestigationService:
         size = paging.page_size(requested_size)
         key = _filter_key(flt)
         after = paging.decode(token, key, 1)
-        rows = self._reader.page_alerts(flt, size + 1, after[0] if after else None)
+        rows = self._reader.page_alerts(
+            size + 1,
+            after[0] if after else None,
+            user_id=flt.user_id,
+            detector=flt.detector,
+            min_severity=flt.min_severity,
+            status=flt.status,
+        )
         next_token = paging.encode([rows[size - 1].seq], key) if len(rows) > size else ""
         return Page(rows[:size], next_token)
 

@@ -198,7 +198,8 @@ def _tls_socket(context_type: str, context: dict) -> dict:
     return {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
-            "@type": f"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{context_type}",
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            + context_type,
             **context,
         },
     }

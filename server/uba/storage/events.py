@@ -8,14 +8,22 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import Connection, bindparam, func, select, tuple_
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 from uba.domain.events import EXPORT_ROW, ActivityEvent, ActivityType, EventFilter
-from uba.storage.models import EVENT_INSERT_COLUMNS, EventRollupRow, EventRow, UserHourRow
+from uba.storage.models import (
+    EVENT_INSERT_COLUMNS,
+    EventRollupRow,
+    EventRow,
+    UserHourRow,
+    table_of,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_T = EventRow.__table__
+events_t = table_of(EventRow)
 _TYPES_BY_VALUE = {t.value: t for t in ActivityType}
 
 
@@ -76,8 +84,8 @@ def _row_values(e: ActivityEvent, received_at_us: int) -> tuple:
 assert len(EVENT_INSERT_COLUMNS) == 22 and EVENT_INSERT_COLUMNS[0] == "event_id"
 
 HOUR_US = 3_600_000_000
-_R = EventRollupRow.__table__
-_U = UserHourRow.__table__
+rollup_t = table_of(EventRollupRow)
+user_hours_t = table_of(UserHourRow)
 _ROLLUP_SQL = (
     "INSERT INTO event_rollup (hour, type, count) VALUES (?, ?, ?) "
     "ON CONFLICT (hour, type) DO UPDATE SET count = event_rollup.count + excluded.count"
@@ -142,8 +150,9 @@ def _copy_line(e: ActivityEvent, received_at_us: int) -> str:
     lat, lon, span, attributes = e.latitude, e.longitude, e.session_duration, e.attributes
     return (
         f"{e.event_id}\t{e.user_id}\t{e.type.value}\t{to_us(e.occurred_at)}\t{received_at_us}\t"
-        f"{e.source_ip}\t{e.user_agent}\t{e.device_id}\t{e.session_id}\t{e.country_code}\t{e.city}\t"
-        f"{_NULL if lat is None else repr(lat)}\t{_NULL if lon is None else repr(lon)}\t{e.timezone}\t"
+        f"{e.source_ip}\t{e.user_agent}\t{e.device_id}\t{e.session_id}\t{e.country_code}\t"
+        f"{e.city}\t{_NULL if lat is None else repr(lat)}\t{_NULL if lon is None else repr(lon)}\t"
+        f"{e.timezone}\t"
         f"{e.peer_group}\t{e.api_method}\t{e.api_path}\t{e.status_code}\t{e.bytes_transferred}\t"
         f"{_NULL if span is None else span // _US}\t{e.source}\t"
         f"{json.dumps(attributes, ensure_ascii=False, sort_keys=True) if attributes else _NULL}\n"
@@ -173,10 +182,10 @@ def copy_from_text(cursor, sql: str, text: str) -> None:
 
 def copy_text(events: Sequence[ActivityEvent], received_at_us: int) -> str:
     """The events as PostgreSQL COPY text, the same as `_copy_value` over
-    `_row_values` gives but about four times faster: a group is formatted
-    line by line without escaping, checked once for characters that need
-    it, and only lines holding such characters are built again field by
-    field."""
+    `_row_values` gives but cheaper (docs/benchmarks.md): a group is
+    formatted line by line without escaping, checked once for characters
+    that need it, and only lines holding such characters are built again
+    field by field."""
     lines = [_copy_line(e, received_at_us) for e in events]
     text = "".join(lines)
     if not _needs_no_escapes(text, len(lines)):
@@ -184,14 +193,14 @@ def copy_text(events: Sequence[ActivityEvent], received_at_us: int) -> str:
             line
             if _needs_no_escapes(line, 1)
             else "\t".join(map(_copy_value, _row_values(e, received_at_us))) + "\n"
-            for e, line in zip(events, lines)
+            for e, line in zip(events, lines, strict=True)
         )
     return text.replace(_NULL, "\\N")
 
 
-_SELECT_COLUMNS = (_T.c.id, *(_T.c[name] for name in EVENT_INSERT_COLUMNS))
+_SELECT_COLUMNS = (events_t.c.id, *(events_t.c[name] for name in EVENT_INSERT_COLUMNS))
 # The export reads the domain's EXPORT_ROW (named as the columns), then `id` for the keyset.
-_EXPORT_COLUMNS = (*(_T.c[name] for name in EXPORT_ROW), _T.c.id)
+_EXPORT_COLUMNS = (*(events_t.c[name] for name in EXPORT_ROW), events_t.c.id)
 _EXPORT_OCCURRED = EXPORT_ROW.index("occurred_at_us")
 
 
@@ -247,27 +256,41 @@ def _event_from_row(row: Sequence) -> ActivityEvent:
     )
 
 
+def driver_cursor(conn: Connection) -> DBAPICursor:
+    """A cursor of the driver's own connection under `conn`, for the hot
+    paths that skip SQLAlchemy's statement handling."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None, "the connection was closed"
+    return dbapi.cursor()
+
+
+_COLUMNS = ", ".join(EVENT_INSERT_COLUMNS)
+# The insert of events not stored yet, by backend: PostgreSQL's from the
+# staging table (see `EventRepository._copy_insert`), SQLite's row by row.
+_INSERT_NEW_SQL = {
+    "postgresql": (
+        f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM events_stage "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    ),
+    "sqlite": (
+        f"INSERT OR IGNORE INTO events ({_COLUMNS}) "
+        f"VALUES ({', '.join('?' for _ in EVENT_INSERT_COLUMNS)})"
+    ),
+}
+# The export's statements compiled once per shape of filter (the dialect and
+# the names of the values bound): SQL text, positional order, default values.
+_export_statements: dict[tuple, tuple[str, Sequence[str] | None, dict[str, Any]]] = {}
+
+
 class EventRepository:
-    """Reads and writes the `events` table inside a caller's transaction."""
+    """Reads and writes the `events` table and its hourly rollups inside
+    the transaction of one connection."""
 
-    def __init__(self, backend: str):
+    def __init__(self, conn: Connection, backend: str):
+        self._conn = conn
         self.backend = backend
-        self._insert_sql = self._build_insert_sql()
-        self._export_statements: dict[tuple, tuple[str, tuple | None, dict]] = {}
 
-    def _build_insert_sql(self) -> str:
-        cols = ", ".join(EVENT_INSERT_COLUMNS)
-        if self.backend == "postgresql":
-            return (
-                f"INSERT INTO events ({cols}) SELECT {cols} FROM events_stage "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-            )
-        marks = ", ".join("?" for _ in EVENT_INSERT_COLUMNS)
-        return f"INSERT OR IGNORE INTO events ({cols}) VALUES ({marks})"
-
-    def insert_new(
-        self, conn: Connection, events: Iterable[ActivityEvent], received_at: datetime
-    ) -> set[str]:
+    def insert_new(self, events: Iterable[ActivityEvent], received_at: datetime) -> set[str]:
         """Inserts the events whose `event_id` is not stored yet; returns the
         ids that were inserted. The caller dedupes ids within the batch.
 
@@ -279,14 +302,14 @@ class EventRepository:
         events = list(events)
         if not events:
             return set()
-        dbapi = conn.connection.dbapi_connection
-        cursor = dbapi.cursor()
+        cursor = driver_cursor(self._conn)
         try:
             if self.backend == "postgresql":
                 return self._copy_insert(cursor, events, received_us)
+            insert_sql = _INSERT_NEW_SQL[self.backend]
             inserted = set()
             for row in (_row_values(e, received_us) for e in events):
-                cursor.execute(self._insert_sql, row)
+                cursor.execute(insert_sql, row)
                 if cursor.rowcount == 1:
                     inserted.add(row[0])
             return inserted
@@ -300,8 +323,8 @@ class EventRepository:
         process storing the same event), the COPY is undone to a savepoint
         and redone through a per-connection temporary table and INSERT ...
         SELECT ... ON CONFLICT DO NOTHING, which is always correct but costs
-        PostgreSQL about half as much again per event. (Looking the ids up
-        first costs as much as the COPY itself.)"""
+        PostgreSQL more per event. Looking the ids up first would cost about
+        as much as the COPY itself. Measurements: docs/benchmarks.md."""
         from psycopg2.errors import UniqueViolation
 
         text = copy_text(events, received_us)
@@ -319,34 +342,37 @@ class EventRepository:
             "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         copy_from_text(cursor, _COPY_STAGE_SQL, text)
-        cursor.execute(self._insert_sql)
+        cursor.execute(_INSERT_NEW_SQL["postgresql"])
         return {r[0] for r in cursor.fetchall()}
 
-    def received_at(self, conn: Connection, event_ids: Iterable[str]) -> dict[str, datetime]:
+    def received_at(self, event_ids: Iterable[str]) -> dict[str, datetime]:
         """When each of the given (already stored) events was received."""
         ids = list(event_ids)
         found: dict[str, datetime] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for event_id, us in conn.execute(
-                select(_T.c.event_id, _T.c.received_at_us).where(_T.c.event_id.in_(chunk))
+            for event_id, us in self._conn.execute(
+                select(events_t.c.event_id, events_t.c.received_at_us).where(
+                    events_t.c.event_id.in_(chunk)
+                )
             ):
                 found[event_id] = from_us(us)
         return found
 
-    def by_ids(self, conn: Connection, event_ids: Sequence[str]) -> list[ActivityEvent]:
-        found = []
+    def by_ids(self, event_ids: Sequence[str]) -> list[ActivityEvent]:
+        found: list[ActivityEvent] = []
         for start in range(0, len(event_ids), 500):
             chunk = list(event_ids[start : start + 500])
             found.extend(
                 _event_from_row(r)
-                for r in conn.execute(select(*_SELECT_COLUMNS).where(_T.c.event_id.in_(chunk)))
+                for r in self._conn.execute(
+                    select(*_SELECT_COLUMNS).where(events_t.c.event_id.in_(chunk))
+                )
             )
         return found
 
     def page(
         self,
-        conn: Connection,
         flt: EventFilter,
         limit: int,
         after: EventKey | None,
@@ -354,19 +380,19 @@ class EventRepository:
     ) -> list[tuple[EventKey, ActivityEvent]]:
         """Up to `limit` events matching the filter, after the key, in time order."""
         query = select(*_SELECT_COLUMNS).where(*_conditions(flt))
-        key = tuple_(_T.c.occurred_at_us, _T.c.id)
+        key = tuple_(events_t.c.occurred_at_us, events_t.c.id)
         if after is not None:
             bound = tuple_(after.occurred_at_us, after.id)
             query = query.where(key < bound if newest_first else key > bound)
         if newest_first:
-            query = query.order_by(_T.c.occurred_at_us.desc(), _T.c.id.desc())
+            query = query.order_by(events_t.c.occurred_at_us.desc(), events_t.c.id.desc())
         else:
-            query = query.order_by(_T.c.occurred_at_us, _T.c.id)
-        rows = conn.execute(query.limit(limit)).all()
+            query = query.order_by(events_t.c.occurred_at_us, events_t.c.id)
+        rows = self._conn.execute(query.limit(limit)).all()
         return [(EventKey(r[4], r[0]), _event_from_row(r)) for r in rows]
 
     def export_page(
-        self, conn: Connection, flt: EventFilter, limit: int, after: EventKey | None
+        self, flt: EventFilter, limit: int, after: EventKey | None
     ) -> tuple[list[tuple], EventKey | None]:
         """Up to `limit` events matching the filter after the key, oldest
         first, as the driver's plain tuples of the EXPORT_ROW columns then
@@ -384,55 +410,53 @@ class EventRepository:
         conditions = _conditions(flt, bind)
         if after is not None:
             conditions.append(
-                tuple_(_T.c.occurred_at_us, _T.c.id)
+                tuple_(events_t.c.occurred_at_us, events_t.c.id)
                 > tuple_(
                     bind("after_occurred_at_us", after.occurred_at_us), bind("after_id", after.id)
                 )
             )
-        shape = (conn.dialect.name, *sorted(values))
+        shape = (self._conn.dialect.name, *sorted(values))
         values["export_limit"] = limit
-        statement = self._export_statements.get(shape)
+        statement = _export_statements.get(shape)
         if statement is None:
             query = (
                 select(*_EXPORT_COLUMNS)
                 .where(*conditions)
-                .order_by(_T.c.occurred_at_us, _T.c.id)
+                .order_by(events_t.c.occurred_at_us, events_t.c.id)
                 .limit(bindparam("export_limit", limit))
             )
-            compiled = query.compile(dialect=conn.dialect)
-            statement = self._export_statements[shape] = (
+            compiled = query.compile(dialect=self._conn.dialect)
+            statement = _export_statements[shape] = (
                 compiled.string,
                 compiled.positiontup,
                 compiled.params,
             )
         sql, positions, defaults = statement
-        params = {
-            **defaults,
-            **values,
-        }  # the compiler's own parameters (SQLite's OFFSET 0) and this page's
-        if positions is not None:  # SQLite's qmark style
-            params = tuple(params[name] for name in positions)
-        cursor = conn.connection.dbapi_connection.cursor()
+        # The compiler's own parameters (SQLite's OFFSET 0), then this page's.
+        named = {**defaults, **values}
+        # SQLite's qmark style takes them in order.
+        params = named if positions is None else tuple(named[name] for name in positions)
+        cursor = driver_cursor(self._conn)
         try:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
+            rows = cast(list[tuple], cursor.fetchall())  # both drivers return a list
         finally:
             cursor.close()
         return rows, (EventKey(rows[-1][_EXPORT_OCCURRED], rows[-1][-1]) if rows else None)
 
-    def add_to_rollups(self, conn: Connection, events: Sequence[ActivityEvent]) -> None:
+    def add_to_rollups(self, events: Sequence[ActivityEvent]) -> None:
         """Counts newly stored events into the hourly rollups (same
         transaction). Keys are written in sorted order, so concurrent
         writers lock rows in the same order and cannot deadlock."""
         if not events:
             return
-        # Whole-list passes and a C-counted Counter: per event, this and the
-        # array literals below cost less than half of what a loop and
-        # psycopg2's adaptation of lists did (ingest's hot path).
+        # Ingest's hot path: whole-list passes and a C-counted Counter, and
+        # array literals below rather than a loop and psycopg2's adaptation
+        # of lists (measurements: docs/benchmarks.md).
         hours = [to_us(e.occurred_at) // HOUR_US for e in events]
-        counts = sorted(Counter(zip(hours, [e.type.value for e in events])).items())
-        users = sorted(set(zip(hours, [e.user_id for e in events])))
-        cursor = conn.connection.dbapi_connection.cursor()
+        counts = sorted(Counter(zip(hours, [e.type.value for e in events], strict=True)).items())
+        users = sorted(set(zip(hours, [e.user_id for e in events], strict=True)))
+        cursor = driver_cursor(self._conn)
         try:
             if self.backend == "postgresql":
                 cursor.execute(
@@ -452,28 +476,28 @@ class EventRepository:
             cursor.close()
 
     def window_counts(
-        self, conn: Connection, start_hour: int, end_hour: int
+        self, start_hour: int, end_hour: int
     ) -> tuple[dict[int, dict[str, int]], int]:
         """Events per (hour, type) for the hours in [start_hour, end_hour]
         (hours since the epoch), and the distinct users in them, from the
         rollups: the cost follows hours and active users, not events."""
         hourly: dict[int, dict[str, int]] = {}
-        for h, type_, count in conn.execute(
-            select(_R.c.hour, _R.c.type, _R.c.count).where(
-                _R.c.hour >= start_hour, _R.c.hour <= end_hour
+        for h, type_, count in self._conn.execute(
+            select(rollup_t.c.hour, rollup_t.c.type, rollup_t.c.count).where(
+                rollup_t.c.hour >= start_hour, rollup_t.c.hour <= end_hour
             )
         ):
             hourly.setdefault(int(h), {})[type_] = count
         # COUNT over SELECT DISTINCT rather than COUNT(DISTINCT): PostgreSQL
-        # always sorts for the latter but may hash the former, about 3.5x
-        # faster for 5,000 users active in each of 24 hours (the same on SQLite).
+        # always sorts for the latter but may hash the former (measurements:
+        # docs/benchmarks.md).
         active = (
-            select(_U.c.user_id)
-            .where(_U.c.hour >= start_hour, _U.c.hour <= end_hour)
+            select(user_hours_t.c.user_id)
+            .where(user_hours_t.c.hour >= start_hour, user_hours_t.c.hour <= end_hour)
             .distinct()
             .subquery()
         )
-        users = conn.execute(select(func.count()).select_from(active)).scalar_one()
+        users = self._conn.execute(select(func.count()).select_from(active)).scalar_one()
         return hourly, users
 
 
@@ -482,13 +506,13 @@ def _conditions(flt: EventFilter, bind=lambda name, value: value) -> list:
     into a named bind parameter."""
     conds = []
     if flt.user_id:
-        conds.append(_T.c.user_id == bind("user_id", flt.user_id))
+        conds.append(events_t.c.user_id == bind("user_id", flt.user_id))
     if flt.type is not None:
-        conds.append(_T.c.type == bind("type", flt.type.value))
+        conds.append(events_t.c.type == bind("type", flt.type.value))
     if flt.start_time is not None:
-        conds.append(_T.c.occurred_at_us >= bind("start_us", to_us(flt.start_time)))
+        conds.append(events_t.c.occurred_at_us >= bind("start_us", to_us(flt.start_time)))
     if flt.end_time is not None:
-        conds.append(_T.c.occurred_at_us < bind("end_us", to_us(flt.end_time)))
+        conds.append(events_t.c.occurred_at_us < bind("end_us", to_us(flt.end_time)))
     if flt.source_ip:
-        conds.append(_T.c.source_ip == bind("source_ip", flt.source_ip))
+        conds.append(events_t.c.source_ip == bind("source_ip", flt.source_ip))
     return conds

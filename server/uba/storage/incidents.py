@@ -11,14 +11,14 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from uba.domain.alerts import Resolution
 from uba.domain.anomalies import Anomaly, Severity
-from uba.domain.incidents import EntityKind, Incident, IncidentFilter, IncidentStatus, Signal
+from uba.domain.incidents import EntityKind, Incident, IncidentStatus, Signal
 from uba.storage.detection import anomaly_from_row
 from uba.storage.events import from_us, from_us_or_none, to_us, to_us_or_none
-from uba.storage.models import AnomalyRow, IncidentMemberRow, IncidentRow
+from uba.storage.models import AnomalyRow, IncidentMemberRow, IncidentRow, table_of
 
-_IN = IncidentRow.__table__
-_MEM = IncidentMemberRow.__table__
-_AN = AnomalyRow.__table__
+incidents_t = table_of(IncidentRow)
+members_t = table_of(IncidentMemberRow)
+anomalies_t = table_of(AnomalyRow)
 
 # Open incidents of one entity considered for a new member (newest first).
 CANDIDATES = 20
@@ -97,13 +97,16 @@ def incident_from_row(r) -> Incident:
 
 
 class IncidentRepository:
-    def __init__(self, backend: str):
+    """Incidents and their members inside the transaction of one connection."""
+
+    def __init__(self, conn: Connection, backend: str):
+        self._conn = conn
         self.backend = backend
 
     # -- the writer's side ---------------------------------------------------------
 
     def open_incidents(
-        self, conn: Connection, entity_kind: EntityKind, entity_id: str, limit: int = CANDIDATES
+        self, entity_kind: EntityKind, entity_id: str, limit: int = CANDIDATES
     ) -> list[Incident]:
         """The entity's open (or acknowledged) incidents, newest first; on
         PostgreSQL locked until commit, so that a resolution committed by
@@ -111,55 +114,57 @@ class IncidentRepository:
         instead of being overwritten. Lock order everywhere: incidents, then
         alerts."""
         query = (
-            select(_IN)
+            select(incidents_t)
             .where(
-                _IN.c.entity_kind == entity_kind.value,
-                _IN.c.entity_id == entity_id,
-                _IN.c.status != IncidentStatus.RESOLVED.value,
+                incidents_t.c.entity_kind == entity_kind.value,
+                incidents_t.c.entity_id == entity_id,
+                incidents_t.c.status != IncidentStatus.RESOLVED.value,
             )
-            .order_by(_IN.c.seq.desc())
+            .order_by(incidents_t.c.seq.desc())
             .limit(limit)
         )
         if self.backend == "postgresql":
             query = query.with_for_update()
-        rows = conn.execute(query).all()
+        rows = self._conn.execute(query).all()
         return [incident_from_row(r) for r in rows]
 
-    def incident(self, conn: Connection, incident_id: str, lock: bool = False) -> Incident | None:
-        query = select(_IN).where(_IN.c.incident_id == incident_id)
+    def incident(self, incident_id: str, lock: bool = False) -> Incident | None:
+        query = select(incidents_t).where(incidents_t.c.incident_id == incident_id)
         if lock and self.backend == "postgresql":
             query = query.with_for_update()
-        row = conn.execute(query).first()
+        row = self._conn.execute(query).first()
         return None if row is None else incident_from_row(row)
 
-    def incidents_of_alert(self, conn: Connection, alert_id: str) -> list[Incident]:
+    def incidents_of_alert(self, alert_id: str) -> list[Incident]:
         """The incidents an alert's anomalies belong to (locked on PostgreSQL)."""
-        ids = select(_MEM.c.incident_id).where(_MEM.c.alert_id == alert_id).distinct()
-        query = select(_IN).where(_IN.c.incident_id.in_(ids)).order_by(_IN.c.incident_id)
+        ids = select(members_t.c.incident_id).where(members_t.c.alert_id == alert_id).distinct()
+        query = (
+            select(incidents_t)
+            .where(incidents_t.c.incident_id.in_(ids))
+            .order_by(incidents_t.c.incident_id)
+        )
         if self.backend == "postgresql":
             query = query.with_for_update()
-        rows = conn.execute(query).all()
+        rows = self._conn.execute(query).all()
         return [incident_from_row(r) for r in rows]
 
-    def save_incidents(
-        self, conn: Connection, incidents: Sequence[Incident], created: set[str]
-    ) -> None:
+    def save_incidents(self, incidents: Sequence[Incident], created: set[str]) -> None:
         new = [incident_values(i) for i in incidents if i.incident_id in created]
         changed = [incident_values(i) for i in incidents if i.incident_id not in created]
         if new:
-            conn.execute(insert(_IN), new)
+            self._conn.execute(insert(incidents_t), new)
         for values in changed:
-            conn.execute(
-                update(_IN).where(_IN.c.incident_id == values["incident_id"]).values(**values)
+            self._conn.execute(
+                update(incidents_t)
+                .where(incidents_t.c.incident_id == values["incident_id"])
+                .values(**values)
             )
 
-    def add_members(
-        self, conn: Connection, rows: Sequence[tuple[str, str, str, str, datetime]]
-    ) -> None:
+    def add_members(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
         """(incident_id, anomaly_id, alert_id, user_id, occurred_at) rows."""
         if rows:
-            conn.execute(
-                insert(_MEM),
+            self._conn.execute(
+                insert(members_t),
                 [
                     {
                         "incident_id": i,
@@ -174,50 +179,69 @@ class IncidentRepository:
 
     # -- reads -----------------------------------------------------------------------
 
-    def incidents_after(self, conn: Connection, seq: int, limit: int) -> list[Incident]:
-        rows = conn.execute(
-            select(_IN).where(_IN.c.seq > seq).order_by(_IN.c.seq).limit(limit)
+    def incidents_after(self, seq: int, limit: int) -> list[Incident]:
+        rows = self._conn.execute(
+            select(incidents_t)
+            .where(incidents_t.c.seq > seq)
+            .order_by(incidents_t.c.seq)
+            .limit(limit)
         ).all()
         return [incident_from_row(r) for r in rows]
 
-    def max_seq(self, conn: Connection) -> int:
-        return conn.execute(select(func.coalesce(func.max(_IN.c.seq), 0))).scalar_one()
+    def max_seq(self) -> int:
+        return self._conn.execute(
+            select(func.coalesce(func.max(incidents_t.c.seq), 0))
+        ).scalar_one()
 
     def page_incidents(
-        self, conn: Connection, flt: IncidentFilter, limit: int, before_seq: int | None
+        self,
+        limit: int,
+        before_seq: int | None,
+        *,
+        user_id: str = "",
+        status: IncidentStatus | None = None,
+        min_severity: int = 0,
+        tactic: str = "",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
     ) -> list[Incident]:
-        query = select(_IN)
-        if flt.user_id:
-            members = select(_MEM.c.incident_id).where(_MEM.c.user_id == flt.user_id)
+        """Up to `limit` incidents by seq, highest first, below `before_seq`:
+        the user's (as the entity or a member), in a status, of a severity,
+        with an ATT&CK tactic, seen in [start_time, end_time); an empty or
+        None criterion matches all."""
+        query = select(incidents_t)
+        if user_id:
+            members = select(members_t.c.incident_id).where(members_t.c.user_id == user_id)
             query = query.where(
-                (_IN.c.incident_id.in_(members))
-                | ((_IN.c.entity_kind == EntityKind.USER.value) & (_IN.c.entity_id == flt.user_id))
+                (incidents_t.c.incident_id.in_(members))
+                | (
+                    (incidents_t.c.entity_kind == EntityKind.USER.value)
+                    & (incidents_t.c.entity_id == user_id)
+                )
             )
-        if flt.status is not None:
-            query = query.where(_IN.c.status == flt.status.value)
-        if flt.min_severity:
-            query = query.where(_IN.c.severity >= flt.min_severity)
-        if flt.tactic:
+        if status is not None:
+            query = query.where(incidents_t.c.status == status.value)
+        if min_severity:
+            query = query.where(incidents_t.c.severity >= min_severity)
+        if tactic:
             # Ids are plain "TA0001" strings inside a JSON list.
-            query = query.where(_IN.c.tactics.contains(f'"{flt.tactic}"', autoescape=True))
-        if flt.start_time:
-            query = query.where(_IN.c.last_seen_at_us >= to_us(flt.start_time))
-        if flt.end_time:
-            query = query.where(_IN.c.first_seen_at_us < to_us(flt.end_time))
+            query = query.where(incidents_t.c.tactics.contains(f'"{tactic}"', autoescape=True))
+        if start_time:
+            query = query.where(incidents_t.c.last_seen_at_us >= to_us(start_time))
+        if end_time:
+            query = query.where(incidents_t.c.first_seen_at_us < to_us(end_time))
         if before_seq is not None:
-            query = query.where(_IN.c.seq < before_seq)
-        rows = conn.execute(query.order_by(_IN.c.seq.desc()).limit(limit)).all()
+            query = query.where(incidents_t.c.seq < before_seq)
+        rows = self._conn.execute(query.order_by(incidents_t.c.seq.desc()).limit(limit)).all()
         return [incident_from_row(r) for r in rows]
 
-    def member_anomalies(
-        self, conn: Connection, incident_id: str, limit: int = 1000
-    ) -> list[Anomaly]:
+    def member_anomalies(self, incident_id: str, limit: int = 1000) -> list[Anomaly]:
         """The incident's anomalies, oldest first (the latest `limit`)."""
-        rows = conn.execute(
-            select(_AN)
-            .join(_MEM, _MEM.c.anomaly_id == _AN.c.anomaly_id)
-            .where(_MEM.c.incident_id == incident_id)
-            .order_by(_MEM.c.occurred_at_us.desc(), _AN.c.id.desc())
+        rows = self._conn.execute(
+            select(anomalies_t)
+            .join(members_t, members_t.c.anomaly_id == anomalies_t.c.anomaly_id)
+            .where(members_t.c.incident_id == incident_id)
+            .order_by(members_t.c.occurred_at_us.desc(), anomalies_t.c.id.desc())
             .limit(limit)
         ).all()
         return [anomaly_from_row(r) for r in reversed(rows)]

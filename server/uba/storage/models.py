@@ -7,7 +7,7 @@ type with a zone).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Alembic-friendly constraint names, stable across both databases.
@@ -25,6 +25,14 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model, for the repositories' Core statements
+    (SQLAlchemy declares `__table__` as the wider FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class EventRow(Base):

@@ -23,11 +23,11 @@ from uba.domain import security as sec
 from uba.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from uba.storage.database import Database
 from uba.storage.events import from_us, to_us
-from uba.storage.models import ApiKeyRow, AuditRow
+from uba.storage.models import ApiKeyRow, AuditRow, table_of
 
 log = logging.getLogger(__name__)
-_K = ApiKeyRow.__table__
-_A = AuditRow.__table__
+api_keys_t = table_of(ApiKeyRow)
+audit_t = table_of(AuditRow)
 MAX_NAME_LENGTH = 128
 
 
@@ -84,7 +84,7 @@ class SecurityRepository:
         try:
             with self.database.write() as conn:
                 conn.execute(
-                    insert(_K).values(
+                    insert(api_keys_t).values(
                         key_id=key.key_id,
                         name=name,
                         digest=sec.digest(token),
@@ -94,7 +94,7 @@ class SecurityRepository:
                     )
                 )
                 conn.execute(
-                    insert(_A).values(
+                    insert(audit_t).values(
                         **_audit_values(
                             sec.AuditEvent(
                                 "keys.create",
@@ -116,14 +116,20 @@ class SecurityRepository:
     def revoke(self, name_or_id: str, now: datetime, actor: str = "", peer: str = "") -> sec.ApiKey:
         with self.database.write() as conn:
             row = conn.execute(
-                select(_K).where(or_(_K.c.name == name_or_id, _K.c.key_id == name_or_id))
+                select(api_keys_t).where(
+                    or_(api_keys_t.c.name == name_or_id, api_keys_t.c.key_id == name_or_id)
+                )
             ).first()
             if row is None:
                 raise NotFound(f"no API key named {name_or_id!r}")
             if row.revoked_at_us is None:
-                conn.execute(update(_K).where(_K.c.id == row.id).values(revoked_at_us=to_us(now)))
+                conn.execute(
+                    update(api_keys_t)
+                    .where(api_keys_t.c.id == row.id)
+                    .values(revoked_at_us=to_us(now))
+                )
             conn.execute(
-                insert(_A).values(
+                insert(audit_t).values(
                     **_audit_values(
                         sec.AuditEvent(
                             "keys.revoke",
@@ -137,53 +143,55 @@ class SecurityRepository:
                     )
                 )
             )
-            row = conn.execute(select(_K).where(_K.c.id == row.id)).one()
+            row = conn.execute(select(api_keys_t).where(api_keys_t.c.id == row.id)).one()
         return _key(row)
 
     def find(self, digest: str) -> tuple[sec.ApiKey, str] | None:
         with self.database.read() as conn:
-            row = conn.execute(select(_K).where(_K.c.digest == digest)).first()
+            row = conn.execute(select(api_keys_t).where(api_keys_t.c.digest == digest)).first()
         return None if row is None else (_key(row), row.digest)
 
     def keys(self) -> list[sec.ApiKey]:
         with self.database.read() as conn:
-            return [_key(r) for r in conn.execute(select(_K).order_by(_K.c.id)).all()]
+            return [
+                _key(r) for r in conn.execute(select(api_keys_t).order_by(api_keys_t.c.id)).all()
+            ]
 
     def active_digests(self, now: datetime) -> set[str]:
         """Digests of the keys neither revoked nor expired at `now`."""
         now_us = to_us(now)
         with self.database.read() as conn:
             rows = conn.execute(
-                select(_K.c.digest).where(
-                    _K.c.revoked_at_us.is_(None),
-                    or_(_K.c.expires_at_us.is_(None), _K.c.expires_at_us > now_us),
+                select(api_keys_t.c.digest).where(
+                    api_keys_t.c.revoked_at_us.is_(None),
+                    or_(api_keys_t.c.expires_at_us.is_(None), api_keys_t.c.expires_at_us > now_us),
                 )
             ).all()
         return {r.digest for r in rows}
 
     def has_keys(self) -> bool:
         with self.database.read() as conn:
-            return conn.execute(select(_K.c.id).limit(1)).first() is not None
+            return conn.execute(select(api_keys_t.c.id).limit(1)).first() is not None
 
     # -- audit -------------------------------------------------------------------------
 
     def append(self, events: Sequence[sec.AuditEvent]) -> None:
         if events:
             with self.database.write() as conn:
-                conn.execute(insert(_A), [_audit_values(e) for e in events])
+                conn.execute(insert(audit_t), [_audit_values(e) for e in events])
 
     def page_audit(
         self, actor: str, action: str, limit: int, before_seq: int | None
     ) -> list[sec.AuditEvent]:
-        query = select(_A)
+        query = select(audit_t)
         if actor:
-            query = query.where(_A.c.actor == actor)
+            query = query.where(audit_t.c.actor == actor)
         if action:
-            query = query.where(_A.c.action == action)
+            query = query.where(audit_t.c.action == action)
         if before_seq is not None:
-            query = query.where(_A.c.id < before_seq)
+            query = query.where(audit_t.c.id < before_seq)
         with self.database.read() as conn:
-            rows = conn.execute(query.order_by(_A.c.id.desc()).limit(limit)).all()
+            rows = conn.execute(query.order_by(audit_t.c.id.desc()).limit(limit)).all()
         return [
             sec.AuditEvent(
                 action=r.action,

@@ -1,6 +1,6 @@
 """The storage facade the domain talks to. Reads are one transaction each;
-the ingest writer gets a unit of work: one transaction in which it stores
-events and everything detection derived from them.
+the ingest writer gets a write transaction: one transaction in which it
+stores events and everything detection derived from them.
 
 Domain services see plain Python objects only; SQLAlchemy stays in this
 package.
@@ -8,41 +8,35 @@ package.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from uba.domain.alerts import Alert
+from sqlalchemy import Connection
+
+from uba.domain.alerts import Alert, AlertStatus
 from uba.domain.anomalies import Anomaly
 from uba.domain.events import ActivityEvent, EventFilter
-from uba.domain.incidents import Incident, IncidentFilter
-from uba.domain.investigation import AlertFilter, AnomalyFilter
+from uba.domain.incidents import Incident, IncidentStatus
 from uba.storage.database import Database
 from uba.storage.detection import DetectionRepository
 from uba.storage.events import EventKey, EventRepository
 from uba.storage.incidents import IncidentRepository
 
 
-class _Bound:
-    """A repository with the transaction's connection bound as the first
-    argument of every method, so domain code never handles a connection."""
+class Repositories:
+    """The repositories of one transaction, each bound to its connection,
+    so that domain code never handles a connection."""
 
-    def __init__(self, repository: object, conn: object):
-        self._repository = repository
-        self._conn = conn
-
-    def __getattr__(self, name: str):
-        return functools.partial(getattr(self._repository, name), self._conn)
+    def __init__(self, conn: Connection, backend: str):
+        self.events = EventRepository(conn, backend)
+        self.detection = DetectionRepository(conn, backend)
+        self.incidents = IncidentRepository(conn, backend)
 
 
-class UnitOfWork:
-    """One write transaction: `events`, `detection` and `incidents` repositories."""
-
-    def __init__(self, events: _Bound, detection: _Bound, incidents: _Bound | None = None):
-        self.events = events
-        self.detection = detection
-        self.incidents = incidents
+class WriteTransaction(Repositories):
+    """The ingest writer's transaction: its repositories, and the storing of
+    a group of events."""
 
     def store_events(
         self, events: Sequence[ActivityEvent], received_at: datetime
@@ -57,22 +51,25 @@ class UnitOfWork:
 
 
 class Store:
+    """What the domain services call: each read in a transaction of its
+    own, and the ingest writer's transaction (`unit_of_work`, the name
+    uba.domain.ingest asks for)."""
+
     def __init__(self, database: Database):
         self.database = database
         self.backend = database.backend
-        self.events = EventRepository(database.backend)
-        self.detection = DetectionRepository(database.backend)
-        self.incidents = IncidentRepository(database.backend)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
+    def unit_of_work(self) -> Iterator[WriteTransaction]:
         """For the ingest writer thread only (it holds one connection)."""
         with self.database.write_held() as conn:
-            yield UnitOfWork(
-                _Bound(self.events, conn),
-                _Bound(self.detection, conn),
-                _Bound(self.incidents, conn),
-            )
+            yield WriteTransaction(conn, self.backend)
+
+    @contextmanager
+    def _read(self) -> Iterator[Repositories]:
+        """A read transaction's repositories."""
+        with self.database.read() as conn:
+            yield Repositories(conn, self.backend)
 
     # -- reads ------------------------------------------------------------------
 
@@ -80,92 +77,143 @@ class Store:
         self, flt: EventFilter, limit: int, after: list[int] | None, newest_first: bool
     ) -> list[tuple[list[int], ActivityEvent]]:
         key = EventKey(*after) if after else None
-        with self.database.read() as conn:
-            rows = self.events.page(conn, flt, limit, key, newest_first)
+        with self._read() as repos:
+            rows = repos.events.page(flt, limit, key, newest_first)
         return [([k.occurred_at_us, k.id], e) for k, e in rows]
 
     def export_page(
         self, flt: EventFilter, limit: int, after: list[int] | None
     ) -> tuple[list[tuple], list[int] | None]:
         key = EventKey(*after) if after else None
-        with self.database.read() as conn:
-            rows, last = self.events.export_page(conn, flt, limit, key)
+        with self._read() as repos:
+            rows, last = repos.events.export_page(flt, limit, key)
         return rows, (None if last is None else [last.occurred_at_us, last.id])
 
     def window_counts(
         self, start_hour: int, end_hour: int
     ) -> tuple[dict[int, dict[str, int]], int]:
-        with self.database.read() as conn:
-            return self.events.window_counts(conn, start_hour, end_hour)
+        with self._read() as repos:
+            return repos.events.window_counts(start_hour, end_hour)
 
     def page_anomalies(
-        self, flt: AnomalyFilter, limit: int, after: list[int] | None
+        self,
+        limit: int,
+        after: list[int] | None,
+        *,
+        user_id: str = "",
+        detector: str = "",
+        min_severity: int = 0,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
     ) -> list[tuple[list[int], Anomaly]]:
-        with self.database.read() as conn:
-            rows = self.detection.page_anomalies(conn, flt, limit, tuple(after) if after else None)
+        with self._read() as repos:
+            rows = repos.detection.page_anomalies(
+                limit,
+                (after[0], after[1]) if after else None,
+                user_id=user_id,
+                detector=detector,
+                min_severity=min_severity,
+                start_time=start_time,
+                end_time=end_time,
+            )
         return [(list(key), anomaly) for key, anomaly in rows]
 
-    def page_alerts(self, flt: AlertFilter, limit: int, before_seq: int | None) -> list[Alert]:
-        with self.database.read() as conn:
-            return self.detection.page_alerts(conn, flt, limit, before_seq)
+    def page_alerts(
+        self,
+        limit: int,
+        before_seq: int | None,
+        *,
+        user_id: str = "",
+        detector: str = "",
+        min_severity: int = 0,
+        status: AlertStatus | None = None,
+    ) -> list[Alert]:
+        with self._read() as repos:
+            return repos.detection.page_alerts(
+                limit,
+                before_seq,
+                user_id=user_id,
+                detector=detector,
+                min_severity=min_severity,
+                status=status,
+            )
 
     def alerts_after(self, seq: int, limit: int) -> list[Alert]:
-        with self.database.read() as conn:
-            return self.detection.alerts_after(conn, seq, limit)
+        with self._read() as repos:
+            return repos.detection.alerts_after(seq, limit)
 
     def max_alert_seq(self) -> int:
         """The latest seq of the alerts' sequence (alert and incident changes)."""
-        with self.database.read() as conn:
-            return max(self.detection.max_seq(conn), self.incidents.max_seq(conn))
+        with self._read() as repos:
+            return max(repos.detection.max_seq(), repos.incidents.max_seq())
 
     def changes_after(self, seq: int, limit: int) -> list[Alert | Incident]:
         """Alert and incident changes after `seq`, in seq order (they share
         the sequence), at most `limit`."""
-        with self.database.read() as conn:
-            alerts = self.detection.alerts_after(conn, seq, limit)
-            incidents = self.incidents.incidents_after(conn, seq, limit)
-        return sorted([*alerts, *incidents], key=lambda x: x.seq)[:limit]
+        with self._read() as repos:
+            alerts = repos.detection.alerts_after(seq, limit)
+            incidents = repos.incidents.incidents_after(seq, limit)
+        changes: list[Alert | Incident] = [*alerts, *incidents]
+        return sorted(changes, key=lambda change: change.seq)[:limit]
 
     def page_incidents(
-        self, flt: IncidentFilter, limit: int, before_seq: int | None
+        self,
+        limit: int,
+        before_seq: int | None,
+        *,
+        user_id: str = "",
+        status: IncidentStatus | None = None,
+        min_severity: int = 0,
+        tactic: str = "",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
     ) -> list[Incident]:
-        with self.database.read() as conn:
-            return self.incidents.page_incidents(conn, flt, limit, before_seq)
+        with self._read() as repos:
+            return repos.incidents.page_incidents(
+                limit,
+                before_seq,
+                user_id=user_id,
+                status=status,
+                min_severity=min_severity,
+                tactic=tactic,
+                start_time=start_time,
+                end_time=end_time,
+            )
 
     def incident(self, incident_id: str) -> Incident | None:
-        with self.database.read() as conn:
-            return self.incidents.incident(conn, incident_id)
+        with self._read() as repos:
+            return repos.incidents.incident(incident_id)
 
     def incident_anomalies(self, incident_id: str, limit: int = 1000) -> list[Anomaly]:
-        with self.database.read() as conn:
-            return self.incidents.member_anomalies(conn, incident_id, limit)
+        with self._read() as repos:
+            return repos.incidents.member_anomalies(incident_id, limit)
 
     def alerts_by_ids(self, alert_ids: Sequence[str]) -> list[Alert]:
-        with self.database.read() as conn:
-            found = [self.detection.alert(conn, a) for a in alert_ids]
+        with self._read() as repos:
+            found = [repos.detection.alert(a) for a in alert_ids]
         return [a for a in found if a is not None]
 
     def baseline(self, user_id: str) -> dict | None:
-        with self.database.read() as conn:
-            return self.detection.baseline(conn, user_id)
+        with self._read() as repos:
+            return repos.detection.baseline(user_id)
 
     def anomaly_counts(
         self, start: datetime, end: datetime
     ) -> tuple[dict[int, int], dict[str, int]]:
-        with self.database.read() as conn:
-            return self.detection.anomaly_counts(conn, start, end)
+        with self._read() as repos:
+            return repos.detection.anomaly_counts(start, end)
 
     def open_alerts_by_severity(self) -> dict[int, int]:
-        with self.database.read() as conn:
-            return self.detection.open_alerts_by_severity(conn)
+        with self._read() as repos:
+            return repos.detection.open_alerts_by_severity()
 
     def risks(self) -> list[tuple[str, float, datetime]]:
-        with self.database.read() as conn:
-            return self.detection.risks(conn)
+        with self._read() as repos:
+            return repos.detection.risks()
 
     def open_reasons(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
-        with self.database.read() as conn:
-            return self.detection.recent_open_reasons(conn, user_ids)
+        with self._read() as repos:
+            return repos.detection.recent_open_reasons(user_ids)
 
     def ping(self) -> None:
         """Raises when the database cannot be reached."""

@@ -33,7 +33,8 @@ def upgrade() -> None:
     # Events stored before this revision.
     op.execute(
         f"INSERT INTO event_rollup (hour, type, count) "
-        f"SELECT occurred_at_us / {HOUR_US}, type, COUNT(*) FROM events GROUP BY occurred_at_us / {HOUR_US}, type"
+        f"SELECT occurred_at_us / {HOUR_US}, type, COUNT(*) FROM events "
+        f"GROUP BY occurred_at_us / {HOUR_US}, type"
     )
     op.execute(
         f"INSERT INTO user_hours (hour, user_id) "

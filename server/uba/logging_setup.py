@@ -1,4 +1,5 @@
-"""Structured logging: one event per line, plain or JSON."""
+"""The server's own logging set-up: one event per line on stderr, plain or
+JSON. (The users' activity log is uba.domain.logs.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts (UTC), level, logger, msg, exc."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
