@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from support.events import unique
 
-from uba.commands.client import say, shown, table
+from uba.commands.common import say, shown, table
 from uba.storage.database import Database
 
 HOSTILE = {
@@ -59,7 +59,7 @@ def test_a_table_keeps_one_line_per_row_whatever_the_cells_hold(capsys):
 
 def test_lines_and_errors_are_escaped_too(capsys):
     say("alert for mallory\x1b]0;owned\x07 from \u2028here")
-    from uba.commands.client import fail, note
+    from uba.commands.common import fail, note
 
     fail("no user named 'a\nb'")
     note("skipped: \x1b[31mred")

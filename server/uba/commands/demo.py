@@ -7,7 +7,7 @@ import argparse
 import json
 from datetime import UTC, datetime, timedelta
 
-from uba.commands.client import (
+from uba.commands.common import (
     ClientSettings,
     UsageError,
     common_parser,

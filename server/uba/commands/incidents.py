@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from uba.commands.client import (
+from uba.commands.common import (
     ClientSettings,
-    _ts,
     as_dict,
     common_parser,
     fetch_listing,
@@ -20,6 +19,7 @@ from uba.commands.client import (
     print_listing,
     say,
     table,
+    timestamp_text,
 )
 
 
@@ -39,7 +39,7 @@ def _incident_row(i) -> list[str]:
         i.entity_id,
         str(len(i.signals)),
         _tactics(i),
-        _ts(i, "last_seen_at"),
+        timestamp_text(i, "last_seen_at"),
         i.title,
     ]
 
@@ -69,7 +69,9 @@ def _print_incident(i, as_json: bool) -> None:
         f"{ev.entity_kind_name(i.entity_kind)} {i.entity_id}"
     )
     say(f"  {i.title}")
-    say(f"  {_ts(i, 'first_seen_at')} .. {_ts(i, 'last_seen_at')} UTC, {i.anomaly_count} anomalies")
+    say(
+        f"  {timestamp_text(i, 'first_seen_at')} .. {timestamp_text(i, 'last_seen_at')} UTC, {i.anomaly_count} anomalies"
+    )
     if i.tactics:
         say("  tactics: " + ", ".join(f"{t.tactic_id} {t.name}".strip() for t in i.tactics))
     if i.techniques:
@@ -77,7 +79,7 @@ def _print_incident(i, as_json: bool) -> None:
             "  techniques: " + ", ".join(f"{t.technique_id} {t.name}".strip() for t in i.techniques)
         )
     if i.acknowledged_by:
-        say(f"  acknowledged by {i.acknowledged_by} at {_ts(i, 'acknowledged_at')}")
+        say(f"  acknowledged by {i.acknowledged_by} at {timestamp_text(i, 'acknowledged_at')}")
     if i.resolution:
         say(
             f"  resolution: {ev.resolution_name(i.resolution)} by {i.resolved_by}"
@@ -185,7 +187,7 @@ def _follow(client, args: argparse.Namespace) -> int:
                 print(json.dumps(as_dict(incident)), flush=True)
             else:
                 say(
-                    f"{incident.seq:>6}  {_ts(incident, 'updated_at')}  {ev.severity_name(incident.severity):<8}  "
+                    f"{incident.seq:>6}  {timestamp_text(incident, 'updated_at')}  {ev.severity_name(incident.severity):<8}  "
                     f"{incident.score:>3.0f}  {ev.incident_status_name(incident.status):<12}  {incident.title}"
                 )
             seen += 1

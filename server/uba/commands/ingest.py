@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from uba.commands.client import (
+from uba.commands.common import (
     ClientSettings,
     UsageError,
     common_parser,

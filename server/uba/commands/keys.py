@@ -78,7 +78,7 @@ def _info(key, now: datetime) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.commands.client import parse_duration
+    from uba.commands.common import parse_duration
     from uba.domain.errors import DomainError
     from uba.domain.security import expiry, parse_scopes
     from uba.storage.database import Database
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(keys, indent=2))
             else:
-                from uba.commands.client import table
+                from uba.commands.common import table
 
                 table(
                     [
