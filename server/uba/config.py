@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 # Largest batch RecordActivities accepts.
 MAX_BATCH_SIZE = 1000
@@ -159,7 +160,7 @@ class Settings:
         cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
     ) -> Settings:
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             raw = getattr(args, f.name, None) if args is not None else None
             if raw is None:

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if asked_to_stop:
         # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
         return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+    assert gateway.process is not None  # started: wait() returned its exit code
     print(
         f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly ({describe_exit(code)}); "
         "the gateway is down",

@@ -204,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     for sample in invalid_samples:
         note(f"uba: {sample}")
 
+    by_type = dict(sorted(totals.by_type.items()))
     summary = {
         "files": len(args.files),
         "read": totals.lines,
@@ -216,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         "ignored": totals.ignored,
         "skipped": totals.skipped,
         "unparsed": totals.unparsed,
-        "by_type": dict(sorted(totals.by_type.items())),
+        "by_type": by_type,
         "skip_reasons": dict(totals.skip_reasons),
         "seconds": round(elapsed, 3),
         "dry_run": bool(args.dry_run),
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        kinds = ", ".join(f"{k} {v:,}" for k, v in summary["by_type"].items()) or "none"
+        kinds = ", ".join(f"{k} {v:,}" for k, v in by_type.items()) or "none"
         print(
             f"read {totals.lines:,} lines from {len(args.files)} file(s) in {elapsed:.1f}s: "
             f"{totals.events:,} events ({kinds})"
