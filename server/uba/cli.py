@@ -33,7 +33,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uba",
-        description="User Behavior Analytics: record activity, score it against baselines, raise alerts.",
+        description="User Behavior Analytics: record activity, score it against baselines, raise "
+        "alerts.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

@@ -81,9 +81,10 @@ def test_uba_logs_prints_a_stored_hostile_value_escaped(uba_server, uba_cli):
         with database.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO events (event_id, user_id, type, occurred_at_us, received_at_us, source_ip, user_agent, "
-                    "device_id, session_id, country_code, city, timezone, peer_group, api_method, api_path, "
-                    "status_code, bytes_transferred, source) VALUES (:id, :user, 'api_call', :at, :at, '', "
+                    "INSERT INTO events (event_id, user_id, type, occurred_at_us, received_at_us, "
+                    "source_ip, user_agent, device_id, session_id, country_code, city, timezone, "
+                    "peer_group, api_method, api_path, status_code, bytes_transferred, source) "
+                    "VALUES (:id, :user, 'api_call', :at, :at, '', "
                     "'\x1b]0;owned\x07', '', '', '', '', '', '', :method, :path, 200, 0, '')"
                 ),
                 {

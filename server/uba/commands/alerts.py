@@ -59,7 +59,8 @@ def _print_alert(a, as_json: bool) -> None:
     from uba_client import events as ev
 
     say(
-        f"{a.alert_id}  {ev.severity_name(a.severity)}  {ev.status_name(a.status)}  {a.user_id}  {a.detector}"
+        f"{a.alert_id}  {ev.severity_name(a.severity)}  {ev.status_name(a.status)}  {a.user_id}  "
+        f"{a.detector}"
     )
     say(f"  {a.title}: {a.reason}")
     if a.techniques:
@@ -72,7 +73,8 @@ def _print_alert(a, as_json: bool) -> None:
         )
     if a.resolution:
         say(
-            f"  resolution: {ev.resolution_name(a.resolution)}{'  note: ' + a.note if a.note else ''}"
+            "  resolution: "
+            f"{ev.resolution_name(a.resolution)}{'  note: ' + a.note if a.note else ''}"
         )
 
 
@@ -122,8 +124,10 @@ def _follow(client, args: argparse.Namespace) -> int:
                 print(json_text(as_dict(alert)), flush=True)
             else:
                 say(
-                    f"{alert.seq:>6}  {timestamp_text(alert, 'updated_at')}  {ev.severity_name(alert.severity):<8}  "
-                    f"{ev.status_name(alert.status):<12}  {alert.user_id}  {alert.detector}: {alert.reason}",
+                    f"{alert.seq:>6}  {timestamp_text(alert, 'updated_at')}  "
+                    f"{ev.severity_name(alert.severity):<8}  "
+                    f"{ev.status_name(alert.status):<12}  {alert.user_id}  {alert.detector}: "
+                    f"{alert.reason}",
                     flush=True,
                 )
             seen += 1
@@ -196,6 +200,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=parse_duration,
         default=None,
         metavar="DURATION",
-        help="for benign or false_positive: no new alerts of this user and detector for this long (e.g. 7d)",
+        help="for benign or false_positive: no new alerts of this user and detector for this long "
+        "(e.g. 7d)",
     )
     a.set_defaults(func=guarded(run_alerts))

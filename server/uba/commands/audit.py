@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "audit",
         parents=[common, as_json],
         help="the audit trail (admin key)",
-        description="Who did what, when, from where, and how it ended: authentication "
-        "failures, denials, alert workflow, exports, backfills, training, keys.",
+        description="Who did what, when, from where, and how it ended: authentication failures, "
+        "denials, alert workflow, exports, backfills, training, keys.",
     )
     p.add_argument("--actor", default="", help="only entries of this key name")
     p.add_argument(

@@ -28,8 +28,8 @@ def run_capabilities(args: argparse.Namespace) -> int:
         return 0
     say(f"uba {c.version} at {ClientSettings.load(args).server}")
     say(
-        f"  storage {c.storage_backend}, analytics {analytics_mode_name(c.analytics_mode)}, batches up to {c.max_batch_size}, "
-        f"exports {', '.join(c.export_formats)}"
+        f"  storage {c.storage_backend}, analytics {analytics_mode_name(c.analytics_mode)}, "
+        f"batches up to {c.max_batch_size}, exports {', '.join(c.export_formats)}"
     )
     table(
         [

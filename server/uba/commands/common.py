@@ -53,11 +53,12 @@ class ClientSettings:
         "api_key": "API key, sent as 'authorization: Bearer KEY' [UBA_API_KEY]",
         "tls": "connect with TLS, checking the server against the system's roots [UBA_TLS]",
         "ca_file": "connect with TLS, checking the server against this PEM file [UBA_CA_FILE]",
-        "client_cert": "PEM certificate to present to a server that requires one (with --tls or --ca-file) "
-        "[UBA_CLIENT_CERT]",
+        "client_cert": "PEM certificate to present to a server that requires one (with --tls or "
+        "--ca-file) [UBA_CLIENT_CERT]",
         "client_key": "PEM private key of --client-cert [UBA_CLIENT_KEY]",
         "timeout": "seconds each call may take [UBA_TIMEOUT, 10]",
-        "data_dir": "without --api-key, read the key from DATA_DIR/admin.key if it exists [UBA_DATA_DIR, ./data]",
+        "data_dir": "without --api-key, read the key from DATA_DIR/admin.key if it exists "
+        "[UBA_DATA_DIR, ./data]",
     }
 
     @classmethod
@@ -283,7 +284,7 @@ def table(rows: list[list[str]], headers: list[str]) -> None:
     cells = [[shown(cell) for cell in row] for row in [headers, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for row in cells:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip())
 
 
 # -- listings ---------------------------------------------------------------------

@@ -29,22 +29,24 @@ def run_dashboard(args: argparse.Namespace) -> int:
         return 0
     t = d.totals
     say(
-        f"uba dashboard  {timestamp_text(d, 'window_start')} .. {timestamp_text(d, 'window_end')} UTC  "
+        f"uba dashboard  {timestamp_text(d, 'window_start')} .. "
+        f"{timestamp_text(d, 'window_end')} UTC  "
         f"(analytics: {analytics_mode_name(d.analytics_mode)})"
     )
     print()
     say(
-        f"  events {t.event_count:>10,}   users {t.user_count:>8,}   logins {t.login_success_count:>8,}   "
-        f"failed {t.login_failure_count:>8,}"
+        f"  events {t.event_count:>10,}   users {t.user_count:>8,}   "
+        f"logins {t.login_success_count:>8,}   failed {t.login_failure_count:>8,}"
     )
     say(
-        f"  logouts {t.logout_count:>9,}   api calls {t.api_call_count:>4,}   anomalies {t.anomaly_count:>5,}   "
-        f"open alerts {t.open_alert_count:>3,}"
+        f"  logouts {t.logout_count:>9,}   api calls {t.api_call_count:>4,}   "
+        f"anomalies {t.anomaly_count:>5,}   open alerts {t.open_alert_count:>3,}"
     )
     if d.hourly:
         print()
         say(
-            f"  events per hour   {sparkline([b.event_count for b in d.hourly])}  max {max(b.event_count for b in d.hourly):,}"
+            f"  events per hour   {sparkline([b.event_count for b in d.hourly])}  max "
+            f"{max(b.event_count for b in d.hourly):,}"
         )
         say(
             f"  failures per hour {sparkline([b.login_failure_count for b in d.hourly])}  "

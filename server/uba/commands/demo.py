@@ -61,12 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         parents=[common_parser(), json_parser()],
         help="fill a server with realistic demo activity",
-        description="Send a seeded population's activity over the last DAYS days: users in several time zones "
-        "with working hours, sessions with API use and logouts, business trips, on-call weeks and "
-        "other benign changes (the population of `uba evaluate`). With --attacks, also stage one "
-        "labelled attack of each kind: the blatant ones in the last 12 hours, the realistic ones "
-        "spread over the last 40% of the period. The same --seed and --end send the same events "
-        "with the same ids.",
+        description="Send a seeded population's activity over the last DAYS days: users in several "
+        "time zones with working hours, sessions with API use and logouts, business trips, "
+        "on-call weeks and other benign changes (the population of `uba evaluate`). With "
+        "--attacks, also stage one labelled attack of each kind: the blatant ones in the last 12 "
+        "hours, the realistic ones spread over the last 40% of the period. The same --seed and "
+        "--end send the same events with the same ids.",
     )
     p.add_argument("--users", type=int, default=20, help="number of users [20]")
     p.add_argument("--days", type=int, default=21, help="days of history, ending now [21]")

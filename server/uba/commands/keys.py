@@ -140,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             key = repo.revoke(args.key, now, actor=_actor(), peer="local")
             print(
-                f"uba: revoked key {key.key_id} {key.name!r} (running servers stop accepting it within "
-                f"their key cache time, {settings.key_cache_seconds:g} s by default)",
+                f"uba: revoked key {key.key_id} {key.name!r} (running servers stop accepting it "
+                f"within their key cache time, {settings.key_cache_seconds:g} s by default)",
                 file=sys.stderr,
             )
         return 0

@@ -47,7 +47,8 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         say(
             f"model {reply.version}: {reply.row_count:,} rows from {reply.event_count:,} events, "
-            f"{len(reply.features)} features, threshold {reply.threshold:.4f}, {reply.training_seconds:.1f} s"
+            f"{len(reply.features)} features, threshold {reply.threshold:.4f}, "
+            f"{reply.training_seconds:.1f} s"
         )
     return 0
 
@@ -59,8 +60,9 @@ def run_baseline(args: argparse.Namespace) -> int:
         print_json(as_dict(b))
         return 0
     say(
-        f"baseline of {b.user_id}: {'mature' if b.mature else 'not mature yet'}, {b.observation_count:,} events "
-        f"over {b.days_covered} days ({timestamp_text(b, 'first_seen_at')} .. {timestamp_text(b, 'last_seen_at')} UTC)"
+        f"baseline of {b.user_id}: {'mature' if b.mature else 'not mature yet'}, "
+        f"{b.observation_count:,} events over {b.days_covered} days "
+        f"({timestamp_text(b, 'first_seen_at')} .. {timestamp_text(b, 'last_seen_at')} UTC)"
     )
     say(f"  time zone {b.timezone or '-'}, peer group {b.peer_group or '-'}")
     hours = list(b.login_hour_of_week)
@@ -72,7 +74,8 @@ def run_baseline(args: argparse.Namespace) -> int:
     def stats(name: str, s, unit: str = "") -> None:
         if s.count:
             say(
-                f"  {name:<24} mean {s.mean:,.1f}{unit}  sd {s.stddev:,.1f}  range {s.min:,.0f}..{s.max:,.0f}  (n={s.count})"
+                f"  {name:<24} mean {s.mean:,.1f}{unit}  sd {s.stddev:,.1f}  range "
+                f"{s.min:,.0f}..{s.max:,.0f}  (n={s.count})"
             )
 
     stats("logins per day", b.logins_per_day)
@@ -98,8 +101,8 @@ def run_baseline(args: argparse.Namespace) -> int:
     if b.HasField("last_login"):
         ll = b.last_login
         say(
-            f"  last login               {timestamp_text(ll, 'occurred_at')} UTC from {ll.source_ip or '-'} "
-            f"{ll.city or ''} {ll.country_code or ''}".rstrip()
+            f"  last login               {timestamp_text(ll, 'occurred_at')} UTC from "
+            f"{ll.source_ip or '-'} {ll.city or ''} {ll.country_code or ''}".rstrip()
         )
     return 0
 
@@ -114,8 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "backfill",
         parents=[common, as_json],
         help="rebuild baselines from stored history",
-        description="Reset every baseline and replay the stored events from --since "
-        "through detection (after importing history with detection off).",
+        description="Reset every baseline and replay the stored events from --since through "
+        "detection (after importing history with detection off).",
     )
     p.add_argument(
         "--since",
@@ -135,8 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         parents=[common, as_json],
         help="train the isolation forest now",
-        description="Train a new Isolation Forest model on stored history and switch the "
-        "server to it (enhanced mode; the server also retrains on a schedule).",
+        description="Train a new Isolation Forest model on stored history and switch the server to "
+        "it (enhanced mode; the server also retrains on a schedule).",
     )
     p.add_argument(
         "--since",
