@@ -18,7 +18,12 @@ COMMAND_MODULES = (
     "uba.commands.keys",
     "uba.commands.gateway",
     "uba.commands.ingest",
-    "uba.commands.client",
+    "uba.commands.logs",
+    "uba.commands.alerts",
+    "uba.commands.dashboard",
+    "uba.commands.model",
+    "uba.commands.audit",
+    "uba.commands.capabilities",
     "uba.commands.incidents",
     "uba.commands.demo",
     "uba.commands.evaluate",
@@ -28,7 +33,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uba",
-        description="User Behavior Analytics: record activity, score it against baselines, raise alerts.",
+        description="User Behavior Analytics: record activity, score it against baselines, raise "
+        "alerts.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 # Largest batch RecordActivities accepts.
 MAX_BATCH_SIZE = 1000
@@ -84,7 +85,10 @@ class Settings:
         if bool(self.gateway_client_cert) != bool(self.gateway_client_key):
             return "--gateway-client-cert and --gateway-client-key go together"
         if self.gateway_listen and self.tls_client_ca and not self.gateway_client_cert:
-            return "with --tls-client-ca the gateway needs a client certificate: give --gateway-client-cert"
+            return (
+                "with --tls-client-ca the gateway needs a client certificate: give "
+                "--gateway-client-cert"
+            )
         for name in (
             "tls_cert",
             "tls_key",
@@ -107,43 +111,58 @@ class Settings:
         """Adds one flag per field; flags default to None so that the
         environment and then the field default fill what was not given."""
         help_texts = {
-            "listen": "gRPC address HOST:PORT (port 0 picks a free one) [UBA_LISTEN, 127.0.0.1:50051]",
-            "gateway_listen": "also start the Envoy gateway (REST, SSE, dashboard, gRPC) on HOST:PORT [UBA_GATEWAY_LISTEN]",
+            "listen": "gRPC address HOST:PORT (port 0 picks a free one) "
+            "[UBA_LISTEN, 127.0.0.1:50051]",
+            "gateway_listen": "also start the Envoy gateway (REST, SSE, dashboard, gRPC) on "
+            "HOST:PORT [UBA_GATEWAY_LISTEN]",
             "data_dir": "directory for the embedded database and keys [UBA_DATA_DIR, ./data]",
-            "database_url": "SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db [UBA_DATABASE_URL, SQLite in the data dir]",
+            "database_url": "SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db "
+            "[UBA_DATABASE_URL, SQLite in the data dir]",
             "log_level": "debug, info, warning or error [UBA_LOG_LEVEL, info]",
             "log_json": "log one JSON object per line [UBA_LOG_JSON]",
-            "grace_period": "seconds in-flight calls get to finish on SIGTERM [UBA_GRACE_PERIOD, 10]",
-            "heartbeat_interval": "seconds between StreamAlerts heartbeats [UBA_HEARTBEAT_INTERVAL, 15]",
+            "grace_period": "seconds in-flight calls get to finish on SIGTERM "
+            "[UBA_GRACE_PERIOD, 10]",
+            "heartbeat_interval": "seconds between StreamAlerts heartbeats "
+            "[UBA_HEARTBEAT_INTERVAL, 15]",
             "max_workers": "threads for blocking storage work [UBA_MAX_WORKERS, 16]",
-            "max_pending_events": "events queued for storage before ingest refuses more with RESOURCE_EXHAUSTED "
-            "[UBA_MAX_PENDING_EVENTS, 100000]",
-            "detectors": 'JSON file configuring detectors, e.g. {"new_ip": {"enabled": false}} [UBA_DETECTORS]',
-            "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them off [UBA_TRAIN_INTERVAL, 24]",
+            "max_pending_events": "events queued for storage before ingest refuses more with "
+            "RESOURCE_EXHAUSTED [UBA_MAX_PENDING_EVENTS, 100000]",
+            "detectors": 'JSON file configuring detectors, e.g. {"new_ip": {"enabled": false}} '
+            "[UBA_DETECTORS]",
+            "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them "
+            "off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
-            "alert_poll_interval": "seconds between looks for alerts raised by other server processes [UBA_ALERT_POLL_INTERVAL, 1]",
-            "alert_backlog": "alert changes a subscriber may fall behind before it is cut off with RESOURCE_EXHAUSTED "
-            "(it resumes from storage) [UBA_ALERT_BACKLOG, 10000]",
-            "allow_anonymous": "turn API keys off (only with a loopback --listen address) [UBA_ALLOW_ANONYMOUS]",
-            "rate_limit": "requests per second each API key may make on average; 0: unlimited [UBA_RATE_LIMIT, 1000]",
+            "alert_poll_interval": "seconds between looks for alerts raised by other server "
+            "processes [UBA_ALERT_POLL_INTERVAL, 1]",
+            "alert_backlog": "alert changes a subscriber may fall behind before it is cut off with "
+            "RESOURCE_EXHAUSTED (it resumes from storage) [UBA_ALERT_BACKLOG, 10000]",
+            "allow_anonymous": "turn API keys off (only with a loopback --listen address) "
+            "[UBA_ALLOW_ANONYMOUS]",
+            "rate_limit": "requests per second each API key may make on average; 0: unlimited "
+            "[UBA_RATE_LIMIT, 1000]",
             "rate_burst": "requests an API key may make at once [UBA_RATE_BURST, 2000]",
-            "max_streams_per_key": "concurrent streams (alert feed, export) per API key; 0: unlimited [UBA_MAX_STREAMS_PER_KEY, 1000]",
-            "key_cache_seconds": "seconds a verified API key is cached; a revoked key works at most this long [UBA_KEY_CACHE_SECONDS, 10]",
-            "auth_failure_rate": "failed authentications per second a client address may make before it is "
-            "refused without a key lookup; 0: unlimited [UBA_AUTH_FAILURE_RATE, 10]",
-            "auth_failure_burst": "failed authentications a client address may make at once [UBA_AUTH_FAILURE_BURST, 500]",
-            "trusted_proxies": "addresses or CIDR blocks of proxies (a standalone 'uba gateway', a load balancer) "
-            "whose x-forwarded-for names the client; the bundled gateway is trusted without it "
-            "[UBA_TRUSTED_PROXIES, none]",
-            "tls_cert": "PEM certificate chain: serve gRPC and the gateway over TLS [UBA_TLS_CERT, plaintext]",
+            "max_streams_per_key": "concurrent streams (alert feed, export) per API key; 0: "
+            "unlimited [UBA_MAX_STREAMS_PER_KEY, 1000]",
+            "key_cache_seconds": "seconds a verified API key is cached; a revoked key works at "
+            "most this long [UBA_KEY_CACHE_SECONDS, 10]",
+            "auth_failure_rate": "failed authentications per second a client address may make "
+            "before it is refused without a key lookup; 0: unlimited [UBA_AUTH_FAILURE_RATE, 10]",
+            "auth_failure_burst": "failed authentications a client address may make at once "
+            "[UBA_AUTH_FAILURE_BURST, 500]",
+            "trusted_proxies": "addresses or CIDR blocks of proxies (a standalone 'uba gateway', a "
+            "load balancer) whose x-forwarded-for names the client; the bundled gateway is "
+            "trusted without it [UBA_TRUSTED_PROXIES, none]",
+            "tls_cert": "PEM certificate chain: serve gRPC and the gateway over TLS "
+            "[UBA_TLS_CERT, plaintext]",
             "tls_key": "PEM private key of --tls-cert [UBA_TLS_KEY]",
-            "tls_client_ca": "PEM CA file: gRPC clients must present a certificate it signed (mutual TLS) "
-            "[UBA_TLS_CLIENT_CA]",
-            "gateway_upstream_ca": "PEM CA file the gateway verifies this server's certificate with "
-            "[UBA_GATEWAY_UPSTREAM_CA, --tls-cert itself]",
-            "gateway_client_cert": "PEM certificate the gateway presents to this server; required with "
-            "--tls-client-ca [UBA_GATEWAY_CLIENT_CERT]",
-            "gateway_client_key": "PEM private key of --gateway-client-cert [UBA_GATEWAY_CLIENT_KEY]",
+            "tls_client_ca": "PEM CA file: gRPC clients must present a certificate it signed "
+            "(mutual TLS) [UBA_TLS_CLIENT_CA]",
+            "gateway_upstream_ca": "PEM CA file the gateway verifies this server's certificate "
+            "with [UBA_GATEWAY_UPSTREAM_CA, --tls-cert itself]",
+            "gateway_client_cert": "PEM certificate the gateway presents to this server; required "
+            "with --tls-client-ca [UBA_GATEWAY_CLIENT_CERT]",
+            "gateway_client_key": "PEM private key of --gateway-client-cert "
+            "[UBA_GATEWAY_CLIENT_KEY]",
         }
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
@@ -159,7 +178,7 @@ class Settings:
         cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
     ) -> Settings:
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             raw = getattr(args, f.name, None) if args is not None else None
             if raw is None:

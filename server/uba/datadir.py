@@ -37,7 +37,8 @@ def make_private(data_dir: str | Path) -> list[str]:
     narrowed = [str(p) for p in _own_paths(root) if _narrow(p)]
     if narrowed:
         warnings.append(
-            f"narrowed to owner-only access (they were readable by other users): {', '.join(narrowed)}"
+            "narrowed to owner-only access (they were readable by other users): "
+            f"{', '.join(narrowed)}"
         )
     mode = root.stat().st_mode
     if mode & 0o077:

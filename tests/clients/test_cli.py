@@ -20,7 +20,8 @@ def loghub(name: str) -> Path:
     path = LOGHUB / name
     if not path.is_file():
         pytest.skip(
-            f"{path} missing: the loghub sample logs live outside the repository, at ../shared/data/loghub"
+            f"{path} missing: the loghub sample logs live outside the repository, at "
+            "../shared/data/loghub"
         )
     return path
 

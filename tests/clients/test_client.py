@@ -395,7 +395,8 @@ def test_follow_alerts_across_a_server_restart(tmp_path, free_address):
         wait_for(
             lambda: any(a.user_id == "warmup" for a in seen) or errors,
             10,
-            f"the replayed alert (after seq {first}; seen {seen}; errors {errors}; log:\n{server.log()})",
+            f"the replayed alert (after seq {first}; seen {seen}; errors {errors}; "
+            f"log:\n{server.log()})",
         )
         assert not errors
         client.record_batch(_failures("before-restart", "203.0.113.11"))

@@ -24,7 +24,8 @@ def loghub(name: str) -> Path:
     path = LOGHUB / name
     if not path.is_file():
         pytest.skip(
-            f"{path} missing: the loghub sample logs live outside the repository, at ../shared/data/loghub"
+            f"{path} missing: the loghub sample logs live outside the repository, at "
+            "../shared/data/loghub"
         )
     return path
 
@@ -137,7 +138,7 @@ Feb 30 10:00:00 gw sshd[500]: Accepted password for dave from 10.0.0.1 port 1 ss
 Jan  1 10:07:00 gw sshd[501]: Frobnicated the widget for eve
 
 2026-01-01T10:08:00.123+01:00 gw sshd[600]: Failed password for frank from 10.0.0.2 port 3 ssh2
-"""
+"""  # noqa: E501 (log lines as sshd writes them, kept whole)
 
 
 def corpus_events():
@@ -219,7 +220,10 @@ def test_identical_lines_get_distinct_ids():
 def test_default_year_never_puts_lines_in_the_future():
     now = datetime.now(UTC)
     tomorrow = now + timedelta(days=2)
-    line = f"{tomorrow:%b} {tomorrow.day:>2} 10:00:00 gw sshd[7]: Failed password for root from 10.0.0.9 port 1 ssh2"
+    line = (
+        f"{tomorrow:%b} {tomorrow.day:>2} 10:00:00 gw sshd[7]: "
+        "Failed password for root from 10.0.0.9 port 1 ssh2"
+    )
     (event,), _ = parse("sshd", [line])
     assert at(event) <= now
 
@@ -278,8 +282,10 @@ def test_jsonl_with_mapping_and_bad_lines():
 
 def test_csv_reads_export_columns_and_undoes_formula_guard():
     lines = [
-        "event_id,user_id,type,occurred_at,received_at,source_ip,latitude,longitude,session_duration_seconds,attributes\r\n",
-        'e1,\'-bob,logout,2026-01-05T08:00:00Z,2026-01-05T08:00:01Z,10.0.0.1,-33.87,151.21,90.5,"{""k"": ""v""}"\r\n',
+        "event_id,user_id,type,occurred_at,received_at,source_ip,latitude,longitude,"
+        "session_duration_seconds,attributes\r\n",
+        "e1,'-bob,logout,2026-01-05T08:00:00Z,2026-01-05T08:00:01Z,10.0.0.1,-33.87,151.21,90.5,"
+        '"{""k"": ""v""}"\r\n',
         "e2,ann,login_success,not a time,,,,,,\r\n",
         "e3,ann,login_success,2026-01-05T09:00:00Z,,,,,,,extra\r\n",
     ]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from support.events import unique
 
-from uba.commands.client import say, shown, table
+from uba.commands.common import say, shown, table
 from uba.storage.database import Database
 
 HOSTILE = {
@@ -59,7 +59,7 @@ def test_a_table_keeps_one_line_per_row_whatever_the_cells_hold(capsys):
 
 def test_lines_and_errors_are_escaped_too(capsys):
     say("alert for mallory\x1b]0;owned\x07 from \u2028here")
-    from uba.commands.client import fail, note
+    from uba.commands.common import fail, note
 
     fail("no user named 'a\nb'")
     note("skipped: \x1b[31mred")
@@ -81,9 +81,10 @@ def test_uba_logs_prints_a_stored_hostile_value_escaped(uba_server, uba_cli):
         with database.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO events (event_id, user_id, type, occurred_at_us, received_at_us, source_ip, user_agent, "
-                    "device_id, session_id, country_code, city, timezone, peer_group, api_method, api_path, "
-                    "status_code, bytes_transferred, source) VALUES (:id, :user, 'api_call', :at, :at, '', "
+                    "INSERT INTO events (event_id, user_id, type, occurred_at_us, received_at_us, "
+                    "source_ip, user_agent, device_id, session_id, country_code, city, timezone, "
+                    "peer_group, api_method, api_path, status_code, bytes_transferred, source) "
+                    "VALUES (:id, :user, 'api_call', :at, :at, '', "
                     "'\x1b]0;owned\x07', '', '', '', '', '', '', :method, :path, 200, 0, '')"
                 ),
                 {

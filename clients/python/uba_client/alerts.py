@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from uba.v1 import alerts_pb2, service_pb2
+from uba.v1 import alerts_pb2, anomalies_pb2, service_pb2
 from uba_client import events as ev
 from uba_client.errors import UbaError
 from uba_client.retry import RetryPolicy
@@ -67,7 +67,9 @@ class AlertFollower:
         # What to yield: "alert" (uba.v1.Alert) and/or "incident" (uba.v1.Incident).
         self.kinds = frozenset(kinds)
         self.seq = int(after_seq)
-        self.min_severity = ev.severity(min_severity) if min_severity else 0
+        self.min_severity = (
+            ev.severity(min_severity) if min_severity else anomalies_pb2.SEVERITY_UNSPECIFIED
+        )
         self.user_id = user_id
         self.detector = detector
         # No message (not even a heartbeat) for this long means a dead

@@ -143,6 +143,6 @@ class BatchRecorder:
                 for r in results:
                     setattr(self.stats, r.status, getattr(self.stats, r.status, 0) + 1)
             if self.on_result is not None:
-                for result, event in zip(results, batch):
+                for result, event in zip(results, batch, strict=False):
                     self.on_result(result, event)
         return True

@@ -35,7 +35,7 @@ class UbaError(Exception):
         violations: list[tuple[str, str]] = []
         retry_delay = None
         try:
-            status = rpc_status.from_call(err)  # type: ignore[arg-type]
+            status = rpc_status.from_call(err)
         except (ValueError, AttributeError):  # no or inconsistent rich status
             status = None
         for detail in status.details if status is not None else ():

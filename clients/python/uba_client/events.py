@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from uba.v1 import alerts_pb2, anomalies_pb2, events_pb2, incidents_pb2
 
@@ -56,20 +56,28 @@ def enum_name(enum, prefix: str, number: int) -> str:
         return str(number)
 
 
-def activity_type(value: Any) -> int:
-    return _enum_value(events_pb2.ActivityType, "ACTIVITY_TYPE_", value, "activity type")
+# The enum helpers below return the contract's enum types (ints at run time,
+# distinct types to a type checker, which is what message fields expect).
 
 
-def severity(value: Any) -> int:
-    return _enum_value(anomalies_pb2.Severity, "SEVERITY_", value, "severity")
+def activity_type(value: Any) -> events_pb2.ActivityType:
+    number = _enum_value(events_pb2.ActivityType, "ACTIVITY_TYPE_", value, "activity type")
+    return cast(events_pb2.ActivityType, number)
 
 
-def alert_status(value: Any) -> int:
-    return _enum_value(alerts_pb2.AlertStatus, "ALERT_STATUS_", value, "alert status")
+def severity(value: Any) -> anomalies_pb2.Severity:
+    number = _enum_value(anomalies_pb2.Severity, "SEVERITY_", value, "severity")
+    return cast(anomalies_pb2.Severity, number)
 
 
-def incident_status(value: Any) -> int:
-    return _enum_value(incidents_pb2.IncidentStatus, "INCIDENT_STATUS_", value, "incident status")
+def alert_status(value: Any) -> alerts_pb2.AlertStatus:
+    number = _enum_value(alerts_pb2.AlertStatus, "ALERT_STATUS_", value, "alert status")
+    return cast(alerts_pb2.AlertStatus, number)
+
+
+def incident_status(value: Any) -> incidents_pb2.IncidentStatus:
+    number = _enum_value(incidents_pb2.IncidentStatus, "INCIDENT_STATUS_", value, "incident status")
+    return cast(incidents_pb2.IncidentStatus, number)
 
 
 def incident_status_name(number: int) -> str:
@@ -80,8 +88,9 @@ def entity_kind_name(number: int) -> str:
     return enum_name(incidents_pb2.EntityKind, "ENTITY_KIND_", number)
 
 
-def resolution(value: Any) -> int:
-    return _enum_value(alerts_pb2.Resolution, "RESOLUTION_", value, "resolution")
+def resolution(value: Any) -> alerts_pb2.Resolution:
+    number = _enum_value(alerts_pb2.Resolution, "RESOLUTION_", value, "resolution")
+    return cast(alerts_pb2.Resolution, number)
 
 
 def type_name(number: int) -> str:

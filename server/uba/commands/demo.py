@@ -1,13 +1,19 @@
 """`uba demo`: fill a running server with a realistic population (see
-uba.evaluation), and on request labelled attacks of every kind."""
+uba.evaluation), and on request labelled attacks of every kind.
+
+The simulation runs here; what reaches the server goes through the client
+library (uba_client) as contract messages, as any other client's would.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from uba.commands.client import (
+from uba.commands.common import (
     ClientSettings,
     UsageError,
     common_parser,
@@ -18,18 +24,49 @@ from uba.commands.client import (
     table,
 )
 
+if TYPE_CHECKING:
+    from uba.domain.events import ActivityEvent
+    from uba.v1 import events_pb2
+
+# Activity types added to the contract separately; left out when it lacks them.
+MFA_TYPES = ("mfa_challenge", "mfa_approved", "mfa_denied")
+
+
+def mfa_sendable() -> bool:
+    """Whether this contract has the MFA activity types."""
+    from uba_client import events as ev
+
+    try:
+        for name in MFA_TYPES:
+            ev.activity_type(name)
+    except ValueError:
+        return False
+    return True
+
+
+def to_message(simulated: ActivityEvent) -> events_pb2.ActivityEvent:
+    """A simulated event as the contract's ActivityEvent, built by the client
+    library from its fields, which bear the contract's names."""
+    from uba_client import event
+
+    values = {f.name: getattr(simulated, f.name) for f in fields(simulated)}
+    values.pop("received_at")  # the server sets it
+    return event(
+        values.pop("user_id"), values.pop("type").value, values.pop("occurred_at"), **values
+    )
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
         parents=[common_parser(), json_parser()],
         help="fill a server with realistic demo activity",
-        description="Send a seeded population's activity over the last DAYS days: users in several time zones "
-        "with working hours, sessions with API use and logouts, business trips, on-call weeks and "
-        "other benign changes (the population of `uba evaluate`). With --attacks, also stage one "
-        "labelled attack of each kind: the blatant ones in the last 12 hours, the realistic ones "
-        "spread over the last 40% of the period. The same --seed and --end send the same events "
-        "with the same ids.",
+        description="Send a seeded population's activity over the last DAYS days: users in several "
+        "time zones with working hours, sessions with API use and logouts, business trips, "
+        "on-call weeks and other benign changes (the population of `uba evaluate`). With "
+        "--attacks, also stage one labelled attack of each kind: the blatant ones in the last 12 "
+        "hours, the realistic ones spread over the last 40% of the period. The same --seed and "
+        "--end send the same events with the same ids.",
     )
     p.add_argument("--users", type=int, default=20, help="number of users [20]")
     p.add_argument("--days", type=int, default=21, help="days of history, ending now [21]")
@@ -48,7 +85,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.commands.evaluate import MFA_NAMES, mfa_sendable, to_messages
     from uba.simulate import simulate
 
     if not 1 <= args.users <= 100_000 or not 1 <= args.days <= 365:
@@ -63,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # MFA events wait for a contract that has their types.
     skip_mfa = not mfa_sendable()
-    events = [e for e in sim.events if not (skip_mfa and e.type.value in MFA_NAMES)]
+    events = [e for e in sim.events if not (skip_mfa and e.type.value in MFA_TYPES)]
     note(
         f"uba: sending {len(events):,} events of {args.users} users over {args.days} days"
         + (f", with {len(sim.attacks)} attacks" if sim.attacks else "")
@@ -73,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     violations: list[str] = []
     if not args.dry_run:
         with ClientSettings.load(args).client() as client:
-            messages = [m for m, _ in to_messages(events, skip_mfa=False)]
+            messages = [to_message(e) for e in events]
             for i in range(0, len(messages), args.batch_size):
                 result = client.record_batch(
                     messages[i : i + args.batch_size], max_batch=args.batch_size

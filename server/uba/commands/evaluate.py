@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from uba.commands.client import (
+from uba.commands.common import (
     ClientSettings,
     UsageError,
     common_parser,
@@ -688,7 +688,7 @@ def run(args: argparse.Namespace) -> int:
 
         with settings.client() as client:
             caps = client.capabilities()
-            from uba.commands.client import _mode
+            from uba.commands.common import analytics_mode_name as _mode
 
             mode, backend = _mode(caps.analytics_mode), caps.storage_backend
             forest = any(

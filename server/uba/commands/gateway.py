@@ -33,14 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--upstream",
         default=None,
         metavar="HOST:PORT",
-        help="the uba gRPC server, or several processes as HOST:PORT,HOST:PORT (load is spread over "
-        "the healthy ones) [UBA_LISTEN, 127.0.0.1:50051]",
+        help="the uba gRPC server, or several processes as HOST:PORT,HOST:PORT (load is spread "
+        "over the healthy ones) [UBA_LISTEN, 127.0.0.1:50051]",
     )
     parser.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help=f"address browsers and gRPC clients connect to (port 0 picks a free one) [{DEFAULT_LISTEN}]",
+        help="address browsers and gRPC clients connect to (port 0 picks a free one) "
+        f"[{DEFAULT_LISTEN}]",
     )
     parser.add_argument(
         "--data-dir",
@@ -164,9 +165,10 @@ def run(args: argparse.Namespace) -> int:
     if asked_to_stop:
         # Envoy exits 0 on SIGTERM; report a signal-initiated stop as success.
         return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else 1
+    assert gateway.process is not None  # started: wait() returned its exit code
     print(
-        f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly ({describe_exit(code)}); "
-        "the gateway is down",
+        f"uba gateway: envoy (pid {gateway.process.pid}) exited unexpectedly "
+        f"({describe_exit(code)}); the gateway is down",
         file=sys.stderr,
         flush=True,
     )
@@ -188,13 +190,14 @@ def _anonymous_upstream(gateway) -> str:
         answer = accepts_anonymous(address, config.upstream_tls)
         if answer:
             return (
-                f"the server at {address} answers without an API key (--allow-anonymous); refusing to "
-                f"expose it on {config.listen}: listen on a loopback address or give the server API keys"
+                f"the server at {address} answers without an API key (--allow-anonymous); "
+                f"refusing to expose it on {config.listen}: listen on a loopback address or give "
+                "the server API keys"
             )
         if answer is None:
             print(
-                f"uba gateway: warning: could not check whether the server at {address} requires API keys "
-                "(not reachable now)",
+                f"uba gateway: warning: could not check whether the server at {address} requires "
+                "API keys (not reachable now)",
                 file=sys.stderr,
             )
     return ""

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from uba.commands.client import (
+from uba.commands.common import (
     ClientSettings,
-    _ts,
     as_dict,
     common_parser,
     fetch_listing,
@@ -20,6 +19,7 @@ from uba.commands.client import (
     print_listing,
     say,
     table,
+    timestamp_text,
 )
 
 
@@ -39,7 +39,7 @@ def _incident_row(i) -> list[str]:
         i.entity_id,
         str(len(i.signals)),
         _tactics(i),
-        _ts(i, "last_seen_at"),
+        timestamp_text(i, "last_seen_at"),
         i.title,
     ]
 
@@ -65,11 +65,15 @@ def _print_incident(i, as_json: bool) -> None:
         print_json(as_dict(i))
         return
     say(
-        f"{i.incident_id}  {ev.severity_name(i.severity)}  score {i.score:.1f}  {ev.incident_status_name(i.status)}  "
+        f"{i.incident_id}  {ev.severity_name(i.severity)}  score {i.score:.1f}  "
+        f"{ev.incident_status_name(i.status)}  "
         f"{ev.entity_kind_name(i.entity_kind)} {i.entity_id}"
     )
     say(f"  {i.title}")
-    say(f"  {_ts(i, 'first_seen_at')} .. {_ts(i, 'last_seen_at')} UTC, {i.anomaly_count} anomalies")
+    say(
+        f"  {timestamp_text(i, 'first_seen_at')} .. {timestamp_text(i, 'last_seen_at')} UTC, "
+        f"{i.anomaly_count} anomalies"
+    )
     if i.tactics:
         say("  tactics: " + ", ".join(f"{t.tactic_id} {t.name}".strip() for t in i.tactics))
     if i.techniques:
@@ -77,7 +81,7 @@ def _print_incident(i, as_json: bool) -> None:
             "  techniques: " + ", ".join(f"{t.technique_id} {t.name}".strip() for t in i.techniques)
         )
     if i.acknowledged_by:
-        say(f"  acknowledged by {i.acknowledged_by} at {_ts(i, 'acknowledged_at')}")
+        say(f"  acknowledged by {i.acknowledged_by} at {timestamp_text(i, 'acknowledged_at')}")
     if i.resolution:
         say(
             f"  resolution: {ev.resolution_name(i.resolution)} by {i.resolved_by}"
@@ -185,8 +189,10 @@ def _follow(client, args: argparse.Namespace) -> int:
                 print(json.dumps(as_dict(incident)), flush=True)
             else:
                 say(
-                    f"{incident.seq:>6}  {_ts(incident, 'updated_at')}  {ev.severity_name(incident.severity):<8}  "
-                    f"{incident.score:>3.0f}  {ev.incident_status_name(incident.status):<12}  {incident.title}"
+                    f"{incident.seq:>6}  {timestamp_text(incident, 'updated_at')}  "
+                    f"{ev.severity_name(incident.severity):<8}  "
+                    f"{incident.score:>3.0f}  {ev.incident_status_name(incident.status):<12}  "
+                    f"{incident.title}"
                 )
             seen += 1
             if args.count and seen >= args.count:
@@ -204,8 +210,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "incidents",
         help="list, show, follow, acknowledge and resolve incidents",
-        description="Work with incidents: one entity's anomalies across detectors, "
-        "correlated by session or time window, scored as one story.",
+        description="Work with incidents: one entity's anomalies across detectors, correlated by "
+        "session or time window, scored as one story.",
     )
     actions = p.add_subparsers(dest="incidents_command", metavar="ACTION", required=True)
     severities = ("low", "medium", "high", "critical")

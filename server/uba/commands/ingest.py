@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from uba.commands.client import (
+from uba.commands.common import (
     ClientSettings,
     UsageError,
     common_parser,
@@ -35,9 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ingest",
         parents=[common_parser(), json_parser()],
         help="import log files (sshd, JSON Lines, CSV)",
-        description="Import OpenSSH/syslog auth logs, or events as JSON Lines or CSV, into a running server. "
-        "Lines that cannot be imported are counted and reported, never fatal. Event ids are "
-        "derived from the input, so importing a file again stores nothing twice.",
+        description="Import OpenSSH/syslog auth logs, or events as JSON Lines or CSV, into a "
+        "running server. Lines that cannot be imported are counted and reported, never fatal. "
+        "Event ids are derived from the input, so importing a file again stores nothing twice.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="files to read ('-' for stdin)")
     p.add_argument(
@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--year",
         type=int,
         default=None,
-        help="year of syslog lines, which carry none [this year, "
-        "or last year when that would put the first line in the future]",
+        help="year of syslog lines, which carry none "
+        "[this year, or last year when that would put the first line in the future]",
     )
     p.add_argument(
         "--timezone", default="UTC", help="IANA zone of syslog timestamps without one [UTC]"
@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SRC=DST",
-        help="rename an input column to an event field (jsonl/csv), e.g. --map ts=occurred_at; repeatable",
+        help="rename an input column to an event field (jsonl/csv), e.g. --map ts=occurred_at; "
+        "repeatable",
     )
     p.add_argument(
         "--batch-size",
@@ -179,9 +180,11 @@ def run(args: argparse.Namespace) -> int:
                     if recorder is not None:
                         recorder.add(event)
                         if recorder.stats.failed:
-                            break  # the client already retried; more batches would fail the same way
+                            # The client already retried; more batches would fail the same way.
+                            break
                     progress.show(
-                        f"ingest: {name}: {importer.stats.lines:,} lines, {importer.stats.events:,} events, "
+                        f"ingest: {name}: {importer.stats.lines:,} lines, "
+                        f"{importer.stats.events:,} events, "
                         f"{sum(outcome.values()):,} acknowledged"
                     )
             totals.add(importer.stats)
@@ -204,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     for sample in invalid_samples:
         note(f"uba: {sample}")
 
+    by_type = dict(sorted(totals.by_type.items()))
     summary = {
         "files": len(args.files),
         "read": totals.lines,
@@ -216,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
         "ignored": totals.ignored,
         "skipped": totals.skipped,
         "unparsed": totals.unparsed,
-        "by_type": dict(sorted(totals.by_type.items())),
+        "by_type": by_type,
         "skip_reasons": dict(totals.skip_reasons),
         "seconds": round(elapsed, 3),
         "dry_run": bool(args.dry_run),
@@ -224,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        kinds = ", ".join(f"{k} {v:,}" for k, v in summary["by_type"].items()) or "none"
+        kinds = ", ".join(f"{k} {v:,}" for k, v in by_type.items()) or "none"
         print(
             f"read {totals.lines:,} lines from {len(args.files)} file(s) in {elapsed:.1f}s: "
             f"{totals.events:,} events ({kinds})"
@@ -236,12 +240,13 @@ def run(args: argparse.Namespace) -> int:
                 + (f", {outcome['failed']:,} not delivered" if outcome["failed"] else "")
             )
         print(
-            f"not imported: {totals.unparsed:,} unparsed, {totals.skipped:,} skipped, {totals.ignored:,} ignored "
-            f"(no activity), {totals.merged:,} merged into another line's event"
+            f"not imported: {totals.unparsed:,} unparsed, {totals.skipped:,} skipped, "
+            f"{totals.ignored:,} ignored (no activity), "
+            f"{totals.merged:,} merged into another line's event"
         )
     if outcome["failed"]:
         fail(
-            f"{outcome['failed']:,} events were not delivered; run the same import again to send them "
-            f"(what was stored is not stored twice)"
+            f"{outcome['failed']:,} events were not delivered; run the same import again to send "
+            "them (what was stored is not stored twice)"
         )
     return 1 if outcome["invalid"] or outcome["failed"] else 0

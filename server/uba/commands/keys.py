@@ -78,7 +78,7 @@ def _info(key, now: datetime) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.commands.client import parse_duration
+    from uba.commands.common import parse_duration
     from uba.domain.errors import DomainError
     from uba.domain.security import expiry, parse_scopes
     from uba.storage.database import Database
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(keys, indent=2))
             else:
-                from uba.commands.client import table
+                from uba.commands.common import table
 
                 table(
                     [
@@ -140,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             key = repo.revoke(args.key, now, actor=_actor(), peer="local")
             print(
-                f"uba: revoked key {key.key_id} {key.name!r} (running servers stop accepting it within "
-                f"their key cache time, {settings.key_cache_seconds:g} s by default)",
+                f"uba: revoked key {key.key_id} {key.name!r} (running servers stop accepting it "
+                f"within their key cache time, {settings.key_cache_seconds:g} s by default)",
                 file=sys.stderr,
             )
         return 0
