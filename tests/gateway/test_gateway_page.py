@@ -18,13 +18,18 @@ SCRIPT = APP_JS.read_text(encoding="utf-8")
 
 STABLE_IDS = """
 server-info window-select refresh-button last-updated app-status
+panel-incidents incidents-summary incidents-status-filter incidents-unavailable incidents-error
+incidents-empty incidents-list panel-incident incident-close incident-placeholder incident-error
+incident-detail incident-head incident-signals incident-formula incident-timeline-caption
+incident-timeline
 total-events total-users total-login-failures total-api-calls total-anomalies total-open-alerts
 hourly-chart severity-chart detector-chart risky-users risky-users-empty
 alerts-status-filter stream-status alerts-unavailable alerts-error alerts-empty alerts-list
 logs-form logs-user logs-type logs-start logs-end logs-page-size logs-apply logs-reset logs-error
 logs-table logs-body logs-empty logs-first logs-prev logs-next logs-page-info
 export-csv export-json export-ndjson
-baseline-form baseline-user baseline-show baseline-message baseline-view baseline-heatmap baseline-summary toast
+baseline-form baseline-user baseline-show baseline-message baseline-view baseline-heatmap
+baseline-summary toast
 """.split()
 SCRIPT_IDS = ["hourly-svg", "baseline-heatmap-svg"]
 
