@@ -213,6 +213,21 @@ class Dashboard:
     watch: PageWatch
     url: str
 
+    def assert_clean(self) -> None:
+        """No console error, failed request or error status, and no
+        Content-Security-Policy violation."""
+        self.watch.assert_clean()
+        assert self.page.evaluate("window.__cspViolations") == []
+
+
+# Collects what the browser reports as Content-Security-Policy violations.
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
+});
+"""
+
 
 @pytest.fixture
 def dashboard(browser_context, gateway, seeded):
@@ -221,6 +236,7 @@ def dashboard(browser_context, gateway, seeded):
     from playwright.sync_api import expect
 
     page = browser_context.new_page()
+    page.add_init_script(CSP_WATCH)
     # The key the page would ask for once per tab (window.prompt) and keep
     # in sessionStorage: given up front, as a user who pasted it.
     page.add_init_script(
@@ -323,7 +339,7 @@ def test_page_loads_clean_and_totals_match_the_api(gateway, seeded, dashboard):
         risky
     )
     assert page.locator("#hourly-svg rect.hit").count() == len(api["hourly"])
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 # -- 2. incidents first ---------------------------------------------------------------------
@@ -379,7 +395,7 @@ def test_the_page_leads_with_the_incidents_the_api_lists(gateway, seeded, dashbo
     assert items[0]["id"] == story["incidentId"]
     assert SEVERITY_RANK[items[0]["severity"]] >= SEVERITY_RANK["HIGH"]
     assert {"TA0001", "TA0003"} <= {t for t, _ in items[0]["tactics"]}
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 def test_an_incident_opens_with_its_score_breakdown_members_and_timeline(
@@ -443,7 +459,7 @@ def test_an_incident_opens_with_its_score_breakdown_members_and_timeline(
     page.locator("#incident-head [data-action=investigate]").click()
     expect(page.locator("#baseline-summary")).to_contain_text(seeded.victim)
     page.wait_for_function(ONLY_USER_IN_LOG, arg=seeded.victim)
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 def test_acknowledge_and_resolve_an_incident_from_the_page(gateway, seeded, dashboard):
@@ -483,7 +499,7 @@ def test_acknowledge_and_resolve_an_incident_from_the_page(gateway, seeded, dash
     page.locator("#incidents-status-filter").select_option("INCIDENT_STATUS_RESOLVED")
     expect(item).to_have_attribute("data-status", "INCIDENT_STATUS_RESOLVED")
     expect(item).to_contain_text("resolved true positive")
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 def test_new_incident_appears_live_without_reload(gateway, dashboard):
@@ -505,7 +521,7 @@ def test_new_incident_appears_live_without_reload(gateway, dashboard):
     assert page.evaluate("window.uba.state.lastSeq") >= int(incident["seq"])
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
     print(f"\nlive incident on the page {arrived:.2f} s after the burst was posted")
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 # -- 3. the live feed ---------------------------------------------------------------------------
@@ -532,7 +548,7 @@ def test_new_alert_appears_in_the_live_feed_without_reload(gateway, dashboard):
     # The totals follow shortly (the page refreshes the dashboard after a live alert).
     expect(page.locator("#total-open-alerts")).to_have_text(f"{open_before + 1:,}", timeout=10_000)
     print(f"\nlive alert on the page {arrived:.2f} s after the burst was posted")
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 # -- 4. working an alert from the page ------------------------------------------------------------
@@ -568,7 +584,7 @@ def test_acknowledge_and_resolve_from_the_page(gateway, seeded, dashboard):
     page.locator("#alerts-status-filter").select_option("ALERT_STATUS_RESOLVED")
     expect(item).to_have_attribute("data-status", "ALERT_STATUS_RESOLVED")
     expect(item).to_contain_text("resolved benign")
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 # -- 5. the activity log and its export -------------------------------------------------------
@@ -631,7 +647,7 @@ def test_logs_filter_by_user_and_export_csv(gateway, seeded, dashboard):
     assert DISPOSITION.fullmatch(fetched["disposition"]), fetched["disposition"]
     assert fetched["text"].splitlines()[0] == ",".join(EXPORT_FIELDS)
     assert len(fetched["text"].splitlines()) == 1 + per_user
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 # -- 6. a user's baseline -------------------------------------------------------------------------
@@ -669,7 +685,7 @@ def test_baseline_view_renders_for_a_user_with_events(gateway, seeded, dashboard
     expect(page.locator("#baseline-view")).to_be_hidden()
     # (the 404 of that lookup is the answer, not a page problem)
     dashboard.watch.problems[:] = [p for p in dashboard.watch.problems if "/baseline" not in p]
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
 
 
 # -- 7. what a person sees ----------------------------------------------------------------------
@@ -715,4 +731,4 @@ def test_screenshots_at_laptop_size(gateway, seeded, dashboard):
     path = ARTIFACTS / f"dashboard-{backend}.png"
     page.screenshot(path=path, full_page=True)
     assert path.stat().st_size > 20_000
-    dashboard.watch.assert_clean()
+    dashboard.assert_clean()
