@@ -524,6 +524,32 @@ def test_new_incident_appears_live_without_reload(gateway, dashboard):
     dashboard.assert_clean()
 
 
+def test_incident_text_from_the_events_stays_text(gateway, dashboard):
+    from playwright.sync_api import expect
+
+    page = dashboard.page
+    run = uuid.uuid4().hex[:8]
+    user = f'<img src=x onerror="window.__ran=1">{run}'
+    burst = failed_login_burst(user, datetime.now(UTC) - timedelta(minutes=3))
+    for i, e in enumerate(burst):
+        e["eventId"] = f"markup-{run}-{i}"
+    post_events(gateway, burst)
+    incident = incident_of(gateway, user)
+    item = page.locator(f'#incidents-list li[data-incident-id="{incident["incidentId"]}"]')
+    expect(item).to_have_count(1, timeout=LIVE_WITHIN_S * 1000)
+    expect(item.locator("[data-field=title]")).to_have_text(incident["title"])
+    expect(item.locator("[data-field=entity]")).to_have_text(user)
+    item.locator("[data-action=open]").click()
+    expect(page.locator("#incident-detail")).to_have_attribute(
+        "data-incident-id", incident["incidentId"]
+    )
+    expect(page.locator("#incident-detail")).to_have_attribute("data-state", "ok")
+    expect(page.locator("#incident-head")).to_contain_text(user)
+    assert page.locator("#panel-incidents img, #panel-incident img, #alerts-list img").count() == 0
+    assert page.evaluate("window.__ran") is None
+    dashboard.assert_clean()
+
+
 # -- 3. the live feed ---------------------------------------------------------------------------
 
 
