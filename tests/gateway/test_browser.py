@@ -61,14 +61,17 @@ def number(text: str | None) -> int:
     return int(text.strip().replace(",", ""))
 
 
-def failed_login_burst(user: str, start: datetime) -> list[dict]:
+def failed_login_burst(user: str, start: datetime, source_ip: str = "203.0.113.7") -> list[dict]:
+    """Failed logins from one address; more than four users failing from one
+    address is password spraying as well: tests that add bursts use their
+    own addresses."""
     return [
         {
             "eventId": f"{user}-fail-{i}",
             "userId": user,
             "type": "ACTIVITY_TYPE_LOGIN_FAILURE",
             "occurredAt": rfc3339(start + timedelta(seconds=4 * i)),
-            "sourceIp": "203.0.113.7",
+            "sourceIp": source_ip,
             "userAgent": "curl/8.5",
             "countryCode": "NL",
             "city": "Amsterdam",
@@ -509,7 +512,9 @@ def test_new_incident_appears_live_without_reload(gateway, dashboard):
     page.evaluate("window.__sameDocument = true")
     user = f"live-inc-{uuid.uuid4().hex[:8]}"
     sent = time.monotonic()
-    post_events(gateway, failed_login_burst(user, datetime.now(UTC) - timedelta(minutes=2)))
+    post_events(
+        gateway, failed_login_burst(user, datetime.now(UTC) - timedelta(minutes=2), "203.0.113.22")
+    )
     item = page.locator("#incidents-list li", has=page.locator(f'button[data-user="{user}"]'))
     expect(item).to_have_count(1, timeout=LIVE_WITHIN_S * 1000)
     arrived = time.monotonic() - sent
@@ -530,7 +535,7 @@ def test_incident_text_from_the_events_stays_text(gateway, dashboard):
     page = dashboard.page
     run = uuid.uuid4().hex[:8]
     user = f'<img src=x onerror="window.__ran=1">{run}'
-    burst = failed_login_burst(user, datetime.now(UTC) - timedelta(minutes=3))
+    burst = failed_login_burst(user, datetime.now(UTC) - timedelta(minutes=3), "203.0.113.21")
     for i, e in enumerate(burst):
         e["eventId"] = f"markup-{run}-{i}"
     post_events(gateway, burst)
