@@ -524,6 +524,13 @@ def test_new_incident_appears_live_without_reload(gateway, dashboard):
     expect(item).to_have_attribute("data-seq", incident["seq"])
     expect(item.locator("[data-field=title]")).to_have_text(incident["title"])
     assert page.evaluate("window.uba.state.lastSeq") >= int(incident["seq"])
+    # A change made elsewhere (another analyst, over the API) arrives too.
+    acked = gateway.client.post(f"{API}/incidents/{incident['incidentId']}/acknowledge/", {})
+    assert acked.status == 200, acked
+    expect(item).to_have_attribute(
+        "data-status", "INCIDENT_STATUS_ACKNOWLEDGED", timeout=LIVE_WITHIN_S * 1000
+    )
+    expect(item).to_have_attribute("data-seq", acked.json()["incident"]["seq"])
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
     print(f"\nlive incident on the page {arrived:.2f} s after the burst was posted")
     dashboard.assert_clean()
