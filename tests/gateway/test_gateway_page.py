@@ -18,6 +18,10 @@ SCRIPT = APP_JS.read_text(encoding="utf-8")
 
 STABLE_IDS = """
 server-info window-select refresh-button last-updated app-status
+panel-incidents incidents-summary incidents-status-filter incidents-unavailable incidents-error
+incidents-empty incidents-list panel-incident incident-close incident-placeholder incident-error
+incident-detail incident-head incident-signals incident-formula incident-timeline-caption
+incident-timeline
 total-events total-users total-login-failures total-api-calls total-anomalies total-open-alerts
 hourly-chart severity-chart detector-chart risky-users risky-users-empty
 alerts-status-filter stream-status alerts-unavailable alerts-error alerts-empty alerts-list

@@ -14,7 +14,12 @@
     dashboard: null,
     alerts: new Map(),       // alertId -> Alert (latest change wins, by seq)
     alertsAvailable: null,   // null unknown, false: the server answers UNIMPLEMENTED
-    lastSeq: 0,              // resume point of the alert stream
+    incidents: new Map(),    // incidentId -> Incident (latest change wins, by seq)
+    incidentsAvailable: null,
+    selectedIncident: null,  // the incident whose detail is shown
+    incidentDetail: null,    // its GetIncident answer
+    focusedAlert: null,      // the alert last shown as evidence
+    lastSeq: 0,              // resume point of the alert stream (alerts and incidents share it)
     stream: null,
     streamRetry: 0,
     streamTimer: null,
@@ -62,7 +67,7 @@
   }
 
   function append(el, children) {
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       el.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -401,7 +406,7 @@
     const seq = num(alert.seq);
     if (resumable && seq > state.lastSeq) state.lastSeq = seq;
     const known = state.alerts.get(alert.alertId);
-    if (known && num(known.seq) > seq) return false;
+    if (known && num(known.seq) >= seq) return false;  // a replay of a change already shown
     state.alerts.set(alert.alertId, Object.assign({}, alert, { _fresh: fresh }));
     return true;
   }
@@ -429,7 +434,8 @@
   function alertItem(a) {
     const sev = severityKey(a.severity);
     const status = a.status || "ALERT_STATUS_UNSPECIFIED";
-    const li = h("li", { class: "sev-" + sev + (a._fresh ? " fresh" : ""), "data-alert-id": a.alertId, "data-status": status, "data-seq": String(num(a.seq)) },
+    const focus = a.alertId === state.focusedAlert ? " focus" : "";
+    const li = h("li", { class: "sev-" + sev + (a._fresh ? " fresh" : "") + focus, "data-alert-id": a.alertId, "data-status": status, "data-seq": String(num(a.seq)) },
       h("div", {},
         h("span", { class: "badge sev-" + sev, text: sev.toLowerCase() }), " ",
         h("span", { class: "badge plain", "data-field": "status", text: enumLabel(status, "ALERT_STATUS_") }), " ",
@@ -438,7 +444,8 @@
         userLink(a.userId), " · ", a.detector || "", " · ",
         fmt(a.anomalyCount) + " anomal" + (num(a.anomalyCount) === 1 ? "y" : "ies"),
         " · risk " + num(a.userRisk), " · ",
-        h("span", { title: "first seen " + timeText(a.firstSeenAt, true) + "\nlast seen " + timeText(a.lastSeenAt, true), text: "last seen " + ago(a.lastSeenAt || a.updatedAt) })),
+        h("span", { title: "first seen " + timeText(a.firstSeenAt, true) + "\nlast seen " + timeText(a.lastSeenAt, true), text: "last seen " + ago(a.lastSeenAt || a.updatedAt) }),
+        a.incidentId ? [" · ", h("button", { class: "link", type: "button", "data-action": "open-incident", "data-incident-id": a.incidentId, title: "Show the incident this alert is evidence of", onclick: () => openIncident(a.incidentId), text: "incident" })] : null),
       a.reason ? h("div", { text: a.reason }) : null,
       a.note ? h("div", { class: "meta", text: "Note: " + a.note }) : null,
     );
@@ -486,7 +493,8 @@
   function connectStream() {
     clearTimeout(state.streamTimer);
     if (state.stream) state.stream.close();
-    const query = state.lastSeq > 0 ? "?after_seq=" + state.lastSeq : "";
+    // Incident changes come on the same stream and sequence as alert changes.
+    const query = "?include_incidents=true" + (state.lastSeq > 0 ? "&after_seq=" + state.lastSeq : "");
     const source = new EventSource(API + "/alerts/stream/" + query);
     state.stream = source;
     setPill($("stream-status"), "connecting", "connecting…");
@@ -501,7 +509,18 @@
       if (seq > state.lastSeq) state.lastSeq = seq;
       if (message.alert) {
         state.alertsAvailable = true;
-        if (upsertAlert(message.alert, true, true)) { renderAlerts(); scheduleDashboardRefresh(); }
+        if (upsertAlert(message.alert, true, true)) {
+          renderAlerts();
+          scheduleDashboardRefresh();
+          if (message.alert.incidentId && message.alert.incidentId === state.selectedIncident) scheduleIncidentDetail();
+        }
+      }
+      if (message.incident) {
+        state.incidentsAvailable = true;
+        if (upsertIncident(message.incident, true, true)) {
+          renderIncidents();
+          if (message.incident.incidentId === state.selectedIncident) scheduleIncidentDetail();
+        }
       }
       const at = message.heartbeat ? parseTime(message.heartbeat.sentAt) : new Date();
       setPill($("stream-status"), "live", "live · " + (at || new Date()).toLocaleTimeString());
@@ -524,8 +543,12 @@
     };
   }
 
+  // The stream resumes after the older of the two lists: a change that
+  // happened between loading them comes again (known seqs are ignored).
   async function startAlerts() {
+    const incidentSeq = await loadIncidents();
     const available = await loadAlerts();
+    if (incidentSeq > 0) state.lastSeq = state.lastSeq > 0 ? Math.min(state.lastSeq, incidentSeq) : incidentSeq;
     if (state.alertsAvailable === false) {
       setPill($("stream-status"), "unavailable", "live feed not available yet");
       clearTimeout(state.streamTimer);
@@ -533,6 +556,316 @@
       return;
     }
     if (available !== false) connectStream();
+  }
+
+  // ---- incidents: the stories, first on the page --------------------------------
+
+  const SEVERITY_RANK = { CRITICAL: 4, HIGH: 3, MEDIUM: 2, LOW: 1 };
+  const RESOLUTIONS = [
+    ["RESOLUTION_TRUE_POSITIVE", "true positive"],
+    ["RESOLUTION_BENIGN", "benign"],
+    ["RESOLUTION_FALSE_POSITIVE", "false positive"],
+  ];
+
+  async function loadIncidents() {
+    const r = await api("/incidents/?page_size=100");
+    $("incidents-error").hidden = true;
+    if (!r.ok) {
+      if (r.unavailable) { state.incidentsAvailable = false; renderIncidents(); return 0; }
+      $("incidents-error").textContent = "Incidents could not be loaded: " + r.message;
+      $("incidents-error").hidden = false;
+      return 0;
+    }
+    state.incidentsAvailable = true;
+    // Not resumable here: startAlerts decides where the stream resumes.
+    const incidents = r.data.incidents || [];
+    for (const i of incidents) upsertIncident(i, false, false);
+    renderIncidents();
+    return Math.max(0, ...incidents.map((i) => num(i.seq)));
+  }
+
+  function upsertIncident(incident, fresh, resumable) {
+    const seq = num(incident.seq);
+    if (resumable && seq > state.lastSeq) state.lastSeq = seq;
+    const known = state.incidents.get(incident.incidentId);
+    if (known && num(known.seq) >= seq) return false;  // a replay of a change already shown
+    state.incidents.set(incident.incidentId, Object.assign({}, incident, { _fresh: fresh }));
+    return true;
+  }
+
+  function incidentVisible(i) {
+    const f = $("incidents-status-filter").value;
+    if (f === "all") return true;
+    if (f === "active") return i.status !== "INCIDENT_STATUS_RESOLVED";
+    return i.status === f;
+  }
+
+  // Open ones first, then by severity, score and the latest activity.
+  function incidentOrder(a, b) {
+    const open = (i) => (i.status === "INCIDENT_STATUS_RESOLVED" ? 0 : 1);
+    return open(b) - open(a)
+      || (SEVERITY_RANK[severityKey(b.severity)] || 0) - (SEVERITY_RANK[severityKey(a.severity)] || 0)
+      || num(b.score) - num(a.score)
+      || (parseTime(b.lastSeenAt) || 0) - (parseTime(a.lastSeenAt) || 0);
+  }
+
+  function renderIncidents() {
+    const list = clear($("incidents-list"));
+    const unavailable = state.incidentsAvailable === false;
+    $("incidents-unavailable").hidden = !unavailable;
+    if (unavailable) { $("incidents-empty").hidden = true; return; }
+    const all = [...state.incidents.values()];
+    const open = all.filter((i) => i.status === "INCIDENT_STATUS_OPEN").length;
+    const acked = all.filter((i) => i.status === "INCIDENT_STATUS_ACKNOWLEDGED").length;
+    $("incidents-summary").textContent = state.incidentsAvailable ? fmt(open) + " open · " + fmt(acked) + " acknowledged" : "";
+    const shown = all.filter(incidentVisible).sort(incidentOrder);
+    $("incidents-empty").hidden = shown.length > 0 || state.incidentsAvailable === null;
+    for (const i of shown.slice(0, 200)) {
+      list.append(incidentItem(i));
+      i._fresh = false;
+    }
+  }
+
+  function attackBadges(tactics, techniques) {
+    return h("span", { class: "attack" },
+      (tactics || []).map((t) => h("span", { class: "tactic", "data-tactic": t.tacticId, title: "ATT&CK tactic " + t.tacticId, text: t.name || t.tacticId })),
+      (techniques || []).map((t) => h("span", { class: "technique", "data-technique": t.techniqueId, title: t.name ? t.techniqueId + " " + t.name : t.techniqueId, text: t.techniqueId })));
+  }
+
+  function spanText(first, last) {
+    const a = parseTime(first), b = parseTime(last);
+    if (!a) return "";
+    if (!b || b - a < 1000) return timeText(first);
+    const minutes = Math.round((b - a) / 60000);
+    const length = minutes < 90 ? minutes + " min" : Math.round(minutes / 60) + " h";
+    const end = a.toDateString() === b.toDateString()
+      ? b.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : timeText(last);
+    return timeText(first) + " – " + end + " (" + length + ")";
+  }
+
+  function entityLabel(i) {
+    return i.entityKind === "ENTITY_KIND_SOURCE_ADDRESS" ? "source " + i.entityId : i.entityId;
+  }
+
+  function incidentItem(i) {
+    const sev = severityKey(i.severity);
+    const status = i.status || "INCIDENT_STATUS_UNSPECIFIED";
+    const alerts = (i.alertIds || []).length;
+    const users = (i.userIds || []).length;
+    const li = h("li", {
+      class: "sev-" + sev + (i._fresh ? " fresh" : "") + (i.incidentId === state.selectedIncident ? " selected" : ""),
+      "data-incident-id": i.incidentId, "data-status": status, "data-seq": String(num(i.seq)),
+      "data-severity": sev, "data-score": String(num(i.score)),
+      "aria-current": i.incidentId === state.selectedIncident ? "true" : null,
+    },
+      h("div", { class: "story" },
+        h("span", { class: "badge sev-" + sev, text: sev.toLowerCase() }),
+        h("span", { class: "score", title: "incident score, 0-100", "data-field": "score", text: String(Math.round(num(i.score))) }),
+        h("button", { class: "link", type: "button", "data-action": "open", "data-field": "title", title: "Show score breakdown, evidence and timeline",
+          onclick: () => openIncident(i.incidentId), text: i.title || entityLabel(i) })),
+      h("div", { class: "sub" },
+        i.entityKind === "ENTITY_KIND_SOURCE_ADDRESS"
+          ? h("span", { class: "mono", "data-field": "entity", title: fmt(users) + " users concerned", text: "source " + i.entityId })
+          : h("span", { "data-field": "entity" }, userLink(i.entityId)),
+        h("span", { class: "badge plain", "data-field": "status", text: enumLabel(status, "INCIDENT_STATUS_") }),
+        attackBadges(i.tactics, i.techniques),
+        h("span", { "data-field": "span", title: "first anomaly " + timeText(i.firstSeenAt, true) + "\nlatest anomaly " + timeText(i.lastSeenAt, true), text: spanText(i.firstSeenAt, i.lastSeenAt) }),
+        h("span", { "data-field": "members", text: fmt(alerts) + " alert" + (alerts === 1 ? "" : "s") + " · " + fmt(i.anomalyCount) + " anomal" + (num(i.anomalyCount) === 1 ? "y" : "ies") }),
+      ),
+    );
+    const actions = h("div", { class: "actions" });
+    if (status === "INCIDENT_STATUS_OPEN") {
+      actions.append(h("button", { type: "button", "data-action": "acknowledge", onclick: (e) => acknowledgeIncident(i, e.currentTarget), text: "Acknowledge" }));
+    }
+    if (status === "INCIDENT_STATUS_OPEN" || status === "INCIDENT_STATUS_ACKNOWLEDGED") {
+      const select = h("select", { "data-field": "resolution", "aria-label": "Resolution" },
+        RESOLUTIONS.map(([value, text]) => h("option", { value, text })));
+      actions.append(select, h("button", { type: "button", "data-action": "resolve", onclick: (e) => resolveIncident(i, select.value, e.currentTarget), text: "Resolve" }));
+    }
+    if (status === "INCIDENT_STATUS_ACKNOWLEDGED" && i.acknowledgedBy) actions.append(h("span", { class: "meta", text: "acknowledged by " + i.acknowledgedBy }));
+    if (status === "INCIDENT_STATUS_RESOLVED") {
+      actions.append(h("span", { class: "meta", text: "resolved " + enumLabel(i.resolution, "RESOLUTION_") + (i.resolvedBy ? " by " + i.resolvedBy : "") + " " + ago(i.resolvedAt) }));
+    }
+    li.append(actions);
+    return li;
+  }
+
+  async function acknowledgeIncident(incident, button) {
+    button.disabled = true;
+    const r = await post("/incidents/" + encodeURIComponent(incident.incidentId) + "/acknowledge/", {});
+    if (!r.ok) { button.disabled = false; toast("Acknowledge failed: " + r.message, true); return; }
+    incidentChanged(r.data.incident);
+    toast("Incident acknowledged.");
+  }
+
+  async function resolveIncident(incident, resolution, button) {
+    button.disabled = true;
+    const r = await post("/incidents/" + encodeURIComponent(incident.incidentId) + "/resolve/", { resolution });
+    if (!r.ok) { button.disabled = false; toast("Resolve failed: " + r.message, true); return; }
+    incidentChanged(r.data.incident);
+    scheduleDashboardRefresh();  // its member alerts were resolved with it
+    toast("Incident resolved as " + enumLabel(resolution, "RESOLUTION_") + ".");
+  }
+
+  // An answer of acknowledge/resolve: not resumable (see upsertAlert).
+  function incidentChanged(incident) {
+    if (!incident) return;
+    upsertIncident(incident, true, false);
+    renderIncidents();
+    if (incident.incidentId === state.selectedIncident) scheduleIncidentDetail();
+  }
+
+  // ---- one incident: score breakdown, member alerts, timeline -------------------
+
+  function openIncident(incidentId) {
+    state.selectedIncident = incidentId;
+    renderIncidents();
+    loadIncidentDetail();
+    if ($("panel-incident").getBoundingClientRect().top < 0) $("panel-incident").scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  function closeIncident() {
+    state.selectedIncident = null;
+    state.incidentDetail = null;
+    $("incident-detail").hidden = true;
+    $("incident-error").hidden = true;
+    $("incident-placeholder").hidden = false;
+    $("incident-close").hidden = true;
+    renderIncidents();
+  }
+
+  let incidentDetailSoon = null;
+  function scheduleIncidentDetail() {
+    clearTimeout(incidentDetailSoon);
+    incidentDetailSoon = setTimeout(loadIncidentDetail, 500);
+  }
+
+  async function loadIncidentDetail() {
+    const id = state.selectedIncident;
+    if (!id) return;
+    const view = $("incident-detail");
+    view.dataset.state = "loading";
+    const r = await api("/incidents/" + encodeURIComponent(id) + "/");
+    if (id !== state.selectedIncident) return;  // another one was chosen meanwhile
+    $("incident-placeholder").hidden = true;
+    $("incident-close").hidden = false;
+    if (!r.ok) {
+      view.hidden = true;
+      view.dataset.state = "error";
+      $("incident-error").textContent = "Could not load the incident: " + r.message;
+      $("incident-error").hidden = false;
+      return;
+    }
+    $("incident-error").hidden = true;
+    state.incidentDetail = r.data;
+    if (r.data.incident) { upsertIncident(r.data.incident, false, false); renderIncidents(); }
+    // Its member alerts as they are now: the alert list can show them as evidence.
+    for (const a of r.data.alerts || []) upsertAlert(a, false, false);
+    renderAlerts();
+    renderIncidentDetail();
+    view.hidden = false;
+    view.dataset.state = "ok";
+  }
+
+  function renderIncidentDetail() {
+    const d = state.incidentDetail;
+    if (!d || !d.incident) return;
+    const i = d.incident;
+    const sev = severityKey(i.severity);
+    const view = $("incident-detail");
+    view.dataset.incidentId = i.incidentId;
+    const users = i.userIds || [];
+    const head = clear($("incident-head"));
+    head.append(
+      h("div", { class: "sev-" + sev },
+        h("span", { class: "badge sev-" + sev, text: sev.toLowerCase() }), " ",
+        h("span", { class: "score", text: String(Math.round(num(i.score))) }), " ",
+        h("span", { class: "badge plain", text: enumLabel(i.status, "INCIDENT_STATUS_") })),
+      h("div", { class: "story", text: i.title || entityLabel(i) }),
+      h("dl", { class: "facts" },
+        h("dt", { text: i.entityKind === "ENTITY_KIND_SOURCE_ADDRESS" ? "Source" : "User" }),
+        h("dd", {}, i.entityKind === "ENTITY_KIND_SOURCE_ADDRESS"
+          ? h("span", { class: "mono", text: i.entityId })
+          : [userLink(i.entityId), " ", h("button", { type: "button", "data-action": "investigate", title: "Baseline and activity log of " + i.entityId, onclick: () => investigate(i.entityId), text: "User view" })]),
+        i.entityKind === "ENTITY_KIND_SOURCE_ADDRESS" ? h("dt", { text: "Users" }) : null,
+        i.entityKind === "ENTITY_KIND_SOURCE_ADDRESS" ? h("dd", {}, users.slice(0, 12).map((u, n) => [n ? ", " : "", userLink(u)]), users.length > 12 ? " and " + fmt(users.length - 12) + " more" : "") : null,
+        h("dt", { text: "ATT&CK" }), h("dd", {}, attackBadges(i.tactics, i.techniques)),
+        h("dt", { text: "When" }), h("dd", { text: spanText(i.firstSeenAt, i.lastSeenAt) }),
+        (i.sessionIds || []).length ? h("dt", { text: "Sessions" }) : null,
+        (i.sessionIds || []).length ? h("dd", { class: "mono", text: i.sessionIds.join(", ") }) : null,
+        h("dt", { text: "Members" }), h("dd", { text: fmt((i.alertIds || []).length) + " alerts · " + fmt(i.anomalyCount) + " anomalies" }),
+        i.note ? h("dt", { text: "Note" }) : null, i.note ? h("dd", { text: i.note }) : null,
+      ),
+    );
+
+    // One row per member alert: its part of the score, and a link to it.
+    const alerts = new Map((d.alerts || []).map((a) => [a.alertId, a]));
+    const body = clear($("incident-signals"));
+    const signals = [...(i.signals || [])].sort((a, b) => num(b.probability) - num(a.probability));
+    for (const s of signals) {
+      const ssev = severityKey(s.severity);
+      const alert = alerts.get(s.alertId);
+      const why = !s.active ? "resolved: no longer counts" : s.counted ? "counts" : "a stronger signal of " + s.detector + " counts";
+      body.append(h("tr", { class: "sev-" + ssev + (s.active ? "" : " inactive"), "data-alert-id": s.alertId, "data-counted": String(Boolean(s.counted && s.active)) },
+        h("td", {},
+          h("div", {}, h("span", { class: "badge sev-" + ssev, text: ssev.toLowerCase() }), " ", h("b", { text: s.title || s.detector }), " ",
+            h("span", { class: "meta", text: s.detector + " · " + fmt(s.anomalyCount) + " anomal" + (num(s.anomalyCount) === 1 ? "y" : "ies") + (users.length > 1 ? " · " + s.userId : "") })),
+          h("div", {}, attackBadges(s.tactics, s.techniques)),
+          alert && alert.reason ? h("div", { class: "meta", text: alert.reason }) : null),
+        h("td", { class: "num", title: why }, h("span", { text: num(s.probability).toFixed(2) }), h("div", { class: "meta", text: s.counted && s.active ? "counted" : "not counted" })),
+        h("td", {},
+          h("button", { class: "link", type: "button", "data-action": "show-alert", "data-alert-id": s.alertId, title: "Show this alert in the alert list", onclick: () => showAlert(s.alertId), text: "alert" }),
+          alert ? h("div", { class: "meta", text: enumLabel(alert.status, "ALERT_STATUS_") }) : null),
+      ));
+    }
+    const counted = signals.filter((s) => s.counted && s.active);
+    $("incident-formula").textContent = counted.length
+      ? "score = 100 × (1 − " + counted.map((s) => "(1 − " + num(s.probability).toFixed(2) + ")").join(" × ") + ") = " + num(i.score).toFixed(1)
+      : "No signal is open any more: the score stands as the story's last.";
+
+    renderTimeline(d.timeline || [], i);
+  }
+
+  // An event in one line; its user only where the story is a source address's.
+  function timelineText(e, withUser) {
+    const place = [e.city, e.countryCode].filter(Boolean).join(", ");
+    const call = e.apiMethod || e.apiPath ? [e.apiMethod, e.apiPath, e.statusCode ? "→ " + e.statusCode : ""].filter(Boolean).join(" ") : "";
+    return [enumLabel(e.type, "ACTIVITY_TYPE_"), withUser ? e.userId : "", e.sourceIp, place, e.deviceId, call].filter(Boolean).join(" · ");
+  }
+
+  const withUser = (userId, incident) => (incident.entityKind === "ENTITY_KIND_SOURCE_ADDRESS" ? userId + ": " : "");
+
+  function renderTimeline(entries, incident) {
+    const list = clear($("incident-timeline"));
+    const anomalies = entries.filter((t) => t.anomaly).length;
+    $("incident-timeline-caption").textContent = fmt(anomalies) + " anomalies, " + fmt(entries.length - anomalies) + " events of " + entityLabel(incident) + " around them";
+    for (const t of entries) {
+      const at = h("time", { datetime: t.occurredAt, title: t.occurredAt, text: timeText(t.occurredAt, true) });
+      if (t.anomaly) {
+        const a = t.anomaly;
+        const sev = severityKey(a.severity);
+        list.append(h("li", { class: "anomaly sev-" + sev, "data-kind": "anomaly", "data-anomaly-id": a.anomalyId },
+          at, h("span", { class: "badge sev-" + sev, text: sev.toLowerCase() }), " ", h("b", { text: a.detector }), " ",
+          withUser(a.userId, incident), h("span", { text: a.reason || "" })));
+      } else if (t.event) {
+        list.append(h("li", { "data-kind": "event", "data-event-id": t.event.eventId }, at, h("span", { text: timelineText(t.event, incident.entityKind === "ENTITY_KIND_SOURCE_ADDRESS") })));
+      }
+    }
+    if (!entries.length) list.append(h("li", { class: "empty", text: "Nothing recorded." }));
+  }
+
+  // The existing alert view, scrolled to one alert (all statuses shown if
+  // the filter would hide it).
+  function showAlert(alertId) {
+    const alert = state.alerts.get(alertId);
+    if (alert && !alertVisible(alert)) $("alerts-status-filter").value = "all";
+    renderAlerts();
+    const item = [...$("alerts-list").children].find((li) => li.dataset.alertId === alertId);
+    if (!item) { toast("That alert is not in the alert list.", true); return; }
+    state.focusedAlert = alertId;
+    for (const li of $("alerts-list").querySelectorAll("li.focus")) li.classList.remove("focus");
+    item.classList.add("focus");
+    item.scrollIntoView({ behavior: "smooth", block: "center" });
   }
 
   // ---- activity log ------------------------------------------------------------
@@ -713,7 +1046,9 @@
 
   function refreshAll() {
     loadDashboard();
+    if (state.incidentsAvailable !== false) loadIncidents();
     if (state.alertsAvailable !== false) loadAlerts();
+    if (state.selectedIncident) loadIncidentDetail();
   }
 
   function init() {
@@ -721,6 +1056,8 @@
     $("window-select").addEventListener("change", (e) => { state.window = num(e.target.value); loadDashboard(); });
     $("refresh-button").addEventListener("click", () => { refreshAll(); loadLogs(); });
     $("alerts-status-filter").addEventListener("change", renderAlerts);
+    $("incidents-status-filter").addEventListener("change", renderIncidents);
+    $("incident-close").addEventListener("click", closeIncident);
     $("logs-form").addEventListener("submit", (e) => { e.preventDefault(); resetLogPaging(); loadLogs(); });
     $("logs-form").addEventListener("input", updateExportLinks);
     $("logs-reset").addEventListener("click", () => { $("logs-form").reset(); resetLogPaging(); loadLogs(); });
@@ -742,6 +1079,7 @@
     state.refreshTimer = setInterval(() => {
       if (document.visibilityState !== "visible") return;
       loadDashboard();
+      renderIncidents();
       renderAlerts();
     }, REFRESH_MS);
     document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") loadDashboard(); });
@@ -754,7 +1092,7 @@
   }
 
   // For tests and the curious: the page's state, read-only use please.
-  window.uba = { state, refreshAll, loadLogs, loadBaseline, connectStream };
+  window.uba = { state, refreshAll, loadLogs, loadBaseline, connectStream, openIncident };
   // An empty icon: otherwise the browser asks for /favicon.ico, which the
   // gateway does not serve, and every console shows a 404.
   document.head.append(h("link", { rel: "icon", href: "data:," }));
