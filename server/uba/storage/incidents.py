@@ -4,24 +4,35 @@ caller's transaction (the ingest writer's, for every change)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from uba.domain.alerts import Resolution
+from uba.domain.alerts import AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Severity
-from uba.domain.incidents import EntityKind, Incident, IncidentFilter, IncidentStatus, Signal
+from uba.domain.incidents import (
+    EntityKind,
+    Incident,
+    IncidentFilter,
+    IncidentStatus,
+    Member,
+    Signal,
+)
 from uba.storage.detection import anomaly_from_row
 from uba.storage.events import from_us, from_us_or_none, to_us, to_us_or_none
-from uba.storage.models import AnomalyRow, IncidentMemberRow, IncidentRow
+from uba.storage.models import AlertRow, AnomalyRow, EventRow, IncidentMemberRow, IncidentRow
 
 _IN = IncidentRow.__table__
 _MEM = IncidentMemberRow.__table__
 _AN = AnomalyRow.__table__
+_AL = AlertRow.__table__
+_EV = EventRow.__table__
 
 # Open incidents of one entity considered for a new member (newest first).
 CANDIDATES = 20
+# Pending members read for one user or for the population detectors.
+PENDING = 200
 
 
 def incident_values(i: Incident) -> dict:
@@ -52,6 +63,7 @@ def incident_values(i: Incident) -> dict:
                 "signals": [s.to_dict() for s in i.signals],
                 "session_ids": i.session_ids,
                 "user_ids": i.user_ids,
+                "source_ips": i.source_ips,
                 "anomaly_ids": i.anomaly_ids,
                 "risk_weight": i.risk_weight,
                 "risk_at_us": to_us_or_none(i.risk_at),
@@ -80,6 +92,7 @@ def incident_from_row(r) -> Incident:
         signals=[Signal.from_dict(s) for s in data.get("signals", [])],
         session_ids=data.get("session_ids", []),
         user_ids=data.get("user_ids", []),
+        source_ips=data.get("source_ips", []),
         tactics=json.loads(r.tactics),
         techniques=json.loads(r.techniques),
         anomaly_ids=data.get("anomaly_ids", []),
@@ -124,6 +137,86 @@ class IncidentRepository:
             query = query.with_for_update()
         rows = conn.execute(query).all()
         return [incident_from_row(r) for r in rows]
+
+    def open_campaigns(
+        self, conn: Connection, since: datetime, limit: int = CANDIDATES
+    ) -> list[Incident]:
+        """Open incidents about source addresses (campaigns) seen since
+        `since`, newest first; locked on PostgreSQL as open_incidents."""
+        query = (
+            select(_IN)
+            .where(
+                _IN.c.entity_kind == EntityKind.SOURCE_IP.value,
+                _IN.c.status != IncidentStatus.RESOLVED.value,
+                _IN.c.last_seen_at_us >= to_us(since),
+            )
+            .order_by(_IN.c.seq.desc())
+            .limit(limit)
+        )
+        if self.backend == "postgresql":
+            query = query.with_for_update()
+        return [incident_from_row(r) for r in conn.execute(query).all()]
+
+    def pending_members(self, conn: Connection, user_id: str, since: datetime) -> list[Member]:
+        """The user's alerted anomalies since `since` whose alert is in no
+        incident and not resolved, oldest first."""
+        return self._pending(conn, _AN.c.user_id == user_id, since)
+
+    def pending_population(
+        self, conn: Connection, detectors: Sequence[str], since: datetime
+    ) -> list[Member]:
+        """The same for the population detectors' anomalies, any user."""
+        return self._pending(conn, _AN.c.detector.in_(list(detectors)), since)
+
+    def _pending(self, conn: Connection, which, since: datetime) -> list[Member]:
+        rows = conn.execute(
+            select(_AN, _AL.c.title.label("alert_title"))
+            .join(_AL, _AL.c.alert_id == _AN.c.alert_id)
+            .where(
+                which,
+                _AN.c.occurred_at_us >= to_us(since),
+                _AL.c.incident_id == "",
+                _AL.c.status != AlertStatus.RESOLVED.value,
+            )
+            .order_by(_AN.c.occurred_at_us.desc(), _AN.c.id.desc())
+            .limit(PENDING)
+        ).all()
+        anomalies = [(anomaly_from_row(r), r.alert_title) for r in reversed(rows)]
+        last_event = {a.anomaly_id: a.event_ids[-1] for a, _ in anomalies if a.event_ids}
+        where = {
+            e.event_id: (e.session_id, e.source_ip)
+            for e in conn.execute(
+                select(_EV.c.event_id, _EV.c.session_id, _EV.c.source_ip).where(
+                    _EV.c.event_id.in_(set(last_event.values()))
+                )
+            )
+        }
+        members = []
+        for a, title in anomalies:
+            session_id, source_ip = where.get(last_event.get(a.anomaly_id, ""), ("", ""))
+            members.append(
+                Member(
+                    anomaly_id=a.anomaly_id,
+                    alert_id=a.alert_id,
+                    user_id=a.user_id,
+                    detector=a.detector,
+                    severity=a.severity,
+                    occurred_at=a.occurred_at or a.detected_at or since,
+                    title=title,
+                    session_id=session_id or "",
+                    source_ip=source_ip or "",
+                    tactics=tuple(a.tactics),
+                    techniques=tuple(a.techniques),
+                )
+            )
+        return members
+
+    def link_alerts(self, conn: Connection, incident_of_alert: Mapping[str, str]) -> None:
+        """Records the incident that alerts (pending until now) joined."""
+        for alert_id, incident_id in incident_of_alert.items():
+            conn.execute(
+                update(_AL).where(_AL.c.alert_id == alert_id).values(incident_id=incident_id)
+            )
 
     def incident(self, conn: Connection, incident_id: str, lock: bool = False) -> Incident | None:
         query = select(_IN).where(_IN.c.incident_id == incident_id)
