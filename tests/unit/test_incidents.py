@@ -48,17 +48,34 @@ def member(
     )
 
 
-def correlate(members: list[Member]) -> list[Incident]:
-    """Feeds members as the writer does: candidates are the entity's open
-    incidents, newest first."""
+def correlate(members: list[Member], pending: list[Member] | None = None) -> list[Incident]:
+    """Feeds members as the writer does: candidates are the open campaigns,
+    then the user's open incidents, newest first; a member that opens no
+    incident waits in `pending` (its user's, or the campaigns')."""
     incidents: list[Incident] = []
+    pending = [] if pending is None else pending
     for m in members:
-        kind, entity = POLICY.entity(m)
-        candidates = [
-            i for i in reversed(incidents) if (i.entity_kind, i.entity_id) == (kind, entity)
+        campaigns = [i for i in reversed(incidents) if i.entity_kind is EntityKind.SOURCE_IP]
+        own = [
+            i
+            for i in reversed(incidents)
+            if (i.entity_kind, i.entity_id) == (EntityKind.USER, m.user_id)
         ]
-        incident, new = POLICY.correlate(m, candidates, T0)
-        if new:
+        population = POLICY.is_population(m)
+        waiting = [
+            p
+            for p in pending
+            if POLICY.is_population(p) == population and (population or p.user_id == m.user_id)
+        ]
+        incident, added = POLICY.correlate(
+            m, campaigns if population else campaigns + own, T0, waiting
+        )
+        if incident is None:
+            pending.append(m)
+            continue
+        for earlier in added[:-1]:
+            pending.remove(earlier)
+        if added:
             incidents.append(incident)
     return incidents
 
@@ -119,9 +136,29 @@ def test_score_is_a_bounded_noisy_or():
         ]
     )
     assert top.severity is Severity.CRITICAL and 99 < top.score <= 100
-    # A lone finding keeps its own severity.
+    # A lone finding keeps its own severity; a lone LOW one opens no incident.
     for severity in Severity:
-        assert correlate([member("new_device", severity)])[0].severity is severity
+        opened = correlate([member("new_device", severity)])
+        assert [i.severity for i in opened] == ([] if severity < Severity.MEDIUM else [severity])
+
+
+def test_weak_signals_wait_until_together_they_are_worth_an_incident():
+    """A LOW signal alone is no incident (its alert stays, as evidence);
+    the incident opens when a related one makes the evidence MEDIUM, and
+    tells the whole story, the earlier signal included."""
+    pending: list[Member] = []
+    assert correlate([member("login_time", Severity.LOW, at=T0)], pending) == []
+    assert [m.detector for m in pending] == ["login_time"]
+    # Another user's or another session's LOW signal does not complete it.
+    assert correlate([member("new_device", Severity.LOW, user="bob")], pending) == []
+    assert correlate([member("api_new_endpoint", Severity.LOW, session="s2")], pending) == []
+    (incident,) = correlate(
+        [member("new_device", Severity.LOW, at=T0 + timedelta(minutes=3))], pending
+    )
+    assert incident.severity is Severity.MEDIUM and incident.entity_id == "alice"
+    assert [s.detector for s in incident.signals] == ["login_time", "new_device"]
+    assert incident.first_seen_at == T0 and incident.anomaly_count == 2
+    assert sorted(m.detector for m in pending) == ["api_new_endpoint", "new_device"]  # others wait
 
 
 def test_separate_sessions_and_windows_are_separate_incidents():
@@ -170,6 +207,44 @@ def test_population_attacks_group_by_source_address():
     assert s.entity_id == "198.51.100.9" and s.user_ids == victims and len(s.alert_ids) == 12
     assert s.severity is Severity.HIGH  # twelve victims of one technique: no escalation by count
     assert s.techniques == ["T1110.003"] and "12 alerted users" in s.title
+
+
+def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
+    """Credential stuffing from a botnet: every population finding near the
+    campaign joins it whatever its address, and so does a victim's own
+    finding on an event from one of its addresses; the victim's finding
+    from home, and a wave hours later, are other stories."""
+    botnet = [f"45.134.26.{i}" for i in range(40)]
+    wave = [
+        member(
+            "credential_stuffing",
+            Severity.HIGH if i % 10 == 0 else Severity.MEDIUM,
+            user=f"user{i % 25}",
+            session="",
+            ip=ip,
+            at=T0 + timedelta(minutes=2 * i),
+        )
+        for i, ip in enumerate(botnet)
+    ]
+    victim_from_botnet = member(
+        "new_country", user="user7", ip=botnet[5], at=T0 + timedelta(minutes=15), session="s7"
+    )
+    victim_at_home = member("new_device", user="user8", ip="10.0.0.8", at=T0 + timedelta(hours=1))
+    later = member(
+        "credential_stuffing",
+        user="user1",
+        session="",
+        ip="5.188.62.9",
+        at=T0 + timedelta(minutes=80) + POLICY.window + timedelta(minutes=1),
+    )
+    incidents = correlate([*wave, victim_from_botnet, victim_at_home, later])
+    campaign, home, second = incidents
+    assert campaign.entity_kind is EntityKind.SOURCE_IP and campaign.entity_id == botnet[0]
+    assert campaign.source_ips == botnet and len(campaign.user_ids) == 25
+    assert victim_from_botnet.anomaly_id in campaign.anomaly_ids
+    assert "from 40 addresses" in campaign.title
+    assert (home.entity_kind, home.entity_id) == (EntityKind.USER, "user8")
+    assert second.entity_id == "5.188.62.9" and second.source_ips == ["5.188.62.9"]
 
 
 def test_resolving_a_member_alert_stops_it_counting():

@@ -422,6 +422,7 @@ def incident_to_pb(i: Incident, m: incidents_pb2.Incident) -> None:
     m.anomaly_ids.extend(i.anomaly_ids)
     m.anomaly_count = i.anomaly_count
     m.user_ids.extend(i.user_ids)
+    m.source_ips.extend(i.source_ips)
     m.session_ids.extend(i.session_ids)
     for field_name in (
         "first_seen_at",

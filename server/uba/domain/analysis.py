@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 SHARED_STATE = "detector_windows"
 PRIORS = "priors"
+
+
+# The pending members of population detectors, whatever their address.
+_CAMPAIGN = "\x00campaign"
 
 
 class DetectionStorage(Protocol):
@@ -65,6 +69,10 @@ class IncidentStorage(Protocol):
     """The incident repository of a unit of work (see uba.storage.incidents)."""
 
     def open_incidents(self, entity_kind: EntityKind, entity_id: str) -> list[Incident]: ...
+    def open_campaigns(self, since: datetime) -> list[Incident]: ...
+    def pending_members(self, user_id: str, since: datetime) -> list[Member]: ...
+    def pending_population(self, detectors: Sequence[str], since: datetime) -> list[Member]: ...
+    def link_alerts(self, incident_of_alert: Mapping[str, str]) -> None: ...
     def incident(self, incident_id: str, lock: bool = False) -> Incident | None: ...
     def incidents_of_alert(self, alert_id: str) -> list[Incident]: ...
     def save_incidents(self, incidents: Sequence[Incident], created: set[str]) -> None: ...
@@ -297,25 +305,52 @@ class Analyzer:
                     alert,
                 )
             )
-        # Each entity's open incidents, read (and locked) in one order, so
-        # two writers never wait on each other's entities crosswise.
-        candidates: dict[tuple[EntityKind, str], list[Incident]] = {
-            key: repo.open_incidents(*key)
-            for key in sorted(
-                {self.incidents.entity(m) for m, _ in pairs}, key=lambda k: (k[0].value, k[1])
-            )
+        policy = self.incidents
+        # Open incidents read (and locked) in one order, so two writers never
+        # wait on each other's entities crosswise: campaigns (any member may
+        # come from one of their addresses), then each user's.
+        since = min(m.occurred_at for m, _ in pairs) - policy.window
+        campaigns = repo.open_campaigns(since)
+        users = sorted({m.user_id for m, _ in pairs if not policy.is_population(m)})
+        own: dict[str, list[Incident]] = {u: repo.open_incidents(EntityKind.USER, u) for u in users}
+        # Alerted anomalies in no incident yet, oldest first: a user's, and
+        # the population detectors' (a campaign's first signals).
+        in_group = {m.anomaly_id for m, _ in pairs}
+        pending: dict[str, list[Member]] = {
+            u: [p for p in repo.pending_members(u, since) if p.anomaly_id not in in_group]
+            for u in users
         }
+        if any(policy.is_population(m) for m, _ in pairs):
+            pending[_CAMPAIGN] = [
+                p
+                for p in repo.pending_population(sorted(policy.population_detectors), since)
+                if p.anomaly_id not in in_group and policy.is_population(p)
+            ]
         changed: dict[str, Incident] = {}
         created: set[str] = set()
         members: list[tuple[str, str, str, str, datetime]] = []
+        linked: dict[str, str] = {}  # alert id -> incident id, for alerts not in this group
         for member, alert in pairs:
-            key = self.incidents.entity(member)
-            incident, new = self.incidents.correlate(member, candidates[key], now)
-            if new:
-                candidates[key].insert(0, incident)
+            population = policy.is_population(member)
+            key = _CAMPAIGN if population else member.user_id
+            candidates = campaigns if population else [*campaigns, *own[key]]
+            waiting = pending.setdefault(key, [])
+            incident, added = policy.correlate(member, candidates, now, waiting)
+            if incident is None:
+                waiting.append(member)
+                continue
+            if added:
+                (campaigns if population else own[key]).insert(0, incident)
                 created.add(incident.incident_id)
+                for earlier in added[:-1]:
+                    waiting.remove(earlier)
+                    linked[earlier.alert_id] = incident.incident_id
             changed[incident.incident_id] = incident
             alert.incident_id = incident.incident_id
+            for m in added[:-1] or ():
+                members.append(
+                    (incident.incident_id, m.anomaly_id, m.alert_id, m.user_id, m.occurred_at)
+                )
             members.append(
                 (
                     incident.incident_id,
@@ -325,6 +360,11 @@ class Analyzer:
                     member.occurred_at,
                 )
             )
+        group_alerts = {a.alert_id for _, a in pairs}
+        repo.link_alerts({a: i for a, i in linked.items() if a not in group_alerts})
+        for _, alert in pairs:  # an alert whose earlier anomaly opened an incident just now
+            if not alert.incident_id and alert.alert_id in linked:
+                alert.incident_id = linked[alert.alert_id]
         return list(changed.values()), created, members
 
     @staticmethod
@@ -344,14 +384,15 @@ class Analyzer:
         risks: dict[str, RiskAccumulator],
         now: datetime,
     ) -> None:
-        """One incident, one contribution to each of its users' risk: its
-        previous contribution is taken back and the current one added."""
+        """One incident, one contribution to each of its users' risk (a
+        campaign's: each victim with an open signal in it): its previous
+        contribution is taken back and the current one added."""
         for incident in incidents:
             weight = self.risk.incident_weight(self.incidents.open_probability(incident))
             users = (
                 [incident.entity_id]
                 if incident.entity_kind is EntityKind.USER
-                else list(incident.user_ids)
+                else list(dict.fromkeys(s.user_id for s in incident.signals if s.active))
             )
             if weight <= 0.0:
                 users = []

@@ -5,17 +5,26 @@ device at an odd hour is one incident with three signals, not three alerts.
 Pure logic; storage assigns the `seq` numbers (the alerts' sequence, so one
 resumable stream carries both) and persists what these functions return.
 
-Correlation. Every anomaly that became (part of) an alert is a member of
-exactly one incident. The entity is the user, except for population
-attacks (password spraying, credential stuffing), whose anomalies belong to
-each victim but whose story is the source address: those incidents are
-keyed by the address and list every victim. An anomaly joins an open
-incident of its entity when
+Correlation. An incident is what an analyst must triage, so it opens only
+when its evidence reaches `opens_at` (MEDIUM): an alerted anomaly that joins
+no open incident waits as *pending* (its alert stays, as evidence) until a
+related one of its entity, alone or together with the pending ones, is
+strong enough; the incident then opens with all of them (two LOW signals in
+one session, say, make a MEDIUM incident; a LOW one alone makes none).
+
+The entity is the user, except for population attacks (password spraying,
+credential stuffing), whose anomalies belong to each victim but whose story
+is the campaign: its incident is keyed by the first source address, lists
+every address (`source_ips`) and every victim, and takes every population
+anomaly within `window` of its span, whatever the address (a botnet of a
+hundred addresses is one story). A victim's own anomalies on an event from
+one of the campaign's addresses join the campaign too.
+
+A user's anomaly joins an open incident of the user when
   * it belongs to one of the incident's sessions (same session_id), or
   * it happened within `window` of the incident's span, unless both it and
     the incident have session ids and they differ (another session is
-    another story; population incidents ignore sessions).
-Otherwise it opens a new incident.
+    another story).
 
 Score (documented in docs/detection.md, "Incidents and risk"). Each member
 alert is a signal with a calibrated probability that it shows an attack:
@@ -47,6 +56,7 @@ from uba.domain.ids import new_uuid7
 MAX_ANOMALY_IDS = 100
 MAX_SESSION_IDS = 20
 MAX_USER_IDS = 1000
+MAX_SOURCE_IPS = 1000
 
 # Detectors whose anomalies describe an attack on the population from one
 # address: their incidents are keyed by that address.
@@ -181,6 +191,8 @@ class Incident:
     signals: list[Signal] = field(default_factory=list)
     session_ids: list[str] = field(default_factory=list)
     user_ids: list[str] = field(default_factory=list)
+    # A campaign's addresses (population incidents only).
+    source_ips: list[str] = field(default_factory=list)
     tactics: list[str] = field(default_factory=list)
     techniques: list[str] = field(default_factory=list)
     anomaly_ids: list[str] = field(default_factory=list)
@@ -225,56 +237,101 @@ class IncidentPolicy:
     )
     bands: tuple[tuple[float, Severity], ...] = DEFAULT_BANDS
     population_detectors: frozenset[str] = POPULATION_DETECTORS
+    # An incident opens once its evidence reaches this severity.
+    opens_at: Severity = Severity.MEDIUM
 
     # -- correlation ---------------------------------------------------------------
 
     def entity(self, member: Member) -> tuple[EntityKind, str]:
-        if member.detector in self.population_detectors and member.source_ip:
+        """The kind of story `member` opens: its user's, or (a population
+        detector's, with an address) a campaign keyed by that address."""
+        if self.is_population(member):
             return EntityKind.SOURCE_IP, member.source_ip
         return EntityKind.USER, member.user_id
 
-    def joins(self, incident: Incident, member: Member) -> bool:
-        """Whether `member` belongs to the story `incident` tells."""
-        if not incident.is_open or (incident.entity_kind, incident.entity_id) != self.entity(
-            member
-        ):
-            return False
-        if incident.entity_kind is EntityKind.USER and member.session_id:
-            if member.session_id in incident.session_ids:
-                return True
-            if incident.session_ids:
-                return False
+    def is_population(self, member: Member) -> bool:
+        return member.detector in self.population_detectors and bool(member.source_ip)
+
+    def _near(self, incident: Incident, member: Member) -> bool:
         return (
             incident.first_seen_at - self.window
             <= member.occurred_at
             <= incident.last_seen_at + self.window
         )
 
-    def correlate(
-        self, member: Member, candidates: Sequence[Incident], now: datetime
-    ) -> tuple[Incident, bool]:
-        """Adds `member` to the first of `candidates` (open incidents of its
-        entity, newest first) it joins, or to a new incident. Returns the
-        incident (rescored) and whether it is new."""
-        incident = next((c for c in candidates if self.joins(c, member)), None)
-        new = incident is None
-        if incident is None:
-            kind, entity_id = self.entity(member)
-            incident = Incident(
-                incident_id=new_uuid7(),
-                entity_kind=kind,
-                entity_id=entity_id,
-                title="",
-                severity=member.severity,
-                score=0.0,
-                created_at=now,
-                updated_at=now,
-                first_seen_at=member.occurred_at,
-                last_seen_at=member.occurred_at,
+    def joins(self, incident: Incident, member: Member) -> bool:
+        """Whether `member` belongs to the story `incident` tells."""
+        if not incident.is_open:
+            return False
+        if incident.entity_kind is EntityKind.SOURCE_IP:
+            # A campaign: its own detectors' anomalies near it, and a victim's
+            # anomalies on an event from one of its addresses.
+            if not self._near(incident, member):
+                return False
+            return self.is_population(member) or (
+                bool(member.source_ip) and member.source_ip in incident.source_ips
             )
-        self._add(incident, member, now)
+        if self.entity(member) != (incident.entity_kind, incident.entity_id):
+            return False
+        if member.session_id:
+            if member.session_id in incident.session_ids:
+                return True
+            if incident.session_ids:
+                return False
+        return self._near(incident, member)
+
+    def _related(self, earlier: Member, member: Member) -> bool:
+        """Whether a pending `earlier` member belongs to the story `member`
+        would open (the joining rule, between two members)."""
+        if self.entity(earlier)[0] is not self.entity(member)[0]:
+            return False
+        if self.is_population(member):
+            pass  # a campaign: any address
+        elif earlier.user_id != member.user_id:
+            return False
+        elif earlier.session_id and member.session_id:
+            return earlier.session_id == member.session_id
+        return abs(member.occurred_at - earlier.occurred_at) <= self.window
+
+    def correlate(
+        self,
+        member: Member,
+        candidates: Sequence[Incident],
+        now: datetime,
+        pending: Sequence[Member] = (),
+    ) -> tuple[Incident | None, list[Member]]:
+        """Adds `member` to the first of `candidates` (open incidents it may
+        join: campaigns first, then its entity's, newest first) it joins.
+        Joining none, it opens a new incident together with the related
+        members of `pending` (its entity's alerted anomalies in no incident
+        yet, oldest first) if they reach `opens_at`. Returns the incident
+        (rescored; None when the member waits as pending) and the members
+        added to a new incident ([] when it joined an existing one)."""
+        incident = next((c for c in candidates if self.joins(c, member)), None)
+        if incident is not None:
+            self._add(incident, member, now)
+            self.rescore(incident)
+            return incident, []
+        kind, entity_id = self.entity(member)
+        incident = Incident(
+            incident_id=new_uuid7(),
+            entity_kind=kind,
+            entity_id=entity_id,
+            title="",
+            severity=member.severity,
+            score=0.0,
+            created_at=now,
+            updated_at=now,
+            first_seen_at=member.occurred_at,
+            last_seen_at=member.occurred_at,
+        )
+        added = [p for p in pending if self._related(p, member)] + [member]
+        for m in added:
+            self._add(incident, m, now)
         self.rescore(incident)
-        return incident, new
+        if incident.severity < self.opens_at:
+            return None, []
+        return incident, added
 
     def _add(self, incident: Incident, member: Member, now: datetime) -> None:
         signal = incident.signal(member.alert_id)
@@ -310,6 +367,13 @@ class IncidentPolicy:
             incident.session_ids.append(member.session_id)
         if member.user_id not in incident.user_ids and len(incident.user_ids) < MAX_USER_IDS:
             incident.user_ids.append(member.user_id)
+        if (
+            incident.entity_kind is EntityKind.SOURCE_IP
+            and member.source_ip
+            and member.source_ip not in incident.source_ips
+            and len(incident.source_ips) < MAX_SOURCE_IPS
+        ):
+            incident.source_ips.append(member.source_ip)
         incident.first_seen_at = min(incident.first_seen_at, member.occurred_at)
         incident.last_seen_at = max(incident.last_seen_at, member.occurred_at)
         incident.updated_at = now
@@ -369,8 +433,10 @@ class IncidentPolicy:
         )
         kinds = len({s.detector for s in incident.signals})
         if incident.entity_kind is EntityKind.SOURCE_IP:
-            users = len(incident.user_ids)
+            users, sources = len(incident.user_ids), len(incident.source_ips)
             context = f"{users} alerted user{'s' if users != 1 else ''}"
+            if sources > 1:
+                context += f" from {sources} addresses"
         elif kinds > 1:
             where = "one session" if len(incident.session_ids) == 1 else "one window"
             context = f"{kinds} signals in {where}"

@@ -4,24 +4,35 @@ caller's transaction (the ingest writer's, for every change)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from uba.domain.alerts import Resolution
+from uba.domain.alerts import AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Severity
-from uba.domain.incidents import EntityKind, Incident, IncidentStatus, Signal
+from uba.domain.incidents import EntityKind, Incident, IncidentStatus, Member, Signal
 from uba.storage.detection import anomaly_from_row
 from uba.storage.events import from_us, from_us_or_none, to_us, to_us_or_none
-from uba.storage.models import AnomalyRow, IncidentMemberRow, IncidentRow, table_of
+from uba.storage.models import (
+    AlertRow,
+    AnomalyRow,
+    EventRow,
+    IncidentMemberRow,
+    IncidentRow,
+    table_of,
+)
 
 incidents_t = table_of(IncidentRow)
 members_t = table_of(IncidentMemberRow)
 anomalies_t = table_of(AnomalyRow)
+alerts_t = table_of(AlertRow)
+events_t = table_of(EventRow)
 
 # Open incidents of one entity considered for a new member (newest first).
 CANDIDATES = 20
+# Pending members read for one user or for the population detectors.
+PENDING = 200
 
 
 def incident_values(i: Incident) -> dict:
@@ -52,6 +63,7 @@ def incident_values(i: Incident) -> dict:
                 "signals": [s.to_dict() for s in i.signals],
                 "session_ids": i.session_ids,
                 "user_ids": i.user_ids,
+                "source_ips": i.source_ips,
                 "anomaly_ids": i.anomaly_ids,
                 "risk_weight": i.risk_weight,
                 "risk_at_us": to_us_or_none(i.risk_at),
@@ -80,6 +92,7 @@ def incident_from_row(r) -> Incident:
         signals=[Signal.from_dict(s) for s in data.get("signals", [])],
         session_ids=data.get("session_ids", []),
         user_ids=data.get("user_ids", []),
+        source_ips=data.get("source_ips", []),
         tactics=json.loads(r.tactics),
         techniques=json.loads(r.techniques),
         anomaly_ids=data.get("anomaly_ids", []),
@@ -127,6 +140,84 @@ class IncidentRepository:
             query = query.with_for_update()
         rows = self._conn.execute(query).all()
         return [incident_from_row(r) for r in rows]
+
+    def open_campaigns(self, since: datetime, limit: int = CANDIDATES) -> list[Incident]:
+        """Open incidents about source addresses (campaigns) seen since
+        `since`, newest first; locked on PostgreSQL as open_incidents."""
+        query = (
+            select(incidents_t)
+            .where(
+                incidents_t.c.entity_kind == EntityKind.SOURCE_IP.value,
+                incidents_t.c.status != IncidentStatus.RESOLVED.value,
+                incidents_t.c.last_seen_at_us >= to_us(since),
+            )
+            .order_by(incidents_t.c.seq.desc())
+            .limit(limit)
+        )
+        if self.backend == "postgresql":
+            query = query.with_for_update()
+        return [incident_from_row(r) for r in self._conn.execute(query).all()]
+
+    def pending_members(self, user_id: str, since: datetime) -> list[Member]:
+        """The user's alerted anomalies since `since` whose alert is in no
+        incident and not resolved, oldest first."""
+        return self._pending(anomalies_t.c.user_id == user_id, since)
+
+    def pending_population(self, detectors: Sequence[str], since: datetime) -> list[Member]:
+        """The same for the population detectors' anomalies, any user."""
+        return self._pending(anomalies_t.c.detector.in_(list(detectors)), since)
+
+    def _pending(self, which, since: datetime) -> list[Member]:
+        rows = self._conn.execute(
+            select(anomalies_t, alerts_t.c.title.label("alert_title"))
+            .join(alerts_t, alerts_t.c.alert_id == anomalies_t.c.alert_id)
+            .where(
+                which,
+                anomalies_t.c.occurred_at_us >= to_us(since),
+                alerts_t.c.incident_id == "",
+                alerts_t.c.status != AlertStatus.RESOLVED.value,
+            )
+            .order_by(anomalies_t.c.occurred_at_us.desc(), anomalies_t.c.id.desc())
+            .limit(PENDING)
+        ).all()
+        anomalies = [(anomaly_from_row(r), r.alert_title) for r in reversed(rows)]
+        last_event = {a.anomaly_id: a.event_ids[-1] for a, _ in anomalies if a.event_ids}
+        where = {
+            e.event_id: (e.session_id, e.source_ip)
+            for e in self._conn.execute(
+                select(events_t.c.event_id, events_t.c.session_id, events_t.c.source_ip).where(
+                    events_t.c.event_id.in_(set(last_event.values()))
+                )
+            )
+        }
+        members = []
+        for a, title in anomalies:
+            session_id, source_ip = where.get(last_event.get(a.anomaly_id, ""), ("", ""))
+            members.append(
+                Member(
+                    anomaly_id=a.anomaly_id,
+                    alert_id=a.alert_id,
+                    user_id=a.user_id,
+                    detector=a.detector,
+                    severity=a.severity,
+                    occurred_at=a.occurred_at or a.detected_at or since,
+                    title=title,
+                    session_id=session_id or "",
+                    source_ip=source_ip or "",
+                    tactics=tuple(a.tactics),
+                    techniques=tuple(a.techniques),
+                )
+            )
+        return members
+
+    def link_alerts(self, incident_of_alert: Mapping[str, str]) -> None:
+        """Records the incident that alerts (pending until now) joined."""
+        for alert_id, incident_id in incident_of_alert.items():
+            self._conn.execute(
+                update(alerts_t)
+                .where(alerts_t.c.alert_id == alert_id)
+                .values(incident_id=incident_id)
+            )
 
     def incident(self, incident_id: str, lock: bool = False) -> Incident | None:
         query = select(incidents_t).where(incidents_t.c.incident_id == incident_id)
