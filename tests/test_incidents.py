@@ -511,7 +511,9 @@ def test_subscribers_of_alerts_only_get_no_incident_messages(uba_server):
     call = stub.StreamAlerts(service_pb2.StreamAlertsRequest(user_id=user))
     try:
         assert next(call).HasField("heartbeat")
-        stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst(user)))
+        # Hours away from the module's other failures: no campaign to join.
+        events = burst(user, minutes_ago=600, ip="198.51.100.99")
+        stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=events))
         alert = next(m for m in call if not m.HasField("heartbeat"))
         assert alert.HasField("alert") and alert.seq == alert.alert.seq
         (incident,) = all_incidents(stub, user_id=user)

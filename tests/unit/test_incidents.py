@@ -3,6 +3,7 @@ source address; the noisy-OR score; the workflow; the ATT&CK table."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
@@ -212,8 +213,8 @@ def test_population_attacks_group_by_source_address():
 def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
     """Credential stuffing from a botnet: every population finding near the
     campaign joins it whatever its address, and so does a victim's own
-    finding on an event from one of its addresses; the victim's finding
-    from home, and a wave hours later, are other stories."""
+    finding on an event from one of its addresses or on a failed login; the
+    victim's finding from home, and a wave hours later, are other stories."""
     botnet = [f"45.134.26.{i}" for i in range(40)]
     wave = [
         member(
@@ -230,6 +231,11 @@ def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
         "new_country", user="user7", ip=botnet[5], at=T0 + timedelta(minutes=15), session="s7"
     )
     victim_at_home = member("new_device", user="user8", ip="10.0.0.8", at=T0 + timedelta(hours=1))
+    # A victim's failure from an address no population finding named yet.
+    failing = replace(
+        member("new_country", user="user99", ip="91.241.19.3", at=T0 + timedelta(minutes=30)),
+        failed_login=True,
+    )
     later = member(
         "credential_stuffing",
         user="user1",
@@ -237,12 +243,12 @@ def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
         ip="5.188.62.9",
         at=T0 + timedelta(minutes=80) + POLICY.window + timedelta(minutes=1),
     )
-    incidents = correlate([*wave, victim_from_botnet, victim_at_home, later])
+    incidents = correlate([*wave, victim_from_botnet, failing, victim_at_home, later])
     campaign, home, second = incidents
     assert campaign.entity_kind is EntityKind.SOURCE_IP and campaign.entity_id == botnet[0]
-    assert campaign.source_ips == botnet and len(campaign.user_ids) == 25
-    assert victim_from_botnet.anomaly_id in campaign.anomaly_ids
-    assert "from 40 addresses" in campaign.title
+    assert campaign.source_ips == [*botnet, "91.241.19.3"] and len(campaign.user_ids) == 26
+    assert {victim_from_botnet.anomaly_id, failing.anomaly_id} <= set(campaign.anomaly_ids)
+    assert "from 41 addresses" in campaign.title
     assert (home.entity_kind, home.entity_id) == (EntityKind.USER, "user8")
     assert second.entity_id == "5.188.62.9" and second.source_ips == ["5.188.62.9"]
 

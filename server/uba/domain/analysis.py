@@ -29,7 +29,7 @@ from uba.domain.attack import AttackMapping, attack_for
 from uba.domain.baselines import PriorBaselines, UserBaseline
 from uba.domain.detection import DetectionEngine
 from uba.domain.errors import InvalidArgument, NotFound
-from uba.domain.events import ActivityEvent
+from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, Member
 from uba.domain.risk import RiskAccumulator, RiskPolicy
 
@@ -301,6 +301,7 @@ class Analyzer:
                         source_ip=event.source_ip if event else "",
                         tactics=tuple(anomaly.tactics),
                         techniques=tuple(anomaly.techniques),
+                        failed_login=bool(event and event.type is ActivityType.LOGIN_FAILURE),
                     ),
                     alert,
                 )

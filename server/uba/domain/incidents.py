@@ -18,7 +18,8 @@ is the campaign: its incident is keyed by the first source address, lists
 every address (`source_ips`) and every victim, and takes every population
 anomaly within `window` of its span, whatever the address (a botnet of a
 hundred addresses is one story). A victim's own anomalies on an event from
-one of the campaign's addresses join the campaign too.
+one of the campaign's addresses, or on a failed login while the campaign
+goes on, join the campaign too.
 
 A user's anomaly joins an open incident of the user when
   * it belongs to one of the incident's sessions (same session_id), or
@@ -113,6 +114,8 @@ class Member:
     source_ip: str = ""
     tactics: tuple[str, ...] = ()
     techniques: tuple[str, ...] = ()
+    # Its event is a failed login (during a campaign, part of the attack).
+    failed_login: bool = False
 
 
 @dataclass(slots=True)
@@ -265,11 +268,13 @@ class IncidentPolicy:
             return False
         if incident.entity_kind is EntityKind.SOURCE_IP:
             # A campaign: its own detectors' anomalies near it, and a victim's
-            # anomalies on an event from one of its addresses.
+            # anomalies on a failed login or an event from one of its addresses.
             if not self._near(incident, member):
                 return False
-            return self.is_population(member) or (
-                bool(member.source_ip) and member.source_ip in incident.source_ips
+            return (
+                self.is_population(member)
+                or member.failed_login
+                or (bool(member.source_ip) and member.source_ip in incident.source_ips)
             )
         if self.entity(member) != (incident.entity_kind, incident.entity_id):
             return False

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from uba.domain.alerts import AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Severity
+from uba.domain.events import ActivityType
 from uba.domain.incidents import EntityKind, Incident, IncidentStatus, Member, Signal
 from uba.storage.detection import anomaly_from_row
 from uba.storage.events import from_us, from_us_or_none, to_us, to_us_or_none
@@ -183,16 +184,19 @@ class IncidentRepository:
         anomalies = [(anomaly_from_row(r), r.alert_title) for r in reversed(rows)]
         last_event = {a.anomaly_id: a.event_ids[-1] for a, _ in anomalies if a.event_ids}
         where = {
-            e.event_id: (e.session_id, e.source_ip)
+            e.event_id: (e.session_id, e.source_ip, e.type)
             for e in self._conn.execute(
-                select(events_t.c.event_id, events_t.c.session_id, events_t.c.source_ip).where(
-                    events_t.c.event_id.in_(set(last_event.values()))
-                )
+                select(
+                    events_t.c.event_id,
+                    events_t.c.session_id,
+                    events_t.c.source_ip,
+                    events_t.c.type,
+                ).where(events_t.c.event_id.in_(set(last_event.values())))
             )
         }
         members = []
         for a, title in anomalies:
-            session_id, source_ip = where.get(last_event.get(a.anomaly_id, ""), ("", ""))
+            session_id, source_ip, kind = where.get(last_event.get(a.anomaly_id, ""), ("", "", ""))
             members.append(
                 Member(
                     anomaly_id=a.anomaly_id,
@@ -206,6 +210,7 @@ class IncidentRepository:
                     source_ip=source_ip or "",
                     tactics=tuple(a.tactics),
                     techniques=tuple(a.techniques),
+                    failed_login=kind == ActivityType.LOGIN_FAILURE.value,
                 )
             )
         return members
