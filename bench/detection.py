@@ -171,8 +171,8 @@ def isolation_forest_section(ctx) -> None:
     from uba.detectors.base import DetectionContext
     from uba.detectors.features import event_features, observe
     from uba.detectors.isolation_forest import IsolationForestDetector, replay_rows
-    from uba.detectors.state import SharedState
     from uba.domain.baselines import UserBaseline
+    from uba.domain.shared_state import SharedState
 
     p = ctx.p
     history = common.persona_history(p.if_users)
@@ -309,11 +309,11 @@ def engine_cost_section(ctx) -> None:
     and learning, no storage), per detector configuration, on the same
     events of personas with mature baselines: where the detection share of
     ingest goes."""
+    from uba.detectors.engine import DetectionEngine
     from uba.detectors.isolation_forest import replay_rows
     from uba.detectors.registry import BUILTIN_DETECTORS, ENHANCED_DETECTORS, default_registry
-    from uba.detectors.state import SharedState
     from uba.domain.baselines import PriorBaselines, UserBaseline
-    from uba.domain.detection import DetectionEngine
+    from uba.domain.shared_state import SharedState
 
     p = ctx.p
     history = common.persona_history(p.if_users)

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from uba.detectors.features import FEATURE_NAMES, FEATURES, Z_CLIP, _z, event_features, observe
-from uba.detectors.state import SharedState
 from uba.detectors.synthetic import Persona, day_after_history
 from uba.domain.baselines import RunningStats, UserBaseline
 from uba.domain.events import ActivityType
+from uba.domain.shared_state import SharedState
 
 LOGIN, FAILURE, LOGOUT, API = (
     ActivityType.LOGIN_SUCCESS,

@@ -23,6 +23,7 @@ from sklearn.ensemble import IsolationForest  # noqa: E402
 
 from uba.detectors import checks, models  # noqa: E402
 from uba.detectors.checks import Simulation  # noqa: E402
+from uba.detectors.engine import DetectionEngine  # noqa: E402
 from uba.detectors.features import FEATURE_NAMES  # noqa: E402
 from uba.detectors.isolation_forest import (  # noqa: E402
     NAME,
@@ -35,7 +36,6 @@ from uba.detectors.isolation_forest import (  # noqa: E402
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry  # noqa: E402
 from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
 from uba.domain.anomalies import Severity  # noqa: E402
-from uba.domain.detection import DetectionEngine  # noqa: E402
 from uba.domain.events import ActivityType  # noqa: E402
 
 LOGIN, LOGOUT = ActivityType.LOGIN_SUCCESS, ActivityType.LOGOUT

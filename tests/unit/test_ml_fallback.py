@@ -45,7 +45,7 @@ EXERCISE = textwrap.dedent("""
     from uba.detectors.checks import Simulation
     from uba.detectors.registry import DetectorRegistry
     from uba.detectors.synthetic import Persona, day_after_history
-    from uba.domain.detection import DetectionEngine
+    from uba.detectors.engine import DetectionEngine
     from uba.domain.events import ActivityType
 
     registry = DetectorRegistry(entry_points=False)
@@ -122,7 +122,7 @@ def test_import_cost_of_the_ml_stack():
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         started = time.perf_counter()
-        import uba.domain.detection, uba.detectors.registry
+        import uba.detectors.engine, uba.detectors.registry
         from uba.detectors.isolation_forest import IsolationForestDetector
         from uba.detectors.distribution_shift import DistributionShiftDetector
         basic = time.perf_counter() - started, rss_mb()

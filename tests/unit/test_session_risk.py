@@ -5,11 +5,11 @@ import random
 from datetime import timedelta
 
 from uba.detectors.checks import Simulation, only
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
 from uba.detectors.session_risk import SessionRiskDetector
 from uba.detectors.synthetic import Persona, day_after_history, population
 from uba.domain.anomalies import Severity
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL

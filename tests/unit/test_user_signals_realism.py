@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from uba.detectors.checks import Simulation
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry
 from uba.detectors.synthetic import Persona
 from uba.domain.anomalies import Severity
 from uba.domain.baselines import PriorBaselines
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL

@@ -18,10 +18,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from uba.detectors.state import SharedState
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import EventClock, Prior, RunningStats, UserBaseline
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import SharedState
 
 
 @dataclass(slots=True)

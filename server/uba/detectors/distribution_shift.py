@@ -62,10 +62,10 @@ from uba.detectors.base import (
     require_positive,
     require_severity,
 )
-from uba.detectors.state import KeyedWindows
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import UserBaseline
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import KeyedWindows
 
 _LOGIN = ActivityType.LOGIN_SUCCESS
 _FAILURE = ActivityType.LOGIN_FAILURE

@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from uba.detectors.state import KeyedWindows, SharedState
 from uba.detectors.travel import haversine_km
 from uba.domain.baselines import EventClock, HourBucket, KnownValues, RunningStats, UserBaseline
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import KeyedWindows, SharedState
 
 # The per-user window the distinct-count features look back over. Rates
 # come from the baseline's open UTC hour instead.

@@ -68,10 +68,10 @@ from uba.detectors.features import (
     event_features,
     observe,
 )
-from uba.detectors.state import SharedState
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.baselines import DEFAULT_MATURITY, MaturityPolicy, UserBaseline
 from uba.domain.events import ActivityEvent
+from uba.domain.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from uba.detectors.state import KeyedWindows, SharedState
+from uba.domain.shared_state import KeyedWindows, SharedState
 
 
 class RecordStore(KeyedWindows):

@@ -20,18 +20,17 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from uba.detectors.state import SharedState
 from uba.domain import alerts as lifecycle
 from uba.domain import incidents as incident_lifecycle
 from uba.domain.alerts import Alert, AlertPolicy, Resolution
 from uba.domain.anomalies import Anomaly
 from uba.domain.attack import AttackMapping, attack_for
 from uba.domain.baselines import PriorBaselines, UserBaseline
-from uba.domain.detection import DetectionEngine
 from uba.domain.errors import InvalidArgument, NotFound
 from uba.domain.events import ActivityEvent
 from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, Member
 from uba.domain.risk import RiskAccumulator, RiskPolicy
+from uba.domain.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,35 @@ class IncidentStorage(Protocol):
     def add_members(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None: ...
 
 
+class DetectorInfo(Protocol):
+    """What the analyzer reads of a detector: its name (and its optional
+    `attack` ids, with getattr)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class Detection(Protocol):
+    """The detection engine the analyzer runs (the composition root, uba.app,
+    gives it the detectors' DetectionEngine): score and learn one event,
+    flush the micro-batched findings, learn a released quarantined event."""
+
+    @property
+    def detectors(self) -> Sequence[DetectorInfo]: ...
+
+    def process(
+        self,
+        event: ActivityEvent,
+        baseline: UserBaseline,
+        prior: PriorBaselines | None,
+        shared: SharedState,
+    ) -> list[Anomaly]: ...
+
+    def flush(self) -> list[Anomaly]: ...
+
+    def admit(self, event: ActivityEvent, baseline: UserBaseline) -> None: ...
+
+
 class UnitOfWork(Protocol):
     detection: DetectionStorage
     events: object  # offers by_ids(event_ids) -> list[ActivityEvent]
@@ -80,7 +108,7 @@ class UnitOfWork(Protocol):
 class Analyzer:
     def __init__(
         self,
-        engine: DetectionEngine,
+        engine: Detection,
         policy: AlertPolicy,
         risk: RiskPolicy,
         clock: Callable[[], datetime],

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uba.detectors.state import KeyedWindows, SharedState
+from uba.domain.shared_state import KeyedWindows, SharedState
 
 _DAY = 86400.0
 _SEP = "\x1f"
