@@ -171,8 +171,8 @@ def isolation_forest_section(ctx) -> None:
     from uba.detectors.base import DetectionContext
     from uba.detectors.features import event_features, observe
     from uba.detectors.isolation_forest import IsolationForestDetector, replay_rows
-    from uba.domain.baselines import UserBaseline
     from uba.domain.shared_state import SharedState
+    from uba.domain.user_baseline import UserBaseline
 
     p = ctx.p
     history = common.persona_history(p.if_users)
@@ -312,8 +312,9 @@ def engine_cost_section(ctx) -> None:
     from uba.detectors.engine import DetectionEngine
     from uba.detectors.isolation_forest import replay_rows
     from uba.detectors.registry import BUILTIN_DETECTORS, ENHANCED_DETECTORS, default_registry
-    from uba.domain.baselines import PriorBaselines, UserBaseline
+    from uba.domain.priors import PriorBaselines
     from uba.domain.shared_state import SharedState
+    from uba.domain.user_baseline import UserBaseline
 
     p = ctx.p
     history = common.persona_history(p.if_users)
@@ -400,7 +401,7 @@ def baseline_memory_section(ctx) -> None:
     100,000 users; the server keeps at most Analyzer's cache size of them."""
     from uba.detectors.synthetic import Persona
     from uba.domain.analysis import Analyzer
-    from uba.domain.baselines import UserBaseline
+    from uba.domain.user_baseline import UserBaseline
 
     users = ctx.p.baseline_users
     template = Persona().history(random.Random(3))

@@ -9,9 +9,10 @@ from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
 from uba.detectors.synthetic import Persona, day_after_history, population
 from uba.domain.anomalies import Severity
-from uba.domain.baselines import PriorBaselines, UserBaseline
 from uba.domain.events import ActivityType
+from uba.domain.priors import PriorBaselines
 from uba.domain.shared_state import SharedState
+from uba.domain.user_baseline import UserBaseline
 
 LOGIN = ActivityType.LOGIN_SUCCESS
 DAY = day_after_history()

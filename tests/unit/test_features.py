@@ -9,9 +9,10 @@ import pytest
 
 from uba.detectors.features import FEATURE_NAMES, FEATURES, Z_CLIP, _z, event_features, observe
 from uba.detectors.synthetic import Persona, day_after_history
-from uba.domain.baselines import RunningStats, UserBaseline
 from uba.domain.events import ActivityType
 from uba.domain.shared_state import SharedState
+from uba.domain.stats import RunningStats
+from uba.domain.user_baseline import UserBaseline
 
 LOGIN, FAILURE, LOGOUT, API = (
     ActivityType.LOGIN_SUCCESS,

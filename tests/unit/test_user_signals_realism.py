@@ -18,8 +18,8 @@ from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry
 from uba.detectors.synthetic import Persona
 from uba.domain.anomalies import Severity
-from uba.domain.baselines import PriorBaselines
 from uba.domain.events import ActivityType
+from uba.domain.priors import PriorBaselines
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)

@@ -25,7 +25,7 @@ from uba.detectors.base import (
     spike_threshold,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import is_privileged, normalize_endpoint
+from uba.domain.event_keys import is_privileged, normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
 

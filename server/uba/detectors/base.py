@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import EventClock, Prior, RunningStats, UserBaseline
+from uba.domain.clock import EventClock
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.priors import Prior
 from uba.domain.shared_state import SharedState
+from uba.domain.stats import RunningStats
+from uba.domain.user_baseline import UserBaseline
 
 
 @dataclass(slots=True)

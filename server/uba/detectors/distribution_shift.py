@@ -63,9 +63,9 @@ from uba.detectors.base import (
     require_severity,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import UserBaseline
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.shared_state import KeyedWindows
+from uba.domain.user_baseline import UserBaseline
 
 _LOGIN = ActivityType.LOGIN_SUCCESS
 _FAILURE = ActivityType.LOGIN_FAILURE

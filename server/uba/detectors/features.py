@@ -24,9 +24,11 @@ import math
 from dataclasses import dataclass
 
 from uba.detectors.travel import haversine_km
-from uba.domain.baselines import EventClock, HourBucket, KnownValues, RunningStats, UserBaseline
+from uba.domain.clock import EventClock
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.shared_state import KeyedWindows, SharedState
+from uba.domain.stats import HourBucket, KnownValues, RunningStats
+from uba.domain.user_baseline import UserBaseline
 
 # The per-user window the distinct-count features look back over. Rates
 # come from the baseline's open UTC hour instead.

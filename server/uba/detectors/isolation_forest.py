@@ -69,9 +69,9 @@ from uba.detectors.features import (
     observe,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import DEFAULT_MATURITY, MaturityPolicy, UserBaseline
 from uba.domain.events import ActivityEvent
 from uba.domain.shared_state import SharedState
+from uba.domain.user_baseline import DEFAULT_MATURITY, MaturityPolicy, UserBaseline
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from uba.detectors.base import (
     require_positive,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import HOURS_PER_WEEK
+from uba.domain.clock import HOURS_PER_WEEK
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
 

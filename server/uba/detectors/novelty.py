@@ -34,9 +34,11 @@ from uba.detectors.base import (
 )
 from uba.detectors.travel import haversine_km
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import KnownValues, UserBaseline, network_of
+from uba.domain.event_keys import network_of
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity, Usage
+from uba.domain.stats import KnownValues
+from uba.domain.user_baseline import UserBaseline
 
 
 def device_kind(event: ActivityEvent) -> str:

@@ -22,7 +22,7 @@ from uba.detectors.base import (
     require_positive,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import DAY_PARTS, session_start_part
+from uba.domain.event_keys import DAY_PARTS, session_start_part
 from uba.domain.events import ActivityEvent, ActivityType
 
 

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 from uba.detectors.base import DetectionContext, Detector, Finding, require_positive
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import UserBaseline, is_privileged, network_of, normalize_endpoint
+from uba.domain.event_keys import is_privileged, network_of, normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
+from uba.domain.user_baseline import UserBaseline
 
 _API_CALL = ActivityType.API_CALL
 _DAY = 86400.0

@@ -25,12 +25,13 @@ from uba.domain import incidents as incident_lifecycle
 from uba.domain.alerts import Alert, AlertPolicy, Resolution
 from uba.domain.anomalies import Anomaly
 from uba.domain.attack import AttackMapping, attack_for
-from uba.domain.baselines import PriorBaselines, UserBaseline
 from uba.domain.errors import InvalidArgument, NotFound
 from uba.domain.events import ActivityEvent
 from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, Member
+from uba.domain.priors import PriorBaselines
 from uba.domain.risk import RiskAccumulator, RiskPolicy
 from uba.domain.shared_state import SharedState
+from uba.domain.user_baseline import UserBaseline
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uba.domain.baselines import network_of, wide_network_of
+from uba.domain.event_keys import network_of, wide_network_of
 from uba.domain.events import ActivityEvent
 from uba.domain.shared_state import KeyedWindows, SharedState
 
