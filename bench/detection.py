@@ -170,7 +170,8 @@ def isolation_forest_section(ctx) -> None:
 
     from uba.detectors.base import DetectionContext
     from uba.detectors.features import event_features, observe
-    from uba.detectors.isolation_forest import IsolationForestDetector, replay_rows
+    from uba.detectors.forest_training import replay_rows
+    from uba.detectors.isolation_forest import IsolationForestDetector
     from uba.domain.shared_state import SharedState
     from uba.domain.user_baseline import UserBaseline
 
@@ -310,7 +311,7 @@ def engine_cost_section(ctx) -> None:
     events of personas with mature baselines: where the detection share of
     ingest goes."""
     from uba.detectors.engine import DetectionEngine
-    from uba.detectors.isolation_forest import replay_rows
+    from uba.detectors.forest_training import replay_rows
     from uba.detectors.registry import BUILTIN_DETECTORS, ENHANCED_DETECTORS, default_registry
     from uba.domain.priors import PriorBaselines
     from uba.domain.shared_state import SharedState

@@ -90,7 +90,7 @@ def test_basic_mode_lists_enhanced_detectors_as_unavailable_and_still_detects():
         "uba.detectors.isolation_forest",
         "uba.detectors.distribution_shift",
         "uba.detectors.features",
-        "uba.detectors.models",
+        "uba.detectors.model_files",
     } <= set(out["modules"])  # all imported fine
     described = out["described"]
     assert described["isolation_forest"] == [False, "numpy, scikit-learn not installed", "enhanced"]
