@@ -30,8 +30,8 @@ for _p in (ROOT / "tests", ROOT / "bench"):
 
 from support import postgres  # noqa: E402
 
-from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START, Persona  # noqa: E402
 from uba.domain.events import ActivityEvent, ActivityType  # noqa: E402
+from uba.testing.synthetic import HISTORY_DAYS, HISTORY_START, Persona  # noqa: E402
 
 UTC = UTC
 ENHANCED_OFF = {"isolation_forest": {"enabled": False}, "distribution_shift": {"enabled": False}}

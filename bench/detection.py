@@ -400,9 +400,9 @@ def engine_cost_section(ctx) -> None:
 def baseline_memory_section(ctx) -> None:
     """tracemalloc of N mature baselines (six weeks of routine), scaled to
     100,000 users; the server keeps at most Analyzer's cache size of them."""
-    from uba.detectors.synthetic import Persona
     from uba.domain.analysis import Analyzer
     from uba.domain.user_baseline import UserBaseline
+    from uba.testing.synthetic import Persona
 
     users = ctx.p.baseline_users
     template = Persona().history(random.Random(3))

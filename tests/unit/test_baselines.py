@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from uba.detectors.synthetic import Persona, population
 from uba.domain.event_keys import normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.priors import PriorBaselines
 from uba.domain.stats import KnownValues, RunningStats
 from uba.domain.user_baseline import UserBaseline
+from uba.testing.synthetic import Persona, population
 
 UTC = UTC
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday

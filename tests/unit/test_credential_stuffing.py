@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from uba.detectors.checks import Simulation, only
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.synthetic import Persona
 from uba.domain.anomalies import Severity
 from uba.domain.events import ActivityType
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import Persona
 
 LOGIN, FAILURE = ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE
 REGISTRY = DetectorRegistry(entry_points=False)

@@ -12,14 +12,14 @@ import pytest
 pytest.importorskip("numpy")
 pytest.importorskip("scipy")
 
-from uba.detectors import checks  # noqa: E402
-from uba.detectors.checks import Simulation  # noqa: E402
 from uba.detectors.distribution_shift import DistributionShiftDetector, chi_square  # noqa: E402
 from uba.detectors.engine import DetectionEngine  # noqa: E402
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry  # noqa: E402
-from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
 from uba.domain.anomalies import Severity  # noqa: E402
 from uba.domain.events import ActivityType  # noqa: E402
+from uba.testing import checks  # noqa: E402
+from uba.testing.checks import Simulation  # noqa: E402
+from uba.testing.synthetic import HISTORY_START, Persona, population  # noqa: E402
 
 LOGIN_FAILURE = ActivityType.LOGIN_FAILURE
 

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 
 from uba.detectors.features import FEATURE_NAMES, FEATURES, Z_CLIP, _z, event_features, observe
-from uba.detectors.synthetic import Persona, day_after_history
 from uba.domain.events import ActivityType
 from uba.domain.shared_state import SharedState
 from uba.domain.stats import RunningStats
 from uba.domain.user_baseline import UserBaseline
+from uba.testing.synthetic import Persona, day_after_history
 
 LOGIN, FAILURE, LOGOUT, API = (
     ActivityType.LOGIN_SUCCESS,

@@ -21,17 +21,18 @@ pytest.importorskip("sklearn")
 
 from sklearn.ensemble import IsolationForest  # noqa: E402
 
-from uba.detectors import checks, model_files  # noqa: E402
-from uba.detectors.checks import Simulation  # noqa: E402
+from uba.detectors import model_files  # noqa: E402
 from uba.detectors.engine import DetectionEngine  # noqa: E402
 from uba.detectors.features import FEATURE_NAMES  # noqa: E402
 from uba.detectors.forest_scoring import BatchForest, CompiledForest  # noqa: E402
 from uba.detectors.forest_training import replay_rows  # noqa: E402
 from uba.detectors.isolation_forest import NAME, IsolationForestDetector, train  # noqa: E402
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry  # noqa: E402
-from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
 from uba.domain.anomalies import Severity  # noqa: E402
 from uba.domain.events import ActivityType  # noqa: E402
+from uba.testing import checks  # noqa: E402
+from uba.testing.checks import Simulation  # noqa: E402
+from uba.testing.synthetic import HISTORY_START, Persona, population  # noqa: E402
 
 LOGIN, LOGOUT = ActivityType.LOGIN_SUCCESS, ActivityType.LOGOUT
 D = len(FEATURE_NAMES)

@@ -42,9 +42,9 @@ EXERCISE = textwrap.dedent("""
                      for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."))
     for name in modules:
         importlib.import_module(name)
-    from uba.detectors.checks import Simulation
+    from uba.testing.checks import Simulation
     from uba.detectors.registry import DetectorRegistry
-    from uba.detectors.synthetic import Persona, day_after_history
+    from uba.testing.synthetic import Persona, day_after_history
     from uba.detectors.engine import DetectionEngine
     from uba.domain.events import ActivityType
 

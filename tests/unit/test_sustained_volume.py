@@ -3,12 +3,12 @@
 import random
 from datetime import timedelta
 
-from uba.detectors.checks import Simulation, only
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.synthetic import HISTORY_START, Persona
 from uba.domain.anomalies import Severity
 from uba.domain.events import ActivityType
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import HISTORY_START, Persona
 
 REGISTRY = DetectorRegistry(entry_points=False)
 HISTORY = 42
