@@ -118,9 +118,8 @@ def chi_square(
     at about 5%; this one decides at alpha / tests (0.001 / 4 by default),
     far in the tail, where the chi-square distribution can misjudge p
     several-fold on tables with expected counts below 5 (the unit tests
-    show one). And it would not save the cost: the benchmark's weeks of
-    about ten logins fail Cochran's rule as well (all of 477 tables
-    tested)."""
+    show one). And it would not save the cost: weeks of about ten logins
+    fail Cochran's rule as well (docs/design.md)."""
     import numpy as np
     from scipy import stats
 
@@ -250,7 +249,7 @@ class DistributionShiftDetector(Detector):
             raise ValueError(f"{self.name}.history_days must exceed recent_days")
 
     def warm_up(self) -> None:
-        """Imports scipy.stats now (about half a second), not on the first test."""
+        """Imports scipy.stats now (it takes a while), not on the first test."""
         import scipy.stats  # noqa: F401
 
     # -- state ------------------------------------------------------------------------

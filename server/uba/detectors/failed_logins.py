@@ -1,7 +1,7 @@
 """Failed-login bursts: brute force against one account, and password
 spraying (one source address failing against many accounts).
 
-Both count in sliding windows shared across users (see detectors.state),
+Both count in sliding windows shared across users (see uba.domain.shared_state),
 not in the baseline: the attack itself must be counted, also while its
 events are quarantined.
 """

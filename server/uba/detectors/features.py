@@ -229,8 +229,9 @@ def is_failure(event: ActivityEvent) -> bool:
 
 def _angles() -> tuple[tuple[float, float], ...]:
     """(sin, cos) of the hour angle for each minute of the day (the row's
-    hour is the local hour and minute, so 1440 values in all), by the
-    expression the row used to compute for each event."""
+    hour is the local hour and minute, so 1440 values in all), computed
+    once by the same expression a per-event computation would use, so the
+    values are the same to the bit."""
     table = []
     for hour in range(24):
         for minute in range(60):

@@ -84,7 +84,7 @@ class BatchForest:
     as in `score_samples`, in the same order with the same per-node values,
     so the scores are the same to the last bit. What it leaves out is
     `score_samples`' per-call overhead (input validation, one joblib task
-    per tree), about half its time on a group of 1000 rows.
+    per tree).
 
     It reads the attributes `score_samples` itself reads, private to
     scikit-learn; should a version lack them or score differently (checked
@@ -171,11 +171,10 @@ class BatchForest:
         a higher depth is a lower score; so once a row's depth so far plus
         the least the remaining trees can add (each its shallowest leaf)
         exceeds the depth of the threshold score, the row cannot reach
-        the threshold and is dropped from the batch. With a threshold in
-        the far tail (contamination 0.0001; on the benchmark's personas 90%
-        of the rows are gone after 40 of 100 trees) this does well under
-        half the work of `score`. The rows kept add up their depths in the
-        same order as in `score`, hence the same scores."""
+        the threshold and is dropped from the batch; with a threshold in
+        the far tail most rows go after a few trees. The rows kept add up
+        their depths in the same order as in `score`, hence the same
+        scores."""
         import numpy as np
 
         if self.trees is None or not 0.0 < threshold <= 1.0 or not np.all(self.denominator != 0):

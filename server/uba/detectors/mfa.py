@@ -10,7 +10,7 @@ Sources that log only the answers (no challenges) still count denials.
 - an approval after at least `min_refused_before_approval` refused prompts:
   HIGH, and the approval is quarantined like any HIGH finding.
 
-Counted in the shared windows (see detectors.state), quarantined events
+Counted in the shared windows (see uba.domain.shared_state), quarantined events
 too: the attack itself must be counted. An approval closes the episode.
 """
 

@@ -152,7 +152,7 @@ class SustainedVolumeDetector(Detector):
 
     def _store(self, ctx: DetectionContext):
         # The store of the last SharedState seen, kept: looking it up by name
-        # was a third of this detector's cost per event.
+        # on every event would be a large share of this detector's cost.
         cached = getattr(self, "store_", None)
         if cached is None or cached[0] is not ctx.shared:
             cached = self.store_ = (

@@ -71,7 +71,7 @@ class IncidentStorage(Protocol):
     def add_members(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None: ...
 
 
-class DetectorInfo(Protocol):
+class NamedDetector(Protocol):
     """What the analyzer reads of a detector: its name (and its optional
     `attack` ids, with getattr)."""
 
@@ -85,7 +85,7 @@ class Detection(Protocol):
     flush the micro-batched findings, learn a released quarantined event."""
 
     @property
-    def detectors(self) -> Sequence[DetectorInfo]: ...
+    def detectors(self) -> Sequence[NamedDetector]: ...
 
     def process(
         self,
