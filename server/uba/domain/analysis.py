@@ -100,7 +100,10 @@ class Detection(Protocol):
     def admit(self, event: ActivityEvent, baseline: UserBaseline) -> None: ...
 
 
-class UnitOfWork(Protocol):
+class AnalysisTransaction(Protocol):
+    """The transaction analysis reads and writes in: the ingest writer's
+    (storage's unit of work, uba.storage.store, offers it)."""
+
     detection: DetectionStorage
     events: object  # offers by_ids(event_ids) -> list[ActivityEvent]
     incidents: IncidentStorage | None
@@ -137,7 +140,7 @@ class Analyzer:
 
     # -- start-up and checkpoints -----------------------------------------------
 
-    def load_state(self, uow: UnitOfWork) -> None:
+    def load_state(self, uow: AnalysisTransaction) -> None:
         """Restores the detector windows and priors a previous run saved."""
         shared = uow.detection.load_state(SHARED_STATE)
         if shared:
@@ -147,7 +150,7 @@ class Analyzer:
             self.prior = PriorBaselines.from_dict(prior)
         self._last_checkpoint = self._clock()
 
-    def checkpoint(self, uow: UnitOfWork, force: bool = False) -> None:
+    def checkpoint(self, uow: AnalysisTransaction, force: bool = False) -> None:
         """Saves the cross-user detector windows and the priors now and then:
         losing them costs at most one window of detection, not correctness."""
         now = self._clock()
@@ -163,7 +166,7 @@ class Analyzer:
 
     # -- events -------------------------------------------------------------------
 
-    def reset(self, uow: UnitOfWork) -> int:
+    def reset(self, uow: AnalysisTransaction) -> int:
         """Forgets every baseline, detector window and prior (before a
         backfill rebuilds them); returns how many baselines were dropped."""
         dropped = uow.detection.delete_baselines()
@@ -174,7 +177,7 @@ class Analyzer:
         return dropped
 
     def process(
-        self, uow: UnitOfWork, events: Sequence[ActivityEvent], raise_alerts: bool = True
+        self, uow: AnalysisTransaction, events: Sequence[ActivityEvent], raise_alerts: bool = True
     ) -> list[Alert]:
         """Scores and learns newly stored events; returns the alerts created
         or changed (with their new seq numbers). Without `raise_alerts`
@@ -239,7 +242,7 @@ class Analyzer:
 
     def _alerts(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         anomalies: list[Anomaly],
         now: datetime,
         events: Sequence[ActivityEvent],
@@ -291,7 +294,7 @@ class Analyzer:
 
     def _correlate(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alerted: list[tuple[Anomaly, Alert]],
         events: Sequence[ActivityEvent],
         now: datetime,
@@ -405,7 +408,7 @@ class Analyzer:
 
     # -- the analyst's workflow ----------------------------------------------------
 
-    def acknowledge(self, uow: UnitOfWork, alert_id: str, who: str, note: str) -> Alert:
+    def acknowledge(self, uow: AnalysisTransaction, alert_id: str, who: str, note: str) -> Alert:
         storage = uow.detection
         alert = self._alert(storage, alert_id)
         lifecycle.acknowledge(alert, who, note, self._clock())
@@ -415,7 +418,7 @@ class Analyzer:
 
     def resolve(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alert_id: str,
         resolution: Resolution | None,
         who: str,
@@ -460,7 +463,7 @@ class Analyzer:
 
     def _readmit(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alert: Alert,
         resolution: Resolution | None,
         anomalies: list[Anomaly],
@@ -476,7 +479,7 @@ class Analyzer:
 
     def _incidents_without(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alert_ids: list[str],
         now: datetime,
         already: dict[str, Incident] | None = None,
@@ -495,7 +498,7 @@ class Analyzer:
         return [i for i in changed.values() if already is None or i.incident_id not in already]
 
     def acknowledge_incident(
-        self, uow: UnitOfWork, incident_id: str, who: str, note: str
+        self, uow: AnalysisTransaction, incident_id: str, who: str, note: str
     ) -> Incident:
         incident = self._incident(uow, incident_id)
         incident_lifecycle.acknowledge(incident, who, note, self._clock())
@@ -504,7 +507,12 @@ class Analyzer:
         return incident
 
     def resolve_incident(
-        self, uow: UnitOfWork, incident_id: str, resolution: Resolution | None, who: str, note: str
+        self,
+        uow: AnalysisTransaction,
+        incident_id: str,
+        resolution: Resolution | None,
+        who: str,
+        note: str,
     ) -> Incident:
         """Closes the incident and, with the same classification, each of its
         member alerts still open (benign and false positive re-admit their
@@ -539,7 +547,7 @@ class Analyzer:
         return incident
 
     @staticmethod
-    def _incident(uow: UnitOfWork, incident_id: str) -> Incident:
+    def _incident(uow: AnalysisTransaction, incident_id: str) -> Incident:
         if not incident_id:
             raise InvalidArgument.single("incident_id", "required")
         incident = (
@@ -550,7 +558,7 @@ class Analyzer:
         return incident
 
     def _admit(
-        self, uow: UnitOfWork, user_id: str, anomalies: list[Anomaly], now: datetime
+        self, uow: AnalysisTransaction, user_id: str, anomalies: list[Anomaly], now: datetime
     ) -> None:
         event_ids = sorted({i for a in anomalies if a.quarantined for i in a.event_ids})
         if not event_ids:

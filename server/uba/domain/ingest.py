@@ -27,7 +27,10 @@ from uba.domain.validation import validate_event
 log = logging.getLogger(__name__)
 
 
-class UnitOfWork(Protocol):
+class IngestTransaction(Protocol):
+    """The write transaction ingest stores events in (storage's unit of
+    work, uba.storage.store, offers it)."""
+
     def store_events(
         self, events: Sequence[ActivityEvent], received_at: datetime
     ) -> tuple[set[str], dict[str, datetime]]:
@@ -38,13 +41,13 @@ class UnitOfWork(Protocol):
 class WriteStore(Protocol):
     """What ingest needs from storage: one transaction at a time."""
 
-    def unit_of_work(self) -> ContextManager[UnitOfWork]: ...
+    def unit_of_work(self) -> ContextManager[IngestTransaction]: ...
 
 
 class Analysis(Protocol):
     """What runs on stored events inside their transaction (uba.domain.analysis)."""
 
-    def process(self, uow: UnitOfWork, events: Sequence[ActivityEvent]) -> list: ...
+    def process(self, uow: IngestTransaction, events: Sequence[ActivityEvent]) -> list: ...
     def rollback(self) -> None: ...
 
 
@@ -58,7 +61,7 @@ class _Job:
     future: Future
     # Instead of events: work that must run on the writer thread, in its own
     # transaction (the alert workflow changes baselines the writer owns).
-    action: Callable[[UnitOfWork], Any] | None = None
+    action: Callable[[IngestTransaction], Any] | None = None
 
 
 class IngestService:
@@ -147,7 +150,7 @@ class IngestService:
         self._queue.put(job)
         return job.future
 
-    def run_exclusive(self, action: Callable[[UnitOfWork], Any]) -> Future:
+    def run_exclusive(self, action: Callable[[IngestTransaction], Any]) -> Future:
         """Runs `action(uow)` on the writer thread in its own transaction;
         the future resolves to its result once committed. If the result is an
         alert (or a list of them), subscribers are told after the commit."""
