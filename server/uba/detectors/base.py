@@ -96,7 +96,7 @@ class Detector(abc.ABC):
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names()}
 
-    def check_params(self) -> None:
+    def check_params(self) -> None:  # noqa: B027 - optional hook, no checks by default
         """Raises ValueError naming a hyper-parameter with a bad value. The
         registry calls it when building detectors from configuration."""
 
@@ -109,7 +109,9 @@ class Detector(abc.ABC):
         """Findings for the event, judged before it is learned; [] when it
         looks normal. Must not change any state."""
 
-    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+    def learn_one(  # noqa: B027 - optional hook: a detector without state of its own learns nothing
+        self, event: ActivityEvent, ctx: DetectionContext
+    ) -> None:
         """Updates the detector's own state with the event (the engine learns
         the baseline). Called for every event it is routed, quarantined or not."""
 

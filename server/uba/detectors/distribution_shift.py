@@ -376,7 +376,10 @@ class DistributionShiftDetector(Detector):
             observed[hour] += 1
             if not value.endswith(_QUARANTINED):
                 learned[hour] += 1
-        reference = [max(0, c - l) for c, l in zip(baseline.login_hour_of_day, learned)]
+        reference = [
+            max(0, total_hour - held)
+            for total_hour, held in zip(baseline.login_hour_of_day, learned, strict=True)
+        ]
         total = sum(reference)
         if total < self.min_reference_logins:
             return None

@@ -347,7 +347,7 @@ def observe(event: ActivityEvent, shared: SharedState, clock: EventClock | None 
     ts = clock.ts if clock is not None else event.occurred_at.timestamp()
     user = event.user_id
     for windows, value in zip(
-        _windows(shared), (event.source_ip, event.device_id, event.country_code)
+        _windows(shared), (event.source_ip, event.device_id, event.country_code), strict=True
     ):
         if value:
             window = windows._current(user, ts)  # has_value, without a second lookup

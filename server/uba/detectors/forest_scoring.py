@@ -49,7 +49,9 @@ class CompiledForest:
     def __init__(self, estimator: Any):
         n_features = estimator.n_features_in_
         self.trees: list[tuple[list[int], list[int], list[int], list[float], list[float]]] = []
-        for tree, features in zip(estimator.estimators_, estimator.estimators_features_):
+        for tree, features in zip(
+            estimator.estimators_, estimator.estimators_features_, strict=True
+        ):
             t = tree.tree_
             left, right = t.children_left.tolist(), t.children_right.tolist()
             feature, threshold = t.feature.tolist(), t.threshold.tolist()

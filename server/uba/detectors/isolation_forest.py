@@ -41,7 +41,7 @@ import logging
 import math
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,7 +65,7 @@ from uba.detectors.forest_scoring import BatchForest, CompiledForest
 from uba.detectors.forest_training import replay_rows
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent
-from uba.domain.user_baseline import DEFAULT_MATURITY, MaturityPolicy, UserBaseline
+from uba.domain.user_baseline import DEFAULT_MATURITY, MaturityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -372,10 +372,11 @@ class IsolationForestDetector(Detector):
                     probes.append(probe)
                     where.append((r, j))
         drops: list[list[float]] = [[0.0] * len(FEATURE_NAMES) for _ in rows]
-        for (r, j), probe_score in zip(where, self._scores(model, probes) if probes else []):
+        probe_scores = self._scores(model, probes) if probes else []
+        for (r, j), probe_score in zip(where, probe_scores, strict=True):
             drops[r][j] = max(0.0, scores[r] - probe_score)
         explained = []
-        for row, row_drops in zip(rows, drops):
+        for row, row_drops in zip(rows, drops, strict=True):
             total = sum(row_drops)
             ranked = sorted(range(len(row)), key=lambda j: -row_drops[j])[: self.top_features]
             explained.append(
@@ -473,7 +474,7 @@ class IsolationForestDetector(Detector):
 
             X = np.frombuffer(pending.rows, dtype=np.float64).reshape(count, len(FEATURE_NAMES))
             where, scores = model.batch.at_least(X.astype(np.float32), model.info.threshold)
-            flagged = list(zip(where.tolist(), scores.tolist()))
+            flagged = list(zip(where.tolist(), scores.tolist(), strict=True))
         if not flagged:
             return
         explained = self.explain(
@@ -482,7 +483,7 @@ class IsolationForestDetector(Detector):
         ready = getattr(self, "ready_", None)
         if ready is None:
             ready = self.ready_ = []
-        for (i, score), features in zip(flagged, explained):
+        for (i, score), features in zip(flagged, explained, strict=True):
             event, observations, mature = pending.entries[i]
             ready.append((event, self._finding(model, score, features, observations, mature)))
         if len(ready) > self.max_pending:  # nobody flushes: keep memory bounded
@@ -502,7 +503,7 @@ class IsolationForestDetector(Detector):
     ) -> Finding:
         info = model.info
         high = score >= info.high_threshold
-        medians = dict(zip(FEATURE_NAMES, model.medians))
+        medians = dict(zip(FEATURE_NAMES, model.medians, strict=False))
         parts = [
             f"{f.name} {f.value:.2f} {_UNITS[f.name]} (typical {medians[f.name]:.2f})"
             for f in features

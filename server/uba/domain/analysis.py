@@ -270,7 +270,7 @@ class Analyzer:
         risks: dict[str, RiskAccumulator] = {}
         incidents, new_incidents, members = self._correlate(uow, alerted, events, now)
         if uow.incidents is None:  # no incident storage: each anomaly weighs on its own
-            for anomaly, alert in alerted:
+            for anomaly, _alert in alerted:
                 self._risk_of(storage, risks, anomaly.user_id).add(
                     self.risk, anomaly.severity, anomaly.occurred_at or now, now
                 )
@@ -403,7 +403,7 @@ class Analyzer:
     def _assign_seqs(storage: DetectionStorage, items: Sequence[Alert | Incident]) -> None:
         """New seq numbers, in the given order (alerts and incidents share them)."""
         if items:
-            for item, seq in zip(items, storage.next_seqs(len(items))):
+            for item, seq in zip(items, storage.next_seqs(len(items)), strict=True):
                 item.seq = seq
 
     # -- the analyst's workflow ----------------------------------------------------

@@ -15,9 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 from uba.domain.errors import DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
@@ -41,7 +42,7 @@ class IngestTransaction(Protocol):
 class WriteStore(Protocol):
     """What ingest needs from storage: one transaction at a time."""
 
-    def unit_of_work(self) -> ContextManager[IngestTransaction]: ...
+    def unit_of_work(self) -> AbstractContextManager[IngestTransaction]: ...
 
 
 class Analysis(Protocol):
@@ -129,7 +130,7 @@ class IngestService:
         outcomes and the future of the valid items' outcomes (None when no
         item is valid); `merge` combines them in request order."""
         prepared = self.prepare(events, lambda i: f"events[{i}]")
-        valid = [e for e, o in zip(events, prepared) if o is None]
+        valid = [e for e, o in zip(events, prepared, strict=True) if o is None]
         return prepared, (self.submit(valid) if valid else None)
 
     @staticmethod
