@@ -265,7 +265,8 @@ class DistributionShiftDetector(Detector):
                 f"{self.name}.tested", self.test_interval_seconds, self.max_users, 1
             )
         if kind == "episodes":
-            # "user<TAB>test" -> significant results (value: the episode's highest severity reported)
+            # "user<TAB>test" -> significant results (value: the episode's highest
+            # severity reported)
             return shared.windows(
                 f"{self.name}.episodes", self.rearm_days * _DAY, 4 * self.max_users, 64
             )
@@ -344,8 +345,8 @@ class DistributionShiftDetector(Detector):
                     score=-math.log10(max(adjusted, 1e-300)),
                     severity=severity,
                     reason=(
-                        f"{reason} ({test} test: statistic {statistic:.3g}, p {max(p, 1e-300):.2g} < "
-                        f"{self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"
+                        f"{reason} ({test} test: statistic {statistic:.3g}, p {max(p, 1e-300):.2g} "
+                        f"< {self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"
                     ),
                     observed=observed,
                     expected=expected,
@@ -397,8 +398,8 @@ class DistributionShiftDetector(Detector):
                 "hours",
                 statistic,
                 p,
-                f"login hours over {self._recent_days_label()} differ from the usual: {at_rare} of {n} logins "
-                f"at hours with under 2% of {total} earlier logins",
+                f"login hours over {self._recent_days_label()} differ from the usual: {at_rare} of "
+                f"{n} logins at hours with under 2% of {total} earlier logins",
                 f"{at_rare} of {n} logins at rare hours",
                 f"about {n * sum(reference[h] for h in rare) / total:.1f} of {n}",
             )
@@ -427,8 +428,8 @@ class DistributionShiftDetector(Detector):
                 "sessions",
                 float(statistic),
                 float(p),
-                f"session lengths over {self._recent_days_label()} differ from earlier ones: median "
-                f"{fmt_duration(now_median)} over {len(recent)} sessions, earlier "
+                f"session lengths over {self._recent_days_label()} differ from earlier ones: "
+                f"median {fmt_duration(now_median)} over {len(recent)} sessions, earlier "
                 f"{fmt_duration(usual_median)} over {len(earlier)}",
                 f"median {fmt_duration(now_median)}",
                 f"median {fmt_duration(usual_median)}",
@@ -457,7 +458,10 @@ class DistributionShiftDetector(Detector):
         usual = (
             f"the usual {earlier / days:.2f} per day"
             if earlier >= 1
-            else f"none in {days:.0f} days before (taken as {self.pseudo_count:g}, {rate:.3f} per day)"
+            else (
+                f"none in {days:.0f} days before (taken as {self.pseudo_count:g}, {rate:.3f} per "
+                "day)"
+            )
         )
 
         def run(threshold: float):
@@ -468,8 +472,8 @@ class DistributionShiftDetector(Detector):
                 test,
                 count / expected,
                 p,
-                f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times the "
-                f"{expected:.2f} expected from {usual}",
+                f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times "
+                f"the {expected:.2f} expected from {usual}",
                 f"{count} {noun}",
                 f"about {expected:.1f}",
             )

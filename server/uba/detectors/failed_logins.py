@@ -198,11 +198,15 @@ class PasswordSprayingDetector(Detector):
                     level - 1, Severity.parse(self.severity)
                 ),
                 reason=(
-                    f"{users} distinct users failed to log in from {ip} within {window} and nobody logged in "
-                    f"from it (slow spraying, limit {self.slow_min_users}); this user is one of them"
+                    f"{users} distinct users failed to log in from {ip} within {window} and nobody "
+                    f"logged in from it (slow spraying, limit {self.slow_min_users}); this user is "
+                    "one of them"
                 ),
                 observed=f"{users} users from {ip}, no successful login",
-                expected=f"fewer than {self.slow_min_users} users per address in {window} without a login",
+                expected=(
+                    f"fewer than {self.slow_min_users} users per address in {window} without a "
+                    "login"
+                ),
                 features=(Feature("distinct_users_from_ip", float(users), 1.0),),
             )
         ]

@@ -71,13 +71,14 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(
         "hour_surprise",
         "nats",
-        "-ln of the user's share of logins in this local hour (smoothed): high at hours the user never works",
+        "-ln of the user's share of logins in this local hour (smoothed): high at hours the user "
+        "never works",
     ),
     FeatureSpec(
         "log_session_s",
         "ln s",
-        "session length for a logout; for other events the time since the user's last login if under "
-        "12 h (session age), else 0 (a login starts a session)",
+        "session length for a logout; for other events the time since the user's last login if "
+        "under 12 h (session age), else 0 (a login starts a session)",
     ),
     FeatureSpec("session_z", "sd", "log_session_s as a z-score of the user's log session lengths"),
     FeatureSpec(
@@ -91,8 +92,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(
         "failure_share",
         "fraction",
-        "failed logins and API errors (status >= 400) among the user's failed logins and API calls in "
-        "the current UTC hour, this event included, plus one successful pseudo-event",
+        "failed logins and API errors (status >= 400) among the user's failed logins and API calls "
+        "in the current UTC hour, this event included, plus one successful pseudo-event",
     ),
     FeatureSpec(
         "failed_logins_z",

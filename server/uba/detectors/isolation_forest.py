@@ -260,7 +260,8 @@ class IsolationForestDetector(Detector):
         trained = info.libraries.get("scikit-learn")
         if trained and trained != sklearn.__version__:
             log.warning(
-                "isolation forest model %s was trained with scikit-learn %s, running %s; retrain it",
+                "isolation forest model %s was trained with scikit-learn %s, running %s; retrain "
+                "it",
                 info.version,
                 trained,
                 sklearn.__version__,

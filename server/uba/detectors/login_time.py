@@ -80,8 +80,8 @@ class LoginTimeDetector(Detector):
     name = "login_time"
     version = "2.0"
     description = (
-        "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the user "
-        "(or, while new, their peer group) rarely logs in."
+        "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
+        "user (or, while new, their peer group) rarely logs in."
     )
     title = "Login at an unusual time"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
@@ -167,8 +167,8 @@ class LoginTimeDetector(Detector):
             if nearby >= self.min_peers:
                 severity = Severity.LOW
                 peer_note = (
-                    f"; lowered: {'peers in ' + group if group else 'other users'} logged in at this "
-                    f"time of day {nearby} times (user-hours) in the last 30 days"
+                    f"; lowered: {'peers in ' + group if group else 'other users'} logged in at "
+                    f"this time of day {nearby} times (user-hours) in the last 30 days"
                 )
         local = clock.local
         weekend = index // 24 >= 5
@@ -192,8 +192,9 @@ class LoginTimeDetector(Detector):
             )
         )
         reason = (
-            f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} earlier "
-            f"{kind} logins at this hour, {counts[index]} on this day of the week{basis}{peer_note}"
+            f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} "
+            f"earlier {kind} logins at this hour, {counts[index]} on this day of the "
+            f"week{basis}{peer_note}"
         )
         return [
             Finding(

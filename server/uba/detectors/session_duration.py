@@ -30,8 +30,8 @@ class SessionDurationDetector(Detector):
     name = "session_duration"
     version = "2.0"
     description = (
-        "Session length (from logout events) far from the user's usual for that part of the day, as a "
-        "z-score of log seconds; short sessions on a known device are routine."
+        "Session length (from logout events) far from the user's usual for that part of the day, "
+        "as a z-score of log seconds; short sessions on a known device are routine."
     )
     title = "Unusual session length"
     event_types = frozenset({ActivityType.LOGOUT})
