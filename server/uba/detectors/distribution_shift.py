@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Literal
 
 from uba.detectors.base import (
     DetectionContext,
@@ -144,7 +145,7 @@ def chi_square(
     # The verdict is known once p >= threshold whatever the remaining draws give.
     enough = threshold * (1 + draws)
     rng = np.random.default_rng(seed)
-    method = "count" if total <= 1000 else "marginals"
+    method: Literal["count", "marginals"] = "count" if total <= 1000 else "marginals"
     cutoff = observed * (1 - 1e-12)
     as_extreme = done = 0
     size = _FIRST_DRAWS
@@ -171,6 +172,9 @@ class DistributionShiftDetector(Detector):
     requires = ("numpy", "scipy")
     default_enabled = False
     event_types = frozenset({_LOGIN, _FAILURE, _LOGOUT})
+    # Learned state, set while scoring: the event scored last and its
+    # significant results, for learn_one.
+    pending_: tuple[str, list[tuple[str, int]]] | None
 
     def __init__(
         self,

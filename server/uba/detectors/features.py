@@ -198,8 +198,8 @@ def _surprise(known: KnownValues, value: str) -> float:
         return 0.0
     entries = known.entries
     total = 0
-    for entry in entries.values():
-        total += entry[0]
+    for seen in entries.values():
+        total += seen[0]
     entry = entries.get(value)
     return _log((total + 1) / ((entry[0] if entry else 0) + 1))
 

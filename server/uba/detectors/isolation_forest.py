@@ -123,6 +123,8 @@ class IsolationForestDetector(Detector):
     )
     title = "Unusual combination of activity"
     requires = ("numpy", "sklearn")
+    # Learned state: deferred findings waiting for flush().
+    ready_: list[tuple[ActivityEvent, Finding]]
     # Needs a trained model and the ml extra; enabled in configuration.
     default_enabled = False
     event_types = None

@@ -147,8 +147,8 @@ class LoginTimeDetector(Detector):
         if severity >= Severity.MEDIUM:
             # A rare day at a usual time of day (a weekday worker on a Sunday
             # afternoon, an evening shift on call) is not what MEDIUM is for.
-            by_hour = baseline.login_hour_of_day
-            near = sum(by_hour[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2))
+            logins_by_hour = baseline.login_hour_of_day
+            near = sum(logins_by_hour[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2))
             if near >= self.near_share * total:
                 severity = Severity.LOW
                 peer_note = f"; lowered: {near} earlier logins within two hours of this time of day"

@@ -79,6 +79,8 @@ class ThresholdRulesDetector(Detector):
         "window."
     )
     title = "Threshold rule"
+    # Learned state: the rules by event type, parsed on first use.
+    rules_by_type_: dict[ActivityType, list[ThresholdRule]]
 
     def __init__(self, rules: Sequence[Mapping[str, Any]] = ()):
         self.rules = rules

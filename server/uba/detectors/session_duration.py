@@ -61,7 +61,9 @@ class SessionDurationDetector(Detector):
         part = session_start_part(ctx.clock, seconds)
         by_part = baseline.log_session_seconds_by_part[part]
         if baseline.mature_for("sessions") and by_part.count >= self.min_sessions:
-            reference = Reference(by_part, f"user, {DAY_PARTS[part]} sessions", True)
+            reference: Reference | None = Reference(
+                by_part, f"user, {DAY_PARTS[part]} sessions", True
+            )
         else:
             reference = reference_stats(ctx, "log_session_seconds", self.min_sessions)
         if reference is None:

@@ -36,6 +36,7 @@ computed once per user-day, when the day closes).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from uba.detectors.base import (
     DetectionContext,
@@ -91,6 +92,8 @@ class SustainedVolumeDetector(Detector):
         "exfiltration."
     )
     title = "Sustained rise in data volume"
+    # Learned state: the last `_closing` result, with the record and day it is for.
+    closing_: tuple[list, int, Any, tuple[float, float, int, list | None]] | None
     # Bytes may come on any event type; API calls are counted too.
     event_types = None
 

@@ -71,6 +71,12 @@ class IncidentStorage(Protocol):
     def add_members(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None: ...
 
 
+class EventStorage(Protocol):
+    """The event repository of a unit of work, as far as analysis reads it."""
+
+    def by_ids(self, event_ids: Sequence[str]) -> list[ActivityEvent]: ...
+
+
 class NamedDetector(Protocol):
     """What the analyzer reads of a detector: its name (and its optional
     `attack` ids, with getattr)."""
@@ -105,7 +111,7 @@ class AnalysisTransaction(Protocol):
     (storage's unit of work, uba.storage.store, offers it)."""
 
     detection: DetectionStorage
-    events: object  # offers by_ids(event_ids) -> list[ActivityEvent]
+    events: EventStorage
     incidents: IncidentStorage | None
 
 
@@ -178,9 +184,9 @@ class Analyzer:
 
     def process(
         self, uow: AnalysisTransaction, events: Sequence[ActivityEvent], raise_alerts: bool = True
-    ) -> list[Alert]:
-        """Scores and learns newly stored events; returns the alerts created
-        or changed (with their new seq numbers). Without `raise_alerts`
+    ) -> list[Alert | Incident]:
+        """Scores and learns newly stored events; returns the alerts and
+        incidents created or changed (with their new seq numbers). Without `raise_alerts`
         (a backfill that only warms up baselines) anomalies are counted in
         `last_anomaly_count` but neither stored nor alerted."""
         self.last_anomaly_count = 0
@@ -458,7 +464,7 @@ class Analyzer:
         self._assign_seqs(storage, [*incidents, alert])
         storage.save_alerts([alert], set())
         if incidents:
-            uow.incidents.save_incidents(incidents, set())
+            self._incident_storage(uow).save_incidents(incidents, set())
         return alert
 
     def _readmit(
@@ -503,7 +509,7 @@ class Analyzer:
         incident = self._incident(uow, incident_id)
         incident_lifecycle.acknowledge(incident, who, note, self._clock())
         self._assign_seqs(uow.detection, [incident])
-        uow.incidents.save_incidents([incident], set())
+        self._incident_storage(uow).save_incidents([incident], set())
         return incident
 
     def resolve_incident(
@@ -543,8 +549,15 @@ class Analyzer:
             storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
         self._assign_seqs(storage, [*alerts, *others, incident])
         storage.save_alerts(alerts, set())
-        uow.incidents.save_incidents([*others, incident], set())
+        self._incident_storage(uow).save_incidents([*others, incident], set())
         return incident
+
+    @staticmethod
+    def _incident_storage(uow: AnalysisTransaction) -> IncidentStorage:
+        """The incident repository, once incidents were found in it."""
+        if uow.incidents is None:
+            raise RuntimeError("incidents changed without incident storage")
+        return uow.incidents
 
     @staticmethod
     def _incident(uow: AnalysisTransaction, incident_id: str) -> Incident:

@@ -181,9 +181,7 @@ class IngestService:
             # a commit costs about the same for one event as for hundreds.
             # The limit (two full batches) keeps the pipeline going: while
             # this group is stored, the event loop converts the next
-            # requests. Groups of everything queued (5,000 before) left the
-            # loop idle during the write and the writer idle after it:
-            # batch ingest on PostgreSQL ran about a fifth slower.
+            # requests (docs/design.md, group commit).
             deadline = time.monotonic() + self._linger
             held: _Job | None = None
             while count < self._max_group:
@@ -206,9 +204,12 @@ class IngestService:
                 self._run_action(held)
 
     def _run_action(self, job: _Job) -> None:
+        action = job.action
+        if action is None:  # callers pass only jobs that carry an action
+            return
         try:
             with self._store.unit_of_work() as uow:
-                result = job.action(uow)
+                result = action(uow)
         except Exception as exc:
             if self._analysis is not None:
                 self._analysis.rollback()

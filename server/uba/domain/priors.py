@@ -88,11 +88,12 @@ class Prior:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prior:
+        pooled: dict[str, Any] = {name: RunningStats.from_list(data[name]) for name in POOLED_STATS}
         return cls(
             user_count=int(data["user_count"]),
             login_hour_of_week=[float(v) for v in data["login_hour_of_week"]],
             api_error_share_sum=float(data["api_error_share_sum"]),
-            **{name: RunningStats.from_list(data[name]) for name in POOLED_STATS},
+            **pooled,
         )
 
 

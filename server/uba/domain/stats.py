@@ -109,12 +109,12 @@ class KnownValues:
         # Most events repeat the value seen last (the same address, device,
         # country): it is already the most recent entry, no re-insertion.
         if entries and next(reversed(entries)) == value:
-            entry = entries[value]
-            entry[0] += 1
-            if ts > entry[2]:
-                entry[2] = ts
-            elif ts < entry[1]:
-                entry[1] = ts
+            last = entries[value]
+            last[0] += 1
+            if ts > last[2]:
+                last[2] = ts
+            elif ts < last[1]:
+                last[1] = ts
             return
         entry = entries.pop(value, None)
         if entry is None:
