@@ -44,8 +44,8 @@ class RiskPolicy:
     def incident_weight(self, probability: float) -> float:
         """An incident's undecayed weight: quadratic in its probability, so
         that weak stories weigh little (a lone LOW signal, P 0.2: 4) and
-        strong ones about what a finding of that severity used to (one
-        CRITICAL, P 0.9: 81; a lone HIGH, P 0.7: 49)."""
+        strong ones about what an alert of that severity weighs on its own
+        in `weights` (one CRITICAL, P 0.9: 81; a lone HIGH, P 0.7: 49)."""
         p = min(max(probability, 0.0), 1.0)
         return self.incident_scale * p * p
 
