@@ -63,7 +63,7 @@ def test_each_attack_raises_its_alert(uba_server, population):
     people, _ = population
     stub = uba_server.stub
     injected = attacks(people, random.Random(9))
-    for detector, (user_id, events) in injected.items():
+    for _detector, (_user_id, events) in injected.items():
         send(stub, events)
     missed = []
     for detector, (user_id, _) in injected.items():

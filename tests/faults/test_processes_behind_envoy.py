@@ -143,7 +143,7 @@ class Stream:
             ):
                 for start in range(0, len(part), BATCH):
                     phase[t].append(_pb(part[start : start + BATCH]))
-            for detector, (user, attack) in sorted(injected.items()):
+            for _detector, (user, attack) in sorted(injected.items()):
                 if user in mine:
                     attack = sorted(attack, key=lambda e: e.occurred_at)
                     for start in range(0, len(attack), 1000):
@@ -287,7 +287,8 @@ class Outcome:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
                 found.append(
-                    f"{name}: only here {dict(mine - theirs)}, only in the reference {dict(theirs - mine)}"
+                    f"{name}: only here {dict(mine - theirs)}, only in the reference "
+                    f"{dict(theirs - mine)}"
                 )
         for user, baseline in self.baselines.items():
             reference = other.baselines.get(user)
@@ -450,11 +451,12 @@ def test_processes_behind_envoy_detect_what_one_process_detects(stream, referenc
     assert not differences, differences[:5]
     assert len(outcome.seqs) == len(set(outcome.seqs))
     print(
-        f"\n{len(stream.load_ids)} events of {len(stream.users)} mature users in {stream.calls} calls from "
-        f"{THREADS} threads through Envoy to {PROCESSES} processes (calls per process: {shares(per_host)}): "
-        f"{sum(outcome.anomalies.values())} anomalies, {sum(outcome.alerts.values())} alerts and "
-        f"{len(outcome.baselines)} baselines equal to one process's on the same events; "
-        f"{len(stream.injected)} injected attacks alerted once each"
+        f"\n{len(stream.load_ids)} events of {len(stream.users)} mature users in {stream.calls} "
+        f"calls from {THREADS} threads through Envoy to {PROCESSES} processes (calls per process: "
+        f"{shares(per_host)}): {sum(outcome.anomalies.values())} anomalies, "
+        f"{sum(outcome.alerts.values())} alerts and {len(outcome.baselines)} baselines equal to "
+        f"one process's on the same events; {len(stream.injected)} injected attacks alerted once "
+        "each"
     )
 
 
@@ -521,14 +523,15 @@ def test_a_process_killed_behind_envoy_loses_nothing(stream, reference, tmp_path
         return f"{100 * calls[killed] / max(1, sum(calls.values())):.0f} %"
 
     print(
-        f"\n{len(acknowledged)} events acknowledged through Envoy to {PROCESSES} processes, one killed "
-        f"(SIGKILL) after {at_kill} and restarted: 0 lost, 0 duplicated; {senders.retries} calls retried, "
-        f"{senders.duplicates} events found already stored on retry (answer lost in the kill); share of the "
-        f"calls of the killed process: {killed_share({}, before_kill)} before the kill, "
-        f"{killed_share(before_kill, at_rejoin)} while it was down, {killed_share(at_rejoin, per_host)} after "
-        f"its restart (last {len(acknowledged) - acknowledged_at_rejoin} events); {len(stream.injected)} "
-        f"injected attacks alerted once each; {len(outcome.seqs)} alerts, no duplicate seq; anomalies, alerts "
-        f"and baselines equal to one process's"
+        f"\n{len(acknowledged)} events acknowledged through Envoy to {PROCESSES} processes, one "
+        f"killed (SIGKILL) after {at_kill} and restarted: 0 lost, 0 duplicated; {senders.retries} "
+        f"calls retried, {senders.duplicates} events found already stored on retry (answer lost in "
+        f"the kill); share of the calls of the killed process: {killed_share({}, before_kill)} "
+        f"before the kill, {killed_share(before_kill, at_rejoin)} while it was down, "
+        f"{killed_share(at_rejoin, per_host)} after its restart (last "
+        f"{len(acknowledged) - acknowledged_at_rejoin} events); {len(stream.injected)} injected "
+        f"attacks alerted once each; {len(outcome.seqs)} alerts, no duplicate seq; anomalies, "
+        "alerts and baselines equal to one process's"
     )
 
 

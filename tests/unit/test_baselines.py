@@ -16,7 +16,7 @@ UTC = UTC
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 
 
-def ev(kind=ActivityType.LOGIN_SUCCESS, at=T0, n=[0], **kw):
+def ev(kind=ActivityType.LOGIN_SUCCESS, at=T0, n=[0], **kw):  # noqa: B006 - n counts ids across calls
     n[0] += 1
     return ActivityEvent(event_id=f"e{n[0]}", user_id="alice", type=kind, occurred_at=at, **kw)
 

@@ -92,7 +92,7 @@ def stuffing(staff, rng, start, with_ip=True, successes=3):
     events = []
     for k in range(150):
         ip = f"203.0.{113 + k // 200}.{k % 200 + 1}" if with_ip else ""
-        for t in range(rng.choice((1, 2))):
+        for _ in range(rng.choice((1, 2))):
             at = start + timedelta(seconds=rng.uniform(0, 3 * 3600))
             events.append(
                 rng.choice(victims).event(

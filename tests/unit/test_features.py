@@ -46,7 +46,7 @@ def learned(
 
 
 def features(event, baseline, shared) -> dict[str, float]:
-    return dict(zip(FEATURE_NAMES, event_features(event, baseline, shared)))
+    return dict(zip(FEATURE_NAMES, event_features(event, baseline, shared), strict=True))
 
 
 def test_the_table_names_every_column_with_a_unit():

@@ -155,7 +155,8 @@ def test_batch_forest_scores_bit_for_bit_like_score_samples(max_features):
     np.testing.assert_array_equal(batch.score(probe), scores)
     with pytest.raises(ValueError, match="features"):
         batch.score(probe[:, :5])
-    # at_least: the rows that filtering the scores keeps, with the same scores, whatever the threshold.
+    # at_least: the rows that filtering the scores keeps, with the same scores, whatever the
+    # threshold.
     for threshold in (
         -1.0,
         0.0,
@@ -403,8 +404,8 @@ def test_evidence_combined_attacks_recall_and_false_alerts(trained, fed):
         results[label] = (caught, false_days)
         print(
             f"\n{label:24s} recall A (rare device) {caught['A']}/{kinds['A']}, B (new device) "
-            f"{caught['B']}/{kinds['B']}; false alerts {len(false_days)}/{len(normal_days)} user-days "
-            f"({len(false_days) / len(normal_days):.2%}), of which benign new device "
+            f"{caught['B']}/{kinds['B']}; false alerts {len(false_days)}/{len(normal_days)} "
+            f"user-days ({len(false_days) / len(normal_days):.2%}), of which benign new device "
             f"{len(false_days & w.benign)}/{len(w.benign)}"
         )
     basic_caught, basic_false = results["basic"]
@@ -443,9 +444,9 @@ def test_scoring_rate_matches_sklearn(trained):
     compiled = _best(lambda: [detector.model_.forest.score(r) for r in one], 3) / len(one)
     single = _best(lambda: [estimator.score_samples(rows[i : i + 1]) for i in range(30)], 3) / 30
     print(
-        f"\nscore_samples direct {len(rows) / direct:,.0f} rows/s; detector.score {len(rows) / ours:,.0f} rows/s "
-        f"(ratio {direct / ours:.2f}); from Python lists {len(rows) / listed:,.0f} rows/s "
-        f"(ratio {direct / listed:.2f})"
+        f"\nscore_samples direct {len(rows) / direct:,.0f} rows/s; detector.score "
+        f"{len(rows) / ours:,.0f} rows/s (ratio {direct / ours:.2f}); from Python lists "
+        f"{len(rows) / listed:,.0f} rows/s (ratio {direct / listed:.2f})"
     )
     print(
         f"one row: sklearn {single * 1e3:.2f} ms, compiled forest {compiled * 1e6:.0f} us "
@@ -471,6 +472,6 @@ def test_bench_training_time_by_history_size():
         IsolationForestDetector().fit(rows, facts=facts)
         total = time.perf_counter() - started
         print(
-            f"history {len(history):>7,} events ({users} users) -> {len(rows):>7,} rows: replay {replayed:.2f}s, "
-            f"fit+threshold {total - replayed:.2f}s, total {total:.2f}s"
+            f"history {len(history):>7,} events ({users} users) -> {len(rows):>7,} rows: replay "
+            f"{replayed:.2f}s, fit+threshold {total - replayed:.2f}s, total {total:.2f}s"
         )

@@ -53,7 +53,8 @@ EXERCISE = textwrap.dedent("""
     sim = Simulation(DetectionEngine(registry))
     alice = Persona()
     sim.feed(alice.history(random.Random(7)))
-    found = sim.feed([alice.event(ActivityType.LOGIN_SUCCESS, alice.local(day_after_history(), 3, 12))])
+    login = alice.event(ActivityType.LOGIN_SUCCESS, alice.local(day_after_history(), 3, 12))
+    found = sim.feed([login])
     refused = {}
     for name in ("isolation_forest", "distribution_shift"):
         try:
@@ -66,8 +67,10 @@ EXERCISE = textwrap.dedent("""
         "built": sorted(d.name for d in sim.engine.detectors),
         "found": sorted(a.detector for a in found),
         "refused": refused,
-        "ml_imported": sorted(m for m in sys.modules if m.partition(".")[0] in ("numpy", "scipy", "sklearn")
-                              and sys.modules[m] is not None),
+        "ml_imported": sorted(
+            m for m in sys.modules
+            if m.partition(".")[0] in ("numpy", "scipy", "sklearn") and sys.modules[m] is not None
+        ),
     }))
 """)
 
@@ -130,7 +133,9 @@ def test_import_cost_of_the_ml_stack():
         IsolationForestDetector().warm_up()
         DistributionShiftDetector().warm_up()
         ml = time.perf_counter() - started, rss_mb()
-        print(json.dumps({"basic_s": basic[0], "basic_mb": basic[1], "ml_s": ml[0], "ml_mb": ml[1]}))
+        print(json.dumps(
+            {"basic_s": basic[0], "basic_mb": basic[1], "ml_s": ml[0], "ml_mb": ml[1]}
+        ))
     """)
     out = run(code)
     print(
