@@ -30,8 +30,12 @@ for _p in (ROOT / "tests", ROOT / "bench"):
 
 from support import postgres  # noqa: E402 - after the sys.path set-up
 
-from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START, Persona  # noqa: E402 - after the sys.path set-up
 from uba.domain.events import ActivityEvent, ActivityType  # noqa: E402 - after the sys.path set-up
+from uba.testing.synthetic import (  # noqa: E402 - after the sys.path set-up
+    HISTORY_DAYS,
+    HISTORY_START,
+    Persona,
+)
 
 ENHANCED_OFF = {"isolation_forest": {"enabled": False}, "distribution_shift": {"enabled": False}}
 

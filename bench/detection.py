@@ -167,9 +167,10 @@ def isolation_forest_section(ctx) -> None:
 
     from uba.detectors.base import DetectionContext
     from uba.detectors.features import event_features, observe
-    from uba.detectors.isolation_forest import IsolationForestDetector, replay_rows
-    from uba.detectors.state import SharedState
-    from uba.domain.baselines import UserBaseline
+    from uba.detectors.forest_training import replay_rows
+    from uba.detectors.isolation_forest import IsolationForestDetector
+    from uba.domain.shared_state import SharedState
+    from uba.domain.user_baseline import UserBaseline
 
     p = ctx.p
     history = common.persona_history(p.if_users)
@@ -309,11 +310,12 @@ def engine_cost_section(ctx) -> None:
     and learning, no storage), per detector configuration, on the same
     events of personas with mature baselines: where the detection share of
     ingest goes."""
-    from uba.detectors.isolation_forest import replay_rows
+    from uba.detectors.engine import DetectionEngine
+    from uba.detectors.forest_training import replay_rows
     from uba.detectors.registry import BUILTIN_DETECTORS, ENHANCED_DETECTORS, default_registry
-    from uba.detectors.state import SharedState
-    from uba.domain.baselines import PriorBaselines, UserBaseline
-    from uba.domain.detection import DetectionEngine
+    from uba.domain.priors import PriorBaselines
+    from uba.domain.shared_state import SharedState
+    from uba.domain.user_baseline import UserBaseline
 
     p = ctx.p
     history = common.persona_history(p.if_users)
@@ -399,9 +401,9 @@ def engine_cost_section(ctx) -> None:
 def baseline_memory_section(ctx) -> None:
     """tracemalloc of N mature baselines (six weeks of routine), scaled to
     100,000 users; the server keeps at most Analyzer's cache size of them."""
-    from uba.detectors.synthetic import Persona
     from uba.domain.analysis import Analyzer
-    from uba.domain.baselines import UserBaseline
+    from uba.domain.user_baseline import UserBaseline
+    from uba.testing.synthetic import Persona
 
     users = ctx.p.baseline_users
     template = Persona().history(random.Random(3))

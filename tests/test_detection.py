@@ -16,7 +16,7 @@ from support.events import FAILURE, LOGIN, event, unique
 from support.scenario import attacks, personas, send
 from support.server import ServerProcess
 
-from uba.detectors.synthetic import HISTORY_DAYS
+from uba.testing.synthetic import HISTORY_DAYS
 from uba.v1 import alerts_pb2, anomalies_pb2, service_pb2
 
 # Alerts per user-day the attack-free population may raise (all severities).

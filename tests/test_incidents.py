@@ -18,8 +18,8 @@ from grpc_status import rpc_status
 from support.events import FAILURE, event, unique
 from support.scenario import personas, send
 
-from uba.detectors.synthetic import day_after_history
 from uba.domain.events import ActivityType
+from uba.testing.synthetic import day_after_history
 from uba.v1 import alerts_pb2, anomalies_pb2, incidents_pb2, service_pb2
 
 LOGIN = ActivityType.LOGIN_SUCCESS

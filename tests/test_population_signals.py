@@ -11,7 +11,7 @@ from support.events import event, unique
 from support.scenario import FAILURE, LOGIN, personas, send
 from support.server import ServerProcess
 
-from uba.detectors.synthetic import day_after_history
+from uba.testing.synthetic import day_after_history
 from uba.v1 import anomalies_pb2, events_pb2, service_pb2
 
 CHALLENGE = events_pb2.ACTIVITY_TYPE_MFA_CHALLENGE

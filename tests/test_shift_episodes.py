@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from support.scenario import personas, send
 
-from uba.detectors.synthetic import HISTORY_DAYS, HISTORY_START
+from uba.testing.synthetic import HISTORY_DAYS, HISTORY_START
 from uba.v1 import service_pb2
 
 ML = all(importlib.util.find_spec(m) is not None for m in ("numpy", "scipy", "sklearn"))

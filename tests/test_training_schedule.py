@@ -14,8 +14,8 @@ import pytest
 from support.scenario import personas, send
 from support.server import ServerProcess
 
-from uba.detectors.synthetic import HISTORY_START, day_after_history
 from uba.domain.events import ActivityType
+from uba.testing.synthetic import HISTORY_START, day_after_history
 from uba.v1 import service_pb2
 
 ML = all(importlib.util.find_spec(m) is not None for m in ("numpy", "scipy", "sklearn"))

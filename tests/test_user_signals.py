@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from support.scenario import personas, send
 
-from uba.detectors.synthetic import day_after_history
 from uba.domain.events import ActivityType
+from uba.testing.synthetic import day_after_history
 from uba.v1 import anomalies_pb2, service_pb2
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL

@@ -33,13 +33,13 @@ from uba.api.errors import ErrorInterceptor
 from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
 from uba.config import Settings, load_detector_config
 from uba.datadir import write_private_file
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain import security as sec
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
-from uba.domain.detection import DetectionEngine
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.incidents import IncidentService
 from uba.domain.ingest import IngestService, utcnow

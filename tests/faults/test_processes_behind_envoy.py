@@ -68,8 +68,8 @@ from support.scenario import attacks, personas
 from support.server import ServerProcess
 
 from uba.api.converters import event_to_pb
-from uba.detectors.synthetic import HISTORY_START
 from uba.gateway import GatewayProcess
+from uba.testing.synthetic import HISTORY_START
 from uba.v1 import events_pb2, service_pb2
 from uba_client import UbaClient
 from uba_client.retry import RetryPolicy

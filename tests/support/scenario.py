@@ -7,8 +7,8 @@ import uuid
 from datetime import timedelta
 
 from uba.api.converters import event_to_pb
-from uba.detectors.synthetic import Persona, day_after_history
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.testing.synthetic import Persona, day_after_history
 from uba.v1 import service_pb2
 
 ZONES = (

@@ -48,7 +48,7 @@ class FakeStore:
 
 async def collect(stream: AlertStream, flt, after: int, count: int) -> list[int]:
     seqs = []
-    async for kind, item, seq in stream.follow(flt, after):
+    async for kind, _item, seq in stream.follow(flt, after):
         if kind == "alert":
             seqs.append(seq)
             if len(seqs) == count:

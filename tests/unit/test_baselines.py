@@ -5,21 +5,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from uba.detectors.synthetic import Persona, population
-from uba.domain.baselines import (
-    KnownValues,
-    PriorBaselines,
-    RunningStats,
-    UserBaseline,
-    normalize_endpoint,
-)
+from uba.domain.event_keys import normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.priors import PriorBaselines
+from uba.domain.stats import KnownValues, RunningStats
+from uba.domain.user_baseline import UserBaseline
+from uba.testing.synthetic import Persona, population
 
 UTC = UTC
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 
 
-def ev(kind=ActivityType.LOGIN_SUCCESS, at=T0, n=[0], **kw):
+def ev(kind=ActivityType.LOGIN_SUCCESS, at=T0, n=[0], **kw):  # noqa: B006 - n counts ids across calls
     n[0] += 1
     return ActivityEvent(event_id=f"e{n[0]}", user_id="alice", type=kind, occurred_at=at, **kw)
 
@@ -238,7 +235,7 @@ def test_maturity_comes_from_active_days_not_thirty_logins():
 
 
 def test_networks_addresses_in_one_slash24_or_slash48_are_one_network():
-    from uba.domain.baselines import network_of, wide_network_of
+    from uba.domain.event_keys import network_of, wide_network_of
 
     assert network_of("198.51.100.7") == network_of("198.51.100.200") == "198.51.100.0/24"
     assert network_of("198.51.101.7") != network_of("198.51.100.7")

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from uba.detectors.checks import Simulation, only
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.synthetic import Persona
 from uba.domain.anomalies import Severity
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import Persona
 
 LOGIN, FAILURE = ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE
 REGISTRY = DetectorRegistry(entry_points=False)
@@ -92,7 +92,7 @@ def stuffing(staff, rng, start, with_ip=True, successes=3):
     events = []
     for k in range(150):
         ip = f"203.0.{113 + k // 200}.{k % 200 + 1}" if with_ip else ""
-        for t in range(rng.choice((1, 2))):
+        for _ in range(rng.choice((1, 2))):
             at = start + timedelta(seconds=rng.uniform(0, 3 * 3600))
             events.append(
                 rng.choice(victims).event(

@@ -4,14 +4,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from uba.detectors.base import Detector
-from uba.detectors.checks import Simulation
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.state import SharedState
-from uba.detectors.synthetic import Persona, day_after_history, population
 from uba.domain.anomalies import Severity
-from uba.domain.baselines import PriorBaselines, UserBaseline
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
+from uba.domain.priors import PriorBaselines
+from uba.domain.shared_state import SharedState
+from uba.domain.user_baseline import UserBaseline
+from uba.testing.checks import Simulation
+from uba.testing.synthetic import Persona, day_after_history, population
 
 LOGIN = ActivityType.LOGIN_SUCCESS
 DAY = day_after_history()

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from uba.detectors import checks
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry
-from uba.detectors.synthetic import builtin_scenario
+from uba.testing import checks
+from uba.testing.synthetic import builtin_scenario
 
 REGISTRY = DetectorRegistry()  # with installed plug-ins, if any
 NAMES = [name for name, entry in REGISTRY.entries.items() if entry.available]

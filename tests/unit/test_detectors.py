@@ -5,13 +5,14 @@ from datetime import timedelta
 
 import pytest
 
-from uba.detectors.checks import Simulation, only
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.synthetic import Persona, day_after_history, population
 from uba.domain.anomalies import Severity
-from uba.domain.baselines import PriorBaselines, UserBaseline
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
+from uba.domain.priors import PriorBaselines
+from uba.domain.user_baseline import UserBaseline
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import Persona, day_after_history, population
 
 LOGIN, FAILURE, API = ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)

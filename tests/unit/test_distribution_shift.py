@@ -12,14 +12,14 @@ import pytest
 pytest.importorskip("numpy")
 pytest.importorskip("scipy")
 
-from uba.detectors import checks  # noqa: E402
-from uba.detectors.checks import Simulation  # noqa: E402
 from uba.detectors.distribution_shift import DistributionShiftDetector, chi_square  # noqa: E402
+from uba.detectors.engine import DetectionEngine  # noqa: E402
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry  # noqa: E402
-from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
 from uba.domain.anomalies import Severity  # noqa: E402
-from uba.domain.detection import DetectionEngine  # noqa: E402
 from uba.domain.events import ActivityType  # noqa: E402
+from uba.testing import checks  # noqa: E402
+from uba.testing.checks import Simulation  # noqa: E402
+from uba.testing.synthetic import HISTORY_START, Persona, population  # noqa: E402
 
 LOGIN_FAILURE = ActivityType.LOGIN_FAILURE
 
@@ -89,7 +89,10 @@ def exact_p(recent: list[int], reference: list[int]) -> float:
     expected = [t * n / total for t in totals]
 
     def statistic(row):
-        return sum((x - e) ** 2 * (1 / e + 1 / (t - e)) for x, e, t in zip(row, expected, totals))
+        return sum(
+            (x - e) ** 2 * (1 / e + 1 / (t - e))
+            for x, e, t in zip(row, expected, totals, strict=True)
+        )
 
     observed = statistic([recent[i] for i in columns])
     p = 0.0
@@ -252,8 +255,8 @@ def test_evidence_gradual_drift_recall_and_false_alerts():
         a.user_id for a in found if a.detector == "sustained_volume" and a.occurred_at >= start_at
     }
     print(
-        f"\nsustained_volume reported {len(volume_users & drifted)}/{len(drifted)} drifted users and "
-        f"{len(volume_users - drifted)} others"
+        f"\nsustained_volume reported {len(volume_users & drifted)}/{len(drifted)} drifted users "
+        f"and {len(volume_users - drifted)} others"
     )
     found = [a for a in found if a.detector != "sustained_volume"]
     summary = {}
@@ -284,12 +287,13 @@ def test_evidence_gradual_drift_recall_and_false_alerts():
         )
         summary[label] = (len(first), len(false_days))
         print(
-            f"\n{label:20s} drifted users reported {len(first)}/{len(drifted)} (days to first: {delays}); "
-            f"false alerts {len(false_days)}/{len(normal_days)} user-days"
+            f"\n{label:20s} drifted users reported {len(first)}/{len(drifted)} (days to first: "
+            f"{delays}); false alerts {len(false_days)}/{len(normal_days)} user-days"
             + (f"; findings by test {dict(tests)}" if tests else "")
         )
     print(
-        f"distribution_shift findings during the six weeks of ordinary history: {len(history_findings)}"
+        "distribution_shift findings during the six weeks of ordinary history: "
+        f"{len(history_findings)}"
     )
     assert summary["basic"][0] <= 2
     assert summary["distribution_shift"][0] >= 13

@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 
 from uba.detectors.features import FEATURE_NAMES, FEATURES, Z_CLIP, _z, event_features, observe
-from uba.detectors.state import SharedState
-from uba.detectors.synthetic import Persona, day_after_history
-from uba.domain.baselines import RunningStats, UserBaseline
 from uba.domain.events import ActivityType
+from uba.domain.shared_state import SharedState
+from uba.domain.stats import RunningStats
+from uba.domain.user_baseline import UserBaseline
+from uba.testing.synthetic import Persona, day_after_history
 
 LOGIN, FAILURE, LOGOUT, API = (
     ActivityType.LOGIN_SUCCESS,
@@ -45,7 +46,7 @@ def learned(
 
 
 def features(event, baseline, shared) -> dict[str, float]:
-    return dict(zip(FEATURE_NAMES, event_features(event, baseline, shared)))
+    return dict(zip(FEATURE_NAMES, event_features(event, baseline, shared), strict=True))
 
 
 def test_the_table_names_every_column_with_a_unit():

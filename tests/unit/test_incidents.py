@@ -361,10 +361,10 @@ def test_tactic_filter_accepts_ids_and_names():
 
 def test_a_detector_class_attack_attribute_overrides_the_table():
     from uba.detectors.base import Detector
+    from uba.detectors.engine import DetectionEngine
     from uba.detectors.registry import DetectorRegistry
     from uba.domain.alerts import AlertPolicy
     from uba.domain.analysis import Analyzer
-    from uba.domain.detection import DetectionEngine
 
     class Prompts(Detector):
         name = "mfa_prompts"

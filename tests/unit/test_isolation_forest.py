@@ -21,22 +21,18 @@ pytest.importorskip("sklearn")
 
 from sklearn.ensemble import IsolationForest  # noqa: E402
 
-from uba.detectors import checks, models  # noqa: E402
-from uba.detectors.checks import Simulation  # noqa: E402
+from uba.detectors import model_files  # noqa: E402
+from uba.detectors.engine import DetectionEngine  # noqa: E402
 from uba.detectors.features import FEATURE_NAMES  # noqa: E402
-from uba.detectors.isolation_forest import (  # noqa: E402
-    NAME,
-    BatchForest,
-    CompiledForest,
-    IsolationForestDetector,
-    replay_rows,
-    train,
-)
+from uba.detectors.forest_scoring import BatchForest, CompiledForest  # noqa: E402
+from uba.detectors.forest_training import replay_rows  # noqa: E402
+from uba.detectors.isolation_forest import NAME, IsolationForestDetector, train  # noqa: E402
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry  # noqa: E402
-from uba.detectors.synthetic import HISTORY_START, Persona, population  # noqa: E402
 from uba.domain.anomalies import Severity  # noqa: E402
-from uba.domain.detection import DetectionEngine  # noqa: E402
 from uba.domain.events import ActivityType  # noqa: E402
+from uba.testing import checks  # noqa: E402
+from uba.testing.checks import Simulation  # noqa: E402
+from uba.testing.synthetic import HISTORY_START, Persona, population  # noqa: E402
 
 LOGIN, LOGOUT = ActivityType.LOGIN_SUCCESS, ActivityType.LOGOUT
 D = len(FEATURE_NAMES)
@@ -159,7 +155,8 @@ def test_batch_forest_scores_bit_for_bit_like_score_samples(max_features):
     np.testing.assert_array_equal(batch.score(probe), scores)
     with pytest.raises(ValueError, match="features"):
         batch.score(probe[:, :5])
-    # at_least: the rows that filtering the scores keeps, with the same scores, whatever the threshold.
+    # at_least: the rows that filtering the scores keeps, with the same scores, whatever the
+    # threshold.
     for threshold in (
         -1.0,
         0.0,
@@ -232,9 +229,9 @@ def test_models_are_saved_with_metadata_made_current_and_pruned(tmp_path):
     saved = []
     for i in range(4):
         info = dataclasses.replace(detector.model_info, version=f"2026010{i}T000000Z")
-        saved.append(models.save_model(tmp_path, info, detector.model_.estimator, keep=3))
-    assert models.current_version(tmp_path, NAME) == "20260103T000000Z"
-    assert [i.version for i in models.list_models(tmp_path, NAME)] == [
+        saved.append(model_files.save_model(tmp_path, info, detector.model_.estimator, keep=3))
+    assert model_files.current_version(tmp_path, NAME) == "20260103T000000Z"
+    assert [i.version for i in model_files.list_models(tmp_path, NAME)] == [
         "20260103T000000Z",
         "20260102T000000Z",
         "20260101T000000Z",
@@ -244,13 +241,13 @@ def test_models_are_saved_with_metadata_made_current_and_pruned(tmp_path):
         sidecar["features"] == list(FEATURE_NAMES) and sidecar["threshold"] == saved[-1].threshold
     )
     assert sidecar["libraries"]["scikit-learn"] and sidecar["rows"] == 3000
-    estimator, info = models.load_model(tmp_path, NAME)
+    estimator, info = model_files.load_model(tmp_path, NAME)
     X = blobs(100, seed=4)
     np.testing.assert_array_equal(
         estimator.score_samples(X), detector.model_.estimator.score_samples(X)
     )
     # A version taken gets a suffix rather than overwriting.
-    again = models.save_model(tmp_path, saved[-1], detector.model_.estimator)
+    again = model_files.save_model(tmp_path, saved[-1], detector.model_.estimator)
     assert again.version == "20260103T000000Z-2"
 
 
@@ -294,7 +291,7 @@ def test_training_replays_history_and_records_its_window(trained):
         info.events == len(w.history) and 0 < info.rows < info.events
     )  # immature users' rows left out
     assert info.window_start.startswith("2026-01-0") and info.window_end > info.window_start
-    assert models.current_version(model_dir, NAME) == info.version
+    assert model_files.current_version(model_dir, NAME) == info.version
     assert info.params["contamination"] == 0.0001 and info.training_seconds > 0
 
 
@@ -357,7 +354,7 @@ def test_deferred_mode_finds_the_same_anomalies_in_one_call(trained, fed):
 
 def test_a_new_model_version_is_picked_up(tmp_path):
     first = IsolationForestDetector(model_dir=str(tmp_path), reload_seconds=1e-9).fit(blobs())
-    models.save_model(
+    model_files.save_model(
         tmp_path,
         dataclasses.replace(first.model_info, version="20260101T000000Z"),
         first.model_.estimator,
@@ -365,7 +362,7 @@ def test_a_new_model_version_is_picked_up(tmp_path):
     live = IsolationForestDetector(model_dir=str(tmp_path), reload_seconds=1e-9)
     assert live._current_model() and live.model_info.version == "20260101T000000Z"
     second = IsolationForestDetector(random_state=5).fit(blobs(seed=2))
-    models.save_model(
+    model_files.save_model(
         tmp_path,
         dataclasses.replace(second.model_info, version="20260102T000000Z"),
         second.model_.estimator,
@@ -407,8 +404,8 @@ def test_evidence_combined_attacks_recall_and_false_alerts(trained, fed):
         results[label] = (caught, false_days)
         print(
             f"\n{label:24s} recall A (rare device) {caught['A']}/{kinds['A']}, B (new device) "
-            f"{caught['B']}/{kinds['B']}; false alerts {len(false_days)}/{len(normal_days)} user-days "
-            f"({len(false_days) / len(normal_days):.2%}), of which benign new device "
+            f"{caught['B']}/{kinds['B']}; false alerts {len(false_days)}/{len(normal_days)} "
+            f"user-days ({len(false_days) / len(normal_days):.2%}), of which benign new device "
             f"{len(false_days & w.benign)}/{len(w.benign)}"
         )
     basic_caught, basic_false = results["basic"]
@@ -447,9 +444,9 @@ def test_scoring_rate_matches_sklearn(trained):
     compiled = _best(lambda: [detector.model_.forest.score(r) for r in one], 3) / len(one)
     single = _best(lambda: [estimator.score_samples(rows[i : i + 1]) for i in range(30)], 3) / 30
     print(
-        f"\nscore_samples direct {len(rows) / direct:,.0f} rows/s; detector.score {len(rows) / ours:,.0f} rows/s "
-        f"(ratio {direct / ours:.2f}); from Python lists {len(rows) / listed:,.0f} rows/s "
-        f"(ratio {direct / listed:.2f})"
+        f"\nscore_samples direct {len(rows) / direct:,.0f} rows/s; detector.score "
+        f"{len(rows) / ours:,.0f} rows/s (ratio {direct / ours:.2f}); from Python lists "
+        f"{len(rows) / listed:,.0f} rows/s (ratio {direct / listed:.2f})"
     )
     print(
         f"one row: sklearn {single * 1e3:.2f} ms, compiled forest {compiled * 1e6:.0f} us "
@@ -475,6 +472,6 @@ def test_bench_training_time_by_history_size():
         IsolationForestDetector().fit(rows, facts=facts)
         total = time.perf_counter() - started
         print(
-            f"history {len(history):>7,} events ({users} users) -> {len(rows):>7,} rows: replay {replayed:.2f}s, "
-            f"fit+threshold {total - replayed:.2f}s, total {total:.2f}s"
+            f"history {len(history):>7,} events ({users} users) -> {len(rows):>7,} rows: replay "
+            f"{replayed:.2f}s, fit+threshold {total - replayed:.2f}s, total {total:.2f}s"
         )

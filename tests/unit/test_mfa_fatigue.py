@@ -2,12 +2,12 @@
 
 from datetime import timedelta
 
-from uba.detectors.checks import Simulation, only
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.synthetic import Persona, day_after_history
 from uba.domain.anomalies import Severity
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import Persona, day_after_history
 
 CHALLENGE, APPROVED, DENIED = (
     ActivityType.MFA_CHALLENGE,

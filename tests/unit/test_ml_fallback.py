@@ -42,10 +42,10 @@ EXERCISE = textwrap.dedent("""
                      for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."))
     for name in modules:
         importlib.import_module(name)
-    from uba.detectors.checks import Simulation
+    from uba.testing.checks import Simulation
     from uba.detectors.registry import DetectorRegistry
-    from uba.detectors.synthetic import Persona, day_after_history
-    from uba.domain.detection import DetectionEngine
+    from uba.testing.synthetic import Persona, day_after_history
+    from uba.detectors.engine import DetectionEngine
     from uba.domain.events import ActivityType
 
     registry = DetectorRegistry(entry_points=False)
@@ -53,7 +53,8 @@ EXERCISE = textwrap.dedent("""
     sim = Simulation(DetectionEngine(registry))
     alice = Persona()
     sim.feed(alice.history(random.Random(7)))
-    found = sim.feed([alice.event(ActivityType.LOGIN_SUCCESS, alice.local(day_after_history(), 3, 12))])
+    login = alice.event(ActivityType.LOGIN_SUCCESS, alice.local(day_after_history(), 3, 12))
+    found = sim.feed([login])
     refused = {}
     for name in ("isolation_forest", "distribution_shift"):
         try:
@@ -66,8 +67,10 @@ EXERCISE = textwrap.dedent("""
         "built": sorted(d.name for d in sim.engine.detectors),
         "found": sorted(a.detector for a in found),
         "refused": refused,
-        "ml_imported": sorted(m for m in sys.modules if m.partition(".")[0] in ("numpy", "scipy", "sklearn")
-                              and sys.modules[m] is not None),
+        "ml_imported": sorted(
+            m for m in sys.modules
+            if m.partition(".")[0] in ("numpy", "scipy", "sklearn") and sys.modules[m] is not None
+        ),
     }))
 """)
 
@@ -90,7 +93,7 @@ def test_basic_mode_lists_enhanced_detectors_as_unavailable_and_still_detects():
         "uba.detectors.isolation_forest",
         "uba.detectors.distribution_shift",
         "uba.detectors.features",
-        "uba.detectors.models",
+        "uba.detectors.model_files",
     } <= set(out["modules"])  # all imported fine
     described = out["described"]
     assert described["isolation_forest"] == [False, "numpy, scikit-learn not installed", "enhanced"]
@@ -122,7 +125,7 @@ def test_import_cost_of_the_ml_stack():
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         started = time.perf_counter()
-        import uba.domain.detection, uba.detectors.registry
+        import uba.detectors.engine, uba.detectors.registry
         from uba.detectors.isolation_forest import IsolationForestDetector
         from uba.detectors.distribution_shift import DistributionShiftDetector
         basic = time.perf_counter() - started, rss_mb()
@@ -130,7 +133,9 @@ def test_import_cost_of_the_ml_stack():
         IsolationForestDetector().warm_up()
         DistributionShiftDetector().warm_up()
         ml = time.perf_counter() - started, rss_mb()
-        print(json.dumps({"basic_s": basic[0], "basic_mb": basic[1], "ml_s": ml[0], "ml_mb": ml[1]}))
+        print(json.dumps(
+            {"basic_s": basic[0], "basic_mb": basic[1], "ml_s": ml[0], "ml_mb": ml[1]}
+        ))
     """)
     out = run(code)
     print(

@@ -4,13 +4,13 @@ accounts (dormant_account)."""
 import random
 from datetime import timedelta
 
-from uba.detectors.checks import Simulation, only
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
 from uba.detectors.session_risk import SessionRiskDetector
-from uba.detectors.synthetic import Persona, day_after_history, population
 from uba.domain.anomalies import Severity
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import Persona, day_after_history, population
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)

@@ -5,14 +5,14 @@ import json
 import random
 from datetime import timedelta
 
-from uba.detectors.checks import Simulation, only
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.state import SharedState
-from uba.detectors.synthetic import Persona, day_after_history
 from uba.domain.anomalies import Severity
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
 from uba.domain.sessions import SessionContext, SessionStore, compare
+from uba.domain.shared_state import SharedState
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import Persona, day_after_history
 
 LOGIN, API, LOGOUT = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL, ActivityType.LOGOUT
 REGISTRY = DetectorRegistry(entry_points=False)

@@ -3,7 +3,7 @@ from the saved JSON counts and distinguishes like the original."""
 
 import json
 
-from uba.detectors.state import SharedState
+from uba.domain.shared_state import SharedState
 
 
 def test_windows_survive_a_json_round_trip():

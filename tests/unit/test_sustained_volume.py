@@ -3,12 +3,12 @@
 import random
 from datetime import timedelta
 
-from uba.detectors.checks import Simulation, only
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.synthetic import HISTORY_START, Persona
 from uba.domain.anomalies import Severity
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
+from uba.testing.checks import Simulation, only
+from uba.testing.synthetic import HISTORY_START, Persona
 
 REGISTRY = DetectorRegistry(entry_points=False)
 HISTORY = 42
@@ -123,7 +123,7 @@ def test_quarantined_events_count_but_are_not_learned():
 
 
 def test_checkpoint_round_trip_keeps_the_days():
-    from uba.detectors.state import SharedState
+    from uba.domain.shared_state import SharedState
 
     sim, alice, rng = learned()
     restored = SharedState.from_dict(sim.shared.to_dict())

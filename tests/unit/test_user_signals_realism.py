@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from uba.detectors.checks import Simulation
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry
-from uba.detectors.synthetic import Persona
 from uba.domain.anomalies import Severity
-from uba.domain.baselines import PriorBaselines
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityType
+from uba.domain.priors import PriorBaselines
+from uba.testing.checks import Simulation
+from uba.testing.synthetic import Persona
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)

@@ -12,7 +12,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from uba.domain import attack
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Severity
-from uba.domain.baselines import KnownValues, RunningStats, UserBaseline
 from uba.domain.dashboard import Dashboard
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import ActivityEvent, ActivityType, EventFilter, RecordOutcome, RecordStatus
@@ -24,6 +23,8 @@ from uba.domain.incidents import (
     IncidentStatus,
 )
 from uba.domain.investigation import AlertFilter, AnomalyFilter
+from uba.domain.stats import KnownValues, RunningStats
+from uba.domain.user_baseline import UserBaseline
 from uba.v1 import alerts_pb2, anomalies_pb2, baselines_pb2, events_pb2, incidents_pb2, service_pb2
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

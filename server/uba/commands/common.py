@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]  # no stubs
+from google.protobuf.json_format import MessageToDict
 
 from uba.domain.validation import IDENTIFIER_REFUSED
 

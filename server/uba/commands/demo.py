@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uba.simulate import simulate
+    from uba.testing.simulate import simulate
 
     if not 1 <= args.users <= 100_000 or not 1 <= args.days <= 365:
         raise UsageError("--users must be within 1..100000 and --days within 1..365")

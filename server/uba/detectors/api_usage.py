@@ -25,7 +25,7 @@ from uba.detectors.base import (
     spike_threshold,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import is_privileged, normalize_endpoint
+from uba.domain.event_keys import is_privileged, normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
 
@@ -239,8 +239,8 @@ class NewEndpointDetector(Detector):
                 * (1 + int(severity) - int(Severity.LOW) + (0.5 if not used_nearby else 0.0)),
                 severity=severity,
                 reason=(
-                    f"first call to {endpoint} after {baseline.api_call_count:,} calls to {known} known endpoints; "
-                    f"{note}; {usage.describe('endpoint')}"
+                    f"first call to {endpoint} after {baseline.api_call_count:,} calls to {known} "
+                    f"known endpoints; {note}; {usage.describe('endpoint')}"
                 ),
                 observed=endpoint,
                 expected=f"one of {known} known endpoints",
@@ -277,7 +277,10 @@ class NewEndpointDetector(Detector):
 class DataVolumeDetector(Detector):
     name = "data_volume"
     version = "1.0"
-    description = "More bytes transferred in an hour than the user's usual bytes per active hour (exfiltration)."
+    description = (
+        "More bytes transferred in an hour than the user's usual bytes per active hour "
+        "(exfiltration)."
+    )
     title = "Data volume spike"
     # Bytes may come on any event type.
     event_types = None

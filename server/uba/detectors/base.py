@@ -18,10 +18,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from uba.detectors.state import SharedState
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import EventClock, Prior, RunningStats, UserBaseline
+from uba.domain.clock import EventClock
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.priors import Prior
+from uba.domain.shared_state import SharedState
+from uba.domain.stats import RunningStats
+from uba.domain.user_baseline import UserBaseline
 
 
 @dataclass(slots=True)
@@ -93,7 +96,7 @@ class Detector(abc.ABC):
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names()}
 
-    def check_params(self) -> None:
+    def check_params(self) -> None:  # noqa: B027 - optional hook, no checks by default
         """Raises ValueError naming a hyper-parameter with a bad value. The
         registry calls it when building detectors from configuration."""
 
@@ -106,7 +109,9 @@ class Detector(abc.ABC):
         """Findings for the event, judged before it is learned; [] when it
         looks normal. Must not change any state."""
 
-    def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
+    def learn_one(  # noqa: B027 - optional hook: a detector without state of its own learns nothing
+        self, event: ActivityEvent, ctx: DetectionContext
+    ) -> None:
         """Updates the detector's own state with the event (the engine learns
         the baseline). Called for every event it is routed, quarantined or not."""
 

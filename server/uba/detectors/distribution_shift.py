@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Literal
 
 from uba.detectors.base import (
     DetectionContext,
@@ -62,10 +63,10 @@ from uba.detectors.base import (
     require_positive,
     require_severity,
 )
-from uba.detectors.state import KeyedWindows
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import UserBaseline
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import KeyedWindows
+from uba.domain.user_baseline import UserBaseline
 
 _LOGIN = ActivityType.LOGIN_SUCCESS
 _FAILURE = ActivityType.LOGIN_FAILURE
@@ -118,9 +119,8 @@ def chi_square(
     at about 5%; this one decides at alpha / tests (0.001 / 4 by default),
     far in the tail, where the chi-square distribution can misjudge p
     several-fold on tables with expected counts below 5 (the unit tests
-    show one). And it would not save the cost: the benchmark's weeks of
-    about ten logins fail Cochran's rule as well (all of 477 tables
-    tested)."""
+    show one). And it would not save the cost: weeks of about ten logins
+    fail Cochran's rule as well (docs/design.md)."""
     import numpy as np
     from scipy import stats
 
@@ -145,7 +145,7 @@ def chi_square(
     # The verdict is known once p >= threshold whatever the remaining draws give.
     enough = threshold * (1 + draws)
     rng = np.random.default_rng(seed)
-    method = "count" if total <= 1000 else "marginals"
+    method: Literal["count", "marginals"] = "count" if total <= 1000 else "marginals"
     cutoff = observed * (1 - 1e-12)
     as_extreme = done = 0
     size = _FIRST_DRAWS
@@ -172,6 +172,9 @@ class DistributionShiftDetector(Detector):
     requires = ("numpy", "scipy")
     default_enabled = False
     event_types = frozenset({_LOGIN, _FAILURE, _LOGOUT})
+    # Learned state, set while scoring: the event scored last and its
+    # significant results, for learn_one.
+    pending_: tuple[str, list[tuple[str, int]]] | None
 
     def __init__(
         self,
@@ -250,7 +253,7 @@ class DistributionShiftDetector(Detector):
             raise ValueError(f"{self.name}.history_days must exceed recent_days")
 
     def warm_up(self) -> None:
-        """Imports scipy.stats now (about half a second), not on the first test."""
+        """Imports scipy.stats now (it takes a while), not on the first test."""
         import scipy.stats  # noqa: F401
 
     # -- state ------------------------------------------------------------------------
@@ -266,7 +269,8 @@ class DistributionShiftDetector(Detector):
                 f"{self.name}.tested", self.test_interval_seconds, self.max_users, 1
             )
         if kind == "episodes":
-            # "user<TAB>test" -> significant results (value: the episode's highest severity reported)
+            # "user<TAB>test" -> significant results (value: the episode's highest
+            # severity reported)
             return shared.windows(
                 f"{self.name}.episodes", self.rearm_days * _DAY, 4 * self.max_users, 64
             )
@@ -345,8 +349,8 @@ class DistributionShiftDetector(Detector):
                     score=-math.log10(max(adjusted, 1e-300)),
                     severity=severity,
                     reason=(
-                        f"{reason} ({test} test: statistic {statistic:.3g}, p {max(p, 1e-300):.2g} < "
-                        f"{self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"
+                        f"{reason} ({test} test: statistic {statistic:.3g}, p {max(p, 1e-300):.2g} "
+                        f"< {self.alpha:g}/{tests} test{'s' if tests > 1 else ''})"
                     ),
                     observed=observed,
                     expected=expected,
@@ -377,7 +381,10 @@ class DistributionShiftDetector(Detector):
             observed[hour] += 1
             if not value.endswith(_QUARANTINED):
                 learned[hour] += 1
-        reference = [max(0, c - l) for c, l in zip(baseline.login_hour_of_day, learned)]
+        reference = [
+            max(0, total_hour - held)
+            for total_hour, held in zip(baseline.login_hour_of_day, learned, strict=True)
+        ]
         total = sum(reference)
         if total < self.min_reference_logins:
             return None
@@ -395,8 +402,8 @@ class DistributionShiftDetector(Detector):
                 "hours",
                 statistic,
                 p,
-                f"login hours over {self._recent_days_label()} differ from the usual: {at_rare} of {n} logins "
-                f"at hours with under 2% of {total} earlier logins",
+                f"login hours over {self._recent_days_label()} differ from the usual: {at_rare} of "
+                f"{n} logins at hours with under 2% of {total} earlier logins",
                 f"{at_rare} of {n} logins at rare hours",
                 f"about {n * sum(reference[h] for h in rare) / total:.1f} of {n}",
             )
@@ -425,8 +432,8 @@ class DistributionShiftDetector(Detector):
                 "sessions",
                 float(statistic),
                 float(p),
-                f"session lengths over {self._recent_days_label()} differ from earlier ones: median "
-                f"{fmt_duration(now_median)} over {len(recent)} sessions, earlier "
+                f"session lengths over {self._recent_days_label()} differ from earlier ones: "
+                f"median {fmt_duration(now_median)} over {len(recent)} sessions, earlier "
                 f"{fmt_duration(usual_median)} over {len(earlier)}",
                 f"median {fmt_duration(now_median)}",
                 f"median {fmt_duration(usual_median)}",
@@ -455,7 +462,10 @@ class DistributionShiftDetector(Detector):
         usual = (
             f"the usual {earlier / days:.2f} per day"
             if earlier >= 1
-            else f"none in {days:.0f} days before (taken as {self.pseudo_count:g}, {rate:.3f} per day)"
+            else (
+                f"none in {days:.0f} days before (taken as {self.pseudo_count:g}, {rate:.3f} per "
+                "day)"
+            )
         )
 
         def run(threshold: float):
@@ -466,8 +476,8 @@ class DistributionShiftDetector(Detector):
                 test,
                 count / expected,
                 p,
-                f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times the "
-                f"{expected:.2f} expected from {usual}",
+                f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times "
+                f"the {expected:.2f} expected from {usual}",
                 f"{count} {noun}",
                 f"about {expected:.1f}",
             )

@@ -1,7 +1,7 @@
 """Failed-login bursts: brute force against one account, and password
 spraying (one source address failing against many accounts).
 
-Both count in sliding windows shared across users (see detectors.state),
+Both count in sliding windows shared across users (see uba.domain.shared_state),
 not in the baseline: the attack itself must be counted, also while its
 events are quarantined.
 """
@@ -198,11 +198,15 @@ class PasswordSprayingDetector(Detector):
                     level - 1, Severity.parse(self.severity)
                 ),
                 reason=(
-                    f"{users} distinct users failed to log in from {ip} within {window} and nobody logged in "
-                    f"from it (slow spraying, limit {self.slow_min_users}); this user is one of them"
+                    f"{users} distinct users failed to log in from {ip} within {window} and nobody "
+                    f"logged in from it (slow spraying, limit {self.slow_min_users}); this user is "
+                    "one of them"
                 ),
                 observed=f"{users} users from {ip}, no successful login",
-                expected=f"fewer than {self.slow_min_users} users per address in {window} without a login",
+                expected=(
+                    f"fewer than {self.slow_min_users} users per address in {window} without a "
+                    "login"
+                ),
                 features=(Feature("distinct_users_from_ip", float(users), 1.0),),
             )
         ]

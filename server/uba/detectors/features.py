@@ -23,10 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from uba.detectors.state import KeyedWindows, SharedState
 from uba.detectors.travel import haversine_km
-from uba.domain.baselines import EventClock, HourBucket, KnownValues, RunningStats, UserBaseline
+from uba.domain.clock import EventClock
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import KeyedWindows, SharedState
+from uba.domain.stats import HourBucket, KnownValues, RunningStats
+from uba.domain.user_baseline import UserBaseline
 
 # The per-user window the distinct-count features look back over. Rates
 # come from the baseline's open UTC hour instead.
@@ -69,13 +71,14 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(
         "hour_surprise",
         "nats",
-        "-ln of the user's share of logins in this local hour (smoothed): high at hours the user never works",
+        "-ln of the user's share of logins in this local hour (smoothed): high at hours the user "
+        "never works",
     ),
     FeatureSpec(
         "log_session_s",
         "ln s",
-        "session length for a logout; for other events the time since the user's last login if under "
-        "12 h (session age), else 0 (a login starts a session)",
+        "session length for a logout; for other events the time since the user's last login if "
+        "under 12 h (session age), else 0 (a login starts a session)",
     ),
     FeatureSpec("session_z", "sd", "log_session_s as a z-score of the user's log session lengths"),
     FeatureSpec(
@@ -89,8 +92,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(
         "failure_share",
         "fraction",
-        "failed logins and API errors (status >= 400) among the user's failed logins and API calls in "
-        "the current UTC hour, this event included, plus one successful pseudo-event",
+        "failed logins and API errors (status >= 400) among the user's failed logins and API calls "
+        "in the current UTC hour, this event included, plus one successful pseudo-event",
     ),
     FeatureSpec(
         "failed_logins_z",
@@ -195,8 +198,8 @@ def _surprise(known: KnownValues, value: str) -> float:
         return 0.0
     entries = known.entries
     total = 0
-    for entry in entries.values():
-        total += entry[0]
+    for seen in entries.values():
+        total += seen[0]
     entry = entries.get(value)
     return _log((total + 1) / ((entry[0] if entry else 0) + 1))
 
@@ -227,8 +230,9 @@ def is_failure(event: ActivityEvent) -> bool:
 
 def _angles() -> tuple[tuple[float, float], ...]:
     """(sin, cos) of the hour angle for each minute of the day (the row's
-    hour is the local hour and minute, so 1440 values in all), by the
-    expression the row used to compute for each event."""
+    hour is the local hour and minute, so 1440 values in all), computed
+    once by the same expression a per-event computation would use, so the
+    values are the same to the bit."""
     table = []
     for hour in range(24):
         for minute in range(60):
@@ -344,7 +348,7 @@ def observe(event: ActivityEvent, shared: SharedState, clock: EventClock | None 
     ts = clock.ts if clock is not None else event.occurred_at.timestamp()
     user = event.user_id
     for windows, value in zip(
-        _windows(shared), (event.source_ip, event.device_id, event.country_code)
+        _windows(shared), (event.source_ip, event.device_id, event.country_code), strict=True
     ):
         if value:
             window = windows._current(user, ts)  # has_value, without a second lookup

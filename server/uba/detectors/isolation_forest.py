@@ -3,33 +3,27 @@ features is rare, even when no single feature crosses a basic detector's
 threshold (a slightly early login, from a rarely used device, with three
 times the usual API calls).
 
-The model is trained offline on stored history (`train`), replayed through
-fresh baselines so each row has the features the live detector would have
-computed at the time, and saved with its metadata (`uba.detectors.models`).
-Training learns from unlabelled history, so the threshold is a quantile of
-the training scores: `contamination` is the share of ordinary events that
-will be flagged, the false-alarm rate one accepts.
+The model is trained offline on stored history (`train`), on rows replayed
+through fresh baselines (`uba.detectors.forest_training`), and saved with
+its metadata (`uba.detectors.model_files`). Training learns from
+unlabelled history, so the threshold is a quantile of the training scores:
+`contamination` is the share of ordinary events that will be flagged, the
+false-alarm rate one accepts.
 
-Scoring, three ways, all with higher = more anomalous (scikit-learn's
-`score_samples` flipped; the score is 2^(-mean path length / c(n)), in
-(0, 1], about 0.5 for ordinary rows):
+Scoring, three ways, all with higher = more anomalous (see
+`uba.detectors.forest_scoring` for the compiled trees):
 
 - `score(rows)`: batch, scikit-learn style: the numbers of one
-  `score_samples` call, bit for bit, computed by `BatchForest` (each
-  tree's compiled `apply`, without score_samples' per-call overhead: about
-  twice its rows/s on groups of 1000).
-- `score_one(event, ctx)`: the streaming interface, one event. sklearn
-  costs milliseconds per call whatever the batch size, so a single row is
-  scored by walking the fitted trees in plain Python (`CompiledForest`:
-  the same numbers, about 60 us against 4 ms).
+  `score_samples` call, bit for bit, computed by `BatchForest`.
+- `score_one(event, ctx)`: the streaming interface, one event, scored by
+  `CompiledForest` (the same numbers, without scikit-learn's per-call cost).
 - deferred (`defer=True`): `score_one` only computes the row (the features
   must come from the state before the event is learned) and buffers it;
-  `flush()` scores every buffered row in one batch (`BatchForest.at_least`:
-  a row leaves the batch as soon as it provably cannot reach the threshold,
-  so only the rows flagged are scored through every tree) and returns the
-  findings with their events. The ingest writer calls it once
-  per group of events. Deferred findings cannot quarantine their event (it
-  has been learned by then), so their severity is capped at MEDIUM.
+  `flush()` scores every buffered row in one batch (`BatchForest.at_least`)
+  and returns the findings with their events. The ingest writer calls it
+  once per group of events. Deferred findings cannot quarantine their
+  event (it has been learned by then), so their severity is capped at
+  MEDIUM.
 
 Explanation: a flagged row's score is recomputed with each feature in turn
 replaced by its training median; the drop in score is that feature's
@@ -45,14 +39,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from uba.detectors import models
+from uba.detectors import model_files
 from uba.detectors.base import (
     DetectionContext,
     Detector,
@@ -68,257 +61,22 @@ from uba.detectors.features import (
     event_features,
     observe,
 )
-from uba.detectors.state import SharedState
+from uba.detectors.forest_scoring import BatchForest, CompiledForest
+from uba.detectors.forest_training import replay_rows
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import DEFAULT_MATURITY, MaturityPolicy, UserBaseline
 from uba.domain.events import ActivityEvent
+from uba.domain.user_baseline import DEFAULT_MATURITY, MaturityPolicy
 
 log = logging.getLogger(__name__)
 
 NAME = "isolation_forest"
 _UNITS = {f.name: f.unit for f in FEATURES}
-# Rows up to which the pure-Python forest beats one batch call (about
-# 50 us a row against 0.25 ms a call plus 5 us a row with 100 trees).
+# Rows up to which the pure-Python forest beats one batch call (measured:
+# docs/detection.md).
 _SMALL_BATCH = 4
-# BatchForest.at_least drops rows that cannot reach the threshold every
-# this many trees (a check costs about as much as a tenth of a tree).
-_CHECK_TREES = 5
 # Training scores used for the threshold quantiles (a sample: scoring every
 # row of a large history would double the training time for little gain).
 _THRESHOLD_SAMPLE = 100_000
-
-
-def average_path_length(n: int) -> float:
-    """c(n): the average path length of an unsuccessful search in a binary
-    search tree of n points, which normalises isolation depths (Liu et al.);
-    the same formula as scikit-learn's."""
-    if n <= 1:
-        return 0.0
-    if n == 2:
-        return 1.0
-    return 2.0 * (math.log(n - 1.0) + 0.5772156649015329) - 2.0 * (n - 1.0) / n
-
-
-class CompiledForest:
-    """A fitted `IsolationForest` as plain lists, to score one row without
-    numpy's per-call overhead. Gives the same score as
-    `-estimator.score_samples` (rows are rounded to float32 as sklearn does)."""
-
-    __slots__ = ("trees", "denominator")
-
-    def __init__(self, estimator: Any):
-        n_features = estimator.n_features_in_
-        self.trees: list[tuple[list[int], list[int], list[int], list[float], list[float]]] = []
-        for tree, features in zip(estimator.estimators_, estimator.estimators_features_):
-            t = tree.tree_
-            left, right = t.children_left.tolist(), t.children_right.tolist()
-            feature, threshold = t.feature.tolist(), t.threshold.tolist()
-            if len(features) != n_features:  # trees fitted on a subset of columns
-                feature = [int(features[f]) if f >= 0 else -1 for f in feature]
-            samples = t.n_node_samples.tolist()
-            # Node ids are assigned parents first, so one pass gives depths.
-            depth = [0] * len(left)
-            value = [0.0] * len(left)
-            for node, child in enumerate(left):
-                if child != -1:
-                    depth[child] = depth[right[node]] = depth[node] + 1
-                # A leaf of n training points stands for a subtree of depth c(n).
-                value[node] = depth[node] + average_path_length(samples[node])
-            self.trees.append((left, right, feature, threshold, value))
-        self.denominator = len(self.trees) * average_path_length(estimator.max_samples_)
-
-    def score(self, row: Sequence[float]) -> float:
-        x = array("f", row).tolist()
-        total = 0.0
-        for left, right, feature, threshold, value in self.trees:
-            node = 0
-            while (child := left[node]) != -1:
-                node = child if x[feature[node]] <= threshold[node] else right[node]
-            total += value[node]
-        return 2.0 ** (-total / self.denominator) if self.denominator else 1.0
-
-
-class BatchForest:
-    """A fitted `IsolationForest` scoring a batch: each tree's own
-    `tree_.apply` (compiled) finds the rows' leaves, and the depths add up
-    as in `score_samples`, in the same order with the same per-node values,
-    so the scores are the same to the last bit. What it leaves out is
-    `score_samples`' per-call overhead (input validation, one joblib task
-    per tree), about half its time on a group of 1000 rows.
-
-    It reads the attributes `score_samples` itself reads, private to
-    scikit-learn; should a version lack them or score differently (checked
-    on a few probe rows when the model is loaded), it calls `score_samples`
-    instead, with a warning."""
-
-    __slots__ = ("estimator", "trees", "denominator", "shortest_rest")
-
-    def __init__(self, estimator: Any):
-        self.estimator = estimator
-        self.trees: list[tuple[Any, Any, Any]] | None = None
-        self.denominator: Any = None
-        # shortest_rest[i]: the least trees i, i+1, ... can add to a row's
-        # depth (the sum of their shallowest leaves' values); see at_least.
-        self.shortest_rest: list[float] = []
-        try:
-            self._compile(estimator)
-            self._check(estimator)
-        except Exception as exc:  # noqa: BLE001 - any mismatch means: use score_samples
-            log.warning("isolation forest: scoring through score_samples (%s)", exc)
-            self.trees = None
-
-    def _compile(self, estimator: Any) -> None:
-        import numpy as np
-        from sklearn.ensemble._iforest import _average_path_length
-
-        subsample = estimator._max_features != estimator.n_features_in_
-        self.trees = [
-            # The node values score_samples adds up for a row ending in that node.
-            (tree.tree_, np.asarray(features) if subsample else None, lengths + averages - 1.0)
-            for tree, features, lengths, averages in zip(
-                estimator.estimators_,
-                estimator.estimators_features_,
-                estimator._decision_path_lengths,
-                estimator._average_path_length_per_tree,
-                strict=True,
-            )
-        ]
-        self.denominator = len(estimator.estimators_) * _average_path_length(
-            [estimator._max_samples]
-        )
-        shortest = [float(values[tree.children_left == -1].min()) for tree, _, values in self.trees]
-        self.shortest_rest = [math.fsum(shortest[i:]) for i in range(len(shortest) + 1)]
-
-    def _check(self, estimator: Any) -> None:
-        import numpy as np
-
-        rng = np.random.default_rng(0)
-        probe = rng.standard_normal((256, estimator.n_features_in_)) * rng.choice(
-            [0.5, 2.0, 8.0], (256, 1)
-        )
-        probe = probe.astype(np.float32)
-        if not np.array_equal(self.score(probe), -estimator.score_samples(probe)):
-            raise ValueError("the compiled trees score differently from score_samples")
-
-    def score(self, X: Any) -> Any:
-        """Scores (higher = more anomalous) of a 2-D float32 array of rows:
-        -score_samples(X)."""
-        import numpy as np
-
-        if self.trees is None:
-            return -self.estimator.score_samples(X)
-        if X.ndim != 2 or X.shape[1] != self.estimator.n_features_in_:
-            raise ValueError(
-                f"need rows of {self.estimator.n_features_in_} features, got shape {X.shape}"
-            )
-        depths = np.zeros(len(X))
-        for tree, features, values in self.trees:
-            depths += values[tree.apply(X if features is None else X[:, features])]
-        return self._scores(depths)
-
-    def _scores(self, depths: Any) -> Any:
-        import numpy as np
-
-        denominator = self.denominator
-        return 2 ** (
-            -np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)
-        )
-
-    def at_least(self, X: Any, threshold: float) -> tuple[Any, Any]:
-        """The indices of the rows of X scoring at least `threshold`, and
-        their scores: what filtering `score(X)` gives, the scores bit for
-        bit, for less work. A row's depth only grows tree after tree, and
-        a higher depth is a lower score; so once a row's depth so far plus
-        the least the remaining trees can add (each its shallowest leaf)
-        exceeds the depth of the threshold score, the row cannot reach
-        the threshold and is dropped from the batch. With a threshold in
-        the far tail (contamination 0.0001; on the benchmark's personas 90%
-        of the rows are gone after 40 of 100 trees) this does well under
-        half the work of `score`. The rows kept add up their depths in the
-        same order as in `score`, hence the same scores."""
-        import numpy as np
-
-        if self.trees is None or not 0.0 < threshold <= 1.0 or not np.all(self.denominator != 0):
-            scores = self.score(X)
-            keep = np.flatnonzero(scores >= threshold)
-            return keep, scores[keep]
-        if X.ndim != 2 or X.shape[1] != self.estimator.n_features_in_:
-            raise ValueError(
-                f"need rows of {self.estimator.n_features_in_} features, got shape {X.shape}"
-            )
-        # score >= threshold  <=>  depth <= -log2(threshold) * denominator. The
-        # margin (1e-9 relative) is far above the rounding of these sums, and
-        # drops nothing that matters: a kept row is only scored in full.
-        limit = -math.log2(threshold) * float(self.denominator[0])
-        limit += 1e-9 * (limit + 1.0)
-        rows = np.arange(len(X))
-        depths = np.zeros(len(X))
-        shortest_rest = self.shortest_rest
-        for i, (tree, features, values) in enumerate(self.trees, 1):
-            depths += values[tree.apply(X if features is None else X[:, features])]
-            if i % _CHECK_TREES == 0 and i < len(self.trees):
-                alive = depths + shortest_rest[i] <= limit
-                if not alive.all():
-                    X, depths, rows = X[alive], depths[alive], rows[alive]
-                    if not len(rows):
-                        break
-        scores = self._scores(depths)
-        keep = scores >= threshold
-        return rows[keep], scores[keep]
-
-
-def replay_rows(
-    events: Iterable[ActivityEvent],
-    max_rows: int = 200_000,
-    *,
-    require_mature: bool = True,
-    maturity: MaturityPolicy = DEFAULT_MATURITY,
-    seed: int = 0,
-) -> tuple[Any, dict[str, Any]]:
-    """Replays history (events of all users in time order) through fresh
-    baselines and feature windows, and returns a uniform sample of at most
-    `max_rows` feature rows (float32 array; reservoir sampling keeps memory
-    bounded whatever the history's length) and facts about the replay.
-
-    Every event is learned: the history is taken as normal. Leave out
-    events of alerts resolved as true positives before calling this."""
-    import numpy as np
-
-    rng = random.Random(seed)
-    rows = np.empty((max_rows, len(FEATURE_NAMES)), dtype=np.float32)
-    baselines: dict[str, UserBaseline] = {}
-    shared = SharedState()
-    seen = events_count = 0
-    first_ts = last_ts = None
-    for event in events:
-        events_count += 1
-        baseline = baselines.get(event.user_id)
-        if baseline is None:
-            baseline = baselines[event.user_id] = UserBaseline(event.user_id, maturity=maturity)
-        clock = baseline.clock(event)
-        if first_ts is None or clock.ts < first_ts:
-            first_ts = clock.ts
-        if last_ts is None or clock.ts > last_ts:
-            last_ts = clock.ts
-        if baseline.mature or not require_mature:
-            row = event_features(event, baseline, shared, clock)
-            if seen < max_rows:
-                rows[seen] = row
-            else:
-                slot = rng.randrange(seen + 1)
-                if slot < max_rows:
-                    rows[slot] = row
-            seen += 1
-        baseline.learn(event, clock)
-        observe(event, shared, clock)
-    facts = {
-        "events": events_count,
-        "candidate_rows": seen,
-        "users": len(baselines),
-        "first_ts": first_ts,
-        "last_ts": last_ts,
-    }
-    return rows[: min(seen, max_rows)], facts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -328,7 +86,7 @@ class LoadedModel:
     threshold."""
 
     estimator: Any
-    info: models.ModelInfo
+    info: model_files.ModelInfo
     forest: CompiledForest
     medians: tuple[float, ...]
     batch: BatchForest
@@ -365,6 +123,8 @@ class IsolationForestDetector(Detector):
     )
     title = "Unusual combination of activity"
     requires = ("numpy", "sklearn")
+    # Learned state: deferred findings waiting for flush().
+    ready_: list[tuple[ActivityEvent, Finding]]
     # Needs a trained model and the ml extra; enabled in configuration.
     default_enabled = False
     event_types = None
@@ -447,7 +207,7 @@ class IsolationForestDetector(Detector):
 
     # -- the model ---------------------------------------------------------------
 
-    def use_model(self, estimator: Any, info: models.ModelInfo) -> None:
+    def use_model(self, estimator: Any, info: model_files.ModelInfo) -> None:
         """Scores with this fitted estimator from now on."""
         if tuple(info.features) != FEATURE_NAMES or info.features_version != FEATURES_VERSION:
             raise ValueError(f"model {info.version} was trained on other features; retrain it")
@@ -457,7 +217,7 @@ class IsolationForestDetector(Detector):
         )
 
     @property
-    def model_info(self) -> models.ModelInfo | None:
+    def model_info(self) -> model_files.ModelInfo | None:
         model = getattr(self, "model_", None)
         return None if model is None else model.info
 
@@ -479,11 +239,11 @@ class IsolationForestDetector(Detector):
 
     def _load_current(self) -> None:
         try:
-            version = models.current_version(self.model_dir, NAME)
+            version = model_files.current_version(self.model_dir, NAME)
             info = self.model_info
             if version is None or (info is not None and info.version == version):
                 return
-            estimator, info = models.load_model(self.model_dir, NAME, version)
+            estimator, info = model_files.load_model(self.model_dir, NAME, version)
             self.use_model(estimator, info)
             self._check_libraries(info)
             log.info(
@@ -496,13 +256,14 @@ class IsolationForestDetector(Detector):
             log.exception("cannot load isolation forest model from %s", self.model_dir)
 
     @staticmethod
-    def _check_libraries(info: models.ModelInfo) -> None:
+    def _check_libraries(info: model_files.ModelInfo) -> None:
         import sklearn
 
         trained = info.libraries.get("scikit-learn")
         if trained and trained != sklearn.__version__:
             log.warning(
-                "isolation forest model %s was trained with scikit-learn %s, running %s; retrain it",
+                "isolation forest model %s was trained with scikit-learn %s, running %s; retrain "
+                "it",
                 info.version,
                 trained,
                 sklearn.__version__,
@@ -545,9 +306,9 @@ class IsolationForestDetector(Detector):
             sample = X[pick]
         scores = -estimator.score_samples(sample)
         facts = facts or {}
-        info = models.ModelInfo(
+        info = model_files.ModelInfo(
             name=NAME,
-            version=models.new_version(),
+            version=model_files.new_version(),
             created_at=datetime.now(UTC).isoformat(),
             window_start=_iso(facts.get("first_ts")),
             window_end=_iso(facts.get("last_ts")),
@@ -614,10 +375,11 @@ class IsolationForestDetector(Detector):
                     probes.append(probe)
                     where.append((r, j))
         drops: list[list[float]] = [[0.0] * len(FEATURE_NAMES) for _ in rows]
-        for (r, j), probe_score in zip(where, self._scores(model, probes) if probes else []):
+        probe_scores = self._scores(model, probes) if probes else []
+        for (r, j), probe_score in zip(where, probe_scores, strict=True):
             drops[r][j] = max(0.0, scores[r] - probe_score)
         explained = []
-        for row, row_drops in zip(rows, drops):
+        for row, row_drops in zip(rows, drops, strict=True):
             total = sum(row_drops)
             ranked = sorted(range(len(row)), key=lambda j: -row_drops[j])[: self.top_features]
             explained.append(
@@ -638,7 +400,7 @@ class IsolationForestDetector(Detector):
         maturity: MaturityPolicy = DEFAULT_MATURITY,
         save: bool = True,
         keep: int = 5,
-    ) -> models.ModelInfo:
+    ) -> model_files.ModelInfo:
         """Replays stored history (ActivityEvents of all users, in time
         order), fits a model on a sample of at most max_train_rows rows,
         saves it as the current version in model_dir (when set and `save`),
@@ -660,7 +422,7 @@ class IsolationForestDetector(Detector):
         model = self._model()
         info = dataclasses.replace(model.info, training_seconds=time.perf_counter() - started)
         if save and self.model_dir:
-            info = models.save_model(self.model_dir, info, model.estimator, keep=keep)
+            info = model_files.save_model(self.model_dir, info, model.estimator, keep=keep)
         self.model_ = dataclasses.replace(model, info=info)
         return info
 
@@ -715,7 +477,7 @@ class IsolationForestDetector(Detector):
 
             X = np.frombuffer(pending.rows, dtype=np.float64).reshape(count, len(FEATURE_NAMES))
             where, scores = model.batch.at_least(X.astype(np.float32), model.info.threshold)
-            flagged = list(zip(where.tolist(), scores.tolist()))
+            flagged = list(zip(where.tolist(), scores.tolist(), strict=True))
         if not flagged:
             return
         explained = self.explain(
@@ -724,7 +486,7 @@ class IsolationForestDetector(Detector):
         ready = getattr(self, "ready_", None)
         if ready is None:
             ready = self.ready_ = []
-        for (i, score), features in zip(flagged, explained):
+        for (i, score), features in zip(flagged, explained, strict=True):
             event, observations, mature = pending.entries[i]
             ready.append((event, self._finding(model, score, features, observations, mature)))
         if len(ready) > self.max_pending:  # nobody flushes: keep memory bounded
@@ -744,7 +506,7 @@ class IsolationForestDetector(Detector):
     ) -> Finding:
         info = model.info
         high = score >= info.high_threshold
-        medians = dict(zip(FEATURE_NAMES, model.medians))
+        medians = dict(zip(FEATURE_NAMES, model.medians, strict=False))
         parts = [
             f"{f.name} {f.value:.2f} {_UNITS[f.name]} (typical {medians[f.name]:.2f})"
             for f in features
@@ -767,7 +529,7 @@ class IsolationForestDetector(Detector):
         )
 
 
-def train(events: Iterable[ActivityEvent], model_dir: str, **params: Any) -> models.ModelInfo:
+def train(events: Iterable[ActivityEvent], model_dir: str, **params: Any) -> model_files.ModelInfo:
     """Trains and saves a model from history: the detector's `train` with
     the given hyper-parameters (as in its configuration)."""
     detector = IsolationForestDetector(model_dir=model_dir, **params)

@@ -19,7 +19,10 @@ from uba.domain.events import ActivityEvent, ActivityType
 class LoginFrequencyDetector(Detector):
     name = "login_frequency"
     version = "1.0"
-    description = "More successful logins in a day than the user's (or peer group's) usual logins per active day."
+    description = (
+        "More successful logins in a day than the user's (or peer group's) usual logins per active "
+        "day."
+    )
     title = "Unusually many logins"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
 

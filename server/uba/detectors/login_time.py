@@ -34,7 +34,7 @@ from uba.detectors.base import (
     require_positive,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import HOURS_PER_WEEK
+from uba.domain.clock import HOURS_PER_WEEK
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
 
@@ -80,8 +80,8 @@ class LoginTimeDetector(Detector):
     name = "login_time"
     version = "2.0"
     description = (
-        "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the user "
-        "(or, while new, their peer group) rarely logs in."
+        "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
+        "user (or, while new, their peer group) rarely logs in."
     )
     title = "Login at an unusual time"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
@@ -147,8 +147,8 @@ class LoginTimeDetector(Detector):
         if severity >= Severity.MEDIUM:
             # A rare day at a usual time of day (a weekday worker on a Sunday
             # afternoon, an evening shift on call) is not what MEDIUM is for.
-            by_hour = baseline.login_hour_of_day
-            near = sum(by_hour[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2))
+            logins_by_hour = baseline.login_hour_of_day
+            near = sum(logins_by_hour[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2))
             if near >= self.near_share * total:
                 severity = Severity.LOW
                 peer_note = f"; lowered: {near} earlier logins within two hours of this time of day"
@@ -167,8 +167,8 @@ class LoginTimeDetector(Detector):
             if nearby >= self.min_peers:
                 severity = Severity.LOW
                 peer_note = (
-                    f"; lowered: {'peers in ' + group if group else 'other users'} logged in at this "
-                    f"time of day {nearby} times (user-hours) in the last 30 days"
+                    f"; lowered: {'peers in ' + group if group else 'other users'} logged in at "
+                    f"this time of day {nearby} times (user-hours) in the last 30 days"
                 )
         local = clock.local
         weekend = index // 24 >= 5
@@ -192,8 +192,9 @@ class LoginTimeDetector(Detector):
             )
         )
         reason = (
-            f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} earlier "
-            f"{kind} logins at this hour, {counts[index]} on this day of the week{basis}{peer_note}"
+            f"login {observed} {clock.zone_name}; usual {expected}; {same_kind} of {kind_total} "
+            f"earlier {kind} logins at this hour, {counts[index]} on this day of the "
+            f"week{basis}{peer_note}"
         )
         return [
             Finding(

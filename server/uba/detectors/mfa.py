@@ -10,7 +10,7 @@ Sources that log only the answers (no challenges) still count denials.
 - an approval after at least `min_refused_before_approval` refused prompts:
   HIGH, and the approval is quarantined like any HIGH finding.
 
-Counted in the shared windows (see detectors.state), quarantined events
+Counted in the shared windows (see uba.domain.shared_state), quarantined events
 too: the attack itself must be counted. An approval closes the episode.
 """
 
@@ -96,12 +96,15 @@ class MfaFatigueDetector(Detector):
                     score=refused / self.min_refused_before_approval,
                     severity=Severity.parse(self.approval_severity),
                     reason=(
-                        f"MFA prompt approved after {refused} denied or unanswered prompts within {window} "
-                        f"({sent} sent, {denied} denied): likely MFA fatigue (ATT&CK T1621); "
-                        f"the login it completes came from {source}"
+                        f"MFA prompt approved after {refused} denied or unanswered prompts within "
+                        f"{window} ({sent} sent, {denied} denied): likely MFA fatigue (ATT&CK "
+                        f"T1621); the login it completes came from {source}"
                     ),
                     observed=f"{refused} refused prompts, then approval",
-                    expected=f"fewer than {self.min_refused_before_approval} refused prompts before an approval",
+                    expected=(
+                        f"fewer than {self.min_refused_before_approval} refused prompts before an "
+                        "approval"
+                    ),
                     features=(
                         Feature("refused_prompts", float(refused), 1.0),
                         Feature("prompts_sent", float(sent), 0.0),
@@ -116,8 +119,9 @@ class MfaFatigueDetector(Detector):
                 score=refused / self.min_refused,
                 severity=Severity.parse(self.severity).raised_by(level - 1, Severity.HIGH),
                 reason=(
-                    f"{refused} MFA prompts denied or left unanswered within {window} ({sent} sent, "
-                    f"{denied} denied; limit {self.min_refused}): possible MFA fatigue attack (ATT&CK T1621)"
+                    f"{refused} MFA prompts denied or left unanswered within {window} ({sent} "
+                    f"sent, {denied} denied; limit {self.min_refused}): possible MFA fatigue "
+                    "attack (ATT&CK T1621)"
                 ),
                 observed=f"{refused} refused prompts in {window}",
                 expected=f"fewer than {self.min_refused} in {window}",

@@ -34,9 +34,11 @@ from uba.detectors.base import (
 )
 from uba.detectors.travel import haversine_km
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import KnownValues, UserBaseline, network_of
+from uba.domain.event_keys import network_of
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity, Usage
+from uba.domain.stats import KnownValues
+from uba.domain.user_baseline import UserBaseline
 
 
 def device_kind(event: ActivityEvent) -> str:
@@ -145,9 +147,9 @@ class _FirstSeenDetector(Detector):
                 score=math.log1p(seen) * (2.0 if severity >= Severity.MEDIUM else 1.0),
                 severity=severity,
                 reason=(
-                    f"first {_LABELS.get(event.type, event.type.value.replace('_', ' '))} from new {self.noun} {value}{where} after {seen:,} events; "
-                    f"known: {listed}{more}; {usage.describe(self.noun)}"
-                    + (f"; {note}" if note else "")
+                    f"first {_LABELS.get(event.type, event.type.value.replace('_', ' '))} from new "
+                    f"{self.noun} {value}{where} after {seen:,} events; known: {listed}{more}; "
+                    f"{usage.describe(self.noun)}" + (f"; {note}" if note else "")
                 ),
                 observed=value,
                 expected=", ".join(v for v, _ in top) + more,
@@ -194,8 +196,8 @@ class NewCountryDetector(_FirstSeenDetector):
     name = "new_country"
     version = "2.0"
     description = (
-        "Event from a country the user has never been seen in (any event type); lowered for plausible "
-        "travel, countries peers use, and organisation-wide changes."
+        "Event from a country the user has never been seen in (any event type); lowered for "
+        "plausible travel, countries peers use, and organisation-wide changes."
     )
     title = "Activity from a new country"
     baseline_field = "countries"
@@ -271,8 +273,8 @@ class NewDeviceDetector(_FirstSeenDetector):
     name = "new_device"
     version = "2.0"
     description = (
-        "Event from a device id the user has never used (any event type); not reported during a fleet "
-        "refresh (many users on new devices of the same kind within a week)."
+        "Event from a device id the user has never used (any event type); not reported during a "
+        "fleet refresh (many users on new devices of the same kind within a week)."
     )
     title = "Activity from a new device"
     baseline_field = "devices"

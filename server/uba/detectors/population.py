@@ -107,8 +107,8 @@ class CredentialStuffingDetector(Detector):
     version = "1.1"
     description = (
         "Failed logins across the organisation, against its usual rate for the time of week: many "
-        "addresses and accounts with a try or two each (credential stuffing, distributed spraying), "
-        "and a successful login to an account the wave targeted."
+        "addresses and accounts with a try or two each (credential stuffing, distributed "
+        "spraying), and a successful login to an account the wave targeted."
     )
     title = "Distributed password attack"
     event_types = frozenset({_FAILURE, _SUCCESS})
@@ -272,8 +272,8 @@ class CredentialStuffingDetector(Detector):
                 severity=Severity.parse(self.account_severity).raised_by(level - 1, Severity.HIGH),
                 reason=(
                     f"failed logins to this account from {after} addresses within {span} "
-                    f"(limit {self.min_sources_per_account}); latest from {ip}: a distributed attack on one "
-                    f"account (ATT&CK T1110)"
+                    f"(limit {self.min_sources_per_account}); latest from {ip}: a distributed "
+                    "attack on one account (ATT&CK T1110)"
                 ),
                 observed=f"{after} addresses in {span}",
                 expected=f"fewer than {self.min_sources_per_account} addresses in {span}",
@@ -315,9 +315,9 @@ class CredentialStuffingDetector(Detector):
                 reason=(
                     f"{failures} failed logins across {accounts} accounts from "
                     f"{sources if sources else 'unknown'} addresses within {span}, "
-                    f"{failures / accounts:.1f} per account; usual for {basis}: about {expected:.1f} "
-                    f"(limit {limit:.0f}): credential stuffing or password spraying (ATT&CK T1110). "
-                    f"Sources: {top_sources}. Accounts: {top_accounts}"
+                    f"{failures / accounts:.1f} per account; usual for {basis}: about "
+                    f"{expected:.1f} (limit {limit:.0f}): credential stuffing or password spraying "
+                    f"(ATT&CK T1110). Sources: {top_sources}. Accounts: {top_accounts}"
                 ),
                 observed=f"{failures} failures, {accounts} accounts, {sources} addresses in {span}",
                 expected=f"about {expected:.1f} failures in {span} ({basis}); limit {limit:.0f}",
@@ -392,9 +392,10 @@ class CredentialStuffingDetector(Detector):
                 score=float(tries + others + (not known)),
                 severity=Severity.parse(self.success_severity),
                 reason=(
-                    f"successful login from {ip or device or 'unknown source'} to an account targeted by the "
-                    f"password attack under way for {wave} ({tries} failed tries on it from "
-                    f"{targeted.distinct(account, ts)} addresses); {'; '.join(how)} (ATT&CK T1110, T1078)"
+                    f"successful login from {ip or device or 'unknown source'} to an account "
+                    f"targeted by the password attack under way for {wave} ({tries} failed tries "
+                    f"on it from {targeted.distinct(account, ts)} addresses); {'; '.join(how)} "
+                    "(ATT&CK T1110, T1078)"
                 ),
                 observed=f"success after {tries} failures in an attack wave",
                 expected="no login from an unfamiliar address to an account under attack",

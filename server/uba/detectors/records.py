@@ -1,7 +1,7 @@
 """Per-key mutable records in the shared detector state, checkpointed with
 the windows.
 
-A window (detectors.state) appends one entry per event; a detector that
+A window (uba.domain.shared_state) appends one entry per event; a detector that
 keeps running totals (bytes per day, a cumulative sum, an organisation's
 failure baseline) needs one small record per key, changed in place in O(1).
 `RecordStore` keeps such records (JSON-able lists) in memory, bounded in
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from uba.detectors.state import KeyedWindows, SharedState
+from uba.domain.shared_state import KeyedWindows, SharedState
 
 
 class RecordStore(KeyedWindows):

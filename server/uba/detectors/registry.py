@@ -137,7 +137,8 @@ class DetectorEntry:
                     self._cls = cls
                 if getattr(self._cls, "name", None) != self.name:
                     raise ValueError(
-                        f"its name is {getattr(self._cls, 'name', None)!r}, registered as {self.name!r}"
+                        f"its name is {getattr(self._cls, 'name', None)!r}, registered as "
+                        f"{self.name!r}"
                     )
                 missing = [m for m in self._cls.requires if importlib.util.find_spec(m) is None]
                 if missing:
@@ -282,7 +283,8 @@ class DetectorRegistry:
             settings = config.get(name, {})
             if not isinstance(settings, Mapping):
                 raise ValueError(
-                    f"configuration of detector {name} must be an object, got {type(settings).__name__}"
+                    f"configuration of detector {name} must be an object, got "
+                    f"{type(settings).__name__}"
                 )
             params = dict(settings)
             enabled = params.pop("enabled", None)

@@ -39,7 +39,8 @@ class ThresholdRule:
         unknown = sorted(set(raw) - _RULE_KEYS)
         if unknown:
             raise ValueError(
-                f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_RULE_KEYS))}"
+                f"{where} has unknown key(s) {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(_RULE_KEYS))}"
             )
         missing = sorted(_REQUIRED_KEYS - set(raw))
         if missing:
@@ -73,8 +74,13 @@ class ThresholdRule:
 class ThresholdRulesDetector(Detector):
     name = "threshold_rules"
     version = "1.0"
-    description = "Static rules from configuration: N events of a type per user or source address within a window."
+    description = (
+        "Static rules from configuration: N events of a type per user or source address within a "
+        "window."
+    )
     title = "Threshold rule"
+    # Learned state: the rules by event type, parsed on first use.
+    rules_by_type_: dict[ActivityType, list[ThresholdRule]]
 
     def __init__(self, rules: Sequence[Mapping[str, Any]] = ()):
         self.rules = rules

@@ -22,7 +22,7 @@ from uba.detectors.base import (
     require_positive,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import DAY_PARTS, session_start_part
+from uba.domain.event_keys import DAY_PARTS, session_start_part
 from uba.domain.events import ActivityEvent, ActivityType
 
 
@@ -30,8 +30,8 @@ class SessionDurationDetector(Detector):
     name = "session_duration"
     version = "2.0"
     description = (
-        "Session length (from logout events) far from the user's usual for that part of the day, as a "
-        "z-score of log seconds; short sessions on a known device are routine."
+        "Session length (from logout events) far from the user's usual for that part of the day, "
+        "as a z-score of log seconds; short sessions on a known device are routine."
     )
     title = "Unusual session length"
     event_types = frozenset({ActivityType.LOGOUT})
@@ -61,7 +61,9 @@ class SessionDurationDetector(Detector):
         part = session_start_part(ctx.clock, seconds)
         by_part = baseline.log_session_seconds_by_part[part]
         if baseline.mature_for("sessions") and by_part.count >= self.min_sessions:
-            reference = Reference(by_part, f"user, {DAY_PARTS[part]} sessions", True)
+            reference: Reference | None = Reference(
+                by_part, f"user, {DAY_PARTS[part]} sessions", True
+            )
         else:
             reference = reference_stats(ctx, "log_session_seconds", self.min_sessions)
         if reference is None:

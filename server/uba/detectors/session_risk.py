@@ -33,9 +33,10 @@ from __future__ import annotations
 
 from uba.detectors.base import DetectionContext, Detector, Finding, require_positive
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.baselines import UserBaseline, is_privileged, network_of, normalize_endpoint
+from uba.domain.event_keys import is_privileged, network_of, normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
+from uba.domain.user_baseline import UserBaseline
 
 _API_CALL = ActivityType.API_CALL
 _DAY = 86400.0
@@ -157,7 +158,8 @@ class SessionRiskDetector(Detector):
                     )
                     if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
                         notes.append(
-                            f"network {network} not counted: {usage.adopters} users moved to it this week"
+                            f"network {network} not counted: {usage.adopters} users moved to it "
+                            "this week"
                         )
                     else:
                         bits |= 1 << NETWORK
@@ -173,7 +175,8 @@ class SessionRiskDetector(Detector):
                 )
                 if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
                     notes.append(
-                        f"device not counted: {usage.adopters} users got a new device like it this week"
+                        f"device not counted: {usage.adopters} users got a new device like it this "
+                        "week"
                     )
                 else:
                     bits |= 1 << DEVICE
@@ -248,8 +251,9 @@ class SessionRiskDetector(Detector):
                 score=points,
                 severity=Severity.HIGH if level == 2 else Severity.MEDIUM,
                 reason=(
-                    f"{points:g} risk points in one burst of activity: {', '.join(signals)} ({what}); "
-                    f"MEDIUM from {self.medium_points:g}, HIGH from {self.high_points:g}{note}"
+                    f"{points:g} risk points in one burst of activity: {', '.join(signals)} "
+                    f"({what}); MEDIUM from {self.medium_points:g}, HIGH from "
+                    f"{self.high_points:g}{note}"
                 ),
                 observed=", ".join(signals),
                 expected=f"fewer than {self.medium_points:g} risk points in a session",
@@ -301,8 +305,8 @@ class DormantAccountDetector(Detector):
     name = "dormant_account"
     version = "1.0"
     description = (
-        "Activity after a silence far beyond the user's usual gaps between active days; raised with a "
-        "new device or first privileged endpoints in the returning burst."
+        "Activity after a silence far beyond the user's usual gaps between active days; raised "
+        "with a new device or first privileged endpoints in the returning burst."
     )
     title = "Dormant account active again"
     event_types = None
@@ -375,12 +379,15 @@ class DormantAccountDetector(Detector):
                 score=gap / max(usual.max or 1, 1) + len(extra),
                 severity=(Severity.LOW, Severity.MEDIUM, Severity.HIGH)[level - 1],
                 reason=(
-                    f"active again after {gap} days of silence{with_what}; usual gaps between active days "
-                    f"{usual.mean:.1f} days on average, at most {usual.max or 0:g} "
+                    f"active again after {gap} days of silence{with_what}; usual gaps between "
+                    f"active days {usual.mean:.1f} days on average, at most {usual.max or 0:g} "
                     f"({baseline.days_covered} active days known)"
                 ),
                 observed=f"{gap} days silent" + with_what,
-                expected=f"gaps of at most {max(self.min_gap_days, self.gap_factor * (usual.max or 1)):g} days",
+                expected=(
+                    "gaps of at most "
+                    f"{max(self.min_gap_days, self.gap_factor * (usual.max or 1)):g} days"
+                ),
                 features=(
                     Feature("silent_days", float(gap), 1.0),
                     Feature("usual_max_gap_days", float(usual.max or 0), 0.0),

@@ -85,8 +85,9 @@ class ImpossibleTravelDetector(Detector):
                 score=speed / self.max_speed_kmh,
                 severity=Severity.parse(self.severity),
                 reason=(
-                    f"login from {here} {distance:,.0f} km from {last.place} {fmt_duration(interval)} "
-                    f"after the previous login ({speed:,.0f} km/h; limit {self.max_speed_kmh:,.0f} km/h)"
+                    f"login from {here} {distance:,.0f} km from {last.place} "
+                    f"{fmt_duration(interval)} after the previous login ({speed:,.0f} km/h; limit "
+                    f"{self.max_speed_kmh:,.0f} km/h)"
                 ),
                 observed=f"{speed:,.0f} km/h",
                 expected=f"at most {self.max_speed_kmh:,.0f} km/h",

@@ -6,8 +6,9 @@ Per user, totals per local day (the user's own time zone) of bytes
 transferred and API calls. Each closed active day is compared with the
 user's usual day: the median of their last `history_days` active days,
 with a spread (the larger of the standard deviation and 1.4826 x the
-median absolute deviation, at least `min_relative_spread` of the median). A one-sided cumulative sum (CUSUM,
-Page 1954) adds each day's excess in spreads less an allowance `k`:
+median absolute deviation, at least `min_relative_spread` of the median).
+A one-sided cumulative sum (CUSUM, Page 1954) adds each day's excess in
+spreads less an allowance `k`:
 
     S = max(0, S + min((day - median) / spread, max_daily_excess) - k)
 
@@ -35,6 +36,7 @@ computed once per user-day, when the day closes).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from uba.detectors.base import (
     DetectionContext,
@@ -85,10 +87,13 @@ class SustainedVolumeDetector(Detector):
     name = "sustained_volume"
     version = "1.0"
     description = (
-        "Bytes transferred and API calls per day against the user's usual day, accumulated over days "
-        "(CUSUM): steady elevation that no single hour shows, such as low-and-slow exfiltration."
+        "Bytes transferred and API calls per day against the user's usual day, accumulated over "
+        "days (CUSUM): steady elevation that no single hour shows, such as low-and-slow "
+        "exfiltration."
     )
     title = "Sustained rise in data volume"
+    # Learned state: the last `_closing` result, with the record and day it is for.
+    closing_: tuple[list, int, Any, tuple[float, float, int, list | None]] | None
     # Bytes may come on any event type; API calls are counted too.
     event_types = None
 
@@ -152,7 +157,7 @@ class SustainedVolumeDetector(Detector):
 
     def _store(self, ctx: DetectionContext):
         # The store of the last SharedState seen, kept: looking it up by name
-        # was a third of this detector's cost per event.
+        # on every event would be a large share of this detector's cost.
         cached = getattr(self, "store_", None)
         if cached is None or cached[0] is not ctx.shared:
             cached = self.store_ = (
@@ -340,11 +345,12 @@ class SustainedVolumeDetector(Detector):
                 score=max(sum_b, sum_c),
                 severity=_LEVELS[level - 1],
                 reason=(
-                    f"{amount} over {days} day{plural} (today{before}), {against} {fmt(usual)} a day "
-                    f"(median of the last {ref[4]} active days, spread {spread}): a sustained excess of "
-                    f"{excess:.1f} spreads accumulated (CUSUM, allowance {self.k:g} a day; LOW from "
-                    f"{self.low_threshold:g}, MEDIUM from {self.medium_threshold:g}, HIGH from "
-                    f"{self.high_threshold:g}); possible low-and-slow exfiltration (ATT&CK T1030, T1567)"
+                    f"{amount} over {days} day{plural} (today{before}), {against} {fmt(usual)} a "
+                    f"day (median of the last {ref[4]} active days, spread {spread}): a sustained "
+                    f"excess of {excess:.1f} spreads accumulated (CUSUM, allowance {self.k:g} a "
+                    f"day; LOW from {self.low_threshold:g}, MEDIUM from {self.medium_threshold:g}, "
+                    f"HIGH from {self.high_threshold:g}); possible low-and-slow exfiltration "
+                    "(ATT&CK T1030, T1567)"
                 ),
                 observed=", ".join(series),
                 expected=f"{fmt(usual)} a day",

@@ -16,7 +16,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.errors import FailedPrecondition, InvalidArgument
@@ -26,7 +26,21 @@ from uba.domain.ids import new_uuid7
 MAX_ANOMALY_IDS = 100
 
 
-T = TypeVar("T")
+class Triaged(Protocol):
+    """What the analyst's workflow (`take`, `close`) changes: alerts and
+    incidents alike."""
+
+    status: Any  # AlertStatus or IncidentStatus: OPEN, ACKNOWLEDGED, RESOLVED
+    resolution: Resolution | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str
+    resolved_at: datetime | None
+    resolved_by: str
+    note: str
+    updated_at: datetime
+
+
+T = TypeVar("T", bound=Triaged)
 
 
 class AlertStatus(enum.Enum):

@@ -20,18 +20,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from uba.detectors.state import SharedState
 from uba.domain import alerts as lifecycle
 from uba.domain import incidents as incident_lifecycle
 from uba.domain.alerts import Alert, AlertPolicy, Resolution
 from uba.domain.anomalies import Anomaly
 from uba.domain.attack import AttackMapping, attack_for
-from uba.domain.baselines import PriorBaselines, UserBaseline
-from uba.domain.detection import DetectionEngine
 from uba.domain.errors import InvalidArgument, NotFound
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, Member
+from uba.domain.priors import PriorBaselines
 from uba.domain.risk import RiskAccumulator, RiskPolicy
+from uba.domain.shared_state import SharedState
+from uba.domain.user_baseline import UserBaseline
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,50 @@ class IncidentStorage(Protocol):
     def add_members(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None: ...
 
 
-class UnitOfWork(Protocol):
+class EventStorage(Protocol):
+    """The event repository of a unit of work, as far as analysis reads it."""
+
+    def by_ids(self, event_ids: Sequence[str]) -> list[ActivityEvent]: ...
+
+
+class NamedDetector(Protocol):
+    """What the analyzer reads of a detector: its name (and its optional
+    `attack` ids, with getattr)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class Detection(Protocol):
+    """The detection engine the analyzer runs (the composition root, uba.app,
+    gives it the detectors' DetectionEngine): score and learn one event,
+    flush the micro-batched findings, learn a released quarantined event."""
+
+    @property
+    def detectors(self) -> Sequence[NamedDetector]: ...
+
+    def process(
+        self,
+        event: ActivityEvent,
+        baseline: UserBaseline,
+        prior: PriorBaselines | None,
+        shared: SharedState,
+    ) -> list[Anomaly]: ...
+
+    def flush(self) -> list[Anomaly]: ...
+
+    def admit(self, event: ActivityEvent, baseline: UserBaseline) -> None: ...
+
+
+class AnalysisTransaction(Protocol):
+    """The transaction analysis reads and writes in: the ingest writer's
+    (storage's unit of work, uba.storage.store, offers it)."""
+
     # Read-only: a transaction may hold more specific repositories.
     @property
     def detection(self) -> DetectionStorage: ...
     @property
-    def events(self) -> object: ...  # offers by_ids(event_ids) -> list[ActivityEvent]
+    def events(self) -> EventStorage: ...
     @property
     def incidents(self) -> IncidentStorage | None: ...
 
@@ -92,7 +130,7 @@ class UnitOfWork(Protocol):
 class Analyzer:
     def __init__(
         self,
-        engine: DetectionEngine,
+        engine: Detection,
         policy: AlertPolicy,
         risk: RiskPolicy,
         clock: Callable[[], datetime],
@@ -120,7 +158,7 @@ class Analyzer:
 
     # -- start-up and checkpoints -----------------------------------------------
 
-    def load_state(self, uow: UnitOfWork) -> None:
+    def load_state(self, uow: AnalysisTransaction) -> None:
         """Restores the detector windows and priors a previous run saved."""
         shared = uow.detection.load_state(SHARED_STATE)
         if shared:
@@ -130,7 +168,7 @@ class Analyzer:
             self.prior = PriorBaselines.from_dict(prior)
         self._last_checkpoint = self._clock()
 
-    def checkpoint(self, uow: UnitOfWork, force: bool = False) -> None:
+    def checkpoint(self, uow: AnalysisTransaction, force: bool = False) -> None:
         """Saves the cross-user detector windows and the priors now and then:
         losing them costs at most one window of detection, not correctness."""
         now = self._clock()
@@ -146,7 +184,7 @@ class Analyzer:
 
     # -- events -------------------------------------------------------------------
 
-    def reset(self, uow: UnitOfWork) -> int:
+    def reset(self, uow: AnalysisTransaction) -> int:
         """Forgets every baseline, detector window and prior (before a
         backfill rebuilds them); returns how many baselines were dropped."""
         dropped = uow.detection.delete_baselines()
@@ -157,10 +195,10 @@ class Analyzer:
         return dropped
 
     def process(
-        self, uow: UnitOfWork, events: Sequence[ActivityEvent], raise_alerts: bool = True
-    ) -> list[Alert]:
-        """Scores and learns newly stored events; returns the alerts created
-        or changed (with their new seq numbers). Without `raise_alerts`
+        self, uow: AnalysisTransaction, events: Sequence[ActivityEvent], raise_alerts: bool = True
+    ) -> list[Alert | Incident]:
+        """Scores and learns newly stored events; returns the alerts and
+        incidents created or changed (with their new seq numbers). Without `raise_alerts`
         (a backfill that only warms up baselines) anomalies are counted in
         `last_anomaly_count` but neither stored nor alerted."""
         self.last_anomaly_count = 0
@@ -222,7 +260,7 @@ class Analyzer:
 
     def _alerts(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         anomalies: list[Anomaly],
         now: datetime,
         events: Sequence[ActivityEvent],
@@ -250,7 +288,7 @@ class Analyzer:
         risks: dict[str, RiskAccumulator] = {}
         incidents, new_incidents, members = self._correlate(uow, alerted, events, now)
         if uow.incidents is None:  # no incident storage: each anomaly weighs on its own
-            for anomaly, alert in alerted:
+            for anomaly, _alert in alerted:
                 self._risk_of(storage, risks, anomaly.user_id).add(
                     self.risk, anomaly.severity, anomaly.occurred_at or now, now
                 )
@@ -274,7 +312,7 @@ class Analyzer:
 
     def _correlate(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alerted: list[tuple[Anomaly, Alert]],
         events: Sequence[ActivityEvent],
         now: datetime,
@@ -417,12 +455,12 @@ class Analyzer:
     def _assign_seqs(storage: DetectionStorage, items: Sequence[Alert | Incident]) -> None:
         """New seq numbers, in the given order (alerts and incidents share them)."""
         if items:
-            for item, seq in zip(items, storage.next_seqs(len(items))):
+            for item, seq in zip(items, storage.next_seqs(len(items)), strict=True):
                 item.seq = seq
 
     # -- the analyst's workflow ----------------------------------------------------
 
-    def acknowledge(self, uow: UnitOfWork, alert_id: str, who: str, note: str) -> Alert:
+    def acknowledge(self, uow: AnalysisTransaction, alert_id: str, who: str, note: str) -> Alert:
         storage = uow.detection
         alert = self._alert(storage, alert_id)
         lifecycle.acknowledge(alert, who, note, self._clock())
@@ -432,7 +470,7 @@ class Analyzer:
 
     def resolve(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alert_id: str,
         resolution: Resolution | None,
         who: str,
@@ -472,12 +510,12 @@ class Analyzer:
         self._assign_seqs(storage, [*incidents, alert])
         storage.save_alerts([alert], set())
         if incidents:
-            uow.incidents.save_incidents(incidents, set())
+            self._incident_storage(uow).save_incidents(incidents, set())
         return alert
 
     def _readmit(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alert: Alert,
         resolution: Resolution | None,
         anomalies: list[Anomaly],
@@ -493,7 +531,7 @@ class Analyzer:
 
     def _incidents_without(
         self,
-        uow: UnitOfWork,
+        uow: AnalysisTransaction,
         alert_ids: list[str],
         now: datetime,
         already: dict[str, Incident] | None = None,
@@ -512,16 +550,21 @@ class Analyzer:
         return [i for i in changed.values() if already is None or i.incident_id not in already]
 
     def acknowledge_incident(
-        self, uow: UnitOfWork, incident_id: str, who: str, note: str
+        self, uow: AnalysisTransaction, incident_id: str, who: str, note: str
     ) -> Incident:
         incident = self._incident(uow, incident_id)
         incident_lifecycle.acknowledge(incident, who, note, self._clock())
         self._assign_seqs(uow.detection, [incident])
-        uow.incidents.save_incidents([incident], set())
+        self._incident_storage(uow).save_incidents([incident], set())
         return incident
 
     def resolve_incident(
-        self, uow: UnitOfWork, incident_id: str, resolution: Resolution | None, who: str, note: str
+        self,
+        uow: AnalysisTransaction,
+        incident_id: str,
+        resolution: Resolution | None,
+        who: str,
+        note: str,
     ) -> Incident:
         """Closes the incident and, with the same classification, each of its
         member alerts still open (benign and false positive re-admit their
@@ -552,11 +595,18 @@ class Analyzer:
             storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
         self._assign_seqs(storage, [*alerts, *others, incident])
         storage.save_alerts(alerts, set())
-        uow.incidents.save_incidents([*others, incident], set())
+        self._incident_storage(uow).save_incidents([*others, incident], set())
         return incident
 
     @staticmethod
-    def _incident(uow: UnitOfWork, incident_id: str) -> Incident:
+    def _incident_storage(uow: AnalysisTransaction) -> IncidentStorage:
+        """The incident repository, once incidents were found in it."""
+        if uow.incidents is None:
+            raise RuntimeError("incidents changed without incident storage")
+        return uow.incidents
+
+    @staticmethod
+    def _incident(uow: AnalysisTransaction, incident_id: str) -> Incident:
         if not incident_id:
             raise InvalidArgument.single("incident_id", "required")
         incident = (
@@ -567,7 +617,7 @@ class Analyzer:
         return incident
 
     def _admit(
-        self, uow: UnitOfWork, user_id: str, anomalies: list[Anomaly], now: datetime
+        self, uow: AnalysisTransaction, user_id: str, anomalies: list[Anomaly], now: datetime
     ) -> None:
         event_ids = sorted({i for a in anomalies if a.quarantined for i in a.event_ids})
         if not event_ids:

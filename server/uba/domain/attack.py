@@ -2,7 +2,7 @@
 detector's anomalies stand for.
 
 One table, by detector name. A detector class may override its row with
-the class attribute `attack` (see uba.detectors.base.Detector): a tuple of
+the class attribute `attack` (see the Detector interface): a tuple of
 technique ids from TECHNIQUES, optionally followed by tactic ids; without
 tactic ids, the tactics are those the technique lists in TECHNIQUES.
 

@@ -15,9 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 from uba.domain.errors import DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
@@ -27,7 +28,10 @@ from uba.domain.validation import validate_event
 log = logging.getLogger(__name__)
 
 
-class UnitOfWork(Protocol):
+class IngestTransaction(Protocol):
+    """The write transaction ingest stores events in (storage's unit of
+    work, uba.storage.store, offers it)."""
+
     def store_events(
         self, events: Sequence[ActivityEvent], received_at: datetime
     ) -> tuple[set[str], dict[str, datetime]]:
@@ -38,13 +42,13 @@ class UnitOfWork(Protocol):
 class WriteStore(Protocol):
     """What ingest needs from storage: one transaction at a time."""
 
-    def unit_of_work(self) -> ContextManager[UnitOfWork]: ...
+    def unit_of_work(self) -> AbstractContextManager[IngestTransaction]: ...
 
 
 class Analysis(Protocol):
     """What runs on stored events inside their transaction (uba.domain.analysis)."""
 
-    def process(self, uow: UnitOfWork, events: Sequence[ActivityEvent]) -> list: ...
+    def process(self, uow: IngestTransaction, events: Sequence[ActivityEvent]) -> list: ...
     def rollback(self) -> None: ...
 
 
@@ -58,7 +62,7 @@ class _Job:
     future: Future
     # Instead of events: work that must run on the writer thread, in its own
     # transaction (the alert workflow changes baselines the writer owns).
-    action: Callable[[UnitOfWork], Any] | None = None
+    action: Callable[[IngestTransaction], Any] | None = None
 
 
 class IngestService:
@@ -126,7 +130,7 @@ class IngestService:
         outcomes and the future of the valid items' outcomes (None when no
         item is valid); `merge` combines them in request order."""
         prepared = self.prepare(events, lambda i: f"events[{i}]")
-        valid = [e for e, o in zip(events, prepared) if o is None]
+        valid = [e for e, o in zip(events, prepared, strict=True) if o is None]
         return prepared, (self.submit(valid) if valid else None)
 
     @staticmethod
@@ -147,7 +151,7 @@ class IngestService:
         self._queue.put(job)
         return job.future
 
-    def run_exclusive(self, action: Callable[[UnitOfWork], Any]) -> Future:
+    def run_exclusive(self, action: Callable[[IngestTransaction], Any]) -> Future:
         """Runs `action(uow)` on the writer thread in its own transaction;
         the future resolves to its result once committed. If the result is an
         alert (or a list of them), subscribers are told after the commit."""
@@ -177,9 +181,7 @@ class IngestService:
             # a commit costs about the same for one event as for hundreds.
             # The limit (two full batches) keeps the pipeline going: while
             # this group is stored, the event loop converts the next
-            # requests. Groups of everything queued (5,000 before) left the
-            # loop idle during the write and the writer idle after it:
-            # batch ingest on PostgreSQL ran about a fifth slower.
+            # requests (docs/design.md, group commit).
             deadline = time.monotonic() + self._linger
             held: _Job | None = None
             while count < self._max_group:
@@ -202,9 +204,12 @@ class IngestService:
                 self._run_action(held)
 
     def _run_action(self, job: _Job) -> None:
+        action = job.action
+        if action is None:  # callers pass only jobs that carry an action
+            return
         try:
             with self._store.unit_of_work() as uow:
-                result = job.action(uow)
+                result = action(uow)
         except Exception as exc:
             if self._analysis is not None:
                 self._analysis.rollback()

@@ -13,8 +13,8 @@ from uba.domain import paging
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.analysis import Analyzer
 from uba.domain.anomalies import Anomaly
-from uba.domain.baselines import UserBaseline
 from uba.domain.errors import InvalidArgument, NotFound
+from uba.domain.user_baseline import UserBaseline
 
 MAX_NOTE = 4096
 

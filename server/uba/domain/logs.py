@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from itertools import repeat
-from typing import Protocol
+from typing import Protocol, cast
 
 from uba.domain import paging
 from uba.domain.errors import InvalidArgument
@@ -88,7 +88,7 @@ class LogService:
             )
         return EXPORT_FORMATS[fmt], _chunks(self._export_pages(flt), fmt)
 
-    def _export_pages(self, flt: EventFilter) -> Iterator[list]:
+    def _export_pages(self, flt: EventFilter) -> Iterator[Sequence[Sequence]]:
         """Stored rows (EXPORT_ROW), oldest first, a keyset page at a time."""
         return _keyset_pages(
             lambda after: self._reader.export_page(flt, EXPORT_PAGE_ROWS, after), EXPORT_PAGE_ROWS
@@ -266,10 +266,10 @@ def _csv_cell(value: object) -> str:
         return ""
     if not isinstance(value, str):
         return repr(value) if isinstance(value, float) else str(value)
-    value = csv_safe(value)
-    if any(mark in value for mark in _CSV_QUOTED):
-        return '"' + value.replace('"', '""') + '"'
-    return value
+    text = cast(str, csv_safe(value))  # text stays text
+    if any(mark in text for mark in _CSV_QUOTED):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _csv_column(i: int, column: Sequence) -> Sequence[str] | repeat:
@@ -340,12 +340,13 @@ def _json_column(i: int, column: Sequence) -> tuple[bool, Sequence[str] | str]:
 
 
 def _columns(rows: Sequence[Sequence]) -> list[tuple]:
-    return list(zip(*rows))[: len(EXPORT_ROW)]
+    return list(zip(*rows, strict=True))[: len(EXPORT_ROW)]
 
 
 def _csv_lines(rows: Sequence[Sequence]) -> str:
     cells = [_csv_column(i, column) for i, column in enumerate(_columns(rows))]
-    return "\r\n".join(map(",".join, zip(*cells))) + "\r\n"
+    # strict=False: a constant column is an endless repeat().
+    return "\r\n".join(map(",".join, zip(*cells, strict=False))) + "\r\n"
 
 
 def _json_records(rows: Sequence[Sequence]) -> Iterator[str]:
@@ -353,7 +354,7 @@ def _json_records(rows: Sequence[Sequence]) -> Iterator[str]:
     them (keys, separators, quotes, constant values)."""
     parts: list = []
     between = ""
-    for key, (i, column) in zip(_JSON_KEYS, enumerate(_columns(rows))):
+    for key, (i, column) in zip(_JSON_KEYS, enumerate(_columns(rows)), strict=False):
         quote, values = _json_column(i, column)
         between += key
         if isinstance(values, str):
@@ -364,7 +365,7 @@ def _json_records(rows: Sequence[Sequence]) -> Iterator[str]:
         parts += (repeat(between), values)
         between = '"' if quote else ""
     parts.append(repeat(between + "}"))
-    return map("".join, zip(*parts))
+    return map("".join, zip(*parts, strict=False))  # constant parts are endless repeat()s
 
 
 def _page_text(rows: Sequence[Sequence], fmt: str, first: bool) -> str:

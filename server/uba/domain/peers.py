@@ -10,7 +10,7 @@ organisation, not of one user.
 Peer groups come from the events' `peer_group` when callers send it, else
 from behaviour: `UserBaseline.learned_peer_group`, users clustered by the
 set of API areas that carry most of their calls (users with the same main
-areas share it; see `uba.domain.baselines.learned_group_of`). A user whose group changes is
+areas share it; see `uba.domain.event_keys.learned_group_of`). A user whose group changes is
 simply counted in the new group from then on.
 
 Everything lives in windows of the shared detector state (so it is bounded,
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uba.detectors.state import KeyedWindows, SharedState
+from uba.domain.shared_state import KeyedWindows, SharedState
 
 _DAY = 86400.0
 _SEP = "\x1f"

@@ -44,8 +44,8 @@ class RiskPolicy:
     def incident_weight(self, probability: float) -> float:
         """An incident's undecayed weight: quadratic in its probability, so
         that weak stories weigh little (a lone LOW signal, P 0.2: 4) and
-        strong ones about what a finding of that severity used to (one
-        CRITICAL, P 0.9: 81; a lone HIGH, P 0.7: 49)."""
+        strong ones about what an alert of that severity weighs on its own
+        in `weights` (one CRITICAL, P 0.9: 81; a lone HIGH, P 0.7: 49)."""
         p = min(max(probability, 0.0), 1.0)
         return self.incident_scale * p * p
 
@@ -88,46 +88,46 @@ class RiskAccumulator:
     weight_sum: float = 0.0
     as_of: datetime | None = None
 
-    def _decay_to(self, policy: RiskPolicy, now: datetime) -> None:
+    def _decay_to(self, policy: RiskPolicy, now: datetime) -> datetime:
+        """Decays the sum to `now` (never backwards); returns the time it is as of."""
         if self.as_of is not None and now > self.as_of:
             self.weight_sum *= 0.5 ** (
                 (now - self.as_of).total_seconds() / policy.half_life.total_seconds()
             )
         if self.as_of is None or now > self.as_of:
             self.as_of = now
+        return self.as_of
 
     def add(
         self, policy: RiskPolicy, severity: Severity, occurred_at: datetime, now: datetime
     ) -> int:
-        self._decay_to(policy, now)
-        self.weight_sum += policy.contribution(severity, occurred_at, self.as_of)  # type: ignore[arg-type]
+        as_of = self._decay_to(policy, now)
+        self.weight_sum += policy.contribution(severity, occurred_at, as_of)
         return policy.score_of_sum(self.weight_sum)
 
     def remove(
         self, policy: RiskPolicy, severity: Severity, occurred_at: datetime, now: datetime
     ) -> int:
-        self._decay_to(policy, now)
+        as_of = self._decay_to(policy, now)
         self.weight_sum = max(
-            0.0, self.weight_sum - policy.contribution(severity, occurred_at, self.as_of)
-        )  # type: ignore[arg-type]
+            0.0, self.weight_sum - policy.contribution(severity, occurred_at, as_of)
+        )
         return policy.score_of_sum(self.weight_sum)
 
     def add_weight(
         self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime
     ) -> int:
         """Adds a contribution of `weight` that started at `occurred_at`."""
-        self._decay_to(policy, now)
-        self.weight_sum += policy.decayed(weight, occurred_at, self.as_of)  # type: ignore[arg-type]
+        as_of = self._decay_to(policy, now)
+        self.weight_sum += policy.decayed(weight, occurred_at, as_of)
         return policy.score_of_sum(self.weight_sum)
 
     def remove_weight(
         self, policy: RiskPolicy, weight: float, occurred_at: datetime, now: datetime
     ) -> int:
         """Takes back what add_weight(weight, occurred_at) added (decayed alike)."""
-        self._decay_to(policy, now)
-        self.weight_sum = max(
-            0.0, self.weight_sum - policy.decayed(weight, occurred_at, self.as_of)
-        )  # type: ignore[arg-type]
+        as_of = self._decay_to(policy, now)
+        self.weight_sum = max(0.0, self.weight_sum - policy.decayed(weight, occurred_at, as_of))
         return policy.score_of_sum(self.weight_sum)
 
     def score(self, policy: RiskPolicy, now: datetime) -> int:

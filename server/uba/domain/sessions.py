@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uba.detectors.state import KeyedWindows, SharedState
-from uba.domain.baselines import network_of, wide_network_of
+from uba.domain.event_keys import network_of, wide_network_of
 from uba.domain.events import ActivityEvent
+from uba.domain.shared_state import KeyedWindows, SharedState
 
 _SEP = "\x1f"  # not allowed in validated event fields (control character)
 

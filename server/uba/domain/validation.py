@@ -138,7 +138,7 @@ def validate_event(event: ActivityEvent, prefix: str, now: datetime) -> list[Fie
     # field by field only to name what is wrong.
     texts = _text_values(event)
     if any(map(operator.gt, map(len, texts), _TEXT_LIMITS)) or not "".join(texts).isprintable():
-        for name, limit, value in zip(_TEXT_FIELDS, _TEXT_LIMITS, texts):
+        for name, limit, value in zip(_TEXT_FIELDS, _TEXT_LIMITS, texts, strict=True):
             identifier = name not in FREE_TEXT_FIELDS
             if len(value) > limit:
                 bad(name, f"longer than {limit} characters")

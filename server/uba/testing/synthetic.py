@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from uba.domain.events import ActivityEvent, ActivityType
@@ -58,7 +59,7 @@ class Persona:
 
     def event(self, kind: ActivityType, at: datetime, **overrides) -> ActivityEvent:
         self._counter += 1
-        values = dict(
+        values: dict[str, Any] = dict(
             event_id=f"{self.user_id}-{self._counter:06d}",
             user_id=self.user_id,
             type=kind,

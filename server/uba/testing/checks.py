@@ -10,13 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from uba.detectors.base import Detector
+from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.state import SharedState
-from uba.detectors.synthetic import Scenario
 from uba.domain.anomalies import Anomaly, Severity
-from uba.domain.baselines import PriorBaselines, UserBaseline
-from uba.domain.detection import DetectionEngine
 from uba.domain.events import ActivityEvent
+from uba.domain.priors import PriorBaselines
+from uba.domain.shared_state import SharedState
+from uba.domain.user_baseline import UserBaseline
+from uba.testing.synthetic import Scenario
 
 
 def check_attributes(cls: type[Detector]) -> None:

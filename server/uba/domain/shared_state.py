@@ -112,9 +112,9 @@ class KeyedWindows:
             "window_seconds": self.window_seconds,
             "max_keys": self.max_keys,
             "max_events_per_key": self.max_events_per_key,
-            # The (ts, value) tuples as they are: JSON writes them as pairs.
-            # Copying each into a list made checkpoints of busy windows
-            # about three times slower, all of it stalling the writer.
+            # The (ts, value) tuples as they are: JSON writes them as pairs,
+            # and a copy per entry would slow the writer's checkpoints
+            # (docs/design.md).
             "keys": {key: list(w.events) for key, w in self._windows.items()},
         }
 

@@ -22,11 +22,12 @@ from typing import Any
 
 from uba.detectors.base import DetectionContext, Detector, Finding
 from uba.detectors.registry import DetectorRegistry
-from uba.detectors.state import SharedState
 from uba.domain.anomalies import Anomaly, Severity
-from uba.domain.baselines import PriorBaselines, UserBaseline
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.ids import new_uuid7
+from uba.domain.priors import PriorBaselines
+from uba.domain.shared_state import SharedState
+from uba.domain.user_baseline import UserBaseline
 
 log = logging.getLogger(__name__)
 
