@@ -506,6 +506,18 @@ def test_new_country_lowered_for_plausible_travel_and_kept_when_device_is_new():
         [alice.event(LOGIN, alice.local(DAY, 10, 0), device_id="unknown-42", **lisbon)]
     )
     assert odd.severity is Severity.MEDIUM
+    # The same attempt failing: the account is targeted, nobody got in.
+    (attempt,) = sim.copy().feed(
+        [
+            alice.event(
+                ActivityType.LOGIN_FAILURE,
+                alice.local(DAY, 10, 0),
+                device_id="unknown-42",
+                **lisbon,
+            )
+        ]
+    )
+    assert attempt.severity is Severity.LOW and "a failed login" in attempt.reason
 
 
 def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():

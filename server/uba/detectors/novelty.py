@@ -15,7 +15,9 @@ the user's peers and the population (uba.domain.peers):
   country is lowered to LOW, each with the reason;
 - a new country reached at a feasible speed from the last login on a known
   device (plausible travel) is lowered to LOW; one that peers also use is
-  lowered to LOW; one nobody else uses keeps its severity.
+  lowered to LOW; a failed login from a new country is LOW (an attempt:
+  the failure detectors judge attacks on the password); one nobody else
+  uses keeps its severity.
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ def _first_use(known: KnownValues, value: str, ts: float) -> bool:
 
 class NewCountryDetector(_FirstSeenDetector):
     name = "new_country"
-    version = "2.0"
+    version = "2.1"
     description = (
         "Event from a country the user has never been seen in (any event type); lowered for "
         "plausible travel, countries peers use, and organisation-wide changes."
@@ -228,6 +230,10 @@ class NewCountryDetector(_FirstSeenDetector):
     def judge(self, event, ctx, value, usage, severity):
         if severity <= Severity.LOW:
             return severity, ""
+        if event.type is ActivityType.LOGIN_FAILURE:
+            # An attempt that failed: evidence that the account is targeted
+            # (the failure detectors' job), not that someone got in.
+            return Severity.LOW, "lowered: a failed login (nobody got in from there)"
         if usage.org_change(self.min_adopters, self.org_change_share):
             return Severity.LOW, (
                 f"lowered: {usage.adopters} other users started appearing from {value} this "
