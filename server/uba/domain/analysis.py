@@ -345,6 +345,9 @@ class Analyzer:
                 )
             )
         policy = self.incidents
+        # Population findings first: an event's campaign finding names its
+        # address before the victim's own findings on it look for a campaign.
+        pairs.sort(key=lambda pair: not policy.is_population(pair[0]))
         # Open incidents read (and locked) in one order, so two writers never
         # wait on each other's entities crosswise: campaigns (any member may
         # come from one of their addresses), then each user's.
