@@ -221,7 +221,7 @@ def test_bad_labels_are_refused_line_by_line_and_nothing_is_sent(own_events, tmp
 
 
 def test_mfa_events_are_held_back_exactly_when_the_contract_lacks_their_types():
-    from uba.commands.evaluate import mfa_sendable, to_messages
+    from uba.commands.messages import mfa_sendable, to_messages
     from uba.v1 import events_pb2
 
     has_types = "ACTIVITY_TYPE_MFA_CHALLENGE" in events_pb2.ActivityType.keys()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from uba.api.converters import event_to_pb
-from uba.commands.demo import MFA_TYPES, mfa_sendable, to_message
+from uba.commands.messages import MFA_TYPES, mfa_sendable, to_message
 from uba.simulate import simulate
 from uba.v1 import events_pb2
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -23,37 +22,10 @@ from uba.commands.common import (
     parse_time,
     table,
 )
+from uba.commands.messages import MFA_TYPES, mfa_sendable, to_message
 
 if TYPE_CHECKING:
-    from uba.domain.events import ActivityEvent
-    from uba.v1 import events_pb2
-
-# Activity types added to the contract separately; left out when it lacks them.
-MFA_TYPES = ("mfa_challenge", "mfa_approved", "mfa_denied")
-
-
-def mfa_sendable() -> bool:
-    """Whether this contract has the MFA activity types."""
-    from uba_client import events as ev
-
-    try:
-        for name in MFA_TYPES:
-            ev.activity_type(name)
-    except ValueError:
-        return False
-    return True
-
-
-def to_message(simulated: ActivityEvent) -> events_pb2.ActivityEvent:
-    """A simulated event as the contract's ActivityEvent, built by the client
-    library from its fields, which bear the contract's names."""
-    from uba_client import event
-
-    values = {f.name: getattr(simulated, f.name) for f in fields(simulated)}
-    values.pop("received_at")  # the server sets it
-    return event(
-        values.pop("user_id"), values.pop("type").value, values.pop("occurred_at"), **values
-    )
+    pass
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from uba.commands.common import (
     ClientSettings,
@@ -36,9 +37,9 @@ from uba.commands.common import (
     parse_time,
     table,
 )
+from uba.commands.messages import MFA_TYPES, mfa_sendable, to_messages
 
 _LISTENING = re.compile(r"uba: listening on (\S+)")
-MFA_NAMES = ("mfa_challenge", "mfa_approved", "mfa_denied")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -125,52 +126,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=guarded(run))
-
-
-# -- what the server's contract can take ----------------------------------------
-
-
-def mfa_sendable() -> bool:
-    """Whether this contract has the MFA activity types (added separately)."""
-    from uba.api import converters
-    from uba.domain.events import ActivityType
-    from uba.v1 import events_pb2
-
-    names = (
-        "ACTIVITY_TYPE_MFA_CHALLENGE",
-        "ACTIVITY_TYPE_MFA_APPROVED",
-        "ACTIVITY_TYPE_MFA_DENIED",
-    )
-    if not all(n in events_pb2.ActivityType.keys() for n in names):
-        return False
-    try:
-        pb = events_pb2.ActivityEvent()
-        converters.event_to_pb(_probe(ActivityType.MFA_CHALLENGE), pb)
-    except (KeyError, ValueError):
-        return False
-    return True
-
-
-def _probe(kind):
-    from uba.domain.events import ActivityEvent
-
-    return ActivityEvent(
-        event_id="probe", user_id="probe", type=kind, occurred_at=datetime.now(UTC)
-    )
-
-
-def to_messages(events: Iterable, skip_mfa: bool):
-    """Domain events to protobuf messages, leaving out MFA events when the
-    contract lacks them; yields (message, occurred_at)."""
-    from uba.api.converters import event_to_pb
-    from uba.v1 import events_pb2
-
-    for e in events:
-        if skip_mfa and e.type.value in MFA_NAMES:
-            continue
-        m = events_pb2.ActivityEvent()
-        event_to_pb(e, m)
-        yield m, e.occurred_at
 
 
 # -- the throwaway server ----------------------------------------------------------
@@ -513,7 +468,7 @@ def _without_mfa(lines: Iterable[str], held_back: list[str]) -> Iterable[str]:
                 kind = str(record.get("type", "")).lower()
             except (json.JSONDecodeError, AttributeError):
                 record, kind = {}, ""
-            if kind.removeprefix("activity_type_") in MFA_NAMES:
+            if kind.removeprefix("activity_type_") in MFA_TYPES:
                 held_back.append(str(record.get("event_id", "")))
                 yield ""
                 continue
@@ -588,7 +543,7 @@ def run(args: argparse.Namespace) -> int:
             else lb
             for lb in labels
         ]
-        stream = list(zip(messages, times, strict=True))
+        stream: Iterable[tuple[Any, datetime]] = list(zip(messages, times, strict=True))
         span = end - start
         setup = {"events_file": str(args.events), "labels_file": str(args.labels)}
     else:
@@ -622,8 +577,8 @@ def run(args: argparse.Namespace) -> int:
         sources_of = {e.event_id: e.source_ip for e in scenario.events}
         labels = scenario.labels
         if skip_mfa:
-            stats.skipped_mfa = sum(1 for e in scenario.events if e.type.value in MFA_NAMES)
-            mfa_ids = {e.event_id for e in scenario.events if e.type.value in MFA_NAMES}
+            stats.skipped_mfa = sum(1 for e in scenario.events if e.type.value in MFA_TYPES)
+            mfa_ids = {e.event_id for e in scenario.events if e.type.value in MFA_TYPES}
             labels = [
                 replace(lb, sendable=False)
                 if lb.is_attack and mfa_ids.intersection(lb.event_ids)
