@@ -15,13 +15,11 @@ the week are blended:
   pseudo-logins, so a new user is judged by their peers and an established
   user mostly by their own history.
 A rare hour is MEDIUM only when the user seldom logs in within two hours
-of that time of day on any day (2% of their logins), and when the user's
-peers do not log in at such times either, in the last 30 days (from
-uba.domain.peers): on weekend days at any hour, on weekday nights
-(20:00-06:59) at any night hour, else at the same hour give or take one. A
-first on-call night of an operations engineer whose team covers nights is
-LOW (each night's page comes at another hour), a finance user's first
-Saturday night is not.
+of that time of day on any day (2% of their logins), and when the user's peers do not log in at that
+time of day either (the same local hour, give or take one, on weekdays or
+weekend days, in the last 30 days, from uba.domain.peers): a first on-call night of an operations
+engineer whose team covers nights is LOW, a finance user's first Saturday
+night is not.
 """
 
 from __future__ import annotations
@@ -80,7 +78,7 @@ def usual_hours(probabilities: list[float], coverage: float) -> str:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.1"
+    version = "2.0"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -113,18 +111,6 @@ class LoginTimeDetector(Detector):
     def _hour_kind(index: int) -> str:
         """The value peers share: the local hour on a weekday or a weekend day."""
         return f"{'we' if index // 24 >= 5 else 'wd'}{index % 24:02d}"
-
-    @staticmethod
-    def _band(index: int) -> range | tuple[int, ...]:
-        """The local hours whose peer logins vouch for a login at hour of the
-        week `index`: every hour of a weekend day, the night (20:00-06:59)
-        for a weekday night, else the hour and its neighbours."""
-        hour = index % 24
-        if index // 24 >= 5:
-            return range(24)
-        if hour >= 20 or hour < 7:
-            return (*range(20, 24), *range(0, 7))
-        return ((hour - 1) % 24, hour, (hour + 1) % 24)
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         if ctx.quarantined:
@@ -169,21 +155,20 @@ class LoginTimeDetector(Detector):
         if severity >= Severity.MEDIUM:
             group = baseline.effective_peer_group or event.peer_group
             activity = PeerActivity(ctx.shared, "hour")
-            # Peers' logins in the same off-hours band (a team on call covers
-            # evenings, nights and weekends, each night at another hour), else
-            # at this time of day give or take an hour.
+            # Peers' logins at this time of day, give or take an hour, on any
+            # kind of day (a team on call covers evenings, nights, weekends).
             nearby = 0
             kind_base = 5 * 24 if index // 24 >= 5 else 0
-            for hour in self._band(index):
+            for cell in (index - 1, index, index + 1):
                 usage = activity.usage(
-                    event.user_id, group, self._hour_kind(kind_base + hour), clock.ts
+                    event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts
                 )
                 nearby += usage.peers if group else usage.population
             if nearby >= self.min_peers:
                 severity = Severity.LOW
                 peer_note = (
                     f"; lowered: {'peers in ' + group if group else 'other users'} logged in at "
-                    f"such times {nearby} times (user-hours) in the last 30 days"
+                    f"this time of day {nearby} times (user-hours) in the last 30 days"
                 )
         local = clock.local
         weekend = index // 24 >= 5
