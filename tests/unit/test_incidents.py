@@ -200,14 +200,15 @@ def test_population_attacks_group_by_source_address():
             )
             for i, u in enumerate(victims)
         ]
-        + [member("new_device", user="user3")]
+        + [member("new_device", user="user3"), member("new_device", user="other", ip="10.9.9.9")]
     )
     spray = [i for i in incidents if i.entity_kind is EntityKind.SOURCE_IP]
     assert len(spray) == 1 and len(incidents) == 2
     (s,) = spray
-    assert s.entity_id == "198.51.100.9" and s.user_ids == victims and len(s.alert_ids) == 12
+    assert s.entity_id == "198.51.100.9" and s.user_ids == victims and len(s.alert_ids) == 13
+    assert "new_device" in s.detectors  # a target's own finding during the spray
     assert s.severity is Severity.HIGH  # twelve victims of one technique: no escalation by count
-    assert s.techniques == ["T1110.003"] and "12 alerted users" in s.title
+    assert s.techniques == ["T1110.003", "T1078"] and "12 alerted users" in s.title
 
 
 def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
@@ -230,7 +231,15 @@ def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
     victim_from_botnet = member(
         "new_country", user="user7", ip=botnet[5], at=T0 + timedelta(minutes=15), session="s7"
     )
-    victim_at_home = member("new_device", user="user8", ip="10.0.0.8", at=T0 + timedelta(hours=1))
+    # The targeted account that got in, from an address no finding named.
+    got_in = member(
+        "impossible_travel",
+        Severity.HIGH,
+        user="user3",
+        ip="194.26.29.166",
+        at=T0 + timedelta(hours=1),
+    )
+    victim_at_home = member("new_device", user="user88", ip="10.0.0.8", at=T0 + timedelta(hours=1))
     # A victim's failure from an address no population finding named yet.
     failing = replace(
         member("new_country", user="user99", ip="91.241.19.3", at=T0 + timedelta(minutes=30)),
@@ -243,13 +252,17 @@ def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
         ip="5.188.62.9",
         at=T0 + timedelta(minutes=80) + POLICY.window + timedelta(minutes=1),
     )
-    incidents = correlate([*wave, victim_from_botnet, failing, victim_at_home, later])
+    incidents = correlate([*wave, victim_from_botnet, failing, got_in, victim_at_home, later])
     campaign, home, second = incidents
     assert campaign.entity_kind is EntityKind.SOURCE_IP and campaign.entity_id == botnet[0]
-    assert campaign.source_ips == [*botnet, "91.241.19.3"] and len(campaign.user_ids) == 26
-    assert {victim_from_botnet.anomaly_id, failing.anomaly_id} <= set(campaign.anomaly_ids)
-    assert "from 41 addresses" in campaign.title
-    assert (home.entity_kind, home.entity_id) == (EntityKind.USER, "user8")
+    assert campaign.source_ips == [*botnet, "91.241.19.3", "194.26.29.166"]
+    assert len(campaign.user_ids) == 26
+    assert {victim_from_botnet.anomaly_id, failing.anomaly_id, got_in.anomaly_id} <= set(
+        campaign.anomaly_ids
+    )
+    assert campaign.severity is Severity.CRITICAL  # a wave that got in
+    assert "from 42 addresses" in campaign.title
+    assert (home.entity_kind, home.entity_id) == (EntityKind.USER, "user88")
     assert second.entity_id == "5.188.62.9" and second.source_ips == ["5.188.62.9"]
 
 

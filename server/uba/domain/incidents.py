@@ -17,9 +17,10 @@ credential stuffing), whose anomalies belong to each victim but whose story
 is the campaign: its incident is keyed by the first source address, lists
 every address (`source_ips`) and every victim, and takes every population
 anomaly within `window` of its span, whatever the address (a botnet of a
-hundred addresses is one story). A victim's own anomalies on an event from
-one of the campaign's addresses, or on a failed login while the campaign
-goes on, join the campaign too.
+hundred addresses is one story). While the campaign goes on, a targeted
+user's own anomalies (the login that got in), a failed login's and those
+on an event from one of its addresses join the campaign too: the story of
+the attack includes what it achieved.
 
 A user's anomaly joins an open incident of the user when
   * it belongs to one of the incident's sessions (same session_id), or
@@ -267,13 +268,15 @@ class IncidentPolicy:
         if not incident.is_open:
             return False
         if incident.entity_kind is EntityKind.SOURCE_IP:
-            # A campaign: its own detectors' anomalies near it, and a victim's
-            # anomalies on a failed login or an event from one of its addresses.
+            # A campaign: its own detectors' anomalies near it, and, near it,
+            # anything odd about one of its targets (a login that got in) and
+            # a failed login or an event from one of its addresses.
             if not self._near(incident, member):
                 return False
             return (
                 self.is_population(member)
                 or member.failed_login
+                or member.user_id in incident.user_ids
                 or (bool(member.source_ip) and member.source_ip in incident.source_ips)
             )
         if self.entity(member) != (incident.entity_kind, incident.entity_id):
