@@ -38,7 +38,7 @@ from gateway.browser_support import (
     require_browser,
 )
 from gateway.gateway_support import API
-from uba.detectors.synthetic import HISTORY_DAYS
+from uba.testing.synthetic import HISTORY_DAYS
 from uba.domain.events import EXPORT_FIELDS, ActivityType
 
 USERS = 12
