@@ -38,8 +38,8 @@ from gateway.browser_support import (
     require_browser,
 )
 from gateway.gateway_support import API
-from uba.testing.synthetic import HISTORY_DAYS
 from uba.domain.events import EXPORT_FIELDS, ActivityType
+from uba.testing.synthetic import HISTORY_DAYS
 
 USERS = 12
 SESSIONS = 4  # per user, each: login, four API calls, logout
