@@ -16,9 +16,11 @@ from uba.evaluation import generate
 from uba.evaluation.attacks import BLATANT, REALISTIC
 
 # What the detectors catch in the small scenario below, in both modes:
-# every class but new_country_and_device (its victim's baseline is not
-# mature at this size, so new_country says LOW). Losing one fails the test.
+# every class (new_country_and_device by its incident: its victim's baseline
+# is not mature at this size, so each signal alone says LOW). Losing one
+# fails the test.
 CAUGHT = {
+    "new_country_and_device",
     "account_takeover",
     "session_hijack",
     "dormant_account_reuse",
@@ -100,6 +102,14 @@ def test_a_small_scenario_through_a_real_server_reports_every_class():
         report["attack_free_user_days"] > 0 and report["alerts"] >= report["alerts_medium_plus"] > 0
     )
     assert report["alerts_per_day"] == pytest.approx(report["alerts"] / 21, abs=0.1)
+    # The story layer: each attack is one incident of MEDIUM+ (a campaign
+    # with its victims included; sustained volume, judged once a day, one
+    # per day it goes on), and few incidents outside the attacks.
+    for kind in CAUGHT:
+        assert attacks[kind]["best_incident_severity"] in ("MEDIUM", "HIGH", "CRITICAL"), kind
+        limit = 5 if kind == "low_and_slow_exfiltration" else 2
+        assert 1 <= attacks[kind]["incidents_per_attack_max"] <= limit, (kind, attacks[kind])
+    assert report["unattributed_incidents_per_day_per_100_users"] <= 2.0, report
 
 
 def _record(e) -> dict:

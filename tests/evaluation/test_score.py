@@ -215,3 +215,27 @@ def test_incidents_count_for_the_attack_their_members_belong_to_and_load_the_res
     assert summary["unattributed_incidents_medium_plus"] == 1  # i5; i4 is LOW
     # 2 incidents outside attacks over 10 days for 10 users: 2 a day per 100 users.
     assert summary["unattributed_incidents_per_day_per_100_users"] == 2.0
+
+
+def test_an_incident_of_weak_signals_catches_an_attack_as_of_its_latest_member():
+    """Two LOW alerts are no MEDIUM+ finding, but the MEDIUM incident they
+    make is what the analyst sees: the attack is caught, at the time of the
+    incident's latest member (when it had reached MEDIUM at the latest)."""
+    weak = [
+        alert("l1", "u1", T0 + timedelta(minutes=2), severity=LOW),
+        alert("l2", "u1", T0 + timedelta(minutes=9), severity=LOW),
+    ]
+    both = incident(
+        "i1",
+        T0 + timedelta(minutes=2),
+        MEDIUM,
+        user="u1",
+        alerts=("l1", "l2"),
+        until=T0 + timedelta(minutes=9),
+    )
+    report = score([takeover], [], weak, USERS, START, END)
+    assert not report.attacks[0].caught
+    report = score([takeover], [], weak, USERS, START, END, incidents=[both])
+    (row,) = report.attack_rows()
+    assert row["caught"] == 1 and row["minutes_to_detect"] == 9.0
+    assert row["best_severity"] == "LOW" and row["best_incident_severity"] == "MEDIUM"

@@ -14,7 +14,7 @@ Attacks are matched first; a finding that matches no attack but a benign
 confounder is that confounder's false alarm.
 
 What counts: MEDIUM and above ("MEDIUM+"). An attack is caught when at
-least one MEDIUM+ finding is attributed to it; a confounder should raise
+least one MEDIUM+ finding or incident is attributed to it; a confounder should raise
 none. A false MEDIUM+ user-day is a (user, UTC date) outside every attack
 of that user with a MEDIUM+ finding attributed to no attack.
 
@@ -105,8 +105,14 @@ class LabelScore:
         return [f for f in self.findings if f.severity >= MEDIUM]
 
     @property
+    def medium_plus_incidents(self) -> list[Finding]:
+        return [f for f in self.incidents if f.severity >= MEDIUM]
+
+    @property
     def caught(self) -> bool:
-        return bool(self.medium_plus)
+        """A MEDIUM+ finding or incident belongs to it (an incident of weak
+        signals is what the analyst sees)."""
+        return bool(self.medium_plus or self.medium_plus_incidents)
 
     @property
     def on_its_events(self) -> int:
@@ -123,7 +129,11 @@ class LabelScore:
 
     @property
     def minutes_to_detect(self) -> float | None:
-        first = min((f.at for f in self.medium_plus), default=None)
+        """To the first MEDIUM+ finding, or to the latest member of a MEDIUM+
+        incident (by then it had reached MEDIUM), whichever is earlier."""
+        times = [f.at for f in self.medium_plus]
+        times += [f.until or f.at for f in self.medium_plus_incidents]
+        first = min(times, default=None)
         if first is None:
             return None
         return max(0.0, (first - self.label.start).total_seconds() / 60)
