@@ -131,3 +131,32 @@ def test_checkpoint_round_trip_keeps_the_days():
 
     store = records(restored, "sustained_volume.days", 100_000)
     assert store.get("alice") == sim.shared.windows("sustained_volume.days", 0).get("alice")
+
+
+def test_a_team_whose_volume_rises_together_is_low_and_a_lone_rise_is_not():
+    """A rollout: four people of one team each move three times their usual
+    bytes from the same Monday. Their rises are reported, but once two
+    others of the team rose within the week a MEDIUM or HIGH one is LOW; a
+    member of another team rising alone the same week keeps MEDIUM."""
+    rng = random.Random(11)
+    team = [Persona(user_id=f"sales{i}", peer_group="sales") for i in range(4)]
+    loner = Persona(user_id="ops0", peer_group="ops")
+    sim = Simulation(engine())
+    history = sorted(
+        (e for p in [*team, loner] for e in p.history(rng, days=HISTORY)),
+        key=lambda e: e.occurred_at,
+    )
+    assert sim.feed(history) == []
+    start = HISTORY_START + timedelta(days=HISTORY)
+    found = []
+    for d in range(5):
+        day = start + timedelta(days=d)
+        events = [e for p in [*team, loner] for e in big_day(p, day, rng, 3)]
+        found += sim.feed(sorted(events, key=lambda e: e.occurred_at))
+    team_medium = [
+        a for a in found if a.user_id.startswith("sales") and a.severity >= Severity.MEDIUM
+    ]
+    lowered = [a for a in found if "team-wide change" in a.reason]
+    assert lowered and all(a.user_id.startswith("sales") for a in lowered)
+    assert len(team_medium) <= 2  # at most the first two to rise, before the rest followed
+    assert [a for a in found if a.user_id == "ops0" and a.severity >= Severity.MEDIUM]

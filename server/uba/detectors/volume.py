@@ -26,7 +26,10 @@ Days with quarantined events, and the days of a reported episode, are kept
 out of the usual day, so an attacker cannot teach it the new level; after
 `max_episode_days` reported days the level is taken as the user's new
 normal (a change of role) and learned. Users need
-`min_days` learned active days before they are judged.
+`min_days` learned active days before they are judged. A rise that
+reaches MEDIUM or HIGH while the sums of `min_peers_rising` others of the
+user's peer group rose within the last 7 days is LOW: a team taking up a
+new feature or tool moves together, an exfiltrating account alone.
 
 State: one record per user (see detectors.records), at most `max_users`,
 the least recently active dropped first; O(1) per event (the usual day is
@@ -50,6 +53,7 @@ from uba.detectors.base import (
 from uba.detectors.records import records
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.peers import PeerActivity
 
 _API_CALL = ActivityType.API_CALL
 # The record: [day, bytes today, calls today, day tainted (0/1), cusum bytes,
@@ -85,7 +89,7 @@ def _robust(values: list[float], min_relative: float, floor: float) -> tuple[flo
 
 class SustainedVolumeDetector(Detector):
     name = "sustained_volume"
-    version = "1.0"
+    version = "1.1"
     description = (
         "Bytes transferred and API calls per day against the user's usual day, accumulated over "
         "days (CUSUM): steady elevation that no single hour shows, such as low-and-slow "
@@ -112,6 +116,7 @@ class SustainedVolumeDetector(Detector):
         max_gap_days: int = 10,
         max_episode_days: int = 10,
         max_users: int = 100_000,
+        min_peers_rising: int = 2,
     ):
         # Allowance per day, in spreads: excess below it does not accumulate.
         self.k = k
@@ -132,10 +137,14 @@ class SustainedVolumeDetector(Detector):
         # (a change of role): the days are learned and the sum starts again.
         self.max_episode_days = max_episode_days
         self.max_users = max_users
+        # Others of the peer group whose volume rose within a week that make
+        # a MEDIUM or HIGH rise a team-wide change (LOW).
+        self.min_peers_rising = min_peers_rising
 
     def check_params(self) -> None:
         require_positive(
             self,
+            "min_peers_rising",
             "k",
             "max_daily_excess",
             "low_threshold",
@@ -300,7 +309,33 @@ class SustainedVolumeDetector(Detector):
         recent = record[_HIST][-6:]
         if closing and (record[_BYTES] or record[_CALLS]):
             recent = recent[-5:] + [[record[_DAYK], record[_BYTES], record[_CALLS], mark]]
-        return self._finding(recent, level, sum_b, sum_c, today_bytes, today_calls, ref)
+        findings = self._finding(recent, level, sum_b, sum_c, today_bytes, today_calls, ref)
+        rising = self._peers_rising(event, ctx) if level >= 2 else 0
+        if rising >= self.min_peers_rising:
+            # A team whose volume rises together took up something new (a
+            # rollout, a new tool), which one exfiltrating account does not.
+            (finding,) = findings
+            finding.severity = Severity.LOW
+            finding.reason += (
+                f"; lowered: the volume of {rising} others in the peer group rose within "
+                f"7 days too (a team-wide change)"
+            )
+        return findings
+
+    @staticmethod
+    def _rise_activity(ctx: DetectionContext) -> PeerActivity:
+        return PeerActivity(ctx.shared, "volume_rise")
+
+    @staticmethod
+    def _rise_value(event: ActivityEvent, ctx: DetectionContext) -> str:
+        return "rise:" + (ctx.baseline.effective_peer_group or event.peer_group)
+
+    def _peers_rising(self, event: ActivityEvent, ctx: DetectionContext) -> int:
+        """Others of the user's peer group whose sums rose in the last 7 days."""
+        if not (ctx.baseline.effective_peer_group or event.peer_group):
+            return 0
+        value = self._rise_value(event, ctx)
+        return self._rise_activity(ctx).usage(event.user_id, "", value, ctx.clock.ts).adopters
 
     def _finding(
         self,
@@ -393,3 +428,7 @@ class SustainedVolumeDetector(Detector):
             if level > record[_REPORTED]:
                 record[_REPORTED] = level
                 self._arm(record)
+                if not ctx.quarantined and (ctx.baseline.effective_peer_group or event.peer_group):
+                    self._rise_activity(ctx).observe(
+                        event.user_id, "", self._rise_value(event, ctx), ctx.clock.ts, True
+                    )
