@@ -105,3 +105,37 @@ def test_incident_commands(uba_server, uba_cli):
     assert again.code == 1 and "already resolved" in again.err
     missing = uba_cli("incidents", "show", "no-such-incident", server=uba_server.address)
     assert missing.code == 1 and "no-such-incident" in missing.err
+
+
+def test_a_campaign_is_shown_with_its_addresses_and_victims(uba_server, uba_cli):
+    """A spray from two addresses against thirty accounts is one incident;
+    `show` names its addresses and its users."""
+    victims = [unique("cli-camp") for _ in range(30)]
+    sprayers = ["198.51.100.201", "198.51.100.202"]
+    start = datetime.now(UTC) - timedelta(hours=5)  # hours away from the module's other failures
+    uba_server.stub.RecordActivities(
+        service_pb2.RecordActivitiesRequest(
+            events=[
+                event(
+                    user,
+                    FAILURE,
+                    at=start + timedelta(seconds=5 * i),
+                    source_ip=sprayers[i % 2],
+                )
+                for i, user in enumerate(victims)
+            ]
+        )
+    )
+    listed = uba_cli("incidents", "list", "--json", server=uba_server.address)
+    assert listed.code == 0, listed.err
+    (campaign,) = [
+        i
+        for i in json.loads(listed.out)["incidents"]
+        if set(i.get("source_ips", [])) & set(sprayers)
+    ]
+    assert campaign["entity_kind"] == "ENTITY_KIND_SOURCE_ADDRESS"
+    assert set(campaign["source_ips"]) == set(sprayers)
+    shown = uba_cli("incidents", "show", campaign["incident_id"], server=uba_server.address)
+    assert shown.code == 0, shown.err
+    assert "2 addresses: " in shown.out and all(ip in shown.out for ip in sprayers)
+    assert f"{len(campaign['user_ids'])} users: " in shown.out

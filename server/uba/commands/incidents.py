@@ -74,6 +74,14 @@ def _print_incident(i, as_json: bool) -> None:
         f"  {timestamp_text(i, 'first_seen_at')} .. {timestamp_text(i, 'last_seen_at')} UTC, "
         f"{i.anomaly_count} anomalies"
     )
+    if len(i.source_ips) > 1:  # a campaign
+        shown_ips = ", ".join(i.source_ips[:5])
+        more = f" and {len(i.source_ips) - 5} more" if len(i.source_ips) > 5 else ""
+        say(f"  {len(i.source_ips)} addresses: {shown_ips}{more}")
+    if len(i.user_ids) > 1:
+        shown_users = ", ".join(i.user_ids[:5])
+        more = f" and {len(i.user_ids) - 5} more" if len(i.user_ids) > 5 else ""
+        say(f"  {len(i.user_ids)} users: {shown_users}{more}")
     if i.tactics:
         say("  tactics: " + ", ".join(f"{t.tactic_id} {t.name}".strip() for t in i.tactics))
     if i.techniques:

@@ -28,7 +28,7 @@ out of the usual day, so an attacker cannot teach it the new level; after
 normal (a change of role) and learned. Users need
 `min_days` learned active days before they are judged. A rise that
 reaches MEDIUM or HIGH while the sums of `min_peers_rising` others of the
-user's peer group rose within the last 7 days is LOW: a team taking up a
+user's peer group rose to MEDIUM or more within the last 7 days is LOW: a team taking up a
 new feature or tool moves together, an exfiltrating account alone.
 
 State: one record per user (see detectors.records), at most `max_users`,
@@ -137,8 +137,8 @@ class SustainedVolumeDetector(Detector):
         # (a change of role): the days are learned and the sum starts again.
         self.max_episode_days = max_episode_days
         self.max_users = max_users
-        # Others of the peer group whose volume rose within a week that make
-        # a MEDIUM or HIGH rise a team-wide change (LOW).
+        # Others of the peer group whose volume rose to MEDIUM+ within a week
+        # that make a MEDIUM or HIGH rise a team-wide change (LOW).
         self.min_peers_rising = min_peers_rising
 
     def check_params(self) -> None:
@@ -317,8 +317,8 @@ class SustainedVolumeDetector(Detector):
             (finding,) = findings
             finding.severity = Severity.LOW
             finding.reason += (
-                f"; lowered: the volume of {rising} others in the peer group rose within "
-                f"7 days too (a team-wide change)"
+                f"; lowered: the volume of {rising} others in the peer group rose as much "
+                f"within 7 days (a team-wide change)"
             )
         return findings
 
@@ -331,7 +331,8 @@ class SustainedVolumeDetector(Detector):
         return "rise:" + (ctx.baseline.effective_peer_group or event.peer_group)
 
     def _peers_rising(self, event: ActivityEvent, ctx: DetectionContext) -> int:
-        """Others of the user's peer group whose sums rose in the last 7 days."""
+        """Others of the user's peer group whose sums rose to MEDIUM or more
+        in the last 7 days (LOW rises are everyday noise)."""
         if not (ctx.baseline.effective_peer_group or event.peer_group):
             return 0
         value = self._rise_value(event, ctx)
@@ -428,7 +429,11 @@ class SustainedVolumeDetector(Detector):
             if level > record[_REPORTED]:
                 record[_REPORTED] = level
                 self._arm(record)
-                if not ctx.quarantined and (ctx.baseline.effective_peer_group or event.peer_group):
+                if (
+                    level >= 2
+                    and not ctx.quarantined
+                    and (ctx.baseline.effective_peer_group or event.peer_group)
+                ):
                     self._rise_activity(ctx).observe(
                         event.user_id, "", self._rise_value(event, ctx), ctx.clock.ts, True
                     )
