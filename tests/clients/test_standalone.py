@@ -1,5 +1,6 @@
-"""The Python client stands alone: uba_client plus the generated contract
-(uba.v1) is all it needs of this repository. The check copies exactly those
+"""The Python client stands alone: uba_client, the generated contract
+(uba.v1) and the tiny shared id package (uba_ids) are all it needs of this
+repository. The check copies exactly those
 into an empty directory and imports the client there, in a fresh interpreter
 that sees that directory and the third-party packages, not the server."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import uba
 import uba_client
+import uba_ids
 
 # Runs in the child. `-S` keeps site-packages' .pth files (the editable install
 # of the whole server among them) from running; the third-party packages the
@@ -51,6 +53,7 @@ def test_the_client_needs_only_the_contract(tmp_path: Path):
     shutil.copy(server_package / "__init__.py", tmp_path / "uba" / "__init__.py")
     shutil.copytree(server_package / "v1", tmp_path / "uba" / "v1")
     shutil.copytree(Path(uba_client.__file__).parent, tmp_path / "uba_client")
+    shutil.copytree(Path(uba_ids.__file__).parent, tmp_path / "uba_ids")
 
     paths = sysconfig.get_paths()
     third_party = sorted({paths["purelib"], paths["platlib"]})
