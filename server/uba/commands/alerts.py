@@ -11,9 +11,8 @@ from uba.commands.common import (
     fetch_listing,
     guarded,
     json_parser,
-    json_text,
-    note,
     parse_duration,
+    print_followed,
     print_json,
     print_listing,
     say,
@@ -116,29 +115,18 @@ def _follow(client, args: argparse.Namespace) -> int:
         detector=args.detector,
         idle_timeout=args.idle_timeout,
     )
-    note(f"uba: following alerts on {client.target}; Ctrl-C to stop")
-    seen = 0
-    try:
-        for alert in follower:
-            if args.json:
-                print(json_text(as_dict(alert)), flush=True)
-            else:
-                say(
-                    f"{alert.seq:>6}  {timestamp_text(alert, 'updated_at')}  "
-                    f"{ev.severity_name(alert.severity):<8}  "
-                    f"{ev.status_name(alert.status):<12}  {alert.user_id}  {alert.detector}: "
-                    f"{alert.reason}",
-                    flush=True,
-                )
-            seen += 1
-            if args.count and seen >= args.count:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        follower.close()
-        note(f"uba: resume with --after-seq {follower.seq}")
-    return 0
+    return print_followed(
+        follower,
+        "alerts",
+        client.target,
+        args,
+        lambda alert: (
+            f"{alert.seq:>6}  {timestamp_text(alert, 'updated_at')}  "
+            f"{ev.severity_name(alert.severity):<8}  "
+            f"{ev.status_name(alert.status):<12}  {alert.user_id}  {alert.detector}: "
+            f"{alert.reason}"
+        ),
+    )
 
 
 # -- registration ---------------------------------------------------------------------

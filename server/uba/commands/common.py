@@ -232,6 +232,31 @@ def json_text(value: Any, **kwargs: Any) -> str:
     return json.dumps(value, ensure_ascii=False, **kwargs).translate(JSON_LINE_SEPARATORS)
 
 
+def print_followed(
+    follower: Any, what: str, target: str, args: argparse.Namespace, line: Callable[[Any], str]
+) -> int:
+    """Prints a follower's items as they come (`line` for text, JSON Lines
+    with --json) until --count items, the idle timeout or Ctrl-C; then says
+    how to resume."""
+    note(f"uba: following {what} on {target}; Ctrl-C to stop")
+    seen = 0
+    try:
+        for item in follower:
+            if args.json:
+                print(json_text(as_dict(item)), flush=True)
+            else:
+                say(line(item), flush=True)
+            seen += 1
+            if args.count and seen >= args.count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        follower.close()
+        note(f"uba: resume with --after-seq {follower.seq}")
+    return 0
+
+
 def print_json(value: Any) -> None:
     print(json_text(value, indent=2))
 

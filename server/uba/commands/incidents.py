@@ -4,7 +4,6 @@ triage, through the client library (uba_client), in the style of `uba alerts`.""
 from __future__ import annotations
 
 import argparse
-import json
 
 from uba.commands.common import (
     ClientSettings,
@@ -13,8 +12,8 @@ from uba.commands.common import (
     fetch_listing,
     guarded,
     json_parser,
-    note,
     parse_time,
+    print_followed,
     print_json,
     print_listing,
     say,
@@ -189,28 +188,18 @@ def _follow(client, args: argparse.Namespace) -> int:
         user_id=args.user,
         idle_timeout=args.idle_timeout,
     )
-    note(f"uba: following incidents on {client.target}; Ctrl-C to stop")
-    seen = 0
-    try:
-        for incident in follower:
-            if args.json:
-                print(json.dumps(as_dict(incident)), flush=True)
-            else:
-                say(
-                    f"{incident.seq:>6}  {timestamp_text(incident, 'updated_at')}  "
-                    f"{ev.severity_name(incident.severity):<8}  "
-                    f"{incident.score:>3.0f}  {ev.incident_status_name(incident.status):<12}  "
-                    f"{incident.title}"
-                )
-            seen += 1
-            if args.count and seen >= args.count:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        follower.close()
-        note(f"uba: resume with --after-seq {follower.seq}")
-    return 0
+    return print_followed(
+        follower,
+        "incidents",
+        client.target,
+        args,
+        lambda incident: (
+            f"{incident.seq:>6}  {timestamp_text(incident, 'updated_at')}  "
+            f"{ev.severity_name(incident.severity):<8}  "
+            f"{incident.score:>3.0f}  {ev.incident_status_name(incident.status):<12}  "
+            f"{incident.title}"
+        ),
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
