@@ -190,8 +190,8 @@ def _statements(url: str, data_dir: Path, backend: str) -> dict:
     (median of 3, executed and fetched with the driver) with its plan."""
     from sqlalchemy import event
 
-    from uba.domain.dashboard import DashboardService
     from uba.domain.anomalies import Severity
+    from uba.domain.dashboard import DashboardService
     from uba.domain.events import ActivityType, EventFilter
     from uba.domain.incidents import IncidentStatus
     from uba.domain.ingest import utcnow
@@ -492,8 +492,7 @@ def growth_section(ctx) -> None:
         "",
         f"Incidents: {incident_fill.EVENTS_PER_INCIDENT} events per stored incident, written "
         "through the storage layer after each segment's fill (bench/incident_fill.py); the "
-        "database size counts "
-        + ("the events table only." if url else "them too (one file)."),
+        "database size counts " + ("the events table only." if url else "them too (one file)."),
         "",
         *rows,
         "",

@@ -169,16 +169,16 @@ def make_incidents(
                 policy.correlate(m, [incident], m.occurred_at)
             added = members
         assert incident is not None and len(added) == len(members), k
-        status = rng.choices(
-            [s for s, _ in STATUS_WEIGHTS], [w for _, w in STATUS_WEIGHTS]
-        )[0]
+        status = rng.choices([s for s, _ in STATUS_WEIGHTS], [w for _, w in STATUS_WEIGHTS])[0]
         later = incident.last_seen_at + timedelta(minutes=rng.randint(5, 600))
         if status != "open":
             acknowledge(incident, "analyst", "", later)
         if status == "resolved":
             resolution = rng.choice(list(Resolution))
             resolve(incident, resolution, "analyst", "", later + timedelta(minutes=30))
-        incident.updated_at = incident.resolved_at or incident.acknowledged_at or incident.updated_at
+        incident.updated_at = (
+            incident.resolved_at or incident.acknowledged_at or incident.updated_at
+        )
         out.append((incident, members))
     out.sort(key=lambda pair: pair[0].updated_at)
     return out
@@ -210,9 +210,7 @@ def store_incidents(
                     part, uow.detection.next_seqs(len(part)), strict=True
                 ):
                     incident.seq = seq
-                uow.incidents.save_incidents(
-                    [i for i, _ in part], {i.incident_id for i, _ in part}
-                )
+                uow.incidents.save_incidents([i for i, _ in part], {i.incident_id for i, _ in part})
                 rows = [
                     (i.incident_id, m.anomaly_id, m.alert_id, m.user_id, m.occurred_at)
                     for i, ms in part
