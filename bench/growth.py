@@ -8,7 +8,12 @@ failed logins of 5000 users, all within the dashboard's default 24-hour
 window (the worst case for the dashboard: every stored event is in the
 window it counts). At each size: the fill rate of the last segment,
 ListLogs first pages (unfiltered and filtered by user, type, source
-address), GetDashboard, and the size on disk. At the largest size the
+address), ListIncidents first pages (unfiltered and filtered by user,
+status OPEN, min_severity HIGH, tactic TA0006), GetDashboard, and the size
+on disk. With detection off no incident arises, so after each segment the
+suite stores one incident per 100 new events beside them (bench/incident_fill.py:
+real Incident objects with their member rows, written through the storage
+layer; its docstring says how they are spread). At the largest size the
 suite times every SQL statement a dashboard and a list call issue (the
 same repository code, in the suite's process) and shows the query plans.
 
@@ -20,6 +25,7 @@ Standalone (just this section):
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,11 +34,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - after the sys.path set-up
+import incident_fill  # noqa: E402 - after the sys.path set-up
 from common import Server, median  # noqa: E402 - after the sys.path set-up
 from report import Figure  # noqa: E402 - after the sys.path set-up
 
 WINDOW = timedelta(hours=23)
 LIST_VARIANTS = ("none", "user", "type", "source_ip")
+INCIDENT_VARIANTS = ("none", "user", "open", "high", "tactic")
+USERS = 5000
+# The issue's figure: every ListIncidents first page under 10 ms at 1M events.
+INCIDENTS_TARGET_MS = 10.0
+INCIDENTS_TARGET_EVENTS = 1_000_000
 
 
 def _list_request(variant: str):
@@ -48,6 +60,21 @@ def _list_request(variant: str):
     return r
 
 
+def _incidents_request(variant: str):
+    from uba.v1 import anomalies_pb2, incidents_pb2, service_pb2
+
+    r = service_pb2.ListIncidentsRequest(page_size=50)
+    if variant == "user":
+        r.user_id = "user17"
+    elif variant == "open":
+        r.status = incidents_pb2.INCIDENT_STATUS_OPEN
+    elif variant == "high":
+        r.min_severity = anomalies_pb2.SEVERITY_HIGH
+    elif variant == "tactic":
+        r.tactic = "TA0006"
+    return r
+
+
 def _timed(fn, n: int) -> float:
     """Median milliseconds of n calls after one warm-up call."""
     fn()
@@ -57,6 +84,21 @@ def _timed(fn, n: int) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1000)
     return median(times)
+
+
+def _timed_round_robin(calls: dict, n: int) -> dict:
+    """Median milliseconds of n calls of each, after one warm-up call each;
+    the calls take turns, so a burst of load elsewhere on the machine
+    touches every one of them a little rather than one of them wholly."""
+    for fn in calls.values():
+        fn()
+    times: dict = {name: [] for name in calls}
+    for _ in range(n):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: median(values) for name, values in times.items()}
 
 
 def _analyze(url: str) -> None:
@@ -77,6 +119,7 @@ def _analyze(url: str) -> None:
 
 def _measure(server: Server, url: str, data_dir: Path, p) -> dict:
     import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from uba.v1 import service_pb2, service_pb2_grpc
 
@@ -94,6 +137,26 @@ def _measure(server: Server, url: str, data_dir: Path, p) -> dict:
                 lambda request=request: stub.ListLogs(request, metadata=md, timeout=600),
                 p.growth_calls,
             )
+        requests = {v: _incidents_request(v) for v in INCIDENT_VARIANTS}
+        # The no-op (grpc.health.v1 Check) takes its turn too: what a call
+        # costs on this machine at that moment, without any work.
+        health = health_pb2_grpc.HealthStub(ch)
+        check = health_pb2.HealthCheckRequest(service="uba.v1.BehaviorAnalyticsService")
+        incidents_ms = _timed_round_robin(
+            {
+                "noop": lambda: health.Check(check, metadata=md, timeout=600),
+                **{
+                    v: lambda r=r: stub.ListIncidents(r, metadata=md, timeout=600)
+                    for v, r in requests.items()
+                },
+            },
+            p.growth_incident_calls,
+        )
+        noop_ms = incidents_ms.pop("noop")
+        incidents_found = {
+            v: len(stub.ListIncidents(r, metadata=md, timeout=600).incidents)
+            for v, r in requests.items()
+        }
         dash = service_pb2.GetDashboardRequest()
         dashboard_ms = _timed(
             lambda: stub.GetDashboard(dash, metadata=md, timeout=600), p.growth_dash_calls
@@ -102,6 +165,10 @@ def _measure(server: Server, url: str, data_dir: Path, p) -> dict:
     size = common.database_size_bytes(url, data_dir)
     return {
         "list_ms": list_ms,
+        "incidents_ms": incidents_ms,
+        "incidents_on_first_page": incidents_found,
+        "noop_ms": noop_ms,
+        "load_average": os.getloadavg()[0],
         "dashboard_ms": dashboard_ms,
         "db_bytes": size["measure"],
         "db": size,
@@ -122,7 +189,7 @@ def _fill(ctx, server: Server, start: int, stop: int, t0: datetime, spacing_us: 
             "tag": "g",
             "start": chunk_start,
             "stop": chunk_stop,
-            "users": 5000,
+            "users": USERS,
             "t0": t0.isoformat(),
             "spacing_us": spacing_us,
             "mixed": True,
@@ -151,8 +218,10 @@ def _statements(url: str, data_dir: Path, backend: str) -> dict:
     (median of 3, executed and fetched with the driver) with its plan."""
     from sqlalchemy import event
 
+    from uba.domain.anomalies import Severity
     from uba.domain.dashboard import DashboardService
     from uba.domain.events import ActivityType, EventFilter
+    from uba.domain.incidents import IncidentStatus
     from uba.domain.ingest import utcnow
     from uba.domain.logs import LogService
     from uba.domain.risk import RiskPolicy
@@ -177,6 +246,16 @@ def _statements(url: str, data_dir: Path, backend: str) -> dict:
         "ListLogs (source_ip)": lambda: LogService(store).list(
             EventFilter(source_ip="10.17.17.7"), 100, ""
         ),
+        # What IncidentService.list asks for a first page of 50.
+        "ListIncidents (no filter)": lambda: store.page_incidents(51, None),
+        "ListIncidents (user)": lambda: store.page_incidents(51, None, user_id="user17"),
+        "ListIncidents (status OPEN)": lambda: store.page_incidents(
+            51, None, status=IncidentStatus.OPEN
+        ),
+        "ListIncidents (min_severity HIGH)": lambda: store.page_incidents(
+            51, None, min_severity=int(Severity.HIGH)
+        ),
+        "ListIncidents (tactic)": lambda: store.page_incidents(51, None, tactic="TA0006"),
     }
     out = {}
     try:
@@ -266,18 +345,30 @@ def growth_section(ctx) -> None:
     try:
         for size in sizes:
             fill = _fill(ctx, server, stored, size, t0, spacing_us)
+            incidents = incident_fill.store_incidents(
+                common.Databases.url_of(url, data_dir),
+                incident_fill.incidents_for_events(stored),
+                incident_fill.incidents_for_events(size),
+                USERS,
+                t0,
+                spacing_us,
+            )
             stored = size
             point = {
                 "events": size,
+                "incidents": incident_fill.incidents_for_events(size),
                 "ingest_events_per_s": fill["per_s"],
                 "fill": fill,
+                "incident_fill": incidents,
                 **_measure(server, url, data_dir, p),
             }
             points.append(point)
             print(
                 f"    {size:>10,} events: fill {fill['per_s'] or 0:,.0f}/s, list "
                 + ", ".join(f"{k} {v:.1f}" for k, v in point["list_ms"].items())
-                + f" ms, dashboard {point['dashboard_ms']:.1f} ms, "
+                + " ms; incidents "
+                + ", ".join(f"{k} {v:.1f}" for k, v in point["incidents_ms"].items())
+                + f" ms (no-op {point['noop_ms']:.1f}), dashboard {point['dashboard_ms']:.1f} ms, "
                 f"{point['db_bytes'] / size:,.0f} bytes/event",
                 flush=True,
             )
@@ -294,6 +385,7 @@ def growth_section(ctx) -> None:
         "dashboard": _slope(points, "dashboard_ms"),
         "db_bytes": _slope(points, "db_bytes"),
         **{f"list_{v}": _slope(points, "list_ms", v) for v in LIST_VARIANTS},
+        **{f"incidents_{v}": _slope(points, "incidents_ms", v) for v in INCIDENT_VARIANTS},
     }
     section["slopes"] = slopes
     sizes_text = ", ".join(f"{s:,}" for s in sizes)
@@ -340,6 +432,33 @@ def growth_section(ctx) -> None:
             },
         )
     )
+    slowest = max(INCIDENT_VARIANTS, key=lambda v: last["incidents_ms"][v])
+    slowest_ms = last["incidents_ms"][slowest]
+    ctx.report.add(
+        Figure(
+            key="growth_list_incidents",
+            backend=ctx.backend,
+            value=slowest_ms,
+            unit="ms",
+            baseline=f"at {first['events']:,} events",
+            baseline_value=first["incidents_ms"][slowest],
+            ratio=slowest_ms / first["incidents_ms"][slowest],
+            target=f"< {INCIDENTS_TARGET_MS:g} ms at {INCIDENTS_TARGET_EVENTS:,} events",
+            met=slowest_ms < INCIDENTS_TARGET_MS
+            if last["events"] >= INCIDENTS_TARGET_EVENTS
+            else None,
+            note=(
+                f"slowest filter '{slowest}' at {last['events']:,} events and "
+                f"{last['incidents']:,} incidents (~ N^{k('incidents_' + slowest)}); "
+                + ", ".join(f"{v} {last['incidents_ms'][v]:.1f}" for v in INCIDENT_VARIANTS)
+                + f" ms; a no-op call (health Check) taking turns: {last['noop_ms']:.1f} ms"
+            ),
+            details={
+                "incidents_ms_at_largest": last["incidents_ms"],
+                "slopes": {v: slopes[f"incidents_{v}"] for v in INCIDENT_VARIANTS},
+            },
+        )
+    )
     ctx.report.add(
         Figure(
             key="growth_dashboard",
@@ -375,16 +494,19 @@ def growth_section(ctx) -> None:
     )
 
     rows = [
-        "| events | fill events/s | ListLogs ms: none / user / type / source_ip | GetDashboard ms "
-        "| DB size MB | bytes/event |",
-        "|---|---|---|---|---|---|",
+        "| events | fill events/s | ListLogs ms: none / user / type / source_ip | incidents "
+        "| ListIncidents ms: none / user / open / high / tactic | no-op call ms "
+        "| GetDashboard ms | DB size MB | bytes/event |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for pt in points:
-        lm = pt["list_ms"]
+        lm, im = pt["list_ms"], pt["incidents_ms"]
         rows.append(
             f"| {pt['events']:,} | {pt['ingest_events_per_s'] or 0:,.0f} | "
             + " / ".join(f"{lm[v]:.1f}" for v in LIST_VARIANTS)
-            + f" | {pt['dashboard_ms']:.1f} | {pt['db_bytes'] / 1e6:,.1f} "
+            + f" | {pt['incidents']:,} | "
+            + " / ".join(f"{im[v]:.1f}" for v in INCIDENT_VARIANTS)
+            + f" | {pt['noop_ms']:.1f} | {pt['dashboard_ms']:.1f} | {pt['db_bytes'] / 1e6:,.1f} "
             f"| {pt['db_bytes'] / pt['events']:,.0f} |"
         )
     md = [
@@ -392,7 +514,13 @@ def growth_section(ctx) -> None:
         f"{'; ANALYZE before each measurement (as autovacuum would)' if url else ''}. Fitted "
         f"exponents (value ~ events^k): ingest {k('ingest')}, ListLogs unfiltered "
         f"{k('list_none')}, user {k('list_user')}, type {k('list_type')}, source_ip "
-        f"{k('list_source_ip')}, dashboard {k('dashboard')}, size {k('db_bytes')}.",
+        f"{k('list_source_ip')}, ListIncidents unfiltered {k('incidents_none')}, user "
+        f"{k('incidents_user')}, open {k('incidents_open')}, high {k('incidents_high')}, tactic "
+        f"{k('incidents_tactic')}, dashboard {k('dashboard')}, size {k('db_bytes')}.",
+        "",
+        f"Incidents: {incident_fill.EVENTS_PER_INCIDENT} events per stored incident, written "
+        "through the storage layer after each segment's fill (bench/incident_fill.py); the "
+        "database size counts " + ("the events table only." if url else "them too (one file)."),
         "",
         *rows,
         "",

@@ -35,6 +35,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     "startup_enhanced": ("Start-up time and RSS, enhanced mode", "backend"),
     "growth_ingest": ("Growth: batch ingest rate, largest vs smallest store", "backend"),
     "growth_list_logs": ("Growth: ListLogs first page latency", "backend"),
+    "growth_list_incidents": (
+        "Growth: ListIncidents first page latency, slowest filter",
+        "backend",
+    ),
     "growth_dashboard": ("Growth: GetDashboard latency (24 h window)", "backend"),
     "growth_db_size": ("Growth: database size per event", "backend"),
     "multicore_unary": ("Multi-core: unary RecordActivity, 2 processes vs 1", "postgresql"),
@@ -379,26 +383,29 @@ class Report:
         }
         if not curves:
             return None
-        fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+        fig, axes = plt.subplots(2, 3, figsize=(16, 8))
         panels = [
             (axes[0][0], "ingest_events_per_s", "batch ingest (detection off), events/s"),
             (axes[0][1], "list_ms", "ListLogs first page (100), ms (median)"),
+            (axes[0][2], "incidents_ms", "ListIncidents first page (50), ms (median)"),
             (axes[1][0], "dashboard_ms", "GetDashboard (24 h window), ms (median)"),
             (axes[1][1], "db_bytes", "database size, bytes"),
         ]
+        axes[1][2].axis("off")
         for ax, field_name, title in panels:
             for backend, points in curves.items():
-                if field_name == "list_ms":
-                    for variant in ("none", "user", "type", "source_ip"):
+                if field_name in ("list_ms", "incidents_ms"):
+                    variants = sorted({v for p in points for v in p.get(field_name, {})})
+                    for variant in variants:
                         xs = [
                             p["events"]
                             for p in points
-                            if p.get("list_ms", {}).get(variant) is not None
+                            if p.get(field_name, {}).get(variant) is not None
                         ]
                         ys = [
-                            p["list_ms"][variant]
+                            p[field_name][variant]
                             for p in points
-                            if p.get("list_ms", {}).get(variant) is not None
+                            if p.get(field_name, {}).get(variant) is not None
                         ]
                         ax.plot(xs, ys, marker="o", label=f"{backend}, filter {variant}")
                 else:

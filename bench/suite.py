@@ -80,6 +80,7 @@ class Params:
     )
     growth_chunk: int = 100_000
     growth_calls: int = 9
+    growth_incident_calls: int = 15  # per ListIncidents filter, taking turns
     growth_dash_calls: int = 5
     mc_concurrency: int = 32
     mc_channels: int = 8
@@ -106,6 +107,7 @@ class Params:
             growth_sizes=[2_000, 5_000],
             growth_chunk=5_000,
             growth_calls=2,
+            growth_incident_calls=2,
             growth_dash_calls=2,
             mc_concurrency=4,
             mc_channels=2,

@@ -209,7 +209,8 @@ class IncidentRow(Base):
 
     __table_args__ = (
         Index("ix_incidents_entity_status", "entity_kind", "entity_id", "status"),
-        Index("ix_incidents_status_severity", "status", "severity"),
+        # A status filter pages by seq within the status (no sort of them all).
+        Index("ix_incidents_status_seq", "status", "seq"),
     )
 
 
