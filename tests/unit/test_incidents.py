@@ -266,6 +266,29 @@ def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
     assert second.entity_id == "5.188.62.9" and second.source_ips == ["5.188.62.9"]
 
 
+def test_a_sustained_rise_reported_day_after_day_is_one_story():
+    """Sustained volume escalates over days (LOW, then MEDIUM, then HIGH,
+    each on another day): one incident, not one a day; another detector's
+    finding days later is another story, and so is the same rise weeks on."""
+    days = [T0 + timedelta(days=d, hours=3 * d) for d in range(3)]
+    pending: list[Member] = []
+    incidents = correlate(
+        [
+            member("sustained_volume", Severity.LOW, at=days[0], session="d0", alert="v1"),
+            member("sustained_volume", Severity.MEDIUM, at=days[1], session="d1", alert="v2"),
+            member("sustained_volume", Severity.HIGH, at=days[2], session="d2", alert="v3"),
+            member("new_country", at=days[2] + timedelta(days=1), session="d3"),
+            member("sustained_volume", Severity.MEDIUM, at=T0 + timedelta(days=20), alert="v4"),
+        ],
+        pending,
+    )
+    rise, country, later = incidents
+    assert [s.alert_id for s in rise.signals] == ["v1", "v2", "v3"]
+    assert rise.severity is Severity.HIGH and rise.first_seen_at == days[0]
+    assert [s.detector for s in country.signals] == ["new_country"]
+    assert [s.alert_id for s in later.signals] == ["v4"] and pending == []
+
+
 def test_resolving_a_member_alert_stops_it_counting():
     (incident,) = correlate([member("new_country"), member("new_device"), member("login_time")])
     before = incident.score

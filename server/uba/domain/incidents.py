@@ -23,6 +23,8 @@ on an event from one of its addresses join the campaign too: the story of
 the attack includes what it achieved.
 
 A user's anomaly joins an open incident of the user when
+  * its detector tells a story over days (`story_windows`: sustained volume)
+    and the incident holds that detector's signal within that time, or
   * it belongs to one of the incident's sessions (same session_id), or
   * it happened within `window` of the incident's span, unless both it and
     the incident have session ids and they differ (another session is
@@ -79,6 +81,10 @@ DEFAULT_DETECTOR_FACTORS: Mapping[str, float] = MappingProxyType(
     {
         "new_ip": 0.5,
     }
+)
+
+DEFAULT_STORY_WINDOWS: Mapping[str, timedelta] = MappingProxyType(
+    {"sustained_volume": timedelta(days=7)}
 )
 
 # Lower bounds of P for each severity band, highest first.
@@ -243,6 +249,12 @@ class IncidentPolicy:
     population_detectors: frozenset[str] = POPULATION_DETECTORS
     # An incident opens once its evidence reaches this severity.
     opens_at: Severity = Severity.MEDIUM
+    # Detectors whose findings tell one story over days (a sustained rise is
+    # reported as it escalates, day after day): a finding joins the user's
+    # incident holding the same detector's signal within this time.
+    story_windows: Mapping[str, timedelta] = field(
+        default_factory=lambda: dict(DEFAULT_STORY_WINDOWS)
+    )
 
     # -- correlation ---------------------------------------------------------------
 
@@ -281,6 +293,12 @@ class IncidentPolicy:
             )
         if self.entity(member) != (incident.entity_kind, incident.entity_id):
             return False
+        story = self.story_windows.get(member.detector)
+        if story is not None and any(
+            s.detector == member.detector and abs(member.occurred_at - s.last_seen_at) <= story
+            for s in incident.signals
+        ):
+            return True
         if member.session_id:
             if member.session_id in incident.session_ids:
                 return True
@@ -297,6 +315,9 @@ class IncidentPolicy:
             pass  # a campaign: any address
         elif earlier.user_id != member.user_id:
             return False
+        elif earlier.detector == member.detector and member.detector in self.story_windows:
+            window = self.story_windows[member.detector]
+            return abs(member.occurred_at - earlier.occurred_at) <= window
         elif earlier.session_id and member.session_id:
             return earlier.session_id == member.session_id
         return abs(member.occurred_at - earlier.occurred_at) <= self.window
