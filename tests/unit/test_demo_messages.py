@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from uba.api.converters import event_to_pb
 from uba.commands.messages import MFA_TYPES, mfa_sendable, to_message
-from uba.simulate import simulate
+from uba.testing.simulate import simulate
 from uba.v1 import events_pb2
 
 
