@@ -1415,21 +1415,29 @@ def test_bodies_over_the_limit_are_refused_and_store_nothing(gateway, world, dat
         body = b" " * (size - len(small)) + small
     assert len(body) > BODY_LIMIT
     path = fill_path(method, data.draw(st.sampled_from(world.alert_ids))) + "/"
-    response = call(
-        gateway,
-        world,
-        method,
-        path,
-        body,
-        {"content-type": "application/json"},
-        context=(method.rpc, shape, len(body)),
-    )
+    try:
+        response = call(
+            gateway,
+            world,
+            method,
+            path,
+            body,
+            {"content-type": "application/json"},
+            context=(method.rpc, shape, len(body)),
+        )
+    except (ConnectionResetError, BrokenPipeError):
+        # The gateway answered 413 and closed while the body was still being
+        # sent (a busy machine sends slowly): refused before the end of it.
+        response = None
     _count("over 16 MiB", gateway)
     ids = stored(gateway.upstream.stub, user)
     in_the_message = shape == "many small" or (
         shape == "one string" and method.rpc not in ("Backfill", "TrainModel")
     )
-    if in_the_message:
+    if response is None:
+        assert ids == set(), (method.rpc, shape)
+        assert send(gateway, "GET", f"{API}/capabilities/").status == 200  # both live on
+    elif in_the_message:
         assert response.status in (400, 413, 429), (method.rpc, shape, response)
         assert ids == set()
     elif method.rpc == "RecordActivity" and response.status == 200:
