@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-SERVER = str(Path(__file__).resolve().parents[2] / "server")
+ROOT = Path(__file__).resolve().parents[2]
+# The checkout's code first (the server and the ids package it shares with the client).
+SOURCES = os.pathsep.join(str(ROOT / d) for d in ("server", "clients/python"))
 ML = ("numpy", "scipy", "sklearn", "joblib")
 
 # Makes the ML packages look not installed: `import numpy` fails and
@@ -81,7 +83,7 @@ def run(code: str) -> dict:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": SERVER},
+        env={**os.environ, "PYTHONPATH": SOURCES},
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
