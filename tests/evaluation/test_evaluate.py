@@ -106,6 +106,10 @@ def test_a_small_scenario_through_a_real_server_reports_every_class():
         report["attack_free_user_days"] > 0 and report["alerts"] >= report["alerts_medium_plus"] > 0
     )
     assert report["alerts_per_day"] == pytest.approx(report["alerts"] / 21, abs=0.1)
+    # The load by day, beside the days the attacks ran.
+    daily = report["daily"]
+    assert len(daily) == 21 and 0 < sum(d["alerts"] for d in daily) <= report["alerts"]
+    assert {k for d in daily for k in d["attacks"]} == CAUGHT
     # The story layer: each attack is one incident of MEDIUM+ (a campaign
     # with its victims included; sustained volume, judged once a day, one
     # per day it goes on), and few incidents outside the attacks.

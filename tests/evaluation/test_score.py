@@ -239,3 +239,26 @@ def test_an_incident_of_weak_signals_catches_an_attack_as_of_its_latest_member()
     (row,) = report.attack_rows()
     assert row["caught"] == 1 and row["minutes_to_detect"] == 9.0
     assert row["best_severity"] == "LOW" and row["best_incident_severity"] == "MEDIUM"
+
+
+def test_the_load_by_day_counts_alerts_and_incidents_beside_the_attack_days():
+    report = score(
+        [takeover, trip],
+        [],
+        [
+            alert("a1", "u1", T0, severity=HIGH),
+            alert("a2", "u5", T0 + timedelta(days=1), severity=LOW),
+            alert("a3", "u5", START - timedelta(days=1)),  # before the period: not a day of it
+        ],
+        USERS,
+        START,
+        END,
+        incidents=[incident("i1", T0 + timedelta(days=1), user="u5")],
+    )
+    daily = {d["date"]: d for d in report.to_dict()["daily"]}
+    assert len(daily) == 10 and min(daily) == START.date().isoformat()
+    first, second = daily[T0.date().isoformat()], daily[(T0 + timedelta(days=1)).date().isoformat()]
+    assert (first["alerts"], first["alerts_medium_plus"], first["incidents"]) == (1, 1, 0)
+    assert (second["alerts"], second["alerts_medium_plus"], second["incidents"]) == (1, 0, 1)
+    assert first["attacks"] == ["account_takeover"] and second["attacks"] == []  # trips are benign
+    assert sum(d["alerts"] for d in daily.values()) == 2

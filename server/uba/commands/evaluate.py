@@ -35,6 +35,7 @@ from uba.commands.common import (
     json_parser,
     note,
     parse_time,
+    sparkline,
     table,
 )
 from uba.commands.messages import MFA_TYPES, mfa_sendable, to_messages
@@ -814,8 +815,24 @@ def print_report(r: dict) -> None:
         f"({r['unattributed_incidents_per_day_per_100_users']:g} a day per 100 users), "
         f"{r['unattributed_incidents_medium_plus']:,} of them MEDIUM+"
     )
+    print_daily(r.get("daily", []))
     print(
         f"alerts: {r['alerts']:,} ({r['alerts_per_day']:g} a day); "
         f"MEDIUM+ {r['alerts_medium_plus']:,} ({r['alerts_medium_plus_per_day']:g} a day), "
         f"{r['unattributed_medium_plus_alerts']:,} of them attributed to no attack"
     )
+
+
+def print_daily(daily: list[dict]) -> None:
+    """The analyst's load by day beside the attack days: one column a day,
+    bars scaled to each row's busiest day, `^` under a day an attack ran."""
+    if not daily:
+        return
+    rows = [
+        ("MEDIUM+ alerts", [d["alerts_medium_plus"] for d in daily]),
+        ("incidents", [d["incidents"] for d in daily]),
+    ]
+    print(f"load by day (UTC), {daily[0]['date']} .. {daily[-1]['date']}:")
+    for name, values in rows:
+        print(f"  {name:<15} {sparkline(values)}  (at most {max(values)} a day)")
+    print(f"  {'attack days':<15} " + "".join("^" if d["attacks"] else " " for d in daily))

@@ -192,6 +192,8 @@ class Report:
     incidents_medium_plus: int = 0
     unattributed_incidents: int = 0
     unattributed_incidents_medium_plus: int = 0
+    # The analyst's load by UTC day, beside the days attacks ran.
+    daily: list[dict] = field(default_factory=list)
 
     @property
     def days(self) -> float:
@@ -307,6 +309,7 @@ class Report:
             "unattributed_incidents_per_day_per_100_users": round(
                 100 * self.unattributed_incidents / self.days / max(self.users, 1), 2
             ),
+            "daily": self.daily,
         }
 
 
@@ -393,7 +396,8 @@ def score(
         for f in anomalies + alerts
         if f.severity >= MEDIUM and not attributed_to_attack[f.id] and f.user_id in users
     } - attack_days
-    period_days = len(list(_dates(start, end - timedelta(microseconds=1))))
+    period = list(_dates(start, end - timedelta(microseconds=1)))
+    period_days = len(period)
     return Report(
         start=start,
         end=end,
@@ -416,4 +420,35 @@ def score(
         unattributed_incidents_medium_plus=sum(
             f.severity >= MEDIUM and not attributed_to_attack[f.id] for f in incidents
         ),
+        daily=_daily(period, alerts, incidents, ordered),
     )
+
+
+def _daily(
+    period: list[date], alerts: list[Finding], incidents: list[Finding], labels: list[Label]
+) -> list[dict]:
+    """Per UTC day of the period: alerts (all, MEDIUM+) and incidents by the
+    day they began, and the attacks under way that day."""
+    counts: dict[date, list[int]] = {d: [0, 0, 0] for d in period}
+    for f in alerts:
+        if (day := f.at.date()) in counts:
+            counts[day][0] += 1
+            counts[day][1] += f.severity >= MEDIUM
+    for f in incidents:
+        if (day := f.at.date()) in counts:
+            counts[day][2] += 1
+    attacks: dict[date, set[str]] = defaultdict(set)
+    for lb in labels:
+        if lb.is_attack and lb.sendable:
+            for day in _dates(lb.start, lb.end):
+                attacks[day].add(lb.kind)
+    return [
+        {
+            "date": day.isoformat(),
+            "alerts": a,
+            "alerts_medium_plus": m,
+            "incidents": i,
+            "attacks": sorted(attacks.get(day, ())),
+        }
+        for day, (a, m, i) in counts.items()
+    ]
