@@ -389,19 +389,10 @@ class Analyzer:
                     linked[earlier.alert_id] = incident.incident_id
             changed[incident.incident_id] = incident
             alert.incident_id = incident.incident_id
-            for m in added[:-1] or ():
+            for m in added or [member]:
                 members.append(
                     (incident.incident_id, m.anomaly_id, m.alert_id, m.user_id, m.occurred_at)
                 )
-            members.append(
-                (
-                    incident.incident_id,
-                    member.anomaly_id,
-                    alert.alert_id,
-                    member.user_id,
-                    member.occurred_at,
-                )
-            )
         group_alerts = {a.alert_id for _, a in pairs}
         repo.link_alerts({a: i for a, i in linked.items() if a not in group_alerts})
         for _, alert in pairs:  # an alert whose earlier anomaly opened an incident just now

@@ -306,22 +306,6 @@ class IncidentPolicy:
                 return False
         return self._near(incident, member)
 
-    def _related(self, earlier: Member, member: Member) -> bool:
-        """Whether a pending `earlier` member belongs to the story `member`
-        would open (the joining rule, between two members)."""
-        if self.entity(earlier)[0] is not self.entity(member)[0]:
-            return False
-        if self.is_population(member):
-            pass  # a campaign: any address
-        elif earlier.user_id != member.user_id:
-            return False
-        elif earlier.detector == member.detector and member.detector in self.story_windows:
-            window = self.story_windows[member.detector]
-            return abs(member.occurred_at - earlier.occurred_at) <= window
-        elif earlier.session_id and member.session_id:
-            return earlier.session_id == member.session_id
-        return abs(member.occurred_at - earlier.occurred_at) <= self.window
-
     def correlate(
         self,
         member: Member,
@@ -341,8 +325,22 @@ class IncidentPolicy:
             self._add(incident, member, now)
             self.rescore(incident)
             return incident, []
+        # The pending members that would join the story `member` opens: the
+        # joining rule itself, against an incident of the member alone.
+        alone = self._new(member, now)
+        self._add(alone, member, now)
+        added = [p for p in pending if self.joins(alone, p)] + [member]
+        incident = self._new(member, now)
+        for m in added:
+            self._add(incident, m, now)
+        self.rescore(incident)
+        if incident.severity < self.opens_at:
+            return None, []
+        return incident, added
+
+    def _new(self, member: Member, now: datetime) -> Incident:
         kind, entity_id = self.entity(member)
-        incident = Incident(
+        return Incident(
             incident_id=new_uuid7(),
             entity_kind=kind,
             entity_id=entity_id,
@@ -354,13 +352,6 @@ class IncidentPolicy:
             first_seen_at=member.occurred_at,
             last_seen_at=member.occurred_at,
         )
-        added = [p for p in pending if self._related(p, member)] + [member]
-        for m in added:
-            self._add(incident, m, now)
-        self.rescore(incident)
-        if incident.severity < self.opens_at:
-            return None, []
-        return incident, added
 
     def _add(self, incident: Incident, member: Member, now: datetime) -> None:
         signal = incident.signal(member.alert_id)
