@@ -356,18 +356,26 @@ class Analyzer:
         users = sorted({m.user_id for m, _ in pairs if not policy.is_population(m)})
         own: dict[str, list[Incident]] = {u: repo.open_incidents(EntityKind.USER, u) for u in users}
         # Alerted anomalies in no incident yet, oldest first: a user's, and
-        # the population detectors' (a campaign's first signals).
+        # the population detectors' (a campaign's first signals); read only
+        # for a member that joins no open incident.
         in_group = {m.anomaly_id for m, _ in pairs}
-        pending: dict[str, list[Member]] = {
-            u: [p for p in repo.pending_members(u, since) if p.anomaly_id not in in_group]
-            for u in users
-        }
-        if any(policy.is_population(m) for m, _ in pairs):
-            pending[_CAMPAIGN] = [
-                p
-                for p in repo.pending_population(sorted(policy.population_detectors), since)
-                if p.anomaly_id not in in_group and policy.is_population(p)
-            ]
+        pending: dict[str, list[Member]] = {}
+
+        def waiting_for(key: str) -> list[Member]:
+            if key not in pending:
+                stored = (
+                    repo.pending_population(sorted(policy.population_detectors), since)
+                    if key == _CAMPAIGN
+                    else repo.pending_members(key, since)
+                )
+                pending[key] = [
+                    p
+                    for p in stored
+                    if p.anomaly_id not in in_group
+                    and (key != _CAMPAIGN or policy.is_population(p))
+                ]
+            return pending[key]
+
         changed: dict[str, Incident] = {}
         created: set[str] = set()
         members: list[tuple[str, str, str, str, datetime]] = []
@@ -376,16 +384,19 @@ class Analyzer:
             population = policy.is_population(member)
             key = _CAMPAIGN if population else member.user_id
             candidates = campaigns if population else [*campaigns, *own[key]]
-            waiting = pending.setdefault(key, [])
-            incident, added = policy.correlate(member, candidates, now, waiting)
+            added: list[Member] = []
+            incident = policy.join(member, candidates, now)
             if incident is None:
-                waiting.append(member)
-                continue
+                waiting = waiting_for(key)
+                incident, added = policy.open(member, waiting, now)
+                if incident is None:
+                    waiting.append(member)
+                    continue
             if added:
                 (campaigns if population else own[key]).insert(0, incident)
                 created.add(incident.incident_id)
                 for earlier in added[:-1]:
-                    waiting.remove(earlier)
+                    pending[key].remove(earlier)
                     linked[earlier.alert_id] = incident.incident_id
             changed[incident.incident_id] = incident
             alert.incident_id = incident.incident_id

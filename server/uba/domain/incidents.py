@@ -313,18 +313,33 @@ class IncidentPolicy:
         now: datetime,
         pending: Sequence[Member] = (),
     ) -> tuple[Incident | None, list[Member]]:
+        """`join`, else `open`: the incident `member` is now part of (None
+        when it waits as pending) and the members added to a new incident
+        ([] when it joined an existing one)."""
+        incident = self.join(member, candidates, now)
+        if incident is not None:
+            return incident, []
+        return self.open(member, pending, now)
+
+    def join(
+        self, member: Member, candidates: Sequence[Incident], now: datetime
+    ) -> Incident | None:
         """Adds `member` to the first of `candidates` (open incidents it may
-        join: campaigns first, then its entity's, newest first) it joins.
-        Joining none, it opens a new incident together with the related
-        members of `pending` (its entity's alerted anomalies in no incident
-        yet, oldest first) if they reach `opens_at`. Returns the incident
-        (rescored; None when the member waits as pending) and the members
-        added to a new incident ([] when it joined an existing one)."""
+        join: campaigns first, then its entity's, newest first) it joins, and
+        rescores it; None when it joins none."""
         incident = next((c for c in candidates if self.joins(c, member)), None)
         if incident is not None:
             self._add(incident, member, now)
             self.rescore(incident)
-            return incident, []
+        return incident
+
+    def open(
+        self, member: Member, pending: Sequence[Member], now: datetime
+    ) -> tuple[Incident | None, list[Member]]:
+        """A new incident of `member` and the members of `pending` (its
+        entity's alerted anomalies in no incident yet, oldest first) that
+        belong to its story, if together they reach `opens_at`; returns it
+        (None: not yet) and the members it took, `member` last."""
         # The pending members that would join the story `member` opens: the
         # joining rule itself, against an incident of the member alone.
         alone = self._new(member, now)
