@@ -33,6 +33,9 @@ from uba.api.errors import ErrorInterceptor
 from uba.api.servicer import BehaviorAnalyticsServicer, Capabilities
 from uba.config import Settings, load_detector_config
 from uba.datadir import write_private_file
+from uba.delivery import payloads
+from uba.delivery.config import Destination, NotifyConfigError, load_notify_config
+from uba.delivery.worker import DeliveryWorker
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain import security as sec
@@ -45,6 +48,7 @@ from uba.domain.incidents import IncidentService
 from uba.domain.ingest import IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
+from uba.domain.notifications import DestinationInfo, NotificationService, Notifier
 from uba.domain.risk import RiskPolicy
 from uba.domain.training import TrainingService
 from uba.gateway.probe import is_loopback
@@ -87,6 +91,8 @@ class Services:
     executor: ThreadPoolExecutor
     security: SecurityRepository
     audit: AuditWriter
+    destinations: list[Destination]
+    notifier: Notifier | None
     detection_enabled: bool = True
 
     @property
@@ -140,6 +146,10 @@ def with_enhanced_defaults(registry: DetectorRegistry, config: dict, settings: S
 
 
 def build_services(settings: Settings) -> Services:
+    try:
+        destinations = load_notify_config(settings.notify)
+    except NotifyConfigError as exc:
+        raise SystemExit(f"uba: notify file {settings.notify}: {exc}") from None
     database = Database(settings.resolved_database_url, pool_size=settings.max_workers)
     database.upgrade()
     store = Store(database)
@@ -156,12 +166,18 @@ def build_services(settings: Settings) -> Services:
     analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
     with store.unit_of_work() as tx:
         analyzer.load_state(tx)
+    notifier = (
+        Notifier([d.route for d in destinations], payloads.envelope, utcnow)
+        if destinations
+        else None
+    )
     ingest = IngestService(
         store,
         # As in Services.close: the Analyzer takes the store's WriteTransaction,
         # which uba.domain.ingest types only by its store_events.
         None if settings.disable_detection else analyzer,  # type: ignore[arg-type]
         max_pending_events=settings.max_pending_events,
+        outbox=notifier,
     )
     mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
     return Services(
@@ -188,6 +204,8 @@ def build_services(settings: Settings) -> Services:
         ),
         security=(security := SecurityRepository(database)),
         audit=AuditWriter(security),
+        destinations=destinations,
+        notifier=notifier,
         detection_enabled=not settings.disable_detection,
     )
 
@@ -256,7 +274,14 @@ async def serve(settings: Settings) -> int:
         backlog=settings.alert_backlog,
     )
     await broker.start()
-    services.ingest.on_committed = broker.poke_threadsafe
+    delivery = DeliveryWorker(services.store, services.destinations, utcnow)
+    delivery.start()
+
+    def on_committed(changed: list) -> None:
+        broker.poke_threadsafe(changed)
+        delivery.poke()
+
+    services.ingest.on_committed = on_committed
     for detector in (
         services.engine.detectors
     ):  # import ML libraries and load models now, not on the first event
@@ -329,6 +354,12 @@ async def serve(settings: Settings) -> int:
             services.executor,
             sec.AuditTrail(services.security),
             IncidentService(services.store, services.ingest, services.analyzer),
+            NotificationService(
+                services.store,
+                services.notifier,
+                [DestinationInfo(d.name, d.kind, d.format) for d in services.destinations],
+                delivery.poke,
+            ),
         ),
         server,
     )
@@ -412,6 +443,8 @@ async def serve(settings: Settings) -> int:
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
     await server.stop(settings.grace_period)
+    # What is not sent yet stays in the outbox for the next start.
+    await asyncio.to_thread(delivery.stop, min(settings.grace_period, 5.0))
     services.close()
     if gateway_died:
         log.error("stopped because the gateway died: exit status 1")

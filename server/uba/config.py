@@ -35,6 +35,7 @@ class Settings:
         100_000  # events waiting for the writer before ingest answers RESOURCE_EXHAUSTED
     )
     detectors: str = ""  # JSON file that enables, disables and tunes detectors
+    notify: str = ""  # JSON or YAML file of alert and incident delivery destinations
     train_interval: float = (
         24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
     )
@@ -129,6 +130,8 @@ class Settings:
             "RESOURCE_EXHAUSTED [UBA_MAX_PENDING_EVENTS, 100000]",
             "detectors": 'JSON file configuring detectors, e.g. {"new_ip": {"enabled": false}} '
             "[UBA_DETECTORS]",
+            "notify": "JSON or YAML file of destinations alerts and incidents are delivered to "
+            "(webhooks, chat, syslog/CEF; docs/integrations.md) [UBA_NOTIFY]",
             "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them "
             "off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",

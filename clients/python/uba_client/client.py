@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -394,6 +394,42 @@ class UbaClient:
                 actor=actor, action=action, page_size=page_size, page_token=page_token
             ),
         )
+
+    def list_notifications(
+        self, destination: str = "", status: Any = 0, page_size: int = 0, page_token: str = ""
+    ) -> service_pb2.ListNotificationsResponse:
+        """A page of the delivery outbox, oldest first, with every
+        destination's backlog (needs an admin key). `status`: "pending",
+        "delivered", "dead" or a uba.v1.NotificationStatus (0: any)."""
+        return self._call(
+            self.stub.ListNotifications,
+            service_pb2.ListNotificationsRequest(
+                destination=destination,
+                status=ev.notification_status(status or 0),
+                page_size=page_size,
+                page_token=page_token,
+            ),
+        )
+
+    def retry_notifications(self, destination: str, message_ids: Sequence[str] = ()) -> int:
+        """Sends a destination's dead letters again (all, or those named);
+        returns how many went back to pending."""
+        reply = self._call(
+            self.stub.RetryNotifications,
+            service_pb2.RetryNotificationsRequest(
+                destination=destination, message_ids=list(message_ids)
+            ),
+        )
+        return reply.retried
+
+    def send_test_notification(self, destination: str, text: str = ""):
+        """Queues a test message to one destination; returns the
+        notification (pending) to follow with list_notifications."""
+        reply = self._call(
+            self.stub.SendTestNotification,
+            service_pb2.SendTestNotificationRequest(destination=destination, text=text),
+        )
+        return reply.notification
 
     def acknowledge_alert(self, alert_id: str, note: str = "") -> alerts_pb2.Alert:
         reply = self._call(

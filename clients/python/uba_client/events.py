@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from uba.v1 import alerts_pb2, anomalies_pb2, events_pb2, incidents_pb2
+from uba.v1 import alerts_pb2, anomalies_pb2, events_pb2, incidents_pb2, notifications_pb2
 
 UTC = UTC
 
@@ -78,6 +78,13 @@ def alert_status(value: Any) -> alerts_pb2.AlertStatus:
 def incident_status(value: Any) -> incidents_pb2.IncidentStatus:
     number = _enum_value(incidents_pb2.IncidentStatus, "INCIDENT_STATUS_", value, "incident status")
     return cast(incidents_pb2.IncidentStatus, number)
+
+
+def notification_status(value: Any) -> notifications_pb2.NotificationStatus:
+    number = _enum_value(
+        notifications_pb2.NotificationStatus, "NOTIFICATION_STATUS_", value, "notification status"
+    )
+    return cast(notifications_pb2.NotificationStatus, number)
 
 
 def incident_status_name(number: int) -> str:

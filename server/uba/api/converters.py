@@ -23,9 +23,18 @@ from uba.domain.incidents import (
     IncidentStatus,
 )
 from uba.domain.investigation import AlertFilter, AnomalyFilter
+from uba.domain.notifications import DestinationInfo, Notification, NotificationStatus
 from uba.domain.stats import KnownValues, RunningStats
 from uba.domain.user_baseline import UserBaseline
-from uba.v1 import alerts_pb2, anomalies_pb2, baselines_pb2, events_pb2, incidents_pb2, service_pb2
+from uba.v1 import (
+    alerts_pb2,
+    anomalies_pb2,
+    baselines_pb2,
+    events_pb2,
+    incidents_pb2,
+    notifications_pb2,
+    service_pb2,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -511,3 +520,44 @@ def baseline_to_pb(b: UserBaseline) -> baselines_pb2.UserBaseline:
             m.last_login.latitude = last.latitude
             m.last_login.longitude = last.longitude
     return m
+
+
+_NOTIFICATION_STATUS = {
+    NotificationStatus.PENDING: notifications_pb2.NOTIFICATION_STATUS_PENDING,
+    NotificationStatus.DELIVERED: notifications_pb2.NOTIFICATION_STATUS_DELIVERED,
+    NotificationStatus.DEAD: notifications_pb2.NOTIFICATION_STATUS_DEAD,
+}
+
+
+def notification_status(value: int) -> NotificationStatus | None:
+    """A NotificationStatus filter (unset: any)."""
+    if value == notifications_pb2.NOTIFICATION_STATUS_UNSPECIFIED:
+        return None
+    for status, number in _NOTIFICATION_STATUS.items():
+        if number == value:
+            return status
+    raise InvalidArgument.single("status", f"unknown notification status {value}")
+
+
+def notification_to_pb(n: Notification, m: notifications_pb2.Notification) -> None:
+    m.message_id = n.message_id
+    m.destination = n.destination
+    m.event_type = n.event_type
+    m.subject_id = n.subject_id
+    m.severity = n.severity  # type: ignore[assignment]  # the proto enum's numbers
+    m.status = _NOTIFICATION_STATUS[n.status]
+    m.attempts = n.attempts
+    m.last_error = n.last_error
+    m.position = n.position
+    set_timestamp(m.created_at, n.created_at)
+    if n.status is NotificationStatus.PENDING and n.next_attempt_at is not None:
+        set_timestamp(m.next_attempt_at, n.next_attempt_at)
+    if n.delivered_at is not None:
+        set_timestamp(m.delivered_at, n.delivered_at)
+
+
+def destination_to_pb(d: DestinationInfo, m: notifications_pb2.NotificationDestination) -> None:
+    m.name, m.kind, m.format = d.name, d.kind, d.format
+    m.pending, m.delivered, m.dead = d.pending, d.delivered, d.dead
+    if d.oldest_pending_at is not None:
+        set_timestamp(m.oldest_pending_at, d.oldest_pending_at)

@@ -25,6 +25,7 @@ from uba.domain.incidents import Incident, IncidentService
 from uba.domain.ingest import IngestService
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
+from uba.domain.notifications import NotificationService
 from uba.domain.security import AuditTrail
 from uba.domain.training import TrainingService
 from uba.v1 import service_pb2, service_pb2_grpc
@@ -59,6 +60,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         executor: Executor,
         audit_trail: AuditTrail | None = None,
         incidents: IncidentService | None = None,
+        notifications: NotificationService | None = None,
     ):
         self._ingest = ingest
         self._logs = logs
@@ -71,6 +73,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         self._executor = executor
         self._audit_trail = audit_trail
         self._incidents = incidents
+        self._notifications = notifications
         # Built inside the running server, so the loop is the server's.
         self._bridge = LoopBridge(asyncio.get_running_loop())
 
@@ -305,6 +308,46 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             threshold=info.threshold,
             training_seconds=info.training_seconds,
         )
+
+    def _notification_service(self) -> NotificationService:
+        if self._notifications is None:
+            raise Unimplemented("no notification delivery in this server")
+        return self._notifications
+
+    async def ListNotifications(
+        self, request: service_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ListNotificationsResponse:
+        rows, token, destinations = await self._blocking(
+            self._notification_service().page,
+            request.destination,
+            conv.notification_status(request.status),
+            request.page_size,
+            request.page_token,
+        )
+        reply = service_pb2.ListNotificationsResponse(next_page_token=token)
+        for n in rows:
+            conv.notification_to_pb(n, reply.notifications.add())
+        for d in destinations:
+            conv.destination_to_pb(d, reply.destinations.add())
+        return reply
+
+    async def RetryNotifications(
+        self, request: service_pb2.RetryNotificationsRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.RetryNotificationsResponse:
+        retried = await self._blocking(
+            self._notification_service().retry, request.destination, list(request.message_ids)
+        )
+        return service_pb2.RetryNotificationsResponse(retried=retried)
+
+    async def SendTestNotification(
+        self, request: service_pb2.SendTestNotificationRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.SendTestNotificationResponse:
+        notification = await self._blocking(
+            self._notification_service().send_test, request.destination, request.text
+        )
+        reply = service_pb2.SendTestNotificationResponse()
+        conv.notification_to_pb(notification, reply.notification)
+        return reply
 
     async def ListAuditEvents(
         self, request: service_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext

@@ -52,6 +52,13 @@ class Analysis(Protocol):
     def rollback(self) -> None: ...
 
 
+class Outbox(Protocol):
+    """Writes notifications of a transaction's alert and incident changes
+    in that transaction (uba.domain.notifications.Notifier)."""
+
+    def enqueue(self, uow: Any, changes: Sequence) -> int: ...
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -77,9 +84,11 @@ class IngestService:
         max_group_events: int = 2000,
         max_pending_events: int = 100_000,
         linger: float = 0.001,
+        outbox: Outbox | None = None,
     ):
         self._store = store
         self._analysis = analysis
+        self.outbox = outbox
         # Told about the alerts each commit created or changed (the broker).
         self.on_committed = on_committed
         self._clock = clock
@@ -210,6 +219,7 @@ class IngestService:
         try:
             with self._store.unit_of_work() as uow:
                 result = action(uow)
+                self._enqueue(uow, result if isinstance(result, list) else [result])
         except Exception as exc:
             if self._analysis is not None:
                 self._analysis.rollback()
@@ -221,6 +231,12 @@ class IngestService:
         job.future.set_result(result)
         changed = result if isinstance(result, list) else [result]
         self._notify(changed)
+
+    def _enqueue(self, uow: IngestTransaction, changed: list) -> None:
+        """In the transaction: the changes' notifications, so that they are
+        delivered exactly when the changes commit."""
+        if self.outbox is not None and changed:
+            self.outbox.enqueue(uow, changed)
 
     def _notify(self, changed: list) -> None:
         if self.on_committed is not None and changed:
@@ -247,6 +263,7 @@ class IngestService:
                     changed = self._analysis.process(
                         uow, [e for e in unique if e.event_id in inserted]
                     )
+                    self._enqueue(uow, changed)
         except Exception as exc:  # the database is down or refused the write
             if self._analysis is not None:
                 self._analysis.rollback()

@@ -333,6 +333,16 @@ class DetectionRepository:
         ).all()
         return [anomaly_from_row(r) for r in rows]
 
+    def recent_anomalies_of_alert(self, alert_id: str, limit: int) -> list[Anomaly]:
+        """The alert's latest `limit` anomalies, oldest first."""
+        rows = self._conn.execute(
+            select(anomalies_t)
+            .where(anomalies_t.c.alert_id == alert_id)
+            .order_by(anomalies_t.c.id.desc())
+            .limit(limit)
+        ).all()
+        return [anomaly_from_row(r) for r in reversed(rows)]
+
     def release_quarantine(self, alert_id: str) -> None:
         self._conn.execute(
             update(anomalies_t).where(anomalies_t.c.alert_id == alert_id).values(quarantined=0)

@@ -308,3 +308,39 @@ class UserHourRow(Base):
 
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+
+
+class NotificationRow(Base):
+    """The outbox: one message to one destination, written in the
+    transaction of the alert or incident change it reports; `id` is the
+    order a destination receives its messages in."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)  # the envelope, JSON
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    next_attempt_us: Mapped[int] = mapped_column(BigInteger)
+    delivered_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str] = mapped_column(String(1024))
+
+    __table_args__ = (Index("ix_notifications_destination_status", "destination", "status", "id"),)
+
+
+class DeliveryLeaseRow(Base):
+    """Which server process delivers a destination's messages, until when:
+    one sender per destination keeps its messages in order, and several
+    processes on one database send each message once."""
+
+    __tablename__ = "delivery_leases"
+
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    until_us: Mapped[int] = mapped_column(BigInteger)

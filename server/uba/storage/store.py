@@ -18,10 +18,12 @@ from uba.domain.alerts import Alert, AlertStatus
 from uba.domain.anomalies import Anomaly
 from uba.domain.events import ActivityEvent, EventFilter
 from uba.domain.incidents import Incident, IncidentStatus
+from uba.domain.notifications import Notification, NotificationStatus
 from uba.storage.database import Database
 from uba.storage.detection import DetectionRepository
 from uba.storage.events import EventKey, EventRepository
 from uba.storage.incidents import IncidentRepository
+from uba.storage.outbox import OutboxRepository
 
 
 class Repositories:
@@ -32,6 +34,7 @@ class Repositories:
         self.events = EventRepository(conn, backend)
         self.detection = DetectionRepository(conn, backend)
         self.incidents = IncidentRepository(conn, backend)
+        self.outbox = OutboxRepository(conn, backend)
 
 
 class WriteTransaction(Repositories):
@@ -64,6 +67,18 @@ class Store:
         """For the ingest writer thread only (it holds one connection)."""
         with self.database.write_held() as conn:
             yield WriteTransaction(conn, self.backend)
+
+    @contextmanager
+    def outbox(self) -> Iterator[OutboxRepository]:
+        """A write transaction on the outbox, for the delivery worker and
+        the operator's retries (not the ingest writer's connection)."""
+        with self.database.write() as conn:
+            yield OutboxRepository(conn, self.backend)
+
+    @contextmanager
+    def outbox_read(self) -> Iterator[OutboxRepository]:
+        with self.database.read() as conn:
+            yield OutboxRepository(conn, self.backend)
 
     @contextmanager
     def _read(self) -> Iterator[Repositories]:
@@ -214,6 +229,28 @@ class Store:
     def open_reasons(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
         with self._read() as repos:
             return repos.detection.recent_open_reasons(user_ids)
+
+    # -- the outbox, for the operator -------------------------------------------
+
+    def page_notifications(
+        self, limit: int, after_position: int, destination: str, status: NotificationStatus | None
+    ) -> list[Notification]:
+        with self.outbox_read() as outbox:
+            return outbox.page(limit, after_position, destination=destination, status=status)
+
+    def retry_notifications(
+        self, destination: str, message_ids: Sequence[str], now: datetime
+    ) -> int:
+        with self.outbox() as outbox:
+            return outbox.retry(destination, message_ids, now)
+
+    def add_notification(self, notification: Notification) -> None:
+        with self.outbox() as outbox:
+            outbox.add([notification])
+
+    def notification_backlog(self) -> dict[str, dict[str, int]]:
+        with self.outbox_read() as outbox:
+            return outbox.backlog()
 
     def ping(self) -> None:
         """Raises when the database cannot be reached."""

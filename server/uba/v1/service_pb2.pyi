@@ -9,6 +9,7 @@ from uba.v1 import anomalies_pb2 as _anomalies_pb2
 from uba.v1 import baselines_pb2 as _baselines_pb2
 from uba.v1 import events_pb2 as _events_pb2
 from uba.v1 import incidents_pb2 as _incidents_pb2
+from uba.v1 import notifications_pb2 as _notifications_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -543,3 +544,53 @@ class ResolveIncidentResponse(_message.Message):
     INCIDENT_FIELD_NUMBER: _ClassVar[int]
     incident: _incidents_pb2.Incident
     def __init__(self, incident: _Optional[_Union[_incidents_pb2.Incident, _Mapping]] = ...) -> None: ...
+
+class ListNotificationsRequest(_message.Message):
+    __slots__ = ("destination", "status", "page_size", "page_token")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    status: _notifications_pb2.NotificationStatus
+    page_size: int
+    page_token: str
+    def __init__(self, destination: _Optional[str] = ..., status: _Optional[_Union[_notifications_pb2.NotificationStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListNotificationsResponse(_message.Message):
+    __slots__ = ("notifications", "next_page_token", "destinations")
+    NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    notifications: _containers.RepeatedCompositeFieldContainer[_notifications_pb2.Notification]
+    next_page_token: str
+    destinations: _containers.RepeatedCompositeFieldContainer[_notifications_pb2.NotificationDestination]
+    def __init__(self, notifications: _Optional[_Iterable[_Union[_notifications_pb2.Notification, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., destinations: _Optional[_Iterable[_Union[_notifications_pb2.NotificationDestination, _Mapping]]] = ...) -> None: ...
+
+class RetryNotificationsRequest(_message.Message):
+    __slots__ = ("destination", "message_ids")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    message_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, destination: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RetryNotificationsResponse(_message.Message):
+    __slots__ = ("retried",)
+    RETRIED_FIELD_NUMBER: _ClassVar[int]
+    retried: int
+    def __init__(self, retried: _Optional[int] = ...) -> None: ...
+
+class SendTestNotificationRequest(_message.Message):
+    __slots__ = ("destination", "text")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    text: str
+    def __init__(self, destination: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class SendTestNotificationResponse(_message.Message):
+    __slots__ = ("notification",)
+    NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    notification: _notifications_pb2.Notification
+    def __init__(self, notification: _Optional[_Union[_notifications_pb2.Notification, _Mapping]] = ...) -> None: ...

@@ -135,6 +135,21 @@ class BehaviorAnalyticsServiceStub:
                 request_serializer=uba_dot_v1_dot_service__pb2.ResolveIncidentRequest.SerializeToString,
                 response_deserializer=uba_dot_v1_dot_service__pb2.ResolveIncidentResponse.FromString,
                 _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/ListNotifications',
+                request_serializer=uba_dot_v1_dot_service__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
+        self.RetryNotifications = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/RetryNotifications',
+                request_serializer=uba_dot_v1_dot_service__pb2.RetryNotificationsRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.RetryNotificationsResponse.FromString,
+                _registered_method=True)
+        self.SendTestNotification = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/SendTestNotification',
+                request_serializer=uba_dot_v1_dot_service__pb2.SendTestNotificationRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.SendTestNotificationResponse.FromString,
+                _registered_method=True)
 
 
 class BehaviorAnalyticsServiceServicer:
@@ -288,6 +303,30 @@ class BehaviorAnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNotifications(self, request, context):
+        """Lists the notifications of alert and incident changes to the notify
+        file's destinations, oldest first, with each destination's backlog.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryNotifications(self, request, context):
+        """Sends dead letters again (all of a destination's, or the ones named),
+        in their original order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendTestNotification(self, request, context):
+        """Sends a test message to one destination through the outbox, as an alert
+        would go.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -385,6 +424,21 @@ def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
                     servicer.ResolveIncident,
                     request_deserializer=uba_dot_v1_dot_service__pb2.ResolveIncidentRequest.FromString,
                     response_serializer=uba_dot_v1_dot_service__pb2.ResolveIncidentResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.ListNotificationsResponse.SerializeToString,
+            ),
+            'RetryNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryNotifications,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.RetryNotificationsRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.RetryNotificationsResponse.SerializeToString,
+            ),
+            'SendTestNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestNotification,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.SendTestNotificationRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.SendTestNotificationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -905,6 +959,87 @@ class BehaviorAnalyticsService:
             '/uba.v1.BehaviorAnalyticsService/ResolveIncident',
             uba_dot_v1_dot_service__pb2.ResolveIncidentRequest.SerializeToString,
             uba_dot_v1_dot_service__pb2.ResolveIncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/ListNotifications',
+            uba_dot_v1_dot_service__pb2.ListNotificationsRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/RetryNotifications',
+            uba_dot_v1_dot_service__pb2.RetryNotificationsRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.RetryNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTestNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/SendTestNotification',
+            uba_dot_v1_dot_service__pb2.SendTestNotificationRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.SendTestNotificationResponse.FromString,
             options,
             channel_credentials,
             insecure,
