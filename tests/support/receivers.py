@@ -24,6 +24,7 @@ class WebhookReceiver:
         fail_status: int = 503,
         retry_after: str = "",
         hold: float = 0.0,
+        port: int = 0,
     ):
         self.secret = secret
         self.fail_first = fail_first
@@ -54,7 +55,7 @@ class WebhookReceiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
