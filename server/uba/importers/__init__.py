@@ -75,9 +75,7 @@ class ImportStats:
         self.by_type.update(other.by_type)
         self.skip_reasons.update(other.skip_reasons)
         self.samples.extend(other.samples[: max(0, MAX_SAMPLES - len(self.samples))])
-        self.skip_samples.extend(
-            other.skip_samples[: max(0, MAX_SAMPLES - len(self.skip_samples))]
-        )
+        self.skip_samples.extend(other.skip_samples[: max(0, MAX_SAMPLES - len(self.skip_samples))])
 
     def as_dict(self) -> dict:
         return {

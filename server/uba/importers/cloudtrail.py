@@ -109,12 +109,11 @@ class CloudTrailImporter(JsonImporter):
             kind = "api_call"
             fields["api_path"] = f"{text(record.get('eventSource'))}/{name}"
             fields["status_code"] = (
-                403 if error in _DENIED
-                else 429 if "Throttl" in error
-                else 400 if error
-                else 200
+                403 if error in _DENIED else 429 if "Throttl" in error else 400 if error else 200
             )
-            attributes["read_only"] = str(record["readOnly"]).lower() if "readOnly" in record else ""
+            attributes["read_only"] = (
+                str(record["readOnly"]).lower() if "readOnly" in record else ""
+            )
         at = record.get("eventTime")
         if not at:
             raise ValueError("eventTime: missing")

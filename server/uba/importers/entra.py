@@ -84,5 +84,7 @@ class EntraImporter(JsonImporter):
         if not at:
             raise ValueError("createdDateTime: missing")
         return [
-            self.event(record, user, kind, at, uid=record.get("id"), attributes=attributes, **fields)
+            self.event(
+                record, user, kind, at, uid=record.get("id"), attributes=attributes, **fields
+            )
         ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from uba.domain.validation import is_ip
 from uba.importers import ImportStats, Occurrences, stable_id
@@ -75,7 +76,7 @@ def user_key(name: object, fold: bool = True) -> str:
     return out.lower() if fold else out
 
 
-def epoch_ms(value: object) -> datetime:
+def epoch_ms(value: Any) -> datetime:
     return datetime.fromtimestamp(float(value) / 1000.0, UTC)
 
 
@@ -308,8 +309,11 @@ def _document(
     except (_Malformed, json.JSONDecodeError) as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         no = buf.line_no()
-        stats.unparsable(no, f"not JSON, the rest of the file is not read: {reason}",
-                         buf.buf[buf.pos : buf.pos + 200])
+        stats.unparsable(
+            no,
+            f"not JSON, the rest of the file is not read: {reason}",
+            buf.buf[buf.pos : buf.pos + 200],
+        )
         yield no, None
 
 

@@ -21,6 +21,7 @@ Other classes are ignored. Event ids hash metadata.uid when present.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from uba.importers.jsondoc import Ignore, JsonImporter, Skip, dig, epoch_ms, text
 from uba.v1 import events_pb2
@@ -44,9 +45,9 @@ _LOGON_TYPES = {
 }
 
 
-def _int(value: object, default: int = 0) -> int:
+def _int(value: Any, default: int = 0) -> int:
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         return default
 

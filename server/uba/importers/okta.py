@@ -72,9 +72,7 @@ class OktaImporter(JsonImporter):
         if fields["session_id"] == "unknown":
             fields["session_id"] = ""
         targets = record.get("target") or []
-        app = next(
-            (t.get("displayName") for t in targets if t.get("type") == "AppInstance"), None
-        )
+        app = next((t.get("displayName") for t in targets if t.get("type") == "AppInstance"), None)
         attributes = {
             "event_type": event_type,
             "outcome": result.lower(),
@@ -90,7 +88,12 @@ class OktaImporter(JsonImporter):
             raise ValueError("published: missing")
         return [
             self.event(
-                record, user, kind, published, uid=record.get("uuid"), attributes=attributes,
+                record,
+                user,
+                kind,
+                published,
+                uid=record.get("uuid"),
+                attributes=attributes,
                 **fields,
             )
         ]

@@ -86,7 +86,7 @@ class WinlogImporter(JsonImporter):
         """Events of an .evtx file, read with the `evtx` package (a Rust
         parser; installed with the `windows` extra)."""
         try:
-            from evtx import PyEvtxParser
+            from evtx import PyEvtxParser  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise RuntimeError(
                 "reading .evtx files needs the 'evtx' package: pip install 'uba[windows]'"
@@ -94,9 +94,7 @@ class WinlogImporter(JsonImporter):
         import json
 
         parser = PyEvtxParser(path)
-        yield from self.parse_evtx_records(
-            json.loads(r["data"]) for r in parser.records_json()
-        )
+        yield from self.parse_evtx_records(json.loads(r["data"]) for r in parser.records_json())
 
     def parse_evtx_records(self, records: Iterable[dict]) -> Iterator[events_pb2.ActivityEvent]:
         """Events of records in the shape the evtx parser yields them
@@ -228,7 +226,8 @@ def evtx_to_winlogbeat(record: dict) -> dict:
             "channel": system.get("Channel"),
             "provider_name": dig(system, "Provider.#attributes.Name"),
             "event_data": {
-                k: v for k, v in (data if isinstance(data, dict) else {}).items()
+                k: v
+                for k, v in (data if isinstance(data, dict) else {}).items()
                 if k != "#attributes"
             },
         },
