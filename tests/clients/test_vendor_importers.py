@@ -236,7 +236,8 @@ def test_rfc5424_and_bsd_syslog_lines():
         " Failed password for bob from 10.0.0.2 port 22 ssh2\n",
         "<38>1 2026-10-11T22:20:15.003Z web1 sshd 1234 - - "
         "pam_unix(sshd:session): session closed for user ann\n",
-        "<38>Oct 11 22:30:00 web1 sshd[99]: Accepted publickey for carl from 10.0.0.3 port 22 ssh2\n",
+        "<38>Oct 11 22:30:00 web1 sshd[99]: "
+        "Accepted publickey for carl from 10.0.0.3 port 22 ssh2\n",
         "Oct 11 22:31:00 web1 sshd[99]: Accepted publickey for dora from 10.0.0.4 port 22 ssh2\n",
         "<38>1 - web1 sshd 1 - - Accepted password for x from 10.0.0.5 port 2 ssh2\n",
         "<38>1 2026-10-11T22:14:15Z web1 cron 1 - - (root) CMD (true)\n",
