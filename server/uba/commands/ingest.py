@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import itertools
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -226,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         for path in args.files:
-            stream = sys.stdin if path == "-" else _open(path)
+            evtx = path != "-" and _is_evtx(path)
+            stream = sys.stdin if path == "-" else open(os.devnull) if evtx else _open(path)
             lines: object = stream
             if path == "-":
                 head = _head(stream)
@@ -243,8 +245,7 @@ def run(args: argparse.Namespace) -> int:
                 mapping=mapping,
             )
             name = "stdin" if path == "-" else path
-            if fmt == "winlog" and _is_evtx(path):
-                stream.close()
+            if evtx:  # a binary file: the evtx parser reads it from the path
                 events = importer.parse_evtx(path)
             else:
                 events = importer.parse(lines)
