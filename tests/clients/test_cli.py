@@ -117,6 +117,44 @@ def test_ingest_reports_unparsed_lines_and_refused_events(uba_server, uba_cli, t
     assert "source_ip: not an IPv4 or IPv6 address" in refused.err
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "importers"
+
+
+def test_ingest_vendor_logs_recognised_then_again_stores_nothing_twice(uba_server, uba_cli):
+    files = [str(FIXTURES / n) for n in ("okta.json", "cloudtrail.json", "winlogbeat.ndjson")]
+    first = uba_cli("ingest", "--json", *files, server=uba_server.address)  # formats sniffed
+    assert first.code == 0, first.err
+    summary = json.loads(first.out)
+    assert (summary["events"], summary["accepted"], summary["invalid"]) == (18, 18, 0)
+    assert summary["by_type"] == {
+        "api_call": 2,
+        "login_failure": 6,
+        "login_success": 4,
+        "logout": 2,
+        "mfa_approved": 2,
+        "mfa_challenge": 1,
+        "mfa_denied": 1,
+    }
+    assert summary["skip_reasons"]["machine account"] == 1
+    assert "winlogbeat.ndjson:7: not imported, machine account" in first.err
+    with UbaClient(uba_server.address, api_key=uba_server.api_key) as client:
+        okta = client.list_logs(user_id="eve.okta@example.com").events
+        assert len(okta) == 6 and {e.source for e in okta} == {"okta"}
+        (call,) = client.list_logs(user_id="hank@example.com").events
+        assert call.api_path == "iam.amazonaws.com/CreateAccessKey"
+        logout = next(e for e in client.list_logs(user_id="ivan").events if e.type == 3)
+        assert logout.session_duration.seconds == 3600
+
+    again = uba_cli("ingest", "--format", "cloudtrail", files[1], server=uba_server.address)
+    assert again.code == 0, again.err
+    assert "0 accepted, 5 duplicate, 0 invalid" in again.out
+
+    wrong = uba_cli("ingest", "--format", "entra", files[0], server=uba_server.address)
+    assert wrong.code == 2
+    assert "this looks like an Okta System Log file" in wrong.err
+    assert "use --format okta" in wrong.err
+
+
 def test_logs_export_and_reimport_round_trip(uba_server, uba_cli, tmp_path):
     with UbaClient(uba_server.address, api_key=uba_server.api_key) as client:
         from uba_client import event

@@ -9,7 +9,10 @@ the server refused events or a batch could not be delivered.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -25,26 +28,34 @@ from uba.commands.common import (
     json_parser,
     note,
 )
-from uba.importers import FORMATS, ImportStats, make_importer
+from uba.importers import FORMAT_NAMES, FORMATS, ImportStats, compatible, make_importer, sniff
 
 MAX_REPORTED = 5  # invalid events / unparsed lines echoed on stderr
+SNIFF_LINES = 200  # lines read to recognise a file's format
+SNIFF_CHARS = 256 * 1024
+EVTX_MAGIC = b"ElfFile\x00"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "ingest",
         parents=[common_parser(), json_parser()],
-        help="import log files (sshd, JSON Lines, CSV)",
-        description="Import OpenSSH/syslog auth logs, or events as JSON Lines or CSV, into a "
-        "running server. Lines that cannot be imported are counted and reported, never fatal. "
-        "Event ids are derived from the input, so importing a file again stores nothing twice.",
+        help="import log files (sshd/syslog, JSON Lines, CSV, OCSF, ECS, Okta, Entra ID, "
+        "CloudTrail, Windows Security)",
+        description="Import OpenSSH/syslog auth logs, events as JSON Lines or CSV, or identity "
+        "provider and platform logs (OCSF, ECS, Okta System Log, Entra ID sign-ins, AWS "
+        "CloudTrail, Windows Security events as Winlogbeat JSON or .evtx) into a running server. "
+        "Lines that cannot be imported are counted and reported, never fatal. Event ids are "
+        "derived from the input, so importing a file again stores nothing twice.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="files to read ('-' for stdin)")
     p.add_argument(
         "--format",
         choices=FORMATS,
         default=None,
-        help="input format [by extension: .jsonl/.ndjson/.json -> jsonl, .csv -> csv, else sshd]",
+        help="input format; a file that looks like another format is refused "
+        "[recognised from the first records; else by extension: .jsonl/.ndjson/.json -> jsonl, "
+        ".csv -> csv, .evtx -> winlog, else sshd]",
     )
     p.add_argument(
         "--year",
@@ -84,7 +95,50 @@ def _format_of(path: str) -> str:
         return "jsonl"
     if suffix == ".csv":
         return "csv"
+    if suffix == ".evtx":
+        return "winlog"
     return "sshd"
+
+
+def _head(stream) -> list[str]:
+    """The first lines of a text stream (at most SNIFF_LINES / SNIFF_CHARS)."""
+    head: list[str] = []
+    size = 0
+    for line in stream:
+        head.append(line)
+        size += len(line)
+        if len(head) >= SNIFF_LINES or size >= SNIFF_CHARS:
+            break
+    return head
+
+
+def _is_evtx(path: str) -> bool:
+    if path == "-":
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(EVTX_MAGIC)) == EVTX_MAGIC
+
+
+def _choose_format(given: str | None, path: str, head: list[str], evtx: bool) -> str:
+    """The format to read a file as: the one given, unless the file looks
+    like another (then a UsageError names it); else the one it looks like;
+    else the one its extension suggests."""
+    sniffed = "winlog" if evtx else sniff(head)
+    if given is None:
+        return sniffed or _format_of(path)
+    if not compatible(given, sniffed):
+        assert sniffed is not None
+        raise UsageError(
+            f"{'stdin' if path == '-' else path}: this looks like {FORMAT_NAMES[sniffed]}, "
+            f"not {FORMAT_NAMES[given]}; use --format {sniffed}"
+        )
+    if evtx and given != "winlog":
+        raise UsageError(f"{path}: .evtx files are read with --format winlog")
+    return given
+
+
+def _open(path: str):
+    return open(path, encoding="utf-8", errors="replace", newline="")
 
 
 class Progress:
@@ -131,9 +185,22 @@ def run(args: argparse.Namespace) -> int:
         mapping = parse_mapping(args.map)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    formats: dict[str, str] = {}
     for path in args.files:
         if path != "-" and not Path(path).is_file():
             raise UsageError(f"cannot read {path}: no such file")
+        if path != "-":  # refuse a wrong --format before anything is sent
+            evtx = _is_evtx(path)
+            head: list[str] = []
+            if not evtx:
+                with _open(path) as f:
+                    head = _head(f)
+            formats[path] = _choose_format(args.format, path, head, evtx)
+            if evtx and importlib.util.find_spec("evtx") is None:
+                raise UsageError(
+                    f"{path}: reading .evtx files needs the 'evtx' package "
+                    "(pip install 'uba[windows]'), or export the log with Winlogbeat"
+                )
 
     settings = ClientSettings.load(args)
     totals = ImportStats()
@@ -160,7 +227,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         for path in args.files:
-            fmt = args.format or _format_of(path)
+            evtx = path != "-" and _is_evtx(path)
+            stream = sys.stdin if path == "-" else open(os.devnull) if evtx else _open(path)
+            lines: object = stream
+            if path == "-":
+                head = _head(stream)
+                fmt = _choose_format(args.format, path, head, False)
+                lines = itertools.chain(head, stream)
+            else:
+                fmt = formats[path]
             importer = make_importer(
                 fmt,
                 source_name=path,
@@ -170,13 +245,12 @@ def run(args: argparse.Namespace) -> int:
                 mapping=mapping,
             )
             name = "stdin" if path == "-" else path
-            stream = (
-                sys.stdin
-                if path == "-"
-                else open(path, encoding="utf-8", errors="replace", newline="")
-            )
+            if evtx:  # a binary file: the evtx parser reads it from the path
+                events = importer.parse_evtx(path)
+            else:
+                events = importer.parse(lines)
             with stream:
-                for event in importer.parse(stream):
+                for event in events:
                     if recorder is not None:
                         recorder.add(event)
                         if recorder.stats.failed:
@@ -192,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
                 break
             for line_no, reason, text in importer.stats.samples[:MAX_REPORTED]:
                 note(f"uba: {name}:{line_no}: skipped, {reason}: {text[:120]}")
+            for line_no, reason in importer.stats.skip_samples[:MAX_REPORTED]:
+                note(f"uba: {name}:{line_no}: not imported, {reason}")
             if getattr(importer, "extra_columns", None):
                 note(
                     f"uba: {name}: columns not in ActivityEvent went to attributes: "

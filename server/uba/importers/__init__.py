@@ -17,7 +17,19 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-FORMATS = ("sshd", "jsonl", "csv")
+FORMATS = ("sshd", "jsonl", "csv", "ocsf", "ecs", "okta", "entra", "cloudtrail", "winlog")
+# What each format is, for messages ("this looks like ...").
+FORMAT_NAMES = {
+    "sshd": "an OpenSSH/syslog auth log",
+    "jsonl": "a uba JSON Lines (or `uba export`) file",
+    "csv": "a uba CSV file",
+    "ocsf": "an OCSF (Authentication / API Activity) file",
+    "ecs": "an Elastic Common Schema (ECS) file",
+    "okta": "an Okta System Log file",
+    "entra": "a Microsoft Entra ID sign-in log",
+    "cloudtrail": "an AWS CloudTrail log",
+    "winlog": "a Windows Security event log (Winlogbeat JSON or .evtx)",
+}
 MAX_SAMPLES = 10
 
 
@@ -43,15 +55,19 @@ class ImportStats:
     skip_reasons: Counter = field(default_factory=Counter)
     # (line number, reason, text) of the first few unparsed lines.
     samples: list[tuple[int, str, str]] = field(default_factory=list)
+    # (line number, reason) of the first few skipped records.
+    skip_samples: list[tuple[int, str]] = field(default_factory=list)
 
     def unparsable(self, line_no: int, reason: str, text: str) -> None:
         self.unparsed += 1
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append((line_no, reason, text[:200]))
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, line_no: int = 0) -> None:
         self.skipped += 1
         self.skip_reasons[reason] += 1
+        if line_no and len(self.skip_samples) < MAX_SAMPLES:
+            self.skip_samples.append((line_no, reason))
 
     def add(self, other: ImportStats) -> None:
         for name in ("lines", "events", "merged", "ignored", "skipped", "unparsed"):
@@ -59,6 +75,7 @@ class ImportStats:
         self.by_type.update(other.by_type)
         self.skip_reasons.update(other.skip_reasons)
         self.samples.extend(other.samples[: max(0, MAX_SAMPLES - len(self.samples))])
+        self.skip_samples.extend(other.skip_samples[: max(0, MAX_SAMPLES - len(self.skip_samples))])
 
     def as_dict(self) -> dict:
         return {
@@ -71,6 +88,7 @@ class ImportStats:
             "by_type": dict(sorted(self.by_type.items())),
             "skip_reasons": dict(self.skip_reasons),
             "unparsed_samples": [{"line": n, "reason": r, "text": t} for n, r, t in self.samples],
+            "skipped_samples": [{"line": n, "reason": r} for n, r in self.skip_samples],
         }
 
 
@@ -99,9 +117,20 @@ class Occurrences:
         return self._seen[text] - 1
 
 
+_MODULES = {
+    "ocsf": ("uba.importers.ocsf", "OcsfImporter"),
+    "ecs": ("uba.importers.ecs", "EcsImporter"),
+    "okta": ("uba.importers.okta", "OktaImporter"),
+    "entra": ("uba.importers.entra", "EntraImporter"),
+    "cloudtrail": ("uba.importers.cloudtrail", "CloudTrailImporter"),
+    "winlog": ("uba.importers.winlog", "WinlogImporter"),
+}
+
+
 def make_importer(fmt: str, **options):
     """The importer of a format: 'sshd' (OpenSSH/syslog auth logs), 'jsonl'
-    or 'csv' (events by field name)."""
+    or 'csv' (events by field name), or one of the vendor formats (ocsf,
+    ecs, okta, entra, cloudtrail, winlog); see docs/importers.md."""
     if fmt == "sshd":
         from uba.importers.sshd import SshdImporter
 
@@ -110,4 +139,24 @@ def make_importer(fmt: str, **options):
         from uba.importers.records import RecordImporter
 
         return RecordImporter(fmt, **options)
+    if fmt in _MODULES:
+        import importlib
+
+        module, name = _MODULES[fmt]
+        return getattr(importlib.import_module(module), name)(**options)
     raise ValueError(f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
+
+
+def sniff(head: list[str]) -> str | None:
+    """The format the first lines of a file look like, or None when they
+    look like none. Looks at up to SNIFF_RECORDS records; a format wins
+    by most votes, so one odd line at the top decides nothing."""
+    from uba.importers.sniffing import guess
+
+    return guess(head)
+
+
+def compatible(given: str, sniffed: str | None) -> bool:
+    """Whether a file that looks like `sniffed` may be read as `given`.
+    Winlogbeat writes ECS, so its files are also valid ECS input."""
+    return sniffed is None or given == sniffed or (given, sniffed) == ("ecs", "winlog")

@@ -35,7 +35,10 @@ A failure that names no user (PAM lines of unknown users without an
 
 Syslog lines carry no year and no zone: both are options (the year rolls
 over when the months go from December back to January). ISO 8601 stamps
-(rsyslog's high-precision format) are read as they are.
+(rsyslog's high-precision format) are read as they are. RFC 5424 lines
+(`<34>1 2026-10-11T22:14:15.003Z host sshd 1234 - - message`, as syslog-ng,
+rsyslog's RFC5424 template and journald forwarders send them) are read
+too, their structured data skipped; so are BSD lines with a <PRI> prefix.
 
 Event ids hash the year, the line's text and the number of identical lines
 before it within the same second, so re-importing a file (or a rotated copy
@@ -79,6 +82,13 @@ _BSD = re.compile(
 _ISO = re.compile(
     r"(?P<iso>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?) (?P<rest>.*)"
 )
+# RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]
+_RFC5424 = re.compile(
+    r"<\d{1,3}>\d{1,2} (?P<iso>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+)"
+    r" (?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (?P<msg>.*))?"
+)
+# The <PRI> a BSD line carries when read off the wire rather than from a file.
+_PRI = re.compile(r"<\d{1,3}>")
 _HEAD = re.compile(r"(?P<host>\S+) (?P<prog>[^\[:]+?)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)")
 _SSHD = re.compile(r"sshd(?:-session|-auth)?(?:\(pam_unix\))?")
 
@@ -256,10 +266,35 @@ class SshdImporter:
             yield from self._flush(conn)
 
     def _line(self, no: int, text: str) -> Iterator[events_pb2.ActivityEvent]:
-        stamp, rest = self._split_time(text)
+        if (m := _RFC5424.fullmatch(text)) is not None:
+            header = self._rfc5424(no, text, m)
+        else:
+            header = self._bsd(no, _PRI.sub("", text, count=1), text)
+        if header is None:
+            return
+        at, stamp, host, prog, pid, msg = header
+        if not _SSHD.fullmatch(prog):
+            self.stats.ignored += 1  # another program's line
+            return
+        line = _Line(
+            no,
+            text,
+            at,
+            host,
+            pid,
+            self._clock.year or at.year,
+            self._occurrences.next(stamp, text),
+        )
+        yield from self._expire(at.timestamp())
+        yield from self._message(line, msg.strip())
+
+    def _bsd(self, no: int, body: str, text: str):
+        """(time, stamp, host, program, pid, message) of a BSD (RFC 3164)
+        or rsyslog ISO line, or None after counting it as unparsed."""
+        stamp, rest = self._split_time(body)
         if stamp is None:
             self.stats.unparsable(no, "not a syslog line", text)
-            return
+            return None
         try:
             at = (
                 self._clock.bsd(stamp["mon"], stamp["day"], stamp["time"])
@@ -268,25 +303,34 @@ class SshdImporter:
             )
         except (ValueError, KeyError) as exc:
             self.stats.unparsable(no, f"bad timestamp: {exc}", text)
-            return
+            return None
         head = _HEAD.fullmatch(rest)
         if head is None:
             self.stats.unparsable(no, "no 'host program[pid]:' part", text)
-            return
-        if not _SSHD.fullmatch(head["prog"]):
-            self.stats.ignored += 1  # another program's line
-            return
-        line = _Line(
-            no,
-            text,
+            return None
+        return (
             at,
+            body[: len(body) - len(rest)],
             head["host"],
+            head["prog"],
             head["pid"] or "",
-            self._clock.year or at.year,
-            self._occurrences.next(text[: len(text) - len(rest)], text),
+            head["msg"],
         )
-        yield from self._expire(at.timestamp())
-        yield from self._message(line, head["msg"].strip())
+
+    def _rfc5424(self, no: int, text: str, m: re.Match):
+        """The same of an RFC 5424 line: <PRI>1 TIMESTAMP HOST APP PROCID
+        MSGID [SD] MSG, '-' for values not given."""
+        if m["iso"] == "-":
+            self.stats.unparsable(no, "RFC 5424 line without a timestamp", text)
+            return None
+        try:
+            at = self._clock.iso(m["iso"])
+        except ValueError as exc:
+            self.stats.unparsable(no, f"bad timestamp: {exc}", text)
+            return None
+        nil = lambda v: "" if v == "-" else v  # noqa: E731
+        msg = (m["msg"] or "").removeprefix("\ufeff")
+        return at, m["iso"], nil(m["host"]), nil(m["app"]), nil(m["pid"]), msg
 
     @staticmethod
     def _split_time(text: str):
