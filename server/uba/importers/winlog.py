@@ -94,7 +94,8 @@ class WinlogImporter(JsonImporter):
         import json
 
         parser = PyEvtxParser(path)
-        yield from self.parse_evtx_records(json.loads(r["data"]) for r in parser.records_json())
+        records = (json.loads(str(r["data"])) for r in parser.records_json() if r is not None)
+        yield from self.parse_evtx_records(records)
 
     def parse_evtx_records(self, records: Iterable[dict]) -> Iterator[events_pb2.ActivityEvent]:
         """Events of records in the shape the evtx parser yields them
