@@ -243,17 +243,14 @@ def _attack(tactic: tuple[str, str], technique_id: str, name: str) -> dict[str, 
 
 
 def _incident_attacks(incident: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Pairs from each member signal (its detector's row), then anything of
-    the incident's union that no signal carried."""
+    """Pairs from each member signal (its detector's row), then whatever of
+    the incident's own union no entry says yet (signals past the list's
+    bound); an entry already said, or said more fully, is not repeated."""
     out: list[dict[str, Any]] = []
     for source in [*(incident.get("signals") or []), incident]:
         for entry in attacks(source):
-            if entry not in out:
-                covered = any(
-                    _covers(e, entry) for e in out
-                )  # the union repeats what signals already said
-                if not covered:
-                    out.append(entry)
+            if not any(_covers(have, entry) for have in out):
+                out.append(entry)
     return out
 
 
