@@ -4,8 +4,6 @@ again, test messages; and signing secrets for the notify file."""
 from __future__ import annotations
 
 import argparse
-import base64
-import secrets
 import time
 
 from uba.commands.common import (
@@ -20,6 +18,7 @@ from uba.commands.common import (
     table,
     timestamp_text,
 )
+from uba.delivery import signing
 from uba.v1 import anomalies_pb2, notifications_pb2
 
 STATUSES = {
@@ -146,7 +145,7 @@ def run_test(args: argparse.Namespace) -> int:
 
 def run_secret(_args: argparse.Namespace) -> int:
     """A new Standard Webhooks signing secret for the notify file."""
-    say("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+    say(signing.new_secret())
     return 0
 
 

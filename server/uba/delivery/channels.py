@@ -3,32 +3,35 @@ worker sends a notification with one call."""
 
 from __future__ import annotations
 
-import json
+import socket
 from datetime import datetime
 
-from standardwebhooks.webhooks import Webhook
-
+from uba.delivery import envelope as env
+from uba.delivery import formats, signing
 from uba.delivery.config import Destination
+from uba.delivery.formats import cef
 from uba.delivery.transports import HttpTransport, Outcome, SyslogTransport
 from uba.domain.notifications import Notification
 
 
-def _uba_json(envelope: dict) -> bytes:
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def render(fmt: str, envelope: dict) -> tuple[bytes, str]:
-    """The message body in a destination's format, and its media type."""
-    if fmt == "uba":
-        return _uba_json(envelope), "application/json"
-    raise ValueError(f"unknown format {fmt!r}")
+def syslog_frame(fmt: str, envelope: dict, hostname: str) -> bytes:
+    """The envelope as one octet-counted RFC 5424 message: a CEF line, or
+    the OCSF/uba JSON as the message text."""
+    if fmt == "cef":
+        return cef.envelope_frame(envelope, hostname)
+    return cef.syslog_frame(
+        formats.render(fmt, envelope),
+        hostname,
+        severity=cef.syslog_severity(envelope),
+        msgid=str(envelope["type"]),
+        timestamp=env.parse_time(envelope["timestamp"]),
+    )
 
 
 class Channel:
     def __init__(self, destination: Destination):
         self.destination = destination
-        # The Standard Webhooks reference implementation signs: no crypto here.
-        self._signer = Webhook(destination.secret) if destination.secret else None
+        self.hostname = destination.hostname or socket.gethostname()
         self.transport: HttpTransport | SyslogTransport
         if destination.kind == "syslog":
             host, port = destination.address
@@ -43,19 +46,23 @@ class Channel:
     def send(self, notification: Notification, now: datetime) -> Outcome:
         d = self.destination
         try:
-            body, content_type = render(d.format, notification.payload)
-        except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(self.transport, SyslogTransport):
+                return self.transport.send(
+                    syslog_frame(d.format, notification.payload, self.hostname)
+                )
+            body = formats.render(d.format, notification.payload)
+        except (ValueError, KeyError, TypeError) as exc:  # EnvelopeError is a ValueError
             return Outcome(False, False, f"cannot render as {d.format}: {exc}")
-        if isinstance(self.transport, SyslogTransport):
-            return self.transport.send(body)
-        headers = {**d.headers, "Content-Type": content_type, "User-Agent": "uba"}
-        headers["Idempotency-Key"] = notification.message_id
-        if self._signer is not None:
+        headers = {
+            **d.headers,
+            "Content-Type": formats.content_type(d.format),
+            "User-Agent": "uba",
+            "Idempotency-Key": notification.message_id,
+        }
+        if d.secret:
             # Signed at each attempt: the timestamp is when it was sent, so
             # a receiver's replay window holds for retries too.
-            headers["webhook-id"] = notification.message_id
-            headers["webhook-timestamp"] = str(int(now.timestamp()))
-            headers["webhook-signature"] = self._signer.sign(notification.message_id, now, body)
+            headers.update(signing.signed_headers(d.secret, notification.message_id, now, body))
         return self.transport.send(body, headers)
 
     def close(self) -> None:
