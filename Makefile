@@ -44,9 +44,10 @@ lint: $(VENV)/.installed
 
 # The fault tests (tests/faults) at larger sizes: UBA_FAULT_SCALE multiplies
 # their events, rounds of faults and soak seconds (and time limits); 10 here.
+# The OpenAPI fuzz test runs with as many times the cases and a fresh seed.
 FAULT_SCALE ?= 10
 test-faults-large: $(VENV)/.installed
-	UBA_FAULT_SCALE=$(FAULT_SCALE) $(PY) -m pytest tests/faults -q -s $(PYTEST_ARGS)
+	UBA_FAULT_SCALE=$(FAULT_SCALE) $(PY) -m pytest tests/faults tests/gateway/test_openapi_fuzz.py -q -s $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
