@@ -6,13 +6,18 @@ PIP    := $(PY) -m pip
 # A second environment without numpy, scipy and scikit-learn: basic mode.
 VENV_BASIC ?= .venv-basic
 BUF    := tools/node_modules/.bin/buf
+# npm packages of tools/ (buf; Swagger UI for the gateway's API reference page).
+TOOLS  := tools/node_modules/.installed
 PROTOS := $(wildcard proto/uba/v1/*.proto)
 DESCRIPTOR := envoy/uba_descriptor.pb
+# The REST contract, generated from proto/ (uba/gateway/openapi.py).
+OPENAPI := docs/openapi/uba.openapi.json
 
-.PHONY: run test test-fast lint test-faults-large venv proto proto-check proto-lint lock bench soak evaluate clean
+.PHONY: run test test-fast lint test-faults-large venv tools proto openapi proto-check proto-lint lock bench soak evaluate clean
 
-# Starts the service on the embedded SQLite database (data in ./data).
-run: $(VENV)/.installed
+# Starts the service on the embedded SQLite database (data in ./data). The
+# gateway serves the API reference page from tools/node_modules (Swagger UI).
+run: $(VENV)/.installed $(TOOLS)
 	$(VENV)/bin/uba serve --gateway-listen 127.0.0.1:8080
 
 # Runs every test: proto checks, then the whole pytest suite (SQLite and
@@ -39,9 +44,10 @@ lint: $(VENV)/.installed
 
 # The fault tests (tests/faults) at larger sizes: UBA_FAULT_SCALE multiplies
 # their events, rounds of faults and soak seconds (and time limits); 10 here.
+# The OpenAPI fuzz test runs with as many times the cases and a fresh seed.
 FAULT_SCALE ?= 10
 test-faults-large: $(VENV)/.installed
-	UBA_FAULT_SCALE=$(FAULT_SCALE) $(PY) -m pytest tests/faults -q -s $(PYTEST_ARGS)
+	UBA_FAULT_SCALE=$(FAULT_SCALE) $(PY) -m pytest tests/faults tests/gateway/test_openapi_fuzz.py -q -s $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -56,7 +62,8 @@ $(VENV_BASIC)/.installed: pyproject.toml constraints.txt
 	$(VENV_BASIC)/bin/python -m pip install -q -c constraints.txt -e '.[gateway,dev,windows]'
 	touch $@
 
-$(BUF): tools/package.json tools/package-lock.json
+tools: $(TOOLS)
+$(TOOLS): tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund
 	touch $@
 
@@ -65,8 +72,14 @@ proto: $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iproto -Ithird_party/googleapis \
 		--python_out=server --pyi_out=server --grpc_python_out=server \
 		--include_imports --include_source_info --descriptor_set_out=$(DESCRIPTOR) $(PROTOS)
+	$(MAKE) openapi
 
-# Fails when the committed stubs or descriptor set drift from proto/.
+# Regenerates the OpenAPI document from the descriptor set (needs
+# protoc-gen-swagger: Debian's golang-grpc-gateway).
+openapi: $(VENV)/.installed
+	$(PY) -m uba.gateway.openapi --descriptor $(DESCRIPTOR) --out $(OPENAPI)
+
+# Fails when the committed stubs, descriptor set or OpenAPI document drift from proto/.
 proto-check: $(VENV)/.installed
 	@rm -rf .proto-check && mkdir -p .proto-check/out
 	@$(PY) -m grpc_tools.protoc -Iproto -Ithird_party/googleapis \
@@ -76,11 +89,12 @@ proto-check: $(VENV)/.installed
 		|| { echo "drift: server/uba/v1/$$(basename $$f) differs from proto/; run 'make proto'"; exit 1; }; done
 	@cmp -s .proto-check/out/descriptor.pb $(DESCRIPTOR) \
 		|| { echo "drift: $(DESCRIPTOR) differs from proto/; run 'make proto'"; exit 1; }
+	@$(PY) -m uba.gateway.openapi --descriptor .proto-check/out/descriptor.pb --check $(OPENAPI)
 	@rm -rf .proto-check
-	@echo "proto-check: generated code matches proto/"
+	@echo "proto-check: generated code and OpenAPI document match proto/"
 
 # buf lint (STANDARD) and buf breaking (WIRE_JSON) against main.
-proto-lint: $(BUF)
+proto-lint: $(TOOLS)
 	$(BUF) lint
 	@if git rev-parse --verify -q main >/dev/null; then \
 		$(BUF) breaking --against '.git#branch=main'; \

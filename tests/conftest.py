@@ -22,7 +22,7 @@ from support.server import ServerProcess
 
 BACKENDS = ("sqlite", "postgresql")
 TESTS = Path(__file__).parent
-BROWSER_MODULES = ("test_browser.py", "test_browser_security.py")
+BROWSER_MODULES = ("test_browser.py", "test_browser_security.py", "test_browser_docs.py")
 
 
 def _tier(item: pytest.Item) -> str:

@@ -29,6 +29,13 @@ LUA_SCRIPT = SOURCE_DIR / "gateway.lua"
 DESCRIPTOR = SOURCE_DIR / "uba_descriptor.pb"
 INDEX_HTML = PACKAGE_DIR / "web" / "index.html"
 APP_JS = PACKAGE_DIR / "web" / "app.js"
+# The REST contract (make openapi) and the API reference page: our page and
+# initializer, Swagger UI from the pinned npm package (make tools).
+OPENAPI_JSON = SOURCE_DIR.parent / "docs" / "openapi" / "uba.openapi.json"
+DOCS_HTML = PACKAGE_DIR / "web" / "docs" / "index.html"
+DOCS_JS = PACKAGE_DIR / "web" / "docs" / "docs.js"
+SWAGGER_UI_DIR = SOURCE_DIR.parent / "tools" / "node_modules" / "swagger-ui-dist"
+SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 # Envoy's admin interface: a Unix socket in the gateway's directory (Envoy
@@ -81,6 +88,9 @@ class GatewayConfig:
     stream_idle_timeout_s: float = 3600.0  # alert streams and native gRPC streams
     max_connections: int = 10000
     max_page_bytes: int = 1 << 20  # limit of the dashboard's direct responses (page, script)
+    # Limit of the API reference's direct responses (Swagger UI's script is
+    # about 1.7 MB; the OpenAPI document about 0.2 MB).
+    max_docs_bytes: int = 4 << 20
     max_body_bytes: int = (
         16 << 20
     )  # largest unary JSON request or answer (the server's message limit)
@@ -89,6 +99,10 @@ class GatewayConfig:
     descriptor: Path = DESCRIPTOR
     index_html: Path = INDEX_HTML
     app_js: Path = APP_JS
+    openapi_json: Path = OPENAPI_JSON
+    docs_html: Path = DOCS_HTML
+    docs_js: Path = DOCS_JS
+    swagger_ui_dir: Path = SWAGGER_UI_DIR
     # The listener serves TLS (HTTPS and gRPC over TLS) when `cert` is set;
     # with `ca` too, clients must present a certificate it signed.
     listen_tls: TlsFiles | None = None
@@ -239,6 +253,8 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
         if copy.stat().st_size > config.max_page_bytes:
             raise ValueError(f"{source} is larger than max_page_bytes ({config.max_page_bytes})")
 
+    docs = _copy_docs(config, out)
+
     listen_host, listen_port = split_host_port(config.listen, what="listen")
     upstreams = config.upstreams()
     endpoints = [
@@ -260,13 +276,15 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
         "rest_timeout": _seconds(config.rest_timeout_s),
         "stream_idle_timeout": _seconds(config.stream_idle_timeout_s),
         "max_connections": int(config.max_connections),
-        "max_page_bytes": int(config.max_page_bytes),
+        "max_direct_bytes": max(int(config.max_page_bytes), int(config.max_docs_bytes)),
         "max_body_bytes": int(config.max_body_bytes),
         "descriptor": _yaml_path(descriptor),
         "lua_script": _yaml_path(lua),
         "index_html": _yaml_path(page),
         "proxy_token": config.proxy_token,
         "app_js": _yaml_path(script),
+        "docs_status": 200 if docs.ready else 503,
+        **{key: _yaml_path(path) for key, path in docs.files.items()},
     }
     text = string.Template(Path(config.template).read_text()).substitute(values)
     config_path = out / "envoy.yaml"
@@ -274,5 +292,63 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
     return RenderedConfig(
         directory=out,
         config_path=config_path,
-        files={"descriptor": descriptor, "lua": lua, "index_html": page, "app_js": script},
+        files={
+            "descriptor": descriptor,
+            "lua": lua,
+            "index_html": page,
+            "app_js": script,
+            **docs.files,
+        },
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Docs:
+    ready: bool  # False: Swagger UI is not installed; the page says how to install it
+    files: dict[str, Path]
+
+
+_DOCS_MISSING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>uba REST API reference</title></head>
+<body><h1>uba REST API reference</h1>
+<p>This page needs Swagger UI, which is not installed: run <code>make tools</code>
+(<code>npm ci</code> in <code>tools/</code>) and restart the gateway.</p>
+<p>The contract itself: <a href="/api/behavior-analytics/openapi.json">openapi.json</a>.</p>
+</body></html>
+"""
+
+
+def _copy_docs(config: GatewayConfig, out: Path) -> _Docs:
+    """The OpenAPI document and the API reference page's files, copied into
+    the gateway directory. Without Swagger UI (tools/node_modules not
+    installed) the page is a 503 that names the command, and the document
+    is still served."""
+    if not Path(config.openapi_json).is_file():
+        raise FileNotFoundError(
+            f"OpenAPI document {config.openapi_json} is missing; run 'make openapi'"
+        )
+    docs_dir = out / "docs"
+    docs_dir.mkdir(exist_ok=True)
+    files = {
+        "openapi_json": out / "openapi.json",
+        "docs_html": docs_dir / "index.html",
+        "docs_js": docs_dir / "docs.js",
+        "swagger_ui_css": docs_dir / "swagger-ui.css",
+        "swagger_ui_js": docs_dir / "swagger-ui-bundle.js",
+    }
+    ui = Path(config.swagger_ui_dir)
+    ready = all((ui / name).is_file() for name in SWAGGER_UI_FILES)
+    shutil.copyfile(config.openapi_json, files["openapi_json"])
+    if ready:
+        shutil.copyfile(config.docs_html, files["docs_html"])
+        shutil.copyfile(config.docs_js, files["docs_js"])
+        shutil.copyfile(ui / "swagger-ui.css", files["swagger_ui_css"])
+        shutil.copyfile(ui / "swagger-ui-bundle.js", files["swagger_ui_js"])
+    else:
+        files["docs_html"].write_text(_DOCS_MISSING)
+        for key in ("docs_js", "swagger_ui_css", "swagger_ui_js"):
+            files[key].write_text("")
+    for path in files.values():
+        if path.stat().st_size > config.max_docs_bytes:
+            raise ValueError(f"{path.name} is larger than max_docs_bytes ({config.max_docs_bytes})")
+    return _Docs(ready, files)
