@@ -86,6 +86,9 @@ OPTIONAL_FEATURE = {
     "ResolveIncident",
     "ListAuditEvents",
 }
+# Methods that name a resource outside the path (a notify-file destination)
+# and answer NOT_FOUND when it does not exist.
+NAMED_RESOURCE = {"ListNotifications", "RetryNotifications", "SendTestNotification"}
 
 STREAM_OPERATION = "StreamAlerts"
 DOWNLOAD_OPERATION = "ExportLogs"
@@ -237,7 +240,7 @@ def add_errors(document: dict[str, Any]) -> None:
     }
     for path, method, operation in _operations(document):
         codes = set(COMMON_ERRORS)
-        if "{" in path:
+        if "{" in path or operation["operationId"] in NAMED_RESOURCE:
             codes.add("404")
         if method == "post":
             codes.add("413")
