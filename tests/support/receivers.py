@@ -34,6 +34,8 @@ class WebhookReceiver:
         self.requests: list[dict] = []  # every request: headers, body, answer
         self.accepted: list[dict] = []  # bodies of the requests answered 2xx
         self.bad_signatures = 0
+        # (perf_counter at arrival, message) of every accepted request.
+        self.arrivals: list[tuple[float, dict]] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -77,7 +79,9 @@ class WebhookReceiver:
                 entry["answer"] = self.fail_status
                 return self.fail_status
             entry["answer"] = 200
-            self.accepted.append(json.loads(body))
+            message = json.loads(body)
+            self.arrivals.append((time.perf_counter(), message))
+            self.accepted.append(message)
             return 200
 
     def messages(self) -> list[dict]:
