@@ -249,3 +249,41 @@ def test_a_wrong_notify_file_stops_the_server_naming_the_key(tmp_path, destinati
     )
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+def test_chat_and_ocsf_destinations_get_their_formats(tmp_path):
+    chat, siem = WebhookReceiver(), WebhookReceiver(secret=SECRET)
+    config = notify_file(
+        tmp_path,
+        team={"kind": "chat", "url": chat.url, "min_severity": "low", "incidents": False},
+        lake={
+            "kind": "webhook",
+            "url": siem.url,
+            "secret": SECRET,
+            "format": "ocsf",
+            "min_severity": "low",
+            "incidents": False,
+        },
+    )
+    server = ServerProcess(tmp_path / "data", extra_args=["--notify", config]).start()
+    try:
+        user = unique("victim")
+        server.stub.RecordActivities(
+            service_pb2.RecordActivitiesRequest(events=burst(user, "198.51.100.77"))
+        )
+        (message,) = chat.wait_for(lambda m: len(m) >= 1)[:1]
+        assert user in message["text"]
+        assert message["blocks"][0]["type"] == "header"
+        assert "webhook-signature" not in chat.requests[0]["headers"], "chat has no secret"
+        (finding,) = siem.wait_for(lambda m: len(m) >= 1)[:1]
+        assert (finding["class_uid"], finding["category_uid"]) == (2004, 2)
+        assert finding["type_uid"] == 200401  # Create
+        assert finding["finding_info"]["uid"]
+        alerts = server.stub.ListAlerts(service_pb2.ListAlertsRequest(user_id=user)).alerts
+        assert finding["finding_info"]["uid"] in {a.alert_id for a in alerts}
+        assert finding["metadata"]["uid"] == siem.requests[0]["headers"]["webhook-id"]
+        assert siem.bad_signatures == 0
+    finally:
+        server.stop()
+        chat.close()
+        siem.close()
