@@ -15,7 +15,7 @@ from support.events import FAILURE, event, unique
 from support.receivers import WebhookReceiver
 from support.server import ServerProcess
 
-from uba.v1 import notifications_pb2, service_pb2
+from uba.v1 import alerts_pb2, notifications_pb2, service_pb2
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 DELIVERED = notifications_pb2.NOTIFICATION_STATUS_DELIVERED
@@ -287,3 +287,45 @@ def test_chat_and_ocsf_destinations_get_their_formats(tmp_path):
         server.stop()
         chat.close()
         siem.close()
+
+
+def test_an_incident_resolved_notifies_the_incident_and_its_member_alerts(tmp_path):
+    receiver = WebhookReceiver(secret=SECRET)
+    config = notify_file(
+        tmp_path,
+        soc={"kind": "webhook", "url": receiver.url, "secret": SECRET, "min_severity": "low"},
+    )
+    server = ServerProcess(tmp_path / "data", extra_args=["--notify", config]).start()
+    try:
+        user = unique("victim")
+        server.stub.RecordActivities(
+            service_pb2.RecordActivitiesRequest(events=burst(user, "198.51.100.88"))
+        )
+        created = receiver.wait_for(lambda m: any(x["type"] == "incident.created" for x in m))
+        incident = next(x for x in created if x["type"] == "incident.created")["data"]["incident"]
+        server.stub.ResolveIncident(
+            service_pb2.ResolveIncidentRequest(
+                incident_id=incident["incidentId"], resolution=alerts_pb2.RESOLUTION_TRUE_POSITIVE, note="confirmed"
+            )
+        )
+        members = set(incident["alertIds"])
+
+        def resolved(messages: list) -> bool:
+            updates = [m for m in messages if m["type"].endswith(".updated")]
+            incidents = {
+                m["data"]["incident"]["incidentId"]
+                for m in updates
+                if "incident" in m["data"]
+                and m["data"]["incident"]["status"] == "INCIDENT_STATUS_RESOLVED"
+            }
+            alerts = {
+                m["data"]["alert"]["alertId"]
+                for m in updates
+                if "alert" in m["data"] and m["data"]["alert"]["status"] == "ALERT_STATUS_RESOLVED"
+            }
+            return incident["incidentId"] in incidents and members <= alerts
+
+        receiver.wait_for(resolved)
+    finally:
+        server.stop()
+        receiver.close()

@@ -154,6 +154,7 @@ class Analyzer:
         self.shared = SharedState()
         self.prior = PriorBaselines()
         self._touched: set[str] = set()
+        self._changes: list[Alert | Incident] = []
         self.last_anomaly_count = 0
 
     # -- start-up and checkpoints -----------------------------------------------
@@ -229,6 +230,7 @@ class Analyzer:
         for user_id in self._touched:
             self._cache.pop(user_id, None)
         self._touched = set()
+        self._changes = []
 
     def _baselines(self, storage: DetectionStorage, users: list[str]) -> dict[str, UserBaseline]:
         versions = storage.baseline_versions(users)
@@ -456,12 +458,22 @@ class Analyzer:
                 self._risk_of(storage, risks, user_id).add_weight(self.risk, weight, anchor, now)
             incident.risk_weight, incident.risk_at, incident.risk_users = weight, anchor, users
 
-    @staticmethod
-    def _assign_seqs(storage: DetectionStorage, items: Sequence[Alert | Incident]) -> None:
-        """New seq numbers, in the given order (alerts and incidents share them)."""
+    def _assign_seqs(self, storage: DetectionStorage, items: Sequence[Alert | Incident]) -> None:
+        """New seq numbers, in the given order (alerts and incidents share
+        them). Every change is stored with one, so every change of the
+        transaction passes here and is remembered for `take_changes`."""
         if items:
             for item, seq in zip(items, storage.next_seqs(len(items)), strict=True):
                 item.seq = seq
+            self._changes.extend(items)
+
+    def take_changes(self) -> list[Alert | Incident]:
+        """Every alert and incident change of the current transaction, in
+        seq order, including those a workflow call makes besides the one it
+        returns (an incident's member alerts, the incidents of an alert);
+        forgotten once taken."""
+        changes, self._changes = self._changes, []
+        return sorted(changes, key=lambda c: c.seq)
 
     # -- the analyst's workflow ----------------------------------------------------
 

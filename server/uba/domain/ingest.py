@@ -50,6 +50,7 @@ class Analysis(Protocol):
 
     def process(self, uow: IngestTransaction, events: Sequence[ActivityEvent]) -> list: ...
     def rollback(self) -> None: ...
+    def take_changes(self) -> list: ...
 
 
 class Outbox(Protocol):
@@ -233,8 +234,11 @@ class IngestService:
         self._notify(changed)
 
     def _enqueue(self, uow: IngestTransaction, changed: list) -> None:
-        """In the transaction: the changes' notifications, so that they are
-        delivered exactly when the changes commit."""
+        """In the transaction: the notifications of every change it made
+        (the analysis knows them all, also those a workflow action makes
+        besides its result), delivered exactly when the changes commit."""
+        if self._analysis is not None:
+            changed = self._analysis.take_changes()
         if self.outbox is not None and changed:
             self.outbox.enqueue(uow, changed)
 
