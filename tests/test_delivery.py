@@ -305,7 +305,9 @@ def test_an_incident_resolved_notifies_the_incident_and_its_member_alerts(tmp_pa
         incident = next(x for x in created if x["type"] == "incident.created")["data"]["incident"]
         server.stub.ResolveIncident(
             service_pb2.ResolveIncidentRequest(
-                incident_id=incident["incidentId"], resolution=alerts_pb2.RESOLUTION_TRUE_POSITIVE, note="confirmed"
+                incident_id=incident["incidentId"],
+                resolution=alerts_pb2.RESOLUTION_TRUE_POSITIVE,
+                note="confirmed",
             )
         )
         members = set(incident["alertIds"])
