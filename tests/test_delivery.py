@@ -50,6 +50,28 @@ def outbox(stub, destination: str = "") -> list:
             return rows
 
 
+def all_delivered(server: ServerProcess, destination: str, at_least: int = 1):
+    """A wait_until predicate: the destination's outbox once it holds at
+    least `at_least` messages and all are delivered."""
+
+    def check():
+        rows = outbox(server.stub, destination)
+        return rows if len(rows) >= at_least and all(r.status == DELIVERED for r in rows) else None
+
+    return check
+
+
+def notify_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
+    """`uba notify ARGS` against the server, with its key."""
+    return subprocess.run(
+        [sys.executable, "-m", "uba", "notify", *args, "--server", server.address],
+        capture_output=True,
+        text=True,
+        env={"UBA_API_KEY": server.api_key, "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+
+
 def wait_until(predicate, timeout: float = 60.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
@@ -92,14 +114,7 @@ def test_alerts_reach_a_signed_webhook_in_order_after_retries(backend, tmp_path,
             return ours if {a.user_id for a in ours} == set(users) else []
 
         alerts = wait_until(alerts_of_users, what="an alert for each user")
-        rows = wait_until(
-            lambda: (
-                (rows := outbox(server.stub, "soc"))
-                and all(r.status == DELIVERED for r in rows)
-                and rows
-            ),
-            what="every notification delivered",
-        )
+        rows = wait_until(all_delivered(server, "soc"), what="every notification delivered")
         received = receiver.messages()
         # Exactly the outbox, once each, in the outbox's order.
         assert [m["id"] for m in received] == [r.message_id for r in rows]
@@ -160,35 +175,17 @@ def test_a_refused_message_is_a_dead_letter_with_the_answer_until_retried(tmp_pa
         assert dead.attempts == 1, "a 400 is not retried"
         assert receiver.messages() == []
         # The operator sends it again from the command line; now it is taken.
-        cli = subprocess.run(
-            [sys.executable, "-m", "uba", "notify", "retry", "soc", "--server", server.address],
-            capture_output=True,
-            text=True,
-            env={"UBA_API_KEY": server.api_key, "PATH": "/usr/bin:/bin"},
-            timeout=60,
-        )
+        cli = notify_cli(server, "retry", "soc")
         assert cli.returncode == 0, cli.stderr
         assert "1 dead letter" in cli.stdout
         (message,) = receiver.wait_for(lambda m: len(m) == 1)
         assert message["id"] == test.message_id
         assert message["type"] == "test" and message["data"]["message"] == "first"
         # `uba notify test` waits for the delivery and says how it went.
-        cli = subprocess.run(
-            [sys.executable, "-m", "uba", "notify", "test", "soc", "--server", server.address],
-            capture_output=True,
-            text=True,
-            env={"UBA_API_KEY": server.api_key, "PATH": "/usr/bin:/bin"},
-            timeout=60,
-        )
+        cli = notify_cli(server, "test", "soc")
         assert cli.returncode == 0, cli.stdout + cli.stderr
         assert "delivered after 1 attempt" in cli.stdout
-        unknown = subprocess.run(
-            [sys.executable, "-m", "uba", "notify", "test", "nope", "--server", server.address],
-            capture_output=True,
-            text=True,
-            env={"UBA_API_KEY": server.api_key, "PATH": "/usr/bin:/bin"},
-            timeout=60,
-        )
+        unknown = notify_cli(server, "test", "nope")
         assert unknown.returncode != 0
         assert "no destination 'nope'; configured: soc" in unknown.stderr
     finally:

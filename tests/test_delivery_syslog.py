@@ -16,12 +16,11 @@ import time
 import pytest
 from support.events import unique
 from support.server import ServerProcess
-from test_delivery import burst, outbox, wait_until
+from test_delivery import all_delivered, burst, wait_until
 
-from uba.v1 import notifications_pb2, service_pb2
+from uba.v1 import service_pb2
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
-DELIVERED = notifications_pb2.NOTIFICATION_STATUS_DELIVERED
 
 
 def free_port() -> int:
@@ -129,14 +128,7 @@ def test_alerts_arrive_in_rsyslog_as_cef(tmp_path, rsyslog):
         server.stub.RecordActivities(
             service_pb2.RecordActivitiesRequest(events=burst(user, "198.51.100.9"))
         )
-        rows = wait_until(
-            lambda: (
-                (rows := outbox(server.stub, "siem"))
-                and all(r.status == DELIVERED for r in rows)
-                and rows
-            ),
-            what="the alert's notification delivered",
-        )
+        rows = wait_until(all_delivered(server, "siem"), what="the alert's notification delivered")
         lines = wait_until(
             lambda: out.exists() and out.read_text().splitlines(), what="rsyslog's file"
         )

@@ -14,11 +14,10 @@ from support.events import unique
 from support.receivers import WebhookReceiver
 from support.scale import scaled_timeout
 from support.server import ServerProcess
-from test_delivery import SECRET, burst, outbox, wait_until
+from test_delivery import DELIVERED, SECRET, all_delivered, burst, outbox, wait_until
 
-from uba.v1 import notifications_pb2, service_pb2
+from uba.v1 import service_pb2
 
-DELIVERED = notifications_pb2.NOTIFICATION_STATUS_DELIVERED
 # How long the receiver is away in the outage test: the minute.
 OUTAGE_SECONDS = 60
 
@@ -55,14 +54,6 @@ def attack(server: ServerProcess, count: int, offset: int = 0) -> None:
         )
 
 
-def all_delivered(server: ServerProcess, at_least: int):
-    def check():
-        rows = outbox(server.stub, "soc")
-        return rows if len(rows) >= at_least and all(r.status == DELIVERED for r in rows) else None
-
-    return check
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_delivery_delivers_after_restart_with_the_same_ids(
     backend, tmp_path, make_database_url
@@ -80,7 +71,7 @@ def test_sigkill_mid_delivery_delivers_after_restart_with_the_same_ids(
             tmp_path / "data", url, extra_args=["--notify", notify], api_key=key
         ).start()
         attack(server, 2, offset=10)
-        rows = wait_until(all_delivered(server, 5), timeout=120, what="every notification")
+        rows = wait_until(all_delivered(server, "soc", 5), timeout=120, what="every notification")
         accepted = receiver.messages()
         ids = [m["id"] for m in accepted]
         assert set(ids) == {r.message_id for r in rows}, "nothing lost, nothing invented"
@@ -114,7 +105,9 @@ def test_a_receiver_down_for_a_minute_loses_nothing(tmp_path):
         assert max(r.attempts for r in pending) >= 2, "it kept trying"
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - started)))
         receiver = WebhookReceiver(secret=SECRET, port=port)
-        rows = wait_until(all_delivered(server, len(pending)), timeout=60, what="the backlog")
+        rows = wait_until(
+            all_delivered(server, "soc", len(pending)), timeout=60, what="the backlog"
+        )
         ids = [m["id"] for m in receiver.messages()]
         assert ids == [r.message_id for r in rows], "each once, in order"
     finally:
@@ -134,7 +127,7 @@ def test_two_processes_on_one_postgresql_deliver_each_message_once(tmp_path, mak
     try:
         attack(first, 3)
         attack(second, 3, offset=20)
-        rows = wait_until(all_delivered(first, 6), timeout=120, what="every notification")
+        rows = wait_until(all_delivered(first, "soc", 6), timeout=120, what="every notification")
         ids = [m["id"] for m in receiver.messages()]
         assert ids == [r.message_id for r in rows], "each once, in the outbox's order"
     finally:

@@ -22,7 +22,6 @@ value stops the server with the key's path.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import yaml
 
 from uba.domain.anomalies import Severity
 from uba.domain.notifications import Route
+from uba.domain.security import is_loopback_host
 
 KINDS = ("webhook", "chat", "syslog")
 FORMATS_OF_KIND = {
@@ -232,7 +232,7 @@ def _url(where: str, value: object, allow_http: bool) -> str:
         raise NotifyConfigError(f"{where}: an https:// URL")
     if parts.username or parts.password:
         raise NotifyConfigError(f"{where}: no credentials in the URL; use headers")
-    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_http and not is_loopback_host(parts.hostname):
         raise NotifyConfigError(
             f"{where}: plain http is allowed to loopback addresses only; "
             "use https or set allow_http: true"
@@ -248,12 +248,3 @@ def _address(where: str, value: object) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise NotifyConfigError(f"{where}: HOST:PORT with a port from 1 to 65535")
     return host, int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -395,6 +395,16 @@ def parse_networks(text: str, what: str = "trusted_proxies") -> tuple[Network, .
     return tuple(networks)
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for an address on 127.0.0.0/8, ::1, or the name localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def peer_host(peer: str) -> str:
     """The address of a gRPC peer string ("ipv4:1.2.3.4:5", "ipv6:[::1]:5")."""
     kind, _, rest = peer.partition(":")

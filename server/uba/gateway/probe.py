@@ -9,21 +9,16 @@ keys, and a gateway on the network would hand it to anyone.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
+from uba.domain.security import is_loopback_host
 from uba.gateway.config import TlsFiles, split_host_port
 
 
 def is_loopback(address: str) -> bool:
     """True for HOST:PORT on 127.0.0.0/8, ::1 or localhost."""
     host, _ = split_host_port(address)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 def accepts_anonymous(
