@@ -136,7 +136,9 @@ class Follower:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.tailer.close()
-        return 1 if self.undelivered or self.outcome["invalid"] else 0
+        # Refused events are reported, not a failure of the follower: a service
+        # manager that stopped it should see a clean exit.
+        return 1 if self.undelivered else 0
 
     def _on_signal(self, signum, frame) -> None:
         self.stop = True

@@ -75,6 +75,9 @@ MONTHS = {
 IDLE_SECONDS = 120.0
 # Open sessions are kept longer, up to this many.
 MAX_OPEN_SESSIONS = 100_000
+# Of those, what a follow checkpoint keeps (older ones lose the session
+# duration of their logout after a restart).
+MAX_SAVED_SESSIONS = 10_000
 
 _BSD = re.compile(
     r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2}) (?P<rest>.*)"
@@ -265,7 +268,11 @@ class SshdImporter:
             "occurrences": self._occurrences.state(),
             "now": self._now,
             "conns": [[*key, _conn_state(c)] for key, c in self._conns.items()],
-            "sessions": [[*key, _conn_state(c)] for key, c in self._sessions.items()],
+            # The newest open sessions only: a checkpoint is written per batch.
+            "sessions": [
+                [*key, _conn_state(c)]
+                for key, c in list(self._sessions.items())[-MAX_SAVED_SESSIONS:]
+            ],
         }
 
     def restore(self, state: dict) -> None:
