@@ -85,6 +85,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="events per RecordActivities call, 1..1000 [500]",
     )
     p.add_argument("--dry-run", action="store_true", help="parse and count only; send nothing")
+    follow = p.add_argument_group("following a growing file")
+    follow.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep reading FILE as it grows, like `tail -F` (across rotation and truncation), "
+        "until SIGINT/SIGTERM; resumes from a checkpoint after a restart",
+    )
+    follow.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        default=None,
+        help="where --follow remembers how far the server acknowledged "
+        "[DATA_DIR/follow/NAME-HASH.json]",
+    )
+    follow.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often --follow looks for new lines at the end of the file [1]",
+    )
+    follow.add_argument(
+        "--linger",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="longest time --follow holds an event before sending a batch that is not full [1]",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=guarded(run))
 
@@ -185,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         mapping = parse_mapping(args.map)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.follow:
+        return _follow(args, mapping)
     formats: dict[str, str] = {}
     for path in args.files:
         if path != "-" and not Path(path).is_file():
@@ -326,3 +357,102 @@ def run(args: argparse.Namespace) -> int:
             "them (what was stored is not stored twice)"
         )
     return 1 if outcome["invalid"] or outcome["failed"] else 0
+
+
+def _follow(args: argparse.Namespace, mapping: dict[str, str]) -> int:
+    from uba.commands.follow import Follower, check_followable, default_checkpoint
+
+    if len(args.files) != 1 or args.files[0] == "-":
+        raise UsageError("--follow takes one FILE (not stdin)")
+    if args.dry_run:
+        raise UsageError("--follow sends what it reads; --dry-run is for whole files")
+    if args.poll <= 0 or args.linger < 0:
+        raise UsageError("--poll must be above 0 and --linger not below 0")
+    path = args.files[0]
+    head: list[str] = []
+    evtx = False
+    if Path(path).is_file():  # else wait for it, like tail -F
+        evtx = _is_evtx(path)
+        if not evtx:
+            with _open(path) as f:
+                head = _head(f)
+    fmt = _choose_format(args.format, path, head, evtx)
+    check_followable(path, fmt, head, evtx)
+    settings = ClientSettings.load(args)
+    checkpoint = args.checkpoint or default_checkpoint(settings.data_dir, path)
+    importer = make_importer(
+        fmt,
+        source_name=path,
+        year=args.year,
+        timezone=args.timezone,
+        source=args.source or ("sshd" if fmt == "sshd" else ""),
+        mapping=mapping,
+    )
+    client = settings.client()
+    follower = Follower(
+        path,
+        fmt,
+        importer,
+        client,
+        checkpoint,
+        batch_size=args.batch_size,
+        poll=args.poll,
+        linger=args.linger,
+        quiet=args.quiet,
+    )
+    started = time.monotonic()
+    try:
+        code = follower.run()
+    finally:
+        client.close()
+    elapsed = time.monotonic() - started
+    for sample in follower.invalid_samples:
+        note(f"uba: {sample}")
+    stats, outcome = importer.stats, follower.outcome
+    resumed = follower.resumed_at
+    summary = {
+        "files": 1,
+        "read": stats.lines,
+        "events": stats.events,
+        "accepted": outcome["accepted"],
+        "duplicate": outcome["duplicate"],
+        "invalid": outcome["invalid"],
+        "failed": outcome["failed"],
+        "merged": stats.merged,
+        "ignored": stats.ignored,
+        "skipped": stats.skipped,
+        "unparsed": stats.unparsed,
+        "by_type": dict(sorted(stats.by_type.items())),
+        "skip_reasons": dict(stats.skip_reasons),
+        "seconds": round(elapsed, 3),
+        "dry_run": False,
+        "follow": {
+            "checkpoint": checkpoint,
+            "resumed_at_line": resumed.line if resumed else 0,
+            "resumed_at_offset": resumed.offset if resumed else 0,
+        },
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        where = f" (resumed after line {resumed.line:,})" if resumed else ""
+        print(
+            f"followed {path}{where} for {elapsed:.1f}s: read {stats.lines:,} lines, "
+            f"{stats.events:,} events"
+        )
+        print(
+            f"server: {outcome['accepted']:,} accepted, {outcome['duplicate']:,} duplicate, "
+            f"{outcome['invalid']:,} invalid"
+            + (f", {outcome['failed']:,} not delivered" if outcome["failed"] else "")
+        )
+        print(
+            f"not imported: {stats.unparsed:,} unparsed, {stats.skipped:,} skipped, "
+            f"{stats.ignored:,} ignored (no activity), "
+            f"{stats.merged:,} merged into another line's event"
+        )
+    if follower.undelivered:
+        fail(
+            f"{outcome['failed']:,} events were not delivered ({follower.undelivered}); the "
+            "checkpoint stays before them, so following again sends them"
+        )
+    return code

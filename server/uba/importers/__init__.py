@@ -116,6 +116,17 @@ class Occurrences:
         self._seen[text] += 1
         return self._seen[text] - 1
 
+    def state(self) -> dict:
+        """What `uba ingest --follow` keeps in its checkpoint, so a restart
+        within one timestamp numbers identical lines as before."""
+        stamp = list(self._stamp) if isinstance(self._stamp, tuple) else self._stamp
+        return {"stamp": stamp, "seen": list(self._seen.items())}
+
+    def restore(self, state: dict) -> None:
+        stamp = state.get("stamp")
+        self._stamp = tuple(stamp) if isinstance(stamp, list) else stamp
+        self._seen = Counter(dict(state.get("seen") or []))
+
 
 _MODULES = {
     "ocsf": ("uba.importers.ocsf", "OcsfImporter"),

@@ -94,6 +94,14 @@ class JsonImporter:
         self.stats = ImportStats()
         self._occurrences = Occurrences()
 
+    def state(self) -> dict:
+        """Resumable state (see `uba ingest --follow`); subclasses that
+        remember more across records extend it."""
+        return {"occurrences": self._occurrences.state()}
+
+    def restore(self, state: dict) -> None:
+        self._occurrences.restore(state.get("occurrences") or {})
+
     def parse(self, lines: Iterable[str]) -> Iterator[events_pb2.ActivityEvent]:
         for no, record in read_records(lines, self.stats):
             self.stats.lines += 1

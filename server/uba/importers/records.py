@@ -84,6 +84,13 @@ class RecordImporter:
         self.extra_columns: set[str] = set()  # columns that went into attributes
         self._occurrences = Occurrences()
 
+    def state(self) -> dict:
+        """Resumable state (see `uba ingest --follow`)."""
+        return {"occurrences": self._occurrences.state()}
+
+    def restore(self, state: dict) -> None:
+        self._occurrences.restore(state.get("occurrences") or {})
+
     def parse(self, lines: Iterable[str]) -> Iterator[events_pb2.ActivityEvent]:
         records = self._csv(lines) if self.fmt == "csv" else self._jsonl(lines)
         for no, record in records:

@@ -75,6 +75,9 @@ MONTHS = {
 IDLE_SECONDS = 120.0
 # Open sessions are kept longer, up to this many.
 MAX_OPEN_SESSIONS = 100_000
+# Of those, what a follow checkpoint keeps (older ones lose the session
+# duration of their logout after a restart).
+MAX_SAVED_SESSIONS = 10_000
 
 _BSD = re.compile(
     r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2}) (?P<rest>.*)"
@@ -251,6 +254,37 @@ class SshdImporter:
         self._conns: OrderedDict[tuple[str, str], _Conn] = OrderedDict()
         self._sessions: OrderedDict[tuple[str, str], _Conn] = OrderedDict()  # idle but open
         self._now = 0.0
+
+    # -- resuming -------------------------------------------------------------
+
+    def state(self) -> dict:
+        """Everything carried from one line to the next (year, identical
+        lines within a second, pending attempts, open sessions) as JSON,
+        so `uba ingest --follow` resumes after a restart as if it had
+        never stopped."""
+        return {
+            "year": self._clock.year,
+            "last_month": self._clock.last_month,
+            "occurrences": self._occurrences.state(),
+            "now": self._now,
+            "conns": [[*key, _conn_state(c)] for key, c in self._conns.items()],
+            # The newest open sessions only: a checkpoint is written per batch.
+            "sessions": [
+                [*key, _conn_state(c)]
+                for key, c in list(self._sessions.items())[-MAX_SAVED_SESSIONS:]
+            ],
+        }
+
+    def restore(self, state: dict) -> None:
+        if state.get("year") is not None:
+            self._clock.year = state["year"]
+        self._clock.last_month = state.get("last_month", 0)
+        self._occurrences.restore(state.get("occurrences") or {})
+        self._now = state.get("now", 0.0)
+        self._conns = OrderedDict(((h, p), _conn_of(c)) for h, p, c in state.get("conns") or [])
+        self._sessions = OrderedDict(
+            ((h, p), _conn_of(c)) for h, p, c in state.get("sessions") or []
+        )
 
     # -- reading --------------------------------------------------------------
 
@@ -535,3 +569,61 @@ class SshdImporter:
         self.stats.events += 1
         self.stats.by_type[_TYPE_NAMES[kind]] += 1
         return e
+
+
+# -- state as JSON (for the follow checkpoint) ---------------------------------
+
+
+def _line_state(line: _Line) -> list:
+    return [
+        line.no,
+        line.text,
+        line.at.isoformat(),
+        line.host,
+        line.pid,
+        line.year,
+        line.occurrence,
+    ]
+
+
+def _line_of(v: list) -> _Line:
+    return _Line(v[0], v[1], datetime.fromisoformat(v[2]), v[3], v[4], v[5], v[6])
+
+
+def _conn_state(conn: _Conn) -> dict:
+    out: dict = {
+        "last_ts": conn.last_ts,
+        "session_user": conn.session_user,
+        "session_start": conn.session_start.isoformat() if conn.session_start else None,
+        "session_id": conn.session_id,
+        "session_ip": conn.session_ip,
+        "session_closed": conn.session_closed,
+    }
+    if (a := conn.pending) is not None:
+        out["pending"] = {
+            "line": _line_state(a.line),
+            "user": a.user,
+            "ip": a.ip,
+            "rhost": a.rhost,
+            "port": a.port,
+            "invalid_user": a.invalid_user,
+        }
+    return out
+
+
+def _conn_of(v: dict) -> _Conn:
+    pending = None
+    if (a := v.get("pending")) is not None:
+        pending = _Attempt(
+            _line_of(a["line"]), a["user"], a["ip"], a["rhost"], a["port"], a["invalid_user"]
+        )
+    start = v.get("session_start")
+    return _Conn(
+        last_ts=v["last_ts"],
+        pending=pending,
+        session_user=v["session_user"],
+        session_start=datetime.fromisoformat(start) if start else None,
+        session_id=v["session_id"],
+        session_ip=v["session_ip"],
+        session_closed=v["session_closed"],
+    )

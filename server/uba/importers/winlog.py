@@ -80,6 +80,15 @@ class WinlogImporter(JsonImporter):
         super().__init__(**options)
         self._logons: OrderedDict[str, datetime] = OrderedDict()
 
+    def state(self) -> dict:
+        return {**super().state(), "logons": [[k, v.isoformat()] for k, v in self._logons.items()]}
+
+    def restore(self, state: dict) -> None:
+        super().restore(state)
+        self._logons = OrderedDict(
+            (k, datetime.fromisoformat(v)) for k, v in state.get("logons") or []
+        )
+
     # -- .evtx ------------------------------------------------------------------
 
     def parse_evtx(self, path: str) -> Iterator[events_pb2.ActivityEvent]:
