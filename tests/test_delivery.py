@@ -252,7 +252,13 @@ def test_chat_and_ocsf_destinations_get_their_formats(tmp_path):
     chat, siem = WebhookReceiver(), WebhookReceiver(secret=SECRET)
     config = notify_file(
         tmp_path,
-        team={"kind": "chat", "url": chat.url, "min_severity": "low", "incidents": False},
+        team={
+            "kind": "chat",
+            "url": chat.url,
+            "min_severity": "low",
+            "incidents": False,
+            "base_url": "https://uba.example/",
+        },
         lake={
             "kind": "webhook",
             "url": siem.url,
@@ -271,6 +277,7 @@ def test_chat_and_ocsf_destinations_get_their_formats(tmp_path):
         (message,) = chat.wait_for(lambda m: len(m) >= 1)[:1]
         assert user in message["text"]
         assert message["blocks"][0]["type"] == "header"
+        assert "https://uba.example/alerts/" in json.dumps(message), "it links to the alert"
         assert "webhook-signature" not in chat.requests[0]["headers"], "chat has no secret"
         (finding,) = siem.wait_for(lambda m: len(m) >= 1)[:1]
         assert (finding["class_uid"], finding["category_uid"]) == (2004, 2)

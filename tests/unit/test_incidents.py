@@ -32,6 +32,7 @@ def member(
     session: str = "s1",
     ip: str = "203.0.113.7",
     alert: str | None = None,
+    echoes: tuple[str, ...] = (),
 ) -> Member:
     mapping = attack.attack_for(detector)
     return Member(
@@ -46,6 +47,7 @@ def member(
         source_ip=ip,
         tactics=mapping.tactics,
         techniques=mapping.techniques,
+        echoes=echoes,
     )
 
 
@@ -122,6 +124,35 @@ def test_a_new_country_on_a_new_device_is_high_and_either_alone_is_not():
     assert country.severity is Severity.MEDIUM
     (two_low,) = correlate([member("new_device", Severity.LOW), member("login_time", Severity.LOW)])
     assert two_low.severity is Severity.MEDIUM
+
+
+def test_a_finding_that_repeats_others_counts_once():
+    """A phone's first use: new device and new address (LOW each), and the
+    Isolation Forest flagging the same novelty. Its finding repeats theirs,
+    so the session stays LOW; driven by something else it is evidence."""
+    context = [member("new_device", Severity.LOW), member("new_ip", Severity.LOW)]
+    forest = "isolation_forest"
+    echo = member(forest, Severity.LOW, echoes=("new_device", "new_ip"))
+    assert correlate([*context, echo]) == [], "LOW: no incident opens"
+    # Beside a finding that makes the story MEDIUM anyway, it is not counted.
+    (story,) = correlate([*context, echo, member("api_new_endpoint", Severity.LOW)])
+    assert [s.counted for s in story.signals] == [True, True, False, True]
+    (without,) = correlate([*context, member("api_new_endpoint", Severity.LOW)])
+    assert story.score == without.score
+    (other,) = correlate([*context, member(forest, Severity.LOW)])
+    assert other.severity is Severity.MEDIUM
+    # It echoes a detector the incident does not hold: it counts.
+    (missing,) = correlate([*context, member(forest, Severity.LOW, echoes=("new_country",))])
+    assert missing.severity is Severity.MEDIUM
+    # A signal repeats others only while all of its anomalies do.
+    (mixed,) = correlate(
+        [
+            *context,
+            member(forest, Severity.LOW, echoes=("new_device",), alert="f1"),
+            member(forest, Severity.LOW, alert="f1"),
+        ]
+    )
+    assert mixed.severity is Severity.MEDIUM and mixed.signals[-1].echoes == []
 
 
 def test_score_is_a_bounded_noisy_or():

@@ -9,18 +9,18 @@ from datetime import datetime
 from uba.delivery import envelope as env
 from uba.delivery import formats, signing
 from uba.delivery.config import Destination
-from uba.delivery.formats import cef
+from uba.delivery.formats import RenderOptions, cef
 from uba.delivery.transports import HttpTransport, Outcome, SyslogTransport
 from uba.domain.notifications import Notification
 
 
-def syslog_frame(fmt: str, envelope: dict, hostname: str) -> bytes:
+def syslog_frame(fmt: str, envelope: dict, hostname: str, options: RenderOptions) -> bytes:
     """The envelope as one octet-counted RFC 5424 message: a CEF line, or
     the OCSF/uba JSON as the message text."""
     if fmt == "cef":
-        return cef.envelope_frame(envelope, hostname)
+        return cef.envelope_frame(envelope, hostname, options)
     return cef.syslog_frame(
-        formats.render(fmt, envelope),
+        formats.render(fmt, envelope, options),
         hostname,
         severity=cef.syslog_severity(envelope),
         msgid=str(envelope["type"]),
@@ -32,6 +32,7 @@ class Channel:
     def __init__(self, destination: Destination):
         self.destination = destination
         self.hostname = destination.hostname or socket.gethostname()
+        self.options = RenderOptions(base_url=destination.base_url)
         self.transport: HttpTransport | SyslogTransport
         if destination.kind == "syslog":
             host, port = destination.address
@@ -48,9 +49,9 @@ class Channel:
         try:
             if isinstance(self.transport, SyslogTransport):
                 return self.transport.send(
-                    syslog_frame(d.format, notification.payload, self.hostname)
+                    syslog_frame(d.format, notification.payload, self.hostname, self.options)
                 )
-            body = formats.render(d.format, notification.payload)
+            body = formats.render(d.format, notification.payload, self.options)
         except (ValueError, KeyError, TypeError) as exc:  # EnvelopeError is a ValueError
             return Outcome(False, False, f"cannot render as {d.format}: {exc}")
         headers = {

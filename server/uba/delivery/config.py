@@ -41,6 +41,7 @@ FORMATS_OF_KIND = {
 }
 COMMON_KEYS = {
     "kind",
+    "base_url",
     "format",
     "min_severity",
     "detectors",
@@ -76,6 +77,8 @@ class Destination:
     address: tuple[str, int] = ("", 0)
     tls: bool = False
     hostname: str = ""
+    # Where analysts open uba: chat messages and OCSF findings link to it.
+    base_url: str = ""
     timeout_seconds: float = 10.0
     # Exponential backoff with jitter between these, then dead letters
     # once a message has waited dead_after_seconds.
@@ -144,6 +147,12 @@ def _destination(name: str, spec: object) -> Destination:
         if not isinstance(hostname, str) or len(hostname) > 255 or " " in hostname:
             raise NotifyConfigError(f"{where}.hostname: a host name without spaces")
         options["hostname"] = hostname
+    base_url = spec.get("base_url", "")
+    if base_url:
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+            raise NotifyConfigError(f"{where}.base_url: an http(s):// URL of the uba page")
+    options["base_url"] = base_url
     ca_file = spec.get("ca_file", "")
     if ca_file and not (isinstance(ca_file, str) and Path(ca_file).is_file()):
         raise NotifyConfigError(f"{where}.ca_file: not a readable file: {ca_file!r}")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import abc
 import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from uba.domain.anomalies import Feature, Severity
@@ -80,6 +82,11 @@ class Detector(abc.ABC):
     # MITRE ATT&CK ids its anomalies stand for ("T1078", "TA0001", ...),
     # overriding the table in uba.domain.attack; None: use the table.
     attack: ClassVar[tuple[str, ...] | None] = None
+    # Features of its anomalies that repeat another detector's finding
+    # (feature name -> that detector): a finding driven only by such features
+    # is not independent evidence beside those detectors' own findings, and
+    # an incident's score counts it once (uba.domain.incidents, `echoes`).
+    echoes: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:

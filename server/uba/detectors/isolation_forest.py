@@ -43,6 +43,7 @@ import time
 from array import array
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from uba.detectors import model_files
@@ -115,6 +116,19 @@ def _iso(ts: float | None) -> str | None:
 
 class IsolationForestDetector(Detector):
     name = NAME
+    # The forest sees a new address, device or country through the same
+    # baselines the novelty detectors judge: when only those features drive
+    # a finding, it repeats their findings rather than adding to them.
+    echoes = MappingProxyType(
+        {
+            "ip_surprise": "new_ip",
+            "distinct_ips": "new_ip",
+            "device_surprise": "new_device",
+            "distinct_devices": "new_device",
+            "country_surprise": "new_country",
+            "distinct_countries": "new_country",
+        }
+    )
     version = "1.0"
     family = "enhanced"
     description = (

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SHARED_STATE = "detector_windows"
 PRIORS = "priors"
+# A feature drives a finding when it accounts for at least this share of
+# its score (the explanations' contributions).
+DRIVING_SHARE = 0.15
 
 
 # The pending members of population detectors, whatever their address.
@@ -145,6 +148,10 @@ class Analyzer:
         # ATT&CK ids per detector: the class's `attack`, else the table.
         self.attack: dict[str, AttackMapping] = {
             d.name: attack_for(d.name, getattr(d, "attack", None)) for d in engine.detectors
+        }
+        # Per detector: feature -> the detector whose finding it repeats.
+        self.echoes: dict[str, Mapping[str, str]] = {
+            d.name: getattr(d, "echoes", None) or {} for d in engine.detectors
         }
         self._clock = clock
         self._cache: OrderedDict[str, tuple[int, UserBaseline]] = OrderedDict()
@@ -342,6 +349,7 @@ class Analyzer:
                         tactics=tuple(anomaly.tactics),
                         techniques=tuple(anomaly.techniques),
                         failed_login=bool(event and event.type is ActivityType.LOGIN_FAILURE),
+                        echoes=self._echoes_of(anomaly),
                     ),
                     alert,
                 )
@@ -466,6 +474,18 @@ class Analyzer:
             for item, seq in zip(items, storage.next_seqs(len(items)), strict=True):
                 item.seq = seq
             self._changes.extend(items)
+
+    def _echoes_of(self, anomaly: Anomaly) -> tuple[str, ...]:
+        """The detectors whose findings this anomaly only repeats: those its
+        detector names for the features that drove it, when every feature
+        with a real share of the score (DRIVING_SHARE) is such a feature."""
+        mapping = self.echoes.get(anomaly.detector)
+        if not mapping:
+            return ()
+        driving = [f for f in anomaly.features if f.contribution >= DRIVING_SHARE]
+        if not driving or any(f.name not in mapping for f in driving):
+            return ()
+        return tuple(sorted({mapping[f.name] for f in driving}))
 
     def take_changes(self) -> list[Alert | Incident]:
         """Every alert and incident change of the current transaction, in

@@ -123,6 +123,9 @@ class Member:
     techniques: tuple[str, ...] = ()
     # Its event is a failed login (during a campaign, part of the attack).
     failed_login: bool = False
+    # The detectors whose findings this one only repeats (its detector's
+    # `echoes`, when nothing else drove it); see IncidentPolicy.combined.
+    echoes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -145,6 +148,8 @@ class Signal:
     # signal of its detector (only those count).
     probability: float = 0.0
     counted: bool = False
+    # Detectors whose findings every member of this signal only repeated.
+    echoes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -161,6 +166,7 @@ class Signal:
             "active": self.active,
             "probability": self.probability,
             "counted": self.counted,
+            "echoes": self.echoes,
         }
 
     @classmethod
@@ -179,6 +185,7 @@ class Signal:
             active=d.get("active", True),
             probability=d.get("probability", 0.0),
             counted=d.get("counted", False),
+            echoes=list(d.get("echoes", [])),
         )
 
 
@@ -383,9 +390,12 @@ class IncidentPolicy:
                     last_seen_at=member.occurred_at,
                     tactics=list(member.tactics),
                     techniques=list(member.techniques),
+                    echoes=list(member.echoes),
                 )
             )
         else:
+            # A signal repeats other findings only while all its members do.
+            signal.echoes = [d for d in signal.echoes if d in member.echoes]
             signal.anomaly_count += 1
             signal.severity = max(signal.severity, member.severity)
             signal.first_seen_at = min(signal.first_seen_at, member.occurred_at)
@@ -422,7 +432,10 @@ class IncidentPolicy:
 
     def combined(self, signals: Iterable[Signal]) -> float:
         """The noisy-OR of the strongest open signal of each detector; marks
-        each signal's probability and whether it counted."""
+        each signal's probability and whether it counted. A signal that only
+        repeats findings the incident holds already (its `echoes` are all
+        among the other counted detectors) is not independent evidence, which
+        the noisy-OR assumes, and does not count."""
         best: dict[str, Signal] = {}
         for s in signals:
             s.probability = self.probability(s.severity, s.detector)
@@ -431,11 +444,16 @@ class IncidentPolicy:
                 s.detector not in best or s.probability > best[s.detector].probability
             ):
                 best[s.detector] = s
+        independent = [
+            s
+            for s in best.values()
+            if not s.echoes or not set(s.echoes) <= set(best) - {s.detector}
+        ]
         miss = 1.0
-        for s in best.values():
+        for s in independent:
             s.counted = True
             miss *= 1.0 - s.probability
-        return 1.0 - miss if best else 0.0
+        return 1.0 - miss if independent else 0.0
 
     def band(self, p: float) -> Severity:
         return next((sev for bound, sev in self.bands if p >= bound - 1e-9), Severity.LOW)
