@@ -5,10 +5,12 @@ the ingest group that stored its event."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,6 +21,10 @@ from support.server import ServerProcess, keyed_channel
 
 from uba.v1 import service_pb2, service_pb2_grpc
 
+DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana" / "uba.json"
+# Series that exist only with a model, on PostgreSQL's pool, or once a
+# training ran.
+CONDITIONAL = {"uba_model_age_seconds", "uba_db_pool_connections", "uba_db_pool_size"}
 _METRICS = re.compile(r"uba: metrics on (\S+)")
 
 
@@ -155,6 +161,20 @@ def test_metrics_count_exactly_what_ingest_did(backend, tmp_path, make_database_
             assert secret not in text
         labels = {k: v for (_n, ls) in after for k, v in ls}
         assert "user_id" not in labels
+
+        # Every series the Grafana dashboard queries is on the page.
+        families = {f.name for f in text_string_to_metric_families(text)}
+        names = families | {n for (n, _ls) in after}
+        queried = set(re.findall(r"uba_[a-z_]+", json.dumps(json.loads(DASHBOARD.read_text()))))
+        queried -= CONDITIONAL if backend == "sqlite" else {"uba_model_age_seconds"}
+        # (A family with no series yet, such as deliveries without
+        # destinations, is still described on the page.)
+        missing = {
+            q
+            for q in queried
+            if q not in names and re.sub(r"_(total|bucket|sum|count)$", "", q) not in families
+        }
+        assert missing == set()
 
         # A stream is counted while it is open.
         stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest())

@@ -86,8 +86,6 @@ class Metrics(Recorder):
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
         self.events_received = Counter(
             "uba_ingest_events_received",
             "Events received by ingest RPCs, before validation.",
@@ -264,6 +262,9 @@ class Metrics(Recorder):
     def serve(self, listen: str) -> tuple[str, int]:
         """Starts the HTTP server (GET /metrics) on HOST:PORT; returns the
         address it listens on."""
+        # The process's own series after uba's, which a reader looks for first.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
         try:
