@@ -17,8 +17,9 @@ OPENAPI := docs/openapi/uba.openapi.json
 
 # Starts the service on the embedded SQLite database (data in ./data). The
 # gateway serves the API reference page from tools/node_modules (Swagger UI).
+# Prometheus metrics on 127.0.0.1:9464/metrics (docs/operations.md).
 run: $(VENV)/.installed $(TOOLS)
-	$(VENV)/bin/uba serve --gateway-listen 127.0.0.1:8080
+	$(VENV)/bin/uba serve --gateway-listen 127.0.0.1:8080 --metrics-listen 127.0.0.1:9464
 
 # Runs every test: proto checks, then the whole pytest suite (SQLite and
 # PostgreSQL, real Envoy, real Chromium) twice: in enhanced mode (ML packages
@@ -53,13 +54,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[gateway,dev,ml,bench,windows]'
+	$(PIP) install -q -c constraints.txt -e '.[gateway,dev,ml,bench,windows,tracing]'
 	touch $@
 
 $(VENV_BASIC)/.installed: pyproject.toml constraints.txt
 	test -x $(VENV_BASIC)/bin/python || $(PYTHON) -m venv $(VENV_BASIC)
 	$(VENV_BASIC)/bin/python -m pip install -q --upgrade pip
-	$(VENV_BASIC)/bin/python -m pip install -q -c constraints.txt -e '.[gateway,dev,windows]'
+	$(VENV_BASIC)/bin/python -m pip install -q -c constraints.txt -e '.[gateway,dev,windows,tracing]'
 	touch $@
 
 tools: $(TOOLS)
@@ -104,7 +105,7 @@ proto-lint: $(TOOLS)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
-	.lock-venv/bin/pip install -q '.[gateway,dev,ml,bench]'
+	.lock-venv/bin/pip install -q '.[gateway,dev,ml,bench,windows,tracing]'
 	.lock-venv/bin/pip freeze --exclude uba | grep -v '^-e' > constraints.txt
 	rm -rf .lock-venv
 

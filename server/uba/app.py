@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from uba import observability
 from uba.api.alert_stream import AlertStream
 from uba.api.auth import AuthInterceptor
 from uba.api.broker import AlertBroker
@@ -52,6 +53,8 @@ from uba.domain.notifications import DestinationInfo, NotificationService, Notif
 from uba.domain.risk import RiskPolicy
 from uba.domain.training import TrainingService
 from uba.gateway.probe import is_loopback
+from uba.observability import tracing
+from uba.observability.writer import WriterTelemetry
 from uba.storage.database import Database
 from uba.storage.security import AuditWriter, SecurityRepository
 from uba.storage.store import Store
@@ -255,6 +258,10 @@ async def serve(settings: Settings) -> int:
                     "listen on a loopback address (127.0.0.1, ::1) or use API keys"
                 )
     services = build_services(settings)
+    metrics = start_metrics(settings, services) if settings.metrics_listen else None
+    tracer = tracing.start(settings.otlp_endpoint, version()) if settings.otlp_endpoint else None
+    if metrics is not None or tracer is not None:
+        services.ingest.telemetry = WriterTelemetry(metrics, tracer)
     if not settings.allow_anonymous:
         key_file = bootstrap_admin_key(services.security, settings.data_dir)
         if key_file is not None:
@@ -295,6 +302,9 @@ async def serve(settings: Settings) -> int:
 
     drain = DrainInterceptor()
     interceptors: list[grpc.aio.ServerInterceptor] = [drain]
+    if tracer is not None:
+        # First: the RPC's span covers authentication and the error mapping.
+        interceptors.insert(0, tracing.server_interceptor())
     # The bundled gateway proves with this secret that it wrote x-forwarded-for.
     gateway_token = secrets.token_urlsafe(32)
     key_refresher = None
@@ -446,11 +456,48 @@ async def serve(settings: Settings) -> int:
     # What is not sent yet stays in the outbox for the next start.
     await asyncio.to_thread(delivery.stop, min(settings.grace_period, 5.0))
     services.close()
+    if metrics is not None:
+        metrics.close()
+    tracing.stop()
     if gateway_died:
         log.error("stopped because the gateway died: exit status 1")
         return 1
     log.info("stopped")
     return 0
+
+
+def start_metrics(settings: Settings, services: Services):
+    """The Prometheus metrics of this process, served on --metrics-listen
+    (uba.observability.metrics): installed as the adapters' recorder, with
+    the scrape-time reads of the writer queue, the engine, the pool and
+    storage."""
+    from uba.observability.metrics import Metrics, StateCollector
+
+    metrics = Metrics()
+    destinations = [d.name for d in services.destinations]
+    metrics.declare(("RecordActivity", "RecordActivities"), destinations)
+    services.engine.measure_time()
+    metrics.add_collector(
+        StateCollector(
+            pending=lambda: services.ingest.pending,
+            max_pending=settings.max_pending_events,
+            engine=services.engine,
+            pool=services.database.engine.pool,
+            counts=lambda: services.store.operational_counts(destinations),
+            model_created_at=services.training.model_created_at,
+            build={
+                "version": version(),
+                "storage": services.database.backend,
+                "analytics": services.analytics_mode,
+            },
+        )
+    )
+    services.training.on_trained = metrics.trained
+    metrics.watch_gc()
+    observability.install(metrics)
+    host, port = metrics.serve(settings.metrics_listen)
+    print(f"uba: metrics on http://{host}:{port}/metrics", flush=True)
+    return metrics
 
 
 def tune_garbage_collector() -> None:

@@ -68,6 +68,8 @@ class Settings:
     )
     gateway_client_cert: str = ""  # the gateway's client certificate, needed with tls_client_ca
     gateway_client_key: str = ""  # its PEM private key
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus /metrics endpoint; empty: no metrics
+    otlp_endpoint: str = ""  # OTLP/HTTP collector URL traces are sent to; empty: no tracing
 
     @property
     def resolved_database_url(self) -> str:
@@ -166,6 +168,10 @@ class Settings:
             "with --tls-client-ca [UBA_GATEWAY_CLIENT_CERT]",
             "gateway_client_key": "PEM private key of --gateway-client-cert "
             "[UBA_GATEWAY_CLIENT_KEY]",
+            "metrics_listen": "serve Prometheus metrics at http://HOST:PORT/metrics, for the "
+            "scraper on the internal network (docs/operations.md) [UBA_METRICS_LISTEN, off]",
+            "otlp_endpoint": "send OpenTelemetry traces over OTLP/HTTP to this collector URL, "
+            "e.g. http://127.0.0.1:4318 (needs the 'tracing' extra) [UBA_OTLP_ENDPOINT, off]",
         }
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")

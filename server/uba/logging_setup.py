@@ -8,9 +8,12 @@ import logging
 import sys
 import time
 
+from uba.observability.tracing import trace_id
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ts (UTC), level, logger, msg, exc."""
+    """One JSON object per record: ts (UTC), level, logger, msg, exc, and
+    trace_id when the record was logged inside a traced span."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -20,6 +23,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if tid := trace_id():
+            entry["trace_id"] = tid
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

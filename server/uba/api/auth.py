@@ -39,6 +39,7 @@ import grpc
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
+from uba import observability
 from uba.api.calls import CallRecord, current_call
 from uba.api.errors import StreamBehavior, UnaryBehavior, to_status
 from uba.domain import errors
@@ -52,6 +53,17 @@ current_principal: ContextVar[str] = ContextVar("uba_principal", default=ANONYMO
 # The header by which the bundled gateway proves it is the hop that wrote
 # x-forwarded-for (Envoy sets it, replacing any a caller sent).
 GATEWAY_HEADER = "x-uba-gateway"
+
+
+def _refusal(exc: errors.DomainError) -> str:
+    """The metrics' reason for a refused call (a fixed set)."""
+    if isinstance(exc, errors.Unauthenticated):
+        return "unauthenticated"
+    if isinstance(exc, errors.PermissionDenied):
+        return "permission_denied"
+    if isinstance(exc, errors.ResourceExhausted):
+        return "rate_limited"
+    return "unavailable"
 
 
 def _describe(request: object) -> tuple[str, str]:
@@ -234,6 +246,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     key = await self._admit(call, scope, token)
                 except errors.DomainError as exc:
+                    observability.recorder.refused(name, _refusal(exc))
                     await context.abort_with_status(to_status(exc))
                 reset = current_principal.set(key.name)
                 try:
@@ -262,8 +275,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             current_call.set(call)
             try:
                 key = await self._admit(call, scope, token)
+            except errors.DomainError as exc:
+                observability.recorder.refused(name, _refusal(exc))
+                await context.abort_with_status(to_status(exc))
+            try:
                 self._streams.open(key.key_id)
             except errors.DomainError as exc:
+                observability.recorder.refused(name, "too_many_streams")
                 await context.abort_with_status(to_status(exc))
             reset = current_principal.set(key.name)
             try:

@@ -24,6 +24,7 @@ from grpc_status import rpc_status
 from uba.api.calls import note_status
 from uba.api.decoding import Undecodable, tolerant_deserializer
 from uba.domain import errors
+from uba.observability.tracing import trace_id as active_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def to_status(exc: errors.DomainError) -> grpc.Status:
 
 
 def _internal(method: str, exc: BaseException) -> grpc.Status:
-    trace_id = uuid.uuid4().hex[:16]
+    # The call's trace, when traced: the message leads to it.
+    trace_id = active_trace_id() or uuid.uuid4().hex[:16]
     log.error("unexpected error in %s (trace id %s)", method, trace_id, exc_info=exc)
     return rpc_status.to_status(
         status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error; trace id {trace_id}")

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.api import httpbody_pb2
 
+from uba import observability
 from uba.api import converters as conv
 from uba.api.alert_stream import AlertStream
 from uba.api.auth import current_principal
@@ -20,7 +21,7 @@ from uba.config import MAX_BATCH_SIZE
 from uba.domain.alerts import Alert
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
-from uba.domain.errors import InvalidArgument, Unimplemented
+from uba.domain.errors import DomainError, InvalidArgument, Unimplemented
 from uba.domain.incidents import Incident, IncidentService
 from uba.domain.ingest import IngestService
 from uba.domain.investigation import InvestigationService
@@ -88,9 +89,18 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     ) -> service_pb2.RecordActivityResponse:
         if not request.HasField("event"):
             raise InvalidArgument.single("event", "required")
-        (outcome,) = await self._bridge.wait(
-            self._ingest.record_one(conv.event_from_pb(request.event))
-        )
+        event = conv.event_from_pb(request.event)
+        recorder = observability.recorder
+        recorder.received("RecordActivity", (event.source,))
+        try:
+            (outcome,) = await self._bridge.wait(self._ingest.record_one(event))
+        except InvalidArgument:
+            recorder.ingest("RecordActivity", ((event.source, "invalid"),))
+            raise
+        except DomainError:  # queue full, storage unavailable
+            recorder.ingest("RecordActivity", ((event.source, "failed"),))
+            raise
+        recorder.ingest("RecordActivity", ((event.source, outcome.status.value),))
         return conv.record_activity_response(outcome)
 
     async def RecordActivities(
@@ -101,8 +111,20 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
                 "events", f"{len(request.events)} events; at most {MAX_BATCH} per batch"
             )
         events = [conv.event_from_pb(m) for m in request.events]
-        prepared, stored = self._ingest.record_batch(events)
-        outcomes = self._ingest.merge(prepared, await self._bridge.wait(stored) if stored else None)
+        recorder = observability.recorder
+        sources = [e.source for e in events]
+        recorder.received("RecordActivities", sources)
+        try:
+            prepared, stored = self._ingest.record_batch(events)
+            outcomes = self._ingest.merge(
+                prepared, await self._bridge.wait(stored) if stored else None
+            )
+        except DomainError:  # queue full, storage unavailable: no item was stored
+            recorder.ingest("RecordActivities", ((s, "failed") for s in sources))
+            raise
+        recorder.ingest(
+            "RecordActivities", zip(sources, (o.status.value for o in outcomes), strict=True)
+        )
         return conv.record_activities_response(outcomes)
 
     # -- the log ------------------------------------------------------------
@@ -123,12 +145,17 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         content_type, chunks = self._logs.export(conv.event_filter(request), request.format)
         sentinel = object()
-        while True:
-            # Each chunk may read a page from storage: keep that off the loop.
-            chunk = await self._blocking(next, chunks, sentinel)
-            if chunk is sentinel:
-                return
-            yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+        recorder = observability.recorder
+        recorder.stream_opened("ExportLogs")
+        try:
+            while True:
+                # Each chunk may read a page from storage: keep that off the loop.
+                chunk = await self._blocking(next, chunks, sentinel)
+                if chunk is sentinel:
+                    return
+                yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+        finally:
+            recorder.stream_closed("ExportLogs")
 
     async def GetDashboard(
         self, request: service_pb2.GetDashboardRequest, context: grpc.aio.ServicerContext
@@ -196,15 +223,20 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             request.detector,
             request.include_incidents,
         )
-        async for _kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
-            reply = service_pb2.StreamAlertsResponse(seq=seq)
-            if isinstance(item, Incident):
-                conv.incident_to_pb(item, reply.incident)
-            elif isinstance(item, Alert):
-                conv.alert_to_pb(item, reply.alert)
-            else:  # a heartbeat: the time it was sent
-                conv.set_timestamp(reply.heartbeat.sent_at, item)
-            yield reply
+        recorder = observability.recorder
+        recorder.stream_opened("StreamAlerts")
+        try:
+            async for _kind, item, seq in self._alert_stream.follow(flt, request.after_seq):
+                reply = service_pb2.StreamAlertsResponse(seq=seq)
+                if isinstance(item, Incident):
+                    conv.incident_to_pb(item, reply.incident)
+                elif isinstance(item, Alert):
+                    conv.alert_to_pb(item, reply.alert)
+                else:  # a heartbeat: the time it was sent
+                    conv.set_timestamp(reply.heartbeat.sent_at, item)
+                yield reply
+        finally:
+            recorder.stream_closed("StreamAlerts")
 
     async def AcknowledgeAlert(
         self, request: service_pb2.AcknowledgeAlertRequest, context: grpc.aio.ServicerContext

@@ -18,12 +18,15 @@ import random
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from uba import observability
 from uba.delivery.channels import Channel
 from uba.delivery.config import Destination
 from uba.domain.notifications import Notification
+from uba.observability import tracing
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,22 @@ class DestinationSender:
                 if due > now:
                     wait = (due - now).total_seconds()
                     break
-                outcome = self.channel.send(notification, now)
+                started = time.perf_counter()
+                with tracing.span(
+                    "uba.notification.deliver",
+                    **{
+                        "uba.destination": name,
+                        "uba.destination.kind": self.destination.kind,
+                        "uba.notification.message_id": notification.message_id,
+                        "uba.notification.attempt": notification.attempts + 1,
+                    },
+                ) as span:
+                    outcome = self.channel.send(notification, now)
+                    if not outcome.delivered:
+                        tracing.mark_failed(span, outcome.error)
+                observability.recorder.delivered(
+                    name, outcome.delivered, time.perf_counter() - started
+                )
                 notification.attempts += 1
                 if outcome.delivered:
                     notification.delivered_at = self.clock()
@@ -140,6 +158,7 @@ class DestinationSender:
             reason = error if not retryable else f"undeliverable for {age:.0f} s; last: {error}"
             with self.store.outbox() as outbox:
                 outbox.dead(n.position, n.attempts, reason)
+            observability.recorder.dead_letter(name)
             log.warning("notification %s to %s is a dead letter: %s", n.message_id, name, reason)
             return 0.0
         delay = backoff(self.destination, n.attempts, self._rng)

@@ -15,6 +15,7 @@ the user's baseline, the priors and the shared detector state, calls
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from uba.domain.ids import new_uuid7
 from uba.domain.priors import PriorBaselines
 from uba.domain.shared_state import SharedState
 from uba.domain.user_baseline import UserBaseline
+from uba.observability.histogram import FastHistogram
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,20 @@ class DetectionEngine:
         self._routes = {kind: tuple(ds) for kind, ds in routes.items()}
         # Exceptions per detector; a failing detector must not stop ingest.
         self.failures: Counter[str] = Counter()
+        # Anomalies found, by (detector, severity name): read by the metrics.
+        self.found: Counter[tuple[str, str]] = Counter()
+        # Seconds per event per detector (score and learn), once
+        # `measure_time` turned them on (--metrics-listen): by detector name,
+        # and per event type aligned with its route.
+        self.timings: dict[str, FastHistogram] = {}
+        self._route_timings: dict[ActivityType, tuple[FastHistogram, ...]] = {}
+
+    def measure_time(self) -> None:
+        """Times each detector on each event from now on (metrics)."""
+        self.timings = {d.name: FastHistogram() for d in self.detectors}
+        self._route_timings = {
+            kind: tuple(self.timings[d.name] for d in ds) for kind, ds in self._routes.items()
+        }
 
     @property
     def titles(self) -> dict[str, str]:
@@ -93,14 +109,19 @@ class DetectionEngine:
         ctx = DetectionContext(baseline, group_prior, prior_label, shared, clock)
         detectors = self._routes[event.type]
 
+        timed = self._route_timings.get(event.type) if self._route_timings else None
+        spent = [0.0] * len(detectors) if timed is not None else None
         findings: list[tuple[Detector, Finding]] = []
-        for detector in detectors:
+        for i, detector in enumerate(detectors):
+            started = time.perf_counter() if spent is not None else 0.0
             try:
                 for finding in detector.score_one(event, ctx):
                     findings.append((detector, finding))
             except Exception:
                 self.failures[detector.name] += 1
                 log.exception("detector %s failed to score event %s", detector.name, event.event_id)
+            if spent is not None:
+                spent[i] = time.perf_counter() - started
 
         quarantined = any(f.severity >= self.quarantine_at for _, f in findings)
         anomalies = (
@@ -115,12 +136,15 @@ class DetectionEngine:
         else:
             baseline.learn(event, clock)
         ctx.quarantined = quarantined
-        for detector in detectors:
+        for i, detector in enumerate(detectors):
+            started = time.perf_counter() if spent is not None else 0.0
             try:
                 detector.learn_one(event, ctx)
             except Exception:
                 self.failures[detector.name] += 1
                 log.exception("detector %s failed to learn event %s", detector.name, event.event_id)
+            if spent is not None and timed is not None:
+                timed[i].observe(spent[i] + time.perf_counter() - started)
         if prior is not None and not was_mature and baseline.mature:
             prior.include(baseline)
         return anomalies
@@ -163,6 +187,7 @@ class DetectionEngine:
             # Keep the contract (finite, >= 0) even for a misbehaving plug-in.
             log.warning("detector %s returned score %r; clamped", detector.name, finding.score)
             score = 0.0 if not score >= 0.0 else 1e308
+        self.found[(detector.name, finding.severity.name.lower())] += 1
         return Anomaly(
             anomaly_id=new_uuid7(),
             user_id=event.user_id,

@@ -60,6 +60,48 @@ class Outbox(Protocol):
     def enqueue(self, uow: Any, changes: Sequence) -> int: ...
 
 
+class GroupTelemetry(Protocol):
+    """One ingest group as telemetry sees it (a context manager around the
+    group's write): `committing` just before the transaction commits,
+    `committed` right after."""
+
+    def __enter__(self) -> GroupTelemetry: ...
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None: ...
+    def committing(self) -> None: ...
+    def committed(self) -> None: ...
+
+
+class WriterTelemetry(Protocol):
+    """Where the writer reports its groups (uba.observability.writer: metrics
+    and trace spans). `capture` runs on the caller's thread when it submits,
+    so that the group's span can join the caller's trace."""
+
+    def capture(self) -> Any: ...
+    def group(self, captured: list[Any], events: int) -> GroupTelemetry: ...
+
+
+class _Quiet:
+    """The telemetry of a server without metrics or traces."""
+
+    def capture(self) -> Any:
+        return None
+
+    def group(self, captured: list[Any], events: int) -> _Quiet:
+        return self
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        return None
+
+    def committing(self) -> None:
+        return None
+
+    def committed(self) -> None:
+        return None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -71,6 +113,8 @@ class _Job:
     # Instead of events: work that must run on the writer thread, in its own
     # transaction (the alert workflow changes baselines the writer owns).
     action: Callable[[IngestTransaction], Any] | None = None
+    # The submitting call's trace context (WriterTelemetry.capture).
+    trace: Any = None
 
 
 class IngestService:
@@ -86,8 +130,10 @@ class IngestService:
         max_pending_events: int = 100_000,
         linger: float = 0.001,
         outbox: Outbox | None = None,
+        telemetry: WriterTelemetry | None = None,
     ):
         self._store = store
+        self.telemetry: WriterTelemetry = telemetry or _Quiet()
         self._analysis = analysis
         self.outbox = outbox
         # Told about the alerts each commit created or changed (the broker).
@@ -157,9 +203,14 @@ class IngestService:
             if self._pending + len(events) > self._max_pending:
                 raise ResourceExhausted("ingest queue is full; retry shortly", retry_after=0.5)
             self._pending += len(events)
-        job = _Job(list(events), Future())
+        job = _Job(list(events), Future(), trace=self.telemetry.capture())
         self._queue.put(job)
         return job.future
+
+    @property
+    def pending(self) -> int:
+        """Events submitted and not yet written (the writer queue's depth)."""
+        return self._pending
 
     def run_exclusive(self, action: Callable[[IngestTransaction], Any]) -> Future:
         """Runs `action(uow)` on the writer thread in its own transaction;
@@ -261,13 +312,16 @@ class IngestService:
         received_at = self._clock()
         changed: list = []
         try:
-            with self._store.unit_of_work() as uow:
-                inserted, earlier = uow.store_events(unique, received_at)
-                if self._analysis is not None and inserted:
-                    changed = self._analysis.process(
-                        uow, [e for e in unique if e.event_id in inserted]
-                    )
-                    self._enqueue(uow, changed)
+            with self.telemetry.group([j.trace for j in jobs], len(unique)) as group:
+                with self._store.unit_of_work() as uow:
+                    inserted, earlier = uow.store_events(unique, received_at)
+                    if self._analysis is not None and inserted:
+                        changed = self._analysis.process(
+                            uow, [e for e in unique if e.event_id in inserted]
+                        )
+                        self._enqueue(uow, changed)
+                    group.committing()
+                group.committed()
         except Exception as exc:  # the database is down or refused the write
             if self._analysis is not None:
                 self._analysis.rollback()

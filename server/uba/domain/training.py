@@ -21,6 +21,7 @@ the next one waits until the stored span changes.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,14 @@ class TrainingService:
         # the last scheduled attempt that failed (too little history).
         self._pending_span: tuple[datetime, datetime] | None = None
         self._failed_span: tuple[datetime, datetime] | None = None
+        # Told each run's duration in seconds and whether it made a model
+        # (the metrics).
+        self.on_trained: Callable[[float, bool], None] | None = None
+
+    def model_created_at(self) -> str | None:
+        """When the model in use was trained (ISO 8601 UTC), or None."""
+        info = self._detector.model_info if self._detector is not None else None
+        return info.created_at if info is not None else None
 
     @property
     def available(self) -> bool:
@@ -75,12 +84,17 @@ class TrainingService:
             raise InvalidArgument.single("end_time", "must be after start_time")
         if not self._lock.acquire(blocking=False):
             raise FailedPrecondition("a training run is already in progress")
+        started, ok = time.monotonic(), False
         try:
-            return self._detector.train(self._history(EventFilter(start_time=start, end_time=end)))
+            info = self._detector.train(self._history(EventFilter(start_time=start, end_time=end)))
+            ok = True
+            return info
         except ValueError as exc:  # not enough history
             raise FailedPrecondition(str(exc)) from None
         finally:
             self._lock.release()
+            if self.on_trained is not None:
+                self.on_trained(time.monotonic() - started, ok)
 
     def _history(self, flt: EventFilter) -> Iterator[ActivityEvent]:
         for page in event_pages(self._reader, flt, PAGE):

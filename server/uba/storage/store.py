@@ -22,6 +22,7 @@ from uba.domain.notifications import Notification, NotificationStatus
 from uba.storage.database import Database
 from uba.storage.detection import DetectionRepository
 from uba.storage.events import EventKey, EventRepository
+from uba.storage.gauges import OperationalCounts, operational_counts
 from uba.storage.incidents import IncidentRepository
 from uba.storage.outbox import OutboxRepository
 
@@ -251,6 +252,11 @@ class Store:
     def notification_backlog(self) -> dict[str, dict[str, int]]:
         with self.outbox_read() as outbox:
             return outbox.backlog()
+
+    def operational_counts(self, destinations: list[str]) -> OperationalCounts:
+        """What the metrics scrape reads (uba.storage.gauges)."""
+        with self.database.read() as conn:
+            return operational_counts(conn, destinations)
 
     def ping(self) -> None:
         """Raises when the database cannot be reached."""
