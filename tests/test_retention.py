@@ -157,7 +157,8 @@ def test_expiry_keeps_what_is_young_or_open(database):
             h
             for (h,) in database.engine.connect().execute(
                 text(
-                    "SELECT DISTINCT hour FROM event_rollup UNION SELECT DISTINCT hour FROM user_hours"
+                    "SELECT DISTINCT hour FROM event_rollup "
+                    "UNION SELECT DISTINCT hour FROM user_hours"
                 )
             )
         }
