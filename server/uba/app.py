@@ -44,12 +44,14 @@ from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
+from uba.domain.erasure import ErasureService
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.incidents import IncidentService
 from uba.domain.ingest import IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
 from uba.domain.notifications import DestinationInfo, NotificationService, Notifier
+from uba.domain.retention import RetentionPolicy, RetentionService
 from uba.domain.risk import RiskPolicy
 from uba.domain.training import TrainingService
 from uba.gateway.probe import is_loopback
@@ -257,6 +259,7 @@ async def serve(settings: Settings) -> int:
                     f"uba: --allow-anonymous is refused with {flag} {address}: "
                     "listen on a loopback address (127.0.0.1, ::1) or use API keys"
                 )
+    retention = retention_policy(settings)
     services = build_services(settings)
     metrics = start_metrics(settings, services) if settings.metrics_listen else None
     tracer = tracing.start(settings.otlp_endpoint, version()) if settings.otlp_endpoint else None
@@ -294,6 +297,11 @@ async def serve(settings: Settings) -> int:
     ):  # import ML libraries and load models now, not on the first event
         if hasattr(detector, "warm_up"):
             await asyncio.to_thread(detector.warm_up)
+    expiry = (
+        asyncio.create_task(RetentionService(services.ingest, retention, utcnow).run_forever())
+        if retention.active
+        else None
+    )
     scheduler = (
         asyncio.create_task(train_on_schedule(services, settings.train_interval * 3600))
         if services.training.available and settings.train_interval > 0
@@ -369,6 +377,11 @@ async def serve(settings: Settings) -> int:
                 services.notifier,
                 [DestinationInfo(d.name, d.kind, d.format) for d in services.destinations],
                 delivery.poke,
+            ),
+            ErasureService(
+                services.ingest,
+                None if settings.disable_detection else services.analyzer,
+                utcnow,
             ),
         ),
         server,
@@ -449,6 +462,8 @@ async def serve(settings: Settings) -> int:
     await broker.close()
     if scheduler is not None:
         scheduler.cancel()
+    if expiry is not None:
+        expiry.cancel()
     # A moment for callers to see NOT_SERVING and UNAVAILABLE before the
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
@@ -498,6 +513,19 @@ def start_metrics(settings: Settings, services: Services):
     host, port = metrics.serve(settings.metrics_listen)
     print(f"uba: metrics on http://{host}:{port}/metrics", flush=True)
     return metrics
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    try:
+        return RetentionPolicy(
+            events_days=settings.retention_days,
+            anomaly_days=settings.anomaly_retention_days,
+            alert_days=settings.alert_retention_days,
+            notification_days=settings.notification_retention_days,
+            audit_days=settings.audit_retention_days,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"uba: retention: {exc}") from None
 
 
 def tune_garbage_collector() -> None:

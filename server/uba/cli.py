@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "uba.commands.dashboard",
     "uba.commands.model",
     "uba.commands.audit",
+    "uba.commands.users",
     "uba.commands.notify",
     "uba.commands.capabilities",
     "uba.commands.incidents",

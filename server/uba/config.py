@@ -70,6 +70,12 @@ class Settings:
     gateway_client_key: str = ""  # its PEM private key
     metrics_listen: str = ""  # HOST:PORT of the Prometheus /metrics endpoint; empty: no metrics
     otlp_endpoint: str = ""  # OTLP/HTTP collector URL traces are sent to; empty: no tracing
+    # Retention, in days; 0 keeps forever (docs/operations.md).
+    retention_days: int = 0  # events and their hourly rollups
+    anomaly_retention_days: int = 0  # anomalies not evidence of an open alert or incident
+    alert_retention_days: int = 0  # resolved alerts (with their anomalies) and incidents
+    notification_retention_days: int = 0  # delivered notifications
+    audit_retention_days: int = 0  # audit entries; at least the longest of the above
 
     @property
     def resolved_database_url(self) -> str:
@@ -172,6 +178,16 @@ class Settings:
             "scraper on the internal network (docs/operations.md) [UBA_METRICS_LISTEN, off]",
             "otlp_endpoint": "send OpenTelemetry traces over OTLP/HTTP to this collector URL, "
             "e.g. http://127.0.0.1:4318 (needs the 'tracing' extra) [UBA_OTLP_ENDPOINT, off]",
+            "retention_days": "days events (and their hourly counts) are kept; 0: forever "
+            "[UBA_RETENTION_DAYS, 0]",
+            "anomaly_retention_days": "days anomalies are kept, except the evidence of open "
+            "alerts and incidents; 0: forever [UBA_ANOMALY_RETENTION_DAYS, 0]",
+            "alert_retention_days": "days resolved alerts and incidents are kept after their "
+            "last change; open ones always stay; 0: forever [UBA_ALERT_RETENTION_DAYS, 0]",
+            "notification_retention_days": "days delivered notifications are kept; 0: forever "
+            "[UBA_NOTIFICATION_RETENTION_DAYS, 0]",
+            "audit_retention_days": "days audit entries are kept, at least as long as the others; "
+            "0: forever [UBA_AUDIT_RETENTION_DAYS, 0]",
         }
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")

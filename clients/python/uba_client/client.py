@@ -395,6 +395,11 @@ class UbaClient:
             ),
         )
 
+    def forget_user(self, user_id: str) -> service_pb2.ForgetUserResponse:
+        """Erases a person: their events and baseline go, their id becomes a
+        pseudonym in the facts kept (needs an admin key). Idempotent."""
+        return self._call(self.stub.ForgetUser, service_pb2.ForgetUserRequest(user_id=user_id))
+
     def list_notifications(
         self, destination: str = "", status: Any = 0, page_size: int = 0, page_token: str = ""
     ) -> service_pb2.ListNotificationsResponse:

@@ -17,10 +17,12 @@ from uba.api.alert_stream import AlertStream
 from uba.api.auth import current_principal
 from uba.api.bridge import LoopBridge
 from uba.api.broker import AlertSubscriptionFilter
+from uba.api.calls import current_call
 from uba.config import MAX_BATCH_SIZE
 from uba.domain.alerts import Alert
 from uba.domain.backfill import BackfillService
 from uba.domain.dashboard import DashboardService
+from uba.domain.erasure import ErasureService
 from uba.domain.errors import DomainError, InvalidArgument, Unimplemented
 from uba.domain.incidents import Incident, IncidentService
 from uba.domain.ingest import IngestService
@@ -62,6 +64,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         audit_trail: AuditTrail | None = None,
         incidents: IncidentService | None = None,
         notifications: NotificationService | None = None,
+        erasure: ErasureService | None = None,
     ):
         self._ingest = ingest
         self._logs = logs
@@ -75,6 +78,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         self._audit_trail = audit_trail
         self._incidents = incidents
         self._notifications = notifications
+        self._erasure = erasure
         # Built inside the running server, so the loop is the server's.
         self._bridge = LoopBridge(asyncio.get_running_loop())
 
@@ -324,6 +328,27 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
             user_count=result.user_count,
             anomaly_count=result.anomaly_count,
             alert_count=result.alert_count,
+        )
+
+    async def ForgetUser(
+        self, request: service_pb2.ForgetUserRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ForgetUserResponse:
+        if self._erasure is None:
+            raise Unimplemented("erasure is not available on this server")
+        # Not audited by the interceptor, whose entry would carry the id in
+        # clear: the erasure writes its own entry, with the pseudonym only.
+        call = current_call.get()
+        report = await self._blocking(
+            self._erasure.forget,
+            request.user_id,
+            current_principal.get(),
+            call.origin.describe() if call is not None else "",
+        )
+        return service_pb2.ForgetUserResponse(
+            pseudonym=report.pseudonym,
+            events_deleted=report.events_deleted,
+            records_deleted=report.records_deleted,
+            records_pseudonymised=report.records_pseudonymised,
         )
 
     async def TrainModel(

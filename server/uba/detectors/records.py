@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from uba.domain.shared_state import KeyedWindows, SharedState
+from uba.domain.shared_state import KeyedWindows, SharedState, names
 
 
 class RecordStore(KeyedWindows):
@@ -51,6 +51,12 @@ class RecordStore(KeyedWindows):
 
     def clear(self, key: str) -> None:
         self._records.pop(key, None)
+
+    def forget(self, name: str) -> int:
+        doomed = [key for key in self._records if names(key, name)]
+        for key in doomed:
+            del self._records[key]
+        return len(doomed)
 
     def keys(self) -> list[str]:
         return list(self._records)

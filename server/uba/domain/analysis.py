@@ -190,6 +190,14 @@ class Analyzer:
         uow.detection.save_state(PRIORS, self.prior.to_dict(), now)
         self._last_checkpoint = now
 
+    def forget_user(self, uow: AnalysisTransaction, user_id: str) -> None:
+        """Erasure: drops the user's cached baseline and their keys and
+        entries in the detector windows, and saves the windows without them
+        in this transaction (the baseline row itself storage deletes)."""
+        self._cache.pop(user_id, None)
+        self.shared.forget(user_id)
+        self.checkpoint(uow, force=True)
+
     # -- events -------------------------------------------------------------------
 
     def reset(self, uow: AnalysisTransaction) -> int:

@@ -106,6 +106,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _changes(result: Any) -> list:
+    """What an exclusive action's result tells subscribers: a list of
+    changes, one change, or (None: maintenance such as retention) nothing."""
+    if result is None:
+        return []
+    return result if isinstance(result, list) else [result]
+
+
 @dataclass
 class _Job:
     events: list[ActivityEvent]
@@ -271,7 +279,7 @@ class IngestService:
         try:
             with self._store.unit_of_work() as uow:
                 result = action(uow)
-                self._enqueue(uow, result if isinstance(result, list) else [result])
+                self._enqueue(uow, _changes(result))
         except Exception as exc:
             if self._analysis is not None:
                 self._analysis.rollback()
@@ -281,8 +289,7 @@ class IngestService:
             job.future.set_exception(exc)
             return
         job.future.set_result(result)
-        changed = result if isinstance(result, list) else [result]
-        self._notify(changed)
+        self._notify(_changes(result))
 
     def _enqueue(self, uow: IngestTransaction, changed: list) -> None:
         """In the transaction: the notifications of every change it made

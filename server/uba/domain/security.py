@@ -55,6 +55,7 @@ METHOD_SCOPES: dict[str, str] = {
     "ListAuditEvents": ADMIN,
     "AcknowledgeIncident": ADMIN,
     "ResolveIncident": ADMIN,
+    "ForgetUser": ADMIN,
 }
 # Services anyone may call: load balancers and tooling must not need a key.
 OPEN_SERVICES = (

@@ -18,6 +18,14 @@ from collections import deque
 from typing import Any
 
 
+def names(text: str, name: str) -> bool:
+    """Whether a window key or value names `name`: equal to it, or one of
+    its parts separated by a tab or a unit separator (sessions, peers)."""
+    if name not in text:
+        return False
+    return text == name or name in text.replace("\x1f", "\t").split("\t")
+
+
 class _Window:
     __slots__ = ("events", "values")
 
@@ -107,6 +115,23 @@ class KeyedWindows:
     def clear(self, key: str) -> None:
         self._windows.pop(key, None)
 
+    def forget(self, name: str) -> int:
+        """Drops every key and every entry naming `name` (a user id, alone or
+        as a tab- or unit-separated part); returns how many were dropped."""
+        dropped = 0
+        for key in [k for k in self._windows if names(k, name)]:
+            del self._windows[key]
+            dropped += 1
+        for window in self._windows.values():
+            if any(names(value, name) for value in window.values):
+                kept = [(ts, v) for ts, v in window.events if not names(v, name)]
+                dropped += len(window.events) - len(kept)
+                window.events = deque(kept)
+                window.values = {}
+                for _, v in kept:
+                    window.values[v] = window.values.get(v, 0) + 1
+        return dropped
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "window_seconds": self.window_seconds,
@@ -158,6 +183,10 @@ class SharedState:
 
     def names(self) -> list[str]:
         return list(self._windows)
+
+    def forget(self, user_id: str) -> int:
+        """Drops the user's keys and entries from every window (erasure)."""
+        return sum(windows.forget(user_id) for windows in self._windows.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {name: windows.to_dict() for name, windows in self._windows.items()}

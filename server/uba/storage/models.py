@@ -172,6 +172,7 @@ class AlertRow(Base):
     __table_args__ = (
         Index("ix_alerts_user_detector_status", "user_id", "detector", "status"),
         Index("ix_alerts_status_severity", "status", "severity"),
+        Index("ix_alerts_incident", "incident_id"),
     )
 
 
@@ -229,6 +230,7 @@ class IncidentMemberRow(Base):
     __table_args__ = (
         Index("ix_incident_members_user", "user_id", "incident_id"),
         Index("ix_incident_members_alert", "alert_id"),
+        Index("ix_incident_members_anomaly", "anomaly_id"),
     )
 
 
@@ -344,3 +346,22 @@ class DeliveryLeaseRow(Base):
     destination: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     until_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class PseudonymSecretRow(Base):
+    """The per-database key of erasure pseudonyms (one row, migration 0010)."""
+
+    __tablename__ = "pseudonym_secret"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+
+
+class AuditGrantRow(Base):
+    """A grant that lets the audit triggers pass one kind of change; it only
+    ever exists inside the transaction that makes the change (migration 0010)."""
+
+    __tablename__ = "audit_grants"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))

@@ -25,6 +25,7 @@ from uba.storage.events import EventKey, EventRepository
 from uba.storage.gauges import OperationalCounts, operational_counts
 from uba.storage.incidents import IncidentRepository
 from uba.storage.outbox import OutboxRepository
+from uba.storage.retention import RetentionRepository
 
 
 class Repositories:
@@ -41,6 +42,12 @@ class Repositories:
 class WriteTransaction(Repositories):
     """The ingest writer's transaction: its repositories, and the storing of
     a group of events."""
+
+    @property
+    def retention(self) -> RetentionRepository:
+        """Retention's and erasure's deletes (made on demand: ingest's
+        transactions never use them)."""
+        return RetentionRepository(self.events._conn, self.events.backend)  # noqa: SLF001
 
     def store_events(
         self, events: Sequence[ActivityEvent], received_at: datetime

@@ -594,3 +594,21 @@ class SendTestNotificationResponse(_message.Message):
     NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
     notification: _notifications_pb2.Notification
     def __init__(self, notification: _Optional[_Union[_notifications_pb2.Notification, _Mapping]] = ...) -> None: ...
+
+class ForgetUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ForgetUserResponse(_message.Message):
+    __slots__ = ("pseudonym", "events_deleted", "records_deleted", "records_pseudonymised")
+    PSEUDONYM_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_PSEUDONYMISED_FIELD_NUMBER: _ClassVar[int]
+    pseudonym: str
+    events_deleted: int
+    records_deleted: int
+    records_pseudonymised: int
+    def __init__(self, pseudonym: _Optional[str] = ..., events_deleted: _Optional[int] = ..., records_deleted: _Optional[int] = ..., records_pseudonymised: _Optional[int] = ...) -> None: ...

@@ -150,6 +150,11 @@ class BehaviorAnalyticsServiceStub:
                 request_serializer=uba_dot_v1_dot_service__pb2.SendTestNotificationRequest.SerializeToString,
                 response_deserializer=uba_dot_v1_dot_service__pb2.SendTestNotificationResponse.FromString,
                 _registered_method=True)
+        self.ForgetUser = channel.unary_unary(
+                '/uba.v1.BehaviorAnalyticsService/ForgetUser',
+                request_serializer=uba_dot_v1_dot_service__pb2.ForgetUserRequest.SerializeToString,
+                response_deserializer=uba_dot_v1_dot_service__pb2.ForgetUserResponse.FromString,
+                _registered_method=True)
 
 
 class BehaviorAnalyticsServiceServicer:
@@ -327,6 +332,17 @@ class BehaviorAnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetUser(self, request, context):
+        """Erases a person (the right to erasure): deletes their events, baseline,
+        risk and suppressions, and replaces their id by a pseudonym in anomalies,
+        alerts, incidents, notifications and the audit trail, which keep their
+        facts. Idempotent: a second call finds nothing left. Events recorded
+        after it are new activity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -439,6 +455,11 @@ def add_BehaviorAnalyticsServiceServicer_to_server(servicer, server):
                     servicer.SendTestNotification,
                     request_deserializer=uba_dot_v1_dot_service__pb2.SendTestNotificationRequest.FromString,
                     response_serializer=uba_dot_v1_dot_service__pb2.SendTestNotificationResponse.SerializeToString,
+            ),
+            'ForgetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetUser,
+                    request_deserializer=uba_dot_v1_dot_service__pb2.ForgetUserRequest.FromString,
+                    response_serializer=uba_dot_v1_dot_service__pb2.ForgetUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1040,6 +1061,33 @@ class BehaviorAnalyticsService:
             '/uba.v1.BehaviorAnalyticsService/SendTestNotification',
             uba_dot_v1_dot_service__pb2.SendTestNotificationRequest.SerializeToString,
             uba_dot_v1_dot_service__pb2.SendTestNotificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/uba.v1.BehaviorAnalyticsService/ForgetUser',
+            uba_dot_v1_dot_service__pb2.ForgetUserRequest.SerializeToString,
+            uba_dot_v1_dot_service__pb2.ForgetUserResponse.FromString,
             options,
             channel_credentials,
             insecure,
