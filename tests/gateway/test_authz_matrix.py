@@ -64,6 +64,10 @@ REQUESTS = {
         "/incidents/authz-none/resolve/",
         {"resolution": "RESOLUTION_BENIGN"},
     ),
+    "ForgetUser": ("POST", "/admin/users/authz-nobody/forget/", {}),
+    "ListNotifications": ("GET", "/admin/notifications/?page_size=1", None),
+    "RetryNotifications": ("POST", "/admin/notifications/retry/", {"destination": "authz-none"}),
+    "SendTestNotification": ("POST", "/admin/notifications/test/", {"destination": "authz-none"}),
 }
 GRPC_REQUESTS = {
     "ListLogs": {"page_size": 1},
@@ -80,6 +84,10 @@ GRPC_REQUESTS = {
     "GetIncident": {"incident_id": "authz-none"},
     "AcknowledgeIncident": {"incident_id": "authz-none"},
     "ResolveIncident": {"incident_id": "authz-none", "resolution": "RESOLUTION_BENIGN"},
+    "ForgetUser": {"user_id": "authz-nobody"},
+    "ListNotifications": {"page_size": 1},
+    "RetryNotifications": {"destination": "authz-none"},
+    "SendTestNotification": {"destination": "authz-none"},
 }
 CALLERS = ("no key", "unknown key", "revoked key", "expired key", "ingest", "read", "admin")
 

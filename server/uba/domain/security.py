@@ -56,6 +56,9 @@ METHOD_SCOPES: dict[str, str] = {
     "AcknowledgeIncident": ADMIN,
     "ResolveIncident": ADMIN,
     "ForgetUser": ADMIN,
+    "ListNotifications": ADMIN,
+    "RetryNotifications": ADMIN,
+    "SendTestNotification": ADMIN,
 }
 # Services anyone may call: load balancers and tooling must not need a key.
 OPEN_SERVICES = (
@@ -74,6 +77,8 @@ AUDITED_METHODS = frozenset(
         "TrainModel",
         "AcknowledgeIncident",
         "ResolveIncident",
+        "RetryNotifications",
+        "SendTestNotification",
     }
 )
 
