@@ -18,6 +18,8 @@ from datetime import datetime
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from uba.domain.errors import DomainError, ResourceExhausted, Unavailable
@@ -70,8 +72,8 @@ class NatsEventSink:
         self._timeout = timeout
         self._retry_after = retry_after
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._nc = None
-        self._js = None
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
         self._tasks: set[asyncio.Task] = set()
         self.partitions = 0
 

@@ -21,6 +21,8 @@ import time
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 
 from uba.domain.ingest import EventSink
@@ -79,8 +81,8 @@ class EventLogWorker:
         self._ack_wait = ack_wait
         self._batch = batch
         self.owner = owner or worker_id()
-        self._js = None
-        self._nc = None
+        self._js: JetStreamContext | None = None
+        self._nc: NatsClient | None = None
         self._consumers: dict[int, tuple[asyncio.Task, asyncio.Event]] = {}
         self.stored = 0  # messages committed and acknowledged by this process
 
