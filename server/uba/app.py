@@ -117,12 +117,14 @@ class Services:
 
     def close(self) -> None:
         # Keep the detector windows for the next start, then stop writing.
+        # (A front end of the event log learnt nothing: the workers save theirs.)
         try:
-            self.ingest.run_exclusive(
-                # The store's WriteTransaction is both ingest's narrow transaction
-                # and the analyzer's; uba.domain.ingest types only the former.
-                lambda tx: self.analyzer.checkpoint(tx, force=True)  # type: ignore[arg-type]
-            ).result(timeout=10)
+            if self.ingest.detects_locally:
+                self.ingest.run_exclusive(
+                    # The store's WriteTransaction is both ingest's narrow transaction
+                    # and the analyzer's; uba.domain.ingest types only the former.
+                    lambda tx: self.analyzer.checkpoint(tx, force=True)  # type: ignore[arg-type]
+                ).result(timeout=10)
         except Exception:  # noqa: BLE001 - losing them costs one window of detection
             log.warning("could not save detector state at shutdown", exc_info=True)
         self.ingest.close()

@@ -226,6 +226,12 @@ class IngestService:
     def outbox(self) -> Outbox | None:
         return self._commit.outbox
 
+    @property
+    def detects_locally(self) -> bool:
+        """False when events go to a sink: this process's detection state
+        learns nothing and must not overwrite what the workers saved."""
+        return self._sink is None
+
     def submit(self, events: list[ActivityEvent]) -> Future:
         """Hands valid events to the sink, or queues them for the writer.
         Refuses work past the pending bound rather than queueing without
