@@ -54,13 +54,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[gateway,dev,ml,bench,windows,tracing]'
+	$(PIP) install -q -c constraints.txt -e '.[gateway,dev,ml,bench,windows,tracing,eventlog]'
 	touch $@
 
 $(VENV_BASIC)/.installed: pyproject.toml constraints.txt
 	test -x $(VENV_BASIC)/bin/python || $(PYTHON) -m venv $(VENV_BASIC)
 	$(VENV_BASIC)/bin/python -m pip install -q --upgrade pip
-	$(VENV_BASIC)/bin/python -m pip install -q -c constraints.txt -e '.[gateway,dev,windows,tracing]'
+	$(VENV_BASIC)/bin/python -m pip install -q -c constraints.txt -e '.[gateway,dev,windows,tracing,eventlog]'
 	touch $@
 
 tools: $(TOOLS)

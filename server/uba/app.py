@@ -47,7 +47,7 @@ from uba.domain.dashboard import DashboardService
 from uba.domain.erasure import ErasureService
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.incidents import IncidentService
-from uba.domain.ingest import IngestService, utcnow
+from uba.domain.ingest import EventSink, IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
 from uba.domain.notifications import DestinationInfo, NotificationService, Notifier
@@ -122,12 +122,14 @@ class Services:
 
     def close(self) -> None:
         # Keep the detector windows for the next start, then stop writing.
+        # (A front end of the event log learnt nothing: the workers save theirs.)
         try:
-            self.ingest.run_exclusive(
-                # The store's WriteTransaction is both ingest's narrow transaction
-                # and the analyzer's; uba.domain.ingest types only the former.
-                lambda tx: self.analyzer.checkpoint(tx, force=True)  # type: ignore[arg-type]
-            ).result(timeout=10)
+            if self.ingest.detects_locally:
+                self.ingest.run_exclusive(
+                    # The store's WriteTransaction is both ingest's narrow transaction
+                    # and the analyzer's; uba.domain.ingest types only the former.
+                    lambda tx: self.analyzer.checkpoint(tx, force=True)  # type: ignore[arg-type]
+                ).result(timeout=10)
         except Exception:  # noqa: BLE001 - losing them costs one window of detection
             log.warning("could not save detector state at shutdown", exc_info=True)
         self.ingest.close()
@@ -150,7 +152,7 @@ def with_enhanced_defaults(registry: DetectorRegistry, config: dict, settings: S
     return config
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, sink: EventSink | None = None) -> Services:
     try:
         destinations = load_notify_config(settings.notify)
     except NotifyConfigError as exc:
@@ -183,6 +185,7 @@ def build_services(settings: Settings) -> Services:
         None if settings.disable_detection else analyzer,  # type: ignore[arg-type]
         max_pending_events=settings.max_pending_events,
         outbox=notifier,
+        sink=sink,
     )
     mode = "enhanced" if any(d.family == "enhanced" for d in engine.detectors) else "basic"
     return Services(
@@ -260,7 +263,14 @@ async def serve(settings: Settings) -> int:
                     "listen on a loopback address (127.0.0.1, ::1) or use API keys"
                 )
     retention = retention_policy(settings)
-    services = build_services(settings)
+    event_log = event_log_sink(settings) if settings.event_log else None
+    services = build_services(settings, event_log)
+    if event_log is not None:
+        try:
+            await event_log.start()
+        except Exception as exc:  # noqa: BLE001 - unreachable, or no JetStream there
+            services.close()
+            raise SystemExit(f"uba: event log {settings.event_log}: {exc!r}") from None
     metrics = start_metrics(settings, services) if settings.metrics_listen else None
     tracer = tracing.start(settings.otlp_endpoint, version()) if settings.otlp_endpoint else None
     if metrics is not None or tracer is not None:
@@ -468,6 +478,8 @@ async def serve(settings: Settings) -> int:
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
     await server.stop(settings.grace_period)
+    if event_log is not None:
+        await event_log.close()
     # What is not sent yet stays in the outbox for the next start.
     await asyncio.to_thread(delivery.stop, min(settings.grace_period, 5.0))
     services.close()
@@ -526,6 +538,95 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
         )
     except ValueError as exc:
         raise SystemExit(f"uba: retention: {exc}") from None
+
+
+def event_log_limits(settings: Settings):
+    from uba.eventlog.layout import StreamLimits
+
+    return StreamLimits(
+        partitions=settings.event_log_partitions,
+        max_msgs=settings.event_log_max_msgs,
+        max_bytes=settings.event_log_max_bytes,
+    )
+
+
+def _require_shared_database(settings: Settings) -> None:
+    """Front ends and workers of one log must share a database."""
+    if not settings.database_url.startswith("postgresql"):
+        raise SystemExit(
+            "uba: --event-log needs --database-url postgresql://... shared by the front ends "
+            "and workers"
+        )
+
+
+def event_log_sink(settings: Settings):
+    """The front end's sink: events go to the log, not the local writer."""
+    _require_shared_database(settings)
+    try:
+        from uba.eventlog.publisher import NatsEventSink
+    except ImportError:
+        raise SystemExit("uba: --event-log needs nats-py: install uba[eventlog]") from None
+    try:
+        return NatsEventSink(
+            settings.event_log,
+            event_log_limits(settings),
+            utcnow,
+            timeout=settings.event_log_timeout,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"uba: --event-log: {exc}") from None
+
+
+async def run_worker(settings: Settings) -> int:
+    """`uba worker`: consumes owned partitions of the event log into the
+    database through the same writer (GroupCommit) as the embedded mode."""
+    if not settings.event_log:
+        raise SystemExit("uba worker: --event-log nats://HOST:PORT is required")
+    _require_shared_database(settings)
+    try:
+        from uba.eventlog.worker import EventLogWorker
+    except ImportError:
+        raise SystemExit("uba: --event-log needs nats-py: install uba[eventlog]") from None
+    services = build_services(settings)
+    for detector in services.engine.detectors:
+        if hasattr(detector, "warm_up"):
+            await asyncio.to_thread(detector.warm_up)
+    try:
+        worker = EventLogWorker(
+            settings.event_log,
+            event_log_limits(settings),
+            services.ingest,
+            lease_seconds=settings.worker_lease_seconds,
+            ack_wait=settings.worker_ack_wait,
+            batch=settings.worker_batch,
+        )
+    except ValueError as exc:
+        services.close()
+        raise SystemExit(f"uba: --event-log: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ready = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop, ready))
+    ready_wait = asyncio.create_task(ready.wait())
+    await asyncio.wait((task, ready_wait), return_when=asyncio.FIRST_COMPLETED)
+    if ready.is_set():
+        tune_garbage_collector()
+        print(
+            f"uba: worker {worker.owner} consuming {settings.event_log} "
+            f"(storage: {services.database.backend}, analytics: {services.analytics_mode})",
+            flush=True,
+        )
+    code = 0
+    try:
+        await task
+    except Exception as exc:  # noqa: BLE001 - NATS unreachable at start, or no JetStream
+        log.error("worker stopped: %r", exc)
+        code = 1
+    ready_wait.cancel()
+    services.close()
+    return code
 
 
 def tune_garbage_collector() -> None:

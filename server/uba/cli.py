@@ -14,6 +14,7 @@ import sys
 # Command modules, in the order `uba --help` lists them.
 COMMAND_MODULES = (
     "uba.commands.serve",
+    "uba.commands.worker",
     "uba.commands.db",
     "uba.commands.keys",
     "uba.commands.gateway",

@@ -76,6 +76,15 @@ class Settings:
     alert_retention_days: int = 0  # resolved alerts (with their anomalies) and incidents
     notification_retention_days: int = 0  # delivered notifications
     audit_retention_days: int = 0  # audit entries; at least the longest of the above
+    # The partitioned event log (docs/scaling.md); empty: the embedded writer.
+    event_log: str = ""  # nats://HOST:PORT[,HOST:PORT...]
+    event_log_partitions: int = 16  # when the stream is created; read back afterwards
+    event_log_max_msgs: int = 1_000_000  # unstored events the stream holds (at creation)
+    event_log_max_bytes: int = 1 << 30  # and their bytes (at creation)
+    event_log_timeout: float = 5.0  # seconds a publish may wait for JetStream's ack
+    worker_lease_seconds: float = 10.0  # a dead worker's partitions move after this
+    worker_ack_wait: float = 30.0  # seconds before an unacknowledged message is redelivered
+    worker_batch: int = 500  # messages a worker fetches from a partition at once
 
     @property
     def resolved_database_url(self) -> str:
@@ -116,9 +125,12 @@ class Settings:
         return str(Path(self.data_dir) / "models")
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Adds one flag per field; flags default to None so that the
-        environment and then the field default fill what was not given."""
+    def add_arguments(
+        cls, parser: argparse.ArgumentParser, only: frozenset[str] | None = None
+    ) -> None:
+        """Adds one flag per field (of `only`, when given); flags default to
+        None so that the environment and then the field default fill what
+        was not given."""
         help_texts = {
             "listen": "gRPC address HOST:PORT (port 0 picks a free one) "
             "[UBA_LISTEN, 127.0.0.1:50051]",
@@ -188,8 +200,27 @@ class Settings:
             "[UBA_NOTIFICATION_RETENTION_DAYS, 0]",
             "audit_retention_days": "days audit entries are kept, at least as long as the others; "
             "0: forever [UBA_AUDIT_RETENTION_DAYS, 0]",
+            "event_log": "nats://HOST:PORT[,HOST:PORT...]: publish events to the partitioned "
+            "event log on NATS JetStream (serve) or consume it (worker); docs/scaling.md "
+            "[UBA_EVENT_LOG, none: the embedded writer]",
+            "event_log_partitions": "partitions of the event stream when it is created "
+            "[UBA_EVENT_LOG_PARTITIONS, 16]",
+            "event_log_max_msgs": "events the stream holds before publishes answer "
+            "RESOURCE_EXHAUSTED (at creation) [UBA_EVENT_LOG_MAX_MSGS, 1000000]",
+            "event_log_max_bytes": "bytes the stream holds (at creation) "
+            "[UBA_EVENT_LOG_MAX_BYTES, 1 GiB]",
+            "event_log_timeout": "seconds a publish waits for JetStream before RESOURCE_EXHAUSTED "
+            "[UBA_EVENT_LOG_TIMEOUT, 5]",
+            "worker_lease_seconds": "term of a worker's partition leases; a dead worker's "
+            "partitions move after it [UBA_WORKER_LEASE_SECONDS, 10]",
+            "worker_ack_wait": "seconds before a message a worker did not acknowledge is "
+            "redelivered (at consumer creation) [UBA_WORKER_ACK_WAIT, 30]",
+            "worker_batch": "messages a worker takes from a partition at once "
+            "[UBA_WORKER_BATCH, 500]",
         }
         for f in fields(cls):
+            if only is not None and f.name not in only:
+                continue
             flag = "--" + f.name.replace("_", "-")
             if f.type in (bool, "bool"):
                 parser.add_argument(

@@ -5,6 +5,10 @@ all concurrent calls into one transaction (group commit): many small calls
 cost one commit instead of one each, and on SQLite there is a single writer
 by construction. A caller's future resolves only after its transaction
 committed, so an acknowledgement always means "durable".
+
+Where valid events go is a port, `EventSink`: by default the writer queue
+here; a front end of a partitioned event log (uba.eventlog) publishes them
+instead, and its workers run the same `GroupCommit` on what they consume.
 """
 
 from __future__ import annotations
@@ -102,6 +106,15 @@ class _Quiet:
         return None
 
 
+class EventSink(Protocol):
+    """Makes valid events durable. The future resolves to one RecordOutcome
+    per event, in order (ACCEPTED or DUPLICATE), once they are durable, or
+    raises a DomainError (ResourceExhausted, Unavailable). Submitting may
+    raise ResourceExhausted at once."""
+
+    def submit(self, events: list[ActivityEvent]) -> Future: ...
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -112,6 +125,69 @@ def _changes(result: Any) -> list:
     if result is None:
         return []
     return result if isinstance(result, list) else [result]
+
+
+@dataclass
+class Committed:
+    """What one group's transaction did."""
+
+    unique: list[ActivityEvent]  # the group without repeated ids, first one kept
+    inserted: set[str]  # ids stored by this transaction
+    earlier: dict[str, datetime]  # the others: when they were first received
+    changed: list  # alerts and incidents created or changed
+
+
+class GroupCommit:
+    """Stores a group of events and runs detection on the new ones, with
+    the notifications of what changed, in ONE transaction. The ingest
+    writer thread and the event-log workers both commit through this, so
+    a stored event and what detection learned from it never diverge."""
+
+    def __init__(self, store: WriteStore, analysis: Analysis | None, outbox: Outbox | None):
+        self.store = store
+        self.analysis = analysis
+        self.outbox = outbox
+
+    def commit(
+        self,
+        events: Sequence[ActivityEvent],
+        received_at: datetime,
+        before_commit: Callable[[], None] | None = None,
+    ) -> Committed:
+        """Raises what storage raised, after forgetting the cached state the
+        failed transaction had changed. `before_commit` runs last inside the
+        transaction (telemetry's commit timer)."""
+        seen: set[str] = set()
+        unique: list[ActivityEvent] = []
+        for e in events:
+            if e.event_id not in seen:
+                seen.add(e.event_id)
+                unique.append(e)
+        changed: list = []
+        try:
+            with self.store.unit_of_work() as uow:
+                inserted, earlier = uow.store_events(unique, received_at)
+                if self.analysis is not None and inserted:
+                    changed = self.analysis.process(
+                        uow, [e for e in unique if e.event_id in inserted]
+                    )
+                    self.enqueue(uow, changed)
+                if before_commit is not None:
+                    before_commit()
+        except BaseException:
+            if self.analysis is not None:
+                self.analysis.rollback()
+            raise
+        return Committed(unique, inserted, earlier, changed)
+
+    def enqueue(self, uow: IngestTransaction, changed: list) -> None:
+        """In the transaction: the notifications of every change it made
+        (the analysis knows them all, also those a workflow action makes
+        besides its result), delivered exactly when the changes commit."""
+        if self.analysis is not None:
+            changed = self.analysis.take_changes()
+        if self.outbox is not None and changed:
+            self.outbox.enqueue(uow, changed)
 
 
 @dataclass
@@ -126,7 +202,9 @@ class _Job:
 
 
 class IngestService:
-    """Validates events and hands valid ones to the group-commit writer."""
+    """Validates events and hands valid ones to the sink: by default its own
+    group-commit writer, or an event log (`sink`). Workflow actions
+    (`run_exclusive`) always run on the writer thread."""
 
     def __init__(
         self,
@@ -139,11 +217,13 @@ class IngestService:
         linger: float = 0.001,
         outbox: Outbox | None = None,
         telemetry: WriterTelemetry | None = None,
+        sink: EventSink | None = None,
     ):
         self._store = store
         self.telemetry: WriterTelemetry = telemetry or _Quiet()
         self._analysis = analysis
-        self.outbox = outbox
+        self._commit = GroupCommit(store, analysis, outbox)
+        self._sink = sink
         # Told about the alerts each commit created or changed (the broker).
         self.on_committed = on_committed
         self._clock = clock
@@ -204,9 +284,22 @@ class IngestService:
         it = iter(stored or ())
         return [o if o is not None else next(it) for o in prepared]
 
+    @property
+    def outbox(self) -> Outbox | None:
+        return self._commit.outbox
+
+    @property
+    def detects_locally(self) -> bool:
+        """False when events go to a sink: this process's detection state
+        learns nothing and must not overwrite what the workers saved."""
+        return self._sink is None
+
     def submit(self, events: list[ActivityEvent]) -> Future:
-        """Queues valid events for the writer. Refuses work past the pending
-        bound rather than queueing without limit."""
+        """Hands valid events to the sink, or queues them for the writer.
+        Refuses work past the pending bound rather than queueing without
+        limit."""
+        if self._sink is not None:
+            return self._sink.submit(events)
         with self._pending_lock:
             if self._pending + len(events) > self._max_pending:
                 raise ResourceExhausted("ingest queue is full; retry shortly", retry_after=0.5)
@@ -279,7 +372,7 @@ class IngestService:
         try:
             with self._store.unit_of_work() as uow:
                 result = action(uow)
-                self._enqueue(uow, _changes(result))
+                self._commit.enqueue(uow, _changes(result))
         except Exception as exc:
             if self._analysis is not None:
                 self._analysis.rollback()
@@ -291,15 +384,6 @@ class IngestService:
         job.future.set_result(result)
         self._notify(_changes(result))
 
-    def _enqueue(self, uow: IngestTransaction, changed: list) -> None:
-        """In the transaction: the notifications of every change it made
-        (the analysis knows them all, also those a workflow action makes
-        besides its result), delivered exactly when the changes commit."""
-        if self._analysis is not None:
-            changed = self._analysis.take_changes()
-        if self.outbox is not None and changed:
-            self.outbox.enqueue(uow, changed)
-
     def _notify(self, changed: list) -> None:
         if self.on_committed is not None and changed:
             try:
@@ -308,37 +392,21 @@ class IngestService:
                 log.exception("alert notification failed")
 
     def _write_group(self, jobs: list[_Job]) -> None:
-        events = [e for job in jobs for e in job.events]
-        # The first of several events with one id wins; later ones are duplicates.
-        seen: set[str] = set()
-        unique: list[ActivityEvent] = []
-        for e in events:
-            if e.event_id not in seen:
-                seen.add(e.event_id)
-                unique.append(e)
         received_at = self._clock()
-        changed: list = []
+        events = [e for job in jobs for e in job.events]
         try:
-            with self.telemetry.group([j.trace for j in jobs], len(unique)) as group:
-                with self._store.unit_of_work() as uow:
-                    inserted, earlier = uow.store_events(unique, received_at)
-                    if self._analysis is not None and inserted:
-                        changed = self._analysis.process(
-                            uow, [e for e in unique if e.event_id in inserted]
-                        )
-                        self._enqueue(uow, changed)
-                    group.committing()
+            with self.telemetry.group([j.trace for j in jobs], len(events)) as group:
+                done = self._commit.commit(events, received_at, before_commit=group.committing)
                 group.committed()
         except Exception as exc:  # the database is down or refused the write
-            if self._analysis is not None:
-                self._analysis.rollback()
-            log.exception("storing %d events failed", len(unique))
+            log.exception("storing %d events failed", len(events))
             error = Unavailable(
                 f"storage unavailable: {type(exc).__name__}; retry with the same event_id"
             )
             for job in jobs:
                 job.future.set_exception(error)
             return
+        inserted, earlier = done.inserted, done.earlier
         first_claimed: set[str] = set()
         for job in jobs:
             results = []
@@ -354,4 +422,4 @@ class IngestService:
                         )
                     )
             job.future.set_result(results)
-        self._notify(changed)
+        self._notify(done.changed)

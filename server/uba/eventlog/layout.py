@@ -1,0 +1,86 @@
+"""What front ends and workers agree on: the stream, its subjects, the
+partition of a user, the lease bucket, and the wire form of an event."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from uba.api import converters as conv
+from uba.domain.events import ActivityEvent
+from uba.v1 import events_pb2
+
+STREAM = "UBA_EVENTS"
+SUBJECT_PREFIX = "uba.events"
+# Key-value bucket of the partition leases and the worker membership.
+LEASE_BUCKET = "UBA_EVENTLOG_LEASES"
+MEMBERS_KEY = "members"
+# The partition count lives in the stream's description (nats-server 2.9
+# has no stream metadata): every process reads it back rather than trusting
+# its own setting, so all agree even if their flags differ.
+_DESCRIPTION = "uba activity events; partitions={n}"
+_PARTITIONS = re.compile(r"partitions=(\d+)")
+# Storage errors of a publish that mean "full" (discard=new at a limit).
+STREAM_FULL_ERR_CODE = 10077
+
+
+def subject(partition: int) -> str:
+    return f"{SUBJECT_PREFIX}.{partition}"
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """Stable across processes and Python versions (str hash is salted)."""
+    return zlib.crc32(user_id.encode("utf-8")) % partitions
+
+
+def durable(partition: int) -> str:
+    """The pull consumer of a partition: one, shared by its successive owners."""
+    return f"uba-p{partition}"
+
+
+def lease_key(partition: int) -> str:
+    return f"partition.{partition}"
+
+
+def describe(partitions: int) -> str:
+    return _DESCRIPTION.format(n=partitions)
+
+
+def partitions_in(description: str | None) -> int:
+    match = _PARTITIONS.search(description or "")
+    if not match:
+        raise ValueError(f"stream {STREAM} does not say its partition count: {description!r}")
+    return int(match.group(1))
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Chosen when the stream is created; later front ends read them back."""
+
+    partitions: int = 16
+    max_msgs: int = 1_000_000
+    max_bytes: int = 1 << 30
+    duplicate_window: float = 600.0  # seconds JetStream remembers Nats-Msg-Id
+
+
+def servers(url: str) -> list[str]:
+    """`nats://h1:4222,h2:4222` -> one URL per server."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("nats", "tls") or not parsed.netloc:
+        raise ValueError(f"not a nats:// URL: {url!r}")
+    hosts = [h.strip() for h in parsed.netloc.split(",") if h.strip()]
+    return [f"{parsed.scheme}://{h}" for h in hosts]
+
+
+def encode(event: ActivityEvent) -> bytes:
+    m = events_pb2.ActivityEvent()
+    conv.event_to_pb(event, m)
+    return m.SerializeToString()
+
+
+def decode(data: bytes) -> ActivityEvent:
+    m = events_pb2.ActivityEvent()
+    m.ParseFromString(data)
+    return conv.event_from_pb(m)

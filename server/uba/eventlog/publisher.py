@@ -1,0 +1,167 @@
+"""The front end's EventSink: publishes each valid event to its user's
+partition and answers once JetStream has stored it.
+
+nats-py is asyncio, like grpc.aio: publishes run on the server's event
+loop. `submit` keeps the port's contract (a concurrent Future, as the
+writer thread resolves it) so that the servicer and its LoopBridge stay as
+they are; the publish task resolves that Future on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from uba.domain.errors import DomainError, ResourceExhausted, Unavailable
+from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
+from uba.eventlog import layout
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_stream(js, limits: layout.StreamLimits) -> int:
+    """Creates the stream with `limits` unless it exists; returns the
+    partition count the stream was created with."""
+    try:
+        info = await js.stream_info(layout.STREAM)
+    except nats.js.errors.NotFoundError:
+        config = StreamConfig(
+            name=layout.STREAM,
+            description=layout.describe(limits.partitions),
+            subjects=[f"{layout.SUBJECT_PREFIX}.*"],
+            # A message leaves the stream once its worker acknowledged it:
+            # the limits bound what the workers have not stored yet.
+            retention=RetentionPolicy.WORK_QUEUE,
+            discard=DiscardPolicy.NEW,
+            max_msgs=limits.max_msgs,
+            max_bytes=limits.max_bytes,
+            storage=StorageType.FILE,
+            duplicate_window=limits.duplicate_window,
+        )
+        try:
+            info = await js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # another process created it first
+            info = await js.stream_info(layout.STREAM)
+    return layout.partitions_in(info.config.description)
+
+
+class NatsEventSink:
+    """EventSink of a front end. `start()` on the loop before serving."""
+
+    def __init__(
+        self,
+        url: str,
+        limits: layout.StreamLimits,
+        clock: Callable[[], datetime],
+        timeout: float = 5.0,
+        retry_after: float = 1.0,
+    ):
+        self._servers = layout.servers(url)
+        self._limits = limits
+        self._clock = clock
+        self._timeout = timeout
+        self._retry_after = retry_after
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.partitions = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._nc = await nats.connect(
+            self._servers,
+            name="uba-frontend",
+            connect_timeout=5,
+            max_reconnect_attempts=-1,  # keep trying; calls answer UNAVAILABLE meanwhile
+            reconnect_time_wait=0.5,
+        )
+        self._js = self._nc.jetstream(timeout=self._timeout)
+        self.partitions = await ensure_stream(self._js, self._limits)
+        log.info(
+            "event log: publishing to stream %s (%d partitions) on %s",
+            layout.STREAM,
+            self.partitions,
+            ",".join(self._servers),
+        )
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None:
+            await self._nc.drain()
+
+    def submit(self, events: list[ActivityEvent]) -> Future:
+        if self._loop is None or self._nc is None:
+            raise Unavailable("event log not started")
+        if not self._nc.is_connected:
+            # Fail fast: a publish would sit in the reconnect buffer until
+            # its timeout, and the caller can try another front end now.
+            raise Unavailable("event log unreachable; retry with the same event_id")
+        future: Future = Future()
+        coro = self._publish_all(events, future)
+        if self._on_loop():
+            task = self._loop.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:  # a caller on another thread (an importer, a test)
+            asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # no loop runs on this thread
+            return False
+
+    async def _publish_all(self, events: list[ActivityEvent], future: Future) -> None:
+        # Concurrently: JetStream answers each publish, and the acks of a
+        # batch overlap instead of costing one round trip each.
+        results = await asyncio.gather(*(self._publish(e) for e in events), return_exceptions=True)
+        now = self._clock()
+        outcomes: list[RecordOutcome] = []
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, BaseException):
+                future.set_exception(self._domain_error(result))
+                return
+            status = RecordStatus.DUPLICATE if result.duplicate else RecordStatus.ACCEPTED
+            outcomes.append(RecordOutcome(event.event_id, status, now))
+        future.set_result(outcomes)
+
+    async def _publish(self, event: ActivityEvent):
+        assert self._js is not None
+        partition = layout.partition_of(event.user_id, self.partitions)
+        return await self._js.publish(
+            layout.subject(partition),
+            layout.encode(event),
+            # JetStream drops a second message with this id inside its
+            # duplicate window and answers duplicate=True.
+            headers={"Nats-Msg-Id": event.event_id},
+            stream=layout.STREAM,
+        )
+
+    def _domain_error(self, exc: BaseException) -> DomainError:
+        if isinstance(exc, DomainError):
+            return exc
+        if isinstance(exc, nats.js.errors.APIError) and exc.err_code == layout.STREAM_FULL_ERR_CODE:
+            return ResourceExhausted(
+                f"event log is full ({exc.description}); retry with the same event_id",
+                retry_after=self._retry_after,
+            )
+        if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError):
+            return ResourceExhausted(
+                "event log did not acknowledge in time; retry with the same event_id",
+                retry_after=self._retry_after,
+            )
+        log.warning("publishing to the event log failed: %r", exc)
+        return Unavailable(f"event log unavailable: {type(exc).__name__}; retry")

@@ -1,0 +1,291 @@
+"""The worker's consumer loop: owns partitions (uba.eventlog.leases), pulls
+batches from each owned partition's durable consumer, hands them to the
+same writer the embedded mode uses (the domain's EventSink: IngestService,
+whose GroupCommit stores the events and runs detection in one
+transaction), and acknowledges the messages after that commit.
+
+A crash between commit and ack means redelivery, which the writer answers
+with DUPLICATE: nothing is stored or learnt twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
+
+from uba.domain.ingest import EventSink
+from uba.eventlog import layout
+from uba.eventlog.leases import Leases
+from uba.eventlog.publisher import ensure_stream
+
+log = logging.getLogger(__name__)
+
+# Seconds a pull request waits at the server for messages; also how long a
+# stopping consumer may take to hand back what it was sent.
+PULL_EXPIRES = 1.0
+# Seconds to wait for more messages once one arrived, before storing.
+GATHER = 0.005
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+async def lease_bucket(js):
+    try:
+        return await js.key_value(layout.LEASE_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=layout.LEASE_BUCKET, history=1))
+
+
+async def consumer_lag(js, partitions: int) -> dict[int, int]:
+    """Per partition: messages not yet acknowledged by a worker (waiting
+    plus delivered-but-unacknowledged)."""
+    lag: dict[int, int] = {}
+    for partition in range(partitions):
+        try:
+            info = await js.consumer_info(layout.STREAM, layout.durable(partition))
+        except nats.js.errors.NotFoundError:
+            continue
+        lag[partition] = (info.num_pending or 0) + (info.num_ack_pending or 0)
+    return lag
+
+
+class EventLogWorker:
+    def __init__(
+        self,
+        url: str,
+        limits: layout.StreamLimits,
+        sink: EventSink,
+        lease_seconds: float = 10.0,
+        ack_wait: float = 30.0,
+        batch: int = 500,
+        owner: str = "",
+    ):
+        self._servers = layout.servers(url)
+        self._limits = limits
+        self._sink = sink
+        self._lease_seconds = lease_seconds
+        self._ack_wait = ack_wait
+        self._batch = batch
+        self.owner = owner or worker_id()
+        self._js: JetStreamContext | None = None
+        self._nc: NatsClient | None = None
+        self._consumers: dict[int, tuple[asyncio.Task, asyncio.Event]] = {}
+        self.stored = 0  # messages committed and acknowledged by this process
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        nc = await nats.connect(
+            self._servers,
+            name=f"uba-worker-{self.owner}",
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        self._nc = nc
+        js = self._js = nc.jetstream(timeout=5.0)
+        partitions = await ensure_stream(js, self._limits)
+        await self._ensure_consumers(js, partitions)
+        leases = Leases(await lease_bucket(js), self.owner, partitions, self._lease_seconds)
+        log.info(
+            "worker %s: stream %s, %d partitions, lease %.1fs",
+            self.owner,
+            layout.STREAM,
+            partitions,
+            self._lease_seconds,
+        )
+        if ready is not None:
+            ready.set()
+        tick = self._lease_seconds / 3
+        last_report = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    await self._round(leases)
+                except (nats.errors.Error, TimeoutError) as exc:
+                    log.warning("lease round failed: %r", exc)
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    await self._report(js, leases)
+                try:
+                    await asyncio.wait_for(stop.wait(), tick)
+                except TimeoutError:
+                    pass
+        finally:
+            for partition in list(self._consumers):
+                await self._stop_consumer(partition)
+            try:
+                await leases.leave()
+            except (nats.errors.Error, TimeoutError):
+                log.warning("could not give back the leases; they expire on their own")
+            await nc.drain()
+
+    async def _round(self, leases: Leases) -> None:
+        await leases.heartbeat()
+        for partition in await leases.renew():
+            # Lost: stop fetching at once; what is in flight is committed
+            # idempotently whoever commits it.
+            self._signal_stop(partition)
+        for partition in leases.surplus():
+            await self._stop_consumer(partition)
+            await leases.release(partition)
+            log.info("gave back partition %d (share %d)", partition, leases.target())
+        gained = await leases.acquire()
+        for partition in sorted(gained):
+            self._start_consumer(partition)
+        if gained:
+            log.info("owns partitions %s", sorted(leases.owned))
+        # A consumer that ended on its own (lost lease) is forgotten.
+        for partition, (task, _) in list(self._consumers.items()):
+            if task.done() and partition not in leases.owned:
+                del self._consumers[partition]
+
+    async def _report(self, js, leases: Leases) -> None:
+        try:
+            lag = await consumer_lag(js, leases.partitions)
+        except (nats.errors.Error, TimeoutError):
+            return
+        mine = sum(lag.get(p, 0) for p in leases.owned)
+        log.info(
+            "worker %s: %d partitions owned, %d events stored, lag %d (all partitions %d)",
+            self.owner,
+            len(leases.owned),
+            self.stored,
+            mine,
+            sum(lag.values()),
+        )
+
+    async def _ensure_consumers(self, js, partitions: int) -> None:
+        for partition in range(partitions):
+            config = ConsumerConfig(
+                durable_name=layout.durable(partition),
+                filter_subject=layout.subject(partition),
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                # Messages of a worker that died unacknowledged come back
+                # after this; it bounds the failover with the lease term.
+                ack_wait=self._ack_wait,
+                max_ack_pending=self._batch * 4,
+            )
+            try:
+                await js.add_consumer(layout.STREAM, config)
+            except nats.js.errors.BadRequestError:
+                pass  # exists (maybe created with other settings by another worker)
+
+    def _start_consumer(self, partition: int) -> None:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(self._consume(partition, stopping))
+        self._consumers[partition] = (task, stopping)
+
+    def _signal_stop(self, partition: int) -> None:
+        entry = self._consumers.get(partition)
+        if entry is not None:
+            entry[1].set()
+
+    async def _stop_consumer(self, partition: int) -> None:
+        entry = self._consumers.pop(partition, None)
+        if entry is None:
+            return
+        task, stopping = entry
+        stopping.set()
+        try:
+            await asyncio.wait_for(task, self._ack_wait)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+        except Exception:  # noqa: BLE001 - already logged by the task
+            pass
+
+    async def _consume(self, partition: int, stopping: asyncio.Event) -> None:
+        """Pulls with our own requests rather than nats-py's `fetch`: with
+        short fetch timeouts its lingering pull requests outlived the call
+        against nats-server 2.9 and messages sat unacknowledged until the
+        ack wait ran out (reproduced under an idle-then-burst load). Here one
+        inbox receives everything; any status (request expired, no messages,
+        conflict) or silence ends the open request and the next is sent."""
+        assert self._nc is not None
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
+        api = f"$JS.API.CONSUMER.MSG.NEXT.{layout.STREAM}.{layout.durable(partition)}"
+        request = json.dumps(
+            {"batch": self._batch, "expires": int(PULL_EXPIRES * 1_000_000_000)}
+        ).encode()
+        open_for = 0  # messages the open pull request may still deliver
+        try:
+            while not stopping.is_set():
+                if open_for == 0:
+                    await self._nc.publish(api, request, reply=inbox)
+                    open_for = self._batch
+                msgs: list = []
+                wait = PULL_EXPIRES + 0.5
+                while open_for > 0 and len(msgs) < self._batch:
+                    try:
+                        msg = await sub.next_msg(timeout=wait)
+                    except (nats.errors.TimeoutError, TimeoutError):
+                        if wait > GATHER:  # silence: the request is gone
+                            open_for = 0
+                        break
+                    if msg.headers and msg.headers.get("Status"):
+                        if msg.headers["Status"] != "100":  # not a heartbeat
+                            open_for = 0
+                        continue
+                    msgs.append(msg)
+                    open_for -= 1
+                    wait = GATHER  # take what follows at once, then store
+                if msgs:
+                    await self._store(partition, msgs)
+            # Stopping: what the open request still delivers goes back now,
+            # not after the ack wait.
+            while open_for > 0:
+                try:
+                    msg = await sub.next_msg(timeout=PULL_EXPIRES + 0.5)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    break
+                if msg.headers and msg.headers.get("Status"):
+                    if msg.headers["Status"] != "100":
+                        break
+                    continue
+                await msg.nak()
+        finally:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+
+    async def _store(self, partition: int, msgs: list) -> None:
+        events, good = [], []
+        for msg in msgs:
+            try:
+                events.append(layout.decode(msg.data))
+                good.append(msg)
+            except Exception:  # noqa: BLE001 - a message no worker can read
+                log.error(
+                    "partition %d: dropping an undecodable message (seq %s)",
+                    partition,
+                    msg.metadata.sequence.stream,
+                )
+                await msg.term()
+        if not events:
+            return
+        try:
+            await asyncio.wrap_future(self._sink.submit(events))
+        except Exception as exc:  # noqa: BLE001 - storage down or the writer full: later
+            log.warning("partition %d: storing %d events failed: %s", partition, len(events), exc)
+            for msg in good:
+                await msg.nak(delay=1.0)
+            await asyncio.sleep(1.0)
+            return
+        for msg in good:
+            await msg.ack()
+        self.stored += len(good)
