@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from support.server import ChildProcess
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 _CONSUMING = re.compile(r"uba: worker (\S+) consuming")
@@ -81,7 +82,7 @@ class NatsServer:
                 self.proc.wait()
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """`python -m uba worker` with its own data dir."""
 
     def __init__(self, data_dir: Path, database_url: str, event_log: str, *extra: str):
@@ -137,22 +138,3 @@ class WorkerProcess:
             if match:
                 owned.discard(int(match.group(1)))
         return owned
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log(self) -> str:
-        return "".join(self.output)

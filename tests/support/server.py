@@ -50,7 +50,35 @@ def keyed_channel(address: str, key: str) -> grpc.Channel:
     return grpc.intercept_channel(channel, _WithKey(key)) if key else channel
 
 
-class ServerProcess:
+class ChildProcess:
+    """A uba process the tests started: stopped with SIGTERM (then waited
+    for), or killed; its output kept."""
+
+    proc: subprocess.Popen | None = None
+    output: list[str]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+
+class ServerProcess(ChildProcess):
     """`python -m uba serve` with its own data dir; `.address` once started."""
 
     def __init__(
@@ -141,20 +169,4 @@ class ServerProcess:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log(self) -> str:
-        return "".join(self.output)
+        return super().stop(timeout)
