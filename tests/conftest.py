@@ -9,10 +9,16 @@ its own): `unit` for tests/unit and the modules that mark themselves
 `fault` for tests/faults; `browser` for the Chromium tests; `gateway` for the
 rest of tests/gateway (real Envoy); `e2e` for everything else (a real server
 process on real ports).
+
+`make test` runs the suite twice, in enhanced and in basic mode. A module
+whose subject does not depend on the analytics mode (delivery, the event
+log, retention, the REST fuzzer...) marks itself `one_mode`: it runs in the
+enhanced pass only and is skipped, saying so, in the basic one.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -38,11 +44,18 @@ def _tier(item: pytest.Item) -> str:
     return "e2e"
 
 
+BASIC_MODE = importlib.util.find_spec("sklearn") is None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = _tier(item)
         if not item.get_closest_marker(tier):
             item.add_marker(tier)
+        if BASIC_MODE and item.get_closest_marker("one_mode"):
+            item.add_marker(
+                pytest.mark.skip(reason="independent of the analytics mode: runs in enhanced mode")
+            )
 
 
 def _require_postgres() -> None:

@@ -19,6 +19,8 @@ from support.events import API_CALL, FAILURE, LOGIN, event, stored_events, uniqu
 
 from uba.v1 import service_pb2
 
+pytestmark = pytest.mark.one_mode
+
 
 def burst(user: str) -> list:
     now = datetime.now(UTC)

@@ -21,7 +21,7 @@ from uba.v1 import service_pb2
 # How long the receiver is away in the outage test: the minute.
 OUTAGE_SECONDS = 60
 
-pytestmark = scaled_timeout(300)
+pytestmark = [scaled_timeout(300), pytest.mark.one_mode]
 
 
 def config(tmp_path, url: str) -> str:
