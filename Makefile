@@ -23,12 +23,13 @@ run: $(VENV)/.installed $(TOOLS)
 
 # Runs every test: proto checks, then the whole pytest suite (SQLite and
 # PostgreSQL, real Envoy, real Chromium) twice: in enhanced mode (ML packages
-# installed) and in basic mode (without them).
+# installed) and in basic mode (without them). Each pass lists its slowest
+# tests, to keep the whole within its time budget.
 test: $(VENV)/.installed $(VENV_BASIC)/.installed lint proto-check proto-lint
 	@echo "== enhanced mode (numpy, scipy, scikit-learn installed)"
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 	@echo "== basic mode (standard library detectors only)"
-	$(VENV_BASIC)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV_BASIC)/bin/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 # The fast tier: unit and in-process tests (pytest marker `unit`), both modes,
 # about a minute each. Tiers: unit, e2e, gateway, browser, fault (tests/conftest.py).
