@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -108,26 +107,7 @@ class WorkerProcess(ChildProcess):
 
     def start(self, timeout: float = 30.0) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc and self.proc.stdout
-            for line in self.proc.stdout:
-                self.output.append(line)
-                match = _CONSUMING.search(line)
-                if match and not ready.is_set():
-                    self.owner = match.group(1)
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("worker did not start:\n" + self.log())
+        self.owner = self._launch(self.args, env, _CONSUMING, timeout).group(1)
         return self
 
     def owned(self) -> set[int]:

@@ -57,6 +57,33 @@ class ChildProcess:
     proc: subprocess.Popen | None = None
     output: list[str]
 
+    def _launch(self, args: list[str], env: dict[str, str], ready: re.Pattern, timeout: float):
+        """Starts `args`, keeps its output, and waits for the first line that
+        matches `ready`; returns that match. Raises (after killing it) when
+        the process ends or the time runs out first."""
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        found: list[re.Match] = []
+        seen = threading.Event()
+
+        def pump() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                self.output.append(line)
+                match = ready.search(line)
+                if match and not seen.is_set():
+                    found.append(match)
+                    seen.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not seen.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"{args[3]} did not start:\n" + self.log())
+        return found[0]
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, then wait; returns the exit code."""
         if self.proc is None:
@@ -123,26 +150,7 @@ class ServerProcess(ChildProcess):
             args.append("--allow-anonymous")
         env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
         env.update(self.env)
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc and self.proc.stdout
-            for line in self.proc.stdout:
-                self.output.append(line)
-                match = _LISTENING.search(line)
-                if match and not ready.is_set():
-                    self.address = match.group(1)
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("server did not start:\n" + "".join(self.output))
+        self.address = self._launch(args, env, _LISTENING, timeout).group(1)
         key_file = self.data_dir / "admin.key"
         if not self.anonymous and not self.api_key and key_file.exists():
             self.api_key = key_file.read_text().strip()
