@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # A sender renews its lease on every round; another process takes the
 # destination over this long after the holder stopped renewing.
 LEASE_SECONDS = 15.0
+# The lease is renewed once less than this is left of it.
+RENEW_BEFORE = timedelta(seconds=LEASE_SECONDS * 2 / 3)
 # How often an idle sender looks for work written by other processes.
 POLL_SECONDS = 1.0
 # Messages read per round; marked delivered together in one transaction.
@@ -60,6 +62,7 @@ class DestinationSender:
         self.channel = Channel(destination)
         self.wake = threading.Event()
         self._stopping = False
+        self._lease_until: datetime | None = None
         self._rng = random.Random()
         self._thread = threading.Thread(
             target=self._run, name=f"uba-deliver-{destination.name}", daemon=True
@@ -94,11 +97,16 @@ class DestinationSender:
         """Sends what is due; returns how long to wait before the next round."""
         name = self.destination.name
         now = self.clock()
-        with self.store.outbox() as outbox:
-            if not outbox.acquire_lease(
-                name, self.owner, now, now + timedelta(seconds=LEASE_SECONDS)
-            ):
-                return POLL_SECONDS
+        if self._lease_until is None or now >= self._lease_until - RENEW_BEFORE:
+            # A write transaction only to take or renew the lease: an idle
+            # sender that holds it reads the outbox without one.
+            until = now + timedelta(seconds=LEASE_SECONDS)
+            with self.store.outbox() as outbox:
+                if not outbox.acquire_lease(name, self.owner, now, until):
+                    self._lease_until = None
+                    return POLL_SECONDS
+            self._lease_until = until
+        with self.store.outbox_read() as outbox:
             batch = outbox.head(name, BATCH)
         if not batch:
             return POLL_SECONDS
