@@ -110,8 +110,7 @@ def uba(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "worker"])
-@pytest.mark.parametrize("replicas", ["0", "6"])
+@pytest.mark.parametrize(("command", "replicas"), [("serve", "6"), ("worker", "0")])
 def test_replicas_outside_one_to_five_are_refused_naming_the_flag(
     command, replicas, nats_server, tmp_path, make_database_url
 ):
