@@ -218,9 +218,9 @@ class EventLogWorker:
                 # after this; it bounds the failover with the lease term.
                 ack_wait=self._ack_wait,
                 max_ack_pending=self._batch * 4,
-                # Acknowledgements are replicated like the messages: a
-                # consumer leader's death neither loses nor repeats work
-                # beyond the unacknowledged batch.
+                # Acknowledgements are replicated like the messages: a new
+                # consumer leader knows what was acknowledged and redelivers
+                # only the rest (acks sent to a dying leader included).
                 num_replicas=shape.replicas,
             )
             # Looked up first: its leader answers that, while creating needs
