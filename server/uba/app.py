@@ -270,7 +270,7 @@ async def serve(settings: Settings) -> int:
             await event_log.start()
         except Exception as exc:  # noqa: BLE001 - unreachable, or no JetStream there
             services.close()
-            raise SystemExit(f"uba: event log {settings.event_log}: {exc!r}") from None
+            raise SystemExit(f"uba: event log {settings.event_log}: {_said(exc)}") from None
     metrics = start_metrics(settings, services) if settings.metrics_listen else None
     tracer = tracing.start(settings.otlp_endpoint, version()) if settings.otlp_endpoint else None
     if metrics is not None or tracer is not None:
@@ -543,11 +543,23 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
 def event_log_limits(settings: Settings):
     from uba.eventlog.layout import StreamLimits
 
-    return StreamLimits(
-        partitions=settings.event_log_partitions,
-        max_msgs=settings.event_log_max_msgs,
-        max_bytes=settings.event_log_max_bytes,
-    )
+    try:
+        return StreamLimits(
+            partitions=settings.event_log_partitions,
+            max_msgs=settings.event_log_max_msgs,
+            max_bytes=settings.event_log_max_bytes,
+            replicas=settings.event_log_replicas,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"uba: {exc}") from None
+
+
+def _said(exc: BaseException) -> str:
+    """An event-log failure for the operator: our own refusals say what to
+    change; NATS's errors are shown with their type."""
+    from uba.eventlog.layout import EventLogRefused
+
+    return str(exc) if isinstance(exc, EventLogRefused) else repr(exc)
 
 
 def _require_shared_database(settings: Settings) -> None:
@@ -587,6 +599,7 @@ async def run_worker(settings: Settings) -> int:
         from uba.eventlog.worker import EventLogWorker
     except ImportError:
         raise SystemExit("uba: --event-log needs nats-py: install uba[eventlog]") from None
+    limits = event_log_limits(settings)  # refused before anything is opened
     services = build_services(settings)
     for detector in services.engine.detectors:
         if hasattr(detector, "warm_up"):
@@ -594,7 +607,7 @@ async def run_worker(settings: Settings) -> int:
     try:
         worker = EventLogWorker(
             settings.event_log,
-            event_log_limits(settings),
+            limits,
             services.ingest,
             lease_seconds=settings.worker_lease_seconds,
             ack_wait=settings.worker_ack_wait,
@@ -622,7 +635,7 @@ async def run_worker(settings: Settings) -> int:
     try:
         await task
     except Exception as exc:  # noqa: BLE001 - NATS unreachable at start, or no JetStream
-        log.error("worker stopped: %r", exc)
+        log.error("worker stopped: %s", _said(exc))
         code = 1
     ready_wait.cancel()
     services.close()

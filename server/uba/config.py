@@ -82,6 +82,7 @@ class Settings:
     event_log_max_msgs: int = 1_000_000  # unstored events the stream holds (at creation)
     event_log_max_bytes: int = 1 << 30  # and their bytes (at creation)
     event_log_timeout: float = 5.0  # seconds a publish may wait for JetStream's ack
+    event_log_replicas: int = 1  # copies of the stream, leases and consumers (at creation)
     worker_lease_seconds: float = 10.0  # a dead worker's partitions move after this
     worker_ack_wait: float = 30.0  # seconds before an unacknowledged message is redelivered
     worker_batch: int = 500  # messages a worker fetches from a partition at once
@@ -211,6 +212,9 @@ class Settings:
             "[UBA_EVENT_LOG_MAX_BYTES, 1 GiB]",
             "event_log_timeout": "seconds a publish waits for JetStream before RESOURCE_EXHAUSTED "
             "[UBA_EVENT_LOG_TIMEOUT, 5]",
+            "event_log_replicas": "copies JetStream keeps of the stream, the lease bucket and the "
+            "consumers, 1 to 5; more than 1 needs a NATS cluster of at least that many servers "
+            "(at creation) [UBA_EVENT_LOG_REPLICAS, 1]",
             "worker_lease_seconds": "term of a worker's partition leases; a dead worker's "
             "partitions move after it [UBA_WORKER_LEASE_SECONDS, 10]",
             "worker_ack_wait": "seconds before a message a worker did not acknowledge is "

@@ -79,6 +79,16 @@ def test_resource_exhausted_carries_the_retry_delay():
     assert info.retry_delay.ToMilliseconds() == 1250
 
 
+def test_unavailable_carries_a_retry_delay_only_when_it_has_one():
+    status = mapping.to_status(errors.Unavailable("no stream leader", retry_after=1.0))
+    assert status.code == grpc.StatusCode.UNAVAILABLE
+    (detail,) = rich_status(status).details
+    info = error_details_pb2.RetryInfo()
+    assert detail.Unpack(info)
+    assert info.retry_delay.ToMilliseconds() == 1000
+    assert not rich_status(mapping.to_status(errors.Unavailable("database down"))).details
+
+
 def test_many_violations_are_cut_to_the_limit_with_a_count_of_the_rest():
     error = errors.InvalidArgument(
         [FieldViolation(f"events[{i}].user_id", "required") for i in range(25)]

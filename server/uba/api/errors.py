@@ -2,8 +2,9 @@
 
 An interceptor wraps every handler, unary and streaming. Domain errors become
 their status with rich details (google.rpc.BadRequest for field violations,
-google.rpc.RetryInfo for limits); anything unexpected becomes INTERNAL with a
-generic message and a trace id that is logged with the stack trace.
+google.rpc.RetryInfo for limits, and for outages that say when to retry);
+anything unexpected becomes INTERNAL with a generic message and a trace id
+that is logged with the stack trace.
 
 The interceptor also installs the tolerant request decoding of
 uba.api.decoding, whose Undecodable requests it refuses here.
@@ -79,9 +80,10 @@ def to_status(exc: errors.DomainError) -> grpc.Status:
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.BadRequest(field_violations=violations))
         status.details.append(detail)
-    if isinstance(exc, errors.ResourceExhausted):
+    retry_after = getattr(exc, "retry_after", None)  # ResourceExhausted, some Unavailable
+    if retry_after is not None:
         delay = duration_pb2.Duration()
-        delay.FromMilliseconds(int(exc.retry_after * 1000))
+        delay.FromMilliseconds(int(retry_after * 1000))
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         status.details.append(detail)

@@ -25,6 +25,7 @@ WORKER_SETTINGS = frozenset(
         "event_log_partitions",
         "event_log_max_msgs",
         "event_log_max_bytes",
+        "event_log_replicas",
         "worker_lease_seconds",
         "worker_ack_wait",
         "worker_batch",

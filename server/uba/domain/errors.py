@@ -51,7 +51,12 @@ class ResourceExhausted(DomainError):
 
 
 class Unavailable(DomainError):
-    """A dependency (the database) is down; the call may be retried as is."""
+    """A dependency (the database) is down; the call may be retried as is,
+    after `retry_after` seconds when the cause says how long (else None)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unimplemented(DomainError):

@@ -24,6 +24,8 @@ _DESCRIPTION = "uba activity events; partitions={n}"
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 # Storage errors of a publish that mean "full" (discard=new at a limit).
 STREAM_FULL_ERR_CODE = 10077
+# JetStream keeps at most five replicas of a stream.
+MAX_REPLICAS = 5
 
 
 def subject(partition: int) -> str:
@@ -63,6 +65,47 @@ class StreamLimits:
     max_msgs: int = 1_000_000
     max_bytes: int = 1 << 30
     duplicate_window: float = 600.0  # seconds JetStream remembers Nats-Msg-Id
+    # Copies of the stream, the lease bucket and the consumers; >1 needs a
+    # cluster of at least that many JetStream servers.
+    replicas: int = 1
+
+    def __post_init__(self):
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise ValueError(
+                f"--event-log-replicas must be 1 to {MAX_REPLICAS} (JetStream's limit), "
+                f"got {self.replicas}"
+            )
+
+
+@dataclass(frozen=True)
+class StreamShape:
+    """What the stream was created with, as every process reads it back."""
+
+    partitions: int
+    replicas: int
+
+
+class EventLogRefused(Exception):
+    """JetStream refused to create what the settings ask for."""
+
+
+# JetStream's codes when a stream cannot get the replicas asked: a single
+# server, or fewer servers in the cluster than replicas.
+_NOT_CLUSTERED = 10074
+_NO_PEERS = (10005, 10023)
+
+
+def refused(exc, replicas: int) -> Exception:
+    """The error to report when creating the stream or the lease bucket
+    failed with JetStream's `exc` (an APIError)."""
+    code = getattr(exc, "err_code", None)
+    if replicas > 1 and (code == _NOT_CLUSTERED or code in _NO_PEERS):
+        return EventLogRefused(
+            f"--event-log-replicas {replicas}: the NATS servers refused {replicas} replicas "
+            f"({exc.description}); that needs a JetStream cluster of at least {replicas} "
+            "servers"
+        )
+    return exc
 
 
 def servers(url: str) -> list[str]:

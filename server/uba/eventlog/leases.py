@@ -108,23 +108,41 @@ class Leases:
         for partition, (revision, expires) in list(self._held.items()):
             new_expiry = self._clock() + self.lease_seconds
             try:
-                new_revision = await self._kv.update(
-                    layout.lease_key(partition), self._value(new_expiry), last=revision
-                )
+                new_revision = await self._renew_one(partition, revision, new_expiry)
             except nats.js.errors.KeyWrongLastSequenceError:
-                lost.add(partition)
-                continue
+                new_revision = None
             except (nats.errors.Error, TimeoutError) as exc:
                 if self._clock() >= expires:
                     lost.add(partition)
                 else:
                     log.warning("renewing the lease of partition %d failed: %r", partition, exc)
                 continue
+            if new_revision is None:
+                lost.add(partition)
+                continue
             self._held[partition] = (new_revision, new_expiry)
         for partition in lost:
             self._held.pop(partition, None)
             log.warning("lost the lease of partition %d", partition)
         return lost
+
+    async def _renew_one(self, partition: int, revision: int, expires: float) -> int | None:
+        """The lease's new revision, or None when another worker holds it."""
+        key = layout.lease_key(partition)
+        try:
+            return await self._kv.update(key, self._value(expires), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        # A renewal that timed out may have been stored anyway (the bucket's
+        # leader died before answering): then the newer revision is ours.
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        current = json.loads(entry.value) if entry.value else {}
+        if current.get("owner") != self.owner:
+            return None
+        return await self._kv.update(key, self._value(expires), last=entry.revision)
 
     def surplus(self) -> list[int]:
         """Partitions over this worker's share, to give back."""

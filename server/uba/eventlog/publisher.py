@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from datetime import datetime
+from typing import TypeVar
 
 import nats
 import nats.errors
@@ -27,11 +29,15 @@ from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
 from uba.eventlog import layout
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Seconds a starting process waits for the log to answer (an election on a
+# cluster takes seconds: docs/scaling.md) before it gives up.
+SETUP_PATIENCE = 60.0
 
 
-async def ensure_stream(js, limits: layout.StreamLimits) -> int:
+async def ensure_stream(js, limits: layout.StreamLimits) -> layout.StreamShape:
     """Creates the stream with `limits` unless it exists; returns the
-    partition count the stream was created with."""
+    partitions and replicas the stream was created with."""
     try:
         info = await js.stream_info(layout.STREAM)
     except nats.js.errors.NotFoundError:
@@ -47,12 +53,53 @@ async def ensure_stream(js, limits: layout.StreamLimits) -> int:
             max_bytes=limits.max_bytes,
             storage=StorageType.FILE,
             duplicate_window=limits.duplicate_window,
+            num_replicas=limits.replicas,
         )
         try:
             info = await js.add_stream(config)
-        except nats.js.errors.BadRequestError:  # another process created it first
-            info = await js.stream_info(layout.STREAM)
-    return layout.partitions_in(info.config.description)
+        except nats.js.errors.APIError as exc:
+            try:  # another process may have created it first
+                info = await js.stream_info(layout.STREAM)
+            except nats.js.errors.NotFoundError:
+                raise layout.refused(exc, limits.replicas) from None
+    shape = layout.StreamShape(
+        partitions=layout.partitions_in(info.config.description),
+        replicas=info.config.num_replicas or 1,
+    )
+    if shape.replicas != limits.replicas:
+        log.warning(
+            "stream %s has %d replicas, not the %d of --event-log-replicas: the setting "
+            "applies when the stream is created",
+            layout.STREAM,
+            shape.replicas,
+            limits.replicas,
+        )
+    return shape
+
+
+async def patiently(
+    step: Callable[[], Awaitable[T]], what: str, patience: float = SETUP_PATIENCE
+) -> T:
+    """Runs `step` until it succeeds, for up to `patience` seconds: on a
+    cluster, a JetStream request times out or finds no responder while a
+    leader is being elected (a node just died). Refusals fail at once."""
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            return await step()
+        except layout.EventLogRefused:
+            raise
+        except (nats.errors.Error, TimeoutError) as exc:
+            if time.monotonic() >= give_up:
+                raise
+            log.warning("%s is not ready (%r); trying again", what, exc)
+            await asyncio.sleep(1.0)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Marks the outcome of an abandoned future as seen (no asyncio warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class NatsEventSink:
@@ -75,6 +122,9 @@ class NatsEventSink:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._tasks: set[asyncio.Task] = set()
+        # Set when the current connection drops: the publishes in flight on
+        # it will get no answer (replies went to the dead server).
+        self._connection_lost = asyncio.Event()
         self.partitions = 0
 
     async def start(self) -> None:
@@ -85,15 +135,28 @@ class NatsEventSink:
             connect_timeout=5,
             max_reconnect_attempts=-1,  # keep trying; calls answer UNAVAILABLE meanwhile
             reconnect_time_wait=0.5,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
         )
         self._js = self._nc.jetstream(timeout=self._timeout)
-        self.partitions = await ensure_stream(self._js, self._limits)
+        js = self._js
+        shape = await patiently(lambda: ensure_stream(js, self._limits), "the event log")
+        self.partitions = shape.partitions
         log.info(
-            "event log: publishing to stream %s (%d partitions) on %s",
+            "event log: publishing to stream %s (%d partitions, %d replicas) on %s",
             layout.STREAM,
             self.partitions,
+            shape.replicas,
             ",".join(self._servers),
         )
+
+    async def _disconnected(self) -> None:
+        self._connection_lost.set()
+
+    async def _reconnected(self) -> None:
+        self._connection_lost = asyncio.Event()
+        url = self._nc.connected_url if self._nc else None
+        log.info("event log: connected to %s", url.netloc if url else "?")
 
     async def close(self) -> None:
         if self._tasks:
@@ -107,7 +170,10 @@ class NatsEventSink:
         if not self._nc.is_connected:
             # Fail fast: a publish would sit in the reconnect buffer until
             # its timeout, and the caller can try another front end now.
-            raise Unavailable("event log unreachable; retry with the same event_id")
+            raise Unavailable(
+                "event log unreachable; retry with the same event_id",
+                retry_after=self._retry_after,
+            )
         future: Future = Future()
         coro = self._publish_all(events, future)
         if self._on_loop():
@@ -127,7 +193,27 @@ class NatsEventSink:
     async def _publish_all(self, events: list[ActivityEvent], future: Future) -> None:
         # Concurrently: JetStream answers each publish, and the acks of a
         # batch overlap instead of costing one round trip each.
-        results = await asyncio.gather(*(self._publish(e) for e in events), return_exceptions=True)
+        gathered = asyncio.gather(*(self._publish(e) for e in events), return_exceptions=True)
+        lost = asyncio.ensure_future(self._connection_lost.wait())
+        try:
+            await asyncio.wait((gathered, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not gathered.done():
+            # The server we published through died: answer now rather than
+            # at the timeout. Some events may be in the log; a retry with
+            # the same ids completes the batch (those answer DUPLICATE).
+            gathered.cancel()
+            gathered.add_done_callback(_retrieve)
+            future.set_exception(
+                Unavailable(
+                    "lost the connection to the event log while publishing; retry with the "
+                    "same event_id",
+                    retry_after=self._retry_after,
+                )
+            )
+            return
+        results = gathered.result()
         now = self._clock()
         outcomes: list[RecordOutcome] = []
         for event, result in zip(events, results, strict=True):
@@ -163,5 +249,15 @@ class NatsEventSink:
                 "event log did not acknowledge in time; retry with the same event_id",
                 retry_after=self._retry_after,
             )
+        if isinstance(exc, nats.js.errors.NoStreamResponseError):
+            # No server takes the stream's subjects: on a cluster, while its
+            # replicas elect a new leader (seconds; docs/scaling.md).
+            return Unavailable(
+                "event log has no stream leader (election under way); retry with the same event_id",
+                retry_after=self._retry_after,
+            )
         log.warning("publishing to the event log failed: %r", exc)
-        return Unavailable(f"event log unavailable: {type(exc).__name__}; retry")
+        return Unavailable(
+            f"event log unavailable: {type(exc).__name__}; retry with the same event_id",
+            retry_after=self._retry_after,
+        )

@@ -28,7 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 from uba.domain.ingest import EventSink
 from uba.eventlog import layout
 from uba.eventlog.leases import Leases
-from uba.eventlog.publisher import ensure_stream
+from uba.eventlog.publisher import ensure_stream, patiently
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,27 @@ log = logging.getLogger(__name__)
 PULL_EXPIRES = 1.0
 # Seconds to wait for more messages once one arrived, before storing.
 GATHER = 0.005
+# Seconds before pulling again after a status that is not a plain expiry
+# (503: the consumer has no leader during an election; 409s), or after NATS
+# failed us: instead of asking again in a tight loop.
+RETRY_PAUSE = 0.25
+# Statuses that end a pull request normally: no messages, request expired.
+_EXPIRED = ("404", "408")
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-async def lease_bucket(js):
+async def lease_bucket(js, replicas: int = 1):
     try:
         return await js.key_value(layout.LEASE_BUCKET)
     except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=layout.LEASE_BUCKET, history=1))
+        config = KeyValueConfig(bucket=layout.LEASE_BUCKET, history=1, replicas=replicas)
+        try:
+            return await js.create_key_value(config)
+        except nats.js.errors.APIError as exc:
+            raise layout.refused(exc, replicas) from None
 
 
 async def consumer_lag(js, partitions: int) -> dict[int, int]:
@@ -96,14 +106,26 @@ class EventLogWorker:
         )
         self._nc = nc
         js = self._js = nc.jetstream(timeout=5.0)
-        partitions = await ensure_stream(js, self._limits)
-        await self._ensure_consumers(js, partitions)
-        leases = Leases(await lease_bucket(js), self.owner, partitions, self._lease_seconds)
+
+        async def setup():
+            shape = await ensure_stream(js, self._limits)
+            # The lease bucket and the consumers get the stream's replicas:
+            # what the stream survives, they survive.
+            await self._ensure_consumers(js, shape)
+            return shape, await lease_bucket(js, shape.replicas)
+
+        try:
+            shape, bucket = await patiently(setup, "the event log")
+        except BaseException:
+            await nc.close()
+            raise
+        leases = Leases(bucket, self.owner, shape.partitions, self._lease_seconds)
         log.info(
-            "worker %s: stream %s, %d partitions, lease %.1fs",
+            "worker %s: stream %s, %d partitions, %d replicas, lease %.1fs",
             self.owner,
             layout.STREAM,
-            partitions,
+            shape.partitions,
+            shape.replicas,
             self._lease_seconds,
         )
         if ready is not None:
@@ -118,14 +140,16 @@ class EventLogWorker:
                     log.warning("lease round failed: %r", exc)
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
-                    await self._report(js, leases)
+                    try:  # bounded: renewals must not wait behind it
+                        await asyncio.wait_for(self._report(js, leases), tick)
+                    except TimeoutError:
+                        log.info("worker %s: consumer lag not known now", self.owner)
                 try:
                     await asyncio.wait_for(stop.wait(), tick)
                 except TimeoutError:
                     pass
         finally:
-            for partition in list(self._consumers):
-                await self._stop_consumer(partition)
+            await asyncio.gather(*(self._stop_consumer(p) for p in list(self._consumers)))
             try:
                 await leases.leave()
             except (nats.errors.Error, TimeoutError):
@@ -133,24 +157,40 @@ class EventLogWorker:
             await nc.drain()
 
     async def _round(self, leases: Leases) -> None:
-        await leases.heartbeat()
+        try:
+            await leases.heartbeat()
+        except (nats.errors.Error, TimeoutError) as exc:
+            # The bucket may be electing a leader: still renew what we hold.
+            log.warning("membership heartbeat failed: %r", exc)
         for partition in await leases.renew():
             # Lost: stop fetching at once; what is in flight is committed
             # idempotently whoever commits it.
             self._signal_stop(partition)
-        for partition in leases.surplus():
-            await self._stop_consumer(partition)
-            await leases.release(partition)
-            log.info("gave back partition %d (share %d)", partition, leases.target())
+        surplus = leases.surplus()
+        if surplus:
+            # All at once: each stop waits for its open pull request (about
+            # PULL_EXPIRES), and one after another they outlasted short leases.
+            await asyncio.gather(*(self._stop_consumer(p) for p in surplus))
+            for partition in surplus:
+                await leases.release(partition)
+                log.info("gave back partition %d (share %d)", partition, leases.target())
+            for partition in await leases.renew():  # the rest waited meanwhile
+                self._signal_stop(partition)
         gained = await leases.acquire()
         for partition in sorted(gained):
             self._start_consumer(partition)
         if gained:
             log.info("owns partitions %s", sorted(leases.owned))
-        # A consumer that ended on its own (lost lease) is forgotten.
+        # A consumer that ended on its own (lost lease) is forgotten; one that
+        # failed on a partition still held is started again.
         for partition, (task, _) in list(self._consumers.items()):
-            if task.done() and partition not in leases.owned:
-                del self._consumers[partition]
+            if not task.done():
+                continue
+            del self._consumers[partition]
+            if partition in leases.owned:
+                failure = None if task.cancelled() else task.exception()
+                log.warning("partition %d: consumer ended (%r); restarting it", partition, failure)
+                self._start_consumer(partition)
 
     async def _report(self, js, leases: Leases) -> None:
         try:
@@ -167,8 +207,8 @@ class EventLogWorker:
             sum(lag.values()),
         )
 
-    async def _ensure_consumers(self, js, partitions: int) -> None:
-        for partition in range(partitions):
+    async def _ensure_consumers(self, js, shape: layout.StreamShape) -> None:
+        for partition in range(shape.partitions):
             config = ConsumerConfig(
                 durable_name=layout.durable(partition),
                 filter_subject=layout.subject(partition),
@@ -178,11 +218,22 @@ class EventLogWorker:
                 # after this; it bounds the failover with the lease term.
                 ack_wait=self._ack_wait,
                 max_ack_pending=self._batch * 4,
+                # Acknowledgements are replicated like the messages: a new
+                # consumer leader knows what was acknowledged and redelivers
+                # only the rest (acks sent to a dying leader included).
+                num_replicas=shape.replicas,
             )
+            # Looked up first: its leader answers that, while creating needs
+            # the cluster's meta leader (a dead node may have been it).
+            try:
+                await js.consumer_info(layout.STREAM, config.durable_name)
+                continue  # as created (maybe with other settings, by another worker)
+            except nats.js.errors.NotFoundError:
+                pass
             try:
                 await js.add_consumer(layout.STREAM, config)
             except nats.js.errors.BadRequestError:
-                pass  # exists (maybe created with other settings by another worker)
+                pass  # another worker created it meanwhile
 
     def _start_consumer(self, partition: int) -> None:
         stopping = asyncio.Event()
@@ -224,27 +275,40 @@ class EventLogWorker:
         open_for = 0  # messages the open pull request may still deliver
         try:
             while not stopping.is_set():
-                if open_for == 0:
-                    await self._nc.publish(api, request, reply=inbox)
-                    open_for = self._batch
-                msgs: list = []
-                wait = PULL_EXPIRES + 0.5
-                while open_for > 0 and len(msgs) < self._batch:
-                    try:
-                        msg = await sub.next_msg(timeout=wait)
-                    except (nats.errors.TimeoutError, TimeoutError):
-                        if wait > GATHER:  # silence: the request is gone
-                            open_for = 0
-                        break
-                    if msg.headers and msg.headers.get("Status"):
-                        if msg.headers["Status"] != "100":  # not a heartbeat
-                            open_for = 0
-                        continue
-                    msgs.append(msg)
-                    open_for -= 1
-                    wait = GATHER  # take what follows at once, then store
-                if msgs:
-                    await self._store(partition, msgs)
+                pause = 0.0
+                try:
+                    if open_for == 0:
+                        await self._nc.publish(api, request, reply=inbox)
+                        open_for = self._batch
+                    msgs: list = []
+                    wait = PULL_EXPIRES + 0.5
+                    while open_for > 0 and len(msgs) < self._batch:
+                        try:
+                            msg = await sub.next_msg(timeout=wait)
+                        except (nats.errors.TimeoutError, TimeoutError):
+                            if wait > GATHER:  # silence: the request is gone
+                                open_for = 0
+                            break
+                        status = msg.headers.get("Status") if msg.headers else None
+                        if status:
+                            if status != "100":  # not a heartbeat
+                                open_for = 0
+                                if status not in _EXPIRED:
+                                    pause = RETRY_PAUSE
+                            continue
+                        msgs.append(msg)
+                        open_for -= 1
+                        wait = GATHER  # take what follows at once, then store
+                    if msgs:
+                        await self._store(partition, msgs)
+                except nats.errors.Error as exc:
+                    # The connection is being re-established, or an ack could
+                    # not be sent: what is unacknowledged comes back after the
+                    # ack wait, and the writer answers it DUPLICATE.
+                    log.warning("partition %d: pulling failed: %r", partition, exc)
+                    open_for, pause = 0, RETRY_PAUSE
+                if pause:
+                    await asyncio.sleep(pause)
             # Stopping: what the open request still delivers goes back now,
             # not after the ack wait.
             while open_for > 0:
