@@ -123,7 +123,8 @@ class PopulationTransaction(Protocol):
 
 
 class PopulationStore(Protocol):
-    def unit_of_work(self) -> AbstractContextManager[Any]: ...
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction of its own (not the ingest writer's)."""
 
 
 # Builds the analyzer of a population partition: an engine of the
@@ -184,7 +185,7 @@ class PopulationPartitions:
         now = self._clock()
         analyzer = self._analyzers.get(partition)
         try:
-            with self._store.unit_of_work() as uow:
+            with self._store.transaction() as uow:
                 if analyzer is None:
                     analyzer = self._analyzer(partition)
                     analyzer.load_state(uow)
@@ -221,7 +222,7 @@ class PopulationPartitions:
     def _release(self, partition: int) -> None:
         analyzer = self._analyzers.pop(partition, None)
         if analyzer is not None:
-            with self._store.unit_of_work() as uow:
+            with self._store.transaction() as uow:
                 analyzer.checkpoint(uow, force=True)
 
     def drop(self, partition: int) -> Future:
