@@ -79,6 +79,9 @@ def test_each_detector_runs_in_one_scope_and_rules_split_by_what_they_count():
     assert users.population_keys(failure(1, "alice", "192.0.2.7")) == set()
     with pytest.raises(ValueError, match="scope"):
         DetectionEngine(registry(), scope="team")
+    scopes = {i.name: i.scope for i in registry().describe()}
+    assert scopes["password_spraying"] == scopes["credential_stuffing"] == POPULATION_SCOPE
+    assert scopes["failed_login_burst"] == USER_SCOPE
 
 
 def population_analyzer(partition, accept, state_name):
