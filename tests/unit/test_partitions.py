@@ -1,6 +1,7 @@
-"""Detection by partition (docs/scaling.md), in-process on SQLite: which
-detectors run where, population partitions analyse a redelivered copy
-once, and each partition's detector windows have a state row of their own."""
+"""Detection by partition (docs/scaling.md), in-process on SQLite and
+PostgreSQL: which detectors run where, population partitions analyse a
+redelivered copy once, and each partition's detector windows have a state
+row of their own."""
 
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ def failure(n: int, user: str, ip: str) -> ActivityEvent:
     )
 
 
-@pytest.fixture
-def store(tmp_path):
-    database = Database(f"sqlite:///{tmp_path}/uba.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path, make_database_url):
+    url = make_database_url(request.param) or f"sqlite:///{tmp_path}/uba.db"
+    database = Database(url)
     database.upgrade()
     yield Store(database)
     database.dispose()
@@ -146,7 +148,11 @@ def test_user_partitions_keep_their_windows_in_rows_of_their_own(store):
     for analyzer in (first, second):
         with store.unit_of_work() as uow:
             analyzer.checkpoint(uow, force=True)
-    state = dict(rows(store, "SELECT name, data FROM state WHERE name LIKE 'detector_windows%'"))
+    state = {
+        name: data
+        for name, data in rows(store, "SELECT name, data FROM state")
+        if name.startswith("detector_windows")
+    }
     assert sorted(state) == ["detector_windows.p0", "detector_windows.p1"]
     assert '"alice"' in state["detector_windows.p0"] and '"bob"' not in state["detector_windows.p0"]
     assert '"bob"' in state["detector_windows.p1"]
