@@ -37,6 +37,7 @@ from uba.datadir import write_private_file
 from uba.delivery import payloads
 from uba.delivery.config import Destination, NotifyConfigError, load_notify_config
 from uba.delivery.worker import DeliveryWorker
+from uba.detectors.base import POPULATION_SCOPE, USER_SCOPE
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain import security as sec
@@ -51,6 +52,7 @@ from uba.domain.ingest import EventSink, IngestService, utcnow
 from uba.domain.investigation import InvestigationService
 from uba.domain.logs import LogService
 from uba.domain.notifications import DestinationInfo, NotificationService, Notifier
+from uba.domain.partitions import PopulationPartitions, UserPartitions
 from uba.domain.retention import RetentionPolicy, RetentionService
 from uba.domain.risk import RiskPolicy
 from uba.domain.training import TrainingService
@@ -152,7 +154,15 @@ def with_enhanced_defaults(registry: DetectorRegistry, config: dict, settings: S
     return config
 
 
-def build_services(settings: Settings, sink: EventSink | None = None) -> Services:
+def detector_config(settings: Settings, registry: DetectorRegistry) -> dict:
+    return with_enhanced_defaults(registry, load_detector_config(settings.detectors), settings)
+
+
+def build_services(
+    settings: Settings, sink: EventSink | None = None, scope: str | None = None
+) -> Services:
+    """`scope`: the detectors of that scope only (an event-log worker's user
+    partitions); None: every detector, as one process sees every event."""
     try:
         destinations = load_notify_config(settings.notify)
     except NotifyConfigError as exc:
@@ -162,10 +172,7 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
     store = Store(database)
     registry = default_registry()
     try:
-        engine = DetectionEngine(
-            registry,
-            with_enhanced_defaults(registry, load_detector_config(settings.detectors), settings),
-        )
+        engine = DetectionEngine(registry, detector_config(settings, registry), scope=scope)
     except ValueError as exc:
         raise SystemExit(f"uba: detector configuration: {exc}") from None
     forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
@@ -266,6 +273,8 @@ async def serve(settings: Settings) -> int:
     event_log = event_log_sink(settings) if settings.event_log else None
     services = build_services(settings, event_log)
     if event_log is not None:
+        # Copies for the population detectors, by the keys they count.
+        event_log.population = services.engine.population_keys
         try:
             await event_log.start()
         except Exception as exc:  # noqa: BLE001 - unreachable, or no JetStream there
@@ -600,20 +609,41 @@ async def run_worker(settings: Settings) -> int:
     except ImportError:
         raise SystemExit("uba: --event-log needs nats-py: install uba[eventlog]") from None
     limits = event_log_limits(settings)  # refused before anything is opened
-    services = build_services(settings)
+    # The user partitions run the user detectors; the population detectors
+    # run on the population partitions, one analyzer each.
+    services = build_services(settings, scope=USER_SCOPE)
     for detector in services.engine.detectors:
         if hasattr(detector, "warm_up"):
             await asyncio.to_thread(detector.warm_up)
+    config = detector_config(settings, services.registry)
+
+    def population_analyzer(partition: int, accept, state_name: str) -> Analyzer:
+        engine = DetectionEngine(services.registry, config, scope=POPULATION_SCOPE, accept=accept)
+        return Analyzer(
+            engine,
+            AlertPolicy(titles=engine.titles),
+            RiskPolicy(),
+            utcnow,
+            cache_size=2_000,
+            state_name=state_name,
+        )
+
+    detecting = services.detection_enabled
+    population = PopulationPartitions(
+        services.store, population_analyzer if detecting else None, services.notifier, utcnow
+    )
     try:
         worker = EventLogWorker(
             settings.event_log,
             limits,
-            services.ingest,
+            UserPartitions(services.ingest, services.analyzer if detecting else None),
             lease_seconds=settings.worker_lease_seconds,
             ack_wait=settings.worker_ack_wait,
             batch=settings.worker_batch,
+            population=population,
         )
     except ValueError as exc:
+        population.close()
         services.close()
         raise SystemExit(f"uba: --event-log: {exc}") from None
     stop = asyncio.Event()
@@ -638,6 +668,7 @@ async def run_worker(settings: Settings) -> int:
         log.error("worker stopped: %s", _said(exc))
         code = 1
     ready_wait.cancel()
+    await asyncio.to_thread(population.close)
     services.close()
     return code
 

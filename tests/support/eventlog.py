@@ -242,14 +242,15 @@ class WorkerProcess(ChildProcess):
         self.owner = self._launch(self.args, env, _CONSUMING, timeout).group(1)
         return self
 
-    def owned(self) -> set[int]:
-        """The partitions of its last 'owns partitions' log line."""
+    def owned(self, what: str = "partition") -> set[int]:
+        """The partitions of its last 'owns partitions' log line (`what`:
+        "population partition" for the population inputs')."""
         owned: set[int] = set()
         for line in self.output:
-            match = re.search(r"owns partitions \[([\d, ]*)\]", line)
+            match = re.search(rf"owns {what}s \[([\d, ]*)\]", line)
             if match:
                 owned = {int(p) for p in match.group(1).split(",") if p.strip()}
-            match = re.search(r"gave back partition (\d+)", line)
+            match = re.search(rf"gave back {what} (\d+)", line)
             if match:
                 owned.discard(int(match.group(1)))
         return owned

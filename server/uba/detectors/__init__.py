@@ -6,13 +6,19 @@ it validates its hyper-parameters in `check_params` with the `require_*`
 helpers, and registers under the `uba.detectors` entry-point group
 (`ENTRY_POINT_GROUP`). `DetectionContext` carries what it may consult: the
 user's `UserBaseline`, the group `Prior`, the event's `EventClock`, and the
-`SharedState` that holds its windows across users (`KeyedWindows`).
+`SharedState` that holds its windows across users (`KeyedWindows`). A
+detector that counts events of many users by another key (a source
+address, the organisation) says so with `scope = POPULATION_SCOPE` and
+`population_key`, so that a partitioned deployment shows it those events
+together (docs/scaling.md).
 `uba.testing.checks` has the conformance checks every detector must pass.
 
 Everything named here is the supported API; the modules behind it may move.
 """
 
 from uba.detectors.base import (
+    POPULATION_SCOPE,
+    USER_SCOPE,
     DetectionContext,
     Detector,
     Finding,
@@ -36,6 +42,8 @@ from uba.domain.user_baseline import UserBaseline
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "POPULATION_SCOPE",
+    "USER_SCOPE",
     "ActivityEvent",
     "ActivityType",
     "DetectionContext",

@@ -28,6 +28,11 @@ from uba.domain.shared_state import SharedState
 from uba.domain.stats import RunningStats
 from uba.domain.user_baseline import UserBaseline
 
+# What a detector must see together (`Detector.scope`).
+USER_SCOPE = "user"
+POPULATION_SCOPE = "population"
+SCOPES = (USER_SCOPE, POPULATION_SCOPE)
+
 
 @dataclass(slots=True)
 class Finding:
@@ -87,6 +92,14 @@ class Detector(abc.ABC):
     # is not independent evidence beside those detectors' own findings, and
     # an incident's score counts it once (uba.domain.incidents, `echoes`).
     echoes: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    # Whose events it must see together. USER_SCOPE: one user's (its own
+    # state is keyed by the user, if it has any). POPULATION_SCOPE: events
+    # of many users that share a key other than the user (`population_key`:
+    # a source address, the whole organisation). One process sees every
+    # event and runs both; the workers of a partitioned event log
+    # (docs/scaling.md) run user detectors where events are partitioned by
+    # user, and population detectors where they are re-keyed by that key.
+    scope: ClassVar[str] = USER_SCOPE
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
@@ -110,6 +123,18 @@ class Detector(abc.ABC):
     def relevant_types(self) -> frozenset[ActivityType] | None:
         """Event types to route to this instance (may depend on parameters)."""
         return self.event_types
+
+    def population_key(self, event: ActivityEvent) -> str | None:
+        """A population detector's key of the event: the events it must see
+        together share it ("" for the whole organisation). None: the event
+        does not concern it. User detectors have none."""
+        return None
+
+    def scoped(self, scope: str) -> Detector | None:
+        """The part of this detector that runs in `scope`: itself when that
+        is its scope, else None. A detector with parts in both (threshold
+        rules per user and per address) returns a detector for each."""
+        return self if scope == self.scope else None
 
     @abc.abstractmethod
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:

@@ -10,6 +10,13 @@ later, when an analyst resolves its alert as benign or a false positive.
 The engine holds no per-user state: the caller (the ingest pipeline) loads
 the user's baseline, the priors and the shared detector state, calls
 `process`, and saves what it mutated.
+
+An engine may run only the detectors of one scope (a partitioned event
+log's workers, docs/scaling.md): the user detectors where events are
+partitioned by user, the population detectors where they are re-keyed by
+each detector's `population_key`. A population engine reads the user's
+baseline but neither learns it nor quarantines the event: both are the
+user's partition's to do.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from uba.detectors.base import DetectionContext, Detector, Finding
+from uba.detectors.base import POPULATION_SCOPE, SCOPES, DetectionContext, Detector, Finding
 from uba.detectors.registry import DetectorRegistry
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.events import ActivityEvent, ActivityType
@@ -51,8 +58,28 @@ class DetectionEngine:
         *,
         quarantine_at: Severity = Severity.HIGH,
         clock: Callable[[], datetime] = utcnow,
+        scope: str | None = None,
+        accept: Callable[[ActivityEvent, Detector], bool] | None = None,
     ):
-        self.detectors: list[Detector] = registry.build(config)
+        """`scope`: run only that scope's part of each detector (None: every
+        detector whole). `accept(event, detector)`: whether the detector
+        takes the event (a population partition takes the events whose key
+        falls in it); None: all."""
+        if scope is not None and scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        built = registry.build(config)
+        self.detectors: list[Detector] = (
+            built
+            if scope is None
+            else [part for d in built if (part := d.scoped(scope)) is not None]
+        )
+        self.scope = scope
+        # Population detectors' parts, whose keys a front end of the event
+        # log routes each event by.
+        self.population: tuple[Detector, ...] = tuple(
+            part for d in self.detectors if (part := d.scoped(POPULATION_SCOPE)) is not None
+        )
+        self._accept = accept
         self.quarantine_at = quarantine_at
         self._clock = clock
         # Detectors per event type, resolved once: most detectors care about
@@ -82,6 +109,24 @@ class DetectionEngine:
         }
 
     @property
+    def learns_baselines(self) -> bool:
+        """False for a population engine: the baselines are the user
+        partitions' (read here, never learned or saved)."""
+        return self.scope != POPULATION_SCOPE
+
+    def population_keys(self, event: ActivityEvent) -> set[str]:
+        """The keys under which population detectors must see the event
+        with other users' (a source address, "" for the organisation)."""
+        keys: set[str] = set()
+        for detector in self.population:
+            kinds = detector.relevant_types()
+            if kinds is None or event.type in kinds:
+                key = detector.population_key(event)
+                if key is not None:
+                    keys.add(key)
+        return keys
+
+    @property
     def titles(self) -> dict[str, str]:
         """Alert titles by detector name, for the alert policy."""
         return {d.name: d.title or d.name.replace("_", " ").capitalize() for d in self.detectors}
@@ -108,8 +153,14 @@ class DetectionEngine:
             group_prior, prior_label = None, "no prior"
         ctx = DetectionContext(baseline, group_prior, prior_label, shared, clock)
         detectors = self._routes[event.type]
-
         timed = self._route_timings.get(event.type) if self._route_timings else None
+        if self._accept is not None:
+            accept = self._accept
+            taken = [i for i, d in enumerate(detectors) if accept(event, d)]
+            if len(taken) < len(detectors):
+                detectors = tuple(detectors[i] for i in taken)
+                timed = tuple(timed[i] for i in taken) if timed is not None else None
+
         spent = [0.0] * len(detectors) if timed is not None else None
         findings: list[tuple[Detector, Finding]] = []
         for i, detector in enumerate(detectors):
@@ -123,7 +174,8 @@ class DetectionEngine:
             if spent is not None:
                 spent[i] = time.perf_counter() - started
 
-        quarantined = any(f.severity >= self.quarantine_at for _, f in findings)
+        learns = self.learns_baselines
+        quarantined = learns and any(f.severity >= self.quarantine_at for _, f in findings)
         anomalies = (
             [self._anomaly(event, baseline, d, f, quarantined) for d, f in findings]
             if findings
@@ -131,10 +183,11 @@ class DetectionEngine:
         )
 
         was_mature = baseline.mature
-        if quarantined:
-            baseline.note_quarantined(event, clock)
-        else:
-            baseline.learn(event, clock)
+        if learns:  # a population engine leaves the baseline to the user's partition
+            if quarantined:
+                baseline.note_quarantined(event, clock)
+            else:
+                baseline.learn(event, clock)
         ctx.quarantined = quarantined
         for i, detector in enumerate(detectors):
             started = time.perf_counter() if spent is not None else 0.0

@@ -9,6 +9,7 @@ events are quarantined.
 from __future__ import annotations
 
 from uba.detectors.base import (
+    POPULATION_SCOPE,
     DetectionContext,
     Detector,
     Finding,
@@ -114,6 +115,8 @@ class PasswordSprayingDetector(Detector):
     )
     title = "Password spraying"
     event_types = frozenset({_FAILURE, _SUCCESS})
+    # Its windows are keyed by the source address, across users.
+    scope = POPULATION_SCOPE
 
     def __init__(
         self,
@@ -136,6 +139,10 @@ class PasswordSprayingDetector(Detector):
             self, "min_users", "window_seconds", "slow_min_users", "slow_window_seconds"
         )
         require_severity(self, "severity", "slow_severity")
+
+    def population_key(self, event: ActivityEvent) -> str | None:
+        # Successes too: the slow tier remembers who logged in from where.
+        return (event.source_ip or None) if event.type in self.event_types else None
 
     def _windows(self, ctx: DetectionContext):
         return ctx.shared.windows(self.name, self.window_seconds)

@@ -40,6 +40,7 @@ import math
 from collections import Counter
 
 from uba.detectors.base import (
+    POPULATION_SCOPE,
     DetectionContext,
     Detector,
     Finding,
@@ -115,6 +116,8 @@ class CredentialStuffingDetector(Detector):
     # ATT&CK (read where the detector interface has the attribute): stuffing
     # and spraying alike, so both techniques.
     attack = ("T1110.004", "T1110.003")
+    # The organisation is its unit: one key for every event it reads.
+    scope = POPULATION_SCOPE
 
     def __init__(
         self,
@@ -172,6 +175,9 @@ class CredentialStuffingDetector(Detector):
             "min_sources_per_account",
         )
         require_severity(self, "severity", "success_severity", "account_severity")
+
+    def population_key(self, event: ActivityEvent) -> str | None:
+        return "" if event.type in self.event_types else None
 
     # -- state -----------------------------------------------------------------------
 

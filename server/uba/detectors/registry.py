@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from uba.detectors.base import Detector
+from uba.detectors.base import USER_SCOPE, Detector
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,9 @@ class DetectorInfo:
     version: str
     description: str
     requires: tuple[str, ...]
+    # USER_SCOPE or POPULATION_SCOPE (Detector.scope); the threshold rules
+    # say "user" though their rules by address are a population part.
+    scope: str = USER_SCOPE
 
 
 class DetectorEntry:
@@ -179,6 +182,7 @@ class DetectorEntry:
             version=getattr(cls, "version", ""),
             description=getattr(cls, "description", ""),
             requires=tuple(getattr(cls, "requires", ())),
+            scope=getattr(cls, "scope", USER_SCOPE),
         )
 
 

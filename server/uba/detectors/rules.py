@@ -6,6 +6,9 @@
 raises an anomaly when `count` events of `type` share a `group_by` value
 (the user, or the source address across users) within `window_seconds`,
 and again at each doubling of the count.
+
+Rules by user are a user detector's, rules by address a population
+detector's: `scoped` splits them where the two run apart (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from uba.detectors.base import DetectionContext, Detector, Finding, escalation_level, fmt_window
+from uba.detectors.base import (
+    POPULATION_SCOPE,
+    USER_SCOPE,
+    DetectionContext,
+    Detector,
+    Finding,
+    escalation_level,
+    fmt_window,
+)
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
 
@@ -110,6 +121,25 @@ class ThresholdRulesDetector(Detector):
     def relevant_types(self) -> frozenset[ActivityType] | None:
         return frozenset(self._compiled())
 
+    def scoped(self, scope: str) -> Detector | None:
+        """The rules by user (USER_SCOPE) or by address (POPULATION_SCOPE)
+        alone; None when there are none of that kind."""
+        by = "user_id" if scope == USER_SCOPE else "source_ip"
+        kept = [
+            raw
+            for i, raw in enumerate(self.rules)
+            if ThresholdRule.parse(raw, f"{self.name}.rules[{i}]").group_by == by
+        ]
+        if not kept:
+            return None
+        part = (
+            SourceThresholdRules(kept)
+            if scope == POPULATION_SCOPE
+            else ThresholdRulesDetector(kept)
+        )
+        part.check_params()
+        return part
+
     def _windows(self, ctx: DetectionContext, rule: ThresholdRule):
         return ctx.shared.windows(f"{self.name}:{rule.name}", rule.window_seconds)
 
@@ -149,3 +179,17 @@ class ThresholdRulesDetector(Detector):
             key = getattr(event, rule.group_by)
             if key:
                 self._windows(ctx, rule).add(key, ctx.clock.ts)
+
+
+class SourceThresholdRules(ThresholdRulesDetector):
+    """The rules by source address, as a population detector of their own
+    (`ThresholdRulesDetector.scoped`); not registered under a name of its
+    own: its anomalies are threshold_rules' as before."""
+
+    scope = POPULATION_SCOPE
+
+    def population_key(self, event: ActivityEvent) -> str | None:
+        return (event.source_ip or None) if event.type in self._compiled() else None
+
+    def scoped(self, scope: str) -> Detector | None:
+        return self if scope == POPULATION_SCOPE else None

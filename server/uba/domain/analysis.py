@@ -104,6 +104,9 @@ class Detection(Protocol):
     @property
     def detectors(self) -> Sequence[NamedDetector]: ...
 
+    @property
+    def learns_baselines(self) -> bool: ...
+
     def process(
         self,
         event: ActivityEvent,
@@ -140,6 +143,7 @@ class Analyzer:
         cache_size: int = 20_000,
         checkpoint_every: timedelta = timedelta(seconds=30),
         incidents: IncidentPolicy | None = None,
+        state_name: str = SHARED_STATE,
     ):
         self.engine = engine
         self.policy = policy
@@ -158,7 +162,12 @@ class Analyzer:
         self._cache_size = cache_size
         self._checkpoint_every = checkpoint_every
         self._last_checkpoint: datetime | None = None
-        self.shared = SharedState()
+        # The state row of the detector windows; with `partition_state`,
+        # the prefix of one row per key.
+        self.state_name = state_name
+        self._key_of: Callable[[ActivityEvent], str] | None = None
+        self._states: dict[str, SharedState] = {"": SharedState()}
+        self.learns_baselines = engine.learns_baselines
         self.prior = PriorBaselines()
         self._touched: set[str] = set()
         self._changes: list[Alert | Incident] = []
@@ -166,12 +175,35 @@ class Analyzer:
 
     # -- start-up and checkpoints -----------------------------------------------
 
+    @property
+    def shared(self) -> SharedState:
+        """The detector windows of the process (not kept per key)."""
+        return self._states[""]
+
+    def partition_state(self, key_of: Callable[[ActivityEvent], str]) -> None:
+        """Keeps the detector windows per `key_of(event)` from now on, each
+        in the state row `state_name.KEY`, loaded when its first event
+        comes (before any event is processed)."""
+        self._key_of = key_of
+        self._states = {}
+
+    def _row(self, key: str) -> str:
+        return f"{self.state_name}.{key}" if key else self.state_name
+
+    def _shared(self, uow: AnalysisTransaction, key: str) -> SharedState:
+        shared = self._states.get(key)
+        if shared is None:
+            data = uow.detection.load_state(self._row(key))
+            shared = self._states[key] = SharedState.from_dict(data) if data else SharedState()
+        return shared
+
     def load_state(self, uow: AnalysisTransaction) -> None:
         """Restores the detector windows and priors a previous run saved."""
-        shared = uow.detection.load_state(SHARED_STATE)
-        if shared:
-            self.shared = SharedState.from_dict(shared)
-        prior = uow.detection.load_state(PRIORS)
+        if self._key_of is None:
+            shared = uow.detection.load_state(self.state_name)
+            if shared:
+                self._states[""] = SharedState.from_dict(shared)
+        prior = uow.detection.load_state(PRIORS) if self.learns_baselines else None
         if prior:
             self.prior = PriorBaselines.from_dict(prior)
         self._last_checkpoint = self._clock()
@@ -186,16 +218,31 @@ class Analyzer:
             and now - self._last_checkpoint < self._checkpoint_every
         ):
             return
-        uow.detection.save_state(SHARED_STATE, self.shared.to_dict(), now)
-        uow.detection.save_state(PRIORS, self.prior.to_dict(), now)
+        for key, shared in self._states.items():
+            uow.detection.save_state(self._row(key), shared.to_dict(), now)
+        if self.learns_baselines:
+            uow.detection.save_state(PRIORS, self.prior.to_dict(), now)
         self._last_checkpoint = now
+
+    def release_state(self, uow: AnalysisTransaction, key: str) -> None:
+        """Saves the windows of `key` and forgets them: another process
+        takes its partition over and loads them from there."""
+        shared = self._states.pop(key, None)
+        if shared is not None:
+            uow.detection.save_state(self._row(key), shared.to_dict(), self._clock())
+
+    def drop_state(self, key: str) -> None:
+        """Forgets the windows of `key` unsaved (its partition was taken
+        over: what is saved is the new owner's to write)."""
+        self._states.pop(key, None)
 
     def forget_user(self, uow: AnalysisTransaction, user_id: str) -> None:
         """Erasure: drops the user's cached baseline and their keys and
         entries in the detector windows, and saves the windows without them
         in this transaction (the baseline row itself storage deletes)."""
         self._cache.pop(user_id, None)
-        self.shared.forget(user_id)
+        for shared in self._states.values():
+            shared.forget(user_id)
         self.checkpoint(uow, force=True)
 
     # -- events -------------------------------------------------------------------
@@ -205,7 +252,7 @@ class Analyzer:
         backfill rebuilds them); returns how many baselines were dropped."""
         dropped = uow.detection.delete_baselines()
         self._cache.clear()
-        self.shared = SharedState()
+        self._states = {key: SharedState() for key in self._states}
         self.prior = PriorBaselines()
         self.checkpoint(uow, force=True)
         return dropped
@@ -224,16 +271,18 @@ class Analyzer:
         users = sorted({e.user_id for e in events})
         self._touched = set(users)
         baselines = self._baselines(uow.detection, users)
+        prior = self.prior if self.learns_baselines else None
+        key_of = self._key_of
         anomalies: list[Anomaly] = []
         for event in sorted(events, key=lambda e: e.occurred_at):
-            anomalies.extend(
-                self.engine.process(event, baselines[event.user_id], self.prior, self.shared)
-            )
+            shared = self._shared(uow, key_of(event)) if key_of is not None else self.shared
+            anomalies.extend(self.engine.process(event, baselines[event.user_id], prior, shared))
         anomalies.extend(self.engine.flush())
         for anomaly in anomalies:
             mapping = self.attack.get(anomaly.detector) or attack_for(anomaly.detector)
             anomaly.tactics, anomaly.techniques = list(mapping.tactics), list(mapping.techniques)
-        self._save_baselines(uow.detection, users, now)
+        if self.learns_baselines:
+            self._save_baselines(uow.detection, users, now)
         self.last_anomaly_count = len(anomalies)
         changed = self._alerts(uow, anomalies, now, events) if anomalies and raise_alerts else []
         self.checkpoint(uow)

@@ -1,5 +1,6 @@
-"""What front ends and workers agree on: the stream, its subjects, the
-partition of a user, the lease bucket, and the wire form of an event."""
+"""What front ends and workers agree on: the streams, their subjects, the
+partition of a user (or of a population key), the lease bucket, and the
+wire form of an event."""
 
 from __future__ import annotations
 
@@ -28,6 +29,45 @@ STREAM_FULL_ERR_CODE = 10077
 MAX_REPLICAS = 5
 
 
+# The population inputs: copies of the events population detectors read,
+# re-keyed by what they count (a source address; "" for the organisation),
+# in a stream of their own with the events' partition count.
+POPULATION_STREAM = "UBA_POPULATION"
+POPULATION_SUBJECT_PREFIX = "uba.population"
+_POPULATION_DESCRIPTION = "uba population inputs (events re-keyed by source); partitions={n}"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One kind of partitioned messages: its stream, subjects, durable
+    consumers and lease keys."""
+
+    stream: str
+    subject_prefix: str
+    durable_prefix: str
+    lease_prefix: str
+    description: str
+    what: str  # "partition" or "population partition", for the logs
+
+    def subject(self, partition: int) -> str:
+        return f"{self.subject_prefix}.{partition}"
+
+    def durable(self, partition: int) -> str:
+        return f"{self.durable_prefix}{partition}"
+
+    def lease_key(self, partition: int) -> str:
+        return f"{self.lease_prefix}{partition}"
+
+    def describe(self, partitions: int) -> str:
+        return self.description.format(n=partitions)
+
+
+def population_msg_id(event_id: str, partition: int) -> str:
+    """The copy of an event on a population partition: JetStream drops a
+    second one as it drops a second event."""
+    return f"{event_id}/population.{partition}"
+
+
 def subject(partition: int) -> str:
     return f"{SUBJECT_PREFIX}.{partition}"
 
@@ -50,11 +90,22 @@ def describe(partitions: int) -> str:
     return _DESCRIPTION.format(n=partitions)
 
 
-def partitions_in(description: str | None) -> int:
+def partitions_in(description: str | None, stream: str = STREAM) -> int:
     match = _PARTITIONS.search(description or "")
     if not match:
-        raise ValueError(f"stream {STREAM} does not say its partition count: {description!r}")
+        raise ValueError(f"stream {stream} does not say its partition count: {description!r}")
     return int(match.group(1))
+
+
+EVENTS = Lane(STREAM, SUBJECT_PREFIX, "uba-p", "partition.", _DESCRIPTION, "partition")
+POPULATION = Lane(
+    POPULATION_STREAM,
+    POPULATION_SUBJECT_PREFIX,
+    "uba-pop-p",
+    "population.",
+    _POPULATION_DESCRIPTION,
+    "population partition",
+)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Exclusive ownership of partitions through leases in a JetStream
 key-value bucket.
 
-Key `partition.<n>` holds {"owner", "expires"}; every change is
+Key `partition.<n>` (`population.<n>` for the population partitions, a
+second `Leases` on the same bucket) holds {"owner", "expires"}; every change is
 revision-checked (`update(..., last=revision)`), so of two workers racing
 for a partition exactly one wins. Owners renew each lease every third of
 its term; a lease whose owner stopped renewing is taken over once it has
@@ -40,8 +41,10 @@ class Leases:
         partitions: int,
         lease_seconds: float,
         clock: Callable[[], float] = time.time,
+        key: Callable[[int], str] = layout.lease_key,
     ):
         self._kv = kv
+        self._key = key
         self.owner = owner
         self.partitions = partitions
         self.lease_seconds = lease_seconds
@@ -115,7 +118,7 @@ class Leases:
                 if self._clock() >= expires:
                     lost.add(partition)
                 else:
-                    log.warning("renewing the lease of partition %d failed: %r", partition, exc)
+                    log.warning("renewing the lease %s failed: %r", self._key(partition), exc)
                 continue
             if new_revision is None:
                 lost.add(partition)
@@ -123,12 +126,12 @@ class Leases:
             self._held[partition] = (new_revision, new_expiry)
         for partition in lost:
             self._held.pop(partition, None)
-            log.warning("lost the lease of partition %d", partition)
+            log.warning("lost the lease %s", self._key(partition))
         return lost
 
     async def _renew_one(self, partition: int, revision: int, expires: float) -> int | None:
         """The lease's new revision, or None when another worker holds it."""
-        key = layout.lease_key(partition)
+        key = self._key(partition)
         try:
             return await self._kv.update(key, self._value(expires), last=revision)
         except nats.js.errors.KeyWrongLastSequenceError:
@@ -154,9 +157,9 @@ class Leases:
         if held is None:
             return
         try:
-            await self._kv.delete(layout.lease_key(partition), last=held[0])
+            await self._kv.delete(self._key(partition), last=held[0])
         except (nats.errors.Error, TimeoutError) as exc:  # it expires on its own
-            log.warning("releasing partition %d failed: %r", partition, exc)
+            log.warning("releasing the lease %s failed: %r", self._key(partition), exc)
 
     async def acquire(self) -> set[int]:
         """Takes free or expired partitions up to this worker's share;
@@ -170,7 +173,7 @@ class Leases:
             partition = (start + i) % self.partitions
             if partition in self._held:
                 continue
-            key = layout.lease_key(partition)
+            key = self._key(partition)
             now = self._clock()
             expires = now + self.lease_seconds
             try:

@@ -1,5 +1,7 @@
 """The front end's EventSink: publishes each valid event to its user's
-partition and answers once JetStream has stored it.
+partition, and a copy to each population partition its population keys
+fall in (the source address, the organisation: `population`), and answers
+once JetStream has stored them all.
 
 nats-py is asyncio, like grpc.aio: publishes run on the server's event
 loop. `submit` keeps the port's contract (a concurrent Future, as the
@@ -35,16 +37,19 @@ T = TypeVar("T")
 SETUP_PATIENCE = 60.0
 
 
-async def ensure_stream(js, limits: layout.StreamLimits) -> layout.StreamShape:
-    """Creates the stream with `limits` unless it exists; returns the
-    partitions and replicas the stream was created with."""
+async def ensure_stream(
+    js, limits: layout.StreamLimits, lane: layout.Lane = layout.EVENTS, partitions: int = 0
+) -> layout.StreamShape:
+    """Creates the lane's stream with `limits` (and `partitions`, if given,
+    instead of theirs) unless it exists; returns the partitions and
+    replicas the stream was created with."""
     try:
-        info = await js.stream_info(layout.STREAM)
+        info = await js.stream_info(lane.stream)
     except nats.js.errors.NotFoundError:
         config = StreamConfig(
-            name=layout.STREAM,
-            description=layout.describe(limits.partitions),
-            subjects=[f"{layout.SUBJECT_PREFIX}.*"],
+            name=lane.stream,
+            description=lane.describe(partitions or limits.partitions),
+            subjects=[f"{lane.subject_prefix}.*"],
             # A message leaves the stream once its worker acknowledged it:
             # the limits bound what the workers have not stored yet.
             retention=RetentionPolicy.WORK_QUEUE,
@@ -59,18 +64,18 @@ async def ensure_stream(js, limits: layout.StreamLimits) -> layout.StreamShape:
             info = await js.add_stream(config)
         except nats.js.errors.APIError as exc:
             try:  # another process may have created it first
-                info = await js.stream_info(layout.STREAM)
+                info = await js.stream_info(lane.stream)
             except nats.js.errors.NotFoundError:
                 raise layout.refused(exc, limits.replicas) from None
     shape = layout.StreamShape(
-        partitions=layout.partitions_in(info.config.description),
+        partitions=layout.partitions_in(info.config.description, lane.stream),
         replicas=info.config.num_replicas or 1,
     )
     if shape.replicas != limits.replicas:
         log.warning(
             "stream %s has %d replicas, not the %d of --event-log-replicas: the setting "
             "applies when the stream is created",
-            layout.STREAM,
+            lane.stream,
             shape.replicas,
             limits.replicas,
         )
@@ -112,8 +117,12 @@ class NatsEventSink:
         clock: Callable[[], datetime],
         timeout: float = 5.0,
         retry_after: float = 1.0,
+        population: Callable[[ActivityEvent], set[str]] | None = None,
     ):
+        """`population(event)`: the keys population detectors count the
+        event under (the detection engine's `population_keys`)."""
         self._servers = layout.servers(url)
+        self.population = population
         self._limits = limits
         self._clock = clock
         self._timeout = timeout
@@ -126,6 +135,7 @@ class NatsEventSink:
         # it will get no answer (replies went to the dead server).
         self._connection_lost = asyncio.Event()
         self.partitions = 0
+        self.population_partitions = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -142,6 +152,12 @@ class NatsEventSink:
         js = self._js
         shape = await patiently(lambda: ensure_stream(js, self._limits), "the event log")
         self.partitions = shape.partitions
+        if self.population is not None:
+            n = self.partitions
+            population = await patiently(
+                lambda: ensure_stream(js, self._limits, layout.POPULATION, n), "the event log"
+            )
+            self.population_partitions = population.partitions
         log.info(
             "event log: publishing to stream %s (%d partitions, %d replicas) on %s",
             layout.STREAM,
@@ -225,16 +241,36 @@ class NatsEventSink:
         future.set_result(outcomes)
 
     async def _publish(self, event: ActivityEvent):
-        assert self._js is not None
+        """The event's PubAck, once its population copies are stored too."""
+        js = self._js
+        assert js is not None
         partition = layout.partition_of(event.user_id, self.partitions)
-        return await self._js.publish(
-            layout.subject(partition),
-            layout.encode(event),
-            # JetStream drops a second message with this id inside its
-            # duplicate window and answers duplicate=True.
-            headers={"Nats-Msg-Id": event.event_id},
-            stream=layout.STREAM,
-        )
+        data = layout.encode(event)
+        publishes = [
+            js.publish(
+                layout.subject(partition),
+                data,
+                # JetStream drops a second message with this id inside its
+                # duplicate window and answers duplicate=True.
+                headers={"Nats-Msg-Id": event.event_id},
+                stream=layout.STREAM,
+            )
+        ]
+        if self.population is not None:
+            n = self.population_partitions
+            for p in sorted({layout.partition_of(k, n) for k in self.population(event)}):
+                publishes.append(
+                    js.publish(
+                        layout.POPULATION.subject(p),
+                        data,
+                        headers={"Nats-Msg-Id": layout.population_msg_id(event.event_id, p)},
+                        stream=layout.POPULATION_STREAM,
+                    )
+                )
+        # Any failure fails the call: the retry with the same event_id
+        # completes what is missing (what is there answers duplicate).
+        results = await asyncio.gather(*publishes)
+        return results[0]
 
     def _domain_error(self, exc: BaseException) -> DomainError:
         if isinstance(exc, DomainError):

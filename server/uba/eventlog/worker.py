@@ -1,16 +1,23 @@
 """The worker's consumer loop: owns partitions (uba.eventlog.leases), pulls
 batches from each owned partition's durable consumer, hands them to the
-same writer the embedded mode uses (the domain's EventSink: IngestService,
-whose GroupCommit stores the events and runs detection in one
-transaction), and acknowledges the messages after that commit.
+domain (uba.domain.partitions), and acknowledges the messages after it
+committed them.
+
+Partitions are of two lanes (layout.Lane): the users' events, which go to
+the same writer the embedded mode uses (IngestService, whose GroupCommit
+stores the events and runs the user detectors in one transaction), and the
+population inputs, on which the owner runs the population detectors alone.
+Each lane has its own leases, taken up to the same share per worker.
 
 A crash between commit and ack means redelivery, which the writer answers
-with DUPLICATE: nothing is stored or learnt twice.
+with DUPLICATE, and a population partition recognises as applied: nothing
+is stored or learnt twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -25,7 +32,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 
-from uba.domain.ingest import EventSink
+from uba.domain.partitions import PartitionWork
 from uba.eventlog import layout
 from uba.eventlog.leases import Leases
 from uba.eventlog.publisher import ensure_stream, patiently
@@ -78,23 +85,26 @@ class EventLogWorker:
         self,
         url: str,
         limits: layout.StreamLimits,
-        sink: EventSink,
+        users: PartitionWork,
         lease_seconds: float = 10.0,
         ack_wait: float = 30.0,
         batch: int = 500,
         owner: str = "",
+        population: PartitionWork | None = None,
     ):
         self._servers = layout.servers(url)
         self._limits = limits
-        self._sink = sink
+        self._work: dict[layout.Lane, PartitionWork] = {layout.EVENTS: users}
+        if population is not None:
+            self._work[layout.POPULATION] = population
         self._lease_seconds = lease_seconds
         self._ack_wait = ack_wait
         self._batch = batch
         self.owner = owner or worker_id()
         self._js: JetStreamContext | None = None
         self._nc: NatsClient | None = None
-        self._consumers: dict[int, tuple[asyncio.Task, asyncio.Event]] = {}
-        self.stored = 0  # messages committed and acknowledged by this process
+        self._consumers: dict[tuple[layout.Lane, int], tuple[asyncio.Task, asyncio.Event]] = {}
+        self.stored = 0  # events committed and acknowledged by this process
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         nc = await nats.connect(
@@ -111,15 +121,26 @@ class EventLogWorker:
             shape = await ensure_stream(js, self._limits)
             # The lease bucket and the consumers get the stream's replicas:
             # what the stream survives, they survive.
-            await self._ensure_consumers(js, shape)
-            return shape, await lease_bucket(js, shape.replicas)
+            bucket = await lease_bucket(js, shape.replicas)
+            lanes: dict[layout.Lane, int] = {}
+            for lane in self._work:
+                lane_shape = await ensure_stream(js, self._limits, lane, shape.partitions)
+                await self._ensure_consumers(js, lane, lane_shape)
+                lanes[lane] = lane_shape.partitions
+            return shape, bucket, lanes
 
         try:
-            shape, bucket = await patiently(setup, "the event log")
+            shape, bucket, lanes = await patiently(setup, "the event log")
         except BaseException:
             await nc.close()
             raise
-        leases = Leases(bucket, self.owner, shape.partitions, self._lease_seconds)
+        all_leases: dict[layout.Lane, Leases] = {}
+        for lane, n in lanes.items():
+            all_leases[lane] = Leases(
+                bucket, self.owner, n, self._lease_seconds, key=lane.lease_key
+            )
+            self._work[lane].start(functools.partial(layout.partition_of, partitions=n))
+        leases = all_leases[layout.EVENTS]
         log.info(
             "worker %s: stream %s, %d partitions, %d replicas, lease %.1fs",
             self.owner,
@@ -135,7 +156,7 @@ class EventLogWorker:
         try:
             while not stop.is_set():
                 try:
-                    await self._round(leases)
+                    await self._round(all_leases)
                 except (nats.errors.Error, TimeoutError) as exc:
                     log.warning("lease round failed: %r", exc)
                 if time.monotonic() - last_report > 10:
@@ -149,48 +170,91 @@ class EventLogWorker:
                 except TimeoutError:
                     pass
         finally:
-            await asyncio.gather(*(self._stop_consumer(p) for p in list(self._consumers)))
+            # Each partition's state is saved before its lease is given
+            # back, so that the next owner loads it.
+            await asyncio.gather(
+                *(
+                    self._stop_and_settle(lane, partition, partition in all_leases[lane].owned)
+                    for lane, partition in list(self._consumers)
+                )
+            )
             try:
-                await leases.leave()
+                for lane, lane_leases in all_leases.items():
+                    if lane is not layout.EVENTS:
+                        for partition in sorted(lane_leases.owned):
+                            await lane_leases.release(partition)
+                await leases.leave()  # the events' leases and the membership
             except (nats.errors.Error, TimeoutError):
                 log.warning("could not give back the leases; they expire on their own")
             await nc.drain()
 
-    async def _round(self, leases: Leases) -> None:
+    async def _round(self, all_leases: dict[layout.Lane, Leases]) -> None:
+        members = all_leases[layout.EVENTS]
         try:
-            await leases.heartbeat()
+            await members.heartbeat()
         except (nats.errors.Error, TimeoutError) as exc:
             # The bucket may be electing a leader: still renew what we hold.
             log.warning("membership heartbeat failed: %r", exc)
-        for partition in await leases.renew():
-            # Lost: stop fetching at once; what is in flight is committed
-            # idempotently whoever commits it.
-            self._signal_stop(partition)
-        surplus = leases.surplus()
+        for leases in all_leases.values():
+            leases.members = members.members
+        await self._renew(all_leases)
+        # What is over the share goes back, all at once: each waits for its
+        # consumer to hand back what it was sent (about PULL_EXPIRES), and one
+        # after another they outlasted short leases; the leases held
+        # meanwhile are renewed again after.
+        surplus = [(lane, p) for lane, leases in all_leases.items() for p in leases.surplus()]
         if surplus:
-            # All at once: each stop waits for its open pull request (about
-            # PULL_EXPIRES), and one after another they outlasted short leases.
-            await asyncio.gather(*(self._stop_consumer(p) for p in surplus))
-            for partition in surplus:
-                await leases.release(partition)
-                log.info("gave back partition %d (share %d)", partition, leases.target())
-            for partition in await leases.renew():  # the rest waited meanwhile
-                self._signal_stop(partition)
-        gained = await leases.acquire()
-        for partition in sorted(gained):
-            self._start_consumer(partition)
-        if gained:
-            log.info("owns partitions %s", sorted(leases.owned))
-        # A consumer that ended on its own (lost lease) is forgotten; one that
-        # failed on a partition still held is started again.
-        for partition, (task, _) in list(self._consumers.items()):
-            if not task.done():
-                continue
-            del self._consumers[partition]
-            if partition in leases.owned:
-                failure = None if task.cancelled() else task.exception()
-                log.warning("partition %d: consumer ended (%r); restarting it", partition, failure)
-                self._start_consumer(partition)
+            await asyncio.gather(
+                *(self._give_back(all_leases[lane], lane, p) for lane, p in surplus)
+            )
+            await self._renew(all_leases)
+        for lane, leases in all_leases.items():
+            gained = await leases.acquire()
+            for partition in sorted(gained):
+                self._start_consumer(lane, partition)
+            if gained:
+                log.info("owns %ss %s", lane.what, sorted(leases.owned))
+            # A consumer that ended on its own (lost lease) is forgotten, and
+            # what the domain held of its partition with it; one that failed
+            # on a partition still held is started again.
+            for (kind, partition), (task, _) in list(self._consumers.items()):
+                if kind is not lane or not task.done():
+                    continue
+                del self._consumers[kind, partition]
+                if partition in leases.owned:
+                    failure = None if task.cancelled() else task.exception()
+                    log.warning(
+                        "%s %d: consumer ended (%r); restarting it", lane.what, partition, failure
+                    )
+                    self._start_consumer(lane, partition)
+                else:
+                    await self._settle(lane, partition, release=False)
+
+    async def _renew(self, all_leases: dict[layout.Lane, Leases]) -> None:
+        for lane, leases in all_leases.items():
+            for partition in await leases.renew():
+                # Lost: stop fetching at once; what is in flight is committed
+                # idempotently whoever commits it.
+                self._signal_stop(lane, partition)
+
+    async def _give_back(self, leases: Leases, lane: layout.Lane, partition: int) -> None:
+        await self._stop_and_settle(lane, partition, release=True)
+        await leases.release(partition)
+        log.info("gave back %s %d (share %d)", lane.what, partition, leases.target())
+
+    async def _stop_and_settle(self, lane: layout.Lane, partition: int, release: bool) -> None:
+        await self._stop_consumer(lane, partition)
+        await self._settle(lane, partition, release)
+
+    async def _settle(self, lane: layout.Lane, partition: int, release: bool) -> None:
+        """Given back (`release`): the domain saves the partition's state for
+        the next owner. Lost: it forgets it unsaved."""
+        work = self._work[lane]
+        try:
+            future = work.release(partition) if release else work.drop(partition)
+            await asyncio.wrap_future(future)
+        except Exception as exc:  # noqa: BLE001 - losing it costs one window of detection
+            log.warning("%s %d: saving its detector state failed: %r", lane.what, partition, exc)
 
     async def _report(self, js, leases: Leases) -> None:
         try:
@@ -207,11 +271,11 @@ class EventLogWorker:
             sum(lag.values()),
         )
 
-    async def _ensure_consumers(self, js, shape: layout.StreamShape) -> None:
+    async def _ensure_consumers(self, js, lane: layout.Lane, shape: layout.StreamShape) -> None:
         for partition in range(shape.partitions):
             config = ConsumerConfig(
-                durable_name=layout.durable(partition),
-                filter_subject=layout.subject(partition),
+                durable_name=lane.durable(partition),
+                filter_subject=lane.subject(partition),
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 # Messages of a worker that died unacknowledged come back
@@ -226,27 +290,27 @@ class EventLogWorker:
             # Looked up first: its leader answers that, while creating needs
             # the cluster's meta leader (a dead node may have been it).
             try:
-                await js.consumer_info(layout.STREAM, config.durable_name)
+                await js.consumer_info(lane.stream, config.durable_name)
                 continue  # as created (maybe with other settings, by another worker)
             except nats.js.errors.NotFoundError:
                 pass
             try:
-                await js.add_consumer(layout.STREAM, config)
+                await js.add_consumer(lane.stream, config)
             except nats.js.errors.BadRequestError:
                 pass  # another worker created it meanwhile
 
-    def _start_consumer(self, partition: int) -> None:
+    def _start_consumer(self, lane: layout.Lane, partition: int) -> None:
         stopping = asyncio.Event()
-        task = asyncio.create_task(self._consume(partition, stopping))
-        self._consumers[partition] = (task, stopping)
+        task = asyncio.create_task(self._consume(lane, partition, stopping))
+        self._consumers[lane, partition] = (task, stopping)
 
-    def _signal_stop(self, partition: int) -> None:
-        entry = self._consumers.get(partition)
+    def _signal_stop(self, lane: layout.Lane, partition: int) -> None:
+        entry = self._consumers.get((lane, partition))
         if entry is not None:
             entry[1].set()
 
-    async def _stop_consumer(self, partition: int) -> None:
-        entry = self._consumers.pop(partition, None)
+    async def _stop_consumer(self, lane: layout.Lane, partition: int) -> None:
+        entry = self._consumers.pop((lane, partition), None)
         if entry is None:
             return
         task, stopping = entry
@@ -258,7 +322,7 @@ class EventLogWorker:
         except Exception:  # noqa: BLE001 - already logged by the task
             pass
 
-    async def _consume(self, partition: int, stopping: asyncio.Event) -> None:
+    async def _consume(self, lane: layout.Lane, partition: int, stopping: asyncio.Event) -> None:
         """Pulls with our own requests rather than nats-py's `fetch`: with
         short fetch timeouts its lingering pull requests outlived the call
         against nats-server 2.9 and messages sat unacknowledged until the
@@ -268,7 +332,7 @@ class EventLogWorker:
         assert self._nc is not None
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox)
-        api = f"$JS.API.CONSUMER.MSG.NEXT.{layout.STREAM}.{layout.durable(partition)}"
+        api = f"$JS.API.CONSUMER.MSG.NEXT.{lane.stream}.{lane.durable(partition)}"
         request = json.dumps(
             {"batch": self._batch, "expires": int(PULL_EXPIRES * 1_000_000_000)}
         ).encode()
@@ -300,12 +364,12 @@ class EventLogWorker:
                         open_for -= 1
                         wait = GATHER  # take what follows at once, then store
                     if msgs:
-                        await self._store(partition, msgs)
+                        await self._store(lane, partition, msgs)
                 except nats.errors.Error as exc:
                     # The connection is being re-established, or an ack could
                     # not be sent: what is unacknowledged comes back after the
                     # ack wait, and the writer answers it DUPLICATE.
-                    log.warning("partition %d: pulling failed: %r", partition, exc)
+                    log.warning("%s %d: pulling failed: %r", lane.what, partition, exc)
                     open_for, pause = 0, RETRY_PAUSE
                 if pause:
                     await asyncio.sleep(pause)
@@ -327,7 +391,7 @@ class EventLogWorker:
             except nats.errors.Error:
                 pass
 
-    async def _store(self, partition: int, msgs: list) -> None:
+    async def _store(self, lane: layout.Lane, partition: int, msgs: list) -> None:
         events, good = [], []
         for msg in msgs:
             try:
@@ -335,7 +399,8 @@ class EventLogWorker:
                 good.append(msg)
             except Exception:  # noqa: BLE001 - a message no worker can read
                 log.error(
-                    "partition %d: dropping an undecodable message (seq %s)",
+                    "%s %d: dropping an undecodable message (seq %s)",
+                    lane.what,
                     partition,
                     msg.metadata.sequence.stream,
                 )
@@ -343,13 +408,16 @@ class EventLogWorker:
         if not events:
             return
         try:
-            await asyncio.wrap_future(self._sink.submit(events))
+            await asyncio.wrap_future(self._work[lane].submit(partition, events))
         except Exception as exc:  # noqa: BLE001 - storage down or the writer full: later
-            log.warning("partition %d: storing %d events failed: %s", partition, len(events), exc)
+            log.warning(
+                "%s %d: storing %d events failed: %s", lane.what, partition, len(events), exc
+            )
             for msg in good:
                 await msg.nak(delay=1.0)
             await asyncio.sleep(1.0)
             return
         for msg in good:
             await msg.ack()
-        self.stored += len(good)
+        if lane is layout.EVENTS:
+            self.stored += len(good)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Feature, Severity
@@ -24,6 +25,7 @@ from uba.storage.events import (
 from uba.storage.models import (
     AlertRow,
     AnomalyRow,
+    AppliedEventRow,
     BaselineRow,
     StateRow,
     SuppressionRow,
@@ -37,6 +39,7 @@ anomalies_t = table_of(AnomalyRow)
 alerts_t = table_of(AlertRow)
 suppressions_t = table_of(SuppressionRow)
 user_risk_t = table_of(UserRiskRow)
+applied_t = table_of(AppliedEventRow)
 
 ALERT_SEQ = "alert_seq"
 _UPSERT_BASELINES = (
@@ -304,6 +307,33 @@ class DetectionRepository:
             self._conn.execute(
                 insert(state_t).values(name=name, data=text, version=1, updated_at_us=to_us(now))
             )
+
+    # -- events analysed by a partition (the event log's population partitions) ----
+
+    def mark_applied(self, scope: str, event_ids: Sequence[str], now: datetime) -> set[str]:
+        """Records the events as analysed in `scope`; returns the ids that
+        were not recorded there yet (the others were analysed before)."""
+        dialect = postgresql if self.backend == "postgresql" else sqlite
+        now_us = to_us(now)
+        new: set[str] = set()
+        for chunk in _chunks(sorted(set(event_ids)), 300):
+            new.update(
+                self._conn.execute(
+                    dialect.insert(applied_t)
+                    .values(
+                        [{"scope": scope, "event_id": e, "applied_at_us": now_us} for e in chunk]
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(applied_t.c.event_id)
+                ).scalars()
+            )
+        return new
+
+    def prune_applied(self, before: datetime) -> int:
+        """Forgets what was analysed before `before`."""
+        return self._conn.execute(
+            delete(applied_t).where(applied_t.c.applied_at_us < to_us(before))
+        ).rowcount
 
     def next_seqs(self, count: int) -> list[int]:
         """`count` new alert seq numbers. The counter row stays locked until

@@ -103,6 +103,22 @@ class StateRow(Base):
     updated_at_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class AppliedEventRow(Base):
+    """Events the population detectors of one partition of the event log
+    have analysed (docs/scaling.md): a message delivered again (after a
+    crash, a lost lease, a retry past JetStream's duplicate window) is
+    recognised and not analysed twice. `scope` names the partition; rows
+    are pruned after some days."""
+
+    __tablename__ = "applied_events"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    applied_at_us: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_applied_events_applied", "applied_at_us"),)
+
+
 class AnomalyRow(Base):
     __tablename__ = "anomalies"
 

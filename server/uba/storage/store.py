@@ -77,6 +77,14 @@ class Store:
             yield WriteTransaction(conn, self.backend)
 
     @contextmanager
+    def transaction(self) -> Iterator[WriteTransaction]:
+        """A write transaction like the ingest writer's on a pooled
+        connection, for another writer thread (an event-log worker's
+        population partitions)."""
+        with self.database.write() as conn:
+            yield WriteTransaction(conn, self.backend)
+
+    @contextmanager
     def outbox(self) -> Iterator[OutboxRepository]:
         """A write transaction on the outbox, for the delivery worker and
         the operator's retries (not the ingest writer's connection)."""

@@ -1,0 +1,241 @@
+"""Detection by partition, for the workers of a partitioned event log
+(uba.eventlog, docs/scaling.md).
+
+A worker owns partitions of two kinds, and hands each kind's messages to
+one of these:
+
+- `UserPartitions`: a partition holds whole users' events. They go to the
+  ingest writer (GroupCommit: store them, run the user detectors, alerts,
+  all in one transaction) as in the embedded mode; the detector windows
+  are kept per partition (`Analyzer.partition_state`), so that two workers
+  never overwrite each other's.
+- `PopulationPartitions`: a partition holds copies of events re-keyed by
+  what a population detector counts (a source address; the organisation,
+  one key). Its owner runs those detectors alone on them, in transactions
+  of its own that record each event as applied (`mark_applied`): a copy
+  delivered again (a worker died before acknowledging it, a lease moved)
+  is recognised and not analysed twice, so it never makes a second anomaly.
+
+A partition given back has its windows saved for the next owner first; a
+partition lost (another worker took it over) has them dropped unsaved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from uba.domain.analysis import SHARED_STATE, Analyzer
+from uba.domain.events import ActivityEvent
+from uba.domain.ingest import IngestService, Outbox
+
+log = logging.getLogger(__name__)
+
+# How long a population partition remembers the events it analysed: a copy
+# delivered again later than this (a client retrying days after) would be
+# analysed again.
+KEEP_APPLIED = timedelta(days=7)
+PRUNE_EVERY = timedelta(hours=1)
+
+
+class PartitionWork(Protocol):
+    """What a worker of the event log does with the partitions it owns."""
+
+    def start(self, partition_of: Callable[[str], int]) -> None:
+        """Before any message: how keys map to partitions."""
+
+    def submit(self, partition: int, events: list[ActivityEvent]) -> Future:
+        """Stores or analyses a batch of the partition; the future resolves
+        once it is committed (then the messages may be acknowledged)."""
+
+    def release(self, partition: int) -> Future:
+        """The partition is given back: save what belongs to it."""
+
+    def drop(self, partition: int) -> Future:
+        """The partition was taken over: forget what belongs to it."""
+
+    def close(self) -> None: ...
+
+
+def _done() -> Future:
+    future: Future = Future()
+    future.set_result(None)
+    return future
+
+
+def user_state_key(partition: int) -> str:
+    return f"p{partition}"
+
+
+class UserPartitions:
+    """User partitions: events to the ingest writer; windows per partition."""
+
+    def __init__(self, ingest: IngestService, analyzer: Analyzer | None):
+        self._ingest = ingest
+        self._analyzer = analyzer
+
+    def start(self, partition_of: Callable[[str], int]) -> None:
+        if self._analyzer is not None:
+            self._analyzer.partition_state(lambda e: user_state_key(partition_of(e.user_id)))
+
+    def submit(self, partition: int, events: list[ActivityEvent]) -> Future:
+        return self._ingest.submit(events)
+
+    def release(self, partition: int) -> Future:
+        analyzer = self._analyzer
+        if analyzer is None:
+            return _done()
+        # On the writer thread, which owns the analyzer, after what it holds.
+        # (The store's write transaction is the analyzer's too; uba.domain.ingest
+        # types it only by its store_events, as in Services.close.)
+        return self._ingest.run_exclusive(
+            lambda uow: analyzer.release_state(uow, user_state_key(partition))  # type: ignore[arg-type]
+        )
+
+    def drop(self, partition: int) -> Future:
+        analyzer = self._analyzer
+        if analyzer is None:
+            return _done()
+        return self._ingest.run_exclusive(
+            lambda uow: analyzer.drop_state(user_state_key(partition))
+        )
+
+    def close(self) -> None:
+        pass  # the services' close checkpoints the analyzer
+
+
+class KeyedDetector(Protocol):
+    def population_key(self, event: ActivityEvent) -> str | None: ...
+
+
+class AppliedStorage(Protocol):
+    def mark_applied(self, scope: str, event_ids: Sequence[str], now: datetime) -> set[str]: ...
+    def prune_applied(self, before: datetime) -> int: ...
+
+
+class PopulationTransaction(Protocol):
+    @property
+    def detection(self) -> AppliedStorage: ...
+
+
+class PopulationStore(Protocol):
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction of its own (not the ingest writer's)."""
+
+
+# Builds the analyzer of a population partition: an engine of the
+# population detectors taking what `accept` says, and its state row.
+AnalyzerFactory = Callable[[int, Callable[[ActivityEvent, KeyedDetector], bool], str], Analyzer]
+
+
+def population_scope(partition: int) -> str:
+    return f"population.{partition}"
+
+
+class PopulationPartitions:
+    """Population partitions: the population detectors on re-keyed copies.
+
+    Each owned partition has its own analyzer and windows (state row
+    `detector_windows.population.<p>`), loaded when its first batch comes.
+    The batches of all of them are committed one at a time on a thread of
+    their own (not the ingest writer's: the user partitions go on)."""
+
+    def __init__(
+        self,
+        store: PopulationStore,
+        make_analyzer: AnalyzerFactory | None,
+        outbox: Outbox | None,
+        clock: Callable[[], datetime],
+    ):
+        self._store = store
+        self._make = make_analyzer  # None: detection is off; the copies are only drained
+        self._outbox = outbox
+        self._clock = clock
+        self._partition_of: Callable[[str], int] | None = None
+        self._analyzers: dict[int, Analyzer] = {}
+        self._pruned: datetime | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uba-population")
+
+    def start(self, partition_of: Callable[[str], int]) -> None:
+        self._partition_of = partition_of
+
+    def _analyzer(self, partition: int) -> Analyzer:
+        assert self._make is not None and self._partition_of is not None
+        partition_of = self._partition_of
+
+        def accept(event: ActivityEvent, detector: KeyedDetector) -> bool:
+            # The event's copy on this partition is this detector's to see
+            # when the detector's key of it falls here (an event has a copy
+            # on each partition one of its keys falls in).
+            key = detector.population_key(event)
+            return key is not None and partition_of(key) == partition
+
+        return self._make(partition, accept, f"{SHARED_STATE}.{population_scope(partition)}")
+
+    def submit(self, partition: int, events: list[ActivityEvent]) -> Future:
+        return self._thread.submit(self._commit, partition, events)
+
+    def _commit(self, partition: int, events: list[ActivityEvent]) -> None:
+        if self._make is None:
+            return
+        now = self._clock()
+        analyzer = self._analyzers.get(partition)
+        try:
+            with self._store.transaction() as uow:
+                if analyzer is None:
+                    analyzer = self._analyzer(partition)
+                    analyzer.load_state(uow)
+                    self._analyzers[partition] = analyzer
+                fresh = uow.detection.mark_applied(
+                    population_scope(partition), [e.event_id for e in events], now
+                )
+                if fresh:
+                    seen: set[str] = set()
+                    new = []
+                    for e in events:
+                        if e.event_id in fresh and e.event_id not in seen:
+                            seen.add(e.event_id)
+                            new.append(e)
+                    # Also checkpoints the windows, now and then.
+                    analyzer.process(uow, new)
+                    changes = analyzer.take_changes()
+                    if self._outbox is not None and changes:
+                        self._outbox.enqueue(uow, changes)
+                if self._pruned is None or now - self._pruned >= PRUNE_EVERY:
+                    uow.detection.prune_applied(now - KEEP_APPLIED)
+                    self._pruned = now
+        except BaseException:
+            # The windows learnt what the transaction did not keep: reload
+            # them from the last checkpoint rather than count twice.
+            self._analyzers.pop(partition, None)
+            if analyzer is not None:
+                analyzer.rollback()
+            raise
+
+    def release(self, partition: int) -> Future:
+        return self._thread.submit(self._release, partition)
+
+    def _release(self, partition: int) -> None:
+        analyzer = self._analyzers.pop(partition, None)
+        if analyzer is not None:
+            with self._store.transaction() as uow:
+                analyzer.checkpoint(uow, force=True)
+
+    def drop(self, partition: int) -> Future:
+        return self._thread.submit(self._analyzers.pop, partition, None)
+
+    def close(self) -> None:
+        """Saves the windows of the partitions still held, then stops."""
+        self._thread.submit(self._release_all).result()
+        self._thread.shutdown(wait=True)
+
+    def _release_all(self) -> None:
+        for partition in list(self._analyzers):
+            try:
+                self._release(partition)
+            except Exception:  # noqa: BLE001 - losing them costs one window of detection
+                log.warning("could not save the windows of population partition %d", partition)
