@@ -10,10 +10,14 @@ its own): `unit` for tests/unit and the modules that mark themselves
 rest of tests/gateway (real Envoy); `e2e` for everything else (a real server
 process on real ports).
 
-`make test` runs the suite twice, in enhanced and in basic mode. A module
-whose subject does not depend on the analytics mode (delivery, the event
-log, retention, the REST fuzzer...) marks itself `one_mode`: it runs in the
-enhanced pass only and is skipped, saying so, in the basic one.
+`make test` runs the suite in enhanced mode, then again in basic mode
+(without numpy, scipy and scikit-learn) for what differs between the two:
+the `unit` tier, and the modules that mark themselves `both_modes` because
+their subject depends on the analytics mode (detection, ingest and what it
+answers, incidents, the evaluation, the REST contract's answers). The rest
+(delivery, the event log, faults, Envoy, the page, TLS, the CLI...) does
+not: it runs in the enhanced pass and is skipped, saying so, in the basic
+one.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = _tier(item)
         if not item.get_closest_marker(tier):
             item.add_marker(tier)
-        if BASIC_MODE and item.get_closest_marker("one_mode"):
+        if BASIC_MODE and tier != "unit" and not item.get_closest_marker("both_modes"):
             item.add_marker(
                 pytest.mark.skip(reason="independent of the analytics mode: runs in enhanced mode")
             )

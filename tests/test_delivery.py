@@ -17,8 +17,6 @@ from support.server import ServerProcess
 
 from uba.v1 import alerts_pb2, notifications_pb2, service_pb2
 
-pytestmark = pytest.mark.one_mode
-
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 DELIVERED = notifications_pb2.NOTIFICATION_STATUS_DELIVERED
 DEAD = notifications_pb2.NOTIFICATION_STATUS_DEAD

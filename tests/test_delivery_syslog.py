@@ -20,8 +20,6 @@ from test_delivery import all_delivered, burst, wait_until
 
 from uba.v1 import service_pb2
 
-pytestmark = pytest.mark.one_mode
-
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 

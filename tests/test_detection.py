@@ -19,6 +19,9 @@ from support.server import ServerProcess
 from uba.testing.synthetic import HISTORY_DAYS
 from uba.v1 import alerts_pb2, anomalies_pb2, service_pb2
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 # Alerts per user-day the attack-free population may raise (all severities).
 MAX_FALSE_ALERTS_PER_USER_DAY = 0.05
 POPULATION = 24

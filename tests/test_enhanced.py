@@ -17,6 +17,9 @@ from uba.domain.events import ActivityType
 from uba.testing.synthetic import day_after_history
 from uba.v1 import service_pb2
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 ML = all(importlib.util.find_spec(m) is not None for m in ("numpy", "scipy", "sklearn"))
 
 

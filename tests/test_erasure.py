@@ -19,8 +19,6 @@ from support.events import API_CALL, FAILURE, LOGIN, event, stored_events, uniqu
 
 from uba.v1 import service_pb2
 
-pytestmark = pytest.mark.one_mode
-
 
 def burst(user: str) -> list:
     now = datetime.now(UTC)

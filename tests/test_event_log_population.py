@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
-import pytest
 from sqlalchemy.engine import make_url
 from support.eventlog import NatsServer, WorkerProcess, require_nats
 from support.events import FAILURE, event
@@ -25,8 +24,6 @@ from support.server import ServerProcess
 
 from uba.eventlog.layout import POPULATION_STREAM, partition_of
 from uba.v1 import service_pb2
-
-pytestmark = pytest.mark.one_mode
 
 PARTITIONS = 4
 LEASE = 5.0

@@ -19,6 +19,9 @@ from hypothesis import strategies as st
 
 from uba.v1 import events_pb2, service_pb2
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 OK_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
 EXAMPLES = 120
 RUNS: dict[str, int] = {}

@@ -22,6 +22,9 @@ from uba.domain.events import ActivityType
 from uba.testing.synthetic import day_after_history
 from uba.v1 import alerts_pb2, anomalies_pb2, incidents_pb2, service_pb2
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 LOGIN = ActivityType.LOGIN_SUCCESS
 
 

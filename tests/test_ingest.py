@@ -15,6 +15,9 @@ from support.events import API_CALL, FAILURE, LOGIN, LOGOUT, event, unique
 
 from uba.v1 import events_pb2, service_pb2
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 

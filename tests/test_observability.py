@@ -21,8 +21,6 @@ from support.server import ServerProcess, keyed_channel
 
 from uba.v1 import service_pb2, service_pb2_grpc
 
-pytestmark = pytest.mark.one_mode
-
 DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana" / "uba.json"
 # Series that exist only with a model, on PostgreSQL's pool, or once a
 # training ran.

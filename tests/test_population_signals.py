@@ -7,12 +7,16 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from support.events import event, unique
 from support.scenario import FAILURE, LOGIN, personas, send
 from support.server import ServerProcess
 
 from uba.testing.synthetic import day_after_history
 from uba.v1 import anomalies_pb2, events_pb2, service_pb2
+
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
 
 CHALLENGE = events_pb2.ACTIVITY_TYPE_MFA_CHALLENGE
 APPROVED = events_pb2.ACTIVITY_TYPE_MFA_APPROVED

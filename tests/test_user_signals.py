@@ -14,6 +14,9 @@ from uba.domain.events import ActivityType
 from uba.testing.synthetic import day_after_history
 from uba.v1 import anomalies_pb2, service_pb2
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
 DAY = day_after_history()
 MEDIUM = anomalies_pb2.SEVERITY_MEDIUM

@@ -12,12 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from support.server import KEYS
 
 from uba_client import UbaClient
-
-pytestmark = pytest.mark.one_mode
 
 
 def stored(address: str) -> list:

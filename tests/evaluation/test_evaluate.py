@@ -15,6 +15,9 @@ import pytest
 from uba.evaluation import generate
 from uba.evaluation.attacks import BLATANT, REALISTIC
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 # What the detectors catch in the small scenario below, in both modes:
 # every class (new_country_and_device by its incident: its victim's baseline
 # is not mature at this size, so each signal alone says LOW). Losing one

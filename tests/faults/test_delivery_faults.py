@@ -24,7 +24,7 @@ from uba.v1 import service_pb2
 # at UBA_FAULT_SCALE 4 and up (make test-faults-large).
 OUTAGE_SECONDS = min(scaled(15), 150)
 
-pytestmark = [scaled_timeout(300), pytest.mark.one_mode]
+pytestmark = scaled_timeout(300)
 
 
 def config(tmp_path, url: str) -> str:

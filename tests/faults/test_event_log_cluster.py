@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import psycopg2
-import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy.engine import make_url
@@ -45,7 +44,7 @@ CALL_TIMEOUT = 30.0  # the client's deadline: a call that reaches it hung
 RETRY_FOR = 60.0  # seconds a client keeps retrying one batch
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
-pytestmark = [scaled_timeout(180), pytest.mark.one_mode]
+pytestmark = scaled_timeout(180)
 
 
 def stored_ids(database_url: str, prefix: str) -> list[str]:

@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
-import pytest
 from sqlalchemy.engine import make_url
 from support.eventlog import NatsServer, WorkerProcess, require_nats
 from support.events import FAILURE, event
@@ -28,7 +27,7 @@ KILL_AFTER = BATCHES // 2
 LEASE = 2.0  # seconds: the failover bound is about lease + ack wait
 ACK_WAIT = 4.0
 
-pytestmark = [scaled_timeout(120), pytest.mark.one_mode]
+pytestmark = scaled_timeout(120)
 
 
 def stored_ids(database_url: str, prefix: str) -> list[str]:

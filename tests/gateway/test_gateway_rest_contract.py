@@ -23,6 +23,9 @@ from google.protobuf import json_format
 from gateway.gateway_support import API
 from uba.v1 import alerts_pb2, events_pb2, service_pb2
 
+# Its subject depends on the analytics mode: both passes of make test run it.
+pytestmark = pytest.mark.both_modes
+
 HTTP_OF = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.INVALID_ARGUMENT: 400,

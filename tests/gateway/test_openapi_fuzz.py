@@ -45,7 +45,7 @@ CHECKS = ",".join(
     )
 )
 DOCUMENT = json.loads(OPENAPI_JSON.read_text())
-pytestmark = [scaled_timeout(300), pytest.mark.one_mode]
+pytestmark = scaled_timeout(300)
 
 
 def schemathesis_cli() -> list[str]:
