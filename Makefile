@@ -22,9 +22,10 @@ run: $(VENV)/.installed $(TOOLS)
 	$(VENV)/bin/uba serve --gateway-listen 127.0.0.1:8080 --metrics-listen 127.0.0.1:9464
 
 # Runs every test: proto checks, then the whole pytest suite (SQLite and
-# PostgreSQL, real Envoy, real Chromium) twice: in enhanced mode (ML packages
-# installed) and in basic mode (without them). Each pass lists its slowest
-# tests, to keep the whole within its time budget.
+# PostgreSQL, real Envoy, real Chromium) in enhanced mode (ML packages
+# installed), then what depends on the mode again in basic mode (without
+# them: the unit tier and the `both_modes` modules, tests/conftest.py). Each
+# pass lists its slowest tests, to keep the whole within its time budget.
 test: $(VENV)/.installed $(VENV_BASIC)/.installed lint proto-check proto-lint
 	@echo "== enhanced mode (numpy, scipy, scikit-learn installed)"
 	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
