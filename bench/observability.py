@@ -5,6 +5,11 @@ machine hits all three alike; then the time of a /metrics scrape on the
 loaded store. Results: docs/operations.md.
 
     .venv/bin/python bench/observability.py [--rounds 6] [--users 2000]
+
+With `--scrape-events N` it measures the scrape alone as the store grows:
+one server with metrics on, filled with N events of `--scrape-users`
+users (each user's baseline learned and cached), the scrape timed at a
+tenth, a third and all of N.
 """
 
 from __future__ import annotations
@@ -117,13 +122,62 @@ def scrape_seconds(url: str, times: int = 20) -> tuple[float, int]:
     return statistics.median(samples), size
 
 
+def metrics_url(server: Server) -> str:
+    return next(
+        line.split("metrics on ", 1)[1].strip() for line in server.output if "metrics on " in line
+    )
+
+
+def series_sum(page: str, prefix: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(prefix)
+    )
+
+
+def scrape_at_scale(total: int, users: int, per_round: int = 5) -> None:
+    """The scrape's time at a tenth, a third and all of `total` stored events."""
+    tmp = Path(tempfile.mkdtemp(prefix="uba-obs-scrape-"))
+    server = Server("metrics", tmp / "metrics", extra_args=["--metrics-listen", "127.0.0.1:0"])
+    start_all([server])
+    try:
+        url = metrics_url(server)
+        marks = sorted({max(1, total // 10), max(1, total // 3), total})
+        stored, round_no = 0, 0
+        for mark in marks:
+            started = time.perf_counter()
+            sent = 0
+            while stored < mark:
+                chunk = events(users, per_round, round_no)[: mark - stored]
+                send_batches(server, chunk)
+                stored += len(chunk)
+                sent += len(chunk)
+                round_no += 1
+            rate = sent / (time.perf_counter() - started)
+            seconds, size = scrape_seconds(url)
+            page = urllib.request.urlopen(url, timeout=30).read().decode()
+            print(
+                f"{stored:,} events of {users:,} users (filled at {rate:,.0f}/s): scrape median "
+                f"{seconds * 1000:.1f} ms for {size:,} bytes, storage reads "
+                f"{series_sum(page, 'uba_metrics_storage_read_seconds ') * 1000:.1f} ms, "
+                f"{series_sum(page, 'uba_alerts{'):,.0f} unresolved alerts",
+                flush=True,
+            )
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--per-user", type=int, default=11)
     parser.add_argument("--unary", type=int, default=3000)
+    parser.add_argument("--scrape-events", type=int, default=0)
+    parser.add_argument("--scrape-users", type=int, default=20_000)
     args = parser.parse_args()
+    if args.scrape_events:
+        scrape_at_scale(args.scrape_events, args.scrape_users)
+        return
     collector = DiscardingCollector()
     tmp = Path(tempfile.mkdtemp(prefix="uba-obs-bench-"))
     servers = {
@@ -163,11 +217,7 @@ def main() -> None:
             for name in names:
                 m = statistics.median(rates[name])
                 print(f"  {kind:17} {name:16} {m:9,.0f}/s  ratio {m / base:.3f}")
-        url = next(
-            line.split("metrics on ", 1)[1].strip()
-            for line in servers["metrics"].output
-            if "metrics on " in line
-        )
+        url = metrics_url(servers["metrics"])
         seconds, size = scrape_seconds(url)
         page = urllib.request.urlopen(url, timeout=30).read().decode()
         stored = sum(
@@ -175,11 +225,7 @@ def main() -> None:
             for line in page.splitlines()
             if line.startswith("uba_ingest_events_total{") and 'outcome="accepted"' in line
         )
-        alerts = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in page.splitlines()
-            if line.startswith("uba_alerts{")
-        )
+        alerts = series_sum(page, "uba_alerts{")
         storage = next(
             float(line.rsplit(" ", 1)[1])
             for line in page.splitlines()
