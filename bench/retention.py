@@ -109,13 +109,16 @@ def main() -> None:
         ingest_rate(services.ingest, events("warm", 5000, datetime.now(UTC)))
 
         policy = RetentionPolicy(events_days=30)
+        partitions = EventPartitions(services.database) if services.partitions else None
         without, with_retention = [], []
         for r in range(args.rounds):
             now = datetime.now(UTC) - timedelta(hours=1)
             without.append(ingest_rate(services.ingest, events(f"a{r}", args.events, now)))
-            # A new job each round, stopped and waited for at its end, so
+            # A new pass each round, stopped and waited for at its end, so
             # that none of it runs during the next round without it.
-            partitions = EventPartitions(services.database) if services.partitions else None
+            if partitions is not None:
+                partitions.resume()
+            keys_before = partitions.keys_deleted if partitions else 0
             retention = RetentionService(services.ingest, policy, utcnow, housekeeping=partitions)
             loop = asyncio.new_event_loop()
             task = loop.create_task(retention.run_once())
@@ -125,7 +128,7 @@ def main() -> None:
             with_retention.append(ingest_rate(services.ingest, events(f"b{r}", args.events, now)))
             busy = not task.done()
             deleted = sum(retention.deleted.values())
-            keys = partitions.keys_deleted if partitions else 0
+            keys = (partitions.keys_deleted if partitions else 0) - keys_before
             if partitions is not None:
                 partitions.stop()
             loop.call_soon_threadsafe(task.cancel)

@@ -166,10 +166,17 @@ class EventPartitions:
         self.duty = duty
         self.keys_deleted = 0  # since this object was made
         self._stopping = threading.Event()
+        # Detached partition -> the last (occurred_at_us, id) whose key is
+        # deleted: a pass that ended early resumes there, not from the start.
+        self._trimmed: dict[str, tuple[int, int]] = {}
 
     def stop(self) -> None:
         """Ends a pass under way at its next batch (the server is stopping)."""
         self._stopping.set()
+
+    def resume(self) -> None:
+        """Lets passes run again after `stop` (a benchmark's rounds)."""
+        self._stopping.clear()
 
     def prepare(self, now: datetime) -> list[str]:
         """Partitions for yesterday, today and the next AHEAD_DAYS days;
@@ -221,19 +228,22 @@ class EventPartitions:
                 (_DETACHED,),
             )
             for (name,) in cursor.fetchall():
-                held = self._forget_keys(cursor, name)
+                self._forget_keys(cursor, name)
                 if self._stopping.is_set():
                     break
+                cursor.execute(f"SELECT count(*) FROM {name}")
+                row = cursor.fetchone()
+                held = int(row[0]) if row else 0
                 cursor.execute(f"DROP TABLE {name}")
+                self._trimmed.pop(name, None)
                 log.info("dropped event partition %s (%d events)", name, held)
                 dropped += held
         return dropped
 
-    def _forget_keys(self, cursor, name: str) -> int:
+    def _forget_keys(self, cursor, name: str) -> None:
         """Deletes the keys of the events in the detached partition `name`,
-        in batches, oldest first; returns how many events it holds."""
-        after = (-(2**63), -(2**63))
-        seen = 0
+        in batches, oldest first."""
+        after = self._trimmed.get(name, (-(2**63), -(2**63)))
         while not self._stopping.is_set():
             started = time.monotonic()
             cursor.execute(
@@ -249,8 +259,6 @@ class EventPartitions:
                 (pg_text_array(sorted(r[2] for r in rows)),),
             )
             self.keys_deleted += cursor.rowcount
-            seen += len(rows)
-            after = (rows[-1][0], rows[-1][1])
+            after = self._trimmed[name] = (rows[-1][0], rows[-1][1])
             took = time.monotonic() - started
             self._stopping.wait(took * (1.0 - self.duty) / self.duty)
-        return seen
