@@ -145,13 +145,16 @@ class RetentionService:
 
         outer: Future = Future()
         inner = self._writer.run_exclusive(action)
-        inner.add_done_callback(
-            lambda f: (
+
+        def finish(f: Future) -> None:
+            if outer.cancelled():  # the pass was cancelled meanwhile (shutdown)
+                return
+            if (e := f.exception()) is not None:
                 outer.set_exception(e)
-                if (e := f.exception()) is not None
-                else outer.set_result(done[0])
-            )
-        )
+            else:
+                outer.set_result(done[0])
+
+        inner.add_done_callback(finish)
         return outer
 
     def _pause(self, took: float) -> float:
