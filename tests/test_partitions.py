@@ -18,6 +18,7 @@ from sqlalchemy import text
 from uba.domain.events import ActivityEvent, ActivityType, RecordStatus
 from uba.domain.ingest import IngestService
 from uba.domain.retention import RetentionPolicy, RetentionService
+from uba.storage import partitions
 from uba.storage.database import MIGRATIONS, Database
 from uba.storage.events import EventRepository, to_us
 from uba.storage.partitions import DAY_US, EventPartitions, Partition, range_for
@@ -197,8 +198,16 @@ def test_expiry_drops_the_partitions_of_expired_days(database):
         old_days = {f"events_p{now - timedelta(days=d):%Y%m%d}" for d in (5, 4)}
         assert old_days <= set(where(database).values())
         policy = RetentionPolicy(events_days=2)
+        housekeeping = EventPartitions(database)
+        # Another server dropping partitions of this database: this one waits its turn.
+        with database.engine.connect() as other:
+            other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": partitions._DROP_KEY})
+            assert housekeeping.drop_expired("events", policy.cutoff("events", now)) == 0
+            other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": partitions._DROP_KEY})
+            other.commit()
+        assert old_days <= set(where(database).values())
         service = RetentionService(
-            ingest, policy, lambda: now, housekeeping=EventPartitions(database), min_pause=0.0
+            ingest, policy, lambda: now, housekeeping=housekeeping, min_pause=0.0
         )
         deleted = asyncio.run(service.run_once())
         assert deleted["events"] >= 100
@@ -252,8 +261,6 @@ def test_a_long_reader_delays_the_drop_but_never_ingest(database, monkeypatch):
     """A transaction that started before the detach (a pg_dump, a long
     report) keeps the expired partition until it ends; ingest goes on
     meanwhile, and the next pass finishes the half-done detach."""
-    import uba.storage.partitions as partitions
-
     database.upgrade()
     ingest = IngestService(Store(database))
     now = datetime.now(UTC)

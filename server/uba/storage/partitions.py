@@ -49,8 +49,10 @@ LOCK_TIMEOUT = "2s"
 # How long a detach may wait for the transactions that still see the
 # partition (a pg_dump, say); after that it is finished at the next pass.
 DETACH_TIMEOUT = "5s"
-# pg_advisory_xact_lock key of partition changes ("uba-part" in ASCII).
+# pg_advisory_xact_lock key of partition changes ("uba-part" in ASCII), and
+# the session lock of the one process that drops expired ones ("uba-drop").
 _LOCK_KEY = 0x7562612D70617274
+_DROP_KEY = 0x7562612D64726F70
 _BOUND = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
 # Tables named like a partition that is no longer attached: detached to be
 # dropped.
@@ -202,42 +204,54 @@ class EventPartitions:
     def drop_expired(self, kind: str, cutoff: datetime) -> int:
         """Drops the partitions of events that all occurred before `cutoff`,
         with their keys; returns how many events they held (0 for other
-        kinds)."""
-        from psycopg2.errors import LockNotAvailable
-
+        kinds, or while another server on the database is at it)."""
         if kind != "events":
             return 0
-        cutoff_us = to_us(cutoff)
-        dropped = 0
         with self._database.engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             cursor = driver_cursor(conn)
-            cursor.execute("SET lock_timeout = %s", (DETACH_TIMEOUT,))
-            for p in attached(cursor):
+            # Several servers on one database: one of them at a time.
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (_DROP_KEY,))
+            row = cursor.fetchone()
+            if not (row and row[0]):
+                return 0
+            try:
+                cursor.execute("SET lock_timeout = %s", (DETACH_TIMEOUT,))
+                return self._drop_expired(cursor, to_us(cutoff))
+            finally:
+                # The connection goes back to the pool: as it came.
+                cursor.execute("RESET lock_timeout")
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (_DROP_KEY,))
+
+    def _drop_expired(self, cursor, cutoff_us: int) -> int:
+        from psycopg2.errors import LockNotAvailable
+
+        for p in attached(cursor):
+            if p.detaching or p.upper <= cutoff_us:
                 how = "FINALIZE" if p.detaching else "CONCURRENTLY"
-                if p.detaching or p.upper <= cutoff_us:
-                    try:
-                        cursor.execute(f"ALTER TABLE events DETACH PARTITION {p.name} {how}")
-                    except LockNotAvailable:
-                        # Half-detached now: finished at the next pass.
-                        log.info("event partition %s: detach waits for other work", p.name)
-            cursor.execute(
-                "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
-                "AND relnamespace = (SELECT relnamespace FROM pg_class "
-                "WHERE oid = 'events'::regclass) AND relname ~ %s ORDER BY relname",
-                (_DETACHED,),
-            )
-            for (name,) in cursor.fetchall():
-                self._forget_keys(cursor, name)
-                if self._stopping.is_set():
-                    break
-                cursor.execute(f"SELECT count(*) FROM {name}")
-                row = cursor.fetchone()
-                held = int(row[0]) if row else 0
-                cursor.execute(f"DROP TABLE {name}")
-                self._trimmed.pop(name, None)
-                log.info("dropped event partition %s (%d events)", name, held)
-                dropped += held
+                try:
+                    cursor.execute(f"ALTER TABLE events DETACH PARTITION {p.name} {how}")
+                except LockNotAvailable:
+                    # Half-detached now: finished at the next pass.
+                    log.info("event partition %s: detach waits for other work", p.name)
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
+            "AND relnamespace = (SELECT relnamespace FROM pg_class "
+            "WHERE oid = 'events'::regclass) AND relname ~ %s ORDER BY relname",
+            (_DETACHED,),
+        )
+        dropped = 0
+        for (name,) in cursor.fetchall():
+            self._forget_keys(cursor, name)
+            if self._stopping.is_set():
+                break
+            cursor.execute(f"SELECT count(*) FROM {name}")
+            row = cursor.fetchone()
+            held = int(row[0]) if row else 0
+            cursor.execute(f"DROP TABLE {name}")
+            self._trimmed.pop(name, None)
+            log.info("dropped event partition %s (%d events)", name, held)
+            dropped += held
         return dropped
 
     def _forget_keys(self, cursor, name: str) -> None:
