@@ -396,8 +396,8 @@ class Databases:
 
 
 def database_size_bytes(url: str, data_dir: Path) -> dict:
-    """Size on disk: SQLite file (+ WAL); PostgreSQL database and the
-    events table with its indexes."""
+    """Size on disk: SQLite file (+ WAL); PostgreSQL database, and the
+    events (all partitions) and their keys with their indexes."""
     if not url:
         db = data_dir / "uba.db"
         wal = data_dir / "uba.db-wal"
@@ -415,11 +415,14 @@ def database_size_bytes(url: str, data_dir: Path) -> dict:
     conn = psycopg2.connect(pg_dsn(url))
     try:
         with conn.cursor() as cur:
+            # The events are partitioned (migration 0011): sum the partitions.
             cur.execute(
-                "SELECT pg_database_size(current_database()), pg_total_relation_size('events'), "
-                "pg_relation_size('events'), pg_indexes_size('events')"
+                "SELECT pg_database_size(current_database()), "
+                "sum(pg_total_relation_size(relid)), sum(pg_relation_size(relid)), "
+                "sum(pg_indexes_size(relid)), pg_total_relation_size('event_keys') "
+                "FROM pg_partition_tree('events')"
             )
-            total, events_total, heap, indexes = cur.fetchone()
+            total, events_total, heap, indexes, keys = (int(v or 0) for v in cur.fetchone())
     finally:
         conn.close()
     return {
@@ -427,8 +430,9 @@ def database_size_bytes(url: str, data_dir: Path) -> dict:
         "events_total": events_total,
         "events_heap": heap,
         "events_indexes": indexes,
-        "measure": events_total,
-        "measure_is": "events table with its indexes and TOAST",
+        "event_keys_total": keys,
+        "measure": events_total + keys,
+        "measure_is": "events (every partition) and event_keys, with their indexes and TOAST",
     }
 
 

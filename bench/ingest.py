@@ -179,7 +179,7 @@ class RawInserter:
         return [_row_values(e, received) for e in block_events]
 
     def insert(self, rows: list[tuple]) -> dict:
-        from uba.storage.events import _copy_value
+        from uba.storage.events import _copy_value, to_us
         from uba.storage.models import EVENT_INSERT_COLUMNS
 
         self.runs += 1
@@ -189,10 +189,23 @@ class RawInserter:
         raw = self.database.engine.raw_connection()
         try:
             cur = raw.cursor()
+            if self.backend == "postgresql":
+                # The days' partitions exist before the clock starts, as a
+                # server makes them ahead.
+                from uba.storage.partitions import add_partitions
+
+                add_partitions(cur, [r[3] for r in rows], to_us(datetime.now(UTC)))
+                raw.commit()
             t0 = time.perf_counter()
             for i in range(0, len(rows), 1000):
                 chunk = rows[i : i + 1000]
                 if self.backend == "postgresql":
+                    # The same two tables a server writes: the keys, then the events.
+                    keys = "".join(f"{_copy_value(r[0])}\t{r[3]}\t{r[4]}\n" for r in chunk)
+                    cur.copy_expert(
+                        "COPY event_keys (event_id, occurred_at_us, received_at_us) FROM STDIN",
+                        io.StringIO(keys),
+                    )
                     text = "".join("\t".join(map(_copy_value, row)) + "\n" for row in chunk)
                     cur.copy_expert(f"COPY events ({columns}) FROM STDIN", io.StringIO(text))
                     raw.commit()

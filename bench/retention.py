@@ -2,11 +2,15 @@
 deleting expired events against the rate without it, measured in
 alternating rounds in the same run, in-process on one database (the
 writer and the detection engine of a real server, built by uba.app).
+On PostgreSQL the job detaches and drops the expired partitions, deleting
+their events' keys first on a connection of its own, and deletes the
+expired hours' rollups on the writer; on SQLite it deletes the expired
+rows on the writer (docs/operations.md, Retention).
 
     .venv/bin/python bench/retention.py [--backend sqlite|postgresql] [--expired 300000]
         [--events 20000] [--rounds 3]
 
-Not a test: nothing here asserts a timing. Writes bench/results/retention.json.
+Not a test: nothing here asserts a timing. Writes bench/results/retention-BACKEND.json.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from uba.config import Settings  # noqa: E402
 from uba.domain.events import ActivityEvent, ActivityType  # noqa: E402
 from uba.domain.ingest import IngestService, utcnow  # noqa: E402
 from uba.domain.retention import RetentionPolicy, RetentionService  # noqa: E402
+from uba.storage.partitions import EventPartitions  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 USERS = 200
@@ -77,6 +82,8 @@ def run_until_cancelled(loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> 
         loop.run_until_complete(task)
     except asyncio.CancelledError:
         pass
+    # The job's threads (PostgreSQL's partitions) end too before the next round.
+    loop.run_until_complete(loop.shutdown_default_executor())
 
 
 def main() -> None:
@@ -101,27 +108,36 @@ def main() -> None:
         # Warm-up: baselines of the users exist, caches are hot.
         ingest_rate(services.ingest, events("warm", 5000, datetime.now(UTC)))
 
-        retention = RetentionService(services.ingest, RetentionPolicy(events_days=30), utcnow)
+        policy = RetentionPolicy(events_days=30)
+        partitions = EventPartitions(services.database) if services.partitions else None
         without, with_retention = [], []
         for r in range(args.rounds):
             now = datetime.now(UTC) - timedelta(hours=1)
             without.append(ingest_rate(services.ingest, events(f"a{r}", args.events, now)))
+            # A new pass each round, stopped and waited for at its end, so
+            # that none of it runs during the next round without it.
+            if partitions is not None:
+                partitions.resume()
+            keys_before = partitions.keys_deleted if partitions else 0
+            retention = RetentionService(services.ingest, policy, utcnow, housekeeping=partitions)
             loop = asyncio.new_event_loop()
             task = loop.create_task(retention.run_once())
             thread = threading.Thread(target=run_until_cancelled, args=(loop, task))
             thread.start()
             time.sleep(0.2)  # the job is in its stride
-            deleted_before = retention.deleted["events"]
             with_retention.append(ingest_rate(services.ingest, events(f"b{r}", args.events, now)))
             busy = not task.done()
-            deleted = retention.deleted["events"] - deleted_before
+            deleted = sum(retention.deleted.values())
+            keys = (partitions.keys_deleted if partitions else 0) - keys_before
+            if partitions is not None:
+                partitions.stop()
             loop.call_soon_threadsafe(task.cancel)
             thread.join()
             loop.close()
             print(
                 f"round {r + 1}: without {without[-1]:,.0f} ev/s, with retention "
-                f"{with_retention[-1]:,.0f} ev/s ({deleted} expired rows deleted meanwhile, "
-                f"job still busy at the end: {busy})"
+                f"{with_retention[-1]:,.0f} ev/s ({deleted} expired rows deleted or dropped "
+                f"and {keys} keys deleted meanwhile, job still busy at the end: {busy})"
             )
             assert busy, "the job ran out of expired events: seed more with --expired"
         ratio = statistics.median(with_retention) / statistics.median(without)

@@ -67,6 +67,13 @@ def count(database: Database, sql: str) -> int:
         return conn.execute(text(sql)).scalar_one()
 
 
+def column(database: Database, sql: str) -> set:
+    """The first column of the rows of `sql`, read on a connection that is
+    given back at once (none is left open when the database is dropped)."""
+    with database.read() as conn:
+        return {r[0] for r in conn.execute(text(sql))}
+
+
 def test_expiry_keeps_what_is_young_or_open(database):
     store = Store(database)
     ingest = IngestService(store)
@@ -153,41 +160,27 @@ def test_expiry_keeps_what_is_young_or_open(database):
         assert deleted["events"] >= 1234
         assert count(database, "SELECT COUNT(*) FROM events") == 10
         # The expired hour's counts and active users went with its events.
-        hours = {
-            h
-            for (h,) in database.engine.connect().execute(
-                text(
-                    "SELECT DISTINCT hour FROM event_rollup "
-                    "UNION SELECT DISTINCT hour FROM user_hours"
-                )
-            )
-        }
+        hours = column(
+            database,
+            "SELECT DISTINCT hour FROM event_rollup UNION SELECT DISTINCT hour FROM user_hours",
+        )
         assert hours == {to_us(RECENT) // HOUR_US}
-        alerts = {
-            a for (a,) in database.engine.connect().execute(text("SELECT alert_id FROM alerts"))
-        }
+        alerts = column(database, "SELECT alert_id FROM alerts")
         assert alerts == {"a-open", "a-new", "a-in-open-incident"}
-        anomalies = {
-            a
-            for (a,) in database.engine.connect().execute(text("SELECT anomaly_id FROM anomalies"))
-        }
+        anomalies = column(database, "SELECT anomaly_id FROM anomalies")
         # Evidence of the open alert and of the open incident's alert stays;
         # a resolved alert's expires by the anomaly setting.
         assert anomalies == {"x-a-open", "x-a-in-open-incident"}
-        incidents = {
-            i
-            for (i,) in database.engine.connect().execute(text("SELECT incident_id FROM incidents"))
-        }
+        incidents = column(database, "SELECT incident_id FROM incidents")
         assert incidents == {"i-open"}
         assert count(database, "SELECT COUNT(*) FROM incident_members") == 1
-        assert {
-            s
-            for (s,) in database.engine.connect().execute(text("SELECT status FROM notifications"))
-        } == {"delivered", "dead", "pending"}
+        assert column(database, "SELECT status FROM notifications") == {
+            "delivered",
+            "dead",
+            "pending",
+        }
         assert count(database, "SELECT COUNT(*) FROM notifications") == 3
-        assert {
-            a for (a,) in database.engine.connect().execute(text("SELECT action FROM audit_log"))
-        } == {"new"}
+        assert column(database, "SELECT action FROM audit_log") == {"new"}
         # No grant outlives its transaction: the trail is sealed again.
         assert count(database, "SELECT COUNT(*) FROM audit_grants") == 0
         with pytest.raises(DBAPIError):

@@ -60,6 +60,7 @@ from uba.gateway.probe import is_loopback
 from uba.observability import tracing
 from uba.observability.writer import WriterTelemetry
 from uba.storage.database import Database
+from uba.storage.partitions import EventPartitions
 from uba.storage.security import AuditWriter, SecurityRepository
 from uba.storage.store import Store
 from uba.v1 import service_pb2, service_pb2_grpc
@@ -101,6 +102,8 @@ class Services:
     destinations: list[Destination]
     notifier: Notifier | None
     detection_enabled: bool = True
+    # PostgreSQL: the events' partitions (None on SQLite).
+    partitions: EventPartitions | None = None
 
     @property
     def analytics_mode(self) -> str:
@@ -169,6 +172,10 @@ def build_services(
         raise SystemExit(f"uba: notify file {settings.notify}: {exc}") from None
     database = Database(settings.resolved_database_url, pool_size=settings.max_workers)
     database.upgrade()
+    partitions = EventPartitions(database) if database.backend == "postgresql" else None
+    if partitions is not None:
+        # Today's partition before the first event (a server stopped for days).
+        partitions.prepare(utcnow())
     store = Store(database)
     registry = default_registry()
     try:
@@ -222,6 +229,7 @@ def build_services(
         destinations=destinations,
         notifier=notifier,
         detection_enabled=not settings.disable_detection,
+        partitions=partitions,
     )
 
 
@@ -316,9 +324,14 @@ async def serve(settings: Settings) -> int:
     ):  # import ML libraries and load models now, not on the first event
         if hasattr(detector, "warm_up"):
             await asyncio.to_thread(detector.warm_up)
+    # On PostgreSQL the pass also makes the coming days' event partitions.
     expiry = (
-        asyncio.create_task(RetentionService(services.ingest, retention, utcnow).run_forever())
-        if retention.active
+        asyncio.create_task(
+            RetentionService(
+                services.ingest, retention, utcnow, housekeeping=services.partitions
+            ).run_forever()
+        )
+        if retention.active or services.partitions is not None
         else None
     )
     scheduler = (
@@ -483,6 +496,8 @@ async def serve(settings: Settings) -> int:
         scheduler.cancel()
     if expiry is not None:
         expiry.cancel()
+    if services.partitions is not None:
+        services.partitions.stop()  # its thread ends at its next batch
     # A moment for callers to see NOT_SERVING and UNAVAILABLE before the
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))

@@ -1,7 +1,8 @@
 """Retention: expired rows leave the database in small steps.
 
 Each kind of record has its own age limit (0 keeps it forever):
-- events, with the hourly rollups of the hours they filled;
+- events, by whole UTC days, with the hourly rollups of the hours they
+  filled;
 - anomalies, except those of an alert that is still open or of an incident
   that is still open;
 - resolved alerts and resolved incidents (an open one is never deleted,
@@ -15,6 +16,11 @@ lock, and the writer holds it for every group commit: a delete on another
 connection would make ingest wait for it). After each batch it pauses for
 `(1 - duty) / duty` times as long as the batch took, so retention takes at
 most about `duty` of the writer's time however much has expired.
+
+Storage may also have work of its own to do outside the writer
+(`Housekeeping`): on PostgreSQL, creating the events' partitions of the
+coming days and dropping those of expired days, whole (uba.storage.partitions).
+It runs first in every pass, on a thread of its own.
 """
 
 from __future__ import annotations
@@ -76,14 +82,15 @@ class RetentionPolicy:
 
     def cutoff(self, kind: str, now: datetime) -> datetime | None:
         """Records of `kind` older than this expire (None: kept forever).
-        Events expire by whole hours, so an hour's rollup goes with its
-        last event."""
+        Events expire by whole UTC days, so that a day's partition can be
+        dropped whole (and an hour's rollup goes with its last event): an
+        event is kept at least the days set and goes within the day after."""
         days = self.days(kind)
         if not days:
             return None
         cutoff = now - days * DAY
         if kind == "events":
-            cutoff = cutoff.replace(minute=0, second=0, microsecond=0)
+            cutoff = cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
         return cutoff
 
 
@@ -92,6 +99,17 @@ class RetentionTransaction(Protocol):
 
     def expire(self, kind: str, cutoff: datetime, limit: int) -> int:
         """Deletes at most `limit` expired records of `kind`; returns how many."""
+
+
+class Housekeeping(Protocol):
+    """Storage's own work, outside the writer (uba.storage.partitions)."""
+
+    def prepare(self, now: datetime) -> object:
+        """Makes ready what the coming days' writes need."""
+
+    def drop_expired(self, kind: str, cutoff: datetime) -> int:
+        """Removes whole units of `kind` that all expired before `cutoff`;
+        returns how many records they held."""
 
 
 class Writer(Protocol):
@@ -107,8 +125,10 @@ class RetentionService:
         batch: int = 5_000,
         duty: float = 0.05,
         min_pause: float = 0.05,
+        housekeeping: Housekeeping | None = None,
     ):
         self._writer = writer
+        self._housekeeping = housekeeping
         self.policy = policy
         self._clock = clock
         self.batch = batch
@@ -125,13 +145,16 @@ class RetentionService:
 
         outer: Future = Future()
         inner = self._writer.run_exclusive(action)
-        inner.add_done_callback(
-            lambda f: (
+
+        def finish(f: Future) -> None:
+            if outer.cancelled():  # the pass was cancelled meanwhile (shutdown)
+                return
+            if (e := f.exception()) is not None:
                 outer.set_exception(e)
-                if (e := f.exception()) is not None
-                else outer.set_result(done[0])
-            )
-        )
+            else:
+                outer.set_result(done[0])
+
+        inner.add_done_callback(finish)
         return outer
 
     def _pause(self, took: float) -> float:
@@ -142,10 +165,17 @@ class RetentionService:
         rows deleted per kind."""
         now = self._clock()
         deleted = dict.fromkeys(KINDS, 0)
+        housekeeping = self._housekeeping
+        if housekeeping is not None:
+            await asyncio.to_thread(housekeeping.prepare, now)
         for kind in KINDS:
             cutoff = self.policy.cutoff(kind, now)
             if cutoff is None:
                 continue
+            if housekeeping is not None:
+                n = await asyncio.to_thread(housekeeping.drop_expired, kind, cutoff)
+                deleted[kind] += n
+                self.deleted[kind] += n
             while True:
                 started = time.monotonic()
                 n = await asyncio.wrap_future(self._batch(kind, cutoff))

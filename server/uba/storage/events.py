@@ -16,6 +16,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from uba.domain.events import EXPORT_ROW, ActivityEvent, ActivityType, EventFilter
 from uba.storage.models import (
     EVENT_INSERT_COLUMNS,
+    EventKeyRow,
     EventRollupRow,
     EventRow,
     UserHourRow,
@@ -24,6 +25,7 @@ from uba.storage.models import (
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 events_t = table_of(EventRow)
+event_keys_t = table_of(EventKeyRow)
 _TYPES_BY_VALUE = {t.value: t for t in ActivityType}
 
 
@@ -123,7 +125,6 @@ def pg_text_array(values: list[str]) -> str:
 
 
 _COPY_EVENTS_SQL = f"COPY events ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
-_COPY_STAGE_SQL = f"COPY events_stage ({', '.join(EVENT_INSERT_COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -265,18 +266,20 @@ def driver_cursor(conn: Connection) -> DBAPICursor:
 
 
 _COLUMNS = ", ".join(EVENT_INSERT_COLUMNS)
-# The insert of events not stored yet, by backend: PostgreSQL's from the
-# staging table (see `EventRepository._copy_insert`), SQLite's row by row.
-_INSERT_NEW_SQL = {
-    "postgresql": (
-        f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM events_stage "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-    ),
-    "sqlite": (
-        f"INSERT OR IGNORE INTO events ({_COLUMNS}) "
-        f"VALUES ({', '.join('?' for _ in EVENT_INSERT_COLUMNS)})"
-    ),
-}
+_SQLITE_INSERT_NEW_SQL = (
+    f"INSERT OR IGNORE INTO events ({_COLUMNS}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_INSERT_COLUMNS)})"
+)
+# PostgreSQL: the events' keys (migration 0011), all of them by COPY behind
+# a savepoint (one round trip), or those not stored yet.
+_COPY_KEYS_SQL = (
+    "SAVEPOINT uba_events; COPY event_keys (event_id, occurred_at_us, received_at_us) FROM STDIN"
+)
+_PG_NEW_KEYS_SQL = (
+    "INSERT INTO event_keys (event_id, occurred_at_us, received_at_us) "
+    "SELECT k, o, %s FROM unnest(%s::text[], %s::bigint[]) AS t(k, o) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
 # The export's statements compiled once per shape of filter (the dialect and
 # the names of the values bound): SQL text, positional order, default values.
 _export_statements: dict[tuple, tuple[str, Sequence[str] | None, dict[str, Any]]] = {}
@@ -295,7 +298,7 @@ class EventRepository:
         ids that were inserted. The caller dedupes ids within the batch.
 
         The hot path of ingest, so it talks to the driver directly. On
-        PostgreSQL see `_copy_insert`. On SQLite a per-row execute is cheap
+        PostgreSQL see `_pg_insert`. On SQLite a per-row execute is cheap
         and tells each row's fate.
         """
         received_us = to_us(received_at)
@@ -305,56 +308,76 @@ class EventRepository:
         cursor = driver_cursor(self._conn)
         try:
             if self.backend == "postgresql":
-                return self._copy_insert(cursor, events, received_us)
-            insert_sql = _INSERT_NEW_SQL[self.backend]
+                return self._pg_insert(cursor, events, received_us)
             inserted = set()
             for row in (_row_values(e, received_us) for e in events):
-                cursor.execute(insert_sql, row)
+                cursor.execute(_SQLITE_INSERT_NEW_SQL, row)
                 if cursor.rowcount == 1:
                     inserted.add(row[0])
             return inserted
         finally:
             cursor.close()
 
-    def _copy_insert(self, cursor, events: list[ActivityEvent], received_us: int) -> set[str]:
-        """COPY, the fastest bulk path, cannot skip rows that are stored
-        already, so it is tried first, straight into `events`: usually every
-        event is new. When the unique index refuses one (a retry, or another
-        process storing the same event), the COPY is undone to a savepoint
-        and redone through a per-connection temporary table and INSERT ...
-        SELECT ... ON CONFLICT DO NOTHING, which is always correct but costs
-        PostgreSQL more per event. Looking the ids up first would cost about
-        as much as the COPY itself. Measurements: docs/benchmarks.md."""
-        from psycopg2.errors import UniqueViolation
+    def _pg_insert(self, cursor, events: list[ActivityEvent], received_us: int) -> set[str]:
+        """The keys go into `event_keys` first, whose unique index is the
+        idempotency check, then the new events into `events`, both with
+        COPY, the fastest bulk path. COPY cannot skip a key that is stored
+        already: when the index refuses one (a retry, or another process
+        storing the same event) the keys are undone to the savepoint and
+        inserted with ON CONFLICT DO NOTHING instead, which costs more per
+        row. Keys go in id order, so that two processes storing the same
+        events lock them in the same order. An event whose day has no
+        partition yet makes the second COPY fail: both are undone to the
+        savepoint, the partitions are made and the group is stored again
+        (uba.storage.partitions)."""
+        from psycopg2.errors import CheckViolation, UniqueViolation
 
-        text = copy_text(events, received_us)
-        cursor.execute("SAVEPOINT uba_copy_events")
-        try:
-            copy_from_text(cursor, _COPY_EVENTS_SQL, text)
-        except UniqueViolation:
-            cursor.execute("ROLLBACK TO SAVEPOINT uba_copy_events")
-        else:  # the savepoint ends with the transaction: one round trip fewer
-            return {e.event_id for e in events}
-        # Lives as long as the pooled connection and is emptied at each
-        # commit; asking every time is cheap and survives rolled-back creates.
-        cursor.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS events_stage "
-            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        ordered = sorted(events, key=lambda e: e.event_id)
+        occurred = [to_us(e.occurred_at) for e in ordered]
+        keys = "".join(
+            f"{_copy_value(e.event_id)}\t{us}\t{received_us}\n"
+            for e, us in zip(ordered, occurred, strict=True)
         )
-        copy_from_text(cursor, _COPY_STAGE_SQL, text)
-        cursor.execute(_INSERT_NEW_SQL["postgresql"])
-        return {r[0] for r in cursor.fetchall()}
+        for attempt in range(2):
+            new = events
+            try:
+                copy_from_text(cursor, _COPY_KEYS_SQL, keys)
+            except UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT uba_events")
+                cursor.execute(
+                    _PG_NEW_KEYS_SQL,
+                    (
+                        received_us,
+                        pg_text_array([e.event_id for e in ordered]),
+                        pg_int_array(occurred),
+                    ),
+                )
+                stored_now = {r[0] for r in cursor.fetchall()}
+                new = [e for e in events if e.event_id in stored_now]
+                if not new:
+                    return set()
+            try:
+                copy_from_text(cursor, _COPY_EVENTS_SQL, copy_text(new, received_us))
+            except CheckViolation as exc:
+                if attempt or "no partition" not in str(exc):
+                    raise
+                cursor.execute("ROLLBACK TO SAVEPOINT uba_events")
+                from uba.storage.partitions import add_partitions
+
+                add_partitions(cursor, [to_us(e.occurred_at) for e in new], received_us)
+                continue
+            return {e.event_id for e in new}
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def received_at(self, event_ids: Iterable[str]) -> dict[str, datetime]:
         """When each of the given (already stored) events was received."""
         ids = list(event_ids)
         found: dict[str, datetime] = {}
+        table = event_keys_t if self.backend == "postgresql" else events_t
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             for event_id, us in self._conn.execute(
-                select(events_t.c.event_id, events_t.c.received_at_us).where(
-                    events_t.c.event_id.in_(chunk)
-                )
+                select(table.c.event_id, table.c.received_at_us).where(table.c.event_id.in_(chunk))
             ):
                 found[event_id] = from_us(us)
         return found
@@ -362,13 +385,12 @@ class EventRepository:
     def by_ids(self, event_ids: Sequence[str]) -> list[ActivityEvent]:
         found: list[ActivityEvent] = []
         for start in range(0, len(event_ids), 500):
-            chunk = list(event_ids[start : start + 500])
-            found.extend(
-                _event_from_row(r)
-                for r in self._conn.execute(
-                    select(*_SELECT_COLUMNS).where(events_t.c.event_id.in_(chunk))
+            where = with_event_ids(self._conn, self.backend, event_ids[start : start + 500])
+            if where is not None:
+                found.extend(
+                    _event_from_row(r)
+                    for r in self._conn.execute(select(*_SELECT_COLUMNS).where(*where))
                 )
-            )
         return found
 
     def page(
@@ -499,6 +521,25 @@ class EventRepository:
         )
         users = self._conn.execute(select(func.count()).select_from(active)).scalar_one()
         return hourly, users
+
+
+def with_event_ids(conn: Connection, backend: str, event_ids: Iterable[str]) -> list | None:
+    """WHERE clauses selecting the events of these ids (None: none is
+    stored). On PostgreSQL the times come from `event_keys` first, so that
+    only the partitions of those times are searched: `events` has no index
+    on `event_id` there."""
+    ids = list(set(event_ids))
+    if backend != "postgresql":
+        return [events_t.c.event_id.in_(ids)] if ids else None
+    times = {
+        us
+        for (us,) in conn.execute(
+            select(event_keys_t.c.occurred_at_us).where(event_keys_t.c.event_id.in_(ids))
+        )
+    }
+    if not times:
+        return None
+    return [events_t.c.occurred_at_us.in_(sorted(times)), events_t.c.event_id.in_(ids)]
 
 
 def _conditions(flt: EventFilter, bind=lambda name, value: value) -> list:

@@ -14,7 +14,7 @@ from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.events import ActivityType
 from uba.domain.incidents import EntityKind, Incident, IncidentStatus, Member, Signal
 from uba.storage.detection import anomaly_from_row
-from uba.storage.events import from_us, from_us_or_none, to_us, to_us_or_none
+from uba.storage.events import from_us, from_us_or_none, to_us, to_us_or_none, with_event_ids
 from uba.storage.models import (
     AlertRow,
     AnomalyRow,
@@ -183,15 +183,20 @@ class IncidentRepository:
         ).all()
         anomalies = [(anomaly_from_row(r), r.alert_title) for r in reversed(rows)]
         last_event = {a.anomaly_id: a.event_ids[-1] for a, _ in anomalies if a.event_ids}
+        located = with_event_ids(self._conn, self.backend, last_event.values())
         where = {
             e.event_id: (e.session_id, e.source_ip, e.type)
-            for e in self._conn.execute(
-                select(
-                    events_t.c.event_id,
-                    events_t.c.session_id,
-                    events_t.c.source_ip,
-                    events_t.c.type,
-                ).where(events_t.c.event_id.in_(set(last_event.values())))
+            for e in (
+                self._conn.execute(
+                    select(
+                        events_t.c.event_id,
+                        events_t.c.session_id,
+                        events_t.c.source_ip,
+                        events_t.c.type,
+                    ).where(*located)
+                )
+                if located is not None
+                else ()
             )
         }
         members = []

@@ -36,7 +36,13 @@ def table_of(model: type[Base]) -> Table:
 
 
 class EventRow(Base):
-    """An activity event. Append-only; `event_id` is the idempotency key."""
+    """An activity event. Append-only; `event_id` is the idempotency key.
+
+    On PostgreSQL (migration 0011) the table is partitioned by
+    `occurred_at_us` and has neither the primary key on `id` (still unique:
+    one sequence) nor the unique index on `event_id`: a unique index of a
+    partitioned table must hold the partition key, so the idempotency keys
+    are in `event_keys` (EventKeyRow)."""
 
     __tablename__ = "events"
 
@@ -73,6 +79,19 @@ class EventRow(Base):
         Index("ix_events_type_occurred", "type", "occurred_at_us"),
         Index("ix_events_source_ip_occurred", "source_ip", "occurred_at_us"),
     )
+
+
+class EventKeyRow(Base):
+    """PostgreSQL only (migration 0011): the idempotency key of every stored
+    event, with when it occurred (which partition holds it) and when it was
+    first received (what a duplicate is answered). No index on the time:
+    the keys of an expired day are found through its partition."""
+
+    __tablename__ = "event_keys"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    occurred_at_us: Mapped[int] = mapped_column(BigInteger)
+    received_at_us: Mapped[int] = mapped_column(BigInteger)
 
 
 # Column order used by the bulk insert (everything but the surrogate key).

@@ -59,17 +59,24 @@ class RetentionRepository:
         return getattr(self, f"_expire_{kind}")(to_us(cutoff), limit)
 
     def _expire_events(self, cutoff_us: int, limit: int) -> int:
-        deleted = self._delete_in(
-            "events",
-            "id",
-            self._ids(
-                "SELECT id FROM events WHERE occurred_at_us < :c ORDER BY occurred_at_us LIMIT :n",
-                c=cutoff_us,
-                n=limit,
+        """Expired events still stored, with their keys on PostgreSQL, then
+        the rollups of expired hours; at most `limit` rows in all. On
+        PostgreSQL the partitions of expired days are dropped whole before
+        this runs (uba.storage.partitions), so the events here are only the
+        expired rows of a partition that also holds younger ones: the legacy
+        partition of migration 0011."""
+        rows = self._conn.execute(
+            text(
+                "SELECT occurred_at_us, id, event_id FROM events WHERE occurred_at_us < :c "
+                "ORDER BY occurred_at_us LIMIT :n"
             ),
-        )
+            {"c": cutoff_us, "n": limit},
+        ).all()
+        if self.backend == "postgresql":
+            self._delete_in("event_keys", "event_id", [r[2] for r in rows])
+        deleted = self._delete_events([(r[0], r[1]) for r in rows])
         # Once the expired hours hold no event, their rollup rows go (the
-        # cutoff is a whole hour, so no hour is cut in two).
+        # cutoff is a whole day, so no hour is cut in two).
         hour = cutoff_us // HOUR_US
         for table in ("user_hours", "event_rollup"):
             if deleted >= limit:
@@ -83,6 +90,20 @@ class RetentionRepository:
                 deleted += self._conn.execute(
                     text(f"DELETE FROM {table} WHERE hour = :h AND {key} = :k"), {"h": h, "k": k}
                 ).rowcount
+        return deleted
+
+    def _delete_events(self, rows: Sequence) -> int:
+        """Deletes events by (occurred_at_us, id): the time range lets
+        PostgreSQL search only the partitions that hold them."""
+        deleted = 0
+        for chunk in _chunks(sorted(rows)):
+            deleted += self._conn.execute(
+                text(
+                    "DELETE FROM events WHERE occurred_at_us >= :lo AND occurred_at_us <= :hi "
+                    "AND id IN :ids"
+                ).bindparams(bindparam("ids", expanding=True)),
+                {"lo": chunk[0][0], "hi": chunk[-1][0], "ids": [r[1] for r in chunk]},
+            ).rowcount
         return deleted
 
     def _expire_anomalies(self, cutoff_us: int, limit: int) -> int:
@@ -190,8 +211,9 @@ class RetentionRepository:
 
     def delete_user_events(self, user_id: str, limit: int | None) -> int:
         """Deletes the user's events (the oldest `limit` of them, or all),
-        taking them out of the hourly counts as well."""
-        sql = "SELECT id, occurred_at_us, type FROM events WHERE user_id = :u"
+        taking them out of the hourly counts as well, and on PostgreSQL
+        their keys."""
+        sql = "SELECT occurred_at_us, id, type, event_id FROM events WHERE user_id = :u"
         params: dict[str, object] = {"u": user_id}
         if limit is not None:
             sql += " ORDER BY occurred_at_us LIMIT :n"
@@ -199,14 +221,16 @@ class RetentionRepository:
         rows = self._conn.execute(text(sql), params).all()
         if not rows:
             return 0
-        counts = Counter((occurred // HOUR_US, type_) for _, occurred, type_ in rows)
+        counts = Counter((occurred // HOUR_US, type_) for occurred, _, type_, _ in rows)
         for (hour, type_), n in sorted(counts.items()):
             self._conn.execute(
                 text("UPDATE event_rollup SET count = count - :n WHERE hour = :h AND type = :t"),
                 {"n": n, "h": hour, "t": type_},
             )
         self._conn.execute(text("DELETE FROM event_rollup WHERE count <= 0"))
-        return self._delete_in("events", "id", [r[0] for r in rows])
+        if self.backend == "postgresql":
+            self._delete_in("event_keys", "event_id", [r[3] for r in rows])
+        return self._delete_events([(r[0], r[1]) for r in rows])
 
     def erase_user(self, user_id: str, pseudonym: str, replace: Replacer) -> tuple[int, int]:
         """Deletes the rows about the user only and pseudonymises the others;
