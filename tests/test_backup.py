@@ -28,8 +28,6 @@ from support.server import ServerProcess
 
 from uba.v1 import service_pb2
 
-pytestmark = pytest.mark.one_mode
-
 BATCH = 25
 
 

@@ -1,4 +1,4 @@
-"""PostgreSQL's events table, partitioned by day (migration 0011): an
+"""PostgreSQL's events table, partitioned by day (migration 0012): an
 existing table is converted without losing an event or the idempotency of
 its ids; events of any time find a partition, across a day boundary and
 far in the past; retention drops the partitions of expired days whole;
@@ -24,7 +24,7 @@ from uba.storage.events import EventRepository, to_us
 from uba.storage.partitions import DAY_US, EventPartitions, Partition, range_for
 from uba.storage.store import Store
 
-pytestmark = [pytest.mark.unit, pytest.mark.one_mode]
+pytestmark = [pytest.mark.unit]
 
 
 def alembic(database: Database, action, revision: str) -> None:
@@ -64,7 +64,7 @@ ACCEPTED, DUPLICATE = RecordStatus.ACCEPTED, RecordStatus.DUPLICATE
 
 
 def test_an_existing_table_is_converted_keeping_every_event_and_its_id(database):
-    alembic(database, command.upgrade, "0010")
+    alembic(database, command.upgrade, "0011")
     now = datetime.now(UTC)
     times = [now - timedelta(days=d, minutes=d) for d in range(0, 60, 3)] + [
         datetime(2001, 3, 4, 5, 6, tzinfo=UTC)
@@ -126,7 +126,7 @@ def test_an_existing_table_is_converted_keeping_every_event_and_its_id(database)
         ingest.close()
 
     # And back: one plain table with its unique index again.
-    alembic(database, command.downgrade, "0010")
+    alembic(database, command.downgrade, "0011")
     assert len(rows(database, "SELECT id FROM events")) == len(times) + 2
     assert rows(database, "SELECT to_regclass('event_keys')") == [(None,)]
     database.upgrade()

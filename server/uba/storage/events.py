@@ -270,7 +270,7 @@ _SQLITE_INSERT_NEW_SQL = (
     f"INSERT OR IGNORE INTO events ({_COLUMNS}) "
     f"VALUES ({', '.join('?' for _ in EVENT_INSERT_COLUMNS)})"
 )
-# PostgreSQL: the events' keys (migration 0011), all of them by COPY behind
+# PostgreSQL: the events' keys (migration 0012), all of them by COPY behind
 # a savepoint (one round trip), or those not stored yet.
 _COPY_KEYS_SQL = (
     "SAVEPOINT uba_events; COPY event_keys (event_id, occurred_at_us, received_at_us) FROM STDIN"

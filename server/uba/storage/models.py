@@ -38,7 +38,7 @@ def table_of(model: type[Base]) -> Table:
 class EventRow(Base):
     """An activity event. Append-only; `event_id` is the idempotency key.
 
-    On PostgreSQL (migration 0011) the table is partitioned by
+    On PostgreSQL (migration 0012) the table is partitioned by
     `occurred_at_us` and has neither the primary key on `id` (still unique:
     one sequence) nor the unique index on `event_id`: a unique index of a
     partitioned table must hold the partition key, so the idempotency keys
@@ -82,7 +82,7 @@ class EventRow(Base):
 
 
 class EventKeyRow(Base):
-    """PostgreSQL only (migration 0011): the idempotency key of every stored
+    """PostgreSQL only (migration 0012): the idempotency key of every stored
     event, with when it occurred (which partition holds it) and when it was
     first received (what a duplicate is answered). No index on the time:
     the keys of an expired day are found through its partition."""

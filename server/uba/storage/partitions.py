@@ -1,4 +1,4 @@
-"""The partitions of PostgreSQL's events table (migration 0011).
+"""The partitions of PostgreSQL's events table (migration 0012).
 
 A partition holds one UTC day of events by the time they occurred. Events
 expire by whole days (uba.domain.retention), so expiry drops the expired
@@ -66,7 +66,7 @@ class PartitionError(Exception):
 @dataclass(frozen=True, slots=True)
 class Partition:
     name: str
-    lower: int | None  # None: MINVALUE (the legacy partition of migration 0011)
+    lower: int | None  # None: MINVALUE (the legacy partition of migration 0012)
     upper: int
     detaching: bool = False
 

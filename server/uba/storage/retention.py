@@ -64,7 +64,7 @@ class RetentionRepository:
         PostgreSQL the partitions of expired days are dropped whole before
         this runs (uba.storage.partitions), so the events here are only the
         expired rows of a partition that also holds younger ones: the legacy
-        partition of migration 0011."""
+        partition of migration 0012."""
         rows = self._conn.execute(
             text(
                 "SELECT occurred_at_us, id, event_id FROM events WHERE occurred_at_us < :c "

@@ -16,8 +16,8 @@ until all of it has expired, then drops it. Only the keys are copied.
 
 Nothing changes on SQLite.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-10
 """
 
@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
