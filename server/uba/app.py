@@ -290,16 +290,25 @@ async def serve(settings: Settings) -> int:
         services.store.changes_after,
         services.store.max_alert_seq,
         services.executor,
-        poll_interval=settings.alert_poll_interval,
+        poll_interval=settings.effective_alert_poll_interval,
         backlog=settings.alert_backlog,
     )
     await broker.start()
+    # A front end of the event log learns of the changes other processes
+    # commit from NATS, and tells them of its own (uba.eventlog.fanout).
+    fanout = (
+        await start_fanout(settings, "uba-frontend", services, broker)
+        if event_log is not None
+        else None
+    )
     delivery = DeliveryWorker(services.store, services.destinations, utcnow)
     delivery.start()
 
     def on_committed(changed: list) -> None:
         broker.poke_threadsafe(changed)
         delivery.poke()
+        if fanout is not None:
+            fanout.publish_threadsafe(changed)
 
     services.ingest.on_committed = on_committed
     for detector in (
@@ -478,6 +487,8 @@ async def serve(settings: Settings) -> int:
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
     await server.stop(settings.grace_period)
+    if fanout is not None:
+        await fanout.close()
     if event_log is not None:
         await event_log.close()
     # What is not sent yet stays in the outbox for the next start.
@@ -577,6 +588,24 @@ def event_log_sink(settings: Settings):
         raise SystemExit(f"uba: --event-log: {exc}") from None
 
 
+async def start_fanout(settings: Settings, name: str, services: Services, broker=None):
+    """The process's connection for alert and incident changes: publishes
+    those it commits; with a broker (a front end), feeds it those of the
+    other processes."""
+    from uba.eventlog.fanout import ChangeFanout
+
+    fanout = ChangeFanout(settings.event_log, name)
+    try:
+        if broker is None:
+            await fanout.start()
+        else:
+            await fanout.start(broker.learned, broker.catch_up)
+    except Exception as exc:  # noqa: BLE001 - NATS unreachable at start
+        services.close()
+        raise SystemExit(f"uba: event log {settings.event_log}: {exc!r}") from None
+    return fanout
+
+
 async def run_worker(settings: Settings) -> int:
     """`uba worker`: consumes owned partitions of the event log into the
     database through the same writer (GroupCommit) as the embedded mode."""
@@ -603,6 +632,9 @@ async def run_worker(settings: Settings) -> int:
     except ValueError as exc:
         services.close()
         raise SystemExit(f"uba: --event-log: {exc}") from None
+    # After each commit: its alert and incident changes to every front end.
+    fanout = await start_fanout(settings, f"uba-worker-{worker.owner}", services)
+    services.ingest.on_committed = fanout.publish_threadsafe
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -625,6 +657,7 @@ async def run_worker(settings: Settings) -> int:
         log.error("worker stopped: %r", exc)
         code = 1
     ready_wait.cancel()
+    await fanout.close()
     services.close()
     return code
 
