@@ -4,18 +4,24 @@ PostgreSQL. A StreamAlerts subscriber of front end A gets the alerts the
 worker raised from events sent through front end B, and B's workflow
 changes, while both front ends poll PostgreSQL only once an hour: in seq
 order, each once. A subscriber that was away resumes from storage by
-after_seq and gets what it missed."""
+after_seq and gets what it missed. GetCapabilities, the metrics and `uba
+capabilities` show the workers' lag."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from support.eventlog import NatsServer, WorkerProcess, require_nats
-from support.events import FAILURE, event, unique
+from support.events import FAILURE, event, stored_events, unique
 from support.server import ServerProcess
 
 from uba.v1 import alerts_pb2, service_pb2
@@ -158,5 +164,91 @@ def test_alerts_reach_another_front_end_through_nats_and_resume_from_storage(
         assert {x.alert_id for x in back.alerts()} == set(stored_alerts(b.stub, missed))
     finally:
         for process in (worker, b, a):
+            if process is not None:
+                process.kill()
+
+
+def capabilities(server: ServerProcess) -> service_pb2.GetCapabilitiesResponse:
+    return server.stub.GetCapabilities(service_pb2.GetCapabilitiesRequest(), timeout=15)
+
+
+def metric_samples(server: ServerProcess, name: str) -> dict[str, float]:
+    """The samples of one metric on the server's /metrics page, by labels."""
+    match = next(m for line in server.output if (m := re.search(r"metrics on (\S+)", line)))
+    with urllib.request.urlopen(match.group(1), timeout=15) as page:
+        text = page.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            samples[labels] = float(value)
+    return samples
+
+
+def cli_capabilities(server: ServerProcess) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UBA_")}
+    env.update(UBA_SERVER=server.address, UBA_API_KEY=server.api_key)
+    done = subprocess.run(
+        [sys.executable, "-m", "uba", "capabilities"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_capabilities_and_metrics_show_the_lag_until_a_worker_drains_it(
+    nats_server, tmp_path, make_database_url
+):
+    url = make_database_url("postgresql")
+    front = ServerProcess(
+        tmp_path / "front",
+        url,
+        extra_args=[
+            "--event-log",
+            nats_server.url,
+            "--event-log-partitions",
+            "4",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    ).start()
+    worker = None
+    try:
+        status = capabilities(front).event_log
+        assert status.partitions == 4 and not status.unavailable_reason
+        assert status.lag_events == 0 and status.live_workers == 0
+        assert not status.HasField("oldest_lag_age")
+
+        # No worker runs: what the front end acknowledges waits in the log.
+        prefix = unique("lag")
+        events = [event(f"{prefix}-{i % 6}", event_id=f"{prefix}-{i}") for i in range(30)]
+        front.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=events))
+        wait_for(lambda: capabilities(front).event_log.lag_events == 30, "a lag of 30 events")
+        status = capabilities(front).event_log
+        assert [p.partition for p in status.partition_lags] == [0, 1, 2, 3]
+        assert sum(p.lag_events for p in status.partition_lags) == 30
+        assert status.oldest_lag_age.ToTimedelta() > timedelta(0)
+        assert status.live_workers == 0
+        assert sum(metric_samples(front, "uba_event_log_lag_events").values()) == 30
+        assert "lag 30 events" in cli_capabilities(front)
+
+        worker = WorkerProcess(tmp_path / "w", url, nats_server.url).start()
+        wait_for(
+            lambda: (lambda s: s.lag_events == 0 and s.live_workers == 1)(
+                capabilities(front).event_log
+            ),
+            "the worker to drain the log",
+        )
+        status = capabilities(front).event_log
+        assert all(p.lag_events == 0 for p in status.partition_lags)
+        assert not status.HasField("oldest_lag_age")
+        assert len(stored_events(front.stub, f"{prefix}-0")) == 5  # stored, not dropped
+        assert sum(metric_samples(front, "uba_event_log_lag_events").values()) == 0
+        assert metric_samples(front, "uba_event_log_live_workers") == {"": 1.0}
+    finally:
+        for process in (worker, front):
             if process is not None:
                 process.kill()

@@ -15,11 +15,13 @@ import gc
 import logging
 import secrets
 import signal
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -43,6 +45,7 @@ from uba.domain import security as sec
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
 from uba.domain.backfill import BackfillService
+from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import DashboardService
 from uba.domain.erasure import ErasureService
 from uba.domain.errors import FailedPrecondition, InvalidArgument
@@ -271,7 +274,20 @@ async def serve(settings: Settings) -> int:
         except Exception as exc:  # noqa: BLE001 - unreachable, or no JetStream there
             services.close()
             raise SystemExit(f"uba: event log {settings.event_log}: {exc!r}") from None
-    metrics = start_metrics(settings, services) if settings.metrics_listen else None
+    # A front end of the event log learns of the changes the other processes
+    # commit from NATS, tells them of its own (uba.eventlog.fanout), and
+    # reports the workers' lag (uba.eventlog.status) on that connection.
+    fanout = status = None
+    if event_log is not None:
+        from uba.eventlog.status import StatusReader
+
+        fanout = await start_fanout(settings, "uba-frontend", services)
+        status = StatusReader(fanout.connection, event_log.partitions)
+    metrics = (
+        start_metrics(settings, services, status.read if status is not None else None)
+        if settings.metrics_listen
+        else None
+    )
     tracer = tracing.start(settings.otlp_endpoint, version()) if settings.otlp_endpoint else None
     if metrics is not None or tracer is not None:
         services.ingest.telemetry = WriterTelemetry(metrics, tracer)
@@ -294,13 +310,8 @@ async def serve(settings: Settings) -> int:
         backlog=settings.alert_backlog,
     )
     await broker.start()
-    # A front end of the event log learns of the changes other processes
-    # commit from NATS, and tells them of its own (uba.eventlog.fanout).
-    fanout = (
-        await start_fanout(settings, "uba-frontend", services, broker)
-        if event_log is not None
-        else None
-    )
+    if fanout is not None:
+        await fanout.subscribe(broker.learned, broker.catch_up)
     delivery = DeliveryWorker(services.store, services.destinations, utcnow)
     delivery.start()
 
@@ -373,7 +384,11 @@ async def serve(settings: Settings) -> int:
         ],
     )
     capabilities = Capabilities(
-        version(), services.database.backend, services.analytics_mode, services.detector_infos()
+        version(),
+        services.database.backend,
+        services.analytics_mode,
+        services.detector_infos(),
+        event_log=status.read if status is not None else None,
     )
     stream = AlertStream(
         broker, services.store.changes_after, services.executor, settings.heartbeat_interval
@@ -504,14 +519,25 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def start_metrics(settings: Settings, services: Services):
+def start_metrics(
+    settings: Settings,
+    services: Services,
+    event_log: Callable[[], Coroutine[Any, Any, EventLogStatus]] | None = None,
+):
     """The Prometheus metrics of this process, served on --metrics-listen
     (uba.observability.metrics): installed as the adapters' recorder, with
-    the scrape-time reads of the writer queue, the engine, the pool and
-    storage."""
+    the scrape-time reads of the writer queue, the engine, the pool,
+    storage and (a front end) the event log's lag."""
     from uba.observability.metrics import Metrics, StateCollector
 
     metrics = Metrics()
+    loop = asyncio.get_running_loop()
+
+    def event_log_now() -> EventLogStatus:
+        # Scrapes run on the HTTP server's thread; NATS is read on the loop.
+        assert event_log is not None
+        return asyncio.run_coroutine_threadsafe(event_log(), loop).result(timeout=5)
+
     destinations = [d.name for d in services.destinations]
     metrics.declare(("RecordActivity", "RecordActivities"), destinations)
     services.engine.measure_time()
@@ -523,6 +549,7 @@ def start_metrics(settings: Settings, services: Services):
             pool=services.database.engine.pool,
             counts=lambda: services.store.operational_counts(destinations),
             model_created_at=services.training.model_created_at,
+            event_log=event_log_now if event_log is not None else None,
             build={
                 "version": version(),
                 "storage": services.database.backend,
@@ -588,18 +615,14 @@ def event_log_sink(settings: Settings):
         raise SystemExit(f"uba: --event-log: {exc}") from None
 
 
-async def start_fanout(settings: Settings, name: str, services: Services, broker=None):
-    """The process's connection for alert and incident changes: publishes
-    those it commits; with a broker (a front end), feeds it those of the
-    other processes."""
+async def start_fanout(settings: Settings, name: str, services: Services):
+    """The process's connection for alert and incident changes (it publishes
+    those it commits; a front end also subscribes once its broker runs)."""
     from uba.eventlog.fanout import ChangeFanout
 
     fanout = ChangeFanout(settings.event_log, name)
     try:
-        if broker is None:
-            await fanout.start()
-        else:
-            await fanout.start(broker.learned, broker.catch_up)
+        await fanout.start()
     except Exception as exc:  # noqa: BLE001 - NATS unreachable at start
         services.close()
         raise SystemExit(f"uba: event log {settings.event_log}: {exc!r}") from None

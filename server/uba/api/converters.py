@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from uba.domain import attack
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Severity
+from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import Dashboard
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import ActivityEvent, ActivityType, EventFilter, RecordOutcome, RecordStatus
@@ -538,6 +539,20 @@ def incident_from_pb(m: incidents_pb2.Incident) -> Incident:
         resolution=_RESOLUTION_FROM_PB.get(m.resolution),
         note=m.note,
     )
+
+
+def event_log_status_to_pb(s: EventLogStatus, m: service_pb2.EventLogStatus) -> None:
+    m.partitions = s.partitions
+    set_timestamp(m.observed_at, s.observed_at)
+    if s.unavailable_reason:
+        m.unavailable_reason = s.unavailable_reason
+        return
+    m.lag_events = s.total_lag
+    for partition, lag in enumerate(s.lag):
+        m.partition_lags.add(partition=partition, lag_events=lag)
+    m.live_workers = s.live_workers
+    if s.oldest_at is not None and s.total_lag:
+        set_duration(m.oldest_lag_age, max(s.observed_at - s.oldest_at, timedelta(0)))
 
 
 def incident_detail_to_pb(d: IncidentDetail) -> service_pb2.GetIncidentResponse:

@@ -98,17 +98,9 @@ class ChangeFanout:
             raise RuntimeError("fan-out not started")
         return self._nc
 
-    async def start(
-        self,
-        learned: Callable[[Alert | Incident | int], None] | None = None,
-        catch_up: Callable[[], None] | None = None,
-    ) -> None:
-        """Connects; with `learned` (a front end), subscribes too. Both
-        callbacks run on this loop; `catch_up` is called whenever changes
-        may have been missed, and once subscribed (what was committed
-        between the broker's start and now)."""
+    async def start(self) -> None:
+        """Connects and starts publishing."""
         self._loop = asyncio.get_running_loop()
-        self._learned, self._catch_up = learned, catch_up
         self._nc = await nats.connect(
             self._servers,
             name=self._name,
@@ -121,11 +113,21 @@ class ChangeFanout:
             disconnected_cb=self._disconnected,
             reconnected_cb=self._reconnected,
         )
-        if learned is not None:
-            await self._nc.subscribe(SUBJECT, cb=self._received)
-            await self._nc.flush()
-            self._missed()
         self._sender = asyncio.create_task(self._send(), name="uba-change-fanout")
+
+    async def subscribe(
+        self,
+        learned: Callable[[Alert | Incident | int], None],
+        catch_up: Callable[[], None],
+    ) -> None:
+        """A front end: feeds every change the other processes publish to
+        `learned`, and calls `catch_up` whenever changes may have been
+        missed, and once subscribed (for what was committed between the
+        broker's start and now). Both run on this loop."""
+        self._learned, self._catch_up = learned, catch_up
+        await self.connection.subscribe(SUBJECT, cb=self._received)
+        await self.connection.flush()
+        self._missed()
 
     def publish_threadsafe(self, changes: object) -> None:
         """After a commit, on the writer thread: its alert and incident
