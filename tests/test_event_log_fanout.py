@@ -23,6 +23,7 @@ import pytest
 from support.eventlog import NatsServer, WorkerProcess, require_nats
 from support.events import FAILURE, event, stored_events, unique
 from support.server import ServerProcess
+from support.tcp_proxy import TcpProxy
 
 from uba.v1 import alerts_pb2, service_pb2
 
@@ -252,3 +253,52 @@ def test_capabilities_and_metrics_show_the_lag_until_a_worker_drains_it(
         for process in (worker, front):
             if process is not None:
                 process.kill()
+
+
+def test_changes_missed_while_cut_off_from_nats_are_read_from_storage_on_reconnect(
+    nats_server, tmp_path, make_database_url
+):
+    """Front end A reaches NATS through a proxy that is cut while the worker
+    raises alerts: those messages never reach A. Once A reconnects it reads
+    storage, and its subscriber gets them, in order, once (A polls hourly)."""
+    url = make_database_url("postgresql")
+    proxy = TcpProxy(f"127.0.0.1:{nats_server.port}")
+    a = b = worker = None
+    try:
+        a = ServerProcess(
+            tmp_path / "a",
+            url,
+            extra_args=["--event-log", f"nats://{proxy.address}", "--alert-poll-interval", "3600"],
+        ).start()
+        b = ServerProcess(
+            tmp_path / "b", url, extra_args=["--event-log", nats_server.url], api_key=a.api_key
+        ).start()
+        worker = WorkerProcess(tmp_path / "w", url, nats_server.url).start()
+        prefix = unique("cut")
+        live = Subscriber(a)
+        b.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst(f"{prefix}-0")))
+        wait_for(lambda: f"{prefix}-0" in live.users(), "the first alert through the proxy")
+
+        proxy.cut()
+        missed = {f"{prefix}-{i}" for i in (1, 2)}
+        for user in sorted(missed):
+            b.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst(user)))
+        wait_for(
+            lambda: {x.user_id for x in stored_alerts(b.stub, missed).values()} == missed,
+            "the alerts raised meanwhile in storage",
+        )
+        time.sleep(1.0)  # their messages are published (and lost to A) by now
+        assert not live.users() & missed  # A has no other way to learn of them
+
+        proxy.mend()
+        wait_for(lambda: live.users() >= missed, "A to read what it missed once reconnected")
+        assert live.error is None
+        assert_in_order_once(live.seqs())
+        everyone = {f"{prefix}-0"} | missed
+        assert {x.alert_id for x in live.alerts()} == set(stored_alerts(b.stub, everyone))
+        live.stop()
+    finally:
+        for process in (worker, b, a):
+            if process is not None:
+                process.kill()
+        proxy.close()
