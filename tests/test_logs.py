@@ -182,6 +182,7 @@ def test_capabilities_report_the_storage(uba_server):
     assert caps.storage_backend == uba_server.backend
     assert caps.max_batch_size == 1000 and list(caps.export_formats) == ["csv", "json", "ndjson"]
     assert caps.version
+    assert not caps.HasField("event_log")  # stores events itself: no event log to report
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson"])

@@ -15,11 +15,13 @@ import gc
 import logging
 import secrets
 import signal
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,6 +46,7 @@ from uba.domain import security as sec
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
 from uba.domain.backfill import BackfillService
+from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import DashboardService
 from uba.domain.erasure import ErasureService
 from uba.domain.errors import FailedPrecondition, InvalidArgument
@@ -288,7 +291,20 @@ async def serve(settings: Settings) -> int:
         except Exception as exc:  # noqa: BLE001 - unreachable, or no JetStream there
             services.close()
             raise SystemExit(f"uba: event log {settings.event_log}: {_said(exc)}") from None
-    metrics = start_metrics(settings, services) if settings.metrics_listen else None
+    # A front end of the event log learns of the changes the other processes
+    # commit from NATS, tells them of its own (uba.eventlog.fanout), and
+    # reports the workers' lag (uba.eventlog.status) on that connection.
+    fanout = status = None
+    if event_log is not None:
+        from uba.eventlog.status import StatusReader
+
+        fanout = await start_fanout(settings, "uba-frontend", services)
+        status = StatusReader(fanout.connection, event_log.partitions)
+    metrics = (
+        start_metrics(settings, services, status.read if status is not None else None)
+        if settings.metrics_listen
+        else None
+    )
     tracer = tracing.start(settings.otlp_endpoint, version()) if settings.otlp_endpoint else None
     if metrics is not None or tracer is not None:
         services.ingest.telemetry = WriterTelemetry(metrics, tracer)
@@ -307,16 +323,20 @@ async def serve(settings: Settings) -> int:
         services.store.changes_after,
         services.store.max_alert_seq,
         services.executor,
-        poll_interval=settings.alert_poll_interval,
+        poll_interval=settings.effective_alert_poll_interval,
         backlog=settings.alert_backlog,
     )
     await broker.start()
+    if fanout is not None:
+        await fanout.subscribe(broker.learned, broker.catch_up)
     delivery = DeliveryWorker(services.store, services.destinations, utcnow)
     delivery.start()
 
     def on_committed(changed: list) -> None:
         broker.poke_threadsafe(changed)
         delivery.poke()
+        if fanout is not None:
+            fanout.publish_threadsafe(changed)
 
     services.ingest.on_committed = on_committed
     for detector in (
@@ -386,7 +406,11 @@ async def serve(settings: Settings) -> int:
         ],
     )
     capabilities = Capabilities(
-        version(), services.database.backend, services.analytics_mode, services.detector_infos()
+        version(),
+        services.database.backend,
+        services.analytics_mode,
+        services.detector_infos(),
+        event_log=status.read if status is not None else None,
     )
     stream = AlertStream(
         broker, services.store.changes_after, services.executor, settings.heartbeat_interval
@@ -502,6 +526,8 @@ async def serve(settings: Settings) -> int:
     # port closes (calls that reach a closing port are CANCELLED by gRPC).
     await asyncio.sleep(min(DRAIN_SECONDS, settings.grace_period))
     await server.stop(settings.grace_period)
+    if fanout is not None:
+        await fanout.close()
     if event_log is not None:
         await event_log.close()
     # What is not sent yet stays in the outbox for the next start.
@@ -517,14 +543,25 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def start_metrics(settings: Settings, services: Services):
+def start_metrics(
+    settings: Settings,
+    services: Services,
+    event_log: Callable[[], Coroutine[Any, Any, EventLogStatus]] | None = None,
+):
     """The Prometheus metrics of this process, served on --metrics-listen
     (uba.observability.metrics): installed as the adapters' recorder, with
-    the scrape-time reads of the writer queue, the engine, the pool and
-    storage."""
+    the scrape-time reads of the writer queue, the engine, the pool,
+    storage and (a front end) the event log's lag."""
     from uba.observability.metrics import Metrics, StateCollector
 
     metrics = Metrics()
+    loop = asyncio.get_running_loop()
+
+    def event_log_now() -> EventLogStatus:
+        # Scrapes run on the HTTP server's thread; NATS is read on the loop.
+        assert event_log is not None
+        return asyncio.run_coroutine_threadsafe(event_log(), loop).result(timeout=5)
+
     destinations = [d.name for d in services.destinations]
     metrics.declare(("RecordActivity", "RecordActivities"), destinations)
     services.engine.measure_time()
@@ -536,6 +573,7 @@ def start_metrics(settings: Settings, services: Services):
             pool=services.database.engine.pool,
             counts=lambda: services.store.operational_counts(destinations),
             model_created_at=services.training.model_created_at,
+            event_log=event_log_now if event_log is not None else None,
             build={
                 "version": version(),
                 "storage": services.database.backend,
@@ -613,6 +651,20 @@ def event_log_sink(settings: Settings):
         raise SystemExit(f"uba: --event-log: {exc}") from None
 
 
+async def start_fanout(settings: Settings, name: str, services: Services):
+    """The process's connection for alert and incident changes (it publishes
+    those it commits; a front end also subscribes once its broker runs)."""
+    from uba.eventlog.fanout import ChangeFanout
+
+    fanout = ChangeFanout(settings.event_log, name)
+    try:
+        await fanout.start()
+    except Exception as exc:  # noqa: BLE001 - NATS unreachable at start
+        services.close()
+        raise SystemExit(f"uba: event log {settings.event_log}: {exc!r}") from None
+    return fanout
+
+
 async def run_worker(settings: Settings) -> int:
     """`uba worker`: consumes owned partitions of the event log into the
     database through the same writer (GroupCommit) as the embedded mode."""
@@ -661,6 +713,10 @@ async def run_worker(settings: Settings) -> int:
         population.close()
         services.close()
         raise SystemExit(f"uba: --event-log: {exc}") from None
+    # After each commit: its alert and incident changes to every front end.
+    fanout = await start_fanout(settings, f"uba-worker-{worker.owner}", services)
+    services.ingest.on_committed = fanout.publish_threadsafe
+    population.on_committed = fanout.publish_threadsafe
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -684,6 +740,7 @@ async def run_worker(settings: Settings) -> int:
         code = 1
     ready_wait.cancel()
     await asyncio.to_thread(population.close)
+    await fanout.close()
     services.close()
     return code
 

@@ -13,6 +13,9 @@ from typing import Any
 
 # Largest batch RecordActivities accepts.
 MAX_BATCH_SIZE = 1000
+# Seconds between a front end's looks in storage for alert changes that the
+# event log's fan-out did not bring (a message lost with nothing after it).
+FANOUT_POLL_INTERVAL = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,9 @@ class Settings:
         24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
     )
     disable_detection: bool = False  # store events only (bulk imports, baselines for benchmarks)
-    alert_poll_interval: float = 1.0  # seconds; picks up alerts of other server processes
+    # Seconds; picks up alerts of other server processes. 0: 1 s, or 30 s with
+    # --event-log, where NATS brings them and polling is a safety net.
+    alert_poll_interval: float = 0.0
     alert_backlog: int = (
         10_000  # alert changes a StreamAlerts subscriber may fall behind before it is cut off
     )
@@ -122,6 +127,12 @@ class Settings:
         return ""
 
     @property
+    def effective_alert_poll_interval(self) -> float:
+        if self.alert_poll_interval > 0:
+            return self.alert_poll_interval
+        return FANOUT_POLL_INTERVAL if self.event_log else 1.0
+
+    @property
     def model_dir(self) -> str:
         return str(Path(self.data_dir) / "models")
 
@@ -157,7 +168,8 @@ class Settings:
             "off [UBA_TRAIN_INTERVAL, 24]",
             "disable_detection": "store events without scoring them [UBA_DISABLE_DETECTION]",
             "alert_poll_interval": "seconds between looks for alerts raised by other server "
-            "processes [UBA_ALERT_POLL_INTERVAL, 1]",
+            "processes; with --event-log they come through NATS and this is a safety net "
+            "[UBA_ALERT_POLL_INTERVAL, 1; 30 with --event-log]",
             "alert_backlog": "alert changes a subscriber may fall behind before it is cut off with "
             "RESOURCE_EXHAUSTED (it resumes from storage) [UBA_ALERT_BACKLOG, 10000]",
             "allow_anonymous": "turn API keys off (only with a loopback --listen address) "

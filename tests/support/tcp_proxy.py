@@ -2,10 +2,12 @@
 reset_all() resets every open connection (the peers see a RST, as after a
 network fault); stall() stops reading from the server's side (what the
 client sends still flows), as a frozen peer would, and resume() reads
-again. A connection that fails on one side is reset on the other.
+again; cut() resets every connection and refuses new ones (reset at once)
+until mend(). A connection that fails on one side is reset on the other.
 
     proxy = TcpProxy(server.address)         # connect clients to proxy.address
-    proxy.reset_all(); proxy.stall(); proxy.resume(); proxy.close()
+    proxy.reset_all(); proxy.stall(); proxy.resume(); proxy.cut(); proxy.mend()
+    proxy.close()
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class TcpProxy:
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.flowing = threading.Event()
         self.flowing.set()
+        self.refusing = threading.Event()
         self.upstream_sockets: list[socket.socket] = []  # every connection's server side, in order
         self.resets = 0
         self._open: list[socket.socket] = []
@@ -42,6 +45,9 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.refusing.is_set():
+                _reset(client)
+                continue
             host, port = self.upstream.rsplit(":", 1)
             server = socket.socket()
             if self.upstream_receive_buffer:
@@ -86,6 +92,13 @@ class TcpProxy:
 
     def resume(self) -> None:
         self.flowing.set()
+
+    def cut(self) -> None:
+        self.refusing.set()
+        self.reset_all()
+
+    def mend(self) -> None:
+        self.refusing.clear()
 
     def close(self) -> None:
         self.flowing.set()

@@ -210,3 +210,38 @@ def test_a_hand_over_during_a_read_is_not_delivered_twice():
             return seqs, left
 
     assert run(main()) == ([1, 2, 3], 0)
+
+
+def test_published_changes_of_other_processes_are_delivered_in_order_once():
+    """A front end of the event log learns of changes from the fan-out:
+    the next seq goes out at once, one already delivered is dropped, and
+    anything after a gap (a lost message, a message naming only its seq)
+    is read from storage, in order (polling is off)."""
+
+    async def main():
+        store = CountingStore()
+        with ThreadPoolExecutor(2) as pool:
+            broker = AlertBroker(store.after, store.max_seq, pool, poll_interval=3600)
+            await broker.start()
+            sub = broker.subscribe(AlertSubscriptionFilter())
+            store.alerts = [alert(s) for s in range(1, 4)]
+            for s in (1, 2, 2, 1):  # the repeats: a late or echoed message
+                broker.learned(alert(s))
+            first = await drain(sub, 2)
+            reads_in_order = store.reads
+            store.alerts += [alert(s) for s in range(4, 7)]
+            broker.learned(alert(5))  # 3 and 4 were lost; 6 is committed too
+            gap = await drain(sub, 4)
+            broker.learned(alert(4))  # arrives late: delivered already
+            store.alerts.append(alert(7))
+            broker.learned(7)  # came without its content
+            last = await drain(sub, 1)
+            await asyncio.sleep(0.05)
+            left = sub.queue.qsize()
+            await broker.close()
+            return first, reads_in_order, gap, last, left
+
+    first, reads, gap, last, left = run(main())
+    assert first == [1, 2] and reads == 0
+    assert gap == [3, 4, 5, 6]
+    assert last == [7] and left == 0

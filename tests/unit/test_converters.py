@@ -377,6 +377,60 @@ def test_every_incident_status_and_entity_kind_has_a_wire_value():
     assert m.entity_kind == incidents_pb2.ENTITY_KIND_USER
 
 
+def test_alerts_and_incidents_read_back_from_the_wire_as_they_were_sent():
+    """Front ends of the event log rebuild the changes a worker published
+    (uba.eventlog.fanout): what they then serve equals what the worker
+    would have served, for every status, resolution and optional time."""
+    alerts = [
+        alert(),
+        alert(
+            status=AlertStatus.RESOLVED,
+            acknowledged_at=T0,
+            acknowledged_by="bob",
+            resolved_at=T0 + timedelta(hours=1),
+            resolved_by="carol",
+            resolution=Resolution.BENIGN,
+            note="travel",
+        ),
+        alert(status=AlertStatus.ACKNOWLEDGED, acknowledged_at=T0, tactics=[], techniques=[]),
+    ]
+    for sent in alerts:
+        m = alerts_pb2.Alert()
+        conv.alert_to_pb(sent, m)
+        back = conv.alert_from_pb(wire(m))
+        assert back == sent
+        again = alerts_pb2.Alert()
+        conv.alert_to_pb(back, again)
+        assert again == m
+    incidents = [
+        incident(),
+        incident(
+            entity_kind=EntityKind.USER,
+            entity_id="alice",
+            status=IncidentStatus.RESOLVED,
+            acknowledged_at=T0,
+            acknowledged_by="bob",
+            resolved_at=T0 + timedelta(hours=2),
+            resolved_by="carol",
+            resolution=Resolution.FALSE_POSITIVE,
+            note="pentest",
+            source_ips=["203.0.113.7"],
+            tactics=["TA0006"],
+            techniques=["T1110.004"],
+        ),
+    ]
+    incidents[1].signals[0].active = False
+    for sent in incidents:
+        m = incidents_pb2.Incident()
+        conv.incident_to_pb(sent, m)
+        back = conv.incident_from_pb(wire(m))
+        assert back == sent  # risk fields and echoes are at their defaults in both
+        assert back.alert_ids == ["a-1", "a-2"] and back.detectors == sent.detectors
+        again = incidents_pb2.Incident()
+        conv.incident_to_pb(back, again)
+        assert again == m
+
+
 # -- replies ------------------------------------------------------------------
 
 

@@ -18,6 +18,12 @@ ingest that thread waits for the interpreter lock behind the writer and
 the event loop (docs/benchmarks.md has the latencies). Any gap (another process's alerts)
 falls back to the read.
 
+A front end of the event log learns the same way of the changes the
+workers and the other front ends commit, as they publish them after their
+commit (`learned`, uba.eventlog.fanout): the next seq is offered at once,
+anything else is read from storage. Its polling is then a safety net at a
+long interval (docs/scaling.md).
+
 Each subscription has a bounded queue: a subscriber that stops reading is
 cut off with a clear status once its backlog is full, instead of growing
 server memory. The cut-off drops the backlog at once: a stream whose peer
@@ -152,6 +158,26 @@ class AlertBroker:
             self._offer(changed)
         else:
             self._wake.set()  # a gap, or not alerts: read what storage holds
+
+    def learned(self, change: Alert | Incident | int) -> None:
+        """A change another process committed, as the event log's fan-out
+        brings it (uba.eventlog.fanout), on the loop; or only its seq when it
+        came without its content. Offered at once when it is the next seq;
+        dropped when already delivered; otherwise something came in between
+        that this process has not seen (a lost message, another publisher's
+        message still on its way) and storage is read, as for a gap here."""
+        seq = change if isinstance(change, int) else change.seq
+        if seq <= self.delivered_seq:
+            return
+        if not isinstance(change, int) and seq == self.delivered_seq + 1:
+            self._offer([change])
+        else:
+            self._wake.set()
+
+    def catch_up(self) -> None:
+        """Reads storage now (on the loop): changes may have been missed,
+        e.g. while the fan-out's connection was down."""
+        self._wake.set()
 
     def subscribe(self, flt: AlertSubscriptionFilter) -> Subscription:
         sub = Subscription(flt, self.delivered_seq, self._backlog)

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from uba.domain import attack
 from uba.domain.alerts import Alert, AlertStatus, Resolution
 from uba.domain.anomalies import Anomaly, Severity
+from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import Dashboard
 from uba.domain.errors import InvalidArgument
 from uba.domain.events import ActivityEvent, ActivityType, EventFilter, RecordOutcome, RecordStatus
@@ -21,6 +22,7 @@ from uba.domain.incidents import (
     IncidentDetail,
     IncidentFilter,
     IncidentStatus,
+    Signal,
 )
 from uba.domain.investigation import AlertFilter, AnomalyFilter
 from uba.domain.notifications import DestinationInfo, Notification, NotificationStatus
@@ -363,6 +365,41 @@ def alert_to_pb(a: Alert, m: alerts_pb2.Alert) -> None:
     m.incident_id = a.incident_id
 
 
+def _moment(m, field_name: str) -> datetime | None:
+    return to_datetime(getattr(m, field_name)) if m.HasField(field_name) else None
+
+
+def alert_from_pb(m: alerts_pb2.Alert) -> Alert:
+    """The inverse of alert_to_pb, for alerts another process committed
+    (the event log's change fan-out): every field the API shows survives."""
+    return Alert(
+        alert_id=m.alert_id,
+        user_id=m.user_id,
+        detector=m.detector,
+        severity=Severity(m.severity),
+        title=m.title,
+        reason=m.reason,
+        created_at=to_datetime(m.created_at),
+        updated_at=to_datetime(m.updated_at),
+        first_seen_at=to_datetime(m.first_seen_at),
+        last_seen_at=to_datetime(m.last_seen_at),
+        status=_ALERT_STATUS_FROM_PB[m.status],
+        seq=m.seq,
+        anomaly_ids=list(m.anomaly_ids),
+        anomaly_count=m.anomaly_count,
+        user_risk=m.user_risk,
+        acknowledged_at=_moment(m, "acknowledged_at"),
+        acknowledged_by=m.acknowledged_by,
+        resolved_at=_moment(m, "resolved_at"),
+        resolved_by=m.resolved_by,
+        resolution=_RESOLUTION_FROM_PB.get(m.resolution),
+        note=m.note,
+        tactics=[t.tactic_id for t in m.tactics],
+        techniques=[t.technique_id for t in m.techniques],
+        incident_id=m.incident_id,
+    )
+
+
 # -- ATT&CK and incidents ---------------------------------------------------
 
 _INCIDENT_STATUS_TO_PB = {
@@ -375,6 +412,7 @@ _ENTITY_TO_PB = {
     EntityKind.USER: incidents_pb2.ENTITY_KIND_USER,
     EntityKind.SOURCE_IP: incidents_pb2.ENTITY_KIND_SOURCE_ADDRESS,
 }
+_ENTITY_FROM_PB = {v: k for k, v in _ENTITY_TO_PB.items()}
 
 
 def attack_to_pb(tactics, techniques, tactic_field, technique_field) -> None:
@@ -450,6 +488,71 @@ def incident_to_pb(i: Incident, m: incidents_pb2.Incident) -> None:
     if i.resolution is not None:
         m.resolution = _RESOLUTION_TO_PB[i.resolution]
     m.note = i.note
+
+
+def incident_from_pb(m: incidents_pb2.Incident) -> Incident:
+    """The inverse of incident_to_pb (as alert_from_pb). What the API does
+    not show (the risk an incident adds, what its signals echo) stays at
+    its default: only the process that correlates needs it."""
+    return Incident(
+        incident_id=m.incident_id,
+        entity_kind=_ENTITY_FROM_PB[m.entity_kind],
+        entity_id=m.entity_id,
+        title=m.title,
+        severity=Severity(m.severity),
+        score=m.score,
+        created_at=to_datetime(m.created_at),
+        updated_at=to_datetime(m.updated_at),
+        first_seen_at=to_datetime(m.first_seen_at),
+        last_seen_at=to_datetime(m.last_seen_at),
+        status=_INCIDENT_STATUS_FROM_PB[m.status],
+        seq=m.seq,
+        signals=[
+            Signal(
+                alert_id=s.alert_id,
+                user_id=s.user_id,
+                detector=s.detector,
+                title=s.title,
+                severity=Severity(s.severity),
+                anomaly_count=s.anomaly_count,
+                first_seen_at=to_datetime(s.first_seen_at),
+                last_seen_at=to_datetime(s.last_seen_at),
+                tactics=[t.tactic_id for t in s.tactics],
+                techniques=[t.technique_id for t in s.techniques],
+                active=s.active,
+                probability=s.probability,
+                counted=s.counted,
+            )
+            for s in m.signals
+        ],
+        session_ids=list(m.session_ids),
+        user_ids=list(m.user_ids),
+        source_ips=list(m.source_ips),
+        tactics=[t.tactic_id for t in m.tactics],
+        techniques=[t.technique_id for t in m.techniques],
+        anomaly_ids=list(m.anomaly_ids),
+        anomaly_count=m.anomaly_count,
+        acknowledged_at=_moment(m, "acknowledged_at"),
+        acknowledged_by=m.acknowledged_by,
+        resolved_at=_moment(m, "resolved_at"),
+        resolved_by=m.resolved_by,
+        resolution=_RESOLUTION_FROM_PB.get(m.resolution),
+        note=m.note,
+    )
+
+
+def event_log_status_to_pb(s: EventLogStatus, m: service_pb2.EventLogStatus) -> None:
+    m.partitions = s.partitions
+    set_timestamp(m.observed_at, s.observed_at)
+    if s.unavailable_reason:
+        m.unavailable_reason = s.unavailable_reason
+        return
+    m.lag_events = s.total_lag
+    for partition, lag in enumerate(s.lag):
+        m.partition_lags.add(partition=partition, lag_events=lag)
+    m.live_workers = s.live_workers
+    if s.oldest_at is not None and s.total_lag:
+        set_duration(m.oldest_lag_age, max(s.observed_at - s.oldest_at, timedelta(0)))
 
 
 def incident_detail_to_pb(d: IncidentDetail) -> service_pb2.GetIncidentResponse:

@@ -4,7 +4,7 @@ converts the reply. Errors are mapped in uba.api.errors, not here."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from uba.api.calls import current_call
 from uba.config import MAX_BATCH_SIZE
 from uba.domain.alerts import Alert
 from uba.domain.backfill import BackfillService
+from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import DashboardService
 from uba.domain.erasure import ErasureService
 from uba.domain.errors import DomainError, InvalidArgument, Unimplemented
@@ -41,12 +42,19 @@ class Capabilities:
     """What GetCapabilities reports; filled by the composition root."""
 
     def __init__(
-        self, version: str, storage_backend: str, analytics_mode: str, detectors: list[dict]
+        self,
+        version: str,
+        storage_backend: str,
+        analytics_mode: str,
+        detectors: list[dict],
+        event_log: Callable[[], Awaitable[EventLogStatus]] | None = None,
     ):
         self.version = version
         self.storage_backend = storage_backend
         self.analytics_mode = analytics_mode
         self.detectors = detectors
+        # A front end of the event log: its workers' backlog (cached reads).
+        self.event_log = event_log
 
 
 class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceServicer):
@@ -184,6 +192,8 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         )
         for d in caps.detectors:
             reply.detectors.add(**d)
+        if caps.event_log is not None:
+            conv.event_log_status_to_pb(await caps.event_log(), reply.event_log)
         return reply
 
     # -- detection ----------------------------------------------------------

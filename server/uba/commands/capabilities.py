@@ -1,5 +1,5 @@
-"""`uba capabilities`: the server's version, storage, analytics mode and
-detectors."""
+"""`uba capabilities`: the server's version, storage, analytics mode,
+detectors and (a front end of the event log) the workers' lag."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def run_capabilities(args: argparse.Namespace) -> int:
         f"  storage {c.storage_backend}, analytics {analytics_mode_name(c.analytics_mode)}, "
         f"batches up to {c.max_batch_size}, exports {', '.join(c.export_formats)}"
     )
+    if c.HasField("event_log"):
+        say(f"  {event_log_line(c.event_log)}")
     table(
         [
             [
@@ -45,6 +47,22 @@ def run_capabilities(args: argparse.Namespace) -> int:
         ["DETECTOR", "VERSION", "FAMILY", "STATE", "DESCRIPTION"],
     )
     return 0
+
+
+def event_log_line(log) -> str:
+    """One line on a front end's event log: its workers and their lag."""
+    head = f"event log: {log.partitions} partitions"
+    if log.unavailable_reason:
+        return f"{head}, lag unknown ({log.unavailable_reason})"
+    workers = f"{log.live_workers} live worker{'' if log.live_workers == 1 else 's'}"
+    line = f"{head}, {workers}, lag {log.lag_events} events"
+    if log.lag_events:
+        waited = log.oldest_lag_age.ToTimedelta().total_seconds()
+        lagging = [p for p in log.partition_lags if p.lag_events]
+        shown = ", ".join(f"p{p.partition} {p.lag_events}" for p in lagging[:8])
+        more = f", {len(lagging) - 8} more" if len(lagging) > 8 else ""
+        line += f" (oldest waiting {waited:.1f}s; {shown}{more})"
+    return line
 
 
 # -- registration ---------------------------------------------------------------------

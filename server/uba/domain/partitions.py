@@ -159,6 +159,9 @@ class PopulationPartitions:
         self._analyzers: dict[int, Analyzer] = {}
         self._pruned: datetime | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uba-population")
+        # Told of the alert and incident changes of each committed batch,
+        # as IngestService.on_committed is (the event log's fan-out).
+        self.on_committed: Callable[[list], None] | None = None
 
     def start(self, partition_of: Callable[[str], int]) -> None:
         self._partition_of = partition_of
@@ -184,6 +187,7 @@ class PopulationPartitions:
             return
         now = self._clock()
         analyzer = self._analyzers.get(partition)
+        changes: list = []
         try:
             with self._store.transaction() as uow:
                 if analyzer is None:
@@ -215,6 +219,11 @@ class PopulationPartitions:
             if analyzer is not None:
                 analyzer.rollback()
             raise
+        if self.on_committed is not None and changes:
+            try:
+                self.on_committed(changes)
+            except Exception:  # a subscriber problem must not stop detection
+                log.exception("alert notification failed")
 
     def release(self, partition: int) -> Future:
         return self._thread.submit(self._release, partition)

@@ -46,6 +46,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from uba.domain.anomalies import Severity
+from uba.domain.backlog import EventLogStatus
 from uba.observability import Recorder
 
 log = logging.getLogger(__name__)
@@ -297,7 +298,9 @@ class StateCollector(Collector):
         counts: Callable[[], Any] | None,
         model_created_at: Callable[[], str | None],
         build: dict[str, str],
+        event_log: Callable[[], EventLogStatus] | None = None,
     ):
+        self._event_log = event_log
         self._pending = pending
         self._max_pending = max_pending
         self._engine = engine
@@ -329,6 +332,7 @@ class StateCollector(Collector):
         yield from self._pool_state()
         yield from self._storage()
         yield from self._model()
+        yield from self._event_log_lag()
 
     def _detectors(self) -> Iterable[Any]:
         seconds = HistogramMetricFamily(
@@ -430,6 +434,40 @@ class StateCollector(Collector):
             "uba_metrics_storage_read_seconds",
             "Time this scrape spent reading the counts above from storage.",
             value=time.perf_counter() - started,
+        )
+
+    def _event_log_lag(self) -> Iterable[Any]:
+        """A front end of the event log: the workers' backlog (a cached
+        reading, uba.eventlog.status); left out when NATS cannot tell."""
+        if self._event_log is None:
+            return
+        try:
+            status = self._event_log()
+        except Exception:  # noqa: BLE001 - the rest of the scrape still helps
+            log.warning("metrics: cannot read the event log's lag", exc_info=True)
+            return
+        if status.unavailable_reason:
+            return
+        lag = GaugeMetricFamily(
+            "uba_event_log_lag_events",
+            "Events the event log acknowledged that no worker has stored yet, by partition.",
+            labels=["partition"],
+        )
+        for partition, n in enumerate(status.lag):
+            lag.add_metric([str(partition)], n)
+        yield lag
+        yield GaugeMetricFamily(
+            "uba_event_log_live_workers",
+            "Workers whose membership in the lease bucket is current.",
+            value=status.live_workers,
+        )
+        age = 0.0
+        if status.oldest_at is not None and status.total_lag:
+            age = max(0.0, (status.observed_at - status.oldest_at).total_seconds())
+        yield GaugeMetricFamily(
+            "uba_event_log_oldest_lag_age_seconds",
+            "How long the oldest event no worker has stored yet has waited (0: none).",
+            value=age,
         )
 
     def _model(self) -> Iterable[Any]:

@@ -414,20 +414,48 @@ class DetectorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., family: _Optional[str] = ..., description: _Optional[str] = ..., available: _Optional[bool] = ..., enabled: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
 
 class GetCapabilitiesResponse(_message.Message):
-    __slots__ = ("version", "storage_backend", "analytics_mode", "detectors", "max_batch_size", "export_formats")
+    __slots__ = ("version", "storage_backend", "analytics_mode", "detectors", "max_batch_size", "export_formats", "event_log")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STORAGE_BACKEND_FIELD_NUMBER: _ClassVar[int]
     ANALYTICS_MODE_FIELD_NUMBER: _ClassVar[int]
     DETECTORS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_LOG_FIELD_NUMBER: _ClassVar[int]
     version: str
     storage_backend: str
     analytics_mode: AnalyticsMode
     detectors: _containers.RepeatedCompositeFieldContainer[DetectorInfo]
     max_batch_size: int
     export_formats: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., storage_backend: _Optional[str] = ..., analytics_mode: _Optional[_Union[AnalyticsMode, str]] = ..., detectors: _Optional[_Iterable[_Union[DetectorInfo, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., export_formats: _Optional[_Iterable[str]] = ...) -> None: ...
+    event_log: EventLogStatus
+    def __init__(self, version: _Optional[str] = ..., storage_backend: _Optional[str] = ..., analytics_mode: _Optional[_Union[AnalyticsMode, str]] = ..., detectors: _Optional[_Iterable[_Union[DetectorInfo, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., export_formats: _Optional[_Iterable[str]] = ..., event_log: _Optional[_Union[EventLogStatus, _Mapping]] = ...) -> None: ...
+
+class EventLogStatus(_message.Message):
+    __slots__ = ("partitions", "lag_events", "partition_lags", "live_workers", "oldest_lag_age", "observed_at", "unavailable_reason")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    LAG_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_LAGS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_LAG_AGE_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    partitions: int
+    lag_events: int
+    partition_lags: _containers.RepeatedCompositeFieldContainer[PartitionLag]
+    live_workers: int
+    oldest_lag_age: _duration_pb2.Duration
+    observed_at: _timestamp_pb2.Timestamp
+    unavailable_reason: str
+    def __init__(self, partitions: _Optional[int] = ..., lag_events: _Optional[int] = ..., partition_lags: _Optional[_Iterable[_Union[PartitionLag, _Mapping]]] = ..., live_workers: _Optional[int] = ..., oldest_lag_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
+
+class PartitionLag(_message.Message):
+    __slots__ = ("partition", "lag_events")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LAG_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    lag_events: int
+    def __init__(self, partition: _Optional[int] = ..., lag_events: _Optional[int] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
     __slots__ = ("actor", "action", "page_size", "page_token")
