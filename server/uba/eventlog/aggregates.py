@@ -45,6 +45,8 @@ PER_MESSAGE = 1000
 # A starting worker gives up waiting for the replay when it made no
 # progress for this long (it then starts with what it has).
 REPLAY_STALL = 30.0
+# Seconds after which the server drops the reader of a worker that is gone.
+READER_INACTIVE = 30.0
 
 
 def encode(owner: str, deltas: Sequence[Delta]) -> bytes:
@@ -119,6 +121,8 @@ class AggregateStream:
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
             idle_heartbeat=2.0,
+            # The reader of a worker that died goes away on its own.
+            inactive_threshold=READER_INACTIVE,
         )
         while self._seq < target:
             self._progress.clear()
@@ -176,7 +180,10 @@ class AggregateStream:
     async def close(self) -> None:
         await self.flush()
         if self._sub is not None:
+            sub, self._sub = self._sub, None
             try:
-                await self._sub.unsubscribe()
-            except nats.errors.Error:
-                pass
+                name = (await sub.consumer_info()).name
+                await sub.unsubscribe()
+                await self._js.delete_consumer(STREAM, name)
+            except (nats.errors.Error, TimeoutError):
+                pass  # it goes after READER_INACTIVE
