@@ -18,8 +18,9 @@ worker's partitions:
   in from new devices of a new kind; the fourth, on worker 1, is then part
   of an organisation-wide change and not reported.
 Besides, a few plain attacks (a login at 3 am, a failed-login burst,
-impossible travel) and controls (a country and a privileged endpoint
-nobody uses).
+impossible travel), controls (a country and a privileged endpoint nobody
+uses), and a password spray over every account (the population detectors,
+on the population partitions in the log).
 
 Order: the history is sent, then each later event after the log settled
 (both streams drained, and every worker has been sent every aggregate
@@ -178,6 +179,8 @@ def test_a_scenario_gives_the_same_findings_embedded_and_through_the_log(
         ]
 
         embedded_findings = findings(embedded_url)
+        print("===== findings (detector, user, severity, events, reason)")
+        print(*embedded_findings, sep="\n")
         # The scenario exercises what it is about (in the embedded server,
         # which sees everyone): peers on the other worker lower a country
         # and an endpoint, and the refresh hides the fourth new device.
@@ -190,7 +193,12 @@ def test_a_scenario_gives_the_same_findings_embedded_and_through_the_log(
         assert ("new_device", user["eng-3"]) not in by, embedded_findings
         assert ("new_device", user["eng-2"]) in by
         assert by["api_new_endpoint", user["eng-4"]][2] == 3  # HIGH: nobody else uses it
-        for detector in ("login_time", "failed_login_burst", "impossible_travel"):
+        for detector in (
+            "login_time",
+            "failed_login_burst",
+            "impossible_travel",
+            "password_spraying",
+        ):
             assert any(f[0] == detector for f in embedded_findings), detector
 
         log_findings = findings(log_url)

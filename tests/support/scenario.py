@@ -163,7 +163,7 @@ def peer_scenario(
     fourth, on new devices of a new kind), a Berlin colleague from France,
     the other calling the team's endpoint, a privileged endpoint and a
     country nobody uses, a login at 3 am, a failed-login burst, impossible
-    travel."""
+    travel, and a password spray over every account, one failure a phase."""
     rng = random.Random(seed)
     people: dict[str, Persona] = {}
 
@@ -264,4 +264,12 @@ def peer_scenario(
             ),
         ]
     )
+    # A password spray from one address over every account, alternating
+    # between the workers: the population detectors (on the population
+    # partitions, re-keyed by address) and each victim's new network.
+    sides = [[v for v in people.values() if worker_of(v.user_id) == w] for w in (0, 1)]
+    victims = [v for k in range(len(people)) for side in sides for v in side[k : k + 1]]
+    start = victims[0].local(day, 15, 0)
+    for i, v in enumerate(victims):
+        phases.append([v.event(FAILURE, start + timedelta(seconds=5 * i), source_ip="192.0.2.99")])
     return people, phases
