@@ -699,15 +699,19 @@ async def run_worker(settings: Settings) -> int:
     population = PopulationPartitions(
         services.store, population_analyzer if detecting else None, services.notifier, utcnow
     )
+    # The user partitions share the population aggregates (peer windows)
+    # with the other workers' through the log.
+    users = UserPartitions(services.ingest, services.analyzer if detecting else None)
     try:
         worker = EventLogWorker(
             settings.event_log,
             limits,
-            UserPartitions(services.ingest, services.analyzer if detecting else None),
+            users,
             lease_seconds=settings.worker_lease_seconds,
             ack_wait=settings.worker_ack_wait,
             batch=settings.worker_batch,
             population=population,
+            aggregates=users if users.aggregates is not None else None,
         )
     except ValueError as exc:
         population.close()

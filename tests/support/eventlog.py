@@ -254,3 +254,34 @@ class WorkerProcess(ChildProcess):
             if match:
                 owned.discard(int(match.group(1)))
         return owned
+
+
+def log_settled(nats_url: str, workers: int) -> bool:
+    """Whether the workers are done with what was published: the events
+    and population streams are empty (work queues: a message leaves once
+    its worker committed and acknowledged it), and each worker's reader of
+    the aggregates stream has been sent everything in it."""
+    import asyncio
+
+    import nats
+    import nats.js.errors
+
+    async def ask() -> bool:
+        nc = await nats.connect(nats_url, connect_timeout=5)
+        try:
+            js = nc.jetstream()
+            for stream in ("UBA_EVENTS", "UBA_POPULATION"):
+                if (await js.stream_info(stream)).state.messages:
+                    return False
+            try:
+                last = (await js.stream_info("UBA_AGGREGATES")).state.last_seq
+            except nats.js.errors.NotFoundError:
+                return True  # nothing exchanged (a worker without aggregates)
+            readers = [r for r in await js.consumers_info("UBA_AGGREGATES") if r.push_bound]
+            return len(readers) >= workers and all(
+                r.delivered.stream_seq >= last and not r.num_pending for r in readers
+            )
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())

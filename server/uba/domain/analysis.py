@@ -22,6 +22,7 @@ from typing import Protocol
 
 from uba.domain import alerts as lifecycle
 from uba.domain import incidents as incident_lifecycle
+from uba.domain.aggregates import Aggregates
 from uba.domain.alerts import Alert, AlertPolicy, Resolution
 from uba.domain.anomalies import Anomaly
 from uba.domain.attack import AttackMapping, attack_for
@@ -166,6 +167,7 @@ class Analyzer:
         # the prefix of one row per key.
         self.state_name = state_name
         self._key_of: Callable[[ActivityEvent], str] | None = None
+        self._aggregates: Aggregates | None = None
         self._states: dict[str, SharedState] = {"": SharedState()}
         self.learns_baselines = engine.learns_baselines
         self.prior = PriorBaselines()
@@ -180,11 +182,16 @@ class Analyzer:
         """The detector windows of the process (not kept per key)."""
         return self._states[""]
 
-    def partition_state(self, key_of: Callable[[ActivityEvent], str]) -> None:
+    def partition_state(
+        self, key_of: Callable[[ActivityEvent], str], aggregates: Aggregates | None = None
+    ) -> None:
         """Keeps the detector windows per `key_of(event)` from now on, each
         in the state row `state_name.KEY`, loaded when its first event
-        comes (before any event is processed)."""
+        comes (before any event is processed). The windows `aggregates`
+        claims are one set shared by every key instead, merged with other
+        processes' (uba.domain.aggregates), and in no key's row."""
         self._key_of = key_of
+        self._aggregates = aggregates
         self._states = {}
 
     def _row(self, key: str) -> str:
@@ -194,7 +201,10 @@ class Analyzer:
         shared = self._states.get(key)
         if shared is None:
             data = uow.detection.load_state(self._row(key))
-            shared = self._states[key] = SharedState.from_dict(data) if data else SharedState()
+            aggregates = self._aggregates
+            shared = self._states[key] = (
+                SharedState.from_dict(data, aggregates) if data else SharedState(aggregates)
+            )
         return shared
 
     def load_state(self, uow: AnalysisTransaction) -> None:
@@ -252,7 +262,7 @@ class Analyzer:
         backfill rebuilds them); returns how many baselines were dropped."""
         dropped = uow.detection.delete_baselines()
         self._cache.clear()
-        self._states = {key: SharedState() for key in self._states}
+        self._states = {key: SharedState(self._aggregates) for key in self._states}
         self.prior = PriorBaselines()
         self.checkpoint(uow, force=True)
         return dropped
@@ -268,6 +278,8 @@ class Analyzer:
         if not events:
             return []
         now = self._clock()
+        if self._aggregates is not None:  # what other processes added, before judging
+            self._aggregates.merge_received()
         users = sorted({e.user_id for e in events})
         self._touched = set(users)
         baselines = self._baselines(uow.detection, users)

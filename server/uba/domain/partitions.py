@@ -8,7 +8,9 @@ one of these:
   ingest writer (GroupCommit: store them, run the user detectors, alerts,
   all in one transaction) as in the embedded mode; the detector windows
   are kept per partition (`Analyzer.partition_state`), so that two workers
-  never overwrite each other's.
+  never overwrite each other's, except the population aggregates (peer
+  windows), which all user partitions of all workers share
+  (uba.domain.aggregates: this is the exchange's end in the domain).
 - `PopulationPartitions`: a partition holds copies of events re-keyed by
   what a population detector counts (a source address; the organisation,
   one key). Its owner runs those detectors alone on them, in transactions
@@ -29,9 +31,11 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from uba.domain.aggregates import Aggregates, Delta
 from uba.domain.analysis import SHARED_STATE, Analyzer
 from uba.domain.events import ActivityEvent
 from uba.domain.ingest import IngestService, Outbox
+from uba.domain.peers import aggregate_shape
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +76,44 @@ def user_state_key(partition: int) -> str:
 
 
 class UserPartitions:
-    """User partitions: events to the ingest writer; windows per partition."""
+    """User partitions: events to the ingest writer; windows per partition,
+    but for the population aggregates, which it exchanges with the other
+    workers (an AggregateExchange)."""
 
     def __init__(self, ingest: IngestService, analyzer: Analyzer | None):
         self._ingest = ingest
         self._analyzer = analyzer
+        self.aggregates = Aggregates(aggregate_shape) if analyzer is not None else None
+        self._merging = False  # a merge is queued on the writer thread
 
     def start(self, partition_of: Callable[[str], int]) -> None:
         if self._analyzer is not None:
-            self._analyzer.partition_state(lambda e: user_state_key(partition_of(e.user_id)))
+            self._analyzer.partition_state(
+                lambda e: user_state_key(partition_of(e.user_id)), self.aggregates
+            )
+
+    def take(self) -> list[Delta]:
+        return self.aggregates.take() if self.aggregates is not None else []
+
+    def receive(self, deltas: Sequence[Delta]) -> None:
+        """Merged before the next group is analysed, or now when the writer
+        is idle (so that what waits stays small)."""
+        aggregates = self.aggregates
+        if aggregates is None:
+            return
+        aggregates.receive(deltas)
+        if not self._merging:
+            self._merging = True
+            self._ingest.run_exclusive(self._merge).add_done_callback(self._merged)
+
+    def _merge(self, uow: object) -> None:
+        self._merging = False
+        if self.aggregates is not None:
+            self.aggregates.merge_received()
+
+    def _merged(self, future: Future) -> None:
+        if future.exception() is not None:  # no transaction now: the next group merges
+            self._merging = False
 
     def submit(self, partition: int, events: list[ActivityEvent]) -> Future:
         return self._ingest.submit(events)

@@ -22,6 +22,12 @@ checkpointed and survives restarts), and every question is a dict look-up:
   `shift_days` (first use by them);
 - `members`: key group (and "*" for everyone), the users active in the last
   `window_days`.
+
+These windows are the population aggregates: their values are user ids,
+their keys are shared by many users. Workers of the event log hold whole
+users per partition, so they share these windows across partitions and
+workers (uba.domain.aggregates, `aggregate_shape`) instead of keeping them
+per partition.
 """
 
 from __future__ import annotations
@@ -37,6 +43,19 @@ MAX_KEYS = 200_000
 # Per key at most this many users are kept; beyond it counts saturate,
 # which only matters for values used by more users than that.
 MAX_USERS_PER_KEY = 5_000
+WINDOW_DAYS = 30.0
+SHIFT_DAYS = 7.0
+_PEERS, _ADOPTED = "peers.", "adopted."
+
+
+def aggregate_shape(name: str) -> tuple[float, int, int] | None:
+    """(span in seconds, max keys, max users per key) of the population
+    aggregate window called `name`, or None when `name` is not one."""
+    if name.startswith(_PEERS):
+        return WINDOW_DAYS * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+    if name.startswith(_ADOPTED):
+        return SHIFT_DAYS * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +90,20 @@ class PeerActivity:
     __slots__ = ("peers", "adopted", "members")
 
     def __init__(
-        self, shared: SharedState, kind: str, window_days: float = 30.0, shift_days: float = 7.0
+        self,
+        shared: SharedState,
+        kind: str,
+        window_days: float = WINDOW_DAYS,
+        shift_days: float = SHIFT_DAYS,
     ):
         self.peers: KeyedWindows = shared.windows(
-            f"peers.{kind}", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"{_PEERS}{kind}", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
         )
         self.adopted: KeyedWindows = shared.windows(
-            f"adopted.{kind}", shift_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"{_ADOPTED}{kind}", shift_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
         )
         self.members: KeyedWindows = shared.windows(
-            "peers.members", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"{_PEERS}members", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
         )
 
     def usage(self, user_id: str, group: str, value: str, ts: float) -> Usage:

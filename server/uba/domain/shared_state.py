@@ -15,7 +15,7 @@ detection by one window, so persisting it is optional; `to_dict` /
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 
 def names(text: str, name: str) -> bool:
@@ -39,6 +39,9 @@ class KeyedWindows:
     """Per-key sliding windows of (time, value) pairs."""
 
     __slots__ = ("window_seconds", "max_keys", "max_events_per_key", "_windows")
+    # True for windows that several SharedStates share (uba.domain.aggregates):
+    # saved by their owner, not with each state.
+    shared: ClassVar[bool] = False
 
     def __init__(
         self, window_seconds: float, max_keys: int = 100_000, max_events_per_key: int = 10_000
@@ -112,6 +115,22 @@ class KeyedWindows:
                 del window.values[dropped]
         windows[key] = window  # re-inserted: now the most recently touched
 
+    def insert(self, key: str, ts: float, value: str = "") -> None:
+        """As `add`, at the entry's place in time rather than last: entries
+        that come out of order (merged from elsewhere) still expire in turn."""
+        window = self._windows.get(key)
+        events = window.events if window is not None else None
+        # KeyedWindows.add, not a subclass's (that may journal what it adds).
+        if not events or events[-1][0] <= ts:
+            KeyedWindows.add(self, key, ts, value)
+            return
+        KeyedWindows.add(self, key, events[-1][0], value)  # counted and capped as any entry...
+        last = events.pop()  # ...then moved to its place
+        i = len(events)
+        while i > 0 and events[i - 1][0] > ts:
+            i -= 1
+        events.insert(i, (ts, last[1]))
+
     def clear(self, key: str) -> None:
         self._windows.pop(key, None)
 
@@ -155,13 +174,30 @@ class KeyedWindows:
         return windows
 
 
+class WindowSource(Protocol):
+    """Windows that several SharedStates share (uba.domain.aggregates)."""
+
+    def windows(
+        self, name: str, window_seconds: float, max_keys: int, max_events_per_key: int
+    ) -> KeyedWindows | None:
+        """The shared windows called `name`, or None when `name` is not shared."""
+
+    def adopt(self, name: str, windows: KeyedWindows) -> None:
+        """Windows called `name` that a state saved before they were shared."""
+
+
 class SharedState:
-    """Named windows shared by all users; detectors ask for theirs by name."""
+    """Named windows shared by all users; detectors ask for theirs by name.
 
-    __slots__ = ("_windows",)
+    With `aggregates`, the windows it claims are not this state's own but
+    shared with other states (the event log's user partitions): looked up
+    there, neither saved nor loaded with this state."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_windows", "aggregates")
+
+    def __init__(self, aggregates: WindowSource | None = None) -> None:
         self._windows: dict[str, KeyedWindows] = {}
+        self.aggregates = aggregates
 
     def windows(
         self,
@@ -174,9 +210,13 @@ class SharedState:
         (new configuration) applies from now on."""
         windows = self._windows.get(name)
         if windows is None:
-            windows = self._windows[name] = KeyedWindows(
-                window_seconds, max_keys, max_events_per_key
-            )
+            if self.aggregates is not None:
+                windows = self.aggregates.windows(
+                    name, window_seconds, max_keys, max_events_per_key
+                )
+            if windows is None:
+                windows = KeyedWindows(window_seconds, max_keys, max_events_per_key)
+            self._windows[name] = windows
         elif windows.window_seconds != window_seconds:
             windows.window_seconds = float(window_seconds)
         return windows
@@ -189,11 +229,23 @@ class SharedState:
         return sum(windows.forget(user_id) for windows in self._windows.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: windows.to_dict() for name, windows in self._windows.items()}
+        return {
+            name: windows.to_dict() for name, windows in self._windows.items() if not windows.shared
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SharedState:
-        state = cls()
+    def from_dict(cls, data: dict[str, Any], aggregates: WindowSource | None = None) -> SharedState:
+        state = cls(aggregates)
         for name, windows in data.items():
-            state._windows[name] = KeyedWindows.from_dict(windows)
+            loaded = KeyedWindows.from_dict(windows)
+            if (
+                aggregates is not None
+                and aggregates.windows(
+                    name, loaded.window_seconds, loaded.max_keys, loaded.max_events_per_key
+                )
+                is not None
+            ):
+                aggregates.adopt(name, loaded)
+            else:
+                state._windows[name] = loaded
         return state

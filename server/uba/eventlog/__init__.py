@@ -5,7 +5,9 @@ publishes each valid event to the stream instead of the local writer
 (`publisher.NatsEventSink`, the domain's `EventSink` port). Workers (`uba
 worker`) own partitions through leases in a JetStream key-value bucket
 (`leases`) and feed what they consume to the same group-commit writer the
-embedded mode uses (`worker`). The layout both sides agree on is in
-`layout`. nats-py is an optional dependency (the `eventlog` extra); nothing
-here is imported unless an event log is configured.
+embedded mode uses (`worker`); what their user partitions add to the
+population aggregates (peer windows) they exchange through a stream of
+their own (`aggregates`). The layout both sides agree on is in `layout`.
+nats-py is an optional dependency (the `eventlog` extra); nothing here is
+imported unless an event log is configured.
 """

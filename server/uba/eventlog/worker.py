@@ -32,8 +32,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 
+from uba.domain.aggregates import AggregateExchange
 from uba.domain.partitions import PartitionWork
 from uba.eventlog import layout
+from uba.eventlog.aggregates import AggregateStream
+from uba.eventlog.aggregates import ensure_stream as ensure_aggregates
 from uba.eventlog.leases import Leases
 from uba.eventlog.publisher import ensure_stream, patiently
 
@@ -91,7 +94,10 @@ class EventLogWorker:
         batch: int = 500,
         owner: str = "",
         population: PartitionWork | None = None,
+        aggregates: AggregateExchange | None = None,
     ):
+        """`aggregates`: the user partitions' population aggregates, shared
+        with the other workers through the log (uba.eventlog.aggregates)."""
         self._servers = layout.servers(url)
         self._limits = limits
         self._work: dict[layout.Lane, PartitionWork] = {layout.EVENTS: users}
@@ -101,6 +107,9 @@ class EventLogWorker:
         self._ack_wait = ack_wait
         self._batch = batch
         self.owner = owner or worker_id()
+        self._aggregates = (
+            AggregateStream(aggregates, self.owner) if aggregates is not None else None
+        )
         self._js: JetStreamContext | None = None
         self._nc: NatsClient | None = None
         self._consumers: dict[tuple[layout.Lane, int], tuple[asyncio.Task, asyncio.Event]] = {}
@@ -127,10 +136,15 @@ class EventLogWorker:
                 lane_shape = await ensure_stream(js, self._limits, lane, shape.partitions)
                 await self._ensure_consumers(js, lane, lane_shape)
                 lanes[lane] = lane_shape.partitions
+            if self._aggregates is not None:
+                await ensure_aggregates(js, self._limits, shape.replicas)
             return shape, bucket, lanes
 
         try:
             shape, bucket, lanes = await patiently(setup, "the event log")
+            if self._aggregates is not None:
+                # Everyone's aggregates before the first partition is taken.
+                await patiently(functools.partial(self._aggregates.start, js), "the aggregates")
         except BaseException:
             await nc.close()
             raise
@@ -178,6 +192,8 @@ class EventLogWorker:
                     for lane, partition in list(self._consumers)
                 )
             )
+            if self._aggregates is not None:
+                await self._aggregates.close()
             try:
                 for lane, lane_leases in all_leases.items():
                     if lane is not layout.EVENTS:
@@ -417,6 +433,10 @@ class EventLogWorker:
                 await msg.nak(delay=1.0)
             await asyncio.sleep(1.0)
             return
+        if lane is layout.EVENTS and self._aggregates is not None:
+            # What the batch added to the aggregates is in the log before
+            # the batch leaves it.
+            await self._aggregates.flush()
         for msg in good:
             await msg.ack()
         if lane is layout.EVENTS:

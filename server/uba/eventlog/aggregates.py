@@ -1,0 +1,189 @@
+"""The population aggregates' exchange between workers (uba.domain.aggregates,
+docs/scaling.md): a JetStream stream every worker publishes its user
+partitions' additions to and reads everyone's from.
+
+Stream UBA_AGGREGATES, subject uba.aggregates: limits retention (every
+worker reads every message; none is a work item), messages kept for the
+longest aggregate window (30 days of peer usage) plus a day, within
+`--event-log-max-bytes` (the oldest go first). A message is one batch of
+entries of one worker, JSON: {"o": worker, "w": [window names], "d":
+[[window index, key, user, ts], ...]}.
+
+- Out: after a batch of a user partition is committed, and before its
+  messages are acknowledged, the worker publishes what the batch added
+  (`flush`). So once the events stream is drained, every addition is in
+  this stream.
+- In: each worker reads the stream from its start with an ordered consumer
+  (an ephemeral push consumer that resumes where it was after a reconnect)
+  and hands the other workers' entries to its partitions; its own it has.
+  A starting worker reads up to the end before it takes any partition:
+  it begins with the aggregates of everyone, as of its start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from uba.domain.aggregates import AggregateExchange, Delta
+from uba.domain.peers import WINDOW_DAYS
+from uba.eventlog import layout
+
+log = logging.getLogger(__name__)
+
+STREAM = "UBA_AGGREGATES"
+SUBJECT = "uba.aggregates"
+MAX_AGE = (WINDOW_DAYS + 1) * 86400.0
+# Entries per message: a few hundred bytes each, well under NATS's 1 MB.
+PER_MESSAGE = 1000
+# A starting worker gives up waiting for the replay when it made no
+# progress for this long (it then starts with what it has).
+REPLAY_STALL = 30.0
+# Seconds after which the server drops the reader of a worker that is gone.
+READER_INACTIVE = 30.0
+
+
+def encode(owner: str, deltas: Sequence[Delta]) -> bytes:
+    names: dict[str, int] = {}
+    rows = [[names.setdefault(d.window, len(names)), d.key, d.user, d.ts] for d in deltas]
+    return json.dumps({"o": owner, "w": list(names), "d": rows}, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> tuple[str, list[Delta]]:
+    message = json.loads(data)
+    names = message["w"]
+    return message["o"], [
+        Delta(names[w], str(key), str(user), float(ts)) for w, key, user, ts in message["d"]
+    ]
+
+
+async def ensure_stream(js, limits: layout.StreamLimits, replicas: int) -> None:
+    try:
+        await js.stream_info(STREAM)
+        return
+    except nats.js.errors.NotFoundError:
+        pass
+    config = StreamConfig(
+        name=STREAM,
+        description="uba population aggregates: what each worker's user partitions added",
+        subjects=[SUBJECT],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=MAX_AGE,
+        max_bytes=limits.max_bytes,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+    )
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.APIError as exc:
+        try:  # another worker may have created it first
+            await js.stream_info(STREAM)
+        except nats.js.errors.NotFoundError:
+            raise layout.refused(exc, replicas) from None
+
+
+class AggregateStream:
+    """One worker's end of the exchange."""
+
+    def __init__(self, exchange: AggregateExchange, owner: str):
+        self._exchange = exchange
+        self._owner = owner
+        self._js = None
+        self._sub = None
+        self._unsent: list[Delta] = []
+        self._seq = 0  # stream sequence of the last message read
+        self._progress = asyncio.Event()
+        self.sent = self.received = 0  # entries, for the logs
+
+    async def start(self, js) -> None:
+        """Subscribes from the stream's first message and returns once what
+        was in the stream when it started has been read."""
+        self._js = js
+        if self._sub is not None:  # a retry after a failed start
+            sub, self._sub = self._sub, None
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+        info = await js.stream_info(STREAM)
+        target = info.state.last_seq if info.state.messages else 0
+        self._sub = await js.subscribe(
+            SUBJECT,
+            stream=STREAM,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            idle_heartbeat=2.0,
+            # The reader of a worker that died goes away on its own.
+            inactive_threshold=READER_INACTIVE,
+        )
+        while self._seq < target:
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), REPLAY_STALL)
+            except TimeoutError:
+                log.warning(
+                    "aggregates: replay stalled at message %d of %d; going on with what was read",
+                    self._seq,
+                    target,
+                )
+                break
+        log.info(
+            "aggregates: read %d messages of the other workers' additions (%d entries)",
+            self._seq,
+            self.received,
+        )
+
+    async def _on_message(self, msg) -> None:
+        self._seq = msg.metadata.sequence.stream
+        self._progress.set()
+        try:
+            owner, deltas = decode(msg.data)
+        except (ValueError, KeyError, TypeError, IndexError):
+            log.error("aggregates: dropping an unreadable message (seq %d)", self._seq)
+            return
+        if owner != self._owner:
+            self.received += len(deltas)
+            self._exchange.receive(deltas)
+
+    async def flush(self) -> None:
+        """Publishes what the partitions added and was not sent yet; what
+        fails to go is kept for the next call."""
+        pending, self._unsent = self._unsent, []
+        pending += self._exchange.take()
+        if not pending:
+            return
+        if self._js is None:
+            self._unsent.extend(pending)
+            return
+        for start in range(0, len(pending), PER_MESSAGE):
+            chunk = pending[start : start + PER_MESSAGE]
+            try:
+                await self._js.publish(SUBJECT, encode(self._owner, chunk), stream=STREAM)
+            except (nats.errors.Error, TimeoutError) as exc:
+                self._unsent.extend(pending[start:])
+                log.warning(
+                    "aggregates: publishing %d entries failed (%r); kept for the next batch",
+                    len(pending) - start,
+                    exc,
+                )
+                return
+            self.sent += len(chunk)
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            try:
+                name = (await sub.consumer_info()).name
+                await sub.unsubscribe()
+                await self._js.delete_consumer(STREAM, name)
+            except (nats.errors.Error, TimeoutError):
+                pass  # it goes after READER_INACTIVE
