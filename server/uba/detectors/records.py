@@ -36,10 +36,17 @@ class RecordStore(KeyedWindows):
         """The record of `key` (mutate it in place), or None."""
         return self._records.get(key)
 
+    def limit(self, max_keys: int) -> None:
+        self.max_keys = max_keys
+        records = self._records
+        while len(records) > max_keys:
+            del records[next(iter(records))]
+
     def put(self, key: str, record: list) -> list:
         records = self._records
-        if key not in records and len(records) >= self.max_keys:
-            del records[next(iter(records))]
+        if key not in records:
+            while len(records) >= self.max_keys:
+                del records[next(iter(records))]
         records.pop(key, None)
         records[key] = record  # now the most recently touched
         return record
@@ -92,9 +99,8 @@ def records(shared: SharedState, name: str, max_keys: int = 100_000) -> RecordSt
     store takes its slot under the same name."""
     current = shared.windows(name, 0.0, max_keys, 1)
     if isinstance(current, RecordStore):
-        current.max_keys = max_keys
-        return current
+        return current  # shared.windows applied max_keys
     store = RecordStore.from_windows(current)
-    store.max_keys = max_keys
+    store.limit(max_keys)
     shared._windows[name] = store  # noqa: SLF001 (no public setter; see module docstring)
     return store

@@ -7,8 +7,11 @@ from quarantined events, because they count the attack itself.
 
 Everything is bounded: a window forgets events older than its span, keeps
 at most `max_events_per_key` per key and at most `max_keys` keys, evicting
-the key touched least recently. Losing the state (a restart) only delays
-detection by one window, so persisting it is optional; `to_dict` /
+the key touched least recently. Detectors derive `max_keys` of their
+windows from their `max_users` (and `max_sources`, `max_values`) hyper-
+parameters, which the composition root sets from --cached-users
+(docs/scaling.md, "Memory and users"). Losing the state (a restart) only
+delays detection by one window, so persisting it is optional; `to_dict` /
 `from_dict` exist for storage that wants to.
 """
 
@@ -16,6 +19,10 @@ from __future__ import annotations
 
 from collections import deque
 from typing import Any
+
+# The users a process keeps in memory by default (--cached-users): the
+# baseline cache and every detector's per-user state hold at most this many.
+CACHED_USERS = 20_000
 
 
 def names(text: str, name: str) -> bool:
@@ -92,11 +99,19 @@ class KeyedWindows:
         window = self._current(key, now_ts)
         return window.events[-1] if window else None
 
+    def limit(self, max_keys: int) -> None:
+        """Bounds the keys from now on, evicting the least recently touched
+        beyond it at once (a restored checkpoint may hold more)."""
+        self.max_keys = max_keys
+        windows = self._windows
+        while len(windows) > max_keys:
+            del windows[next(iter(windows))]
+
     def add(self, key: str, ts: float, value: str = "") -> None:
         windows = self._windows
         window = windows.pop(key, None)
         if window is None:
-            if len(windows) >= self.max_keys:
+            while len(windows) >= self.max_keys:
                 del windows[next(iter(windows))]
             window = _Window()
         else:
@@ -167,18 +182,23 @@ class SharedState:
         self,
         name: str,
         window_seconds: float,
-        max_keys: int = 100_000,
+        max_keys: int | None = None,
         max_events_per_key: int = 10_000,
     ) -> KeyedWindows:
-        """The windows called `name`, created on first use. A changed span
-        (new configuration) applies from now on."""
+        """The windows called `name`, created on first use (with at most
+        100,000 keys unless `max_keys` says). A changed span or a given
+        `max_keys` (new configuration, or windows restored from a checkpoint
+        of another configuration) applies from now on."""
         windows = self._windows.get(name)
         if windows is None:
             windows = self._windows[name] = KeyedWindows(
-                window_seconds, max_keys, max_events_per_key
+                window_seconds, 100_000 if max_keys is None else max_keys, max_events_per_key
             )
-        elif windows.window_seconds != window_seconds:
+            return windows
+        if windows.window_seconds != window_seconds:
             windows.window_seconds = float(window_seconds)
+        if max_keys is not None and windows.max_keys != max_keys:
+            windows.limit(max_keys)
         return windows
 
     def names(self) -> list[str]:
