@@ -51,8 +51,11 @@ class DetectionEngine:
         *,
         quarantine_at: Severity = Severity.HIGH,
         clock: Callable[[], datetime] = utcnow,
+        defaults: Mapping[str, Any] | None = None,
     ):
-        self.detectors: list[Detector] = registry.build(config)
+        # `defaults`: parameters for every detector that takes them (see
+        # DetectorRegistry.build), e.g. the bounds on state in memory.
+        self.detectors: list[Detector] = registry.build(config, defaults)
         self.quarantine_at = quarantine_at
         self._clock = clock
         # Detectors per event type, resolved once: most detectors care about

@@ -33,6 +33,8 @@ from uba.domain.shared_state import KeyedWindows, SharedState
 _DAY = 86400.0
 _SEP = "\x1f"
 ALL = "*"
+# Keys per window unless the detector gives its `max_values` (the
+# composition root sets that from --cached-users).
 MAX_KEYS = 200_000
 # Per key at most this many users are kept; beyond it counts saturate,
 # which only matters for values used by more users than that.
@@ -71,16 +73,21 @@ class PeerActivity:
     __slots__ = ("peers", "adopted", "members")
 
     def __init__(
-        self, shared: SharedState, kind: str, window_days: float = 30.0, shift_days: float = 7.0
+        self,
+        shared: SharedState,
+        kind: str,
+        window_days: float = 30.0,
+        shift_days: float = 7.0,
+        max_keys: int = MAX_KEYS,
     ):
         self.peers: KeyedWindows = shared.windows(
-            f"peers.{kind}", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"peers.{kind}", window_days * _DAY, max_keys, MAX_USERS_PER_KEY
         )
         self.adopted: KeyedWindows = shared.windows(
-            f"adopted.{kind}", shift_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"adopted.{kind}", shift_days * _DAY, max_keys, MAX_USERS_PER_KEY
         )
         self.members: KeyedWindows = shared.windows(
-            "peers.members", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            "peers.members", window_days * _DAY, max_keys, MAX_USERS_PER_KEY
         )
 
     def usage(self, user_id: str, group: str, value: str, ts: float) -> Usage:
