@@ -37,6 +37,7 @@ from uba.datadir import write_private_file
 from uba.delivery import payloads
 from uba.delivery.config import Destination, NotifyConfigError, load_notify_config
 from uba.delivery.worker import DeliveryWorker
+from uba.detectors.base import STATE_BOUNDS
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain import security as sec
@@ -157,6 +158,8 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
         destinations = load_notify_config(settings.notify)
     except NotifyConfigError as exc:
         raise SystemExit(f"uba: notify file {settings.notify}: {exc}") from None
+    if settings.cached_users < 1:
+        raise SystemExit(f"uba: --cached-users must be at least 1, got {settings.cached_users}")
     database = Database(settings.resolved_database_url, pool_size=settings.max_workers)
     database.upgrade()
     store = Store(database)
@@ -165,12 +168,16 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
         engine = DetectionEngine(
             registry,
             with_enhanced_defaults(registry, load_detector_config(settings.detectors), settings),
+            # One bound on every detector's state in memory, as on the baseline cache.
+            defaults=dict.fromkeys(STATE_BOUNDS, settings.cached_users),
         )
     except ValueError as exc:
         raise SystemExit(f"uba: detector configuration: {exc}") from None
     forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
     risk = RiskPolicy()
-    analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
+    analyzer = Analyzer(
+        engine, AlertPolicy(titles=engine.titles), risk, utcnow, cache_size=settings.cached_users
+    )
     with store.unit_of_work() as tx:
         analyzer.load_state(tx)
     notifier = (
