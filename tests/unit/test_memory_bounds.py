@@ -170,3 +170,14 @@ def test_the_server_bounds_its_cache_and_every_detector_by_the_setting(tmp_path)
 def test_a_bound_below_one_is_refused_naming_the_flag(tmp_path):
     with pytest.raises(SystemExit, match="--cached-users"):
         build_services(Settings(data_dir=str(tmp_path), cached_users=0))
+
+
+def test_a_full_window_evicts_its_least_recently_touched_keys_a_slice_at_a_time():
+    windows = SharedState().windows("w", 600.0, max_keys=6400)
+    for i in range(20_000):
+        windows.add(f"k{i}", 1000.0 + i / 100)
+        windows.add("k0", 1000.0 + i / 100)  # touched all along: never evicted
+        assert len(windows) <= 6400
+    assert len(windows) >= 6400 - 6400 // 64
+    assert windows.count("k0", 1200.0) > 0 and windows.count("k19999", 1200.0) == 1
+    assert windows.count("k100", 1200.0) == 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from uba.domain.shared_state import KeyedWindows, SharedState, names
+from uba.domain.shared_state import KeyedWindows, SharedState, make_room, names
 
 
 class RecordStore(KeyedWindows):
@@ -38,15 +38,12 @@ class RecordStore(KeyedWindows):
 
     def limit(self, max_keys: int) -> None:
         self.max_keys = max_keys
-        records = self._records
-        while len(records) > max_keys:
-            del records[next(iter(records))]
+        make_room(self._records, max_keys, exact=True)
 
     def put(self, key: str, record: list) -> list:
         records = self._records
-        if key not in records:
-            while len(records) >= self.max_keys:
-                del records[next(iter(records))]
+        if key not in records and len(records) >= self.max_keys:
+            make_room(records, self.max_keys)
         records.pop(key, None)
         records[key] = record  # now the most recently touched
         return record

@@ -17,11 +17,28 @@ delays detection by one window, so persisting it is optional; `to_dict` /
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 # The users a process keeps in memory by default (--cached-users): the
 # baseline cache and every detector's per-user state hold at most this many.
 CACHED_USERS = 20_000
+
+
+def make_room(entries: dict, max_keys: int, exact: bool = False) -> None:
+    """Evicts the least recently touched keys of `entries` (oldest first)
+    until a new key fits under `max_keys` (`exact`: until at most
+    `max_keys` are left). Unless exact, at least 1/64 of the bound goes at
+    once: a dict finds its first key by scanning past the slots of the keys
+    deleted before it, so evicting one key per new key made each eviction
+    cost thousands of slots (7 us instead of 0.2 per add, measured)."""
+    over = len(entries) - max_keys + (0 if exact else 1)
+    if over <= 0:
+        return
+    if not exact:
+        over = max(over, max_keys // 64)
+    for key in list(islice(entries, over)):
+        del entries[key]
 
 
 def names(text: str, name: str) -> bool:
@@ -112,16 +129,14 @@ class KeyedWindows:
         """Bounds the keys from now on, evicting the least recently touched
         beyond it at once (a restored checkpoint may hold more)."""
         self.max_keys = max_keys
-        windows = self._windows
-        while len(windows) > max_keys:
-            del windows[next(iter(windows))]
+        make_room(self._windows, max_keys, exact=True)
 
     def add(self, key: str, ts: float, value: str = "") -> None:
         windows = self._windows
         window = windows.pop(key, None)
         if window is None:
-            while len(windows) >= self.max_keys:
-                del windows[next(iter(windows))]
+            if len(windows) >= self.max_keys:
+                make_room(windows, self.max_keys)
             window = _Window()
         else:
             self._expire(window, ts)
