@@ -51,6 +51,10 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Users: batch ingest at the most distinct users vs the fewest, one embedded process",
         "sqlite",
     ),
+    "users_warm_cache": (
+        "Users: batch ingest with every user cached vs evicted, one embedded process",
+        "sqlite",
+    ),
     "users_rate_log": (
         "Users: events stored by one worker behind the event log, most vs fewest users",
         "postgresql",

@@ -93,6 +93,8 @@ class Params:
     )
     users_chunk: int = 100_000
     users_cached: tuple[int, int] = (10_000, 40_000)
+    # (users, events per user, (--cached-users below them, above them))
+    users_warm: tuple[int, int, tuple[int, int]] = (100_000, 3, (20_000, 120_000))
     users_structure_users: int = 3_000
 
     @classmethod
@@ -124,6 +126,7 @@ class Params:
             users_plan=[(400, 2)],
             users_chunk=1_000,
             users_cached=(100, 300),
+            users_warm=(400, 2, (100, 500)),
             users_structure_users=100,
         )
 

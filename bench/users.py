@@ -18,6 +18,10 @@ docs/scaling.md) is what keeps each worker's users cached. Three parts:
   one `uba worker`. Everything is published first (the front end's ack
   rate), then the worker is started and drains the backlog: its rate is
   events stored in PostgreSQL per second, its RSS sampled while it works.
+- Warm against cold: the same embedded stream of U users once with the
+  default --cached-users (below U: every event finds its user evicted) and
+  once with --cached-users above U (every user stays cached), which is
+  what partitioning users over workers gives each worker.
 - Memory per cached user: `uba serve` on SQLite with --cached-users C at
   two values of C, fed 1.5 C users with a little of everything each
   (login, MFA prompts, API calls in two sessions, logout, a failed login),
@@ -34,6 +38,7 @@ Standalone (just this section):
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -211,8 +216,13 @@ def _spacing_us(events: int) -> int:
 # -- part 1: one embedded process --------------------------------------------------------------
 
 
-def embedded(ctx, tmp: Path, users: int, events: int) -> dict:
-    server = Server(f"users-{users}", tmp / f"embedded-{users}").start()
+def embedded(ctx, tmp: Path, users: int, events: int, cached: int = 0) -> dict:
+    """One embedded server (--cached-users `cached`, default when 0) fed the stream."""
+    server = Server(
+        f"users-{users}-{cached}",
+        tmp / f"embedded-{users}-{cached}",
+        extra_args=["--cached-users", str(cached)] if cached else [],
+    ).start()
     t0 = datetime.now(UTC) - timedelta(hours=2, minutes=5)
     try:
         idle = server.memory_mb()["rss_mb"]
@@ -234,6 +244,7 @@ def embedded(ctx, tmp: Path, users: int, events: int) -> dict:
     return {
         "users": users,
         "events": events,
+        "cached_users": cached or None,
         "per_s": events / seconds,
         "last_chunk_per_s": points[-1]["per_s"],
         "first_chunk_per_s": points[0]["per_s"],
@@ -420,6 +431,8 @@ def structure_costs(users: int) -> dict:
             shared.windows(name, span, 40 * users, 64).add(
                 key, ts, value.format(net=f"10.{u & 255}.0.0/24", u=u)
             )
+    # The detector windows are saved as one JSON document every 30 s.
+    checkpoint = len(json.dumps(shared.to_dict(), separators=(",", ":")))
     gc.collect()
     costs: dict[str, dict] = {}
     before = tracemalloc.get_traced_memory()[0]
@@ -445,6 +458,7 @@ def structure_costs(users: int) -> dict:
         "structures": costs,
         "per_user_structures_bytes": sum(c["bytes_per_user"] for c in per_user.values()),
         "all_structures_bytes": sum(c["bytes_per_user"] for c in costs.values()),
+        "checkpoint_bytes_per_user": checkpoint / users,
         "analytics": "enhanced"
         if any(d.family == "enhanced" for d in engine.detectors)
         else "basic",
@@ -485,6 +499,17 @@ def users_section(ctx) -> None:
                         flush=True,
                     )
                 rows.append(row)
+            warm_users, warm_per_user, warm_cached = p.users_warm
+            warm = [
+                embedded(ctx, tmp, warm_users, warm_users * warm_per_user, cached)
+                for cached in warm_cached
+            ]
+            for w in warm:
+                print(
+                    f"  {warm_users:,} users, --cached-users {w['cached_users']:,}: "
+                    f"{w['per_s']:,.0f}/s, RSS {w['rss_mb']:.0f} MB",
+                    flush=True,
+                )
             memory = [filled(ctx, tmp, cached) for cached in p.users_cached]
             for m in memory:
                 print(
@@ -495,7 +520,7 @@ def users_section(ctx) -> None:
             costs = structure_costs(p.users_structure_users)
         finally:
             dbs.drop_all()
-    _report(ctx, rows, memory, costs, log_possible)
+    _report(ctx, rows, memory, costs, log_possible, warm)
 
 
 def _log_available() -> str:
@@ -508,7 +533,9 @@ def _log_available() -> str:
     return NATS_SERVER if Path(NATS_SERVER).exists() else ""
 
 
-def _report(ctx, rows: list[dict], memory: list[dict], costs: dict, log_possible: bool) -> None:
+def _report(
+    ctx, rows: list[dict], memory: list[dict], costs: dict, log_possible: bool, warm: list[dict]
+) -> None:
     low, high = memory[0], memory[-1]
     slope_kb = (
         (high["rss_mb"] - low["rss_mb"]) * 1024 / (high["cached_users"] - low["cached_users"])
@@ -583,8 +610,32 @@ def _report(ctx, rows: list[dict], memory: list[dict], costs: dict, log_possible
                 details={"rows": [r["log"] for r in rows]},
             )
         )
+    cold, hot = warm[0], warm[-1]
+    ctx.report.add(
+        Figure(
+            key="users_warm_cache",
+            backend="sqlite",
+            value=hot["per_s"],
+            unit="events/s",
+            baseline=f"--cached-users {cold['cached_users']:,}, same run",
+            baseline_value=cold["per_s"],
+            ratio=hot["per_s"] / cold["per_s"],
+            target="stated",
+            met=None,
+            note=(
+                f"{hot['users']:,} users, {hot['events'] // hot['users']} events each, "
+                f"--cached-users {hot['cached_users']:,}: RSS {hot['rss_mb']:.0f} MB (against "
+                f"{cold['rss_mb']:.0f} MB)"
+            ),
+            details={"runs": warm},
+        )
+    )
     ctx.report.section("Users", "any").update(
-        rows=rows, memory=memory, costs=costs, markdown=_markdown(rows, memory, costs, slope_kb)
+        rows=rows,
+        memory=memory,
+        costs=costs,
+        warm=warm,
+        markdown=_markdown(rows, memory, costs, slope_kb, warm),
     )
 
 
@@ -592,7 +643,9 @@ def _mb(value) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _markdown(rows: list[dict], memory: list[dict], costs: dict, slope_kb: float) -> str:
+def _markdown(
+    rows: list[dict], memory: list[dict], costs: dict, slope_kb: float, warm: list[dict]
+) -> str:
     lines = [
         "Rate and memory against distinct users (batches of 500, 4 in flight, enhanced mode, "
         "default --cached-users). Embedded: one `uba serve` on SQLite. Log: one front end and "
@@ -624,6 +677,18 @@ def _markdown(rows: list[dict], memory: list[dict], costs: dict, slope_kb: float
         )
     lines += [
         "",
+        "The same embedded stream with users evicted (cold) and all cached (warm):",
+        "",
+        "| Users | Events | --cached-users | events/s | RSS MB at the end (peak) |",
+        "|---|---|---|---|---|",
+    ]
+    for w in warm:
+        lines.append(
+            f"| {w['users']:,} | {w['events']:,} | {w['cached_users']:,} | {w['per_s']:,.0f} | "
+            f"{_mb(w['rss_mb'])} ({_mb(w['peak_rss_mb'])}) |"
+        )
+    lines += [
+        "",
         f"Memory per cached user: {slope_kb:.1f} KB (RSS slope between the two --cached-users "
         "values, each server fed 1.5 times as many users, each user a login, two MFA prompts, "
         "API calls in two sessions, a logout and a failed login).",
@@ -638,6 +703,9 @@ def _markdown(rows: list[dict], memory: list[dict], costs: dict, slope_kb: float
             f"| {_mb(m['rss_mb'])} ({_mb(m['peak_rss_mb'])}) | {m['per_s']:,.0f} |"
         )
     lines += [
+        "",
+        f"The detector windows' checkpoint (JSON, written every 30 s): "
+        f"{costs['checkpoint_bytes_per_user']:,.0f} bytes per user.",
         "",
         f"Bytes per user of each structure ({costs['users']:,} users, tracemalloc, "
         f"{costs['analytics']} detectors; population structures shared by all users are listed "
