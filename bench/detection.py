@@ -400,7 +400,8 @@ def engine_cost_section(ctx) -> None:
 
 def baseline_memory_section(ctx) -> None:
     """tracemalloc of N mature baselines (six weeks of routine), scaled to
-    100,000 users; the server keeps at most Analyzer's cache size of them."""
+    100,000 users; the server keeps at most --cached-users of them (with
+    the rest of each user's state: bench/users.py, docs/scaling.md)."""
     from uba.domain.analysis import Analyzer
     from uba.domain.user_baseline import UserBaseline
     from uba.testing.synthetic import Persona
@@ -431,7 +432,9 @@ def baseline_memory_section(ctx) -> None:
             met=None,
             note=(
                 f"{per / 1024:.1f} KB per baseline in memory, {json_bytes / 1024:.2f} KB as stored "
-                f"JSON; a server caches at most {cache:,} baselines = {per * cache / 1e6:,.0f} MB"
+                f"JSON; a server caches at most --cached-users ({cache:,} by default) baselines = "
+                f"{per * cache / 1e6:,.0f} MB, beside the detectors' state of the same users "
+                "(memory per cached user: docs/scaling.md)"
             ),
             details={
                 "users_measured": users,

@@ -414,6 +414,10 @@ def build_stream(spec: dict) -> list:
             spec.get("seed", 7),
             spec.get("days_per_block"),
         )
+    if kind == "users":
+        import users
+
+        return users.build_stream(spec)
     if kind == "api":
         t0 = datetime.fromisoformat(spec["t0"])
         step = timedelta(microseconds=spec["spacing_us"])

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # Every figure the suite produces, in report order: key -> (title, scope).
-# scope "backend": one per database; "postgresql": PostgreSQL only;
-# "any": independent of the database.
+# scope "backend": one per database; "postgresql" or "sqlite": that
+# database only; "any": independent of the database.
 FIGURES: dict[str, tuple[str, str]] = {
     "unary_record": ("Unary RecordActivity (default detection), events/s", "backend"),
     "unary_record_detection_off": ("Unary RecordActivity (detection off), events/s", "backend"),
@@ -46,6 +46,19 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Multi-core: batch ingest with basic detection, 2 processes vs 1",
         "postgresql",
     ),
+    "users_memory_per_cached_user": ("Memory per cached user (RSS slope), KB", "any"),
+    "users_rate_embedded": (
+        "Users: batch ingest at the most distinct users vs the fewest, one embedded process",
+        "sqlite",
+    ),
+    "users_warm_cache": (
+        "Users: batch ingest with every user cached vs evicted, one embedded process",
+        "sqlite",
+    ),
+    "users_rate_log": (
+        "Users: events stored by one worker behind the event log, most vs fewest users",
+        "postgresql",
+    ),
 }
 
 
@@ -75,9 +88,9 @@ def expected_keys(backends: list[str]) -> list[tuple[str, str]]:
     for key, (_title, scope) in FIGURES.items():
         if scope == "any":
             out.append((key, "any"))
-        elif scope == "postgresql":
-            if "postgresql" in backends:
-                out.append((key, "postgresql"))
+        elif scope in ("postgresql", "sqlite"):
+            if scope in backends:
+                out.append((key, scope))
         else:
             out.extend((key, b) for b in backends)
     return out
@@ -254,6 +267,7 @@ class Report:
             ("latency.png", self._plot_latency),
             ("growth.png", self._plot_growth),
             ("multicore.png", self._plot_multicore),
+            ("users.png", self._plot_users),
         ):
             try:
                 fig = fn(plt)
@@ -436,6 +450,45 @@ class Report:
         ax.set_xticks(range(len(vals)), labels, fontsize=7)
         ax.set_ylabel("events/s")
         ax.set_title("SO_REUSEPORT: 1 vs 2 uba processes on one PostgreSQL (2-core machine)")
+        return fig
+
+    def _plot_users(self, plt):
+        data = self.sections.get("Users", {}).get("any", {})
+        rows, memory = data.get("rows"), data.get("memory")
+        if not rows:
+            return None
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+        for part, label in (("embedded", "one embedded process (SQLite)"), ("log", "one worker")):
+            points = [(r["users"], r[part]) for r in rows if r.get(part)]
+            if points:
+                axes[0].plot(
+                    [u for u, _ in points], [x["per_s"] for _, x in points], marker="o", label=label
+                )
+                axes[1].plot(
+                    [u for u, _ in points],
+                    [x["rss_mb"] for _, x in points],
+                    marker="o",
+                    label=label,
+                )
+        for ax, title in ((axes[0], "events/s"), (axes[1], "RSS at the end, MB")):
+            ax.set_xscale("log")
+            ax.set_xlabel("distinct users")
+            ax.set_title(title, fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        for m in memory or []:
+            xs = [p["users"] for p in m["points"]]
+            axes[2].plot(
+                xs,
+                [p["rss_mb"] for p in m["points"]],
+                marker=".",
+                label=f"--cached-users {m['cached_users']:,}",
+            )
+            axes[2].axvline(m["cached_users"], color="gray", ls=":", lw=1)
+        axes[2].set_xlabel("users fed (each: login, MFA, API calls, logout, failure)")
+        axes[2].set_title("RSS while the users arrive, MB", fontsize=10)
+        axes[2].grid(True, alpha=0.3)
+        axes[2].legend(fontsize=7)
         return fig
 
     def _get(self, key: str, backend: str) -> Figure | None:

@@ -52,6 +52,7 @@ SECTIONS = (
     "growth",
     "isolation_forest",
     "multicore",
+    "users",
 )
 SERVICE_SECTIONS = {"batch", "unary", "subscribers", "alerts", "export", "rest", "memory"}
 
@@ -85,6 +86,16 @@ class Params:
     mc_concurrency: int = 32
     mc_channels: int = 8
     mc_batch_events: int = 40_000
+    # bench/users.py: (distinct users, events per user), events per chunk,
+    # the two --cached-users values, users in the per-structure breakdown.
+    users_plan: list[tuple[int, int]] = field(
+        default_factory=lambda: [(1_000, 20), (10_000, 5), (100_000, 3), (1_000_000, 1)]
+    )
+    users_chunk: int = 100_000
+    users_cached: tuple[int, int] = (10_000, 40_000)
+    # (users, events per user, (--cached-users below them, above them))
+    users_warm: tuple[int, int, tuple[int, int]] = (100_000, 3, (20_000, 120_000))
+    users_structure_users: int = 3_000
 
     @classmethod
     def smoke(cls) -> Params:
@@ -112,6 +123,11 @@ class Params:
             mc_concurrency=4,
             mc_channels=2,
             mc_batch_events=2_000,
+            users_plan=[(400, 2)],
+            users_chunk=1_000,
+            users_cached=(100, 300),
+            users_warm=(400, 2, (100, 500)),
+            users_structure_users=100,
         )
 
 
@@ -131,6 +147,7 @@ class Ctx:
         self.workers = workers
         self.backend = ""
         self.dbs: common.Databases | None = None
+        self.backends: list[str] = []
 
 
 def _run(ctx: Ctx, name: str, fn, *args) -> None:
@@ -290,9 +307,14 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
     )
     workers = loadgen.Workers(p.load_workers + 1)
     ctx = Ctx(args, p, report, workers)
+    ctx.backends = backends
     try:
         for backend in backends:
             run_backend(ctx, backend, sections)
+        if "users" in sections:
+            import users
+
+            _run(ctx, "users", users.users_section, ctx)
         if "isolation_forest" in sections:
             import detection
 
@@ -350,6 +372,8 @@ def _wanted(key: str, sections: set[str]) -> bool:
         if key.startswith("growth_")
         else "multicore"
         if key.startswith("multicore_")
+        else "users"
+        if key.startswith("users_")
         else ""
     )
     return owner in sections

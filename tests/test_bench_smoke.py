@@ -56,7 +56,7 @@ def test_smoke_run_reports_every_figure(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=420,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + "\n" + proc.stderr[-4000:]
 
@@ -77,7 +77,7 @@ def test_smoke_run_reports_every_figure(tmp_path):
     assert machine["cores"] and machine["cpu_model"] and machine["python"] and machine["libraries"]
     assert f"{machine['cores']} cores" in markdown and machine["cpu_model"] in markdown
     assert data["generated_at"][:10] in markdown
-    plots = ["ratios.png", "throughput.png", "latency.png", "growth.png"]
+    plots = ["ratios.png", "throughput.png", "latency.png", "growth.png", "users.png"]
     plots += ["multicore.png"] if "postgresql" in backends else []
     for name in plots:
         assert (out / name).stat().st_size > 1000, name

@@ -39,7 +39,7 @@ from uba.datadir import write_private_file
 from uba.delivery import payloads
 from uba.delivery.config import Destination, NotifyConfigError, load_notify_config
 from uba.delivery.worker import DeliveryWorker
-from uba.detectors.base import POPULATION_SCOPE, USER_SCOPE
+from uba.detectors.base import POPULATION_SCOPE, STATE_BOUNDS, USER_SCOPE
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain import security as sec
@@ -173,6 +173,8 @@ def build_services(
         destinations = load_notify_config(settings.notify)
     except NotifyConfigError as exc:
         raise SystemExit(f"uba: notify file {settings.notify}: {exc}") from None
+    if settings.cached_users < 1:
+        raise SystemExit(f"uba: --cached-users must be at least 1, got {settings.cached_users}")
     database = Database(settings.resolved_database_url, pool_size=settings.max_workers)
     database.upgrade()
     partitions = EventPartitions(database) if database.backend == "postgresql" else None
@@ -182,12 +184,20 @@ def build_services(
     store = Store(database)
     registry = default_registry()
     try:
-        engine = DetectionEngine(registry, detector_config(settings, registry), scope=scope)
+        engine = DetectionEngine(
+            registry,
+            detector_config(settings, registry),
+            scope=scope,
+            # One bound on every detector's state in memory, as on the baseline cache.
+            defaults=dict.fromkeys(STATE_BOUNDS, settings.cached_users),
+        )
     except ValueError as exc:
         raise SystemExit(f"uba: detector configuration: {exc}") from None
     forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
     risk = RiskPolicy()
-    analyzer = Analyzer(engine, AlertPolicy(titles=engine.titles), risk, utcnow)
+    analyzer = Analyzer(
+        engine, AlertPolicy(titles=engine.titles), risk, utcnow, cache_size=settings.cached_users
+    )
     with store.unit_of_work() as tx:
         analyzer.load_state(tx)
     notifier = (
@@ -685,7 +695,13 @@ async def run_worker(settings: Settings) -> int:
     config = detector_config(settings, services.registry)
 
     def population_analyzer(partition: int, accept, state_name: str) -> Analyzer:
-        engine = DetectionEngine(services.registry, config, scope=POPULATION_SCOPE, accept=accept)
+        engine = DetectionEngine(
+            services.registry,
+            config,
+            scope=POPULATION_SCOPE,
+            accept=accept,
+            defaults=dict.fromkeys(STATE_BOUNDS, settings.cached_users),
+        )
         return Analyzer(
             engine,
             AlertPolicy(titles=engine.titles),

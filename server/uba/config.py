@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from uba.domain.shared_state import CACHED_USERS
+
 # Largest batch RecordActivities accepts.
 MAX_BATCH_SIZE = 1000
 # Seconds between a front end's looks in storage for alert changes that the
@@ -38,6 +40,9 @@ class Settings:
         100_000  # events waiting for the writer before ingest answers RESOURCE_EXHAUSTED
     )
     detectors: str = ""  # JSON file that enables, disables and tunes detectors
+    # Users whose state stays in memory: bounds the baseline cache and every
+    # detector's per-user (and per-address, per-value) state together.
+    cached_users: int = CACHED_USERS
     notify: str = ""  # JSON or YAML file of alert and incident delivery destinations
     train_interval: float = (
         24.0  # hours between Isolation Forest retrainings (enhanced mode); 0: never
@@ -162,6 +167,9 @@ class Settings:
             "RESOURCE_EXHAUSTED [UBA_MAX_PENDING_EVENTS, 100000]",
             "detectors": 'JSON file configuring detectors, e.g. {"new_ip": {"enabled": false}} '
             "[UBA_DETECTORS]",
+            "cached_users": "users whose baselines and detector state stay in memory; bounds "
+            "them all together (memory per cached user and how to choose it: docs/scaling.md) "
+            "[UBA_CACHED_USERS, 20000]",
             "notify": "JSON or YAML file of destinations alerts and incidents are delivered to "
             "(webhooks, chat, syslog/CEF; docs/integrations.md) [UBA_NOTIFY]",
             "train_interval": "hours between scheduled Isolation Forest trainings; 0 turns them "

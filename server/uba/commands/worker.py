@@ -19,6 +19,7 @@ WORKER_SETTINGS = frozenset(
         "max_workers",
         "max_pending_events",
         "detectors",
+        "cached_users",
         "notify",
         "disable_detection",
         "event_log",

@@ -28,6 +28,7 @@ from uba.domain.anomalies import Feature, Severity
 from uba.domain.event_keys import is_privileged, normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
+from uba.domain.shared_state import CACHED_USERS
 
 _API_CALL = ActivityType.API_CALL
 _DAY = 86400.0
@@ -148,6 +149,7 @@ class NewEndpointDetector(Detector):
         rollout_share: float = 0.2,
         min_common_peers: int = 2,
         common_share: float = 0.05,
+        max_values: int = CACHED_USERS,
     ):
         self.min_api_calls = min_api_calls
         self.severity = severity
@@ -157,16 +159,23 @@ class NewEndpointDetector(Detector):
         # "Common in the team": at least this many peers and this share of the group.
         self.min_common_peers = min_common_peers
         self.common_share = common_share
+        # Endpoints kept in the peer windows (the least recently used go first).
+        self.max_values = max_values
 
     def check_params(self) -> None:
         require_positive(
-            self, "min_api_calls", "min_group_users", "min_adopters", "min_common_peers"
+            self,
+            "min_api_calls",
+            "min_group_users",
+            "min_adopters",
+            "min_common_peers",
+            "max_values",
         )
         require_severity(self, "severity")
         require_fraction(self, "rollout_share", "common_share")
 
     def _activity(self, ctx: DetectionContext) -> PeerActivity:
-        return PeerActivity(ctx.shared, "endpoint")
+        return PeerActivity(ctx.shared, "endpoint", max_keys=int(self.max_values))
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         self.pending_ = None

@@ -33,6 +33,14 @@ USER_SCOPE = "user"
 POPULATION_SCOPE = "population"
 SCOPES = (USER_SCOPE, POPULATION_SCOPE)
 
+# Hyper-parameters that bound a detector's state in memory. The composition
+# root gives each detector that takes one the value of --cached-users,
+# unless the detector's configuration sets it (docs/scaling.md, "Memory and
+# users"): `max_users` bounds what is kept per user (windows and records
+# keyed by user), `max_sources` windows keyed by source address,
+# `max_values` the peer windows keyed by value (uba.domain.peers).
+STATE_BOUNDS = ("max_users", "max_sources", "max_values")
+
 
 @dataclass(slots=True)
 class Finding:

@@ -65,7 +65,7 @@ from uba.detectors.base import (
 )
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
-from uba.domain.shared_state import KeyedWindows
+from uba.domain.shared_state import CACHED_USERS, KeyedWindows
 from uba.domain.user_baseline import UserBaseline
 
 _LOGIN = ActivityType.LOGIN_SUCCESS
@@ -191,7 +191,7 @@ class DistributionShiftDetector(Detector):
         min_rate_ratio: float = 2.0,
         min_duration_ratio: float = 1.5,
         min_failures: int = 5,
-        max_users: int = 20_000,
+        max_users: int = CACHED_USERS,
         severity: str = "low",
         rearm_days: float = 7.0,
         pseudo_count: float = 0.5,

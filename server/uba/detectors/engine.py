@@ -60,14 +60,17 @@ class DetectionEngine:
         clock: Callable[[], datetime] = utcnow,
         scope: str | None = None,
         accept: Callable[[ActivityEvent, Detector], bool] | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ):
         """`scope`: run only that scope's part of each detector (None: every
         detector whole). `accept(event, detector)`: whether the detector
         takes the event (a population partition takes the events whose key
-        falls in it); None: all."""
+        falls in it); None: all. `defaults`: parameters for every detector
+        that takes them (see DetectorRegistry.build), e.g. the bounds on
+        state in memory."""
         if scope is not None and scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-        built = registry.build(config)
+        built = registry.build(config, defaults)
         self.detectors: list[Detector] = (
             built
             if scope is None

@@ -20,6 +20,7 @@ from uba.detectors.base import (
 )
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import CACHED_USERS
 
 _FAILURE = ActivityType.LOGIN_FAILURE
 _SUCCESS = ActivityType.LOGIN_SUCCESS
@@ -41,18 +42,21 @@ class FailedLoginBurstDetector(Detector):
         window_seconds: float = 300.0,
         severity: str = "medium",
         success_after_burst_severity: str = "high",
+        max_users: int = CACHED_USERS,
     ):
         self.count = count
         self.window_seconds = window_seconds
         self.severity = severity
         self.success_after_burst_severity = success_after_burst_severity
+        # Users whose failures are kept (the least recently active go first).
+        self.max_users = max_users
 
     def check_params(self) -> None:
-        require_positive(self, "count", "window_seconds")
+        require_positive(self, "count", "window_seconds", "max_users")
         require_severity(self, "severity", "success_after_burst_severity")
 
     def _windows(self, ctx: DetectionContext):
-        return ctx.shared.windows(self.name, self.window_seconds)
+        return ctx.shared.windows(self.name, self.window_seconds, int(self.max_users))
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         failures_before = self._windows(ctx).count(event.user_id, ctx.clock.ts)
@@ -126,6 +130,7 @@ class PasswordSprayingDetector(Detector):
         slow_min_users: int = 5,
         slow_window_seconds: float = 3600.0,
         slow_severity: str = "medium",
+        max_sources: int = CACHED_USERS,
     ):
         self.min_users = min_users
         self.window_seconds = window_seconds
@@ -133,10 +138,17 @@ class PasswordSprayingDetector(Detector):
         self.slow_min_users = slow_min_users
         self.slow_window_seconds = slow_window_seconds
         self.slow_severity = slow_severity
+        # Addresses kept in each window (the least recently active go first).
+        self.max_sources = max_sources
 
     def check_params(self) -> None:
         require_positive(
-            self, "min_users", "window_seconds", "slow_min_users", "slow_window_seconds"
+            self,
+            "min_users",
+            "window_seconds",
+            "slow_min_users",
+            "slow_window_seconds",
+            "max_sources",
         )
         require_severity(self, "severity", "slow_severity")
 
@@ -145,12 +157,13 @@ class PasswordSprayingDetector(Detector):
         return (event.source_ip or None) if event.type in self.event_types else None
 
     def _windows(self, ctx: DetectionContext):
-        return ctx.shared.windows(self.name, self.window_seconds)
+        return ctx.shared.windows(self.name, self.window_seconds, int(self.max_sources))
 
     def _slow(self, ctx: DetectionContext):
+        bound = int(self.max_sources)
         return (
-            ctx.shared.windows(self.name + ".slow", self.slow_window_seconds),
-            ctx.shared.windows(self.name + ".logged_in", self.slow_window_seconds),
+            ctx.shared.windows(self.name + ".slow", self.slow_window_seconds, bound),
+            ctx.shared.windows(self.name + ".logged_in", self.slow_window_seconds, bound),
         )
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:

@@ -35,6 +35,8 @@ from uba.domain.user_baseline import UserBaseline
 WINDOW_SECONDS = 3600.0
 # A window keeps one entry per distinct value (see `observe`), so a few
 # entries per active user; users beyond the cap go least recently seen first.
+# The live detector gives its own cap (its `max_users`); this one is for
+# training's replay, which sees every user of the history in one process.
 WINDOW_MAX_EVENTS = 200
 WINDOW_MAX_USERS = 100_000
 # z-scores are clipped: beyond this a value is simply "far off", and the
@@ -151,12 +153,14 @@ FEATURES_VERSION = "1"
 _IPS, _DEVICES, _COUNTRIES = "features.ips", "features.devices", "features.countries"
 
 
-def _windows(shared: SharedState) -> tuple[KeyedWindows, KeyedWindows, KeyedWindows]:
+def _windows(
+    shared: SharedState, max_users: int = WINDOW_MAX_USERS
+) -> tuple[KeyedWindows, KeyedWindows, KeyedWindows]:
     """The address, device and country windows, in that order."""
     return (
-        shared.windows(_IPS, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
-        shared.windows(_DEVICES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
-        shared.windows(_COUNTRIES, WINDOW_SECONDS, WINDOW_MAX_USERS, WINDOW_MAX_EVENTS),
+        shared.windows(_IPS, WINDOW_SECONDS, max_users, WINDOW_MAX_EVENTS),
+        shared.windows(_DEVICES, WINDOW_SECONDS, max_users, WINDOW_MAX_EVENTS),
+        shared.windows(_COUNTRIES, WINDOW_SECONDS, max_users, WINDOW_MAX_EVENTS),
     )
 
 
@@ -249,10 +253,12 @@ def event_features(
     baseline: UserBaseline,
     shared: SharedState,
     clock: EventClock | None = None,
+    max_users: int = WINDOW_MAX_USERS,
 ) -> list[float]:
     """The event's feature row, in the order of `FEATURE_NAMES`, judged
     against `baseline` and the windows before the event is learned. Pass
-    the event's clock when you have it (saves recomputing the local time).
+    the event's clock when you have it (saves recomputing the local time),
+    and the detector's bound on users kept in the windows.
 
     This runs for every event the Isolation Forest scores, most of that
     detector's cost, hence the table of hour angles and builtin min/max
@@ -311,7 +317,7 @@ def event_features(
             distance = haversine_km(last.latitude, last.longitude, lat, lon)
 
     source_ip, device_id, country_code = event.source_ip, event.device_id, event.country_code
-    ips, devices, countries = _windows(shared)
+    ips, devices, countries = _windows(shared, max_users)
     return [
         hour_sin,
         hour_cos,
@@ -335,7 +341,12 @@ def event_features(
     ]
 
 
-def observe(event: ActivityEvent, shared: SharedState, clock: EventClock | None = None) -> None:
+def observe(
+    event: ActivityEvent,
+    shared: SharedState,
+    clock: EventClock | None = None,
+    max_users: int = WINDOW_MAX_USERS,
+) -> None:
     """Adds the event's address, device and country to the one-hour windows
     the features read. Called once per event after scoring, quarantined or
     not (the windows count what happened, attack included).
@@ -348,7 +359,9 @@ def observe(event: ActivityEvent, shared: SharedState, clock: EventClock | None 
     ts = clock.ts if clock is not None else event.occurred_at.timestamp()
     user = event.user_id
     for windows, value in zip(
-        _windows(shared), (event.source_ip, event.device_id, event.country_code), strict=True
+        _windows(shared, max_users),
+        (event.source_ip, event.device_id, event.country_code),
+        strict=True,
     ):
         if value:
             window = windows._current(user, ts)  # has_value, without a second lookup

@@ -66,6 +66,7 @@ from uba.detectors.forest_scoring import BatchForest, CompiledForest
 from uba.detectors.forest_training import replay_rows
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent
+from uba.domain.shared_state import CACHED_USERS
 from uba.domain.user_baseline import DEFAULT_MATURITY, MaturityPolicy
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,9 @@ class IsolationForestDetector(Detector):
         severity: str = "low",
         high_severity: str = "medium",
         defer: bool = False,
-        max_pending: int = 20_000,
+        max_pending: int | None = None,
         reload_seconds: float = 300.0,
+        max_users: int = CACHED_USERS,
     ):
         # Where trained models live ("" = none: use_model/fit/train supply one).
         self.model_dir = model_dir
@@ -183,11 +185,14 @@ class IsolationForestDetector(Detector):
         self.severity = severity
         self.high_severity = high_severity
         # Buffer rows in score_one and score them in flush() (see the module
-        # docstring); max_pending bounds the buffer and unflushed findings.
+        # docstring); max_pending bounds the buffer and unflushed findings
+        # (None: max_users of them).
         self.defer = defer
         self.max_pending = max_pending
         # How often to look for a newly trained model in model_dir.
         self.reload_seconds = reload_seconds
+        # Users kept in the one-hour windows of the features.
+        self.max_users = max_users
 
     def check_params(self) -> None:
         require_fraction(self, "contamination")
@@ -198,9 +203,11 @@ class IsolationForestDetector(Detector):
             "max_train_rows",
             "min_train_rows",
             "top_features",
-            "max_pending",
             "reload_seconds",
+            "max_users",
         )
+        if self.max_pending is not None:
+            require_positive(self, "max_pending")
         require_severity(self, "severity", "high_severity")
         for flag in ("require_mature", "defer"):
             if not isinstance(getattr(self, flag), bool):
@@ -448,14 +455,14 @@ class IsolationForestDetector(Detector):
         mature = baseline.mature
         if model is None or (self.require_mature and not mature):
             return []
-        row = event_features(event, baseline, ctx.shared, ctx.clock)
+        row = event_features(event, baseline, ctx.shared, ctx.clock, int(self.max_users))
         if self.defer:
             pending = getattr(self, "pending_", None)
             if pending.__class__ is not _Pending:
                 pending = self.pending_ = _Pending()
             pending.entries.append((event, baseline.observation_count, mature))
             pending.rows.extend(row)
-            if len(pending.entries) >= self.max_pending:
+            if len(pending.entries) >= self._max_pending():
                 self._drain()
             return []
         score = model.forest.score(row)
@@ -465,7 +472,10 @@ class IsolationForestDetector(Detector):
         return [self._finding(model, score, explained, baseline.observation_count, mature)]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
-        observe(event, ctx.shared, ctx.clock)
+        observe(event, ctx.shared, ctx.clock, int(self.max_users))
+
+    def _max_pending(self) -> int:
+        return int(self.max_users if self.max_pending is None else self.max_pending)
 
     def flush(self) -> list[tuple[ActivityEvent, Finding]]:
         """Scores the rows buffered by `score_one` in deferred mode, in one
@@ -503,12 +513,13 @@ class IsolationForestDetector(Detector):
         for (i, score), features in zip(flagged, explained, strict=True):
             event, observations, mature = pending.entries[i]
             ready.append((event, self._finding(model, score, features, observations, mature)))
-        if len(ready) > self.max_pending:  # nobody flushes: keep memory bounded
+        bound = self._max_pending()
+        if len(ready) > bound:  # nobody flushes: keep memory bounded
             log.warning(
                 "isolation forest: %d deferred findings never flushed; dropping the oldest",
-                len(ready) - self.max_pending,
+                len(ready) - bound,
             )
-            del ready[: len(ready) - self.max_pending]
+            del ready[: len(ready) - bound]
 
     def _finding(
         self,

@@ -37,6 +37,7 @@ from uba.domain.anomalies import Feature, Severity
 from uba.domain.clock import HOURS_PER_WEEK
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
+from uba.domain.shared_state import CACHED_USERS
 
 _UNIFORM_WEEK = [1 / HOURS_PER_WEEK] * HOURS_PER_WEEK
 # Share of the uniform distribution mixed into the prior, so no hour has
@@ -93,6 +94,7 @@ class LoginTimeDetector(Detector):
         usual_hours_coverage: float = 0.9,
         min_peers: int = 2,
         near_share: float = 0.02,
+        max_values: int = CACHED_USERS,
     ):
         # Per hour of the week: a uniform user would have 1/168 (0.006).
         self.min_probability = min_probability
@@ -102,10 +104,12 @@ class LoginTimeDetector(Detector):
         # Share of the user's logins within two hours of the time of day
         # (any day) that keeps a rare hour of the week LOW.
         self.near_share = near_share
+        # Keys kept in the peer windows (the least recently used go first).
+        self.max_values = max_values
 
     def check_params(self) -> None:
         require_fraction(self, "min_probability", "usual_hours_coverage", "near_share")
-        require_positive(self, "prior_strength", "min_peers")
+        require_positive(self, "prior_strength", "min_peers", "max_values")
 
     @staticmethod
     def _hour_kind(index: int) -> str:
@@ -116,7 +120,7 @@ class LoginTimeDetector(Detector):
         if ctx.quarantined:
             return
         baseline = ctx.baseline
-        PeerActivity(ctx.shared, "hour").observe(
+        PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values)).observe(
             event.user_id,
             baseline.effective_peer_group or event.peer_group,
             self._hour_kind(ctx.clock.hour_of_week),
@@ -154,7 +158,7 @@ class LoginTimeDetector(Detector):
                 peer_note = f"; lowered: {near} earlier logins within two hours of this time of day"
         if severity >= Severity.MEDIUM:
             group = baseline.effective_peer_group or event.peer_group
-            activity = PeerActivity(ctx.shared, "hour")
+            activity = PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values))
             # Peers' logins at this time of day, give or take an hour, on any
             # kind of day (a team on call covers evenings, nights, weekends).
             nearby = 0

@@ -27,6 +27,7 @@ from uba.detectors.base import (
 )
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import CACHED_USERS
 
 _CHALLENGE = ActivityType.MFA_CHALLENGE
 _APPROVED = ActivityType.MFA_APPROVED
@@ -50,19 +51,26 @@ class MfaFatigueDetector(Detector):
         window_seconds: float = 1800.0,
         severity: str = "medium",
         approval_severity: str = "high",
+        max_users: int = CACHED_USERS,
     ):
         self.min_refused = min_refused
         self.min_refused_before_approval = min_refused_before_approval
         self.window_seconds = window_seconds
         self.severity = severity
         self.approval_severity = approval_severity
+        # Users whose prompts are kept (the least recently prompted go first).
+        self.max_users = max_users
 
     def check_params(self) -> None:
-        require_positive(self, "min_refused", "min_refused_before_approval", "window_seconds")
+        require_positive(
+            self, "min_refused", "min_refused_before_approval", "window_seconds", "max_users"
+        )
         require_severity(self, "severity", "approval_severity")
 
     def _window(self, ctx: DetectionContext, kind: str):
-        return ctx.shared.windows(f"{self.name}.{kind}", self.window_seconds, 100_000, 1000)
+        return ctx.shared.windows(
+            f"{self.name}.{kind}", self.window_seconds, int(self.max_users), 1000
+        )
 
     def _refused(self, event: ActivityEvent, ctx: DetectionContext) -> tuple[int, int, int]:
         """(refused, prompts sent, denied) counting this event. Every earlier

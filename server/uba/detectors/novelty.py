@@ -39,6 +39,7 @@ from uba.domain.anomalies import Feature, Severity
 from uba.domain.event_keys import network_of
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity, Usage
+from uba.domain.shared_state import CACHED_USERS
 from uba.domain.stats import KnownValues
 from uba.domain.user_baseline import UserBaseline
 
@@ -61,14 +62,22 @@ class _FirstSeenDetector(Detector):
     kind: ClassVar[str]
     noun: ClassVar[str]
 
-    def __init__(self, severity: str = "low", min_adopters: int = 3, org_change_share: float = 0.2):
+    def __init__(
+        self,
+        severity: str = "low",
+        min_adopters: int = 3,
+        org_change_share: float = 0.2,
+        max_values: int = CACHED_USERS,
+    ):
         self.severity = severity
         self.min_adopters = min_adopters
         self.org_change_share = org_change_share
+        # Values kept in the peer windows (the least recently used go first).
+        self.max_values = max_values
 
     def check_params(self) -> None:
         require_severity(self, "severity")
-        require_positive(self, "min_adopters")
+        require_positive(self, "min_adopters", "max_values")
         require_fraction(self, "org_change_share")
 
     # -- per kind ---------------------------------------------------------------
@@ -96,7 +105,7 @@ class _FirstSeenDetector(Detector):
     # -- the shared logic ---------------------------------------------------------
 
     def _activity(self, ctx: DetectionContext) -> PeerActivity:
-        return PeerActivity(ctx.shared, self.kind)
+        return PeerActivity(ctx.shared, self.kind, max_keys=int(self.max_values))
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         value = self.value_of(event)
@@ -213,12 +222,14 @@ class NewCountryDetector(_FirstSeenDetector):
         org_change_share: float = 0.2,
         max_travel_speed_kmh: float = 900.0,
         min_peers: int = 2,
+        max_values: int = CACHED_USERS,
     ):
         self.severity = severity
         self.min_adopters = min_adopters
         self.org_change_share = org_change_share
         self.max_travel_speed_kmh = max_travel_speed_kmh
         self.min_peers = min_peers
+        self.max_values = max_values
 
     def check_params(self) -> None:
         super().check_params()

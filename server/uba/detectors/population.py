@@ -52,6 +52,7 @@ from uba.detectors.base import (
 from uba.detectors.records import RecordStore, records
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import CACHED_USERS
 
 _FAILURE = ActivityType.LOGIN_FAILURE
 _SUCCESS = ActivityType.LOGIN_SUCCESS
@@ -136,6 +137,8 @@ class CredentialStuffingDetector(Detector):
         success_severity: str = "high",
         min_sources_per_account: int = 5,
         account_severity: str = "low",
+        max_users: int = CACHED_USERS,
+        max_sources: int = CACHED_USERS,
     ):
         self.window_seconds = window_seconds
         self.bucket_seconds = bucket_seconds
@@ -148,7 +151,7 @@ class CredentialStuffingDetector(Detector):
         # Buckets a weekly (then daily) slot needs before it is trusted.
         self.min_slot_buckets = min_slot_buckets
         self.wave_memory_seconds = wave_memory_seconds
-        # Bound on events in each window (and accounts/addresses remembered).
+        # Bound on events in the organisation's window.
         self.max_events = max_events
         self.severity = severity
         self.success_severity = success_severity
@@ -157,6 +160,9 @@ class CredentialStuffingDetector(Detector):
         # with a stale password moves between a few addresses, not many).
         self.min_sources_per_account = min_sources_per_account
         self.account_severity = account_severity
+        # Accounts and addresses whose failures are remembered (targeted).
+        self.max_users = max_users
+        self.max_sources = max_sources
 
     def check_params(self) -> None:
         require_positive(
@@ -173,6 +179,8 @@ class CredentialStuffingDetector(Detector):
             "wave_memory_seconds",
             "max_events",
             "min_sources_per_account",
+            "max_users",
+            "max_sources",
         )
         require_severity(self, "severity", "success_severity", "account_severity")
 
@@ -188,7 +196,10 @@ class CredentialStuffingDetector(Detector):
     def _targeted(self, ctx: DetectionContext):
         # account -> addresses that failed against it; address -> accounts it failed against
         return ctx.shared.windows(
-            f"{self.name}.targeted", self.wave_memory_seconds, self.max_events, 64
+            f"{self.name}.targeted",
+            self.wave_memory_seconds,
+            int(self.max_users + self.max_sources),
+            64,
         )
 
     def _record(self, ctx: DetectionContext) -> list:

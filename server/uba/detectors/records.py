@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from uba.domain.shared_state import KeyedWindows, SharedState, names
+from uba.domain.shared_state import KeyedWindows, SharedState, make_room, names
 
 
 class RecordStore(KeyedWindows):
@@ -36,10 +36,14 @@ class RecordStore(KeyedWindows):
         """The record of `key` (mutate it in place), or None."""
         return self._records.get(key)
 
+    def limit(self, max_keys: int) -> None:
+        self.max_keys = max_keys
+        make_room(self._records, max_keys, exact=True)
+
     def put(self, key: str, record: list) -> list:
         records = self._records
         if key not in records and len(records) >= self.max_keys:
-            del records[next(iter(records))]
+            make_room(records, self.max_keys)
         records.pop(key, None)
         records[key] = record  # now the most recently touched
         return record
@@ -92,9 +96,8 @@ def records(shared: SharedState, name: str, max_keys: int = 100_000) -> RecordSt
     store takes its slot under the same name."""
     current = shared.windows(name, 0.0, max_keys, 1)
     if isinstance(current, RecordStore):
-        current.max_keys = max_keys
-        return current
+        return current  # shared.windows applied max_keys
     store = RecordStore.from_windows(current)
-    store.max_keys = max_keys
+    store.limit(max_keys)
     shared._windows[name] = store  # noqa: SLF001 (no public setter; see module docstring)
     return store

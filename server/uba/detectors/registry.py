@@ -253,27 +253,38 @@ class DetectorRegistry:
     def describe(self) -> list[DetectorInfo]:
         return [entry.info() for entry in self._entries.values()]
 
-    def build(self, config: Mapping[str, Mapping[str, Any]] | None = None) -> list[Detector]:
+    def build(
+        self,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> list[Detector]:
         """Instances of the enabled, available detectors, tuned by `config`.
+        `defaults` are parameters given to every detector that takes them
+        unless its configuration sets them (the composition root's bounds on
+        state, uba.detectors.base.STATE_BOUNDS).
 
         ValueError for: unknown detector names; a non-boolean `enabled`;
         unknown parameters or bad values; a detector enabled explicitly but
         unavailable (say, its library is not installed). A detector enabled
         only by default but unavailable is skipped (`describe` says why)."""
-        return [detector for detector, enabled in self._instantiate(config) if enabled]
+        return [detector for detector, enabled in self._instantiate(config, defaults) if enabled]
 
     def effective_config(
-        self, config: Mapping[str, Mapping[str, Any]] | None = None
+        self,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Every available detector with `enabled` and all its parameters,
         defaults filled in; building from the result gives equal detectors."""
         return {
             detector.name: {"enabled": enabled, **detector.get_params()}
-            for detector, enabled in self._instantiate(config)
+            for detector, enabled in self._instantiate(config, defaults)
         }
 
     def _instantiate(
-        self, config: Mapping[str, Mapping[str, Any]] | None
+        self,
+        config: Mapping[str, Mapping[str, Any]] | None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> list[tuple[Detector, bool]]:
         config = dict(config or {})
         unknown = sorted(set(config) - set(self._entries))
@@ -308,6 +319,9 @@ class DetectorRegistry:
                     f"unknown parameter(s) for detector {name}: {', '.join(bad)}; "
                     f"allowed: {', '.join(('enabled',) + allowed)}"
                 )
+            for key, value in (defaults or {}).items():
+                if key in allowed and key not in params:
+                    params[key] = value
             detector = cls(**params)
             detector.check_params()  # also for disabled ones, so typos show
             result.append((detector, cls.default_enabled if enabled is None else enabled))

@@ -25,9 +25,11 @@ from uba.detectors.base import (
     Finding,
     escalation_level,
     fmt_window,
+    require_positive,
 )
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.shared_state import CACHED_USERS
 
 GROUP_BY = ("user_id", "source_ip")
 _RULE_KEYS = {"name", "type", "count", "window_seconds", "group_by", "severity"}
@@ -93,10 +95,20 @@ class ThresholdRulesDetector(Detector):
     # Learned state: the rules by event type, parsed on first use.
     rules_by_type_: dict[ActivityType, list[ThresholdRule]]
 
-    def __init__(self, rules: Sequence[Mapping[str, Any]] = ()):
+    def __init__(
+        self,
+        rules: Sequence[Mapping[str, Any]] = (),
+        max_users: int = CACHED_USERS,
+        max_sources: int = CACHED_USERS,
+    ):
         self.rules = rules
+        # Keys each rule's window keeps: users (group_by user_id) or
+        # addresses (source_ip), the least recently active going first.
+        self.max_users = max_users
+        self.max_sources = max_sources
 
     def check_params(self) -> None:
+        require_positive(self, "max_users", "max_sources")
         self._compiled()
 
     def _compiled(self) -> dict[ActivityType, list[ThresholdRule]]:
@@ -132,16 +144,14 @@ class ThresholdRulesDetector(Detector):
         ]
         if not kept:
             return None
-        part = (
-            SourceThresholdRules(kept)
-            if scope == POPULATION_SCOPE
-            else ThresholdRulesDetector(kept)
-        )
+        kind = SourceThresholdRules if scope == POPULATION_SCOPE else ThresholdRulesDetector
+        part = kind(kept, max_users=self.max_users, max_sources=self.max_sources)
         part.check_params()
         return part
 
     def _windows(self, ctx: DetectionContext, rule: ThresholdRule):
-        return ctx.shared.windows(f"{self.name}:{rule.name}", rule.window_seconds)
+        bound = self.max_users if rule.group_by == "user_id" else self.max_sources
+        return ctx.shared.windows(f"{self.name}:{rule.name}", rule.window_seconds, int(bound))
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         rules = self._compiled().get(event.type)

@@ -16,7 +16,10 @@ from uba.detectors.base import DetectionContext, Detector, Finding, require_posi
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent
 from uba.domain.sessions import SessionChange, SessionContext, SessionStore, compare
+from uba.domain.shared_state import CACHED_USERS
 
+# Live sessions kept per user of max_users (a laptop and a phone, say).
+SESSIONS_PER_USER = 2
 _LEVELS = (None, Severity.MEDIUM, Severity.HIGH)
 
 
@@ -40,15 +43,28 @@ class SessionHijackDetector(Detector):
     title = "Session continued from elsewhere"
     event_types = None  # every event of a session
 
-    def __init__(self, idle_seconds: float = 12 * 3600.0, max_sessions: int = 200_000):
+    def __init__(
+        self,
+        idle_seconds: float = 12 * 3600.0,
+        max_users: int = CACHED_USERS,
+        max_sessions: int | None = None,
+    ):
         self.idle_seconds = idle_seconds
+        self.max_users = max_users
+        # Live sessions kept, the least recently active forgotten first;
+        # None: SESSIONS_PER_USER for each of max_users.
         self.max_sessions = max_sessions
 
     def check_params(self) -> None:
-        require_positive(self, "idle_seconds", "max_sessions")
+        require_positive(self, "idle_seconds", "max_users")
+        if self.max_sessions is not None:
+            require_positive(self, "max_sessions")
 
     def _store(self, ctx: DetectionContext) -> SessionStore:
-        return SessionStore(ctx.shared, self.name, self.idle_seconds, int(self.max_sessions))
+        bound = self.max_sessions
+        if bound is None:
+            bound = SESSIONS_PER_USER * self.max_users
+        return SessionStore(ctx.shared, self.name, self.idle_seconds, int(bound))
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         if not event.session_id:

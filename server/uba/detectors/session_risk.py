@@ -36,6 +36,7 @@ from uba.domain.anomalies import Feature, Severity
 from uba.domain.event_keys import is_privileged, network_of, normalize_endpoint
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
+from uba.domain.shared_state import CACHED_USERS
 from uba.domain.user_baseline import UserBaseline
 
 _API_CALL = ActivityType.API_CALL
@@ -119,14 +120,17 @@ class SessionRiskDetector(Detector):
         idle_seconds: float = 2 * 3600.0,
         min_gap_days: float = 14.0,
         gap_factor: float = 2.0,
-        max_users: int = 200_000,
+        max_users: int = CACHED_USERS,
+        max_values: int = CACHED_USERS,
     ):
         self.medium_points = medium_points
         self.high_points = high_points
         self.idle_seconds = idle_seconds
         self.min_gap_days = min_gap_days
         self.gap_factor = gap_factor
+        # Users whose burst is kept, and values kept in the peer windows it reads.
         self.max_users = max_users
+        self.max_values = max_values
 
     def check_params(self) -> None:
         require_positive(
@@ -137,6 +141,7 @@ class SessionRiskDetector(Detector):
             "min_gap_days",
             "gap_factor",
             "max_users",
+            "max_values",
         )
         if self.high_points < self.medium_points:
             raise ValueError(f"{self.name}.high_points must be at least medium_points")
@@ -153,9 +158,9 @@ class SessionRiskDetector(Detector):
             if event.source_ip and baseline.networks.entries:
                 network = network_of(event.source_ip)
                 if network not in baseline.networks:
-                    usage = PeerActivity(ctx.shared, "network").usage(
-                        event.user_id, group, network, ts
-                    )
+                    usage = PeerActivity(
+                        ctx.shared, "network", max_keys=int(self.max_values)
+                    ).usage(event.user_id, group, network, ts)
                     if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
                         notes.append(
                             f"network {network} not counted: {usage.adopters} users moved to it "
@@ -170,7 +175,7 @@ class SessionRiskDetector(Detector):
             ):
                 from uba.detectors.novelty import device_kind
 
-                usage = PeerActivity(ctx.shared, "device").usage(
+                usage = PeerActivity(ctx.shared, "device", max_keys=int(self.max_values)).usage(
                     event.user_id, group, device_kind(event), ts
                 )
                 if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
@@ -193,7 +198,7 @@ class SessionRiskDetector(Detector):
         ):
             endpoint = normalize_endpoint(event.api_method, event.api_path)
             if endpoint not in baseline.endpoints:
-                usage = PeerActivity(ctx.shared, "endpoint").usage(
+                usage = PeerActivity(ctx.shared, "endpoint", max_keys=int(self.max_values)).usage(
                     event.user_id, group, endpoint, ts
                 )
                 if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
@@ -316,7 +321,7 @@ class DormantAccountDetector(Detector):
         min_gap_days: float = 14.0,
         gap_factor: float = 2.0,
         burst_seconds: float = 8 * 3600.0,
-        max_users: int = 200_000,
+        max_users: int = CACHED_USERS,
     ):
         self.min_gap_days = min_gap_days
         self.gap_factor = gap_factor

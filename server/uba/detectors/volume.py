@@ -54,6 +54,7 @@ from uba.detectors.records import records
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
+from uba.domain.shared_state import CACHED_USERS
 
 _API_CALL = ActivityType.API_CALL
 # The record: [day, bytes today, calls today, day tainted (0/1), cusum bytes,
@@ -115,8 +116,9 @@ class SustainedVolumeDetector(Detector):
         min_calls_spread: float = 10.0,
         max_gap_days: int = 10,
         max_episode_days: int = 10,
-        max_users: int = 100_000,
+        max_users: int = CACHED_USERS,
         min_peers_rising: int = 2,
+        max_values: int = CACHED_USERS,
     ):
         # Allowance per day, in spreads: excess below it does not accumulate.
         self.k = k
@@ -140,6 +142,8 @@ class SustainedVolumeDetector(Detector):
         # Others of the peer group whose volume rose to MEDIUM+ within a week
         # that make a MEDIUM or HIGH rise a team-wide change (LOW).
         self.min_peers_rising = min_peers_rising
+        # Keys kept in the peer windows it shares with other detectors.
+        self.max_values = max_values
 
     def check_params(self) -> None:
         require_positive(
@@ -157,6 +161,7 @@ class SustainedVolumeDetector(Detector):
             "max_gap_days",
             "max_episode_days",
             "max_users",
+            "max_values",
         )
         require_fraction(self, "min_relative_spread")
         if not self.low_threshold <= self.medium_threshold <= self.high_threshold:
@@ -322,9 +327,8 @@ class SustainedVolumeDetector(Detector):
             )
         return findings
 
-    @staticmethod
-    def _rise_activity(ctx: DetectionContext) -> PeerActivity:
-        return PeerActivity(ctx.shared, "volume_rise")
+    def _rise_activity(self, ctx: DetectionContext) -> PeerActivity:
+        return PeerActivity(ctx.shared, "volume_rise", max_keys=int(self.max_values))
 
     @staticmethod
     def _rise_value(event: ActivityEvent, ctx: DetectionContext) -> str:

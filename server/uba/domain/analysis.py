@@ -31,7 +31,7 @@ from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, Member
 from uba.domain.priors import PriorBaselines
 from uba.domain.risk import RiskAccumulator, RiskPolicy
-from uba.domain.shared_state import SharedState
+from uba.domain.shared_state import CACHED_USERS, SharedState
 from uba.domain.user_baseline import UserBaseline
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Analyzer:
         policy: AlertPolicy,
         risk: RiskPolicy,
         clock: Callable[[], datetime],
-        cache_size: int = 20_000,
+        cache_size: int = CACHED_USERS,
         checkpoint_every: timedelta = timedelta(seconds=30),
         incidents: IncidentPolicy | None = None,
         state_name: str = SHARED_STATE,

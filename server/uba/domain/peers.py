@@ -39,6 +39,8 @@ from uba.domain.shared_state import KeyedWindows, SharedState
 _DAY = 86400.0
 _SEP = "\x1f"
 ALL = "*"
+# Keys per window unless the detector gives its `max_values` (the
+# composition root sets that from --cached-users).
 MAX_KEYS = 200_000
 # Per key at most this many users are kept; beyond it counts saturate,
 # which only matters for values used by more users than that.
@@ -95,15 +97,16 @@ class PeerActivity:
         kind: str,
         window_days: float = WINDOW_DAYS,
         shift_days: float = SHIFT_DAYS,
+        max_keys: int = MAX_KEYS,
     ):
         self.peers: KeyedWindows = shared.windows(
-            f"{_PEERS}{kind}", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"{_PEERS}{kind}", window_days * _DAY, max_keys, MAX_USERS_PER_KEY
         )
         self.adopted: KeyedWindows = shared.windows(
-            f"{_ADOPTED}{kind}", shift_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"{_ADOPTED}{kind}", shift_days * _DAY, max_keys, MAX_USERS_PER_KEY
         )
         self.members: KeyedWindows = shared.windows(
-            f"{_PEERS}members", window_days * _DAY, MAX_KEYS, MAX_USERS_PER_KEY
+            f"{_PEERS}members", window_days * _DAY, max_keys, MAX_USERS_PER_KEY
         )
 
     def usage(self, user_id: str, group: str, value: str, ts: float) -> Usage:

@@ -7,15 +7,38 @@ from quarantined events, because they count the attack itself.
 
 Everything is bounded: a window forgets events older than its span, keeps
 at most `max_events_per_key` per key and at most `max_keys` keys, evicting
-the key touched least recently. Losing the state (a restart) only delays
-detection by one window, so persisting it is optional; `to_dict` /
+the key touched least recently. Detectors derive `max_keys` of their
+windows from their `max_users` (and `max_sources`, `max_values`) hyper-
+parameters, which the composition root sets from --cached-users
+(docs/scaling.md, "Memory and users"). Losing the state (a restart) only
+delays detection by one window, so persisting it is optional; `to_dict` /
 `from_dict` exist for storage that wants to.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from itertools import islice
 from typing import Any, ClassVar, Protocol
+
+# The users a process keeps in memory by default (--cached-users): the
+# baseline cache and every detector's per-user state hold at most this many.
+CACHED_USERS = 20_000
+
+
+def make_room(entries: dict, max_keys: int, exact: bool = False) -> None:
+    """Evicts the least recently touched keys of `entries` (oldest first)
+    until a new key fits under `max_keys` (`exact`: until at most
+    `max_keys` are left). Unless exact, at least 1/64 of the bound goes at
+    once: a dict finds its first key by scanning past the slots of the keys
+    deleted before it, so evicting one key per new key made each eviction
+    cost thousands of slots (7 us instead of 0.2 per add, measured)."""
+    over = len(entries) - max_keys + (0 if exact else 1)
+    if over <= 0:
+        return
+    if not exact:
+        over = max(over, max_keys // 64)
+    for key in list(islice(entries, over)):
+        del entries[key]
 
 
 def names(text: str, name: str) -> bool:
@@ -30,7 +53,10 @@ class _Window:
     __slots__ = ("events", "values")
 
     def __init__(self) -> None:
-        self.events: deque[tuple[float, str]] = deque()
+        # A list, not a deque: most keys hold one or a few entries, and an
+        # empty deque alone takes 760 bytes (a list of one, 88); expired
+        # entries leave from the front in one slice.
+        self.events: list[tuple[float, str]] = []
         # value -> occurrences in the window, for O(1) distinct counts
         self.values: dict[str, int] = {}
 
@@ -67,14 +93,21 @@ class KeyedWindows:
 
     def _expire(self, window: _Window, now_ts: float) -> None:
         horizon = now_ts - self.window_seconds
-        events, values = window.events, window.values
-        while events and events[0][0] <= horizon:
-            _, value = events.popleft()
+        events = window.events
+        if not events or events[0][0] > horizon:
+            return
+        values = window.values
+        gone = 0
+        for ts, value in events:
+            if ts > horizon:
+                break
+            gone += 1
             left = values[value] - 1
             if left:
                 values[value] = left
             else:
                 del values[value]
+        del events[:gone]
 
     def count(self, key: str, now_ts: float) -> int:
         """Events of `key` within the window ending at `now_ts`."""
@@ -95,19 +128,25 @@ class KeyedWindows:
         window = self._current(key, now_ts)
         return window.events[-1] if window else None
 
+    def limit(self, max_keys: int) -> None:
+        """Bounds the keys from now on, evicting the least recently touched
+        beyond it at once (a restored checkpoint may hold more)."""
+        self.max_keys = max_keys
+        make_room(self._windows, max_keys, exact=True)
+
     def add(self, key: str, ts: float, value: str = "") -> None:
         windows = self._windows
         window = windows.pop(key, None)
         if window is None:
             if len(windows) >= self.max_keys:
-                del windows[next(iter(windows))]
+                make_room(windows, self.max_keys)
             window = _Window()
         else:
             self._expire(window, ts)
         window.events.append((ts, value))
         window.values[value] = window.values.get(value, 0) + 1
         if len(window.events) > self.max_events_per_key:
-            _, dropped = window.events.popleft()
+            _, dropped = window.events.pop(0)
             left = window.values[dropped] - 1
             if left:
                 window.values[dropped] = left
@@ -145,7 +184,7 @@ class KeyedWindows:
             if any(names(value, name) for value in window.values):
                 kept = [(ts, v) for ts, v in window.events if not names(v, name)]
                 dropped += len(window.events) - len(kept)
-                window.events = deque(kept)
+                window.events = kept
                 window.values = {}
                 for _, v in kept:
                     window.values[v] = window.values.get(v, 0) + 1
@@ -203,22 +242,26 @@ class SharedState:
         self,
         name: str,
         window_seconds: float,
-        max_keys: int = 100_000,
+        max_keys: int | None = None,
         max_events_per_key: int = 10_000,
     ) -> KeyedWindows:
-        """The windows called `name`, created on first use. A changed span
-        (new configuration) applies from now on."""
+        """The windows called `name`, created on first use (with at most
+        100,000 keys unless `max_keys` says). A changed span or a given
+        `max_keys` (new configuration, or windows restored from a checkpoint
+        of another configuration) applies from now on."""
         windows = self._windows.get(name)
         if windows is None:
+            bound = 100_000 if max_keys is None else max_keys
             if self.aggregates is not None:
-                windows = self.aggregates.windows(
-                    name, window_seconds, max_keys, max_events_per_key
-                )
+                windows = self.aggregates.windows(name, window_seconds, bound, max_events_per_key)
             if windows is None:
-                windows = KeyedWindows(window_seconds, max_keys, max_events_per_key)
+                windows = KeyedWindows(window_seconds, bound, max_events_per_key)
             self._windows[name] = windows
-        elif windows.window_seconds != window_seconds:
+            return windows
+        if windows.window_seconds != window_seconds:
             windows.window_seconds = float(window_seconds)
+        if max_keys is not None and windows.max_keys != max_keys:
+            windows.limit(max_keys)
         return windows
 
     def names(self) -> list[str]:
