@@ -137,6 +137,37 @@ def test_brute_force_joins_one_alert_and_the_dashboard_ranks_the_user(uba_server
     assert {d.detector for d in dashboard.anomalies_by_detector} >= {"failed_login_burst"}
 
 
+def test_suppression_longer_than_ten_years_is_refused_naming_the_field(uba_server):
+    """The longest Duration (10,000 years) used to overflow the suppression's
+    end and fail the call as UNAVAILABLE (REST 503); now any suppression
+    beyond ten years is INVALID_ARGUMENT, and the alert stays as it was."""
+    stub = uba_server.stub
+    user = unique("suppress")
+    now = datetime.now(UTC)
+    stub.RecordActivities(
+        service_pb2.RecordActivitiesRequest(
+            events=[
+                event(user, FAILURE, at=now - timedelta(minutes=5) + timedelta(seconds=3 * i))
+                for i in range(12)
+            ]
+        )
+    )
+    (alert,) = all_alerts(stub, user_id=user)
+    request = service_pb2.ResolveAlertRequest(
+        alert_id=alert.alert_id, resolution=alerts_pb2.RESOLUTION_BENIGN
+    )
+    for seconds in (315_576_000_000, 3651 * 86400, -1):
+        request.suppress_for.seconds = seconds
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ResolveAlert(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, seconds
+        assert "suppress_for" in info.value.details()
+    (unchanged,) = all_alerts(stub, user_id=user)
+    assert unchanged.status == alerts_pb2.ALERT_STATUS_OPEN and unchanged.seq == alert.seq
+    request.suppress_for.seconds = 3650 * 86400
+    assert stub.ResolveAlert(request).alert.status == alerts_pb2.ALERT_STATUS_RESOLVED
+
+
 def test_alert_lifecycle(uba_server):
     stub = uba_server.stub
     user = unique("life")

@@ -125,6 +125,29 @@ def test_the_cli_forgets_and_refuses_an_empty_id(uba_server):
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_every_user_id_ingest_stores_can_be_forgotten(uba_server):
+    """Erasure takes the ids ingest takes: a no-break space, a private-use
+    or an unassigned character are fine in both (they used to be refused by
+    ForgetUser alone, leaving such a person impossible to erase), and what
+    ingest refuses (a control or format character, more than 256
+    characters) ForgetUser refuses too, naming the field."""
+    stub = uba_server.stub
+    for odd in ("\u00a0", "\ue000", "\U000e01f0", "\u0378"):
+        user = unique("odd") + odd
+        stub.RecordActivity(service_pb2.RecordActivityRequest(event=event(user, LOGIN)))
+        reply = stub.ForgetUser(service_pb2.ForgetUserRequest(user_id=user))
+        assert reply.events_deleted == 1, repr(user)
+        assert stored_events(stub, user) == []
+    for refused in ("tab\there", "zero\u200bwidth", "x" * 257):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RecordActivity(service_pb2.RecordActivityRequest(event=event(refused, LOGIN)))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ForgetUser(service_pb2.ForgetUserRequest(user_id=refused))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "user_id" in info.value.details()
+
+
 def test_forget_while_the_user_keeps_sending(uba_server):
     """Acknowledged before the erasure started: gone. Sent after it ended:
     kept, and the baseline learned only those."""

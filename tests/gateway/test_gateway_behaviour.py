@@ -91,9 +91,47 @@ def test_unknown_paths_are_404_with_json_status(client, path):
     assert_status_body(client.get(path), 404, 5)
 
 
-def test_wrong_method_is_not_forwarded(client):
-    response = client.get(f"{API}/events/")  # RecordActivity is POST only
-    assert_status_body(response, 404, 5)
+@pytest.mark.parametrize(
+    "verb,path,allowed",
+    [
+        ("GET", f"{API}/events/", "POST"),  # RecordActivity is POST only
+        ("PUT", f"{API}/events", "POST"),
+        ("DELETE", f"{API}/alerts/some-alert/acknowledge/", "POST"),
+        ("PATCH", f"{API}/logs/", "GET"),
+        ("TRACE", f"{API}/incidents/some-incident", "GET"),
+        ("OPTIONS", f"{API}/users/someone/baseline/", "GET"),
+        ("POST", f"{API}/alerts/stream/", "GET"),
+        ("DELETE", f"{API}/admin/users/someone/forget", "POST"),
+    ],
+)
+def test_a_method_the_path_does_not_take_is_405_with_allow(fake_gateway, verb, path, allowed):
+    """Not the transcoder's 404 "Could not resolve": the path exists, the
+    method does not (RFC 9110: 405 names the methods in Allow); nothing
+    reaches the server."""
+    before = len(fake_gateway.upstream.service.requests)
+    response = fake_gateway.client.request(verb, path)
+    body = assert_status_body(response, 405, 12)
+    assert response.headers["allow"] == allowed
+    assert allowed in body["message"]
+    assert len(fake_gateway.upstream.service.requests) == before
+
+
+def test_query_method_is_405_and_without_content_type_refused_by_envoy(client):
+    """QUERY (an IETF draft: a GET with a body) is answered like any other
+    method a path does not take; without a Content-Type Envoy refuses it
+    as malformed before it is routed (400)."""
+    response = client.request("QUERY", f"{API}/capabilities/", body=b"{}")
+    assert_status_body(response, 405, 12)
+    assert response.headers["allow"] == "GET"
+    response = client.request("QUERY", f"{API}/capabilities/")
+    assert response.status == 400 and response.json()["code"] == 3, response
+
+
+def test_the_right_method_still_reaches_the_server_in_both_spellings(client):
+    for path in (f"{API}/capabilities", f"{API}/capabilities/"):
+        response = client.get(path)
+        assert response.status == 200, response
+        assert "allow" not in response.headers
 
 
 def test_upstream_down_is_503_json_for_rest_and_unavailable_for_grpc(tmp_path):

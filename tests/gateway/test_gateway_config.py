@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -111,6 +112,32 @@ def test_descriptor_carries_error_details_for_convert_grpc_status(tmp_path):
     # dependencies come before the files that import them
     for index, file in enumerate(descriptor_set.file):
         assert set(file.dependency) <= set(names[:index]), file.name
+
+
+def test_every_rest_path_of_the_document_gets_a_405_route_with_its_methods(tmp_path):
+    """The 405 routes come from the descriptor's HTTP rules: the same paths
+    and methods the OpenAPI document lists (both spellings), each path
+    refusing exactly the methods it does not take."""
+    document = json.loads(gateway_config.OPENAPI_JSON.read_text())
+    documented: dict[str, set[str]] = {}
+    for path, operations in document["paths"].items():
+        documented.setdefault(path.rstrip("/"), set()).update(v.upper() for v in operations)
+    routes = gateway_config.rest_methods(gateway_config.DESCRIPTOR)
+    assert len(routes) == len(documented)
+    for path, verbs in documented.items():
+        (regex,) = [r for r in routes if re.fullmatch(r, path) and re.fullmatch(r, path + "/")]
+        assert set(routes[regex]) == verbs, path
+    text = render(GatewayConfig(upstream="127.0.0.1:1"), tmp_path).config_path.read_text()
+    assert text.count('"status": 405') == len(routes)
+
+
+def test_templates_that_can_match_one_path_share_their_methods():
+    overlap = gateway_config._overlap
+    literal = ("api", "alerts", "stream")
+    variable = ("api", "alerts", gateway_config._VARIABLE)
+    assert overlap(literal, variable) and overlap(variable, literal)
+    assert not overlap(literal, ("api", "alerts", "other"))
+    assert not overlap(variable, (*variable, "acknowledge"))
 
 
 @pytest.mark.parametrize(

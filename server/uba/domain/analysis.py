@@ -37,6 +37,10 @@ from uba.domain.user_baseline import UserBaseline
 log = logging.getLogger(__name__)
 
 SHARED_STATE = "detector_windows"
+# Longest suppression a resolution may ask for: ten years. (Unbounded, the
+# end of the longest Duration lies past the year 9999 that datetime can
+# hold: the call failed as an overflow, answered UNAVAILABLE.)
+MAX_SUPPRESSION = timedelta(days=3650)
 PRIORS = "priors"
 # A feature drives a finding when it accounts for at least this share of
 # its score (the explanations' contributions).
@@ -595,8 +599,10 @@ class Analyzer:
                 alert_id
             )  # lock order: incidents, then the alert (as ingest)
         alert = self._alert(storage, alert_id)
-        if suppress_for is not None and suppress_for < timedelta(0):
-            raise InvalidArgument.single("suppress_for", "must not be negative")
+        if suppress_for is not None and not timedelta(0) <= suppress_for <= MAX_SUPPRESSION:
+            raise InvalidArgument.single(
+                "suppress_for", f"must be within 0..{MAX_SUPPRESSION.days} days"
+            )
         lifecycle.resolve(alert, resolution, who, note, now)
         anomalies = storage.anomalies_of_alert(alert_id)
         incidents = self._incidents_without(uow, [alert_id], now)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from uba.domain.errors import InvalidArgument
 from uba.domain.security import AuditEvent
+from uba.domain.validation import IDENTIFIER_REFUSED, MAX_LENGTHS, first_refused
 
 PSEUDONYM_PREFIX = "erased_"
 ACTION = "users.forget"
@@ -130,8 +131,16 @@ class ErasureService:
 
     def forget(self, user_id: str, actor: str = "", peer: str = "") -> ErasureReport:
         """Erases the user (blocking: call it off the event loop)."""
-        if not user_id or len(user_id) > 256 or not user_id.isprintable():
-            raise InvalidArgument.single("user_id", "required, printable, at most 256 characters")
+        # Ingest's rule for a user id, no stricter: every id it stored can
+        # be erased (str.isprintable() refused no-break spaces, private-use
+        # and unassigned characters that ingest takes).
+        limit = MAX_LENGTHS["user_id"]
+        if not user_id or len(user_id) > limit or first_refused(user_id, IDENTIFIER_REFUSED):
+            raise InvalidArgument.single(
+                "user_id",
+                f"required, at most {limit} characters, without control, format or line "
+                "separator characters",
+            )
         if user_id.startswith(PSEUDONYM_PREFIX):
             raise InvalidArgument.single("user_id", "is a pseudonym already")
         # Events in bounded transactions first, so ingest waits for none long.

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import secrets
 import shutil
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from google.rpc import error_details_pb2, status_pb2
 
@@ -42,6 +44,7 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 # runs there), never a TCP port.
 ADMIN_SOCKET = "admin.sock"
 SERVICE = "uba.v1.BehaviorAnalyticsService"
+HTTP_VERBS = ("get", "put", "post", "delete", "patch")
 
 
 def split_host_port(address: str, *, what: str = "address") -> tuple[str, int]:
@@ -166,6 +169,101 @@ def _add_file(descriptor_set: descriptor_pb2.FileDescriptorSet, present: set[str
     present.add(file.name)
 
 
+def rest_methods(source: Path) -> dict[str, tuple[str, ...]]:
+    """The REST paths of the service's HTTP rules (google.api.http, with
+    their additional bindings) as RE2 regular expressions of the path, each
+    with the HTTP methods a path it matches may take, e.g.
+    {"^/api/x/[^/]+/acknowledge/?$": ("POST",)}. A `{field}` is one path
+    segment; where two templates can match the same path (a literal segment
+    against a `{field}`), each gets the methods of both."""
+    descriptor_set = descriptor_pb2.FileDescriptorSet()
+    descriptor_set.ParseFromString(Path(source).read_bytes())
+    templates: dict[tuple[str, ...], set[str]] = {}
+    for file in descriptor_set.file:
+        for service in file.service:
+            if f"{file.package}.{service.name}" != SERVICE:
+                continue
+            for method in service.method:
+                rule = http_pb2.HttpRule()
+                rule.ParseFromString(
+                    method.options.Extensions[annotations_pb2.http].SerializeToString()
+                )
+                for binding in (rule, *rule.additional_bindings):
+                    verb = binding.WhichOneof("pattern")
+                    if verb in HTTP_VERBS:
+                        segments = _segments(getattr(binding, verb))
+                        templates.setdefault(segments, set()).add(verb.upper())
+    methods = {}
+    for segments in templates:
+        verbs = set().union(*(v for t, v in templates.items() if _overlap(segments, t)))
+        # Both spellings: Envoy picks the filters a request passes when it
+        # first routes it, on the path as sent, before gateway.lua strips
+        # the trailing slash; the transcoder must be off for both.
+        methods["^/" + "/".join(segments) + "/?$"] = tuple(sorted(verbs))
+    return dict(sorted(methods.items()))
+
+
+_VARIABLE = "[^/]+"
+
+
+def _segments(template: str) -> tuple[str, ...]:
+    """A path template as regex pieces, one per segment."""
+    parts = []
+    for segment in template.strip("/").split("/"):
+        if re.fullmatch(r"\{[A-Za-z_][A-Za-z0-9_.]*\}", segment):
+            parts.append(_VARIABLE)
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", segment):
+            parts.append(segment)
+        else:
+            raise ValueError(f"HTTP rule path not supported by the gateway: {template!r}")
+    return tuple(parts)
+
+
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    return len(a) == len(b) and all(
+        x == y or _VARIABLE in (x, y) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _method_not_allowed_routes(source: Path) -> str:
+    """One route per REST path: a method it does not take is answered 405
+    with an Allow header, here, instead of the transcoder's 404 "Could not
+    resolve". Flow mappings, one per line, indented for the template."""
+    routes = []
+    for regex, verbs in rest_methods(source).items():
+        allowed = ", ".join(verbs)
+        method = (
+            {"exact": verbs[0]}
+            if len(verbs) == 1
+            else {"safe_regex": {"regex": f"^({'|'.join(verbs)})$"}}
+        )
+        routes.append(
+            {
+                "match": {
+                    "safe_regex": {"regex": regex},
+                    "headers": [{"name": ":method", "string_match": method, "invert_match": True}],
+                },
+                "direct_response": {
+                    "status": 405,
+                    "body": {"inline_string": f"method not allowed on this path; use {allowed}"},
+                },
+                "response_headers_to_add": [
+                    {
+                        "header": {"key": "allow", "value": allowed},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ],
+                "typed_per_filter_config": {
+                    "envoy.filters.http.grpc_json_transcoder": {
+                        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                        "disabled": True,
+                    }
+                },
+            }
+        )
+    return ("\n" + " " * 14).join("- " + json.dumps(route) for route in routes)
+
+
 def _listener_tls(tls: TlsFiles | None) -> dict | None:
     if tls is None:
         return None
@@ -278,6 +376,7 @@ def render(config: GatewayConfig, out_dir: str | Path) -> RenderedConfig:
         "max_connections": int(config.max_connections),
         "max_direct_bytes": max(int(config.max_page_bytes), int(config.max_docs_bytes)),
         "max_body_bytes": int(config.max_body_bytes),
+        "method_not_allowed_routes": _method_not_allowed_routes(Path(config.descriptor)),
         "descriptor": _yaml_path(descriptor),
         "lua_script": _yaml_path(lua),
         "index_html": _yaml_path(page),
