@@ -32,40 +32,18 @@ before it answers.
 from __future__ import annotations
 
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg2
-from sqlalchemy.engine import make_url
 from support.eventlog import NatsServer, WorkerProcess, log_settled, require_nats
+from support.postgres import query
 from support.scenario import peer_scenario, send
 from support.server import ServerProcess
+from support.waiting import wait_for
 
 from uba.eventlog.layout import partition_of
 
 PARTITIONS = 4
 LEASE = 5.0
-
-
-def query(database_url: str, sql: str) -> list[tuple]:
-    url = make_url(database_url)
-    conn = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, dbname=url.database, connect_timeout=5
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def findings(database_url: str) -> list[tuple]:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
-from sqlalchemy.engine import make_url
 from support.eventlog import NatsServer, WorkerProcess, require_nats
 from support.events import FAILURE, event
+from support.postgres import query
 from support.server import ServerProcess
+from support.waiting import wait_for
 
 from uba.eventlog.layout import POPULATION_STREAM, partition_of
 from uba.v1 import service_pb2
@@ -42,27 +41,6 @@ RULES = {
     }
 }
 SPRAY_IP = "198.51.100.7"
-
-
-def query(database_url: str, sql: str) -> list[tuple]:
-    url = make_url(database_url)
-    conn = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, dbname=url.database, connect_timeout=5
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def waiting_in(nats_url: str, stream: str) -> int:

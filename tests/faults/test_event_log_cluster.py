@@ -17,14 +17,14 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import psycopg2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy.engine import make_url
 from support.eventlog import NatsCluster, WorkerProcess, require_nats
 from support.events import event
+from support.postgres import stored_ids
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
+from support.waiting import wait_for
 
 from uba.v1 import events_pb2, service_pb2
 
@@ -45,27 +45,6 @@ RETRY_FOR = 60.0  # seconds a client keeps retrying one batch
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 pytestmark = scaled_timeout(180)
-
-
-def stored_ids(database_url: str, prefix: str) -> list[str]:
-    url = make_url(database_url)
-    conn = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, dbname=url.database, connect_timeout=5
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT event_id FROM events WHERE event_id LIKE %s", (prefix + "%",))
-            return [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def retry_hint(err: grpc.RpcError) -> float | None:

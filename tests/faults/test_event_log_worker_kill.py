@@ -7,15 +7,14 @@ partitions over, and detection still works through the log."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
-from sqlalchemy.engine import make_url
 from support.eventlog import NatsServer, WorkerProcess, require_nats
 from support.events import FAILURE, event
+from support.postgres import stored_ids
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
+from support.waiting import wait_for
 
 from uba.v1 import events_pb2, service_pb2
 
@@ -28,27 +27,6 @@ LEASE = 2.0  # seconds: the failover bound is about lease + ack wait
 ACK_WAIT = 4.0
 
 pytestmark = scaled_timeout(120)
-
-
-def stored_ids(database_url: str, prefix: str) -> list[str]:
-    url = make_url(database_url)
-    conn = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, dbname=url.database, connect_timeout=5
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT event_id FROM events WHERE event_id LIKE %s", (prefix + "%",))
-            return [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def batch(n: int, start: datetime) -> list[events_pb2.ActivityEvent]:
