@@ -45,6 +45,7 @@ import jsonschema
 import schemathesis
 from schemathesis.core import NOT_SET
 
+from uba.domain.erasure import PSEUDONYM_PREFIX
 from uba.gateway.config import OPENAPI_JSON
 from uba.v1 import alerts_pb2, anomalies_pb2, events_pb2, incidents_pb2, notifications_pb2
 
@@ -103,7 +104,9 @@ def _repair(case) -> None:
         user = case.path_parameters.get("user_id")
         if isinstance(user, str):
             user = "".join(c for c in user if unicodedata.category(c) != "Cf") or "someone"
-            case.path_parameters["user_id"] = "u" + user if user.startswith("erased_") else user
+            if user.startswith(PSEUDONYM_PREFIX):
+                user = "u" + user[1:]
+            case.path_parameters["user_id"] = user
 
 
 def _without_empty_names(value: Any) -> Any:
