@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from datetime import timedelta
 
 import pytest
 from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, duration_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from uba.domain import attack, paging, validation
+from uba.domain.analysis import MAX_SUPPRESSION
+from uba.domain.dashboard import MAX_WINDOW
 from uba.gateway import openapi
 from uba.gateway.config import DESCRIPTOR, OPENAPI_JSON
 
@@ -91,3 +98,94 @@ def test_regenerating_gives_the_committed_bytes():
             pytest.fail(why)
         pytest.skip(why)
     assert openapi.generate(DESCRIPTOR.read_bytes()) == OPENAPI_JSON.read_text()
+
+
+# -- the server's rules on requests, as the document states them --------------
+
+
+def test_digits_at_most_matches_exactly_the_integers_up_to_the_limit():
+    for limit in (0, 1, 9, 10, 19, 20, 99, 100, 101, 999, 1000, 1009, 7776000 - 1):
+        regex = re.compile(openapi.digits_at_most(limit) + r"\Z")
+        accepted = [i for i in range(12000) if regex.match(str(i))]
+        assert accepted == list(range(min(limit, 11999) + 1)), limit
+        assert not regex.match("00") and not regex.match("01") and not regex.match("-1")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_every_duration_the_patterns_allow_parses_within_its_range(data):
+    """What the document allows, the transcoder parses (protobuf's JSON
+    Duration) and the server's bound takes."""
+    for pattern, low, high in (
+        (openapi.duration_pattern(int(MAX_WINDOW.total_seconds())), 0, MAX_WINDOW),
+        (openapi.duration_pattern(int(MAX_SUPPRESSION.total_seconds())), 0, MAX_SUPPRESSION),
+    ):
+        text = data.draw(st.from_regex(pattern, fullmatch=True))
+        duration = duration_pb2.Duration()
+        duration.FromJsonString(text)
+        assert timedelta(low) <= duration.ToTimedelta() <= high, text
+    for refused in ("-1s", "1.0000000001s", f"{int(MAX_WINDOW.total_seconds()) + 1}s", "1", ""):
+        assert not re.match(openapi.duration_pattern(int(MAX_WINDOW.total_seconds())), refused)
+    text = data.draw(
+        st.from_regex(openapi.duration_pattern(openapi.MAX_DURATION_SECONDS, True), fullmatch=True)
+    )
+    duration_pb2.Duration().FromJsonString(text)  # the whole range of Duration
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_every_int64_the_pattern_allows_is_an_int64(data):
+    text = data.draw(st.from_regex(openapi.int64_pattern(), fullmatch=True))
+    assert -(2**63) <= int(text) < 2**63
+    assert not re.match(openapi.int64_pattern(), str(2**63))
+
+
+def _parameter(operation_id: str, name: str) -> dict:
+    for operations in DOCUMENT["paths"].values():
+        for operation in operations.values():
+            if operation["operationId"] == operation_id:
+                (parameter,) = [p for p in operation["parameters"] if p["name"] == name]
+                return parameter
+    raise KeyError(operation_id)
+
+
+def test_query_and_path_parameters_carry_the_server_rules():
+    for operation_id in ("ListLogs", "ListAlerts", "ListAnomalies", "ListIncidents"):
+        page_size = _parameter(operation_id, "page_size")
+        assert (page_size["minimum"], page_size["maximum"]) == (0, paging.MAX_PAGE_SIZE)
+        assert _parameter(operation_id, "user_id")["pattern"] == openapi.NUL_FREE
+    assert _parameter("ExportLogs", "format")["enum"] == ["", "csv", "json", "ndjson"]
+    tactics = _parameter("ListIncidents", "tactic")["enum"]
+    assert tactics[0] == "" and len(tactics) == 1 + 2 * len(attack.TACTICS)
+    assert {attack.parse_tactic(t) for t in tactics[1:]} == set(attack.TACTICS)
+    forget = _parameter("ForgetUser", "user_id")
+    assert forget["maxLength"] == validation.MAX_LENGTHS["user_id"]
+    assert not re.match(forget["pattern"], "erased_0123") and re.match(forget["pattern"], "a b")
+    assert not re.match(forget["pattern"], "tab\there")
+
+
+def test_bodies_are_required_when_a_field_is():
+    required = {}
+    for operations in DOCUMENT["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "body":
+                    required[operation["operationId"].removesuffix("_slash")] = parameter[
+                        "required"
+                    ]
+    assert {name for name, needed in required.items() if needed} == {
+        "RecordActivity",
+        "Backfill",
+        "ResolveAlert",
+        "ResolveIncident",
+        "RetryNotifications",
+        "SendTestNotification",
+    }
+    definitions = DOCUMENT["definitions"]
+    assert definitions["v1BackfillRequest"]["required"] == ["startTime"]
+    resolution = definitions["ResolveAlertBody"]["properties"]["resolution"]
+    assert "RESOLUTION_UNSPECIFIED" not in resolution["enum"] and len(resolution["enum"]) == 3
+    assert definitions["v1RecordActivitiesRequest"]["properties"]["events"]["maxItems"] == 1000
+    # The shared enum and the stored event's own rules are untouched.
+    assert "RESOLUTION_UNSPECIFIED" in definitions["v1Resolution"]["enum"]
+    assert "required" not in definitions["v1ActivityEvent"]

@@ -31,6 +31,8 @@ from uba.domain.incidents import Incident
 ALERT_CREATED, ALERT_UPDATED = "alert.created", "alert.updated"
 INCIDENT_CREATED, INCIDENT_UPDATED = "incident.created", "incident.updated"
 TEST = "test"
+# Longest text of a test message.
+MAX_TEST_TEXT = 1000
 # How many of an alert's anomalies a notification carries as evidence.
 EVIDENCE_ANOMALIES = 20
 
@@ -287,8 +289,8 @@ class NotificationService:
         self._known("destination", destination, required=True)
         if self._notifier is None:
             raise NotFound("the server has no --notify file")
-        if len(text) > 1000:
-            raise InvalidArgument.single("text", "at most 1000 characters")
+        if len(text) > MAX_TEST_TEXT:
+            raise InvalidArgument.single("text", f"at most {MAX_TEST_TEXT} characters")
         notification = self._notifier.test_message(
             destination, text or "uba test notification: delivery to this destination works"
         )

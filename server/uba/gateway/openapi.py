@@ -41,6 +41,14 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
+from uba.config import MAX_BATCH_SIZE
+from uba.domain import incidents, investigation, notifications, paging
+from uba.domain.analysis import MAX_SUPPRESSION
+from uba.domain.attack import TACTICS
+from uba.domain.dashboard import MAX_WINDOW
+from uba.domain.erasure import PSEUDONYM_PREFIX
+from uba.domain.logs import EXPORT_FORMATS
+from uba.domain.validation import MAX_LENGTHS
 from uba.gateway.config import SOURCE_DIR
 
 CHECKOUT = SOURCE_DIR.parent
@@ -89,6 +97,13 @@ OPTIONAL_FEATURE = {
 # Methods that name a resource outside the path (a notify-file destination)
 # and answer NOT_FOUND when it does not exist.
 NAMED_RESOURCE = {"ListNotifications", "RetryNotifications", "SendTestNotification"}
+
+# The range of google.protobuf.Duration and of int64, in their JSON form.
+MAX_DURATION_SECONDS = 315_576_000_000
+MAX_INT64 = (1 << 63) - 1
+# No text the server stores holds a NUL, and every method but ingest refuses
+# one in a filter, an id or a note (uba.api.decoding).
+NUL_FREE = "^[^\\u0000]*$"
 
 STREAM_OPERATION = "StreamAlerts"
 DOWNLOAD_OPERATION = "ExportLogs"
@@ -178,7 +193,10 @@ def set_info(document: dict[str, Any]) -> None:
             "answers with a trailing slash. Errors are a JSON google.rpc.Status. Field "
             "names are lowerCamelCase in bodies and answers; query parameters take "
             "snake_case or lowerCamelCase; enum values are their names; 64-bit integers "
-            "are strings; timestamps are RFC 3339 (proto3 JSON)."
+            "are strings; timestamps are RFC 3339 (proto3 JSON). Requests may also use "
+            "proto3 JSON's other spellings: null for a field's default, enum numbers, "
+            "numbers as strings and 64-bit integers as numbers. A method a path does not "
+            "take is answered 405 with an Allow header."
         ),
     }
     document.pop("schemes", None)
@@ -275,6 +293,152 @@ def strip_path_fields_from_bodies(document: dict[str, Any], json_names: dict[str
             parameter["schema"] = {"$ref": f"#/definitions/{name}"}
 
 
+def digits_at_most(limit: int) -> str:
+    """A regular expression (unanchored) of the decimal integers 0..limit,
+    without leading zeros."""
+    text = str(limit)
+    alternatives = ["0"] if limit >= 0 else []
+    for length in range(1, len(text)):
+        alternatives.append("[1-9]" + _repeat_digit(length - 1))
+    for i, digit in enumerate(text):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            below = f"[{low}-{int(digit) - 1}]" if int(digit) - 1 > low else str(low)
+            alternatives.append(text[:i] + below + _repeat_digit(len(text) - i - 1))
+    if limit > 0:
+        alternatives.append(text)
+    return "(" + "|".join(dict.fromkeys(alternatives)) + ")"
+
+
+def _repeat_digit(count: int) -> str:
+    return "" if count == 0 else "[0-9]" if count == 1 else f"[0-9]{{{count}}}"
+
+
+def duration_pattern(max_seconds: int, negative: bool = False) -> str:
+    """A google.protobuf.Duration in JSON ("1.5s") of at most `max_seconds`
+    (and, when `negative`, at least minus that)."""
+    fraction = "(\\.[0-9]{1,9})?"
+    below = digits_at_most(max_seconds - 1)
+    sign = "-?" if negative else ""
+    return f"^{sign}({below}{fraction}|{max_seconds}(\\.0{{1,9}})?)s$"
+
+
+def int64_pattern(negative: bool = True) -> str:
+    """A 64-bit integer in its JSON form, a decimal string."""
+    return "^" + ("-?" if negative else "") + digits_at_most(MAX_INT64) + "$"
+
+
+# Query and path parameters: what the server refuses that OpenAPI 2.0 can say.
+PAGE_SIZE = {"minimum": 0, "maximum": paging.MAX_PAGE_SIZE}
+PARAMETER_RULES: dict[str, dict[str, Any]] = {
+    "page_size": PAGE_SIZE,
+    "window": {"pattern": duration_pattern(int(MAX_WINDOW.total_seconds()))},
+    "format": {"enum": ["", *EXPORT_FORMATS]},
+    "tactic": {
+        "enum": [
+            "",
+            *TACTICS,
+            *(name.lower().replace(" ", "-") for name in TACTICS.values()),
+        ]
+    },
+    "after_seq": {"pattern": int64_pattern(negative=False)},
+}
+# Path parameters of one operation that follow a stricter rule: ForgetUser
+# takes the user ids ingest takes (no control or line separator character;
+# the format characters, Unicode category Cf, differ between Unicode
+# versions and are left to the field's description), and no pseudonym.
+IDENTIFIER = {
+    "minLength": 1,
+    "maxLength": MAX_LENGTHS["user_id"],
+    "pattern": f"^(?!{PSEUDONYM_PREFIX})[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$",
+}
+OPERATION_PARAMETER_RULES = {("ForgetUser", "user_id"): IDENTIFIER}
+
+# Request bodies: definition -> property -> constraints ("required": True
+# lists the property as required; "enum_without" drops enum values).
+NOTE = {"maxLength": investigation.MAX_NOTE, "pattern": NUL_FREE}
+INCIDENT_NOTE = {"maxLength": incidents.MAX_NOTE, "pattern": NUL_FREE}
+RESOLUTION = {"required": True, "enum_without": "RESOLUTION_UNSPECIFIED"}
+DESTINATION = {"required": True, "minLength": 1, "pattern": NUL_FREE}
+BODY_RULES: dict[str, dict[str, dict[str, Any]]] = {
+    # Only what the transcoder checks: RecordActivities reports an invalid
+    # event in its answer (200), so the event rules stay in the descriptions.
+    "v1ActivityEvent": {
+        "sessionDuration": {"pattern": duration_pattern(MAX_DURATION_SECONDS, negative=True)},
+        "bytesTransferred": {"pattern": int64_pattern()},
+        "receivedAt": {"readOnly": True},
+    },
+    "v1RecordActivitiesRequest": {"events": {"maxItems": MAX_BATCH_SIZE}},
+    "AcknowledgeAlertBody": {"note": NOTE},
+    "ResolveAlertBody": {
+        "resolution": RESOLUTION,
+        "note": NOTE,
+        "suppressFor": {"pattern": duration_pattern(int(MAX_SUPPRESSION.total_seconds()))},
+    },
+    "AcknowledgeIncidentBody": {"note": INCIDENT_NOTE},
+    "ResolveIncidentBody": {"resolution": RESOLUTION, "note": INCIDENT_NOTE},
+    "v1BackfillRequest": {"startTime": {"required": True}},
+    "v1RetryNotificationsRequest": {
+        "destination": DESTINATION,
+        "messageIds": {"items": {"pattern": NUL_FREE}},
+    },
+    "v1SendTestNotificationRequest": {
+        "destination": DESTINATION,
+        "text": {"maxLength": notifications.MAX_TEST_TEXT, "pattern": NUL_FREE},
+    },
+}
+
+
+def constrain_requests(document: dict[str, Any]) -> None:
+    """The server's rules on requests that OpenAPI 2.0 can state, which the
+    generator cannot know (it reads no field_behavior and no validation):
+    page sizes, duration and 64-bit integer syntax and ranges, the export
+    formats and ATT&CK tactics, required fields, lengths, no NUL in text.
+    What it cannot state (time windows, the clock, addresses, time zones,
+    Unicode categories, a resource's state) stays in the descriptions.
+    A body is required only when one of its fields is: without one the
+    transcoder reads an empty message."""
+    definitions = document["definitions"]
+    for _path, _method, operation in _operations(document):
+        for parameter in operation.get("parameters", []):
+            name = parameter["name"]
+            if parameter["in"] == "body":
+                ref = parameter["schema"].get("$ref", "").rsplit("/", 1)[-1]
+                operation_id = operation["operationId"]
+                if ref in (f"v1{operation_id}Request", f"{operation_id}Body"):  # body: "*"
+                    parameter["required"] = any(
+                        rule.get("required") for rule in BODY_RULES.get(ref, {}).values()
+                    )
+                continue
+            rules = OPERATION_PARAMETER_RULES.get((operation["operationId"], name))
+            if rules is None:
+                rules = PARAMETER_RULES.get(name)
+            if rules is None and parameter.get("type") == "string" and "enum" not in parameter:
+                if parameter.get("format") is None:
+                    rules = {"pattern": NUL_FREE}
+            for key, value in (rules or {}).items():
+                parameter[key] = copy.deepcopy(value)
+                if key == "enum":
+                    parameter.pop("default", None)
+    for name, properties in BODY_RULES.items():
+        definition = definitions[name]
+        required = []
+        for field, rules in properties.items():
+            schema = definition["properties"][field]
+            for key, value in rules.items():
+                if key == "required":
+                    required.append(field)
+                elif key == "enum_without":
+                    enum = definitions[schema.pop("$ref").rsplit("/", 1)[-1]]
+                    schema.update(type="string", enum=[v for v in enum["enum"] if v != value])
+                elif key == "items":
+                    schema["items"].update(value)
+                else:
+                    schema[key] = copy.deepcopy(value)
+        if required:
+            definition["required"] = required
+
+
 def describe_stream(document: dict[str, Any]) -> None:
     """The alert stream is server-sent events (the transcoder's SSE framing,
     on that route only): `data: <StreamAlertsResponse JSON>` lines."""
@@ -349,6 +513,7 @@ def complete(document: dict[str, Any], json_names: dict[str, str]) -> dict[str, 
     fix_any(document)
     add_errors(document)
     strip_path_fields_from_bodies(document, json_names)
+    constrain_requests(document)
     describe_stream(document)
     describe_download(document)
     add_trailing_slash_paths(document)
