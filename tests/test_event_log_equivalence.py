@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from support.eventlog import NatsServer, WorkerProcess, log_settled, require_nats
+from support.eventlog import NatsServer, WorkerProcess, log_settled, require_nats, wait_until_split
 from support.postgres import query
 from support.scenario import peer_scenario, send
 from support.server import ServerProcess
@@ -111,16 +111,7 @@ def test_a_scenario_gives_the_same_findings_embedded_and_through_the_log(
             for started in [pool.submit(w.start, timeout=90) for w in workers]:
                 started.result()
 
-        def shared(what: str) -> bool:
-            a, b = (w.owned(what) for w in workers)
-            return bool(a and b and not a & b and a | b == set(range(PARTITIONS)))
-
-        wait_for(lambda: shared("partition"), 60, "the workers to share the user partitions")
-        wait_for(
-            lambda: shared("population partition"),
-            60,
-            "the workers to share the population partitions",
-        )
+        wait_until_split(workers, PARTITIONS)
         owners = [w.owned() for w in workers]
 
         def worker_of(user_id: str) -> int:
@@ -143,8 +134,7 @@ def test_a_scenario_gives_the_same_findings_embedded_and_through_the_log(
                 # anew: it knows the others' aggregates only from the log.
                 assert workers[1].stop(timeout=60) == 0
                 workers[1].start(timeout=90)
-                wait_for(lambda: shared("partition"), 60, "the workers to share again")
-                wait_for(lambda: shared("population partition"), 60, "the workers to share again")
+                wait_until_split(workers, PARTITIONS)
         assert query(embedded_url, "SELECT count(*) FROM events")[0][0] == sent
         # The premise: the French sales team and their Berlin colleagues
         # were on different workers (whichever kept which partitions).

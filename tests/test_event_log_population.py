@@ -15,7 +15,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from support.eventlog import NatsServer, WorkerProcess, require_nats
+from support.eventlog import NatsServer, WorkerProcess, require_nats, wait_until_split
 from support.events import FAILURE, event
 from support.postgres import query
 from support.server import ServerProcess
@@ -108,16 +108,7 @@ def test_a_spray_split_across_two_front_ends_is_detected_once(tmp_path, make_dat
             for started in [pool.submit(p.start, timeout=90) for p in (second, *workers)]:
                 started.result()
 
-        def shared(what: str) -> bool:
-            a, b = (w.owned(what) for w in workers)
-            return bool(a and b and not a & b and a | b == set(range(PARTITIONS)))
-
-        wait_for(lambda: shared("partition"), 60, "the workers to share the user partitions")
-        wait_for(
-            lambda: shared("population partition"),
-            60,
-            "the workers to share the population partitions",
-        )
+        wait_until_split(workers, PARTITIONS)
         owners = [w.owned() for w in workers]
 
         now = datetime.now(UTC)

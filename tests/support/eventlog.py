@@ -256,6 +256,23 @@ class WorkerProcess(ChildProcess):
         return owned
 
 
+def wait_until_split(workers: list[WorkerProcess], partitions: int, timeout: float = 60) -> None:
+    """Waits until two workers own disjoint halves-or-so of every user
+    partition and every population partition, all of them covered."""
+    from support.waiting import wait_for
+
+    def split(what: str) -> bool:
+        a, b = (w.owned(what) for w in workers)
+        return bool(a and b and not a & b and a | b == set(range(partitions)))
+
+    wait_for(lambda: split("partition"), timeout, "the workers to share the user partitions")
+    wait_for(
+        lambda: split("population partition"),
+        timeout,
+        "the workers to share the population partitions",
+    )
+
+
 def log_settled(nats_url: str, workers: int) -> bool:
     """Whether the workers are done with what was published: the events
     and population streams are empty (work queues: a message leaves once
