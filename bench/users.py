@@ -559,25 +559,16 @@ def _report(
             details={"servers": memory, "structures": costs},
         )
     )
-    first, last = rows[0], rows[-1]
+    last = rows[-1]
     if "embedded" in last:
-        e0, e1 = first["embedded"], last["embedded"]
         ctx.report.add(
-            Figure(
-                key="users_rate_embedded",
-                backend="sqlite",
-                value=e1["per_s"],
-                unit="events/s",
-                baseline=f"{first['users']:,} users, same run",
-                baseline_value=e0["per_s"],
-                ratio=e1["per_s"] / e0["per_s"],
-                target="stated",
-                met=None,
-                note=(
-                    f"{last['users']:,} distinct users; RSS {e1['rss_mb']:.0f} MB (at "
-                    f"{first['users']:,} users {e0['rss_mb']:.0f} MB)"
-                ),
-                details={"rows": [r["embedded"] for r in rows]},
+            _rate_figure(
+                rows,
+                "embedded",
+                "users_rate_embedded",
+                "sqlite",
+                "{users:,} distinct users; RSS {rss:.0f} MB "
+                "(at {first_users:,} users {first_rss:.0f} MB)",
             )
         )
     if not log_possible and "postgresql" in getattr(ctx, "backends", []):
@@ -591,23 +582,14 @@ def _report(
             )
         )
     if log_possible and "log" in last:
-        g0, g1 = first["log"], last["log"]
         ctx.report.add(
-            Figure(
-                key="users_rate_log",
-                backend="postgresql",
-                value=g1["per_s"],
-                unit="events/s",
-                baseline=f"{first['users']:,} users, same run",
-                baseline_value=g0["per_s"],
-                ratio=g1["per_s"] / g0["per_s"],
-                target="stated",
-                met=None,
-                note=(
-                    f"one worker draining the log, {last['users']:,} distinct users; worker RSS "
-                    f"{g1['rss_mb']:.0f} MB (at {first['users']:,} users {g0['rss_mb']:.0f} MB)"
-                ),
-                details={"rows": [r["log"] for r in rows]},
+            _rate_figure(
+                rows,
+                "log",
+                "users_rate_log",
+                "postgresql",
+                "one worker draining the log, {users:,} distinct users; worker RSS {rss:.0f} MB "
+                "(at {first_users:,} users {first_rss:.0f} MB)",
             )
         )
     cold, hot = warm[0], warm[-1]
@@ -717,6 +699,30 @@ def _markdown(
     for name, c in sorted(costs["structures"].items(), key=lambda kv: -kv[1]["bytes_per_user"]):
         lines.append(f"| {name} | {c['keys']:,} | {c['bytes_per_user']:,.0f} |")
     return "\n".join(lines)
+
+
+def _rate_figure(rows: list[dict], kind: str, key: str, backend: str, note: str) -> Figure:
+    """The rate at the most distinct users against the fewest, same run."""
+    first, last = rows[0], rows[-1]
+    r0, r1 = first[kind], last[kind]
+    return Figure(
+        key=key,
+        backend=backend,
+        value=r1["per_s"],
+        unit="events/s",
+        baseline=f"{first['users']:,} users, same run",
+        baseline_value=r0["per_s"],
+        ratio=r1["per_s"] / r0["per_s"],
+        target="stated",
+        met=None,
+        note=note.format(
+            users=last["users"],
+            rss=r1["rss_mb"],
+            first_users=first["users"],
+            first_rss=r0["rss_mb"],
+        ),
+        details={"rows": [r[kind] for r in rows]},
+    )
 
 
 if __name__ == "__main__":
