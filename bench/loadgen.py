@@ -509,9 +509,11 @@ async def background_batches(
     users: int = 100_000,
     batch_size: int = 1000,
     key: str = "",
+    per_s: float = 0.0,
 ) -> dict:
     """Ingest load until `until` (monotonic): batches of new API-call
-    events, generated as they go."""
+    events, generated as they go; with `per_s`, at most that many events a
+    second (a steady load rather than as fast as the server answers)."""
     import common
 
     from uba.api.converters import event_to_pb
@@ -521,10 +523,13 @@ async def background_batches(
     stub = service_pb2_grpc.BehaviorAnalyticsServiceStub(channel)
     sent = 0
     counter = iter(range(1 << 62))
+    began = time.monotonic()
 
     async def slot_loop() -> None:
         nonlocal sent
         while time.monotonic() < until:
+            if per_s:
+                await asyncio.sleep(max(0.0, began + sent / per_s - time.monotonic()))
             request = service_pb2.RecordActivitiesRequest()
             at = datetime.now(UTC) - timedelta(seconds=30)
             for _ in range(batch_size):

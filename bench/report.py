@@ -59,6 +59,23 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Users: events stored by one worker behind the event log, most vs fewest users",
         "postgresql",
     ),
+    "eventlog_unary_front": (
+        "Event log: unary RecordActivity acknowledged by a front end, events/s",
+        "postgresql",
+    ),
+    "eventlog_unary_embedded": (
+        "Event log: unary RecordActivity on the embedded server (same run), events/s",
+        "postgresql",
+    ),
+    "eventlog_batch_front": (
+        "Event log: batch ingest acknowledged by a front end vs the embedded server",
+        "postgresql",
+    ),
+    "eventlog_workers": ("Event log: events stored, 2 workers vs 1", "postgresql"),
+    "eventlog_visible_lag": (
+        "Event log: acknowledged to visible in ListLogs, under a steady load",
+        "postgresql",
+    ),
 }
 
 

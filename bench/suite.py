@@ -53,6 +53,7 @@ SECTIONS = (
     "isolation_forest",
     "multicore",
     "users",
+    "eventlog",
 )
 SERVICE_SECTIONS = {"batch", "unary", "subscribers", "alerts", "export", "rest", "memory"}
 
@@ -96,6 +97,8 @@ class Params:
     # (users, events per user, (--cached-users below them, above them))
     users_warm: tuple[int, int, tuple[int, int]] = (100_000, 3, (20_000, 120_000))
     users_structure_users: int = 3_000
+    log_markers: int = 60  # bench/eventlog.py: marker events of the visible-lag figure
+    log_lag_window: float = 20.0  # seconds of steady load while markers go through the log
 
     @classmethod
     def smoke(cls) -> Params:
@@ -128,6 +131,8 @@ class Params:
             users_cached=(100, 300),
             users_warm=(400, 2, (100, 500)),
             users_structure_users=100,
+            log_markers=5,
+            log_lag_window=3.0,
         )
 
 
@@ -218,6 +223,10 @@ def run_backend(ctx: Ctx, backend: str, sections: set[str]) -> None:
                 import multicore
 
                 _run(ctx, "multicore", multicore.multicore_section, ctx)
+            if "eventlog" in sections and backend == "postgresql":
+                import eventlog
+
+                _run(ctx, "eventlog", eventlog.eventlog_section, ctx)
         finally:
             ctx.dbs.drop_all()
     ctx.backend = ""
@@ -374,6 +383,8 @@ def _wanted(key: str, sections: set[str]) -> bool:
         if key.startswith("multicore_")
         else "users"
         if key.startswith("users_")
+        else "eventlog"
+        if key.startswith("eventlog_")
         else ""
     )
     return owner in sections
