@@ -33,7 +33,18 @@ class LoopBridge:
             self._done.append((waiter, future))
             first = len(self._done) == 1
         if first:
-            self._loop.call_soon_threadsafe(self._resolve)
+            if self._on_loop():
+                # Completed on the loop itself (the event log's publishes):
+                # no need to wake it through its self-pipe.
+                self._loop.call_soon(self._resolve)
+            else:
+                self._loop.call_soon_threadsafe(self._resolve)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # a thread without a running loop: the writer
+            return False
 
     def _resolve(self) -> None:
         with self._lock:

@@ -131,14 +131,17 @@ class NatsEventSink:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._tasks: set[asyncio.Task] = set()
-        # Set when the current connection drops: the publishes in flight on
-        # it will get no answer (replies went to the dead server).
-        self._connection_lost = asyncio.Event()
+        # Done when the current connection drops: the publishes in flight on
+        # it will get no answer (replies went to the dead server). One
+        # future per connection that every publish waits on, rather than a
+        # waiting task per call.
+        self._connection_lost: asyncio.Future | None = None
         self.partitions = 0
         self.population_partitions = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._connection_lost = self._loop.create_future()
         self._nc = await nats.connect(
             self._servers,
             name="uba-frontend",
@@ -167,10 +170,12 @@ class NatsEventSink:
         )
 
     async def _disconnected(self) -> None:
-        self._connection_lost.set()
+        if self._connection_lost is not None and not self._connection_lost.done():
+            self._connection_lost.set_result(None)
 
     async def _reconnected(self) -> None:
-        self._connection_lost = asyncio.Event()
+        if self._connection_lost is None or self._connection_lost.done():
+            self._connection_lost = asyncio.get_running_loop().create_future()
         url = self._nc.connected_url if self._nc else None
         log.info("event log: connected to %s", url.netloc if url else "?")
 
@@ -208,13 +213,18 @@ class NatsEventSink:
 
     async def _publish_all(self, events: list[ActivityEvent], future: Future) -> None:
         # Concurrently: JetStream answers each publish, and the acks of a
-        # batch overlap instead of costing one round trip each.
-        gathered = asyncio.gather(*(self._publish(e) for e in events), return_exceptions=True)
-        lost = asyncio.ensure_future(self._connection_lost.wait())
-        try:
-            await asyncio.wait((gathered, lost), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
+        # batch overlap instead of costing one round trip each. One gather
+        # of every publish of every event (not one per event): a task less
+        # per event, which is what a unary call costs most here.
+        calls, owner = [], []
+        for i, event in enumerate(events):
+            for call in self._publishes(event):
+                calls.append(call)
+                owner.append(i)
+        gathered = asyncio.gather(*calls, return_exceptions=True)
+        lost = self._connection_lost
+        assert lost is not None
+        await asyncio.wait((gathered, lost), return_when=asyncio.FIRST_COMPLETED)
         if not gathered.done():
             # The server we published through died: answer now rather than
             # at the timeout. Some events may be in the log; a retry with
@@ -229,19 +239,32 @@ class NatsEventSink:
                 )
             )
             return
-        results = gathered.result()
-        now = self._clock()
-        outcomes: list[RecordOutcome] = []
-        for event, result in zip(events, results, strict=True):
+        # Each event's answer is its user partition's PubAck (its first
+        # publish), once its population copies are stored too: any failure
+        # fails the call, and the retry with the same event_id completes
+        # what is missing (what is there answers duplicate).
+        acks: list = [None] * len(events)
+        for i, result in zip(owner, gathered.result(), strict=True):
             if isinstance(result, BaseException):
                 future.set_exception(self._domain_error(result))
                 return
-            status = RecordStatus.DUPLICATE if result.duplicate else RecordStatus.ACCEPTED
-            outcomes.append(RecordOutcome(event.event_id, status, now))
-        future.set_result(outcomes)
+            if acks[i] is None:
+                acks[i] = result
+        now = self._clock()
+        future.set_result(
+            [
+                RecordOutcome(
+                    event.event_id,
+                    RecordStatus.DUPLICATE if ack.duplicate else RecordStatus.ACCEPTED,
+                    now,
+                )
+                for event, ack in zip(events, acks, strict=True)
+            ]
+        )
 
-    async def _publish(self, event: ActivityEvent):
-        """The event's PubAck, once its population copies are stored too."""
+    def _publishes(self, event: ActivityEvent) -> list[Awaitable]:
+        """The event's publishes: its user partition first, then a copy to
+        each population partition its population keys fall in."""
         js = self._js
         assert js is not None
         partition = layout.partition_of(event.user_id, self.partitions)
@@ -267,10 +290,7 @@ class NatsEventSink:
                         stream=layout.POPULATION_STREAM,
                     )
                 )
-        # Any failure fails the call: the retry with the same event_id
-        # completes what is missing (what is there answers duplicate).
-        results = await asyncio.gather(*publishes)
-        return results[0]
+        return publishes
 
     def _domain_error(self, exc: BaseException) -> DomainError:
         if isinstance(exc, DomainError):
