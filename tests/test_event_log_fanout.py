@@ -116,7 +116,9 @@ def test_alerts_reach_another_front_end_through_nats_and_resume_from_storage(
     b = worker = None
     try:
         b = ServerProcess(tmp_path / "b", url, extra_args=args, api_key=a.api_key).start()
-        worker = WorkerProcess(tmp_path / "w", url, nats_server.url).start()
+        worker = WorkerProcess(
+            tmp_path / "w", url, nats_server.url, "--metrics-listen", "127.0.0.1:0"
+        ).start()
         prefix = unique("fan")
         first = {f"{prefix}-{i}" for i in range(3)}
 
@@ -171,8 +173,8 @@ def capabilities(server: ServerProcess) -> service_pb2.GetCapabilitiesResponse:
     return server.stub.GetCapabilities(service_pb2.GetCapabilitiesRequest(), timeout=15)
 
 
-def metric_samples(server: ServerProcess, name: str) -> dict[str, float]:
-    """The samples of one metric on the server's /metrics page, by labels."""
+def metric_samples(server: ServerProcess | WorkerProcess, name: str) -> dict[str, float]:
+    """The samples of one metric on a process's /metrics page, by labels."""
     match = next(m for line in server.output if (m := re.search(r"metrics on (\S+)", line)))
     with urllib.request.urlopen(match.group(1), timeout=15) as page:
         text = page.read().decode()
@@ -234,7 +236,9 @@ def test_capabilities_and_metrics_show_the_lag_until_a_worker_drains_it(
         assert sum(metric_samples(front, "uba_event_log_lag_events").values()) == 30
         assert "lag 30 events" in cli_capabilities(front)
 
-        worker = WorkerProcess(tmp_path / "w", url, nats_server.url).start()
+        worker = WorkerProcess(
+            tmp_path / "w", url, nats_server.url, "--metrics-listen", "127.0.0.1:0"
+        ).start()
         wait_for(
             lambda: (lambda s: s.lag_events == 0 and s.live_workers == 1)(
                 capabilities(front).event_log
@@ -247,6 +251,10 @@ def test_capabilities_and_metrics_show_the_lag_until_a_worker_drains_it(
         assert len(stored_events(front.stub, f"{prefix}-0")) == 5  # stored, not dropped
         assert sum(metric_samples(front, "uba_event_log_lag_events").values()) == 0
         assert metric_samples(front, "uba_event_log_live_workers") == {"": 1.0}
+        # The worker's own page: the groups its writer stored, and the lag.
+        assert metric_samples(worker, "uba_ingest_group_events_sum") == {"": 30.0}
+        assert sum(metric_samples(worker, "uba_event_log_lag_events").values()) == 0
+        assert metric_samples(worker, "uba_event_log_live_workers") == {"": 1.0}
     finally:
         for process in (worker, front):
             if process is not None:
@@ -271,7 +279,9 @@ def test_changes_missed_while_cut_off_from_nats_are_read_from_storage_on_reconne
         b = ServerProcess(
             tmp_path / "b", url, extra_args=["--event-log", nats_server.url], api_key=a.api_key
         ).start()
-        worker = WorkerProcess(tmp_path / "w", url, nats_server.url).start()
+        worker = WorkerProcess(
+            tmp_path / "w", url, nats_server.url, "--metrics-listen", "127.0.0.1:0"
+        ).start()
         prefix = unique("cut")
         live = Subscriber(a)
         b.stub.RecordActivities(service_pb2.RecordActivitiesRequest(events=burst(f"{prefix}-0")))

@@ -736,6 +736,15 @@ async def run_worker(settings: Settings) -> int:
     # After each commit: its alert and incident changes to every front end.
     fanout = await start_fanout(settings, f"uba-worker-{worker.owner}", services)
     services.ingest.on_committed = fanout.publish_threadsafe
+    metrics = None
+    if settings.metrics_listen:
+        # The worker's own page: what its writer stores and its detectors
+        # spend, and the log's lag as the front ends report it.
+        from uba.eventlog.status import StatusReader
+
+        status = StatusReader(fanout.connection, limits.partitions)
+        metrics = start_metrics(settings, services, status.read)
+        services.ingest.telemetry = WriterTelemetry(metrics, None)
     population.on_committed = fanout.publish_threadsafe
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -762,6 +771,8 @@ async def run_worker(settings: Settings) -> int:
     await asyncio.to_thread(population.close)
     await fanout.close()
     services.close()
+    if metrics is not None:
+        metrics.close()
     return code
 
 

@@ -30,6 +30,7 @@ WORKER_SETTINGS = frozenset(
         "worker_lease_seconds",
         "worker_ack_wait",
         "worker_batch",
+        "metrics_listen",
     }
 )
 
