@@ -4,8 +4,10 @@ wire form of an event."""
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -178,3 +180,16 @@ def decode(data: bytes) -> ActivityEvent:
     m = events_pb2.ActivityEvent()
     m.ParseFromString(data)
     return conv.event_from_pb(m)
+
+
+def error_logger(log: logging.Logger, what: str) -> Callable[[Exception], Awaitable[None]]:
+    """An `error_cb` for nats.connect: nats-py's default logs each
+    connection error (a refused reconnect, a dropped socket) at ERROR with
+    its traceback, many times during one outage; these are expected while
+    NATS restarts and the client reconnects by itself, so one line at
+    WARNING says it."""
+
+    async def logged(exc: Exception) -> None:
+        log.warning("%s: NATS connection: %r", what, exc)
+
+    return logged

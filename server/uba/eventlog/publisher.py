@@ -150,6 +150,7 @@ class NatsEventSink:
             reconnect_time_wait=0.5,
             disconnected_cb=self._disconnected,
             reconnected_cb=self._reconnected,
+            error_cb=layout.error_logger(log, "event log"),
         )
         self._js = self._nc.jetstream(timeout=self._timeout)
         js = self._js
@@ -216,7 +217,8 @@ class NatsEventSink:
         # batch overlap instead of costing one round trip each. One gather
         # of every publish of every event (not one per event): a task less
         # per event, which is what a unary call costs most here.
-        calls, owner = [], []
+        calls: list[Awaitable] = []
+        owner: list[int] = []
         for i, event in enumerate(events):
             for call in self._publishes(event):
                 calls.append(call)
@@ -269,7 +271,7 @@ class NatsEventSink:
         assert js is not None
         partition = layout.partition_of(event.user_id, self.partitions)
         data = layout.encode(event)
-        publishes = [
+        publishes: list[Awaitable] = [
             js.publish(
                 layout.subject(partition),
                 data,

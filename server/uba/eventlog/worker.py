@@ -122,6 +122,7 @@ class EventLogWorker:
             connect_timeout=5,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            error_cb=layout.error_logger(log, "worker"),
         )
         self._nc = nc
         js = self._js = nc.jetstream(timeout=5.0)
