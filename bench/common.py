@@ -363,6 +363,19 @@ def start_all(servers: list[Server]) -> list[Server]:
 # -- databases -------------------------------------------------------------------------
 
 
+def count_events(url: str) -> int:
+    """Events stored in the PostgreSQL database at `url`."""
+    import psycopg2
+
+    conn = psycopg2.connect(pg_dsn(url))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM events")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 class Databases:
     """Throw-away databases of one backend, all removed by `drop_all`."""
 

@@ -102,18 +102,6 @@ class CpuMeter:
         return out
 
 
-def _stored(url: str) -> int:
-    import psycopg2
-
-    conn = psycopg2.connect(common.pg_dsn(url))
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM events")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
 def _wait_drained(nats_url: str, url: str, expected: int, workers: list, timeout: float) -> float:
     """Waits until the database holds `expected` events and the streams
     are empty; returns when (monotonic)."""
@@ -126,11 +114,12 @@ def _wait_drained(nats_url: str, url: str, expected: int, workers: list, timeout
                 raise RuntimeError("a worker stopped:\n" + w.log()[-3000:])
         if log_settled(nats_url, len(workers)):
             done = time.monotonic()
-            stored = _stored(url)
+            stored = common.count_events(url)
             if stored >= expected:
                 return done
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the workers stored {_stored(url)} of {expected} events in time")
+            stored = common.count_events(url)
+            raise RuntimeError(f"the workers stored {stored} of {expected} events in time")
         time.sleep(0.1)
 
 
@@ -154,20 +143,9 @@ def _batch_run(ctx, server: Server, tag: str, events: int, concurrency: int) -> 
     worker at once; events/s from the first send to the last answer."""
     loaders = ctx.workers.workers[: ctx.p.load_workers]
     per = events // len(loaders)
-    t0 = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
     specs = [
-        dict(
-            spec={
-                "kind": "api",
-                "tag": f"{tag}-{i}",
-                "start": i * per,
-                "stop": (i + 1) * per,
-                "users": USERS,
-                "t0": t0,
-                "spacing_us": 0,
-                "mixed": True,
-            }
-        )
+        dict(spec=loadgen.api_spec(f"{tag}-{i}", i * per, (i + 1) * per, USERS, t0))
         for i in range(len(loaders))
     ]
     ctx.workers.all(
@@ -390,9 +368,9 @@ def eventlog_section(ctx) -> None:
         # From its first pull: a worker's start (imports, leases, the
         # aggregates' replay) is not its rate.
         before = meter.snapshot()
-        stored_before = _stored(url_f)
+        stored_before = common.count_events(url_f)
         done = _wait_drained(nats.url, url_f, 0, workers, 600 + backlog / 100)
-        drained = _stored(url_f) - stored_before
+        drained = common.count_events(url_f) - stored_before
         spent = CpuMeter.spent(before, meter.snapshot())
         section["backlog"] = {
             "events": drained,
@@ -420,7 +398,7 @@ def eventlog_section(ctx) -> None:
                 gone.stop()
                 meter.procs.pop(f"worker{len(workers) + 1}", None)
             _wait_owned(workers)
-            expected = _stored(url_f) + p.mc_batch_events
+            expected = common.count_events(url_f) + p.mc_batch_events
             a = meter.snapshot()
             r = _batch_run(ctx, front, f"log-workers{n}-{next(counter)}", p.mc_batch_events, 2)
             done = _wait_drained(nats.url, url_f, expected, workers, 600)

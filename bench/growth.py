@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - after the sys.path set-up
 import incident_fill  # noqa: E402 - after the sys.path set-up
+import loadgen  # noqa: E402 - after the sys.path set-up
 from common import Server, median  # noqa: E402 - after the sys.path set-up
 from report import Figure  # noqa: E402 - after the sys.path set-up
 
@@ -184,16 +185,7 @@ def _fill(ctx, server: Server, start: int, stop: int, t0: datetime, spacing_us: 
     seconds = 0.0
     for chunk_start in range(start, stop, ctx.p.growth_chunk):
         chunk_stop = min(stop, chunk_start + ctx.p.growth_chunk)
-        spec = {
-            "kind": "api",
-            "tag": "g",
-            "start": chunk_start,
-            "stop": chunk_stop,
-            "users": USERS,
-            "t0": t0.isoformat(),
-            "spacing_us": spacing_us,
-            "mixed": True,
-        }
+        spec = loadgen.api_spec("g", chunk_start, chunk_stop, USERS, t0, spacing_us)
         ctx.workers.all(
             "prepare_batches",
             [dict(share=i, shares=len(loaders)) for i in range(len(loaders))],

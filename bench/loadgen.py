@@ -428,6 +428,24 @@ def build_stream(spec: dict) -> list:
     raise ValueError(kind)
 
 
+def api_spec(
+    tag: str, start: int, stop: int, users: int, t0: datetime, spacing_us: int = 0
+) -> dict:
+    """The spec of events [start, stop) of an API-call stream (kind "api"
+    of build_stream: bench/common.py api_event, mixed with logins,
+    logouts and failures), the i-th at t0 + i * spacing_us."""
+    return {
+        "kind": "api",
+        "tag": tag,
+        "start": start,
+        "stop": stop,
+        "users": users,
+        "t0": t0.isoformat(),
+        "spacing_us": spacing_us,
+        "mixed": True,
+    }
+
+
 def serialize_batches(events: list, size: int = 1000) -> list[bytes]:
     from uba.api.converters import event_to_pb
     from uba.v1 import service_pb2

@@ -90,18 +90,13 @@ def multicore_section(ctx) -> None:
         # other's row locks on the same baselines.
         specs = [
             dict(
-                spec={
-                    "kind": "api",
-                    "tag": f"mcb{n}-{i}",
-                    "start": (n * len(loaders) + i) * per,
-                    "stop": (n * len(loaders) + i + 1) * per,
-                    "users": 100_000,
-                    "t0": (
-                        common.datetime.now(common.UTC) - common.timedelta(minutes=1)
-                    ).isoformat(),
-                    "spacing_us": 0,
-                    "mixed": True,
-                }
+                spec=loadgen.api_spec(
+                    f"mcb{n}-{i}",
+                    (n * len(loaders) + i) * per,
+                    (n * len(loaders) + i + 1) * per,
+                    100_000,
+                    common.datetime.now(common.UTC) - common.timedelta(minutes=1),
+                )
             )
             for i in range(len(loaders))
         ]

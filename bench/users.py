@@ -258,18 +258,6 @@ def embedded(ctx, tmp: Path, users: int, events: int, cached: int = 0) -> dict:
 # -- part 2: one worker behind the event log ---------------------------------------------------
 
 
-def _count_events(url: str) -> int:
-    import psycopg2
-
-    conn = psycopg2.connect(common.pg_dsn(url))
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM events")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
 def _rss_mb(pid: int) -> tuple[float | None, float | None]:
     out = {}
     try:
@@ -321,7 +309,7 @@ def behind_the_log(ctx, tmp: Path, dbs: common.Databases, users: int, events: in
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker stored {stored} of {events} events in time")
             time.sleep(min(1.0, max(0.1, events / 100_000)))
-            stored = _count_events(url)
+            stored = common.count_events(url)
             rss, _ = _rss_mb(pid)
             samples.append(
                 {"seconds": round(time.monotonic() - started, 2), "stored": stored, "rss_mb": rss}

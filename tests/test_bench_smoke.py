@@ -56,7 +56,7 @@ def test_smoke_run_reports_every_figure(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=720,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + "\n" + proc.stderr[-4000:]
 
