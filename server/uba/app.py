@@ -41,6 +41,7 @@ from uba.delivery.config import Destination, NotifyConfigError, load_notify_conf
 from uba.delivery.worker import DeliveryWorker
 from uba.detectors.base import POPULATION_SCOPE, STATE_BOUNDS, USER_SCOPE
 from uba.detectors.engine import DetectionEngine
+from uba.detectors.model_files import SharedModelStore
 from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default_registry
 from uba.domain import security as sec
 from uba.domain.alerts import AlertPolicy
@@ -66,6 +67,7 @@ from uba.storage.database import Database
 from uba.storage.partitions import EventPartitions
 from uba.storage.security import AuditWriter, SecurityRepository
 from uba.storage.store import Store
+from uba.storage.trained_models import ModelRepository
 from uba.v1 import service_pb2, service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -155,13 +157,37 @@ def with_enhanced_defaults(registry: DetectorRegistry, config: dict, settings: S
             config[name] = {"enabled": True}
     forest = config.get("isolation_forest")
     if forest and forest.get("enabled", False):
-        # Models live in the data dir; score in micro-batches of an ingest group.
+        # Models live in the database (model_dir: where older versions kept
+        # them, copied in once); score in micro-batches of an ingest group.
         config["isolation_forest"] = {"model_dir": settings.model_dir, "defer": True, **forest}
     return config
 
 
 def detector_config(settings: Settings, registry: DetectorRegistry) -> dict:
     return with_enhanced_defaults(registry, load_detector_config(settings.detectors), settings)
+
+
+def use_shared_models(forest, models: ModelRepository) -> None:
+    """The Isolation Forest keeps its models in the database, where every
+    process of a deployment finds the one a front end trained (a worker of
+    the event log scores with it). A model of the data dir from before
+    they moved there is copied in once, when the database has none."""
+    store = SharedModelStore(models)
+    if forest.model_dir:
+        try:
+            copied = store.import_directory(forest.model_dir, forest.name)
+        except Exception:  # noqa: BLE001 - the schedule trains a new one
+            log.warning(
+                "could not copy the model in %s to the database", forest.model_dir, exc_info=True
+            )
+        else:
+            if copied is not None:
+                log.info(
+                    "isolation forest model %s copied from %s to the database",
+                    copied.version,
+                    forest.model_dir,
+                )
+    forest.use_store(store)
 
 
 def build_services(
@@ -194,6 +220,9 @@ def build_services(
     except ValueError as exc:
         raise SystemExit(f"uba: detector configuration: {exc}") from None
     forest = next((d for d in engine.detectors if d.name == "isolation_forest"), None)
+    models = ModelRepository(database)
+    if forest is not None:
+        use_shared_models(forest, models)
     risk = RiskPolicy()
     analyzer = Analyzer(
         engine, AlertPolicy(titles=engine.titles), risk, utcnow, cache_size=settings.cached_users
@@ -233,6 +262,7 @@ def build_services(
             registry.entries["isolation_forest"].unavailable_reason
             if "isolation_forest" in registry
             else "not registered",
+            shared_lock=lambda: models.training_lock("isolation_forest"),
         ),
         executor=ThreadPoolExecutor(
             max_workers=settings.max_workers, thread_name_prefix="uba-storage"

@@ -189,7 +189,8 @@ class IsolationForestDetector(Detector):
         # (None: max_users of them).
         self.defer = defer
         self.max_pending = max_pending
-        # How often to look for a newly trained model in model_dir.
+        # How often to look for a newly trained model in the store (the
+        # database in the server, else model_dir).
         self.reload_seconds = reload_seconds
         # Users kept in the one-hour windows of the features.
         self.max_users = max_users
@@ -248,33 +249,51 @@ class IsolationForestDetector(Detector):
             raise ValueError(f"{self.name}: no model; train, fit or use_model first")
         return model
 
+    def use_store(self, store: model_files.ModelStore) -> None:
+        """Loads and saves models there from now on instead of model_dir
+        (the server's database: every process of a deployment sees one
+        model)."""
+        self.store_ = store
+
+    def _store(self) -> model_files.ModelStore | None:
+        store = getattr(self, "store_", None)
+        if store is None and self.model_dir:
+            store = self.store_ = model_files.DirectoryModelStore(self.model_dir)
+        return store
+
     def _current_model(self) -> LoadedModel | None:
-        """The model to score with; looks for a new one in model_dir at most
+        """The model to score with; looks for a new one in the store at most
         every reload_seconds."""
-        if self.model_dir:
-            now = time.monotonic()
-            if now >= getattr(self, "checked_at_", -math.inf) + self.reload_seconds:
-                self.checked_at_ = now
-                self._load_current()
+        now = time.monotonic()
+        if now >= getattr(self, "checked_at_", -math.inf) + self.reload_seconds:
+            self.checked_at_ = now
+            self.refresh()
         return getattr(self, "model_", None)
 
-    def _load_current(self) -> None:
+    def refresh(self) -> None:
+        """Switches to the store's current model if it is another one (a
+        model trained by another process). Never raises: a bad model must
+        not stop ingest; the old one is kept."""
+        store = self._store()
+        if store is None:
+            return
         try:
-            version = model_files.current_version(self.model_dir, NAME)
+            version = store.current_version(NAME)
             info = self.model_info
             if version is None or (info is not None and info.version == version):
                 return
-            estimator, info = model_files.load_model(self.model_dir, NAME, version)
+            estimator, info = store.load(NAME, version)
             self.use_model(estimator, info)
             self._check_libraries(info)
             log.info(
-                "isolation forest model %s loaded (%d rows, threshold %.4f)",
+                "isolation forest model %s loaded from %s (%d rows, threshold %.4f)",
                 info.version,
+                store.describe(),
                 info.rows,
                 info.threshold,
             )
-        except Exception:  # a bad model file must not stop ingest; keep the old model
-            log.exception("cannot load isolation forest model from %s", self.model_dir)
+        except Exception:
+            log.exception("cannot load isolation forest model from %s", store.describe())
 
     @staticmethod
     def _check_libraries(info: model_files.ModelInfo) -> None:
@@ -424,8 +443,9 @@ class IsolationForestDetector(Detector):
     ) -> model_files.ModelInfo:
         """Replays stored history (ActivityEvents of all users, in time
         order), fits a model on a sample of at most max_train_rows rows,
-        saves it as the current version in model_dir (when set and `save`),
-        and scores with it from now on."""
+        saves it as the current version in its store (the database, or
+        model_dir; when there is one and `save`), and scores with it from
+        now on."""
         started = time.perf_counter()
         rows, facts = replay_rows(
             events,
@@ -442,8 +462,9 @@ class IsolationForestDetector(Detector):
         self.fit(rows, facts=facts)
         model = self._model()
         info = dataclasses.replace(model.info, training_seconds=time.perf_counter() - started)
-        if save and self.model_dir:
-            info = model_files.save_model(self.model_dir, info, model.estimator, keep=keep)
+        store = self._store()
+        if save and store is not None:
+            info = store.save(info, model.estimator, keep=keep)
         self.model_ = dataclasses.replace(model, info=info)
         return info
 

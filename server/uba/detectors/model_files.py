@@ -12,6 +12,14 @@ CURRENT is replaced atomically, so a detector polling the directory never
 reads half a model. Model files are produced locally by training; pickle
 runs code when loaded, so never point `model_dir` at files from elsewhere.
 
+Where models are kept is a `ModelStore`: a model directory
+(`DirectoryModelStore`, the layout above, for offline training and tests)
+or the server's database (`SharedModelStore` over `ModelBlobs`, implemented
+in uba.storage.trained_models), which every process of a deployment reads,
+so the process that trains and the processes that score use one model.
+The database is then as trusted as the data dir: whoever can write it can
+make every process unpickle their bytes.
+
 Standard library only; unpickling imports the estimator's library.
 """
 
@@ -25,7 +33,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 FORMAT = 1
 MODEL_FILE = "model.pkl"
@@ -173,3 +181,115 @@ def prune(model_dir: str | os.PathLike, name: str, keep: int) -> None:
     for info in list_models(model_dir, name)[max(keep, 1) :]:
         if info.version != current:
             shutil.rmtree(Path(model_dir) / name / info.version, ignore_errors=True)
+
+
+# -- where models are kept ------------------------------------------------------------
+
+
+class ModelStore(Protocol):
+    """Where a detector finds its current model and saves new ones."""
+
+    def current_version(self, name: str) -> str | None:
+        """The version in use, or None when none was trained yet."""
+        ...
+
+    def load(self, name: str, version: str) -> tuple[Any, ModelInfo]:
+        """The estimator and info of a stored version."""
+        ...
+
+    def save(self, info: ModelInfo, estimator: Any, *, keep: int = 5) -> ModelInfo:
+        """Stores a new version and makes it current; returns the info as
+        saved (the version gets a suffix if taken)."""
+        ...
+
+    def describe(self) -> str:
+        """Where, for log lines."""
+        ...
+
+
+class DirectoryModelStore:
+    """Models as files under a model directory (the layout above)."""
+
+    def __init__(self, model_dir: str | os.PathLike):
+        self.model_dir = model_dir
+
+    def current_version(self, name: str) -> str | None:
+        return current_version(self.model_dir, name)
+
+    def load(self, name: str, version: str) -> tuple[Any, ModelInfo]:
+        return load_model(self.model_dir, name, version)
+
+    def save(self, info: ModelInfo, estimator: Any, *, keep: int = 5) -> ModelInfo:
+        return save_model(self.model_dir, info, estimator, keep=keep)
+
+    def describe(self) -> str:
+        return str(self.model_dir)
+
+
+class ModelBlobs(Protocol):
+    """Model versions as metadata and bytes, in storage shared by every
+    process (uba.storage.trained_models.ModelRepository)."""
+
+    def newest_version(self, name: str) -> str | None: ...
+
+    def read(self, name: str, version: str) -> tuple[dict[str, Any], bytes]:
+        """KeyError when there is no such version."""
+        ...
+
+    def add(self, name: str, version: str, info: dict[str, Any], payload: bytes) -> bool:
+        """Stores a version as the newest; False (nothing stored) when the
+        version is taken."""
+        ...
+
+    def prune(self, name: str, keep: int) -> int:
+        """Deletes all but the `keep` newest versions; returns how many."""
+        ...
+
+
+class SharedModelStore:
+    """Models in the database: the newest version is the current one, for
+    every process that reads it."""
+
+    def __init__(self, blobs: ModelBlobs, where: str = "the database"):
+        self.blobs = blobs
+        self.where = where
+
+    def current_version(self, name: str) -> str | None:
+        return self.blobs.newest_version(name)
+
+    def load(self, name: str, version: str) -> tuple[Any, ModelInfo]:
+        data, payload = self.blobs.read(name, version)
+        info = ModelInfo.from_dict(data)
+        # Bytes written by save() of a process of this deployment (see the
+        # module docstring on trust).
+        return pickle.loads(payload), info  # noqa: S301
+
+    def save(self, info: ModelInfo, estimator: Any, *, keep: int = 5) -> ModelInfo:
+        payload = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._add(info, payload, keep)
+
+    def _add(self, info: ModelInfo, payload: bytes, keep: int) -> ModelInfo:
+        base, n = info.version, 1
+        # Two processes training in the same second: the second one's gets a suffix.
+        while not self.blobs.add(info.name, info.version, info.to_dict(), payload):
+            n += 1
+            info = replace(info, version=f"{base}-{n}")
+        self.blobs.prune(info.name, max(keep, 1))
+        return info
+
+    def import_directory(self, model_dir: str | os.PathLike, name: str) -> ModelInfo | None:
+        """Copies the current model of a model directory in (as bytes, not
+        unpickled) when this store has none of `name` yet: models trained
+        before they moved to the database keep scoring. Returns the copied
+        info, or None when there was nothing to copy."""
+        if self.current_version(name) is not None:
+            return None
+        version = current_version(model_dir, name)
+        if version is None:
+            return None
+        info = read_info(model_dir, name, version)
+        payload = (Path(model_dir) / name / version / MODEL_FILE).read_bytes()
+        return self._add(info, payload, keep=5)
+
+    def describe(self) -> str:
+        return self.where

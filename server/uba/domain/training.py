@@ -16,6 +16,13 @@ older history has been stored since the model, widening the window's data
 by a day or more (an import, after which a Backfill usually follows). Two
 indexed look-ups per check; after a failed attempt (too little history)
 the next one waits until the stored span changes.
+
+Several processes on one database (the front ends of the event log) share
+the models (stored in the database) and each runs the schedule. One trains
+at a time: `train` takes the deployment's training lock (a PostgreSQL
+advisory lock; see uba.storage.trained_models) and refuses when another
+process holds it, and the schedule first loads the newest stored model,
+so that a model another process trained makes training no longer due.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +44,13 @@ PAGE = 5000
 WIDER_BY = timedelta(days=1)
 _TICK = timedelta(microseconds=1)  # end_time is exclusive
 
+# Enters with whether this process may train now (no other process is).
+TrainingLock = Callable[[], AbstractContextManager[bool]]
+
+
+def _no_lock() -> AbstractContextManager[bool]:
+    return nullcontext(True)
+
 
 class TrainingService:
     def __init__(
@@ -44,8 +59,11 @@ class TrainingService:
         detector: Any | None,
         clock: Callable[[], datetime],
         unavailable_reason: str = "",
+        shared_lock: TrainingLock = _no_lock,
     ):
         self._reader = reader
+        # Held by one process of the deployment while it trains.
+        self._shared_lock = shared_lock
         # The live IsolationForestDetector, or None when it is not enabled.
         self._detector = detector
         self._clock = clock
@@ -82,8 +100,21 @@ class TrainingService:
         start = start or end - DEFAULT_HISTORY
         if end <= start:
             raise InvalidArgument.single("end_time", "must be after start_time")
+        with ExitStack() as held:
+            if not self._hold(held):
+                raise FailedPrecondition("a training run is already in progress")
+            return self._train(start, end)
+
+    def _hold(self, stack: ExitStack) -> bool:
+        """Takes this process's and the deployment's training locks (onto
+        `stack`); False when either is held."""
         if not self._lock.acquire(blocking=False):
-            raise FailedPrecondition("a training run is already in progress")
+            return False
+        stack.callback(self._lock.release)
+        return stack.enter_context(self._shared_lock())
+
+    def _train(self, start: datetime, end: datetime):
+        assert self._detector is not None  # checked by the callers
         started, ok = time.monotonic(), False
         try:
             info = self._detector.train(self._history(EventFilter(start_time=start, end_time=end)))
@@ -92,7 +123,6 @@ class TrainingService:
         except ValueError as exc:  # not enough history
             raise FailedPrecondition(str(exc)) from None
         finally:
-            self._lock.release()
             if self.on_trained is not None:
                 self.on_trained(time.monotonic() - started, ok)
 
@@ -113,6 +143,8 @@ class TrainingService:
         module docstring."""
         if self._detector is None:
             return ""
+        # A model another process trained since (stored in the database).
+        self._detector.refresh()
         newest, oldest = self._edge(newest=True), self._edge(newest=False)
         if newest is None or oldest is None:
             return ""
@@ -137,12 +169,24 @@ class TrainingService:
         return reason
 
     def scheduled(self, interval: timedelta):
-        """Trains if `due`; returns (reason, ModelInfo) or None."""
-        reason = self.due(interval)
-        if not reason:
+        """Trains if `due`; returns (reason, ModelInfo) or None (also when
+        another training run is in progress, here or in another process).
+        Checked under the training locks, so that a process that waited
+        for another's run sees its model."""
+        if self._detector is None:
             return None
-        try:
-            return reason, self.train()
-        except FailedPrecondition:
-            self._failed_span = self._pending_span
-            raise
+        with ExitStack() as held:
+            if not self._hold(held):
+                return None
+            reason = self.due(interval)
+            if not reason:
+                return None
+            newest = self._edge(newest=True)
+            if newest is None:
+                return None
+            end = newest + _TICK
+            try:
+                return reason, self._train(end - DEFAULT_HISTORY, end)
+            except FailedPrecondition:
+                self._failed_span = self._pending_span
+                raise

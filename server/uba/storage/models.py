@@ -7,7 +7,18 @@ type with a zone).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Alembic-friendly constraint names, stable across both databases.
@@ -400,3 +411,24 @@ class AuditGrantRow(Base):
 
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
+
+
+class TrainedModelRow(Base):
+    """A trained model version (migration 0013): its metadata as JSON and
+    the serialized estimator, shared by every process on the database so
+    that the front end that trains and the workers that score use one
+    model. The newest row of a name (highest id) is the current version."""
+
+    __tablename__ = "trained_models"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    info: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_trained_models_name_version"),
+        Index("ix_trained_models_name_id", "name", "id"),
+    )
