@@ -45,7 +45,7 @@ from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default
 from uba.domain import security as sec
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
-from uba.domain.backfill import BackfillService
+from uba.domain.backfill import BACKFILL_THROUGH_THE_LOG, BackfillService
 from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import DashboardService
 from uba.domain.erasure import ErasureService
@@ -225,7 +225,13 @@ def build_services(
         logs=LogService(store),
         dashboard=DashboardService(store, utcnow, risk, analytics_mode=mode),
         investigation=InvestigationService(store, ingest, analyzer),
-        backfill=BackfillService(store, ingest, analyzer, utcnow),
+        backfill=BackfillService(
+            store,
+            ingest,
+            analyzer,
+            utcnow,
+            refusal=BACKFILL_THROUGH_THE_LOG if sink is not None else "",
+        ),
         training=TrainingService(
             store,
             forest,
