@@ -48,7 +48,7 @@ from uba.domain.analysis import Analyzer
 from uba.domain.backfill import BACKFILL_THROUGH_THE_LOG, BackfillService
 from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import DashboardService
-from uba.domain.erasure import ErasureService
+from uba.domain.erasure import ErasureService, LoggedErasureService
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.incidents import IncidentService
 from uba.domain.ingest import EventSink, IngestService, utcnow
@@ -450,7 +450,11 @@ async def serve(settings: Settings) -> int:
                 [DestinationInfo(d.name, d.kind, d.format) for d in services.destinations],
                 delivery.poke,
             ),
-            ErasureService(
+            # With the event log the workers erase, in order with the
+            # user's events (docs/scaling.md, "Erasure").
+            LoggedErasureService(event_log, services.store)
+            if event_log is not None
+            else ErasureService(
                 services.ingest,
                 None if settings.disable_detection else services.analyzer,
                 utcnow,
@@ -722,8 +726,9 @@ async def run_worker(settings: Settings) -> int:
         services.store, population_analyzer if detecting else None, services.notifier, utcnow
     )
     # The user partitions share the population aggregates (peer windows)
-    # with the other workers' through the log.
-    users = UserPartitions(services.ingest, services.analyzer if detecting else None)
+    # and the priors with the other workers' through the log.
+    users = UserPartitions(services.ingest, services.analyzer if detecting else None, utcnow)
+    await asyncio.wrap_future(users.prepare())
     try:
         worker = EventLogWorker(
             settings.event_log,
@@ -737,6 +742,7 @@ async def run_worker(settings: Settings) -> int:
         )
     except ValueError as exc:
         population.close()
+        users.close()
         services.close()
         raise SystemExit(f"uba: --event-log: {exc}") from None
     # After each commit: its alert and incident changes to every front end.
@@ -766,6 +772,7 @@ async def run_worker(settings: Settings) -> int:
         code = 1
     ready_wait.cancel()
     await asyncio.to_thread(population.close)
+    await asyncio.to_thread(users.close)
     await fanout.close()
     services.close()
     return code
