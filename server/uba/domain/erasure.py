@@ -120,7 +120,9 @@ class ErasureTransaction(Protocol):
 
     def pseudonym_secret(self) -> str: ...
     def delete_user_events(self, user_id: str, limit: int | None) -> int: ...
-    def erase_user(self, user_id: str, pseudonym: str, replace: Replacer) -> tuple[int, int]: ...
+    def erase_user(
+        self, user_id: str, pseudonym: str, replace: Replacer, everywhere: bool = True
+    ) -> tuple[int, int]: ...
     def append_audit_rewrite(self, event: AuditEvent, pseudonym: str) -> None: ...
     # The event log's workers (below): their partitions' erasures.
     def lock_scopes(self, scopes: Sequence[str]) -> None: ...
@@ -292,7 +294,7 @@ class ErasureService:
                 return done
         alias = pseudonym(tx.pseudonym_secret(), user_id)
         events = tx.delete_user_events(user_id, None) if whole else 0
-        removed, rewritten = tx.erase_user(user_id, alias, Replacer(user_id, alias))
+        removed, rewritten = tx.erase_user(user_id, alias, Replacer(user_id, alias), whole)
         if self._analyzer is not None:
             self._analyzer.forget_user(uow, user_id, alias, keys)
         report = ErasureReport(alias, deleted + events, removed, rewritten)

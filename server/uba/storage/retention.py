@@ -233,9 +233,14 @@ class RetentionRepository:
             self._delete_in("event_keys", "event_id", [r[3] for r in rows])
         return self._delete_events([(r[0], r[1]) for r in rows])
 
-    def erase_user(self, user_id: str, pseudonym: str, replace: Replacer) -> tuple[int, int]:
+    def erase_user(
+        self, user_id: str, pseudonym: str, replace: Replacer, everywhere: bool = True
+    ) -> tuple[int, int]:
         """Deletes the rows about the user only and pseudonymises the others;
-        returns (rows deleted, rows rewritten)."""
+        returns (rows deleted, rows rewritten). Not `everywhere` (an event
+        log's population partition): the audit trail is left to the user's
+        partition, and the notifications (a scan of the table) are rewritten
+        only when findings naming the user were."""
         conn, params = self._conn, {"u": user_id, "p": pseudonym}
         removed = sum(
             conn.execute(text(f"DELETE FROM {table} WHERE user_id = :u"), params).rowcount
@@ -316,8 +321,10 @@ class RetentionRepository:
         rewritten += conn.execute(
             text("UPDATE incident_members SET user_id = :p WHERE user_id = :u"), params
         ).rowcount
-        rewritten += self._rewrite_notifications(user_id, replace)
-        rewritten += self._rewrite_audit(pseudonym, replace)
+        if everywhere or rewritten:
+            rewritten += self._rewrite_notifications(user_id, replace)
+        if everywhere:
+            rewritten += self._rewrite_audit(pseudonym, replace)
         return removed, rewritten
 
     def _mentions(self, table: str, columns: Sequence[str], spellings: set[str]) -> list:
