@@ -225,6 +225,8 @@ def test_a_population_partition_forgets_an_erased_user_and_rewrites_its_findings
 
 
 def test_shared_priors_pool_shares_once_in_the_logs_order():
+    from uba.domain.aggregates import Aggregates
+    from uba.domain.peers import aggregate_shape
     from uba.domain.priors import Contribution, PriorBaselines, SharedPriors
     from uba.domain.user_baseline import UserBaseline
 
@@ -251,3 +253,9 @@ def test_shared_priors_pool_shares_once_in_the_logs_order():
     assert PriorBaselines.to_dict(shared) == one.to_dict() and shared.position == 9
     restored = SharedPriors.from_dict(shared.to_dict())
     assert restored == shared and restored.position == 9
+    # Saved as of a stream deleted since: the positions start again.
+    aggregates = Aggregates(aggregate_shape, restored)
+    aggregates.positions_end(20)
+    assert restored.position == 9
+    aggregates.positions_end(3)
+    assert restored.position == 0 and PriorBaselines.to_dict(restored) == one.to_dict()

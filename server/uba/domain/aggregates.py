@@ -75,6 +75,9 @@ class AggregateExchange(Protocol):
         next events are analysed. The entries and erasures are the other
         workers'; the shares are everyone's, this worker's too."""
 
+    def positions_end(self, last: int) -> None:
+        """Before the first `receive`: the last position of the log now."""
+
 
 class AggregateWindows(KeyedWindows):
     """Keyed windows of user ids shared by every partition of a worker: what
@@ -187,6 +190,18 @@ class Aggregates:
     ) -> None:
         if deltas or erased or shares or position:
             self._inbox.append(_Received(deltas, erased, shares, position))
+
+    def positions_end(self, last: int) -> None:
+        if self.priors is not None and self.priors.position > last:
+            # Saved as of a stream that was deleted since (positions never
+            # go back): the pool stays, the positions count from the start.
+            log.warning(
+                "aggregates: the priors were saved at position %d of a stream that ends at %d "
+                "now; pooling the shares from its start",
+                self.priors.position,
+                last,
+            )
+            self.priors.position = 0
 
     # -- erasure --------------------------------------------------------------------
 

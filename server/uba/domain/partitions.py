@@ -137,6 +137,10 @@ class UserPartitions:
     def take_shares(self) -> list[Contribution]:
         return self.aggregates.take_shares() if self.aggregates is not None else []
 
+    def positions_end(self, last: int) -> None:
+        if self.aggregates is not None:
+            self.aggregates.positions_end(last)
+
     def receive(
         self,
         deltas: Sequence[Delta],

@@ -141,6 +141,8 @@ class AggregateStream:
             except nats.errors.Error:
                 pass
         info = await js.stream_info(STREAM)
+        # A position past the stream's end is one of a stream since deleted.
+        self._exchange.positions_end(info.state.last_seq or 0)
         target = info.state.last_seq if info.state.messages else 0
         self._sub = await js.subscribe(
             SUBJECT,
