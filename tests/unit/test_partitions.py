@@ -259,3 +259,46 @@ def test_shared_priors_pool_shares_once_in_the_logs_order():
     assert restored.position == 9
     aggregates.positions_end(3)
     assert restored.position == 0 and PriorBaselines.to_dict(restored) == one.to_dict()
+
+
+def test_forget_on_a_front_end_answers_once_every_partition_applied_it():
+    """ForgetUser with the event log: the sum of the partitions' reports
+    once all applied it; UNAVAILABLE, saying the erasure is on its way,
+    when they do not in time; the id is checked before anything is sent."""
+    from concurrent.futures import Future
+
+    from uba.domain.erasure import ErasureReport, LoggedErasureService
+    from uba.domain.errors import InvalidArgument, Unavailable
+
+    sent: list[ErasureRequest] = []
+    applied: dict[str, list[ErasureReport]] = {}
+
+    class Log:
+        def erase(self, request: ErasureRequest) -> Future:
+            sent.append(request)
+            done: Future = Future()
+            done.set_result(3)  # the user's partition and two population ones
+            return done
+
+    class Progress:
+        def erasure_reports(self, erasure_id: str) -> list[ErasureReport]:
+            return applied.get(erasure_id, [])
+
+    service = LoggedErasureService(Log(), Progress(), wait=0.3, poll=0.01)
+    with pytest.raises(Unavailable, match=r"in the event log .* applied in 0 of its 3"):
+        service.forget("alice", "admin", "127.0.0.1")
+    assert [(r.user_id, r.actor, r.peer) for r in sent] == [("alice", "admin", "127.0.0.1")]
+    with pytest.raises(InvalidArgument):
+        service.forget("erased_0123")
+    assert len(sent) == 1
+
+    class Applying(Progress):
+        def erasure_reports(self, erasure_id: str) -> list[ErasureReport]:
+            return [
+                ErasureReport("erased_x", 4, 2, 3),
+                ErasureReport("erased_x", 0, 0, 1),
+                ErasureReport("erased_x", 0, 0, 0),
+            ]
+
+    report = LoggedErasureService(Log(), Applying(), wait=5).forget("alice")
+    assert report == ErasureReport("erased_x", 4, 2, 4)
