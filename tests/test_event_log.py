@@ -190,3 +190,51 @@ def test_three_replicas_on_a_cluster_of_three(tmp_path, make_database_url):
         if front is not None:
             front.stop()
         cluster.stop()
+
+
+def test_backfill_is_refused_through_the_log_and_touches_nothing(
+    nats_server, tmp_path, make_database_url
+):
+    """The workers own the baselines, windows and priors (docs/scaling.md,
+    "Backfill and imports"): a front end refuses to replay history itself,
+    saying why and what to do instead, and leaves what the workers learnt
+    as it was."""
+    from support.postgres import query
+    from support.waiting import wait_for
+
+    database_url = make_database_url("postgresql")
+    front = ServerProcess(
+        tmp_path / "front", database_url, extra_args=["--event-log", nats_server.url]
+    ).start(timeout=60)
+    worker = WorkerProcess(tmp_path / "w", database_url, nats_server.url)
+    try:
+        worker.start(timeout=90)
+        user = unique("backfill")
+        for _ in range(3):
+            record(front.stub, user)
+        wait_for(lambda: len(stored_events(front.stub, user)) == 3, 60, "the events stored")
+        baselines = query(database_url, "SELECT user_id, version FROM baselines")
+        assert baselines
+        since = service_pb2.BackfillRequest()
+        since.start_time.FromSeconds(int(time.time()) - 86400)
+        with pytest.raises(grpc.RpcError) as info:
+            front.stub.Backfill(since, timeout=30)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "not available with --event-log" in info.value.details()
+        assert "uba ingest" in info.value.details()
+        done = uba(
+            "backfill",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--server",
+            front.address,
+            "--api-key",
+            front.api_key,
+        )
+        assert done.returncode != 0 and "not available with --event-log" in done.stderr, done
+        assert query(database_url, "SELECT user_id, version FROM baselines") == baselines
+        names = {r[0] for r in query(database_url, "SELECT name FROM state")}
+        assert not names & {"priors", "detector_windows"}, names
+    finally:
+        worker.kill()
+        front.stop()

@@ -16,7 +16,10 @@ worker's partitions:
   than a privileged endpoint nobody uses, HIGH);
 - a laptop refresh: three engineers (two on worker 0, one on worker 1) log
   in from new devices of a new kind; the fourth, on worker 1, is then part
-  of an organisation-wide change and not reported.
+  of an organisation-wide change and not reported;
+- a newcomer to engineering logs in at night: judged by the peer group's
+  prior, pooled from the six engineers' baselines, three matured on each
+  worker (a group's prior is used from five users on).
 Besides, a few plain attacks (a login at 3 am, a failed-login burst,
 impossible travel), controls (a country and a privileged endpoint nobody
 uses), and a password spray over every account (the population detectors,
@@ -159,6 +162,10 @@ def test_a_scenario_gives_the_same_findings_embedded_and_through_the_log(
         assert ("new_device", user["eng-3"]) not in by, embedded_findings
         assert ("new_device", user["eng-2"]) in by
         assert by["api_new_endpoint", user["eng-4"]][2] == 3  # HIGH: nobody else uses it
+        # The newcomer is judged by the engineers' prior, three of whom
+        # matured on each worker: pooled from both through the log.
+        newcomer = by["login_time", user["eng-new"]]
+        assert "judged mostly against peer group engineering" in newcomer[4], newcomer
         for detector in (
             "login_time",
             "failed_login_burst",
@@ -176,6 +183,12 @@ def test_a_scenario_gives_the_same_findings_embedded_and_through_the_log(
         # before it took partitions.
         replayed = re.search(r"aggregates: read (\d+) messages", workers[1].log())
         assert replayed and int(replayed.group(1)) > 0, workers[1].log()
+        # Both workers save the one pool of priors they share; nobody
+        # writes the row of one process.
+        with ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(lambda w: w.stop(timeout=60), workers)) == [0, 0]
+        names = {r[0] for r in query(log_url, "SELECT name FROM state")}
+        assert "priors.eventlog" in names and "priors" not in names, names
     finally:
         for p in processes:
             p.kill()

@@ -46,10 +46,10 @@ from uba.detectors.registry import ENHANCED_DETECTORS, DetectorRegistry, default
 from uba.domain import security as sec
 from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
-from uba.domain.backfill import BackfillService
+from uba.domain.backfill import BACKFILL_THROUGH_THE_LOG, BackfillService
 from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import DashboardService
-from uba.domain.erasure import ErasureService
+from uba.domain.erasure import ErasureService, LoggedErasureService
 from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.incidents import IncidentService
 from uba.domain.ingest import EventSink, IngestService, utcnow
@@ -254,7 +254,13 @@ def build_services(
         logs=LogService(store),
         dashboard=DashboardService(store, utcnow, risk, analytics_mode=mode),
         investigation=InvestigationService(store, ingest, analyzer),
-        backfill=BackfillService(store, ingest, analyzer, utcnow),
+        backfill=BackfillService(
+            store,
+            ingest,
+            analyzer,
+            utcnow,
+            refusal=BACKFILL_THROUGH_THE_LOG if sink is not None else "",
+        ),
         training=TrainingService(
             store,
             forest,
@@ -474,7 +480,11 @@ async def serve(settings: Settings) -> int:
                 [DestinationInfo(d.name, d.kind, d.format) for d in services.destinations],
                 delivery.poke,
             ),
-            ErasureService(
+            # With the event log the workers erase, in order with the
+            # user's events (docs/scaling.md, "Erasure").
+            LoggedErasureService(event_log, services.store)
+            if event_log is not None
+            else ErasureService(
                 services.ingest,
                 None if settings.disable_detection else services.analyzer,
                 utcnow,
@@ -746,8 +756,9 @@ async def run_worker(settings: Settings) -> int:
         services.store, population_analyzer if detecting else None, services.notifier, utcnow
     )
     # The user partitions share the population aggregates (peer windows)
-    # with the other workers' through the log.
-    users = UserPartitions(services.ingest, services.analyzer if detecting else None)
+    # and the priors with the other workers' through the log.
+    users = UserPartitions(services.ingest, services.analyzer if detecting else None, utcnow)
+    await asyncio.wrap_future(users.prepare())
     try:
         worker = EventLogWorker(
             settings.event_log,
@@ -761,6 +772,7 @@ async def run_worker(settings: Settings) -> int:
         )
     except ValueError as exc:
         population.close()
+        users.close()
         services.close()
         raise SystemExit(f"uba: --event-log: {exc}") from None
     # After each commit: its alert and incident changes to every front end.
@@ -799,6 +811,7 @@ async def run_worker(settings: Settings) -> int:
         code = 1
     ready_wait.cancel()
     await asyncio.to_thread(population.close)
+    await asyncio.to_thread(users.close)
     await fanout.close()
     services.close()
     if metrics is not None:

@@ -163,7 +163,8 @@ def peer_scenario(
     fourth, on new devices of a new kind), a Berlin colleague from France,
     the other calling the team's endpoint, a privileged endpoint and a
     country nobody uses, a login at 3 am, a failed-login burst, impossible
-    travel, and a password spray over every account, one failure a phase."""
+    travel, a password spray over every account, one failure a phase, and
+    a newcomer to engineering judged by the peer group's prior."""
     rng = random.Random(seed)
     people: dict[str, Persona] = {}
 
@@ -272,4 +273,9 @@ def peer_scenario(
     start = victims[0].local(day, 15, 0)
     for i, v in enumerate(victims):
         phases.append([v.event(FAILURE, start + timedelta(seconds=5 * i), source_ip="192.0.2.99")])
+    # A newcomer to engineering, no history, logs in at 3 am: judged by the
+    # peer group's prior, pooled from the six engineers of both workers (a
+    # group is used from five users on; each worker alone has three).
+    p = hire("eng-new", "engnew", 1, peer_group="engineering")
+    phases.append([p.event(LOGIN, p.local(day, 3, 40))])
     return people, phases

@@ -23,6 +23,7 @@ from uba.domain.alerts import AlertPolicy
 from uba.domain.analysis import Analyzer
 from uba.domain.ingest import GroupCommit
 from uba.domain.peers import ALL, PeerActivity, aggregate_shape
+from uba.domain.priors import SharedPriors
 from uba.domain.risk import RiskPolicy
 from uba.domain.shared_state import KeyedWindows, SharedState
 from uba.storage.database import Database
@@ -160,10 +161,13 @@ def test_two_workers_that_exchange_aggregates_judge_as_one_process(tmp_path, exc
     for _ in range(2):
         analyzer = Analyzer(_engine(), AlertPolicy(), RiskPolicy(), lambda: NOW)
         aggregates = Aggregates(aggregate_shape)
+        if exchange:  # the priors too, pooled in the log's order
+            aggregates.priors = analyzer.prior = SharedPriors()
         analyzer.partition_state(
             lambda e: f"p{zlib.crc32(e.user_id.encode()) % 4}", aggregates if exchange else None
         )
         workers.append((aggregates, GroupCommit(logged, analyzer, None)))
+    position = 0  # of the log the workers exchange through
     for phase in phases:
         for start in range(0, len(phase), 400):
             batch = phase[start : start + 400]
@@ -172,11 +176,47 @@ def test_two_workers_that_exchange_aggregates_judge_as_one_process(tmp_path, exc
                 mine = [e for e in batch if _worker_of(e.user_id) == w]
                 if mine:
                     commit.commit(mine, NOW)
-            # Deltas arrive a batch late (in flight), and in the end all of them.
+            # Deltas arrive a batch late (in flight), and in the end all of
+            # them; shares of the priors come back to their sender too.
             for w, (aggregates, _) in enumerate(workers):
-                workers[1 - w][0].receive(aggregates.take())
+                position += 1
+                shares = aggregates.take_shares()
+                workers[1 - w][0].receive(aggregates.take(), (), shares, position)
+                aggregates.receive((), (), shares, position)
     assert _findings(embedded)
     if exchange:
         assert _findings(logged) == _findings(embedded)
     else:  # each worker knows half the organisation: other severities
         assert {f[:4] for f in _findings(logged)} != {f[:4] for f in _findings(embedded)}
+
+
+def test_an_erasure_reaches_the_other_workers_by_pseudonym():
+    """The owner of an erased user's partition drops the user's entries and
+    hands out the pseudonym only; the other workers find whose it is among
+    the users they hold and drop theirs. Entries of the user that come
+    after the erasure (new activity) are kept."""
+    from functools import partial
+
+    from uba.domain.erasure import pseudonym
+
+    alias = pseudonym("secret", "alice")
+    origin, other = Aggregates(aggregate_shape), Aggregates(aggregate_shape)
+    other.pseudonym = partial(pseudonym, "secret")
+    state = SharedState(origin)
+    for user, ts in (("alice", 1000.0), ("bob", 1010.0)):
+        PeerActivity(state, "country").observe(user, "sales", "FR", ts, True)
+    other.receive(origin.take())
+    origin.forget("alice", alias)
+    assert origin.take_erased() == [alias]
+    PeerActivity(state, "country").observe("alice", "sales", "DE", 2000.0, True)  # afterwards
+    other.receive([], [alias])
+    other.receive(origin.take())
+    other.merge_received()
+    shape = aggregate_shape("peers.country")
+    assert shape is not None
+    for aggregates in (origin, other):
+        windows = aggregates.windows("peers.country", *shape)
+        assert windows is not None
+        assert not windows.has_value(f"{ALL}\x1fFR", "alice", 2000.0)
+        assert windows.has_value(f"{ALL}\x1fFR", "bob", 2000.0)
+        assert windows.has_value(f"{ALL}\x1fDE", "alice", 2000.0)

@@ -23,7 +23,7 @@ from uba.domain.alerts import Alert
 from uba.domain.backfill import BackfillService
 from uba.domain.backlog import EventLogStatus
 from uba.domain.dashboard import DashboardService
-from uba.domain.erasure import ErasureService
+from uba.domain.erasure import ErasureService, LoggedErasureService
 from uba.domain.errors import DomainError, InvalidArgument, Unimplemented
 from uba.domain.incidents import Incident, IncidentService
 from uba.domain.ingest import IngestService
@@ -72,7 +72,7 @@ class BehaviorAnalyticsServicer(service_pb2_grpc.BehaviorAnalyticsServiceService
         audit_trail: AuditTrail | None = None,
         incidents: IncidentService | None = None,
         notifications: NotificationService | None = None,
-        erasure: ErasureService | None = None,
+        erasure: ErasureService | LoggedErasureService | None = None,
     ):
         self._ingest = ingest
         self._logs = logs

@@ -22,11 +22,15 @@ windows, so memory is bounded as for one embedded server.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
+from uba.domain.priors import Contribution, SharedPriors
 from uba.domain.shared_state import KeyedWindows
+
+log = logging.getLogger(__name__)
 
 # (span in seconds, max keys, max values per key) of an aggregate window by
 # name, None for windows that are not aggregates (uba.domain.peers.aggregate_shape).
@@ -44,14 +48,35 @@ class Delta(NamedTuple):
 
 class AggregateExchange(Protocol):
     """What a worker's user partitions exchange with the other workers
-    through the event log (the adapter: uba.eventlog.aggregates)."""
+    through the event log (the adapter: uba.eventlog.aggregates): entries
+    of the peer windows, erasures, and the shares of baselines that turned
+    mature (the priors, uba.domain.priors.SharedPriors)."""
 
     def take(self) -> list[Delta]:
         """The entries added here since the last call (any thread)."""
 
-    def receive(self, deltas: Sequence[Delta]) -> None:
-        """Entries other workers added (any thread); merged before the
-        next events are analysed."""
+    def take_erased(self) -> list[str]:
+        """The pseudonyms of the users erased here since the last call
+        (any thread): the other workers drop their entries."""
+
+    def take_shares(self) -> list[Contribution]:
+        """The shares of the baselines that turned mature here since the
+        last call (any thread)."""
+
+    def receive(
+        self,
+        deltas: Sequence[Delta],
+        erased: Sequence[str] = (),
+        shares: Sequence[Contribution] = (),
+        position: int = 0,
+    ) -> None:
+        """What one message of the log carries (at `position`, its place
+        in the log), in the log's order (any thread); merged before the
+        next events are analysed. The entries and erasures are the other
+        workers'; the shares are everyone's, this worker's too."""
+
+    def positions_end(self, last: int) -> None:
+        """Before the first `receive`: the last position of the log now."""
 
 
 class AggregateWindows(KeyedWindows):
@@ -93,12 +118,19 @@ class Aggregates:
     `take` and `receive` may be called from any thread (the event log's
     loop): they only move lists through deques."""
 
-    def __init__(self, shape: Shape):
+    def __init__(self, shape: Shape, priors: SharedPriors | None = None):
         self._shape = shape
         self._windows: dict[str, AggregateWindows] = {}
         self._journal: deque[Delta] = deque()
-        self._inbox: deque[Sequence[Delta]] = deque()
+        self._erased: deque[str] = deque()
+        self._inbox: deque[_Received] = deque()
         self.merged = 0  # entries of other workers merged, for the logs
+        # The workers' shared priors, pooled in the log's order (None: the
+        # priors are not exchanged).
+        self.priors = priors
+        # The pseudonym of a user id (uba.domain.erasure.pseudonym under the
+        # database's secret): erasures travel by pseudonym, not by id.
+        self.pseudonym: Callable[[str], str] | None = None
 
     # -- the windows (a SharedState's WindowSource) ----------------------------------
 
@@ -141,15 +173,60 @@ class Aggregates:
     # -- the exchange ---------------------------------------------------------------
 
     def take(self) -> list[Delta]:
-        journal = self._journal
-        taken: list[Delta] = []
-        while journal:
-            taken.append(journal.popleft())
-        return taken
+        return _drain(self._journal)
 
-    def receive(self, deltas: Sequence[Delta]) -> None:
-        if deltas:
-            self._inbox.append(deltas)
+    def take_erased(self) -> list[str]:
+        return _drain(self._erased)
+
+    def take_shares(self) -> list[Contribution]:
+        return self.priors.take() if self.priors is not None else []
+
+    def receive(
+        self,
+        deltas: Sequence[Delta],
+        erased: Sequence[str] = (),
+        shares: Sequence[Contribution] = (),
+        position: int = 0,
+    ) -> None:
+        if deltas or erased or shares or position:
+            self._inbox.append(_Received(deltas, erased, shares, position))
+
+    def positions_end(self, last: int) -> None:
+        if self.priors is not None and self.priors.position > last:
+            # Saved as of a stream that was deleted since (positions never
+            # go back): the pool stays, the positions count from the start.
+            log.warning(
+                "aggregates: the priors were saved at position %d of a stream that ends at %d "
+                "now; pooling the shares from its start",
+                self.priors.position,
+                last,
+            )
+            self.priors.position = 0
+
+    # -- erasure --------------------------------------------------------------------
+
+    def forget(self, user_id: str, alias: str) -> int:
+        """Erasure on this worker: drops the user's entries, and hands the
+        pseudonym out so that the other workers drop theirs."""
+        dropped = sum(windows.forget(user_id) for windows in self._windows.values())
+        if alias:
+            self._erased.append(alias)
+        log.info("aggregates: dropped %d entries of an erased user", dropped)
+        return dropped
+
+    def _forget_alias(self, alias: str) -> int:
+        """Another worker erased a user: drops the entries of whoever has
+        that pseudonym (each user id seen is hashed once)."""
+        if self.pseudonym is None:
+            log.warning("aggregates: an erasure came before the pseudonym secret; not applied")
+            return 0
+        users: set[str] = set()
+        for windows in self._windows.values():
+            users.update(windows.values())
+        erased = [u for u in users if self.pseudonym(u) == alias]
+        dropped = sum(w.forget(u) for u in erased for w in self._windows.values())
+        log.info("aggregates: dropped %d entries of an erased user", dropped)
+        return dropped
 
     @property
     def received(self) -> int:
@@ -157,14 +234,36 @@ class Aggregates:
         return len(self._inbox)
 
     def merge_received(self) -> int:
-        """Merges what other workers sent (on the writer thread); returns
-        how many entries were new here."""
+        """Merges what the log brought, in its order (on the writer thread):
+        the other workers' entries, then their erasures, and everyone's
+        shares of the priors; returns how many entries were new here."""
         inbox = self._inbox
         new = 0
         while inbox:
-            for delta in inbox.popleft():
+            received = inbox.popleft()
+            for delta in received.deltas:
                 windows = self._named(delta.window)
                 if windows is not None and windows.merge(delta.key, delta.ts, delta.user):
                     new += 1
+            for alias in received.erased:
+                self._forget_alias(alias)
+            if self.priors is not None and received.position:
+                self.priors.absorb(received.position, received.shares)
         self.merged += new
         return new
+
+
+class _Received(NamedTuple):
+    deltas: Sequence[Delta]
+    erased: Sequence[str]
+    shares: Sequence[Contribution]
+    position: int
+
+
+def _drain(queue: deque) -> list:
+    """Everything in `queue`, taken from its front: safe while another
+    thread appends."""
+    taken = []
+    while queue:
+        taken.append(queue.popleft())
+    return taken

@@ -29,7 +29,7 @@ from uba.domain.attack import AttackMapping, attack_for
 from uba.domain.errors import InvalidArgument, NotFound
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.incidents import EntityKind, Incident, IncidentPolicy, Member
-from uba.domain.priors import PriorBaselines
+from uba.domain.priors import PriorBaselines, SharedPriors
 from uba.domain.risk import RiskAccumulator, RiskPolicy
 from uba.domain.shared_state import CACHED_USERS, SharedState
 from uba.domain.user_baseline import UserBaseline
@@ -42,6 +42,9 @@ SHARED_STATE = "detector_windows"
 # hold: the call failed as an overflow, answered UNAVAILABLE.)
 MAX_SUPPRESSION = timedelta(days=3650)
 PRIORS = "priors"
+# The priors of the event log's workers, pooled in the log's order and
+# saved with the position they are as of (uba.domain.priors.SharedPriors).
+SHARED_PRIORS = "priors.eventlog"
 # A feature drives a finding when it accounts for at least this share of
 # its score (the explanations' contributions).
 DRIVING_SHARE = 0.15
@@ -175,6 +178,7 @@ class Analyzer:
         self._states: dict[str, SharedState] = {"": SharedState()}
         self.learns_baselines = engine.learns_baselines
         self.prior = PriorBaselines()
+        self._prior_row = PRIORS
         self._touched: set[str] = set()
         self._changes: list[Alert | Incident] = []
         self.last_anomaly_count = 0
@@ -235,8 +239,20 @@ class Analyzer:
         for key, shared in self._states.items():
             uow.detection.save_state(self._row(key), shared.to_dict(), now)
         if self.learns_baselines:
-            uow.detection.save_state(PRIORS, self.prior.to_dict(), now)
+            uow.detection.save_state(self._prior_row, self.prior.to_dict(), now)
         self._last_checkpoint = now
+
+    def share_priors(self, uow: AnalysisTransaction) -> SharedPriors:
+        """The event log's workers: the priors pooled through the log
+        (uba.domain.priors.SharedPriors) instead of this process's own,
+        loaded from the row any worker saved, or the first time from the
+        row of one process (the log holds no share of those)."""
+        data = uow.detection.load_state(SHARED_PRIORS)
+        if data is None:
+            data = uow.detection.load_state(PRIORS)
+        priors = SharedPriors.from_dict(data) if data else SharedPriors()
+        self.prior, self._prior_row = priors, SHARED_PRIORS
+        return priors
 
     def release_state(self, uow: AnalysisTransaction, key: str) -> None:
         """Saves the windows of `key` and forgets them: another process
@@ -250,13 +266,23 @@ class Analyzer:
         over: what is saved is the new owner's to write)."""
         self._states.pop(key, None)
 
-    def forget_user(self, uow: AnalysisTransaction, user_id: str) -> None:
+    def forget_user(
+        self, uow: AnalysisTransaction, user_id: str, alias: str = "", keys: Sequence[str] = ()
+    ) -> None:
         """Erasure: drops the user's cached baseline and their keys and
         entries in the detector windows, and saves the windows without them
-        in this transaction (the baseline row itself storage deletes)."""
+        in this transaction (the baseline row itself storage deletes). The
+        windows of `keys` (with `partition_state`) are loaded first if not
+        held yet, so that their rows are saved without the user too; the
+        population aggregates shared with other processes hand `alias`, the
+        user's pseudonym, to them (uba.domain.aggregates)."""
+        for key in keys:
+            self._shared(uow, key)
         self._cache.pop(user_id, None)
         for shared in self._states.values():
             shared.forget(user_id)
+        if self._aggregates is not None:
+            self._aggregates.forget(user_id, alias)
         self.checkpoint(uow, force=True)
 
     # -- events -------------------------------------------------------------------

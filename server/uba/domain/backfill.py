@@ -17,11 +17,19 @@ from typing import Any, Protocol
 
 from uba.domain.alerts import Alert
 from uba.domain.analysis import Analyzer
-from uba.domain.errors import InvalidArgument
+from uba.domain.errors import FailedPrecondition, InvalidArgument
 from uba.domain.events import EventFilter
 from uba.domain.logs import EventReader, event_pages
 
 PAGE = 2000
+# Why a front end of the event log refuses a backfill (docs/scaling.md,
+# "Backfill and imports").
+BACKFILL_THROUGH_THE_LOG = (
+    "Backfill is not available with --event-log: the workers that own the partitions learn "
+    "the baselines, windows and priors, in the log's order, and a replay here would bypass "
+    "them. Import history through the log instead (uba ingest, RecordActivities): the workers "
+    "learn it in order as they store it (docs/scaling.md, 'Backfill and imports')"
+)
 
 
 class Writer(Protocol):
@@ -38,12 +46,19 @@ class BackfillResult:
 
 class BackfillService:
     def __init__(
-        self, reader: EventReader, writer: Writer, analyzer: Analyzer, clock: Callable[[], datetime]
+        self,
+        reader: EventReader,
+        writer: Writer,
+        analyzer: Analyzer,
+        clock: Callable[[], datetime],
+        refusal: str = "",
     ):
+        """`refusal`: why this process refuses to backfill ("": it does not)."""
         self._reader = reader
         self._writer = writer
         self._analyzer = analyzer
         self._clock = clock
+        self._refusal = refusal
 
     def run(
         self,
@@ -52,6 +67,8 @@ class BackfillService:
         raise_alerts: bool,
         progress: Callable[[int], None] | None = None,
     ) -> BackfillResult:
+        if self._refusal:
+            raise FailedPrecondition(self._refusal)
         if start is None:
             raise InvalidArgument.single("start_time", "required: replay events from when?")
         if end is not None and end <= start:

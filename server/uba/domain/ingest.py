@@ -147,6 +147,10 @@ class GroupCommit:
         self.store = store
         self.analysis = analysis
         self.outbox = outbox
+        # An event-log worker's guard (uba.domain.erasure.Tombstones): first
+        # in each transaction, the group's events it lets through. None in
+        # one process: every event is stored.
+        self.admit: Callable[[Any, list[ActivityEvent]], list[ActivityEvent]] | None = None
 
     def commit(
         self,
@@ -166,7 +170,10 @@ class GroupCommit:
         changed: list = []
         try:
             with self.store.unit_of_work() as uow:
-                inserted, earlier = uow.store_events(unique, received_at)
+                admitted = unique if self.admit is None else self.admit(uow, unique)
+                inserted, earlier = (
+                    uow.store_events(admitted, received_at) if admitted else (set(), {})
+                )
                 if self.analysis is not None and inserted:
                     changed = self.analysis.process(
                         uow, [e for e in unique if e.event_id in inserted]
@@ -287,6 +294,13 @@ class IngestService:
     @property
     def outbox(self) -> Outbox | None:
         return self._commit.outbox
+
+    def admit_with(
+        self, admit: Callable[[Any, list[ActivityEvent]], list[ActivityEvent]] | None
+    ) -> None:
+        """An event-log worker's guard on what its transactions store
+        (GroupCommit.admit)."""
+        self._commit.admit = admit
 
     @property
     def detects_locally(self) -> bool:

@@ -24,6 +24,7 @@ partition lost (another worker took it over) has them dropped unsaved.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,9 +34,11 @@ from typing import Any, Protocol
 
 from uba.domain.aggregates import Aggregates, Delta
 from uba.domain.analysis import SHARED_STATE, Analyzer
+from uba.domain.erasure import ErasurePart, ErasureRequest, ErasureService, Tombstones, pseudonym
 from uba.domain.events import ActivityEvent
-from uba.domain.ingest import IngestService, Outbox
+from uba.domain.ingest import IngestService, Outbox, utcnow
 from uba.domain.peers import aggregate_shape
+from uba.domain.priors import Contribution
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,17 @@ class PartitionWork(Protocol):
     def start(self, partition_of: Callable[[str], int]) -> None:
         """Before any message: how keys map to partitions."""
 
-    def submit(self, partition: int, events: list[ActivityEvent]) -> Future:
-        """Stores or analyses a batch of the partition; the future resolves
-        once it is committed (then the messages may be acknowledged)."""
+    def submit(
+        self, partition: int, events: list[ActivityEvent], positions: Sequence[int] | None = None
+    ) -> Future:
+        """Stores or analyses a batch of the partition (`positions`: each
+        event's place in the partition, for the erasures' tombstones); the
+        future resolves once it is committed (then the messages may be
+        acknowledged)."""
+
+    def erase(self, partition: int, request: ErasureRequest, position: int) -> Future:
+        """Applies the erasure the partition holds at `position`, once; the
+        future resolves once it is committed."""
 
     def release(self, partition: int) -> Future:
         """The partition is given back: save what belongs to it."""
@@ -80,11 +91,36 @@ class UserPartitions:
     but for the population aggregates, which it exchanges with the other
     workers (an AggregateExchange)."""
 
-    def __init__(self, ingest: IngestService, analyzer: Analyzer | None):
+    def __init__(
+        self,
+        ingest: IngestService,
+        analyzer: Analyzer | None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self._ingest = ingest
         self._analyzer = analyzer
         self.aggregates = Aggregates(aggregate_shape) if analyzer is not None else None
         self._merging = False  # a merge is queued on the writer thread
+        self.tombstones = Tombstones(clock)
+        ingest.admit_with(self.tombstones.admit)
+        self._erasure = ErasureService(ingest, analyzer, clock)
+        # Erasures wait on the writer's transactions one after another.
+        self._eraser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uba-erasure")
+
+    def prepare(self) -> Future:
+        """Before the log is read (on the writer thread): the pseudonyms
+        erasures travel by, and the priors the workers pool through the
+        log, as last saved (uba.domain.priors.SharedPriors)."""
+        analyzer, aggregates = self._analyzer, self.aggregates
+
+        def setup(uow: Any) -> None:
+            secret = uow.retention.pseudonym_secret()
+            if aggregates is not None:
+                aggregates.pseudonym = functools.partial(pseudonym, secret)
+                if analyzer is not None and analyzer.learns_baselines:
+                    aggregates.priors = analyzer.share_priors(uow)
+
+        return self._ingest.run_exclusive(setup)
 
     def start(self, partition_of: Callable[[str], int]) -> None:
         if self._analyzer is not None:
@@ -95,13 +131,29 @@ class UserPartitions:
     def take(self) -> list[Delta]:
         return self.aggregates.take() if self.aggregates is not None else []
 
-    def receive(self, deltas: Sequence[Delta]) -> None:
+    def take_erased(self) -> list[str]:
+        return self.aggregates.take_erased() if self.aggregates is not None else []
+
+    def take_shares(self) -> list[Contribution]:
+        return self.aggregates.take_shares() if self.aggregates is not None else []
+
+    def positions_end(self, last: int) -> None:
+        if self.aggregates is not None:
+            self.aggregates.positions_end(last)
+
+    def receive(
+        self,
+        deltas: Sequence[Delta],
+        erased: Sequence[str] = (),
+        shares: Sequence[Contribution] = (),
+        position: int = 0,
+    ) -> None:
         """Merged before the next group is analysed, or now when the writer
         is idle (so that what waits stays small)."""
         aggregates = self.aggregates
         if aggregates is None:
             return
-        aggregates.receive(deltas)
+        aggregates.receive(deltas, erased, shares, position)
         if not self._merging:
             self._merging = True
             self._ingest.run_exclusive(self._merge).add_done_callback(self._merged)
@@ -115,8 +167,16 @@ class UserPartitions:
         if future.exception() is not None:  # no transaction now: the next group merges
             self._merging = False
 
-    def submit(self, partition: int, events: list[ActivityEvent]) -> Future:
+    def submit(
+        self, partition: int, events: list[ActivityEvent], positions: Sequence[int] | None = None
+    ) -> Future:
+        if positions is not None:
+            self.tombstones.expect(user_state_key(partition), events, positions)
         return self._ingest.submit(events)
+
+    def erase(self, partition: int, request: ErasureRequest, position: int) -> Future:
+        key = user_state_key(partition)
+        return self._eraser.submit(self._erasure.apply, request, ErasurePart(key, position), (key,))
 
     def release(self, partition: int) -> Future:
         analyzer = self._analyzer
@@ -138,7 +198,8 @@ class UserPartitions:
         )
 
     def close(self) -> None:
-        pass  # the services' close checkpoints the analyzer
+        # (The services' close checkpoints the analyzer.)
+        self._eraser.shutdown(wait=True)
 
 
 class KeyedDetector(Protocol):
@@ -192,6 +253,7 @@ class PopulationPartitions:
         self._analyzers: dict[int, Analyzer] = {}
         self._pruned: datetime | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uba-population")
+        self._tombstones = Tombstones(clock)
         # Told of the alert and incident changes of each committed batch,
         # as IngestService.on_committed is (the event log's fan-out).
         self.on_committed: Callable[[list], None] | None = None
@@ -212,10 +274,14 @@ class PopulationPartitions:
 
         return self._make(partition, accept, f"{SHARED_STATE}.{population_scope(partition)}")
 
-    def submit(self, partition: int, events: list[ActivityEvent]) -> Future:
-        return self._thread.submit(self._commit, partition, events)
+    def submit(
+        self, partition: int, events: list[ActivityEvent], positions: Sequence[int] | None = None
+    ) -> Future:
+        return self._thread.submit(self._commit, partition, events, positions)
 
-    def _commit(self, partition: int, events: list[ActivityEvent]) -> None:
+    def _commit(
+        self, partition: int, events: list[ActivityEvent], positions: Sequence[int] | None
+    ) -> None:
         if self._make is None:
             return
         now = self._clock()
@@ -223,6 +289,16 @@ class PopulationPartitions:
         changes: list = []
         try:
             with self._store.transaction() as uow:
+                if positions is not None:
+                    # Copies of an erased user's events from before the
+                    # erasure, delivered again after it: dropped.
+                    scope = population_scope(partition)
+                    where: dict[str, tuple[str, int]] = {}
+                    for event, position in zip(events, positions, strict=True):
+                        known = where.get(event.event_id)
+                        if known is None or known[1] < position:
+                            where[event.event_id] = (scope, position)
+                    events = self._tombstones.filter(uow, events, where)
                 if analyzer is None:
                     analyzer = self._analyzer(partition)
                     analyzer.load_state(uow)
@@ -257,6 +333,29 @@ class PopulationPartitions:
                 self.on_committed(changes)
             except Exception:  # a subscriber problem must not stop detection
                 log.exception("alert notification failed")
+
+    def erase(self, partition: int, request: ErasureRequest, position: int) -> Future:
+        """Also with detection off: what the partition's detectors wrote
+        of the user before is rewritten all the same."""
+        return self._thread.submit(self._erase, partition, request, position)
+
+    def _erase(self, partition: int, request: ErasureRequest, position: int) -> None:
+        analyzer = self._analyzers.get(partition)
+        try:
+            with self._store.transaction() as uow:
+                if analyzer is None and self._make is not None:
+                    # Its windows, as last saved, are saved without the user.
+                    analyzer = self._analyzer(partition)
+                    analyzer.load_state(uow)
+                    self._analyzers[partition] = analyzer
+                ErasureService(None, analyzer, self._clock).apply_in(
+                    uow, request, ErasurePart(population_scope(partition), position)
+                )
+        except BaseException:
+            self._analyzers.pop(partition, None)
+            if analyzer is not None:
+                analyzer.rollback()
+            raise
 
     def release(self, partition: int) -> Future:
         return self._thread.submit(self._release, partition)

@@ -4,7 +4,9 @@ not mature yet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,55 @@ POOLED_STATS = (
     "api_calls_per_hour",
     "bytes_per_hour",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one user's mature baseline adds to the priors: no id, only the
+    numbers pooled (the event log's workers exchange these)."""
+
+    peer_group: str
+    # (hour of the week, share of the user's logins), for the hours used.
+    hours: tuple[tuple[int, float], ...]
+    stats: tuple[RunningStats, ...]  # one per POOLED_STATS name
+    api_error_share: float
+
+    @classmethod
+    def of(cls, baseline: UserBaseline) -> Contribution:
+        total = baseline.login_count
+        hours = (
+            tuple(
+                (i, count / total) for i, count in enumerate(baseline.login_hour_of_week) if count
+            )
+            if total
+            else ()
+        )
+        return cls(
+            baseline.peer_group,
+            hours,
+            tuple(copy.copy(getattr(baseline, name)) for name in POOLED_STATS),
+            baseline.api_error_share,
+        )
+
+    def to_list(self) -> list:
+        return [
+            self.peer_group,
+            [list(h) for h in self.hours],
+            [s.to_list() for s in self.stats],
+            self.api_error_share,
+        ]
+
+    @classmethod
+    def from_list(cls, data: list) -> Contribution:
+        group, hours, stats, share = data
+        if len(stats) != len(POOLED_STATS):
+            raise ValueError("a prior contribution of another layout")
+        return cls(
+            str(group),
+            tuple((int(i), float(w)) for i, w in hours),
+            tuple(RunningStats.from_list(s) for s in stats),
+            float(share),
+        )
 
 
 @dataclass(slots=True)
@@ -65,16 +116,18 @@ class Prior:
 
     def include(self, baseline: UserBaseline) -> None:
         """Adds one user's baseline to the pool."""
+        self.add(Contribution.of(baseline))
+
+    def add(self, share: Contribution) -> None:
+        """Adds one user's share (`Contribution.of` their baseline)."""
         self.user_count += 1
-        total = baseline.login_count
-        if total:
-            for index, count in enumerate(baseline.login_hour_of_week):
-                if count:
-                    self.login_hour_of_week[index] += count / total
+        if share.hours:
+            for index, weight in share.hours:
+                self.login_hour_of_week[index] += weight
             self._fold()
-        for name in POOLED_STATS:
-            getattr(self, name).merge(getattr(baseline, name))
-        self.api_error_share_sum += baseline.api_error_share
+        for name, stats in zip(POOLED_STATS, share.stats, strict=True):
+            getattr(self, name).merge(stats)
+        self.api_error_share_sum += share.api_error_share
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -124,14 +177,18 @@ class PriorBaselines:
         return priors
 
     def include(self, baseline: UserBaseline) -> None:
-        self.population.include(baseline)
-        group = baseline.peer_group
+        """A baseline turned mature: its share joins the pool."""
+        self.add(Contribution.of(baseline))
+
+    def add(self, share: Contribution) -> None:
+        self.population.add(share)
+        group = share.peer_group
         if group:
             prior = self.groups.get(group)
             if prior is None and len(self.groups) < self.max_groups:
                 prior = self.groups[group] = Prior()
             if prior is not None:
-                prior.include(baseline)
+                prior.add(share)
 
     def select(self, peer_group: str) -> tuple[Prior | None, str]:
         """The prior to judge a new user of `peer_group` against, and how to
@@ -164,4 +221,55 @@ class PriorBaselines:
             groups={name: Prior.from_dict(p) for name, p in data["groups"].items()},
             min_group_users=int(data["min_group_users"]),
             max_groups=int(data["max_groups"]),
+        )
+
+
+@dataclass(slots=True)
+class SharedPriors(PriorBaselines):
+    """The priors of the event log's workers (docs/scaling.md, "Priors"):
+    one pool for the deployment, whichever worker saw which user.
+
+    A baseline turning mature on a worker is not pooled here at once: its
+    share goes out through the log (`take`) and is pooled when it comes
+    back (`absorb`), as on every other worker, in the log's order. So all
+    workers hold the same pool as of the same position of the log
+    (`position`), and any of them may save it: a worker that starts loads
+    the saved pool and pools what the log holds after its position."""
+
+    position: int = 0
+    _outbox: deque[Contribution] = field(default_factory=deque, compare=False, repr=False)
+
+    def include(self, baseline: UserBaseline) -> None:
+        self._outbox.append(Contribution.of(baseline))
+
+    def take(self) -> list[Contribution]:
+        """The shares of the baselines that turned mature here since the
+        last call (any thread)."""
+        outbox = self._outbox
+        taken: list[Contribution] = []
+        while outbox:
+            taken.append(outbox.popleft())
+        return taken
+
+    def absorb(self, position: int, shares: Sequence[Contribution]) -> None:
+        """Pools the shares the log holds at `position` (once: a position
+        at or before the pool's is pooled already)."""
+        if position <= self.position:
+            return
+        for share in shares:
+            self.add(share)
+        self.position = position
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**PriorBaselines.to_dict(self), "position": self.position}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SharedPriors:
+        pooled = PriorBaselines.from_dict(data)
+        return cls(
+            population=pooled.population,
+            groups=pooled.groups,
+            min_group_users=pooled.min_group_users,
+            max_groups=pooled.max_groups,
+            position=int(data.get("position", 0)),
         )

@@ -173,6 +173,13 @@ class KeyedWindows:
     def clear(self, key: str) -> None:
         self._windows.pop(key, None)
 
+    def values(self) -> set[str]:
+        """Every value in the windows (as of their last expiry)."""
+        found: set[str] = set()
+        for window in self._windows.values():
+            found.update(window.values)
+        return found
+
     def forget(self, name: str) -> int:
         """Drops every key and every entry naming `name` (a user id, alone or
         as a tab- or unit-separated part); returns how many were dropped."""

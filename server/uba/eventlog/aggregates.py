@@ -7,7 +7,9 @@ worker reads every message; none is a work item), messages kept for the
 longest aggregate window (30 days of peer usage) plus a day, within
 `--event-log-max-bytes` (the oldest go first). A message is one batch of
 entries of one worker, JSON: {"o": worker, "w": [window names], "d":
-[[window index, key, user, ts], ...]}.
+[[window index, key, user, ts], ...]}, and with them "e": [pseudonyms of
+the users it erased] and "s": [shares of the priors, one per baseline that
+turned mature] (uba.domain.priors.Contribution, no user id).
 
 - Out: after a batch of a user partition is committed, and before its
   messages are acknowledged, the worker publishes what the batch added
@@ -15,9 +17,12 @@ entries of one worker, JSON: {"o": worker, "w": [window names], "d":
   this stream.
 - In: each worker reads the stream from its start with an ordered consumer
   (an ephemeral push consumer that resumes where it was after a reconnect)
-  and hands the other workers' entries to its partitions; its own it has.
-  A starting worker reads up to the end before it takes any partition:
-  it begins with the aggregates of everyone, as of its start.
+  and hands the other workers' entries and erasures to its partitions; its
+  own it has. The shares of the priors it hands over from every worker,
+  its own too, with their position in the stream: every worker pools them
+  in the same order. A starting worker reads up to the end before it takes
+  any partition: it begins with the aggregates of everyone, as of its
+  start.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import nats.errors
 import nats.js.errors
@@ -33,6 +39,7 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageTy
 
 from uba.domain.aggregates import AggregateExchange, Delta
 from uba.domain.peers import WINDOW_DAYS
+from uba.domain.priors import Contribution
 from uba.eventlog import layout
 
 log = logging.getLogger(__name__)
@@ -49,18 +56,37 @@ REPLAY_STALL = 30.0
 READER_INACTIVE = 30.0
 
 
-def encode(owner: str, deltas: Sequence[Delta]) -> bytes:
+class Message(NamedTuple):
+    """One message of the stream: one worker's entries, then the users it
+    erased (pseudonyms), then the shares of its baselines that turned
+    mature; applied by readers in that order."""
+
+    owner: str
+    deltas: Sequence[Delta] = ()
+    erased: Sequence[str] = ()
+    shares: Sequence[Contribution] = ()
+
+
+def encode(owner: str, deltas: Sequence[Delta], erased=(), shares=()) -> bytes:
     names: dict[str, int] = {}
     rows = [[names.setdefault(d.window, len(names)), d.key, d.user, d.ts] for d in deltas]
-    return json.dumps({"o": owner, "w": list(names), "d": rows}, separators=(",", ":")).encode()
+    message: dict = {"o": owner, "w": list(names), "d": rows}
+    if erased:
+        message["e"] = list(erased)
+    if shares:
+        message["s"] = [share.to_list() for share in shares]
+    return json.dumps(message, separators=(",", ":")).encode()
 
 
-def decode(data: bytes) -> tuple[str, list[Delta]]:
+def decode(data: bytes) -> Message:
     message = json.loads(data)
     names = message["w"]
-    return message["o"], [
-        Delta(names[w], str(key), str(user), float(ts)) for w, key, user, ts in message["d"]
-    ]
+    return Message(
+        message["o"],
+        [Delta(names[w], str(key), str(user), float(ts)) for w, key, user, ts in message["d"]],
+        [str(alias) for alias in message.get("e", ())],
+        [Contribution.from_list(share) for share in message.get("s", ())],
+    )
 
 
 async def ensure_stream(js, limits: layout.StreamLimits, replicas: int) -> None:
@@ -98,6 +124,8 @@ class AggregateStream:
         self._js = None
         self._sub = None
         self._unsent: list[Delta] = []
+        self._unsent_erased: list[str] = []
+        self._unsent_shares: list[Contribution] = []
         self._seq = 0  # stream sequence of the last message read
         self._progress = asyncio.Event()
         self.sent = self.received = 0  # entries, for the logs
@@ -113,6 +141,8 @@ class AggregateStream:
             except nats.errors.Error:
                 pass
         info = await js.stream_info(STREAM)
+        # A position past the stream's end is one of a stream since deleted.
+        self._exchange.positions_end(info.state.last_seq or 0)
         target = info.state.last_seq if info.state.messages else 0
         self._sub = await js.subscribe(
             SUBJECT,
@@ -145,37 +175,54 @@ class AggregateStream:
         self._seq = msg.metadata.sequence.stream
         self._progress.set()
         try:
-            owner, deltas = decode(msg.data)
+            message = decode(msg.data)
         except (ValueError, KeyError, TypeError, IndexError):
             log.error("aggregates: dropping an unreadable message (seq %d)", self._seq)
             return
-        if owner != self._owner:
-            self.received += len(deltas)
-            self._exchange.receive(deltas)
+        if message.owner != self._owner:
+            self.received += len(message.deltas)
+            self._exchange.receive(message.deltas, message.erased, message.shares, self._seq)
+        elif message.shares:
+            # Our own shares of the priors too: every worker pools them in
+            # the stream's order (uba.domain.priors.SharedPriors).
+            self._exchange.receive((), (), message.shares, self._seq)
 
     async def flush(self) -> None:
         """Publishes what the partitions added and was not sent yet; what
-        fails to go is kept for the next call."""
-        pending, self._unsent = self._unsent, []
-        pending += self._exchange.take()
-        if not pending:
+        fails to go is kept for the next call, in its order."""
+        deltas, self._unsent = self._unsent, []
+        erased, self._unsent_erased = self._unsent_erased, []
+        shares, self._unsent_shares = self._unsent_shares, []
+        deltas += self._exchange.take()
+        erased += self._exchange.take_erased()
+        shares += self._exchange.take_shares()
+        if not (deltas or erased or shares):
             return
         if self._js is None:
-            self._unsent.extend(pending)
+            self._keep(deltas, erased, shares)
             return
-        for start in range(0, len(pending), PER_MESSAGE):
-            chunk = pending[start : start + PER_MESSAGE]
+        # The erasures and shares go with the last entries, after them.
+        starts = list(range(0, len(deltas), PER_MESSAGE)) or [0]
+        for start in starts:
+            chunk = deltas[start : start + PER_MESSAGE]
+            last = start == starts[-1]
+            data = encode(self._owner, chunk, erased if last else (), shares if last else ())
             try:
-                await self._js.publish(SUBJECT, encode(self._owner, chunk), stream=STREAM)
+                await self._js.publish(SUBJECT, data, stream=STREAM)
             except (nats.errors.Error, TimeoutError) as exc:
-                self._unsent.extend(pending[start:])
+                self._keep(deltas[start:], erased, shares)
                 log.warning(
                     "aggregates: publishing %d entries failed (%r); kept for the next batch",
-                    len(pending) - start,
+                    len(deltas) - start,
                     exc,
                 )
                 return
             self.sent += len(chunk)
+
+    def _keep(self, deltas: list, erased: list, shares: list) -> None:
+        self._unsent = deltas + self._unsent
+        self._unsent_erased = erased + self._unsent_erased
+        self._unsent_shares = shares + self._unsent_shares
 
     async def close(self) -> None:
         await self.flush()

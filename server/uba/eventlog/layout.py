@@ -4,6 +4,7 @@ wire form of an event."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import zlib
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from uba.api import converters as conv
+from uba.domain.erasure import ErasureRequest
 from uba.domain.events import ActivityEvent
 from uba.v1 import events_pb2
 
@@ -168,6 +170,41 @@ def servers(url: str) -> list[str]:
         raise ValueError(f"not a nats:// URL: {url!r}")
     hosts = [h.strip() for h in parsed.netloc.split(",") if h.strip()]
     return [f"{parsed.scheme}://{h}" for h in hosts]
+
+
+# A message that is not an event carries this header: "erase" (the body is
+# an ErasureRequest as JSON). Workers apply it in its place in the partition.
+CONTROL_HEADER = "Uba-Control"
+ERASE = "erase"
+
+
+def erasure_msg_id(erasure_id: str, lane: Lane, partition: int) -> str:
+    return f"{erasure_id}/{lane.lease_key(partition)}"
+
+
+def encode_erasure(request: ErasureRequest) -> bytes:
+    return json.dumps(
+        {
+            "id": request.erasure_id,
+            "user": request.user_id,
+            "actor": request.actor,
+            "peer": request.peer,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def control_of(msg) -> str:
+    """The control kind of a message ("" for an event)."""
+    headers = msg.headers
+    return (headers.get(CONTROL_HEADER) or "") if headers else ""
+
+
+def decode_erasure(data: bytes) -> ErasureRequest:
+    body = json.loads(data)
+    return ErasureRequest(
+        str(body["id"]), str(body["user"]), str(body.get("actor", "")), str(body.get("peer", ""))
+    )
 
 
 def encode(event: ActivityEvent) -> bytes:

@@ -26,6 +26,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from uba.domain.erasure import ErasureRequest
 from uba.domain.errors import DomainError, ResourceExhausted, Unavailable
 from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
 from uba.eventlog import layout
@@ -205,6 +206,56 @@ class NatsEventSink:
         else:  # a caller on another thread (an importer, a test)
             asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future
+
+    def erase(self, request: ErasureRequest) -> Future:
+        """Publishes the erasure behind what was published of the user: in
+        the user's partition, and in every population partition (any may
+        hold the user's copies). Resolves to the number of partitions once
+        JetStream stored it in all (the port uba.domain.erasure.ErasureLog)."""
+        if self._loop is None or self._nc is None:
+            raise Unavailable("event log not started")
+        if not self._nc.is_connected:
+            raise Unavailable(
+                "event log unreachable; retry the erasure", retry_after=self._retry_after
+            )
+        future: Future = Future()
+        coro = self._publish_erasure(request, future)
+        if self._on_loop():
+            task = self._loop.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:  # the servicer's storage thread
+            asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future
+
+    async def _publish_erasure(self, request: ErasureRequest, future: Future) -> None:
+        js = self._js
+        assert js is not None
+        data = layout.encode_erasure(request)
+        places = [(layout.EVENTS, layout.partition_of(request.user_id, self.partitions))]
+        if self.population is not None:
+            places += [(layout.POPULATION, q) for q in range(self.population_partitions)]
+        results = await asyncio.gather(
+            *(
+                js.publish(
+                    lane.subject(partition),
+                    data,
+                    headers={
+                        layout.CONTROL_HEADER: layout.ERASE,
+                        # A retry of this publish is dropped as a duplicate.
+                        "Nats-Msg-Id": layout.erasure_msg_id(request.erasure_id, lane, partition),
+                    },
+                    stream=lane.stream,
+                )
+                for lane, partition in places
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                future.set_exception(self._domain_error(result))
+                return
+        future.set_result(len(places))
 
     def _on_loop(self) -> bool:
         try:

@@ -33,6 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 
 from uba.domain.aggregates import AggregateExchange
+from uba.domain.events import ActivityEvent
 from uba.domain.partitions import PartitionWork
 from uba.eventlog import layout
 from uba.eventlog.aggregates import AggregateStream
@@ -409,36 +410,99 @@ class EventLogWorker:
                 pass
 
     async def _store(self, lane: layout.Lane, partition: int, msgs: list) -> None:
-        events, good = [], []
-        for msg in msgs:
-            try:
-                events.append(layout.decode(msg.data))
-                good.append(msg)
-            except Exception:  # noqa: BLE001 - a message no worker can read
-                log.error(
-                    "%s %d: dropping an undecodable message (seq %s)",
-                    lane.what,
-                    partition,
-                    msg.metadata.sequence.stream,
-                )
-                await msg.term()
-        if not events:
-            return
+        """The batch in the partition's order: each run of events is stored
+        (and its messages acknowledged) before what follows it; a control
+        message (an erasure) is applied in its place, once what came before
+        it is committed and acknowledged. Whatever fails goes back, with
+        everything after it."""
+        run: list[tuple[object, ActivityEvent]] = []
+        for i, msg in enumerate(msgs):
+            kind = layout.control_of(msg)
+            if not kind:
+                try:
+                    run.append((msg, layout.decode(msg.data)))
+                except Exception:  # noqa: BLE001 - a message no worker can read
+                    await self._drop(lane, partition, msg, "an undecodable message")
+                continue
+            if run and not await self._commit_run(lane, partition, run, msgs[i:]):
+                return
+            run = []
+            if not await self._apply_control(lane, partition, kind, msg, msgs[i + 1 :]):
+                return
+        if run:
+            await self._commit_run(lane, partition, run, [])
+
+    async def _drop(self, lane: layout.Lane, partition: int, msg, what: str) -> None:
+        log.error(
+            "%s %d: dropping %s (seq %s)", lane.what, partition, what, msg.metadata.sequence.stream
+        )
+        await msg.term()
+
+    async def _commit_run(self, lane: layout.Lane, partition: int, run: list, rest: list) -> bool:
+        """Stores a run of events; True once committed and acknowledged."""
+        msgs = [m for m, _ in run]
+        events = [e for _, e in run]
+        positions = [m.metadata.sequence.stream for m in msgs]
         try:
-            await asyncio.wrap_future(self._work[lane].submit(partition, events))
+            await asyncio.wrap_future(self._work[lane].submit(partition, events, positions))
         except Exception as exc:  # noqa: BLE001 - storage down or the writer full: later
             log.warning(
                 "%s %d: storing %d events failed: %s", lane.what, partition, len(events), exc
             )
-            for msg in good:
-                await msg.nak(delay=1.0)
-            await asyncio.sleep(1.0)
-            return
-        if lane is layout.EVENTS and self._aggregates is not None:
-            # What the batch added to the aggregates is in the log before
-            # the batch leaves it.
-            await self._aggregates.flush()
-        for msg in good:
-            await msg.ack()
+            await self._put_back([*msgs, *rest])
+            return False
+        await self._acknowledge(lane, msgs)
         if lane is layout.EVENTS:
-            self.stored += len(good)
+            self.stored += len(msgs)
+        return True
+
+    async def _apply_control(
+        self, lane: layout.Lane, partition: int, kind: str, msg, rest: list
+    ) -> bool:
+        if kind != layout.ERASE:
+            await self._drop(lane, partition, msg, f"a control message of unknown kind {kind!r}")
+            return True
+        try:
+            request = layout.decode_erasure(msg.data)
+        except (ValueError, KeyError, TypeError):
+            await self._drop(lane, partition, msg, "an unreadable erasure")
+            return True
+        future = self._work[lane].erase(partition, request, msg.metadata.sequence.stream)
+        try:
+            report = await self._meanwhile_in_progress(future, [msg, *rest])
+        except Exception as exc:  # noqa: BLE001 - storage down: later, in its place
+            log.warning("%s %d: applying an erasure failed: %r", lane.what, partition, exc)
+            await self._put_back([msg, *rest])
+            return False
+        log.info("%s %d: applied erasure %s (%s)", lane.what, partition, request.erasure_id, report)
+        await self._acknowledge(lane, [msg])
+        return True
+
+    async def _meanwhile_in_progress(self, future, held: list):
+        """Waits for `future`, telling JetStream now and then that the held
+        messages are being worked on (an erasure of a user with much
+        history may outlast the ack wait)."""
+        waiting = asyncio.wrap_future(future)
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=self._ack_wait / 3)
+            if done:
+                return waiting.result()
+            for msg in held:
+                try:
+                    await msg.in_progress()
+                except nats.errors.Error:
+                    pass
+
+    async def _acknowledge(self, lane: layout.Lane, msgs: list) -> None:
+        if lane is layout.EVENTS and self._aggregates is not None:
+            # What the work added to the aggregates (entries, erasures,
+            # shares of the priors) is in the log before it leaves it.
+            await self._aggregates.flush()
+        for msg in msgs:
+            await msg.ack()
+
+    @staticmethod
+    async def _put_back(msgs: list) -> None:
+        for msg in msgs:
+            await msg.nak(delay=1.0)
+        await asyncio.sleep(1.0)

@@ -403,6 +403,28 @@ class PseudonymSecretRow(Base):
     secret: Mapped[str] = mapped_column(String(64))
 
 
+class ErasureRow(Base):
+    """One erasure applied in one partition of the event log (migration
+    0014, docs/scaling.md): that it was applied, what it erased, and its
+    position in the partition, under the user's pseudonym only."""
+
+    __tablename__ = "erasures"
+
+    erasure_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(BigInteger)
+    events_deleted: Mapped[int] = mapped_column(BigInteger)
+    records_deleted: Mapped[int] = mapped_column(BigInteger)
+    records_pseudonymised: Mapped[int] = mapped_column(BigInteger)
+    applied_at_us: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_erasures_scope", "scope", "position"),
+        Index("ix_erasures_applied_at_us", "applied_at_us"),
+    )
+
+
 class AuditGrantRow(Base):
     """A grant that lets the audit triggers pass one kind of change; it only
     ever exists inside the transaction that makes the change (migration 0010)."""

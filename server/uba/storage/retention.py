@@ -9,6 +9,7 @@ again within the same transaction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, text
 
-from uba.domain.erasure import Replacer, replace_in_json
+from uba.domain.erasure import ErasureReport, Replacer, replace_in_json
 from uba.domain.security import AuditEvent
 from uba.storage.events import HOUR_US, to_us
 from uba.storage.security import _audit_values, audit_t
@@ -232,9 +233,14 @@ class RetentionRepository:
             self._delete_in("event_keys", "event_id", [r[3] for r in rows])
         return self._delete_events([(r[0], r[1]) for r in rows])
 
-    def erase_user(self, user_id: str, pseudonym: str, replace: Replacer) -> tuple[int, int]:
+    def erase_user(
+        self, user_id: str, pseudonym: str, replace: Replacer, everywhere: bool = True
+    ) -> tuple[int, int]:
         """Deletes the rows about the user only and pseudonymises the others;
-        returns (rows deleted, rows rewritten)."""
+        returns (rows deleted, rows rewritten). Not `everywhere` (an event
+        log's population partition): the audit trail is left to the user's
+        partition, and the notifications (a scan of the table) are rewritten
+        only when findings naming the user were."""
         conn, params = self._conn, {"u": user_id, "p": pseudonym}
         removed = sum(
             conn.execute(text(f"DELETE FROM {table} WHERE user_id = :u"), params).rowcount
@@ -315,8 +321,10 @@ class RetentionRepository:
         rewritten += conn.execute(
             text("UPDATE incident_members SET user_id = :p WHERE user_id = :u"), params
         ).rowcount
-        rewritten += self._rewrite_notifications(user_id, replace)
-        rewritten += self._rewrite_audit(pseudonym, replace)
+        if everywhere or rewritten:
+            rewritten += self._rewrite_notifications(user_id, replace)
+        if everywhere:
+            rewritten += self._rewrite_audit(pseudonym, replace)
         return removed, rewritten
 
     def _mentions(self, table: str, columns: Sequence[str], spellings: set[str]) -> list:
@@ -363,6 +371,88 @@ class RetentionRepository:
         """The erasure's own entry, in its transaction."""
         del pseudonym  # the entry names only the pseudonym, which it carries as target
         self._conn.execute(audit_t.insert().values(**_audit_values(event)))
+
+    # -- the event log's partitions (uba.domain.erasure.Tombstones) -----------------
+
+    def lock_scopes(self, scopes: Sequence[str]) -> None:
+        """Locks the partitions until the transaction ends (PostgreSQL:
+        advisory locks, in one order; SQLite has a single writer)."""
+        if self.backend != "postgresql" or not scopes:
+            return
+        keys = sorted({_scope_lock_key(s) for s in scopes})
+        self._conn.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+            {"keys": keys},
+        )
+
+    def erasure_report(self, erasure_id: str, scope: str) -> ErasureReport | None:
+        row = self._conn.execute(
+            text(
+                "SELECT pseudonym, events_deleted, records_deleted, records_pseudonymised "
+                "FROM erasures WHERE erasure_id = :e AND scope = :s"
+            ),
+            {"e": erasure_id, "s": scope},
+        ).one_or_none()
+        return None if row is None else ErasureReport(*row)
+
+    def erasure_reports(self, erasure_id: str) -> list[ErasureReport]:
+        """What each partition applied of the erasure (read by front ends)."""
+        rows = self._conn.execute(
+            text(
+                "SELECT pseudonym, events_deleted, records_deleted, records_pseudonymised "
+                "FROM erasures WHERE erasure_id = :e ORDER BY scope"
+            ),
+            {"e": erasure_id},
+        ).all()
+        return [ErasureReport(*row) for row in rows]
+
+    def record_erasure(
+        self, erasure_id: str, scope: str, position: int, report: ErasureReport, now: datetime
+    ) -> None:
+        self._conn.execute(
+            text(
+                "INSERT INTO erasures (erasure_id, scope, pseudonym, position, events_deleted, "
+                "records_deleted, records_pseudonymised, applied_at_us) VALUES (:e, :s, :p, "
+                ":pos, :ev, :rd, :rp, :at)"
+            ),
+            {
+                "e": erasure_id,
+                "s": scope,
+                "p": report.pseudonym,
+                "pos": position,
+                "ev": report.events_deleted,
+                "rd": report.records_deleted,
+                "rp": report.records_pseudonymised,
+                "at": to_us(now),
+            },
+        )
+
+    def tombstones(self, scopes: Sequence[str], after: int) -> dict[tuple[str, str], int]:
+        """(partition, pseudonym) -> the latest position of an erasure there
+        after `after`."""
+        found: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(sorted(set(scopes))):
+            rows = self._conn.execute(
+                text(
+                    "SELECT scope, pseudonym, max(position) FROM erasures "
+                    "WHERE scope IN :s AND position > :after GROUP BY scope, pseudonym"
+                ).bindparams(bindparam("s", expanding=True)),
+                {"s": list(chunk), "after": after},
+            ).all()
+            found.update({(scope, alias): position for scope, alias, position in rows})
+        return found
+
+    def prune_erasures(self, before: datetime) -> int:
+        return self._conn.execute(
+            text("DELETE FROM erasures WHERE applied_at_us < :t"), {"t": to_us(before)}
+        ).rowcount
+
+
+def _scope_lock_key(scope: str) -> int:
+    """A partition's advisory lock key: 64 bits of a hash, apart from the
+    users' keys (uba.storage.detection)."""
+    digest = hashlib.blake2b(b"uba-partition\x00" + scope.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _rewrite_json(text_value: str, replace: Callable[[str], str]) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from uba.domain.alerts import Alert, AlertStatus
 from uba.domain.anomalies import Anomaly
+from uba.domain.erasure import ErasureReport
 from uba.domain.events import ActivityEvent, EventFilter
 from uba.domain.incidents import Incident, IncidentStatus
 from uba.domain.notifications import Notification, NotificationStatus
@@ -103,6 +104,12 @@ class Store:
             yield Repositories(conn, self.backend)
 
     # -- reads ------------------------------------------------------------------
+
+    def erasure_reports(self, erasure_id: str) -> list[ErasureReport]:
+        """What the event log's workers applied of an erasure, one report
+        per partition (uba.domain.erasure.LoggedErasureService)."""
+        with self.database.read() as conn:
+            return RetentionRepository(conn, self.backend).erasure_reports(erasure_id)
 
     def page_events(
         self, flt: EventFilter, limit: int, after: list[int] | None, newest_first: bool
