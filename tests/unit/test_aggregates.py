@@ -45,6 +45,36 @@ def test_insert_keeps_entries_in_time_order_so_they_expire_in_turn():
     assert windows.count("k", 104.0) == 3
 
 
+class _Time(float):
+    """A timestamp that counts the comparisons made with it."""
+
+    compared = 0
+
+    def __lt__(self, other):
+        _Time.compared += 1
+        return float.__lt__(self, other)
+
+    def __gt__(self, other):
+        _Time.compared += 1
+        return float.__gt__(self, other)
+
+
+def test_an_entry_older_than_a_full_key_finds_its_place_by_bisection():
+    # A worker that merges entries older than most of a key's (it replays
+    # the exchange at its start, after traffic out of time order) must not
+    # walk the key's entries one by one for each: that made a starting
+    # worker spend minutes merging before it stored anything.
+    windows = KeyedWindows(30 * DAY, max_keys=10, max_events_per_key=5000)
+    for i in range(5000):
+        windows.insert("*", _Time(2000.0 + i), f"new{i}")
+    _Time.compared = 0
+    windows.insert("*", _Time(1000.0), "old")
+    assert _Time.compared < 50
+    entries = windows.to_dict()["keys"]["*"]
+    assert entries[0] == (1000.0, "old") and len(entries) == 5000  # the cap kept the newest
+    assert [ts for ts, _ in entries] == sorted(ts for ts, _ in entries)
+
+
 def _peer_adds(shared: SharedState, seed: int) -> None:
     """What detectors add over 70 days, in time order (as a worker analyses
     a partition), users re-added once their entries expired."""

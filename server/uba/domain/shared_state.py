@@ -17,8 +17,12 @@ delays detection by one window, so persisting it is optional; `to_dict` /
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from itertools import islice
+from operator import itemgetter
 from typing import Any, ClassVar, Protocol
+
+_TS = itemgetter(0)
 
 # The users a process keeps in memory by default (--cached-users): the
 # baseline cache and every detector's per-user state hold at most this many.
@@ -156,7 +160,11 @@ class KeyedWindows:
 
     def insert(self, key: str, ts: float, value: str = "") -> None:
         """As `add`, at the entry's place in time rather than last: entries
-        that come out of order (merged from elsewhere) still expire in turn."""
+        that come out of order (merged from elsewhere) still expire in turn.
+        A window filled only this way is in time order, so its place is
+        found by bisection: a scan back from the newest entry cost one
+        Python step per newer entry, thousands per entry when a worker
+        merged entries older than most of a key's (docs/scaling.md)."""
         window = self._windows.get(key)
         events = window.events if window is not None else None
         # KeyedWindows.add, not a subclass's (that may journal what it adds).
@@ -164,11 +172,8 @@ class KeyedWindows:
             KeyedWindows.add(self, key, ts, value)
             return
         KeyedWindows.add(self, key, events[-1][0], value)  # counted and capped as any entry...
-        last = events.pop()  # ...then moved to its place
-        i = len(events)
-        while i > 0 and events[i - 1][0] > ts:
-            i -= 1
-        events.insert(i, (ts, last[1]))
+        last = events.pop()  # ...then moved to its place, after entries of the same time
+        events.insert(bisect_right(events, ts, key=_TS), (ts, last[1]))
 
     def clear(self, key: str) -> None:
         self._windows.pop(key, None)
