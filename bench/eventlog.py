@@ -236,12 +236,14 @@ def sizing_table(costs: dict, rates: list[int], users: list[int]) -> str:
     spare for partitions of unequal size."""
     budget = 0.7e6  # CPU microseconds a process may spend per second
     rows = [
-        "| events/s | users | front ends | workers | partitions | --cached-users per worker "
-        "| worker RSS | PostgreSQL cores (backends) | nats-server cores |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| events/s | users | front ends (batches) | front ends (unary calls) | workers "
+        "| partitions | --cached-users per worker | worker RSS | PostgreSQL cores (backends) "
+        "| nats-server cores (per replica) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in rates:
         fronts = max(1, math.ceil(e * costs["front_us"] / budget))
+        unary = max(1, math.ceil(e * costs["front_unary_us"] / budget))
         for u in users:
             workers = max(
                 math.ceil(e * costs["worker_us"] / budget),
@@ -251,7 +253,7 @@ def sizing_table(costs: dict, rates: list[int], users: list[int]) -> str:
             cached = math.ceil(u / workers * 1.2)
             rss_mb = 190 + cached * 19.4 / 1024
             rows.append(
-                f"| {e:,} | {u:,} | {fronts} | {workers} | {partitions} | {cached:,} | "
+                f"| {e:,} | {u:,} | {fronts} | {unary} | {workers} | {partitions} | {cached:,} | "
                 f"{rss_mb:,.0f} MB | {e * costs['postgres_us'] / 1e6:.1f} | "
                 f"{e * costs['nats_us'] / 1e6:.1f} |"
             )
@@ -445,6 +447,7 @@ def eventlog_section(ctx) -> None:
 
         costs = {
             "front_us": cost(one + two, "front"),
+            "front_unary_us": unary["front"]["subject_server_cpu_us_per_call"],
             "worker_us": cost(one, "worker"),
             "worker_two_us": cost(two, "worker"),
             "nats_us": cost(one + two, "nats"),
