@@ -468,7 +468,7 @@ class Analyzer:
             key = _CAMPAIGN if population else member.user_id
             candidates = campaigns if population else [*campaigns, *own[key]]
             added: list[Member] = []
-            incident = policy.join(member, candidates, now)
+            incident = policy.attach(member, candidates, now)  # rescored once, below
             if incident is None:
                 waiting = waiting_for(key)
                 incident, added = policy.open(member, waiting, now)
@@ -487,6 +487,8 @@ class Analyzer:
                 members.append(
                     (incident.incident_id, m.anomaly_id, m.alert_id, m.user_id, m.occurred_at)
                 )
+        for incident in changed.values():
+            policy.rescore(incident)
         group_alerts = {a.alert_id for _, a in pairs}
         repo.link_alerts({a: i for a, i in linked.items() if a not in group_alerts})
         for _, alert in pairs:  # an alert whose earlier anomaly opened an incident just now

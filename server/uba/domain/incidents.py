@@ -334,10 +334,22 @@ class IncidentPolicy:
         """Adds `member` to the first of `candidates` (open incidents it may
         join: campaigns first, then its entity's, newest first) it joins, and
         rescores it; None when it joins none."""
+        incident = self.attach(member, candidates, now)
+        if incident is not None:
+            self.rescore(incident)
+        return incident
+
+    def attach(
+        self, member: Member, candidates: Sequence[Incident], now: datetime
+    ) -> Incident | None:
+        """`join` without the rescore, for a caller that adds many members
+        and then rescores each incident it changed once (`rescore` reads
+        every signal, and a campaign gains one per victim: rescoring after
+        each member made a group's work grow with the square of the
+        campaign). Whether a member joins never depends on the score."""
         incident = next((c for c in candidates if self.joins(c, member)), None)
         if incident is not None:
             self._add(incident, member, now)
-            self.rescore(incident)
         return incident
 
     def open(
