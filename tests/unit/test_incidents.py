@@ -332,6 +332,20 @@ def test_attaching_a_group_then_rescoring_once_equals_joining_one_by_one():
     assert attached.title == joined.title and attached.score == joined.score > 0
 
 
+def test_a_signal_is_found_by_its_alert_as_signals_are_added_or_replaced():
+    (incident,) = correlate([member("new_country"), member("new_device")])
+    assert incident.signal("al-alice-new_device") is incident.signals[1]
+    assert incident.signal("nobody") is None
+    POLICY.join(member("login_time"), [incident], T0)
+    assert incident.signal("al-alice-login_time") is incident.signals[2]
+    incident.signals = incident.signals[1:]  # a new list: looked up in it
+    assert incident.signal("al-alice-new_country") is None
+    assert incident.signal("al-alice-login_time") is incident.signals[1]
+    twice = lifecycle.Signal.from_dict(incident.signals[0].to_dict())
+    incident.signals.append(twice)
+    assert incident.signal(twice.alert_id) is incident.signals[0]  # the first, as a scan
+
+
 def test_a_sustained_rise_reported_day_after_day_is_one_story():
     """Sustained volume escalates over days (LOW, then MEDIUM, then HIGH,
     each on another day): one incident, not one a day; another detector's
