@@ -353,12 +353,14 @@ class Analyzer:
         changed: dict[str, Alert] = {}
         created: set[str] = set()
         latest: dict[tuple[str, str], Alert | None] = {}
+        suppressed: dict[tuple[str, str], datetime | None] = {}
         alerted: list[tuple[Anomaly, Alert]] = []
         for anomaly in anomalies:
             key = (anomaly.user_id, anomaly.detector)
             if key not in latest:
                 latest[key] = storage.latest_alert(*key)
-            result = self.policy.apply(anomaly, latest[key], storage.suppressed_until(*key), now)
+                suppressed[key] = storage.suppressed_until(*key)
+            result = self.policy.apply(anomaly, latest[key], suppressed[key], now)
             if result is None:
                 continue
             alert, new = result
