@@ -3,6 +3,7 @@ source address; the noisy-OR score; the workflow; the ATT&CK table."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -295,6 +296,54 @@ def test_a_campaign_from_many_addresses_is_one_incident_with_its_victims():
     assert "from 42 addresses" in campaign.title
     assert (home.entity_kind, home.entity_id) == (EntityKind.USER, "user88")
     assert second.entity_id == "5.188.62.9" and second.source_ips == ["5.188.62.9"]
+
+
+def test_attaching_a_group_then_rescoring_once_equals_joining_one_by_one():
+    """The writer attaches a group's members and rescores each incident once
+    (a campaign's score reads every signal): the incident is the same as
+    when each member joined and rescored it, whatever the mix of repeats,
+    new victims, severities, echoes and resolved signals."""
+    first = member("password_spraying", Severity.HIGH, user="v0", session="", ip="198.51.100.9")
+    base = correlate([first])[0]
+    POLICY.attach(member("new_ip", Severity.LOW, user="v0", ip="198.51.100.9"), [base], T0)
+    POLICY.rescore(base)
+    POLICY.alert_resolved(base, "al-v0-new_ip")  # a resolved signal that comes back
+    detectors = ("password_spraying", "new_ip", "new_country", "credential_stuffing")
+    group = [
+        member(
+            detectors[i % 4],
+            (Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL)[i % 7 % 4],
+            user=f"v{i % 13}",
+            session="",
+            # The campaign's own findings from new addresses, the victims'
+            # from one of its addresses: every member joins it.
+            ip=f"198.51.100.{9 + i % 3}" if i % 4 in (0, 3) else "198.51.100.9",
+            at=T0 + timedelta(seconds=30 * i),
+            echoes=("new_country",) if i % 5 == 1 else (),
+        )
+        for i in range(60)
+    ]
+    joined, attached = deepcopy(base), deepcopy(base)
+    for m in group:
+        assert POLICY.join(m, [joined], T0) is joined
+        assert POLICY.attach(m, [attached], T0) is attached
+    POLICY.rescore(attached)
+    assert attached == joined
+    assert attached.title == joined.title and attached.score == joined.score > 0
+
+
+def test_a_signal_is_found_by_its_alert_as_signals_are_added_or_replaced():
+    (incident,) = correlate([member("new_country"), member("new_device")])
+    assert incident.signal("al-alice-new_device") is incident.signals[1]
+    assert incident.signal("nobody") is None
+    POLICY.join(member("login_time"), [incident], T0)
+    assert incident.signal("al-alice-login_time") is incident.signals[2]
+    incident.signals = incident.signals[1:]  # a new list: looked up in it
+    assert incident.signal("al-alice-new_country") is None
+    assert incident.signal("al-alice-login_time") is incident.signals[1]
+    twice = lifecycle.Signal.from_dict(incident.signals[0].to_dict())
+    incident.signals.append(twice)
+    assert incident.signal(twice.alert_id) is incident.signals[0]  # the first, as a scan
 
 
 def test_a_sustained_rise_reported_day_after_day_is_one_story():

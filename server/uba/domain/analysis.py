@@ -73,7 +73,8 @@ class DetectionStorage(Protocol):
     def suppressed_until(self, user_id: str, detector: str) -> datetime | None: ...
     def suppress(self, user_id: str, detector: str, until: datetime) -> None: ...
     def risk(self, user_id: str) -> tuple[float, datetime | None]: ...
-    def save_risk(self, user_id: str, weight_sum: float, as_of: datetime) -> None: ...
+    def risks_of(self, user_ids: Sequence[str]) -> dict[str, tuple[float, datetime]]: ...
+    def save_risks(self, rows: Sequence[tuple[str, float, datetime]]) -> None: ...
 
 
 class IncidentStorage(Protocol):
@@ -379,12 +380,14 @@ class Analyzer:
         changed: dict[str, Alert] = {}
         created: set[str] = set()
         latest: dict[tuple[str, str], Alert | None] = {}
+        suppressed: dict[tuple[str, str], datetime | None] = {}
         alerted: list[tuple[Anomaly, Alert]] = []
         for anomaly in anomalies:
             key = (anomaly.user_id, anomaly.detector)
             if key not in latest:
                 latest[key] = storage.latest_alert(*key)
-            result = self.policy.apply(anomaly, latest[key], storage.suppressed_until(*key), now)
+                suppressed[key] = storage.suppressed_until(*key)
+            result = self.policy.apply(anomaly, latest[key], suppressed[key], now)
             if result is None:
                 continue
             alert, new = result
@@ -394,6 +397,7 @@ class Analyzer:
                 created.add(alert.alert_id)
         storage.insert_anomalies(anomalies)
         risks: dict[str, RiskAccumulator] = {}
+        self._load_risks(storage, risks, (a.user_id for a in changed.values()))
         incidents, new_incidents, members = self._correlate(uow, alerted, events, now)
         if uow.incidents is None:  # no incident storage: each anomaly weighs on its own
             for anomaly, _alert in alerted:
@@ -403,8 +407,7 @@ class Analyzer:
         self._update_risk(storage, incidents, risks, now)
         for alert in changed.values():
             alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
-        for user_id, risk in risks.items():
-            storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
+        self._save_risks(storage, risks, now)
         # Incidents first, the alerts last: the commit's last seq is an
         # alert's, so a subscriber of alerts only resumes where its last
         # alert was (incidents reach only subscribers that ask for them).
@@ -494,7 +497,7 @@ class Analyzer:
             key = _CAMPAIGN if population else member.user_id
             candidates = campaigns if population else [*campaigns, *own[key]]
             added: list[Member] = []
-            incident = policy.join(member, candidates, now)
+            incident = policy.attach(member, candidates, now)  # rescored once, below
             if incident is None:
                 waiting = waiting_for(key)
                 incident, added = policy.open(member, waiting, now)
@@ -513,6 +516,8 @@ class Analyzer:
                 members.append(
                     (incident.incident_id, m.anomaly_id, m.alert_id, m.user_id, m.occurred_at)
                 )
+        for incident in changed.values():
+            policy.rescore(incident)
         group_alerts = {a.alert_id for _, a in pairs}
         repo.link_alerts({a: i for a, i in linked.items() if a not in group_alerts})
         for _, alert in pairs:  # an alert whose earlier anomaly opened an incident just now
@@ -530,6 +535,27 @@ class Analyzer:
             risk = risks[user_id] = RiskAccumulator(weight, as_of)
         return risk
 
+    @staticmethod
+    def _load_risks(
+        storage: DetectionStorage, risks: dict[str, RiskAccumulator], user_ids: Iterable[str]
+    ) -> None:
+        """Reads the risk of each of `user_ids` not read yet, in one go: a
+        campaign's contribution changes for each of its victims at once,
+        which read one by one cost a query per victim in every group."""
+        missing = [u for u in dict.fromkeys(user_ids) if u not in risks]
+        if missing:
+            stored = storage.risks_of(missing)
+            for user_id in missing:
+                weight, as_of = stored.get(user_id, (0.0, None))
+                risks[user_id] = RiskAccumulator(weight, as_of)
+
+    @staticmethod
+    def _save_risks(
+        storage: DetectionStorage, risks: dict[str, RiskAccumulator], now: datetime
+    ) -> None:
+        if risks:
+            storage.save_risks([(u, r.weight_sum, r.as_of or now) for u, r in risks.items()])
+
     def _update_risk(
         self,
         storage: DetectionStorage,
@@ -540,6 +566,7 @@ class Analyzer:
         """One incident, one contribution to each of its users' risk (a
         campaign's: each victim with an open signal in it): its previous
         contribution is taken back and the current one added."""
+        changes: list[tuple[Incident, float, datetime, list[str]]] = []
         for incident in incidents:
             weight = self.risk.incident_weight(self.incidents.open_probability(incident))
             users = (
@@ -556,6 +583,17 @@ class Analyzer:
                 incident.risk_users,
             ):
                 continue
+            changes.append((incident, weight, anchor, users))
+        self._load_risks(
+            storage,
+            risks,
+            (
+                u
+                for incident, _, _, users in changes
+                for u in [*(incident.risk_users if incident.risk_at is not None else ()), *users]
+            ),
+        )
+        for incident, weight, anchor, users in changes:
             if incident.risk_at is not None:
                 for user_id in incident.risk_users:
                     self._risk_of(storage, risks, user_id).remove_weight(
@@ -640,8 +678,7 @@ class Analyzer:
             for anomaly in anomalies:
                 risk.remove(self.risk, anomaly.severity, anomaly.occurred_at or now, now)
         alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
-        for user_id, risk in risks.items():
-            storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
+        self._save_risks(storage, risks, now)
         self._readmit(uow, alert, resolution, anomalies, now, suppress_for)
         # The alert's seq comes last: a subscriber's broker sees the gap and
         # reads the incidents' changes from storage too.
@@ -729,8 +766,7 @@ class Analyzer:
         self._update_risk(storage, [incident, *others], risks, now)
         for alert in alerts:
             alert.user_risk = self._risk_of(storage, risks, alert.user_id).score(self.risk, now)
-        for user_id, risk in risks.items():
-            storage.save_risk(user_id, risk.weight_sum, risk.as_of or now)
+        self._save_risks(storage, risks, now)
         self._assign_seqs(storage, [*alerts, *others, incident])
         storage.save_alerts(alerts, set())
         self._incident_storage(uow).save_incidents([*others, incident], set())

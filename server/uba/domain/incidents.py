@@ -225,6 +225,15 @@ class Incident:
     risk_weight: float = 0.0
     risk_at: datetime | None = None
     risk_users: list[str] = field(default_factory=list)
+    # `signal`'s index (alert id -> its first signal) of the first
+    # `_counted` signals of the list `_indexed`. Signals are only ever
+    # appended; a campaign holds one per victim, and each member joining it
+    # looks its alert up (a scan made that the square of the campaign).
+    _by_alert: dict[str, Signal] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _indexed: list[Signal] | None = field(default=None, init=False, repr=False, compare=False)
+    _counted: int = field(default=0, init=False, repr=False, compare=False)
 
     @property
     def is_open(self) -> bool:
@@ -239,7 +248,14 @@ class Incident:
         return list(dict.fromkeys(s.detector for s in self.signals))
 
     def signal(self, alert_id: str) -> Signal | None:
-        return next((s for s in self.signals if s.alert_id == alert_id), None)
+        """The alert's signal (the first, as a scan finds it), or None."""
+        signals = self.signals
+        if self._indexed is not signals or self._counted > len(signals):
+            self._by_alert, self._indexed, self._counted = {}, signals, 0
+        for s in signals[self._counted :]:  # appended since the last look-up
+            self._by_alert.setdefault(s.alert_id, s)
+        self._counted = len(signals)
+        return self._by_alert.get(alert_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,10 +350,22 @@ class IncidentPolicy:
         """Adds `member` to the first of `candidates` (open incidents it may
         join: campaigns first, then its entity's, newest first) it joins, and
         rescores it; None when it joins none."""
+        incident = self.attach(member, candidates, now)
+        if incident is not None:
+            self.rescore(incident)
+        return incident
+
+    def attach(
+        self, member: Member, candidates: Sequence[Incident], now: datetime
+    ) -> Incident | None:
+        """`join` without the rescore, for a caller that adds many members
+        and then rescores each incident it changed once (`rescore` reads
+        every signal, and a campaign gains one per victim: rescoring after
+        each member made a group's work grow with the square of the
+        campaign). Whether a member joins never depends on the score."""
         incident = next((c for c in candidates if self.joins(c, member)), None)
         if incident is not None:
             self._add(incident, member, now)
-            self.rescore(incident)
         return incident
 
     def open(

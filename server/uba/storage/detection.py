@@ -555,18 +555,39 @@ class DetectionRepository:
         ).first()
         return (0.0, None) if row is None else (row[0], from_us(row[1]))
 
-    def save_risk(self, user_id: str, weight_sum: float, as_of: datetime) -> None:
-        done = self._conn.execute(
-            update(user_risk_t)
-            .where(user_risk_t.c.user_id == user_id)
-            .values(weight_sum=weight_sum, as_of_us=to_us(as_of))
-        ).rowcount
-        if not done:
-            self._conn.execute(
-                insert(user_risk_t).values(
-                    user_id=user_id, weight_sum=weight_sum, as_of_us=to_us(as_of)
-                )
-            )
+    def risks_of(self, user_ids: Sequence[str]) -> dict[str, tuple[float, datetime]]:
+        """`risk` of many users at once; users without a row are left out."""
+        out: dict[str, tuple[float, datetime]] = {}
+        for chunk in _chunks(sorted(set(user_ids))):
+            for user_id, weight_sum, as_of_us in self._conn.execute(
+                select(
+                    user_risk_t.c.user_id, user_risk_t.c.weight_sum, user_risk_t.c.as_of_us
+                ).where(user_risk_t.c.user_id.in_(chunk))
+            ):
+                out[user_id] = (weight_sum, from_us(as_of_us))
+        return out
+
+    def save_risks(self, rows: Sequence[tuple[str, float, datetime]]) -> None:
+        """(user_id, weight_sum, as_of) rows, inserted or replaced in one
+        executemany, in user order (two processes on PostgreSQL lock the
+        rows they share in the same order)."""
+        if not rows:
+            return
+        dialect = postgresql if self.backend == "postgresql" else sqlite
+        upsert = dialect.insert(user_risk_t)
+        self._conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[user_risk_t.c.user_id],
+                set_={
+                    "weight_sum": upsert.excluded.weight_sum,
+                    "as_of_us": upsert.excluded.as_of_us,
+                },
+            ),
+            [
+                {"user_id": u, "weight_sum": w, "as_of_us": to_us(t)}
+                for u, w, t in sorted(rows, key=lambda r: r[0])
+            ],
+        )
 
     def risks(self, min_weight: float = 0.01) -> list[tuple[str, float, datetime]]:
         rows = self._conn.execute(
