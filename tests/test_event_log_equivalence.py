@@ -37,7 +37,14 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from support.eventlog import NatsServer, WorkerProcess, log_settled, require_nats, wait_until_split
+from support.eventlog import (
+    NatsServer,
+    WorkerProcess,
+    kill_and_show,
+    log_settled,
+    require_nats,
+    wait_until_split,
+)
 from support.postgres import query
 from support.scenario import peer_scenario, send
 from support.server import ServerProcess
@@ -190,8 +197,5 @@ def test_a_scenario_gives_the_same_findings_embedded_and_through_the_log(
         names = {r[0] for r in query(log_url, "SELECT name FROM state")}
         assert "priors.eventlog" in names and "priors" not in names, names
     finally:
-        for p in processes:
-            p.kill()
-        for p in processes:  # shown when the test fails
-            print(f"===== {type(p).__name__}\n{p.log()[-20000:]}")
+        kill_and_show(processes)
         nats.stop()

@@ -22,7 +22,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from support.eventlog import NatsServer, WorkerProcess, log_settled, require_nats, wait_until_split
+from support.eventlog import (
+    NatsServer,
+    WorkerProcess,
+    kill_and_show,
+    log_settled,
+    require_nats,
+    wait_until_split,
+)
 from support.events import API_CALL, FAILURE, LOGIN, event, unique
 from support.postgres import query
 from support.server import ServerProcess
@@ -270,10 +277,7 @@ def test_forget_reaches_the_workers_in_order_with_the_users_events(tmp_path, mak
         assert window_entries(url, user, records=False), "what came after the erasure is there"
     finally:
         sending.clear()
-        for p in processes:
-            p.kill()
-        for p in processes:  # shown when the test fails
-            print(f"===== {type(p).__name__}\n{p.log()[-20000:]}")
+        kill_and_show(processes)
         nats.stop()
 
 
@@ -357,8 +361,5 @@ def test_events_delivered_again_after_an_erasure_stay_erased(tmp_path, make_data
         old = [e for e in window_entries(url, user, records=False) if e[3] < now.timestamp() - 60]
         assert old == [], old
     finally:
-        for p in processes:
-            p.kill()
-        for p in processes:  # shown when the test fails
-            print(f"===== {type(p).__name__}\n{p.log()[-20000:]}")
+        kill_and_show(processes)
         nats.stop()

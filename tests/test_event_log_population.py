@@ -15,7 +15,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from support.eventlog import NatsServer, WorkerProcess, require_nats, wait_until_split
+from support.eventlog import (
+    NatsServer,
+    WorkerProcess,
+    kill_and_show,
+    require_nats,
+    wait_until_split,
+)
 from support.events import FAILURE, event
 from support.postgres import query
 from support.server import ServerProcess
@@ -196,8 +202,5 @@ def test_a_spray_split_across_two_front_ends_is_detected_once(tmp_path, make_dat
         assert any(n.startswith("detector_windows.population.") for n in names), names
         assert "detector_windows" not in names, names
     finally:
-        for p in processes:
-            p.kill()
-        for p in processes:  # shown when the test fails
-            print(f"===== {type(p).__name__}\n{p.log()[-20000:]}")
+        kill_and_show(processes)
         nats.stop()

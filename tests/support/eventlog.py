@@ -256,6 +256,15 @@ class WorkerProcess(ChildProcess):
         return owned
 
 
+def kill_and_show(processes: list) -> None:
+    """Kills front ends and workers at a test's end, then prints each one's
+    log (pytest shows it when the test fails)."""
+    for p in processes:
+        p.kill()
+    for p in processes:
+        print(f"===== {type(p).__name__}\n{p.log()[-20000:]}")
+
+
 def wait_until_split(workers: list[WorkerProcess], partitions: int, timeout: float = 60) -> None:
     """Waits until two workers own disjoint halves-or-so of every user
     partition and every population partition, all of them covered."""
