@@ -16,6 +16,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def running_on(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether this thread runs `loop` (rather than a writer or storage
+    thread, which runs none)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class LoopBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
@@ -33,18 +42,12 @@ class LoopBridge:
             self._done.append((waiter, future))
             first = len(self._done) == 1
         if first:
-            if self._on_loop():
+            if running_on(self._loop):
                 # Completed on the loop itself (the event log's publishes):
                 # no need to wake it through its self-pipe.
                 self._loop.call_soon(self._resolve)
             else:
                 self._loop.call_soon_threadsafe(self._resolve)
-
-    def _on_loop(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:  # a thread without a running loop: the writer
-            return False
 
     def _resolve(self) -> None:
         with self._lock:

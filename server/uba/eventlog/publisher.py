@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -26,6 +26,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from uba.api.bridge import running_on
 from uba.domain.erasure import ErasureRequest
 from uba.domain.errors import DomainError, ResourceExhausted, Unavailable
 from uba.domain.events import ActivityEvent, RecordOutcome, RecordStatus
@@ -198,13 +199,7 @@ class NatsEventSink:
                 retry_after=self._retry_after,
             )
         future: Future = Future()
-        coro = self._publish_all(events, future)
-        if self._on_loop():
-            task = self._loop.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:  # a caller on another thread (an importer, a test)
-            asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._start(self._publish_all(events, future))
         return future
 
     def erase(self, request: ErasureRequest) -> Future:
@@ -219,13 +214,7 @@ class NatsEventSink:
                 "event log unreachable; retry the erasure", retry_after=self._retry_after
             )
         future: Future = Future()
-        coro = self._publish_erasure(request, future)
-        if self._on_loop():
-            task = self._loop.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:  # the servicer's storage thread
-            asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._start(self._publish_erasure(request, future))
         return future
 
     async def _publish_erasure(self, request: ErasureRequest, future: Future) -> None:
@@ -257,11 +246,17 @@ class NatsEventSink:
                 return
         future.set_result(len(places))
 
-    def _on_loop(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:  # no loop runs on this thread
-            return False
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Runs a publish on the loop: a task from the loop's own thread (the
+        servicer), handed over from any other (the storage threads, an
+        importer, a test)."""
+        assert self._loop is not None
+        if running_on(self._loop):
+            task = self._loop.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _publish_all(self, events: list[ActivityEvent], future: Future) -> None:
         # Concurrently: JetStream answers each publish, and the acks of a
