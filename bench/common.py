@@ -540,19 +540,24 @@ def persona_block(
     return events
 
 
+def mixed_kind(i: int) -> ActivityType:
+    """The type of event i of a mixed stream: an API call, every 10th a
+    login, every 10th+5 a logout, every 97th a failed login."""
+    if i % 97 == 0:
+        return ActivityType.LOGIN_FAILURE
+    if i % 10 == 0:
+        return ActivityType.LOGIN_SUCCESS
+    if i % 10 == 5:
+        return ActivityType.LOGOUT
+    return ActivityType.API_CALL
+
+
 def api_event(tag: str, i: int, users: int, at: datetime, mixed: bool = False) -> ActivityEvent:
     """An API call of user i % users: a stream in which consecutive events
     belong to different users (the write-heavy case for baselines). With
     `mixed`, every 10th event is a login, every 10th+5 a logout and every
     97th a failed login (so type filters select a part of the store)."""
-    kind = ActivityType.API_CALL
-    if mixed:
-        if i % 97 == 0:
-            kind = ActivityType.LOGIN_FAILURE
-        elif i % 10 == 0:
-            kind = ActivityType.LOGIN_SUCCESS
-        elif i % 10 == 5:
-            kind = ActivityType.LOGOUT
+    kind = mixed_kind(i) if mixed else ActivityType.API_CALL
     api = kind is ActivityType.API_CALL
     return ActivityEvent(
         event_id=f"{tag}-{i}",

@@ -83,13 +83,7 @@ def cycle_event(tag: str, i: int, users: int, at: datetime):
     from uba.domain.events import ActivityEvent, ActivityType
 
     u = i % users
-    kind = ActivityType.API_CALL
-    if i % 97 == 0:
-        kind = ActivityType.LOGIN_FAILURE
-    elif i % 10 == 0:
-        kind = ActivityType.LOGIN_SUCCESS
-    elif i % 10 == 5:
-        kind = ActivityType.LOGOUT
+    kind = common.mixed_kind(i)
     api = kind is ActivityType.API_CALL
     return ActivityEvent(
         event_id=f"{tag}-{i}",
