@@ -369,3 +369,42 @@ def test_a_user_who_never_failed_gets_a_finite_statistic_and_an_explanation():
     assert math.isfinite(statistic) and statistic < 1e6 and math.isfinite(a.score)
     assert a.features[1].value > 0
     assert "none in" in a.reason and "expected from" in a.reason and "3e+10" not in a.reason
+
+
+def test_a_trickle_of_failures_is_reported_on_the_failure_that_makes_it():
+    """An attack's failures against one account (a stuffing wave's tries
+    among many accounts: one or two a day from addresses the user never
+    used) are reported on the attack's own failure, while it happens, not
+    on the user's next ordinary login, days later (one finding)."""
+    rng = random.Random(6)
+    alice = Persona()
+    sim = Simulation(engine())
+    sim.feed([e for e in alice.history(rng) if e.type.value != "login_failure"])
+    start = HISTORY_START + timedelta(days=42)
+    attack_ids = set()
+    events = []
+    for d in range(7):
+        day = start + timedelta(days=d)
+        events += alice.workday(day, rng)
+        if d in (1, 3):
+            for k in range(3):
+                failure = alice.event(
+                    LOGIN_FAILURE,
+                    alice.local(day, 2, 10 * k),
+                    source_ip=f"203.0.113.{10 * d + k}",
+                    device_id="",
+                    country_code="",
+                    city="",
+                    latitude=None,
+                    longitude=None,
+                )
+                attack_ids.add(failure.event_id)
+                events.append(failure)
+    found = [
+        a
+        for a in sim.feed(sorted(events, key=lambda e: e.occurred_at))
+        if a.detector == NAME and a.features[0].name == "failures_statistic"
+    ]
+    assert len(found) == 1, [a.reason for a in found]
+    assert found[0].event_ids[0] in attack_ids
+    assert "failed logins over the last 7 days" in found[0].reason

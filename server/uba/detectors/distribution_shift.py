@@ -4,8 +4,8 @@ now used at night, sessions that got much longer, twice the usual logins
 or a steady trickle of failed logins.
 
 Once per user per `test_interval_seconds` (on the first login, failure or
-logout after it), up to four tests, each only when both sides hold enough
-data:
+logout after it), up to three tests, and the failure test on every failed
+login, each only when both sides hold enough data:
 
 - hours: chi-square test of the recent logins' local hours against the
   baseline's hour-of-day histogram (recent logins taken out of it), as a
@@ -20,7 +20,12 @@ data:
   lengths within `history_days`.
 - logins, failures: one-sided Poisson tests of the recent count against
   the user's earlier daily rate, when the count is at least
-  `min_rate_ratio` times the expected one.
+  `min_rate_ratio` times the expected one. Failures are tested as each
+  one arrives (the failure counted): a trickle of failures is reported on
+  the failure that makes it significant, while it happens, so an attack's
+  failures (a credential-stuffing wave that tried this account among many)
+  are reported within the attack, on its own event, and not days later on
+  the user's next ordinary login.
 
 The effect-size floors matter: real counts and durations vary from week
 to week more than the tests' assumptions (independent draws) allow, so on
@@ -162,7 +167,7 @@ def chi_square(
 
 class DistributionShiftDetector(Detector):
     name = "distribution_shift"
-    version = "1.1"
+    version = "1.2"
     family = "enhanced"
     description = (
         "A user's last days tested against their baseline: chi-square on login hours, "
@@ -308,25 +313,49 @@ class DistributionShiftDetector(Detector):
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         baseline = ctx.baseline
-        if not baseline.mature or not self._due(event, ctx):
+        if not baseline.mature:
             return []
         ts, user = ctx.clock.ts, event.user_id
-        logins = _entries(self._windows(ctx, "logins"), user, ts)
+        findings: list[Finding] = []
+        significant: list[tuple[str, int]] = []
+        if event.type is _FAILURE:
+            failures = _entries(self._windows(ctx, "failures"), user, ts)
+            # This failure counts: it is the one that may make the trickle
+            # significant. The baseline has not learned it yet (the mark).
+            failures.append((ts, _QUARANTINED))
+            self._run([self._failures(baseline, failures, ts)], ctx, user, findings, significant)
+        if self._due(event, ctx):
+            logins = _entries(self._windows(ctx, "logins"), user, ts)
+            self._run(
+                [
+                    self._hours(baseline, logins),
+                    self._sessions(_entries(self._windows(ctx, "sessions"), user, ts), ts),
+                    self._logins(baseline, logins, ts),
+                ],
+                ctx,
+                user,
+                findings,
+                significant,
+            )
+        # What learn_one records for this event (score_one changes no state).
+        self.pending_ = (event.event_id, significant)
+        return findings
+
+    def _run(
+        self,
+        tests_or_none: list,
+        ctx: DetectionContext,
+        user: str,
+        findings: list[Finding],
+        significant: list[tuple[str, int]],
+    ) -> None:
+        """Runs the prepared tests (None: a guard failed) as one family,
+        adding to `findings` and `significant`."""
+        baseline, ts = ctx.baseline, ctx.clock.ts
         # Tests are prepared first (all guards pass) and computed after, as
         # the simulated p-value needs the number of tests for its precision.
-        prepared = [
-            t
-            for t in (
-                self._hours(baseline, logins),
-                self._sessions(_entries(self._windows(ctx, "sessions"), user, ts), ts),
-                self._logins(baseline, logins, ts),
-                self._failures(baseline, _entries(self._windows(ctx, "failures"), user, ts), ts),
-            )
-            if t is not None
-        ]
+        prepared = [t for t in tests_or_none if t is not None]
         tests = len(prepared)
-        findings = []
-        significant: list[tuple[str, int]] = []
         episodes = self._windows(ctx, "episodes")
         for run in prepared:
             result = run(self.alpha / tests)
@@ -363,9 +392,6 @@ class DistributionShiftDetector(Detector):
                     baseline_mature=True,
                 )
             )
-        # What learn_one records for this event (score_one changes no state).
-        self.pending_ = (event.event_id, significant)
-        return findings
 
     def _recent_days_label(self) -> str:
         return f"the last {self.recent_days:g} days"
