@@ -711,14 +711,28 @@ def test_one_other_sales_user_calling_admin_does_not_make_it_common_in_sales():
     assert b.severity is Severity.MEDIUM and "only 1 peers used it" in b.reason
 
 
-def test_login_time_first_evening_of_someone_who_works_late_is_low():
-    """An evening login near the user's usual end of day (on call) is LOW;
-    a night one far from any usual time stays MEDIUM."""
+def test_login_time_is_medium_only_in_the_users_night():
+    """Alice's day starts at 08:00: her night is 23:00-07:00. A first
+    evening login (on call, a look at the mail) is LOW; one at 03:00 is
+    MEDIUM; one at 06:00, in her night but close to her usual start, LOW."""
     sim, alice = simulation("login_time")
-    (evening,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 18, 30))])
-    assert (
-        evening.severity is Severity.LOW
-        and "within two hours of this time of day" in evening.reason
-    )
+    (evening,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 20, 30))])
+    assert evening.severity is Severity.LOW
+    assert "lowered: not in the user's night 23-07" in evening.reason
     (night,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 3, 0))])
-    assert night.severity is Severity.MEDIUM
+    assert night.severity is Severity.MEDIUM and "in the user's night 23-07" in night.reason
+    (early,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 6, 0))])
+    assert early.severity is Severity.LOW
+    assert "within two hours of this time of day" in early.reason
+
+
+def test_login_time_night_follows_the_users_own_day():
+    """The night is the user's own: for someone whose day starts at 12:00
+    it is 03:00-11:00, so 04:00 is MEDIUM and 23:30 (their evening) LOW."""
+    late = Persona(user_id="late", work_start=12, work_end=20)
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    sim.feed(late.history(random.Random(3)))
+    (night,) = sim.copy().feed([late.event(LOGIN, late.local(DAY, 4, 0))])
+    assert night.severity is Severity.MEDIUM and "night 03-11" in night.reason, night.reason
+    (evening,) = sim.copy().feed([late.event(LOGIN, late.local(DAY, 23, 30))])
+    assert evening.severity is Severity.LOW and "not in the user's night" in evening.reason

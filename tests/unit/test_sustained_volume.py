@@ -1,6 +1,7 @@
 """sustained_volume: daily totals accumulated over days (CUSUM)."""
 
 import random
+from dataclasses import replace
 from datetime import timedelta
 
 from uba.detectors.engine import DetectionEngine
@@ -160,3 +161,36 @@ def test_a_team_whose_volume_rises_together_is_low_and_a_lone_rise_is_not():
     assert lowered and all(a.user_id.startswith("sales") for a in lowered)
     assert len(team_medium) <= 2  # at most the first two to rise, before the rest followed
     assert [a for a in found if a.user_id == "ops0" and a.severity >= Severity.MEDIUM]
+
+
+def test_a_mild_steady_rise_accumulates_but_is_low_without_twice_the_volume():
+    """1.5 times the usual volume, day after day, adds up past the MEDIUM
+    sum (the user is regular, so the spread is narrow), but busier weeks are
+    not exfiltration: LOW. Without the effect floor the same days are
+    MEDIUM. Three times the volume is MEDIUM by its third day (test above)."""
+
+    def run(**params) -> list:
+        rng = random.Random(7)
+        alice = Persona(timezone="America/New_York")
+
+        def regular_day(day, factor=1.0):
+            """Four sessions of twelve calls, each call moving `factor` times its bytes."""
+            return [
+                replace(e, bytes_transferred=int(factor * e.bytes_transferred))
+                for e in alice.workday(day, rng, sessions=(4, 4), calls=(12, 12))
+            ]
+
+        sim = Simulation(engine(**params))
+        for d in range(HISTORY):
+            sim.feed(regular_day(HISTORY_START + timedelta(days=d)))
+        start = HISTORY_START + timedelta(days=HISTORY)
+        found = []
+        for d in range(10):
+            found += sim.feed(regular_day(start + timedelta(days=d), 1.5))
+        return found
+
+    unfloored = run(min_ratio=1.0)
+    assert [a for a in unfloored if a.severity >= Severity.MEDIUM]
+    found = run()
+    assert found and all(a.severity is Severity.LOW for a in found), [a.reason for a in found]
+    assert "1.4x the usual" in found[0].reason or "1.5x the usual" in found[0].reason

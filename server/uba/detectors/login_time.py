@@ -14,7 +14,12 @@ the week are blended:
 - the prior (peer group, else population) as `prior_strength`
   pseudo-logins, so a new user is judged by their peers and an established
   user mostly by their own history.
-A rare hour is MEDIUM only when the user seldom logs in within two hours
+A rare hour is MEDIUM only in the user's night: the `night_hours` hours
+that end an hour before their usual day begins (the start of the shortest
+run of hours holding 90% of their logins, on all days; 23:00-07:00 for
+someone who starts at 08:00). An evening login, a Sunday afternoon look at
+the mail, is unusual but not what MEDIUM is for: it is LOW, with the reason.
+It is MEDIUM only, too, when the user seldom logs in within two hours
 of that time of day on any day (2% of their logins), and when the user's peers do not log in at that
 time of day either (the same local hour, give or take one, on weekdays or
 weekend days, in the last 30 days, from uba.domain.peers): a first on-call night of an operations
@@ -60,12 +65,13 @@ def _day_kind_share(counts: list, index: int) -> float:
     return sum(_smoothed(counts, d * 24 + hour) for d in days) / len(days)
 
 
-def usual_hours(probabilities: list[float], coverage: float) -> str:
+def usual_band(probabilities: list[float], coverage: float) -> tuple[int, int] | None:
     """The shortest run of local hours (wrapping midnight) holding
-    `coverage` of the probability, as "08-18" (08:00 to 18:00)."""
+    `coverage` of the probability: (first hour, length); None when only the
+    whole day does."""
     total = sum(probabilities)
     if total <= 0:
-        return "any hour"
+        return None
     for length in range(1, 24):
         best_start, best_mass = 0, -1.0
         for start in range(24):
@@ -73,13 +79,29 @@ def usual_hours(probabilities: list[float], coverage: float) -> str:
             if mass > best_mass:
                 best_start, best_mass = start, mass
         if best_mass >= coverage * total:
-            return f"{best_start:02d}-{(best_start + length) % 24:02d}"
-    return "any hour"
+            return best_start, length
+    return None
+
+
+def usual_hours(probabilities: list[float], coverage: float) -> str:
+    """`usual_band` as "08-18" (08:00 to 18:00)."""
+    band = usual_band(probabilities, coverage)
+    if band is None:
+        return "any hour"
+    start, length = band
+    return f"{start:02d}-{(start + length) % 24:02d}"
+
+
+def _hours_label(hours: list[int] | None) -> str:
+    """A run of hours as "23-07" (23:00 to 07:00)."""
+    if not hours:
+        return "none"
+    return f"night {hours[0]:02d}-{(hours[-1] + 1) % 24:02d}"
 
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.0"
+    version = "2.1"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -94,6 +116,7 @@ class LoginTimeDetector(Detector):
         usual_hours_coverage: float = 0.9,
         min_peers: int = 2,
         near_share: float = 0.02,
+        night_hours: int = 8,
         max_values: int = CACHED_USERS,
     ):
         # Per hour of the week: a uniform user would have 1/168 (0.006).
@@ -104,12 +127,17 @@ class LoginTimeDetector(Detector):
         # Share of the user's logins within two hours of the time of day
         # (any day) that keeps a rare hour of the week LOW.
         self.near_share = near_share
+        # Length of the user's night, which ends an hour before their usual
+        # day begins: the only hours where time alone is MEDIUM.
+        self.night_hours = night_hours
         # Keys kept in the peer windows (the least recently used go first).
         self.max_values = max_values
 
     def check_params(self) -> None:
         require_fraction(self, "min_probability", "usual_hours_coverage", "near_share")
-        require_positive(self, "prior_strength", "min_peers", "max_values")
+        require_positive(self, "prior_strength", "min_peers", "max_values", "night_hours")
+        if self.night_hours > 22:
+            raise ValueError(f"{self.name}.night_hours must be at most 22")
 
     @staticmethod
     def _hour_kind(index: int) -> str:
@@ -135,6 +163,22 @@ class LoginTimeDetector(Detector):
         own = 0.5 * _smoothed(counts, index) + 0.5 * _day_kind_share(counts, index)
         return (own + strength * prior_p) / (total + strength)
 
+    def night(self, counts: list[int], prior: list[float]) -> list[int] | None:
+        """The local hours of the user's night, the `night_hours` hours that
+        end an hour before their usual day begins (their logins and the
+        prior's pseudo-logins on all days); None when they log in at any
+        hour."""
+        strength = self.prior_strength
+        by_hour = [
+            sum(counts[d * 24 + h] + strength * prior[d * 24 + h] for d in range(7))
+            for h in range(24)
+        ]
+        band = usual_band(by_hour, self.usual_hours_coverage)
+        if band is None:
+            return None
+        day_start = band[0]
+        return [(day_start - 1 - self.night_hours + i) % 24 for i in range(self.night_hours)]
+
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         baseline = ctx.baseline
         clock = ctx.clock
@@ -148,6 +192,16 @@ class LoginTimeDetector(Detector):
         mature = baseline.mature_for("logins")
         severity = Severity.MEDIUM if mature and p < self.min_probability / 10 else Severity.LOW
         peer_note = ""
+        if severity >= Severity.MEDIUM:
+            night = self.night(counts, prior)
+            if night is None:
+                severity = Severity.LOW
+                peer_note = "; lowered: the user logs in at any hour of the day"
+            elif clock.local.hour not in night:
+                severity = Severity.LOW
+                peer_note = f"; lowered: not in the user's {_hours_label(night)}"
+            else:
+                peer_note = f"; in the user's {_hours_label(night)}"
         if severity >= Severity.MEDIUM:
             # A rare day at a usual time of day (a weekday worker on a Sunday
             # afternoon, an evening shift on call) is not what MEDIUM is for.

@@ -19,7 +19,11 @@ During a day the sum is judged with the day so far, so an elevation is
 reported as soon as it has accumulated, not the next morning. LOW from
 `low_threshold`, MEDIUM from `medium_threshold`, HIGH from
 `high_threshold`, each reported once per episode (the episode ends when the
-sum returns to 0). Days off (no activity) are skipped; after
+sum returns to 0). MEDIUM and HIGH need an effect as well: the run of
+elevated days at `min_ratio` times the usual day or more (LOW otherwise).
+A very regular user has a narrow spread, so a few busier days (1.3x, a
+project, a VPN change) accumulate spreads without being what
+low-and-slow exfiltration looks like. Days off (no activity) are skipped; after
 `max_gap_days` without activity the sum starts again.
 
 Days with quarantined events, and the days of a reported episode, are kept
@@ -90,7 +94,7 @@ def _robust(values: list[float], min_relative: float, floor: float) -> tuple[flo
 
 class SustainedVolumeDetector(Detector):
     name = "sustained_volume"
-    version = "1.1"
+    version = "1.2"
     description = (
         "Bytes transferred and API calls per day against the user's usual day, accumulated over "
         "days (CUSUM): steady elevation that no single hour shows, such as low-and-slow "
@@ -119,6 +123,7 @@ class SustainedVolumeDetector(Detector):
         max_users: int = CACHED_USERS,
         min_peers_rising: int = 2,
         max_values: int = CACHED_USERS,
+        min_ratio: float = 2.0,
     ):
         # Allowance per day, in spreads: excess below it does not accumulate.
         self.k = k
@@ -144,6 +149,9 @@ class SustainedVolumeDetector(Detector):
         self.min_peers_rising = min_peers_rising
         # Keys kept in the peer windows it shares with other detectors.
         self.max_values = max_values
+        # The elevated days' total against as many usual days below which a
+        # sum at MEDIUM or HIGH is reported as LOW.
+        self.min_ratio = min_ratio
 
     def check_params(self) -> None:
         require_positive(
@@ -162,6 +170,7 @@ class SustainedVolumeDetector(Detector):
             "max_episode_days",
             "max_users",
             "max_values",
+            "min_ratio",
         )
         require_fraction(self, "min_relative_spread")
         if not self.low_threshold <= self.medium_threshold <= self.high_threshold:
@@ -314,6 +323,10 @@ class SustainedVolumeDetector(Detector):
         recent = record[_HIST][-6:]
         if closing and (record[_BYTES] or record[_CALLS]):
             recent = recent[-5:] + [[record[_DAYK], record[_BYTES], record[_CALLS], mark]]
+        ratio = self._run(recent, sum_b >= sum_c, today_bytes, today_calls, ref)[2]
+        level = self._effect_level(level, ratio)
+        if level <= reported:
+            return []
         findings = self._finding(recent, level, sum_b, sum_c, today_bytes, today_calls, ref)
         rising = self._peers_rising(event, ctx) if level >= 2 else 0
         if rising >= self.min_peers_rising:
@@ -342,6 +355,25 @@ class SustainedVolumeDetector(Detector):
         value = self._rise_value(event, ctx)
         return self._rise_activity(ctx).usage(event.user_id, "", value, ctx.clock.ts).adopters
 
+    def _run(
+        self, recent: list, by_bytes: bool, today_bytes: float, today_calls: float, ref: list
+    ) -> tuple[list, float, float]:
+        """The run of elevated days (each above the allowance) before today,
+        the run's total with today, and that total against as many usual days."""
+        column, usual, spread = (1, ref[0], ref[1]) if by_bytes else (2, ref[2], ref[3])
+        episode: list = []
+        for h in reversed(recent):
+            if (h[column] - usual) / spread <= self.k:
+                break
+            episode.insert(0, h)
+        total = sum(h[column] for h in episode) + (today_bytes if by_bytes else today_calls)
+        ratio = total / (usual * (len(episode) + 1)) if usual > 0 else math.inf
+        return episode, total, ratio
+
+    def _effect_level(self, level: int, ratio: float) -> int:
+        """MEDIUM and HIGH only with an effect of `min_ratio` or more."""
+        return 1 if level > 1 and ratio < self.min_ratio else level
+
     def _finding(
         self,
         recent: list,
@@ -354,12 +386,7 @@ class SustainedVolumeDetector(Detector):
     ) -> list[Finding]:
         by_bytes = sum_b >= sum_c
         # For the explanation: the run of elevated days (each above the allowance) before today.
-        column, usual, spread = (1, ref[0], ref[1]) if by_bytes else (2, ref[2], ref[3])
-        episode: list = []
-        for h in reversed(recent):
-            if (h[column] - usual) / spread <= self.k:
-                break
-            episode.insert(0, h)
+        episode, total, ratio = self._run(recent, by_bytes, today_bytes, today_calls, ref)
         days = len(episode) + 1
         plural = "s" if days > 1 else ""
         before = (
@@ -368,16 +395,13 @@ class SustainedVolumeDetector(Detector):
             else ""
         )
         if by_bytes:
-            total = sum(h[1] for h in episode) + today_bytes
             usual, fmt, excess = ref[0], fmt_bytes, sum_b
             noun, spread = "transferred", fmt_bytes(ref[1])
             series = [fmt_bytes(h[1]) for h in episode] + [f"{fmt_bytes(today_bytes)} so far today"]
         else:
-            total = sum(h[2] for h in episode) + today_calls
             usual, fmt, excess = ref[2], fmt_count, sum_c
             noun, spread = "API calls", fmt_count(ref[3])
             series = [fmt_count(h[2]) for h in episode] + [f"{fmt_count(today_calls)} so far today"]
-        ratio = total / (usual * days) if usual > 0 else 0.0
         against = f"{ratio:.1f}x the usual" if usual > 0 else "against a usual"
         amount = fmt(total) + (" " + noun if noun == "API calls" else f" {noun}")
         return [
@@ -430,6 +454,12 @@ class SustainedVolumeDetector(Detector):
             sum_b = record[_SB] + self._excess(record[_BYTES], ref[0], ref[1])
             sum_c = record[_SC] + self._excess(record[_CALLS], ref[2], ref[3])
             level = self._level(max(sum_b, sum_c))
+            if level > record[_REPORTED] and level > 1:
+                # As score_one judged it (the closed days are in the history now).
+                ratio = self._run(
+                    record[_HIST][-6:], sum_b >= sum_c, record[_BYTES], record[_CALLS], ref
+                )[2]
+                level = self._effect_level(level, ratio)
             if level > record[_REPORTED]:
                 record[_REPORTED] = level
                 self._arm(record)
