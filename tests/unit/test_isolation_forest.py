@@ -28,7 +28,7 @@ from uba.detectors.forest_scoring import BatchForest, CompiledForest  # noqa: E4
 from uba.detectors.forest_training import replay_rows  # noqa: E402
 from uba.detectors.isolation_forest import NAME, IsolationForestDetector, train  # noqa: E402
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry  # noqa: E402
-from uba.domain.anomalies import Severity  # noqa: E402
+from uba.domain.anomalies import Feature, Severity  # noqa: E402
 from uba.domain.events import ActivityType  # noqa: E402
 from uba.testing import checks  # noqa: E402
 from uba.testing.checks import Simulation  # noqa: E402
@@ -475,3 +475,19 @@ def test_bench_training_time_by_history_size():
             f"history {len(history):>7,} events ({users} users) -> {len(rows):>7,} rows: replay "
             f"{replayed:.2f}s, fit+threshold {total - replayed:.2f}s, total {total:.2f}s"
         )
+
+
+def test_a_finding_driven_only_by_novelty_is_low_whatever_its_score():
+    """A new device and a new address are new_device's and new_ip's to
+    judge (LOW alone): a forest finding that only they drive stays LOW
+    even above the high threshold; one an API rate drives too is MEDIUM."""
+    detector = IsolationForestDetector().fit(blobs(5000))
+    model = detector.model_
+    above = model.info.high_threshold + 0.01
+    novelty = [Feature("device_surprise", 5.5, 0.5), Feature("ip_surprise", 5.5, 0.45)]
+    finding = detector._finding(model, above, novelty, 100, True)
+    assert finding.severity is Severity.LOW
+    assert finding.reason.endswith("LOW: only what new_device, new_ip judge")
+    mixed = [*novelty[:1], Feature("api_rate_z", 9.0, 0.4)]
+    finding = detector._finding(model, above, mixed, 100, True)
+    assert finding.severity is Severity.MEDIUM and "judge" not in finding.reason

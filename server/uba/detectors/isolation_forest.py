@@ -64,7 +64,7 @@ from uba.detectors.features import (
 )
 from uba.detectors.forest_scoring import BatchForest, CompiledForest
 from uba.detectors.forest_training import replay_rows
-from uba.domain.anomalies import Feature, Severity
+from uba.domain.anomalies import Feature, Severity, echoed_detectors
 from uba.domain.events import ActivityEvent
 from uba.domain.shared_state import CACHED_USERS
 from uba.domain.user_baseline import DEFAULT_MATURITY, MaturityPolicy
@@ -130,7 +130,7 @@ class IsolationForestDetector(Detector):
             "distinct_countries": "new_country",
         }
     )
-    version = "1.0"
+    version = "1.1"
     family = "enhanced"
     description = (
         "Isolation Forest over engineered, per-user normalised features (hour, session, API rate, "
@@ -563,6 +563,12 @@ class IsolationForestDetector(Detector):
         )
         if parts:
             reason += ": " + ", ".join(parts)
+        repeats = echoed_detectors(features, self.echoes)
+        if high and repeats:
+            # The novelty detectors judge a new address, device or country;
+            # the forest seeing only that adds nothing to raise it by.
+            high = False
+            reason += f"; {self.severity.upper()}: only what {', '.join(repeats)} judge"
         return Finding(
             score=score,
             severity=Severity.parse(self.high_severity if high else self.severity),

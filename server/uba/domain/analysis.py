@@ -24,7 +24,7 @@ from uba.domain import alerts as lifecycle
 from uba.domain import incidents as incident_lifecycle
 from uba.domain.aggregates import Aggregates
 from uba.domain.alerts import Alert, AlertPolicy, Resolution
-from uba.domain.anomalies import Anomaly
+from uba.domain.anomalies import Anomaly, echoed_detectors
 from uba.domain.attack import AttackMapping, attack_for
 from uba.domain.errors import InvalidArgument, NotFound
 from uba.domain.events import ActivityEvent, ActivityType
@@ -45,9 +45,6 @@ PRIORS = "priors"
 # The priors of the event log's workers, pooled in the log's order and
 # saved with the position they are as of (uba.domain.priors.SharedPriors).
 SHARED_PRIORS = "priors.eventlog"
-# A feature drives a finding when it accounts for at least this share of
-# its score (the explanations' contributions).
-DRIVING_SHARE = 0.15
 
 
 # The pending members of population detectors, whatever their address.
@@ -613,16 +610,9 @@ class Analyzer:
             self._changes.extend(items)
 
     def _echoes_of(self, anomaly: Anomaly) -> tuple[str, ...]:
-        """The detectors whose findings this anomaly only repeats: those its
-        detector names for the features that drove it, when every feature
-        with a real share of the score (DRIVING_SHARE) is such a feature."""
-        mapping = self.echoes.get(anomaly.detector)
-        if not mapping:
-            return ()
-        driving = [f for f in anomaly.features if f.contribution >= DRIVING_SHARE]
-        if not driving or any(f.name not in mapping for f in driving):
-            return ()
-        return tuple(sorted({mapping[f.name] for f in driving}))
+        """The detectors whose findings this anomaly only repeats (its
+        detector's `echoes`, see echoed_detectors)."""
+        return echoed_detectors(anomaly.features, self.echoes.get(anomaly.detector) or {})
 
     def take_changes(self) -> list[Alert | Incident]:
         """Every alert and incident change of the current transaction, in

@@ -4,6 +4,7 @@ the user's baseline, with the explanation an analyst reads."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,6 +46,23 @@ class Feature:
     value: float
     # Share of the score this feature accounts for, 0..1.
     contribution: float = 1.0
+
+
+# A feature drives a finding when it accounts for at least this share of
+# its score (the explanations' contributions).
+DRIVING_SHARE = 0.15
+
+
+def echoed_detectors(features: Iterable[Feature], echoes: Mapping[str, str]) -> tuple[str, ...]:
+    """The detectors whose findings a finding only repeats: those `echoes`
+    names for the features that drove it, when every feature with a real
+    share of the score (DRIVING_SHARE) is such a feature; () otherwise."""
+    if not echoes:
+        return ()
+    driving = [f for f in features if f.contribution >= DRIVING_SHARE]
+    if not driving or any(f.name not in echoes for f in driving):
+        return ()
+    return tuple(sorted({echoes[f.name] for f in driving}))
 
 
 @dataclass(slots=True)
