@@ -154,6 +154,16 @@ def test_to_dict_from_dict_round_trips_exactly_through_json():
     assert restored == b
 
 
+def test_the_last_logins_device_is_kept_beside_what_older_servers_read():
+    b = mature_baseline()
+    data = json.loads(json.dumps(b.to_dict()))
+    assert b.last_login.device_id == "laptop-alice"
+    assert len(data["last_login"]) == 7 and data["last_login_device"] == "laptop-alice"
+    del data["last_login_device"]  # saved by an older server
+    restored = UserBaseline.from_dict(data)
+    assert restored.last_login.device_id == "" and restored.last_login.city == b.last_login.city
+
+
 def test_from_dict_refuses_unknown_schema():
     data = UserBaseline("alice").to_dict()
     data["schema"] = 99

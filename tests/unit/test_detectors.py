@@ -593,6 +593,38 @@ def test_impossible_travel():
     )
 
 
+def test_impossible_travel_by_two_devices_in_known_countries_is_low():
+    """A phone whose carrier places it 500 km away, ten minutes after the
+    laptop's login, is two devices, not a traveller: LOW. The same device
+    there, or another device in a country new to the user, stays HIGH."""
+    alice = Persona()
+    start = alice.local(DAY, 9, 0)
+    munich = dict(city="Munich", latitude=48.14, longitude=11.58)
+    sim = fresh("impossible_travel")
+    sim.feed([alice.event(LOGIN, start)])
+    (phone,) = sim.copy().feed(
+        [alice.event(LOGIN, start + timedelta(minutes=10), device_id="phone-alice", **munich)]
+    )
+    assert phone.severity is Severity.LOW and not phone.quarantined
+    assert "two devices, not one traveller" in phone.reason
+    (same,) = sim.copy().feed([alice.event(LOGIN, start + timedelta(minutes=10), **munich)])
+    assert same.severity is Severity.HIGH
+    (abroad,) = sim.copy().feed(
+        [
+            alice.event(
+                LOGIN,
+                start + timedelta(minutes=10),
+                device_id="phone-alice",
+                country_code="AT",
+                city="Vienna",
+                latitude=48.21,
+                longitude=16.37,
+            )
+        ]
+    )
+    assert abroad.severity is Severity.HIGH
+
+
 def test_impossible_travel_respects_the_configured_speed():
     sim = fresh("impossible_travel", max_speed_kmh=5000.0)
     alice = Persona()

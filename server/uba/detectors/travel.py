@@ -1,5 +1,14 @@
 """Impossible travel: two successful logins further apart than anyone can
-travel in the time between them."""
+travel in the time between them.
+
+Two devices are not one traveller: when the login comes from another device
+than the previous one, in a country the user is known in, it is LOW. A
+phone's carrier (and a roaming phone's home carrier) places its addresses
+at its own gateways, hundreds or thousands of kilometres from the laptop
+the user is sitting at; new_device and new_ip judge a device or network
+never seen. The same device in two places, or a country new to the user,
+stays at the configured severity.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +43,7 @@ def _valid(lat: float | None, lon: float | None) -> bool:
 
 class ImpossibleTravelDetector(Detector):
     name = "impossible_travel"
-    version = "1.0"
+    version = "1.1"
     description = (
         "Consecutive successful logins whose locations imply a speed above the limit "
         "(e.g. 1000 km/h), ignoring distances within geo-IP error."
@@ -80,14 +89,28 @@ class ImpossibleTravelDetector(Detector):
             or "unknown place"
         )
         event_ids = (last.event_id, event.event_id) if last.event_id else ()
+        severity = Severity.parse(self.severity)
+        note = ""
+        if (
+            event.device_id
+            and last.device_id
+            and event.device_id != last.device_id
+            and event.country_code
+            and event.country_code in ctx.baseline.countries
+        ):
+            severity = min(severity, Severity.LOW)
+            note = (
+                f"; {severity.name}: another device than the previous login's, in a country the "
+                f"user is known in ({event.country_code}): two devices, not one traveller"
+            )
         return [
             Finding(
                 score=speed / self.max_speed_kmh,
-                severity=Severity.parse(self.severity),
+                severity=severity,
                 reason=(
                     f"login from {here} {distance:,.0f} km from {last.place} "
                     f"{fmt_duration(interval)} after the previous login ({speed:,.0f} km/h; limit "
-                    f"{self.max_speed_kmh:,.0f} km/h)"
+                    f"{self.max_speed_kmh:,.0f} km/h){note}"
                 ),
                 observed=f"{speed:,.0f} km/h",
                 expected=f"at most {self.max_speed_kmh:,.0f} km/h",

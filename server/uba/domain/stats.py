@@ -158,6 +158,7 @@ class LastLogin:
     latitude: float | None = None
     longitude: float | None = None
     event_id: str = ""
+    device_id: str = ""
 
     @property
     def occurred_at(self) -> datetime:

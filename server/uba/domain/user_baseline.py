@@ -267,6 +267,7 @@ class UserBaseline:
                     event.latitude,
                     event.longitude,
                     event.event_id,
+                    event.device_id,
                 )
         elif kind is _LOGIN_FAILURE:
             if hour_open:
@@ -384,6 +385,8 @@ class UserBaseline:
                 last.longitude,
                 last.event_id,
             ],
+            # Beside the list, which older servers read as seven values.
+            "last_login_device": "" if last is None else last.device_id,
             "last_learned_day": self.last_learned_day,
             "day": [self.day.key, self.day.logins, self.day.tainted],
             "hour": [
@@ -438,7 +441,11 @@ class UserBaseline:
                 RunningStats.from_list(v) for v in data["log_session_seconds_by_part"]
             ],
             learned_peer_group=data.get("learned_peer_group", ""),
-            last_login=None if last is None else LastLogin(*last),
+            last_login=(
+                None
+                if last is None
+                else LastLogin(*last[:7], device_id=data.get("last_login_device", ""))
+            ),
             last_learned_day=data.get("last_learned_day"),
             day=DayBucket(day[0], int(day[1]), bool(day[2])),
             hour=HourBucket(
