@@ -712,35 +712,53 @@ def test_bad_threshold_rules_are_refused_with_their_fault_named(rule, message):
         REGISTRY.build({"threshold_rules": {"rules": [rule]}})
 
 
-def test_one_other_sales_user_calling_admin_does_not_make_it_common_in_sales():
-    """Two sales users misusing admin endpoints on consecutive days: the
-    second is not excused by the first, and a user's later admin calls on
-    the same day are not excused by the first one either."""
+def test_sales_users_misusing_admin_one_after_the_other_do_not_excuse_each_other():
+    """Three sales users misusing admin endpoints on consecutive days: each
+    is MEDIUM with no peer use behind it, since an alarm vouches for no
+    one; a user's later admin calls on the same day are not excused by the
+    first one either. An ordinary (LOW) first use does count for peers."""
     rng = random.Random(3)
     sim = fresh("api_new_endpoint")
     people = _team(sim, rng)
     day = day_after_history(days=21)
-    first, second = people[0], people[1]
+    first = people[0]
     found = sim.feed(
         [
             first.api_call(first.local(day, 11, 0), rng, api_method="GET", api_path="/admin/users"),
             first.api_call(
                 first.local(day, 11, 5), rng, api_method="POST", api_path="/admin/users/7/roles"
             ),
+            first.api_call(first.local(day, 11, 9), rng, api_method="GET", api_path="/v1/exports"),
         ]
     )
-    assert [a.severity for a in found] == [Severity.MEDIUM, Severity.MEDIUM]
-    (b,) = sim.feed(
+    assert [a.severity for a in found] == [Severity.MEDIUM, Severity.MEDIUM, Severity.LOW]
+    for k, other in enumerate(people[1:3], start=1):
+        (b,) = [
+            a
+            for a in sim.feed(
+                [
+                    other.api_call(
+                        other.local(day + timedelta(days=k), 11, 0),
+                        rng,
+                        api_method="GET",
+                        api_path="/admin/users",
+                    )
+                ]
+            )
+        ]
+        assert b.severity is Severity.MEDIUM and "no peer used it in 30 days" in b.reason
+    second = people[1]
+    (c,) = sim.feed(
         [
             second.api_call(
-                second.local(day + timedelta(days=1), 11, 0),
+                second.local(day + timedelta(days=3), 11, 0),
                 rng,
                 api_method="GET",
-                api_path="/admin/users",
+                api_path="/v1/exports",
             )
         ]
     )
-    assert b.severity is Severity.MEDIUM and "only 1 peers used it" in b.reason
+    assert "endpoint used by 1 of" in c.reason
 
 
 def test_login_time_is_medium_only_in_the_users_night():
@@ -756,6 +774,21 @@ def test_login_time_is_medium_only_in_the_users_night():
     (early,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 6, 0))])
     assert early.severity is Severity.LOW
     assert "within two hours of this time of day" in early.reason
+
+
+def test_login_time_a_peers_alarm_does_not_vouch_for_the_hour():
+    """Three sales users log in at 03:00 on a Sunday, a week apart: each is
+    MEDIUM. Had the first two counted as peers' evidence, the third would
+    have been LOW ("peers logged in at this time of day")."""
+    rng = random.Random(4)
+    team = [Persona(user_id=f"s{i}", peer_group="sales") for i in range(3)]
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    sim.feed(sorted((e for p in team for e in p.history(rng)), key=lambda e: e.occurred_at))
+    sunday = DAY + timedelta(days=(6 - DAY.weekday()) % 7)
+    for k, person in enumerate(team):
+        (found,) = sim.feed([person.event(LOGIN, person.local(sunday + timedelta(days=7 * k), 3))])
+        assert found.severity is Severity.MEDIUM, found.reason
+        assert "peers" not in found.reason
 
 
 def test_login_time_night_follows_the_users_own_day():

@@ -129,10 +129,14 @@ class NewEndpointDetector(Detector):
       uses the endpoint, else judged as above but one level lower, saying the
       baseline is not mature.
     A peer group smaller than `min_group_users` active users is not a
-    reference: the population is used instead."""
+    reference: the population is used instead. A use this detector rated
+    MEDIUM or more (or a quarantined one) is not counted as a peer's use: an
+    alarm vouches for no one (three accounts of one team misused one after
+    the other would otherwise make the third one's calls "common in the
+    peer group")."""
 
     name = "api_new_endpoint"
-    version = "2.0"
+    version = "2.1"
     description = (
         "First call to an API endpoint by a user, judged against the peer group and the population "
         "(privileged endpoints no peer used rate higher; rollouts lower)."
@@ -242,6 +246,8 @@ class NewEndpointDetector(Detector):
                 f"{'peer group ' + group if has_group else 'the population'}"
             )
         known = len(baseline.endpoints)
+        if severity >= Severity.MEDIUM:
+            self.pending_ = None  # an alarm is not a peer's use (learn_one)
         return [
             Finding(
                 score=math.log1p(baseline.api_call_count)
@@ -272,8 +278,9 @@ class NewEndpointDetector(Detector):
         baseline = ctx.baseline
         entry = baseline.endpoints.entries.get(endpoint)
         ts = ctx.clock.ts
-        # Quarantined calls are not learned and do not count as adoption.
-        new_to_user = not ctx.quarantined and entry is not None and entry[0] == 1 and entry[1] == ts
+        if ctx.quarantined:
+            return  # not learned, and not a peer's use either
+        new_to_user = entry is not None and entry[0] == 1 and entry[1] == ts
         self._activity(ctx).observe(
             event.user_id,
             baseline.effective_peer_group or event.peer_group,

@@ -101,13 +101,15 @@ def _hours_label(hours: list[int] | None) -> str:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.1"
+    version = "2.2"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
     )
     title = "Login at an unusual time"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
+    # Learned state: the event scored last when it was rated MEDIUM or more.
+    alarm_: ActivityEvent | None
 
     def __init__(
         self,
@@ -145,7 +147,10 @@ class LoginTimeDetector(Detector):
         return f"{'we' if index // 24 >= 5 else 'wd'}{index % 24:02d}"
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
-        if ctx.quarantined:
+        alarm, self.alarm_ = getattr(self, "alarm_", None), None
+        if ctx.quarantined or alarm is event:
+            # Peers' evidence comes from their ordinary logins: a login this
+            # detector rated MEDIUM vouches for no one's hour.
             return
         baseline = ctx.baseline
         PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values)).observe(
@@ -180,6 +185,7 @@ class LoginTimeDetector(Detector):
         return [(day_start - 1 - self.night_hours + i) % 24 for i in range(self.night_hours)]
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
+        self.alarm_ = None
         baseline = ctx.baseline
         clock = ctx.clock
         index = clock.hour_of_week
@@ -254,6 +260,8 @@ class LoginTimeDetector(Detector):
             f"earlier {kind} logins at this hour, {counts[index]} on this day of the "
             f"week{basis}{peer_note}"
         )
+        if severity >= Severity.MEDIUM:
+            self.alarm_ = event
         return [
             Finding(
                 score=-math.log(p),
