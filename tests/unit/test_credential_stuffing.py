@@ -230,3 +230,32 @@ def test_one_account_failing_from_many_addresses_is_reported_and_escalates():
         )
         == []
     )
+
+
+def test_a_weekly_brute_force_on_one_account_does_not_hide_a_wave_at_that_hour():
+    """Every Tuesday at 13:00 UTC for three weeks, 30 failed tries against
+    one account in three minutes (failed_login_burst's to report). The
+    organisation's usual rate for that hour of the week counts that account
+    as one account failing, not 30 failures, so a stuffing wave at that
+    hour on the fourth Tuesday is still flagged within minutes."""
+    rng = random.Random(3)
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "credential_stuffing")))
+    staff = people()
+    target = staff[7]
+    history = [e for d in days(WEEKS) for p in staff for e in workday(p, d, rng)]
+    for d in days(WEEKS):
+        if d.weekday() == 1:
+            burst = datetime(d.year, d.month, d.day, 13, 0, tzinfo=UTC)
+            history += [
+                target.event(FAILURE, burst + timedelta(seconds=6 * k), source_ip="198.51.100.66")
+                for k in range(30)
+            ]
+    sim.feed(sorted(history, key=lambda e: e.occurred_at))
+    day = attack_day()
+    start = datetime(day.year, day.month, day.day, 13, 0, tzinfo=UTC)
+    attack, _ = stuffing(staff, rng, start)
+    found = sim.feed(with_routine(staff, attack, day, rng))
+    waves = [a for a in found if "failures" in a.observed and a.severity >= Severity.MEDIUM]
+    assert waves, "the wave was not flagged"
+    first = min(a.occurred_at for a in waves)
+    assert first - start <= timedelta(minutes=30), first - start

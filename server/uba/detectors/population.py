@@ -5,7 +5,9 @@ its own (ATT&CK T1110.003, T1110.004).
 
 The organisation is the unit: its failed logins in a sliding window
 (`window_seconds`) against what it usually sees at that time of the week.
-The usual rate is learned per `bucket_seconds` bucket of failures, by UTC
+The usual rate is learned per `bucket_seconds` bucket of failures (each
+account's counted up to `max_failures_per_account`: a brute force against
+one account is not the organisation's usual), by UTC
 hour of the week (a Monday-morning wave across time zones is routine), with
 the hour of the day and then all hours as fallbacks while the weekly slots
 fill; buckets during an open wave are not learned. Failures also follow
@@ -61,10 +63,26 @@ _ORG = "org"
 # The record: [bucket index, failures, successes, bucket tainted (0/1),
 #   wave level, wave last over the limit (ts), wave started (ts),
 #   weekly slots [[n, mean, m2] x 168], daily slots [[n, mean, m2] x 24],
-#   all hours [n, mean, m2], failures learned, successes learned]
-_BUCKET, _FAILS, _SUCCS, _TAINT, _LEVEL, _LAST, _START, _WEEK, _DAY, _ALL, _F_TOTAL, _S_TOTAL = (
-    range(12)
-)
+#   all hours [n, mean, m2], failures learned, successes learned,
+#   the bucket's failures per account {account: n}]
+(
+    _BUCKET,
+    _FAILS,
+    _SUCCS,
+    _TAINT,
+    _LEVEL,
+    _LAST,
+    _START,
+    _WEEK,
+    _DAY,
+    _ALL,
+    _F_TOTAL,
+    _S_TOTAL,
+    _PER_ACCOUNT,
+) = range(13)
+# Accounts whose failures in one bucket are counted apart (beyond, each
+# failure counts); far more than fail in ten ordinary minutes.
+_MAX_ACCOUNTS_PER_BUCKET = 10_000
 # Zero buckets learned at most after a silence (a week of 10-minute buckets).
 _MAX_GAP_BUCKETS = 1008
 
@@ -83,6 +101,7 @@ def _new_record(bucket: int) -> list:
         [0, 0.0, 0.0],
         0,
         0,
+        {},
     ]
 
 
@@ -106,7 +125,7 @@ NO_HISTORY = "no history yet"
 
 class CredentialStuffingDetector(Detector):
     name = "credential_stuffing"
-    version = "1.1"
+    version = "1.2"
     description = (
         "Failed logins across the organisation, against its usual rate for the time of week: many "
         "addresses and accounts with a try or two each (credential stuffing, distributed "
@@ -210,6 +229,8 @@ class CredentialStuffingDetector(Detector):
         record = store.get(_ORG)
         if record is None:
             record = store.put(_ORG, _new_record(int(ctx.clock.ts // self.bucket_seconds)))
+        elif len(record) == _PER_ACCOUNT:  # saved by version 1.1
+            record.append({})
         return record
 
     def _wave_open(self, record: list, ts: float) -> bool:
@@ -435,8 +456,17 @@ class CredentialStuffingDetector(Detector):
             record[_SUCCS] += 1
             window.add("successes", ts)
             return
-        record[_FAILS] += 1
         account, source = event.user_id, event.source_ip
+        # The usual rate is of accounts failing: one account's burst (a
+        # brute force, failed_login_burst's to judge) counts as at most
+        # `max_failures_per_account`, or it would raise this hour of the
+        # week's expectation enough to hide next week's wave.
+        per_account = record[_PER_ACCOUNT]
+        tried = per_account.get(account, 0)
+        if tried < self.max_failures_per_account:
+            record[_FAILS] += 1
+            if tried or len(per_account) < _MAX_ACCOUNTS_PER_BUCKET:
+                per_account[account] = tried + 1
         # Level of the window with this failure (the same test as score_one).
         window.add("accounts", ts, account)
         if source:
@@ -482,6 +512,7 @@ class CredentialStuffingDetector(Detector):
         for silent in range(max(current + 1, bucket - _MAX_GAP_BUCKETS), bucket):
             self._learn_bucket(record, silent, 0)
         record[_BUCKET], record[_FAILS], record[_SUCCS] = bucket, 0, 0
+        record[_PER_ACCOUNT] = {}
         record[_TAINT] = int(self._wave_open(record, ts))
 
     def _learn_bucket(self, record: list, bucket: int, failures: int) -> None:
