@@ -288,3 +288,18 @@ def test_a_schema_1_baseline_stored_by_the_previous_release_loads():
     # It keeps learning.
     b.learn(ev(at=T0 + timedelta(days=30), source_ip="203.0.113.5"))
     assert "203.0.113.0/24" in b.networks and b.active_day_gaps.count == 1
+
+
+def test_failed_logins_and_mfa_prompts_do_not_make_a_place_or_device_known():
+    """Anyone can fail a login as anyone from anywhere: a stuffing wave's
+    tries from Romania must not make the attacker's later success from there
+    a familiar country, address or device."""
+    b = mature_baseline()
+    at = datetime(2026, 3, 3, 3, 0, tzinfo=UTC)
+    tried = dict(source_ip="203.0.113.50", device_id="bot-1", country_code="RO", city="Bucharest")
+    for kind in (ActivityType.LOGIN_FAILURE, ActivityType.MFA_CHALLENGE, ActivityType.MFA_DENIED):
+        b.learn(Persona().event(kind, at, **tried))
+    assert "RO" not in b.countries and "bot-1" not in b.devices
+    assert "203.0.113.50" not in b.source_ips
+    b.learn(Persona().event(ActivityType.LOGIN_SUCCESS, at, **tried))
+    assert "RO" in b.countries and "bot-1" in b.devices

@@ -520,6 +520,42 @@ def test_new_country_lowered_for_plausible_travel_and_kept_when_device_is_new():
     assert attempt.severity is Severity.LOW and "a failed login" in attempt.reason
 
 
+def test_a_stuffing_waves_failed_tries_from_a_country_do_not_make_it_familiar():
+    """Failed tries from Romania against every account of a team (a
+    stuffing wave) make Romania neither the victims' country nor a country
+    their peers "use": the attacker's success from there afterwards is a
+    new country (MEDIUM), not an organisation-wide change."""
+    rng = random.Random(4)
+    people = list(population(rng, 10))
+    sim = fresh("new_country")
+    sim.feed(
+        sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
+    )
+    day = day_after_history(days=21)
+    romania = dict(country_code="RO", city="Bucharest", latitude=44.43, longitude=26.10)
+    tries = [
+        p.event(
+            ActivityType.LOGIN_FAILURE,
+            p.local(day, 3, k),
+            source_ip=f"203.0.113.{k + 1}",
+            device_id="",
+            **romania,
+        )
+        for k, p in enumerate(people)
+    ]
+    sim.feed(tries)
+    victim = people[0]
+    (success,) = sim.feed(
+        [
+            victim.event(
+                LOGIN, victim.local(day, 3, 30), source_ip="203.0.113.1", device_id="", **romania
+            )
+        ]
+    )
+    assert success.severity is Severity.MEDIUM, success.reason
+    assert "used by 0 of" in success.reason
+
+
 def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():
     """A VPN change: a whole team appears from one new network in a day."""
     rng = random.Random(4)

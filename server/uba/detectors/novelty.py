@@ -37,7 +37,7 @@ from uba.detectors.base import (
 from uba.detectors.travel import haversine_km
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.event_keys import network_of
-from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.events import UNPROVEN_TYPES, ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity, Usage
 from uba.domain.shared_state import CACHED_USERS
 from uba.domain.stats import KnownValues
@@ -176,7 +176,9 @@ class _FirstSeenDetector(Detector):
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         pending, self.pending_ = getattr(self, "pending_", None), None
-        if pending is not event:
+        if pending is not event or event.type in UNPROVEN_TYPES:
+            # A failed try from somewhere is no one's use of it (a stuffing
+            # wave would otherwise make its countries "used by 80 peers").
             return
         value = self.value_of(event)
         baseline = ctx.baseline
@@ -205,7 +207,7 @@ def _first_use(known: KnownValues, value: str, ts: float) -> bool:
 
 class NewCountryDetector(_FirstSeenDetector):
     name = "new_country"
-    version = "2.1"
+    version = "2.2"
     description = (
         "Event from a country the user has never been seen in (any event type); lowered for "
         "plausible travel, countries peers use, and organisation-wide changes."
@@ -288,7 +290,7 @@ def plausible_travel(
 
 class NewDeviceDetector(_FirstSeenDetector):
     name = "new_device"
-    version = "2.0"
+    version = "2.1"
     description = (
         "Event from a device id the user has never used (any event type); not reported during a "
         "fleet refresh (many users on new devices of the same kind within a week)."
@@ -307,7 +309,7 @@ class NewDeviceDetector(_FirstSeenDetector):
 
 class NewIpDetector(_FirstSeenDetector):
     name = "new_ip"
-    version = "2.0"
+    version = "2.1"
     description = (
         "Event from a network (/24 IPv4, /48 IPv6) the user has never used (any event type); not "
         "reported when many users moved to it within a week (a VPN or office change)."

@@ -22,6 +22,14 @@ class ActivityType(enum.Enum):
     MFA_DENIED = "mfa_denied"
 
 
+# Events that do not prove the user was there: anyone can fail a login (or
+# have a push prompt sent) as anyone, from anywhere. Their address, device
+# and country do not become the user's known ones, nor a peer's use.
+UNPROVEN_TYPES = frozenset(
+    {ActivityType.LOGIN_FAILURE, ActivityType.MFA_CHALLENGE, ActivityType.MFA_DENIED}
+)
+
+
 @dataclass(slots=True)
 class ActivityEvent:
     """One thing a user did. Timestamps are timezone-aware UTC."""

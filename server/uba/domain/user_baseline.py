@@ -26,7 +26,7 @@ from uba.domain.event_keys import (
     normalize_endpoint,
     session_start_part,
 )
-from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.events import UNPROVEN_TYPES, ActivityEvent, ActivityType
 from uba.domain.stats import (
     KNOWN_VALUES_CAP,
     DayBucket,
@@ -242,14 +242,18 @@ class UserBaseline:
             self.timezone = event.timezone
         if event.peer_group:
             self.peer_group = event.peer_group
-        if event.source_ip:
-            self.source_ips.touch(event.source_ip, ts)
-            self.networks.touch(network_of(event.source_ip), ts)
-        if event.device_id:
-            self.devices.touch(event.device_id, ts)
-        if event.country_code:
-            self.countries.touch(event.country_code, ts)
         kind = event.type
+        # Places and devices become known only from events that prove the
+        # user: a stuffing wave's tries from a country must not make the
+        # attacker's later success from there look familiar.
+        if kind not in UNPROVEN_TYPES:
+            if event.source_ip:
+                self.source_ips.touch(event.source_ip, ts)
+                self.networks.touch(network_of(event.source_ip), ts)
+            if event.device_id:
+                self.devices.touch(event.device_id, ts)
+            if event.country_code:
+                self.countries.touch(event.country_code, ts)
         if kind is _LOGIN_SUCCESS:
             self.login_hour_of_week[c.hour_of_week] += 1
             self.login_hour_of_day[c.local.hour] += 1
