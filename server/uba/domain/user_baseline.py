@@ -446,9 +446,7 @@ class UserBaseline:
             ],
             learned_peer_group=data.get("learned_peer_group", ""),
             last_login=(
-                None
-                if last is None
-                else LastLogin(*last[:7], device_id=data.get("last_login_device", ""))
+                None if last is None else _last_login(last, data.get("last_login_device", ""))
             ),
             last_learned_day=data.get("last_learned_day"),
             day=DayBucket(day[0], int(day[1]), bool(day[2])),
@@ -457,6 +455,12 @@ class UserBaseline:
             ),
             maturity=maturity,
         )
+
+
+def _last_login(values: list, device_id: str) -> LastLogin:
+    """The stored last login: seven values, and its device saved beside them."""
+    ts, source_ip, country_code, city, latitude, longitude, event_id = values[:7]
+    return LastLogin(ts, source_ip, country_code, city, latitude, longitude, event_id, device_id)
 
 
 def _migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
