@@ -7,7 +7,7 @@ import pytest
 
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
-from uba.domain.anomalies import Severity
+from uba.domain.anomalies import Severity, echoed_detectors
 from uba.domain.events import ActivityType
 from uba.domain.priors import PriorBaselines
 from uba.domain.user_baseline import UserBaseline
@@ -643,8 +643,12 @@ def test_impossible_travel_by_two_devices_in_known_countries_is_low():
     )
     assert phone.severity is Severity.LOW and not phone.quarantined
     assert "two devices, not one traveller" in phone.reason
+    # It repeats new_device (when the phone is new): an incident counts it once.
+    travel = next(d for d in sim.engine.detectors if d.name == "impossible_travel")
+    assert echoed_detectors(phone.features, travel.echoes) == ("new_device",)
     (same,) = sim.copy().feed([alice.event(LOGIN, start + timedelta(minutes=10), **munich)])
     assert same.severity is Severity.HIGH
+    assert echoed_detectors(same.features, travel.echoes) == ()
     (abroad,) = sim.copy().feed(
         [
             alice.event(

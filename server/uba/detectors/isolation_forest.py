@@ -128,6 +128,8 @@ class IsolationForestDetector(Detector):
             "distinct_devices": "new_device",
             "country_surprise": "new_country",
             "distinct_countries": "new_country",
+            # The distance from the last login is impossible_travel's to judge.
+            "distance_log_km": "impossible_travel",
         }
     )
     version = "1.1"

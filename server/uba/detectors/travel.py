@@ -13,6 +13,7 @@ stays at the configured severity.
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 from uba.detectors.base import (
     DetectionContext,
@@ -50,6 +51,9 @@ class ImpossibleTravelDetector(Detector):
     )
     title = "Impossible travel"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
+    # Two devices far apart repeat what new_device says of the second one
+    # (when it is new): an incident counts it once.
+    echoes = MappingProxyType({"other_device": "new_device"})
 
     def __init__(
         self,
@@ -91,13 +95,14 @@ class ImpossibleTravelDetector(Detector):
         event_ids = (last.event_id, event.event_id) if last.event_id else ()
         severity = Severity.parse(self.severity)
         note = ""
-        if (
+        two_devices = bool(
             event.device_id
             and last.device_id
             and event.device_id != last.device_id
             and event.country_code
             and event.country_code in ctx.baseline.countries
-        ):
+        )
+        if two_devices:
             severity = min(severity, Severity.LOW)
             note = (
                 f"; {severity.name}: another device than the previous login's, in a country the "
@@ -114,8 +119,10 @@ class ImpossibleTravelDetector(Detector):
                 ),
                 observed=f"{speed:,.0f} km/h",
                 expected=f"at most {self.max_speed_kmh:,.0f} km/h",
+                # Two devices: the other device, not the speed, is what it says.
                 features=(
-                    Feature("speed_kmh", speed, 1.0),
+                    *((Feature("other_device", 1.0, 1.0),) if two_devices else ()),
+                    Feature("speed_kmh", speed, 0.0 if two_devices else 1.0),
                     Feature("distance_km", distance, 0.0),
                     Feature("interval_seconds", interval, 0.0),
                 ),
