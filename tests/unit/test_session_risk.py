@@ -152,6 +152,27 @@ def test_dormant_account_with_a_new_device_and_admin_endpoints():
     assert "privileged endpoints" in found[-1].reason
 
 
+def test_failed_tries_on_a_silent_account_do_not_end_its_silence():
+    """A stuffing wave tries the silent account twice; two days later the
+    attacker gets in from a new device: still a dormant account active
+    again (MEDIUM), and the tries themselves are not "active again"."""
+    sim, alice = learned("dormant_account")
+    tried = DAY + timedelta(days=18)
+    tries = [
+        alice.event(
+            ActivityType.LOGIN_FAILURE,
+            alice.local(tried, 3, k),
+            source_ip=f"203.0.113.{k + 1}",
+            device_id="",
+        )
+        for k in range(2)
+    ]
+    assert sim.feed(tries) == []
+    back = DAY + timedelta(days=20)
+    (a,) = sim.feed([alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731")])
+    assert a.severity is Severity.MEDIUM and "active again after 2" in a.reason
+
+
 def test_usual_gaps_are_not_dormancy():
     sim, alice = learned("dormant_account")
     # A long weekend and a week of holiday are within what a user does.

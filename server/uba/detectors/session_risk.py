@@ -34,7 +34,7 @@ from __future__ import annotations
 from uba.detectors.base import DetectionContext, Detector, Finding, require_positive
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.event_keys import is_privileged, network_of, normalize_endpoint
-from uba.domain.events import ActivityEvent, ActivityType
+from uba.domain.events import UNPROVEN_TYPES, ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
 from uba.domain.shared_state import CACHED_USERS
 from uba.domain.user_baseline import UserBaseline
@@ -308,7 +308,7 @@ def _what(event: ActivityEvent, bits: int) -> str:
 
 class DormantAccountDetector(Detector):
     name = "dormant_account"
-    version = "1.0"
+    version = "1.1"
     description = (
         "Activity after a silence far beyond the user's usual gaps between active days; raised "
         "with a new device or first privileged endpoints in the returning burst."
@@ -363,7 +363,9 @@ class DormantAccountDetector(Detector):
         return gap, bits, level, reported
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
-        state = self._state(event, ctx)
+        # A failed try (or a push prompt) on a silent account is not the
+        # account back in use: the failure detectors judge attempts.
+        state = None if event.type in UNPROVEN_TYPES else self._state(event, ctx)
         self.pending_ = None if state is None else (event.event_id, state)
         if state is None or state[2] <= state[3]:
             return []

@@ -226,7 +226,11 @@ class UserBaseline:
             self.first_seen_ts = ts
         if self.last_seen_ts is None or ts > self.last_seen_ts:
             self.last_seen_ts = ts
-        if self.last_learned_day is None or c.day_key > self.last_learned_day:
+        kind = event.type
+        proven = kind not in UNPROVEN_TYPES
+        # Active days are days the user was there: failed tries on a silent
+        # account do not end its silence (dormant_account).
+        if proven and (self.last_learned_day is None or c.day_key > self.last_learned_day):
             if self.last_learned_day is not None:
                 self.last_gap_days = c.day_key - self.last_learned_day
                 self.active_day_gaps.add(self.last_gap_days)
@@ -242,11 +246,10 @@ class UserBaseline:
             self.timezone = event.timezone
         if event.peer_group:
             self.peer_group = event.peer_group
-        kind = event.type
         # Places and devices become known only from events that prove the
         # user: a stuffing wave's tries from a country must not make the
         # attacker's later success from there look familiar.
-        if kind not in UNPROVEN_TYPES:
+        if proven:
             if event.source_ip:
                 self.source_ips.touch(event.source_ip, ts)
                 self.networks.touch(network_of(event.source_ip), ts)
