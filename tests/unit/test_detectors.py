@@ -12,7 +12,7 @@ from uba.domain.events import ActivityType
 from uba.domain.priors import PriorBaselines
 from uba.domain.user_baseline import UserBaseline
 from uba.testing.checks import Simulation, only
-from uba.testing.synthetic import Persona, day_after_history, population
+from uba.testing.synthetic import Persona, day_after_history, failed_tries, population
 
 LOGIN, FAILURE, API = ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)
@@ -533,17 +533,7 @@ def test_a_stuffing_waves_failed_tries_from_a_country_do_not_make_it_familiar():
     )
     day = day_after_history(days=21)
     romania = dict(country_code="RO", city="Bucharest", latitude=44.43, longitude=26.10)
-    tries = [
-        p.event(
-            ActivityType.LOGIN_FAILURE,
-            p.local(day, 3, k),
-            source_ip=f"203.0.113.{k + 1}",
-            device_id="",
-            **romania,
-        )
-        for k, p in enumerate(people)
-    ]
-    sim.feed(tries)
+    sim.feed(failed_tries(people, day, **romania))
     victim = people[0]
     (success,) = sim.feed(
         [

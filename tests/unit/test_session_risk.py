@@ -10,7 +10,7 @@ from uba.detectors.session_risk import SessionRiskDetector
 from uba.domain.anomalies import Severity
 from uba.domain.events import ActivityType
 from uba.testing.checks import Simulation, only
-from uba.testing.synthetic import Persona, day_after_history, population
+from uba.testing.synthetic import Persona, day_after_history, failed_tries, population
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)
@@ -157,17 +157,7 @@ def test_failed_tries_on_a_silent_account_do_not_end_its_silence():
     attacker gets in from a new device: still a dormant account active
     again (MEDIUM), and the tries themselves are not "active again"."""
     sim, alice = learned("dormant_account")
-    tried = DAY + timedelta(days=18)
-    tries = [
-        alice.event(
-            ActivityType.LOGIN_FAILURE,
-            alice.local(tried, 3, k),
-            source_ip=f"203.0.113.{k + 1}",
-            device_id="",
-        )
-        for k in range(2)
-    ]
-    assert sim.feed(tries) == []
+    assert sim.feed(failed_tries([alice, alice], DAY + timedelta(days=18))) == []
     back = DAY + timedelta(days=20)
     (a,) = sim.feed([alice.event(LOGIN, alice.local(back, 10, 0), device_id="unknown-7731")])
     assert a.severity is Severity.MEDIUM and "active again after 2" in a.reason

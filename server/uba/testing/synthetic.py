@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,6 +140,24 @@ class Persona:
             events.extend(self.workday(start + timedelta(days=offset), rng))
         events.sort(key=lambda e: e.occurred_at)
         return events
+
+
+def failed_tries(
+    targets: Iterable[Persona], day: datetime, hour: int = 3, **where: Any
+) -> list[ActivityEvent]:
+    """A password attack's tries: one failed login per target (a persona
+    may come more than once), the k-th at `hour`:k local time from
+    203.0.113.(k+1), with no device, from `where` (country, city...)."""
+    return [
+        p.event(
+            ActivityType.LOGIN_FAILURE,
+            p.local(day, hour, k),
+            source_ip=f"203.0.113.{k + 1}",
+            device_id="",
+            **where,
+        )
+        for k, p in enumerate(targets)
+    ]
 
 
 def day_after_history(start: datetime = HISTORY_START, days: int = HISTORY_DAYS) -> datetime:
