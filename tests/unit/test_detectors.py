@@ -564,37 +564,6 @@ def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():
     assert 1 <= len(found) <= 3 and all(a.severity is Severity.LOW for a in found)
 
 
-def test_a_refresh_explains_one_new_device_per_user_not_a_second():
-    """A laptop refresh: a team moves to new laptops of one kind in a day,
-    which new_device recognises. Two days later a user who got theirs logs
-    in from yet another new device of that kind (an attacker's common
-    browser): that is not the refresh, and is reported."""
-    rng = random.Random(4)
-    people = list(population(rng, 10))
-    sim = fresh("new_device")
-    sim.feed(
-        sorted((e for p in people for e in p.history(rng, days=14)), key=lambda e: e.occurred_at)
-    )
-    agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0"
-    refreshed = [
-        p.event(LOGIN, p.local(DAY, 9, i), device_id=f"new-laptop-{i}", user_agent=agent)
-        for i, p in enumerate(people)
-    ]
-    assert len(sim.feed(refreshed)) <= 3
-    user = people[-1]
-    (second,) = sim.feed(
-        [
-            user.event(
-                LOGIN,
-                user.local(DAY + timedelta(days=2), 10, 0),
-                device_id="unknown-7731",
-                user_agent=agent,
-            )
-        ]
-    )
-    assert second.severity is Severity.LOW and "unknown-7731" in second.reason
-
-
 # -- impossible travel -----------------------------------------------------------------
 
 

@@ -70,22 +70,13 @@ class Usage:
     group_size: int  # active members of the group in the window
     population_size: int
     adopters: int  # users for whom it was new in the shift window (the user excluded)
-    # The user took the value up in the shift window already (a device kind:
-    # one of their devices of that kind is new this week).
-    adopted_by_user: bool = False
 
     def org_change(self, min_adopters: int, min_share: float) -> bool:
         """Whether many users adopted the value together: at least
         `min_adopters`, and at least `min_share` of the group (or of everyone
-        when the user has no group). A change explains one adoption per
-        user: a second new device of the refresh's kind in the same week is
-        not the refresh (an attacker's common browser would hide in it)."""
+        when the user has no group)."""
         size = self.group_size if self.group else self.population_size
-        return (
-            not self.adopted_by_user
-            and self.adopters >= min_adopters
-            and self.adopters >= min_share * max(size, 1)
-        )
+        return self.adopters >= min_adopters and self.adopters >= min_share * max(size, 1)
 
     def describe(self, noun: str) -> str:
         who = f"peer group {self.group}" if self.group else "the population"
@@ -127,8 +118,7 @@ class PeerActivity:
         if peers.has_value(f"{ALL}{_SEP}{value}", user_id, ts):
             everyone -= 1
         adopters = self.adopted.distinct(value, ts)
-        adopted_by_user = self.adopted.has_value(value, user_id, ts)
-        if adopted_by_user:
+        if self.adopted.has_value(value, user_id, ts):
             adopters -= 1
         return Usage(
             used_by_peers,
@@ -137,7 +127,6 @@ class PeerActivity:
             self.members.distinct(group, ts) if group else 0,
             self.members.distinct(ALL, ts),
             adopters,
-            adopted_by_user,
         )
 
     def observe(self, user_id: str, group: str, value: str, ts: float, new_to_user: bool) -> None:
