@@ -564,6 +564,46 @@ def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():
     assert 1 <= len(found) <= 3 and all(a.severity is Severity.LOW for a in found)
 
 
+def test_one_teams_laptop_refresh_is_no_change_for_another_team():
+    """Half of sales moves to new laptops of one kind in a day (a refresh,
+    recognised); the next day an engineer logs in from a new device of that
+    kind (an attacker's common browser): not the refresh, reported."""
+    rng = random.Random(4)
+    sales = [
+        Persona(user_id=f"s{i}", peer_group="sales", device_id=f"laptop-s{i}") for i in range(10)
+    ]
+    engineers = [
+        Persona(user_id=f"e{i}", peer_group="engineering", device_id=f"laptop-e{i}")
+        for i in range(10)
+    ]
+    sim = fresh("new_device")
+    sim.feed(
+        sorted(
+            (e for p in sales + engineers for e in p.history(rng, days=14)),
+            key=lambda e: e.occurred_at,
+        )
+    )
+    agent = "Mozilla/5.0 (Macintosh; Intel Mac OS X 15_1) Version/18.1 Safari/605.1.15"
+    refresh = [
+        p.event(LOGIN, p.local(DAY, 9, i), device_id=f"mac-{i}", user_agent=agent)
+        for i, p in enumerate(sales[:5])
+    ]
+    assert len(sim.feed(refresh)) <= 3  # the first adopters, then the change is recognised
+    engineer = engineers[0]
+    attacker = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) Version/17.4 Safari/605.1.15"
+    (found,) = sim.feed(
+        [
+            engineer.event(
+                LOGIN,
+                engineer.local(DAY + timedelta(days=1), 10, 0),
+                device_id="unknown-7731",
+                user_agent=attacker,
+            )
+        ]
+    )
+    assert "unknown-7731" in found.reason
+
+
 # -- impossible travel -----------------------------------------------------------------
 
 

@@ -18,8 +18,10 @@ checkpointed and survives restarts), and every question is a dict look-up:
 - `peers.KIND`: key "group, value", entries the users who used it in the
   last `window_days` (each user is added when not already in the window, so
   a window holds at most one entry per user);
-- `adopted.KIND`: key "value", the users for whom it was new in the last
-  `shift_days` (first use by them);
+- `adopted.KIND`: keys "value" and "group, value", the users (of
+  everyone, of the group) for whom it was new in the last `shift_days`
+  (first use by them); a user with a group is compared with their group's
+  adopters, so one team's refresh is no change for another team;
 - `members`: key group (and "*" for everyone), the users active in the last
   `window_days`.
 
@@ -69,7 +71,9 @@ class Usage:
     group: str
     group_size: int  # active members of the group in the window
     population_size: int
-    adopters: int  # users for whom it was new in the shift window (the user excluded)
+    # Users of the group (else of everyone) for whom it was new in the
+    # shift window (the user excluded).
+    adopters: int
 
     def org_change(self, min_adopters: int, min_share: float) -> bool:
         """Whether many users adopted the value together: at least
@@ -117,8 +121,11 @@ class PeerActivity:
         everyone = peers.distinct(f"{ALL}{_SEP}{value}", ts)
         if peers.has_value(f"{ALL}{_SEP}{value}", user_id, ts):
             everyone -= 1
-        adopters = self.adopted.distinct(value, ts)
-        if self.adopted.has_value(value, user_id, ts):
+        # Adopters are counted where they are compared: in the peer group
+        # (a refresh in one team is not a change for another team's users).
+        adopted_key = f"{group}{_SEP}{value}" if group else value
+        adopters = self.adopted.distinct(adopted_key, ts)
+        if self.adopted.has_value(adopted_key, user_id, ts):
             adopters -= 1
         return Usage(
             used_by_peers,
@@ -136,8 +143,10 @@ class PeerActivity:
         ):
             if not self.peers.has_value(key, user_id, ts):
                 self.peers.add(key, ts, user_id)
-        if new_to_user and not self.adopted.has_value(value, user_id, ts):
-            self.adopted.add(value, ts, user_id)
+        if new_to_user:
+            for key in (value, f"{group}{_SEP}{value}") if group else (value,):
+                if not self.adopted.has_value(key, user_id, ts):
+                    self.adopted.add(key, ts, user_id)
         members = self.members
         for key in (group, ALL) if group else (ALL,):
             if not members.has_value(key, user_id, ts):
