@@ -92,10 +92,8 @@ def usual_hours(probabilities: list[float], coverage: float) -> str:
     return f"{start:02d}-{(start + length) % 24:02d}"
 
 
-def _hours_label(hours: list[int] | None) -> str:
-    """A run of hours as "23-07" (23:00 to 07:00)."""
-    if not hours:
-        return "none"
+def _night_label(hours: list[int]) -> str:
+    """The night's hours as "night 23-07" (23:00 to 07:00)."""
     return f"night {hours[0]:02d}-{(hours[-1] + 1) % 24:02d}"
 
 
@@ -205,9 +203,9 @@ class LoginTimeDetector(Detector):
                 peer_note = "; lowered: the user logs in at any hour of the day"
             elif clock.local.hour not in night:
                 severity = Severity.LOW
-                peer_note = f"; lowered: not in the user's {_hours_label(night)}"
+                peer_note = f"; lowered: not in the user's {_night_label(night)}"
             else:
-                peer_note = f"; in the user's {_hours_label(night)}"
+                peer_note = f"; in the user's {_night_label(night)}"
         if severity >= Severity.MEDIUM:
             # A rare day at a usual time of day (a weekday worker on a Sunday
             # afternoon, an evening shift on call) is not what MEDIUM is for.

@@ -323,7 +323,7 @@ class SustainedVolumeDetector(Detector):
         recent = record[_HIST][-6:]
         if closing and (record[_BYTES] or record[_CALLS]):
             recent = recent[-5:] + [[record[_DAYK], record[_BYTES], record[_CALLS], mark]]
-        ratio = self._run(recent, sum_b >= sum_c, today_bytes, today_calls, ref)[2]
+        ratio = self._elevated_run(recent, sum_b >= sum_c, today_bytes, today_calls, ref)[2]
         level = self._effect_level(level, ratio)
         if level <= reported:
             return []
@@ -355,7 +355,7 @@ class SustainedVolumeDetector(Detector):
         value = self._rise_value(event, ctx)
         return self._rise_activity(ctx).usage(event.user_id, "", value, ctx.clock.ts).adopters
 
-    def _run(
+    def _elevated_run(
         self, recent: list, by_bytes: bool, today_bytes: float, today_calls: float, ref: list
     ) -> tuple[list, float, float]:
         """The run of elevated days (each above the allowance) before today,
@@ -386,7 +386,7 @@ class SustainedVolumeDetector(Detector):
     ) -> list[Finding]:
         by_bytes = sum_b >= sum_c
         # For the explanation: the run of elevated days (each above the allowance) before today.
-        episode, total, ratio = self._run(recent, by_bytes, today_bytes, today_calls, ref)
+        episode, total, ratio = self._elevated_run(recent, by_bytes, today_bytes, today_calls, ref)
         days = len(episode) + 1
         plural = "s" if days > 1 else ""
         before = (
@@ -456,7 +456,7 @@ class SustainedVolumeDetector(Detector):
             level = self._level(max(sum_b, sum_c))
             if level > record[_REPORTED] and level > 1:
                 # As score_one judged it (the closed days are in the history now).
-                ratio = self._run(
+                ratio = self._elevated_run(
                     record[_HIST][-6:], sum_b >= sum_c, record[_BYTES], record[_CALLS], ref
                 )[2]
                 level = self._effect_level(level, ratio)
