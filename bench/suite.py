@@ -237,7 +237,9 @@ def main(argv: list[str] | None = None, only: set[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes: checks that everything runs (< 1-2 min)"
+        "--smoke",
+        action="store_true",
+        help="tiny sizes: checks that everything runs (about 3 min on 2 cores)",
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(

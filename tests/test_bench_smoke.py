@@ -29,21 +29,8 @@ def _report_module():
     return module
 
 
-@pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in NEEDS),
-    reason=(
-        "the suite measures enhanced mode and draws plots: needs numpy, scikit-learn, matplotlib"
-    ),
-)
-def test_smoke_run_reports_every_figure(tmp_path):
-    backends = ["sqlite"]
-    why = postgres.available()
-    if not why:
-        backends.append("postgresql")
-    elif os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required in CI and does not answer: {why}")
-    out = tmp_path / "results"
-    proc = subprocess.run(
+def _run_smoke(backends: list[str], out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             sys.executable,
             str(ROOT / "bench" / "suite.py"),
@@ -58,6 +45,35 @@ def test_smoke_run_reports_every_figure(tmp_path):
         text=True,
         timeout=720,
     )
+
+
+def _tail(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    return (output or "")[-4000:]
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in NEEDS),
+    reason=(
+        "the suite measures enhanced mode and draws plots: needs numpy, scikit-learn, matplotlib"
+    ),
+)
+# About three minutes on an idle 2-core machine, twice that when it is busy:
+# the subprocess's own limit comes first, so a hang shows where it stopped.
+@pytest.mark.timeout(900)
+def test_smoke_run_reports_every_figure(tmp_path):
+    backends = ["sqlite"]
+    why = postgres.available()
+    if not why:
+        backends.append("postgresql")
+    elif os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required in CI and does not answer: {why}")
+    out = tmp_path / "results"
+    try:
+        proc = _run_smoke(backends, out)
+    except subprocess.TimeoutExpired as stopped:
+        pytest.fail(f"the smoke run did not finish in {stopped.timeout} s: {_tail(stopped.stdout)}")
     assert proc.returncode == 0, proc.stdout[-4000:] + "\n" + proc.stderr[-4000:]
 
     report = _report_module()

@@ -107,12 +107,31 @@ def test_a_model_trained_through_a_front_end_is_scored_with_by_a_worker(
             return [a for a in found if f"model {version}" in a.reason]
 
         # Generous waits: a busy machine (CI runs other suites beside) slows
-        # every step, and none of them is what this test is about.
+        # every step, and none of them is what this test is about. The
+        # reload check runs as the worker scores, at most every second:
+        # ordinary calls keep coming until it has looked again (a check
+        # that fell just before the model was visible is not a failure).
+        usual = people[2]
+        moment = usual.local(day_after_history() + timedelta(days=1), 10, 0)
+
+        def scoring_until_loaded(version: str):
+            def loaded_yet() -> bool:
+                nonlocal moment
+                moment += timedelta(seconds=30)
+                send(stub, [usual.api_call(moment, rng)])
+                return loaded(worker, version)
+
+            return loaded_yet
+
+        wait_for(
+            scoring_until_loaded(model.version),
+            120,
+            f"the worker to load {model.version}",
+            show=lambda: worker.output[-20:],
+        )
         first = people[0]
         send(stub, combined_attack(first, rng))
         wait_for(lambda: log_settled(nats.url, 1), 180, "the worker to score the attack")
-        # Loaded on the first event after training (the reload check runs as it scores).
-        wait_for(lambda: loaded(worker, model.version), 60, f"the worker to load {model.version}")
         wait_for(lambda: flagged(first, model.version), 120, "the worker's anomalies")
 
         # Retrained (a later window, the first attack in it): the worker
@@ -122,18 +141,12 @@ def test_a_model_trained_through_a_front_end_is_scored_with_by_a_worker(
         newer = stub.TrainModel(service_pb2.TrainModelRequest())
         assert newer.version != model.version
         send(stub, combined_attack(people[1], rng, day_offset=1))
-        # The reload check runs as the worker scores, at most every second:
-        # ordinary calls keep coming until it has looked again.
-        usual = people[2]
-        moment = usual.local(day_after_history() + timedelta(days=1), 10, 0)
-
-        def switched() -> bool:
-            nonlocal moment
-            moment += timedelta(seconds=30)
-            send(stub, [usual.api_call(moment, rng)])
-            return loaded(worker, newer.version)
-
-        wait_for(switched, 120, f"the worker to load {newer.version}")
+        wait_for(
+            scoring_until_loaded(newer.version),
+            120,
+            f"the worker to load {newer.version}",
+            show=lambda: worker.output[-20:],
+        )
     finally:
         for p in reversed(processes):
             p.stop()
