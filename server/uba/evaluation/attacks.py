@@ -4,6 +4,10 @@ Realistic classes, each aimed at what compromised accounts look like when
 the attacker is careful:
 - account_takeover: own country, a new network and device, normal hours,
   endpoints the user never used;
+- takeover_campaign: one attacker (one network, one browser, one
+  playbook of endpoints) takes over accounts of one team, one after the
+  other within a day or two; each instance is one more victim, and each
+  must be caught as surely as the first;
 - session_hijack: a live session continued from another country, device
   and user agent;
 - dormant_account_reuse: an account silent for about three weeks logs in
@@ -31,6 +35,7 @@ import hashlib
 import math
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from uba.domain.events import ActivityEvent, ActivityType
@@ -54,6 +59,7 @@ from uba.evaluation.score import ATTACK, BENIGN, Label
 T = ActivityType
 REALISTIC = (
     "account_takeover",
+    "takeover_campaign",
     "session_hijack",
     "dormant_account_reuse",
     "privilege_misuse",
@@ -128,6 +134,7 @@ class Stager:
         self.dormant_users: set[str] = set()
         self.lo = scenario.train_at + timedelta(days=1)
         self.hi = scenario.end - timedelta(hours=6)
+        self.campaign: _Campaign | None = None
 
     # -- planning ------------------------------------------------------------
 
@@ -340,6 +347,59 @@ class Stager:
             events,
             f"{u.user_id}'s password used from {ctx.source_ip} "
             f"({place.city}) on a new device, calling endpoints the user never used",
+        )
+
+    def takeover_campaign(self, near: datetime) -> None:
+        """One more victim of the campaign (the first call starts it)."""
+        c = self.campaign
+        if c is None:
+            s = self.pick_session(
+                lambda u, s: u.group != "admins",
+                window=(near - timedelta(days=2), near + timedelta(days=2)),
+            ) or self.pick_session(lambda u, s: u.group != "admins")
+            if s is None:
+                return
+        else:
+            window = (c.start, c.start + timedelta(days=2))
+            s = self.pick_session(
+                lambda u, s: u.group == c.group and u.office.country_code == c.place.country_code,
+                window=window,
+            ) or self.pick_session(lambda u, s: u.group == c.group, window=window)
+            if s is None:
+                return
+        u = self.sc.user(s.user_id)
+        if c is None:
+            playbook = [
+                ep for g, (_, eps) in GROUPS.items() if g not in (u.group, "admins") for ep in eps
+            ]
+            c = self.campaign = _Campaign(
+                group=u.group,
+                place=u.office,
+                network=f"185.{self.rng.randint(100, 250)}.{self.rng.randint(0, 255)}",
+                agent=self.rng.choice(LAPTOPS),
+                playbook=self.rng.sample(playbook, min(6, len(playbook))),
+                start=s.start,
+            )
+        endpoints = [ep for ep in c.playbook if ep not in u.endpoints] or c.playbook
+        ctx = Context(
+            c.place,
+            f"{c.network}.{self.rng.randint(1, 254)}",
+            "LT-" + format(self.rng.getrandbits(32), "08X"),
+            c.agent,
+        )
+        at = s.start + (s.end - s.start) * 0.5
+        sid = self.emit.session_id()
+        events = [self.ev(u, T.LOGIN_SUCCESS, at, ctx, session_id=sid)]
+        t = at
+        for _ in range(self.rng.randint(15, 25)):
+            t += timedelta(seconds=self.rng.uniform(40, 140))
+            events.append(self.call(u, t, ctx, sid, self.rng.choice(endpoints)))
+        c.victims += 1
+        self.label(
+            "takeover_campaign",
+            events,
+            f"{u.user_id} is victim {c.victims} of one attacker in {c.group}: "
+            f"{c.network}.0/24 ({c.place.city}), one browser, the same endpoints",
         )
 
     def session_hijack(self, near: datetime) -> None:
@@ -831,6 +891,19 @@ class Stager:
             for i in range(40)
         ]
         self.label("error_rate_spike", events, f"{u.user_id} gets 40 refusals (403) in 17 minutes")
+
+
+@dataclass
+class _Campaign:
+    """What one attacker reuses from one victim to the next."""
+
+    group: str
+    place: Place
+    network: str  # a /24: "185.120.7"
+    agent: str
+    playbook: list[tuple[str, str]]
+    start: datetime
+    victims: int = 0
 
 
 def _tz(u: User):
