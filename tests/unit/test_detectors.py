@@ -564,6 +564,45 @@ def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():
     assert 1 <= len(found) <= 3 and all(a.severity is Severity.LOW for a in found)
 
 
+def test_one_attacker_taking_over_a_team_is_not_an_organisation_wide_change():
+    """One attacker takes over five accounts of a team of ten, an hour
+    apart, each from its network on its own laptop, calling endpoints the
+    victims never used. Adopters of a VPN change keep their devices; the
+    attacker brings a new network and a new device at once, so nobody
+    adopts its network: every takeover is counted in full (MEDIUM+), the
+    fifth as much as the first."""
+    rng = random.Random(4)
+    team = list(population(rng, 10))
+    config = only(REGISTRY, "session_risk")
+    for name in ("new_ip", "new_device", "api_new_endpoint"):
+        config[name] = {"enabled": True}
+    sim = Simulation(DetectionEngine(REGISTRY, config))
+    sim.feed(
+        sorted((e for p in team for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
+    )
+    day = day_after_history(days=21)
+    attacker = dict(
+        source_ip="203.0.113.45",
+        device_id="attacker-laptop",
+        user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0 Safari/537.36",
+    )
+    for k, victim in enumerate(team[:5]):
+        at = victim.local(day, 10 + k, 0)
+        found = sim.feed(
+            [victim.event(LOGIN, at, **attacker)]
+            + [
+                victim.api_call(
+                    at + timedelta(minutes=1 + i), rng, api_method="GET", api_path=path, **attacker
+                )
+                for i, path in enumerate(("/v1/payroll", "/v1/payroll/export"))
+            ]
+        )
+        risk = [a for a in found if a.detector == "session_risk"]
+        assert risk and risk[-1].severity >= Severity.MEDIUM, (k, [a.reason for a in found])
+        assert "not counted" not in risk[-1].reason
+        assert any(a.detector == "new_ip" for a in found), (k, [a.reason for a in found])
+
+
 def test_one_teams_laptop_refresh_is_no_change_for_another_team():
     """Half of sales moves to new laptops of one kind in a day (a refresh,
     recognised); the next day an engineer logs in from a new device of that
@@ -859,6 +898,57 @@ def test_login_time_a_peers_alarm_does_not_vouch_for_the_hour():
         (found,) = sim.feed([person.event(LOGIN, person.local(sunday + timedelta(days=7 * k), 3))])
         assert found.severity is Severity.MEDIUM, found.reason
         assert "peers" not in found.reason
+
+
+def test_victims_of_one_attacker_do_not_excuse_each_other_with_their_country():
+    """One attacker takes over three accounts of a team, a day apart, from
+    Lagos on its own laptop: each is MEDIUM. Had the first two alarms counted
+    as peers' use, the third would have been "lowered: 2 peers work from NG"."""
+    rng = random.Random(4)
+    team = list(population(rng, 8))
+    sim = fresh("new_country")
+    sim.feed(
+        sorted((e for p in team for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
+    )
+    day = day_after_history(days=21)
+    lagos = dict(country_code="NG", city="Lagos", latitude=6.52, longitude=3.38)
+    for k, victim in enumerate(team[:3]):
+        at = victim.local(day + timedelta(days=k), 11, 0)
+        (found,) = sim.feed(
+            [victim.event(LOGIN, at, source_ip="203.0.113.7", device_id="attacker", **lagos)]
+        )
+        assert found.severity is Severity.MEDIUM, found.reason
+        assert "used by 0 of" in found.reason
+
+
+def test_an_event_another_detector_alarmed_on_vouches_for_no_ones_hour():
+    """Two sales users log in from Lisbon at 03:00 on a Sunday: on a
+    known laptop after a day's travel (new_country: plausible, LOW) but in
+    their night (login_time: MEDIUM). Neither login is a peer's evidence
+    for anything: a third user's login from Lisbon on an unknown device is
+    a new country (MEDIUM), not "2 peers work from PT"."""
+    rng = random.Random(4)
+    team = [Persona(user_id=f"s{i}", peer_group="sales") for i in range(3)]
+    config = only(REGISTRY, "login_time")
+    config["new_country"] = {"enabled": True}
+    sim = Simulation(DetectionEngine(REGISTRY, config))
+    sim.feed(sorted((e for p in team for e in p.history(rng)), key=lambda e: e.occurred_at))
+    sunday = DAY + timedelta(days=(6 - DAY.weekday()) % 7)
+    lisbon = dict(
+        country_code="PT", city="Lisbon", latitude=38.72, longitude=-9.14, source_ip="203.0.113.80"
+    )
+    for k, person in enumerate(team[:2]):
+        found = sim.feed(
+            [person.event(LOGIN, person.local(sunday + timedelta(days=7 * k), 3), **lisbon)]
+        )
+        assert {a.detector: a.severity for a in found} == {
+            "login_time": Severity.MEDIUM,
+            "new_country": Severity.LOW,
+        }, [a.reason for a in found]
+    third = team[2]
+    at = third.local(sunday + timedelta(days=8), 11)
+    (found,) = sim.feed([third.event(LOGIN, at, device_id="unknown-42", **lisbon)])
+    assert found.detector == "new_country" and found.severity is Severity.MEDIUM, found.reason
 
 
 def test_login_time_night_follows_the_users_own_day():

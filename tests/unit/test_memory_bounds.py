@@ -36,7 +36,8 @@ def everything_enabled() -> dict:
 def user_events(i: int) -> list[ActivityEvent]:
     """A little of everything per user: login, MFA prompts, API calls,
     logout, a failed login; each user from their own network, device and
-    session."""
+    session, first seen two days before (a use vouches for peers only
+    from a device the user had 8 hours before)."""
     user, at = f"u{i}", T0 + timedelta(seconds=i)
     common = dict(
         user_id=user,
@@ -72,7 +73,13 @@ def user_events(i: int) -> list[ActivityEvent]:
                 **common,
             )
         )
-    return events
+    earlier = ActivityEvent(
+        event_id=f"{user}-earlier",
+        type=ActivityType.LOGIN_SUCCESS,
+        occurred_at=at - timedelta(days=2),
+        **common,
+    )
+    return [earlier, *events]
 
 
 def test_each_structure_holds_at_most_the_cached_users():

@@ -129,14 +129,14 @@ class NewEndpointDetector(Detector):
       uses the endpoint, else judged as above but one level lower, saying the
       baseline is not mature.
     A peer group smaller than `min_group_users` active users is not a
-    reference: the population is used instead. A use this detector rated
-    MEDIUM or more (or a quarantined one) is not counted as a peer's use: an
+    reference: the population is used instead. A call that any detector
+    rated MEDIUM or more (or a quarantined one) is not a peer's use: an
     alarm vouches for no one (three accounts of one team misused one after
     the other would otherwise make the third one's calls "common in the
     peer group")."""
 
     name = "api_new_endpoint"
-    version = "2.1"
+    version = "2.2"
     description = (
         "First call to an API endpoint by a user, judged against the peer group and the population "
         "(privileged endpoints no peer used rate higher; rollouts lower)."
@@ -246,8 +246,6 @@ class NewEndpointDetector(Detector):
                 f"{'peer group ' + group if has_group else 'the population'}"
             )
         known = len(baseline.endpoints)
-        if severity >= Severity.MEDIUM:
-            self.pending_ = None  # an alarm is not a peer's use (learn_one)
         return [
             Finding(
                 score=math.log1p(baseline.api_call_count)
@@ -278,8 +276,10 @@ class NewEndpointDetector(Detector):
         baseline = ctx.baseline
         entry = baseline.endpoints.entries.get(endpoint)
         ts = ctx.clock.ts
-        if ctx.quarantined:
-            return  # not learned, and not a peer's use either
+        if ctx.quarantined or ctx.alarmed:
+            return  # an alarm is not a peer's use (not learned if quarantined)
+        if not baseline.in_familiar_context(event, ts):
+            return  # from a device or network new to the user: an attacker's, maybe
         new_to_user = entry is not None and entry[0] == 1 and entry[1] == ts
         self._activity(ctx).observe(
             event.user_id,

@@ -28,7 +28,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from uba.detectors.base import POPULATION_SCOPE, SCOPES, DetectionContext, Detector, Finding
+from uba.detectors.base import (
+    POPULATION_SCOPE,
+    SCOPES,
+    USER_SCOPE,
+    DetectionContext,
+    Detector,
+    Finding,
+)
 from uba.detectors.registry import DetectorRegistry
 from uba.domain.anomalies import Anomaly, Severity
 from uba.domain.events import ActivityEvent, ActivityType
@@ -192,6 +199,11 @@ class DetectionEngine:
             else:
                 baseline.learn(event, clock)
         ctx.quarantined = quarantined
+        # User detectors' findings only: a worker of a partitioned event log
+        # sees no others, and the findings must be the same embedded.
+        ctx.alarmed = any(
+            f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE for d, f in findings
+        )
         for i, detector in enumerate(detectors):
             started = time.perf_counter() if spent is not None else 0.0
             try:

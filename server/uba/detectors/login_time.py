@@ -99,15 +99,13 @@ def _night_label(hours: list[int]) -> str:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.2"
+    version = "2.3"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
     )
     title = "Login at an unusual time"
     event_types = frozenset({ActivityType.LOGIN_SUCCESS})
-    # Learned state: the event scored last when it was rated MEDIUM or more.
-    alarm_: ActivityEvent | None
 
     def __init__(
         self,
@@ -145,12 +143,12 @@ class LoginTimeDetector(Detector):
         return f"{'we' if index // 24 >= 5 else 'wd'}{index % 24:02d}"
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
-        alarm, self.alarm_ = getattr(self, "alarm_", None), None
-        if ctx.quarantined or alarm is event:
-            # Peers' evidence comes from their ordinary logins: a login this
-            # detector rated MEDIUM vouches for no one's hour.
-            return
         baseline = ctx.baseline
+        if ctx.quarantined or ctx.alarmed or not baseline.in_familiar_context(event, ctx.clock.ts):
+            # Peers' evidence comes from their ordinary logins: a login rated
+            # MEDIUM (at night, from a new country), or from a device or
+            # network new to the user within 8 hours, vouches for no one.
+            return
         PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values)).observe(
             event.user_id,
             baseline.effective_peer_group or event.peer_group,
@@ -183,7 +181,6 @@ class LoginTimeDetector(Detector):
         return [(day_start - 1 - self.night_hours + i) % 24 for i in range(self.night_hours)]
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
-        self.alarm_ = None
         baseline = ctx.baseline
         clock = ctx.clock
         index = clock.hour_of_week
@@ -258,8 +255,6 @@ class LoginTimeDetector(Detector):
             f"earlier {kind} logins at this hour, {counts[index]} on this day of the "
             f"week{basis}{peer_note}"
         )
-        if severity >= Severity.MEDIUM:
-            self.alarm_ = event
         return [
             Finding(
                 score=-math.log(p),

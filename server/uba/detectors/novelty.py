@@ -12,7 +12,11 @@ the user's peers and the population (uba.domain.peers):
 - when many users adopted the same value within a week (a VPN change, a
   laptop refresh, an office move), it is an organisation-wide change, not
   an individual anomaly: networks and devices are then not reported, a
-  country is lowered to LOW, each with the reason;
+  country is lowered to LOW, each with the reason. Adopters keep the rest
+  of their context: a first use counts as adoption only when the event's
+  device (for networks, countries) or network (for devices) was already
+  the user's. An attacker taking over several accounts from one network
+  on its own laptop adopts nothing, and cannot become "the change";
 - a new country reached at a feasible speed from the last login on a known
   device (plausible travel) is lowered to LOW; one that peers also use is
   lowered to LOW; a failed login from a new country is LOW (an attempt:
@@ -61,6 +65,8 @@ class _FirstSeenDetector(Detector):
     baseline_field: ClassVar[str]
     kind: ClassVar[str]
     noun: ClassVar[str]
+    # What an adopter keeps (UserBaseline.in_familiar_context).
+    kept_context: ClassVar[tuple[str, ...]]
 
     def __init__(
         self,
@@ -176,22 +182,29 @@ class _FirstSeenDetector(Detector):
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         pending, self.pending_ = getattr(self, "pending_", None), None
-        if pending is not event or event.type in UNPROVEN_TYPES:
+        if pending is not event or event.type in UNPROVEN_TYPES or ctx.alarmed:
             # A failed try from somewhere is no one's use of it (a stuffing
-            # wave would otherwise make its countries "used by 80 peers").
+            # wave would otherwise make its countries "used by 80 peers"),
+            # nor is an alarm (two victims of one attacker would excuse the
+            # third: "2 peers work from there").
+            return
+        baseline = ctx.baseline
+        ts = ctx.clock.ts
+        if not baseline.in_familiar_context(event, ts, self.kept_context):
+            # Nor is a use from a device (network) the user did not have
+            # 8 hours ago: an attacker's, in the minutes after its alarm.
             return
         value = self.value_of(event)
-        baseline = ctx.baseline
         # After learning: a value learned for the first time has count 1.
         # Quarantined events are not learned and do not count as adoption.
         new_to_user = not ctx.quarantined and _first_use(
-            getattr(baseline, self.baseline_field), value, ctx.clock.ts
+            getattr(baseline, self.baseline_field), value, ts
         )
         self._activity(ctx).observe(
             event.user_id,
             baseline.effective_peer_group or event.peer_group,
             self.shared_value(event, value),
-            ctx.clock.ts,
+            ts,
             new_to_user,
         )
 
@@ -207,7 +220,7 @@ def _first_use(known: KnownValues, value: str, ts: float) -> bool:
 
 class NewCountryDetector(_FirstSeenDetector):
     name = "new_country"
-    version = "2.2"
+    version = "2.3"
     description = (
         "Event from a country the user has never been seen in (any event type); lowered for "
         "plausible travel, countries peers use, and organisation-wide changes."
@@ -216,6 +229,7 @@ class NewCountryDetector(_FirstSeenDetector):
     baseline_field = "countries"
     kind = "country"
     noun = "country"
+    kept_context = ("devices",)
 
     def __init__(
         self,
@@ -290,7 +304,7 @@ def plausible_travel(
 
 class NewDeviceDetector(_FirstSeenDetector):
     name = "new_device"
-    version = "2.1"
+    version = "2.2"
     description = (
         "Event from a device id the user has never used (any event type); not reported during a "
         "fleet refresh (many users on new devices of the same kind within a week)."
@@ -299,6 +313,7 @@ class NewDeviceDetector(_FirstSeenDetector):
     baseline_field = "devices"
     kind = "device"
     noun = "device"
+    kept_context = ("networks",)
 
     def value_of(self, event: ActivityEvent) -> str:
         return event.device_id
@@ -309,7 +324,7 @@ class NewDeviceDetector(_FirstSeenDetector):
 
 class NewIpDetector(_FirstSeenDetector):
     name = "new_ip"
-    version = "2.1"
+    version = "2.2"
     description = (
         "Event from a network (/24 IPv4, /48 IPv6) the user has never used (any event type); not "
         "reported when many users moved to it within a week (a VPN or office change)."
@@ -318,6 +333,7 @@ class NewIpDetector(_FirstSeenDetector):
     baseline_field = "networks"
     kind = "network"
     noun = "network"
+    kept_context = ("devices",)
 
     def value_of(self, event: ActivityEvent) -> str:
         return network_of(event.source_ip) if event.source_ip else ""

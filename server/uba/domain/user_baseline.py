@@ -47,6 +47,11 @@ _LOGIN_SUCCESS = ActivityType.LOGIN_SUCCESS
 _LOGIN_FAILURE = ActivityType.LOGIN_FAILURE
 _LOGOUT = ActivityType.LOGOUT
 _API_CALL = ActivityType.API_CALL
+# How long a device or network must have been the user's before their use
+# of something from it vouches for it to peers (in_familiar_context):
+# longer than an attacker's session, shorter than a night, so a new user's
+# second day counts.
+_FAMILIAR_AFTER = 8 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,31 @@ class UserBaseline:
         if kind == "places":
             return self.observation_count >= policy.min_kind_logins
         return self.mature
+
+    def in_familiar_context(
+        self, event: ActivityEvent, ts: float, fields: tuple[str, ...] = ("devices", "networks")
+    ) -> bool:
+        """Whether the event comes from a device or network (of `fields`) the
+        user had for 8 hours before it, or carries neither: the context in
+        which a user's use of something vouches for it to peers. Users
+        adopting something new keep the rest: a VPN change moves known
+        devices to a new network, a laptop refresh brings new devices to a
+        known network, a rollout reaches users where they work. An attacker
+        brings a new device and network at once."""
+        carried = False
+        for name in fields:
+            if name == "devices":
+                value = event.device_id
+            elif name == "networks":
+                value = network_of(event.source_ip) if event.source_ip else ""
+            else:
+                raise ValueError(f"no context field {name!r}")
+            if value:
+                carried = True
+                entry = getattr(self, name).entries.get(value)
+                if entry is not None and entry[1] <= ts - _FAMILIAR_AFTER:
+                    return True
+        return not carried
 
     def maturity_note(self) -> str:
         """How far the baseline is, for reasons: "3 of 5 active days, 2 of 5 logins"."""
