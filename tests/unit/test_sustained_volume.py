@@ -163,6 +163,34 @@ def test_a_team_whose_volume_rises_together_is_low_and_a_lone_rise_is_not():
     assert [a for a in found if a.user_id == "ops0" and a.severity >= Severity.MEDIUM]
 
 
+def test_three_accounts_exfiltrating_in_one_large_team_do_not_excuse_each_other():
+    """Three of a team of fifteen pull three times their usual bytes in the
+    same week (three victims of one attacker, or three insiders): three of
+    fifteen is no team-wide change, so each rise reaches MEDIUM. Before, two
+    others rising was enough, whatever the size of the team, and the third
+    was LOW ("a team-wide change")."""
+    rng = random.Random(11)
+    team = [Persona(user_id=f"sales{i:02d}", peer_group="sales") for i in range(15)]
+    sim = Simulation(engine())
+    history = sorted(
+        (e for p in team for e in p.history(rng, days=HISTORY)), key=lambda e: e.occurred_at
+    )
+    sim.feed(history)
+    start = HISTORY_START + timedelta(days=HISTORY)
+    found = []
+    for d in range(5):
+        day = start + timedelta(days=d)
+        events = [
+            e
+            for i, p in enumerate(team)
+            for e in (big_day(p, day, rng, 3) if i < 3 else p.workday(day, rng))
+        ]
+        found += sim.feed(sorted(events, key=lambda e: e.occurred_at))
+    assert [a.reason for a in found if "team-wide change" in a.reason] == []
+    alarmed = {a.user_id for a in found if a.severity >= Severity.MEDIUM}
+    assert {"sales00", "sales01", "sales02"} <= alarmed
+
+
 def test_a_mild_steady_rise_accumulates_but_is_low_without_twice_the_volume():
     """1.5 times the usual volume, day after day, adds up past the MEDIUM
     sum (the user is regular, so the spread is narrow), but busier weeks are

@@ -31,9 +31,12 @@ out of the usual day, so an attacker cannot teach it the new level; after
 `max_episode_days` reported days the level is taken as the user's new
 normal (a change of role) and learned. Users need
 `min_days` learned active days before they are judged. A rise that
-reaches MEDIUM or HIGH while the sums of `min_peers_rising` others of the
-user's peer group rose to MEDIUM or more within the last 7 days is LOW: a team taking up a
-new feature or tool moves together, an exfiltrating account alone.
+reaches MEDIUM or HIGH while the sums of others of the user's peer group
+rose to MEDIUM or more within the last 7 days, at least `min_peers_rising`
+of them and `team_share` of the group's active users, is LOW: a team
+taking up a new feature or tool moves together, an exfiltrating account
+alone (and three accounts exfiltrating in one team of forty are three
+alarms, not a team-wide change).
 
 State: one record per user (see detectors.records), at most `max_users`,
 the least recently active dropped first; O(1) per event (the usual day is
@@ -57,7 +60,7 @@ from uba.detectors.base import (
 from uba.detectors.records import records
 from uba.domain.anomalies import Feature, Severity
 from uba.domain.events import ActivityEvent, ActivityType
-from uba.domain.peers import PeerActivity
+from uba.domain.peers import PeerActivity, Usage
 from uba.domain.shared_state import CACHED_USERS
 
 _API_CALL = ActivityType.API_CALL
@@ -72,6 +75,8 @@ _DAYK, _BYTES, _CALLS, _TAINT, _SB, _SC, _REPORTED, _REF, _HIST, _NEXT_B, _NEXT_
 # next: recomputed weekly once known, which halved this detector's cost.
 _REFRESH_DAYS = 7
 _NEVER = float("inf")
+# The value a user's rise is counted under in the peer windows ("volume_rise").
+_RISE = "rise"
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 
 
@@ -94,7 +99,7 @@ def _robust(values: list[float], min_relative: float, floor: float) -> tuple[flo
 
 class SustainedVolumeDetector(Detector):
     name = "sustained_volume"
-    version = "1.2"
+    version = "1.3"
     description = (
         "Bytes transferred and API calls per day against the user's usual day, accumulated over "
         "days (CUSUM): steady elevation that no single hour shows, such as low-and-slow "
@@ -124,6 +129,7 @@ class SustainedVolumeDetector(Detector):
         min_peers_rising: int = 2,
         max_values: int = CACHED_USERS,
         min_ratio: float = 2.0,
+        team_share: float = 0.2,
     ):
         # Allowance per day, in spreads: excess below it does not accumulate.
         self.k = k
@@ -145,8 +151,10 @@ class SustainedVolumeDetector(Detector):
         self.max_episode_days = max_episode_days
         self.max_users = max_users
         # Others of the peer group whose volume rose to MEDIUM+ within a week
-        # that make a MEDIUM or HIGH rise a team-wide change (LOW).
+        # that make a MEDIUM or HIGH rise a team-wide change (LOW): at least
+        # that many, and that share of the group's active users.
         self.min_peers_rising = min_peers_rising
+        self.team_share = team_share
         # Keys kept in the peer windows it shares with other detectors.
         self.max_values = max_values
         # The elevated days' total against as many usual days below which a
@@ -172,7 +180,7 @@ class SustainedVolumeDetector(Detector):
             "max_values",
             "min_ratio",
         )
-        require_fraction(self, "min_relative_spread")
+        require_fraction(self, "min_relative_spread", "team_share")
         if not self.low_threshold <= self.medium_threshold <= self.high_threshold:
             raise ValueError(f"{self.name}: thresholds must rise from low to medium to high")
         if self.min_days > self.history_days:
@@ -328,32 +336,29 @@ class SustainedVolumeDetector(Detector):
         if level <= reported:
             return []
         findings = self._finding(recent, level, sum_b, sum_c, today_bytes, today_calls, ref)
-        rising = self._peers_rising(event, ctx) if level >= 2 else 0
-        if rising >= self.min_peers_rising:
+        rising = self._peers_rising(event, ctx) if level >= 2 else None
+        if rising is not None and rising.org_change(self.min_peers_rising, self.team_share):
             # A team whose volume rises together took up something new (a
             # rollout, a new tool), which one exfiltrating account does not.
             (finding,) = findings
             finding.severity = Severity.LOW
             finding.reason += (
-                f"; lowered: the volume of {rising} others in the peer group rose as much "
-                f"within 7 days (a team-wide change)"
+                f"; lowered: the volume of {rising.adopters} of {rising.group_size} others in "
+                f"peer group {rising.group} rose as much within 7 days (a team-wide change)"
             )
         return findings
 
     def _rise_activity(self, ctx: DetectionContext) -> PeerActivity:
         return PeerActivity(ctx.shared, "volume_rise", max_keys=int(self.max_values))
 
-    @staticmethod
-    def _rise_value(event: ActivityEvent, ctx: DetectionContext) -> str:
-        return "rise:" + (ctx.baseline.effective_peer_group or event.peer_group)
-
-    def _peers_rising(self, event: ActivityEvent, ctx: DetectionContext) -> int:
+    def _peers_rising(self, event: ActivityEvent, ctx: DetectionContext) -> Usage | None:
         """Others of the user's peer group whose sums rose to MEDIUM or more
-        in the last 7 days (LOW rises are everyday noise)."""
-        if not (ctx.baseline.effective_peer_group or event.peer_group):
-            return 0
-        value = self._rise_value(event, ctx)
-        return self._rise_activity(ctx).usage(event.user_id, "", value, ctx.clock.ts).adopters
+        in the last 7 days (LOW rises are everyday noise), as adopters of
+        a rise, beside the group's active users; None without a group."""
+        group = ctx.baseline.effective_peer_group or event.peer_group
+        if not group:
+            return None
+        return self._rise_activity(ctx).usage(event.user_id, group, _RISE, ctx.clock.ts)
 
     def _elevated_run(
         self, recent: list, by_bytes: bool, today_bytes: float, today_calls: float, ref: list
@@ -444,6 +449,11 @@ class SustainedVolumeDetector(Detector):
         elif record[_DAYK] < day:
             self._close(record, day)
             store.touch(user)
+        if record[_BYTES] == record[_CALLS] == 0:
+            # The day's first event: the user counts among the group's active
+            # users, whose share of risers makes a team-wide change.
+            group = ctx.baseline.effective_peer_group or event.peer_group
+            self._rise_activity(ctx).note_member(user, group, ctx.clock.ts)
         # (An event of an earlier day, arriving late, counts in the open day.)
         record[_BYTES] += max(size, 0)
         record[_CALLS] += is_call
@@ -463,11 +473,8 @@ class SustainedVolumeDetector(Detector):
             if level > record[_REPORTED]:
                 record[_REPORTED] = level
                 self._arm(record)
-                if (
-                    level >= 2
-                    and not ctx.quarantined
-                    and (ctx.baseline.effective_peer_group or event.peer_group)
-                ):
+                group = ctx.baseline.effective_peer_group or event.peer_group
+                if level >= 2 and not ctx.quarantined and group:
                     self._rise_activity(ctx).observe(
-                        event.user_id, "", self._rise_value(event, ctx), ctx.clock.ts, True
+                        event.user_id, group, _RISE, ctx.clock.ts, True
                     )

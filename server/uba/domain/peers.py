@@ -136,6 +136,14 @@ class PeerActivity:
             adopters,
         )
 
+    def note_member(self, user_id: str, group: str, ts: float) -> None:
+        """Counts the user as active in their group (and everyone) without
+        a value: for detectors that compare a share of the group."""
+        members = self.members
+        for key in (group, ALL) if group else (ALL,):
+            if not members.has_value(key, user_id, ts):
+                members.add(key, ts, user_id)
+
     def observe(self, user_id: str, group: str, value: str, ts: float, new_to_user: bool) -> None:
         """Counts the user's use of `value` (at most once per window)."""
         for key in (
@@ -147,7 +155,4 @@ class PeerActivity:
             for key in (value, f"{group}{_SEP}{value}") if group else (value,):
                 if not self.adopted.has_value(key, user_id, ts):
                     self.adopted.add(key, ts, user_id)
-        members = self.members
-        for key in (group, ALL) if group else (ALL,):
-            if not members.has_value(key, user_id, ts):
-                members.add(key, ts, user_id)
+        self.note_member(user_id, group, ts)
