@@ -885,6 +885,25 @@ def test_login_time_is_medium_only_in_the_users_night():
     assert "within two hours of this time of day" in early.reason
 
 
+def test_login_time_the_users_own_never_outweighs_the_priors_night():
+    """The prior (peers' and the population's habits) weighs as many
+    pseudo-logins as `prior_strength`; when it outweighs a user's own
+    history, a 03:30 login in the user's night at a time of day they never
+    logged in is still MEDIUM: the prior may vouch for an hour only through
+    peers who logged in then, not by diluting the user's own evidence. A
+    login at 06:30, near the user's usual start, is not MEDIUM."""
+    rng = random.Random(7)
+    alice = Persona()
+    sim = fresh(
+        "login_time", prior=prior_from_population(), prior_strength=2000, min_probability=0.0005
+    )
+    sim.feed(alice.history(rng))
+    (night,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 3, 30))])
+    assert night.severity is Severity.MEDIUM and "in the user's night" in night.reason, night.reason
+    early = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 6, 30))])
+    assert not [a for a in early if a.severity >= Severity.MEDIUM]
+
+
 def test_login_time_a_peers_alarm_does_not_vouch_for_the_hour():
     """Three sales users log in at 03:00 on a Sunday, a week apart: each is
     MEDIUM. Had the first two counted as peers' evidence, the third would

@@ -14,10 +14,12 @@ the week are blended:
 - the prior (peer group, else population) as `prior_strength`
   pseudo-logins, so a new user is judged by their peers and an established
   user mostly by their own history.
-A rare hour is MEDIUM only in the user's night: the `night_hours` hours
-that end an hour before their usual day begins (the start of the shortest
-run of hours holding 90% of their logins, on all days; 23:00-07:00 for
-someone who starts at 08:00). An evening login, a Sunday afternoon look at
+A rare hour (below a tenth of `min_probability`; or, for a user mature
+for logins, one at a time of day they never logged in within two hours of,
+however much the prior dilutes that) is MEDIUM only in the user's night:
+the `night_hours` hours that end an hour before their usual day begins
+(the start of the shortest run of hours holding 90% of their logins, on
+all days; 23:00-07:00 for someone who starts at 08:00). An evening login, a Sunday afternoon look at
 the mail, is unusual but not what MEDIUM is for: it is LOW, with the reason.
 It is MEDIUM only, too, when the user seldom logs in within two hours
 of that time of day on any day (2% of their logins), and when the user's peers do not log in at that
@@ -99,7 +101,7 @@ def _night_label(hours: list[int]) -> str:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.3"
+    version = "2.4"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -191,7 +193,18 @@ class LoginTimeDetector(Detector):
         if p >= self.min_probability:
             return []
         mature = baseline.mature_for("logins")
-        severity = Severity.MEDIUM if mature and p < self.min_probability / 10 else Severity.LOW
+        # The user's logins within two hours of this time of day, on any day.
+        near = sum(
+            baseline.login_hour_of_day[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2)
+        )
+        # Very rare, or never near this time for a mature user: the prior's
+        # pseudo-logins must not dilute the user's own evidence (peers who
+        # did log in then vouch below).
+        severity = (
+            Severity.MEDIUM
+            if mature and (p < self.min_probability / 10 or near == 0)
+            else Severity.LOW
+        )
         peer_note = ""
         if severity >= Severity.MEDIUM:
             night = self.night(counts, prior)
@@ -206,8 +219,6 @@ class LoginTimeDetector(Detector):
         if severity >= Severity.MEDIUM:
             # A rare day at a usual time of day (a weekday worker on a Sunday
             # afternoon, an evening shift on call) is not what MEDIUM is for.
-            logins_by_hour = baseline.login_hour_of_day
-            near = sum(logins_by_hour[(clock.local.hour + d) % 24] for d in (-2, -1, 0, 1, 2))
             if near >= self.near_share * total:
                 severity = Severity.LOW
                 peer_note = f"; lowered: {near} earlier logins within two hours of this time of day"
