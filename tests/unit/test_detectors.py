@@ -12,7 +12,7 @@ from uba.domain.events import ActivityType
 from uba.domain.priors import PriorBaselines
 from uba.domain.user_baseline import UserBaseline
 from uba.testing.checks import Simulation, only
-from uba.testing.synthetic import Persona, day_after_history, failed_tries, population
+from uba.testing.synthetic import Persona, day_after_history, failed_tries, histories, population
 
 LOGIN, FAILURE, API = ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)
@@ -317,9 +317,7 @@ def _team(sim, rng, sales=6, it=3, days=21):
                 ),
             )
         )
-    sim.feed(
-        sorted((e for p in people for e in p.history(rng, days=days)), key=lambda e: e.occurred_at)
-    )
+    sim.feed(histories(people, rng, days=days))
     return people
 
 
@@ -373,9 +371,7 @@ def test_learned_peer_groups_when_callers_send_none():
     for p in people:
         p.peer_group = ""
     sim2 = fresh("api_new_endpoint")
-    sim2.feed(
-        sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
-    )
+    sim2.feed(histories(people, rng, days=21))
     groups = {p.user_id: sim2.baseline(p.user_id).learned_peer_group for p in people}
     assert (
         len({groups[f"sales{i}"] for i in range(6)}) == 1
@@ -528,9 +524,7 @@ def test_a_stuffing_waves_failed_tries_from_a_country_do_not_make_it_familiar():
     rng = random.Random(4)
     people = list(population(rng, 10))
     sim = fresh("new_country")
-    sim.feed(
-        sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
-    )
+    sim.feed(histories(people, rng, days=21))
     day = day_after_history(days=21)
     romania = dict(country_code="RO", city="Bucharest", latitude=44.43, longitude=26.10)
     sim.feed(failed_tries(people, day, **romania))
@@ -551,9 +545,7 @@ def test_organisation_wide_move_to_a_new_network_is_not_an_individual_anomaly():
     rng = random.Random(4)
     people = list(population(rng, 10))
     sim = fresh("new_ip")
-    sim.feed(
-        sorted((e for p in people for e in p.history(rng, days=14)), key=lambda e: e.occurred_at)
-    )
+    sim.feed(histories(people, rng, days=14))
     moved = [
         p.event(LOGIN, p.local(DAY, 9, i), source_ip=f"192.0.2.{i + 1}")
         for i, p in enumerate(people)
@@ -577,9 +569,7 @@ def test_one_attacker_taking_over_a_team_is_not_an_organisation_wide_change():
     for name in ("new_ip", "new_device", "api_new_endpoint"):
         config[name] = {"enabled": True}
     sim = Simulation(DetectionEngine(REGISTRY, config))
-    sim.feed(
-        sorted((e for p in team for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
-    )
+    sim.feed(histories(team, rng, days=21))
     day = day_after_history(days=21)
     attacker = dict(
         source_ip="203.0.113.45",
@@ -616,12 +606,7 @@ def test_one_teams_laptop_refresh_is_no_change_for_another_team():
         for i in range(10)
     ]
     sim = fresh("new_device")
-    sim.feed(
-        sorted(
-            (e for p in sales + engineers for e in p.history(rng, days=14)),
-            key=lambda e: e.occurred_at,
-        )
-    )
+    sim.feed(histories(sales + engineers, rng, days=14))
     agent = "Mozilla/5.0 (Macintosh; Intel Mac OS X 15_1) Version/18.1 Safari/605.1.15"
     refresh = [
         p.event(LOGIN, p.local(DAY, 9, i), device_id=f"mac-{i}", user_agent=agent)
@@ -911,7 +896,7 @@ def test_login_time_a_peers_alarm_does_not_vouch_for_the_hour():
     rng = random.Random(4)
     team = [Persona(user_id=f"s{i}", peer_group="sales") for i in range(3)]
     sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
-    sim.feed(sorted((e for p in team for e in p.history(rng)), key=lambda e: e.occurred_at))
+    sim.feed(histories(team, rng))
     sunday = DAY + timedelta(days=(6 - DAY.weekday()) % 7)
     for k, person in enumerate(team):
         (found,) = sim.feed([person.event(LOGIN, person.local(sunday + timedelta(days=7 * k), 3))])
@@ -926,9 +911,7 @@ def test_victims_of_one_attacker_do_not_excuse_each_other_with_their_country():
     rng = random.Random(4)
     team = list(population(rng, 8))
     sim = fresh("new_country")
-    sim.feed(
-        sorted((e for p in team for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
-    )
+    sim.feed(histories(team, rng, days=21))
     day = day_after_history(days=21)
     lagos = dict(country_code="NG", city="Lagos", latitude=6.52, longitude=3.38)
     for k, victim in enumerate(team[:3]):
@@ -951,7 +934,7 @@ def test_an_event_another_detector_alarmed_on_vouches_for_no_ones_hour():
     config = only(REGISTRY, "login_time")
     config["new_country"] = {"enabled": True}
     sim = Simulation(DetectionEngine(REGISTRY, config))
-    sim.feed(sorted((e for p in team for e in p.history(rng)), key=lambda e: e.occurred_at))
+    sim.feed(histories(team, rng))
     sunday = DAY + timedelta(days=(6 - DAY.weekday()) % 7)
     lisbon = dict(
         country_code="PT", city="Lisbon", latitude=38.72, longitude=-9.14, source_ip="203.0.113.80"

@@ -10,7 +10,7 @@ from uba.detectors.session_risk import SessionRiskDetector
 from uba.domain.anomalies import Severity
 from uba.domain.events import ActivityType
 from uba.testing.checks import Simulation, only
-from uba.testing.synthetic import Persona, day_after_history, failed_tries, population
+from uba.testing.synthetic import Persona, day_after_history, failed_tries, histories, population
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)
@@ -104,9 +104,7 @@ def test_a_vpn_change_then_a_laptop_refresh_and_a_rollout_earn_no_alarm():
             },
         )
     )
-    sim.feed(
-        sorted((e for p in people for e in p.history(rng, days=21)), key=lambda e: e.occurred_at)
-    )
+    sim.feed(histories(people, rng, days=21))
     found = []
     day = day_after_history(days=21)
     for step, (device, path) in enumerate(

@@ -9,7 +9,7 @@ from uba.detectors.registry import DetectorRegistry
 from uba.domain.anomalies import Severity
 from uba.domain.events import ActivityType
 from uba.testing.checks import Simulation, only
-from uba.testing.synthetic import HISTORY_START, Persona
+from uba.testing.synthetic import HISTORY_START, Persona, histories
 
 REGISTRY = DetectorRegistry(entry_points=False)
 HISTORY = 42
@@ -143,10 +143,7 @@ def test_a_team_whose_volume_rises_together_is_low_and_a_lone_rise_is_not():
     team = [Persona(user_id=f"sales{i}", peer_group="sales") for i in range(4)]
     loner = Persona(user_id="ops0", peer_group="ops")
     sim = Simulation(engine())
-    history = sorted(
-        (e for p in [*team, loner] for e in p.history(rng, days=HISTORY)),
-        key=lambda e: e.occurred_at,
-    )
+    history = histories([*team, loner], rng, days=HISTORY)
     assert sim.feed(history) == []
     start = HISTORY_START + timedelta(days=HISTORY)
     found = []
@@ -172,9 +169,7 @@ def test_three_accounts_exfiltrating_in_one_large_team_do_not_excuse_each_other(
     rng = random.Random(11)
     team = [Persona(user_id=f"sales{i:02d}", peer_group="sales") for i in range(15)]
     sim = Simulation(engine())
-    history = sorted(
-        (e for p in team for e in p.history(rng, days=HISTORY)), key=lambda e: e.occurred_at
-    )
+    history = histories(team, rng, days=HISTORY)
     sim.feed(history)
     start = HISTORY_START + timedelta(days=HISTORY)
     found = []

@@ -142,6 +142,16 @@ class Persona:
         return events
 
 
+def histories(
+    people: Iterable[Persona], rng: random.Random, days: int = HISTORY_DAYS
+) -> list[ActivityEvent]:
+    """The routine histories of several personas, in time order (as a
+    server receives a team's events)."""
+    return sorted(
+        (e for p in people for e in p.history(rng, days=days)), key=lambda e: e.occurred_at
+    )
+
+
 def failed_tries(
     targets: Iterable[Persona], day: datetime, hour: int = 3, **where: Any
 ) -> list[ActivityEvent]:
