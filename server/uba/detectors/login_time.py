@@ -19,8 +19,9 @@ for logins, one at a time of day they never logged in within two hours of,
 however much the prior dilutes that) is MEDIUM only in the user's night:
 the `night_hours` hours that end an hour before their usual day begins
 (the start of the shortest run of hours holding 90% of their logins, on
-all days; 23:00-07:00 for someone who starts at 08:00). An evening login, a Sunday afternoon look at
-the mail, is unusual but not what MEDIUM is for: it is LOW, with the reason.
+all days; 23:00-07:00 for someone who starts at 08:00). An evening login,
+a Sunday afternoon look at the mail, is unusual but not what MEDIUM is
+for: it is LOW, with the reason.
 It is MEDIUM only, too, when the user seldom logs in within two hours
 of that time of day on any day (2% of their logins), and when the user's peers do not log in at that
 time of day either (the same local hour, give or take one, on weekdays or

@@ -13,10 +13,11 @@ the user's peers and the population (uba.domain.peers):
   laptop refresh, an office move), it is an organisation-wide change, not
   an individual anomaly: networks and devices are then not reported, a
   country is lowered to LOW, each with the reason. Adopters keep the rest
-  of their context: a first use counts as adoption only when the event's
-  device (for networks, countries) or network (for devices) was already
-  the user's. An attacker taking over several accounts from one network
-  on its own laptop adopts nothing, and cannot become "the change";
+  of their context: a use counts for peers, and a first use as adoption,
+  only when the event's device (for networks, countries) or network (for
+  devices) has been the user's for 8 hours (in_familiar_context). An
+  attacker taking over several accounts from one network on its own
+  laptop adopts nothing, and cannot become "the change";
 - a new country reached at a feasible speed from the last login on a known
   device (plausible travel) is lowered to LOW; one that peers also use is
   lowered to LOW; a failed login from a new country is LOW (an attempt:
