@@ -963,3 +963,85 @@ def test_login_time_night_follows_the_users_own_day():
     assert night.severity is Severity.MEDIUM and "night 03-11" in night.reason, night.reason
     (evening,) = sim.copy().feed([late.event(LOGIN, late.local(DAY, 23, 30))])
     assert evening.severity is Severity.LOW and "not in the user's night" in evening.reason
+
+
+def _ops_on_call(weeks: int):
+    """Seven ops users' routine, then `weeks` weeks of a night rota after it:
+    the week's member is paged on Tuesday and Wednesday at 01:xx and on
+    Saturday at 03:xx. Returns the simulation, the team and the first
+    rota week's Monday."""
+    rng = random.Random(4)
+    team = [Persona(user_id=f"ops{i}", peer_group="ops") for i in range(7)]
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    sim.feed(histories(team, rng))
+    monday = DAY - timedelta(days=DAY.weekday())
+    for week in range(weeks):
+        holder, start = team[week % len(team)], monday + timedelta(days=7 * week)
+        sim.feed(
+            [
+                holder.event(LOGIN, holder.local(start + timedelta(days=day), hour, 10 * day))
+                for day, hour in ((1, 1), (2, 1), (5, 3))
+            ]
+        )
+    return sim, team, monday
+
+
+def test_login_time_a_team_on_call_covers_nights_one_member_a_week():
+    """Ops covers nights on a rota, one member a week. In the fourth week
+    the new on-call member's first page, at an hour no peer logged in before,
+    is LOW (the team covers nights every week, no other member this week); a
+    member not on call who logs in on that Saturday night is MEDIUM, although
+    earlier holders logged in on Saturday nights at that hour: this week's
+    nights are covered by someone else already."""
+    sim, team, monday = _ops_on_call(weeks=3)
+    fourth = monday + timedelta(days=21)
+    on_call, not_on_call = team[3], team[4]
+    (page,) = sim.feed([on_call.event(LOGIN, on_call.local(fourth, 4, 30))])
+    assert page.severity is Severity.LOW and "the team covers nights" in page.reason, page.reason
+    assert "in 3 of the last 4 weeks" in page.reason, page.reason
+    saturday = fourth + timedelta(days=5)
+    (night,) = sim.feed([not_on_call.event(LOGIN, not_on_call.local(saturday, 3, 5))])
+    assert night.severity is Severity.MEDIUM, night.reason
+    assert "1 other this week" in night.reason, night.reason
+
+
+def test_login_time_victims_of_one_night_are_no_rota_of_several():
+    """In the rota's third week an attacker logs into two ops accounts on
+    Saturday night (MEDIUM: the week's member was up already). How many
+    members cover nights at once is learned from nights no detector rated
+    MEDIUM: had the victims counted, the team would seem to cover nights
+    three at a time, and the next week's victim would be LOW."""
+    sim, team, monday = _ops_on_call(weeks=3)
+    third_saturday = monday + timedelta(days=19)
+    for victim in team[3:5]:
+        (found,) = sim.feed([victim.event(LOGIN, victim.local(third_saturday, 3, 40))])
+        assert found.severity is Severity.MEDIUM, found.reason
+    fourth_holder = team[5]
+    sim.feed([fourth_holder.event(LOGIN, fourth_holder.local(monday + timedelta(days=22), 1, 5))])
+    victim = team[6]
+    (found,) = sim.feed([victim.event(LOGIN, victim.local(monday + timedelta(days=26), 3, 40))])
+    assert found.severity is Severity.MEDIUM, found.reason
+    assert "at most 1 in a week" in found.reason, found.reason
+
+
+def test_login_time_a_few_nights_in_a_team_are_no_rota():
+    """Two finance users worked into one night (a deadline: logins at 00:20
+    and 01:40 on a Tuesday); two weeks later a third logs in on a Saturday
+    at 03:00: MEDIUM. A team covers nights when its members are up at
+    night in three of four weeks, not after one busy night."""
+    rng = random.Random(4)
+    team = [Persona(user_id=f"fin{i}", peer_group="finance") for i in range(5)]
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    sim.feed(histories(team, rng))
+    tuesday = DAY - timedelta(days=DAY.weekday() - 1)
+    sim.feed(
+        [
+            p.event(LOGIN, p.local(tuesday, hour, minute))
+            for p in team[:2]
+            for hour, minute in ((0, 20), (1, 40))
+        ]
+    )
+    saturday = tuesday + timedelta(days=11)
+    (found,) = sim.feed([team[2].event(LOGIN, team[2].local(saturday, 3, 0))])
+    assert found.severity is Severity.MEDIUM, found.reason
+    assert "covers nights" not in found.reason

@@ -72,10 +72,14 @@ class DetectionContext:
     clock: EventClock
     # Set for learn_one: the event was quarantined (kept out of the baseline).
     quarantined: bool = False
-    # Set for learn_one: a user detector rated the event MEDIUM or more. An
-    # alarm vouches for no one: it is not a peer's use of a value, hour or
-    # endpoint, nor an adoption (uba.domain.peers).
-    alarmed: bool = False
+    # Set for learn_one: the user detectors that rated the event MEDIUM or
+    # more. An alarm vouches for no one: it is not a peer's use of a value,
+    # hour or endpoint, nor an adoption (uba.domain.peers).
+    alarmed_by: frozenset[str] = frozenset()
+
+    @property
+    def alarmed(self) -> bool:
+        return bool(self.alarmed_by)
 
 
 class Detector(abc.ABC):

@@ -201,8 +201,8 @@ class DetectionEngine:
         ctx.quarantined = quarantined
         # User detectors' findings only: a worker of a partitioned event log
         # sees no others, and the findings must be the same embedded.
-        ctx.alarmed = any(
-            f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE for d, f in findings
+        ctx.alarmed_by = frozenset(
+            d.name for d, f in findings if f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE
         )
         for i, detector in enumerate(detectors):
             started = time.perf_counter() if spent is not None else 0.0

@@ -22,17 +22,24 @@ the `night_hours` hours that end an hour before their usual day begins
 all days; 23:00-07:00 for someone who starts at 08:00). An evening login,
 a Sunday afternoon look at the mail, is unusual but not what MEDIUM is
 for: it is LOW, with the reason.
-It is MEDIUM only, too, when the user seldom logs in within two hours
-of that time of day on any day (2% of their logins), and when the user's peers do not log in at that
-time of day either (the same local hour, give or take one, on weekdays or
-weekend days, in the last 30 days, from uba.domain.peers): a first on-call night of an operations
-engineer whose team covers nights is LOW, a finance user's first Saturday
-night is not.
+It is MEDIUM only, too, when the user seldom logs in within two hours of
+that time of day on any day (2% of their logins), and when the user's
+peers do not log in at that time of day either (the same local hour, give
+or take one, on weekdays or weekend days, in the last 30 days, from
+uba.domain.peers): a first on-call night of an operations engineer whose
+team covers nights is LOW, a finance user's first Saturday night is not.
+A team on call covers nights on a rota, one member a week (or a few):
+`NightCover` says who in the user's group logged in in their own night in
+30 days, this local week, and at once in each of the last four weeks. A
+night login when this week's nights are covered by as many others as ever
+cover them at once stays MEDIUM, whatever peers did at this hour; else a
+team that covers nights lowers it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from uba.detectors.base import (
     DetectionContext,
@@ -42,7 +49,7 @@ from uba.detectors.base import (
     require_positive,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.clock import HOURS_PER_WEEK
+from uba.domain.clock import HOURS_PER_WEEK, EventClock
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
 from uba.domain.shared_state import CACHED_USERS
@@ -75,10 +82,14 @@ def usual_band(probabilities: list[float], coverage: float) -> tuple[int, int] |
     total = sum(probabilities)
     if total <= 0:
         return None
+    # Sums over the day twice over, so a run may wrap midnight.
+    running = [0.0]
+    for i in range(48):
+        running.append(running[-1] + probabilities[i % 24])
     for length in range(1, 24):
         best_start, best_mass = 0, -1.0
         for start in range(24):
-            mass = sum(probabilities[(start + i) % 24] for i in range(length))
+            mass = running[start + length] - running[start]
             if mass > best_mass:
                 best_start, best_mass = start, mass
         if best_mass >= coverage * total:
@@ -100,9 +111,51 @@ def _night_label(hours: list[int]) -> str:
     return f"night {hours[0]:02d}-{(hours[-1] + 1) % 24:02d}"
 
 
+# The peer values of a member's login in their own night: any night of the
+# last 30 days; one of a local week (Monday to Sunday); one of a week that
+# no detector rated MEDIUM (how many cover nights at once is learned from
+# those: victims of one attacker in one week are no rota of several).
+_NIGHT = "night"
+_WEEK = "night@"
+_QUIET_WEEK = "quiet-night@"
+# Past weeks that show how a team covers nights: members at once, and
+# whether it does every week (a quiet week allowed).
+_ROTA_WEEKS = 4
+_ROTA_MIN_WEEKS = 3
+# Share of a member's own logins that mark their day when their night
+# logins are counted for the team.
+_CORE_OF_DAY = 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class NightCover:
+    """How the user's peer group covers nights: one member at a time on a
+    rota, or several."""
+
+    group: str
+    members: int  # other members with a login in their night in 30 days
+    this_week: int  # other members with one this week
+    mine: bool  # the user had one this week already
+    at_once: int  # most members with one in any of the last four weeks
+    weeks: int  # of the last four weeks, those with one
+
+    @property
+    def taken(self) -> bool:
+        """This week's nights are already covered by as many other members
+        as ever cover them at once: the user is not on the rota now."""
+        return not self.mine and self.at_once >= 1 and self.this_week >= self.at_once
+
+    def describe(self) -> str:
+        return (
+            f"{self.members} members of {self.group} logged in in their night in 30 days, in "
+            f"{self.weeks} of the last {_ROTA_WEEKS} weeks, at most {self.at_once} in a week; "
+            f"{self.this_week} other this week"
+        )
+
+
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.4"
+    version = "2.5"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -147,17 +200,68 @@ class LoginTimeDetector(Detector):
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         baseline = ctx.baseline
-        if ctx.quarantined or ctx.alarmed or not baseline.in_familiar_context(event, ctx.clock.ts):
-            # Peers' evidence comes from their ordinary logins: a login rated
-            # MEDIUM (at night, from a new country), or from a device or
-            # network new to the user within 8 hours, vouches for no one.
+        if (
+            ctx.quarantined
+            or ctx.alarmed_by - {self.name}
+            or not baseline.in_familiar_context(event, ctx.clock.ts)
+        ):
+            # Peers' evidence comes from their ordinary logins: a login
+            # another detector rated MEDIUM (from a new country, say), or
+            # from a device or network new to the user within 8 hours,
+            # vouches for no one.
             return
-        PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values)).observe(
-            event.user_id,
-            baseline.effective_peer_group or event.peer_group,
-            self._hour_kind(ctx.clock.hour_of_week),
-            ctx.clock.ts,
-            False,
+        group = baseline.effective_peer_group or event.peer_group
+        clock = ctx.clock
+        if not ctx.alarmed:
+            PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values)).observe(
+                event.user_id, group, self._hour_kind(clock.hour_of_week), clock.ts, False
+            )
+        if group and baseline.mature_for("logins"):
+            # A member up in their own night, on their own device or network,
+            # is how a team covers nights, even when the hour alone is MEDIUM
+            # (a first on-call page): it shows the team's rota, and fills this
+            # week's place on it.
+            # Their own night before this login, from the core of their day:
+            # with few logins, a band holding 90% of them stretches to take
+            # in a first page or two (and this login).
+            counts = list(baseline.login_hour_of_week)
+            counts[clock.hour_of_week] = max(0, counts[clock.hour_of_week] - 1)
+            night = self.night(counts, _UNIFORM_WEEK, strength=0.0, coverage=_CORE_OF_DAY)
+            if night is not None and clock.local.hour in night:
+                nights = self._nights(ctx)
+                nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
+                nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
+                if not ctx.alarmed:
+                    nights.observe(
+                        event.user_id, group, self._week(clock, quiet=True), clock.ts, False
+                    )
+
+    def _nights(self, ctx: DetectionContext) -> PeerActivity:
+        return PeerActivity(ctx.shared, "night", max_keys=int(self.max_values))
+
+    @staticmethod
+    def _week(clock: EventClock, back: int = 0, quiet: bool = False) -> str:
+        """The peer value of a night login in the local week (from Monday)
+        `back` weeks before this event's."""
+        monday = clock.day_key - clock.local.weekday() - 7 * back
+        return f"{_QUIET_WEEK if quiet else _WEEK}{monday}"
+
+    def night_cover(self, user_id: str, group: str, ctx: DetectionContext) -> NightCover:
+        nights, clock = self._nights(ctx), ctx.clock
+        week = self._week(clock)
+        mine = nights.used_by(user_id, group, week, clock.ts)
+        ever = nights.used_by(user_id, group, _NIGHT, clock.ts)
+        past = [
+            nights.users(group, self._week(clock, back, quiet=True), clock.ts)
+            for back in range(1, _ROTA_WEEKS + 1)
+        ]
+        return NightCover(
+            group,
+            nights.users(group, _NIGHT, clock.ts) - ever,
+            nights.users(group, week, clock.ts) - mine,
+            mine,
+            max(past),
+            sum(1 for n in past if n),
         )
 
     def probability(self, index: int, counts: list[int], total: int, prior: list[float]) -> float:
@@ -167,17 +271,24 @@ class LoginTimeDetector(Detector):
         own = 0.5 * _smoothed(counts, index) + 0.5 * _day_kind_share(counts, index)
         return (own + strength * prior_p) / (total + strength)
 
-    def night(self, counts: list[int], prior: list[float]) -> list[int] | None:
+    def night(
+        self,
+        counts: list[int],
+        prior: list[float],
+        strength: float | None = None,
+        coverage: float | None = None,
+    ) -> list[int] | None:
         """The local hours of the user's night, the `night_hours` hours that
-        end an hour before their usual day begins (their logins and the
-        prior's pseudo-logins on all days); None when they log in at any
-        hour."""
-        strength = self.prior_strength
+        end an hour before their usual day begins (the shortest run of hours
+        holding `coverage`, default `usual_hours_coverage`, of their logins
+        and `strength`, default `prior_strength`, of the prior's
+        pseudo-logins, on all days); None when they log in at any hour."""
+        strength = self.prior_strength if strength is None else strength
         by_hour = [
             sum(counts[d * 24 + h] + strength * prior[d * 24 + h] for d in range(7))
             for h in range(24)
         ]
-        band = usual_band(by_hour, self.usual_hours_coverage)
+        band = usual_band(by_hour, self.usual_hours_coverage if coverage is None else coverage)
         if band is None:
             return None
         day_start = band[0]
@@ -226,8 +337,8 @@ class LoginTimeDetector(Detector):
         if severity >= Severity.MEDIUM:
             group = baseline.effective_peer_group or event.peer_group
             activity = PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values))
-            # Peers' logins at this time of day, give or take an hour, on any
-            # kind of day (a team on call covers evenings, nights, weekends).
+            # Peers' logins at this time of day, give or take an hour, on
+            # days of the same kind.
             nearby = 0
             kind_base = 5 * 24 if index // 24 >= 5 else 0
             for cell in (index - 1, index, index + 1):
@@ -235,12 +346,25 @@ class LoginTimeDetector(Detector):
                     event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts
                 )
                 nearby += usage.peers if group else usage.population
-            if nearby >= self.min_peers:
+            # A team on call covers nights one member (or a few) at a time:
+            # when this week's are covered by others already, this login is
+            # not the rota's, whatever peers did at this hour before.
+            cover = self.night_cover(event.user_id, group, ctx) if group else None
+            if cover is not None and cover.taken:
+                peer_note += f"; not lowered by peers: {cover.describe()}"
+            elif nearby >= self.min_peers:
                 severity = Severity.LOW
                 peer_note = (
                     f"; lowered: {'peers in ' + group if group else 'other users'} logged in at "
                     f"this time of day {nearby} times (user-hours) in the last 30 days"
                 )
+            elif (
+                cover is not None
+                and cover.members >= self.min_peers
+                and cover.weeks >= _ROTA_MIN_WEEKS
+            ):
+                severity = Severity.LOW
+                peer_note = f"; lowered: the team covers nights: {cover.describe()}"
         local = clock.local
         weekend = index // 24 >= 5
         kind = "weekend" if weekend else "weekday"

@@ -136,6 +136,15 @@ class PeerActivity:
             adopters,
         )
 
+    def users(self, group: str, value: str, ts: float) -> int:
+        """Users of the group (else of everyone) who used `value` in the
+        window, the asking user included."""
+        return self.peers.distinct(f"{group or ALL}{_SEP}{value}", ts)
+
+    def used_by(self, user_id: str, group: str, value: str, ts: float) -> bool:
+        """Whether the user used `value` in the window (counted in `group`)."""
+        return self.peers.has_value(f"{group or ALL}{_SEP}{value}", user_id, ts)
+
     def note_member(self, user_id: str, group: str, ts: float) -> None:
         """Counts the user as active in their group (and everyone) without
         a value: for detectors that compare a share of the group."""
