@@ -220,10 +220,9 @@ class LoginTimeDetector(Detector):
             # A member up in their own night, on their own device or network,
             # is how a team covers nights, even when the hour alone is MEDIUM
             # (a first on-call page): it shows the team's rota, and fills this
-            # week's place on it.
-            # Their own night before this login, from the core of their day:
-            # with few logins, a band holding 90% of them stretches to take
-            # in a first page or two (and this login).
+            # week's place on it. Their night is the one before this login,
+            # from the core of their day: with few logins, a band holding 90%
+            # of them stretches to take in a first page or two.
             counts = list(baseline.login_hour_of_week)
             counts[clock.hour_of_week] = max(0, counts[clock.hour_of_week] - 1)
             night = self.night(counts, _UNIFORM_WEEK, strength=0.0, coverage=_CORE_OF_DAY)
