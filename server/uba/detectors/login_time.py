@@ -223,10 +223,13 @@ class LoginTimeDetector(Detector):
             # week's place on it. Their night is the one before this login,
             # from the core of their day: with few logins, a band holding 90%
             # of them stretches to take in a first page or two.
-            counts = list(baseline.login_hour_of_week)
-            counts[clock.hour_of_week] = max(0, counts[clock.hour_of_week] - 1)
-            night = self.night(counts, _UNIFORM_WEEK, strength=0.0, coverage=_CORE_OF_DAY)
-            if night is not None and clock.local.hour in night:
+            hour = clock.local.hour
+            counts = baseline.login_hour_of_week
+            by_hour = [sum(counts[h::24]) for h in range(24)]
+            by_hour[hour] = max(0, by_hour[hour] - 1)
+            band = usual_band(by_hour, _CORE_OF_DAY)
+            # The night_hours hours that end an hour before the day begins.
+            if band is not None and (hour - band[0] + 1 + self.night_hours) % 24 < self.night_hours:
                 nights = self._nights(ctx)
                 nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
