@@ -273,24 +273,17 @@ class LoginTimeDetector(Detector):
         own = 0.5 * _smoothed(counts, index) + 0.5 * _day_kind_share(counts, index)
         return (own + strength * prior_p) / (total + strength)
 
-    def night(
-        self,
-        counts: list[int],
-        prior: list[float],
-        strength: float | None = None,
-        coverage: float | None = None,
-    ) -> list[int] | None:
+    def night(self, counts: list[int], prior: list[float]) -> list[int] | None:
         """The local hours of the user's night, the `night_hours` hours that
-        end an hour before their usual day begins (the shortest run of hours
-        holding `coverage`, default `usual_hours_coverage`, of their logins
-        and `strength`, default `prior_strength`, of the prior's
-        pseudo-logins, on all days); None when they log in at any hour."""
-        strength = self.prior_strength if strength is None else strength
+        end an hour before their usual day begins (their logins and the
+        prior's pseudo-logins on all days); None when they log in at any
+        hour."""
+        strength = self.prior_strength
         by_hour = [
             sum(counts[d * 24 + h] + strength * prior[d * 24 + h] for d in range(7))
             for h in range(24)
         ]
-        band = usual_band(by_hour, self.usual_hours_coverage if coverage is None else coverage)
+        band = usual_band(by_hour, self.usual_hours_coverage)
         if band is None:
             return None
         day_start = band[0]
