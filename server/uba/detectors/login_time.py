@@ -39,6 +39,7 @@ team that covers nights lowers it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from uba.detectors.base import (
@@ -75,7 +76,7 @@ def _day_kind_share(counts: list, index: int) -> float:
     return sum(_smoothed(counts, d * 24 + hour) for d in days) / len(days)
 
 
-def usual_band(probabilities: list[float], coverage: float) -> tuple[int, int] | None:
+def usual_band(probabilities: Sequence[float], coverage: float) -> tuple[int, int] | None:
     """The shortest run of local hours (wrapping midnight) holding
     `coverage` of the probability: (first hour, length); None when only the
     whole day does."""
