@@ -45,6 +45,9 @@ from uba.domain.shared_state import SharedState
 from uba.domain.user_baseline import UserBaseline
 from uba.observability.histogram import FastHistogram
 
+# Most events have no finding: no set to build for them.
+_NO_ONE: frozenset[str] = frozenset()
+
 log = logging.getLogger(__name__)
 
 
@@ -201,8 +204,14 @@ class DetectionEngine:
         ctx.quarantined = quarantined
         # User detectors' findings only: a worker of a partitioned event log
         # sees no others, and the findings must be the same embedded.
-        ctx.alarmed_by = frozenset(
-            d.name for d, f in findings if f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE
+        ctx.alarmed_by = (
+            frozenset(
+                d.name
+                for d, f in findings
+                if f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE
+            )
+            if findings
+            else _NO_ONE
         )
         for i, detector in enumerate(detectors):
             started = time.perf_counter() if spent is not None else 0.0

@@ -229,8 +229,7 @@ class LoginTimeDetector(Detector):
             by_hour = [sum(counts[h::24]) for h in range(24)]
             by_hour[hour] = max(0, by_hour[hour] - 1)
             band = usual_band(by_hour, _CORE_OF_DAY)
-            # The night_hours hours that end an hour before the day begins.
-            if band is not None and (hour - band[0] + 1 + self.night_hours) % 24 < self.night_hours:
+            if band is not None and hour in self._night_before(band[0]):
                 nights = self._nights(ctx)
                 nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
@@ -252,17 +251,15 @@ class LoginTimeDetector(Detector):
     def night_cover(self, user_id: str, group: str, ctx: DetectionContext) -> NightCover:
         nights, clock = self._nights(ctx), ctx.clock
         week = self._week(clock)
-        mine = nights.used_by(user_id, group, week, clock.ts)
-        ever = nights.used_by(user_id, group, _NIGHT, clock.ts)
         past = [
             nights.users(group, self._week(clock, back, quiet=True), clock.ts)
             for back in range(1, _ROTA_WEEKS + 1)
         ]
         return NightCover(
             group,
-            nights.users(group, _NIGHT, clock.ts) - ever,
-            nights.users(group, week, clock.ts) - mine,
-            mine,
+            nights.usage(user_id, group, _NIGHT, clock.ts).peers,
+            nights.usage(user_id, group, week, clock.ts).peers,
+            nights.used_by(user_id, group, week, clock.ts),
             max(past),
             sum(1 for n in past if n),
         )
@@ -285,9 +282,11 @@ class LoginTimeDetector(Detector):
             for h in range(24)
         ]
         band = usual_band(by_hour, self.usual_hours_coverage)
-        if band is None:
-            return None
-        day_start = band[0]
+        return None if band is None else self._night_before(band[0])
+
+    def _night_before(self, day_start: int) -> list[int]:
+        """The `night_hours` local hours that end an hour before a day that
+        begins at `day_start`."""
         return [(day_start - 1 - self.night_hours + i) % 24 for i in range(self.night_hours)]
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
