@@ -30,9 +30,10 @@ uba.domain.peers): a first on-call night of an operations engineer whose
 team covers nights is LOW, a finance user's first Saturday night is not.
 A team on call covers nights on a rota, one member a week (or a few):
 `NightCover` says who in the user's group logged in in their own night in
-30 days, this local week, and at once in each of the last four weeks. A
-night login when this week's nights are covered by as many others as ever
-cover them at once stays MEDIUM, whatever peers did at this hour; else a
+30 days, this local week, and in each of the last four weeks. A night
+login when this week's nights are covered by as many others as usually
+cover them at once stays MEDIUM, whatever peers did at this hour; the
+user's second night of a week is LOW (the first told the story); else a
 team that covers nights lowers it.
 """
 
@@ -113,12 +114,9 @@ def _night_label(hours: list[int]) -> str:
 
 
 # The peer values of a member's login in their own night: any night of the
-# last 30 days; one of a local week (Monday to Sunday); one of a week that
-# no detector rated MEDIUM (how many cover nights at once is learned from
-# those: victims of one attacker in one week are no rota of several).
+# last 30 days; one of a local week (Monday to Sunday).
 _NIGHT = "night"
 _WEEK = "night@"
-_QUIET_WEEK = "quiet-night@"
 # Past weeks that show how a team covers nights: members at once, and
 # whether it does every week (a quiet week allowed).
 _ROTA_WEEKS = 4
@@ -137,26 +135,26 @@ class NightCover:
     members: int  # other members with a login in their night in 30 days
     this_week: int  # other members with one this week
     mine: bool  # the user had one this week already
-    at_once: int  # most members with one in any of the last four weeks
+    at_once: int  # members with one in the usual week of the last four that had any
     weeks: int  # of the last four weeks, those with one
 
     @property
     def taken(self) -> bool:
         """This week's nights are already covered by as many other members
-        as ever cover them at once: the user is not on the rota now."""
+        as usually cover them at once: the user is not on the rota now."""
         return not self.mine and self.at_once >= 1 and self.this_week >= self.at_once
 
     def describe(self) -> str:
         return (
             f"{self.members} members of {self.group} logged in in their night in 30 days, in "
-            f"{self.weeks} of the last {_ROTA_WEEKS} weeks, at most {self.at_once} in a week; "
+            f"{self.weeks} of the last {_ROTA_WEEKS} weeks, usually {self.at_once} in a week; "
             f"{self.this_week} other this week"
         )
 
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.5"
+    version = "2.6"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -233,35 +231,34 @@ class LoginTimeDetector(Detector):
                 nights = self._nights(ctx)
                 nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
-                if not ctx.alarmed:
-                    nights.observe(
-                        event.user_id, group, self._week(clock, quiet=True), clock.ts, False
-                    )
 
     def _nights(self, ctx: DetectionContext) -> PeerActivity:
         return PeerActivity(ctx.shared, "night", max_keys=int(self.max_values))
 
     @staticmethod
-    def _week(clock: EventClock, back: int = 0, quiet: bool = False) -> str:
+    def _week(clock: EventClock, back: int = 0) -> str:
         """The peer value of a night login in the local week (from Monday)
         `back` weeks before this event's."""
         monday = clock.day_key - clock.local.weekday() - 7 * back
-        return f"{_QUIET_WEEK if quiet else _WEEK}{monday}"
+        return f"{_WEEK}{monday}"
 
     def night_cover(self, user_id: str, group: str, ctx: DetectionContext) -> NightCover:
         nights, clock = self._nights(ctx), ctx.clock
         week = self._week(clock)
         past = [
-            nights.users(group, self._week(clock, back, quiet=True), clock.ts)
+            nights.users(group, self._week(clock, back), clock.ts)
             for back in range(1, _ROTA_WEEKS + 1)
         ]
+        covered = sorted(n for n in past if n)
         return NightCover(
             group,
             nights.usage(user_id, group, _NIGHT, clock.ts).peers,
             nights.usage(user_id, group, week, clock.ts).peers,
             nights.used_by(user_id, group, week, clock.ts),
-            max(past),
-            sum(1 for n in past if n),
+            # The usual week, not the busiest: one attacker's victims in one
+            # week do not make a rota of several.
+            covered[len(covered) // 2] if covered else 0,
+            len(covered),
         )
 
     def probability(self, index: int, counts: list[int], total: int, prior: list[float]) -> float:
@@ -347,6 +344,14 @@ class LoginTimeDetector(Detector):
             cover = self.night_cover(event.user_id, group, ctx) if group else None
             if cover is not None and cover.taken:
                 peer_note += f"; not lowered by peers: {cover.describe()}"
+            elif cover is not None and cover.mine:
+                # A second night of the week, from where the first came: the
+                # first (MEDIUM) told the story; the rest is the same week on call.
+                severity = Severity.LOW
+                peer_note = (
+                    "; lowered: the user was up in their night earlier this week too, on their "
+                    f"own device or network (on call?): {cover.describe()}"
+                )
             elif nearby >= self.min_peers:
                 severity = Severity.LOW
                 peer_note = (
@@ -360,6 +365,8 @@ class LoginTimeDetector(Detector):
             ):
                 severity = Severity.LOW
                 peer_note = f"; lowered: the team covers nights: {cover.describe()}"
+            elif cover is not None:
+                peer_note += f"; no rota seen: {cover.describe()}"
         local = clock.local
         weekend = index // 24 >= 5
         kind = "weekend" if weekend else "weekday"
