@@ -1002,7 +1002,24 @@ def test_login_time_a_team_on_call_covers_nights_one_member_a_week():
     saturday = fourth + timedelta(days=5)
     (night,) = sim.feed([not_on_call.event(LOGIN, not_on_call.local(saturday, 3, 5))])
     assert night.severity is Severity.MEDIUM, night.reason
-    assert "1 other this week" in night.reason, night.reason
+    assert "1 other up at an hour unusual for them this week" in night.reason, night.reason
+
+
+def test_login_time_an_evening_page_takes_the_weeks_place():
+    """In the rota's fourth week the on-call member has only been paged in
+    the evening (LOW: not their night) when another member logs in on
+    Saturday night: MEDIUM. Someone up at an hour unusual for them holds
+    this week's place, though no one has been up at night yet; regular
+    evening work is no finding and takes no place."""
+    sim, team, monday = _ops_on_call(weeks=3)
+    fourth = monday + timedelta(days=21)
+    on_call, not_on_call = team[3], team[4]
+    (evening,) = sim.feed([on_call.event(LOGIN, on_call.local(fourth + timedelta(days=1), 21, 40))])
+    assert evening.severity is Severity.LOW, evening.reason
+    saturday = fourth + timedelta(days=5)
+    (night,) = sim.feed([not_on_call.event(LOGIN, not_on_call.local(saturday, 3, 5))])
+    assert night.severity is Severity.MEDIUM, night.reason
+    assert "not lowered by peers" in night.reason, night.reason
 
 
 def test_login_time_victims_of_one_night_are_no_rota_of_several():

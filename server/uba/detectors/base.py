@@ -76,6 +76,9 @@ class DetectionContext:
     # more. An alarm vouches for no one: it is not a peer's use of a value,
     # hour or endpoint, nor an adoption (uba.domain.peers).
     alarmed_by: frozenset[str] = frozenset()
+    # Set for learn_one: the user detectors with a finding on the event, of
+    # any severity (a detector may learn from having found its own LOW).
+    found_by: frozenset[str] = frozenset()
 
     @property
     def alarmed(self) -> bool:

@@ -204,15 +204,14 @@ class DetectionEngine:
         ctx.quarantined = quarantined
         # User detectors' findings only: a worker of a partitioned event log
         # sees no others, and the findings must be the same embedded.
-        ctx.alarmed_by = (
-            frozenset(
-                d.name
-                for d, f in findings
-                if f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE
+        if findings:
+            user_findings = [(d.name, f) for d, f in findings if d.scope == USER_SCOPE]
+            ctx.found_by = frozenset(name for name, _ in user_findings)
+            ctx.alarmed_by = frozenset(
+                name for name, f in user_findings if f.severity >= Severity.MEDIUM
             )
-            if findings
-            else _NO_ONE
-        )
+        else:
+            ctx.found_by = ctx.alarmed_by = _NO_ONE
         for i, detector in enumerate(detectors):
             started = time.perf_counter() if spent is not None else 0.0
             try:

@@ -30,9 +30,11 @@ uba.domain.peers): a first on-call night of an operations engineer whose
 team covers nights is LOW, a finance user's first Saturday night is not.
 A team on call covers nights on a rota, one member a week (or a few):
 `NightCover` says who in the user's group logged in in their own night in
-30 days, this local week, and in each of the last four weeks. A night
-login when this week's nights are covered by as many others as usually
-cover them at once stays MEDIUM, whatever peers did at this hour; the
+30 days and in each of the last four weeks, and who was up at an hour
+unusual for them this local week (the week's on-call member shows so, in
+the evening or at the weekend, often before a night). A night login when
+this week's place is taken by as many others as usually cover nights at
+once stays MEDIUM, whatever peers did at this hour; the
 user's second night of a week is LOW (the first told the story); else a
 team that covers nights lowers it.
 """
@@ -114,9 +116,11 @@ def _night_label(hours: list[int]) -> str:
 
 
 # The peer values of a member's login in their own night: any night of the
-# last 30 days; one of a local week (Monday to Sunday).
+# last 30 days; one of a local week (Monday to Sunday); and of a login at an
+# hour unusual for them (a night, an evening, a weekend day) in a local week.
 _NIGHT = "night"
 _WEEK = "night@"
+_OFF = "off-hours@"
 # Past weeks that show how a team covers nights: members at once, and
 # whether it does every week (a quiet week allowed).
 _ROTA_WEEKS = 4
@@ -133,28 +137,28 @@ class NightCover:
 
     group: str
     members: int  # other members with a login in their night in 30 days
-    this_week: int  # other members with one this week
-    mine: bool  # the user had one this week already
+    this_week: int  # other members up at an hour unusual for them this week
+    mine: bool  # the user had a login in their night this week already
     at_once: int  # members with one in the usual week of the last four that had any
     weeks: int  # of the last four weeks, those with one
 
     @property
     def taken(self) -> bool:
-        """This week's nights are already covered by as many other members
-        as usually cover them at once: the user is not on the rota now."""
+        """This week's place is taken by as many other members as usually
+        cover nights at once: the user is not on the rota now."""
         return not self.mine and self.at_once >= 1 and self.this_week >= self.at_once
 
     def describe(self) -> str:
         return (
             f"{self.members} members of {self.group} logged in in their night in 30 days, in "
             f"{self.weeks} of the last {_ROTA_WEEKS} weeks, usually {self.at_once} in a week; "
-            f"{self.this_week} other this week"
+            f"{self.this_week} other up at an hour unusual for them this week"
         )
 
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.6"
+    version = "2.7"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -227,20 +231,26 @@ class LoginTimeDetector(Detector):
             by_hour = [sum(counts[h::24]) for h in range(24)]
             by_hour[hour] = max(0, by_hour[hour] - 1)
             band = usual_band(by_hour, _CORE_OF_DAY)
+            nights = self._nights(ctx)
             if band is not None and hour in self._night_before(band[0]):
-                nights = self._nights(ctx)
                 nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
+                nights.observe(event.user_id, group, self._week(clock, kind=_OFF), clock.ts, False)
+            elif self.name in ctx.found_by:
+                # Up at an hour unusual for them (an evening, a weekend day):
+                # the week's on-call member often shows so before a night.
+                nights.observe(event.user_id, group, self._week(clock, kind=_OFF), clock.ts, False)
 
     def _nights(self, ctx: DetectionContext) -> PeerActivity:
         return PeerActivity(ctx.shared, "night", max_keys=int(self.max_values))
 
     @staticmethod
-    def _week(clock: EventClock, back: int = 0) -> str:
-        """The peer value of a night login in the local week (from Monday)
-        `back` weeks before this event's."""
+    def _week(clock: EventClock, back: int = 0, kind: str = _WEEK) -> str:
+        """The peer value of a night login (or, with `_OFF`, of one at an
+        unusual hour) in the local week (from Monday) `back` weeks before
+        this event's."""
         monday = clock.day_key - clock.local.weekday() - 7 * back
-        return f"{_WEEK}{monday}"
+        return f"{kind}{monday}"
 
     def night_cover(self, user_id: str, group: str, ctx: DetectionContext) -> NightCover:
         nights, clock = self._nights(ctx), ctx.clock
@@ -253,7 +263,7 @@ class LoginTimeDetector(Detector):
         return NightCover(
             group,
             nights.usage(user_id, group, _NIGHT, clock.ts).peers,
-            nights.usage(user_id, group, week, clock.ts).peers,
+            nights.usage(user_id, group, self._week(clock, kind=_OFF), clock.ts).peers,
             nights.used_by(user_id, group, week, clock.ts),
             # The usual week, not the busiest: one attacker's victims in one
             # week do not make a rota of several.
