@@ -12,7 +12,14 @@ from uba.domain.events import ActivityType
 from uba.domain.priors import PriorBaselines
 from uba.domain.user_baseline import UserBaseline
 from uba.testing.checks import Simulation, only
-from uba.testing.synthetic import Persona, day_after_history, failed_tries, histories, population
+from uba.testing.synthetic import (
+    HISTORY_START,
+    Persona,
+    day_after_history,
+    failed_tries,
+    histories,
+    population,
+)
 
 LOGIN, FAILURE, API = ActivityType.LOGIN_SUCCESS, ActivityType.LOGIN_FAILURE, ActivityType.API_CALL
 REGISTRY = DetectorRegistry(entry_points=False)
@@ -593,39 +600,85 @@ def test_one_attacker_taking_over_a_team_is_not_an_organisation_wide_change():
         assert any(a.detector == "new_ip" for a in found), (k, [a.reason for a in found])
 
 
+# A fleet refresh's new Macs, and an attacker's Mac of the same kind.
+NEW_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 15_1) Version/18.1 Safari/605.1.15"
+OLDER_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) Version/17.4 Safari/605.1.15"
+
+
+def _laptop_team(group: str, prefix: str, size: int = 10) -> list[Persona]:
+    return [
+        Persona(user_id=f"{prefix}{i}", peer_group=group, device_id=f"laptop-{prefix}{i}")
+        for i in range(size)
+    ]
+
+
+def _mac_refresh(sim: Simulation, people: list[Persona]) -> None:
+    """`people` log in on new Macs from where they work, on DAY."""
+    refresh = [
+        p.event(LOGIN, p.local(DAY, 9, i), device_id=f"mac-{i}", user_agent=NEW_MAC)
+        for i, p in enumerate(people)
+    ]
+    assert len(sim.feed(refresh)) <= 3  # the first adopters, then the change is recognised
+
+
 def test_one_teams_laptop_refresh_is_no_change_for_another_team():
     """Half of sales moves to new laptops of one kind in a day (a refresh,
     recognised); the next day an engineer logs in from a new device of that
     kind (an attacker's common browser): not the refresh, reported."""
     rng = random.Random(4)
-    sales = [
-        Persona(user_id=f"s{i}", peer_group="sales", device_id=f"laptop-s{i}") for i in range(10)
-    ]
-    engineers = [
-        Persona(user_id=f"e{i}", peer_group="engineering", device_id=f"laptop-e{i}")
-        for i in range(10)
-    ]
+    sales = _laptop_team("sales", "s")
+    engineers = _laptop_team("engineering", "e")
     sim = fresh("new_device")
     sim.feed(histories(sales + engineers, rng, days=14))
-    agent = "Mozilla/5.0 (Macintosh; Intel Mac OS X 15_1) Version/18.1 Safari/605.1.15"
-    refresh = [
-        p.event(LOGIN, p.local(DAY, 9, i), device_id=f"mac-{i}", user_agent=agent)
-        for i, p in enumerate(sales[:5])
-    ]
-    assert len(sim.feed(refresh)) <= 3  # the first adopters, then the change is recognised
+    _mac_refresh(sim, sales[:5])
     engineer = engineers[0]
-    attacker = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) Version/17.4 Safari/605.1.15"
     (found,) = sim.feed(
         [
             engineer.event(
                 LOGIN,
                 engineer.local(DAY + timedelta(days=1), 10, 0),
                 device_id="unknown-7731",
-                user_agent=attacker,
+                user_agent=OLDER_MAC,
             )
         ]
     )
     assert "unknown-7731" in found.reason
+
+
+def test_a_refresh_excuses_new_laptops_on_known_networks_only():
+    """Half of engineering moves to new Macs in a day, from the networks it
+    works from (recognised: not reported). The next day an attacker logs
+    into another engineer's account from its own network on a Mac of the
+    same kind: the refresh does not excuse it (a change brings one new
+    thing at a time), and the takeover pattern counts the device."""
+    rng = random.Random(4)
+    engineers = _laptop_team("engineering", "e")
+    sim = Simulation(
+        DetectionEngine(
+            REGISTRY,
+            only(REGISTRY, "new_device")
+            | {"new_ip": {"enabled": True}, "session_risk": {"enabled": True}},
+        )
+    )
+    sim.feed(histories(engineers, rng, days=14))
+    _mac_refresh(sim, engineers[:5])
+    victim = engineers[7]
+    at = victim.local(DAY + timedelta(days=1), 10, 0)
+    where = dict(device_id="mac-attacker", user_agent=OLDER_MAC, source_ip="192.0.2.77")
+    found = sim.feed(
+        [victim.event(LOGIN, at, **where)]
+        + [
+            victim.api_call(
+                at + timedelta(minutes=k + 1), rng, api_method="GET", api_path=path, **where
+            )
+            for k, path in enumerate(("/v1/ledger/7", "/v1/employees"))
+        ]
+    )
+    device = [a for a in found if a.detector == "new_device"]
+    assert device and "not excused by the change" in device[0].reason, [a.reason for a in found]
+    assert "the network is new to the user too" in device[0].reason
+    risk = [a for a in found if a.detector == "session_risk"]
+    assert risk and "device not counted" not in risk[-1].reason, [a.reason for a in found]
 
 
 # -- impossible travel -----------------------------------------------------------------
@@ -1060,6 +1113,39 @@ def test_login_time_first_pages_of_a_rota_count_for_it():
     holder = team[3]
     (page,) = sim.feed([holder.event(LOGIN, holder.local(monday + timedelta(days=22), 2, 15))])
     assert page.severity is Severity.LOW and "the team covers nights" in page.reason, page.reason
+
+
+def test_login_time_a_rota_in_every_week_seen_is_a_rota():
+    """A deployment two weeks old: ops members were up at night in both
+    weeks it has seen (a first page each, at hours no peer vouches for).
+    In the third week the next member's first page is LOW: a rota in every
+    week seen (two at least) is as strong as three of four. Finance, with
+    a night in one of its two weeks, is no rota."""
+    rng = random.Random(7)
+    ops = [Persona(user_id=f"ops{i}", peer_group="ops") for i in range(5)]
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    sim.feed(histories(ops, rng, days=14))
+    start = HISTORY_START
+    first, second, third = ops[:3]
+    for holder, day, hour in ((first, 6, 0), (second, 8, 4)):  # a Sunday, a Tuesday
+        (page,) = sim.feed(
+            [holder.event(LOGIN, holder.local(start + timedelta(days=day), hour, 20))]
+        )
+        assert page.severity is Severity.MEDIUM, page.reason
+    (page,) = sim.feed([third.event(LOGIN, third.local(start + timedelta(days=15), 2, 10))])
+    assert page.severity is Severity.LOW and "the team covers nights" in page.reason, page.reason
+    assert "in 2 of the last 4 weeks" in page.reason, page.reason
+
+    finance = [Persona(user_id=f"fin{i}", peer_group="finance") for i in range(5)]
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    sim.feed(histories(finance, rng, days=14))
+    for person, hour in ((finance[0], 0), (finance[1], 4)):  # one deadline, in the second week
+        sim.feed([person.event(LOGIN, person.local(start + timedelta(days=9), hour, 20))])
+    (night,) = sim.feed(
+        [finance[2].event(LOGIN, finance[2].local(start + timedelta(days=15), 2, 10))]
+    )
+    assert night.severity is Severity.MEDIUM, night.reason
+    assert "in 1 of the last 4 weeks" in night.reason, night.reason
 
 
 def test_login_time_second_night_of_a_week_on_call_is_low():

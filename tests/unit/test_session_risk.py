@@ -13,6 +13,7 @@ from uba.testing.checks import Simulation, only
 from uba.testing.synthetic import Persona, day_after_history, failed_tries, histories, population
 
 LOGIN, API = ActivityType.LOGIN_SUCCESS, ActivityType.API_CALL
+FAILURE = ActivityType.LOGIN_FAILURE
 REGISTRY = DetectorRegistry(entry_points=False)
 DAY = day_after_history()
 STRANGER = dict(source_ip="203.0.113.80", device_id="unknown-7731", user_agent="Mozilla/5.0 (X11)")
@@ -52,6 +53,47 @@ def test_new_network_device_and_unused_endpoints_in_one_session_are_medium_not_t
     assert risk.severity is Severity.MEDIUM and risk.score == 3.0
     assert "new network, new device, first use of endpoints no peer used in 30 days" in risk.reason
     assert "203.0.113.0/24" in risk.reason and "GET /v1/exports/run" in risk.reason
+
+
+def test_a_country_peers_work_from_is_half_a_point():
+    """Alice, on a trip, picks up a new laptop at the New York office: a
+    new device, a network new to her, and a country three engineers work
+    from (new_country lowers it to LOW for that). 2.5 points: no takeover
+    pattern. The same in a country no peer works from is 3 points: MEDIUM."""
+    rng = random.Random(4)
+    alice = Persona()
+    new_york = dict(
+        country_code="US",
+        city="New York",
+        latitude=40.71,
+        longitude=-74.01,
+        timezone="America/New_York",
+    )
+    office = [Persona(user_id=f"ny{i}", source_ip=f"192.0.2.{i + 1}", **new_york) for i in range(3)]
+    config = {n: {"enabled": n in ("session_risk", "new_country")} for n in REGISTRY.names()}
+    for country, expected in (("US", []), ("CA", [Severity.MEDIUM])):
+        sim = Simulation(DetectionEngine(REGISTRY, config))
+        sim.feed(histories([alice, *office], rng, days=21))
+        trip = dict(new_york, country_code=country)
+        at = alice.local(day_after_history(days=21), 16, 0)
+        found = sim.feed(
+            [alice.event(LOGIN, at, device_id="laptop-alice-2", source_ip="192.0.2.200", **trip)]
+        )
+        risk = [a for a in found if a.detector == "session_risk"]
+        assert [a.severity for a in risk] == expected, [a.reason for a in found]
+
+
+def test_a_sprays_failed_try_brings_no_signal():
+    """A password spray tries Alice's account from abroad (a new network
+    and country); an hour later she logs in on a new laptop from her usual
+    network. One novelty of hers: no takeover pattern."""
+    sim, alice = learned("session_risk")
+    at = alice.local(DAY, 9, 0)
+    spray = alice.event(
+        FAILURE, at, source_ip="203.0.113.77", device_id="", country_code="NL", city="Amsterdam"
+    )
+    own = alice.event(LOGIN, at + timedelta(hours=1), device_id="laptop-alice-2")
+    assert sim.feed([spray, own]) == []
 
 
 def test_privileged_endpoints_and_a_new_country_raise_it_to_high():

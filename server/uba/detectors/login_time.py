@@ -36,7 +36,8 @@ the evening or at the weekend, often before a night). A night login when
 this week's place is taken by as many others as usually cover nights at
 once stays MEDIUM, whatever peers did at this hour; the
 user's second night of a week is LOW (the first told the story); else a
-team that covers nights lowers it.
+team that covers nights (in three of the last four weeks, or in every week
+seen, two at least) lowers it.
 """
 
 from __future__ import annotations
@@ -121,10 +122,12 @@ def _night_label(hours: list[int]) -> str:
 _NIGHT = "night"
 _WEEK = "night@"
 _OFF = "off-hours@"
+_SEEN = "seen@"  # a login of a member mature for logins in a local week
 # Past weeks that show how a team covers nights: members at once, and
 # whether it does every week (a quiet week allowed).
 _ROTA_WEEKS = 4
 _ROTA_MIN_WEEKS = 3
+_ROTA_MIN_KNOWN = 2
 # Share of a member's own logins that mark their day when their night
 # logins are counted for the team.
 _CORE_OF_DAY = 0.75
@@ -141,6 +144,17 @@ class NightCover:
     mine: bool  # the user had a login in their night this week already
     at_once: int  # members with one in the usual week of the last four that had any
     weeks: int  # of the last four weeks, those with one
+    known: int = _ROTA_WEEKS  # of the last four weeks, those the group was seen in
+
+    @property
+    def rota(self) -> bool:
+        """Members up at night in three of the last four weeks, or, in a
+        deployment that has seen the group for two or three of them, in
+        every one (two of two is about as unlikely by chance as three of
+        four)."""
+        return self.weeks >= _ROTA_MIN_WEEKS or (
+            self.known >= _ROTA_MIN_KNOWN and self.weeks >= self.known
+        )
 
     @property
     def taken(self) -> bool:
@@ -158,7 +172,7 @@ class NightCover:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.7"
+    version = "2.8"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -232,6 +246,7 @@ class LoginTimeDetector(Detector):
             by_hour[hour] = max(0, by_hour[hour] - 1)
             band = usual_band(by_hour, _CORE_OF_DAY)
             nights = self._nights(ctx)
+            nights.observe(event.user_id, group, self._week(clock, kind=_SEEN), clock.ts, False)
             if band is not None and hour in self._night_before(band[0]):
                 nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
@@ -260,6 +275,11 @@ class LoginTimeDetector(Detector):
             for back in range(1, _ROTA_WEEKS + 1)
         ]
         covered = sorted(n for n in past if n)
+        known = sum(
+            1
+            for back in range(1, _ROTA_WEEKS + 1)
+            if nights.users(group, self._week(clock, back, kind=_SEEN), clock.ts)
+        )
         return NightCover(
             group,
             nights.usage(user_id, group, _NIGHT, clock.ts).peers,
@@ -269,6 +289,7 @@ class LoginTimeDetector(Detector):
             # week do not make a rota of several.
             covered[len(covered) // 2] if covered else 0,
             len(covered),
+            known,
         )
 
     def probability(self, index: int, counts: list[int], total: int, prior: list[float]) -> float:
@@ -368,11 +389,7 @@ class LoginTimeDetector(Detector):
                     f"; lowered: {'peers in ' + group if group else 'other users'} logged in at "
                     f"this time of day {nearby} times (user-hours) in the last 30 days"
                 )
-            elif (
-                cover is not None
-                and cover.members >= self.min_peers
-                and cover.weeks >= _ROTA_MIN_WEEKS
-            ):
+            elif cover is not None and cover.members >= self.min_peers and cover.rota:
                 severity = Severity.LOW
                 peer_note = f"; lowered: the team covers nights: {cover.describe()}"
             elif cover is not None:

@@ -12,12 +12,16 @@ the user's peers and the population (uba.domain.peers):
 - when many users adopted the same value within a week (a VPN change, a
   laptop refresh, an office move), it is an organisation-wide change, not
   an individual anomaly: networks and devices are then not reported, a
-  country is lowered to LOW, each with the reason. Adopters keep the rest
-  of their context: a use counts for peers, and a first use as adoption,
-  only when the event's device (for networks, countries) or network (for
-  devices) has been the user's for 8 hours (in_familiar_context). An
-  attacker taking over several accounts from one network on its own
-  laptop adopts nothing, and cannot become "the change";
+  country is lowered to LOW, each with the reason; but a new device is
+  excused only from a network the user has had for 8 hours, and a new
+  network only on such a device (a change brings one new thing at a time:
+  an attacker's laptop of the refreshed kind comes from its own network).
+  Adopters keep the rest of their context: a use counts for peers, and a
+  first use as adoption, only when the event's device (for networks,
+  countries) or network (for devices) has been the user's for 8 hours
+  (in_familiar_context). An attacker taking over several accounts from
+  one network on its own laptop adopts nothing, and cannot become "the
+  change";
 - a new country reached at a feasible speed from the last login on a known
   device (plausible travel) is lowered to LOW; one that peers also use is
   lowered to LOW; a failed login from a new country is LOW (an attempt:
@@ -106,7 +110,15 @@ class _FirstSeenDetector(Detector):
     ) -> tuple[Severity | None, str]:
         """The severity (None: do not report) and a note for the reason."""
         if usage.org_change(self.min_adopters, self.org_change_share):
-            return None, ""
+            if ctx.baseline.in_familiar_context(event, ctx.clock.ts, self.kept_context):
+                return None, ""
+            # A change brings one new thing at a time (a refresh new laptops
+            # on known networks, a VPN change known laptops on a new range):
+            # a new device from a new network is not part of it.
+            return severity, (
+                f"not excused by the change ({usage.adopters} users adopted it this week): "
+                f"the {_KEPT_NOUN[self.kept_context[0]]} is new to the user too"
+            )
         return severity, ""
 
     # -- the shared logic ---------------------------------------------------------
@@ -211,6 +223,7 @@ class _FirstSeenDetector(Detector):
 
 
 _OBSERVE_EVERY = 12 * 3600.0
+_KEPT_NOUN = {"networks": "network", "devices": "device"}
 _LABELS = {ActivityType.LOGIN_SUCCESS: "login", ActivityType.API_CALL: "API call"}
 
 
@@ -305,7 +318,7 @@ def plausible_travel(
 
 class NewDeviceDetector(_FirstSeenDetector):
     name = "new_device"
-    version = "2.2"
+    version = "2.3"
     description = (
         "Event from a device id the user has never used (any event type); not reported during a "
         "fleet refresh (many users on new devices of the same kind within a week)."
@@ -325,7 +338,7 @@ class NewDeviceDetector(_FirstSeenDetector):
 
 class NewIpDetector(_FirstSeenDetector):
     name = "new_ip"
-    version = "2.2"
+    version = "2.3"
     description = (
         "Event from a network (/24 IPv4, /48 IPv6) the user has never used (any event type); not "
         "reported when many users moved to it within a week (a VPN or office change)."

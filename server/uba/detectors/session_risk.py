@@ -3,11 +3,13 @@
 `session_risk` (account takeover): each novelty alone is a LOW signal: a new
 network, a new device, a new country, an endpoint the user never called.
 Together, in one burst of activity, they are a takeover pattern (ATT&CK
-T1078 Valid Accounts). The rule, documented in docs/user-signals.md:
+T1078 Valid Accounts). Failed logins and MFA prompts sent or denied bring
+no signal (anyone can fail as anyone, from anywhere). The rule, documented
+in docs/user-signals.md:
 
     new network (/24, /48)                      1 point
     new device                                  1
-    new country                                 1
+    new country                                 1  (one its peers work from: 0.5)
     first use of endpoints nobody among the
       user's peers used in 30 days              1  (privileged, e.g. /admin: 2)
     first use of endpoints the peers use        0.5
@@ -20,7 +22,8 @@ A "session" is the user's burst of activity: signals less than
 logins only as often as not). Each signal counts once per burst; the
 detector reports when the level rises. Values many users adopted within a
 week (a VPN change, a laptop refresh, a rollout) earn no points, and the
-reason says so. Immature baselines are judged only on what they already
+reason says so; a new device or network only when the other is familiar
+(a change brings one new thing at a time). Immature baselines are judged only on what they already
 know enough about (places after five active days, endpoints after 50 calls).
 
 `dormant_account`: activity after a silence far beyond the user's usual
@@ -47,8 +50,17 @@ ORG_CHANGE_SHARE = 0.2
 ORG_CHANGE_ADOPTERS = 3
 
 # Signals, in the order they are listed in reasons.
-NETWORK, DEVICE, COUNTRY, ENDPOINT_PEERS, ENDPOINT_NEW, ENDPOINT_PRIVILEGED, DORMANT = range(7)
-POINTS = (1.0, 1.0, 1.0, 0.5, 1.0, 2.0, 1.5)
+(
+    NETWORK,
+    DEVICE,
+    COUNTRY,
+    ENDPOINT_PEERS,
+    ENDPOINT_NEW,
+    ENDPOINT_PRIVILEGED,
+    DORMANT,
+    COUNTRY_PEERS,
+) = range(8)
+POINTS = (1.0, 1.0, 1.0, 0.5, 1.0, 2.0, 1.5, 0.5)
 NAMES = (
     "new network",
     "new device",
@@ -57,7 +69,11 @@ NAMES = (
     "first use of endpoints no peer used in 30 days",
     "first use of privileged endpoints no peer used",
     "return after a dormant silence",
+    "new country its peers work from",
 )
+# Peers working from a country (in 30 days) that make a new one half a
+# point, as new_country lowers it: a trip to another office.
+COUNTRY_PEERS_MIN = 2
 
 
 def dormant_gap(
@@ -105,7 +121,7 @@ class _Bursts:
 
 class SessionRiskDetector(Detector):
     name = "session_risk"
-    version = "1.0"
+    version = "1.1"
     description = (
         "Several weak signals in one burst of a user's activity (new network, device, country, "
         "never-used endpoints, dormant return) combined into one account-takeover score."
@@ -161,7 +177,9 @@ class SessionRiskDetector(Detector):
                     usage = PeerActivity(
                         ctx.shared, "network", max_keys=int(self.max_values)
                     ).usage(event.user_id, group, network, ts)
-                    if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
+                    if usage.org_change(
+                        ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE
+                    ) and baseline.in_familiar_context(event, ts, ("devices",)):
                         notes.append(
                             f"network {network} not counted: {usage.adopters} users moved to it "
                             "this week"
@@ -178,7 +196,9 @@ class SessionRiskDetector(Detector):
                 usage = PeerActivity(ctx.shared, "device", max_keys=int(self.max_values)).usage(
                     event.user_id, group, device_kind(event), ts
                 )
-                if usage.org_change(ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE):
+                if usage.org_change(
+                    ORG_CHANGE_ADOPTERS, ORG_CHANGE_SHARE
+                ) and baseline.in_familiar_context(event, ts, ("networks",)):
                     notes.append(
                         f"device not counted: {usage.adopters} users got a new device like it this "
                         "week"
@@ -190,7 +210,10 @@ class SessionRiskDetector(Detector):
                 and baseline.countries.entries
                 and event.country_code not in baseline.countries
             ):
-                bits |= 1 << COUNTRY
+                usage = PeerActivity(ctx.shared, "country", max_keys=int(self.max_values)).usage(
+                    event.user_id, group, event.country_code, ts
+                )
+                bits |= 1 << (COUNTRY_PEERS if usage.peers >= COUNTRY_PEERS_MIN else COUNTRY)
         if (
             event.type is _API_CALL
             and (event.api_method or event.api_path)
@@ -233,6 +256,11 @@ class SessionRiskDetector(Detector):
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
         self.pending_ = None
+        if event.type in UNPROVEN_TYPES:
+            # A failed try (or a push prompt) from somewhere proves no one
+            # was there: a spray's try from abroad plus the user's own new
+            # laptop an hour later is no takeover pattern.
+            return []
         new_bits, notes = self._signals(event, ctx)
         if not new_bits:
             # Nothing new: the burst (signals less than idle_seconds apart) is unchanged.
@@ -299,7 +327,7 @@ def _what(event: ActivityEvent, bits: int) -> str:
         parts.append(f"network {network_of(event.source_ip)}")
     if bits & (1 << DEVICE):
         parts.append(f"device {event.device_id}")
-    if bits & (1 << COUNTRY):
+    if bits & ((1 << COUNTRY) | (1 << COUNTRY_PEERS)):
         parts.append(f"country {event.country_code}")
     if bits & ((1 << ENDPOINT_PEERS) | (1 << ENDPOINT_NEW) | (1 << ENDPOINT_PRIVILEGED)):
         parts.append(normalize_endpoint(event.api_method, event.api_path))
