@@ -34,10 +34,10 @@ A team on call covers nights on a rota, one member a week (or a few):
 unusual for them this local week (the week's on-call member shows so, in
 the evening or at the weekend, often before a night). A night login when
 this week's place is taken by as many others as usually cover nights at
-once stays MEDIUM, whatever peers did at this hour; the
-user's second night of a week is LOW (the first told the story); else a
-team that covers nights (in three of the last four weeks, or in every week
-seen, two at least) lowers it.
+once stays MEDIUM, whatever peers did at this hour; the user's second
+night of a week is LOW (the first told the story); else a team that
+covers nights (in three of the last four weeks, or in every week seen,
+two at least) lowers it.
 """
 
 from __future__ import annotations
@@ -261,9 +261,9 @@ class LoginTimeDetector(Detector):
 
     @staticmethod
     def _week(clock: EventClock, back: int = 0, kind: str = _WEEK) -> str:
-        """The peer value of a night login (or, with `_OFF`, of one at an
-        unusual hour) in the local week (from Monday) `back` weeks before
-        this event's."""
+        """The peer value of a night login (with `_OFF`, of one at an
+        unusual hour; with `_SEEN`, of any login) in the local week (from
+        Monday) `back` weeks before this event's."""
         monday = clock.day_key - clock.local.weekday() - 7 * back
         return f"{kind}{monday}"
 

@@ -23,8 +23,9 @@ logins only as often as not). Each signal counts once per burst; the
 detector reports when the level rises. Values many users adopted within a
 week (a VPN change, a laptop refresh, a rollout) earn no points, and the
 reason says so; a new device or network only when the other is familiar
-(a change brings one new thing at a time). Immature baselines are judged only on what they already
-know enough about (places after five active days, endpoints after 50 calls).
+(a change brings one new thing at a time). Immature baselines are judged
+only on what they already know enough about (places after five active
+days, endpoints after 50 calls).
 
 `dormant_account`: activity after a silence far beyond the user's usual
 gaps between active days (at least `min_gap_days`, and `gap_factor` times
