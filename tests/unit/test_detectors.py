@@ -1167,6 +1167,32 @@ def test_login_time_second_night_of_a_week_on_call_is_low():
     assert theirs.severity is Severity.MEDIUM, theirs.reason
 
 
+def test_login_time_a_late_starters_first_page_is_a_night_of_the_rota():
+    """An ops engineer who joined two weeks ago and starts at 10:00, in a
+    team that starts at 08:00: his own night begins at 01:00, but his first
+    page at 00:41 is MEDIUM, in his night as the detector judges it (his
+    hours and his peers'). It is a night of his week on call all the same:
+    his next one is LOW."""
+    rng = random.Random(8)
+    team = [Persona(user_id=f"ops{i}", peer_group="ops") for i in range(5)]
+    late = Persona(user_id="late", peer_group="ops", work_start=10, work_end=17)
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    # He joined two weeks ago: his peers' hours still weigh in his prior.
+    joined = HISTORY_START + timedelta(days=28)
+    sim.feed(
+        sorted(
+            histories(team, rng) + late.history(rng, start=joined, days=14),
+            key=lambda e: e.occurred_at,
+        )
+    )
+    monday = DAY - timedelta(days=DAY.weekday())
+    (first,) = sim.feed([late.event(LOGIN, late.local(monday + timedelta(days=1), 0, 41))])
+    assert first.severity is Severity.MEDIUM, first.reason
+    (second,) = sim.feed([late.event(LOGIN, late.local(monday + timedelta(days=3), 3, 30))])
+    assert second.severity is Severity.LOW, second.reason
+    assert "up in their night earlier this week too" in second.reason, second.reason
+
+
 def test_login_time_a_few_nights_in_a_team_are_no_rota():
     """Two finance users worked into one night (a deadline: logins at 00:20
     and 01:40 on a Tuesday); two weeks later a third logs in on a Saturday

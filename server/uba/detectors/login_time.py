@@ -172,7 +172,7 @@ class NightCover:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.8"
+    version = "2.9"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -247,7 +247,11 @@ class LoginTimeDetector(Detector):
             band = usual_band(by_hour, _CORE_OF_DAY)
             nights = self._nights(ctx)
             nights.observe(event.user_id, group, self._week(clock, kind=_SEEN), clock.ts, False)
-            if band is not None and hour in self._night_before(band[0]):
+            # Or a login this detector judged to be in the user's night (the
+            # prior's hours too): a 10:00 starter's first page at 00:41 is
+            # MEDIUM, and is the rota's, though their own night begins at 01:00.
+            judged = getattr(self, "night_login_", None) == event.event_id
+            if judged or (band is not None and hour in self._night_before(band[0])):
                 nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock, kind=_OFF), clock.ts, False)
@@ -358,6 +362,7 @@ class LoginTimeDetector(Detector):
                 severity = Severity.LOW
                 peer_note = f"; lowered: {near} earlier logins within two hours of this time of day"
         if severity >= Severity.MEDIUM:
+            self.night_login_ = event.event_id  # for learn_one: a night, whatever peers say
             group = baseline.effective_peer_group or event.peer_group
             activity = PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values))
             # Peers' logins at this time of day, give or take an hour, on
