@@ -144,7 +144,7 @@ class NightCover:
     mine: bool  # the user had a login in their night this week already
     at_once: int  # members with one in the usual week of the last four that had any
     weeks: int  # of the last four weeks, those with one
-    known: int = _ROTA_WEEKS  # of the last four weeks, those the group was seen in
+    known: int  # of the last four weeks, those the group was seen in
 
     @property
     def rota(self) -> bool:
@@ -250,14 +250,16 @@ class LoginTimeDetector(Detector):
             # Or a login this detector judged to be in the user's night (the
             # prior's hours too): a 10:00 starter's first page at 00:41 is
             # MEDIUM, and is the rota's, though their own night begins at 01:00.
-            judged = getattr(self, "night_login_", None) == event.event_id
-            if judged or (band is not None and hour in self._night_before(band[0])):
+            night = getattr(self, "night_login_", None) == event.event_id or (
+                band is not None and hour in self._night_before(band[0])
+            )
+            if night:
                 nights.observe(event.user_id, group, _NIGHT, clock.ts, False)
                 nights.observe(event.user_id, group, self._week(clock), clock.ts, False)
-                nights.observe(event.user_id, group, self._week(clock, kind=_OFF), clock.ts, False)
-            elif self.name in ctx.found_by:
-                # Up at an hour unusual for them (an evening, a weekend day):
-                # the week's on-call member often shows so before a night.
+            if night or self.name in ctx.found_by:
+                # Up at an hour unusual for them (a night, an evening, a
+                # weekend day): the week's on-call member often shows so
+                # before a night.
                 nights.observe(event.user_id, group, self._week(clock, kind=_OFF), clock.ts, False)
 
     def _nights(self, ctx: DetectionContext) -> PeerActivity:
@@ -274,16 +276,13 @@ class LoginTimeDetector(Detector):
     def night_cover(self, user_id: str, group: str, ctx: DetectionContext) -> NightCover:
         nights, clock = self._nights(ctx), ctx.clock
         week = self._week(clock)
-        past = [
-            nights.users(group, self._week(clock, back), clock.ts)
-            for back in range(1, _ROTA_WEEKS + 1)
-        ]
-        covered = sorted(n for n in past if n)
-        known = sum(
-            1
-            for back in range(1, _ROTA_WEEKS + 1)
-            if nights.users(group, self._week(clock, back, kind=_SEEN), clock.ts)
-        )
+        covered: list[int] = []  # members up at night, per past week that had any
+        known = 0  # past weeks the group was seen in
+        for back in range(1, _ROTA_WEEKS + 1):
+            if n := nights.users(group, self._week(clock, back), clock.ts):
+                covered.append(n)
+            known += bool(nights.users(group, self._week(clock, back, kind=_SEEN), clock.ts))
+        covered.sort()
         return NightCover(
             group,
             nights.usage(user_id, group, _NIGHT, clock.ts).peers,
