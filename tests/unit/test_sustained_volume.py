@@ -217,3 +217,52 @@ def test_a_mild_steady_rise_accumulates_but_is_low_without_twice_the_volume():
     found = run()
     assert found and all(a.severity is Severity.LOW for a in found), [a.reason for a in found]
     assert "1.4x the usual" in found[0].reason or "1.5x the usual" in found[0].reason
+
+
+def _day(p: Persona, day, total: int, rng) -> list:
+    """`total` bytes in 20 calls over the working day."""
+    return [
+        p.api_call(
+            p.local(day, p.work_start + i * (p.work_end - p.work_start) // 20, 5),
+            rng,
+            bytes_transferred=total // 20,
+            api_method="GET",
+            api_path="/v1/customers",
+        )
+        for i in range(20)
+    ]
+
+
+def _rises(factors, seed):
+    """Findings of a user whose weekdays moved about 1 MB each (+-25%) for
+    six weeks, on further weekdays at these multiples of 1 MB."""
+    rng = random.Random(seed)
+    alice = Persona(timezone="Europe/Berlin")
+    sim = Simulation(engine())
+    usual = [int(1_000_000 * rng.uniform(0.75, 1.25)) for _ in range(HISTORY)]
+    day, found = HISTORY_START, []
+    for total in usual + [int(1_000_000 * f) for f in factors]:
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        found += sim.feed(_day(alice, day, total, rng))
+        day += timedelta(days=1)
+    return found
+
+
+def test_one_busy_day_after_busy_days_with_ordinary_ones_between_is_not_a_sustained_rise():
+    """2.5x, 1x, 2.5x, 1x, 2.5x, 1x, 2.2x: the sum carries over the ordinary
+    days and the last day alone is twice the usual, but the days it
+    accumulated over are under twice the usual day: LOW. An attacker who
+    alternates four times the usual with ordinary days shows in the whole
+    stretch: MEDIUM. Three days in a row at 2.5x are MEDIUM as before."""
+    for seed in (7, 8, 9):
+        busy = _rises((2.5, 1, 2.5, 1, 2.5, 1, 2.2), seed)
+        assert busy and max(a.severity for a in busy) == Severity.LOW, [
+            (a.severity, a.observed) for a in busy
+        ]
+        alternating = _rises((4, 1, 4, 1, 4, 1, 4), seed)
+        assert max(a.severity for a in alternating) >= Severity.MEDIUM, [
+            (a.severity, a.observed) for a in alternating
+        ]
+        steady = _rises((2.5, 2.5, 2.5), seed)
+        assert max(a.severity for a in steady) >= Severity.MEDIUM

@@ -19,12 +19,17 @@ During a day the sum is judged with the day so far, so an elevation is
 reported as soon as it has accumulated, not the next morning. LOW from
 `low_threshold`, MEDIUM from `medium_threshold`, HIGH from
 `high_threshold`, each reported once per episode (the episode ends when the
-sum returns to 0). MEDIUM and HIGH need an effect as well: the run of
-elevated days at `min_ratio` times the usual day or more (LOW otherwise).
-A very regular user has a narrow spread, so a few busier days (1.3x, a
-project, a VPN change) accumulate spreads without being what
-low-and-slow exfiltration looks like. Days off (no activity) are skipped; after
-`max_gap_days` without activity the sum starts again.
+sum returns to 0). MEDIUM and HIGH need an effect as well (LOW otherwise):
+the run of elevated days at `min_ratio` times the usual day or more, or,
+when today is the only elevated day of its run, all the days the sum
+accumulated over at `min_ratio`. A very regular user has a narrow spread,
+so a few busier days (1.3x, a project, a VPN change) accumulate spreads
+without being what low-and-slow exfiltration looks like; and one busy day
+after busy days with ordinary ones between (2.4x, 0.9x, 1.7x, 0.8x, 2.2x)
+carries the sum without being a sustained rise, while an attacker who
+alternates heavy and ordinary days still shows in the whole stretch.
+Days off (no activity) are skipped; after `max_gap_days` without activity
+the sum starts again.
 
 Days with quarantined events, and the days of a reported episode, are kept
 out of the usual day, so an attacker cannot teach it the new level; after
@@ -99,7 +104,7 @@ def _robust(values: list[float], min_relative: float, floor: float) -> tuple[flo
 
 class SustainedVolumeDetector(Detector):
     name = "sustained_volume"
-    version = "1.3"
+    version = "1.4"
     description = (
         "Bytes transferred and API calls per day against the user's usual day, accumulated over "
         "days (CUSUM): steady elevation that no single hour shows, such as low-and-slow "
@@ -328,14 +333,17 @@ class SustainedVolumeDetector(Detector):
         level = self._level(max(sum_b, sum_c))
         if level <= reported:
             return []
-        recent = record[_HIST][-6:]
+        days = record[_HIST][-self.max_episode_days :]
         if closing and (record[_BYTES] or record[_CALLS]):
-            recent = recent[-5:] + [[record[_DAYK], record[_BYTES], record[_CALLS], mark]]
-        ratio = self._elevated_run(recent, sum_b >= sum_c, today_bytes, today_calls, ref)[2]
-        level = self._effect_level(level, ratio)
+            days = days[1 - self.max_episode_days :] + [
+                [record[_DAYK], record[_BYTES], record[_CALLS], mark]
+            ]
+        if level > 1:
+            ratio = self._effect(days, sum_b >= sum_c, today_bytes, today_calls, ref)
+            level = self._effect_level(level, ratio)
         if level <= reported:
             return []
-        findings = self._finding(recent, level, sum_b, sum_c, today_bytes, today_calls, ref)
+        findings = self._finding(days[-6:], level, sum_b, sum_c, today_bytes, today_calls, ref)
         rising = self._peers_rising(event, ctx) if level >= 2 else None
         if rising is not None and rising.org_change(self.min_peers_rising, self.team_share):
             # A team whose volume rises together took up something new (a
@@ -374,6 +382,26 @@ class SustainedVolumeDetector(Detector):
         total = sum(h[column] for h in episode) + (today_bytes if by_bytes else today_calls)
         ratio = total / (usual * (len(episode) + 1)) if usual > 0 else math.inf
         return episode, total, ratio
+
+    def _effect(
+        self, days: list, by_bytes: bool, today_bytes: float, today_calls: float, ref: list
+    ) -> float:
+        """The size of the rise against the usual day: over the run of
+        elevated days, or, when today is alone in its run, over all the
+        closed `days` since the sum was last 0 (the sum recomputed with
+        today's usual day) and today."""
+        episode, _, ratio = self._elevated_run(days[-6:], by_bytes, today_bytes, today_calls, ref)
+        if episode:
+            return ratio
+        column, usual, spread = (1, ref[0], ref[1]) if by_bytes else (2, ref[2], ref[3])
+        total, start, cusum = 0.0, 0, 0.0
+        for i, h in enumerate(days):
+            cusum = max(0.0, cusum + self._excess(h[column], usual, spread))
+            if cusum == 0.0:
+                start = i + 1
+        stretch = days[start:]
+        total = sum(h[column] for h in stretch) + (today_bytes if by_bytes else today_calls)
+        return total / (usual * (len(stretch) + 1)) if usual > 0 else math.inf
 
     def _effect_level(self, level: int, ratio: float) -> int:
         """MEDIUM and HIGH only with an effect of `min_ratio` or more."""
@@ -466,9 +494,13 @@ class SustainedVolumeDetector(Detector):
             level = self._level(max(sum_b, sum_c))
             if level > record[_REPORTED] and level > 1:
                 # As score_one judged it (the closed days are in the history now).
-                ratio = self._elevated_run(
-                    record[_HIST][-6:], sum_b >= sum_c, record[_BYTES], record[_CALLS], ref
-                )[2]
+                ratio = self._effect(
+                    record[_HIST][-self.max_episode_days :],
+                    sum_b >= sum_c,
+                    record[_BYTES],
+                    record[_CALLS],
+                    ref,
+                )
                 level = self._effect_level(level, ratio)
             if level > record[_REPORTED]:
                 record[_REPORTED] = level
