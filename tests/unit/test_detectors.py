@@ -923,6 +923,33 @@ def test_login_time_is_medium_only_in_the_users_night():
     assert "within two hours of this time of day" in early.reason
 
 
+def test_login_time_a_login_in_the_users_day_under_way_is_not_judged():
+    """Alice's 20:30 login alone is LOW (an evening); six hours after her
+    14:00 login the same day it continues her day (a phone, a new session)
+    and is not judged; twelve hours after her 08:30 login it is again, and
+    so is one 22 minutes after a login at 02:50 (no usual hour)."""
+    sim, alice = simulation("login_time")
+    (evening,) = sim.copy().feed([alice.event(LOGIN, alice.local(DAY, 20, 30))])
+    assert evening.severity is Severity.LOW
+    day = [
+        alice.event(LOGIN, alice.local(DAY, 14, 0)),
+        alice.event(LOGIN, alice.local(DAY, 20, 30)),
+    ]
+    assert sim.copy().feed(day) == []
+    long_day = [
+        alice.event(LOGIN, alice.local(DAY, 8, 30)),
+        alice.event(LOGIN, alice.local(DAY, 20, 30)),
+    ]
+    assert [a.severity for a in sim.copy().feed(long_day)] == [Severity.LOW]
+    # A day that began at night is no day under way: both logins are judged.
+    night = [
+        alice.event(LOGIN, alice.local(DAY, 2, 50)),
+        alice.event(LOGIN, alice.local(DAY, 3, 12)),
+    ]
+    first, second = sim.copy().feed(night)
+    assert first.severity is Severity.MEDIUM and second.detector == "login_time"
+
+
 def test_login_time_the_users_own_never_outweighs_the_priors_night():
     """The prior (peers' and the population's habits) weighs as many
     pseudo-logins as `prior_strength`; when it outweighs a user's own

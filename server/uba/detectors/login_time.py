@@ -38,6 +38,9 @@ once stays MEDIUM, whatever peers did at this hour; the user's second
 night of a week is LOW (the first told the story); else a team that
 covers nights (in three of the last four weeks, or in every week seen,
 two at least) lowers it.
+A login less than `day_hours` after an earlier login of the same local
+day at an hour usual for the user is not judged: their day is under way
+(a phone at lunch, a new session after a meeting).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from uba.detectors.base import (
     DetectionContext,
@@ -58,6 +62,7 @@ from uba.domain.clock import HOURS_PER_WEEK, EventClock
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity
 from uba.domain.shared_state import CACHED_USERS
+from uba.domain.user_baseline import UserBaseline
 
 _UNIFORM_WEEK = [1 / HOURS_PER_WEEK] * HOURS_PER_WEEK
 # Share of the uniform distribution mixed into the prior, so no hour has
@@ -172,7 +177,7 @@ class NightCover:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "2.9"
+    version = "3.0"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -188,6 +193,7 @@ class LoginTimeDetector(Detector):
         min_peers: int = 2,
         near_share: float = 0.02,
         night_hours: int = 8,
+        day_hours: float = 8.0,
         max_values: int = CACHED_USERS,
     ):
         # Per hour of the week: a uniform user would have 1/168 (0.006).
@@ -201,12 +207,17 @@ class LoginTimeDetector(Detector):
         # Length of the user's night, which ends an hour before their usual
         # day begins: the only hours where time alone is MEDIUM.
         self.night_hours = night_hours
+        # A working day: a login this soon after one earlier the same local
+        # day continues it.
+        self.day_hours = day_hours
         # Keys kept in the peer windows (the least recently used go first).
         self.max_values = max_values
 
     def check_params(self) -> None:
         require_fraction(self, "min_probability", "usual_hours_coverage", "near_share")
-        require_positive(self, "prior_strength", "min_peers", "max_values", "night_hours")
+        require_positive(
+            self, "prior_strength", "min_peers", "max_values", "night_hours", "day_hours"
+        )
         if self.night_hours > 22:
             raise ValueError(f"{self.name}.night_hours must be at most 22")
 
@@ -295,6 +306,24 @@ class LoginTimeDetector(Detector):
             known,
         )
 
+    def _day_under_way(self, baseline: UserBaseline, clock: EventClock, prior: list[float]) -> bool:
+        """The user logged in less than `day_hours` ago, earlier this local
+        day, at an hour usual for them (that login's own count aside)."""
+        last = baseline.last_login
+        if (
+            last is None
+            or not baseline.day.logins
+            or baseline.day.key != clock.day_key
+            or not 0.0 <= clock.ts - last.ts < self.day_hours * 3600.0
+        ):
+            return False
+        began = datetime.fromtimestamp(last.ts, clock.local.tzinfo)
+        index = began.weekday() * 24 + began.hour
+        counts = list(baseline.login_hour_of_week)
+        counts[index] = max(0, counts[index] - 1)
+        total = max(0, baseline.login_count - 1)
+        return self.probability(index, counts, total, prior) >= self.min_probability
+
     def probability(self, index: int, counts: list[int], total: int, prior: list[float]) -> float:
         """Probability of a login in hour of the week `index`."""
         strength = self.prior_strength
@@ -328,7 +357,7 @@ class LoginTimeDetector(Detector):
         total = baseline.login_count
         prior = ctx.prior.hour_of_week_share if ctx.prior is not None else _UNIFORM_WEEK
         p = self.probability(index, counts, total, prior)
-        if p >= self.min_probability:
+        if p >= self.min_probability or self._day_under_way(baseline, clock, prior):
             return []
         mature = baseline.mature_for("logins")
         # The user's logins within two hours of this time of day, on any day.
