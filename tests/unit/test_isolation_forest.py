@@ -28,7 +28,7 @@ from uba.detectors.forest_scoring import BatchForest, CompiledForest  # noqa: E4
 from uba.detectors.forest_training import replay_rows  # noqa: E402
 from uba.detectors.isolation_forest import NAME, IsolationForestDetector, train  # noqa: E402
 from uba.detectors.registry import BUILTIN_DETECTORS, DetectorRegistry  # noqa: E402
-from uba.domain.anomalies import Feature, Severity  # noqa: E402
+from uba.domain.anomalies import Feature, Severity, echoed_detectors  # noqa: E402
 from uba.domain.events import ActivityType  # noqa: E402
 from uba.testing import checks  # noqa: E402
 from uba.testing.checks import Simulation  # noqa: E402
@@ -490,9 +490,31 @@ def test_a_finding_driven_only_by_novelty_is_low_whatever_its_score():
     model = detector.model_
     above = model.info.high_threshold + 0.01
     novelty = [Feature("device_surprise", 5.5, 0.5), Feature("ip_surprise", 5.5, 0.45)]
-    finding = detector._finding(model, above, novelty, 100, True)
+    finding = detector._finding(model, above, novelty, 100, True, ActivityType.API_CALL)
     assert finding.severity is Severity.LOW
     assert finding.reason.endswith("LOW: only what new_device, new_ip judge")
     mixed = [*novelty[:1], Feature("api_rate_z", 9.0, 0.4)]
-    finding = detector._finding(model, above, mixed, 100, True)
+    finding = detector._finding(model, above, mixed, 100, True, ActivityType.API_CALL)
     assert finding.severity is Severity.MEDIUM and "judge" not in finding.reason
+
+
+def test_a_logins_session_length_is_no_evidence_beside_novelty():
+    """Every login starts a session (length 0), which the explanation ranks
+    against the median event, one well into a session: on a login, a
+    finding driven by a new device, a new address and the session length
+    repeats new_device and new_ip; on an API call the session length is
+    the user's own and counts."""
+    detector = IsolationForestDetector().fit(blobs(5000))
+    model = detector.model_
+    above = model.info.high_threshold + 0.01
+    features = [
+        Feature("device_surprise", 6.5, 0.34),
+        Feature("log_session_s", 0.0, 0.18),
+        Feature("ip_surprise", 6.5, 0.17),
+    ]
+    login = detector._finding(model, above, features, 100, True, ActivityType.LOGIN_SUCCESS)
+    assert login.severity is Severity.LOW
+    assert login.reason.endswith("LOW: only what new_device, new_ip judge")
+    assert echoed_detectors(login.features, detector.echoes) == ("new_device", "new_ip")
+    call = detector._finding(model, above, features, 100, True, ActivityType.API_CALL)
+    assert call.severity is Severity.MEDIUM and "judge" not in call.reason

@@ -65,7 +65,7 @@ from uba.detectors.features import (
 from uba.detectors.forest_scoring import BatchForest, CompiledForest
 from uba.detectors.forest_training import replay_rows
 from uba.domain.anomalies import Feature, Severity, echoed_detectors
-from uba.domain.events import ActivityEvent
+from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.shared_state import CACHED_USERS
 from uba.domain.user_baseline import DEFAULT_MATURITY, MaturityPolicy
 
@@ -132,7 +132,17 @@ class IsolationForestDetector(Detector):
             "distance_log_km": "impossible_travel",
         }
     )
-    version = "1.1"
+    # A login starts a session: its session length (0) is what every login
+    # has, not evidence, whatever the explanation makes of it against the
+    # median event's (one well into a session): it explains no share of a
+    # login's score, so it does not stop the finding repeating novelty.
+    at_session_start = MappingProxyType(
+        {
+            ActivityType.LOGIN_SUCCESS: frozenset({"log_session_s", "session_z"}),
+            ActivityType.LOGIN_FAILURE: frozenset({"log_session_s", "session_z"}),
+        }
+    )
+    version = "1.2"
     family = "enhanced"
     description = (
         "Isolation Forest over engineered, per-user normalised features (hour, session, API rate, "
@@ -492,7 +502,9 @@ class IsolationForestDetector(Detector):
         if score < model.info.threshold:
             return []
         (explained,) = self.explain([row], [score], model)
-        return [self._finding(model, score, explained, baseline.observation_count, mature)]
+        return [
+            self._finding(model, score, explained, baseline.observation_count, mature, event.type)
+        ]
 
     def learn_one(self, event: ActivityEvent, ctx: DetectionContext) -> None:
         observe(event, ctx.shared, ctx.clock, int(self.max_users))
@@ -535,7 +547,8 @@ class IsolationForestDetector(Detector):
             ready = self.ready_ = []
         for (i, score), features in zip(flagged, explained, strict=True):
             event, observations, mature = pending.entries[i]
-            ready.append((event, self._finding(model, score, features, observations, mature)))
+            finding = self._finding(model, score, features, observations, mature, event.type)
+            ready.append((event, finding))
         bound = self._max_pending()
         if len(ready) > bound:  # nobody flushes: keep memory bounded
             log.warning(
@@ -551,6 +564,7 @@ class IsolationForestDetector(Detector):
         features: list[Feature],
         observations: int,
         mature: bool,
+        kind: ActivityType,
     ) -> Finding:
         info = model.info
         high = score >= info.high_threshold
@@ -565,6 +579,12 @@ class IsolationForestDetector(Detector):
         )
         if parts:
             reason += ": " + ", ".join(parts)
+        structural = self.at_session_start.get(kind)
+        if structural:
+            features = [
+                dataclasses.replace(f, contribution=0.0) if f.name in structural else f
+                for f in features
+            ]
         repeats = echoed_detectors(features, self.echoes)
         if high and repeats:
             # The novelty detectors judge a new address, device or country;
