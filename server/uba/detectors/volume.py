@@ -394,7 +394,7 @@ class SustainedVolumeDetector(Detector):
         if episode:
             return ratio
         column, usual, spread = (1, ref[0], ref[1]) if by_bytes else (2, ref[2], ref[3])
-        total, start, cusum = 0.0, 0, 0.0
+        start, cusum = 0, 0.0
         for i, h in enumerate(days):
             cusum = max(0.0, cusum + self._excess(h[column], usual, spread))
             if cusum == 0.0:
