@@ -50,6 +50,10 @@ _log, _log1p, _sqrt = math.log, math.log1p, math.sqrt
 
 _LOGIN = ActivityType.LOGIN_SUCCESS
 _FAILURE = ActivityType.LOGIN_FAILURE
+# Events that start a session: their session length is 0, whoever sends
+# them, so on them the session features say nothing about the user.
+STARTS_SESSION = frozenset({_LOGIN, _FAILURE})
+SESSION_FEATURES = frozenset({"log_session_s", "session_z"})
 _LOGOUT = ActivityType.LOGOUT
 _API_CALL = ActivityType.API_CALL
 

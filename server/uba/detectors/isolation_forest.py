@@ -59,6 +59,8 @@ from uba.detectors.features import (
     FEATURE_NAMES,
     FEATURES,
     FEATURES_VERSION,
+    SESSION_FEATURES,
+    STARTS_SESSION,
     event_features,
     observe,
 )
@@ -130,16 +132,6 @@ class IsolationForestDetector(Detector):
             "distinct_countries": "new_country",
             # The distance from the last login is impossible_travel's to judge.
             "distance_log_km": "impossible_travel",
-        }
-    )
-    # A login starts a session: its session length (0) is what every login
-    # has, not evidence, whatever the explanation makes of it against the
-    # median event's (one well into a session): it explains no share of a
-    # login's score, so it does not stop the finding repeating novelty.
-    at_session_start = MappingProxyType(
-        {
-            ActivityType.LOGIN_SUCCESS: frozenset({"log_session_s", "session_z"}),
-            ActivityType.LOGIN_FAILURE: frozenset({"log_session_s", "session_z"}),
         }
     )
     version = "1.2"
@@ -579,10 +571,13 @@ class IsolationForestDetector(Detector):
         )
         if parts:
             reason += ": " + ", ".join(parts)
-        structural = self.at_session_start.get(kind)
-        if structural:
+        if kind in STARTS_SESSION:
+            # A login's session length (0) is every login's, not evidence,
+            # whatever the explanation makes of it against the median event
+            # (one well into a session): it explains no share of the score,
+            # so it does not stop the finding repeating novelty.
             features = [
-                dataclasses.replace(f, contribution=0.0) if f.name in structural else f
+                dataclasses.replace(f, contribution=0.0) if f.name in SESSION_FEATURES else f
                 for f in features
             ]
         repeats = echoed_detectors(features, self.echoes)

@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from uba.detectors.base import (
     DetectionContext,
@@ -317,8 +316,7 @@ class LoginTimeDetector(Detector):
             or not 0.0 <= clock.ts - last.ts < self.day_hours * 3600.0
         ):
             return False
-        began = datetime.fromtimestamp(last.ts, clock.local.tzinfo)
-        index = began.weekday() * 24 + began.hour
+        index = EventClock.of(last.occurred_at, clock.zone_name).hour_of_week
         counts = list(baseline.login_hour_of_week)
         counts[index] = max(0, counts[index] - 1)
         total = max(0, baseline.login_count - 1)

@@ -82,6 +82,8 @@ _REFRESH_DAYS = 7
 _NEVER = float("inf")
 # The value a user's rise is counted under in the peer windows ("volume_rise").
 _RISE = "rise"
+# Closed days a run of elevated days is looked for in (and listed).
+_RUN_DAYS = 6
 _LEVELS = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 
 
@@ -333,17 +335,16 @@ class SustainedVolumeDetector(Detector):
         level = self._level(max(sum_b, sum_c))
         if level <= reported:
             return []
-        days = record[_HIST][-self.max_episode_days :]
+        days = record[_HIST]
         if closing and (record[_BYTES] or record[_CALLS]):
-            days = days[1 - self.max_episode_days :] + [
-                [record[_DAYK], record[_BYTES], record[_CALLS], mark]
-            ]
-        if level > 1:
-            ratio = self._effect(days, sum_b >= sum_c, today_bytes, today_calls, ref)
-            level = self._effect_level(level, ratio)
+            days = days + [[record[_DAYK], record[_BYTES], record[_CALLS], mark]]
+        days = days[-self.max_episode_days :]
+        level = self._effect_level(level, days, sum_b >= sum_c, today_bytes, today_calls, ref)
         if level <= reported:
             return []
-        findings = self._finding(days[-6:], level, sum_b, sum_c, today_bytes, today_calls, ref)
+        findings = self._finding(
+            days[-_RUN_DAYS:], level, sum_b, sum_c, today_bytes, today_calls, ref
+        )
         rising = self._peers_rising(event, ctx) if level >= 2 else None
         if rising is not None and rising.org_change(self.min_peers_rising, self.team_share):
             # A team whose volume rises together took up something new (a
@@ -383,29 +384,35 @@ class SustainedVolumeDetector(Detector):
         ratio = total / (usual * (len(episode) + 1)) if usual > 0 else math.inf
         return episode, total, ratio
 
-    def _effect(
-        self, days: list, by_bytes: bool, today_bytes: float, today_calls: float, ref: list
-    ) -> float:
-        """The size of the rise against the usual day: over the run of
-        elevated days, or, when today is alone in its run, over all the
-        closed `days` since the sum was last 0 (the sum recomputed with
-        today's usual day) and today."""
-        episode, _, ratio = self._elevated_run(days[-6:], by_bytes, today_bytes, today_calls, ref)
-        if episode:
-            return ratio
-        column, usual, spread = (1, ref[0], ref[1]) if by_bytes else (2, ref[2], ref[3])
-        start, cusum = 0, 0.0
-        for i, h in enumerate(days):
-            cusum = max(0.0, cusum + self._excess(h[column], usual, spread))
-            if cusum == 0.0:
-                start = i + 1
-        stretch = days[start:]
-        total = sum(h[column] for h in stretch) + (today_bytes if by_bytes else today_calls)
-        return total / (usual * (len(stretch) + 1)) if usual > 0 else math.inf
-
-    def _effect_level(self, level: int, ratio: float) -> int:
-        """MEDIUM and HIGH only with an effect of `min_ratio` or more."""
-        return 1 if level > 1 and ratio < self.min_ratio else level
+    def _effect_level(
+        self,
+        level: int,
+        days: list,
+        by_bytes: bool,
+        today_bytes: float,
+        today_calls: float,
+        ref: list,
+    ) -> int:
+        """MEDIUM and HIGH only with an effect of `min_ratio` or more: the
+        rise against the usual day over the run of elevated days, or, when
+        today is alone in its run, over all the closed `days` since the sum
+        was last 0 (recomputed with today's usual day) and today."""
+        if level <= 1:
+            return level
+        episode, _, ratio = self._elevated_run(
+            days[-_RUN_DAYS:], by_bytes, today_bytes, today_calls, ref
+        )
+        if not episode:
+            column, usual, spread = (1, ref[0], ref[1]) if by_bytes else (2, ref[2], ref[3])
+            start, cusum = 0, 0.0
+            for i, h in enumerate(days):
+                cusum = max(0.0, cusum + self._excess(h[column], usual, spread))
+                if cusum == 0.0:
+                    start = i + 1
+            stretch = days[start:]
+            total = sum(h[column] for h in stretch) + (today_bytes if by_bytes else today_calls)
+            ratio = total / (usual * (len(stretch) + 1)) if usual > 0 else math.inf
+        return 1 if ratio < self.min_ratio else level
 
     def _finding(
         self,
@@ -492,16 +499,16 @@ class SustainedVolumeDetector(Detector):
             sum_b = record[_SB] + self._excess(record[_BYTES], ref[0], ref[1])
             sum_c = record[_SC] + self._excess(record[_CALLS], ref[2], ref[3])
             level = self._level(max(sum_b, sum_c))
-            if level > record[_REPORTED] and level > 1:
+            if level > record[_REPORTED]:
                 # As score_one judged it (the closed days are in the history now).
-                ratio = self._effect(
+                level = self._effect_level(
+                    level,
                     record[_HIST][-self.max_episode_days :],
                     sum_b >= sum_c,
                     record[_BYTES],
                     record[_CALLS],
                     ref,
                 )
-                level = self._effect_level(level, ratio)
             if level > record[_REPORTED]:
                 record[_REPORTED] = level
                 self._arm(record)
