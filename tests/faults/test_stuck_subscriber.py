@@ -44,7 +44,14 @@ from uba.v1 import events_pb2, service_pb2, service_pb2_grpc
 BACKLOG = 1_000
 WARMUP = 200  # alerts before anyone subscribes: caches warm, and "now" is a seq above 0
 ALERTS = BACKLOG + 500  # while the stuck subscribers hold their streams
-BATCH = 1000
+# Events (one alert each) per call: a tenth of the backlog. The next batch
+# goes once the healthy subscribers have the last one, so a healthy
+# subscriber never has more than a batch waiting, however busy the machine
+# (with batches as large as the backlog, a reader that a loaded machine did
+# not run for a moment was cut off as too slow).
+BATCH = BACKLOG // 10
+# How long a healthy subscriber may take to have a batch's alerts.
+KEEP_UP_SECONDS = 60.0
 HEALTHY = 3
 # Large alerts fill buffers quickly: the rule's name is in every alert's reason.
 RULE_NAME = "stuck subscriber " + "x" * 3000
@@ -174,6 +181,8 @@ class HealthyReader:
             env=env,
         )
         self.other_output: list[str] = []  # what else it printed (a traceback)
+        self.received = 0  # alerts it said it has (every PROGRESS of them)
+        self.progress = threading.Condition()
         self.seqs: list[int] = []
         self.arrived: dict[int, float] = {}
         self.resume_seq = 0
@@ -189,6 +198,10 @@ class HealthyReader:
                 if line.startswith("started "):
                     self.resume_seq = int(line.split()[1])
                     self.started.set()
+                elif line.startswith("got "):
+                    with self.progress:
+                        self.received = int(line.split()[1])
+                        self.progress.notify_all()
                 elif line.startswith("{"):
                     result = json.loads(line)
                     self.seqs = result["seqs"]
@@ -205,6 +218,16 @@ class HealthyReader:
                 self.error = f"reader exited with {self.proc.returncode}: {output}"
             self.started.set()
             self.done.set()
+            with self.progress:
+                self.progress.notify_all()
+
+    def keep_up(self, count: int, timeout: float) -> bool:
+        """Waits until it has `count` alerts (a multiple of PROGRESS) or has
+        stopped; False if it had neither within `timeout`."""
+        with self.progress:
+            return self.progress.wait_for(
+                lambda: self.received >= count or self.done.is_set(), timeout
+            )
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -233,9 +256,10 @@ def detector_config(path) -> str:
     return str(path)
 
 
-def offer_alerts(stub, metadata, prefix: str, count: int) -> float:
+def offer_alerts(stub, metadata, prefix: str, count: int, after_batch=None) -> float:
     """`count` new users make their first API call (one alert each);
-    returns when the last batch was acknowledged."""
+    returns when the last batch was acknowledged. `after_batch(offered)`
+    runs after each batch but the last."""
     at = datetime.now(UTC) - timedelta(minutes=5)
     for b in range(0, count, BATCH):
         events = []
@@ -255,6 +279,9 @@ def offer_alerts(stub, metadata, prefix: str, count: int) -> float:
             service_pb2.RecordActivitiesRequest(events=events), metadata=metadata, timeout=120
         )
         assert all(r.status == service_pb2.RECORD_STATUS_ACCEPTED for r in reply.results)
+        offered = min(b + BATCH, count)
+        if after_batch is not None and offered < count:
+            after_batch(offered)
     return time.monotonic()
 
 
@@ -332,7 +359,19 @@ def test_stuck_subscribers_are_cut_off_without_holding_back_others(
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        acknowledged = offer_alerts(server.stub, server.metadata, "live", ALERTS)
+
+        def healthy_keep_up(offered: int) -> None:
+            # Not held back by the stuck subscribers: each healthy one has
+            # every alert offered so far.
+            for n, sub in enumerate(healthy):
+                assert sub.keep_up(offered, KEEP_UP_SECONDS), (
+                    f"healthy subscriber {n} held back: {sub.received} of {offered} alerts "
+                    f"{KEEP_UP_SECONDS:.0f}s after they were offered, error {sub.error}"
+                )
+
+        acknowledged = offer_alerts(
+            server.stub, server.metadata, "live", ALERTS, after_batch=healthy_keep_up
+        )
         offered_seconds = acknowledged - stalled
         expected = [s for s in stored_alert_seqs(server.stub, server.metadata) if s > start_seq]
         assert len(expected) == ALERTS

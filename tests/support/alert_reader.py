@@ -5,6 +5,7 @@ load of the test process (its threads, the GIL) cannot make it slow.
     (the API key in ALERT_READER_KEY; none when unset)
 
 Prints `started SEQ` (the first message's resume point) once subscribed,
+`got N` after every PROGRESS alerts (so a test can wait for it to keep up),
 then reads until COUNT alerts came, the stream ended or the deadline
 passed, and prints one JSON line: {"seqs": [...], "arrived": [...],
 "error": CODE or null, "details": ...}. `arrived` holds time.monotonic()
@@ -22,6 +23,8 @@ import time
 import grpc
 
 from uba.v1 import service_pb2, service_pb2_grpc
+
+PROGRESS = 50
 
 
 def main() -> int:
@@ -45,6 +48,8 @@ def main() -> int:
             if reply.HasField("alert"):
                 seqs.append(reply.alert.seq)
                 arrived.append(time.monotonic())
+                if len(seqs) % PROGRESS == 0:
+                    print(f"got {len(seqs)}", flush=True)
             if not started:
                 print(f"started {reply.seq}", flush=True)
                 started = True
