@@ -259,3 +259,39 @@ def test_a_weekly_brute_force_on_one_account_does_not_hide_a_wave_at_that_hour()
     assert waves, "the wave was not flagged"
     first = min(a.occurred_at for a in waves)
     assert first - start <= timedelta(minutes=30), first - start
+
+
+def test_a_targeted_users_own_login_from_the_company_vpn_is_low_the_attackers_stay_high():
+    """The company VPN moved everyone to 172.22.1.0/24 the day before. During
+    the wave, an account the attack tried logs in from a VPN address new to
+    it, which failed nowhere: its owner, LOW, saying why. The accounts that
+    let the attacker in (from the attack's addresses) stay HIGH."""
+    sim, staff, _, _ = learned()
+    rng = random.Random(9)
+    day = attack_day()
+    vpn = {p.user_id: f"172.22.1.{k + 1}" for k, p in enumerate(staff[:40])}
+    before = sorted(
+        (
+            e
+            for p in staff[:40]
+            for e in workday(p, day - timedelta(days=1), rng, ip=vpn[p.user_id])
+        ),
+        key=lambda e: e.occurred_at,
+    )
+    sim.feed(before)
+    start = datetime(day.year, day.month, day.day, 13, 0, tzinfo=UTC)
+    attack, owned = stuffing(staff, rng, start)
+    tried = {
+        e.user_id
+        for e in attack
+        if e.type is FAILURE and e.occurred_at < start + timedelta(hours=1)
+    }
+    owner = next(p for p in staff if p.user_id in tried and p.user_id not in owned)
+    own_login = owner.event(LOGIN, start + timedelta(hours=1, minutes=30), source_ip="172.22.1.250")
+    found = sim.feed(sorted(attack + [own_login], key=lambda e: e.occurred_at))
+    successes = {a.user_id: a for a in found if a.observed.startswith("success after")}
+    assert successes[owner.user_id].severity is Severity.LOW
+    assert "its network 172.22.1.0/24" in successes[owner.user_id].reason
+    assert all(successes[u].severity is Severity.HIGH for u in owned), [
+        successes[u].reason for u in owned
+    ]

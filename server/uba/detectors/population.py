@@ -28,8 +28,12 @@ MEDIUM, HIGH from twice the limit; the finding names the busiest sources
 and accounts. The wave stays open `wave_memory_seconds` after it was last
 over the limit. While it is open, a successful login to an account that
 the wave targeted, from an address it does not know or one that failed
-against other accounts, is its own HIGH finding for that user. Apart from
-waves, one account failing from `min_sources_per_account` addresses within
+against other accounts, is its own HIGH finding for that user; LOW when
+the address failed nowhere and its network is the organisation's (at
+least `min_network_users` other users logged in from it in
+`network_memory_seconds` outside waves: the company VPN a user moved to
+the day before, not an attacker's proxy). Apart from waves, one account
+failing from `min_sources_per_account` addresses within
 `wave_memory_seconds` is LOW (MEDIUM, HIGH at each doubling).
 
 State: windows of the shared detector state (bounded) and one record
@@ -53,6 +57,7 @@ from uba.detectors.base import (
 )
 from uba.detectors.records import RecordStore, records
 from uba.domain.anomalies import Feature, Severity
+from uba.domain.event_keys import network_of
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.shared_state import CACHED_USERS
 
@@ -125,7 +130,7 @@ NO_HISTORY = "no history yet"
 
 class CredentialStuffingDetector(Detector):
     name = "credential_stuffing"
-    version = "1.2"
+    version = "1.3"
     description = (
         "Failed logins across the organisation, against its usual rate for the time of week: many "
         "addresses and accounts with a try or two each (credential stuffing, distributed "
@@ -156,6 +161,8 @@ class CredentialStuffingDetector(Detector):
         success_severity: str = "high",
         min_sources_per_account: int = 5,
         account_severity: str = "low",
+        min_network_users: int = 5,
+        network_memory_seconds: float = 7 * 86400.0,
         max_users: int = CACHED_USERS,
         max_sources: int = CACHED_USERS,
     ):
@@ -179,6 +186,9 @@ class CredentialStuffingDetector(Detector):
         # with a stale password moves between a few addresses, not many).
         self.min_sources_per_account = min_sources_per_account
         self.account_severity = account_severity
+        # Other users whose logins make a network the organisation's.
+        self.min_network_users = min_network_users
+        self.network_memory_seconds = network_memory_seconds
         # Accounts and addresses whose failures are remembered (targeted).
         self.max_users = max_users
         self.max_sources = max_sources
@@ -198,6 +208,8 @@ class CredentialStuffingDetector(Detector):
             "wave_memory_seconds",
             "max_events",
             "min_sources_per_account",
+            "min_network_users",
+            "network_memory_seconds",
             "max_users",
             "max_sources",
         )
@@ -219,6 +231,12 @@ class CredentialStuffingDetector(Detector):
             self.wave_memory_seconds,
             int(self.max_users + self.max_sources),
             64,
+        )
+
+    def _networks(self, ctx: DetectionContext):
+        # network -> users who logged in from it outside waves (the latest few)
+        return ctx.shared.windows(
+            f"{self.name}.networks", self.network_memory_seconds, int(self.max_sources), 32
         )
 
     def _record(self, ctx: DetectionContext) -> list:
@@ -417,6 +435,7 @@ class CredentialStuffingDetector(Detector):
         )
         if known and not others:
             return []  # the user, after a typo, from where they always log in
+        severity = Severity.parse(self.success_severity)
         how = []
         if others:
             how.append(
@@ -424,11 +443,23 @@ class CredentialStuffingDetector(Detector):
             )
         if not known:
             how.append("the address is new for this user" if ip else "no known address or device")
+        if ip and not known and not others:
+            network = network_of(ip)
+            networks = self._networks(ctx)
+            users = networks.distinct(network, ts) - networks.has_value(network, account, ts)
+            if users >= self.min_network_users:
+                # An attacker's proxy is no network the organisation logs in from.
+                severity = Severity.LOW
+                how.append(
+                    f"lowered: it failed against no other account, and {users} other users "
+                    f"logged in from its network {network} in "
+                    f"{fmt_window(self.network_memory_seconds)} (the organisation's)"
+                )
         wave = fmt_window(ts - record[_START])
         return [
             Finding(
                 score=float(tries + others + (not known)),
-                severity=Severity.parse(self.success_severity),
+                severity=severity,
                 reason=(
                     f"successful login from {ip or device or 'unknown source'} to an account "
                     f"targeted by the password attack under way for {wave} ({tries} failed tries "
@@ -455,6 +486,9 @@ class CredentialStuffingDetector(Detector):
         if event.type is _SUCCESS:
             record[_SUCCS] += 1
             window.add("successes", ts)
+            if event.source_ip and not self._wave_open(record, ts):
+                # Logins during a wave might be its successes.
+                self._networks(ctx).add(network_of(event.source_ip), ts, event.user_id)
             return
         account, source = event.user_id, event.source_ip
         # The usual rate is of accounts failing: one account's burst (a
