@@ -408,3 +408,45 @@ def test_a_trickle_of_failures_is_reported_on_the_failure_that_makes_it():
     assert len(found) == 1, [a.reason for a in found]
     assert found[0].event_ids[0] in attack_ids
     assert "failed logins over the last 7 days" in found[0].reason
+
+
+def test_a_users_own_typo_after_an_attacks_tries_is_low():
+    """A stuffing wave tried the account three times from addresses the
+    user never used; two days later the user mistypes their password twice
+    on their own laptop, and a typo makes the week's failures significant:
+    LOW (it would be MEDIUM on an attack's failure), saying how many
+    failures were not the user's."""
+    rng = random.Random(6)
+    alice = Persona()
+    sim = Simulation(engine())
+    sim.feed([e for e in alice.history(rng) if e.type.value != "login_failure"])
+    start = HISTORY_START + timedelta(days=42)
+    events = []
+    for d in range(5):
+        events += alice.workday(start + timedelta(days=d), rng)
+    for k in range(3):
+        events.append(
+            alice.event(
+                LOGIN_FAILURE,
+                alice.local(start + timedelta(days=1), 2, 10 * k),
+                source_ip=f"203.0.113.{k + 1}",
+                device_id="",
+                country_code="",
+                city="",
+                latitude=None,
+                longitude=None,
+            )
+        )
+    typo_at = alice.local(start + timedelta(days=3), 12, 0)
+    typos = [alice.event(LOGIN_FAILURE, typo_at + timedelta(seconds=20 * i)) for i in range(2)]
+    found = [
+        a
+        for a in sim.feed(sorted(events + typos, key=lambda e: e.occurred_at))
+        if a.detector == NAME and a.features[0].name == "failures_statistic"
+    ]
+    assert len(found) == 1, [a.reason for a in found]
+    (finding,) = found
+    assert finding.event_ids[0] in {e.event_id for e in typos}
+    assert finding.severity is Severity.LOW, finding.reason
+    assert "3 from devices and networks not the user's" in finding.reason
+    assert "the user's own" in finding.reason

@@ -25,7 +25,11 @@ login, each only when both sides hold enough data:
   the failure that makes it significant, while it happens, so an attack's
   failures (a credential-stuffing wave that tried this account among many)
   are reported within the attack, on its own event, and not days later on
-  the user's next ordinary login.
+  the user's next ordinary login. When the failure that makes the count
+  significant is the user's own (from a device or network they have had
+  for 8 hours: a typo, a stale password), the finding is LOW at most:
+  most of the week's failures may be an attack that tried this account
+  among many, reported on its own events, and a typo is no alarm.
 
 The effect-size floors matter: real counts and durations vary from week
 to week more than the tests' assumptions (independent draws) allow, so on
@@ -79,6 +83,8 @@ _LOGOUT = ActivityType.LOGOUT
 _DAY = 86400.0
 # Marks events kept out of the baseline (quarantined) in the windows.
 _QUARANTINED = "q"
+# Marks failed logins from the user's own device or network.
+_OWN = "o"
 
 
 def _entries(windows: KeyedWindows, key: str, now_ts: float) -> list[tuple[float, str]]:
@@ -167,7 +173,7 @@ def chi_square(
 
 class DistributionShiftDetector(Detector):
     name = "distribution_shift"
-    version = "1.2"
+    version = "1.3"
     family = "enhanced"
     description = (
         "A user's last days tested against their baseline: chi-square on login hours, "
@@ -304,7 +310,8 @@ class DistributionShiftDetector(Detector):
         if event.type is _LOGIN:
             self._windows(ctx, "logins").add(user, ts, f"{ctx.clock.local.hour}{mark}")
         elif event.type is _FAILURE:
-            self._windows(ctx, "failures").add(user, ts, mark)
+            own = _OWN if ctx.baseline.in_familiar_context(event, ts) else ""
+            self._windows(ctx, "failures").add(user, ts, mark + own)
         elif event.type is _LOGOUT and event.session_duration is not None:
             seconds = max(event.session_duration.total_seconds(), 1.0)
             self._windows(ctx, "sessions").add(user, ts, f"{math.log(seconds):.5f}")
@@ -322,8 +329,16 @@ class DistributionShiftDetector(Detector):
             failures = _entries(self._windows(ctx, "failures"), user, ts)
             # This failure counts: it is the one that may make the trickle
             # significant. The baseline has not learned it yet (the mark).
-            failures.append((ts, _QUARANTINED))
-            self._run([self._failures(baseline, failures, ts)], ctx, user, findings, significant)
+            own = baseline.in_familiar_context(event, ts)
+            failures.append((ts, _QUARANTINED + (_OWN if own else "")))
+            self._run(
+                [self._failures(baseline, failures, ts)],
+                ctx,
+                user,
+                findings,
+                significant,
+                Severity.LOW if own else None,
+            )
         if self._due(event, ctx):
             logins = _entries(self._windows(ctx, "logins"), user, ts)
             self._run(
@@ -348,9 +363,10 @@ class DistributionShiftDetector(Detector):
         user: str,
         findings: list[Finding],
         significant: list[tuple[str, int]],
+        at_most: Severity | None = None,
     ) -> None:
         """Runs the prepared tests (None: a guard failed) as one family,
-        adding to `findings` and `significant`."""
+        adding to `findings` and `significant` (at most `at_most`)."""
         baseline, ts = ctx.baseline, ctx.clock.ts
         # Tests are prepared first (all guards pass) and computed after, as
         # the simulated p-value needs the number of tests for its precision.
@@ -368,6 +384,9 @@ class DistributionShiftDetector(Detector):
             severity = Severity.parse(self.severity)
             if adjusted < self.alpha / 100:
                 severity = severity.raised_by(1, Severity.MEDIUM)
+            if at_most is not None and severity > at_most:
+                severity = at_most
+                reason += "; LOW: this failure is the user's own, from their device or network"
             episode = episodes._current(f"{user}\t{test}", ts)  # noqa: SLF001
             if episode is not None and severity.value <= max(int(v) for v in episode.values):
                 significant.append((test, 0))  # the shift already reported goes on
@@ -468,10 +487,18 @@ class DistributionShiftDetector(Detector):
         return run
 
     def _rate_test(
-        self, test: str, noun: str, count: int, earlier: float, baseline: UserBaseline, ts: float
+        self,
+        test: str,
+        noun: str,
+        count: int,
+        earlier: float,
+        baseline: UserBaseline,
+        ts: float,
+        note: str = "",
     ):
         """One-sided Poisson: `count` recent events against `earlier` events
-        spread over the baseline's days before the recent window."""
+        spread over the baseline's days before the recent window (`note`
+        ends the reason)."""
         if baseline.first_seen_ts is None:
             return None
         days = (ts - self.recent_days * _DAY - baseline.first_seen_ts) / _DAY
@@ -503,7 +530,7 @@ class DistributionShiftDetector(Detector):
                 count / expected,
                 p,
                 f"{count} {noun} over {self._recent_days_label()}, {count / expected:.0f} times "
-                f"the {expected:.2f} expected from {usual}",
+                f"the {expected:.2f} expected from {usual}{note}",
                 f"{count} {noun}",
                 f"about {expected:.1f}",
             )
@@ -524,6 +551,15 @@ class DistributionShiftDetector(Detector):
         stats = baseline.failed_logins_per_hour
         # The baseline keeps failures per hour with failures; their sum is
         # the failures learned (recent ones among them, roughly).
-        learned_recent = sum(1 for _, v in failures if v != _QUARANTINED)
+        learned_recent = sum(1 for _, v in failures if _QUARANTINED not in v)
         earlier = stats.mean * stats.count - learned_recent
-        return self._rate_test("failures", "failed logins", len(failures), earlier, baseline, ts)
+        others = sum(1 for _, v in failures if _OWN not in v)
+        return self._rate_test(
+            "failures",
+            "failed logins",
+            len(failures),
+            earlier,
+            baseline,
+            ts,
+            f"; {others} from devices and networks not the user's",
+        )
