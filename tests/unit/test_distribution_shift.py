@@ -450,3 +450,28 @@ def test_a_users_own_typo_after_an_attacks_tries_is_low():
     assert finding.severity is Severity.LOW, finding.reason
     assert "3 from devices and networks not the user's" in finding.reason
     assert "the user's own" in finding.reason
+
+
+def test_longer_sessions_alone_are_low_however_significant():
+    """Ten days of sessions twice as long as usual: the sessions test goes
+    far beyond alpha (MEDIUM, were it allowed), but a week of longer days
+    is no alarm on its own: LOW."""
+
+    def session_findings(**params):
+        rng = random.Random(5)
+        alice = Persona()
+        sim = Simulation(engine(**params))
+        sim.feed(alice.history(rng))
+        days = drifted_days(
+            alice, HISTORY_START + timedelta(days=42), 10, rng, earlier_by=0, sessions=4
+        )
+        return [
+            a
+            for a in sim.feed(days)
+            if a.detector == NAME and a.features[0].name == "sessions_statistic"
+        ]
+
+    assert Severity.MEDIUM in {a.severity for a in session_findings(session_severity="medium")}
+    found = session_findings()
+    assert found, "no session-length finding"
+    assert all(a.severity is Severity.LOW for a in found), [a.reason for a in found]

@@ -49,7 +49,10 @@ long.
 
 Multiple testing: a test is significant when p < alpha / (tests run),
 Bonferroni's correction. Findings are LOW (MEDIUM far beyond alpha): a
-shift is a reason to look, not to quarantine an event. Scores are
+shift is a reason to look, not to quarantine an event. Session lengths
+are LOW at most (`session_severity`): weeks of longer or shorter days
+(a release, a conference, a holiday) shift them far beyond alpha, and no
+attack shows in them alone. Scores are
 -log10 of the corrected p-value.
 
 Recent events (with their local hours, durations) live in sliding windows
@@ -204,6 +207,7 @@ class DistributionShiftDetector(Detector):
         min_failures: int = 5,
         max_users: int = CACHED_USERS,
         severity: str = "low",
+        session_severity: str = "low",
         rearm_days: float = 7.0,
         pseudo_count: float = 0.5,
     ):
@@ -230,6 +234,8 @@ class DistributionShiftDetector(Detector):
         # their windows fill again).
         self.max_users = max_users
         self.severity = severity
+        # The highest severity of the sessions test.
+        self.session_severity = session_severity
         # One finding per shift, not one per daily test: a test that stays
         # significant extends its episode; a new one is reported only after
         # `rearm_days` without a significant result (or at a higher severity).
@@ -259,7 +265,7 @@ class DistributionShiftDetector(Detector):
             "rearm_days",
             "pseudo_count",
         )
-        require_severity(self, "severity")
+        require_severity(self, "severity", "session_severity")
         if self.history_days <= self.recent_days:
             raise ValueError(f"{self.name}.history_days must exceed recent_days")
 
@@ -387,6 +393,10 @@ class DistributionShiftDetector(Detector):
             if at_most is not None and severity > at_most:
                 severity = at_most
                 reason += "; LOW: this failure is the user's own, from their device or network"
+            session_cap = Severity.parse(self.session_severity)
+            if test == "sessions" and severity > session_cap:
+                severity = session_cap
+                reason += f"; {session_cap.name}: session lengths alone"
             episode = episodes._current(f"{user}\t{test}", ts)  # noqa: SLF001
             if episode is not None and severity.value <= max(int(v) for v in episode.values):
                 significant.append((test, 0))  # the shift already reported goes on
