@@ -738,8 +738,9 @@ def test_impossible_travel():
 
 def test_impossible_travel_by_two_devices_in_known_countries_is_low():
     """A phone whose carrier places it 500 km away, ten minutes after the
-    laptop's login, is two devices, not a traveller: LOW. The same device
-    there, or another device in a country new to the user, stays HIGH."""
+    laptop's login, is two devices, not a traveller: LOW; nothing when the
+    user has had the phone for a week. The same device there, or another
+    device in a country new to the user, stays HIGH."""
     alice = Persona()
     start = alice.local(DAY, 9, 0)
     munich = dict(city="Munich", latitude=48.14, longitude=11.58)
@@ -753,6 +754,16 @@ def test_impossible_travel_by_two_devices_in_known_countries_is_low():
     # It repeats new_device (when the phone is new): an incident counts it once.
     travel = next(d for d in sim.engine.detectors if d.name == "impossible_travel")
     assert echoed_detectors(phone.features, travel.echoes) == ("new_device",)
+    # A phone the user has had for a week: their own two devices, nothing to say.
+    known = fresh("impossible_travel")
+    known.feed([alice.event(LOGIN, start - timedelta(days=7), device_id="phone-alice")])
+    known.feed([alice.event(LOGIN, start)])
+    assert (
+        known.feed(
+            [alice.event(LOGIN, start + timedelta(minutes=10), device_id="phone-alice", **munich)]
+        )
+        == []
+    )
     (same,) = sim.copy().feed([alice.event(LOGIN, start + timedelta(minutes=10), **munich)])
     assert same.severity is Severity.HIGH
     assert echoed_detectors(same.features, travel.echoes) == ()

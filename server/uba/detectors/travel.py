@@ -2,12 +2,14 @@
 travel in the time between them.
 
 Two devices are not one traveller: when the login comes from another device
-than the previous one, in a country the user is known in, it is LOW. A
-phone's carrier (and a roaming phone's home carrier) places its addresses
-at its own gateways, hundreds or thousands of kilometres from the laptop
-the user is sitting at; new_device and new_ip judge a device or network
-never seen. The same device in two places, or a country new to the user,
-stays at the configured severity.
+than the previous one, in a country the user is known in, it is LOW, and
+nothing at all when that device is one the user has had for 8 hours or
+more (their own phone, where it has been). A phone's carrier (and a
+roaming phone's home carrier) places its addresses at its own gateways,
+hundreds or thousands of kilometres from the laptop the user is sitting
+at; new_device and new_ip judge a device or network never seen. The same
+device in two places, or a country new to the user, stays at the
+configured severity.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _valid(lat: float | None, lon: float | None) -> bool:
 
 class ImpossibleTravelDetector(Detector):
     name = "impossible_travel"
-    version = "1.1"
+    version = "1.2"
     description = (
         "Consecutive successful logins whose locations imply a speed above the limit "
         "(e.g. 1000 km/h), ignoring distances within geo-IP error."
@@ -103,6 +105,8 @@ class ImpossibleTravelDetector(Detector):
             and event.country_code in ctx.baseline.countries
         )
         if two_devices:
+            if ctx.baseline.in_familiar_context(event, ctx.clock.ts, ("devices",)):
+                return []  # the user's own other device, in a country they are known in
             severity = min(severity, Severity.LOW)
             note = (
                 f"; {severity.name}: another device than the previous login's, in a country the "
