@@ -343,7 +343,9 @@ class DistributionShiftDetector(Detector):
                 user,
                 findings,
                 significant,
-                Severity.LOW if own else None,
+                (Severity.LOW, "this failure is the user's own, from their device or network")
+                if own
+                else None,
             )
         if self._due(event, ctx):
             logins = _entries(self._windows(ctx, "logins"), user, ts)
@@ -369,10 +371,12 @@ class DistributionShiftDetector(Detector):
         user: str,
         findings: list[Finding],
         significant: list[tuple[str, int]],
-        at_most: Severity | None = None,
+        at_most: tuple[Severity, str] | None = None,
     ) -> None:
         """Runs the prepared tests (None: a guard failed) as one family,
-        adding to `findings` and `significant` (at most `at_most`)."""
+        adding to `findings` and `significant`; `at_most` caps their
+        severity (and says why), as `session_severity` caps the sessions
+        test's."""
         baseline, ts = ctx.baseline, ctx.clock.ts
         # Tests are prepared first (all guards pass) and computed after, as
         # the simulated p-value needs the number of tests for its precision.
@@ -390,13 +394,13 @@ class DistributionShiftDetector(Detector):
             severity = Severity.parse(self.severity)
             if adjusted < self.alpha / 100:
                 severity = severity.raised_by(1, Severity.MEDIUM)
-            if at_most is not None and severity > at_most:
-                severity = at_most
-                reason += "; LOW: this failure is the user's own, from their device or network"
-            session_cap = Severity.parse(self.session_severity)
-            if test == "sessions" and severity > session_cap:
-                severity = session_cap
-                reason += f"; {session_cap.name}: session lengths alone"
+            caps = [at_most] if at_most is not None else []
+            if test == "sessions":
+                caps.append((Severity.parse(self.session_severity), "session lengths alone"))
+            for cap, why in caps:
+                if severity > cap:
+                    severity = cap
+                    reason += f"; {cap.name}: {why}"
             episode = episodes._current(f"{user}\t{test}", ts)  # noqa: SLF001
             if episode is not None and severity.value <= max(int(v) for v in episode.values):
                 significant.append((test, 0))  # the shift already reported goes on
