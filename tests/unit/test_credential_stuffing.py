@@ -94,18 +94,7 @@ def stuffing(staff, rng, start, with_ip=True, successes=3):
         ip = f"203.0.{113 + k // 200}.{k % 200 + 1}" if with_ip else ""
         for _ in range(rng.choice((1, 2))):
             at = start + timedelta(seconds=rng.uniform(0, 3 * 3600))
-            events.append(
-                rng.choice(victims).event(
-                    FAILURE,
-                    at,
-                    source_ip=ip,
-                    device_id="",
-                    country_code="",
-                    city="",
-                    latitude=None,
-                    longitude=None,
-                )
-            )
+            events.append(rng.choice(victims).from_address(FAILURE, at, ip))
     events.sort(key=lambda e: e.occurred_at)
     owned = []
     for n in range(successes):

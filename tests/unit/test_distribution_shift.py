@@ -4,7 +4,7 @@ that it finds gradual changes no basic detector reports (printed, pytest -s)."""
 import collections
 import math
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -340,12 +340,26 @@ def test_one_finding_per_shift_not_one_per_day():
     assert {"hours_statistic", "logins_statistic"} & {a.features[0].name for a in again}
 
 
-def test_a_user_who_never_failed_gets_a_finite_statistic_and_an_explanation():
-    rng = random.Random(6)
+def never_failed(rng: random.Random) -> tuple[Persona, Simulation, datetime]:
+    """Alice's six weeks without a failed login: her, the simulation, and
+    the day after them."""
     alice = Persona()
     sim = Simulation(engine())
     sim.feed([e for e in alice.history(rng) if e.type.value != "login_failure"])
-    start = HISTORY_START + timedelta(days=42)
+    return alice, sim, HISTORY_START + timedelta(days=42)
+
+
+def failure_findings(sim: Simulation, events: list) -> list:
+    return [
+        a
+        for a in sim.feed(sorted(events, key=lambda e: e.occurred_at))
+        if a.detector == NAME and a.features[0].name == "failures_statistic"
+    ]
+
+
+def test_a_user_who_never_failed_gets_a_finite_statistic_and_an_explanation():
+    rng = random.Random(6)
+    alice, sim, start = never_failed(rng)
     events = []
     for d in range(7):
         day = start + timedelta(days=d)
@@ -377,10 +391,7 @@ def test_a_trickle_of_failures_is_reported_on_the_failure_that_makes_it():
     used) are reported on the attack's own failure, while it happens, not
     on the user's next ordinary login, days later (one finding)."""
     rng = random.Random(6)
-    alice = Persona()
-    sim = Simulation(engine())
-    sim.feed([e for e in alice.history(rng) if e.type.value != "login_failure"])
-    start = HISTORY_START + timedelta(days=42)
+    alice, sim, start = never_failed(rng)
     attack_ids = set()
     events = []
     for d in range(7):
@@ -388,23 +399,12 @@ def test_a_trickle_of_failures_is_reported_on_the_failure_that_makes_it():
         events += alice.workday(day, rng)
         if d in (1, 3):
             for k in range(3):
-                failure = alice.event(
-                    LOGIN_FAILURE,
-                    alice.local(day, 2, 10 * k),
-                    source_ip=f"203.0.113.{10 * d + k}",
-                    device_id="",
-                    country_code="",
-                    city="",
-                    latitude=None,
-                    longitude=None,
+                failure = alice.from_address(
+                    LOGIN_FAILURE, alice.local(day, 2, 10 * k), f"203.0.113.{10 * d + k}"
                 )
                 attack_ids.add(failure.event_id)
                 events.append(failure)
-    found = [
-        a
-        for a in sim.feed(sorted(events, key=lambda e: e.occurred_at))
-        if a.detector == NAME and a.features[0].name == "failures_statistic"
-    ]
+    found = failure_findings(sim, events)
     assert len(found) == 1, [a.reason for a in found]
     assert found[0].event_ids[0] in attack_ids
     assert "failed logins over the last 7 days" in found[0].reason
@@ -417,33 +417,18 @@ def test_a_users_own_typo_after_an_attacks_tries_is_low():
     LOW (it would be MEDIUM on an attack's failure), saying how many
     failures were not the user's."""
     rng = random.Random(6)
-    alice = Persona()
-    sim = Simulation(engine())
-    sim.feed([e for e in alice.history(rng) if e.type.value != "login_failure"])
-    start = HISTORY_START + timedelta(days=42)
+    alice, sim, start = never_failed(rng)
     events = []
     for d in range(5):
         events += alice.workday(start + timedelta(days=d), rng)
-    for k in range(3):
-        events.append(
-            alice.event(
-                LOGIN_FAILURE,
-                alice.local(start + timedelta(days=1), 2, 10 * k),
-                source_ip=f"203.0.113.{k + 1}",
-                device_id="",
-                country_code="",
-                city="",
-                latitude=None,
-                longitude=None,
-            )
-        )
+    tries_at = start + timedelta(days=1)
+    events += [
+        alice.from_address(LOGIN_FAILURE, alice.local(tries_at, 2, 10 * k), f"203.0.113.{k + 1}")
+        for k in range(3)
+    ]
     typo_at = alice.local(start + timedelta(days=3), 12, 0)
     typos = [alice.event(LOGIN_FAILURE, typo_at + timedelta(seconds=20 * i)) for i in range(2)]
-    found = [
-        a
-        for a in sim.feed(sorted(events + typos, key=lambda e: e.occurred_at))
-        if a.detector == NAME and a.features[0].name == "failures_statistic"
-    ]
+    found = failure_findings(sim, events + typos)
     assert len(found) == 1, [a.reason for a in found]
     (finding,) = found
     assert finding.event_ids[0] in {e.event_id for e in typos}

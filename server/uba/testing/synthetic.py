@@ -79,6 +79,20 @@ class Persona:
         values.update(overrides)
         return ActivityEvent(**values)
 
+    def from_address(self, kind: ActivityType, at: datetime, source_ip: str) -> ActivityEvent:
+        """An event on this account from `source_ip` alone, with no device
+        or place: a password attack's try (or success) from its proxy."""
+        return self.event(
+            kind,
+            at,
+            source_ip=source_ip,
+            device_id="",
+            country_code="",
+            city="",
+            latitude=None,
+            longitude=None,
+        )
+
     def api_call(self, at: datetime, rng: random.Random, **overrides) -> ActivityEvent:
         method, path = rng.choice(self.endpoints)
         path = path.replace("{n}", str(rng.randint(1, 99_999)))
