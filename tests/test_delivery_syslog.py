@@ -15,18 +15,13 @@ import time
 
 import pytest
 from support.events import unique
+from support.ports import free_port
 from support.server import ServerProcess
 from test_delivery import all_delivered, burst, wait_until
 
 from uba.v1 import service_pb2
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ and free ports for servers that must come back on the same address."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from concurrent import futures
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from support.ports import free_port
 from support.server import KEYS
 
 from uba.v1 import service_pb2_grpc
@@ -52,9 +52,7 @@ def uba_cli():
 @pytest.fixture
 def free_address() -> str:
     """An address nothing listens on (yet)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.ports import free_port
 from support.scale import SCALE, scaled, scaled_timeout
 from support.server import ServerProcess
 from support.tcp_proxy import TcpProxy
@@ -561,12 +562,6 @@ def dechunk(payload: bytes) -> bytes:
             return out
         out += payload[end + 2 : end + 2 + size]
         pos = end + 2 + size + 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

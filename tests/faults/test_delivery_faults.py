@@ -7,11 +7,11 @@ then with the same id (the receiver's idempotency key)."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 from support.events import unique
+from support.ports import free_port
 from support.receivers import WebhookReceiver
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
@@ -91,9 +91,7 @@ def test_sigkill_mid_delivery_delivers_after_restart_with_the_same_ids(
 
 
 def test_a_receiver_down_for_a_while_loses_nothing(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
     server = ServerProcess(tmp_path / "data", extra_args=["--notify", config(tmp_path, url)])
     server.start()

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import threading
 import time
 from collections import Counter
@@ -63,6 +62,7 @@ from pathlib import Path
 import pytest
 from support import postgres
 from support.events import stored_events
+from support.ports import free_port
 from support.scale import scaled, scaled_timeout
 from support.scenario import attacks, personas
 from support.server import ServerProcess
@@ -99,12 +99,6 @@ NOT_SENT = {"password_spraying"}
 pytestmark = [pytest.mark.postgres, scaled_timeout(300)]
 
 Calls = list[list[list[events_pb2.ActivityEvent]]]  # per thread, its calls in order
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_args(directory: Path) -> list[str]:

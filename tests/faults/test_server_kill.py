@@ -6,13 +6,13 @@ both are written in one transaction."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from support.events import stored_events
+from support.ports import free_port
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 
@@ -26,12 +26,6 @@ BATCH = 100
 KILLS = scaled(3)
 
 pytestmark = scaled_timeout(300)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def batch(n: int) -> list[events_pb2.ActivityEvent]:

@@ -5,11 +5,11 @@ from the last seq it saw. Gaps: 0; duplicates delivered: 0."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+from support.ports import free_port
 from support.scale import scaled, scaled_timeout
 from support.server import ServerProcess
 from support.tcp_proxy import TcpProxy
@@ -24,12 +24,6 @@ GATEWAY_RESTART_AT = ALERTS * 3 // 8
 SERVER_RESTART_AT = ALERTS * 5 // 8
 
 pytestmark = scaled_timeout(300)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_subscribers_resume_without_gap_through_restarts_and_resets(tmp_path):

@@ -20,6 +20,7 @@ import sys
 import time
 
 import pytest
+from support.ports import free_port
 from support.server import ServerProcess
 
 from gateway.fake_upstream import FakeUpstream
@@ -264,7 +265,6 @@ def test_probe_tells_keyed_from_anonymous_servers(tmp_path):
     finally:
         keyed.stop()
         anonymous.stop()
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    assert accepts_anonymous(f"127.0.0.1:{port}", timeout=2) is None  # nothing there: cannot tell
+    assert (
+        accepts_anonymous(f"127.0.0.1:{free_port()}", timeout=2) is None
+    )  # nothing there: cannot tell

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from support.ports import free_port
 from support.server import ChildProcess
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -31,12 +32,6 @@ def require_nats() -> None:
             pytest.fail("nats-server is missing; .ci/run installs Debian's nats-server")
         pytest.skip("nats-server is not installed")
     pytest.importorskip("nats", reason="nats-py (the eventlog extra) is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NatsServer:
