@@ -33,6 +33,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support.alert_reader import PROGRESS
 from support.server import ServerProcess
 from support.tcp_proxy import TcpProxy
 
@@ -181,7 +182,7 @@ class HealthyReader:
             env=env,
         )
         self.other_output: list[str] = []  # what else it printed (a traceback)
-        self.received = 0  # alerts it said it has (every PROGRESS of them)
+        self.received = 0  # alerts it said it has (it says so every PROGRESS of them)
         self.progress = threading.Condition()
         self.seqs: list[int] = []
         self.arrived: dict[int, float] = {}
@@ -222,11 +223,13 @@ class HealthyReader:
                 self.progress.notify_all()
 
     def keep_up(self, count: int, timeout: float) -> bool:
-        """Waits until it has `count` alerts (a multiple of PROGRESS) or has
-        stopped; False if it had neither within `timeout`."""
+        """Waits until it has `count` alerts (as many as it reports: down to a
+        multiple of PROGRESS) or has stopped; False if it had neither within
+        `timeout`."""
+        reported = count - count % PROGRESS
         with self.progress:
             return self.progress.wait_for(
-                lambda: self.received >= count or self.done.is_set(), timeout
+                lambda: self.received >= reported or self.done.is_set(), timeout
             )
 
     def close(self) -> None:
