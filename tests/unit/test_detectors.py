@@ -736,6 +736,53 @@ def test_impossible_travel():
     )
 
 
+def test_impossible_travel_is_told_once_when_the_user_logs_in_again_at_home():
+    """A login from Jakarta the morning after one in Berlin could be a
+    flight, and is learned; the user's own login in Berlin two hours later
+    is impossible travel (HIGH, quarantined). Their next login there, three
+    hours on, is judged against that one, the last login, not against
+    Jakarta: it says nothing new."""
+    sim = fresh("impossible_travel")
+    alice = Persona()
+    jakarta = dict(country_code="ID", city="Jakarta", latitude=-6.2, longitude=106.85)
+    evening = alice.local(DAY, 18, 0) - timedelta(days=1)
+    assert sim.feed([alice.event(LOGIN, evening)]) == []
+    morning = evening + timedelta(hours=15)
+    assert sim.feed([alice.event(LOGIN, morning, device_id="", **jakarta)]) == []
+    (back,) = sim.feed([alice.event(LOGIN, morning + timedelta(hours=2))])
+    assert back.severity is Severity.HIGH and back.quarantined and "Jakarta" in back.reason
+    assert sim.feed([alice.event(LOGIN, morning + timedelta(hours=5))]) == []
+
+
+def test_impossible_travel_after_an_alarm_is_not_repeated_by_the_user_back_at_work():
+    """A login from Sydney twenty minutes after one in Berlin is HIGH and
+    quarantined, and is the last login: the user's own login in Berlin
+    three hours later, on the laptop and network they have had for a day,
+    is the user back at work after that alarm. A login in Berlin from a
+    device and network new to the user is still judged against Sydney."""
+    sim = fresh("impossible_travel")
+    alice = Persona()
+    sydney = dict(
+        country_code="AU",
+        city="Sydney",
+        latitude=-33.87,
+        longitude=151.21,
+        device_id="",
+        source_ip="203.0.113.9",
+    )
+    start = alice.local(DAY, 9, 0)
+    assert sim.feed([alice.event(LOGIN, start - timedelta(days=1))]) == []
+    assert sim.feed([alice.event(LOGIN, start)]) == []
+    (attacker,) = sim.feed([alice.event(LOGIN, start + timedelta(minutes=20), **sydney)])
+    assert attacker.severity is Severity.HIGH and attacker.quarantined
+    elsewhere = sim.copy()
+    assert sim.feed([alice.event(LOGIN, start + timedelta(hours=3))]) == []
+    (stranger,) = elsewhere.feed(
+        [alice.event(LOGIN, start + timedelta(hours=3), device_id="pc-x", source_ip="192.0.2.44")]
+    )
+    assert stranger.severity is Severity.HIGH and "Sydney" in stranger.reason
+
+
 def test_impossible_travel_by_two_devices_in_known_countries_is_low():
     """A phone whose carrier places it 500 km away, ten minutes after the
     laptop's login, is two devices, not a traveller: LOW; nothing when the

@@ -10,6 +10,12 @@ hundreds or thousands of kilometres from the laptop the user is sitting
 at; new_device and new_ip judge a device or network never seen. The same
 device in two places, or a country new to the user, stays at the
 configured severity.
+
+The last login is the last whatever it was, an alarm too (quarantined, HIGH
+or more): a login judged against it that comes from the user's familiar
+device or network is the user back where they work, after the alarm that
+login raised, and says nothing new (the user's own logins at home would
+otherwise repeat one impossible journey for hours).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ def _valid(lat: float | None, lon: float | None) -> bool:
 
 class ImpossibleTravelDetector(Detector):
     name = "impossible_travel"
-    version = "1.2"
+    version = "1.3"
     description = (
         "Consecutive successful logins whose locations imply a speed above the limit "
         "(e.g. 1000 km/h), ignoring distances within geo-IP error."
@@ -85,6 +91,8 @@ class ImpossibleTravelDetector(Detector):
         distance = haversine_km(last.latitude, last.longitude, event.latitude, event.longitude)  # type: ignore[arg-type]
         if distance < self.min_distance_km:
             return []
+        if last.quarantined and ctx.baseline.in_familiar_context(event, ctx.clock.ts):
+            return []  # the user back at their own device or network, after that alarm
         interval = abs(ctx.clock.ts - last.ts)
         speed = distance / (max(interval, self.min_interval_seconds) / 3600)
         if speed <= self.max_speed_kmh:

@@ -295,17 +295,7 @@ class UserBaseline:
                 self.day.logins += 1
             if event.city:
                 self.cities.touch(event.city, ts)
-            if self.last_login is None or ts >= self.last_login.ts:
-                self.last_login = LastLogin(
-                    ts,
-                    event.source_ip,
-                    event.country_code,
-                    event.city,
-                    event.latitude,
-                    event.longitude,
-                    event.event_id,
-                    event.device_id,
-                )
+            self._note_last_login(event, ts)
         elif kind is _LOGIN_FAILURE:
             if hour_open:
                 self.hour.failures += 1
@@ -329,13 +319,19 @@ class UserBaseline:
     def note_quarantined(self, event: ActivityEvent, clock: EventClock | None = None) -> None:
         """Counts a quarantined event in the open day/hour, so rate detectors
         still see it, and marks those buckets tainted so they are not learned
-        when they close. Nothing else about the event is learned."""
+        when they close, and notes it as the last login (a fact the next
+        login is judged against). Nothing else about the event is learned."""
         c = clock or self.clock(event)
         day_open, hour_open = self._advance(c)
         kind = event.type
-        if kind is _LOGIN_SUCCESS and day_open:
-            self.day.logins += 1
-            self.day.tainted = True
+        if kind is _LOGIN_SUCCESS:
+            # Where the account last logged in is a fact, not a habit: the
+            # next login is judged against it (impossible_travel), or the
+            # user's own logins at home would repeat one alarm for hours.
+            self._note_last_login(event, c.ts, quarantined=True)
+            if day_open:
+                self.day.logins += 1
+                self.day.tainted = True
         if hour_open:
             touched = False
             if kind is _LOGIN_FAILURE:
@@ -351,6 +347,22 @@ class UserBaseline:
                 touched = True
             if touched:
                 self.hour.tainted = True
+
+    def _note_last_login(
+        self, event: ActivityEvent, ts: float, *, quarantined: bool = False
+    ) -> None:
+        if self.last_login is None or ts >= self.last_login.ts:
+            self.last_login = LastLogin(
+                ts,
+                event.source_ip,
+                event.country_code,
+                event.city,
+                event.latitude,
+                event.longitude,
+                event.event_id,
+                event.device_id,
+                quarantined,
+            )
 
     def _advance(self, c: EventClock) -> tuple[bool, bool]:
         """Closes the open day/hour when the event belongs to a later one.
@@ -424,6 +436,7 @@ class UserBaseline:
             ],
             # Beside the list, which older servers read as seven values.
             "last_login_device": "" if last is None else last.device_id,
+            "last_login_quarantined": last is not None and last.quarantined,
             "last_learned_day": self.last_learned_day,
             "day": [self.day.key, self.day.logins, self.day.tainted],
             "hour": [
@@ -479,7 +492,13 @@ class UserBaseline:
             ],
             learned_peer_group=data.get("learned_peer_group", ""),
             last_login=(
-                None if last is None else _last_login(last, data.get("last_login_device", ""))
+                None
+                if last is None
+                else _last_login(
+                    last,
+                    data.get("last_login_device", ""),
+                    bool(data.get("last_login_quarantined", False)),
+                )
             ),
             last_learned_day=data.get("last_learned_day"),
             day=DayBucket(day[0], int(day[1]), bool(day[2])),
@@ -490,10 +509,13 @@ class UserBaseline:
         )
 
 
-def _last_login(values: list, device_id: str) -> LastLogin:
-    """The stored last login: seven values, and its device saved beside them."""
+def _last_login(values: list, device_id: str, quarantined: bool) -> LastLogin:
+    """The stored last login: seven values, and its device and quarantine
+    saved beside them."""
     ts, source_ip, country_code, city, latitude, longitude, event_id = values[:7]
-    return LastLogin(ts, source_ip, country_code, city, latitude, longitude, event_id, device_id)
+    return LastLogin(
+        ts, source_ip, country_code, city, latitude, longitude, event_id, device_id, quarantined
+    )
 
 
 def _migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
