@@ -164,19 +164,21 @@ def test_the_last_logins_device_is_kept_beside_what_older_servers_read():
     assert restored.last_login.device_id == "" and restored.last_login.city == b.last_login.city
 
 
-def test_a_quarantined_last_login_round_trips_and_is_not_learned():
+def test_a_quarantined_login_from_a_stranger_is_the_last_login_and_round_trips():
     b = mature_baseline()
     login = Persona().event(
         ActivityType.LOGIN_SUCCESS,
         datetime(2026, 3, 3, 9, 0, tzinfo=UTC),
         country_code="AU",
         city="Sydney",
+        device_id="",
+        source_ip="203.0.113.9",
     )
     b.note_quarantined(login)
-    assert b.last_login.city == "Sydney" and b.last_login.quarantined
+    assert b.last_login.city == "Sydney" and b.last_login.stranger
     assert "AU" not in b.countries
     restored = UserBaseline.from_dict(json.loads(json.dumps(b.to_dict())))
-    assert restored == b and restored.last_login.quarantined
+    assert restored == b and restored.last_login.stranger
 
 
 def test_from_dict_refuses_unknown_schema():

@@ -65,6 +65,36 @@ def test_anomalies_are_complete_and_one_high_quarantines_the_event():
     assert by_detector["new_country"].severity is Severity.MEDIUM
 
 
+def test_the_user_back_at_work_after_a_strangers_login_is_no_impossible_travel():
+    """A stranger's login from Jakarta (no device, a new network: an alarm)
+    the morning after alice's last in Berlin is the last login; alice's own
+    login on her laptop two hours later is her back at work, not a journey
+    from Jakarta. The same login from a new device and network still is."""
+    sim, alice = mature_simulation()
+    last = alice.local(DAY, 18, 0) - timedelta(days=1)
+    sim.feed([alice.event(LOGIN, last)])
+    stranger = alice.event(
+        LOGIN,
+        last + timedelta(hours=15),
+        country_code="ID",
+        city="Jakarta",
+        latitude=-6.2,
+        longitude=106.85,
+        device_id="",
+        source_ip="203.0.113.80",
+    )
+    found = sim.feed([stranger])
+    assert any(a.severity >= Severity.MEDIUM for a in found), [a.reason for a in found]
+    assert sim.baseline("alice").last_login.stranger
+    other = sim.copy()
+    back = sim.feed([alice.event(LOGIN, last + timedelta(hours=17))])
+    assert "impossible_travel" not in {a.detector for a in back}
+    elsewhere = other.feed(
+        [alice.event(LOGIN, last + timedelta(hours=17), device_id="pc-x", source_ip="192.0.2.44")]
+    )
+    assert "impossible_travel" in {a.detector for a in elsewhere}
+
+
 def test_quarantined_event_is_not_learned_until_admitted():
     sim, alice = mature_simulation()
     baseline = sim.baseline("alice")

@@ -200,7 +200,10 @@ class DetectionEngine:
             if quarantined:
                 baseline.note_quarantined(event, clock)
             else:
-                baseline.learn(event, clock)
+                alarmed = any(
+                    f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE for d, f in findings
+                )
+                baseline.learn(event, clock, alarmed=alarmed)
         ctx.quarantined = quarantined
         # User detectors' findings only: a worker of a partitioned event log
         # sees no others, and the findings must be the same embedded.

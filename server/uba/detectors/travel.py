@@ -11,11 +11,13 @@ at; new_device and new_ip judge a device or network never seen. The same
 device in two places, or a country new to the user, stays at the
 configured severity.
 
-The last login is the last whatever it was, an alarm too (quarantined, HIGH
-or more): a login judged against it that comes from the user's familiar
-device or network is the user back where they work, after the alarm that
-login raised, and says nothing new (the user's own logins at home would
-otherwise repeat one impossible journey for hours).
+The last login is the last whatever it was, an alarm too (quarantined or
+not). When it was a stranger's (an alarm was raised on it, MEDIUM or more,
+and it came from no device or network the user had), a login from the
+user's familiar device or network is the user back where they work after
+that alarm, and says nothing new: the user's own logins at home would
+otherwise repeat the stranger's impossible journey for hours, each an
+incident apart from the alarm's.
 """
 
 from __future__ import annotations
@@ -91,8 +93,8 @@ class ImpossibleTravelDetector(Detector):
         distance = haversine_km(last.latitude, last.longitude, event.latitude, event.longitude)  # type: ignore[arg-type]
         if distance < self.min_distance_km:
             return []
-        if last.quarantined and ctx.baseline.in_familiar_context(event, ctx.clock.ts):
-            return []  # the user back at their own device or network, after that alarm
+        if last.stranger and ctx.baseline.in_familiar_context(event, ctx.clock.ts):
+            return []  # the user back at their own device or network, after a stranger's alarm
         interval = abs(ctx.clock.ts - last.ts)
         speed = distance / (max(interval, self.min_interval_seconds) / 3600)
         if speed <= self.max_speed_kmh:

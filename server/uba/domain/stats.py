@@ -159,9 +159,9 @@ class LastLogin:
     longitude: float | None = None
     event_id: str = ""
     device_id: str = ""
-    # Scored HIGH or more and kept out of the baseline: an alarm was raised
-    # on this login itself.
-    quarantined: bool = False
+    # An alarm (MEDIUM or more) was raised on this login, which came from no
+    # device or network the user had: a stranger's, most likely.
+    stranger: bool = False
 
     @property
     def occurred_at(self) -> datetime:

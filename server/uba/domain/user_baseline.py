@@ -246,10 +246,15 @@ class UserBaseline:
 
     # -- learning ------------------------------------------------------------
 
-    def learn(self, event: ActivityEvent, clock: EventClock | None = None) -> None:
-        """Makes the event part of what is normal for this user."""
+    def learn(
+        self, event: ActivityEvent, clock: EventClock | None = None, *, alarmed: bool = False
+    ) -> None:
+        """Makes the event part of what is normal for this user; `alarmed`:
+        a detector rated it MEDIUM or more (kept on the last login)."""
         c = clock or self.clock(event)
         ts = c.ts
+        if event.type is _LOGIN_SUCCESS:
+            self._note_last_login(event, ts, alarmed=alarmed)
         day_open, hour_open = self._advance(c)
         self.observation_count += 1
         if self.first_seen_ts is None or ts < self.first_seen_ts:
@@ -295,7 +300,6 @@ class UserBaseline:
                 self.day.logins += 1
             if event.city:
                 self.cities.touch(event.city, ts)
-            self._note_last_login(event, ts)
         elif kind is _LOGIN_FAILURE:
             if hour_open:
                 self.hour.failures += 1
@@ -320,7 +324,8 @@ class UserBaseline:
         """Counts a quarantined event in the open day/hour, so rate detectors
         still see it, and marks those buckets tainted so they are not learned
         when they close, and notes it as the last login (a fact the next
-        login is judged against). Nothing else about the event is learned."""
+        login is judged against; a quarantine is an alarm). Nothing else
+        about the event is learned."""
         c = clock or self.clock(event)
         day_open, hour_open = self._advance(c)
         kind = event.type
@@ -328,7 +333,7 @@ class UserBaseline:
             # Where the account last logged in is a fact, not a habit: the
             # next login is judged against it (impossible_travel), or the
             # user's own logins at home would repeat one alarm for hours.
-            self._note_last_login(event, c.ts, quarantined=True)
+            self._note_last_login(event, c.ts, alarmed=True)
             if day_open:
                 self.day.logins += 1
                 self.day.tainted = True
@@ -348,10 +353,11 @@ class UserBaseline:
             if touched:
                 self.hour.tainted = True
 
-    def _note_last_login(
-        self, event: ActivityEvent, ts: float, *, quarantined: bool = False
-    ) -> None:
+    def _note_last_login(self, event: ActivityEvent, ts: float, *, alarmed: bool) -> None:
+        """Notes the login as the last one, before its device and network are
+        learned: an alarmed login from neither of the user's is a stranger's."""
         if self.last_login is None or ts >= self.last_login.ts:
+            stranger = alarmed and not self.in_familiar_context(event, ts)
             self.last_login = LastLogin(
                 ts,
                 event.source_ip,
@@ -361,7 +367,7 @@ class UserBaseline:
                 event.longitude,
                 event.event_id,
                 event.device_id,
-                quarantined,
+                stranger,
             )
 
     def _advance(self, c: EventClock) -> tuple[bool, bool]:
@@ -436,7 +442,7 @@ class UserBaseline:
             ],
             # Beside the list, which older servers read as seven values.
             "last_login_device": "" if last is None else last.device_id,
-            "last_login_quarantined": last is not None and last.quarantined,
+            "last_login_stranger": last is not None and last.stranger,
             "last_learned_day": self.last_learned_day,
             "day": [self.day.key, self.day.logins, self.day.tainted],
             "hour": [
@@ -497,7 +503,7 @@ class UserBaseline:
                 else _last_login(
                     last,
                     data.get("last_login_device", ""),
-                    bool(data.get("last_login_quarantined", False)),
+                    bool(data.get("last_login_stranger", False)),
                 )
             ),
             last_learned_day=data.get("last_learned_day"),
@@ -509,12 +515,12 @@ class UserBaseline:
         )
 
 
-def _last_login(values: list, device_id: str, quarantined: bool) -> LastLogin:
-    """The stored last login: seven values, and its device and quarantine
-    saved beside them."""
+def _last_login(values: list, device_id: str, stranger: bool) -> LastLogin:
+    """The stored last login: seven values, and its device and whether it
+    was a stranger's saved beside them."""
     ts, source_ip, country_code, city, latitude, longitude, event_id = values[:7]
     return LastLogin(
-        ts, source_ip, country_code, city, latitude, longitude, event_id, device_id, quarantined
+        ts, source_ip, country_code, city, latitude, longitude, event_id, device_id, stranger
     )
 
 
