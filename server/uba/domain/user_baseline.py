@@ -27,6 +27,7 @@ from uba.domain.event_keys import (
     session_start_part,
 )
 from uba.domain.events import UNPROVEN_TYPES, ActivityEvent, ActivityType
+from uba.domain.geozones import zone_at
 from uba.domain.stats import (
     KNOWN_VALUES_CAP,
     DayBucket,
@@ -93,6 +94,9 @@ class UserBaseline:
 
     user_id: str
     timezone: str = ""
+    # The zone was inferred from where the user's events came from (they
+    # carry none): events that carry one replace it for good.
+    timezone_from_place: bool = False
     peer_group: str = ""
     observation_count: int = 0
     days_covered: int = 0
@@ -225,8 +229,16 @@ class UserBaseline:
 
     def clock(self, event: ActivityEvent) -> EventClock:
         """The event's time in this user's zone: the event's own zone, else
-        the one learned, else UTC."""
-        return EventClock.of(event.occurred_at, event.timezone, self.timezone)
+        (for a user whose events carry none) the zone of its place, else the
+        one learned, else UTC."""
+        return EventClock.of(event.occurred_at, self.zone_of(event), self.timezone)
+
+    def zone_of(self, event: ActivityEvent) -> str:
+        """The zone the event says it is in: its own, else, unless the
+        user's events carry zones, the zone of its place ("" if unknown)."""
+        if event.timezone or (self.timezone and not self.timezone_from_place):
+            return event.timezone
+        return zone_at(event.country_code, event.latitude, event.longitude)
 
     def logins_so_far(self, clock: EventClock) -> int | None:
         """Logins counted on the event's local day before it; None when the
@@ -273,12 +285,11 @@ class UserBaseline:
                     self.learned_peer_group = learned_group_of(self.endpoints)
             self.days_covered += 1
             self.last_learned_day = c.day_key
-        if (
-            event.timezone
-            and event.timezone != self.timezone
-            and zone_named(event.timezone) is not None
-        ):
-            self.timezone = event.timezone
+        if event.timezone:
+            if zone_named(event.timezone) is not None:
+                self.timezone, self.timezone_from_place = event.timezone, False
+        elif proven and (zone := self.zone_of(event)):
+            self.timezone, self.timezone_from_place = zone, True
         if event.peer_group:
             self.peer_group = event.peer_group
         # Places and devices become known only from events that prove the
@@ -406,6 +417,7 @@ class UserBaseline:
             "schema": SCHEMA_VERSION,
             "user_id": self.user_id,
             "timezone": self.timezone,
+            "timezone_from_place": self.timezone_from_place,
             "peer_group": self.peer_group,
             "observation_count": self.observation_count,
             "days_covered": self.days_covered,
@@ -472,6 +484,7 @@ class UserBaseline:
         return cls(
             user_id=data["user_id"],
             timezone=data.get("timezone", ""),
+            timezone_from_place=bool(data.get("timezone_from_place", False)),
             peer_group=data.get("peer_group", ""),
             observation_count=int(data["observation_count"]),
             days_covered=int(data["days_covered"]),
