@@ -7,6 +7,7 @@ from uba.detectors.base import Detector
 from uba.detectors.engine import DetectionEngine
 from uba.detectors.registry import DetectorRegistry
 from uba.domain.anomalies import Severity
+from uba.domain.event_keys import agent_device
 from uba.domain.events import ActivityType
 from uba.domain.priors import PriorBaselines
 from uba.domain.shared_state import SharedState
@@ -201,3 +202,36 @@ def test_attacker_cannot_teach_the_baseline_by_repeating_the_attack():
         assert any(
             a.detector == "data_volume" and a.severity is Severity.CRITICAL for a in found
         ), day
+
+
+def test_a_user_whose_events_carry_no_device_is_known_by_their_user_agent():
+    """Cloud trails and most identity providers send no device id: for a
+    user whose events never carry one, the browser and system the user agent
+    names is the device, so another machine's login is a new device (and a
+    browser update is not). A user who sends device ids is judged by them."""
+    sim = Simulation(DetectionEngine(DetectorRegistry(entry_points=False), clock=lambda: NOW))
+    alice = Persona(
+        device_id="",
+        user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36",
+    )
+    history = [e for e in alice.history(random.Random(7))]
+    assert history and not any(e.device_id for e in history)
+    sim.feed(history)
+    baseline = sim.baseline("alice")
+    assert not baseline.sends_device_ids
+    assert [d for d in baseline.devices.entries] == [agent_device(alice.user_agent)]
+    updated = alice.user_agent.replace("120", "121")
+    assert updated != alice.user_agent
+    at = alice.local(DAY, 10, 0)
+    assert "new_device" not in {
+        a.detector for a in sim.copy().feed([alice.event(LOGIN, at, user_agent=updated)])
+    }
+    other = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
+    found = sim.copy().feed([alice.event(LOGIN, at, user_agent=other)])
+    assert "new_device" in {a.detector for a in found}, [a.reason for a in found]
+    # The stored event keeps what was sent.
+    assert alice.event(LOGIN, at, user_agent=other).device_id == ""
+    # Device ids, once sent, are what the user is known by.
+    sim.feed([alice.event(LOGIN, at, device_id="laptop-alice")])
+    assert baseline.sends_device_ids
+    assert baseline.as_seen(alice.event(LOGIN, at, user_agent=other)).device_id == ""

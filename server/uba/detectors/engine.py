@@ -159,6 +159,7 @@ class DetectionEngine:
             raise ValueError(
                 f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}"
             )
+        event = baseline.as_seen(event)
         clock = baseline.clock(event)
         if prior is not None:
             group_prior, prior_label = prior.select(event.peer_group or baseline.peer_group)
@@ -251,7 +252,7 @@ class DetectionEngine:
             raise ValueError(
                 f"event of user {event.user_id!r} given the baseline of {baseline.user_id!r}"
             )
-        baseline.learn(event)
+        baseline.learn(baseline.as_seen(event))
 
     def _anomaly(
         self,

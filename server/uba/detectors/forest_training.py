@@ -42,6 +42,7 @@ def replay_rows(
         baseline = baselines.get(event.user_id)
         if baseline is None:
             baseline = baselines[event.user_id] = UserBaseline(event.user_id, maturity=maturity)
+        event = baseline.as_seen(event)
         clock = baseline.clock(event)
         if first_ts is None or clock.ts < first_ts:
             first_ts = clock.ts

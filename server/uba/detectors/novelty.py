@@ -45,7 +45,7 @@ from uba.detectors.base import (
 )
 from uba.detectors.travel import haversine_km
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.event_keys import network_of
+from uba.domain.event_keys import agent_kind, network_of
 from uba.domain.events import UNPROVEN_TYPES, ActivityEvent, ActivityType
 from uba.domain.peers import PeerActivity, Usage
 from uba.domain.shared_state import CACHED_USERS
@@ -56,10 +56,7 @@ from uba.domain.user_baseline import UserBaseline
 def device_kind(event: ActivityEvent) -> str:
     """What kind of device an event comes from, for recognising a fleet
     refresh: the user agent without version numbers, else "device"."""
-    agent = event.user_agent
-    if not agent:
-        return "device"
-    return "".join(c for c in agent[:80] if not c.isdigit())
+    return agent_kind(event.user_agent) if event.user_agent else "device"
 
 
 class _FirstSeenDetector(Detector):

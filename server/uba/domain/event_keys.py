@@ -1,7 +1,8 @@
 """Keys derived from an event, shared by baselines, peers, sessions and
 detectors: the normalised API endpoint and its area, the network of an
-address, the part of the day, whether an endpoint is privileged, and the
-peer group learned from a user's endpoints."""
+address, the device a user agent names, the part of the day, whether an
+endpoint is privileged, and the peer group learned from a user's
+endpoints."""
 
 from __future__ import annotations
 
@@ -72,6 +73,26 @@ def wide_network_of(address: str) -> str:
         return str(ipaddress.IPv6Network(f"{address.split('%', 1)[0]}/32", strict=False))
     except ValueError:
         return address
+
+
+# Device ids made from user agents start so (see agent_device).
+AGENT_DEVICE = "agent:"
+
+
+@functools.lru_cache(maxsize=4096)  # agents repeat
+def agent_kind(user_agent: str, length: int = 80) -> str:
+    """The first `length` characters of a user agent without their version
+    numbers: the kind of device a fleet refresh hands out."""
+    return "".join(c for c in user_agent[:length] if not c.isdigit())
+
+
+def agent_device(user_agent: str) -> str:
+    """The device of an event that carries no device id, for a user whose
+    events never do (cloud trails, most identity providers): the browser
+    and system its whole user agent names (Edge and Chrome differ only at
+    its end), without version numbers, which a browser update changes; ""
+    without one."""
+    return AGENT_DEVICE + agent_kind(user_agent, 512) if user_agent else ""
 
 
 # Parts of the local day sessions are grouped by: night 00-06, morning 06-12,

@@ -14,13 +14,15 @@ are UTC clock hours (true 60-minute windows, also across DST changes).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from uba.domain.clock import HOURS_PER_WEEK, EventClock, from_ts, zone_named
 from uba.domain.event_keys import (
+    AGENT_DEVICE,
     DAY_PARTS,
+    agent_device,
     learned_group_of,
     network_of,
     normalize_endpoint,
@@ -116,6 +118,8 @@ class UserBaseline:
     cities: KnownValues = field(default_factory=KnownValues)
     source_ips: KnownValues = field(default_factory=KnownValues)
     devices: KnownValues = field(default_factory=KnownValues)
+    # The user's events carry device ids: none is made from a user agent.
+    sends_device_ids: bool = False
     # Networks (/24, /48) of every event with an address.
     networks: KnownValues = field(default_factory=KnownValues)
     # Days between consecutive active local days (1 = the next day).
@@ -240,6 +244,15 @@ class UserBaseline:
             return event.timezone
         return zone_at(event.country_code, event.latitude, event.longitude)
 
+    def as_seen(self, event: ActivityEvent) -> ActivityEvent:
+        """The event with the device it is judged and learned by: its own
+        device id, else, for a user whose events never carry one, the
+        device its user agent names (agent_device). The event stored is
+        the one sent."""
+        if event.device_id or not event.user_agent or self.sends_device_ids:
+            return event
+        return replace(event, device_id=agent_device(event.user_agent))
+
     def logins_so_far(self, clock: EventClock) -> int | None:
         """Logins counted on the event's local day before it; None when the
         event is late (its day already closed)."""
@@ -301,6 +314,8 @@ class UserBaseline:
                 self.networks.touch(network_of(event.source_ip), ts)
             if event.device_id:
                 self.devices.touch(event.device_id, ts)
+                if not event.device_id.startswith(AGENT_DEVICE):
+                    self.sends_device_ids = True
             if event.country_code:
                 self.countries.touch(event.country_code, ts)
         if kind is _LOGIN_SUCCESS:
@@ -436,6 +451,7 @@ class UserBaseline:
             "cities": self.cities.to_dict(),
             "source_ips": self.source_ips.to_dict(),
             "devices": self.devices.to_dict(),
+            "sends_device_ids": self.sends_device_ids,
             "networks": self.networks.to_dict(),
             "active_day_gaps": self.active_day_gaps.to_list(),
             "last_gap_days": self.last_gap_days,
@@ -503,6 +519,8 @@ class UserBaseline:
             cities=KnownValues.from_dict(data["cities"], KNOWN_VALUES_CAP),
             source_ips=KnownValues.from_dict(data["source_ips"], KNOWN_VALUES_CAP),
             devices=KnownValues.from_dict(data["devices"], KNOWN_VALUES_CAP),
+            # Saved before user agents named devices: any device was sent.
+            sends_device_ids=bool(data.get("sends_device_ids", data["devices"])),
             networks=KnownValues.from_dict(data["networks"], KNOWN_VALUES_CAP),
             active_day_gaps=RunningStats.from_list(data["active_day_gaps"]),
             last_gap_days=int(data.get("last_gap_days", 0)),

@@ -44,6 +44,7 @@ class Persona:
     longitude: float = 13.405
     source_ip: str = "198.51.100.7"
     device_id: str = "laptop-alice"
+    user_agent: str = "Mozilla/5.0"
     peer_group: str = "engineering"
     work_start: int = 8  # local hour the first login may happen
     work_end: int = 18  # local hour the last session ends by
@@ -73,7 +74,7 @@ class Persona:
             longitude=self.longitude,
             timezone=self.timezone,
             peer_group=self.peer_group,
-            user_agent="Mozilla/5.0",
+            user_agent=self.user_agent,
             source="synthetic",
         )
         values.update(overrides)
