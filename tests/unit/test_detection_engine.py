@@ -13,7 +13,7 @@ from uba.domain.priors import PriorBaselines
 from uba.domain.shared_state import SharedState
 from uba.domain.user_baseline import UserBaseline
 from uba.testing.checks import Simulation
-from uba.testing.synthetic import Persona, day_after_history, population
+from uba.testing.synthetic import JAKARTA, Persona, day_after_history, population
 
 LOGIN = ActivityType.LOGIN_SUCCESS
 DAY = day_after_history()
@@ -74,16 +74,7 @@ def test_the_user_back_at_work_after_a_strangers_login_is_no_impossible_travel()
     sim, alice = mature_simulation()
     last = alice.local(DAY, 18, 0) - timedelta(days=1)
     sim.feed([alice.event(LOGIN, last)])
-    stranger = alice.event(
-        LOGIN,
-        last + timedelta(hours=15),
-        country_code="ID",
-        city="Jakarta",
-        latitude=-6.2,
-        longitude=106.85,
-        device_id="",
-        source_ip="203.0.113.80",
-    )
+    stranger = alice.from_place(LOGIN, last + timedelta(hours=15), "203.0.113.80", JAKARTA)
     found = sim.feed([stranger])
     assert any(a.severity >= Severity.MEDIUM for a in found), [a.reason for a in found]
     assert sim.baseline("alice").last_login.stranger

@@ -14,6 +14,8 @@ from uba.domain.user_baseline import UserBaseline
 from uba.testing.checks import Simulation, only
 from uba.testing.synthetic import (
     HISTORY_START,
+    JAKARTA,
+    SYDNEY,
     Persona,
     day_after_history,
     failed_tries,
@@ -355,6 +357,32 @@ def test_api_new_endpoint_privileged_use_against_the_peer_group():
     )
     assert b.severity is Severity.LOW and "common in peer group" in b.reason
     assert admin.peer_group == "it"
+
+
+def test_api_new_endpoint_in_a_new_deployment_is_low_until_someone_is_mature():
+    """On a deployment's second day an admin's first /admin call, which no
+    one made yet, says little of "30 days": LOW while nobody's baseline is
+    mature (no prior yet), saying so; MEDIUM once the organisation has
+    mature users (the user's own history still immature)."""
+    rng = random.Random(4)
+    admin = Persona(user_id="ada", peer_group="admins")
+    history = [e for e in admin.history(rng, days=2) if e.type is not API or rng.random() < 0.5]
+    call = admin.api_call(
+        history[-1].occurred_at + timedelta(minutes=5),
+        rng,
+        api_method="GET",
+        api_path="/admin/settings",
+    )
+    new = fresh("api_new_endpoint")
+    new.feed(history)
+    assert not new.baseline("ada").mature_for("api")
+    (young,) = new.feed([call])
+    assert young.severity is Severity.LOW
+    assert "no one's baseline is mature yet" in young.reason
+    known = fresh("api_new_endpoint", prior=prior_from_population())
+    known.feed(history)
+    (older,) = known.feed([call])
+    assert older.severity is Severity.MEDIUM and "not mature" in older.reason
 
 
 def test_api_new_endpoint_rollout_to_a_team_is_low_with_the_reason():
@@ -744,11 +772,10 @@ def test_impossible_travel_is_told_once_when_the_user_logs_in_again_at_home():
     Jakarta: it says nothing new."""
     sim = fresh("impossible_travel")
     alice = Persona()
-    jakarta = dict(country_code="ID", city="Jakarta", latitude=-6.2, longitude=106.85)
     evening = alice.local(DAY, 18, 0) - timedelta(days=1)
     assert sim.feed([alice.event(LOGIN, evening)]) == []
     morning = evening + timedelta(hours=15)
-    assert sim.feed([alice.event(LOGIN, morning, device_id="", **jakarta)]) == []
+    assert sim.feed([alice.from_place(LOGIN, morning, "203.0.113.80", JAKARTA)]) == []
     (back,) = sim.feed([alice.event(LOGIN, morning + timedelta(hours=2))])
     assert back.severity is Severity.HIGH and back.quarantined and "Jakarta" in back.reason
     assert sim.feed([alice.event(LOGIN, morning + timedelta(hours=5))]) == []
@@ -762,18 +789,12 @@ def test_impossible_travel_after_an_alarm_is_not_repeated_by_the_user_back_at_wo
     device and network new to the user is still judged against Sydney."""
     sim = fresh("impossible_travel")
     alice = Persona()
-    sydney = dict(
-        country_code="AU",
-        city="Sydney",
-        latitude=-33.87,
-        longitude=151.21,
-        device_id="",
-        source_ip="203.0.113.9",
-    )
     start = alice.local(DAY, 9, 0)
     assert sim.feed([alice.event(LOGIN, start - timedelta(days=1))]) == []
     assert sim.feed([alice.event(LOGIN, start)]) == []
-    (attacker,) = sim.feed([alice.event(LOGIN, start + timedelta(minutes=20), **sydney)])
+    (attacker,) = sim.feed(
+        [alice.from_place(LOGIN, start + timedelta(minutes=20), "203.0.113.9", SYDNEY)]
+    )
     assert attacker.severity is Severity.HIGH and attacker.quarantined
     elsewhere = sim.copy()
     assert sim.feed([alice.event(LOGIN, start + timedelta(hours=3))]) == []

@@ -127,7 +127,9 @@ class NewEndpointDetector(Detector):
       used it; by someone who already administers: LOW;
     - while the user's API history is immature: silent when someone else
       uses the endpoint, else judged as above but one level lower, saying the
-      baseline is not mature.
+      baseline is not mature; at the configured severity while nobody's
+      baseline is mature yet (a deployment's first days, when "no peer used
+      it" covers days, not 30).
     A peer group smaller than `min_group_users` active users is not a
     reference: the population is used instead. A call that any detector
     rated MEDIUM or more (or a quarantined one) is not a peer's use: an
@@ -136,7 +138,7 @@ class NewEndpointDetector(Detector):
     peer group")."""
 
     name = "api_new_endpoint"
-    version = "2.2"
+    version = "2.3"
     description = (
         "First call to an API endpoint by a user, judged against the peer group and the population "
         "(privileged endpoints no peer used rate higher; rollouts lower)."
@@ -245,6 +247,12 @@ class NewEndpointDetector(Detector):
                 f"; user baseline not mature ({baseline.maturity_note()}), judged against "
                 f"{'peer group ' + group if has_group else 'the population'}"
             )
+            if ctx.prior is None and severity > base:
+                # Nobody's baseline is mature yet: the service has watched
+                # the organisation for days at most, and "no one used it"
+                # says little of its 30 days.
+                severity = base
+                note += "; LOW: no one's baseline is mature yet (a new deployment)"
         known = len(baseline.endpoints)
         return [
             Finding(

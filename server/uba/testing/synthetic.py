@@ -28,6 +28,10 @@ ENDPOINTS = (
     ("PUT", "/v1/orders/{n}"),
 )
 # History starts on a Monday; scenarios continue on the Tuesday after it.
+# Places of logins from elsewhere: country, city, latitude, longitude.
+Place = tuple[str, str, float, float]
+JAKARTA: Place = ("ID", "Jakarta", -6.2, 106.85)
+SYDNEY: Place = ("AU", "Sydney", -33.87, 151.21)
 HISTORY_START = datetime(2026, 1, 5)
 HISTORY_DAYS = 42
 
@@ -92,6 +96,23 @@ class Persona:
             city="",
             latitude=None,
             longitude=None,
+        )
+
+    def from_place(
+        self, kind: ActivityType, at: datetime, source_ip: str, place: Place
+    ) -> ActivityEvent:
+        """An event on this account from `source_ip` at `place` (country,
+        city, latitude, longitude) with no device: a stranger's login."""
+        country_code, city, latitude, longitude = place
+        return self.event(
+            kind,
+            at,
+            source_ip=source_ip,
+            device_id="",
+            country_code=country_code,
+            city=city,
+            latitude=latitude,
+            longitude=longitude,
         )
 
     def api_call(self, at: datetime, rng: random.Random, **overrides) -> ActivityEvent:
