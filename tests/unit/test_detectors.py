@@ -1063,6 +1063,40 @@ def test_login_time_a_peers_alarm_does_not_vouch_for_the_hour():
         assert "peers" not in found.reason
 
 
+def test_login_time_a_few_peers_pages_do_not_make_a_big_teams_hour():
+    """In a support team of thirty, two members were paged on a Saturday
+    and again on the Sunday night at 01:xx in the last weeks (their second
+    nights LOW, so peers' evidence): a member who never works weekends
+    logging in on Sunday at 01:30 stays MEDIUM. Had four of them (more than
+    a tenth of the team) been up at that hour, it would be the team's: LOW."""
+    rng = random.Random(4)
+    team = [Persona(user_id=f"s{i}", peer_group="support") for i in range(30)]
+    sim = Simulation(DetectionEngine(REGISTRY, only(REGISTRY, "login_time")))
+    sim.feed(histories(team, rng))
+    sunday = DAY + timedelta(days=(6 - DAY.weekday()) % 7)
+    weeks = [
+        e for day in range(21) for p in team for e in p.workday(DAY + timedelta(days=day), rng)
+    ]
+    user = team[-1]
+    at = user.local(sunday + timedelta(days=14), 1, 30)
+
+    def pages(members: int) -> Simulation:
+        paged = sim.copy()
+        nights = []
+        for k, person in enumerate(team[:members]):
+            night = sunday + timedelta(days=7 * (k % 2))
+            nights.append(person.event(LOGIN, person.local(night - timedelta(days=1), 1, 5)))
+            nights.append(person.event(LOGIN, person.local(night, 1, 10 + k)))
+        paged.feed(sorted(weeks + nights, key=lambda e: e.occurred_at))
+        return paged
+
+    (few,) = pages(2).feed([user.event(LOGIN, at)])
+    assert few.severity is Severity.MEDIUM, few.reason
+    (many,) = pages(4).feed([user.event(LOGIN, at)])
+    assert many.severity is Severity.LOW and "lowered: peers in support" in many.reason, many.reason
+    assert "of 30 active" in many.reason
+
+
 def test_victims_of_one_attacker_do_not_excuse_each_other_with_their_country():
     """One attacker takes over three accounts of a team, a day apart, from
     Lagos on its own laptop: each is MEDIUM. Had the first two alarms counted

@@ -26,8 +26,9 @@ It is MEDIUM only, too, when the user seldom logs in within two hours of
 that time of day on any day (2% of their logins), and when the user's
 peers do not log in at that time of day either (the same local hour, give
 or take one, on weekdays or weekend days, in the last 30 days, from
-uba.domain.peers): a first on-call night of an operations engineer whose
-team covers nights is LOW, a finance user's first Saturday night is not.
+uba.domain.peers; two user-hours at least and `peer_share` of the group's
+active members, so a rota's odd pages in a big team are not its hour): a
+night shift's member is LOW, a finance user's first Saturday night is not.
 A team on call covers nights on a rota, one member a week (or a few):
 `NightCover` says who in the user's group logged in in their own night in
 30 days and in each of the last four weeks, and who was up at an hour
@@ -176,7 +177,7 @@ class NightCover:
 
 class LoginTimeDetector(Detector):
     name = "login_time"
-    version = "3.0"
+    version = "3.1"
     description = (
         "Successful login at a local hour of the week (weekday or weekend habits, DST-correct) the "
         "user (or, while new, their peer group) rarely logs in."
@@ -190,6 +191,7 @@ class LoginTimeDetector(Detector):
         prior_strength: float = 20.0,
         usual_hours_coverage: float = 0.9,
         min_peers: int = 2,
+        peer_share: float = 0.1,
         near_share: float = 0.02,
         night_hours: int = 8,
         day_hours: float = 8.0,
@@ -200,6 +202,9 @@ class LoginTimeDetector(Detector):
         self.prior_strength = prior_strength
         self.usual_hours_coverage = usual_hours_coverage
         self.min_peers = min_peers
+        # Peers' logins at the hour (user-hours, in 30 days) that lower it:
+        # at least min_peers and this share of the group's active members.
+        self.peer_share = peer_share
         # Share of the user's logins within two hours of the time of day
         # (any day) that keeps a rare hour of the week LOW.
         self.near_share = near_share
@@ -213,7 +218,9 @@ class LoginTimeDetector(Detector):
         self.max_values = max_values
 
     def check_params(self) -> None:
-        require_fraction(self, "min_probability", "usual_hours_coverage", "near_share")
+        require_fraction(
+            self, "min_probability", "usual_hours_coverage", "near_share", "peer_share"
+        )
         require_positive(
             self, "prior_strength", "min_peers", "max_values", "night_hours", "day_hours"
         )
@@ -393,13 +400,17 @@ class LoginTimeDetector(Detector):
             activity = PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values))
             # Peers' logins at this time of day, give or take an hour, on
             # days of the same kind.
-            nearby = 0
+            nearby = size = 0
             kind_base = 5 * 24 if index // 24 >= 5 else 0
             for cell in (index - 1, index, index + 1):
                 usage = activity.usage(
                     event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts
                 )
                 nearby += usage.peers if group else usage.population
+                size = usage.group_size if group else usage.population_size
+            # Peers who work then: a share of the team, not the odd page of
+            # its rota (which night_cover judges).
+            common = max(self.min_peers, self.peer_share * size)
             # A team on call covers nights one member (or a few) at a time:
             # when this week's are covered by others already, this login is
             # not the rota's, whatever peers did at this hour before.
@@ -414,11 +425,12 @@ class LoginTimeDetector(Detector):
                     "; lowered: the user was up in their night earlier this week too, on their "
                     f"own device or network (on call?): {cover.describe()}"
                 )
-            elif nearby >= self.min_peers:
+            elif nearby >= common:
                 severity = Severity.LOW
                 peer_note = (
                     f"; lowered: {'peers in ' + group if group else 'other users'} logged in at "
-                    f"this time of day {nearby} times (user-hours) in the last 30 days"
+                    f"this time of day {nearby} times (user-hours) in the last 30 days, of "
+                    f"{size} active"
                 )
             elif cover is not None and cover.members >= self.min_peers and cover.rota:
                 severity = Severity.LOW
