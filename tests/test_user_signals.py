@@ -146,4 +146,4 @@ def test_privileged_endpoint_no_peer_ever_used(uba_server, org):
         ],
     )
     (a,) = anomalies(uba_server.stub, p.user_id, detector="api_new_endpoint")
-    assert a.severity >= MEDIUM and "privileged" in a.reason and a.detector_version == "2.2"
+    assert a.severity >= MEDIUM and "privileged" in a.reason and a.detector_version == "2.3"
