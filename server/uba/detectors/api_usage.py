@@ -252,7 +252,7 @@ class NewEndpointDetector(Detector):
                 # the organisation for days at most, and "no one used it"
                 # says little of its 30 days.
                 severity = base
-                note += "; LOW: no one's baseline is mature yet (a new deployment)"
+                note += f"; {base.name}: no one's baseline is mature yet (a new deployment)"
         known = len(baseline.endpoints)
         return [
             Finding(

@@ -196,16 +196,6 @@ class DetectionEngine:
             else []
         )
 
-        was_mature = baseline.mature
-        if learns:  # a population engine leaves the baseline to the user's partition
-            if quarantined:
-                baseline.note_quarantined(event, clock)
-            else:
-                alarmed = any(
-                    f.severity >= Severity.MEDIUM and d.scope == USER_SCOPE for d, f in findings
-                )
-                baseline.learn(event, clock, alarmed=alarmed)
-        ctx.quarantined = quarantined
         # User detectors' findings only: a worker of a partitioned event log
         # sees no others, and the findings must be the same embedded.
         if findings:
@@ -216,6 +206,13 @@ class DetectionEngine:
             )
         else:
             ctx.found_by = ctx.alarmed_by = _NO_ONE
+        was_mature = baseline.mature
+        if learns:  # a population engine leaves the baseline to the user's partition
+            if quarantined:
+                baseline.note_quarantined(event, clock)
+            else:
+                baseline.learn(event, clock, alarmed=bool(ctx.alarmed_by))
+        ctx.quarantined = quarantined
         for i, detector in enumerate(detectors):
             started = time.perf_counter() if spent is not None else 0.0
             try:

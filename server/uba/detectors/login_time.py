@@ -400,14 +400,14 @@ class LoginTimeDetector(Detector):
             activity = PeerActivity(ctx.shared, "hour", max_keys=int(self.max_values))
             # Peers' logins at this time of day, give or take an hour, on
             # days of the same kind.
-            nearby = size = 0
+            nearby = 0
             kind_base = 5 * 24 if index // 24 >= 5 else 0
             for cell in (index - 1, index, index + 1):
                 usage = activity.usage(
                     event.user_id, group, self._hour_kind(kind_base + cell % 24), clock.ts
                 )
                 nearby += usage.peers if group else usage.population
-                size = usage.group_size if group else usage.population_size
+            size = usage.group_size if group else usage.population_size
             # Peers who work then: a share of the team, not the odd page of
             # its rota (which night_cover judges).
             common = max(self.min_peers, self.peer_share * size)

@@ -27,11 +27,12 @@ ENDPOINTS = (
     ("GET", "/v1/reports/daily"),
     ("PUT", "/v1/orders/{n}"),
 )
-# History starts on a Monday; scenarios continue on the Tuesday after it.
 # Places of logins from elsewhere: country, city, latitude, longitude.
-Place = tuple[str, str, float, float]
+Place = tuple[str, str, float | None, float | None]
 JAKARTA: Place = ("ID", "Jakarta", -6.2, 106.85)
 SYDNEY: Place = ("AU", "Sydney", -33.87, 151.21)
+NOWHERE: Place = ("", "", None, None)
+# History starts on a Monday; scenarios continue on the Tuesday after it.
 HISTORY_START = datetime(2026, 1, 5)
 HISTORY_DAYS = 42
 
@@ -87,16 +88,7 @@ class Persona:
     def from_address(self, kind: ActivityType, at: datetime, source_ip: str) -> ActivityEvent:
         """An event on this account from `source_ip` alone, with no device
         or place: a password attack's try (or success) from its proxy."""
-        return self.event(
-            kind,
-            at,
-            source_ip=source_ip,
-            device_id="",
-            country_code="",
-            city="",
-            latitude=None,
-            longitude=None,
-        )
+        return self.from_place(kind, at, source_ip, NOWHERE)
 
     def from_place(
         self, kind: ActivityType, at: datetime, source_ip: str, place: Place
