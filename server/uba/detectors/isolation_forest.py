@@ -134,7 +134,7 @@ class IsolationForestDetector(Detector):
             "distance_log_km": "impossible_travel",
         }
     )
-    version = "1.2"
+    version = "1.3"
     family = "enhanced"
     description = (
         "Isolation Forest over engineered, per-user normalised features (hour, session, API rate, "
@@ -475,6 +475,12 @@ class IsolationForestDetector(Detector):
     # -- streaming ------------------------------------------------------------------
 
     def score_one(self, event: ActivityEvent, ctx: DetectionContext) -> list[Finding]:
+        if event.type is ActivityType.LOGIN_FAILURE:
+            # A failed login let nobody in. What is odd about it (where from,
+            # when, how many) is the failed-login detectors' and novelty's to
+            # judge; the forest's finding only added a signal to a story with
+            # no access in it (each account a botnet tried was an incident).
+            return []
         model = self._current_model()
         baseline = ctx.baseline
         mature = baseline.mature
