@@ -261,3 +261,30 @@ def test_small_and_odd_sizes_work():
         assert all(sc.start <= e.occurred_at <= sc.end for e in sc.events)
     with pytest.raises(ValueError):
         generate(users=0, days=5)
+
+
+def test_other_attack_shapes_stage_every_class_another_way():
+    """`--attack-shapes other` stages the same classes, each in another
+    shape than the scenario's: detection must not fit one way of staging."""
+    sc = generate(users=60, days=42, seed=11, attack_shapes="other")
+    ids = {e.event_id: e for e in sc.events}
+    assert sorted(lb.kind for lb in sc.attacks) == sorted(REALISTIC + tuple(BLATANT))
+    by_kind = {lb.kind: lb for lb in sc.attacks}
+    events = {k: [ids[i] for i in lb.event_ids] for k, lb in by_kind.items()}
+    stuffing = by_kind["credential_stuffing"]
+    assert len(stuffing.sources) == 60 and len(stuffing.users) == 40
+    assert sum(e.type is ActivityType.LOGIN_SUCCESS for e in events["credential_stuffing"]) == 1
+    spray = by_kind["password_spraying_slow"]
+    assert len(spray.sources) == 2 and len(spray.users) == 30
+    assert spray.end - spray.start > timedelta(hours=2.5)
+    prompts = [e.type for e in events["mfa_fatigue"]].count(ActivityType.MFA_CHALLENGE)
+    assert prompts == 8
+    victim = sc.user(by_kind["session_hijack"].users[0])
+    assert {e.country_code for e in events["session_hijack"]} == {victim.office.country_code}
+    assert sc.user(by_kind["privilege_misuse"].users[0]).group in ("finance", "support")
+    assert len(events["account_takeover"]) == 1 + 8 + 1  # login, calls, logout
+    night = events["weekend_night_login"][0]
+    local = night.occurred_at.astimezone(zone(sc.user(night.user_id).timezone))
+    assert (local.weekday(), local.hour) in ((5, 23), (6, 0))
+    with pytest.raises(ValueError, match="attack_shapes"):
+        generate(users=5, days=10, attack_shapes="nastier")

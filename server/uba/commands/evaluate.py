@@ -67,6 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(the blatant ones: one each) [3]",
     )
     p.add_argument(
+        "--attack-shapes",
+        choices=("usual", "other"),
+        default="usual",
+        help="how the realistic attacks are staged: the scenario's shapes, or other shapes of "
+        "the same classes (a shorter takeover, a hijack from the user's country, two weeks "
+        "dormant, misuse by finance or support, a Saturday-evening login, 2.5x exfiltration, a "
+        "slower stuffing wave and spray, 8 MFA prompts in the afternoon) [usual]",
+    )
+    p.add_argument(
         "--end",
         type=parse_time,
         default=None,
@@ -560,7 +569,14 @@ def run(args: argparse.Namespace) -> int:
             )
         if not 1 <= args.instances <= 20:
             raise UsageError("--instances must be within 1..20")
-        scenario = generate(args.users, args.days, args.seed, end=end, instances=args.instances)
+        scenario = generate(
+            args.users,
+            args.days,
+            args.seed,
+            end=end,
+            instances=args.instances,
+            attack_shapes=args.attack_shapes,
+        )
         if args.save is not None:
             from uba.evaluation.files import save
 
@@ -593,6 +609,7 @@ def run(args: argparse.Namespace) -> int:
             "days": args.days,
             "seed": args.seed,
             "instances": args.instances,
+            "attack_shapes": args.attack_shapes,
         }
 
     train_after = (
@@ -709,6 +726,7 @@ def print_report(r: dict) -> None:
     what = (
         f"{s['users']} users, {s['days']} days, seed {s['seed']}, "
         f"{s['instances']} of each realistic attack"
+        + (f" ({s['attack_shapes']} shapes)" if s.get("attack_shapes", "usual") != "usual" else "")
         if "users" in s
         else f"{s['events_file']} with {s['labels_file']}"
     )

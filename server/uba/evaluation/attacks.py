@@ -23,6 +23,10 @@ the attacker is careful:
   addresses over two hours;
 - mfa_fatigue: push bombing, denied and ignored prompts, then an approval.
 
+`AttackShapes` says how: the scenario's shapes above, or (`OTHER_SHAPES`,
+`uba evaluate --attack-shapes other`) other shapes of the same classes,
+so detection is not fitted to one way of staging them.
+
 Blatant classes (the attacks `uba demo` has always staged, each aimed at
 one detector): off_hours_login, brute_force, password_spraying,
 new_country_and_device, impossible_travel, api_rate_spike,
@@ -57,6 +61,66 @@ from uba.evaluation.scenario import (
 from uba.evaluation.score import ATTACK, BENIGN, Label
 
 T = ActivityType
+
+
+@dataclass(frozen=True, slots=True)
+class AttackShapes:
+    """How the realistic attacks are staged (the defaults: the scenario's)."""
+
+    takeover_calls: int = 25
+    # Half the takeover's calls to endpoints the user's own team uses (and
+    # the user never did), not only other teams'.
+    takeover_team_endpoints: bool = False
+    hijack_abroad: bool = True  # else from a home network in the user's country
+    dormant_days: int = 21  # silence before the dormant account's reuse
+    dormant_calls: int = 15
+    misuse_groups: tuple[str, ...] = ("sales",)  # whose user calls /admin/*
+    misuse_calls: int = 10
+    # The weekend night login's local time: Saturday 00:00 plus this many
+    # hours plus a uniform offset within the range (the night to Sunday).
+    weekend_night_hour: float = 24.0
+    weekend_night_offset: tuple[float, float] = (1.5, 3.5)
+    exfiltration_extra: float = 2.0  # times the daily volume, on top of the routine
+    stuffing_sources: int = 150
+    stuffing_accounts: int = 80
+    stuffing_real_accounts: int = 64  # of stuffing_accounts; the rest: former staff
+    stuffing_successes: int = 3
+    spray_accounts: int = 60
+    spray_sources: int = 3
+    spray_seconds_apart: int = 120
+    mfa_prompts: int = 17
+    mfa_local_hour: float = 20.0
+    mfa_abroad: bool = True  # else from the user's own office city
+
+    @property
+    def spray_hours(self) -> float:
+        return self.spray_accounts * self.spray_seconds_apart / 3600
+
+
+OTHER_SHAPES = AttackShapes(
+    takeover_calls=8,
+    takeover_team_endpoints=True,
+    hijack_abroad=False,
+    dormant_days=14,
+    dormant_calls=5,
+    misuse_groups=("finance", "support"),
+    misuse_calls=4,
+    weekend_night_hour=23.0,
+    weekend_night_offset=(0.0, 1.5),
+    exfiltration_extra=1.5,
+    stuffing_sources=60,
+    stuffing_accounts=40,
+    stuffing_real_accounts=32,
+    stuffing_successes=1,
+    spray_accounts=30,
+    spray_sources=2,
+    spray_seconds_apart=360,
+    mfa_prompts=8,
+    mfa_local_hour=14.0,
+    mfa_abroad=False,
+)
+SHAPES = {"usual": AttackShapes(), "other": OTHER_SHAPES}
+
 REALISTIC = (
     "account_takeover",
     "takeover_campaign",
@@ -124,8 +188,16 @@ def _ip(prefix: str, rng: random.Random) -> str:
 
 
 class Stager:
-    def __init__(self, scenario: Scenario, rng: random.Random, emit: Emitter, instances: int = 1):
+    def __init__(
+        self,
+        scenario: Scenario,
+        rng: random.Random,
+        emit: Emitter,
+        instances: int = 1,
+        shapes: AttackShapes = AttackShapes(),
+    ):
         self.sc = scenario
+        self.shapes = shapes
         self.rng = rng
         self.emit = emit
         self.instances = instances  # of each realistic class
@@ -140,8 +212,8 @@ class Stager:
 
     def plan_dormant(self) -> dict[str, date]:
         """Picks the dormant account before the routine is generated: it
-        goes silent about three weeks (at most half the window) before the
-        attack."""
+        goes silent `dormant_days` (about three weeks; at most half the
+        window) before the attack."""
         sc = self.sc
         silent = {}
         for _ in range(self.instances):
@@ -150,8 +222,10 @@ class Stager:
                 break
             u = self.rng.choice(candidates)
             attack_day = (self.lo + (self.hi - self.lo) * self.rng.uniform(0.2, 0.8)).date()
-            # About three weeks of silence, leaving at least a week of history.
-            silence = timedelta(days=min(21, max(5, (attack_day - sc.start.date()).days - 7)))
+            # The silence, leaving at least a week of history.
+            silence = timedelta(
+                days=min(self.shapes.dormant_days, max(5, (attack_day - sc.start.date()).days - 7))
+            )
             self.dormant.append((u.user_id, attack_day))
             self.used.add(u.user_id)
             silent[u.user_id] = attack_day - silence
@@ -329,9 +403,11 @@ class Stager:
         sid = self.emit.session_id()
         events = [self.ev(u, T.LOGIN_SUCCESS, at, ctx, session_id=sid)]
         t = at
-        for _ in range(25):
+        team = [ep for ep in GROUPS[u.group][1] if ep not in u.endpoints] or others
+        for k in range(self.shapes.takeover_calls):
             t += timedelta(seconds=self.rng.uniform(40, 140))
-            events.append(self.call(u, t, ctx, sid, self.rng.choice(others)))
+            pool = team if self.shapes.takeover_team_endpoints and k % 2 else others
+            events.append(self.call(u, t, ctx, sid, self.rng.choice(pool)))
         events.append(
             self.ev(
                 u,
@@ -410,11 +486,14 @@ class Stager:
         if s is None:
             return
         u = self.sc.user(s.user_id)
-        place = self.foreign(u)
+        abroad = self.shapes.hijack_abroad
+        place = self.foreign(u) if abroad else u.office
         device = "DESKTOP-" + hashlib.sha1(s.session_id.encode()).hexdigest()[:7].upper()
         ctx = Context(
             place,
-            f"185.220.101.{self.rng.randint(1, 254)}",
+            f"185.220.101.{self.rng.randint(1, 254)}"
+            if abroad
+            else _ip(RESIDENTIAL.get(u.office.country_code, "81.2"), self.rng),
             device,
             self.rng.choice([a for a in LAPTOPS if a != u.user_agent]),
         )
@@ -446,7 +525,7 @@ class Stager:
         sid = self.emit.session_id()
         events = [self.ev(u, T.LOGIN_SUCCESS, at, ctx, session_id=sid)]
         t = at
-        for _ in range(15):
+        for _ in range(self.shapes.dormant_calls):
             t += timedelta(seconds=self.rng.uniform(20, 90))
             events.append(self.call(u, t, ctx, sid, self.rng.choice(ADMIN)))
         self.used.discard(u.user_id)
@@ -457,7 +536,8 @@ class Stager:
         )
 
     def privilege_misuse(self, near: datetime) -> None:
-        group = "sales" if any(u.group == "sales" for u in self.sc.people) else None
+        groups = {u.group for u in self.sc.people}
+        group = next((g for g in self.shapes.misuse_groups if g in groups), None)
         test = (lambda u, s: u.group == group) if group else (lambda u, s: u.group != "admins")
         s = self.pick_session(
             test, (near - timedelta(days=3), near + timedelta(days=3))
@@ -467,7 +547,7 @@ class Stager:
         u = self.sc.user(s.user_id)
         t = s.start + (s.end - s.start) * 0.3
         events = []
-        for _ in range(10):
+        for _ in range(self.shapes.misuse_calls):
             t += timedelta(seconds=self.rng.uniform(60, 180))
             events.append(self.call(u, t, s.context, s.session_id, self.rng.choice(ADMIN)))
         self.label(
@@ -483,7 +563,7 @@ class Stager:
         if datetime.combine(day, datetime.min.time(), UTC) > self.hi - timedelta(days=1):
             day -= timedelta(days=7)
         on_call = {lb.users[0] for lb in self.sc.labels if lb.kind == "on_call"}
-        hour = 24 + self.rng.uniform(1.5, 3.5)  # the night to Sunday
+        hour = self.shapes.weekend_night_hour + self.rng.uniform(*self.shapes.weekend_night_offset)
         u = self.pick_user(
             lambda u: (
                 not u.weekend_worker
@@ -551,9 +631,9 @@ class Stager:
                 u = self.sc.user(user_id)
                 daily = sorted(self.daily_bytes[user_id])[len(self.daily_bytes[user_id]) // 2]
                 events = []
-                # Twice the daily volume on top of the routine (about three times in all), in ten
+                # exfiltration_extra times the daily volume on top of the routine, in ten
                 # equal pulls spread evenly over the day's sessions.
-                per_call = int(2 * daily / 10)
+                per_call = int(self.shapes.exfiltration_extra * daily / 10)
                 for day in run:
                     sessions = by_user[user_id][day]
                     total = sum((s.end - s.start for s in sessions), timedelta())
@@ -576,8 +656,8 @@ class Stager:
                 self.label(
                     "low_and_slow_exfiltration",
                     events,
-                    f"{user_id} pulls about three times the daily "
-                    f"volume on five working days, {run[0]} to {run[-1]}",
+                    f"{user_id} pulls about {1 + self.shapes.exfiltration_extra:g} times the "
+                    f"daily volume on five working days, {run[0]} to {run[-1]}",
                 )
                 return
 
@@ -588,11 +668,14 @@ class Stager:
             for u in self.sc.people
             if self.free(u.user_id, near - timedelta(days=1), near + timedelta(hours=4))
         ]
-        accounts = [u.user_id for u in rng.sample(real, k=min(len(real), 64))]
+        shapes = self.shapes
+        accounts = [
+            u.user_id for u in rng.sample(real, k=min(len(real), shapes.stuffing_real_accounts))
+        ]
         fake = [n for n in FORMER_STAFF if n not in accounts]
         accounts += [
             f"{fake[i % len(fake)]}{'' if i < len(fake) else i // len(fake)}"
-            for i in range(80 - len(accounts))
+            for i in range(shapes.stuffing_accounts - len(accounts))
         ]
         sources = []
         prefixes = (
@@ -608,13 +691,15 @@ class Stager:
         n = sum(
             1 for lb in self.sc.labels if lb.kind == "credential_stuffing"
         )  # another botnet each time
-        for i in range(150):
+        for i in range(shapes.stuffing_sources):
             sources.append(
                 f"{prefixes[(i + 3 * n) % len(prefixes)]}.{(i * 37 + 101 * n) % 250 + 3}"
             )
         t0 = near.replace(minute=0, second=0)
         events = []
-        lucky = [a for a in accounts if a in {u.user_id for u in self.sc.people}][:3]
+        lucky = [a for a in accounts if a in {u.user_id for u in self.sc.people}][
+            : shapes.stuffing_successes
+        ]
         order = rng.sample(accounts, k=len(accounts))  # every account is tried at least once
         attempt = 0
         for i, ip in enumerate(sources):
@@ -652,31 +737,36 @@ class Stager:
             for u in self.sc.people
             if self.free(u.user_id, near - timedelta(days=1), near + timedelta(hours=3))
         ]
-        accounts = [u.user_id for u in rng.sample(real, k=min(len(real), 60))]
+        shapes = self.shapes
+        accounts = [u.user_id for u in rng.sample(real, k=min(len(real), shapes.spray_accounts))]
         fake = [n for n in FORMER_STAFF if n not in accounts]
-        accounts += fake[: max(0, 60 - len(accounts))]
+        accounts += fake[: max(0, shapes.spray_accounts - len(accounts))]
         n = sum(1 for lb in self.sc.labels if lb.kind == "password_spraying_slow")
-        sources = [f"91.219.{236 + n}.{host}" for host in (17, 41, 88)]
+        sources = [f"91.219.{236 + n}.{host}" for host in (17, 41, 88)][: shapes.spray_sources]
         place = FOREIGN[4]
         t0 = near.replace(second=0)
         events = []
         for i, account in enumerate(accounts):
             ctx = Context(
-                place, sources[i % 3], "", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"
+                place,
+                sources[i % len(sources)],
+                "",
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0",
             )
             owner = next((u for u in self.sc.people if u.user_id == account), None)
             events.append(
                 self.ev(
                     owner or account,
                     T.LOGIN_FAILURE,
-                    t0 + timedelta(seconds=120 * i + rng.uniform(0, 60)),
+                    t0 + timedelta(seconds=shapes.spray_seconds_apart * i + rng.uniform(0, 60)),
                     ctx,
                 )
             )
         self.label(
             "password_spraying_slow",
             events,
-            f"one password against {len(accounts)} accounts from 3 addresses over 2 hours",
+            f"one password against {len(accounts)} accounts from {len(sources)} addresses "
+            f"over {shapes.spray_hours:g} hours",
             users=accounts,
             sources=sources,
             start=t0,
@@ -690,8 +780,8 @@ class Stager:
         if u is None:
             return
         day = near.astimezone(_tz(u)).date()
-        at = local_time(day, 20 + self.rng.uniform(0, 1), u.timezone)
-        place = self.foreign(u)
+        at = local_time(day, self.shapes.mfa_local_hour + self.rng.uniform(0, 1), u.timezone)
+        place = self.foreign(u) if self.shapes.mfa_abroad else u.office
         ctx = Context(
             place,
             f"196.245.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}",
@@ -700,7 +790,7 @@ class Stager:
         )
         events = [self.ev(u, T.LOGIN_FAILURE, at - timedelta(minutes=3), ctx)]
         t = at
-        for k in range(16):
+        for k in range(self.shapes.mfa_prompts - 1):
             events.append(self.ev(u, T.MFA_CHALLENGE, t, ctx))
             if k % 3 == 1:
                 events.append(
@@ -718,7 +808,8 @@ class Stager:
         self.label(
             "mfa_fatigue",
             events,
-            f"{u.user_id} gets 17 push prompts in about half an hour from "
+            f"{u.user_id} gets {self.shapes.mfa_prompts} push prompts in "
+            f"{(t - at).total_seconds() / 60:.0f} minutes from "
             f"{place.city}, denies some, ignores most, approves the last",
         )
 

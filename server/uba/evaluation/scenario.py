@@ -822,13 +822,16 @@ def generate(
     blatant_window: tuple[datetime, datetime] | None = None,
     realistic: bool = True,
     instances: int = 1,
+    attack_shapes: str = "usual",
 ) -> Scenario:
     """The scenario: `days` of routine for `users` people ending at `end`
     (default DEFAULT_END), with its confounders and, with `attacks`, the
     labelled attacks of uba.evaluation.attacks after the training point.
     `blatant_window` puts the blatant attacks there instead (the demo puts
     them in its last hours); `realistic=False` stages only the blatant ones;
-    `instances` is how many of each realistic attack (on other victims)."""
+    `instances` is how many of each realistic attack (on other victims);
+    `attack_shapes` how they are staged (uba.evaluation.attacks.SHAPES:
+    "usual", the scenario's, or "other")."""
     from uba.evaluation import attacks as staged
 
     if users < 1 or days < 1:
@@ -845,7 +848,15 @@ def generate(
     scenario = Scenario(users, days, seed, start, end, train_at, people)
 
     first, last = (start - timedelta(days=1)).date(), end.date()
-    stage = staged.Stager(scenario, random.Random(seed + 1), emit, instances) if attacks else None
+    if attack_shapes not in staged.SHAPES:
+        raise ValueError(f"attack_shapes must be one of {', '.join(staged.SHAPES)}")
+    stage = (
+        staged.Stager(
+            scenario, random.Random(seed + 1), emit, instances, staged.SHAPES[attack_shapes]
+        )
+        if attacks
+        else None
+    )
     silent = stage.plan_dormant() if stage and realistic else {}
     plan = _plan(rng, people, first, last, train_at.date(), silent)
     routine = Routine(rng, emit, plan, start, end)
