@@ -310,3 +310,32 @@ def test_a_targeted_users_own_login_from_the_company_vpn_is_low_the_attackers_st
     assert all(successes[u].severity is Severity.HIGH for u in owned), [
         successes[u].reason for u in owned
     ]
+
+
+def test_a_users_own_typos_then_login_from_a_new_address_during_a_wave_is_no_finding():
+    """During a wave, a user the wave never tried mistypes twice on a phone
+    from a carrier address new to them, then logs in from it: their
+    account's only failures came from where they logged in, which tried
+    no other account. That is a typo, not the wave's success (it was
+    HIGH). The accounts that let the attacker in stay HIGH."""
+    sim, staff, _, _ = learned()
+    rng = random.Random(9)
+    day = attack_day()
+    start = datetime(day.year, day.month, day.day, 13, 0, tzinfo=UTC)
+    attack, owned = stuffing(staff, rng, start)
+    tried = {e.user_id for e in attack}
+    user = next(p for p in staff if p.user_id not in tried)
+    phone = start + timedelta(hours=1, minutes=30)
+    own = [
+        user.event(FAILURE, phone, source_ip="100.95.44.185", device_id="phone"),
+        user.event(FAILURE, phone + timedelta(seconds=20), source_ip="100.95.44.185"),
+        user.event(LOGIN, phone + timedelta(seconds=45), source_ip="100.95.44.185"),
+    ]
+    found = sim.feed(sorted(attack + own, key=lambda e: e.occurred_at))
+    assert not [a for a in found if a.user_id == user.user_id], [
+        a.reason for a in found if a.user_id == user.user_id
+    ]
+    successes = {a.user_id: a for a in found if a.observed.startswith("success after")}
+    assert set(owned) <= set(successes) and all(
+        successes[u].severity is Severity.HIGH for u in owned
+    )

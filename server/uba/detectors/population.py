@@ -36,7 +36,9 @@ MEDIUM, HIGH from twice the limit; the finding names the busiest sources
 and accounts. The wave stays open `wave_memory_seconds` after it was last
 over the limit. While it is open, a successful login to an account that
 the wave targeted, from an address it does not know or one that failed
-against other accounts, is its own HIGH finding for that user; LOW when
+against other accounts, is its own HIGH finding for that user (not the
+user's own typos: on a device they had, from the address every failure
+on the account came from, which tried no other account); LOW when
 the address failed nowhere and its network is the organisation's (at
 least `min_network_users` other users logged in from it in
 `network_memory_seconds` outside waves: the company VPN a user moved to
@@ -551,8 +553,20 @@ class CredentialStuffingDetector(Detector):
         others = (
             ip and (targeted.distinct(ip_key, ts) - targeted.has_value(ip_key, account, ts)) or 0
         )
-        if known and not others:
-            return []  # the user, after a typo, from where they always log in
+        if not others and (
+            known
+            # On a device the user had before the wave, every failed try on
+            # it from this address, which tried no other account: the user
+            # mistyped, then logged in (a phone on a carrier's new address).
+            or (
+                ip
+                and device
+                and _known_before(baseline.devices, device, since)
+                and targeted.distinct(account, ts) == 1
+                and targeted.has_value(account, ip, ts)
+            )
+        ):
+            return []  # the user, after a typo
         severity = Severity.parse(self.success_severity)
         how = []
         if others:
