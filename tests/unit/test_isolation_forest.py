@@ -523,31 +523,29 @@ def test_a_logins_session_length_is_no_evidence_beside_novelty():
 def test_a_failed_login_is_not_the_forests_to_judge(trained, fed):
     """A failed login let nobody in: a stranger's tries at an account from
     abroad in the night (what a botnet's wave does to every account it
-    tries) make no forest finding (each made a MEDIUM incident of its own);
-    the failed-login detectors and novelty judge them."""
+    tries) make no forest finding: beside new_country and new_ip on the same
+    try it made a MEDIUM incident of each account a wave tried. The
+    failed-login detectors and novelty judge them."""
     w, _, _ = trained
     victim = next(e for e in w.test if e.type is LOGIN)
     at = w.test[0].occurred_at.replace(hour=2)
-
-    def tries(kind):
-        return [
-            dataclasses.replace(
-                victim,
-                event_id=f"try-{kind.name}-{k}",
-                type=kind,
-                occurred_at=at + timedelta(minutes=7 * k),
-                source_ip=f"196.245.{k}.9",
-                device_id="",
-                session_id="",
-                country_code="NG",
-                city="Lagos",
-                latitude=6.45,
-                longitude=3.39,
-                user_agent="python-requests/2.31.0",
-            )
-            for k in range(3)
-        ]
-
-    found = fed.copy().feed(tries(ActivityType.LOGIN_FAILURE))
+    tries = [
+        dataclasses.replace(
+            victim,
+            event_id=f"try-{k}",
+            type=ActivityType.LOGIN_FAILURE,
+            occurred_at=at + timedelta(minutes=7 * k),
+            source_ip=f"196.245.{k}.9",
+            device_id="",
+            session_id="",
+            country_code="NG",
+            city="Lagos",
+            latitude=6.45,
+            longitude=3.39,
+            user_agent="python-requests/2.31.0",
+        )
+        for k in range(3)
+    ]
+    found = fed.copy().feed(tries)
     assert not [a for a in found if a.detector == NAME]
     assert {"new_country", "new_ip"} <= {a.detector for a in found}
