@@ -5,13 +5,6 @@ its own (ATT&CK T1110.003, T1110.004).
 
 The organisation is the unit: its failed logins in a sliding window
 (`window_seconds`) against what it usually sees at that time of the week.
-A wave paced slower (a try every minute or two, against the whole
-organisation) stays under the short window's limits; the longer window
-(`slow_window_seconds`) counts only strangers' failures: from a network
-neither the account nor `min_network_users` other users logged in from
-lately (the user's own typos, the organisation's VPN and offices aside),
-against the usual failures times the share of them that were strangers'
-(with lower floors, `slow_min_failures` and `slow_min_accounts`).
 The usual rate is learned per `bucket_seconds` bucket of failures (each
 account's counted up to `max_failures_per_account`: a brute force against
 one account is not the organisation's usual), by UTC
@@ -22,11 +15,10 @@ logins: the window's successful logins times the organisation's usual
 failure-to-success ratio is the other expectation, so a busy morning or
 a VPN change (everyone logs in at once) does not look like an attack.
 
-A wave is flagged when, within either window,
+A wave is flagged when, within the window,
 - the failures reach `rate_ratio` times the expected count and the
-  expected count plus `z` standard deviations, and at least `min_failures`
-  (`slow_min_failures`);
-- they hit at least `min_accounts` (`slow_min_accounts`) accounts, at most
+  expected count plus `z` standard deviations, and at least `min_failures`;
+- they hit at least `min_accounts` accounts, at most
   `max_failures_per_account` each on average (one account's brute force
   is failed_login_burst's);
 - they come from at least `min_sources` addresses (default 1: a few
@@ -54,7 +46,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
 
 from uba.detectors.base import (
     POPULATION_SCOPE,
@@ -80,8 +71,7 @@ _ORG = "org"
 #   wave level, wave last over the limit (ts), wave started (ts),
 #   weekly slots [[n, mean, m2] x 168], daily slots [[n, mean, m2] x 24],
 #   all hours [n, mean, m2], failures learned, successes learned,
-#   the bucket's failures per account {account: n},
-#   the bucket's strangers' failures, strangers' failures learned]
+#   the bucket's failures per account {account: n}]
 (
     _BUCKET,
     _FAILS,
@@ -96,9 +86,7 @@ _ORG = "org"
     _F_TOTAL,
     _S_TOTAL,
     _PER_ACCOUNT,
-    _STRANGERS,
-    _X_TOTAL,
-) = range(15)
+) = range(13)
 # Accounts whose failures in one bucket are counted apart (beyond, each
 # failure counts); far more than fail in ten ordinary minutes.
 _MAX_ACCOUNTS_PER_BUCKET = 10_000
@@ -121,8 +109,6 @@ def _new_record(bucket: int) -> list:
         0,
         0,
         {},
-        0,
-        0,
     ]
 
 
@@ -146,7 +132,7 @@ NO_HISTORY = "no history yet"
 
 class CredentialStuffingDetector(Detector):
     name = "credential_stuffing"
-    version = "1.4"
+    version = "1.3"
     description = (
         "Failed logins across the organisation, against its usual rate for the time of week: many "
         "addresses and accounts with a try or two each (credential stuffing, distributed "
@@ -163,12 +149,9 @@ class CredentialStuffingDetector(Detector):
     def __init__(
         self,
         window_seconds: float = 900.0,
-        slow_window_seconds: float = 3600.0,
         bucket_seconds: float = 600.0,
         min_failures: int = 12,
         min_accounts: int = 8,
-        slow_min_failures: int = 8,
-        slow_min_accounts: int = 6,
         min_sources: int = 1,
         max_failures_per_account: float = 3.0,
         rate_ratio: float = 3.0,
@@ -186,16 +169,9 @@ class CredentialStuffingDetector(Detector):
         max_sources: int = CACHED_USERS,
     ):
         self.window_seconds = window_seconds
-        # A wave paced slower (a few tries a minute against the whole
-        # organisation) reaches the limits only over a longer window.
-        self.slow_window_seconds = slow_window_seconds
         self.bucket_seconds = bucket_seconds
         self.min_failures = min_failures
         self.min_accounts = min_accounts
-        # The longer window counts strangers' failures only, which an
-        # organisation sees few of: its floors are lower.
-        self.slow_min_failures = slow_min_failures
-        self.slow_min_accounts = slow_min_accounts
         self.min_sources = min_sources
         self.max_failures_per_account = max_failures_per_account
         self.rate_ratio = rate_ratio
@@ -223,12 +199,9 @@ class CredentialStuffingDetector(Detector):
         require_positive(
             self,
             "window_seconds",
-            "slow_window_seconds",
             "bucket_seconds",
             "min_failures",
             "min_accounts",
-            "slow_min_failures",
-            "slow_min_accounts",
             "min_sources",
             "max_failures_per_account",
             "rate_ratio",
@@ -249,39 +222,9 @@ class CredentialStuffingDetector(Detector):
 
     # -- state -----------------------------------------------------------------------
 
-    def _windows(self, ctx: DetectionContext) -> list[tuple[Any, float, bool]]:
-        """The windows, the short one first: each with its span and whether
-        it counts only strangers' failures (`_stranger`). Keys: "accounts"
-        (value: account), "sources" (value: address), "successes"."""
-        return [
-            (
-                ctx.shared.windows(f"{self.name}.window", self.window_seconds, 8, self.max_events),
-                self.window_seconds,
-                False,
-            ),
-            (
-                ctx.shared.windows(
-                    f"{self.name}.slow", self.slow_window_seconds, 8, self.max_events
-                ),
-                self.slow_window_seconds,
-                True,
-            ),
-        ]
-
-    def _stranger(self, event: ActivityEvent, ctx: DetectionContext, ts: float) -> bool:
-        """A failure from a network neither the account nor the organisation
-        (`min_network_users` others) logged in from lately: not a user's
-        typo before their login. Over an hour the organisation's typos add
-        up (an on-call night's two tries, a morning's rush), a slow wave's
-        tries from its proxies do not look like them. Without an address
-        there is no telling: such failures count in the short window only."""
-        if not event.source_ip:
-            return False
-        networks, network = self._networks(ctx), network_of(event.source_ip)
-        return (
-            not networks.has_value(network, event.user_id, ts)
-            and networks.distinct(network, ts) < self.min_network_users
-        )
+    def _window(self, ctx: DetectionContext):
+        # keys: "accounts" (value: account), "sources" (value: address), "successes"
+        return ctx.shared.windows(f"{self.name}.window", self.window_seconds, 8, self.max_events)
 
     def _targeted(self, ctx: DetectionContext):
         # account -> addresses that failed against it; address -> accounts it failed against
@@ -306,11 +249,8 @@ class CredentialStuffingDetector(Detector):
         record = store.get(_ORG)
         if record is None:
             record = store.put(_ORG, _new_record(int(ctx.clock.ts // self.bucket_seconds)))
-        else:
-            if len(record) == _PER_ACCOUNT:  # saved by version 1.1
-                record.append({})
-            if len(record) == _STRANGERS:  # saved by version 1.3 or before
-                record += [0, 0]
+        elif len(record) == _PER_ACCOUNT:  # saved by version 1.1
+            record.append({})
         return record
 
     def _wave_open(self, record: list, ts: float) -> bool:
@@ -318,14 +258,9 @@ class CredentialStuffingDetector(Detector):
 
     # -- expectation --------------------------------------------------------------------
 
-    def _expected(
-        self, record: list, ts: float, successes: int, span: float, strangers_only: bool = False
-    ) -> tuple[float, float, str]:
-        """(expected failures in a window of `span` seconds, its standard
-        deviation, what from); of strangers' failures only: the usual
-        failures times the share of them that were strangers' (every one,
-        while little is learned)."""
-        scale = span / self.bucket_seconds
+    def _expected(self, record: list, ts: float, successes: int) -> tuple[float, float, str]:
+        """(expected failures in the window, its standard deviation, what from)."""
+        scale = self.window_seconds / self.bucket_seconds
         hour = int(ts // 3600)
         # 1970-01-01 was a Thursday: hour 0 of the week is Monday 00:00 UTC.
         slots = (
@@ -349,39 +284,22 @@ class CredentialStuffingDetector(Detector):
                     math.sqrt(by_logins),
                     f"{successes} logins in the window",
                 )
-        if strangers_only and label != NO_HISTORY:
-            share = (record[_X_TOTAL] + 1) / (learned_f + 1)
-            if share < 1.0:
-                mean, sd = mean * share, sd * math.sqrt(share)
-                label += f", of which strangers' {share:.0%}"
         return mean, sd, label
 
-    def _floors(self, strangers_only: bool) -> tuple[int, int]:
-        """The fewest failures and accounts of a wave in a window."""
-        if strangers_only:
-            return int(self.slow_min_failures), int(self.slow_min_accounts)
-        return int(self.min_failures), int(self.min_accounts)
-
     def _wave(
-        self,
-        failures: int,
-        accounts: int,
-        sources: int,
-        with_source: int,
-        limit: float,
-        min_accounts: int,
+        self, failures: int, accounts: int, sources: int, with_source: int, limit: float
     ) -> bool:
         """The window's test. Addresses count only when most failures carry
         one: a source that sends none must not be judged by the few that do."""
-        if failures < limit or accounts < min_accounts:
+        if failures < limit or accounts < self.min_accounts:
             return False
         if failures > self.max_failures_per_account * accounts:
             return False
         return 2 * with_source < failures or sources >= self.min_sources
 
-    def _limit(self, expected: float, sd: float, min_failures: int) -> float:
+    def _limit(self, expected: float, sd: float) -> float:
         spread = max(sd, math.sqrt(max(expected, 1.0)))
-        return max(float(min_failures), self.rate_ratio * expected, expected + self.z * spread)
+        return max(float(self.min_failures), self.rate_ratio * expected, expected + self.z * spread)
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -424,62 +342,26 @@ class CredentialStuffingDetector(Detector):
     def _wave_finding(
         self, event: ActivityEvent, ctx: DetectionContext, record: list, ts: float
     ) -> list[Finding]:
-        account, source = event.user_id, event.source_ip
-        stranger = self._stranger(event, ctx, ts)
-        for window, seconds, strangers_only in self._windows(ctx):
-            if strangers_only and not stranger:
-                continue
-            failures = window.count("accounts", ts) + 1
-            min_failures, min_accounts = self._floors(strangers_only)
-            if failures < min_failures:
-                continue
-            accounts = window.distinct("accounts", ts) + (
-                not window.has_value("accounts", account, ts)
-            )
-            sources = window.distinct("sources", ts) + (
-                bool(source) and not window.has_value("sources", source, ts)
-            )
-            with_source = window.count("sources", ts) + bool(source)
-            expected, sd, basis = self._expected(
-                record, ts, window.count("successes", ts), seconds, strangers_only
-            )
-            limit = self._limit(expected, sd, min_failures)
-            if not self._wave(failures, accounts, sources, with_source, limit, min_accounts):
-                continue
-            level = escalation_level(failures, limit)
-            if self._wave_open(record, ts) and level <= record[_LEVEL]:
-                continue
-            return self._report(
-                window,
-                seconds,
-                event,
-                record,
-                ts,
-                (failures, accounts, sources),
-                expected,
-                basis,
-                limit,
-                level,
-            )
-        return []
-
-    def _report(
-        self,
-        window,
-        seconds: float,
-        event: ActivityEvent,
-        record: list,
-        ts: float,
-        counts: tuple[int, int, int],
-        expected: float,
-        basis: str,
-        limit: float,
-        level: int,
-    ) -> list[Finding]:
-        """The finding of a wave over the limits in `window` (`seconds` long)."""
-        failures, accounts, sources = counts
-        span = fmt_window(seconds)
-        top_sources, top_accounts = self._top(window, ts, event.source_ip, event.user_id)
+        window = self._window(ctx)
+        failures = window.count("accounts", ts) + 1
+        if failures < self.min_failures:
+            return []
+        account = event.user_id
+        accounts = window.distinct("accounts", ts) + (not window.has_value("accounts", account, ts))
+        source = event.source_ip
+        sources = window.distinct("sources", ts) + (
+            bool(source) and not window.has_value("sources", source, ts)
+        )
+        with_source = window.count("sources", ts) + bool(source)
+        expected, sd, basis = self._expected(record, ts, window.count("successes", ts))
+        limit = self._limit(expected, sd)
+        if not self._wave(failures, accounts, sources, with_source, limit):
+            return []
+        level = escalation_level(failures, limit)
+        if self._wave_open(record, ts) and level <= record[_LEVEL]:
+            return []
+        span = fmt_window(self.window_seconds)
+        top_sources, top_accounts = self._top(window, ts, source, account)
         # With no learned rate at all (a new deployment, a first import) a
         # wave is judged against fixed limits only: reported, but never so
         # high that it quarantines what may be an ordinary morning.
@@ -614,11 +496,10 @@ class CredentialStuffingDetector(Detector):
         ts = ctx.clock.ts
         record = self._record(ctx)
         self._advance(record, ts)
-        windows = self._windows(ctx)
+        window = self._window(ctx)
         if event.type is _SUCCESS:
             record[_SUCCS] += 1
-            for window, _, _ in windows:
-                window.add("successes", ts)
+            window.add("successes", ts)
             if event.source_ip and not self._wave_open(record, ts):
                 # Logins during a wave might be its successes.
                 self._networks(ctx).add(network_of(event.source_ip), ts, event.user_id)
@@ -630,27 +511,19 @@ class CredentialStuffingDetector(Detector):
         # week's expectation enough to hide next week's wave.
         per_account = record[_PER_ACCOUNT]
         tried = per_account.get(account, 0)
-        stranger = self._stranger(event, ctx, ts)
         if tried < self.max_failures_per_account:
             record[_FAILS] += 1
-            record[_STRANGERS] += stranger
             if tried or len(per_account) < _MAX_ACCOUNTS_PER_BUCKET:
                 per_account[account] = tried + 1
-        # Level of the windows with this failure (the same test as score_one).
-        for window, _, strangers_only in windows:
-            if strangers_only and not stranger:
-                continue
-            window.add("accounts", ts, account)
-            if source:
-                window.add("sources", ts, source)
+        # Level of the window with this failure (the same test as score_one).
+        window.add("accounts", ts, account)
+        if source:
+            window.add("sources", ts, source)
         targeted = self._targeted(ctx)
         targeted.add(account, ts, source)
         if source:
             targeted.add("ip:" + source, ts, account)
-        level = max(
-            self._level(window, seconds, strangers_only, record, ts)
-            for window, seconds, strangers_only in windows
-        )
+        level = self._level(window, record, ts)
         if level:
             if not self._wave_open(record, ts):
                 record[_START] = ts
@@ -661,19 +534,15 @@ class CredentialStuffingDetector(Detector):
         elif record[_LEVEL] and not self._wave_open(record, ts):
             record[_LEVEL] = 0
 
-    def _level(self, window, seconds: float, strangers_only: bool, record: list, ts: float) -> int:
+    def _level(self, window, record: list, ts: float) -> int:
         failures = window.count("accounts", ts)
-        min_failures, min_accounts = self._floors(strangers_only)
-        if failures < min_failures:
+        if failures < self.min_failures:
             return 0
         accounts = window.distinct("accounts", ts)
         sources = window.distinct("sources", ts)
-        expected, sd, _ = self._expected(
-            record, ts, window.count("successes", ts), seconds, strangers_only
-        )
-        limit = self._limit(expected, sd, min_failures)
-        with_source = window.count("sources", ts)
-        if not self._wave(failures, accounts, sources, with_source, limit, min_accounts):
+        expected, sd, _ = self._expected(record, ts, window.count("successes", ts))
+        limit = self._limit(expected, sd)
+        if not self._wave(failures, accounts, sources, window.count("sources", ts), limit):
             return 0
         return escalation_level(failures, limit)
 
@@ -688,10 +557,9 @@ class CredentialStuffingDetector(Detector):
             self._learn_bucket(record, current, record[_FAILS])
             record[_F_TOTAL] += record[_FAILS]
             record[_S_TOTAL] += record[_SUCCS]
-            record[_X_TOTAL] += record[_STRANGERS]
         for silent in range(max(current + 1, bucket - _MAX_GAP_BUCKETS), bucket):
             self._learn_bucket(record, silent, 0)
-        record[_BUCKET], record[_FAILS], record[_SUCCS], record[_STRANGERS] = bucket, 0, 0, 0
+        record[_BUCKET], record[_FAILS], record[_SUCCS] = bucket, 0, 0
         record[_PER_ACCOUNT] = {}
         record[_TAINT] = int(self._wave_open(record, ts))
 
