@@ -121,8 +121,8 @@ def test_a_spray_split_across_two_front_ends_is_detected_once(tmp_path, make_dat
         sent: list = []
         # Failed logins through both front ends, for users of both workers.
         # The wave: 16 accounts, one failure each from addresses of their
-        # own in networks of their own (a botnet), within 5 minutes: a wave
-        # from 12 failures on (credential stuffing), 8 per worker.
+        # own, within 5 minutes: a wave from 12 failures on (credential
+        # stuffing), 8 per worker.
         wave_start = now - timedelta(hours=3)
         for i, user in enumerate(users_of(owners, "wave", 8)):
             sent.append(
@@ -130,7 +130,7 @@ def test_a_spray_split_across_two_front_ends_is_detected_once(tmp_path, make_dat
                     user,
                     FAILURE,
                     at=wave_start + timedelta(seconds=20 * i),
-                    source_ip=f"198.18.{i + 1}.9",
+                    source_ip=f"203.0.113.{i + 1}",
                 )
             )
         # The spray: one address against 10 accounts within 100 seconds:

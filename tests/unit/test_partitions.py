@@ -79,13 +79,9 @@ def test_each_detector_runs_in_one_scope_and_rules_split_by_what_they_count():
     assert [r["name"] for r in user_rules.rules] == ["per user"]
     assert [r["name"] for r in source_rules.rules] == ["per address"]
     assert users.learns_baselines and not population.learns_baselines
-    # What a front end routes an event by: the address (rules by address),
-    # its network (spraying) and the organisation (credential stuffing).
-    assert population.population_keys(failure(1, "alice", "192.0.2.7")) == {
-        "192.0.2.7",
-        "192.0.2.0/24",
-        "",
-    }
+    # What a front end routes an event by: the address (spraying, rules by
+    # address) and the organisation (credential stuffing).
+    assert population.population_keys(failure(1, "alice", "192.0.2.7")) == {"192.0.2.7", ""}
     assert users.population_keys(failure(1, "alice", "192.0.2.7")) == set()
     with pytest.raises(ValueError, match="scope"):
         DetectionEngine(registry(), scope="team")

@@ -19,7 +19,6 @@ from uba.detectors.base import (
     require_severity,
 )
 from uba.domain.anomalies import Feature, Severity
-from uba.domain.event_keys import network_of
 from uba.domain.events import ActivityEvent, ActivityType
 from uba.domain.shared_state import CACHED_USERS
 
@@ -107,14 +106,13 @@ class FailedLoginBurstDetector(Detector):
 class PasswordSprayingDetector(Detector):
     """Two tiers. Fast: `min_users` accounts failing from one address within
     `window_seconds`. Slow: `slow_min_users` accounts within
-    `slow_window_seconds` from a network (the /24 or /48 of the addresses)
-    that logged nobody in meanwhile: a spray paced to stay under the fast
-    tier, from one address or spread over a few of one hosting range, which
-    a shared egress (an office NAT, the company VPN) does not look like, as
-    its users' typos come with their successful logins."""
+    `slow_window_seconds` from an address that logged nobody in meanwhile: a
+    spray paced to stay under the fast tier, which a shared egress (an office
+    NAT, the company VPN) does not look like, as its users' typos come with
+    their successful logins."""
 
     name = "password_spraying"
-    version = "1.2"
+    version = "1.1"
     description = (
         "One source address with failed logins against many distinct users within a window; "
         "or, paced slower, against several users with no successful login from it."
@@ -156,8 +154,7 @@ class PasswordSprayingDetector(Detector):
 
     def population_key(self, event: ActivityEvent) -> str | None:
         # Successes too: the slow tier remembers who logged in from where.
-        # By network: the slow tier counts a network's addresses together.
-        return (network_of(event.source_ip) or None) if event.type in self.event_types else None
+        return (event.source_ip or None) if event.type in self.event_types else None
 
     def _windows(self, ctx: DetectionContext):
         return ctx.shared.windows(self.name, self.window_seconds, int(self.max_sources))
@@ -205,11 +202,10 @@ class PasswordSprayingDetector(Detector):
         self, event: ActivityEvent, ctx: DetectionContext, ip: str, ts: float
     ) -> list[Finding]:
         failed, logged_in = self._slow(ctx)
-        network = network_of(ip)
-        if logged_in.count(network, ts):
+        if logged_in.count(ip, ts):
             return []
-        users_before = failed.distinct(network, ts)
-        users = users_before if failed.has_value(network, event.user_id, ts) else users_before + 1
+        users_before = failed.distinct(ip, ts)
+        users = users_before if failed.has_value(ip, event.user_id, ts) else users_before + 1
         level = escalation_level(users, self.slow_min_users)
         if level <= escalation_level(users_before, self.slow_min_users):
             return []
@@ -222,13 +218,13 @@ class PasswordSprayingDetector(Detector):
                     level - 1, Severity.parse(self.severity)
                 ),
                 reason=(
-                    f"{users} distinct users failed to log in from {network} (latest from {ip}) "
-                    f"within {window} and nobody logged in from it (slow spraying, limit "
-                    f"{self.slow_min_users}); this user is one of them"
+                    f"{users} distinct users failed to log in from {ip} within {window} and nobody "
+                    f"logged in from it (slow spraying, limit {self.slow_min_users}); this user is "
+                    "one of them"
                 ),
-                observed=f"{users} users from {network}, no successful login",
+                observed=f"{users} users from {ip}, no successful login",
                 expected=(
-                    f"fewer than {self.slow_min_users} users per network in {window} without a "
+                    f"fewer than {self.slow_min_users} users per address in {window} without a "
                     "login"
                 ),
                 features=(Feature("distinct_users_from_ip", float(users), 1.0),),
@@ -241,9 +237,8 @@ class PasswordSprayingDetector(Detector):
             return
         ts = ctx.clock.ts
         failed, logged_in = self._slow(ctx)
-        network = network_of(ip)
         if event.type is _FAILURE:
             self._windows(ctx).add(ip, ts, event.user_id)
-            failed.add(network, ts, event.user_id)
+            failed.add(ip, ts, event.user_id)
         else:
-            logged_in.add(network, ts)
+            logged_in.add(ip, ts)
