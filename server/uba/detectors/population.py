@@ -132,7 +132,7 @@ NO_HISTORY = "no history yet"
 
 class CredentialStuffingDetector(Detector):
     name = "credential_stuffing"
-    version = "1.3"
+    version = "1.4"
     description = (
         "Failed logins across the organisation, against its usual rate for the time of week: many "
         "addresses and accounts with a try or two each (credential stuffing, distributed "
